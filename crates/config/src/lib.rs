@@ -1,0 +1,734 @@
+//! The one Postern configuration file, `postern.toml`: a section per daemon.
+//!
+//! Each daemon reads only the sections it needs. Parsing is strict (`deny_unknown_fields`),
+//! so a typo is an error instead of a silently ignored setting. Relative paths are resolved
+//! against the directory holding the config file, so a self-contained install made by
+//! `mailctl init --dir DIR` can be moved as a whole.
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The default location of the config file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/postern/postern.toml";
+
+/// Errors while loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words.
+        message: String,
+    },
+    /// The values are well-formed but make no sense together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This server's fully qualified host name (HELO name, authserv-id, greetings).
+    pub hostname: String,
+    /// Where things live on disk.
+    #[serde(default)]
+    pub paths: Paths,
+    /// The account database.
+    #[serde(default)]
+    pub database: Database,
+    /// The TLS certificate shared by the listeners.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// Password policy and hashing.
+    #[serde(default)]
+    pub passwords: Passwords,
+    /// The directory daemon.
+    #[serde(default)]
+    pub authd: Authd,
+    /// The MTA (listener addresses; the rest comes with the smtpd issue).
+    #[serde(default)]
+    pub smtpd: Smtpd,
+    /// The IMAP/POP3 server (listener addresses; the rest comes with the imapd issue).
+    #[serde(default)]
+    pub imapd: Imapd,
+    /// The directory the config file was loaded from; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[paths]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// The run directory holding every socket (`auth`, `auth-userdb`, `socketmap`, `lmtp`, `smtpd`).
+    #[serde(default = "default_run_dir")]
+    pub run_dir: PathBuf,
+    /// State: queue, keys, database file for SQLite installs.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The root of the Maildir tree (`%d/%n/Maildir` below it by default).
+    #[serde(default = "default_mail_root")]
+    pub mail_root: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            run_dir: default_run_dir(),
+            state_dir: default_state_dir(),
+            mail_root: default_mail_root(),
+        }
+    }
+}
+
+fn default_run_dir() -> PathBuf {
+    PathBuf::from("/run/postern")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/postern")
+}
+fn default_mail_root() -> PathBuf {
+    PathBuf::from("/var/vmail")
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite:///path/postern.db`, `postgres://user@host/db` or `mysql://user@host/db`.
+    /// A relative SQLite path is relative to the config file's directory.
+    #[serde(default = "default_db_url")]
+    pub url: String,
+    /// A file whose first line is the database password; it replaces any password in `url`.
+    /// The environment variable `POSTERN_DB_PASSWORD` does the same and wins over the file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Lookup SQL to use instead of Postern's own schema (for an existing Postfix/Dovecot database).
+    #[serde(default)]
+    pub queries: Queries,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: default_db_url(),
+            password_file: None,
+            max_connections: default_max_connections(),
+            queries: Queries::default(),
+        }
+    }
+}
+
+fn default_db_url() -> String {
+    "sqlite:///var/lib/postern/postern.db".to_owned()
+}
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// `[database.queries]`: each lookup's SQL, overridable.
+///
+/// Placeholders: `%u` the key looked up (a whole address, or `@domain` for catch-alls),
+/// `%d` its domain, `%n` its local part. They become bound parameters, never text pasted
+/// into the SQL, so they need no quoting (`'%u'` is accepted and means the same).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queries {
+    /// Returns a row when `%d` is one of our domains.
+    pub domain: Option<String>,
+    /// Returns `address, password, quota_bytes, enabled` for the account `%u`.
+    pub account: Option<String>,
+    /// Returns one or more rows of destinations (each may be a comma-separated list) for `%u`.
+    pub alias: Option<String>,
+    /// Returns the logins allowed to send as `%u`, besides the account itself and alias owners.
+    pub sender: Option<String>,
+    /// Returns the address of every account (userdb LIST).
+    pub list: Option<String>,
+    /// Stores a new hash: `%p` the hash, `%u` the address. Used when rehashing after login.
+    pub password_update: Option<String>,
+}
+
+impl Queries {
+    /// True when any lookup is overridden (Postern's own schema may not be there).
+    pub fn any_overridden(&self) -> bool {
+        self.domain.is_some()
+            || self.account.is_some()
+            || self.alias.is_some()
+            || self.sender.is_some()
+            || self.list.is_some()
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[passwords]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passwords {
+    /// Shortest password `mailctl` accepts.
+    #[serde(default = "default_min_length")]
+    pub min_length: usize,
+    /// Replace an old-scheme hash with argon2id after a successful login.
+    #[serde(default)]
+    pub rehash_to_argon2id: bool,
+    /// Scheme assumed for a stored hash with no `{SCHEME}` prefix that is not recognisable
+    /// by its shape (`$6$…`, `$argon2id$…`, …). Dovecot's `default_pass_scheme`.
+    #[serde(default = "default_scheme")]
+    pub default_scheme: String,
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Self {
+            min_length: default_min_length(),
+            rehash_to_argon2id: false,
+            default_scheme: default_scheme(),
+        }
+    }
+}
+
+fn default_min_length() -> usize {
+    10
+}
+fn default_scheme() -> String {
+    "CRYPT".to_owned()
+}
+
+/// A Unix socket to listen on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSpec {
+    /// File name; a relative one lives in the run directory.
+    pub path: PathBuf,
+    /// Permission bits, octal as a string (`"0660"`).
+    #[serde(default = "default_socket_mode")]
+    pub mode: String,
+    /// Owner user name (needs root to change); unset keeps the daemon's own.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Owner group name; unset keeps the daemon's own.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl SocketSpec {
+    fn named(name: &str) -> Self {
+        Self {
+            path: PathBuf::from(name),
+            mode: default_socket_mode(),
+            owner: None,
+            group: None,
+        }
+    }
+
+    /// The mode bits.
+    pub fn mode_bits(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("socket mode {:?} is not octal", self.mode))
+            })
+    }
+}
+
+fn default_socket_mode() -> String {
+    "0660".to_owned()
+}
+
+/// `[authd]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authd {
+    /// Dovecot auth protocol (client side: Postfix SASL, smtpd, imapd).
+    #[serde(default = "default_auth_socket")]
+    pub auth_socket: SocketSpec,
+    /// Dovecot userdb protocol (lmtp-deliver, imapd).
+    #[serde(default = "default_userdb_socket")]
+    pub userdb_socket: SocketSpec,
+    /// Postfix socketmap protocol (domains, mailboxes, aliases, senders).
+    #[serde(default = "default_socketmap_socket")]
+    pub socketmap_socket: SocketSpec,
+    /// Allow PLAIN/LOGIN from a non-local client over an unencrypted connection.
+    #[serde(default)]
+    pub allow_plaintext_insecure: bool,
+    /// Longest request line accepted on any authd socket.
+    #[serde(default = "default_max_line")]
+    pub max_line: usize,
+    /// Idle time after which a client connection is closed.
+    #[serde(default = "default_idle_secs")]
+    pub idle_timeout_secs: u64,
+    /// What userdb lookups answer.
+    #[serde(default)]
+    pub userdb: Userdb,
+    /// Brute-force defence.
+    #[serde(default)]
+    pub lockout: Lockout,
+}
+
+impl Default for Authd {
+    fn default() -> Self {
+        Self {
+            auth_socket: default_auth_socket(),
+            userdb_socket: default_userdb_socket(),
+            socketmap_socket: default_socketmap_socket(),
+            allow_plaintext_insecure: false,
+            max_line: default_max_line(),
+            idle_timeout_secs: default_idle_secs(),
+            userdb: Userdb::default(),
+            lockout: Lockout::default(),
+        }
+    }
+}
+
+fn default_auth_socket() -> SocketSpec {
+    SocketSpec::named("auth")
+}
+fn default_userdb_socket() -> SocketSpec {
+    SocketSpec::named("auth-userdb")
+}
+fn default_socketmap_socket() -> SocketSpec {
+    SocketSpec::named("socketmap")
+}
+fn default_max_line() -> usize {
+    16384
+}
+fn default_idle_secs() -> u64 {
+    600
+}
+
+/// `[authd.userdb]`: the fields of a USER reply.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Userdb {
+    /// Unix uid owning the mail; unset means authd's own.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Unix gid owning the mail; unset means authd's own.
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Home template (`%d`, `%n`, `%u`); default `<mail_root>/%d/%n`.
+    #[serde(default)]
+    pub home: Option<String>,
+    /// Mail location template; default `maildir:<mail_root>/%d/%n/Maildir`.
+    #[serde(default)]
+    pub mail: Option<String>,
+}
+
+/// `[authd.lockout]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockout {
+    /// Failures (per IP or per account) before answers to that IP/account are delayed.
+    #[serde(default = "default_delay_after")]
+    pub delay_after: u32,
+    /// Longest delay before a failure answer (Postfix's client gives up after 10 s).
+    #[serde(default = "default_max_delay")]
+    pub max_delay_secs: u64,
+    /// Failures of one account within `window_secs` that lock it.
+    #[serde(default = "default_account_threshold")]
+    pub account_threshold: u32,
+    /// Failures from one IP within `window_secs` that lock it.
+    #[serde(default = "default_ip_threshold")]
+    pub ip_threshold: u32,
+    /// Failures older than this are forgotten.
+    #[serde(default = "default_window")]
+    pub window_secs: u64,
+    /// Length of a first lockout; each further lockout of the same subject doubles it.
+    #[serde(default = "default_lockout_secs")]
+    pub lockout_secs: u64,
+    /// Longest lockout.
+    #[serde(default = "default_max_lockout")]
+    pub max_lockout_secs: u64,
+    /// Networks never delayed or locked out (their failures are still logged).
+    #[serde(default)]
+    pub allow_networks: Vec<IpNet>,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Self {
+            delay_after: default_delay_after(),
+            max_delay_secs: default_max_delay(),
+            account_threshold: default_account_threshold(),
+            ip_threshold: default_ip_threshold(),
+            window_secs: default_window(),
+            lockout_secs: default_lockout_secs(),
+            max_lockout_secs: default_max_lockout(),
+            allow_networks: Vec::new(),
+        }
+    }
+}
+
+fn default_delay_after() -> u32 {
+    3
+}
+fn default_max_delay() -> u64 {
+    8
+}
+fn default_account_threshold() -> u32 {
+    10
+}
+fn default_ip_threshold() -> u32 {
+    30
+}
+fn default_window() -> u64 {
+    3600
+}
+fn default_lockout_secs() -> u64 {
+    900
+}
+fn default_max_lockout() -> u64 {
+    86400
+}
+
+impl Lockout {
+    /// True when `ip` is on the allow-list.
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        self.allow_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// `[smtpd]` listener addresses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtpd {
+    /// MX (port 25).
+    #[serde(default = "default_smtp")]
+    pub listen: Vec<SocketAddr>,
+    /// Submission with STARTTLS (587).
+    #[serde(default = "default_submission")]
+    pub submission: Vec<SocketAddr>,
+    /// Submission with implicit TLS (465).
+    #[serde(default = "default_smtps")]
+    pub submissions: Vec<SocketAddr>,
+}
+
+impl Default for Smtpd {
+    fn default() -> Self {
+        Self {
+            listen: default_smtp(),
+            submission: default_submission(),
+            submissions: default_smtps(),
+        }
+    }
+}
+
+fn any(port: u16) -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0, 0, 0, 0], port))]
+}
+fn default_smtp() -> Vec<SocketAddr> {
+    any(25)
+}
+fn default_submission() -> Vec<SocketAddr> {
+    any(587)
+}
+fn default_smtps() -> Vec<SocketAddr> {
+    any(465)
+}
+
+/// `[imapd]` listener addresses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imapd {
+    /// IMAP with STARTTLS (143).
+    #[serde(default = "default_imap")]
+    pub imap: Vec<SocketAddr>,
+    /// IMAP with implicit TLS (993).
+    #[serde(default = "default_imaps")]
+    pub imaps: Vec<SocketAddr>,
+    /// POP3 with STLS (110).
+    #[serde(default = "default_pop3")]
+    pub pop3: Vec<SocketAddr>,
+    /// POP3 with implicit TLS (995).
+    #[serde(default = "default_pop3s")]
+    pub pop3s: Vec<SocketAddr>,
+}
+
+impl Default for Imapd {
+    fn default() -> Self {
+        Self {
+            imap: default_imap(),
+            imaps: default_imaps(),
+            pop3: default_pop3(),
+            pop3s: default_pop3s(),
+        }
+    }
+}
+
+fn default_imap() -> Vec<SocketAddr> {
+    any(143)
+}
+fn default_imaps() -> Vec<SocketAddr> {
+    any(993)
+}
+fn default_pop3() -> Vec<SocketAddr> {
+    any(110)
+}
+fn default_pop3s() -> Vec<SocketAddr> {
+    any(995)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::fs::canonicalize(&base).unwrap_or(base);
+        Self::parse(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.base_dir = base_dir.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let h = self.hostname.trim();
+        if h.is_empty() || h.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid(
+                "hostname must be a host name without spaces".into(),
+            ));
+        }
+        for s in [
+            &self.authd.auth_socket,
+            &self.authd.userdb_socket,
+            &self.authd.socketmap_socket,
+        ] {
+            s.mode_bits()?;
+        }
+        if self.authd.max_line < 1024 {
+            return Err(ConfigError::Invalid(
+                "authd.max_line must be at least 1024".into(),
+            ));
+        }
+        let scheme = self.database.url.split(':').next().unwrap_or("");
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb") {
+            return Err(ConfigError::Invalid(format!(
+                "database.url must start with sqlite:, postgres:, or mysql: (got {scheme:?})"
+            )));
+        }
+        if self.passwords.min_length < 6 {
+            return Err(ConfigError::Invalid(
+                "passwords.min_length below 6 is not allowed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A path from the config, made absolute against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The run directory, absolute.
+    pub fn run_dir(&self) -> PathBuf {
+        self.resolve(&self.paths.run_dir)
+    }
+
+    /// The Maildir root, absolute.
+    pub fn mail_root(&self) -> PathBuf {
+        self.resolve(&self.paths.mail_root)
+    }
+
+    /// The state directory, absolute.
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.paths.state_dir)
+    }
+
+    /// A socket's path, absolute (relative ones live in the run directory).
+    pub fn socket_path(&self, s: &SocketSpec) -> PathBuf {
+        if s.path.is_absolute() {
+            s.path.clone()
+        } else {
+            self.run_dir().join(&s.path)
+        }
+    }
+
+    /// The database URL with the secret filled in and a relative SQLite path made absolute.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        let mut url = self.database.url.clone();
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            if !rest.starts_with('/') && !rest.starts_with(':') {
+                url = format!("sqlite://{}", self.base_dir.join(rest).display());
+            }
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            if !rest.starts_with('/') && !rest.starts_with(':') {
+                url = format!("sqlite://{}", self.base_dir.join(rest).display());
+            }
+        }
+        let secret = match std::env::var("POSTERN_DB_PASSWORD") {
+            Ok(s) if !s.is_empty() => Some(s),
+            _ => match &self.database.password_file {
+                Some(f) => {
+                    let f = self.resolve(f);
+                    let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::Read {
+                        path: f.clone(),
+                        source,
+                    })?;
+                    Some(text.lines().next().unwrap_or("").to_owned())
+                }
+                None => None,
+            },
+        };
+        if let Some(secret) = secret {
+            url = with_password(&url, &secret)?;
+        }
+        Ok(url)
+    }
+}
+
+/// Puts `secret` (percent-encoded) as the password into a `scheme://user[:pw]@host/…` URL.
+fn with_password(url: &str, secret: &str) -> Result<String, ConfigError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| ConfigError::Invalid("database.url has no ://".into()))?;
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, host) = authority.rsplit_once('@').ok_or_else(|| {
+        ConfigError::Invalid("database.url needs a user (user@host) to take a password".into())
+    })?;
+    let user = userinfo.split(':').next().unwrap_or("");
+    let mut enc = String::new();
+    for b in secret.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{enc}@{host}{tail}"))
+}
+
+/// Expands Dovecot-style placeholders in a path template: `%u` address, `%n` local part,
+/// `%d` domain, `%%` a percent sign. Unknown `%x` stays as it is.
+pub fn expand_template(template: &str, address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let mut out = String::with_capacity(template.len() + address.len());
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => out.push_str(address),
+            Some('n') => out.push_str(local),
+            Some('d') => out.push_str(domain),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse("hostname = \"mail.example.org\"\n", Path::new("/etc/postern")).unwrap();
+        assert_eq!(c.authd.auth_socket.path, PathBuf::from("auth"));
+        assert_eq!(c.socket_path(&c.authd.userdb_socket), PathBuf::from("/run/postern/auth-userdb"));
+        assert_eq!(c.authd.auth_socket.mode_bits().unwrap(), 0o660);
+        assert_eq!(c.smtpd.listen[0].port(), 25);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::parse("hostname = \"m\"\n[authd]\nauth_sockt = 1\n", Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("auth_sockt"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let c = Config::parse(
+            "hostname = \"m.example\"\n[paths]\nrun_dir = \"run\"\n[database]\nurl = \"sqlite://postern.db\"\n",
+            Path::new("/srv/p"),
+        )
+        .unwrap();
+        assert_eq!(c.run_dir(), PathBuf::from("/srv/p/run"));
+        assert_eq!(c.database_url().unwrap(), "sqlite:///srv/p/postern.db");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Config::parse("hostname = \"\"\n", Path::new("/")).is_err());
+        assert!(Config::parse("hostname = \"m\"\n[database]\nurl = \"oracle://x\"\n", Path::new("/")).is_err());
+        assert!(
+            Config::parse("hostname = \"m\"\n[authd.auth_socket]\npath = \"a\"\nmode = \"999\"\n", Path::new("/"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn password_goes_into_url_encoded() {
+        assert_eq!(
+            with_password("postgres://postern@db.local:5432/mail", "p@ss word").unwrap(),
+            "postgres://postern:p%40ss%20word@db.local:5432/mail"
+        );
+        assert!(with_password("postgres://db.local/mail", "x").is_err());
+    }
+
+    #[test]
+    fn templates_expand() {
+        assert_eq!(expand_template("/v/%d/%n/Maildir", "al@ex.org"), "/v/ex.org/al/Maildir");
+        assert_eq!(expand_template("%u %% %x", "a@b"), "a@b % %x");
+    }
+}
