@@ -1,1 +1,144 @@
+//! authd: the directory daemon. It answers on three Unix sockets:
+//!
+//! - `auth`: the Dovecot authentication protocol (Postfix `smtpd_sasl_type = dovecot`,
+//!   Postern's smtpd and imapd), with the brute-force defence;
+//! - `auth-userdb`: Dovecot userdb lookups (`USER`, `PASS`, `LIST`) for delivery and IMAP;
+//! - `socketmap`: Postfix socketmap tables `domains`, `mailboxes`, `aliases`, `senders`.
+//!
+//! Protocol codecs live in `postern-auth-proto`, SQL and passwords in `postern-directory`;
+//! this crate drives sockets and decides replies.
 #![forbid(unsafe_code)]
+
+mod auth;
+mod auth_session;
+mod socketmap;
+mod userdb;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use postern_config::{Config, SocketSpec};
+use postern_directory::Directory;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Connections served at once on each socket; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// What every connection handler shares.
+pub(crate) struct Ctx {
+    pub(crate) config: Config,
+    pub(crate) directory: Directory,
+    connection_ids: AtomicU32,
+}
+
+impl Ctx {
+    pub(crate) fn next_connection_id(&self) -> u32 {
+        self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// The three bound sockets.
+pub struct Listeners {
+    auth: (UnixListener, PathBuf),
+    userdb: (UnixListener, PathBuf),
+    socketmap: (UnixListener, PathBuf),
+}
+
+/// Binds the sockets named in the config (owner and mode applied).
+pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let one = |s: &SocketSpec| -> anyhow::Result<(UnixListener, PathBuf)> {
+        let path = config.socket_path(s);
+        let l = postern_daemon::bind_unix(&path, s.mode_bits()?, s.owner.as_deref(), s.group.as_deref())?;
+        info!("listening on {}", path.display());
+        Ok((l, path))
+    };
+    Ok(Listeners {
+        auth: one(&config.authd.auth_socket)?,
+        userdb: one(&config.authd.userdb_socket)?,
+        socketmap: one(&config.authd.socketmap_socket)?,
+    })
+}
+
+/// Opens the directory, then serves until `shutdown` is cancelled and requests in flight
+/// are answered.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let directory = Directory::open(&config).await.context("opening the directory database")?;
+    let ctx = Arc::new(Ctx { config, directory: directory.clone(), connection_ids: AtomicU32::new(0) });
+    let mut tasks = JoinSet::new();
+    let Listeners { auth, userdb, socketmap } = listeners;
+    tasks.spawn(accept_loop(auth.0, ctx.clone(), shutdown.clone(), auth::serve));
+    tasks.spawn(accept_loop(userdb.0, ctx.clone(), shutdown.clone(), userdb::serve));
+    tasks.spawn(accept_loop(socketmap.0, ctx.clone(), shutdown.clone(), socketmap::serve));
+    tasks.spawn(purge_loop(directory.clone(), shutdown.clone()));
+    postern_daemon::notify_ready("authd");
+    shutdown.cancelled().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    for p in [auth.1, userdb.1, socketmap.1] {
+        drop(std::fs::remove_file(p));
+    }
+    directory.close().await;
+    info!("authd stopped");
+    Ok(())
+}
+
+async fn accept_loop<F, Fut>(listener: UnixListener, ctx: Arc<Ctx>, shutdown: CancellationToken, serve: F)
+where
+    F: Fn(UnixStream, Arc<Ctx>, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let fut = serve(stream, ctx.clone(), shutdown.clone());
+        conns.spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+async fn purge_loop(directory: Directory, shutdown: CancellationToken) {
+    let lockouts = directory.lockouts();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {
+                if let Err(e) = lockouts.purge_expired().await {
+                    warn!(error = %e, "purging old failure records failed");
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,191 @@
+//! What every Postern daemon does the same way: logging, Unix listeners with the
+//! configured owner and mode, readiness and stopping notices to systemd, and a shutdown
+//! token cancelled by SIGTERM or SIGINT.
+//!
+//! Protocol handling is left to each daemon.
 #![forbid(unsafe_code)]
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use tokio_util::sync::CancellationToken as Shutdown;
+
+/// Errors while setting a daemon up.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A socket could not be created or prepared.
+    #[error("{path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A user or group name does not exist.
+    #[error("no such {kind} {name:?}")]
+    NoSuchOwner {
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+}
+
+/// Sets up `tracing`: human-readable on a terminal, one line per event without colours
+/// otherwise (systemd's journal). `RUST_LOG` overrides `default_level`. Logs go to stderr.
+pub fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let terminal = io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(terminal)
+        .with_target(false);
+    // Under systemd the journal adds its own timestamps.
+    let result = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second call (tests) keeps the first subscriber.
+    drop(result);
+}
+
+/// Binds a Unix listener at `path`, replacing a stale socket (never a regular file), then
+/// applies `mode` and the optional owner and group.
+pub fn bind_unix(
+    path: &Path,
+    mode: u32,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Result<UnixListener, DaemonError> {
+    let err = |source| DaemonError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A live daemon answers; a stale socket refuses.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening on this socket",
+                )));
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        Ok(_) => {
+            return Err(err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; refusing to remove it",
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    if owner.is_some() || group.is_some() {
+        let uid = match owner {
+            Some(name) => Some(
+                nix::unistd::User::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| DaemonError::NoSuchOwner {
+                        kind: "user",
+                        name: name.to_owned(),
+                    })?
+                    .uid,
+            ),
+            None => None,
+        };
+        let gid = match group {
+            Some(name) => Some(
+                nix::unistd::Group::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| DaemonError::NoSuchOwner {
+                        kind: "group",
+                        name: name.to_owned(),
+                    })?
+                    .gid,
+            ),
+            None => None,
+        };
+        nix::unistd::chown(path, uid, gid).map_err(|e| err(io::Error::from(e)))?;
+    }
+    Ok(listener)
+}
+
+/// A token cancelled on SIGTERM or SIGINT (after telling systemd we are stopping).
+pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: finishing what is in flight"),
+            _ = int.recv() => info!("SIGINT: finishing what is in flight"),
+        }
+        notify_stopping();
+        t.cancel();
+    });
+    Ok(token)
+}
+
+/// Tells systemd (when run under it with `Type=notify`) that the daemon is ready, and logs
+/// the stable `ready` line test harnesses wait for.
+pub fn notify_ready(daemon: &str) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            warn!(error = %e, "sd_notify READY failed");
+        }
+    }
+    info!(daemon, "ready");
+}
+
+/// Tells systemd that the daemon is stopping.
+pub fn notify_stopping() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        drop(sd_notify::notify(&[sd_notify::NotifyState::Stopping]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binds_replaces_stale_socket_and_refuses_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sock");
+        let l = bind_unix(&p, 0o600, None, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        // Live: refused.
+        assert!(bind_unix(&p, 0o600, None, None).is_err());
+        drop(l);
+        // Stale: replaced.
+        let _l2 = bind_unix(&p, 0o660, None, None).unwrap();
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(bind_unix(&f, 0o600, None, None).is_err());
+        assert!(f.exists());
+        assert!(matches!(
+            bind_unix(&dir.path().join("s2"), 0o600, Some("no-such-user-xyz"), None),
+            Err(DaemonError::NoSuchOwner { .. })
+        ));
+    }
+}

@@ -1,1 +1,209 @@
+//! The account directory: domains, accounts, aliases, sender permissions and lockout
+//! state in SQL (SQLite, PostgreSQL or MySQL/MariaDB through one sqlx `Any` code path),
+//! plus password hashing and policy.
+//!
+//! Only `authd` and `mailctl` use this crate; every other daemon asks `authd` over its
+//! sockets. Lookups go through SQL templates that the config may override, so an existing
+//! Postfix/Dovecot database can be used unchanged; the admin commands (`admin` module)
+//! write Postern's own schema.
 #![forbid(unsafe_code)]
+
+mod address;
+mod admin;
+mod lockout;
+mod lookup;
+pub mod password;
+pub mod policy;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_config::Config;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+pub use address::{AddressError, domain_of, normalize_address, normalize_alias_source, normalize_domain};
+pub use admin::{AccountInfo, AliasInfo, NewSecret, SenderInfo};
+pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts};
+pub use lookup::{Account, AliasExpansion, AuthOutcome};
+pub use sql::Backend;
+
+/// Errors of the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The database failed or is unreachable (a temporary failure for clients).
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Schema migrations failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A column had a type we cannot read.
+    #[error("column {0} of the result is not {1}")]
+    Column(usize, &'static str),
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// An address or domain is malformed.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// Something the admin asked for conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something the admin named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A password was refused by the policy.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
+}
+
+/// The queries in use, compiled for the backend.
+#[derive(Debug)]
+struct Queries {
+    domain: sql::Query,
+    account: sql::Query,
+    alias: sql::Query,
+    sender: sql::Query,
+    list: sql::Query,
+    password_update: Option<sql::Query>,
+}
+
+/// A handle on the directory database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    queries: Queries,
+    own_schema: bool,
+    default_scheme: String,
+    rehash: bool,
+    min_length: usize,
+    lockout: postern_config::Lockout,
+}
+
+impl Directory {
+    /// Connects to the database named by the config and brings its schema up to date.
+    pub async fn open(config: &Config) -> Result<Self, DirectoryError> {
+        let url = config
+            .database_url()
+            .map_err(|e| DirectoryError::Config(e.to_string()))?;
+        Self::open_url(&url, config).await
+    }
+
+    /// Like [`Directory::open`], with an explicit URL.
+    pub async fn open_url(url: &str, config: &Config) -> Result<Self, DirectoryError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.database.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // Several processes (authd instances, mailctl) share the file.
+            sqlx::query("PRAGMA busy_timeout = 5000").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        migrator(backend).run(&pool).await?;
+        let q = &config.database.queries;
+        let c = |custom: &Option<String>, own: &str| {
+            sql::Query::compile(custom.as_deref().unwrap_or(own), backend)
+        };
+        let queries = Queries {
+            domain: c(&q.domain, "SELECT name FROM domains WHERE name = %d")?,
+            account: c(
+                &q.account,
+                "SELECT address, password, quota_bytes, enabled FROM accounts WHERE address = %u",
+            )?,
+            alias: c(&q.alias, "SELECT destination FROM aliases WHERE source = %u")?,
+            sender: c(&q.sender, "SELECT login FROM sender_logins WHERE address = %u")?,
+            list: c(&q.list, "SELECT address FROM accounts ORDER BY address")?,
+            password_update: match (&q.password_update, &q.account) {
+                (Some(custom), _) => Some(sql::Query::compile(custom, backend)?),
+                (None, None) => Some(sql::Query::compile(
+                    "UPDATE accounts SET password = %p WHERE address = %u",
+                    backend,
+                )?),
+                (None, Some(_)) => None,
+            },
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                queries,
+                own_schema: !q.any_overridden(),
+                default_scheme: config.passwords.default_scheme.clone(),
+                rehash: config.passwords.rehash_to_argon2id,
+                min_length: config.passwords.min_length,
+                lockout: config.authd.lockout.clone(),
+            }),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The connection pool, for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// The brute-force defence state kept in this database.
+    pub fn lockouts(&self) -> Lockouts {
+        Lockouts::new(
+            self.inner.pool.clone(),
+            self.inner.backend,
+            self.inner.lockout.clone(),
+        )
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    use sqlx::SqlSafeStr;
+    let sql: &'static str = match backend {
+        Backend::Sqlite => include_str!("../../../migrations/sqlite/0001_directory.sql"),
+        Backend::Postgres => include_str!("../../../migrations/postgres/0001_directory.sql"),
+        Backend::Mysql => include_str!("../../../migrations/mysql/0001_directory.sql"),
+    };
+    // MySQL DDL is not transactional; run it outside a transaction there.
+    let no_tx = backend == Backend::Mysql;
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "directory".into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        no_tx,
+    )])
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

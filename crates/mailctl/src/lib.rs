@@ -1,1 +1,82 @@
+//! mailctl: Postern's admin command. Domains, users, aliases, sender permissions and
+//! lockouts in the directory; `init` lays out a self-contained install; `run` supervises
+//! the daemons in the foreground.
 #![forbid(unsafe_code)]
+
+mod admin;
+mod init;
+mod output;
+mod run;
+mod secret;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use output::parse_size;
+
+/// Postern's admin command.
+#[derive(Parser, Debug)]
+#[command(name = "mailctl", version, about = "Administer a Postern mail server")]
+pub struct Cli {
+    /// The config file (default /etc/postern/postern.toml).
+    #[arg(long, short = 'c', env = "POSTERN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Lay out a self-contained install in DIR (config, database, TLS, Maildir root, sockets).
+    Init(init::InitArgs),
+    /// Mail domains.
+    #[command(subcommand)]
+    Domain(admin::DomainCmd),
+    /// Mail accounts.
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Aliases (SOURCE may be @domain for a catch-all).
+    #[command(subcommand)]
+    Alias(admin::AliasCmd),
+    /// Which logins may send as which addresses (beyond their own and their aliases).
+    #[command(subcommand)]
+    Sender(admin::SenderCmd),
+    /// Brute-force lockouts.
+    #[command(subcommand)]
+    Lockout(admin::LockoutCmd),
+    /// Run every Postern daemon in the foreground; restart one that crashes.
+    Run,
+}
+
+impl Cli {
+    /// The config path in effect.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(postern_config::DEFAULT_CONFIG_PATH))
+    }
+}
+
+/// Runs a parsed command line.
+pub fn main_with(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Init(a) => runtime()?.block_on(init::init(a, cli.json)),
+        Command::Run => run::run(&cli.config_path()),
+        _ => {
+            let config = postern_config::Config::load(&cli.config_path())?;
+            runtime()?.block_on(admin::dispatch(&cli, &config))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,117 @@
+//! The `socketmap` socket: Postfix's socketmap table protocol with the maps `domains`,
+//! `mailboxes`, `aliases` and `senders`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_auth_proto::socketmap::{NetstringDecoder, Reply, parse_request};
+use postern_directory::{AliasExpansion, DirectoryError, domain_of};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::Ctx;
+
+/// Postfix's limit on a socketmap reply.
+const MAX_REPLY: usize = 100_000;
+/// Longest request accepted ("name key").
+const MAX_REQUEST: usize = 10_000;
+
+/// Serves one socketmap client until it closes, idles out, errs, or shutdown.
+pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut dec = NetstringDecoder::new(MAX_REQUEST);
+    let idle = Duration::from_secs(ctx.config.authd.idle_timeout_secs.max(1));
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+                Err(_) => { debug!("socketmap client idle, closing"); return }
+            },
+        };
+        dec.push(&buf[..n]);
+        while let Some(item) = dec.next() {
+            let (reply, close) = match item {
+                Ok(req) => (answer(&req, &ctx).await, false),
+                Err(e) => {
+                    // The stream is out of step: answer once and hang up.
+                    warn!(error = %e, "socketmap: malformed netstring");
+                    (Reply::Perm(format!("malformed request: {e}")), true)
+                }
+            };
+            if stream.write_all(&reply.encode()).await.is_err() || close {
+                return;
+            }
+        }
+    }
+}
+
+async fn answer(raw: &[u8], ctx: &Ctx) -> Reply {
+    let req = match parse_request(raw) {
+        Ok(r) => r,
+        Err(e) => return Reply::Perm(format!("malformed request: {e}")),
+    };
+    match lookup(&req.name, &req.key, ctx).await {
+        Ok(Some(v)) if v.len() > MAX_REPLY - 8 => {
+            warn!(map = %req.name, key = %req.key, "socketmap reply too large");
+            Reply::Perm("result too large".into())
+        }
+        Ok(Some(v)) => Reply::Ok(v),
+        Ok(None) => Reply::NotFound,
+        Err(LookupError::Perm(why)) => Reply::Perm(why),
+        Err(LookupError::Db(e)) => {
+            warn!(map = %req.name, key = %req.key, error = %e, "socketmap lookup failed");
+            Reply::Temp("directory temporarily unavailable".into())
+        }
+    }
+}
+
+enum LookupError {
+    Perm(String),
+    Db(DirectoryError),
+}
+
+impl From<DirectoryError> for LookupError {
+    fn from(e: DirectoryError) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// One lookup: `Some(value)` found, `None` not found.
+async fn lookup(map: &str, key: &str, ctx: &Ctx) -> Result<Option<String>, LookupError> {
+    let dir = &ctx.directory;
+    let key = key.trim().to_lowercase();
+    match map {
+        "domains" => Ok(dir.domain_exists(&key).await?.then_some(key)),
+        "mailboxes" => Ok(dir.account(&key).await?.map(|a| {
+            // Postfix's virtual(8) reads a trailing slash as Maildir; the path is relative
+            // to virtual_mailbox_base.
+            let (local, domain) = a.address.rsplit_once('@').unwrap_or((&a.address, ""));
+            format!("{domain}/{local}/Maildir/")
+        })),
+        "aliases" => match dir.expand_alias(&key).await? {
+            AliasExpansion::NotAlias => Ok(None),
+            AliasExpansion::Targets(t) if t.is_empty() => Ok(None),
+            AliasExpansion::Targets(t) => Ok(Some(t.join(","))),
+            AliasExpansion::Loop => {
+                warn!(alias = %key, "alias loop");
+                Err(LookupError::Perm(format!("alias loop for {key}")))
+            }
+        },
+        "senders" => {
+            let logins = if key.starts_with('@') {
+                dir.domain_senders(domain_of(&key)).await?
+            } else {
+                dir.senders(&key).await?
+            };
+            Ok((!logins.is_empty()).then(|| logins.join(",")))
+        }
+        other => Err(LookupError::Perm(format!(
+            "unknown map {:?} (maps: domains, mailboxes, aliases, senders)",
+            other.chars().take(32).collect::<String>()
+        ))),
+    }
+}

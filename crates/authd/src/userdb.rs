@@ -1,0 +1,178 @@
+//! The `auth-userdb` socket: Dovecot's userdb protocol (`USER`, `PASS`, `LIST`) for the
+//! delivery agent and the IMAP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_auth_proto::userdb::{self, MasterCommand, parse_master_line};
+use postern_auth_proto::{LineBuffer, LineError};
+use postern_config::expand_template;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::Ctx;
+
+/// Unparseable lines tolerated before the connection is closed.
+const MAX_BAD_LINES: u32 = 10;
+
+/// Serves one userdb client until it closes, idles out, or shutdown.
+pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let hello = format!("VERSION\t1\t0\nSPID\t{}\n", std::process::id());
+    if stream.write_all(hello.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut lines = LineBuffer::new(ctx.config.authd.max_line);
+    let idle = Duration::from_secs(ctx.config.authd.idle_timeout_secs.max(1));
+    let mut buf = vec![0u8; 4096];
+    let mut bad = 0u32;
+    loop {
+        let n = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+                Err(_) => { debug!("userdb client idle, closing"); return }
+            },
+        };
+        lines.push(&buf[..n]);
+        while let Some(line) = lines.next_line() {
+            let reply = match line {
+                Ok(l) => match parse_master_line(&l) {
+                    Ok(cmd) => answer(cmd, &ctx).await,
+                    Err(e) => {
+                        bad += 1;
+                        warn!(error = %e, "userdb: bad request");
+                        // Answer with FAIL when the request id can be made out.
+                        l.split('\t')
+                            .nth(1)
+                            .and_then(|id| id.parse::<u32>().ok())
+                            .map(|id| userdb::fail(id, &format!("Invalid request: {e}")))
+                    }
+                },
+                Err(LineError::TooLong { .. }) => {
+                    warn!("userdb: request line too long, closing");
+                    return;
+                }
+                Err(e) => {
+                    bad += 1;
+                    warn!(error = %e, "userdb: unreadable line");
+                    None
+                }
+            };
+            if let Some(r) = reply {
+                if stream.write_all(r.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            if bad >= MAX_BAD_LINES {
+                warn!("userdb: too many bad requests, closing");
+                return;
+            }
+        }
+    }
+}
+
+async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
+    match cmd {
+        MasterCommand::Version { major, .. } if major != 1 => {
+            Some(userdb::fail(0, "unsupported protocol version"))
+        }
+        MasterCommand::Version { .. } => None,
+        MasterCommand::User { id, user, .. } => Some(match ctx.directory.account(&user).await {
+            Ok(Some(acct)) => userdb::user_found(id, &acct.address, &fields(ctx, &acct.address, acct.quota_bytes)),
+            Ok(None) => userdb::not_found(id),
+            Err(e) => {
+                warn!(user = %user, error = %e, "userdb lookup failed");
+                userdb::fail(id, "Temporary directory failure")
+            }
+        }),
+        MasterCommand::Pass { id, user, .. } => Some(match ctx.directory.account(&user).await {
+            Ok(Some(acct)) if acct.enabled => userdb::pass_found::<&str, &str>(id, &acct.address, &[]),
+            Ok(_) => userdb::not_found(id),
+            Err(e) => {
+                warn!(user = %user, error = %e, "passdb lookup failed");
+                userdb::fail(id, "Temporary directory failure")
+            }
+        }),
+        MasterCommand::List { id, params } => {
+            let mask = params.get("user").map(str::to_lowercase);
+            Some(match ctx.directory.list_logins().await {
+                Ok(users) => {
+                    let mut out = String::new();
+                    for u in users.iter().filter(|u| mask.as_deref().is_none_or(|m| wildcard(m, u))) {
+                        out.push_str(&userdb::list_entry(id, u));
+                    }
+                    out.push_str(&userdb::list_done(id, false));
+                    out
+                }
+                Err(e) => {
+                    warn!(error = %e, "userdb list failed");
+                    userdb::list_done(id, true)
+                }
+            })
+        }
+    }
+}
+
+/// The userdb fields of an account.
+pub(crate) fn fields(ctx: &Ctx, address: &str, quota_bytes: i64) -> Vec<(String, String)> {
+    let c = &ctx.config;
+    let root = c.mail_root();
+    let home_t = c.authd.userdb.home.clone().unwrap_or_else(|| format!("{}/%d/%n", root.display()));
+    let mail_t = c
+        .authd
+        .userdb
+        .mail
+        .clone()
+        .unwrap_or_else(|| format!("maildir:{}/%d/%n/Maildir", root.display()));
+    let uid = c.authd.userdb.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    let gid = c.authd.userdb.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
+    let mut f = vec![
+        ("home".to_owned(), expand_template(&home_t, address)),
+        ("uid".to_owned(), uid.to_string()),
+        ("gid".to_owned(), gid.to_string()),
+        ("mail".to_owned(), expand_template(&mail_t, address)),
+    ];
+    if quota_bytes > 0 {
+        f.push(("quota_rule".to_owned(), format!("*:storage={quota_bytes}B")));
+    }
+    f
+}
+
+/// Dovecot-style mask: `*` any run, `?` one character.
+fn wildcard(mask: &str, s: &str) -> bool {
+    let (m, t): (Vec<char>, Vec<char>) = (mask.chars().collect(), s.chars().collect());
+    let (mut mi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if mi < m.len() && (m[mi] == '?' || m[mi] == t[ti]) {
+            mi += 1;
+            ti += 1;
+        } else if mi < m.len() && m[mi] == '*' {
+            star = Some(mi);
+            mark = ti;
+            mi += 1;
+        } else if let Some(s) = star {
+            mi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    m[mi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn masks() {
+        assert!(wildcard("*@example.org", "a@example.org"));
+        assert!(wildcard("a?c@*", "abc@x"));
+        assert!(!wildcard("*@example.org", "a@example.net"));
+        assert!(wildcard("*", ""));
+    }
+}

@@ -1,0 +1,338 @@
+//! The directory commands: domain, user, alias, sender, lockout.
+
+use anyhow::Context;
+use clap::Subcommand;
+use postern_config::Config;
+use postern_directory::{Directory, NewSecret};
+use serde_json::json;
+
+use crate::output::{Table, format_size, format_time, parse_size};
+use crate::{Cli, Command, secret};
+
+/// `mailctl domain …`
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a domain.
+    Add {
+        /// The domain name.
+        domain: String,
+    },
+    /// List domains with their account and alias counts.
+    List,
+    /// Remove a domain.
+    Remove {
+        /// The domain name.
+        domain: String,
+        /// Also remove its accounts, aliases and sender permissions.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `mailctl user …`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add an account; the password is read from stdin (or prompted for on a terminal).
+    Add {
+        /// The address (its domain must exist).
+        address: String,
+        /// Quota, e.g. 500M, 2G; 0 or absent for none.
+        #[arg(long)]
+        quota: Option<String>,
+        /// Store this ready-made hash instead of asking for a password (migration).
+        #[arg(long, value_name = "HASH")]
+        password_hash: Option<String>,
+    },
+    /// Set a new password (read from stdin or prompted for).
+    Passwd {
+        /// The address.
+        address: String,
+        /// Store this ready-made hash instead of asking for a password.
+        #[arg(long, value_name = "HASH")]
+        password_hash: Option<String>,
+    },
+    /// List accounts.
+    List {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Remove an account (its mail stays on disk).
+    Remove {
+        /// The address.
+        address: String,
+    },
+    /// Set an account's quota (e.g. 1G; 0 for none).
+    Quota {
+        /// The address.
+        address: String,
+        /// The quota.
+        size: String,
+    },
+    /// Allow logins again.
+    Enable {
+        /// The address.
+        address: String,
+    },
+    /// Refuse logins (mail is still accepted).
+    Disable {
+        /// The address.
+        address: String,
+    },
+}
+
+/// `mailctl alias …`
+#[derive(Subcommand, Debug)]
+pub enum AliasCmd {
+    /// Add destinations to an alias.
+    Add {
+        /// The alias address, or @domain for a catch-all.
+        source: String,
+        /// Where it delivers.
+        #[arg(required = true)]
+        destinations: Vec<String>,
+    },
+    /// List aliases.
+    List {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Remove an alias, or only the destinations named.
+    Remove {
+        /// The alias address or @domain.
+        source: String,
+        /// Only these destinations.
+        destinations: Vec<String>,
+    },
+}
+
+/// `mailctl sender …`
+#[derive(Subcommand, Debug)]
+pub enum SenderCmd {
+    /// Let LOGIN send as ADDRESS (or as anyone at @domain).
+    Add {
+        /// The address or @domain.
+        address: String,
+        /// The account allowed.
+        login: String,
+    },
+    /// List explicit sender permissions.
+    List,
+    /// Withdraw a permission.
+    Remove {
+        /// The address or @domain.
+        address: String,
+        /// The account.
+        login: String,
+    },
+}
+
+/// `mailctl lockout …`
+#[derive(Subcommand, Debug)]
+pub enum LockoutCmd {
+    /// Show failure counts and active lockouts.
+    List,
+    /// Lift the lockout of an IP or account (or of everything with --all).
+    Clear {
+        /// The IP address or account.
+        subject: Option<String>,
+        /// Clear every record.
+        #[arg(long, conflicts_with = "subject")]
+        all: bool,
+    },
+}
+
+/// Runs a directory command.
+pub(crate) async fn dispatch(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+    let dir = Directory::open(config)
+        .await
+        .context("opening the directory database")?;
+    let r = run(cli, config, &dir).await;
+    dir.close().await;
+    r
+}
+
+fn done(json: bool, what: String) {
+    if json {
+        println!("{}", json!({ "ok": true, "message": what }));
+    } else {
+        println!("{what}");
+    }
+}
+
+async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Domain(DomainCmd::Add { domain }) => {
+            let d = dir.add_domain(domain).await?;
+            done(json, format!("domain {d} added"));
+        }
+        Command::Domain(DomainCmd::List) => {
+            let rows = dir.list_domains().await?;
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(d, u, a)| json!({"domain": d, "accounts": u, "aliases": a}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let mut t = Table::new(&["DOMAIN", "ACCOUNTS", "ALIASES"]);
+                for (d, u, a) in rows {
+                    t.row(vec![d, u.to_string(), a.to_string()]);
+                }
+                t.print();
+            }
+        }
+        Command::Domain(DomainCmd::Remove { domain, force }) => {
+            dir.remove_domain(domain, *force).await?;
+            done(json, format!("domain {domain} removed"));
+        }
+        Command::User(UserCmd::Add { address, quota, password_hash }) => {
+            let quota = quota.as_deref().map(parse_size).transpose()?.unwrap_or(0);
+            let a = match password_hash {
+                Some(h) => dir.add_user(address, NewSecret::Hash(h), quota).await?,
+                None => {
+                    let pw = secret::read_new_password(&format!("Password for {address}: "))?;
+                    dir.add_user(address, NewSecret::Password(&pw), quota).await?
+                }
+            };
+            done(json, format!("account {a} added"));
+        }
+        Command::User(UserCmd::Passwd { address, password_hash }) => {
+            match password_hash {
+                Some(h) => dir.set_password(address, NewSecret::Hash(h)).await?,
+                None => {
+                    let pw = secret::read_new_password(&format!("New password for {address}: "))?;
+                    dir.set_password(address, NewSecret::Password(&pw)).await?;
+                }
+            }
+            done(json, format!("password of {address} changed"));
+        }
+        Command::User(UserCmd::List { domain }) => {
+            let users = dir.list_users(domain.as_deref()).await?;
+            if json {
+                let v: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        json!({"address": u.address, "quota_bytes": u.quota_bytes, "enabled": u.enabled,
+                               "scheme": u.scheme, "created": u.created})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let mut t = Table::new(&["ADDRESS", "QUOTA", "ENABLED", "SCHEME", "CREATED"]);
+                for u in users {
+                    t.row(vec![
+                        u.address,
+                        format_size(u.quota_bytes),
+                        if u.enabled { "yes" } else { "no" }.into(),
+                        u.scheme,
+                        format_time(u.created),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::User(UserCmd::Remove { address }) => {
+            dir.remove_user(address).await?;
+            done(json, format!("account {address} removed; its mail under {} is kept", config.mail_root().display()));
+        }
+        Command::User(UserCmd::Quota { address, size }) => {
+            let q = parse_size(size)?;
+            dir.set_quota(address, q).await?;
+            done(json, format!("quota of {address} set to {}", format_size(q)));
+        }
+        Command::User(UserCmd::Enable { address }) => {
+            dir.set_enabled(address, true).await?;
+            done(json, format!("account {address} enabled"));
+        }
+        Command::User(UserCmd::Disable { address }) => {
+            dir.set_enabled(address, false).await?;
+            done(json, format!("account {address} disabled"));
+        }
+        Command::Alias(AliasCmd::Add { source, destinations }) => {
+            let n = dir.add_alias(source, destinations).await?;
+            done(json, format!("alias {source}: {n} destination(s) added"));
+        }
+        Command::Alias(AliasCmd::List { domain }) => {
+            let aliases = dir.list_aliases(domain.as_deref()).await?;
+            if json {
+                let v: Vec<_> = aliases
+                    .iter()
+                    .map(|a| json!({"source": a.source, "destinations": a.destinations}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let mut t = Table::new(&["SOURCE", "DESTINATIONS"]);
+                for a in aliases {
+                    t.row(vec![a.source, a.destinations.join(", ")]);
+                }
+                t.print();
+            }
+        }
+        Command::Alias(AliasCmd::Remove { source, destinations }) => {
+            let n = dir.remove_alias(source, destinations).await?;
+            done(json, format!("alias {source}: {n} destination(s) removed"));
+        }
+        Command::Sender(SenderCmd::Add { address, login }) => {
+            dir.add_sender(address, login).await?;
+            done(json, format!("{login} may send as {address}"));
+        }
+        Command::Sender(SenderCmd::List) => {
+            let rows = dir.list_senders().await?;
+            if json {
+                let v: Vec<_> = rows.iter().map(|s| json!({"address": s.address, "login": s.login})).collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let mut t = Table::new(&["ADDRESS", "LOGIN"]);
+                for s in rows {
+                    t.row(vec![s.address, s.login]);
+                }
+                t.print();
+            }
+        }
+        Command::Sender(SenderCmd::Remove { address, login }) => {
+            dir.remove_sender(address, login).await?;
+            done(json, format!("{login} may no longer send as {address}"));
+        }
+        Command::Lockout(LockoutCmd::List) => {
+            let rows = dir.lockouts().list().await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        json!({"scope": r.scope, "subject": r.subject, "failures": r.failures,
+                               "last_failure": r.last_failure, "locked_until": r.locked_until,
+                               "locked": r.locked_until > now, "lockouts": r.lockouts})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let mut t = Table::new(&["SCOPE", "SUBJECT", "FAILURES", "LAST FAILURE", "LOCKED UNTIL"]);
+                for r in rows {
+                    t.row(vec![
+                        r.scope,
+                        r.subject,
+                        r.failures.to_string(),
+                        format_time(r.last_failure),
+                        if r.locked_until > now { format_time(r.locked_until) } else { "-".into() },
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Lockout(LockoutCmd::Clear { subject, all }) => {
+            if subject.is_none() && !all {
+                anyhow::bail!("name an IP address or account to clear, or use --all");
+            }
+            let n = dir.lockouts().clear(subject.as_deref()).await?;
+            done(json, format!("{n} record(s) cleared"));
+        }
+        Command::Init(_) | Command::Run => unreachable!("handled in main_with"),
+    }
+    Ok(())
+}
