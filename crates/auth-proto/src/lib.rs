@@ -4,7 +4,7 @@
 //!   both directions, plus the SASL `PLAIN` / `LOGIN` helpers in [`sasl`].
 //! - [`userdb`]: the Dovecot master / userdb socket protocol (`USER`, `PASS`, `LIST`).
 //! - [`socketmap`]: the Postfix socketmap table protocol (netstrings).
-//! - [`escape`], [`line`], [`params`]: the pieces the line protocols share.
+//! - [`mod@escape`], [`mod@line`], [`params`]: the pieces the line protocols share.
 //! - [`client`]: small async clients for the three sockets, the only module doing I/O.
 //!
 //! Everything outside [`client`] is a codec: bytes or lines in, typed values out, and back.

@@ -61,7 +61,7 @@ pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cancellat
         while let Some(line) = lines.next_line() {
             let outs = match line {
                 Ok(l) => session.line(&l),
-                Err(postern_auth_proto::LineError::TooLong { .. }) => session.too_long(),
+                Err(postern_auth_proto::LineError::TooLong) => session.too_long(),
                 Err(e) => {
                     warn!(error = %e, "auth client sent an unreadable line");
                     session.line("\u{1}")
@@ -109,8 +109,12 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
             return dovecot::fail(v.id, Some("Temporary authentication failure"), None, true);
         }
     };
-    let delay = match gate {
-        Gate::Locked { scope, subject, until } => {
+    let (delay, earlier_failures) = match gate {
+        Gate::Locked {
+            scope,
+            subject,
+            until,
+        } => {
             warn!(user = %v.login, %ip, service = %v.service, scope, subject = %subject, until, reason = "locked out",
                 "authentication refused");
             tokio::time::sleep(max_delay).await;
@@ -121,9 +125,13 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
                 false,
             );
         }
-        Gate::Open { delay } => delay,
+        Gate::Open { delay, failures } => (delay, failures),
     };
-    let outcome = match ctx.directory.authenticate(&v.login, v.password.expose()).await {
+    let outcome = match ctx
+        .directory
+        .authenticate(&v.login, v.password.expose())
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             warn!(user = %v.login, %ip, service = %v.service, error = %e, "authentication backend failed");
@@ -132,7 +140,9 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
     };
     let reason = match outcome {
         AuthOutcome::Ok { user } => {
-            if let Err(e) = lockouts.record_success(v.rip, &v.login).await {
+            if earlier_failures > 0
+                && let Err(e) = lockouts.record_success(v.rip, &v.login).await
+            {
                 warn!(user = %v.login, error = %e, "could not clear failure count");
             }
             info!(user = %user, %ip, service = %v.service, mechanism = v.mechanism, secured = v.secured,

@@ -113,11 +113,16 @@ impl AuthSession {
         // Answer the request if its id can be made out, so the client is not left waiting.
         let mut fields = line.split('\t');
         let cmd = fields.next().unwrap_or("");
-        if matches!(cmd, "AUTH" | "CONT") {
-            if let Some(id) = fields.next().and_then(|f| f.parse::<u32>().ok()) {
-                self.pending.remove(&id);
-                out.push(Out::Line(dovecot::fail(id, Some(&format!("Invalid request: {e}")), None, false)));
-            }
+        if matches!(cmd, "AUTH" | "CONT")
+            && let Some(id) = fields.next().and_then(|f| f.parse::<u32>().ok())
+        {
+            self.pending.remove(&id);
+            out.push(Out::Line(dovecot::fail(
+                id,
+                Some(&format!("Invalid request: {e}")),
+                None,
+                false,
+            )));
         }
         if self.bad_lines >= MAX_BAD_LINES {
             out.push(Out::Close("too many bad requests".into()));
@@ -129,7 +134,9 @@ impl AuthSession {
         match cmd {
             ClientCommand::Version { major, .. } => {
                 if major != dovecot::MAJOR_VERSION {
-                    return vec![Out::Close(format!("client speaks protocol version {major}, not 1"))];
+                    return vec![Out::Close(format!(
+                        "client speaks protocol version {major}, not 1"
+                    ))];
                 }
                 self.version_seen = true;
                 Vec::new()
@@ -172,17 +179,28 @@ impl AuthSession {
             return vec![
                 Out::Warn(format!(
                     "plaintext {mechanism} refused on an insecure connection from {}",
-                    req.rip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+                    req.rip
+                        .map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
                 )),
-                Self::fail(id, "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."),
+                Self::fail(
+                    id,
+                    "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+                ),
             ];
         }
         let service = req.service.clone().unwrap_or_else(|| "unknown".to_owned());
-        let pending = |mech| Pending { mech, rip: req.rip, service: service.clone(), secured: req.secured };
+        let pending = |mech| Pending {
+            mech,
+            rip: req.rip,
+            service: service.clone(),
+            secured: req.secured,
+        };
         if mechanism == "PLAIN" {
             return match req.initial_response.as_deref() {
                 // An empty initial response ("=") is not credentials: ask for them.
-                Some(resp) if !resp.is_empty() && resp != "=" => self.plain(id, pending(Mech::Plain), resp),
+                Some(resp) if !resp.is_empty() && resp != "=" => {
+                    self.plain(id, pending(Mech::Plain), resp)
+                }
                 _ => {
                     self.pending.insert(id, pending(Mech::Plain));
                     vec![Out::Line(dovecot::cont(id, ""))]
@@ -190,27 +208,47 @@ impl AuthSession {
             };
         }
         let mut login = LoginMechanism::new();
-        match login.start(req.initial_response.as_deref().filter(|r| !r.is_empty() && *r != "=")) {
+        match login.start(
+            req.initial_response
+                .as_deref()
+                .filter(|r| !r.is_empty() && *r != "="),
+        ) {
             Ok(LoginStep::Challenge(c)) => {
                 self.pending.insert(id, pending(Mech::Login(login)));
                 vec![Out::Line(dovecot::cont(id, c))]
             }
-            Ok(LoginStep::Done(creds)) => self.verify(id, pending(Mech::Plain), creds.username, creds.password, "LOGIN"),
-            Err(e) => vec![Out::Warn(format!("LOGIN: {e}")), Self::fail(id, "Invalid base64 data")],
+            Ok(LoginStep::Done(creds)) => self.verify(
+                id,
+                pending(Mech::Plain),
+                creds.username,
+                creds.password,
+                "LOGIN",
+            ),
+            Err(e) => vec![
+                Out::Warn(format!("LOGIN: {e}")),
+                Self::fail(id, "Invalid base64 data"),
+            ],
         }
     }
 
     fn plain(&mut self, id: u32, p: Pending, resp: &str) -> Vec<Out> {
         match Plain::decode(resp) {
             Ok(creds) => {
-                if let Some(z) = creds.authzid.as_deref() {
-                    if !z.is_empty() && !z.eq_ignore_ascii_case(&creds.authcid) {
-                        return vec![Self::fail(id, "Authorization as another user is not allowed")];
-                    }
+                if let Some(z) = creds.authzid.as_deref()
+                    && !z.is_empty()
+                    && !z.eq_ignore_ascii_case(&creds.authcid)
+                {
+                    return vec![Self::fail(
+                        id,
+                        "Authorization as another user is not allowed",
+                    )];
                 }
                 self.verify(id, p, creds.authcid, creds.password, "PLAIN")
             }
-            Err(e) => vec![Out::Warn(format!("PLAIN: {e}")), Self::fail(id, "Invalid PLAIN response")],
+            Err(e) => vec![
+                Out::Warn(format!("PLAIN: {e}")),
+                Self::fail(id, "Invalid PLAIN response"),
+            ],
         }
     }
 
@@ -225,13 +263,25 @@ impl AuthSession {
                     self.pending.insert(id, p);
                     vec![Out::Line(dovecot::cont(id, c))]
                 }
-                Ok(LoginStep::Done(creds)) => self.verify(id, p, creds.username, creds.password, "LOGIN"),
-                Err(e) => vec![Out::Warn(format!("LOGIN: {e}")), Self::fail(id, "Invalid base64 data")],
+                Ok(LoginStep::Done(creds)) => {
+                    self.verify(id, p, creds.username, creds.password, "LOGIN")
+                }
+                Err(e) => vec![
+                    Out::Warn(format!("LOGIN: {e}")),
+                    Self::fail(id, "Invalid base64 data"),
+                ],
             },
         }
     }
 
-    fn verify(&mut self, id: u32, p: Pending, login: String, password: Secret<String>, mechanism: &'static str) -> Vec<Out> {
+    fn verify(
+        &mut self,
+        id: u32,
+        p: Pending,
+        login: String,
+        password: Secret<String>,
+        mechanism: &'static str,
+    ) -> Vec<Out> {
         if login.is_empty() || login.len() > 320 || login.contains(char::is_control) {
             return vec![Self::fail(id, "Invalid user name")];
         }
@@ -277,7 +327,9 @@ mod tests {
         assert!(s.line("VERSION\t1\t0").is_empty());
         assert!(s.line("CPID\t42").is_empty());
         let resp = b64_encode(b"\0Alice@Example.org\0secret");
-        let v = verify_of(s.line(&format!("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp={resp}")));
+        let v = verify_of(s.line(&format!(
+            "AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp={resp}"
+        )));
         assert_eq!(v.id, 1);
         assert_eq!(v.login, "alice@example.org");
         assert_eq!(v.password.expose(), "secret");
@@ -288,7 +340,10 @@ mod tests {
     #[test]
     fn plain_without_response_gets_an_empty_challenge() {
         let mut s = AuthSession::new(false);
-        assert_eq!(lines(&s.line("AUTH\t7\tPLAIN\tservice=imap\tsecured\trip=203.0.113.9")), vec!["CONT\t7\t\n"]);
+        assert_eq!(
+            lines(&s.line("AUTH\t7\tPLAIN\tservice=imap\tsecured\trip=203.0.113.9")),
+            vec!["CONT\t7\t\n"]
+        );
         let v = verify_of(s.line(&format!("CONT\t7\t{}", b64_encode(b"\0bob@x.org\0pw"))));
         assert_eq!(v.login, "bob@x.org");
     }
@@ -296,16 +351,28 @@ mod tests {
     #[test]
     fn login_is_two_challenges() {
         let mut s = AuthSession::new(false);
-        assert_eq!(lines(&s.line("AUTH\t2\tLOGIN\tservice=smtp\trip=::1")), vec!["CONT\t2\tVXNlcm5hbWU6\n"]);
-        assert_eq!(lines(&s.line(&format!("CONT\t2\t{}", b64_encode("carol@x.org")))), vec!["CONT\t2\tUGFzc3dvcmQ6\n"]);
+        assert_eq!(
+            lines(&s.line("AUTH\t2\tLOGIN\tservice=smtp\trip=::1")),
+            vec!["CONT\t2\tVXNlcm5hbWU6\n"]
+        );
+        assert_eq!(
+            lines(&s.line(&format!("CONT\t2\t{}", b64_encode("carol@x.org")))),
+            vec!["CONT\t2\tUGFzc3dvcmQ6\n"]
+        );
         let v = verify_of(s.line(&format!("CONT\t2\t{}", b64_encode("pw"))));
-        assert_eq!((v.login.as_str(), v.password.expose().as_str(), v.mechanism), ("carol@x.org", "pw", "LOGIN"));
+        assert_eq!(
+            (v.login.as_str(), v.password.expose().as_str(), v.mechanism),
+            ("carol@x.org", "pw", "LOGIN")
+        );
     }
 
     #[test]
     fn login_with_initial_response_skips_the_user_prompt() {
         let mut s = AuthSession::new(false);
-        let out = s.line(&format!("AUTH\t3\tLOGIN\tservice=smtp\trip=127.0.0.1\tresp={}", b64_encode("dave@x.org")));
+        let out = s.line(&format!(
+            "AUTH\t3\tLOGIN\tservice=smtp\trip=127.0.0.1\tresp={}",
+            b64_encode("dave@x.org")
+        ));
         assert_eq!(lines(&out), vec!["CONT\t3\tUGFzc3dvcmQ6\n"]);
     }
 
@@ -313,13 +380,24 @@ mod tests {
     fn plaintext_refused_from_remote_without_tls() {
         let mut s = AuthSession::new(false);
         let resp = b64_encode(b"\0a@x.org\0pw");
-        let out = lines(&s.line(&format!("AUTH\t1\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=198.51.100.7\tresp={resp}")));
-        assert!(out[0].starts_with("FAIL\t1\t") && out[0].contains("Plaintext"), "{out:?}");
+        let out = lines(&s.line(&format!(
+            "AUTH\t1\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=198.51.100.7\tresp={resp}"
+        )));
+        assert!(
+            out[0].starts_with("FAIL\t1\t") && out[0].contains("Plaintext"),
+            "{out:?}"
+        );
         // secured, or rip == lip, or the config switch, let it through.
-        verify_of(s.line(&format!("AUTH\t2\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=198.51.100.7\tsecured\tresp={resp}")));
-        verify_of(s.line(&format!("AUTH\t3\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=192.0.2.1\tresp={resp}")));
+        verify_of(s.line(&format!(
+            "AUTH\t2\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=198.51.100.7\tsecured\tresp={resp}"
+        )));
+        verify_of(s.line(&format!(
+            "AUTH\t3\tPLAIN\tservice=smtp\tlip=192.0.2.1\trip=192.0.2.1\tresp={resp}"
+        )));
         let mut open = AuthSession::new(true);
-        verify_of(open.line(&format!("AUTH\t4\tPLAIN\tservice=smtp\trip=198.51.100.7\tresp={resp}")));
+        verify_of(open.line(&format!(
+            "AUTH\t4\tPLAIN\tservice=smtp\trip=198.51.100.7\tresp={resp}"
+        )));
     }
 
     #[test]
@@ -331,21 +409,33 @@ mod tests {
         assert!(out[0].starts_with("FAIL\t6\t"), "{out:?}");
         let out = lines(&s.line("CONT\t99\tAAAA"));
         assert!(out[0].starts_with("FAIL\t99\t"));
-        let out = lines(&s.line(&format!("AUTH\t8\tPLAIN\trip=127.0.0.1\tresp={}", b64_encode(b"other@x.org\0a@x.org\0pw"))));
+        let out = lines(&s.line(&format!(
+            "AUTH\t8\tPLAIN\trip=127.0.0.1\tresp={}",
+            b64_encode(b"other@x.org\0a@x.org\0pw")
+        )));
         assert!(out[0].contains("another user"), "{out:?}");
         let mut closed = false;
         for _ in 0..MAX_BAD_LINES {
-            closed |= s.line("GARBAGE\x01\x02").iter().any(|o| matches!(o, Out::Close(_)));
+            closed |= s
+                .line("GARBAGE\x01\x02")
+                .iter()
+                .any(|o| matches!(o, Out::Close(_)));
         }
         assert!(closed);
-        assert!(matches!(AuthSession::new(false).line("VERSION\t2\t0")[0], Out::Close(_)));
+        assert!(matches!(
+            AuthSession::new(false).line("VERSION\t2\t0")[0],
+            Out::Close(_)
+        ));
     }
 
     #[test]
     fn pending_requests_are_bounded() {
         let mut s = AuthSession::new(false);
         for id in 0..MAX_PENDING as u32 {
-            assert_eq!(lines(&s.line(&format!("AUTH\t{id}\tLOGIN\trip=127.0.0.1"))).len(), 1);
+            assert_eq!(
+                lines(&s.line(&format!("AUTH\t{id}\tLOGIN\trip=127.0.0.1"))).len(),
+                1
+            );
         }
         let out = lines(&s.line("AUTH\t1000\tLOGIN\trip=127.0.0.1"));
         assert!(out[0].contains("Too many"), "{out:?}");

@@ -58,7 +58,12 @@ pub struct Listeners {
 pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
     let one = |s: &SocketSpec| -> anyhow::Result<(UnixListener, PathBuf)> {
         let path = config.socket_path(s);
-        let l = postern_daemon::bind_unix(&path, s.mode_bits()?, s.owner.as_deref(), s.group.as_deref())?;
+        let l = postern_daemon::bind_unix(
+            &path,
+            s.mode_bits()?,
+            s.owner.as_deref(),
+            s.group.as_deref(),
+        )?;
         info!("listening on {}", path.display());
         Ok((l, path))
     };
@@ -71,20 +76,51 @@ pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
 
 /// Opens the directory, then serves until `shutdown` is cancelled and requests in flight
 /// are answered.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let directory = Directory::open(&config).await.context("opening the directory database")?;
-    let ctx = Arc::new(Ctx { config, directory: directory.clone(), connection_ids: AtomicU32::new(0) });
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let directory = Directory::open(&config)
+        .await
+        .context("opening the directory database")?;
+    let ctx = Arc::new(Ctx {
+        config,
+        directory: directory.clone(),
+        connection_ids: AtomicU32::new(0),
+    });
     let mut tasks = JoinSet::new();
-    let Listeners { auth, userdb, socketmap } = listeners;
-    tasks.spawn(accept_loop(auth.0, ctx.clone(), shutdown.clone(), auth::serve));
-    tasks.spawn(accept_loop(userdb.0, ctx.clone(), shutdown.clone(), userdb::serve));
-    tasks.spawn(accept_loop(socketmap.0, ctx.clone(), shutdown.clone(), socketmap::serve));
+    let Listeners {
+        auth,
+        userdb,
+        socketmap,
+    } = listeners;
+    tasks.spawn(accept_loop(
+        auth.0,
+        ctx.clone(),
+        shutdown.clone(),
+        auth::serve,
+    ));
+    tasks.spawn(accept_loop(
+        userdb.0,
+        ctx.clone(),
+        shutdown.clone(),
+        userdb::serve,
+    ));
+    tasks.spawn(accept_loop(
+        socketmap.0,
+        ctx.clone(),
+        shutdown.clone(),
+        socketmap::serve,
+    ));
     tasks.spawn(purge_loop(directory.clone(), shutdown.clone()));
     postern_daemon::notify_ready("authd");
     shutdown.cancelled().await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
@@ -96,8 +132,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     Ok(())
 }
 
-async fn accept_loop<F, Fut>(listener: UnixListener, ctx: Arc<Ctx>, shutdown: CancellationToken, serve: F)
-where
+async fn accept_loop<F, Fut>(
+    listener: UnixListener,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    serve: F,
+) where
     F: Fn(UnixStream, Arc<Ctx>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

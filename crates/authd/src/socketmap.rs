@@ -33,7 +33,7 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
             },
         };
         dec.push(&buf[..n]);
-        while let Some(item) = dec.next() {
+        for item in dec.by_ref() {
             let (reply, close) = match item {
                 Ok(req) => (answer(&req, &ctx).await, false),
                 Err(e) => {

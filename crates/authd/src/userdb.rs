@@ -51,7 +51,7 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
                             .map(|id| userdb::fail(id, &format!("Invalid request: {e}")))
                     }
                 },
-                Err(LineError::TooLong { .. }) => {
+                Err(LineError::TooLong) => {
                     warn!("userdb: request line too long, closing");
                     return;
                 }
@@ -61,10 +61,10 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
                     None
                 }
             };
-            if let Some(r) = reply {
-                if stream.write_all(r.as_bytes()).await.is_err() {
-                    return;
-                }
+            if let Some(r) = reply
+                && stream.write_all(r.as_bytes()).await.is_err()
+            {
+                return;
             }
             if bad >= MAX_BAD_LINES {
                 warn!("userdb: too many bad requests, closing");
@@ -81,7 +81,11 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
         }
         MasterCommand::Version { .. } => None,
         MasterCommand::User { id, user, .. } => Some(match ctx.directory.account(&user).await {
-            Ok(Some(acct)) => userdb::user_found(id, &acct.address, &fields(ctx, &acct.address, acct.quota_bytes)),
+            Ok(Some(acct)) => userdb::user_found(
+                id,
+                &acct.address,
+                &fields(ctx, &acct.address, acct.quota_bytes),
+            ),
             Ok(None) => userdb::not_found(id),
             Err(e) => {
                 warn!(user = %user, error = %e, "userdb lookup failed");
@@ -89,7 +93,9 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             }
         }),
         MasterCommand::Pass { id, user, .. } => Some(match ctx.directory.account(&user).await {
-            Ok(Some(acct)) if acct.enabled => userdb::pass_found::<&str, &str>(id, &acct.address, &[]),
+            Ok(Some(acct)) if acct.enabled => {
+                userdb::pass_found::<&str, &str>(id, &acct.address, &[])
+            }
             Ok(_) => userdb::not_found(id),
             Err(e) => {
                 warn!(user = %user, error = %e, "passdb lookup failed");
@@ -101,7 +107,10 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             Some(match ctx.directory.list_logins().await {
                 Ok(users) => {
                     let mut out = String::new();
-                    for u in users.iter().filter(|u| mask.as_deref().is_none_or(|m| wildcard(m, u))) {
+                    for u in users
+                        .iter()
+                        .filter(|u| mask.as_deref().is_none_or(|m| wildcard(m, u)))
+                    {
                         out.push_str(&userdb::list_entry(id, u));
                     }
                     out.push_str(&userdb::list_done(id, false));
@@ -120,15 +129,28 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
 pub(crate) fn fields(ctx: &Ctx, address: &str, quota_bytes: i64) -> Vec<(String, String)> {
     let c = &ctx.config;
     let root = c.mail_root();
-    let home_t = c.authd.userdb.home.clone().unwrap_or_else(|| format!("{}/%d/%n", root.display()));
+    let home_t = c
+        .authd
+        .userdb
+        .home
+        .clone()
+        .unwrap_or_else(|| format!("{}/%d/%n", root.display()));
     let mail_t = c
         .authd
         .userdb
         .mail
         .clone()
         .unwrap_or_else(|| format!("maildir:{}/%d/%n/Maildir", root.display()));
-    let uid = c.authd.userdb.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
-    let gid = c.authd.userdb.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
+    let uid = c
+        .authd
+        .userdb
+        .uid
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    let gid = c
+        .authd
+        .userdb
+        .gid
+        .unwrap_or_else(|| nix::unistd::getgid().as_raw());
     let mut f = vec![
         ("home".to_owned(), expand_template(&home_t, address)),
         ("uid".to_owned(), uid.to_string()),

@@ -1,1 +1,173 @@
-fn main() {}
+//! `postern-bench`: load generators for Postern's sockets, printing rates and latencies.
+//!
+//! - `auth`: PLAIN authentications through a Dovecot-protocol `auth` socket;
+//! - `socketmap`: lookups through a Postfix socketmap socket.
+//!
+//! Each of C workers holds one connection and sends its share of N requests one after the
+//! other, as Postfix's smtpd processes do. Every answer is checked: a wrong answer aborts.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use postern_auth_proto::client::{AuthClient, AuthOutcome, SocketmapClient};
+use postern_auth_proto::dovecot::AuthParams;
+use postern_auth_proto::socketmap::Reply;
+
+#[derive(Parser)]
+#[command(
+    name = "postern-bench",
+    about = "Load generators for Postern's sockets"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// PLAIN authentications per second through an auth socket.
+    Auth {
+        /// The auth socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The login.
+        #[arg(long)]
+        user: String,
+        /// Its password (a benchmark account's).
+        #[arg(long)]
+        password: String,
+        /// Requests in all.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// A label for the output line.
+        #[arg(long, default_value = "auth")]
+        label: String,
+    },
+    /// Lookups per second through a socketmap socket.
+    Socketmap {
+        /// The socketmap socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The map name.
+        #[arg(long, default_value = "mailboxes")]
+        map: String,
+        /// Keys, cycled through.
+        #[arg(long, required = true, num_args = 1..)]
+        key: Vec<String>,
+        /// Requests in all.
+        #[arg(long, default_value_t = 20000)]
+        requests: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// A label for the output line.
+        #[arg(long, default_value = "socketmap")]
+        label: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        match args.cmd {
+            Cmd::Auth {
+                socket,
+                user,
+                password,
+                requests,
+                concurrency,
+                label,
+            } => {
+                let per = requests.div_ceil(concurrency.max(1));
+                let started = Instant::now();
+                let mut tasks = Vec::new();
+                for _ in 0..concurrency.max(1) {
+                    let (socket, user, password) = (socket.clone(), user.clone(), password.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut c = AuthClient::connect(&socket).await.context("connecting")?;
+                        let mut params = AuthParams::new("smtp");
+                        params.rip = Some([127, 0, 0, 1].into());
+                        params.lip = params.rip;
+                        params.nologin = true;
+                        let mut lat = Vec::with_capacity(per);
+                        for _ in 0..per {
+                            let t = Instant::now();
+                            match c.plain(&user, &password, &params).await? {
+                                AuthOutcome::Ok { .. } => {}
+                                other => bail!("authentication refused: {other:?}"),
+                            }
+                            lat.push(t.elapsed());
+                        }
+                        Ok::<_, anyhow::Error>(lat)
+                    }));
+                }
+                report(&label, started, tasks).await
+            }
+            Cmd::Socketmap {
+                socket,
+                map,
+                key,
+                requests,
+                concurrency,
+                label,
+            } => {
+                let per = requests.div_ceil(concurrency.max(1));
+                let started = Instant::now();
+                let mut tasks = Vec::new();
+                for w in 0..concurrency.max(1) {
+                    let (socket, map, keys) = (socket.clone(), map.clone(), key.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut c = SocketmapClient::connect(&socket)
+                            .await
+                            .context("connecting")?;
+                        let mut lat = Vec::with_capacity(per);
+                        for i in 0..per {
+                            let k = &keys[(w + i) % keys.len()];
+                            let t = Instant::now();
+                            match c.lookup(&map, k).await? {
+                                Reply::Ok(_) => {}
+                                other => bail!("lookup of {k} in {map}: {other:?}"),
+                            }
+                            lat.push(t.elapsed());
+                        }
+                        Ok::<_, anyhow::Error>(lat)
+                    }));
+                }
+                report(&label, started, tasks).await
+            }
+        }
+    })
+}
+
+async fn report(
+    label: &str,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = started.elapsed();
+    all.sort();
+    let pct = |p: f64| {
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all.get(i).copied().unwrap_or_default()
+    };
+    println!(
+        "{label}: {} requests in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms",
+        all.len(),
+        wall.as_secs_f64(),
+        all.len() as f64 / wall.as_secs_f64(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
+}

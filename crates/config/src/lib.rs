@@ -548,7 +548,10 @@ impl Config {
             ));
         }
         let scheme = self.database.url.split(':').next().unwrap_or("");
-        if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb") {
+        if !matches!(
+            scheme,
+            "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb"
+        ) {
             return Err(ConfigError::Invalid(format!(
                 "database.url must start with sqlite:, postgres:, or mysql: (got {scheme:?})"
             )));
@@ -597,14 +600,11 @@ impl Config {
     /// The database URL with the secret filled in and a relative SQLite path made absolute.
     pub fn database_url(&self) -> Result<String, ConfigError> {
         let mut url = self.database.url.clone();
-        if let Some(rest) = url.strip_prefix("sqlite://") {
-            if !rest.starts_with('/') && !rest.starts_with(':') {
-                url = format!("sqlite://{}", self.base_dir.join(rest).display());
-            }
-        } else if let Some(rest) = url.strip_prefix("sqlite:") {
-            if !rest.starts_with('/') && !rest.starts_with(':') {
-                url = format!("sqlite://{}", self.base_dir.join(rest).display());
-            }
+        let sqlite_path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"));
+        if let Some(rest) = sqlite_path.filter(|r| !r.starts_with('/') && !r.starts_with(':')) {
+            url = format!("sqlite://{}", self.base_dir.join(rest).display());
         }
         let secret = match std::env::var("POSTERN_DB_PASSWORD") {
             Ok(s) if !s.is_empty() => Some(s),
@@ -683,16 +683,27 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = Config::parse("hostname = \"mail.example.org\"\n", Path::new("/etc/postern")).unwrap();
+        let c = Config::parse(
+            "hostname = \"mail.example.org\"\n",
+            Path::new("/etc/postern"),
+        )
+        .unwrap();
         assert_eq!(c.authd.auth_socket.path, PathBuf::from("auth"));
-        assert_eq!(c.socket_path(&c.authd.userdb_socket), PathBuf::from("/run/postern/auth-userdb"));
+        assert_eq!(
+            c.socket_path(&c.authd.userdb_socket),
+            PathBuf::from("/run/postern/auth-userdb")
+        );
         assert_eq!(c.authd.auth_socket.mode_bits().unwrap(), 0o660);
         assert_eq!(c.smtpd.listen[0].port(), 25);
     }
 
     #[test]
     fn unknown_key_is_an_error() {
-        let e = Config::parse("hostname = \"m\"\n[authd]\nauth_sockt = 1\n", Path::new("/")).unwrap_err();
+        let e = Config::parse(
+            "hostname = \"m\"\n[authd]\nauth_sockt = 1\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("auth_sockt"), "{e}");
     }
 
@@ -710,10 +721,19 @@ mod tests {
     #[test]
     fn bad_values_are_rejected() {
         assert!(Config::parse("hostname = \"\"\n", Path::new("/")).is_err());
-        assert!(Config::parse("hostname = \"m\"\n[database]\nurl = \"oracle://x\"\n", Path::new("/")).is_err());
         assert!(
-            Config::parse("hostname = \"m\"\n[authd.auth_socket]\npath = \"a\"\nmode = \"999\"\n", Path::new("/"))
-                .is_err()
+            Config::parse(
+                "hostname = \"m\"\n[database]\nurl = \"oracle://x\"\n",
+                Path::new("/")
+            )
+            .is_err()
+        );
+        assert!(
+            Config::parse(
+                "hostname = \"m\"\n[authd.auth_socket]\npath = \"a\"\nmode = \"999\"\n",
+                Path::new("/")
+            )
+            .is_err()
         );
     }
 
@@ -727,8 +747,44 @@ mod tests {
     }
 
     #[test]
+    fn deploy_example_parses() {
+        let text = include_str!("../../../deploy/postern.toml");
+        let c = Config::parse(text, Path::new("/etc/postern")).unwrap();
+        assert_eq!(c.hostname, "mail.example.org");
+        assert_eq!(c.smtpd.listen.len(), 2);
+        // The commented postfix_accounts example, uncommented, parses too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| {
+                        r.starts_with("[database.queries]")
+                            || r.starts_with("domain  =")
+                            || r.starts_with("account =")
+                            || r.starts_with("alias   =")
+                            || r.starts_with("list    =")
+                    })
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&uncommented, Path::new("/etc/postern")).unwrap();
+        assert!(
+            c.database
+                .queries
+                .account
+                .as_deref()
+                .unwrap()
+                .contains("accounts_table")
+        );
+    }
+
+    #[test]
     fn templates_expand() {
-        assert_eq!(expand_template("/v/%d/%n/Maildir", "al@ex.org"), "/v/ex.org/al/Maildir");
+        assert_eq!(
+            expand_template("/v/%d/%n/Maildir", "al@ex.org"),
+            "/v/ex.org/al/Maildir"
+        );
         assert_eq!(expand_template("%u %% %x", "a@b"), "a@b % %x");
     }
 }

@@ -148,10 +148,10 @@ pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
 /// Tells systemd (when run under it with `Type=notify`) that the daemon is ready, and logs
 /// the stable `ready` line test harnesses wait for.
 pub fn notify_ready(daemon: &str) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-            warn!(error = %e, "sd_notify READY failed");
-        }
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready])
+    {
+        warn!(error = %e, "sd_notify READY failed");
     }
     info!(daemon, "ready");
 }
@@ -184,7 +184,12 @@ mod tests {
         assert!(bind_unix(&f, 0o600, None, None).is_err());
         assert!(f.exists());
         assert!(matches!(
-            bind_unix(&dir.path().join("s2"), 0o600, Some("no-such-user-xyz"), None),
+            bind_unix(
+                &dir.path().join("s2"),
+                0o600,
+                Some("no-such-user-xyz"),
+                None
+            ),
             Err(DaemonError::NoSuchOwner { .. })
         ));
     }

@@ -7,7 +7,9 @@ pub enum AddressError {
     #[error("{0:?} is not an address of the form local@domain")]
     NotAnAddress(String),
     /// The local part is empty, too long or has characters we do not accept.
-    #[error("{0:?}: the local part must be 1-64 characters without spaces, quotes or control characters")]
+    #[error(
+        "{0:?}: the local part must be 1-64 characters without spaces, quotes or control characters"
+    )]
     BadLocal(String),
     /// The domain is not a valid host name.
     #[error("{0:?} is not a valid domain name")]
@@ -46,9 +48,11 @@ pub fn normalize_address(input: &str) -> Result<String, AddressError> {
     if local.is_empty()
         || local.chars().count() > 64
         || local.contains('@')
-        || local
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '<' | '>' | ',' | ';' | ':'))
+        || local.chars().any(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '"' | '\\' | '<' | '>' | ',' | ';' | ':')
+        })
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
@@ -77,9 +81,23 @@ mod tests {
 
     #[test]
     fn addresses_normalize() {
-        assert_eq!(normalize_address(" Alice@Example.ORG ").unwrap(), "alice@example.org");
+        assert_eq!(
+            normalize_address(" Alice@Example.ORG ").unwrap(),
+            "alice@example.org"
+        );
         assert_eq!(normalize_address("a.b+c@x.y").unwrap(), "a.b+c@x.y");
-        for bad in ["alice", "@x.y", "a b@x.y", "a@", "a@x", "a@-x.y", "a\0@x.y", "a..b@x.y", "a@x..y", "\"q\"@x.y"] {
+        for bad in [
+            "alice",
+            "@x.y",
+            "a b@x.y",
+            "a@",
+            "a@x",
+            "a@-x.y",
+            "a\0@x.y",
+            "a..b@x.y",
+            "a@x..y",
+            "\"q\"@x.y",
+        ] {
             assert!(normalize_address(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -72,7 +72,10 @@ impl Directory {
 
     async fn own_domain(&self, domain: &str) -> Result<(), DirectoryError> {
         let n = self
-            .count("SELECT COUNT(*) FROM domains WHERE name = ?", &[SqlArg::Text(domain)])
+            .count(
+                "SELECT COUNT(*) FROM domains WHERE name = ?",
+                &[SqlArg::Text(domain)],
+            )
             .await?;
         if n == 0 {
             return Err(DirectoryError::NotFound(format!(
@@ -87,7 +90,9 @@ impl Directory {
         self.require_own_schema()?;
         let domain = normalize_domain(domain)?;
         if self.own_domain(&domain).await.is_ok() {
-            return Err(DirectoryError::Conflict(format!("domain {domain} exists already")));
+            return Err(DirectoryError::Conflict(format!(
+                "domain {domain} exists already"
+            )));
         }
         self.exec(
             "INSERT INTO domains (name, created) VALUES (?, ?)",
@@ -126,10 +131,16 @@ impl Directory {
         let domain = normalize_domain(domain)?;
         self.own_domain(&domain).await?;
         let users = self
-            .count("SELECT COUNT(*) FROM accounts WHERE domain = ?", &[SqlArg::Text(&domain)])
+            .count(
+                "SELECT COUNT(*) FROM accounts WHERE domain = ?",
+                &[SqlArg::Text(&domain)],
+            )
             .await?;
         let aliases = self
-            .count("SELECT COUNT(*) FROM aliases WHERE domain = ?", &[SqlArg::Text(&domain)])
+            .count(
+                "SELECT COUNT(*) FROM aliases WHERE domain = ?",
+                &[SqlArg::Text(&domain)],
+            )
             .await?;
         if (users > 0 || aliases > 0) && !force {
             return Err(DirectoryError::Conflict(format!(
@@ -137,11 +148,26 @@ impl Directory {
             )));
         }
         let like = format!("%@{domain}");
-        self.exec("DELETE FROM sender_logins WHERE address LIKE ? OR login LIKE ?", &[SqlArg::Text(&like), SqlArg::Text(&like)])
-            .await?;
-        self.exec("DELETE FROM aliases WHERE domain = ?", &[SqlArg::Text(&domain)]).await?;
-        self.exec("DELETE FROM accounts WHERE domain = ?", &[SqlArg::Text(&domain)]).await?;
-        self.exec("DELETE FROM domains WHERE name = ?", &[SqlArg::Text(&domain)]).await?;
+        self.exec(
+            "DELETE FROM sender_logins WHERE address LIKE ? OR login LIKE ?",
+            &[SqlArg::Text(&like), SqlArg::Text(&like)],
+        )
+        .await?;
+        self.exec(
+            "DELETE FROM aliases WHERE domain = ?",
+            &[SqlArg::Text(&domain)],
+        )
+        .await?;
+        self.exec(
+            "DELETE FROM accounts WHERE domain = ?",
+            &[SqlArg::Text(&domain)],
+        )
+        .await?;
+        self.exec(
+            "DELETE FROM domains WHERE name = ?",
+            &[SqlArg::Text(&domain)],
+        )
+        .await?;
         Ok(())
     }
 
@@ -157,7 +183,9 @@ impl Directory {
         let domain = domain_of(&address).to_owned();
         self.own_domain(&domain).await?;
         if self.account(&address).await?.is_some() {
-            return Err(DirectoryError::Conflict(format!("account {address} exists already")));
+            return Err(DirectoryError::Conflict(format!(
+                "account {address} exists already"
+            )));
         }
         let hash = self.hash_for(&address, secret).await?;
         self.exec(
@@ -174,18 +202,20 @@ impl Directory {
         Ok(address)
     }
 
-    async fn hash_for(&self, address: &str, secret: NewSecret<'_>) -> Result<String, DirectoryError> {
+    async fn hash_for(
+        &self,
+        address: &str,
+        secret: NewSecret<'_>,
+    ) -> Result<String, DirectoryError> {
         match secret {
             NewSecret::Hash(h) => {
                 let h = h.trim();
                 if h.is_empty() || h.contains(['\n', '\r', '\t', '\0']) {
-                    return Err(DirectoryError::Conflict("the given hash is empty or has control characters".into()));
-                }
-                if password::scheme_of(h, &self.inner.default_scheme).is_none() {
                     return Err(DirectoryError::Conflict(
-                        "the given hash has no scheme Postern can verify".into(),
+                        "the given hash is empty or has control characters".into(),
                     ));
                 }
+                password::validate_stored(h, &self.inner.default_scheme)?;
                 Ok(h.to_owned())
             }
             NewSecret::Password(p) => {
@@ -200,7 +230,11 @@ impl Directory {
     }
 
     /// Sets a new password (checked by the policy) or hash.
-    pub async fn set_password(&self, address: &str, secret: NewSecret<'_>) -> Result<(), DirectoryError> {
+    pub async fn set_password(
+        &self,
+        address: &str,
+        secret: NewSecret<'_>,
+    ) -> Result<(), DirectoryError> {
         self.require_own_schema()?;
         let address = self.existing_user(address).await?;
         let hash = self.hash_for(&address, secret).await?;
@@ -215,7 +249,10 @@ impl Directory {
     async fn existing_user(&self, address: &str) -> Result<String, DirectoryError> {
         let address = normalize_address(address)?;
         let n = self
-            .count("SELECT COUNT(*) FROM accounts WHERE address = ?", &[SqlArg::Text(&address)])
+            .count(
+                "SELECT COUNT(*) FROM accounts WHERE address = ?",
+                &[SqlArg::Text(&address)],
+            )
             .await?;
         if n == 0 {
             return Err(DirectoryError::NotFound(format!("no account {address}")));
@@ -248,7 +285,10 @@ impl Directory {
     }
 
     /// Accounts, optionally of one domain.
-    pub async fn list_users(&self, domain: Option<&str>) -> Result<Vec<AccountInfo>, DirectoryError> {
+    pub async fn list_users(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Vec<AccountInfo>, DirectoryError> {
         self.require_own_schema()?;
         let rows = match domain {
             Some(d) => {
@@ -287,8 +327,16 @@ impl Directory {
     pub async fn remove_user(&self, address: &str) -> Result<(), DirectoryError> {
         self.require_own_schema()?;
         let address = self.existing_user(address).await?;
-        self.exec("DELETE FROM sender_logins WHERE login = ?", &[SqlArg::Text(&address)]).await?;
-        self.exec("DELETE FROM accounts WHERE address = ?", &[SqlArg::Text(&address)]).await?;
+        self.exec(
+            "DELETE FROM sender_logins WHERE login = ?",
+            &[SqlArg::Text(&address)],
+        )
+        .await?;
+        self.exec(
+            "DELETE FROM accounts WHERE address = ?",
+            &[SqlArg::Text(&address)],
+        )
+        .await?;
         let subject = address.clone();
         self.exec(
             "DELETE FROM auth_failures WHERE scope = 'account' AND subject = ?",
@@ -300,13 +348,19 @@ impl Directory {
 
     /// Adds destinations to an alias (`source` may be `@domain` for a catch-all).
     /// Returns how many were new.
-    pub async fn add_alias(&self, source: &str, destinations: &[String]) -> Result<usize, DirectoryError> {
+    pub async fn add_alias(
+        &self,
+        source: &str,
+        destinations: &[String],
+    ) -> Result<usize, DirectoryError> {
         self.require_own_schema()?;
         let source = normalize_alias_source(source)?;
         let domain = domain_of(&source).to_owned();
         self.own_domain(&domain).await?;
         if destinations.is_empty() {
-            return Err(DirectoryError::Conflict("an alias needs at least one destination".into()));
+            return Err(DirectoryError::Conflict(
+                "an alias needs at least one destination".into(),
+            ));
         }
         let mut dests = Vec::new();
         for d in destinations {
@@ -323,7 +377,12 @@ impl Directory {
             }
             self.exec(
                 "INSERT INTO aliases (source, destination, domain, created) VALUES (?, ?, ?, ?)",
-                &[SqlArg::Text(&source), SqlArg::Text(&d), SqlArg::Text(&domain), SqlArg::Int(now())],
+                &[
+                    SqlArg::Text(&source),
+                    SqlArg::Text(&d),
+                    SqlArg::Text(&domain),
+                    SqlArg::Int(now()),
+                ],
             )
             .await?;
             added += 1;
@@ -349,7 +408,10 @@ impl Directory {
     }
 
     /// Aliases, optionally of one domain.
-    pub async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<AliasInfo>, DirectoryError> {
+    pub async fn list_aliases(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Vec<AliasInfo>, DirectoryError> {
         self.require_own_schema()?;
         let rows = match domain {
             Some(d) => {
@@ -361,8 +423,11 @@ impl Directory {
                 .await?
             }
             None => {
-                self.rows("SELECT source, destination FROM aliases ORDER BY source, destination", &[])
-                    .await?
+                self.rows(
+                    "SELECT source, destination FROM aliases ORDER BY source, destination",
+                    &[],
+                )
+                .await?
             }
         };
         let mut out: Vec<AliasInfo> = Vec::new();
@@ -371,18 +436,29 @@ impl Directory {
             let dest = sql::text(r, 1)?.unwrap_or_default();
             match out.last_mut() {
                 Some(last) if last.source == source => last.destinations.push(dest),
-                _ => out.push(AliasInfo { source, destinations: vec![dest] }),
+                _ => out.push(AliasInfo {
+                    source,
+                    destinations: vec![dest],
+                }),
             }
         }
         Ok(out)
     }
 
     /// Removes an alias, or only some of its destinations.
-    pub async fn remove_alias(&self, source: &str, destinations: &[String]) -> Result<u64, DirectoryError> {
+    pub async fn remove_alias(
+        &self,
+        source: &str,
+        destinations: &[String],
+    ) -> Result<u64, DirectoryError> {
         self.require_own_schema()?;
         let source = normalize_alias_source(source)?;
         let n = if destinations.is_empty() {
-            self.exec("DELETE FROM aliases WHERE source = ?", &[SqlArg::Text(&source)]).await?
+            self.exec(
+                "DELETE FROM aliases WHERE source = ?",
+                &[SqlArg::Text(&source)],
+            )
+            .await?
         } else {
             let mut n = 0;
             for d in destinations {
@@ -397,7 +473,9 @@ impl Directory {
             n
         };
         if n == 0 {
-            return Err(DirectoryError::NotFound(format!("no alias {source} with those destinations")));
+            return Err(DirectoryError::NotFound(format!(
+                "no alias {source} with those destinations"
+            )));
         }
         Ok(n)
     }
@@ -414,11 +492,17 @@ impl Directory {
             )
             .await?;
         if n > 0 {
-            return Err(DirectoryError::Conflict(format!("{login} may already send as {address}")));
+            return Err(DirectoryError::Conflict(format!(
+                "{login} may already send as {address}"
+            )));
         }
         self.exec(
             "INSERT INTO sender_logins (address, login, created) VALUES (?, ?, ?)",
-            &[SqlArg::Text(&address), SqlArg::Text(&login), SqlArg::Int(now())],
+            &[
+                SqlArg::Text(&address),
+                SqlArg::Text(&login),
+                SqlArg::Int(now()),
+            ],
         )
         .await?;
         Ok(())
@@ -428,7 +512,10 @@ impl Directory {
     pub async fn list_senders(&self) -> Result<Vec<SenderInfo>, DirectoryError> {
         self.require_own_schema()?;
         let rows = self
-            .rows("SELECT address, login FROM sender_logins ORDER BY address, login", &[])
+            .rows(
+                "SELECT address, login FROM sender_logins ORDER BY address, login",
+                &[],
+            )
             .await?;
         let mut out = Vec::new();
         for r in &rows {
@@ -452,7 +539,9 @@ impl Directory {
             )
             .await?;
         if n == 0 {
-            return Err(DirectoryError::NotFound(format!("{login} has no permission to send as {address}")));
+            return Err(DirectoryError::NotFound(format!(
+                "{login} has no permission to send as {address}"
+            )));
         }
         Ok(())
     }

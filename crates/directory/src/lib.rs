@@ -24,7 +24,9 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-pub use address::{AddressError, domain_of, normalize_address, normalize_alias_source, normalize_domain};
+pub use address::{
+    AddressError, domain_of, normalize_address, normalize_alias_source, normalize_domain,
+};
 pub use admin::{AccountInfo, AliasInfo, NewSecret, SenderInfo};
 pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts};
 pub use lookup::{Account, AliasExpansion, AuthOutcome};
@@ -118,8 +120,12 @@ impl Directory {
             .await?;
         if backend == Backend::Sqlite {
             // Several processes (authd instances, mailctl) share the file.
-            sqlx::query("PRAGMA busy_timeout = 5000").execute(&pool).await?;
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout = 5000")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         migrator(backend).run(&pool).await?;
         let q = &config.database.queries;
@@ -132,8 +138,14 @@ impl Directory {
                 &q.account,
                 "SELECT address, password, quota_bytes, enabled FROM accounts WHERE address = %u",
             )?,
-            alias: c(&q.alias, "SELECT destination FROM aliases WHERE source = %u")?,
-            sender: c(&q.sender, "SELECT login FROM sender_logins WHERE address = %u")?,
+            alias: c(
+                &q.alias,
+                "SELECT destination FROM aliases WHERE source = %u",
+            )?,
+            sender: c(
+                &q.sender,
+                "SELECT login FROM sender_logins WHERE address = %u",
+            )?,
             list: c(&q.list, "SELECT address FROM accounts ORDER BY address")?,
             password_update: match (&q.password_update, &q.account) {
                 (Some(custom), _) => Some(sql::Query::compile(custom, backend)?),

@@ -21,6 +21,8 @@ pub enum Gate {
     Open {
         /// The delay before a failure answer.
         delay: Duration,
+        /// Recent failures of the IP or account (the larger); 0 means nothing to clear on success.
+        failures: u32,
     },
     /// Refused without checking the password.
     Locked {
@@ -78,7 +80,8 @@ pub(crate) fn next_state(policy: &Policy, old: Option<State>, now: i64, threshol
     let window = i64::try_from(policy.window_secs).unwrap_or(i64::MAX);
     let mut s = old.unwrap_or_default();
     if s.last_failure > 0
-        && now.saturating_sub(s.last_failure) > i64::try_from(policy.max_lockout_secs).unwrap_or(i64::MAX)
+        && now.saturating_sub(s.last_failure)
+            > i64::try_from(policy.max_lockout_secs).unwrap_or(i64::MAX)
         && s.locked_until <= now
     {
         s.lockouts = 0;
@@ -92,7 +95,10 @@ pub(crate) fn next_state(policy: &Policy, old: Option<State>, now: i64, threshol
     if threshold > 0 && s.failures >= threshold && s.locked_until <= now {
         s.lockouts = s.lockouts.saturating_add(1);
         let factor = 1u64 << (s.lockouts - 1).min(20);
-        let secs = policy.lockout_secs.saturating_mul(factor).min(policy.max_lockout_secs);
+        let secs = policy
+            .lockout_secs
+            .saturating_mul(factor)
+            .min(policy.max_lockout_secs);
         s.locked_until = now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
         s.failures = 0;
         s.first_failure = now;
@@ -119,7 +125,11 @@ pub struct Lockouts {
 
 impl Lockouts {
     pub(crate) fn new(pool: AnyPool, backend: Backend, policy: Policy) -> Self {
-        Self { pool, backend, policy }
+        Self {
+            pool,
+            backend,
+            policy,
+        }
     }
 
     /// The policy in force.
@@ -135,7 +145,9 @@ impl Lockouts {
             &[SqlArg::Text(scope), SqlArg::Text(subject)],
         )
         .await?;
-        let Some(r) = rows.first() else { return Ok(None) };
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
         let n = |i| sql::int(r, i).map(|v| v.unwrap_or(0));
         Ok(Some(State {
             failures: u32::try_from(n(0)?.max(0)).unwrap_or(u32::MAX),
@@ -146,7 +158,13 @@ impl Lockouts {
         }))
     }
 
-    async fn store(&self, scope: &str, subject: &str, old: Option<State>, s: State) -> Result<bool, DirectoryError> {
+    async fn store(
+        &self,
+        scope: &str,
+        subject: &str,
+        old: Option<State>,
+        s: State,
+    ) -> Result<bool, DirectoryError> {
         let args = [
             SqlArg::Int(i64::from(s.failures)),
             SqlArg::Int(s.first_failure),
@@ -178,13 +196,20 @@ impl Lockouts {
         match r {
             Ok(_) => Ok(true),
             // A concurrent insert won: read again and retry.
-            Err(DirectoryError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(false),
+            Err(DirectoryError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Counts one failure for `subject`; returns the new state.
-    async fn bump(&self, scope: &'static str, subject: &str, threshold: u32) -> Result<State, DirectoryError> {
+    async fn bump(
+        &self,
+        scope: &'static str,
+        subject: &str,
+        threshold: u32,
+    ) -> Result<State, DirectoryError> {
         let now = now();
         for _ in 0..5 {
             let old = self.load(scope, subject).await?;
@@ -193,35 +218,62 @@ impl Lockouts {
                 return Ok(new);
             }
         }
-        Err(DirectoryError::Conflict(format!("lockout state of {subject} keeps changing")))
+        Err(DirectoryError::Conflict(format!(
+            "lockout state of {subject} keeps changing"
+        )))
     }
 
     /// Checks whether a login of `account` from `ip` may proceed, before the password is looked at.
     pub async fn check(&self, ip: Option<IpAddr>, account: &str) -> Result<Gate, DirectoryError> {
         if ip.is_some_and(|ip| self.policy.allowed(ip)) {
-            return Ok(Gate::Open { delay: Duration::ZERO });
+            return Ok(Gate::Open {
+                delay: Duration::ZERO,
+                failures: 0,
+            });
         }
         let now = now();
-        let mut worst = 0;
+        let (mut worst, mut any) = (0, 0);
         let ip_s = ip.map(|i| i.to_string());
-        let subjects = [("ip", ip_s.as_deref()), ("account", Some(account).filter(|a| !a.is_empty()))];
+        let subjects = [
+            ("ip", ip_s.as_deref()),
+            ("account", Some(account).filter(|a| !a.is_empty())),
+        ];
         for (scope, subject) in subjects {
             let Some(subject) = subject else { continue };
             if let Some(s) = self.load(scope, subject).await? {
                 if s.locked_until > now {
-                    return Ok(Gate::Locked { scope, subject: subject.to_owned(), until: s.locked_until });
+                    return Ok(Gate::Locked {
+                        scope,
+                        subject: subject.to_owned(),
+                        until: s.locked_until,
+                    });
                 }
-                if now.saturating_sub(s.first_failure) <= i64::try_from(self.policy.window_secs).unwrap_or(i64::MAX) {
+                any = any.max(s.failures);
+                if now.saturating_sub(s.first_failure)
+                    <= i64::try_from(self.policy.window_secs).unwrap_or(i64::MAX)
+                {
                     worst = worst.max(s.failures);
                 }
             }
         }
-        Ok(Gate::Open { delay: delay_for(&self.policy, worst) })
+        Ok(Gate::Open {
+            delay: delay_for(&self.policy, worst),
+            failures: any,
+        })
     }
 
     /// Records a failed login. Failures from allow-listed networks are not counted.
-    pub async fn record_failure(&self, ip: Option<IpAddr>, account: &str) -> Result<FailureRecord, DirectoryError> {
-        let mut rec = FailureRecord { delay: Duration::ZERO, ip_failures: 0, account_failures: 0, locked: None };
+    pub async fn record_failure(
+        &self,
+        ip: Option<IpAddr>,
+        account: &str,
+    ) -> Result<FailureRecord, DirectoryError> {
+        let mut rec = FailureRecord {
+            delay: Duration::ZERO,
+            ip_failures: 0,
+            account_failures: 0,
+            locked: None,
+        };
         if ip.is_some_and(|ip| self.policy.allowed(ip)) {
             return Ok(rec);
         }
@@ -235,7 +287,9 @@ impl Lockouts {
             }
         }
         if !account.is_empty() {
-            let s = self.bump("account", account, self.policy.account_threshold).await?;
+            let s = self
+                .bump("account", account, self.policy.account_threshold)
+                .await?;
             rec.account_failures = s.failures;
             if s.locked_until > now && s.failures == 0 && rec.locked.is_none() {
                 rec.locked = Some(("account", account.to_owned(), s.locked_until));
@@ -251,7 +305,11 @@ impl Lockouts {
     }
 
     /// A successful login clears the failure counts (not an active lockout).
-    pub async fn record_success(&self, ip: Option<IpAddr>, account: &str) -> Result<(), DirectoryError> {
+    pub async fn record_success(
+        &self,
+        ip: Option<IpAddr>,
+        account: &str,
+    ) -> Result<(), DirectoryError> {
         let now = now();
         let ip_s = ip.map(|i| i.to_string());
         for (scope, subject) in [("ip", ip_s.as_deref()), ("account", Some(account))] {
@@ -295,7 +353,13 @@ impl Lockouts {
         match subject {
             Some(s) => {
                 let s = s.trim().to_lowercase();
-                sql::exec_own(&self.pool, self.backend, "DELETE FROM auth_failures WHERE subject = ?", &[SqlArg::Text(&s)]).await
+                sql::exec_own(
+                    &self.pool,
+                    self.backend,
+                    "DELETE FROM auth_failures WHERE subject = ?",
+                    &[SqlArg::Text(&s)],
+                )
+                .await
             }
             None => sql::exec_own(&self.pool, self.backend, "DELETE FROM auth_failures", &[]).await,
         }
@@ -304,7 +368,8 @@ impl Lockouts {
     /// Forgets rows with no lockout and no failure in the window.
     pub async fn purge_expired(&self) -> Result<u64, DirectoryError> {
         let now = now();
-        let keep = i64::try_from(self.policy.window_secs.max(self.policy.max_lockout_secs)).unwrap_or(i64::MAX);
+        let keep = i64::try_from(self.policy.window_secs.max(self.policy.max_lockout_secs))
+            .unwrap_or(i64::MAX);
         sql::exec_own(
             &self.pool,
             self.backend,
@@ -320,7 +385,15 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        Policy { account_threshold: 3, lockout_secs: 60, max_lockout_secs: 200, window_secs: 100, delay_after: 2, max_delay_secs: 8, ..Policy::default() }
+        Policy {
+            account_threshold: 3,
+            lockout_secs: 60,
+            max_lockout_secs: 200,
+            window_secs: 100,
+            delay_after: 2,
+            max_delay_secs: 8,
+            ..Policy::default()
+        }
     }
 
     #[test]

@@ -105,11 +105,10 @@ impl Directory {
         };
         let scheme = self.inner.default_scheme.clone();
         let secret_owned = secret.to_owned();
-        let verified = tokio::task::spawn_blocking(move || {
-            password::verify(&stored, &secret_owned, &scheme)
-        })
-        .await
-        .map_err(|e| DirectoryError::Config(format!("password check failed: {e}")))?;
+        let verified =
+            tokio::task::spawn_blocking(move || password::verify(&stored, &secret_owned, &scheme))
+                .await
+                .map_err(|e| DirectoryError::Config(format!("password check failed: {e}")))?;
         let Some(account) = account.filter(|_| known) else {
             return Ok(AuthOutcome::UnknownUser);
         };
@@ -132,9 +131,9 @@ impl Directory {
             return;
         };
         let secret = secret.to_owned();
-        let hash = match tokio::task::spawn_blocking(move || password::hash_new(&secret)).await {
-            Ok(Ok(h)) => h,
-            _ => return,
+        let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || password::hash_new(&secret)).await
+        else {
+            return;
         };
         match update.execute(&self.inner.pool, address, Some(&hash)).await {
             Ok(_) => info!(user = address, "password rehashed to argon2id"),
@@ -170,10 +169,16 @@ impl Directory {
         let mut out = Vec::new();
         for r in &rows {
             let Some(v) = sql::text(r, 0)? else { continue };
-            for part in v.split([',', ' ', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+            for part in v
+                .split([',', ' ', '\n'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
                 match normalize_address(part) {
                     Ok(a) => out.push(a),
-                    Err(e) => warn!(alias = key, error = %e, "ignoring malformed alias destination"),
+                    Err(e) => {
+                        warn!(alias = key, error = %e, "ignoring malformed alias destination")
+                    }
                 }
             }
         }
@@ -240,11 +245,14 @@ impl Directory {
         Box::pin(async move {
             for dest in pending {
                 if out.len() >= MAX_ALIAS_RESULTS {
-                    warn!(alias = origin, "alias expansion truncated at {MAX_ALIAS_RESULTS} destinations");
+                    warn!(
+                        alias = origin,
+                        "alias expansion truncated at {MAX_ALIAS_RESULTS} destinations"
+                    );
                     return Ok(());
                 }
                 if visited.contains(&dest) {
-                    if dest == origin {
+                    if dest == origin && depth == 0 {
                         // An alias naming itself keeps its own copy.
                         push_unique(out, dest);
                     } else {
@@ -260,7 +268,8 @@ impl Directory {
                         continue;
                     }
                     visited.insert(dest);
-                    self.resolve(origin, rows, visited, depth + 1, out, looped).await?;
+                    self.resolve(origin, rows, visited, depth + 1, out, looped)
+                        .await?;
                     continue;
                 }
                 if !self.is_mailbox(&dest).await? && self.domain_exists(domain_of(&dest)).await? {
@@ -269,7 +278,8 @@ impl Directory {
                         let rows = self.alias_rows(&catch_all).await?;
                         if !rows.is_empty() {
                             visited.insert(catch_all);
-                            self.resolve(origin, rows, visited, depth + 1, out, looped).await?;
+                            self.resolve(origin, rows, visited, depth + 1, out, looped)
+                                .await?;
                             continue;
                         }
                     }
@@ -295,12 +305,12 @@ impl Directory {
         for key in [address.as_str(), domain_key.as_str()] {
             self.sender_rows(key, &mut out).await?;
         }
-        if !self.alias_rows(&address).await?.is_empty() {
-            if let AliasExpansion::Targets(targets) = self.expand_alias(&address).await? {
-                for t in targets {
-                    if self.is_mailbox(&t).await? {
-                        push_unique(&mut out, t);
-                    }
+        if !self.alias_rows(&address).await?.is_empty()
+            && let AliasExpansion::Targets(targets) = self.expand_alias(&address).await?
+        {
+            for t in targets {
+                if self.is_mailbox(&t).await? {
+                    push_unique(&mut out, t);
                 }
             }
         }
@@ -312,14 +322,23 @@ impl Directory {
     /// The logins allowed to send as anyone at `domain` (sender permissions for `@domain`).
     pub async fn domain_senders(&self, domain: &str) -> Result<Vec<String>, DirectoryError> {
         let mut out = Vec::new();
-        self.sender_rows(&format!("@{}", domain.trim().to_ascii_lowercase()), &mut out)
-            .await?;
+        self.sender_rows(
+            &format!("@{}", domain.trim().to_ascii_lowercase()),
+            &mut out,
+        )
+        .await?;
         Ok(out)
     }
 
     /// Adds the logins the sender query gives for `key` to `out`.
     async fn sender_rows(&self, key: &str, out: &mut Vec<String>) -> Result<(), DirectoryError> {
-        for r in self.inner.queries.sender.fetch(&self.inner.pool, key, None).await? {
+        for r in self
+            .inner
+            .queries
+            .sender
+            .fetch(&self.inner.pool, key, None)
+            .await?
+        {
             if let Some(v) = sql::text(&r, 0)? {
                 for login in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     push_unique(out, login.to_lowercase());
@@ -340,7 +359,5 @@ fn push_unique(out: &mut Vec<String>, v: String) {
 /// they take as long as known ones.
 fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        password::hash_new("postern-dummy-password-for-timing").unwrap_or_default()
-    })
+    HASH.get_or_init(|| password::hash_new("postern-dummy-password-for-timing").unwrap_or_default())
 }

@@ -190,7 +190,10 @@ pub(crate) async fn exec_own(
     sql: &str,
     args: &[SqlArg<'_>],
 ) -> Result<u64, DirectoryError> {
-    Ok(bind_own(backend, sql, args).execute(pool).await?.rows_affected())
+    Ok(bind_own(backend, sql, args)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }
 
 /// Runs one of Postern's own queries (`?` placeholders).
@@ -250,7 +253,10 @@ mod tests {
             Backend::Postgres,
         )
         .unwrap();
-        assert_eq!(q.sql(), "SELECT password FROM t WHERE Email = $1 AND d = $2");
+        assert_eq!(
+            q.sql(),
+            "SELECT password FROM t WHERE Email = $1 AND d = $2"
+        );
         assert_eq!(q.params, vec![Param::Key, Param::Domain]);
         let q = Query::compile("SELECT 1 WHERE a=%n AND b='%d' -- 100% é", Backend::Mysql).unwrap();
         assert_eq!(q.sql(), "SELECT 1 WHERE a=? AND b=? -- 100% é");
@@ -266,7 +272,10 @@ mod tests {
 
     #[test]
     fn own_sql_numbers_postgres_params() {
-        assert_eq!(own_sql("a = ? AND b = ?", Backend::Postgres), "a = $1 AND b = $2");
+        assert_eq!(
+            own_sql("a = ? AND b = ?", Backend::Postgres),
+            "a = $1 AND b = $2"
+        );
         assert_eq!(own_sql("a = ?", Backend::Sqlite), "a = ?");
     }
 }

@@ -188,18 +188,26 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             dir.remove_domain(domain, *force).await?;
             done(json, format!("domain {domain} removed"));
         }
-        Command::User(UserCmd::Add { address, quota, password_hash }) => {
+        Command::User(UserCmd::Add {
+            address,
+            quota,
+            password_hash,
+        }) => {
             let quota = quota.as_deref().map(parse_size).transpose()?.unwrap_or(0);
             let a = match password_hash {
                 Some(h) => dir.add_user(address, NewSecret::Hash(h), quota).await?,
                 None => {
                     let pw = secret::read_new_password(&format!("Password for {address}: "))?;
-                    dir.add_user(address, NewSecret::Password(&pw), quota).await?
+                    dir.add_user(address, NewSecret::Password(&pw), quota)
+                        .await?
                 }
             };
             done(json, format!("account {a} added"));
         }
-        Command::User(UserCmd::Passwd { address, password_hash }) => {
+        Command::User(UserCmd::Passwd {
+            address,
+            password_hash,
+        }) => {
             match password_hash {
                 Some(h) => dir.set_password(address, NewSecret::Hash(h)).await?,
                 None => {
@@ -236,12 +244,21 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
         }
         Command::User(UserCmd::Remove { address }) => {
             dir.remove_user(address).await?;
-            done(json, format!("account {address} removed; its mail under {} is kept", config.mail_root().display()));
+            done(
+                json,
+                format!(
+                    "account {address} removed; its mail under {} is kept",
+                    config.mail_root().display()
+                ),
+            );
         }
         Command::User(UserCmd::Quota { address, size }) => {
             let q = parse_size(size)?;
             dir.set_quota(address, q).await?;
-            done(json, format!("quota of {address} set to {}", format_size(q)));
+            done(
+                json,
+                format!("quota of {address} set to {}", format_size(q)),
+            );
         }
         Command::User(UserCmd::Enable { address }) => {
             dir.set_enabled(address, true).await?;
@@ -251,7 +268,10 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             dir.set_enabled(address, false).await?;
             done(json, format!("account {address} disabled"));
         }
-        Command::Alias(AliasCmd::Add { source, destinations }) => {
+        Command::Alias(AliasCmd::Add {
+            source,
+            destinations,
+        }) => {
             let n = dir.add_alias(source, destinations).await?;
             done(json, format!("alias {source}: {n} destination(s) added"));
         }
@@ -271,7 +291,10 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 t.print();
             }
         }
-        Command::Alias(AliasCmd::Remove { source, destinations }) => {
+        Command::Alias(AliasCmd::Remove {
+            source,
+            destinations,
+        }) => {
             let n = dir.remove_alias(source, destinations).await?;
             done(json, format!("alias {source}: {n} destination(s) removed"));
         }
@@ -282,7 +305,10 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
         Command::Sender(SenderCmd::List) => {
             let rows = dir.list_senders().await?;
             if json {
-                let v: Vec<_> = rows.iter().map(|s| json!({"address": s.address, "login": s.login})).collect();
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|s| json!({"address": s.address, "login": s.login}))
+                    .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 let mut t = Table::new(&["ADDRESS", "LOGIN"]);
@@ -312,14 +338,24 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
-                let mut t = Table::new(&["SCOPE", "SUBJECT", "FAILURES", "LAST FAILURE", "LOCKED UNTIL"]);
+                let mut t = Table::new(&[
+                    "SCOPE",
+                    "SUBJECT",
+                    "FAILURES",
+                    "LAST FAILURE",
+                    "LOCKED UNTIL",
+                ]);
                 for r in rows {
                     t.row(vec![
                         r.scope,
                         r.subject,
                         r.failures.to_string(),
                         format_time(r.last_failure),
-                        if r.locked_until > now { format_time(r.locked_until) } else { "-".into() },
+                        if r.locked_until > now {
+                            format_time(r.locked_until)
+                        } else {
+                            "-".into()
+                        },
                     ]);
                 }
                 t.print();

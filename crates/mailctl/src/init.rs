@@ -43,13 +43,19 @@ pub(crate) const PORTS: [(&str, u16); 7] = [
 ];
 
 fn port(name: &str) -> u16 {
-    PORTS.iter().find(|(n, _)| *n == name).map_or(0, |(_, p)| *p)
+    PORTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, p)| *p)
 }
 
 pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
     let config_path = a.dir.join("postern.toml");
     if config_path.exists() {
-        anyhow::bail!("{} exists already; this directory is initialised", config_path.display());
+        anyhow::bail!(
+            "{} exists already; this directory is initialised",
+            config_path.display()
+        );
     }
     let domain = match (&a.domain, a.demo) {
         (Some(d), _) => Some(normalize_domain(d)?),
@@ -66,18 +72,29 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|| "mail.example.test".to_owned()),
     };
     for sub in ["run", "state", "state/queue", "mail", "tls"] {
-        std::fs::create_dir_all(a.dir.join(sub)).with_context(|| format!("creating {}", a.dir.join(sub).display()))?;
+        std::fs::create_dir_all(a.dir.join(sub))
+            .with_context(|| format!("creating {}", a.dir.join(sub).display()))?;
     }
-    for (sub, mode) in [("state", 0o700), ("tls", 0o700), ("mail", 0o700), ("run", 0o755)] {
+    for (sub, mode) in [
+        ("state", 0o700),
+        ("tls", 0o700),
+        ("mail", 0o700),
+        ("run", 0o755),
+    ] {
         std::fs::set_permissions(a.dir.join(sub), std::fs::Permissions::from_mode(mode))?;
     }
     write_tls(&a.dir.join("tls"), &hostname)?;
-    let db_url = a.database_url.clone().unwrap_or_else(|| "sqlite://postern.db".to_owned());
+    let db_url = a
+        .database_url
+        .clone()
+        .unwrap_or_else(|| "sqlite://postern.db".to_owned());
     let text = config_text(&hostname, &db_url);
     let dir = std::fs::canonicalize(&a.dir)?;
     // Check the text parses before writing it, so a bad --hostname leaves nothing behind.
     let config = Config::parse(&text, &dir).context("the generated config does not parse")?;
-    let directory = Directory::open(&config).await.context("creating the database")?;
+    let directory = Directory::open(&config)
+        .await
+        .context("creating the database")?;
     let tmp = dir.join("postern.toml.tmp");
     std::fs::write(&tmp, &text)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640))?;
@@ -91,7 +108,9 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
                 .take(20)
                 .map(char::from)
                 .collect();
-            directory.add_user(&format!("demo@{d}"), NewSecret::Password(&pw), 0).await?;
+            directory
+                .add_user(&format!("demo@{d}"), NewSecret::Password(&pw), 0)
+                .await?;
             demo_password = Some(pw);
         }
     }
@@ -110,7 +129,14 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
         println!("  config:   {}", config_path.display());
         println!("  database: {db_url}");
         println!("  sockets:  {}", dir.join("run").display());
-        println!("  ports:    {}", PORTS.iter().map(|(n, p)| format!("{n} {p}")).collect::<Vec<_>>().join(", "));
+        println!(
+            "  ports:    {}",
+            PORTS
+                .iter()
+                .map(|(n, p)| format!("{n} {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         if let (Some(d), Some(pw)) = (&domain, &demo_password) {
             println!("  demo user: demo@{d}  password: {pw}");
         }
@@ -198,7 +224,11 @@ mod tests {
 
     #[test]
     fn generated_config_parses_with_the_contract_ports() {
-        let c = Config::parse(&config_text("mail.example.test", "sqlite://postern.db"), Path::new("/srv/x")).unwrap();
+        let c = Config::parse(
+            &config_text("mail.example.test", "sqlite://postern.db"),
+            Path::new("/srv/x"),
+        )
+        .unwrap();
         assert_eq!(c.smtpd.listen[0].port(), 2525);
         assert_eq!(c.smtpd.submission[0].port(), 2587);
         assert_eq!(c.smtpd.submissions[0].port(), 2465);

@@ -8,7 +8,10 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|s| (*s).to_owned()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|s| (*s).to_owned()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub(crate) fn row(&mut self, cells: Vec<String>) {
@@ -52,7 +55,10 @@ impl Table {
 /// Parses `0`, `1024`, `500K`, `20M`, `2G`, `1T` (binary units; a trailing `B`/`iB` is allowed).
 pub fn parse_size(s: &str) -> anyhow::Result<i64> {
     let t = s.trim().to_ascii_uppercase();
-    let t = t.strip_suffix("IB").or_else(|| t.strip_suffix('B')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("IB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('K') => (&t[..t.len() - 1], 1i64 << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
@@ -67,7 +73,8 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
     if n < 0 {
         anyhow::bail!("a size cannot be negative");
     }
-    n.checked_mul(mult).ok_or_else(|| anyhow::anyhow!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!("{s:?} is too large"))
 }
 
 /// `0` → `-`, otherwise the largest whole binary unit.
@@ -100,7 +107,12 @@ pub(crate) fn format_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -125,7 +137,7 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(format_time(0), "-");
-        assert_eq!(format_time(1_795_000_000), "2026-11-18 06:13:20");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06:40");
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00");
     }
 

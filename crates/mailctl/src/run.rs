@@ -50,9 +50,14 @@ pub(crate) fn run(config: &Path) -> anyhow::Result<()> {
         })
         .collect();
     if found.is_empty() {
-        anyhow::bail!("no Postern daemon binaries in {} (build them with `cargo build --workspace --bins`)", dir.display());
+        anyhow::bail!(
+            "no Postern daemon binaries in {} (build them with `cargo build --workspace --bins`)",
+            dir.display()
+        );
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(supervise(found, config, cfg))
 }
 
@@ -63,20 +68,35 @@ fn spawn(s: &mut Supervised, config: &Path) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", s.path.display()))?;
-    eprintln!("mailctl: started {} (pid {})", s.name, child.id().unwrap_or(0));
+    eprintln!(
+        "mailctl: started {} (pid {})",
+        s.name,
+        child.id().unwrap_or(0)
+    );
     s.child = Some(child);
     s.started = Instant::now();
     s.restart_at = None;
     Ok(())
 }
 
-async fn supervise(found: Vec<(&'static str, PathBuf)>, config: PathBuf, cfg: postern_config::Config) -> anyhow::Result<()> {
+async fn supervise(
+    found: Vec<(&'static str, PathBuf)>,
+    config: PathBuf,
+    cfg: postern_config::Config,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut all: Vec<Supervised> = found
         .into_iter()
-        .map(|(name, path)| Supervised { name, path, child: None, started: Instant::now(), failures: 0, restart_at: None })
+        .map(|(name, path)| Supervised {
+            name,
+            path,
+            child: None,
+            started: Instant::now(),
+            failures: 0,
+            restart_at: None,
+        })
         .collect();
     for s in &mut all {
         spawn(s, &config)?;
@@ -103,8 +123,12 @@ async fn supervise(found: Vec<(&'static str, PathBuf)>, config: PathBuf, cfg: po
                 }
                 continue;
             }
-            let Some(child) = s.child.as_mut() else { continue };
-            let Some(status) = child.try_wait()? else { continue };
+            let Some(child) = s.child.as_mut() else {
+                continue;
+            };
+            let Some(status) = child.try_wait()? else {
+                continue;
+            };
             s.child = None;
             if s.started.elapsed() >= HEALTHY_AFTER {
                 s.failures = 0;
@@ -116,7 +140,10 @@ async fn supervise(found: Vec<(&'static str, PathBuf)>, config: PathBuf, cfg: po
                 break;
             }
             let backoff = Duration::from_secs(1 << (s.failures - 1).min(5));
-            eprintln!("mailctl: {} exited ({status}); restarting in {backoff:?}", s.name);
+            eprintln!(
+                "mailctl: {} exited ({status}); restarting in {backoff:?}",
+                s.name
+            );
             s.restart_at = Some(Instant::now() + backoff);
         }
         if given_up.is_some() {
@@ -126,10 +153,10 @@ async fn supervise(found: Vec<(&'static str, PathBuf)>, config: PathBuf, cfg: po
     eprintln!("mailctl: stopping");
     // Stop in reverse order, so authd goes last.
     for s in all.iter_mut().rev() {
-        if let Some(child) = s.child.as_mut() {
-            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                kill(Pid::from_raw(pid), Signal::SIGTERM).ok();
-            }
+        if let Some(child) = s.child.as_mut()
+            && let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok())
+        {
+            kill(Pid::from_raw(pid), Signal::SIGTERM).ok();
         }
     }
     for s in all.iter_mut().rev() {
@@ -137,7 +164,10 @@ async fn supervise(found: Vec<(&'static str, PathBuf)>, config: PathBuf, cfg: po
             match tokio::time::timeout(STOP_GRACE, child.wait()).await {
                 Ok(Ok(st)) => eprintln!("mailctl: {} stopped ({st})", s.name),
                 _ => {
-                    eprintln!("mailctl: {} did not stop in {STOP_GRACE:?}; killing it", s.name);
+                    eprintln!(
+                        "mailctl: {} did not stop in {STOP_GRACE:?}; killing it",
+                        s.name
+                    );
                     drop(child.kill().await);
                 }
             }

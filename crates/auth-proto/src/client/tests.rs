@@ -1,4 +1,5 @@
-//! Each client against a tiny in-test server built from this crate's server-side codecs.
+//! Each client against a tiny in-test server built from this crate's server-side codecs:
+//! the shared helpers, and the auth client's tests (the others are beside their clients).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,11 +12,9 @@ use tokio::net::{UnixListener, UnixStream};
 use super::*;
 use crate::dovecot::{self, ClientCommand, Mech};
 use crate::sasl::{LoginMechanism, LoginStep, Plain};
-use crate::socketmap::{self, NetstringDecoder, NetstringError, Reply};
-use crate::userdb::{self, MasterCommand};
 
 /// A socket path in a fresh temp dir, and a listener on it.
-fn listen() -> (TempDir, PathBuf, UnixListener) {
+pub(crate) fn listen() -> (TempDir, PathBuf, UnixListener) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
     let listener = UnixListener::bind(&path).unwrap();
@@ -23,7 +22,7 @@ fn listen() -> (TempDir, PathBuf, UnixListener) {
 }
 
 /// Accepts connections forever, each served by `serve`.
-fn spawn_server<F, Fut>(listener: UnixListener, serve: F)
+pub(crate) fn spawn_server<F, Fut>(listener: UnixListener, serve: F)
 where
     F: Fn(UnixStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -36,7 +35,7 @@ where
 }
 
 /// Reads lines from `stream` and writes whatever `answer` returns for each.
-async fn line_server(
+pub(crate) async fn line_server(
     mut stream: UnixStream,
     greeting: String,
     mut answer: impl FnMut(&str) -> String,
@@ -225,199 +224,4 @@ async fn auth_client_rejects_wrong_version_and_hangs() {
         client.plain("a", "b", &params()).await,
         Err(ClientError::Unusable)
     ));
-}
-
-async fn userdb_server(stream: UnixStream) {
-    let home = [
-        ("home", "/var/mail/example.org/alice"),
-        ("uid", "5000"),
-        ("gid", "5000"),
-    ];
-    line_server(
-        stream,
-        userdb::greeting(77),
-        move |line| match userdb::parse_master_line(line).unwrap() {
-            MasterCommand::Version { major, .. } => {
-                assert_eq!(major, 1);
-                String::new()
-            }
-            MasterCommand::User { id, user, params } => {
-                assert_eq!(params.service(), Some("lmtp"));
-                match user.as_str() {
-                    "alice@example.org" => {
-                        userdb::not_found(id + 500) + &userdb::user_found(id, &user, &home)
-                    }
-                    "broken" => userdb::fail(id, "database down"),
-                    _ => userdb::not_found(id),
-                }
-            }
-            MasterCommand::Pass { id, user, .. } if user == "alice@example.org" => {
-                userdb::pass_found(id, &user, &[("nopassword", "y")])
-            }
-            MasterCommand::Pass { id, .. } => userdb::not_found(id),
-            MasterCommand::List { id, .. } => {
-                userdb::list_entry(id, "alice@example.org")
-                    + &userdb::list_entry(id, "bob@example.org")
-                    + &userdb::list_done(id, false)
-            }
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn userdb_client() {
-    let (_dir, path, listener) = listen();
-    spawn_server(listener, userdb_server);
-    let mut client = UserdbClient::connect(&path).await.unwrap();
-    assert_eq!(client.server_pid(), Some(77));
-    let fields = client
-        .user("alice@example.org", "lmtp")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        fields[0],
-        ("home".into(), "/var/mail/example.org/alice".into())
-    );
-    assert_eq!(fields.len(), 3);
-    assert_eq!(
-        client.user("nobody@example.org", "lmtp").await.unwrap(),
-        None
-    );
-    let err = client.user("broken", "lmtp").await.unwrap_err();
-    assert!(matches!(err, ClientError::Failed(ref r) if r == "database down"));
-    assert!(!err.is_fatal());
-    let pass = client
-        .pass("alice@example.org", "smtp")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        pass,
-        vec![
-            ("user".into(), "alice@example.org".into()),
-            ("nopassword".into(), "y".into())
-        ]
-    );
-    assert_eq!(client.pass("x", "smtp").await.unwrap(), None);
-    assert_eq!(
-        client.list().await.unwrap(),
-        ["alice@example.org", "bob@example.org"]
-    );
-    assert!(matches!(
-        client.user("", "lmtp").await,
-        Err(ClientError::Misuse(_))
-    ));
-}
-
-#[tokio::test]
-async fn userdb_client_sees_close_and_garbage() {
-    let (_dir, path, listener) = listen();
-    spawn_server(listener, |stream| async move { drop(stream) });
-    assert!(matches!(
-        UserdbClient::connect(&path).await,
-        Err(ClientError::Closed)
-    ));
-
-    let (_dir2, path, listener) = listen();
-    spawn_server(listener, |stream| {
-        line_server(stream, userdb::greeting(1), |_| "WHAT\t1\n".into())
-    });
-    let mut client = UserdbClient::connect(&path).await.unwrap();
-    let err = client.user("a", "lmtp").await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::Proto(ProtoError::UnknownCommand(_))),
-        "{err}"
-    );
-    assert!(matches!(
-        client.user("a", "lmtp").await,
-        Err(ClientError::Unusable)
-    ));
-}
-
-/// A socketmap server: `domains example.org` is found, `slow` never answers.
-async fn socketmap_server(mut stream: UnixStream) {
-    let mut decoder = NetstringDecoder::new(socketmap::MAX_REQUEST_LEN);
-    let mut chunk = [0u8; 7]; // tiny reads: requests arrive in pieces
-    loop {
-        for body in decoder.by_ref() {
-            let req = socketmap::parse_request(&body.unwrap()).unwrap();
-            let reply = match (req.name.as_str(), req.key.as_str()) {
-                ("domains", "example.org") => Reply::Ok("example.org".into()),
-                ("mailboxes", key) if key.ends_with("@example.org") => Reply::Ok(key.into()),
-                ("slow", _) => continue,
-                ("broken", _) => Reply::Temp("database down".into()),
-                _ => Reply::NotFound,
-            };
-            if stream.write_all(&reply.encode()).await.is_err() {
-                return;
-            }
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => decoder.push(&chunk[..n]),
-        }
-    }
-}
-
-#[tokio::test]
-async fn socketmap_client_reuses_the_connection() {
-    let (_dir, path, listener) = listen();
-    spawn_server(listener, socketmap_server);
-    let mut client = SocketmapClient::connect(&path).await.unwrap();
-    let cases = [
-        ("domains", "example.org", Reply::Ok("example.org".into())),
-        ("domains", "example.net", Reply::NotFound),
-        (
-            "mailboxes",
-            "a b@example.org",
-            Reply::Ok("a b@example.org".into()),
-        ),
-        ("broken", "x", Reply::Temp("database down".into())),
-        ("domains", "example.org", Reply::Ok("example.org".into())),
-    ];
-    for (name, key, want) in cases {
-        assert_eq!(
-            client.lookup(name, key).await.unwrap(),
-            want,
-            "{name} {key}"
-        );
-    }
-    assert!(matches!(
-        client.lookup("bad name", "k").await,
-        Err(ClientError::Misuse(_))
-    ));
-    assert!(matches!(
-        client.lookup("domains", "").await,
-        Err(ClientError::Misuse(_))
-    ));
-
-    client.set_timeout(Duration::from_millis(200));
-    assert!(matches!(
-        client.lookup("slow", "x").await,
-        Err(ClientError::Timeout)
-    ));
-    assert!(matches!(
-        client.lookup("domains", "example.org").await,
-        Err(ClientError::Unusable)
-    ));
-}
-
-#[tokio::test]
-async fn socketmap_client_refuses_oversized_reply() {
-    let (_dir, path, listener) = listen();
-    spawn_server(listener, |mut stream| async move {
-        let mut buf = [0u8; 64];
-        let _ = stream.read(&mut buf).await;
-        let _ = stream.write_all(b"999999999:OK ").await;
-        // Keep the connection open: the client must stop on the length alone.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    });
-    let mut client = SocketmapClient::connect(&path).await.unwrap();
-    let err = client.lookup("domains", "x").await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::Netstring(NetstringError::TooLong { .. })),
-        "{err}"
-    );
 }

@@ -168,3 +168,122 @@ impl UserdbClient {
         Ok(parse_userdb_reply(&self.conn.line().await?)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::UnixStream;
+
+    use super::*;
+    use crate::ProtoError;
+    use crate::client::tests::{line_server, listen, spawn_server};
+    use crate::userdb::{self, MasterCommand};
+
+    async fn userdb_server(stream: UnixStream) {
+        let home = [
+            ("home", "/var/mail/example.org/alice"),
+            ("uid", "5000"),
+            ("gid", "5000"),
+        ];
+        line_server(
+            stream,
+            userdb::greeting(77),
+            move |line| match userdb::parse_master_line(line).unwrap() {
+                MasterCommand::Version { major, .. } => {
+                    assert_eq!(major, 1);
+                    String::new()
+                }
+                MasterCommand::User { id, user, params } => {
+                    assert_eq!(params.service(), Some("lmtp"));
+                    match user.as_str() {
+                        "alice@example.org" => {
+                            userdb::not_found(id + 500) + &userdb::user_found(id, &user, &home)
+                        }
+                        "broken" => userdb::fail(id, "database down"),
+                        _ => userdb::not_found(id),
+                    }
+                }
+                MasterCommand::Pass { id, user, .. } if user == "alice@example.org" => {
+                    userdb::pass_found(id, &user, &[("nopassword", "y")])
+                }
+                MasterCommand::Pass { id, .. } => userdb::not_found(id),
+                MasterCommand::List { id, .. } => {
+                    userdb::list_entry(id, "alice@example.org")
+                        + &userdb::list_entry(id, "bob@example.org")
+                        + &userdb::list_done(id, false)
+                }
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn userdb_client() {
+        let (_dir, path, listener) = listen();
+        spawn_server(listener, userdb_server);
+        let mut client = UserdbClient::connect(&path).await.unwrap();
+        assert_eq!(client.server_pid(), Some(77));
+        let fields = client
+            .user("alice@example.org", "lmtp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fields[0],
+            ("home".into(), "/var/mail/example.org/alice".into())
+        );
+        assert_eq!(fields.len(), 3);
+        assert_eq!(
+            client.user("nobody@example.org", "lmtp").await.unwrap(),
+            None
+        );
+        let err = client.user("broken", "lmtp").await.unwrap_err();
+        assert!(matches!(err, ClientError::Failed(ref r) if r == "database down"));
+        assert!(!err.is_fatal());
+        let pass = client
+            .pass("alice@example.org", "smtp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pass,
+            vec![
+                ("user".into(), "alice@example.org".into()),
+                ("nopassword".into(), "y".into())
+            ]
+        );
+        assert_eq!(client.pass("x", "smtp").await.unwrap(), None);
+        assert_eq!(
+            client.list().await.unwrap(),
+            ["alice@example.org", "bob@example.org"]
+        );
+        assert!(matches!(
+            client.user("", "lmtp").await,
+            Err(ClientError::Misuse(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn userdb_client_sees_close_and_garbage() {
+        let (_dir, path, listener) = listen();
+        spawn_server(listener, |stream| async move { drop(stream) });
+        assert!(matches!(
+            UserdbClient::connect(&path).await,
+            Err(ClientError::Closed)
+        ));
+
+        let (_dir2, path, listener) = listen();
+        spawn_server(listener, |stream| {
+            line_server(stream, userdb::greeting(1), |_| "WHAT\t1\n".into())
+        });
+        let mut client = UserdbClient::connect(&path).await.unwrap();
+        let err = client.user("a", "lmtp").await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Proto(ProtoError::UnknownCommand(_))),
+            "{err}"
+        );
+        assert!(matches!(
+            client.user("a", "lmtp").await,
+            Err(ClientError::Unusable)
+        ));
+    }
+}

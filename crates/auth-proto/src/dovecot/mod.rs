@@ -2,7 +2,7 @@
 //! `smtpd_sasl_type = dovecot`, and what our own daemons use to ask authd.
 //!
 //! One command per LF-terminated line, fields separated by TAB, values
-//! [escaped](crate::escape). [`request`] holds the lines a client sends (`VERSION`, `CPID`,
+//! [escaped](mod@crate::escape). [`request`] holds the lines a client sends (`VERSION`, `CPID`,
 //! `AUTH`, `CONT`, `CANCEL`), [`reply`] the lines a server sends (`VERSION`, `MECH`, `SPID`,
 //! `CUID`, `COOKIE`, `DONE`, `OK`, `FAIL`, `CONT`); each has the parser and the encoder, so
 //! both sides are here. The traps Postfix sets are kept by the encoders: `MECH` lines come
@@ -13,13 +13,15 @@
 
 use std::fmt;
 
+mod auth_request;
 pub mod reply;
 pub mod request;
 
 pub use crate::sasl;
+pub use auth_request::AuthRequest;
 pub use reply::{FailReply, OkReply, ServerLine, cont, fail, handshake, ok, parse_server_line};
 pub use request::{
-    AuthParams, AuthRequest, ClientCommand, encode_auth, encode_cancel, encode_cont, encode_cpid,
+    AuthParams, ClientCommand, encode_auth, encode_cancel, encode_cont, encode_cpid,
     encode_version, parse_client_line,
 };
 

@@ -8,7 +8,7 @@
 //! C: PASS\t<id>\t<user>\tservice=smtp    S: PASS\t<id>\tuser=<user>\t…       | NOTFOUND\t<id> | FAIL\t<id>\treason=…
 //! C: LIST\t<id>[\tuser=<mask>]           S: LIST\t<id>\t<user> (repeated), then DONE\t<id>[\tfail]
 //! ```
-//! All arguments are [escaped](crate::escape). [`request`] has the client's lines (parser for
+//! All arguments are [escaped](mod@crate::escape). [`request`] has the client's lines (parser for
 //! the server, encoders for the client), [`reply`] the server's. `FAIL` means "we could not
 //! look" (a temporary failure), `NOTFOUND` "no such user". The master-only commands
 //! (`REQUEST`, `CACHE-FLUSH`, …) are not spoken: they parse as an unknown command.

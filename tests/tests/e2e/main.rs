@@ -1,0 +1,6 @@
+//! End-to-end tests: the real binaries in temp dirs (see the `postern_e2e` harness).
+//! One test binary; a module per area.
+
+mod authd;
+mod harness;
+mod postfix_authd;
