@@ -653,3 +653,177 @@ fn authd_stops_cleanly_on_sigterm_and_removes_its_sockets() {
     pm.stop_daemon("authd");
     assert!(!auth.exists(), "socket left behind");
 }
+
+#[test]
+fn ip_lockout_delays_and_allow_list() {
+    let pm = Postern::builder()
+        .set("authd.lockout.ip_threshold", 4)
+        .set("authd.lockout.account_threshold", 100)
+        .set("authd.lockout.delay_after", 2)
+        .set("authd.lockout.max_delay_secs", 1)
+        .set("authd.lockout.allow_networks", vec!["192.0.2.0/24"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&pm, "alice@example.org", "correct horse battery");
+    // From the allow-listed network: many failures, never delayed nor locked.
+    for _ in 0..6 {
+        assert!(matches!(
+            plain(&pm, "alice@example.org", "nope-nope", "192.0.2.50"),
+            AuthOutcome::Fail { .. }
+        ));
+    }
+    assert!(is_ok(
+        &plain(
+            &pm,
+            "alice@example.org",
+            "correct horse battery",
+            "192.0.2.50"
+        ),
+        "alice@example.org"
+    ));
+    // A guesser trying many accounts from one IP: answers slow down, then the IP is locked.
+    let mut slow = Duration::ZERO;
+    for i in 0..4 {
+        let t = std::time::Instant::now();
+        let r = plain(
+            &pm,
+            &format!("guess{i}@example.org"),
+            "password-guess",
+            "203.0.113.77",
+        );
+        assert!(matches!(r, AuthOutcome::Fail { .. }));
+        if i == 2 {
+            slow = t.elapsed();
+        }
+    }
+    assert!(
+        slow >= Duration::from_millis(900),
+        "third failure answered after {slow:?}, expected the 1 s penalty"
+    );
+    let locked = plain(
+        &pm,
+        "alice@example.org",
+        "correct horse battery",
+        "203.0.113.77",
+    );
+    assert!(
+        matches!(&locked, AuthOutcome::Fail { reason: Some(r), .. } if r.contains("Too many")),
+        "{locked:?}"
+    );
+    // The account itself is fine from elsewhere.
+    assert!(is_ok(
+        &plain(
+            &pm,
+            "alice@example.org",
+            "correct horse battery",
+            "198.51.100.20"
+        ),
+        "alice@example.org"
+    ));
+    let rows = pm.mailctl_json(&["lockout", "list"]);
+    assert!(
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .any(|r| r["scope"] == "ip" && r["subject"] == "203.0.113.77" && r["locked"] == true),
+        "{rows}"
+    );
+    assert!(
+        !rows.to_string().contains("192.0.2.50"),
+        "allow-listed IP was counted: {rows}"
+    );
+    pm.mailctl_ok(&["lockout", "clear", "203.0.113.77"]);
+    assert!(is_ok(
+        &plain(
+            &pm,
+            "alice@example.org",
+            "correct horse battery",
+            "203.0.113.77"
+        ),
+        "alice@example.org"
+    ));
+}
+
+#[test]
+fn old_hashes_are_rehashed_to_argon2id_after_login() {
+    let pm = Postern::builder()
+        .set("passwords.rehash_to_argon2id", true)
+        .start();
+    pm.mailctl_ok(&["domain", "add", "legacy.test"]);
+    // SHA512-CRYPT of "legacy-pass-2" (glibc crypt(3) via Python's crypt module).
+    pm.mailctl_ok(&[
+        "user",
+        "add",
+        "sha@legacy.test",
+        "--password-hash",
+        "{SHA512-CRYPT}$6$saltsalt$r.Dq.Z//uVDl/5XNLMpy4BgsTFogINFCGK4jyn0UIwq/9YSxkHMWA5gT5AX79kqvW6DJeHuzeXpGyPbWSrZWn.",
+    ]);
+    fails_with(
+        &pm,
+        &[
+            "user",
+            "add",
+            "bad@legacy.test",
+            "--password-hash",
+            "{SHA512-CRYPT}garbage",
+        ],
+        "",
+        "",
+    );
+    let scheme = |pm: &Postern| {
+        pm.mailctl_json(&["user", "list"])[0]["scheme"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(scheme(&pm), "SHA512-CRYPT");
+    assert!(is_ok(
+        &plain(&pm, "sha@legacy.test", "legacy-pass-2", "127.0.0.1"),
+        "sha@legacy.test"
+    ));
+    pm.authd().wait_for("rehashed", Duration::from_secs(10));
+    assert_eq!(scheme(&pm), "ARGON2ID");
+    assert!(is_ok(
+        &plain(&pm, "sha@legacy.test", "legacy-pass-2", "127.0.0.1"),
+        "sha@legacy.test"
+    ));
+}
+
+#[test]
+fn mailctl_run_supervises_and_restarts_authd() {
+    let pm = Postern::builder().daemons(&[]).start();
+    let mut cmd = std::process::Command::new(postern_e2e::bin("mailctl"));
+    cmd.arg("--config").arg(pm.config_path()).arg("run");
+    let run = postern_e2e::Daemon::spawn("mailctl-run", cmd);
+    run.wait_ready();
+    let started = run.wait_for("started authd (pid ", Duration::from_secs(10));
+    let pid: i32 = started
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(')').trim().parse().ok())
+        .expect("pid in the start line");
+    let mark = run.mark();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill authd");
+    run.wait_for_since(mark, "restarting in", Duration::from_secs(10));
+    run.wait_for_since(mark, "ready", Duration::from_secs(20));
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    assert_eq!(
+        lookup(&pm, "domains", "example.org"),
+        Reply::Ok("example.org".into())
+    );
+    let status = run.terminate();
+    assert!(
+        status.success(),
+        "mailctl run exited with {status}\n{}",
+        run.log_text()
+    );
+    assert!(
+        run.log_text().contains("authd stopped"),
+        "{}",
+        run.log_text()
+    );
+}
