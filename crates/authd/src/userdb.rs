@@ -128,19 +128,8 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
 /// The userdb fields of an account.
 pub(crate) fn fields(ctx: &Ctx, address: &str, quota_bytes: i64) -> Vec<(String, String)> {
     let c = &ctx.config;
-    let root = c.mail_root();
-    let home_t = c
-        .authd
-        .userdb
-        .home
-        .clone()
-        .unwrap_or_else(|| format!("{}/%d/%n", root.display()));
-    let mail_t = c
-        .authd
-        .userdb
-        .mail
-        .clone()
-        .unwrap_or_else(|| format!("maildir:{}/%d/%n/Maildir", root.display()));
+    let home_t = c.home_template();
+    let mail_t = c.mail_template();
     let uid = c
         .authd
         .userdb

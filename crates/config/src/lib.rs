@@ -66,6 +66,9 @@ pub struct Config {
     /// The IMAP/POP3 server (listener addresses; the rest comes with the imapd issue).
     #[serde(default)]
     pub imapd: Imapd,
+    /// The LMTP delivery agent.
+    #[serde(default)]
+    pub lmtp: Lmtp,
     /// The directory the config file was loaded from; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -495,6 +498,92 @@ fn default_pop3s() -> Vec<SocketAddr> {
     any(995)
 }
 
+/// `[lmtp]`: the delivery agent.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lmtp {
+    /// The LMTP Unix socket (Postfix: `virtual_transport = lmtp:unix:/run/postern/lmtp`).
+    #[serde(default = "default_lmtp_socket")]
+    pub socket: SocketSpec,
+    /// Optional TCP listeners (loopback or a private network only: LMTP has no auth).
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// Largest message accepted, in bytes (advertised with SIZE).
+    #[serde(default = "default_lmtp_max_message")]
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    #[serde(default = "default_lmtp_max_rcpts")]
+    pub max_recipients: usize,
+    /// Idle time before the session is closed with 421.
+    #[serde(default = "default_lmtp_idle")]
+    pub idle_timeout_secs: u64,
+    /// Total time one session may last.
+    #[serde(default = "default_lmtp_session")]
+    pub session_timeout_secs: u64,
+    /// Separator of plus-addressing: `user+folder@domain` files into `folder` when it exists.
+    /// Empty switches it off.
+    #[serde(default = "default_delimiter")]
+    pub recipient_delimiter: String,
+    /// Answer a full mailbox with `452 4.2.2` (retry later) instead of `552 5.2.2`.
+    #[serde(default)]
+    pub quota_full_tempfail: bool,
+    /// The user's active Sieve script (`%h` the home directory from the userdb, `%d`, `%n`, `%u`).
+    /// The default is Pigeonhole's, so scripts carry over from Dovecot.
+    #[serde(default = "default_sieve_script")]
+    pub sieve_script: String,
+    /// Where Sieve `redirect` and `vacation` hand new messages: an SMTP server `host:port`
+    /// (Postern's smtpd, or any MTA that relays for this host). Unset: those actions are
+    /// logged and the message is kept instead.
+    #[serde(default)]
+    pub submit_to: Option<String>,
+    /// Connections served at once.
+    #[serde(default = "default_lmtp_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for Lmtp {
+    fn default() -> Self {
+        Self {
+            socket: default_lmtp_socket(),
+            listen: Vec::new(),
+            max_message_size: default_lmtp_max_message(),
+            max_recipients: default_lmtp_max_rcpts(),
+            idle_timeout_secs: default_lmtp_idle(),
+            session_timeout_secs: default_lmtp_session(),
+            recipient_delimiter: default_delimiter(),
+            quota_full_tempfail: false,
+            sieve_script: default_sieve_script(),
+            submit_to: None,
+            max_connections: default_lmtp_connections(),
+        }
+    }
+}
+
+fn default_lmtp_socket() -> SocketSpec {
+    SocketSpec::named("lmtp")
+}
+fn default_lmtp_max_message() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_lmtp_max_rcpts() -> usize {
+    1000
+}
+fn default_lmtp_idle() -> u64 {
+    300
+}
+fn default_lmtp_session() -> u64 {
+    3600
+}
+fn default_delimiter() -> String {
+    "+".to_owned()
+}
+fn default_sieve_script() -> String {
+    "%h/.dovecot.sieve".to_owned()
+}
+fn default_lmtp_connections() -> usize {
+    256
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -539,6 +628,7 @@ impl Config {
             &self.authd.auth_socket,
             &self.authd.userdb_socket,
             &self.authd.socketmap_socket,
+            &self.lmtp.socket,
         ] {
             s.mode_bits()?;
         }
@@ -586,6 +676,35 @@ impl Config {
     /// The state directory, absolute.
     pub fn state_dir(&self) -> PathBuf {
         self.resolve(&self.paths.state_dir)
+    }
+
+    /// The home directory template of userdb replies (`[authd.userdb] home`, or
+    /// `<mail_root>/%d/%n`).
+    pub fn home_template(&self) -> String {
+        self.authd
+            .userdb
+            .home
+            .clone()
+            .unwrap_or_else(|| format!("{}/%d/%n", self.mail_root().display()))
+    }
+
+    /// The mail location template of userdb replies (`[authd.userdb] mail`, or
+    /// `maildir:<mail_root>/%d/%n/Maildir`).
+    pub fn mail_template(&self) -> String {
+        self.authd
+            .userdb
+            .mail
+            .clone()
+            .unwrap_or_else(|| format!("maildir:{}/%d/%n/Maildir", self.mail_root().display()))
+    }
+
+    /// The active Sieve script of `address` whose home is `home`.
+    pub fn sieve_script_path(&self, address: &str, home: &str) -> PathBuf {
+        PathBuf::from(expand_template_home(
+            &self.lmtp.sieve_script,
+            address,
+            Some(home),
+        ))
     }
 
     /// A socket's path, absolute (relative ones live in the run directory).
@@ -654,6 +773,11 @@ fn with_password(url: &str, secret: &str) -> Result<String, ConfigError> {
 /// Expands Dovecot-style placeholders in a path template: `%u` address, `%n` local part,
 /// `%d` domain, `%%` a percent sign. Unknown `%x` stays as it is.
 pub fn expand_template(template: &str, address: &str) -> String {
+    expand_template_home(template, address, None)
+}
+
+/// Like [`expand_template`], with `%h` the home directory when given.
+pub fn expand_template_home(template: &str, address: &str, home: Option<&str>) -> String {
     let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
     let mut out = String::with_capacity(template.len() + address.len());
     let mut chars = template.chars();
@@ -666,6 +790,7 @@ pub fn expand_template(template: &str, address: &str) -> String {
             Some('u') => out.push_str(address),
             Some('n') => out.push_str(local),
             Some('d') => out.push_str(domain),
+            Some('h') => out.push_str(home.unwrap_or("%h")),
             Some('%') => out.push('%'),
             Some(other) => {
                 out.push('%');
@@ -786,5 +911,10 @@ mod tests {
             "/v/ex.org/al/Maildir"
         );
         assert_eq!(expand_template("%u %% %x", "a@b"), "a@b % %x");
+        assert_eq!(
+            expand_template_home("%h/.dovecot.sieve", "a@b", Some("/v/b/a")),
+            "/v/b/a/.dovecot.sieve"
+        );
+        assert_eq!(expand_template("%h/x", "a@b"), "%h/x");
     }
 }

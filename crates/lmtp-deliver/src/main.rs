@@ -1,1 +1,54 @@
-fn main() {}
+//! `lmtp-deliver --config FILE`: Postern's LMTP delivery agent.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Postern's delivery agent: LMTP in, Maildir out, with Sieve and quotas.
+#[derive(Parser)]
+#[command(name = "lmtp-deliver", version)]
+struct Args {
+    /// The config file.
+    #[arg(long, short = 'c', env = "POSTERN_CONFIG", default_value = postern_config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Load and check the config, then exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    postern_daemon::init_logging("info");
+    let config = match postern_config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check_config {
+        println!("{}: OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let shutdown = postern_daemon::shutdown_on_signals()?;
+        let listeners = postern_lmtp_deliver::bind(&config).await?;
+        postern_lmtp_deliver::run(config, listeners, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -153,7 +153,7 @@ pub(crate) async fn dispatch(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     r
 }
 
-fn done(json: bool, what: String) {
+pub(crate) fn done(json: bool, what: String) {
     if json {
         println!("{}", json!({ "ok": true, "message": what }));
     } else {
@@ -367,6 +367,16 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             }
             let n = dir.lockouts().clear(subject.as_deref()).await?;
             done(json, format!("{n} record(s) cleared"));
+        }
+        Command::Sieve(cmd) => {
+            let out = crate::sieve::run(cmd, config, dir).await?;
+            match cmd {
+                crate::sieve::SieveCmd::Get { .. } if json => {
+                    println!("{}", json!({ "script": out }))
+                }
+                crate::sieve::SieveCmd::Get { .. } => print!("{out}"),
+                _ => done(json, out),
+            }
         }
         Command::Init(_) | Command::Run => unreachable!("handled in main_with"),
     }

@@ -195,6 +195,10 @@ account_threshold = 10
 ip_threshold = 30
 lockout_secs = 900
 
+[lmtp]
+socket = {{ path = "lmtp", mode = "0660" }}
+submit_to = "127.0.0.1:{smtp}"
+
 [smtpd]
 listen = ["127.0.0.1:{smtp}"]
 submission = ["127.0.0.1:{submission}"]

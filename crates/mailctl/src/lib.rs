@@ -8,6 +8,7 @@ mod init;
 mod output;
 mod run;
 mod secret;
+mod sieve;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// Brute-force lockouts.
     #[command(subcommand)]
     Lockout(admin::LockoutCmd),
+    /// A user's Sieve filter script (checked before it is stored).
+    #[command(subcommand)]
+    Sieve(sieve::SieveCmd),
     /// Run every Postern daemon in the foreground; restart one that crashes.
     Run,
 }
@@ -68,6 +72,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init(a) => runtime()?.block_on(init::init(a, cli.json)),
         Command::Run => run::run(&cli.config_path()),
+        Command::Sieve(sieve::SieveCmd::Check { file }) => {
+            let msg = sieve::check_only(file.as_deref())?;
+            admin::done(cli.json, msg);
+            Ok(())
+        }
         _ => {
             let config = postern_config::Config::load(&cli.config_path())?;
             runtime()?.block_on(admin::dispatch(&cli, &config))

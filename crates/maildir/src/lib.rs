@@ -1,1 +1,38 @@
+//! Postern's Maildir++ store, written so that Dovecot can read what we write and we can deliver
+//! into a Maildir that Dovecot already serves.
+//!
+//! - [`Maildir`]: a user's Maildir; its root is INBOX, folders are Maildir++ `.A.B`
+//!   directories with names in IMAP modified UTF-7 ([`folder`], [`mutf7`]).
+//! - [`Maildir::deliver`]: durable delivery, `tmp/` → fsync → `link` → fsync of the directory
+//!   ([`deliver`](mod@deliver) explains the crash story), Dovecot-style unique names
+//!   ([`filename`]), flags and keywords in the `:2,` info part ([`flags`], [`keywords`]).
+//! - [`Quota`]: Maildir++ `maildirsize` quota.
+//! - [`Maildir::clean_tmp`]: removal of `tmp/` leftovers after 36 hours.
+//!
+//! Everything is synchronous `std::fs`; async callers use `spawn_blocking`.
+//!
+//! Module boundaries leave room for what imapd will add: `dovecot-uidlist` (with the
+//! Dovecot-compatible [`dotlock`] already used for keywords), flag changes (renames within
+//! `cur/`, using [`flags`] and [`keywords`]), MODSEQ and an index.
+
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod deliver;
+pub mod dotlock;
+mod error;
+pub mod filename;
+pub mod flags;
+pub mod folder;
+mod fsutil;
+pub mod keywords;
+pub mod mutf7;
+pub mod quota;
+mod store;
+
+pub use deliver::{Delivered, TMP_MAX_AGE, crlf_to_lf, virtual_size};
+pub use error::{MaildirError, NameError, Result};
+pub use flags::Flags;
+pub use keywords::{DropReason, DroppedKeyword};
+pub use quota::{Quota, QuotaLimit, Usage};
+pub use store::{MAILDIRFOLDER_FILE, Maildir, SUBDIRS};

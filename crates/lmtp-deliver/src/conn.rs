@@ -1,0 +1,172 @@
+//! One LMTP connection: bytes in, the session state machine decides, this driver runs the
+//! recipient checks and deliveries it asks for and writes the replies.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postern_smtp_session::{Action, Completion, PeerInfo, Reply, Session, Verdict};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::rcpt::Recipients;
+use crate::{Accepted, Ctx, deliver};
+
+/// Says no to a connection past the limit.
+pub(crate) async fn refuse(accepted: Accepted) {
+    let reply = b"421 4.3.2 Too many connections, try again later\r\n";
+    match accepted {
+        Accepted::Unix(mut s) => drop(s.write_all(reply).await),
+        Accepted::Tcp(mut s, _) => drop(s.write_all(reply).await),
+    }
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match accepted {
+        Accepted::Unix(s) => {
+            let peer = PeerInfo {
+                ip: None,
+                tls: false,
+                authenticated: None,
+            };
+            drive(s, peer, "local".to_owned(), ctx, shutdown)
+                .instrument(info_span!("lmtp", session = id))
+                .await;
+        }
+        Accepted::Tcp(s, addr) => {
+            let peer = PeerInfo {
+                ip: Some(addr.ip()),
+                tls: false,
+                authenticated: None,
+            };
+            drive(s, peer, addr.to_string(), ctx, shutdown)
+                .instrument(info_span!("lmtp", session = id, peer = %addr))
+                .await;
+        }
+    }
+}
+
+async fn drive<S>(
+    mut stream: S,
+    peer: PeerInfo,
+    peer_name: String,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session::new(ctx.session.clone(), peer);
+    let mut recipients = Recipients::new(ctx.clone());
+    let idle = Duration::from_secs(ctx.config.lmtp.idle_timeout_secs.max(1));
+    let deadline =
+        Instant::now() + Duration::from_secs(ctx.config.lmtp.session_timeout_secs.max(1));
+    if stream
+        .write_all(&session.greeting().to_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut work: VecDeque<Action> = VecDeque::new();
+    loop {
+        // Run everything the session asked for, in order.
+        let mut out = Vec::new();
+        while let Some(action) = work.pop_front() {
+            match action {
+                Action::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                Action::Close => {
+                    drop(stream.write_all(&out).await);
+                    drop(stream.flush().await);
+                    return;
+                }
+                Action::CheckSender { params, .. } => {
+                    recipients.new_transaction(params.size);
+                    push(
+                        &mut work,
+                        session.completed(Completion::Sender(Verdict::Accept)),
+                    );
+                }
+                Action::CheckRecipient { address, .. } => {
+                    let verdict = recipients.check(&address).await;
+                    push(&mut work, session.completed(Completion::Recipient(verdict)));
+                }
+                Action::Deliver(tx) => {
+                    // Replies so far go out first; delivery can take a while.
+                    if stream.write_all(&std::mem::take(&mut out)).await.is_err() {
+                        return;
+                    }
+                    let replies =
+                        deliver::deliver_all(&ctx, &mut recipients, &tx, &peer_name).await;
+                    push(&mut work, session.completed(Completion::Delivered(replies)));
+                }
+                Action::StartTls
+                | Action::Auth { .. }
+                | Action::AuthResponse(_)
+                | Action::AuthCancel => {
+                    // Not advertised over LMTP; the session never asks, but answer sanely.
+                    out.extend_from_slice(&Reply::new(502, (5, 5, 1), "Not supported").to_bytes());
+                }
+            }
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            return;
+        }
+        if session.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let wait = idle.min(deadline.saturating_duration_since(now));
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => {
+                push(&mut work, session.shutdown());
+                continue;
+            }
+            r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => push(&mut work, session.input(&buf[..n])),
+            Ok(Err(e)) => {
+                debug!(error = %e, "read failed");
+                return;
+            }
+            Err(_) => {
+                warn!(peer = %peer_name, "session timed out");
+                push(&mut work, session.timeout());
+            }
+        }
+    }
+}
+
+fn push(work: &mut VecDeque<Action>, actions: impl IntoActions) {
+    work.extend(actions.into_actions());
+}
+
+/// `Session::completed` returns a `Result`; a misuse there is a bug of ours: log it and
+/// close the connection rather than guess.
+trait IntoActions {
+    fn into_actions(self) -> Vec<Action>;
+}
+
+impl IntoActions for Vec<Action> {
+    fn into_actions(self) -> Vec<Action> {
+        self
+    }
+}
+
+impl<E: std::fmt::Display> IntoActions for Result<Vec<Action>, E> {
+    fn into_actions(self) -> Vec<Action> {
+        self.unwrap_or_else(|e| {
+            warn!(error = %e, "session state error");
+            vec![
+                Action::Reply(Reply::new(421, (4, 3, 0), "Internal error, closing")),
+                Action::Close,
+            ]
+        })
+    }
+}

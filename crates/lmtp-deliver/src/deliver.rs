@@ -1,0 +1,521 @@
+//! After DATA: for each accepted recipient, trace headers, the quota, the user's Sieve
+//! script, then the Maildir — one LMTP reply per recipient. A broken or failing script
+//! never loses mail: the message goes to INBOX and the reason is logged.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::raw::Raw;
+use postern_maildir::{Flags, Maildir, MaildirError, Quota, crlf_to_lf};
+use postern_sieve::{Action as SieveAction, Envelope, vacation};
+use postern_smtp_session::{Reply, Transaction};
+use tracing::{info, warn};
+
+use crate::Ctx;
+use crate::rcpt::{Lookup, Rcpt, Recipients};
+use crate::submit::{Submission, submit};
+use crate::vacation_log::VacationLog;
+use crate::view::MailView;
+
+/// Largest Sieve script read.
+const MAX_SCRIPT: u64 = 1 << 20;
+
+/// Delivers `tx` to each recipient; one reply each, in RCPT order.
+pub(crate) async fn deliver_all(
+    ctx: &Ctx,
+    recipients: &mut Recipients,
+    tx: &Transaction,
+    peer: &str,
+) -> Vec<Reply> {
+    let view = MailView::parse(&tx.message);
+    let mut replies = Vec::with_capacity(tx.recipients.len());
+    for (address, _) in &tx.recipients {
+        let rcpt = match recipients.accepted(address.as_str()) {
+            Some(r) => r.clone(),
+            // Not remembered (should not happen): ask again rather than guess.
+            None => match recipients.lookup(address).await {
+                Lookup::Found(r) => r,
+                Lookup::Unknown => {
+                    replies.push(Reply::new(
+                        550,
+                        (5, 1, 1),
+                        format!("<{address}> User doesn't exist"),
+                    ));
+                    continue;
+                }
+                Lookup::Unavailable(_) => {
+                    replies.push(Reply::new(
+                        451,
+                        (4, 3, 0),
+                        format!("<{address}> Temporary user lookup failure"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        let one = One {
+            ctx,
+            tx,
+            view: &view,
+            address: address.as_str(),
+            rcpt: &rcpt,
+            peer,
+        };
+        let reply = match one.deliver().await {
+            Ok(r) => r,
+            Err(DeliverError::Quota) => recipients.quota_reply(address),
+            Err(DeliverError::Store(e)) => {
+                warn!(rcpt = %address, error = %e, "delivery failed");
+                if e.io_kind() == Some(std::io::ErrorKind::StorageFull) {
+                    Reply::new(
+                        452,
+                        (4, 3, 1),
+                        format!("<{address}> Insufficient system storage"),
+                    )
+                } else {
+                    Reply::new(
+                        451,
+                        (4, 3, 0),
+                        format!("<{address}> Temporary delivery failure"),
+                    )
+                }
+            }
+        };
+        replies.push(reply);
+    }
+    replies
+}
+
+enum DeliverError {
+    Quota,
+    Store(MaildirError),
+}
+
+/// One recipient's delivery.
+struct One<'a> {
+    ctx: &'a Ctx,
+    tx: &'a Transaction,
+    view: &'a MailView,
+    address: &'a str,
+    rcpt: &'a Rcpt,
+    peer: &'a str,
+}
+
+static QUEUE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl One<'_> {
+    /// The message as it is stored for this recipient: trace headers, then the message.
+    fn with_trace(&self) -> Vec<u8> {
+        let from = self.tx.mail_from.as_ref().map_or("", |a| a.as_str());
+        let id = format!(
+            "{:x}{:04x}",
+            std::process::id(),
+            QUEUE_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let date = mail_builder::headers::date::Date::now().to_rfc822();
+        let mut out = format!(
+            "Return-Path: <{from}>\r\nDelivered-To: {to}\r\nReceived: from {helo} ({peer})\r\n\tby {host} (Postern) with {proto} id {id}\r\n\tfor <{to}>; {date}\r\n",
+            to = self.address,
+            helo = sanitize(&self.tx.helo),
+            peer = sanitize(self.peer),
+            host = self.ctx.config.hostname,
+            proto = self.tx.protocol(),
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.tx.message);
+        out
+    }
+
+    async fn deliver(&self) -> Result<Reply, DeliverError> {
+        let message = self.with_trace();
+        let stored = crlf_to_lf(&message).into_owned();
+        let maildir = self.rcpt.maildir.clone();
+        if self.rcpt.quota > 0 {
+            let dir = maildir.clone();
+            let usage = blocking(move || {
+                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)
+                    .and_then(|m| Quota::usage(&m))
+            })
+            .await
+            .map_err(DeliverError::Store)?;
+            if !Quota::check(self.rcpt.quota, usage, stored.len() as u64) {
+                info!(rcpt = self.address, "mailbox over quota");
+                return Err(DeliverError::Quota);
+            }
+        }
+        let actions = self.sieve_actions().await;
+        let default_folder = self.default_folder().await;
+        let mut saved = Vec::new();
+        let mut first_error = None;
+        let mut store = async |folder: Option<String>, flags: &[String], create: bool| {
+            let dir = maildir.clone();
+            let data = stored.clone();
+            let flags = to_flags(flags);
+            let f = folder.clone();
+            let r = blocking(move || {
+                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
+                let target = match f.as_deref() {
+                    Some(name) if create => {
+                        m.create_folder(name)?;
+                        Some(name)
+                    }
+                    Some(name) if m.folder_exists(name).unwrap_or(false) => Some(name),
+                    Some(_) => None,
+                    None => None,
+                };
+                m.deliver(target, &data, &flags)
+                    .map(|d| (target.map(str::to_owned), d.size))
+            })
+            .await;
+            match r {
+                Ok((target, size)) => saved.push((target.unwrap_or_else(|| "INBOX".into()), size)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        };
+        let mut reject = None;
+        for action in actions {
+            match action {
+                SieveAction::Keep { flags } => store(default_folder.clone(), &flags, false).await,
+                SieveAction::FileInto {
+                    mailbox,
+                    create,
+                    flags,
+                    ..
+                } => {
+                    if Maildir::open_or_create(&maildir, Maildir::DEFAULT_DIR_MODE)
+                        .and_then(|m| {
+                            m.folder_dir(&mailbox).map_err(|e| MaildirError::Name {
+                                name: mailbox.clone(),
+                                source: e,
+                            })
+                        })
+                        .is_err()
+                    {
+                        warn!(rcpt = self.address, folder = %mailbox, "fileinto: bad folder name; keeping in INBOX");
+                        store(None, &flags, false).await;
+                    } else {
+                        store(Some(mailbox), &flags, create).await;
+                    }
+                }
+                SieveAction::Redirect { address, .. } => {
+                    if !self.redirect(&address, &message).await {
+                        // Never lose it: keep a copy instead.
+                        store(None, &[], false).await;
+                    }
+                }
+                SieveAction::Discard => info!(rcpt = self.address, "discarded by Sieve"),
+                SieveAction::Reject { reason, .. } => reject = Some(reason),
+                SieveAction::Vacation(v) => self.vacation(&v).await,
+            }
+        }
+        if let Some(reason) = reject {
+            info!(rcpt = self.address, "rejected by Sieve");
+            let reason = sanitize(&reason);
+            return Ok(Reply::new(
+                550,
+                (5, 7, 1),
+                format!(
+                    "<{}> {}",
+                    self.address,
+                    if reason.is_empty() {
+                        "Rejected"
+                    } else {
+                        &reason
+                    }
+                ),
+            ));
+        }
+        if saved.is_empty() {
+            if let Some(e) = first_error {
+                return Err(DeliverError::Store(e));
+            }
+        } else if let Some(e) = first_error {
+            warn!(rcpt = self.address, error = %e, "one copy could not be stored; others were");
+        }
+        let mut bytes = 0;
+        for (folder, size) in &saved {
+            info!(rcpt = self.address, user = %self.rcpt.user, folder = %folder, size, "saved");
+            bytes += size;
+        }
+        if self.rcpt.quota > 0 && !saved.is_empty() {
+            let (dir, quota, n) = (maildir.clone(), self.rcpt.quota, saved.len() as i64);
+            let added = blocking(move || {
+                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
+                Quota::add(&m, quota, i64::try_from(bytes).unwrap_or(i64::MAX), n)
+            })
+            .await;
+            if let Err(e) = added {
+                warn!(rcpt = self.address, error = %e, "maildirsize not updated");
+            }
+        }
+        Ok(Reply::new(
+            250,
+            (2, 0, 0),
+            format!("<{}> Saved", self.address),
+        ))
+    }
+
+    /// `user+detail` files into `detail` when that folder exists, else INBOX.
+    async fn default_folder(&self) -> Option<String> {
+        let detail = self.rcpt.detail.clone()?;
+        let dir = self.rcpt.maildir.clone();
+        let d = detail.clone();
+        let exists = blocking(move || {
+            let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
+            Ok(m.folder_exists(&d).unwrap_or(false))
+        })
+        .await
+        .unwrap_or(false);
+        exists.then_some(detail)
+    }
+
+    /// The user's script's actions, or a plain keep when there is no script or it fails.
+    async fn sieve_actions(&self) -> Vec<SieveAction> {
+        let keep = vec![SieveAction::Keep { flags: Vec::new() }];
+        let home = self.rcpt.home.to_string_lossy().into_owned();
+        let path = self.ctx.config.sieve_script_path(&self.rcpt.user, &home);
+        let Some(source) = read_script(&path) else {
+            return keep;
+        };
+        let script = match postern_sieve::compile(&source) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(rcpt = self.address, script = %path.display(), error = %e, "Sieve script does not compile; delivering to INBOX");
+                return keep;
+            }
+        };
+        let envelope = Envelope {
+            from: self.tx.mail_from.as_ref().map(|a| a.as_str().to_owned()),
+            to: self.address.to_owned(),
+        };
+        let maildir = Maildir::open_or_create(&self.rcpt.maildir, Maildir::DEFAULT_DIR_MODE).ok();
+        let exists = |name: &str| {
+            name.eq_ignore_ascii_case("INBOX")
+                || maildir
+                    .as_ref()
+                    .is_some_and(|m| m.folder_exists(name).unwrap_or(false))
+        };
+        let ctx = postern_sieve::Context {
+            message: self.view,
+            envelope: &envelope,
+            mailbox_exists: &exists,
+        };
+        match postern_sieve::execute(&script, &ctx) {
+            Ok(outcome) => {
+                for w in &outcome.warnings {
+                    warn!(rcpt = self.address, "Sieve: {w}");
+                }
+                outcome.actions
+            }
+            Err(e) => {
+                warn!(rcpt = self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");
+                keep
+            }
+        }
+    }
+
+    /// Forwards the message; false when it could not be handed over.
+    async fn redirect(&self, to: &str, message: &[u8]) -> bool {
+        let Some(addr) = self.ctx.config.lmtp.submit_to.as_deref() else {
+            warn!(
+                rcpt = self.address,
+                to, "Sieve redirect, but [lmtp] submit_to is not set; keeping"
+            );
+            return false;
+        };
+        if self
+            .view
+            .values("delivered-to")
+            .iter()
+            .any(|d| d.trim().eq_ignore_ascii_case(to))
+        {
+            warn!(
+                rcpt = self.address,
+                to, "Sieve redirect loop (Delivered-To already names the target); keeping"
+            );
+            return false;
+        }
+        // Forward without our Return-Path (it is set at final delivery).
+        let body = message
+            .strip_prefix(b"Return-Path: ")
+            .map_or(message, |rest| {
+                rest.iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(message, |i| &rest[i + 1..])
+            });
+        let from = self.tx.mail_from.as_ref().map_or("", |a| a.as_str());
+        match submit(
+            addr,
+            &self.ctx.config.hostname,
+            &Submission {
+                from,
+                to,
+                message: body,
+            },
+        )
+        .await
+        {
+            Ok(()) => {
+                info!(rcpt = self.address, to, "redirected by Sieve");
+                true
+            }
+            Err(e) => {
+                warn!(rcpt = self.address, to, error = %e, "Sieve redirect failed; keeping");
+                false
+            }
+        }
+    }
+
+    async fn vacation(&self, v: &vacation::Vacation) {
+        let sender = self.tx.mail_from.as_ref().map(|a| a.as_str().to_owned());
+        let mut ours = vec![self.address.to_owned(), self.rcpt.user.clone()];
+        ours.extend(v.addresses.iter().cloned());
+        let check = vacation::VacationCheck {
+            envelope_from: sender.as_deref(),
+            recipient_addresses: &ours,
+            message: self.view,
+        };
+        if let Err(skip) = vacation::should_respond(check) {
+            info!(rcpt = self.address, reason = %skip, "vacation: no reply");
+            return;
+        }
+        let Some(sender) = sender else { return };
+        let key = vacation::dedup_key(&sender, &v.handle);
+        let log = VacationLog::new(&self.rcpt.home);
+        if log.recently(&key, v.days) {
+            info!(rcpt = self.address, to = %sender, "vacation: already answered recently");
+            return;
+        }
+        let Some(addr) = self.ctx.config.lmtp.submit_to.as_deref() else {
+            warn!(
+                rcpt = self.address,
+                "vacation, but [lmtp] submit_to is not set"
+            );
+            return;
+        };
+        let reply = match self.vacation_message(v, &sender) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(rcpt = self.address, error = %e, "vacation message could not be built");
+                return;
+            }
+        };
+        // RFC 5230 §5.1 / RFC 3834: replies go out with the null sender.
+        match submit(
+            addr,
+            &self.ctx.config.hostname,
+            &Submission {
+                from: "",
+                to: &sender,
+                message: &reply,
+            },
+        )
+        .await
+        {
+            Ok(()) => {
+                info!(rcpt = self.address, to = %sender, "vacation reply sent");
+                if let Err(e) = log.record(&key) {
+                    warn!(error = %e, "vacation memory not written");
+                }
+            }
+            Err(e) => warn!(rcpt = self.address, error = %e, "vacation reply failed"),
+        }
+    }
+
+    fn vacation_message(&self, v: &vacation::Vacation, to: &str) -> std::io::Result<Vec<u8>> {
+        let from = v.from.clone().unwrap_or_else(|| self.rcpt.user.clone());
+        let mut b = MessageBuilder::new()
+            .from(from.as_str())
+            .to(to)
+            .subject(v.subject.as_str())
+            .header("Auto-Submitted", Raw::new("auto-replied (vacation)"))
+            .header("Precedence", Raw::new("bulk"));
+        if let Some(id) = self.view.first("message-id") {
+            let id = id
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned();
+            if !id.is_empty() && !id.contains(['\r', '\n']) {
+                b = b.in_reply_to(id.clone()).references(id);
+            }
+        }
+        if v.mime {
+            // `reason` is a MIME entity (its own headers, a blank line, the body): keep
+            // mail-builder's header lines except the content ones, then append the entity.
+            let built = b.text_body("").write_to_vec()?;
+            let head_end = built
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(built.len(), |i| i + 2);
+            let head = String::from_utf8_lossy(&built[..head_end]).into_owned();
+            let mut out = String::new();
+            let mut skip = false;
+            for line in head.split_inclusive("\r\n") {
+                if !line.starts_with([' ', '\t']) {
+                    let lower = line.to_ascii_lowercase();
+                    skip = lower.starts_with("content-type:")
+                        || lower.starts_with("content-transfer-encoding:");
+                }
+                if !skip {
+                    out.push_str(line);
+                }
+            }
+            out.push_str(&v.reason.replace("\r\n", "\n").replace('\n', "\r\n"));
+            return Ok(out.into_bytes());
+        }
+        b.text_body(v.reason.as_str()).write_to_vec()
+    }
+}
+
+fn to_flags(flags: &[String]) -> Flags {
+    let mut f = Flags::default();
+    for flag in flags {
+        match flag.to_ascii_lowercase().as_str() {
+            "\\seen" => f.seen = true,
+            "\\answered" => f.answered = true,
+            "\\flagged" => f.flagged = true,
+            "\\deleted" => f.deleted = true,
+            "\\draft" => f.draft = true,
+            s if s.starts_with('\\') => {}
+            _ => f.keywords.push(flag.clone()),
+        }
+    }
+    f
+}
+
+fn read_script(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    if f.take(MAX_SCRIPT + 1).read_to_string(&mut text).is_err() || text.len() as u64 > MAX_SCRIPT {
+        warn!(script = %path.display(), "Sieve script unreadable or too large; ignoring it");
+        return None;
+    }
+    Some(text)
+}
+
+/// Keeps header text on one line of printable characters.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MaildirError> + Send + 'static,
+) -> Result<T, MaildirError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(MaildirError::Io {
+            op: "delivery task",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}

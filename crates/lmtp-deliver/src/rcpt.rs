@@ -1,0 +1,249 @@
+//! Who a recipient is: plus-address detail split off, authd's userdb asked for the Maildir,
+//! home and quota, the quota checked against the size hint.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use postern_auth_proto::client::{ClientError, UserdbClient};
+use postern_maildir::{Maildir, Quota};
+use postern_smtp_session::{Address, Reply, Verdict};
+use tracing::{debug, warn};
+
+use crate::Ctx;
+
+/// A recipient that passed RCPT.
+#[derive(Debug, Clone)]
+pub(crate) struct Rcpt {
+    /// The user (address without the detail), as the userdb names it.
+    pub(crate) user: String,
+    /// The plus-address detail, if any.
+    pub(crate) detail: Option<String>,
+    pub(crate) maildir: PathBuf,
+    pub(crate) home: PathBuf,
+    /// Quota in bytes; 0 = none.
+    pub(crate) quota: u64,
+}
+
+/// The recipients of the current transaction, and the userdb connection.
+pub(crate) struct Recipients {
+    ctx: Arc<Ctx>,
+    userdb: Option<UserdbClient>,
+    accepted: HashMap<String, Rcpt>,
+    size_hint: Option<u64>,
+}
+
+/// The userdb's answer.
+pub(crate) enum Lookup {
+    Found(Rcpt),
+    Unknown,
+    Unavailable(String),
+}
+
+impl Recipients {
+    pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
+        Self {
+            ctx,
+            userdb: None,
+            accepted: HashMap::new(),
+            size_hint: None,
+        }
+    }
+
+    /// A new MAIL FROM: forget the previous transaction's recipients.
+    pub(crate) fn new_transaction(&mut self, size_hint: Option<u64>) {
+        self.accepted.clear();
+        self.size_hint = size_hint;
+    }
+
+    /// A recipient accepted at RCPT, by the address as given.
+    pub(crate) fn accepted(&self, address: &str) -> Option<&Rcpt> {
+        self.accepted.get(address)
+    }
+
+    /// Splits `user+detail@domain` when the delimiter is configured.
+    fn split_detail(&self, address: &Address) -> (String, Option<String>) {
+        let delim = &self.ctx.config.lmtp.recipient_delimiter;
+        let local = address.local_part();
+        if !delim.is_empty() {
+            if let Some((base, detail)) = local.split_once(delim.as_str()) {
+                if !base.is_empty() && !detail.is_empty() {
+                    return (
+                        format!("{base}@{}", address.domain()),
+                        Some(detail.to_owned()),
+                    );
+                }
+            }
+        }
+        (address.as_str().to_owned(), None)
+    }
+
+    /// Asks the userdb, reconnecting once if the connection broke.
+    pub(crate) async fn lookup(&mut self, address: &Address) -> Lookup {
+        let (user, detail) = self.split_detail(address);
+        for attempt in 0..2 {
+            if self.userdb.is_none() {
+                match UserdbClient::connect(&self.ctx.userdb_socket).await {
+                    Ok(c) => self.userdb = Some(c),
+                    Err(e) => return Lookup::Unavailable(format!("userdb unreachable: {e}")),
+                }
+            }
+            let Some(client) = self.userdb.as_mut() else {
+                continue;
+            };
+            match client.user(&user, "lmtp").await {
+                Ok(Some(fields)) => return self.found(&user, detail, &fields),
+                Ok(None) => return Lookup::Unknown,
+                Err(ClientError::Failed(reason)) => return Lookup::Unavailable(reason),
+                Err(e) => {
+                    debug!(error = %e, attempt, "userdb connection failed");
+                    self.userdb = None;
+                }
+            }
+        }
+        Lookup::Unavailable("userdb connection failed".into())
+    }
+
+    fn found(&self, asked: &str, detail: Option<String>, fields: &[(String, String)]) -> Lookup {
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let Some(home) = get("home").map(PathBuf::from) else {
+            return Lookup::Unavailable("userdb gave no home".into());
+        };
+        let maildir = match get("mail").map(|m| mail_location(m, &home)) {
+            Some(Ok(p)) => p,
+            Some(Err(why)) => return Lookup::Unavailable(why),
+            None => home.join("Maildir"),
+        };
+        let quota = get("quota_rule").and_then(parse_quota_rule).unwrap_or(0);
+        Lookup::Found(Rcpt {
+            user: asked.to_owned(),
+            detail,
+            maildir,
+            home,
+            quota,
+        })
+    }
+
+    /// The RCPT verdict for `address`.
+    pub(crate) async fn check(&mut self, address: &Address) -> Verdict {
+        let rcpt = match self.lookup(address).await {
+            Lookup::Found(r) => r,
+            Lookup::Unknown => {
+                return Verdict::Reject(Reply::new(
+                    550,
+                    (5, 1, 1),
+                    format!("<{address}> User doesn't exist"),
+                ));
+            }
+            Lookup::Unavailable(why) => {
+                warn!(rcpt = %address, reason = %why, "recipient lookup failed");
+                return Verdict::Reject(Reply::new(
+                    451,
+                    (4, 3, 0),
+                    format!("<{address}> Temporary user lookup failure"),
+                ));
+            }
+        };
+        if rcpt.quota > 0 {
+            let incoming = self.size_hint.unwrap_or(0);
+            let dir = rcpt.maildir.clone();
+            let quota = rcpt.quota;
+            let usage = tokio::task::spawn_blocking(move || {
+                if !dir.exists() {
+                    return Ok(postern_maildir::Usage::default());
+                }
+                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)
+                    .and_then(|m| Quota::usage(&m))
+            })
+            .await;
+            match usage {
+                Ok(Ok(u)) if !Quota::check(quota, u, incoming) => {
+                    return Verdict::Reject(self.quota_reply(address));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    warn!(rcpt = %address, error = %e, "quota usage unreadable; accepting")
+                }
+                Err(e) => warn!(rcpt = %address, error = %e, "quota check failed; accepting"),
+            }
+        }
+        self.accepted.insert(address.as_str().to_owned(), rcpt);
+        Verdict::Accept
+    }
+
+    /// 552 5.2.2, or 452 4.2.2 when the config prefers a retry.
+    pub(crate) fn quota_reply(&self, address: &impl std::fmt::Display) -> Reply {
+        if self.ctx.config.lmtp.quota_full_tempfail {
+            Reply::new(
+                452,
+                (4, 2, 2),
+                format!("<{address}> Mailbox is full, try again later"),
+            )
+        } else {
+            Reply::new(552, (5, 2, 2), format!("<{address}> Mailbox is full"))
+        }
+    }
+}
+
+/// `maildir:~/Maildir:INDEX=…` → the Maildir path (options after the path are ignored).
+fn mail_location(loc: &str, home: &std::path::Path) -> Result<PathBuf, String> {
+    let rest = loc
+        .strip_prefix("maildir:")
+        .ok_or_else(|| format!("unsupported mail location {loc:?} (only maildir:)"))?;
+    let path = rest.split(':').next().unwrap_or("");
+    if path.is_empty() {
+        return Err("empty mail location".into());
+    }
+    Ok(match path.strip_prefix("~/") {
+        Some(rel) => home.join(rel),
+        None if path == "~" => home.to_owned(),
+        None => PathBuf::from(path),
+    })
+}
+
+/// Dovecot's `*:storage=<n>[B|K|M|G|T]` (no unit means KiB, as in Dovecot) → bytes.
+fn parse_quota_rule(rule: &str) -> Option<u64> {
+    let v = rule
+        .split(':')
+        .skip(1)
+        .find_map(|p| p.strip_prefix("storage="))?;
+    let v = v.trim();
+    let (num, mult) = match v.chars().last()? {
+        'B' | 'b' => (&v[..v.len() - 1], 1u64),
+        'K' | 'k' => (&v[..v.len() - 1], 1 << 10),
+        'M' | 'm' => (&v[..v.len() - 1], 1 << 20),
+        'G' | 'g' => (&v[..v.len() - 1], 1 << 30),
+        'T' | 't' => (&v[..v.len() - 1], 1 << 40),
+        c if c.is_ascii_digit() => (v, 1 << 10),
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_rules() {
+        assert_eq!(parse_quota_rule("*:storage=1073741824B"), Some(1 << 30));
+        assert_eq!(parse_quota_rule("*:storage=100M"), Some(100 << 20));
+        assert_eq!(parse_quota_rule("*:storage=10"), Some(10 << 10));
+        assert_eq!(parse_quota_rule("*:messages=10"), None);
+        assert_eq!(parse_quota_rule("*:storage=x"), None);
+    }
+
+    #[test]
+    fn mail_locations() {
+        let h = std::path::Path::new("/v/x/a");
+        assert_eq!(
+            mail_location("maildir:~/Maildir", h).unwrap(),
+            PathBuf::from("/v/x/a/Maildir")
+        );
+        assert_eq!(
+            mail_location("maildir:/m/a/Maildir:LAYOUT=fs", h).unwrap(),
+            PathBuf::from("/m/a/Maildir")
+        );
+        assert!(mail_location("mbox:~/mail", h).is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Durable delivery (`tmp/` → `new/` or `cur/`) and cleaning of `tmp/`.
+//!
+//! # Line endings
+//! The bytes given are stored exactly. Like Dovecot, which keeps LF line endings in Maildir
+//! files, lmtp-deliver passes messages through [`crlf_to_lf`] first. `S=` is the stored size and
+//! `W=` the size with every bare LF counted as CRLF ([`virtual_size`]), which is right for
+//! either kind of input.
+//!
+//! # Crash safety
+//! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed: only a
+//!    complete file ever gets past this step.
+//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>` when flags are set). `link` is
+//!    atomic and never replaces an existing file: the name appears whole or not at all. Where
+//!    hard links are not supported, `rename` (also atomic) is used instead.
+//! 3. The target directory is `fsync`ed, making the new entry durable. Only then is `Ok`
+//!    returned, so an acknowledged message survives a crash.
+//! 4. The `tmp/` name is removed (no fsync needed: a leftover is only a second name).
+//!
+//! A crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
+//! [`Maildir::clean_tmp`] removes after 36 hours. A crash between 2 and 3 leaves either no
+//! entry or an entry to a complete, fsynced file. On any error the `tmp/` file is removed, and
+//! if the directory fsync fails the new entry is removed too, so a retry does not duplicate it.
+
+use std::borrow::Cow;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use crate::error::{IoContext, MaildirError, Result};
+use crate::filename;
+use crate::flags::{Flags, info_suffix};
+use crate::fsutil::{create_excl, fsync_dir, is_not_found, now_secs};
+use crate::keywords::{DroppedKeyword, letters_for};
+use crate::store::Maildir;
+
+/// The Maildir rule: files in `tmp/` untouched for 36 hours are leftovers.
+pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Full path of the message file.
+    pub path: PathBuf,
+    /// Its file name (including `:2,<flags>` when it went to `cur/`).
+    pub name: String,
+    /// Bytes stored (`S=`).
+    pub size: u64,
+    /// Size with CRLF line endings (`W=`).
+    pub vsize: u64,
+    /// Keywords that were not stored, with the reason (the message was delivered anyway).
+    pub dropped_keywords: Vec<DroppedKeyword>,
+}
+
+/// Converts CRLF line endings to LF; lone CRs are kept. Borrows when there is nothing to do.
+pub fn crlf_to_lf(data: &[u8]) -> Cow<'_, [u8]> {
+    if !data.windows(2).any(|w| w == b"\r\n") {
+        return Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// The size of `data` with every LF not preceded by CR counted as CRLF (Dovecot's `W=`).
+pub fn virtual_size(data: &[u8]) -> u64 {
+    let bare_lf = data
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+        .count();
+    (data.len() + bare_lf) as u64
+}
+
+impl Maildir {
+    /// Delivers `message` into a folder (`None` = INBOX) and returns once it is durable.
+    ///
+    /// Without flags the message goes to `new/`; with any flag or keyword to
+    /// `cur/<name>:2,<letters>`. Keywords get letters from the folder's `dovecot-keywords`
+    /// (registered there when new); those that cannot be stored are reported in
+    /// [`Delivered::dropped_keywords`]. The folder must exist ([`MaildirError::NoSuchFolder`]).
+    pub fn deliver(
+        &self,
+        folder: Option<&str>,
+        message: &[u8],
+        flags: &Flags,
+    ) -> Result<Delivered> {
+        let dir = self.mailbox_dir(folder)?;
+        if !dir.is_dir() {
+            return Err(MaildirError::NoSuchFolder(
+                folder.unwrap_or("INBOX").to_owned(),
+            ));
+        }
+        self.ensure_subdirs(&dir)?;
+        let (letters, dropped_keywords) = letters_for(&dir, &flags.keywords, self.file_mode())?;
+        let info = info_suffix(flags, &letters);
+
+        let size = message.len() as u64;
+        let vsize = virtual_size(message);
+        let tmp_dir = dir.join("tmp");
+        let (base, tmp_path) = self.write_tmp(&tmp_dir, message, size, vsize)?;
+
+        let (target_dir, name) = if info.is_empty() {
+            (dir.join("new"), base)
+        } else {
+            (dir.join("cur"), format!("{base}{info}"))
+        };
+        let path = target_dir.join(&name);
+        if let Err(e) = link_or_rename(&tmp_path, &path) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(MaildirError::io("link", &path, e));
+        }
+        if let Err(e) = fsync_dir(&target_dir) {
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        let _ = fs::remove_file(&tmp_path);
+        Ok(Delivered {
+            path,
+            name,
+            size,
+            vsize,
+            dropped_keywords,
+        })
+    }
+
+    /// Writes the message to a fresh `tmp/` file and fsyncs it; returns the base name and path.
+    fn write_tmp(
+        &self,
+        tmp_dir: &Path,
+        message: &[u8],
+        size: u64,
+        vsize: u64,
+    ) -> Result<(String, PathBuf)> {
+        for _ in 0..8 {
+            let base = filename::generate(size, vsize);
+            let path = tmp_dir.join(&base);
+            let mut file = match create_excl(&path, self.file_mode()) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(MaildirError::io("create", &path, e)),
+            };
+            let written = file
+                .write_all(message)
+                .ctx("write", &path)
+                .and_then(|()| file.sync_all().ctx("fsync", &path));
+            drop(file);
+            return match written {
+                Ok(()) => Ok((base, path)),
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    Err(e)
+                }
+            };
+        }
+        Err(MaildirError::NameCollision {
+            dir: tmp_dir.to_path_buf(),
+        })
+    }
+
+    /// Removes files in the `tmp/` directories of INBOX and every folder whose access and
+    /// modification times are both older than `older_than` (use [`TMP_MAX_AGE`]).
+    /// Returns how many were removed.
+    pub fn clean_tmp(&self, older_than: Duration) -> Result<usize> {
+        let cutoff = now_secs().saturating_sub(older_than.as_secs());
+        let mut removed = 0;
+        for dir in self.mailbox_dirs()? {
+            let tmp = dir.join("tmp");
+            let entries = match fs::read_dir(&tmp) {
+                Ok(e) => e,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(MaildirError::io("read directory", &tmp, e)),
+            };
+            for entry in entries {
+                let entry = entry.ctx("read directory", &tmp)?;
+                let Ok(md) = entry.metadata() else { continue };
+                let newest = md.atime().max(md.mtime());
+                if md.is_file() && newest < cutoff as i64 {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(MaildirError::io("remove", entry.path(), e)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Hard-links `from` to `to`; falls back to `rename` on file systems without hard links.
+/// Neither replaces an existing `to` silently: `link` fails with `EEXIST`, and `rename` is only
+/// tried after checking `to` is absent (names are unique, so this check is a safety net).
+fn link_or_rename(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if [Errno::EPERM, Errno::ENOTSUP, Errno::EMLINK]
+                .iter()
+                .any(|&n| e.raw_os_error() == Some(n as i32)) =>
+        {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings() {
+        assert!(matches!(crlf_to_lf(b"a\nb\n"), Cow::Borrowed(_)));
+        assert_eq!(&*crlf_to_lf(b"a\r\nb\r\n\r\nc\rd\r"), b"a\nb\n\nc\rd\r");
+        assert_eq!(virtual_size(b"a\nb\n"), 6);
+        assert_eq!(virtual_size(b"a\r\nb\n"), 6);
+        assert_eq!(virtual_size(b"\n"), 2);
+        assert_eq!(virtual_size(b""), 0);
+    }
+}
