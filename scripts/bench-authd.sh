@@ -24,8 +24,8 @@ setup() {
   local dir=$1 url=${2:-}
   "$B/mailctl" init --dir "$dir" --domain bench.test ${url:+--database-url "$url"} >/dev/null
   local C=(--config "$dir/postern.toml")
-  echo "benchpass-argon2id" | "$B/mailctl" "${C[@]}" user add argon@bench.test >/dev/null
-  "$B/mailctl" "${C[@]}" user add sha@bench.test --password-hash "{SHA512-CRYPT}$(openssl passwd -6 benchpass-sha512)" >/dev/null
+  echo "benchpass-argon2id" | "$B/mailctl" "${C[@]}" user add bench1@bench.test >/dev/null
+  "$B/mailctl" "${C[@]}" user add bench2@bench.test --password-hash "{SHA512-CRYPT}$(openssl passwd -6 benchpass-sha512)" >/dev/null
   local h; h="{SHA512-CRYPT}$(openssl passwd -6 x-unused-x)"
   for i in $(seq 1 100); do "$B/mailctl" "${C[@]}" user add "user$i@bench.test" --password-hash "$h" >/dev/null; done
   "$B/mailctl" "${C[@]}" alias add info@bench.test user1@bench.test user2@bench.test >/dev/null
@@ -42,9 +42,9 @@ echo "== machine: $(nproc) cores, $(uname -r); authd and the load generator shar
 setup "$WORK/sqlite"
 S=$WORK/sqlite/run
 for c in 1 4; do
-  "$B/postern-bench" auth --socket "$S/auth" --user argon@bench.test --password benchpass-argon2id \
+  "$B/postern-bench" auth --socket "$S/auth" --user bench1@bench.test --password benchpass-argon2id \
     --requests "$N" --concurrency $c --label "auth argon2id  sqlite c=$c"
-  "$B/postern-bench" auth --socket "$S/auth" --user sha@bench.test --password benchpass-sha512 \
+  "$B/postern-bench" auth --socket "$S/auth" --user bench2@bench.test --password benchpass-sha512 \
     --requests "$N" --concurrency $c --label "auth sha512-crypt sqlite c=$c"
 done
 for c in 1 8; do
@@ -63,7 +63,7 @@ if [ -n "${POSTERN_TEST_PG_URL:-}" ] && command -v psql >/dev/null; then
     "$B/postern-bench" socketmap --socket "$S/socketmap" --map mailboxes --requests $((N * 50)) \
       --concurrency $c --label "socketmap mailboxes postgres c=$c" --key $(keys)
   done
-  "$B/postern-bench" auth --socket "$S/auth" --user sha@bench.test --password benchpass-sha512 \
+  "$B/postern-bench" auth --socket "$S/auth" --user bench2@bench.test --password benchpass-sha512 \
     --requests "$N" --concurrency 4 --label "auth sha512-crypt postgres c=4"
 else
   echo "(PostgreSQL skipped: set POSTERN_TEST_PG_URL, e.g. eval \"\$(scripts/ci-services.sh)\")"

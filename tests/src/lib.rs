@@ -25,6 +25,7 @@ mod postern;
 mod postfix;
 mod process;
 mod python;
+mod sink;
 
 pub use bins::{BUILD_HINT, bin, bin_dir, find_bin};
 pub use daemon::{Daemon, STARTUP_TIMEOUT, STOP_TIMEOUT};
@@ -33,3 +34,4 @@ pub use postern::{Postern, PosternBuilder, set_key};
 pub use postfix::{Postfix, PostfixBuilder, free_port};
 pub use process::{COMMAND_TIMEOUT, describe_output, run_command};
 pub use python::{run_python, run_python_with_timeout};
+pub use sink::{SmtpSink, SunkMessage};

@@ -258,18 +258,22 @@ impl One<'_> {
         ))
     }
 
-    /// `user+detail` files into `detail` when that folder exists, else INBOX.
+    /// `user+detail` files into the folder named `detail` (compared without regard to
+    /// case, as addresses are) when it exists, else INBOX.
     async fn default_folder(&self) -> Option<String> {
         let detail = self.rcpt.detail.clone()?;
         let dir = self.rcpt.maildir.clone();
-        let d = detail.clone();
-        let exists = blocking(move || {
+        blocking(move || {
             let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-            Ok(m.folder_exists(&d).unwrap_or(false))
+            if m.folder_exists(&detail).unwrap_or(false) {
+                return Ok(Some(detail));
+            }
+            Ok(m.list_folders()?
+                .into_iter()
+                .find(|f| f.eq_ignore_ascii_case(&detail)))
         })
         .await
-        .unwrap_or(false);
-        exists.then_some(detail)
+        .unwrap_or(None)
     }
 
     /// The user's script's actions, or a plain keep when there is no script or it fails.

@@ -3,4 +3,5 @@
 
 mod authd;
 mod harness;
+mod lmtp;
 mod postfix_authd;
