@@ -2,6 +2,7 @@
 //! One test binary; a module per area.
 
 mod authd;
+mod dovecot;
 mod harness;
 mod lmtp;
 mod postfix_authd;

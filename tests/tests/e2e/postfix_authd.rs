@@ -138,3 +138,92 @@ fn postfix_smtpd_authenticates_through_authd() {
     let log = pm.authd().log_text();
     assert!(log.contains("service=smtp"), "{log}");
 }
+
+/// smtplib: one message to several recipients through Postfix.
+const SMTP_SEND: &str = r#"
+import smtplib, sys
+host, port, rcpts = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+msg = "From: sender@remote.test\r\nTo: team\r\nSubject: via postfix\r\n\r\n" + "p" * 3000 + "\r\n"
+s = smtplib.SMTP(host, port, timeout=30)
+refused = s.sendmail("", rcpts, msg)
+print("REFUSED", refused)
+s.quit()
+"#;
+
+#[test]
+#[ignore = "needs Debian's postfix (run .ci/run)"]
+fn postfix_delivers_through_lmtp_deliver_with_per_recipient_results() {
+    let pm = Postern::builder()
+        .set("authd.socketmap_socket.mode", "0666")
+        .set("lmtp.socket.mode", "0666")
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    for (u, p) in [
+        ("alice", "correct horse battery"),
+        ("bob", "another good passphrase"),
+    ] {
+        let out = pm.mailctl_stdin(
+            &["user", "add", &format!("{u}@example.org")],
+            &format!("{p}\n"),
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    pm.mailctl_ok(&["user", "quota", "bob@example.org", "1K"]);
+    pm.mailctl_ok(&["alias", "add", "info@example.org", "alice@example.org"]);
+    let sm = pm.socket("socketmap");
+    let pf = Postfix::builder()
+        .main_cf(&format!(
+            "mydestination =\n\
+             mynetworks = 127.0.0.0/8\n\
+             virtual_mailbox_domains = socketmap:unix:{sm}:domains\n\
+             virtual_mailbox_maps = socketmap:unix:{sm}:mailboxes\n\
+             virtual_alias_maps = socketmap:unix:{sm}:aliases\n\
+             virtual_transport = lmtp:unix:{lmtp}\n",
+            sm = sm.display(),
+            lmtp = pm.socket("lmtp").display()
+        ))
+        .start();
+    let addr = pf.smtp_addr();
+    let out = run_python(
+        SMTP_SEND,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            "alice@example.org,bob@example.org,info@example.org,nobody@example.org",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    // Postfix refuses the unknown user itself, from authd's mailboxes map.
+    assert!(
+        stdout.contains("nobody@example.org") && stdout.contains("550"),
+        "{stdout}"
+    );
+    let timeout = std::time::Duration::from_secs(30);
+    pf.wait_for_log("to=<bob@example.org>, relay=", timeout);
+    pf.wait_for_log("status=sent", timeout);
+    let maillog = pf.maillog();
+    let sent_alice = maillog
+        .lines()
+        .filter(|l| l.contains("to=<alice@example.org>") && l.contains("status=sent"))
+        .count();
+    assert_eq!(sent_alice, 2, "alice directly and through info@: {maillog}");
+    assert!(
+        maillog.lines().any(|l| l.contains("to=<bob@example.org>")
+            && l.contains("status=bounced")
+            && l.contains("552 5.2.2")),
+        "bob's over-quota answer must reach Postfix as a permanent failure: {maillog}"
+    );
+    let inbox = std::fs::read_dir(pm.dir().join("mail/example.org/alice/Maildir/new"))
+        .expect("alice's Maildir")
+        .count();
+    assert_eq!(inbox, 2);
+    assert!(
+        !pm.dir().join("mail/example.org/bob/Maildir/new").exists()
+            || std::fs::read_dir(pm.dir().join("mail/example.org/bob/Maildir/new"))
+                .expect("dir")
+                .count()
+                == 0
+    );
+}

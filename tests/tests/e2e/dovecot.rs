@@ -1,0 +1,142 @@
+//! Interop with Debian's Dovecot: Dovecot reads the Maildir lmtp-deliver writes, and
+//! lmtp-deliver delivers into a Maildir Dovecot already serves — with Dovecot asking
+//! Postern's authd for its userdb (Dovecot's `base_dir` pointed at our run directory,
+//! where `auth-userdb` speaks Dovecot's own protocol).
+
+use std::process::Command;
+
+use postern_e2e::{Postern, describe_output, run_command};
+
+use crate::lmtp::{Lmtp, lmtp_install, maildir, messages};
+
+fn doveadm(pm: &Postern, args: &[&str], stdin: Option<&str>) -> String {
+    let conf = pm.dir().join("dovecot.conf");
+    if !conf.exists() {
+        std::fs::write(
+            &conf,
+            format!(
+                "mail_location = maildir:~/Maildir\nfirst_valid_uid = 0\nssl = no\nbase_dir = {run}\nlog_path = {dir}/dovecot.log\n",
+                run = pm.run_dir().display(),
+                dir = pm.dir().display()
+            ),
+        )
+        .expect("write dovecot.conf");
+    }
+    // Dovecot refuses uid 0 from a userdb; authd answers 65534 here, and the tree is handed
+    // to that user before each doveadm run (lmtp-deliver runs as root in this test).
+    let mut chown = Command::new("chown");
+    chown.args(["-R", "65534:65534"]).arg(pm.dir().join("mail"));
+    let out = run_command(&mut chown, None, postern_e2e::COMMAND_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let mut cmd = Command::new("doveadm");
+    cmd.arg("-c").arg(&conf).args(args);
+    let out = run_command(
+        &mut cmd,
+        stdin.map(str::as_bytes),
+        postern_e2e::COMMAND_TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "doveadm {args:?}\n{}",
+        describe_output(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs Debian's dovecot-imapd (run .ci/run)"]
+fn dovecot_reads_our_maildir_and_we_deliver_into_its_maildir() {
+    let pm = lmtp_install(
+        Postern::builder()
+            .set("authd.userdb.uid", 65534)
+            .set("authd.userdb.gid", 65534),
+    );
+    std::fs::create_dir_all(pm.dir().join("mail")).expect("mail root");
+    // Dovecot first: it creates bob's Maildir, its uidlist and index.
+    doveadm(
+        &pm,
+        &["save", "-u", "bob@example.org"],
+        Some("Subject: saved by dovecot\n\nfirst\n"),
+    );
+    let mut c = Lmtp::connect(&pm.socket("lmtp"));
+    c.cmd("LHLO client.test");
+    for (rcpt, subject) in [
+        ("bob@example.org", "delivered by postern"),
+        ("alice@example.org", "to alice"),
+    ] {
+        let (_, after) = c.transaction(
+            "s@remote.test",
+            &[rcpt],
+            &format!("Subject: {subject}\n\nbody\n"),
+        );
+        assert!(after[0].starts_with("250"), "{after:?}");
+    }
+    // A folder with a non-ASCII name, created by delivery (Sieve fileinto :create).
+    let script = pm.dir().join("s.sieve");
+    std::fs::write(&script, "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\nfileinto :create :flags \"\\\\Seen\" \"Entwürfe\";\n").expect("script");
+    pm.mailctl_ok(&[
+        "sieve",
+        "put",
+        "alice@example.org",
+        script.to_str().expect("utf8"),
+    ]);
+    let (_, after) = c.transaction(
+        "s@remote.test",
+        &["alice@example.org"],
+        "Subject: filed\n\nbody\n",
+    );
+    assert!(after[0].starts_with("250"), "{after:?}");
+    assert_eq!(
+        messages(&maildir(&pm, "alice"), ".Entw&APw-rfe/cur").len(),
+        1
+    );
+
+    let bob = doveadm(
+        &pm,
+        &[
+            "fetch",
+            "-u",
+            "bob@example.org",
+            "uid hdr.subject",
+            "mailbox",
+            "INBOX",
+        ],
+        None,
+    );
+    assert!(
+        bob.contains("uid: 1") && bob.contains("saved by dovecot"),
+        "{bob}"
+    );
+    assert!(
+        bob.contains("uid: 2") && bob.contains("delivered by postern"),
+        "{bob}"
+    );
+    let alice = doveadm(
+        &pm,
+        &[
+            "fetch",
+            "-u",
+            "alice@example.org",
+            "mailbox flags hdr.subject",
+            "ALL",
+        ],
+        None,
+    );
+    assert!(
+        alice.contains("mailbox: INBOX") && alice.contains("to alice"),
+        "{alice}"
+    );
+    assert!(
+        alice.contains("mailbox: Entwürfe") && alice.contains("filed") && alice.contains("\\Seen"),
+        "{alice}"
+    );
+    // Dovecot's userdb lookups went to authd.
+    let user = doveadm(&pm, &["user", "alice@example.org"], None);
+    assert!(
+        user.contains(&format!(
+            "home      : {}",
+            pm.dir().join("mail/example.org/alice").display()
+        )) || user.contains("mail/example.org/alice"),
+        "{user}"
+    );
+}
