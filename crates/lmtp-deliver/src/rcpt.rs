@@ -65,15 +65,15 @@ impl Recipients {
     fn split_detail(&self, address: &Address) -> (String, Option<String>) {
         let delim = &self.ctx.config.lmtp.recipient_delimiter;
         let local = address.local_part();
-        if !delim.is_empty() {
-            if let Some((base, detail)) = local.split_once(delim.as_str()) {
-                if !base.is_empty() && !detail.is_empty() {
-                    return (
-                        format!("{base}@{}", address.domain()),
-                        Some(detail.to_owned()),
-                    );
-                }
-            }
+        if !delim.is_empty()
+            && let Some((base, detail)) = local.split_once(delim.as_str())
+            && !base.is_empty()
+            && !detail.is_empty()
+        {
+            return (
+                format!("{base}@{}", address.domain()),
+                Some(detail.to_owned()),
+            );
         }
         (address.as_str().to_owned(), None)
     }
