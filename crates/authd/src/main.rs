@@ -28,29 +28,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
+    postern_daemon::run_daemon(|shutdown| async move {
         if args.check_config {
             let dir = postern_directory::Directory::open(&config).await?;
             dir.close().await;
             println!("{}: OK", args.config.display());
             return Ok(());
         }
-        let shutdown = postern_daemon::shutdown_on_signals()?;
         let listeners = postern_authd::bind(&config)?;
         postern_authd::run(config, listeners, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -145,6 +145,34 @@ pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
     Ok(token)
 }
 
+/// The body of a daemon's `main` after its config is loaded: starts a multi-threaded
+/// runtime, makes the shutdown token (SIGTERM/SIGINT), runs `serve`, and turns an error into
+/// `Error: …` on stderr and a failure exit code.
+pub fn run_daemon<F, Fut>(serve: F) -> std::process::ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let shutdown = shutdown_on_signals()?;
+        serve(shutdown).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Tells systemd (when run under it with `Type=notify`) that the daemon is ready, and logs
 /// the stable `ready` line test harnesses wait for.
 pub fn notify_ready(daemon: &str) {

@@ -32,23 +32,8 @@ fn main() -> ExitCode {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
-        let shutdown = postern_daemon::shutdown_on_signals()?;
+    postern_daemon::run_daemon(|shutdown| async move {
         let listeners = postern_lmtp_deliver::bind(&config).await?;
         postern_lmtp_deliver::run(config, listeners, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
