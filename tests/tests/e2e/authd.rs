@@ -795,7 +795,8 @@ fn mailctl_run_supervises_and_restarts_authd() {
     let mut cmd = std::process::Command::new(postern_e2e::bin("mailctl"));
     cmd.arg("--config").arg(pm.config_path()).arg("run");
     let run = postern_e2e::Daemon::spawn("mailctl-run", cmd);
-    run.wait_ready();
+    // Every daemon found beside mailctl starts (lmtp-deliver too): wait for authd's line.
+    run.wait_for("ready daemon=\"authd\"", Duration::from_secs(30));
     let started = run.wait_for("started authd (pid ", Duration::from_secs(10));
     let pid: i32 = started
         .split("(pid ")
@@ -809,7 +810,7 @@ fn mailctl_run_supervises_and_restarts_authd() {
     )
     .expect("kill authd");
     run.wait_for_since(mark, "restarting in", Duration::from_secs(10));
-    run.wait_for_since(mark, "ready", Duration::from_secs(20));
+    run.wait_for_since(mark, "ready daemon=\"authd\"", Duration::from_secs(20));
     pm.mailctl_ok(&["domain", "add", "example.org"]);
     assert_eq!(
         lookup(&pm, "domains", "example.org"),
