@@ -418,19 +418,69 @@ impl Lockout {
     }
 }
 
-/// `[smtpd]` listener addresses.
+/// `[smtpd]`: the MTA.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smtpd {
-    /// MX (port 25).
+    /// MX (port 25): mail for our domains from anyone; never relays.
     #[serde(default = "default_smtp")]
     pub listen: Vec<SocketAddr>,
-    /// Submission with STARTTLS (587).
+    /// Submission with STARTTLS (587): AUTH required.
     #[serde(default = "default_submission")]
     pub submission: Vec<SocketAddr>,
-    /// Submission with implicit TLS (465).
+    /// Submission with implicit TLS (465): AUTH required.
     #[serde(default = "default_smtps")]
     pub submissions: Vec<SocketAddr>,
+    /// Networks that may relay without AUTH and may use AUTH before TLS.
+    #[serde(default = "default_trusted")]
+    pub trusted_networks: Vec<IpNet>,
+    /// Largest message accepted (advertised with SIZE).
+    #[serde(default = "default_smtp_max_message")]
+    pub max_message_size: u64,
+    /// Recipients per message.
+    #[serde(default = "default_smtp_max_rcpts")]
+    pub max_recipients: usize,
+    /// Connections at once, in all.
+    #[serde(default = "default_smtp_max_conns")]
+    pub max_connections: usize,
+    /// Connections at once from one IP address.
+    #[serde(default = "default_smtp_max_conns_ip")]
+    pub max_connections_per_ip: usize,
+    /// Idle time before `421 4.4.2`.
+    #[serde(default = "default_smtp_idle")]
+    pub idle_timeout_secs: u64,
+    /// Total time one session may last.
+    #[serde(default = "default_smtp_session")]
+    pub session_timeout_secs: u64,
+    /// Errors in one session before it is closed.
+    #[serde(default = "default_smtp_errors")]
+    pub max_errors: u32,
+    /// Where local mail is delivered over LMTP: `unix:/path` or `host:port`
+    /// (default: the lmtp socket in the run directory).
+    #[serde(default)]
+    pub lmtp: Option<String>,
+    /// Name the authenticated user in the `Received` header.
+    #[serde(default)]
+    pub received_show_auth: bool,
+    /// A smarthost (`host:port`, plain SMTP) for mail to other domains. Unset: such mail
+    /// waits in the queue (until outbound MX delivery exists) and expires with a bounce.
+    #[serde(default)]
+    pub relayhost: Option<String>,
+    /// Shortest and longest wait between delivery attempts.
+    #[serde(default = "default_min_backoff")]
+    pub min_backoff_secs: u64,
+    /// Longest wait between delivery attempts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_secs: u64,
+    /// How long a message may stay queued before it is bounced.
+    #[serde(default = "default_lifetime")]
+    pub max_queue_lifetime_secs: u64,
+    /// Send a delay warning after this long.
+    #[serde(default = "default_delay_warning")]
+    pub delay_warning_secs: u64,
+    /// Deliveries running at once.
+    #[serde(default = "default_delivery_concurrency")]
+    pub delivery_concurrency: usize,
 }
 
 impl Default for Smtpd {
@@ -439,8 +489,67 @@ impl Default for Smtpd {
             listen: default_smtp(),
             submission: default_submission(),
             submissions: default_smtps(),
+            trusted_networks: default_trusted(),
+            max_message_size: default_smtp_max_message(),
+            max_recipients: default_smtp_max_rcpts(),
+            max_connections: default_smtp_max_conns(),
+            max_connections_per_ip: default_smtp_max_conns_ip(),
+            idle_timeout_secs: default_smtp_idle(),
+            session_timeout_secs: default_smtp_session(),
+            max_errors: default_smtp_errors(),
+            lmtp: None,
+            received_show_auth: false,
+            relayhost: None,
+            min_backoff_secs: default_min_backoff(),
+            max_backoff_secs: default_max_backoff(),
+            max_queue_lifetime_secs: default_lifetime(),
+            delay_warning_secs: default_delay_warning(),
+            delivery_concurrency: default_delivery_concurrency(),
         }
     }
+}
+
+fn default_trusted() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+fn default_smtp_max_message() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_smtp_max_rcpts() -> usize {
+    1000
+}
+fn default_smtp_max_conns() -> usize {
+    500
+}
+fn default_smtp_max_conns_ip() -> usize {
+    20
+}
+fn default_smtp_idle() -> u64 {
+    300
+}
+fn default_smtp_session() -> u64 {
+    3600
+}
+fn default_smtp_errors() -> u32 {
+    20
+}
+fn default_min_backoff() -> u64 {
+    300
+}
+fn default_max_backoff() -> u64 {
+    3600
+}
+fn default_lifetime() -> u64 {
+    5 * 86400
+}
+fn default_delay_warning() -> u64 {
+    4 * 3600
+}
+fn default_delivery_concurrency() -> usize {
+    20
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {

@@ -6,3 +6,4 @@ mod dovecot;
 mod harness;
 mod lmtp;
 mod postfix_authd;
+mod smtpd;

@@ -1,0 +1,210 @@
+//! The receive side: durable commits with group commit.
+//!
+//! Each message is written to `incoming/<id>` and fsynced (several files in parallel threads),
+//! hard-linked to `active/<id>`, and then a single fsync of `active/` makes the whole batch
+//! durable. A commit is answered only after that fsync, so each message is exactly as durable
+//! as if committed alone; only the directory fsync is shared. Requests that arrive while a
+//! batch is being written form the next batch, so under load batches grow by themselves.
+//!
+//! If the caller stops waiting (its `commit` future is dropped), the message may still be
+//! committed and delivered: the client saw no `250` and will likely send it again, a duplicate
+//! that SMTP allows.
+
+use std::fmt;
+use std::fs;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+use crate::envelope::Envelope;
+use crate::error::{IoContext, QueueError, Result};
+use crate::format::encode_prefix;
+use crate::id::QueueId;
+use crate::spool::{Spool, write_durable};
+
+/// Handle for committing messages; cheap to clone, one per session is fine.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    spool: Arc<Spool>,
+    tx: mpsc::Sender<Request>,
+}
+
+/// The committer's background task: spawn it (`tokio::spawn(task)`). It ends when every
+/// [`Committer`] handle is dropped, after answering what was already sent to it.
+pub struct CommitTask(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+/// One message waiting to be committed.
+struct Request {
+    id: QueueId,
+    prefix: Vec<u8>,
+    message: Vec<u8>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// What a write thread needs of a [`Request`] (the reply stays on the async side).
+struct Job {
+    id: QueueId,
+    prefix: Vec<u8>,
+    message: Vec<u8>,
+}
+
+impl Committer {
+    /// A handle and its background task, which the caller spawns on a tokio runtime.
+    pub fn new(spool: Arc<Spool>) -> (Self, CommitTask) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = CommitTask(Box::pin(run(Arc::clone(&spool), rx)));
+        (Self { spool, tx }, task)
+    }
+
+    /// The spool this commits into.
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    /// Commits a message and its envelope; resolves only once both are durable on disk.
+    ///
+    /// Assigns `envelope.id` and sets `envelope.size` to the message's length; the other
+    /// fields are stored as given. Returns the stored envelope. On error nothing is queued
+    /// (the caller replies `451`, or `552` for [`QueueError::TooLarge`]).
+    pub async fn commit(&self, mut envelope: Envelope, message: Vec<u8>) -> Result<Envelope> {
+        let size = message.len() as u64;
+        let max = self.spool.max_message_size();
+        if size > max {
+            return Err(QueueError::TooLarge { size, max });
+        }
+        envelope.id = self.spool.next_id();
+        envelope.size = size;
+        let prefix = encode_prefix(&envelope)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            id: envelope.id,
+            prefix,
+            message,
+            reply,
+        };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        answer.await.map_err(|_| QueueError::Closed)??;
+        Ok(envelope)
+    }
+}
+
+impl Future for CommitTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for CommitTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CommitTask")
+    }
+}
+
+/// Requests that may wait in the channel.
+const QUEUE_DEPTH: usize = 1024;
+
+/// Largest batch written at once.
+const MAX_BATCH: usize = 512;
+
+/// Threads writing and fsyncing files of one batch in parallel.
+const WRITE_THREADS: usize = 8;
+
+async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (jobs, replies): (Vec<Job>, Vec<_>) = batch
+            .drain(..)
+            .map(|r| {
+                (
+                    Job {
+                        id: r.id,
+                        prefix: r.prefix,
+                        message: r.message,
+                    },
+                    r.reply,
+                )
+            })
+            .unzip();
+        let n = jobs.len();
+        let spool = Arc::clone(&spool);
+        let results = match tokio::task::spawn_blocking(move || write_batch(&spool, &jobs)).await {
+            Ok(results) => results,
+            Err(e) => {
+                error!(error = %e, "queue commit batch failed");
+                (0..n).map(|_| Err(QueueError::Closed)).collect()
+            }
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A receiver that is gone stopped waiting; its message may still be queued.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Writes a batch: every file written and fsynced, linked into `active/`, then one fsync of
+/// `active/`. Returns one result per job, in order.
+fn write_batch(spool: &Spool, jobs: &[Job]) -> Vec<Result<()>> {
+    let threads = jobs.len().clamp(1, WRITE_THREADS);
+    let mut results: Vec<Result<()>> = if threads == 1 {
+        jobs.iter().map(|j| write_one(spool, j)).collect()
+    } else {
+        let chunk = jobs.len().div_ceil(threads);
+        thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || part.iter().map(|j| write_one(spool, j)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(jobs.chunks(chunk))
+                .flat_map(|(h, part)| match h.join() {
+                    Ok(r) => r,
+                    Err(_) => part.iter().map(|_| Err(QueueError::Closed)).collect(),
+                })
+                .collect()
+        })
+    };
+    if results.iter().all(Result::is_err) {
+        return results;
+    }
+    if let Err(e) = spool.sync_active() {
+        error!(error = %e, "queue commit failed");
+        for (job, result) in jobs.iter().zip(&mut results) {
+            if result.is_ok() {
+                let path = spool.message_path(job.id);
+                if let Err(e) = fs::remove_file(&path) {
+                    warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
+                }
+                *result = Err(e.duplicate());
+            }
+        }
+    }
+    results
+}
+
+/// Writes and fsyncs `incoming/<id>`, then links it to `active/<id>` (which must not exist).
+fn write_one(spool: &Spool, job: &Job) -> Result<()> {
+    let tmp = spool.incoming.join(job.id.to_string());
+    write_durable(&tmp, &[&job.prefix, &job.message])?;
+    let target = spool.message_path(job.id);
+    let linked = fs::hard_link(&tmp, &target).ctx("link", &target);
+    if let Err(e) = fs::remove_file(&tmp) {
+        warn!(path = %tmp.display(), error = %e, "could not remove committed temporary file");
+    }
+    if let Err(e) = &linked {
+        error!(error = %e, "queue commit failed");
+    }
+    linked
+}

@@ -1,0 +1,56 @@
+//! The MTA's durable spool: what `smtpd` acknowledged with `250` is on disk, fsynced, and
+//! survives a crash at any instant until it is delivered or bounced.
+//!
+//! - [`Spool`]: the directory layout, recovery at start ([`Spool::open`]), and the
+//!   delivery-side operations (read a message, save its state, hold, remove). Synchronous
+//!   `std::fs`; async callers use `spawn_blocking`.
+//! - [`Committer`]: the receive side, with group commit: many messages written and fsynced in
+//!   parallel, then one fsync of `active/` for the whole batch.
+//! - [`Envelope`], [`Recipient`]: what is known about a message and each of its recipients.
+//! - [`QueueId`]: unique, time-sortable, filename-safe message ids.
+//! - [`Backoff`], [`Schedule`], [`Filter`]: retry timing and an in-memory index of the queue
+//!   so that a queue manager finds due messages and `mailctl queue list` lists them fast.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! SPOOL/incoming/            files being written; everything here is removed at open
+//! SPOOL/active/<id>          a committed message, never rewritten
+//! SPOOL/active/<id>.state    the envelope after delivery attempts (optional)
+//! SPOOL/corrupt/             committed files that failed their checks, kept for a human
+//! ```
+//!
+//! A message file is `POSTERN-QUEUE 1 <json-length>\n`, the [`Envelope`] as JSON
+//! (`json-length` bytes, at most [`MAX_ENVELOPE_JSON`]), `\n`, then the message bytes exactly as
+//! received (`envelope.size` of them; the file length must match). A `.state` file is the whole
+//! envelope as JSON; it replaces the one in the message file (its `id` and `size` must match),
+//! and is replaced atomically (written in `incoming/`, fsynced, renamed, `active/` fsynced).
+//!
+//! A message is committed by writing `incoming/<id>`, fsyncing it, hard-linking it to
+//! `active/<id>` (a link never replaces an existing file) and fsyncing `active/`; only then is
+//! the commit answered. A crash before that leaves either nothing in `active/` or a complete,
+//! fsynced file (never acknowledged, so delivering it is a harmless duplicate).
+//!
+//! This crate leaves to others: delivery itself (SMTP/LMTP clients, DSN generation), the queue
+//! manager loop, and locking against a second process opening the same spool.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+mod commit;
+mod envelope;
+mod error;
+mod format;
+mod id;
+mod schedule;
+mod spool;
+
+pub use backoff::Backoff;
+pub use commit::{CommitTask, Committer};
+pub use envelope::{Envelope, Notify, RcptStatus, Recipient, Ret};
+pub use error::{QueueError, Result};
+pub use format::{MAGIC, MAX_ENVELOPE_JSON};
+pub use id::{ParseIdError, QueueId};
+pub use schedule::{Filter, Schedule};
+pub use spool::{DEFAULT_MAX_MESSAGE_SIZE, Spool};

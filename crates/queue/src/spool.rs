@@ -1,0 +1,378 @@
+//! The spool directory: recovery at start and the delivery-side operations.
+//!
+//! Everything here is synchronous `std::fs`; async callers use `spawn_blocking`. The receive
+//! side (group commit) is in [`Committer`](crate::Committer).
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::{error, info, warn};
+
+use crate::envelope::Envelope;
+use crate::error::{IoContext, QueueError, Result};
+use crate::format::{self, MAX_ENVELOPE_JSON};
+use crate::id::{IdGen, QueueId};
+
+/// Default cap on a message's size (64 MiB); see [`Spool::with_max_message_size`].
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
+
+/// The queue's spool directory. Share it as `Arc<Spool>`; every method takes `&self`.
+///
+/// Only one process may have a spool open at a time (not enforced here).
+#[derive(Debug)]
+pub struct Spool {
+    root: PathBuf,
+    pub(crate) incoming: PathBuf,
+    active: PathBuf,
+    corrupt: PathBuf,
+    max_message_size: u64,
+    ids: IdGen,
+    dir_syncs: AtomicU64,
+}
+
+impl Spool {
+    /// Opens (creating with mode 0700 if needed) the spool at `dir` and recovers it: removes
+    /// everything in `incoming/` (never acknowledged), moves committed files that fail their
+    /// checks to `corrupt/` (logged as errors), removes `.state` files whose message is gone,
+    /// and returns every queued envelope (merged with its state), sorted by id.
+    ///
+    /// Fails on an I/O error other than a corrupt file: a daemon that cannot read its spool
+    /// should not start.
+    pub fn open(dir: impl AsRef<Path>) -> Result<(Self, Vec<Envelope>)> {
+        let root = dir.as_ref().to_path_buf();
+        DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&root)
+            .ctx("mkdir", &root)?;
+        let spool = Self {
+            incoming: root.join("incoming"),
+            active: root.join("active"),
+            corrupt: root.join("corrupt"),
+            root,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            ids: IdGen::default(),
+            dir_syncs: AtomicU64::new(0),
+        };
+        for d in [&spool.incoming, &spool.active, &spool.corrupt] {
+            match DirBuilder::new().mode(0o700).create(d) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                r => r.ctx("mkdir", d)?,
+            }
+        }
+        spool.sync_dir(&spool.root)?;
+        spool.clean_incoming()?;
+        let envelopes = spool.recover()?;
+        Ok((spool, envelopes))
+    }
+
+    /// Sets the largest message [`Committer::commit`](crate::Committer::commit) accepts.
+    pub fn with_max_message_size(mut self, max: u64) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// The largest message accepted at commit.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a committed message file.
+    pub fn message_path(&self, id: QueueId) -> PathBuf {
+        self.active.join(id.to_string())
+    }
+
+    /// Loads one message's envelope, merged with its saved state.
+    pub fn load(&self, id: QueueId) -> Result<Envelope> {
+        let path = self.message_path(id);
+        let (envelope, _) = self.open_message(id, &path)?;
+        self.merge_state(id, envelope)
+    }
+
+    /// Reads a message's bytes, exactly as received.
+    pub fn read_message(&self, id: QueueId) -> Result<Vec<u8>> {
+        let path = self.message_path(id);
+        let (envelope, reader) = self.open_message(id, &path)?;
+        let size = envelope.size;
+        // Bounded: read_prefix checked that the file holds exactly `size` more bytes.
+        let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        reader
+            .take(size)
+            .read_to_end(&mut body)
+            .ctx("read", &path)?;
+        if body.len() as u64 != size {
+            return Err(QueueError::corrupt(
+                &path,
+                "message shorter than its envelope says",
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Saves an envelope's mutable state (statuses, attempts, hold, …) atomically: written in
+    /// `incoming/`, fsynced, renamed to `active/<id>.state`, `active/` fsynced.
+    pub fn save_state(&self, env: &Envelope) -> Result<()> {
+        let msg = self.message_path(env.id);
+        if !msg.try_exists().ctx("stat", &msg)? {
+            return Err(QueueError::NotFound(env.id));
+        }
+        // Serializing a derived struct of strings, numbers and enums into memory cannot fail.
+        let json = serde_json::to_vec(env).expect("envelope serializes");
+        if json.len() > MAX_ENVELOPE_JSON {
+            return Err(QueueError::EnvelopeTooLarge {
+                size: json.len(),
+                max: MAX_ENVELOPE_JSON,
+            });
+        }
+        let tmp = self
+            .incoming
+            .join(format!("{}.state.{:08x}", env.id, rand::random::<u32>()));
+        write_durable(&tmp, &[&json])?;
+        let state = self.state_path(env.id);
+        if let Err(e) = fs::rename(&tmp, &state) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).ctx("rename", &state);
+        }
+        self.sync_dir(&self.active)
+    }
+
+    /// Removes a delivered (or bounced) message: its file, then its state, then fsyncs
+    /// `active/`. Already-missing files are not an error.
+    pub fn remove(&self, id: QueueId) -> Result<()> {
+        self.remove_all(&[id])
+    }
+
+    /// Removes several messages with a single directory fsync.
+    pub fn remove_all(&self, ids: &[QueueId]) -> Result<()> {
+        for &id in ids {
+            // Message first: a crash between the two leaves a state without its message,
+            // which open() removes.
+            for path in [self.message_path(id), self.state_path(id)] {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(e).ctx("unlink", &path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.sync_dir(&self.active)
+    }
+
+    /// Holds a message: it stays queued but is not delivered until [`Spool::release`]d.
+    pub fn hold(&self, id: QueueId) -> Result<Envelope> {
+        self.set_held(id, true)
+    }
+
+    /// Releases a held message.
+    pub fn release(&self, id: QueueId) -> Result<Envelope> {
+        self.set_held(id, false)
+    }
+
+    /// How many directory fsyncs this spool has done (lets tests see group commit at work).
+    pub fn dir_syncs(&self) -> u64 {
+        self.dir_syncs.load(Ordering::Relaxed)
+    }
+
+    /// A fresh id, greater than every id handed out or found at open.
+    pub(crate) fn next_id(&self) -> QueueId {
+        self.ids.next()
+    }
+
+    /// fsyncs `active/`, making committed links durable.
+    pub(crate) fn sync_active(&self) -> Result<()> {
+        self.sync_dir(&self.active)
+    }
+
+    fn set_held(&self, id: QueueId, held: bool) -> Result<Envelope> {
+        let mut env = self.load(id)?;
+        if env.held != held {
+            env.held = held;
+            self.save_state(&env)?;
+        }
+        Ok(env)
+    }
+
+    fn state_path(&self, id: QueueId) -> PathBuf {
+        self.active.join(format!("{id}.state"))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.dir_syncs.fetch_add(1, Ordering::Relaxed);
+        File::open(dir)
+            .ctx("open directory", dir)?
+            .sync_all()
+            .ctx("fsync directory", dir)
+    }
+
+    /// Opens a message file and reads its prefix, leaving the reader at the first body byte.
+    fn open_message(&self, id: QueueId, path: &Path) -> Result<(Envelope, BufReader<File>)> {
+        let file = match File::open(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(QueueError::NotFound(id)),
+            r => r.ctx("open", path)?,
+        };
+        let len = file.metadata().ctx("stat", path)?.len();
+        let mut reader = BufReader::with_capacity(8192, file);
+        let envelope = format::read_prefix(&mut reader, len, path)?;
+        if envelope.id != id {
+            return Err(QueueError::corrupt(
+                path,
+                format!("envelope id {} in file", envelope.id),
+            ));
+        }
+        Ok((envelope, reader))
+    }
+
+    /// Replaces `base` by the saved state, if any. A bad state file is moved to `corrupt/` and
+    /// the committed envelope used: delivered recipients may get the message again.
+    fn merge_state(&self, id: QueueId, base: Envelope) -> Result<Envelope> {
+        let path = self.state_path(id);
+        let bytes = match read_bounded(&path, MAX_ENVELOPE_JSON as u64) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(base),
+            Err(e @ QueueError::Io { .. }) => return Err(e),
+            Err(e) => {
+                error!(error = %e, "bad queue state file; using the committed envelope");
+                self.quarantine(&path)?;
+                return Ok(base);
+            }
+        };
+        match serde_json::from_slice::<Envelope>(&bytes) {
+            Ok(state) if state.id == id && state.size == base.size => Ok(state),
+            Ok(_) | Err(_) => {
+                error!(path = %path.display(), "bad queue state file; using the committed envelope");
+                self.quarantine(&path)?;
+                Ok(base)
+            }
+        }
+    }
+
+    fn clean_incoming(&self) -> Result<()> {
+        for entry in fs::read_dir(&self.incoming).ctx("read directory", &self.incoming)? {
+            let path = entry.ctx("read directory", &self.incoming)?.path();
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.ctx("remove", &path)?;
+            info!(path = %path.display(), "removed unacknowledged file from incoming/");
+        }
+        Ok(())
+    }
+
+    /// Loads `active/`, quarantining what fails its checks and removing orphaned states.
+    fn recover(&self) -> Result<Vec<Envelope>> {
+        let (mut messages, mut states, mut others) = (Vec::new(), Vec::new(), Vec::new());
+        for entry in fs::read_dir(&self.active).ctx("read directory", &self.active)? {
+            let entry = entry.ctx("read directory", &self.active)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(id) = name.parse::<QueueId>() {
+                messages.push(id);
+            } else if let Some(id) = name
+                .strip_suffix(".state")
+                .and_then(|s| s.parse::<QueueId>().ok())
+            {
+                states.push(id);
+            } else {
+                others.push(entry.path());
+            }
+        }
+        messages.sort_unstable();
+        let mut changed = false;
+        for path in others {
+            warn!(path = %path.display(), "unexpected file in active/, moved to corrupt/");
+            self.quarantine(&path)?;
+            changed = true;
+        }
+        let mut envelopes = Vec::with_capacity(messages.len());
+        for &id in &messages {
+            self.ids.observe(id);
+            let path = self.message_path(id);
+            match self.load(id) {
+                Ok(env) => envelopes.push(env),
+                Err(e @ QueueError::Corrupt { .. }) => {
+                    error!(error = %e, "corrupt queue file moved to corrupt/");
+                    self.quarantine(&path)?;
+                    let state = self.state_path(id);
+                    if state.exists() {
+                        self.quarantine(&state)?;
+                    }
+                    changed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for id in states {
+            if messages.binary_search(&id).is_err() {
+                let path = self.state_path(id);
+                fs::remove_file(&path).ctx("unlink", &path)?;
+                info!(path = %path.display(), "removed state of a removed message");
+                changed = true;
+            }
+        }
+        if changed {
+            self.sync_dir(&self.corrupt)?;
+            self.sync_dir(&self.active)?;
+        }
+        Ok(envelopes)
+    }
+
+    /// Moves a file to `corrupt/`, never overwriting what is there.
+    fn quarantine(&self, path: &Path) -> Result<()> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
+        let mut target = self.corrupt.join(&name);
+        let mut n = 0;
+        while target.try_exists().ctx("stat", &target)? {
+            n += 1;
+            target = self.corrupt.join(format!("{name}.{n}"));
+        }
+        fs::rename(path, &target).ctx("rename to corrupt/", path)
+    }
+}
+
+/// Creates `path` (it must not exist), writes `parts`, fsyncs. Removes it on failure.
+pub(crate) fn write_durable(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .ctx("create", path)?;
+    let written = parts
+        .iter()
+        .try_for_each(|p| file.write_all(p))
+        .ctx("write", path)
+        .and_then(|()| file.sync_all().ctx("fsync", path));
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
+/// Reads a whole file of at most `max` bytes; `None` if it does not exist.
+fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        r => r.ctx("open", path)?,
+    };
+    let mut buf = Vec::new();
+    file.take(max + 1).read_to_end(&mut buf).ctx("read", path)?;
+    if buf.len() as u64 > max {
+        return Err(QueueError::corrupt(
+            path,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(Some(buf))
+}

@@ -1,0 +1,241 @@
+//! The spool through its public API: commit, recovery, state, removal, group commit.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use postern_queue::{Committer, Envelope, QueueError, QueueId, RcptStatus, Recipient, Ret, Spool};
+
+fn envelope(rcpts: &[&str]) -> Envelope {
+    let mut env = Envelope::new(
+        Some("sender@example.org".into()),
+        rcpts.iter().map(|r| Recipient::new(*r)).collect(),
+    );
+    env.client_ip = Some("192.0.2.1".into());
+    env.helo = Some("client.example".into());
+    env.ret = Some(Ret::Headers);
+    env.envid = Some("QQ314159".into());
+    env.body_8bit = true;
+    env
+}
+
+fn message(n: usize) -> Vec<u8> {
+    format!("From: <sender@example.org>\r\nSubject: test {n}\r\n\r\nbody {n}\r\n.. dot\r\n")
+        .into_bytes()
+}
+
+/// Opens a spool and starts its committer on the current runtime.
+fn start(dir: &Path) -> (Committer, Vec<Envelope>) {
+    let (spool, envs) = Spool::open(dir).unwrap();
+    let (committer, task) = Committer::new(Arc::new(spool));
+    tokio::spawn(task);
+    (committer, envs)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn commit_writes_exact_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, envs) = start(dir.path());
+    assert!(envs.is_empty());
+    let msg = message(1);
+    let env = c
+        .commit(envelope(&["a@example.net", "b@example.net"]), msg.clone())
+        .await
+        .unwrap();
+    assert!(!env.id.is_unassigned());
+    assert_eq!(env.size, msg.len() as u64);
+
+    let bytes = fs::read(dir.path().join("active").join(env.id.to_string())).unwrap();
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let header = std::str::from_utf8(&bytes[..nl]).unwrap();
+    let json_len: usize = header
+        .strip_prefix("POSTERN-QUEUE 1 ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let json = &bytes[nl + 1..nl + 1 + json_len];
+    assert_eq!(serde_json::from_slice::<Envelope>(json).unwrap(), env);
+    assert_eq!(bytes[nl + 1 + json_len], b'\n');
+    assert_eq!(&bytes[nl + 2 + json_len..], &msg[..]);
+
+    assert_eq!(c.spool().read_message(env.id).unwrap(), msg);
+    assert_eq!(c.spool().load(env.id).unwrap(), env);
+    assert!(names(&dir.path().join("incoming")).is_empty());
+}
+
+#[tokio::test]
+async fn open_recovers_and_cleans_incoming() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut committed = Vec::new();
+    {
+        let (c, _) = start(dir.path());
+        for n in 0..3 {
+            committed.push(c.commit(envelope(&["a@x"]), message(n)).await.unwrap());
+        }
+    }
+    let incoming = dir.path().join("incoming");
+    fs::write(
+        incoming.join("00000000000000000001"),
+        b"POSTERN-QUEUE 1 5\n{",
+    )
+    .unwrap();
+    fs::create_dir(incoming.join("junkdir")).unwrap();
+
+    let (c, envs) = start(dir.path());
+    assert_eq!(envs, committed);
+    assert!(names(&incoming).is_empty());
+    // New ids keep sorting after the recovered ones.
+    let next = c.commit(envelope(&["a@x"]), message(9)).await.unwrap();
+    assert!(next.id > committed[2].id);
+}
+
+#[tokio::test]
+async fn corrupt_files_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let good = c.commit(envelope(&["a@x"]), message(1)).await.unwrap();
+    let bad = c.commit(envelope(&["a@x"]), message(2)).await.unwrap();
+    let mut held = bad.clone();
+    held.held = true;
+    c.spool().save_state(&held).unwrap();
+    drop(c);
+
+    let active = dir.path().join("active");
+    let bad_path = active.join(bad.id.to_string());
+    let len = fs::metadata(&bad_path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&bad_path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let garbage: QueueId = "0000000000000a000000".parse().unwrap();
+    fs::write(
+        active.join(garbage.to_string()),
+        b"POSTERN-QUEUE 1 99999999999\n",
+    )
+    .unwrap();
+    fs::write(active.join("stray.tmp"), b"?").unwrap();
+
+    let (spool, envs) = Spool::open(dir.path()).unwrap();
+    assert_eq!(envs, vec![good.clone()]);
+    let mut want = vec![
+        bad.id.to_string(),
+        format!("{}.state", bad.id),
+        garbage.to_string(),
+        "stray.tmp".into(),
+    ];
+    want.sort();
+    assert_eq!(names(&dir.path().join("corrupt")), want);
+    assert_eq!(names(&active), vec![good.id.to_string()]);
+    assert!(spool.load(bad.id).unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn too_large_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let (c, task) = Committer::new(Arc::new(spool.with_max_message_size(10)));
+    tokio::spawn(task);
+    let err = c
+        .commit(envelope(&["a@x"]), vec![b'x'; 11])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, QueueError::TooLarge { size: 11, max: 10 }),
+        "{err}"
+    );
+    c.commit(envelope(&["a@x"]), vec![b'x'; 10]).await.unwrap();
+    assert_eq!(names(&dir.path().join("active")).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_shares_directory_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let before = c.spool().dir_syncs();
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(
+                async move { (n, c.commit(envelope(&["a@x"]), message(n)).await.unwrap()) },
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        let (n, env) = t.await.unwrap();
+        assert_eq!(c.spool().read_message(env.id).unwrap(), message(n));
+        ids.push(env.id);
+    }
+    let syncs = c.spool().dir_syncs() - before;
+    eprintln!("{syncs} directory fsyncs for 200 commits");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    assert!(syncs < 50, "{syncs} directory fsyncs for 200 commits");
+    assert_eq!(names(&dir.path().join("active")).len(), 200);
+}
+
+#[tokio::test]
+async fn state_survives_reopen_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let mut env = c
+        .commit(envelope(&["a@x", "b@y"]), message(1))
+        .await
+        .unwrap();
+    let other = c.commit(envelope(&["c@z"]), message(2)).await.unwrap();
+    env.recipients[0].status = RcptStatus::Delivered;
+    env.recipients[1].last_reply = Some("451 4.3.0 try later".into());
+    env.attempts = 2;
+    env.next_attempt += 600;
+    env.last_error = Some("451 4.3.0 try later".into());
+    c.spool().save_state(&env).unwrap();
+    let held = c.spool().hold(env.id).unwrap();
+    assert!(held.held);
+    drop(c);
+
+    let (spool, envs) = Spool::open(dir.path()).unwrap();
+    assert_eq!(envs, vec![held.clone(), other.clone()]);
+    let released = spool.release(env.id).unwrap();
+    assert!(!released.held);
+    assert_eq!(spool.load(env.id).unwrap(), released);
+
+    spool.remove(env.id).unwrap();
+    spool.remove(env.id).unwrap();
+    assert!(spool.load(env.id).unwrap_err().is_not_found());
+    assert!(spool.read_message(env.id).unwrap_err().is_not_found());
+    assert!(matches!(
+        spool.save_state(&env),
+        Err(QueueError::NotFound(_))
+    ));
+    assert_eq!(
+        names(&dir.path().join("active")),
+        vec![other.id.to_string()]
+    );
+
+    // A state left behind by a crash between the two unlinks is removed at open.
+    fs::write(
+        dir.path().join("active").join(format!("{}.state", env.id)),
+        b"{}",
+    )
+    .unwrap();
+    drop(spool);
+    let (_, envs) = Spool::open(dir.path()).unwrap();
+    assert_eq!(envs, vec![other.clone()]);
+    assert_eq!(
+        names(&dir.path().join("active")),
+        vec![other.id.to_string()]
+    );
+    assert!(names(&dir.path().join("corrupt")).is_empty());
+}

@@ -1,0 +1,238 @@
+//! The conversation: connect, greeting, `LHLO`/`EHLO` (`HELO` as a fallback), transactions
+//! (pipelined when the server allows it; see `transaction.rs`), `RSET` and `QUIT`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use tokio::net::{TcpStream, UnixStream};
+use tracing::debug;
+
+use crate::caps::Capabilities;
+use crate::conn::{Conn, Io};
+use crate::error::{ClientError, Step, Timeouts};
+use crate::message::{Outgoing, RcptResult};
+use crate::reply::{RawReply, ServerReply};
+
+mod transaction;
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A Unix socket, such as `lmtp-deliver`'s `run/lmtp`.
+    Unix(PathBuf),
+    /// `host:port`; the host is resolved when connecting.
+    Tcp(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Tcp(addr) => write!(f, "inet:{addr}"),
+        }
+    }
+}
+
+/// The protocol spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// SMTP (RFC 5321): `EHLO` (`HELO` if refused), one reply after the body.
+    Smtp,
+    /// LMTP (RFC 2033): `LHLO`, one reply per accepted recipient after the body.
+    Lmtp,
+}
+
+/// A connection to an SMTP or LMTP server, ready for transactions.
+pub struct Client {
+    conn: Conn,
+    flavor: Flavor,
+    greeting: ServerReply,
+    caps: Capabilities,
+    timeouts: Timeouts,
+    /// `MAIL` was accepted and the transaction did not end: `RSET` before the next one.
+    dirty: bool,
+    /// An error (or a `421`) left the connection unusable.
+    broken: bool,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("flavor", &self.flavor)
+            .field("greeting", &self.greeting)
+            .field("caps", &self.caps)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects, reads the greeting (it must be `2xx`) and says `LHLO`/`EHLO` as `helo_name`.
+    pub async fn connect(
+        target: &Target,
+        flavor: Flavor,
+        helo_name: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
+        let connecting = async {
+            Ok::<Box<dyn Io>, std::io::Error>(match target {
+                Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
+                Target::Tcp(addr) => {
+                    let stream = TcpStream::connect(addr.as_str()).await?;
+                    stream.set_nodelay(true)?;
+                    Box::new(stream)
+                }
+            })
+        };
+        let stream = tokio::time::timeout(timeouts.connect, connecting)
+            .await
+            .map_err(|_| ClientError::Timeout(Step::Connect))?
+            .map_err(ClientError::Connect)?;
+        debug!(%target, ?flavor, "connected");
+        let mut conn = Conn::new(stream);
+        let greeting = conn
+            .reply(Step::Greeting, timeouts.greeting)
+            .await?
+            .to_reply();
+        if !greeting.is_positive() {
+            return Err(ClientError::Rejected(greeting));
+        }
+        let mut client = Self {
+            conn,
+            flavor,
+            greeting,
+            caps: Capabilities::default(),
+            timeouts,
+            dirty: false,
+            broken: false,
+        };
+        client.caps = client.hello(helo_name).await?;
+        Ok(client)
+    }
+
+    /// The extensions the server advertised.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &ServerReply {
+        &self.greeting
+    }
+
+    /// The protocol spoken.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// Whether another transaction may be tried on this connection.
+    pub fn is_usable(&self) -> bool {
+        !self.broken
+    }
+
+    /// Sends one message; returns one result per recipient, in order.
+    ///
+    /// `Err` means no recipient got a final answer: the whole transaction failed
+    /// ([`ClientError::Rejected`] for a refused `MAIL FROM` applies to every recipient).
+    /// LMTP replies that were received before the connection broke are kept; the recipients
+    /// after them get a made-up `451 4.4.2`.
+    pub async fn send(&mut self, tx: &Outgoing<'_>) -> Result<Vec<RcptResult>, ClientError> {
+        if self.broken {
+            return Err(ClientError::Closed);
+        }
+        let result = self.transaction(tx).await;
+        if let Err(err) = &result
+            && !matches!(err, ClientError::Rejected(reply) if reply.code != 421)
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// Says `QUIT` (unless the connection is already broken) and closes the connection.
+    pub async fn quit(mut self) -> Result<(), ClientError> {
+        let limit = self.timeouts.command;
+        let said = if self.broken {
+            Ok(())
+        } else {
+            self.command(b"QUIT\r\n", Step::Quit).await.map(drop)
+        };
+        self.conn.shutdown(limit).await;
+        said
+    }
+
+    /// `LHLO`, or `EHLO` with a `HELO` fallback on a `5xx`.
+    async fn hello(&mut self, name: &str) -> Result<Capabilities, ClientError> {
+        let verb = match self.flavor {
+            Flavor::Lmtp => "LHLO",
+            Flavor::Smtp => "EHLO",
+        };
+        let raw = self
+            .command(format!("{verb} {name}\r\n").as_bytes(), Step::Hello)
+            .await?;
+        let reply = raw.to_reply();
+        if reply.is_positive() {
+            return Ok(Capabilities::parse(&raw.lines));
+        }
+        if self.flavor == Flavor::Lmtp || !reply.is_permanent() {
+            return Err(ClientError::Rejected(reply));
+        }
+        debug!(%reply, "EHLO refused, trying HELO");
+        let reply = self
+            .command(format!("HELO {name}\r\n").as_bytes(), Step::Hello)
+            .await?
+            .to_reply();
+        if !reply.is_positive() {
+            return Err(ClientError::Rejected(reply));
+        }
+        Ok(Capabilities::default())
+    }
+
+    async fn read_final(&mut self) -> Result<ServerReply, ClientError> {
+        let reply = self
+            .conn
+            .reply(Step::FinalReply, self.timeouts.final_reply)
+            .await?
+            .to_reply();
+        self.note(&reply);
+        Ok(reply)
+    }
+
+    /// Reads a command reply, noting a `421`.
+    async fn read(&mut self, step: Step) -> Result<ServerReply, ClientError> {
+        let reply = self
+            .conn
+            .reply(step, self.timeouts.command)
+            .await?
+            .to_reply();
+        self.note(&reply);
+        Ok(reply)
+    }
+
+    /// Writes one command and reads its reply.
+    async fn command(&mut self, line: &[u8], step: Step) -> Result<RawReply, ClientError> {
+        self.conn.write(line, step, self.timeouts.command).await?;
+        let raw = self.conn.reply(step, self.timeouts.command).await?;
+        if raw.code == 421 {
+            self.broken = true;
+        }
+        Ok(raw)
+    }
+
+    /// `421`: the server is closing the connection.
+    fn note(&mut self, reply: &ServerReply) {
+        if reply.code == 421 {
+            self.broken = true;
+        }
+    }
+
+    /// `RSET` before a transaction; a refusal fails the transaction.
+    async fn rset(&mut self) -> Result<(), ClientError> {
+        let reply = self.command(b"RSET\r\n", Step::Rset).await?.to_reply();
+        if !reply.is_positive() {
+            return Err(ClientError::Rejected(reply));
+        }
+        self.dirty = false;
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+//! An outbound SMTP and LMTP client: hands one message at a time to a server.
+//!
+//! smtpd's queue manager uses it to deliver to `lmtp-deliver` (or Dovecot's LMTP) over a Unix
+//! socket or TCP, and later to remote SMTP servers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), postern_smtp_client::ClientError> {
+//! use postern_smtp_client::{Client, Flavor, OutRcpt, Outgoing, Target, Timeouts};
+//!
+//! let target = Target::Unix("/run/postern/lmtp".into());
+//! let mut client = Client::connect(&target, Flavor::Lmtp, "mx.example.org", Timeouts::default()).await?;
+//! let message = b"Subject: hi\r\n\r\nhello\r\n";
+//! let tx = Outgoing::new(Some("alice@example.org".into()), vec![OutRcpt::new("bob@example.org")], message);
+//! for result in client.send(&tx).await? {
+//!     println!("{}: {}", result.address, result.reply);
+//! }
+//! client.quit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Layout:
+//! - [`reply`]: server replies, read with a bounded buffer and parsed (enhanced codes included);
+//! - [`caps`]: the extensions an `EHLO`/`LHLO` reply advertises;
+//! - [`message`]: the transaction to send, the `MAIL`/`RCPT` commands and dot-stuffing;
+//! - [`client`]: the connection and the conversation (greeting, hello, transactions, `QUIT`);
+//! - [`error`]: what can go wrong, and the per-step timeouts.
+//!
+//! What it leaves to others: MX lookup and retries (the queue manager), TLS (`STARTTLS` is
+//! only reported in [`Capabilities`] for now), `AUTH`, `CHUNKING`/`BDAT`, and converting an
+//! 8-bit body for a server without `8BITMIME` (the body is sent as it is).
+
+pub mod caps;
+pub mod client;
+mod conn;
+pub mod error;
+pub mod message;
+pub mod reply;
+
+pub use caps::Capabilities;
+pub use client::{Client, Flavor, Target};
+pub use error::{ClientError, Step, Timeouts};
+pub use message::{OutRcpt, Outgoing, RcptResult};
+pub use reply::ServerReply;

@@ -1,0 +1,265 @@
+//! One transaction to send: the envelope and the message, the `MAIL`/`RCPT` commands made
+//! from them, and the dot-stuffed body (RFC 5321 §4.5.2).
+
+use std::fmt::Write as _;
+
+use crate::caps::Capabilities;
+use crate::reply::ServerReply;
+
+/// A message and its envelope, ready to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// The reverse path; `None` is the null sender `<>`.
+    pub from: Option<String>,
+    /// The recipients, in the order their results come back.
+    pub recipients: Vec<OutRcpt>,
+    /// The message, header and body, with CRLF line ends; not dot-stuffed.
+    pub message: &'a [u8],
+    /// The size announced with `SIZE=` (usually `message.len()`).
+    pub size: u64,
+    /// The body has 8-bit octets: `BODY=8BITMIME` when the server supports it. To a server
+    /// without `8BITMIME` the body is sent as it is (no conversion to 7 bit, yet).
+    pub body_8bit: bool,
+    /// The envelope or header needs `SMTPUTF8`; a server without it gets nothing and every
+    /// recipient fails with `550 5.6.7`.
+    pub smtputf8: bool,
+    /// `RET=` (`FULL` or `HDRS`), sent only to a server with `DSN`.
+    pub ret: Option<&'a str>,
+    /// `ENVID=`, not yet xtext-encoded (the client encodes it); sent only to a server with `DSN`.
+    pub envid: Option<String>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A plain transaction: `size` from the message, no extensions asked for.
+    pub fn new(from: Option<String>, recipients: Vec<OutRcpt>, message: &'a [u8]) -> Self {
+        Self {
+            from,
+            recipients,
+            message,
+            size: message.len() as u64,
+            body_8bit: false,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+        }
+    }
+}
+
+/// One recipient and its DSN parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutRcpt {
+    /// The forward path, without angle brackets.
+    pub address: String,
+    /// `NOTIFY=`: `NEVER` or a comma-separated subset of `SUCCESS,FAILURE,DELAY`; sent only
+    /// to a server with `DSN`.
+    pub notify: Option<String>,
+    /// `ORCPT=`, already in the `rfc822;xtext` form; sent only to a server with `DSN`.
+    pub orcpt: Option<String>,
+}
+
+impl OutRcpt {
+    /// A recipient without DSN parameters.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            notify: None,
+            orcpt: None,
+        }
+    }
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptResult {
+    /// The recipient, as in [`OutRcpt::address`].
+    pub address: String,
+    /// The reply to `RCPT TO` when it failed; else the reply to `DATA` when that failed; else
+    /// the reply after the body (LMTP: this recipient's own, SMTP: the one for all). A reply
+    /// the client made up (a refused `SMTPUTF8` message, a malformed address) looks the same.
+    pub reply: ServerReply,
+}
+
+/// `MAIL FROM:<…>` with the parameters the server supports, CRLF included.
+pub(crate) fn mail_command(tx: &Outgoing<'_>, caps: &Capabilities) -> String {
+    let mut line = format!("MAIL FROM:<{}>", tx.from.as_deref().unwrap_or(""));
+    if caps.size.is_some() {
+        let _ = write!(line, " SIZE={}", tx.size);
+    }
+    if tx.body_8bit && caps.eightbitmime {
+        line.push_str(" BODY=8BITMIME");
+    }
+    if tx.smtputf8 && caps.smtputf8 {
+        line.push_str(" SMTPUTF8");
+    }
+    if caps.dsn {
+        if let Some(ret) = tx.ret {
+            let _ = write!(line, " RET={}", ret.to_ascii_uppercase());
+        }
+        if let Some(envid) = &tx.envid {
+            let _ = write!(line, " ENVID={}", xtext_encode(envid));
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// `RCPT TO:<…>` with the DSN parameters when the server supports them, CRLF included.
+pub(crate) fn rcpt_command(rcpt: &OutRcpt, caps: &Capabilities) -> String {
+    let mut line = format!("RCPT TO:<{}>", rcpt.address);
+    if caps.dsn {
+        if let Some(notify) = &rcpt.notify {
+            let _ = write!(line, " NOTIFY={}", notify.to_ascii_uppercase());
+        }
+        if let Some(orcpt) = &rcpt.orcpt {
+            let _ = write!(line, " ORCPT={orcpt}");
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// Why the envelope cannot go out as it is, as a reply for every recipient.
+pub(crate) fn check_envelope(tx: &Outgoing<'_>, caps: &Capabilities) -> Option<ServerReply> {
+    if tx.smtputf8 && !caps.smtputf8 {
+        return Some(ServerReply::new(
+            550,
+            Some((5, 6, 7)),
+            "server does not support SMTPUTF8, required by this message",
+        ));
+    }
+    let bad_ret = tx
+        .ret
+        .is_some_and(|ret| !ret.bytes().all(|b| b.is_ascii_alphabetic()));
+    if tx.from.as_deref().is_some_and(|from| !is_path(from)) || bad_ret {
+        return Some(ServerReply::new(
+            553,
+            Some((5, 1, 7)),
+            "malformed sender address",
+        ));
+    }
+    None
+}
+
+/// Why this recipient cannot go out as it is.
+pub(crate) fn check_rcpt(rcpt: &OutRcpt) -> Option<ServerReply> {
+    if !is_path(&rcpt.address) || rcpt.address.is_empty() {
+        return Some(ServerReply::new(
+            553,
+            Some((5, 1, 3)),
+            "malformed recipient address",
+        ));
+    }
+    let bad_param = |p: &Option<String>| p.as_deref().is_some_and(|p| !is_parameter(p));
+    if bad_param(&rcpt.notify) || bad_param(&rcpt.orcpt) {
+        return Some(ServerReply::new(
+            501,
+            Some((5, 5, 4)),
+            "malformed DSN parameter",
+        ));
+    }
+    None
+}
+
+/// The body as it goes after `354`: bare LF made CRLF, lines starting with `.` get another
+/// `.`, a CRLF added if the last line has none, then `.` CRLF.
+pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in message {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && out.last() != Some(&b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Encodes as xtext (RFC 3461 §4).
+fn xtext_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "+{b:02X}");
+        }
+    }
+    out
+}
+
+/// No controls, spaces or angle brackets: nothing that could end the command early.
+fn is_path(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>')
+}
+
+/// Printable ASCII without spaces: one ESMTP parameter value.
+fn is_parameter(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| (b'!'..=b'~').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(
+            dot_stuff(b"a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
+        assert_eq!(dot_stuff(b"bare\nlf\n.x"), b"bare\r\nlf\r\n..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn commands_follow_capabilities() {
+        let mut rcpt = OutRcpt::new("bob@example.org");
+        rcpt.notify = Some("success,failure".into());
+        rcpt.orcpt = Some("rfc822;bob+2Bx@example.org".into());
+        let mut tx = Outgoing::new(None, vec![rcpt.clone()], b"x\r\n");
+        tx.body_8bit = true;
+        tx.ret = Some("hdrs");
+        tx.envid = Some("id 1+2".into());
+        let plain = Capabilities::default();
+        assert_eq!(mail_command(&tx, &plain), "MAIL FROM:<>\r\n");
+        assert_eq!(rcpt_command(&rcpt, &plain), "RCPT TO:<bob@example.org>\r\n");
+        let all = Capabilities::parse(&["x", "SIZE", "8BITMIME", "DSN", "SMTPUTF8"]);
+        assert_eq!(
+            mail_command(&tx, &all),
+            "MAIL FROM:<> SIZE=3 BODY=8BITMIME RET=HDRS ENVID=id+201+2B2\r\n"
+        );
+        assert_eq!(
+            rcpt_command(&rcpt, &all),
+            "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@example.org\r\n"
+        );
+    }
+
+    #[test]
+    fn refuses_what_would_break_the_command() {
+        let caps = Capabilities::default();
+        let tx = Outgoing::new(Some("a@b\r\nRSET".into()), vec![], b"");
+        assert_eq!(check_envelope(&tx, &caps).unwrap().code, 553);
+        let mut tx = Outgoing::new(Some("a@b".into()), vec![], b"");
+        assert_eq!(check_envelope(&tx, &caps), None);
+        tx.smtputf8 = true;
+        assert_eq!(
+            check_envelope(&tx, &caps).unwrap().enhanced,
+            Some((5, 6, 7))
+        );
+        assert_eq!(check_rcpt(&OutRcpt::new("x>y")).unwrap().code, 553);
+        let mut rcpt = OutRcpt::new("x@y");
+        rcpt.notify = Some("NEVER FOO".into());
+        assert_eq!(check_rcpt(&rcpt).unwrap().code, 501);
+    }
+}

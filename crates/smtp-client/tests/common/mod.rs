@@ -1,0 +1,152 @@
+//! A scripted fake server: each test says what the server expects and answers.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use postern_smtp_client::{Client, Flavor, Target, Timeouts};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The server's side of one connection.
+pub struct Peer {
+    io: BufReader<Box<dyn Io>>,
+    /// Every line the client sent, in order (body lines included).
+    pub seen: Vec<String>,
+}
+
+impl Peer {
+    /// Sends raw text; the caller writes the CRLFs.
+    pub async fn say(&mut self, text: &str) {
+        self.io.write_all(text.as_bytes()).await.unwrap();
+        self.io.flush().await.unwrap();
+    }
+
+    /// Reads one line (without CRLF); panics on EOF or after 5 s.
+    pub async fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), self.io.read_line(&mut line))
+            .await
+            .expect("client went quiet")
+            .unwrap();
+        assert!(n > 0, "client closed the connection");
+        assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
+        line.truncate(line.len() - 2);
+        self.seen.push(line.clone());
+        line
+    }
+
+    /// Reads a line and checks it starts with `prefix`.
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        let line = self.line().await;
+        assert!(
+            line.starts_with(prefix),
+            "expected {prefix:?}, got {line:?}"
+        );
+        line
+    }
+
+    /// Reads the body up to the lone `.`: the lines as sent (still dot-stuffed).
+    pub async fn body(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line == "." {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Checks the client sends nothing for `ms` milliseconds.
+    pub async fn quiet_for(&mut self, ms: u64) {
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_millis(ms), self.io.read_line(&mut line));
+        if let Ok(result) = read.await {
+            panic!("client sent {line:?} ({result:?}) while it should have waited");
+        }
+    }
+
+    /// Waits for the client to close the connection.
+    pub async fn closed(&mut self) {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), self.io.read_line(&mut line))
+            .await
+            .expect("client did not close")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "expected EOF, got {line:?}");
+    }
+
+    /// Greets and answers the hello with `caps` (one per line, after the name).
+    pub async fn handshake(&mut self, hello: &str, caps: &[&str]) {
+        self.say("220 fake.example.org ready\r\n").await;
+        self.expect(hello).await;
+        let mut lines = vec!["fake.example.org"];
+        lines.extend_from_slice(caps);
+        let last = lines.len() - 1;
+        let reply: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| format!("250{}{line}\r\n", if i == last { ' ' } else { '-' }))
+            .collect();
+        self.say(&reply).await;
+    }
+}
+
+/// A fake server on a fresh Unix socket, serving one connection with `script`.
+pub async fn unix_server<F, Fut, T>(script: F) -> (Target, TempDir, JoinHandle<T>)
+where
+    F: FnOnce(Peer) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lmtp");
+    let listener = UnixListener::bind(&path).unwrap();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        script(peer(Box::new(stream))).await
+    });
+    (Target::Unix(path), dir, task)
+}
+
+/// A fake server on 127.0.0.1, serving one connection with `script`.
+pub async fn tcp_server<F, Fut, T>(script: F) -> (Target, JoinHandle<T>)
+where
+    F: FnOnce(Peer) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        script(peer(Box::new(stream))).await
+    });
+    (Target::Tcp(addr.to_string()), task)
+}
+
+fn peer(stream: Box<dyn Io>) -> Peer {
+    Peer {
+        io: BufReader::new(stream),
+        seen: Vec::new(),
+    }
+}
+
+/// Timeouts short enough for a test to fail fast.
+pub fn quick() -> Timeouts {
+    Timeouts::all(Duration::from_secs(5))
+}
+
+/// Connects with [`quick`] timeouts as `client.example.org`.
+pub async fn connect(target: &Target, flavor: Flavor) -> Client {
+    Client::connect(target, flavor, "client.example.org", quick())
+        .await
+        .unwrap()
+}

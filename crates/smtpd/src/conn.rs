@@ -1,0 +1,372 @@
+//! One SMTP connection: the shared session state machine decides; this driver runs
+//! STARTTLS, SASL through authd, the sender/recipient checks and the queue commit.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use postern_auth_proto::client::{AuthClient, AuthOutcome, AuthStep};
+use postern_auth_proto::dovecot::AuthParams;
+use postern_smtp_session::{
+    Action, Completion, Extensions, PeerInfo, Reply, Session, SessionConfig, Verdict,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::Ctx;
+use crate::policy::{Door, Lookups};
+use crate::stream::Stream;
+
+/// The session settings for one door; `trusted` peers may AUTH before TLS.
+pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionConfig {
+    let c = &ctx.config.smtpd;
+    let mut s = SessionConfig::new(
+        ctx.config.hostname.clone(),
+        postern_smtp_session::Flavor::Smtp,
+    );
+    s.max_message_size = c.max_message_size;
+    s.max_recipients = c.max_recipients;
+    s.max_errors = c.max_errors;
+    s.extensions = Extensions {
+        starttls: ctx.tls.is_some() && door != Door::Submissions,
+        auth: vec!["PLAIN".into(), "LOGIN".into()],
+        auth_requires_tls: !trusted,
+        dsn: true,
+        chunking: true,
+        ..Extensions::default()
+    };
+    s.greeting_text = "ESMTP Postern".into();
+    s
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve(
+    stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    door: Door,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+) {
+    let trusted = ctx
+        .config
+        .smtpd
+        .trusted_networks
+        .iter()
+        .any(|n| n.contains(&peer.ip()));
+    let tls_now = matches!(stream, Stream::Tls(_));
+    let cfg = Arc::new(session_config(&ctx, door, trusted));
+    let mut session = Session::new(
+        cfg,
+        PeerInfo {
+            ip: Some(peer.ip()),
+            tls: tls_now,
+            authenticated: None,
+        },
+    );
+    let mut d = Driver {
+        ctx: ctx.clone(),
+        door,
+        peer,
+        local,
+        trusted,
+        stream: Some(stream),
+        lookups: Lookups::new(ctx.config.socket_path(&ctx.config.authd.socketmap_socket)),
+        auth: None,
+        targets: HashMap::new(),
+        user: None,
+    };
+    let greeting = session.greeting();
+    if d.write(&greeting.to_bytes()).await.is_err() {
+        return;
+    }
+    d.run(&mut session, shutdown).await;
+}
+
+struct Driver {
+    ctx: Arc<Ctx>,
+    door: Door,
+    peer: SocketAddr,
+    local: SocketAddr,
+    trusted: bool,
+    stream: Option<Stream>,
+    lookups: Lookups,
+    auth: Option<AuthClient>,
+    /// Accepted recipients of the current transaction → their final addresses.
+    targets: HashMap<String, Vec<String>>,
+    user: Option<String>,
+}
+
+impl Driver {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.stream.as_mut() {
+            Some(s) => s.write_all(bytes).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn run(&mut self, session: &mut Session, shutdown: CancellationToken) {
+        let c = &self.ctx.config.smtpd;
+        let idle = Duration::from_secs(c.idle_timeout_secs.max(1));
+        let deadline = Instant::now() + Duration::from_secs(c.session_timeout_secs.max(1));
+        let mut work: VecDeque<Action> = VecDeque::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut out = Vec::new();
+            while let Some(action) = work.pop_front() {
+                match action {
+                    Action::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                    Action::Close => {
+                        drop(self.write(&out).await);
+                        if let Some(s) = self.stream.as_mut() {
+                            drop(s.shutdown().await);
+                        }
+                        return;
+                    }
+                    Action::StartTls => {
+                        // The 220 came before this action; send it, then upgrade.
+                        if self.write(&std::mem::take(&mut out)).await.is_err()
+                            || !self.start_tls().await
+                        {
+                            return;
+                        }
+                        if session.tls_started().is_err() {
+                            return;
+                        }
+                    }
+                    Action::CheckSender { address, .. } => {
+                        self.targets.clear();
+                        let v = self.check_sender(session, address.as_ref()).await;
+                        work.extend(completed(session, Completion::Sender(v)));
+                    }
+                    Action::CheckRecipient { address, .. } => {
+                        let relay = session.authenticated().is_some() || self.trusted;
+                        let delim = self.ctx.config.lmtp.recipient_delimiter.clone();
+                        let v = match self.lookups.recipient(&address, relay, &delim).await {
+                            Ok(t) => {
+                                self.targets.insert(address.as_str().to_owned(), t);
+                                Verdict::Accept
+                            }
+                            Err(reply) => {
+                                info!(peer = %self.peer, rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
+                                Verdict::Reject(reply)
+                            }
+                        };
+                        work.extend(completed(session, Completion::Recipient(v)));
+                    }
+                    Action::Auth {
+                        mechanism,
+                        initial_response,
+                    } => {
+                        let c = self
+                            .auth_start(&mechanism, initial_response.as_deref())
+                            .await;
+                        work.extend(completed(session, c));
+                    }
+                    Action::AuthResponse(line) => {
+                        let c = self.auth_step(&line).await;
+                        work.extend(completed(session, c));
+                    }
+                    Action::AuthCancel => self.auth = None,
+                    Action::Deliver(tx) => {
+                        if self.write(&std::mem::take(&mut out)).await.is_err() {
+                            return;
+                        }
+                        let tls = self.stream.as_ref().and_then(Stream::tls_info);
+                        let reply = crate::intake::accept(
+                            &self.ctx,
+                            &tx,
+                            &self.targets,
+                            self.peer,
+                            tls.as_deref(),
+                        )
+                        .await;
+                        self.targets.clear();
+                        work.extend(completed(session, Completion::Delivered(vec![reply])));
+                    }
+                }
+            }
+            if !out.is_empty() && self.write(&out).await.is_err() {
+                return;
+            }
+            if session.is_closed() {
+                return;
+            }
+            let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => { work.extend(session.shutdown()); continue; }
+                r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
+            };
+            match read {
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => work.extend(session.input(&buf[..n])),
+                Ok(Err(e)) => {
+                    debug!(peer = %self.peer, error = %e, "read failed");
+                    return;
+                }
+                Err(_) => {
+                    info!(peer = %self.peer, "session timed out");
+                    work.extend(session.timeout());
+                }
+            }
+        }
+    }
+
+    async fn start_tls(&mut self) -> bool {
+        let (Some(tls), Some(Stream::Plain(tcp))) = (self.ctx.tls.as_ref(), self.stream.take())
+        else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), tls.acceptor().accept(tcp)).await {
+            Ok(Ok(s)) => {
+                self.stream = Some(Stream::Tls(Box::new(s)));
+                true
+            }
+            Ok(Err(e)) => {
+                info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn check_sender(
+        &mut self,
+        session: &Session,
+        sender: Option<&postern_smtp_session::Address>,
+    ) -> Verdict {
+        let user = session.authenticated().map(str::to_owned);
+        if self.door.requires_auth() && user.is_none() {
+            return Verdict::Reject(Reply::new(530, (5, 7, 0), "Authentication required"));
+        }
+        match (user, sender) {
+            (Some(login), Some(addr)) => self.lookups.sender(&login, addr).await,
+            _ => Verdict::Accept,
+        }
+    }
+
+    fn auth_params(&self) -> AuthParams {
+        let mut p = AuthParams::new("smtp");
+        p.rip = Some(self.peer.ip());
+        p.lip = Some(self.local.ip());
+        p.secured = matches!(self.stream, Some(Stream::Tls(_)));
+        p
+    }
+
+    async fn auth_start(&mut self, mech: &str, initial: Option<&str>) -> Completion {
+        let initial = match initial.map(decode_b64) {
+            Some(None) => {
+                return Completion::AuthDone(Err(Reply::new(501, (5, 5, 2), "Invalid base64 data")));
+            }
+            Some(Some(v)) => Some(v),
+            None => None,
+        };
+        if self.auth.is_none() {
+            match AuthClient::connect(
+                self.ctx
+                    .config
+                    .socket_path(&self.ctx.config.authd.auth_socket),
+            )
+            .await
+            {
+                Ok(c) => self.auth = Some(c),
+                Err(e) => {
+                    warn!(error = %e, "authd unreachable");
+                    return Completion::AuthDone(Err(Reply::new(
+                        454,
+                        (4, 7, 0),
+                        "Temporary authentication failure",
+                    )));
+                }
+            }
+        }
+        let params = self.auth_params();
+        let Some(client) = self.auth.as_mut() else {
+            return Completion::AuthDone(Err(Reply::new(
+                454,
+                (4, 7, 0),
+                "Temporary authentication failure",
+            )));
+        };
+        let step = client
+            .authenticate(&mech.to_ascii_uppercase(), &params, initial.as_deref())
+            .await;
+        self.auth_outcome(step)
+    }
+
+    async fn auth_step(&mut self, line: &str) -> Completion {
+        let Some(data) = decode_b64(line) else {
+            self.auth = None;
+            return Completion::AuthDone(Err(Reply::new(501, (5, 5, 2), "Invalid base64 data")));
+        };
+        let Some(client) = self.auth.as_mut() else {
+            return Completion::AuthDone(Err(Reply::new(
+                454,
+                (4, 7, 0),
+                "Temporary authentication failure",
+            )));
+        };
+        let step = client.respond(&data).await;
+        self.auth_outcome(step)
+    }
+
+    fn auth_outcome(
+        &mut self,
+        step: Result<AuthStep, postern_auth_proto::client::ClientError>,
+    ) -> Completion {
+        match step {
+            Ok(AuthStep::Challenge(c)) => {
+                Completion::AuthChallenge(base64::engine::general_purpose::STANDARD.encode(c))
+            }
+            Ok(AuthStep::Done(AuthOutcome::Ok { user, .. })) => {
+                info!(peer = %self.peer, user = %user, door = self.door.name(), "authenticated");
+                self.user = Some(user.clone());
+                Completion::AuthDone(Ok(user))
+            }
+            Ok(AuthStep::Done(AuthOutcome::Fail { temp: true, .. })) => Completion::AuthDone(Err(
+                Reply::new(454, (4, 7, 0), "Temporary authentication failure"),
+            )),
+            Ok(AuthStep::Done(AuthOutcome::Fail { reason, .. })) => {
+                info!(peer = %self.peer, reason = reason.as_deref().unwrap_or("-"), "authentication failed");
+                Completion::AuthDone(Err(Reply::new(
+                    535,
+                    (5, 7, 8),
+                    "Authentication credentials invalid",
+                )))
+            }
+            Err(e) => {
+                warn!(error = %e, "authd conversation failed");
+                self.auth = None;
+                Completion::AuthDone(Err(Reply::new(
+                    454,
+                    (4, 7, 0),
+                    "Temporary authentication failure",
+                )))
+            }
+        }
+    }
+}
+
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s == "=" {
+        return Some(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+fn completed(session: &mut Session, c: Completion) -> Vec<Action> {
+    session.completed(c).unwrap_or_else(|e| {
+        warn!(error = %e, "session state error");
+        vec![
+            Action::Reply(Reply::new(421, (4, 3, 0), "Internal error, closing")),
+            Action::Close,
+        ]
+    })
+}

@@ -1,0 +1,231 @@
+//! smtpd: Postern's MTA. Receives mail on port 25 (MX for our domains, never a relay),
+//! 587 (STARTTLS + AUTH) and 465 (TLS + AUTH), commits it to the durable queue before it
+//! answers 250, and delivers local recipients over LMTP.
+//!
+//! The SMTP conversation is `postern-smtp-session` (shared with lmtp-deliver); lookups and
+//! SASL go to authd over its sockets; the spool is `postern-queue`.
+#![forbid(unsafe_code)]
+
+mod conn;
+mod intake;
+mod policy;
+mod qmgr;
+mod stream;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use postern_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::policy::Door;
+use crate::stream::Stream;
+use crate::tls::Tls;
+
+/// How long shutdown waits for sessions and deliveries in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What every session shares.
+pub(crate) struct Ctx {
+    pub(crate) config: Config,
+    pub(crate) tls: Option<Tls>,
+    pub(crate) queue: qmgr::QueueHandle,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The bound TCP listeners.
+pub struct Listeners {
+    bound: Vec<(TcpListener, Door)>,
+}
+
+/// Binds every listener in `[smtpd]`, logging `listening on ADDR` for each.
+pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let mut bound = Vec::new();
+    let s = &config.smtpd;
+    for (addrs, door) in [
+        (&s.listen, Door::Mx),
+        (&s.submission, Door::Submission),
+        (&s.submissions, Door::Submissions),
+    ] {
+        for a in addrs {
+            let l = TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {a}"))?;
+            info!("listening on {} ({})", l.local_addr()?, door.name());
+            bound.push((l, door));
+        }
+    }
+    Ok(Listeners { bound })
+}
+
+/// Serves until `shutdown`; then finishes sessions and deliveries in flight.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = match &config.tls {
+        Some(t) => Some(Tls::load(
+            &config.resolve(&t.cert),
+            &config.resolve(&t.key),
+        )?),
+        None => None,
+    };
+    if tls.is_none() && listeners.bound.iter().any(|(_, d)| *d == Door::Submissions) {
+        anyhow::bail!("[smtpd] submissions (port 465) needs a [tls] certificate");
+    }
+    let (queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
+    let ctx = Arc::new(Ctx {
+        config,
+        tls,
+        queue,
+        per_ip: Mutex::new(HashMap::new()),
+    });
+    if let Some(tls) = ctx.tls.clone() {
+        tokio::spawn(reload_on_hup(tls, shutdown.clone()));
+    }
+    let limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
+    let mut acceptors = JoinSet::new();
+    let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    for (listener, door) in listeners.bound {
+        acceptors.spawn(accept_loop(
+            listener,
+            door,
+            ctx.clone(),
+            limit.clone(),
+            sessions.clone(),
+            shutdown.clone(),
+        ));
+    }
+    postern_daemon::notify_ready("smtpd");
+    shutdown.cancelled().await;
+    while acceptors.join_next().await.is_some() {}
+    let mut s = sessions.lock().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while s.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!("sessions still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    drop(qmgr_task.await);
+    info!("smtpd stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    door: Door,
+    ctx: Arc<Ctx>,
+    limit: Arc<Semaphore>,
+    sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    shutdown: CancellationToken,
+) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    loop {
+        let (mut tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await; continue }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            info!(%peer, "too many connections");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                drop(
+                    tcp.write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                        .await,
+                );
+            });
+            continue;
+        };
+        if !ctx.ip_enter(peer.ip()) {
+            info!(%peer, "too many connections from this address");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                drop(
+                    tcp.write_all(
+                        b"421 4.7.0 Too many connections from your address, try again later\r\n",
+                    )
+                    .await,
+                );
+            });
+            continue;
+        }
+        let ctx2 = ctx.clone();
+        let sd = shutdown.clone();
+        let mut set = sessions.lock().await;
+        // Reap finished sessions so the set does not grow.
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            let stream = match door {
+                Door::Submissions => {
+                    let Some(tls) = ctx2.tls.as_ref() else { return };
+                    match tokio::time::timeout(Duration::from_secs(30), tls.acceptor().accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+                        _ => None,
+                    }
+                }
+                _ => Some(Stream::Plain(tcp)),
+            };
+            if let Some(stream) = stream {
+                conn::serve(stream, peer, local, door, ctx2.clone(), sd).await;
+            }
+            ctx2.ip_leave(peer.ip());
+            drop(permit);
+        });
+    }
+}
+
+impl Ctx {
+    fn ip_enter(&self, ip: IpAddr) -> bool {
+        let Ok(mut m) = self.per_ip.lock() else {
+            return true;
+        };
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.config.smtpd.max_connections_per_ip.max(1) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn ip_leave(&self, ip: IpAddr) {
+        if let Ok(mut m) = self.per_ip.lock()
+            && let Some(n) = m.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+async fn reload_on_hup(tls: Tls, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => tls.reload(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `smtpd --config FILE`: Postern's MTA.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Postern's MTA: receives on 25/587/465, queues durably, delivers over LMTP.
+#[derive(Parser)]
+#[command(name = "smtpd", version)]
+struct Args {
+    /// The config file.
+    #[arg(long, short = 'c', env = "POSTERN_CONFIG", default_value = postern_config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Load and check the config, then exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    postern_daemon::init_logging("info");
+    let config = match postern_config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check_config {
+        println!("{}: OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    postern_daemon::run_daemon(|shutdown| async move {
+        let listeners = postern_smtpd::bind(&config).await?;
+        postern_smtpd::run(config, listeners, shutdown).await
+    })
+}

@@ -1,0 +1,188 @@
+//! Who may send what to whom: recipient checks through authd's socketmap (domains,
+//! mailboxes, aliases with catch-all), the relay rule, and the sender check on submission
+//! (authd's `senders` map).
+
+use std::path::PathBuf;
+
+use postern_auth_proto::client::SocketmapClient;
+use postern_auth_proto::socketmap::Reply as MapReply;
+use postern_smtp_session::{Address, Reply, Verdict};
+use tracing::{debug, warn};
+
+/// Which door the client came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Door {
+    /// Port 25: mail for our domains from anyone.
+    Mx,
+    /// Port 587: STARTTLS then AUTH.
+    Submission,
+    /// Port 465: implicit TLS then AUTH.
+    Submissions,
+}
+
+impl Door {
+    /// True where MAIL needs an authenticated session.
+    pub(crate) fn requires_auth(self) -> bool {
+        !matches!(self, Self::Mx)
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Mx => "smtp",
+            Self::Submission => "submission",
+            Self::Submissions => "submissions",
+        }
+    }
+}
+
+/// A socketmap answer, with temporary failures kept apart.
+enum Found {
+    Yes(String),
+    No,
+    Perm(String),
+}
+
+/// authd's socketmap, one connection per session, reconnected once on failure.
+pub(crate) struct Lookups {
+    path: PathBuf,
+    client: Option<SocketmapClient>,
+}
+
+impl Lookups {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self { path, client: None }
+    }
+
+    async fn query(&mut self, map: &str, key: &str) -> Result<Found, String> {
+        for attempt in 0..2 {
+            if self.client.is_none() {
+                match SocketmapClient::connect(&self.path).await {
+                    Ok(c) => self.client = Some(c),
+                    Err(e) => return Err(format!("authd unreachable: {e}")),
+                }
+            }
+            let Some(c) = self.client.as_mut() else {
+                continue;
+            };
+            match c.lookup(map, key).await {
+                Ok(MapReply::Ok(v)) => return Ok(Found::Yes(v)),
+                Ok(MapReply::NotFound) => return Ok(Found::No),
+                Ok(MapReply::Perm(why)) => return Ok(Found::Perm(why)),
+                Ok(MapReply::Temp(why) | MapReply::Timeout(why)) => return Err(why),
+                Err(e) => {
+                    debug!(error = %e, attempt, "socketmap connection failed");
+                    self.client = None;
+                }
+            }
+        }
+        Err("socketmap connection failed".into())
+    }
+
+    /// True when `domain` is one of ours.
+    pub(crate) async fn is_local_domain(&mut self, domain: &str) -> Result<bool, String> {
+        Ok(matches!(
+            self.query("domains", &domain.to_lowercase()).await?,
+            Found::Yes(_)
+        ))
+    }
+
+    /// Where mail for `rcpt` goes: its final addresses, or the reply refusing it.
+    /// `delimiter` is the plus-addressing separator ("" = none).
+    pub(crate) async fn recipient(
+        &mut self,
+        rcpt: &Address,
+        relay_allowed: bool,
+        delimiter: &str,
+    ) -> Result<Vec<String>, Reply> {
+        let temp = |why: String| {
+            warn!(rcpt = %rcpt, reason = %why, "recipient lookup failed");
+            Reply::new(
+                451,
+                (4, 3, 0),
+                format!("<{rcpt}> Temporary lookup failure, try again later"),
+            )
+        };
+        let address = rcpt.as_str().to_lowercase();
+        let domain = rcpt.domain().to_lowercase();
+        match self.query("domains", &domain).await.map_err(temp)? {
+            Found::Yes(_) => {}
+            Found::No | Found::Perm(_) => {
+                return if relay_allowed {
+                    Ok(vec![rcpt.as_str().to_owned()])
+                } else {
+                    Err(Reply::new(
+                        554,
+                        (5, 7, 1),
+                        format!("<{rcpt}> Relay access denied"),
+                    ))
+                };
+            }
+        }
+        // Plus-addressing: user+detail is delivered to user's mailbox (the detail kept).
+        let base = match address.split_once('@') {
+            Some((local, dom)) if !delimiter.is_empty() => match local.split_once(delimiter) {
+                Some((b, d)) if !b.is_empty() && !d.is_empty() => Some(format!("{b}@{dom}")),
+                _ => None,
+            },
+            _ => None,
+        };
+        for key in std::iter::once(address.as_str()).chain(base.as_deref()) {
+            match self.query("aliases", key).await.map_err(temp)? {
+                Found::Yes(list) => {
+                    let targets: Vec<String> = list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    if !targets.is_empty() {
+                        // An address that maps to itself (a mailbox beside a catch-all) keeps
+                        // the spelling the client used, so plus-details survive.
+                        if targets.len() == 1 && targets[0] == key {
+                            return Ok(vec![rcpt.as_str().to_owned()]);
+                        }
+                        return Ok(targets);
+                    }
+                }
+                Found::Perm(why) => {
+                    return Err(Reply::new(550, (5, 4, 6), format!("<{rcpt}> {why}")));
+                }
+                Found::No => {}
+            }
+            if let Found::Yes(_) = self.query("mailboxes", key).await.map_err(temp)? {
+                return Ok(vec![rcpt.as_str().to_owned()]);
+            }
+        }
+        Err(Reply::new(
+            550,
+            (5, 1, 1),
+            format!("<{rcpt}> Recipient address rejected: User unknown"),
+        ))
+    }
+
+    /// On an authenticated session: may `login` use `sender`?
+    pub(crate) async fn sender(&mut self, login: &str, sender: &Address) -> Verdict {
+        match self.query("senders", &sender.as_str().to_lowercase()).await {
+            Ok(Found::Yes(logins))
+                if logins
+                    .split(',')
+                    .any(|l| l.trim().eq_ignore_ascii_case(login)) =>
+            {
+                Verdict::Accept
+            }
+            Ok(_) => Verdict::Reject(Reply::new(
+                553,
+                (5, 7, 1),
+                format!("<{sender}> Sender address rejected: not owned by user {login}"),
+            )),
+            Err(why) => {
+                warn!(sender = %sender, reason = %why, "sender lookup failed");
+                Verdict::Reject(Reply::new(
+                    451,
+                    (4, 3, 0),
+                    "Temporary lookup failure, try again later",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The queue manager: delivers what the queue holds. Local recipients go over LMTP (many
+//! in one transaction, per-recipient results honoured), other domains to the relayhost if
+//! one is configured; 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry)
+//! bounces with an RFC 3464 DSN to the envelope sender (never to `<>`).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use postern_config::Config;
+use postern_queue::{
+    Backoff, Committer, Envelope, QueueId, RcptStatus, Recipient, Ret, Schedule, Spool,
+};
+use postern_smtp_client::{
+    Client, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::policy::Lookups;
+
+/// How intake reaches the queue.
+#[derive(Clone)]
+pub(crate) struct QueueHandle {
+    pub(crate) committer: Committer,
+    tx: mpsc::UnboundedSender<Envelope>,
+}
+
+impl QueueHandle {
+    /// Hands a freshly committed message to the manager for immediate delivery.
+    pub(crate) fn enqueue(&self, env: Envelope) {
+        drop(self.tx.send(env));
+    }
+}
+
+struct Manager {
+    config: Config,
+    spool: Arc<Spool>,
+    committer: Committer,
+    /// Back into the manager's own schedule (DSNs it queues).
+    requeue: mpsc::UnboundedSender<Envelope>,
+    backoff: Backoff,
+    lmtp: Target,
+}
+
+/// Opens the spool (recovering what a crash left) and starts delivering.
+pub(crate) async fn start(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(QueueHandle, JoinHandle<()>)> {
+    let dir = config.state_dir().join("queue");
+    let max = config.smtpd.max_message_size + 1024 * 1024;
+    let (spool, envelopes) = tokio::task::spawn_blocking(move || {
+        Spool::open(&dir).map(|(s, e)| (s.with_max_message_size(max), e))
+    })
+    .await?
+    .context("opening the queue")?;
+    if !envelopes.is_empty() {
+        info!(messages = envelopes.len(), "queue recovered");
+    }
+    let spool = Arc::new(spool);
+    let (committer, task) = Committer::new(spool.clone());
+    tokio::spawn(task);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let c = &config.smtpd;
+    let lmtp = match c.lmtp.as_deref() {
+        Some(t) if t.starts_with("unix:") => Target::Unix(PathBuf::from(&t[5..])),
+        Some(t) => Target::Tcp(t.to_owned()),
+        None => Target::Unix(config.socket_path(&config.lmtp.socket)),
+    };
+    let m = Arc::new(Manager {
+        config: config.clone(),
+        spool,
+        committer: committer.clone(),
+        requeue: tx.clone(),
+        backoff: Backoff {
+            min: Duration::from_secs(c.min_backoff_secs),
+            max: Duration::from_secs(c.max_backoff_secs.max(c.min_backoff_secs)),
+            lifetime: Duration::from_secs(c.max_queue_lifetime_secs),
+            delay_warning: Duration::from_secs(c.delay_warning_secs),
+        },
+        lmtp,
+    });
+    let schedule: Schedule = envelopes.into_iter().collect();
+    let handle = tokio::spawn(run(m, schedule, rx, shutdown));
+    Ok((QueueHandle { committer, tx }, handle))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn run(
+    m: Arc<Manager>,
+    mut schedule: Schedule,
+    mut rx: mpsc::UnboundedReceiver<Envelope>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.max(1)));
+    let mut inflight: HashSet<QueueId> = HashSet::new();
+    let mut tasks: JoinSet<(QueueId, Option<Envelope>)> = JoinSet::new();
+    loop {
+        // Start what is due, as far as the slots go.
+        for id in schedule.due(now()) {
+            if inflight.contains(&id) {
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(env) = schedule.get(id).cloned() else {
+                continue;
+            };
+            inflight.insert(id);
+            let m = m.clone();
+            tasks.spawn(async move {
+                let r = m.attempt(env).await;
+                drop(permit);
+                (id, r)
+            });
+        }
+        let wait = schedule.next_due().map_or(Duration::from_secs(5), |t| {
+            Duration::from_secs(u64::try_from(t - now()).unwrap_or(0).clamp(1, 5))
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(env) = rx.recv() => { schedule.insert(env); }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((id, result)) = done {
+                    inflight.remove(&id);
+                    match result {
+                        Some(env) => { schedule.update(env); }
+                        None => { schedule.remove(id); }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Let deliveries in flight finish (their results are saved in the spool).
+    while tasks.join_next().await.is_some() {}
+}
+
+impl Manager {
+    /// One delivery attempt; returns the envelope still queued, or None once it is done.
+    async fn attempt(&self, mut env: Envelope) -> Option<Envelope> {
+        let id = env.id;
+        let spool = self.spool.clone();
+        let message = match tokio::task::spawn_blocking(move || spool.read_message(id)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) if e.is_not_found() => return None,
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                warn!(%id, error = %why, "queued message unreadable; will retry");
+                env.next_attempt = now() + 60;
+                return Some(env);
+            }
+        };
+        let mut lookups =
+            Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for i in 0..env.recipients.len() {
+            if !env.recipients[i].is_pending() {
+                continue;
+            }
+            let domain = env.recipients[i].domain().to_owned();
+            match lookups.is_local_domain(&domain).await {
+                Ok(true) => local.push(i),
+                Ok(false) => remote.push(i),
+                Err(why) => env.recipients[i].last_reply = Some(format!("451 4.3.0 {why}")),
+            }
+        }
+        let mut newly_bounced = Vec::new();
+        let mut delivered = Vec::new();
+        if !local.is_empty() {
+            self.send(
+                &mut env,
+                &message,
+                &local,
+                &self.lmtp,
+                Flavor::Lmtp,
+                &mut newly_bounced,
+                &mut delivered,
+            )
+            .await;
+        }
+        if !remote.is_empty() {
+            match self.config.smtpd.relayhost.clone() {
+                Some(host) => {
+                    self.send(
+                        &mut env,
+                        &message,
+                        &remote,
+                        &Target::Tcp(host),
+                        Flavor::Smtp,
+                        &mut newly_bounced,
+                        &mut delivered,
+                    )
+                    .await
+                }
+                None => {
+                    for &i in &remote {
+                        env.recipients[i].last_reply =
+                            Some("451 4.4.0 no route: delivery to other domains needs [smtpd] relayhost (outbound MX delivery is not built yet)".into());
+                    }
+                }
+            }
+        }
+        env.attempts += 1;
+        let t = now();
+        // Expired: what is still pending bounces now.
+        if env.recipients.iter().any(Recipient::is_pending) && self.backoff.expired(&env, t) {
+            for (i, r) in env.recipients.iter_mut().enumerate() {
+                if r.is_pending() {
+                    let last = r.last_reply.clone().unwrap_or_default();
+                    r.status = RcptStatus::Bounced {
+                        reply: format!("4.4.7 message expired in the queue; last error: {last}"),
+                    };
+                    newly_bounced.push(i);
+                }
+            }
+        }
+        let warn_now: Vec<usize> = env
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_pending() && self.backoff.should_warn(&env, r, t))
+            .map(|(i, _)| i)
+            .collect();
+        self.notify(&env, &message, &newly_bounced, dsn_failed)
+            .await;
+        self.notify(&env, &message, &warn_now, dsn_delayed).await;
+        let success: Vec<usize> = delivered
+            .iter()
+            .copied()
+            .filter(|&i| env.recipients[i].notify.success)
+            .collect();
+        self.notify(&env, &message, &success, dsn_delivered).await;
+        for &i in &warn_now {
+            env.recipients[i].delay_warned = true;
+        }
+        let spool = self.spool.clone();
+        if env.is_done() {
+            info!(id = %env.id, attempts = env.attempts, "removed (every recipient done)");
+            let id = env.id;
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
+                warn!(%id, error = %e, "removing a finished message failed");
+            }
+            return None;
+        }
+        env.next_attempt = self.backoff.next_attempt(env.attempts, t);
+        env.last_error = env
+            .recipients
+            .iter()
+            .filter(|r| r.is_pending())
+            .find_map(|r| r.last_reply.clone());
+        let saved = env.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save_state(&saved)).await {
+            warn!(id = %env.id, error = %e, "saving delivery state failed");
+        }
+        info!(id = %env.id, next_attempt = env.next_attempt, reason = env.last_error.as_deref().unwrap_or("-"), "deferred");
+        Some(env)
+    }
+
+    /// One transaction to `target` for the recipients at `idx`; statuses updated in place.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        env: &mut Envelope,
+        message: &[u8],
+        idx: &[usize],
+        target: &Target,
+        flavor: Flavor,
+        bounced: &mut Vec<usize>,
+        delivered: &mut Vec<usize>,
+    ) {
+        let rcpts: Vec<OutRcpt> = idx
+            .iter()
+            .map(|&i| {
+                let r = &env.recipients[i];
+                let n = &r.notify;
+                let notify = if !n.success && !n.failure && !n.delay {
+                    "NEVER".to_owned()
+                } else {
+                    [
+                        (n.success, "SUCCESS"),
+                        (n.failure, "FAILURE"),
+                        (n.delay, "DELAY"),
+                    ]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, s)| *s)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                };
+                OutRcpt {
+                    address: r.address.clone(),
+                    notify: Some(notify),
+                    orcpt: r.orcpt.clone(),
+                }
+            })
+            .collect();
+        let ret = env
+            .ret
+            .map(|r| if r == Ret::Full { "FULL" } else { "HDRS" });
+        let mut out = Outgoing::new(env.sender.clone(), rcpts, message);
+        out.body_8bit = env.body_8bit;
+        out.smtputf8 = env.smtputf8;
+        out.ret = ret;
+        out.envid = env.envid.clone();
+        let result: Result<Vec<RcptResult>, String> = async {
+            let mut c = Client::connect(target, flavor, &self.config.hostname, Timeouts::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let r = c.send(&out).await.map_err(|e| e.to_string())?;
+            drop(c.quit().await);
+            Ok(r)
+        }
+        .await;
+        match result {
+            Ok(results) => {
+                for (k, &i) in idx.iter().enumerate() {
+                    let Some(res) = results.get(k) else { continue };
+                    let text = reply_text(&res.reply);
+                    let r = &mut env.recipients[i];
+                    r.last_reply = Some(text.clone());
+                    if res.reply.is_positive() {
+                        r.status = RcptStatus::Delivered;
+                        delivered.push(i);
+                        info!(id = %env.id, to = %r.address, reply = %text, "delivered");
+                    } else if res.reply.is_permanent() {
+                        r.status = RcptStatus::Bounced {
+                            reply: text.clone(),
+                        };
+                        bounced.push(i);
+                        info!(id = %env.id, to = %r.address, reply = %text, "bounced");
+                    } else {
+                        info!(id = %env.id, to = %r.address, reply = %text, "deferred");
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(id = %env.id, target = ?target, error = %e, "delivery attempt failed");
+                for &i in idx {
+                    env.recipients[i].last_reply = Some(format!("451 4.4.1 {e}"));
+                }
+            }
+        }
+    }
+
+    /// Queues a DSN of `kind` about the recipients at `idx`, unless the sender is `<>` or
+    /// none of them asked for one.
+    async fn notify(
+        &self,
+        env: &Envelope,
+        message: &[u8],
+        idx: &[usize],
+        kind: fn(&Recipient) -> Option<postern_dsn::RecipientReport>,
+    ) {
+        let Some(sender) = env.sender.clone().filter(|s| !s.is_empty()) else {
+            return;
+        };
+        let reports: Vec<_> = idx
+            .iter()
+            .filter_map(|&i| kind(&env.recipients[i]))
+            .collect();
+        if reports.is_empty() {
+            return;
+        }
+        let postmaster = format!(
+            "Mail Delivery System <MAILER-DAEMON@{}>",
+            self.config.hostname
+        );
+        let report = postern_dsn::Report {
+            reporting_mta: &self.config.hostname,
+            postmaster: &postmaster,
+            to: &sender,
+            envid: env.envid.as_deref(),
+            arrival: env.arrival,
+            recipients: reports,
+            original: message,
+            ret: if env.ret == Some(Ret::Full) {
+                postern_dsn::Ret::Full
+            } else {
+                postern_dsn::Ret::Headers
+            },
+            max_original: 1024 * 1024,
+        };
+        let dsn = match postern_dsn::build(&report) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(id = %env.id, error = %e, "DSN not built");
+                return;
+            }
+        };
+        let mut r = Recipient::new(sender.clone());
+        r.notify = postern_queue::Notify::NEVER;
+        let bounce = Envelope::new(None, vec![r]);
+        match self.committer.commit(bounce, dsn).await {
+            Ok(b) => {
+                info!(id = %env.id, dsn = %b.id, to = %sender, "delivery status notification queued");
+                drop(self.requeue.send(b));
+            }
+            Err(e) => warn!(id = %env.id, error = %e, "DSN not queued"),
+        }
+    }
+}
+
+fn reply_text(r: &ServerReply) -> String {
+    match r.enhanced {
+        Some((a, b, c)) => format!("{} {a}.{b}.{c} {}", r.code, r.text),
+        None => format!("{} {}", r.code, r.text),
+    }
+}
+
+fn status_of(reply: &str, default: (u8, u16, u16)) -> (u8, u16, u16) {
+    // "552 5.2.2 text" or "4.4.7 text": take the first x.y.z token.
+    reply
+        .split_whitespace()
+        .take(2)
+        .find_map(|t| {
+            let mut p = t.split('.');
+            let (a, b, c) = (
+                p.next()?.parse().ok()?,
+                p.next()?.parse().ok()?,
+                p.next()?.parse().ok()?,
+            );
+            p.next().is_none().then_some((a, b, c))
+        })
+        .unwrap_or(default)
+}
+
+fn report(
+    r: &Recipient,
+    action: postern_dsn::Action,
+    status: (u8, u16, u16),
+    diagnostic: Option<String>,
+) -> postern_dsn::RecipientReport {
+    postern_dsn::RecipientReport {
+        final_recipient: r.address.clone(),
+        original_recipient: r.orcpt.clone(),
+        action,
+        status,
+        remote_mta: None,
+        diagnostic,
+        last_attempt: Some(now()),
+        will_retry_until: None,
+    }
+}
+
+fn dsn_failed(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
+    let RcptStatus::Bounced { reply } = &r.status else {
+        return None;
+    };
+    r.notify.failure.then(|| {
+        report(
+            r,
+            postern_dsn::Action::Failed,
+            status_of(reply, (5, 0, 0)),
+            Some(reply.clone()),
+        )
+    })
+}
+
+fn dsn_delayed(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
+    let last = r.last_reply.clone();
+    Some(report(
+        r,
+        postern_dsn::Action::Delayed,
+        status_of(last.as_deref().unwrap_or(""), (4, 0, 0)),
+        last,
+    ))
+}
+
+fn dsn_delivered(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
+    Some(report(
+        r,
+        postern_dsn::Action::Delivered,
+        (2, 0, 0),
+        r.last_reply.clone(),
+    ))
+}

@@ -1,0 +1,403 @@
+//! smtpd end to end: authd + lmtp-deliver + smtpd from a temp install; Python's smtplib and
+//! raw sockets as clients; results read from the Maildir tree.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use postern_e2e::{Postern, PosternBuilder, describe_output, run_python};
+
+use crate::lmtp::{maildir, messages};
+
+fn install(builder: PosternBuilder) -> Postern {
+    let pm = builder.daemons(&["authd", "lmtp-deliver", "smtpd"]).start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    for (u, p) in [
+        ("alice", "correct horse battery"),
+        ("bob", "another good passphrase"),
+    ] {
+        let out = pm.mailctl_stdin(
+            &["user", "add", &format!("{u}@example.org")],
+            &format!("{p}\n"),
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    pm.mailctl_ok(&[
+        "alias",
+        "add",
+        "team@example.org",
+        "alice@example.org",
+        "bob@example.org",
+    ]);
+    pm.mailctl_ok(&["alias", "add", "all@example.org", "team@example.org"]);
+    pm
+}
+
+fn addr(pm: &Postern, door: &str) -> SocketAddr {
+    pm.daemon("smtpd")
+        .listening_addrs_matching(&format!("({door})"))[0]
+}
+
+/// Waits until `dir/sub` holds `n` files.
+fn wait_messages(dir: &std::path::Path, sub: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = messages(dir, sub);
+        if m.len() >= n || std::time::Instant::now() > deadline {
+            assert_eq!(m.len(), n, "messages in {}/{sub}", dir.display());
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const SEND: &str = r#"
+import smtplib, ssl, sys
+from email.message import EmailMessage
+host, port, mode, user, password, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+rcpts = sys.argv[7].split(",")
+msg = EmailMessage()
+msg["From"] = sender
+msg["To"] = ", ".join(rcpts)
+msg["Subject"] = "hello via " + mode
+msg.set_content("Hi there.\n.leading dot line\n")
+msg.add_attachment(b"\x00\x01binary" * 100, maintype="application", subtype="octet-stream", filename="a.bin")
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+if mode == "smtps":
+    s = smtplib.SMTP_SSL(host, port, context=ctx, timeout=30)
+else:
+    s = smtplib.SMTP(host, port, timeout=30)
+s.ehlo("client.test")
+if mode == "starttls":
+    print("AUTH-BEFORE-TLS", "auth" in s.esmtp_features)
+    s.starttls(context=ctx)
+    s.ehlo("client.test")
+if user:
+    s.login(user, password)
+try:
+    refused = s.send_message(msg, from_addr=sender, to_addrs=rcpts)
+    print("REFUSED", sorted(refused.items()))
+except smtplib.SMTPRecipientsRefused as e:
+    print("ALLREFUSED", sorted((k, v[0]) for k, v in e.recipients.items()))
+except smtplib.SMTPSenderRefused as e:
+    print("SENDERREFUSED", e.smtp_code)
+s.quit()
+"#;
+
+fn send(a: SocketAddr, mode: &str, user: &str, pass: &str, from: &str, rcpts: &str) -> String {
+    let out = run_python(
+        SEND,
+        &[
+            &a.ip().to_string(),
+            &a.port().to_string(),
+            mode,
+            user,
+            pass,
+            from,
+            rcpts,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn mx_and_submission_deliver_into_maildirs_with_aliases() {
+    let pm = install(Postern::builder().set("smtpd.trusted_networks", Vec::<String>::new()));
+    // MX: mail for our domains from anyone, aliases fanned out, unknown users refused.
+    let out = send(
+        addr(&pm, "smtp"),
+        "plain",
+        "",
+        "",
+        "someone@remote.test",
+        "alice@example.org,all@example.org,nobody@example.org",
+    );
+    assert!(
+        out.contains("REFUSED [('nobody@example.org', (550"),
+        "{out}"
+    );
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    wait_messages(&maildir(&pm, "bob"), "new", 1);
+    let m = &alice[0];
+    assert!(
+        m.contains("Subject: hello via plain") && m.contains("filename=\"a.bin\""),
+        "{m}"
+    );
+    assert!(
+        m.contains("\n..leading dot line") || m.contains("\n.leading dot line"),
+        "{m}"
+    );
+    assert!(
+        m.contains("by mail.example.test (Postern) with ESMTP"),
+        "{m}"
+    );
+    // Submission: STARTTLS, then AUTH; AUTH is not offered before TLS.
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "bob@example.org",
+        "another good passphrase",
+        "bob@example.org",
+        "alice@example.org",
+    );
+    assert!(
+        out.contains("AUTH-BEFORE-TLS False") && out.contains("REFUSED []"),
+        "{out}"
+    );
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 2);
+    assert!(
+        alice
+            .iter()
+            .any(|m| m.contains("with ESMTPSA") && m.contains("(using ")),
+        "{alice:?}"
+    );
+    assert!(
+        !alice
+            .iter()
+            .any(|m| m.contains("bob@example.org\r\n\t(authenticated")),
+        "login not in headers by default"
+    );
+    // 465: implicit TLS.
+    let out = send(
+        addr(&pm, "submissions"),
+        "smtps",
+        "alice@example.org",
+        "correct horse battery",
+        "alice@example.org",
+        "bob@example.org",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+    wait_messages(&maildir(&pm, "bob"), "new", 2);
+}
+
+#[test]
+fn never_an_open_relay_and_no_spoofing_on_submission() {
+    let pm = install(Postern::builder().set("smtpd.trusted_networks", Vec::<String>::new()));
+    for door in ["smtp", "submission"] {
+        let out = send(
+            addr(&pm, door),
+            "plain",
+            "",
+            "",
+            "someone@remote.test",
+            "victim@elsewhere.test",
+        );
+        assert!(
+            out.contains("554") || out.contains("SENDERREFUSED 530"),
+            "{door}: {out}"
+        );
+    }
+    let out = send(
+        addr(&pm, "smtp"),
+        "plain",
+        "",
+        "",
+        "someone@remote.test",
+        "victim@elsewhere.test",
+    );
+    assert!(
+        out.contains("ALLREFUSED [('victim@elsewhere.test', 554"),
+        "{out}"
+    );
+    // Submission without AUTH: 530 at MAIL.
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "",
+        "",
+        "alice@example.org",
+        "bob@example.org",
+    );
+    assert!(out.contains("SENDERREFUSED 530"), "{out}");
+    // Authenticated, but sending as someone else: 553.
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "bob@example.org",
+        "another good passphrase",
+        "alice@example.org",
+        "alice@example.org",
+    );
+    assert!(out.contains("SENDERREFUSED 553"), "{out}");
+    // As an alias the user receives: allowed.
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "bob@example.org",
+        "another good passphrase",
+        "team@example.org",
+        "alice@example.org",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+    // Authenticated users may relay (the remote recipient waits in the queue).
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "bob@example.org",
+        "another good passphrase",
+        "bob@example.org",
+        "friend@elsewhere.test",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+}
+
+/// A raw SMTP connection for protocol-level checks.
+struct Raw {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(a: SocketAddr) -> Self {
+        let s = TcpStream::connect(a).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut c = Self {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+        };
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+    fn reply(&mut self) -> String {
+        loop {
+            let mut l = String::new();
+            let n = self.r.read_line(&mut l).expect("read");
+            assert!(n > 0, "closed");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l.trim_end().to_owned();
+            }
+        }
+    }
+    fn send(&mut self, b: &[u8]) {
+        self.w.write_all(b).expect("write");
+    }
+    fn cmd(&mut self, l: &str) -> String {
+        self.send(format!("{l}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+#[test]
+fn pipelining_bdat_size_and_bad_input() {
+    let pm = install(Postern::builder().set("smtpd.max_message_size", 50_000));
+    let mut c = Raw::connect(addr(&pm, "smtp"));
+    c.cmd("EHLO client.test");
+    // Pipelined transaction in one write.
+    c.send(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<ghost@example.org>\r\nDATA\r\n");
+    let r: Vec<String> = (0..4).map(|_| c.reply()).collect();
+    assert!(
+        r[0].starts_with("250")
+            && r[1].starts_with("250")
+            && r[2].starts_with("550 5.1.1")
+            && r[3].starts_with("354"),
+        "{r:?}"
+    );
+    c.send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\n");
+    let q = c.reply();
+    assert!(q.starts_with("250 2.0.0 Ok: queued as "), "{q}");
+    // BDAT.
+    assert!(c.cmd("MAIL FROM:<s@remote.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250"));
+    let body = b"Subject: chunked\r\n\r\nin two chunks\r\n";
+    c.send(format!("BDAT {}\r\n", 10).as_bytes());
+    c.send(&body[..10]);
+    assert!(c.reply().starts_with("250"));
+    c.send(format!("BDAT {} LAST\r\n", body.len() - 10).as_bytes());
+    c.send(&body[10..]);
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued"));
+    // SIZE over the limit, a message over the limit, bad addresses, a long line.
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.test> SIZE=100000")
+            .starts_with("552")
+    );
+    assert!(c.cmd("MAIL FROM:<not an address>").starts_with("501"));
+    let long = format!("NOOP {}", "x".repeat(100_000));
+    assert!(c.cmd(&long).starts_with("500"));
+    c.cmd("MAIL FROM:<s@remote.test>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    c.cmd("DATA");
+    c.send(format!("Subject: big\r\n\r\n{}\r\n.\r\n", "b".repeat(60_000)).as_bytes());
+    assert!(c.reply().starts_with("552"));
+    assert!(c.cmd("NOOP").starts_with("250"), "still in step");
+    assert!(c.cmd("QUIT").starts_with("221"));
+    wait_messages(&maildir(&pm, "alice"), "new", 1);
+    let bob = wait_messages(&maildir(&pm, "bob"), "new", 1);
+    assert!(bob[0].contains("in two chunks"));
+}
+
+#[test]
+fn acknowledged_mail_survives_sigkill() {
+    let mut pm = install(
+        Postern::builder()
+            .set("smtpd.min_backoff_secs", 1)
+            .set("smtpd.max_backoff_secs", 2),
+    );
+    let a = addr(&pm, "smtp");
+    // Stop delivery so messages pile up in the queue.
+    pm.stop_daemon("lmtp-deliver");
+    let mut acked = 0;
+    let mut c = Raw::connect(a);
+    c.cmd("EHLO client.test");
+    for i in 0..30 {
+        c.cmd("MAIL FROM:<s@remote.test>");
+        c.cmd("RCPT TO:<alice@example.org>");
+        c.cmd("DATA");
+        c.send(format!("Subject: m{i}\r\n\r\nbody {i}\r\n.\r\n").as_bytes());
+        if c.reply().starts_with("250") {
+            acked += 1;
+        }
+    }
+    // Kill in the middle of the next message.
+    c.cmd("MAIL FROM:<s@remote.test>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    c.cmd("DATA");
+    c.send(b"Subject: never acknowledged\r\n\r\nhalf");
+    pm.daemon("smtpd").signal(nix::sys::signal::Signal::SIGKILL);
+    pm.daemon("smtpd")
+        .wait_exit(Duration::from_secs(10))
+        .expect("smtpd died");
+    pm.stop_daemon("smtpd");
+    pm.start_daemon("lmtp-deliver");
+    pm.start_daemon("smtpd");
+    let got = wait_messages(&maildir(&pm, "alice"), "new", acked);
+    assert_eq!(acked, 30);
+    for i in 0..30 {
+        assert!(
+            got.iter().any(|m| m.contains(&format!("Subject: m{i}\n"))),
+            "m{i} lost"
+        );
+    }
+    assert!(!got.iter().any(|m| m.contains("never acknowledged")));
+}
+
+#[test]
+fn permanent_failures_bounce_to_the_sender() {
+    let pm = install(Postern::builder());
+    pm.mailctl_ok(&["user", "quota", "bob@example.org", "1K"]);
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "alice@example.org",
+        "correct horse battery",
+        "alice@example.org",
+        "bob@example.org",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+    // bob is over quota (552 from lmtp-deliver): alice gets a DSN.
+    let dsn = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    let d = &dsn[0];
+    assert!(
+        d.contains("Return-Path: <>") && d.contains("report-type=delivery-status"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Final-Recipient: rfc822; bob@example.org") && d.contains("Status: 5.2.2"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Subject: hello via starttls"),
+        "original headers included: {d}"
+    );
+}
