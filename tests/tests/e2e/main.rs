@@ -4,6 +4,7 @@
 mod authd;
 mod dovecot;
 mod harness;
+mod interop_smtpd;
 mod lmtp;
 mod postfix_authd;
 mod smtpd;
