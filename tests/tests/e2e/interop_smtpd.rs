@@ -20,7 +20,10 @@ s.quit()
 fn install(builder: postern_e2e::PosternBuilder, daemons: &[&str]) -> Postern {
     let pm = builder.daemons(daemons).start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", "alice@example.org"], "correct horse battery\n");
+    let out = pm.mailctl_stdin(
+        &["user", "add", "alice@example.org"],
+        "correct horse battery\n",
+    );
     assert!(out.status.success(), "{}", describe_output(&out));
     pm
 }
@@ -46,13 +49,30 @@ fn postfix_relays_to_our_port_25() {
         ))
         .start();
     let a = pf.smtp_addr();
-    let out = run_python(SEND, &[&a.ip().to_string(), &a.port().to_string(), "alice@example.org"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("REFUSED {}"), "{}", describe_output(&out));
+    let out = run_python(
+        SEND,
+        &[
+            &a.ip().to_string(),
+            &a.port().to_string(),
+            "alice@example.org",
+        ],
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("REFUSED {}"),
+        "{}",
+        describe_output(&out)
+    );
     pf.wait_for_log("status=sent", Duration::from_secs(30));
     let md = maildir(&pm, "alice");
-    wait_for(|| messages(&md, "new").len() == 1, "the message in alice's Maildir");
+    wait_for(
+        || messages(&md, "new").len() == 1,
+        "the message in alice's Maildir",
+    );
     let m = &messages(&md, "new")[0];
-    assert!(m.contains("Subject: interop") && m.contains("(Postern) with ESMTP"), "{m}");
+    assert!(
+        m.contains("Subject: interop") && m.contains("(Postern) with ESMTP"),
+        "{m}"
+    );
     // Postfix's Received header is there too: it really went through Postfix.
     assert!(m.matches("Received:").count() >= 2, "{m}");
 }
@@ -63,7 +83,8 @@ fn our_smtpd_delivers_into_dovecot_lmtp() {
     // A private Dovecot serving only LMTP, with a static userdb.
     let pm0 = tempfile::tempdir().expect("tempdir");
     let dir = pm0.path();
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let conf = dir.join("dovecot.conf");
     std::fs::write(
         &conf,
@@ -78,7 +99,11 @@ fn our_smtpd_delivers_into_dovecot_lmtp() {
     )
     .expect("dovecot.conf");
     std::fs::create_dir_all(dir.join("vmail")).expect("vmail");
-    let out = Command::new("chown").args(["65534:65534"]).arg(dir.join("vmail")).output().expect("chown");
+    let out = Command::new("chown")
+        .args(["65534:65534"])
+        .arg(dir.join("vmail"))
+        .output()
+        .expect("chown");
     assert!(out.status.success());
     let mut cmd = Command::new("dovecot");
     cmd.arg("-F").arg("-c").arg(&conf);
@@ -90,12 +115,23 @@ fn our_smtpd_delivers_into_dovecot_lmtp() {
         &["authd", "smtpd"],
     );
     let mx = pm.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
-    let out = run_python(SEND, &[&mx.ip().to_string(), &mx.port().to_string(), "alice@example.org"]);
+    let out = run_python(
+        SEND,
+        &[
+            &mx.ip().to_string(),
+            &mx.port().to_string(),
+            "alice@example.org",
+        ],
+    );
     assert!(out.status.success(), "{}", describe_output(&out));
     let md = dir.join("vmail/example.org/alice/Maildir");
-    wait_for(|| messages(&md, "new").len() == 1, "the message in Dovecot's Maildir");
+    wait_for(
+        || messages(&md, "new").len() == 1,
+        "the message in Dovecot's Maildir",
+    );
     assert!(messages(&md, "new")[0].contains("Subject: interop"));
-    pm.daemon("smtpd").wait_for("delivered", Duration::from_secs(5));
+    pm.daemon("smtpd")
+        .wait_for("delivered", Duration::from_secs(5));
     dovecot.signal(nix::sys::signal::Signal::SIGTERM);
     drop(dovecot.wait_exit(Duration::from_secs(10)));
 }

@@ -401,3 +401,131 @@ fn permanent_failures_bounce_to_the_sender() {
         "original headers included: {d}"
     );
 }
+
+#[test]
+fn hostile_clients_get_standard_replies_while_others_carry_on() {
+    let pm = install(
+        Postern::builder()
+            .set("smtpd.max_recipients", 5)
+            .set("smtpd.max_errors", 8)
+            .set("smtpd.idle_timeout_secs", 2)
+            .set("smtpd.session_timeout_secs", 4)
+            .set("smtpd.max_message_size", 200_000),
+    );
+    let a = addr(&pm, "smtp");
+    // A slow client that says nothing holds no one up, and is dropped with 421 when idle.
+    let mut slow = Raw::connect(a);
+    let mut c = Raw::connect(a);
+    c.cmd("EHLO client.test");
+    // Bare LF and NUL in the body; a 1 MB line.
+    c.cmd("MAIL FROM:<s@remote.test>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    c.cmd("DATA");
+    c.send(b"Subject: bare lf\nX: 1\n\nline\n.\r\n");
+    // The bare-LF "." did not end the data; the real end comes now.
+    c.send(b"\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    c.cmd("MAIL FROM:<s@remote.test>");
+    c.cmd("RCPT TO:<alice@example.org>");
+    c.cmd("DATA");
+    c.send(b"Subject: nul\r\n\r\na\0b\r\n.\r\n");
+    assert!(c.reply().starts_with("554 5.6.0"));
+    let line = format!("NOOP {}\r\n", "y".repeat(1 << 20));
+    c.send(line.as_bytes());
+    assert!(c.reply().starts_with("500"));
+    // A flood of recipients: 452 after the limit.
+    c.cmd("MAIL FROM:<s@remote.test>");
+    let replies: Vec<String> = (0..7)
+        .map(|_| c.cmd("RCPT TO:<alice@example.org>"))
+        .collect();
+    assert!(
+        replies[..5].iter().all(|r| r.starts_with("250")) && replies[5].starts_with("452 4.5.3"),
+        "{replies:?}"
+    );
+    c.cmd("RSET");
+    // Malformed addresses and parameters.
+    assert!(c.cmd("MAIL FROM:<a@b.test> FOO=BAR").starts_with("555"));
+    assert!(c.cmd("MAIL FROM:<@@>").starts_with("501"));
+    // The slow client was dropped.
+    let r = slow.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    // A DATA that never ends: cut off by the session time limit.
+    let mut endless = Raw::connect(a);
+    endless.cmd("EHLO client.test");
+    endless.cmd("MAIL FROM:<s@remote.test>");
+    endless.cmd("RCPT TO:<alice@example.org>");
+    endless.cmd("DATA");
+    let chunk = vec![b'z'; 16 * 1024];
+    let start = std::time::Instant::now();
+    let mut cut = false;
+    while start.elapsed() < Duration::from_secs(15) {
+        if endless.w.write_all(&chunk).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cut, "an endless DATA must be cut off");
+    // Too many errors: 421 and close.
+    let mut bad = Raw::connect(a);
+    let mut last = String::new();
+    for _ in 0..12 {
+        bad.send(b"BOGUS\r\n");
+        last = bad.reply();
+        if last.starts_with("421") {
+            break;
+        }
+    }
+    assert!(last.starts_with("421"), "{last}");
+    // Meanwhile, normal mail is still accepted and delivered.
+    let mut ok = Raw::connect(a);
+    ok.cmd("EHLO client.test");
+    ok.cmd("MAIL FROM:<s@remote.test>");
+    ok.cmd("RCPT TO:<bob@example.org>");
+    ok.cmd("DATA");
+    ok.send(b"Subject: fine\r\n\r\nx\r\n.\r\n");
+    assert!(ok.reply().starts_with("250"));
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    assert!(
+        alice[0].contains("Subject: bare lf\nX: 1\n\nline\n..\n") || alice[0].contains("line\n.\n"),
+        "{}",
+        alice[0]
+    );
+    wait_messages(&maildir(&pm, "bob"), "new", 1);
+}
+
+#[test]
+#[ignore = "needs swaks (run .ci/run)"]
+fn swaks_submits_with_starttls_and_auth() {
+    let pm = install(Postern::builder());
+    let a = addr(&pm, "submission");
+    let out = std::process::Command::new("swaks")
+        .args([
+            "--server",
+            &a.ip().to_string(),
+            "--port",
+            &a.port().to_string(),
+            "--tls",
+        ])
+        .args([
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "alice@example.org",
+            "--auth-password",
+            "correct horse battery",
+        ])
+        .args([
+            "--from",
+            "alice@example.org",
+            "--to",
+            "bob@example.org",
+            "--header",
+            "Subject: from swaks",
+        ])
+        .output()
+        .expect("run swaks");
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let bob = wait_messages(&maildir(&pm, "bob"), "new", 1);
+    assert!(bob[0].contains("Subject: from swaks"));
+}
