@@ -492,3 +492,34 @@ fn a_killed_daemon_leaves_no_partial_message_and_keeps_what_it_acknowledged() {
     assert!(after[0].starts_with("250"));
     assert_eq!(messages(&md, "new").len(), 2);
 }
+
+#[test]
+fn lmtp_over_tcp_too() {
+    use std::io::Read;
+    let pm = lmtp_install(Postern::builder().set("lmtp.listen", vec!["127.0.0.1:0"]));
+    let a = pm.daemon("lmtp-deliver").listening_addrs()[0];
+    let mut s = std::net::TcpStream::connect(a).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(
+        b"LHLO client.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+    )
+    .expect("write");
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while !got.contains("354") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    s.write_all(b"Subject: tcp\r\n\r\nx\r\n.\r\n")
+        .expect("write");
+    let mut tail = String::new();
+    while !tail.contains("\r\n") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0);
+        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(tail.starts_with("250 2.0.0"), "{tail}");
+    assert_eq!(messages(&maildir(&pm, "bob"), "new").len(), 1);
+}
