@@ -378,7 +378,9 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 _ => done(json, out),
             }
         }
-        Command::Init(_) | Command::Run => unreachable!("handled in main_with"),
+        Command::Init(_) | Command::Run | Command::Queue(_) => {
+            unreachable!("handled in main_with")
+        }
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! mailctl: Postern's admin command. Domains, users, aliases, sender permissions and
-//! lockouts in the directory; `init` lays out a self-contained install; `run` supervises
+//! lockouts in the directory; `queue` talks to smtpd's control socket; `init` lays out a self-contained install; `run` supervises
 //! the daemons in the foreground.
 #![forbid(unsafe_code)]
 
 mod admin;
 mod init;
 mod output;
+mod queue;
 mod run;
 mod secret;
 mod sieve;
@@ -54,6 +55,10 @@ pub enum Command {
     /// A user's Sieve filter script (checked before it is stored).
     #[command(subcommand)]
     Sieve(sieve::SieveCmd),
+    /// The MTA's queue (through smtpd's control socket): list, show, flush, hold, release,
+    /// delete.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
     /// Run every Postern daemon in the foreground; restart one that crashes.
     Run,
 }
@@ -76,6 +81,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let msg = sieve::check_only(file.as_deref())?;
             admin::done(cli.json, msg);
             Ok(())
+        }
+        Command::Queue(q) => {
+            // Only the run directory is needed: no database.
+            let config = postern_config::Config::load(&cli.config_path())?;
+            queue::run(q, &config, cli.json)
         }
         _ => {
             let config = postern_config::Config::load(&cli.config_path())?;

@@ -262,7 +262,11 @@ impl Driver {
     async fn auth_start(&mut self, mech: &str, initial: Option<&str>) -> Completion {
         let initial = match initial.map(decode_b64) {
             Some(None) => {
-                return Completion::AuthDone(Err(Reply::new(501, (5, 5, 2), "Invalid base64 data")));
+                return Completion::AuthDone(Err(Reply::new(
+                    501,
+                    (5, 5, 2),
+                    "Invalid base64 data",
+                )));
             }
             Some(Some(v)) => Some(v),
             None => None,

@@ -4,9 +4,13 @@
 //!
 //! The SMTP conversation is `postern-smtp-session` (shared with lmtp-deliver); lookups and
 //! SASL go to authd over its sockets; the spool is `postern-queue`.
+//!
+//! The control socket `smtpd` in the run directory ([`control`]) serves queue control
+//! (`mailctl queue`) and local submission (`sendmail`).
 #![forbid(unsafe_code)]
 
 mod conn;
+pub mod control;
 mod intake;
 mod policy;
 mod qmgr;
@@ -15,12 +19,13 @@ mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use postern_config::Config;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +36,7 @@ use crate::stream::Stream;
 use crate::tls::Tls;
 
 /// How long shutdown waits for sessions and deliveries in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// What every session shares.
 pub(crate) struct Ctx {
@@ -41,13 +46,16 @@ pub(crate) struct Ctx {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// The bound TCP listeners.
+/// The bound listeners: TCP, and the control socket.
 pub struct Listeners {
     bound: Vec<(TcpListener, Door)>,
+    control: (UnixListener, PathBuf),
 }
 
-/// Binds every listener in `[smtpd]`, logging `listening on ADDR` for each.
+/// Binds every listener in `[smtpd]`, logging `listening on ADDR` for each, and the control
+/// socket `smtpd` in the run directory (mode 0660), logging `listening on PATH`.
 pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let control = control::bind(config)?;
     let mut bound = Vec::new();
     let s = &config.smtpd;
     for (addrs, door) in [
@@ -63,7 +71,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
             bound.push((l, door));
         }
     }
-    Ok(Listeners { bound })
+    Ok(Listeners { bound, control })
 }
 
 /// Serves until `shutdown`; then finishes sessions and deliveries in flight.
@@ -105,6 +113,13 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let (control_listener, control_path) = listeners.control;
+    acceptors.spawn(control::serve(
+        control_listener,
+        control_path,
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     postern_daemon::notify_ready("smtpd");
     shutdown.cancelled().await;
     while acceptors.join_next().await.is_some() {}

@@ -11,29 +11,67 @@ use std::time::Duration;
 use anyhow::Context;
 use postern_config::Config;
 use postern_queue::{
-    Backoff, Committer, Envelope, QueueId, RcptStatus, Recipient, Ret, Schedule, Spool,
+    Backoff, Committer, Envelope, Filter, QueueId, RcptStatus, Recipient, Ret, Schedule, Spool,
 };
 use postern_smtp_client::{
     Client, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::control::{ErrorKind, QueueDetail, QueueEntry};
 use crate::policy::Lookups;
 
-/// How intake reaches the queue.
+/// How intake and the control socket reach the queue.
 #[derive(Clone)]
 pub(crate) struct QueueHandle {
     pub(crate) committer: Committer,
     tx: mpsc::UnboundedSender<Envelope>,
+    cmds: mpsc::Sender<(QueueCmd, oneshot::Sender<ControlResult>)>,
 }
+
+/// A queue control command, answered by the manager from its schedule.
+#[derive(Debug)]
+pub(crate) enum QueueCmd {
+    List(Filter),
+    Show(QueueId),
+    /// Make one message (or every message not held) due now.
+    Flush(Option<QueueId>),
+    Hold(QueueId),
+    Release(QueueId),
+    Delete(QueueId),
+    /// Delete every message from this sender (`""`/`<>`: the null sender).
+    DeleteFrom(String),
+}
+
+/// What a queue control command did.
+#[derive(Debug)]
+pub(crate) enum QueueAnswer {
+    List(Vec<QueueEntry>),
+    Show(Box<QueueDetail>),
+    Done {
+        text: String,
+        id: Option<QueueId>,
+        count: usize,
+    },
+}
+
+pub(crate) type ControlResult = Result<QueueAnswer, (ErrorKind, String)>;
 
 impl QueueHandle {
     /// Hands a freshly committed message to the manager for immediate delivery.
     pub(crate) fn enqueue(&self, env: Envelope) {
         drop(self.tx.send(env));
+    }
+
+    /// Runs a control command in the manager.
+    pub(crate) async fn control(&self, cmd: QueueCmd) -> ControlResult {
+        let stopping = || (ErrorKind::TempFail, "smtpd is stopping".to_owned());
+        let (reply, answer) = oneshot::channel();
+        self.cmds.send((cmd, reply)).await.map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())?
     }
 }
 
@@ -86,8 +124,16 @@ pub(crate) async fn start(
         lmtp,
     });
     let schedule: Schedule = envelopes.into_iter().collect();
-    let handle = tokio::spawn(run(m, schedule, rx, shutdown));
-    Ok((QueueHandle { committer, tx }, handle))
+    let (cmds, cmd_rx) = mpsc::channel(64);
+    let handle = tokio::spawn(run(m, schedule, rx, cmd_rx, shutdown));
+    Ok((
+        QueueHandle {
+            committer,
+            tx,
+            cmds,
+        },
+        handle,
+    ))
 }
 
 fn now() -> i64 {
@@ -100,6 +146,7 @@ async fn run(
     m: Arc<Manager>,
     mut schedule: Schedule,
     mut rx: mpsc::UnboundedReceiver<Envelope>,
+    mut cmds: mpsc::Receiver<(QueueCmd, oneshot::Sender<ControlResult>)>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.max(1)));
@@ -131,6 +178,12 @@ async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(env) = rx.recv() => { schedule.insert(env); }
+            Some((cmd, reply)) = cmds.recv() => {
+                // Answered here, between delivery starts: no attempt can begin on a message
+                // while its spool files are changed.
+                let r = m.control(&mut schedule, &inflight, cmd).await;
+                drop(reply.send(r));
+            }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok((id, result)) = done {
                     inflight.remove(&id);
@@ -148,6 +201,202 @@ async fn run(
 }
 
 impl Manager {
+    /// A queue control command. Messages with an attempt in flight are not held, released
+    /// or deleted (`busy`): the attempt's result would overwrite the change.
+    async fn control(
+        &self,
+        schedule: &mut Schedule,
+        inflight: &HashSet<QueueId>,
+        cmd: QueueCmd,
+    ) -> ControlResult {
+        let not_found =
+            |id: QueueId| (ErrorKind::NotFound, format!("no message {id} in the queue"));
+        let busy = |id: QueueId| {
+            (
+                ErrorKind::Busy,
+                format!("message {id} is being delivered right now; try again in a moment"),
+            )
+        };
+        let failed = |id: QueueId, e: String| (ErrorKind::TempFail, format!("{id}: {e}"));
+        match cmd {
+            QueueCmd::List(filter) => Ok(QueueAnswer::List(
+                schedule
+                    .list(&filter)
+                    .into_iter()
+                    .map(|e| QueueEntry::of(e, inflight.contains(&e.id)))
+                    .collect(),
+            )),
+            QueueCmd::Show(id) => {
+                let env = schedule.get(id).ok_or_else(|| not_found(id))?;
+                Ok(QueueAnswer::Show(Box::new(QueueDetail::of(
+                    env,
+                    inflight.contains(&id),
+                ))))
+            }
+            QueueCmd::Flush(one) => {
+                let t = now();
+                let ids: Vec<QueueId> = match one {
+                    Some(id) => {
+                        let env = schedule.get(id).ok_or_else(|| not_found(id))?;
+                        if env.held {
+                            return Err((
+                                ErrorKind::Usage,
+                                format!("message {id} is held; release it first"),
+                            ));
+                        }
+                        vec![id]
+                    }
+                    None => schedule
+                        .iter()
+                        .filter(|e| !e.held && e.next_attempt > t)
+                        .map(|e| e.id)
+                        .collect(),
+                };
+                let mut n = 0;
+                for id in ids {
+                    if let Some(env) = schedule.get(id)
+                        && env.next_attempt > t
+                    {
+                        let mut env = env.clone();
+                        env.next_attempt = t;
+                        schedule.update(env);
+                        n += 1;
+                    }
+                }
+                info!(messages = n, "queue flushed");
+                Ok(QueueAnswer::Done {
+                    text: match one {
+                        Some(id) => format!("message {id} scheduled for delivery now"),
+                        None => format!("{n} message(s) scheduled for delivery now"),
+                    },
+                    id: one,
+                    count: n,
+                })
+            }
+            QueueCmd::Hold(id) | QueueCmd::Release(id) => {
+                let hold = matches!(cmd, QueueCmd::Hold(_));
+                let Some(env) = schedule.get(id) else {
+                    return Err(not_found(id));
+                };
+                if inflight.contains(&id) {
+                    return Err(busy(id));
+                }
+                let mut env = env.clone();
+                let spool = self.spool.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    if hold {
+                        spool.hold(id)
+                    } else {
+                        spool.release(id)
+                    }
+                })
+                .await;
+                match r {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if e.is_not_found() => {
+                        schedule.remove(id);
+                        return Err(not_found(id));
+                    }
+                    Ok(Err(e)) => return Err(failed(id, e.to_string())),
+                    Err(e) => return Err(failed(id, e.to_string())),
+                }
+                env.held = hold;
+                if !hold {
+                    // Released: try it now.
+                    env.next_attempt = env.next_attempt.min(now());
+                }
+                schedule.update(env);
+                let what = if hold { "held" } else { "released" };
+                info!(%id, "{what} by the administrator");
+                Ok(QueueAnswer::Done {
+                    text: format!("message {id} {what}"),
+                    id: Some(id),
+                    count: 1,
+                })
+            }
+            QueueCmd::Delete(id) => {
+                if schedule.get(id).is_none() {
+                    return Err(not_found(id));
+                }
+                if inflight.contains(&id) {
+                    return Err(busy(id));
+                }
+                self.delete(schedule, vec![id]).await?;
+                info!(%id, "deleted by the administrator");
+                Ok(QueueAnswer::Done {
+                    text: format!("message {id} deleted"),
+                    id: Some(id),
+                    count: 1,
+                })
+            }
+            QueueCmd::DeleteFrom(sender) => {
+                let s = sender.trim();
+                let s = if s == "<>" { "" } else { s };
+                let s = s
+                    .strip_prefix('<')
+                    .and_then(|x| x.strip_suffix('>'))
+                    .unwrap_or(s);
+                // A bare name means name@hostname, as for local submission.
+                let full;
+                let s = if !s.is_empty() && !s.contains('@') {
+                    full = format!("{s}@{}", self.config.hostname);
+                    full.as_str()
+                } else {
+                    s
+                };
+                let (mut ids, mut skipped) = (Vec::new(), 0);
+                for e in schedule.iter() {
+                    if e.sender_str().eq_ignore_ascii_case(s) {
+                        if inflight.contains(&e.id) {
+                            skipped += 1;
+                        } else {
+                            ids.push(e.id);
+                        }
+                    }
+                }
+                let n = ids.len();
+                if n > 0 {
+                    self.delete(schedule, ids).await?;
+                }
+                let shown = if s.is_empty() { "<>" } else { s };
+                info!(sender = shown, messages = n, "deleted by the administrator");
+                let mut text = format!("{n} message(s) from {shown} deleted");
+                if skipped > 0 {
+                    text.push_str(&format!(
+                        "; {skipped} being delivered right now were left (try again in a moment)"
+                    ));
+                }
+                Ok(QueueAnswer::Done {
+                    text,
+                    id: None,
+                    count: n,
+                })
+            }
+        }
+    }
+
+    /// Removes messages from the schedule and the spool (no bounce); on a spool error they
+    /// go back into the schedule (what was removed already is found missing at its attempt).
+    async fn delete(
+        &self,
+        schedule: &mut Schedule,
+        ids: Vec<QueueId>,
+    ) -> Result<(), (ErrorKind, String)> {
+        let removed: Vec<Envelope> = ids.iter().filter_map(|&id| schedule.remove(id)).collect();
+        let spool = self.spool.clone();
+        let r = tokio::task::spawn_blocking(move || spool.remove_all(&ids)).await;
+        let why = match r {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        warn!(error = %why, "deleting from the queue failed");
+        for env in removed {
+            schedule.insert(env);
+        }
+        Err((ErrorKind::TempFail, format!("deleting failed: {why}")))
+    }
+
     /// One delivery attempt; returns the envelope still queued, or None once it is done.
     async fn attempt(&self, mut env: Envelope) -> Option<Envelope> {
         let id = env.id;

@@ -529,3 +529,120 @@ fn swaks_submits_with_starttls_and_auth() {
     let bob = wait_messages(&maildir(&pm, "bob"), "new", 1);
     assert!(bob[0].contains("Subject: from swaks"));
 }
+
+fn smtp_message(c: &mut Raw, from: &str, to: &str, subject: &str) -> String {
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("Subject: {subject}\r\n\r\nx\r\n.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    r.rsplit(' ').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn mailctl_queue_lists_holds_flushes_and_deletes() {
+    let mut pm = install(Postern::builder());
+    pm.stop_daemon("lmtp-deliver");
+    let mut c = Raw::connect(addr(&pm, "smtp"));
+    c.cmd("EHLO client.test");
+    let a1 = smtp_message(&mut c, "a@remote.test", "alice@example.org", "one");
+    let a2 = smtp_message(&mut c, "a@remote.test", "bob@example.org", "two");
+    let _b = smtp_message(&mut c, "b@remote.test", "alice@example.org", "three");
+    // Wait until each has been tried once (LMTP is down) so they carry an error.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let list = loop {
+        let l = pm.mailctl_json(&["queue", "list"]);
+        let arr = l.as_array().cloned().unwrap_or_default();
+        if arr.len() == 3 && arr.iter().all(|m| !m["last_error"].is_null()) {
+            break arr;
+        }
+        assert!(std::time::Instant::now() < deadline, "queue: {l}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(list.iter().any(|m| m["id"] == a1.as_str()), "{list:?}");
+    assert_eq!(
+        pm.mailctl_json(&["queue", "list", "--sender", "a@remote.test"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        pm.mailctl_json(&["queue", "list", "--recipient", "bob@"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let table = pm.mailctl_ok(&["queue", "list"]);
+    assert!(table.contains("ID") && table.contains(&a2), "{table}");
+    let show = pm.mailctl_json(&["queue", "show", &a1, "--headers"]);
+    assert!(
+        show.to_string().contains("alice@example.org") && show.to_string().contains("Subject: one"),
+        "{show}"
+    );
+    pm.mailctl_ok(&["queue", "hold", &a1]);
+    pm.mailctl_ok(&["queue", "delete", "--all-from", "b@remote.test"]);
+    assert_eq!(
+        pm.mailctl_json(&["queue", "list"]).as_array().map(Vec::len),
+        Some(2)
+    );
+    pm.start_daemon("lmtp-deliver");
+    pm.mailctl_ok(&["queue", "flush"]);
+    wait_messages(&maildir(&pm, "bob"), "new", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        messages(&maildir(&pm, "alice"), "new").is_empty(),
+        "held and deleted messages stay undelivered"
+    );
+    pm.mailctl_ok(&["queue", "release", &a1]);
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    assert!(alice[0].contains("Subject: one"));
+    assert_eq!(
+        pm.mailctl_json(&["queue", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+    // With smtpd down, a clear error.
+    pm.stop_daemon("smtpd");
+    let out = pm.mailctl(&["queue", "list"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("smtpd is not running")
+    );
+}
+
+#[test]
+fn sendmail_hands_local_mail_to_smtpd() {
+    let pm = install(Postern::builder());
+    let mut cmd = std::process::Command::new(postern_e2e::bin("sendmail"));
+    cmd.args(["-C"])
+        .arg(pm.config_path())
+        .args(["-t", "-i", "-f", "cron@example.org", "-v"]);
+    let out = postern_e2e::run_command(
+        &mut cmd,
+        Some(b"To: alice@example.org\nBcc: bob@example.org\nSubject: from cron\n\n.\nline after a lone dot\n"),
+        postern_e2e::COMMAND_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queued as"));
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    let bob = wait_messages(&maildir(&pm, "bob"), "new", 1);
+    for m in [&alice[0], &bob[0]] {
+        assert!(
+            m.contains("Return-Path: <cron@example.org>") && m.contains("with local"),
+            "{m}"
+        );
+        assert!(
+            m.contains("line after a lone dot") && !m.contains("Bcc:"),
+            "{m}"
+        );
+        assert!(m.contains("Message-ID:") && m.contains("Date:"), "{m}");
+    }
+    let mut q = std::process::Command::new(postern_e2e::bin("sendmail"));
+    q.args(["-C"]).arg(pm.config_path()).arg("-bp");
+    let out = postern_e2e::run_command(&mut q, None, postern_e2e::COMMAND_TIMEOUT);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("empty"),
+        "{}",
+        describe_output(&out)
+    );
+}
