@@ -481,6 +481,48 @@ pub struct Smtpd {
     /// Deliveries running at once.
     #[serde(default = "default_delivery_concurrency")]
     pub delivery_concurrency: usize,
+    /// Access rules, in the spirit of sendmail's access file; the first rule whose every
+    /// given condition matches decides.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+}
+
+/// One `[[smtpd.access]]` rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// The client's network.
+    #[serde(default)]
+    pub client: Option<IpNet>,
+    /// The HELO/EHLO name: exact, or `*.example.com` for any name below it.
+    #[serde(default)]
+    pub helo: Option<String>,
+    /// The envelope sender: `user@domain`, or a domain (`example.com`, `@example.com`) which
+    /// also covers its subdomains; `<>` is the null sender.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// A recipient, as for `sender` (checked at RCPT).
+    #[serde(default)]
+    pub recipient: Option<String>,
+    /// What to do.
+    pub action: AccessAction,
+    /// The text of a REJECT reply.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// What an access rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AccessAction {
+    /// Stop looking at access rules (other checks still apply).
+    Ok,
+    /// Refuse with `554 5.7.1`.
+    Reject,
+    /// Accept and throw away.
+    Discard,
+    /// Accept into the queue, held until `mailctl queue release`.
+    Hold,
 }
 
 impl Default for Smtpd {
@@ -505,6 +547,7 @@ impl Default for Smtpd {
             max_queue_lifetime_secs: default_lifetime(),
             delay_warning_secs: default_delay_warning(),
             delivery_concurrency: default_delivery_concurrency(),
+            access: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Ctx;
+use crate::access::{Decision, Facts, decide};
 use crate::policy::{Door, Lookups};
 use crate::stream::Stream;
 
@@ -77,6 +78,8 @@ pub(crate) async fn serve(
         lookups: Lookups::new(ctx.config.socket_path(&ctx.config.authd.socketmap_socket)),
         auth: None,
         targets: HashMap::new(),
+        access: Decision::Pass,
+        sender: None,
         user: None,
     };
     let greeting = session.greeting();
@@ -97,6 +100,10 @@ struct Driver {
     auth: Option<AuthClient>,
     /// Accepted recipients of the current transaction → their final addresses.
     targets: HashMap<String, Vec<String>>,
+    /// What the access rules said about the current transaction (DISCARD / HOLD).
+    access: Decision,
+    /// The current transaction's sender, for the access rules at RCPT.
+    sender: Option<String>,
     user: Option<String>,
 }
 
@@ -139,20 +146,31 @@ impl Driver {
                     }
                     Action::CheckSender { address, .. } => {
                         self.targets.clear();
-                        let v = self.check_sender(session, address.as_ref()).await;
+                        self.access = Decision::Pass;
+                        self.sender = address.as_ref().map(|a| a.as_str().to_owned());
+                        let v = match self.access_rule(session, None) {
+                            Some(reject) => reject,
+                            None => self.check_sender(session, address.as_ref()).await,
+                        };
                         work.extend(completed(session, Completion::Sender(v)));
                     }
                     Action::CheckRecipient { address, .. } => {
                         let relay = session.authenticated().is_some() || self.trusted;
                         let delim = self.ctx.config.lmtp.recipient_delimiter.clone();
-                        let v = match self.lookups.recipient(&address, relay, &delim).await {
-                            Ok(t) => {
-                                self.targets.insert(address.as_str().to_owned(), t);
-                                Verdict::Accept
-                            }
-                            Err(reply) => {
-                                info!(peer = %self.peer, rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
-                                Verdict::Reject(reply)
+                        let v = if let Some(reject) =
+                            self.access_rule(session, Some(address.as_str()))
+                        {
+                            reject
+                        } else {
+                            match self.lookups.recipient(&address, relay, &delim).await {
+                                Ok(t) => {
+                                    self.targets.insert(address.as_str().to_owned(), t);
+                                    Verdict::Accept
+                                }
+                                Err(reply) => {
+                                    info!(peer = %self.peer, rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
+                                    Verdict::Reject(reply)
+                                }
                             }
                         };
                         work.extend(completed(session, Completion::Recipient(v)));
@@ -182,6 +200,7 @@ impl Driver {
                             &self.targets,
                             self.peer,
                             tls.as_deref(),
+                            &self.access,
                         )
                         .await;
                         self.targets.clear();
@@ -214,6 +233,34 @@ impl Driver {
                     info!(peer = %self.peer, "session timed out");
                     work.extend(session.timeout());
                 }
+            }
+        }
+    }
+
+    /// Applies the access rules; a REJECT comes back as the verdict, DISCARD and HOLD are
+    /// remembered for the end of the transaction.
+    fn access_rule(&mut self, session: &Session, rcpt: Option<&str>) -> Option<Verdict> {
+        let rules = &self.ctx.config.smtpd.access;
+        if rules.is_empty() {
+            return None;
+        }
+        let facts = Facts {
+            client: self.peer.ip(),
+            helo: session.client_helo().unwrap_or(""),
+            sender: self.sender.as_deref(),
+            recipient: rcpt,
+        };
+        match decide(rules, &facts) {
+            Decision::Pass => None,
+            Decision::Reject(text) => {
+                info!(peer = %self.peer, sender = self.sender.as_deref().unwrap_or("<>"), rcpt = rcpt.unwrap_or("-"), "access rule: REJECT");
+                Some(Verdict::Reject(Reply::new(554, (5, 7, 1), text)))
+            }
+            d => {
+                if self.access != Decision::Discard {
+                    self.access = d;
+                }
+                None
             }
         }
     }

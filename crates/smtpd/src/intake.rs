@@ -9,6 +9,7 @@ use postern_smtp_session::{BodyType, Reply, Transaction};
 use tracing::{info, warn};
 
 use crate::Ctx;
+use crate::access::Decision;
 
 /// Received headers beyond which a message is taken to be looping.
 const MAX_HOPS: usize = 50;
@@ -20,7 +21,12 @@ pub(crate) async fn accept(
     targets: &HashMap<String, Vec<String>>,
     peer: SocketAddr,
     tls: Option<&str>,
+    access: &Decision,
 ) -> Reply {
+    if *access == Decision::Discard {
+        info!(client = %peer, from = tx.mail_from.as_ref().map_or("<>", |a| a.as_str()), "discarded by an access rule");
+        return Reply::new(250, (2, 0, 0), "Ok");
+    }
     if hops(&tx.message) > MAX_HOPS {
         warn!(%peer, "too many Received headers: mail loop");
         return Reply::new(554, (5, 4, 6), "Too many hops: mail loop detected");
@@ -70,6 +76,7 @@ pub(crate) async fn accept(
     env.envid = tx.mail_params.envid.clone();
     env.smtputf8 = tx.smtputf8;
     env.body_8bit = !matches!(tx.body_type, BodyType::SevenBit);
+    env.held = *access == Decision::Hold;
     let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str().to_owned());
     let mut message = received(ctx, tx, peer, tls, single.as_deref()).into_bytes();
     message.extend_from_slice(&tx.message);

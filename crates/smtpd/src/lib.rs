@@ -9,6 +9,7 @@
 //! (`mailctl queue`) and local submission (`sendmail`).
 #![forbid(unsafe_code)]
 
+mod access;
 mod conn;
 pub mod control;
 mod intake;

@@ -133,5 +133,8 @@ fn our_smtpd_delivers_into_dovecot_lmtp() {
     pm.daemon("smtpd")
         .wait_for("delivered", Duration::from_secs(5));
     dovecot.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(dovecot.wait_exit(Duration::from_secs(10)).is_some(), "dovecot did not stop");
+    assert!(
+        dovecot.wait_exit(Duration::from_secs(10)).is_some(),
+        "dovecot did not stop"
+    );
 }

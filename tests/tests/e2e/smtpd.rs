@@ -646,3 +646,50 @@ fn sendmail_hands_local_mail_to_smtpd() {
         describe_output(&out)
     );
 }
+
+#[test]
+fn access_rules_reject_discard_and_hold() {
+    let rules: toml::Value = toml::from_str(
+        r#"rules = [
+            { sender = "bad.test", action = "REJECT", text = "We do not take mail from bad.test" },
+            { helo = "*.spam.test", action = "DISCARD" },
+            { sender = "held@remote.test", action = "HOLD" },
+            { recipient = "bob@example.org", client = "127.0.0.0/8", action = "REJECT" },
+        ]"#,
+    )
+    .expect("rules");
+    let rules = rules.get("rules").cloned().expect("rules");
+    let pm = install(
+        Postern::builder().configure(move |t| postern_e2e::set_key(t, "smtpd.access", rules)),
+    );
+    let mut c = Raw::connect(addr(&pm, "smtp"));
+    c.cmd("EHLO client.test");
+    let r = c.cmd("MAIL FROM:<x@mail.bad.test>");
+    assert!(r.starts_with("554 5.7.1") && r.contains("bad.test"), "{r}");
+    assert!(c.cmd("MAIL FROM:<ok@remote.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("554"));
+    assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+    c.cmd("RSET");
+    let held = smtp_message(&mut c, "held@remote.test", "alice@example.org", "held one");
+    let mut s = Raw::connect(addr(&pm, "smtp"));
+    s.cmd("EHLO bot.spam.test");
+    smtp_message(
+        &mut s,
+        "x@remote.test",
+        "alice@example.org",
+        "discarded one",
+    );
+    smtp_message(
+        &mut c,
+        "fine@remote.test",
+        "alice@example.org",
+        "normal one",
+    );
+    let alice = wait_messages(&maildir(&pm, "alice"), "new", 1);
+    assert!(alice[0].contains("normal one"));
+    let q = pm.mailctl_json(&["queue", "list"]);
+    let q = q.as_array().expect("array");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["id"], held.as_str());
+    assert_eq!(q[0]["held"], true);
+}

@@ -190,6 +190,16 @@ impl Session {
         Ok(())
     }
 
+    /// The `HELO`/`EHLO`/`LHLO` name, once given.
+    pub fn client_helo(&self) -> Option<&str> {
+        match &self.state {
+            State::Greeted(h) | State::Mail(h, _) | State::Data(h, ..) | State::Chunking(h, ..) => {
+                Some(&h.name)
+            }
+            State::Connected | State::Closed => None,
+        }
+    }
+
     /// The authenticated user, if any.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
