@@ -485,6 +485,14 @@ pub struct Smtpd {
     /// given condition matches decides.
     #[serde(default)]
     pub access: Vec<AccessRule>,
+    /// The control socket (`mailctl queue`, `sendmail`): whoever can connect may submit
+    /// mail and list the queue; changing the queue needs root or smtpd's own user.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: SocketSpec,
+}
+
+fn default_control_socket() -> SocketSpec {
+    SocketSpec::named("smtpd")
 }
 
 /// One `[[smtpd.access]]` rule.
@@ -548,6 +556,7 @@ impl Default for Smtpd {
             delay_warning_secs: default_delay_warning(),
             delivery_concurrency: default_delivery_concurrency(),
             access: Vec::new(),
+            control_socket: default_control_socket(),
         }
     }
 }
@@ -781,6 +790,7 @@ impl Config {
             &self.authd.userdb_socket,
             &self.authd.socketmap_socket,
             &self.lmtp.socket,
+            &self.smtpd.control_socket,
         ] {
             s.mode_bits()?;
         }

@@ -70,7 +70,7 @@ const MAX_HOPS: usize = 50;
 
 /// The control socket's path for `config`.
 pub fn socket_path(config: &postern_config::Config) -> PathBuf {
-    config.run_dir().join(SOCKET_NAME)
+    config.socket_path(&config.smtpd.control_socket)
 }
 
 /// A request to the control socket.
@@ -622,7 +622,13 @@ pub fn format_time(t: i64) -> String {
 /// Binds the control socket (mode 0660), logging `listening on PATH`.
 pub(crate) fn bind(config: &postern_config::Config) -> anyhow::Result<(UnixListener, PathBuf)> {
     let path = socket_path(config);
-    let l = postern_daemon::bind_unix(&path, 0o660, None, None)?;
+    let spec = &config.smtpd.control_socket;
+    let l = postern_daemon::bind_unix(
+        &path,
+        spec.mode_bits()?,
+        spec.owner.as_deref(),
+        spec.group.as_deref(),
+    )?;
     info!("listening on {}", path.display());
     Ok((l, path))
 }

@@ -619,10 +619,16 @@ impl Manager {
         let Some(sender) = env.sender.clone().filter(|s| !s.is_empty()) else {
             return;
         };
-        let reports: Vec<_> = idx
+        let mut reports: Vec<_> = idx
             .iter()
             .filter_map(|&i| kind(&env.recipients[i]))
             .collect();
+        let lifetime = i64::try_from(self.backoff.lifetime.as_secs()).unwrap_or(i64::MAX);
+        for r in &mut reports {
+            if matches!(r.action, postern_dsn::Action::Delayed) {
+                r.will_retry_until = Some(env.arrival.saturating_add(lifetime));
+            }
+        }
         if reports.is_empty() {
             return;
         }

@@ -693,3 +693,90 @@ fn access_rules_reject_discard_and_hold() {
     assert_eq!(q[0]["id"], held.as_str());
     assert_eq!(q[0]["held"], true);
 }
+
+#[test]
+fn undeliverable_remote_mail_warns_then_expires_with_a_bounce() {
+    let pm = install(
+        Postern::builder()
+            .set("smtpd.min_backoff_secs", 1)
+            .set("smtpd.max_backoff_secs", 1)
+            .set("smtpd.delay_warning_secs", 1)
+            .set("smtpd.max_queue_lifetime_secs", 4),
+    );
+    // No relayhost and no outbound delivery yet: the remote recipient waits, then expires.
+    let out = send(
+        addr(&pm, "submission"),
+        "starttls",
+        "alice@example.org",
+        "correct horse battery",
+        "alice@example.org",
+        "friend@elsewhere.test",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+    let got = wait_messages(&maildir(&pm, "alice"), "new", 2);
+    let delayed = got
+        .iter()
+        .find(|m| m.contains("Action: delayed"))
+        .expect("a delay warning");
+    assert!(
+        delayed.contains("Final-Recipient: rfc822; friend@elsewhere.test")
+            && delayed.contains("Will-Retry-Until"),
+        "{delayed}"
+    );
+    let failed = got
+        .iter()
+        .find(|m| m.contains("Action: failed"))
+        .expect("a bounce");
+    assert!(
+        failed.contains("Status: 4.4.7") || failed.contains("Status: 5."),
+        "{failed}"
+    );
+    assert!(failed.contains("Return-Path: <>"));
+    // Bounces are never bounced, and the queue is empty now.
+    assert_eq!(
+        pm.mailctl_json(&["queue", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+}
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    let pm = install(Postern::builder());
+    let a = addr(&pm, "submissions");
+    let subject = || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect {a} </dev/null 2>/dev/null | openssl x509 -noout -subject"
+            ))
+            .output()
+            .expect("openssl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!subject().contains("reloaded.test"));
+    let tls = pm.dir().join("tls");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=reloaded.test",
+        ])
+        .arg("-keyout")
+        .arg(tls.join("key.pem"))
+        .arg("-out")
+        .arg(tls.join("cert.pem"))
+        .output()
+        .expect("openssl req");
+    assert!(out.status.success(), "{}", describe_output(&out));
+    pm.daemon("smtpd").signal(nix::sys::signal::Signal::SIGHUP);
+    pm.daemon("smtpd")
+        .wait_for("TLS certificate reloaded", Duration::from_secs(10));
+    let s = subject();
+    assert!(s.contains("reloaded.test"), "{s}");
+}
