@@ -780,3 +780,31 @@ fn sighup_reloads_the_certificate() {
     let s = subject();
     assert!(s.contains("reloaded.test"), "{s}");
 }
+
+#[test]
+fn catch_all_and_port_465_without_auth() {
+    let pm = install(Postern::builder().set("smtpd.trusted_networks", Vec::<String>::new()));
+    pm.mailctl_ok(&["alias", "add", "@example.org", "bob@example.org"]);
+    // Any unknown local part goes to the catch-all; real mailboxes keep their own mail.
+    let out = send(
+        addr(&pm, "smtp"),
+        "plain",
+        "",
+        "",
+        "x@remote.test",
+        "whoever@example.org,alice@example.org",
+    );
+    assert!(out.contains("REFUSED []"), "{out}");
+    wait_messages(&maildir(&pm, "bob"), "new", 1);
+    wait_messages(&maildir(&pm, "alice"), "new", 1);
+    // 465 without AUTH: no MAIL, and certainly no relay.
+    let out = send(
+        addr(&pm, "submissions"),
+        "smtps",
+        "",
+        "",
+        "x@remote.test",
+        "victim@elsewhere.test",
+    );
+    assert!(out.contains("SENDERREFUSED 530"), "{out}");
+}
