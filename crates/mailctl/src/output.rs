@@ -19,28 +19,8 @@ impl Table {
     }
 
     pub(crate) fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate() {
-                if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-        }
-        let mut out = String::new();
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, c) in r.iter().enumerate() {
-                if i + 1 < r.len() {
-                    line.push_str(&format!("{c:<w$}  ", w = widths[i]));
-                } else {
-                    line.push_str(c);
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        postern_smtpd::control::render_table(&header, &self.rows)
     }
 
     pub(crate) fn print(&self) {
@@ -90,30 +70,7 @@ pub(crate) fn format_size(n: i64) -> String {
     n.to_string()
 }
 
-/// Epoch seconds as `YYYY-MM-DD HH:MM:SS` UTC.
-pub(crate) fn format_time(t: i64) -> String {
-    if t <= 0 {
-        return "-".into();
-    }
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
+pub(crate) use postern_smtpd::control::format_time;
 
 #[cfg(test)]
 mod tests {

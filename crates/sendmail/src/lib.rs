@@ -474,7 +474,7 @@ fn run(argv: &[String]) -> Result<(), Fail> {
             } else {
                 print!(
                     "{}",
-                    render_table(&control::LIST_HEADER, &control::list_rows(&list))
+                    control::render_table(&control::LIST_HEADER, &control::list_rows(&list))
                 );
                 println!("{}", control::list_summary(&list));
             }
@@ -570,31 +570,6 @@ fn deliver(
         eprintln!("{}", r.text.unwrap_or_default());
     }
     Ok(())
-}
-
-/// Aligned columns, two spaces apart.
-fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let head: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
-    let mut out = String::new();
-    for r in std::iter::once(&head).chain(rows) {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            } else {
-                line.push_str(c);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -738,7 +713,7 @@ mod tests {
         assert_eq!(exit_for(Some(ErrorKind::TooLarge)), exit::DATAERR);
         assert_eq!(exit_for(Some(ErrorKind::TempFail)), exit::TEMPFAIL);
         assert_eq!(
-            render_table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]),
+            control::render_table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]),
             "A    BB\nxxx  y\n"
         );
         assert!(new_message_id("h").ends_with("@h>"));

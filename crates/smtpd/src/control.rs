@@ -592,6 +592,31 @@ pub fn list_summary(entries: &[QueueEntry]) -> String {
     format!("{} message(s), {bytes} bytes", entries.len())
 }
 
+/// Aligned columns, two spaces apart.
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let head: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            } else {
+                line.push_str(c);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Epoch seconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(t: i64) -> String {
     if t <= 0 {
