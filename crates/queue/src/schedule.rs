@@ -45,7 +45,11 @@ impl Schedule {
     /// Adds a message, or replaces the one with the same id; returns the replaced envelope.
     pub fn insert(&mut self, env: Envelope) -> Option<Envelope> {
         let old = self.remove(env.id);
-        self.by_time.insert((env.next_attempt, env.id));
+        // Held messages are never due: keep them out of the time index, so finding due
+        // work stays cheap however many are held.
+        if !env.held {
+            self.by_time.insert((env.next_attempt, env.id));
+        }
         self.by_id.insert(env.id, env);
         old
     }
@@ -74,25 +78,28 @@ impl Schedule {
 
     /// The messages due at `now` (next attempt not later than `now`, not held), earliest first.
     pub fn due(&self, now: i64) -> Vec<QueueId> {
+        self.due_iter(now).collect()
+    }
+
+    /// Like [`Schedule::due`], lazily: a caller that can start only a few deliveries stops
+    /// early instead of walking everything that is due.
+    pub fn due_iter(&self, now: i64) -> impl Iterator<Item = QueueId> + '_ {
         self.by_time
             .range(..=(now, QueueId::max()))
             .map(|&(_, id)| id)
-            .filter(|id| self.by_id.get(id).is_some_and(|e| !e.held))
-            .collect()
     }
 
     /// The earliest next attempt of a message that is not held: when the queue manager should
     /// wake up.
     pub fn next_due(&self) -> Option<i64> {
-        self.by_time
-            .iter()
-            .find(|(_, id)| self.by_id.get(id).is_some_and(|e| !e.held))
-            .map(|&(t, _)| t)
+        self.by_time.first().map(|&(t, _)| t)
     }
 
     /// Every message, earliest next attempt first.
     pub fn iter(&self) -> impl Iterator<Item = &Envelope> {
-        self.by_time.iter().filter_map(|(_, id)| self.by_id.get(id))
+        let mut all: Vec<&Envelope> = self.by_id.values().collect();
+        all.sort_by_key(|e| (e.next_attempt, e.id));
+        all.into_iter()
     }
 
     /// The messages matching `filter`, oldest (by id) first.

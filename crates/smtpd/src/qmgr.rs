@@ -153,11 +153,18 @@ async fn run(
     let mut inflight: HashSet<QueueId> = HashSet::new();
     let mut tasks: JoinSet<(QueueId, Option<Envelope>)> = JoinSet::new();
     loop {
+        // Take in everything intake handed over since the last turn.
+        while let Ok(env) = rx.try_recv() {
+            schedule.insert(env);
+        }
         // Start what is due, as far as the slots go.
-        for id in schedule.due(now()) {
-            if inflight.contains(&id) {
-                continue;
-            }
+        let free = slots.available_permits();
+        let starting: Vec<QueueId> = schedule
+            .due_iter(now())
+            .filter(|id| !inflight.contains(id))
+            .take(free)
+            .collect();
+        for id in starting {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 break;
             };
