@@ -2,7 +2,10 @@
 //! mailboxes, aliases with catch-all), the relay rule, and the sender check on submission
 //! (authd's `senders` map).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
@@ -32,6 +35,34 @@ impl Door {
             Self::Submission => "submission",
             Self::Submissions => "submissions",
         }
+    }
+}
+
+/// How long a domain found local is believed without asking authd again.
+pub(crate) const DOMAIN_TTL: Duration = Duration::from_secs(30);
+
+type DomainCache = Mutex<HashMap<String, Instant>>;
+
+fn domain_cache() -> &'static DomainCache {
+    static CACHE: OnceLock<DomainCache> = OnceLock::new();
+    CACHE.get_or_init(DomainCache::default)
+}
+
+fn domain_cached(domain: &str) -> bool {
+    domain_cache()
+        .lock()
+        .ok()
+        .and_then(|m| m.get(domain).copied())
+        .is_some_and(|at| at.elapsed() < DOMAIN_TTL)
+}
+
+fn remember_domain(domain: String) {
+    if let Ok(mut m) = domain_cache().lock() {
+        // Bounded: our own domains only (foreign ones are never stored).
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(domain, Instant::now());
     }
 }
 
@@ -78,12 +109,18 @@ impl Lookups {
         Err("socketmap connection failed".into())
     }
 
-    /// True when `domain` is one of ours.
+    /// True when `domain` is one of ours. A yes is remembered for [`DOMAIN_TTL`] (every
+    /// message asks; domains are rarely removed); a no is always asked again.
     pub(crate) async fn is_local_domain(&mut self, domain: &str) -> Result<bool, String> {
-        Ok(matches!(
-            self.query("domains", &domain.to_lowercase()).await?,
-            Found::Yes(_)
-        ))
+        let domain = domain.to_lowercase();
+        if domain_cached(&domain) {
+            return Ok(true);
+        }
+        let local = matches!(self.query("domains", &domain).await?, Found::Yes(_));
+        if local {
+            remember_domain(domain);
+        }
+        Ok(local)
     }
 
     /// Where mail for `rcpt` goes: its final addresses, or the reply refusing it.
@@ -103,20 +140,16 @@ impl Lookups {
             )
         };
         let address = rcpt.as_str().to_lowercase();
-        let domain = rcpt.domain().to_lowercase();
-        match self.query("domains", &domain).await.map_err(temp)? {
-            Found::Yes(_) => {}
-            Found::No | Found::Perm(_) => {
-                return if relay_allowed {
-                    Ok(vec![rcpt.as_str().to_owned()])
-                } else {
-                    Err(Reply::new(
-                        554,
-                        (5, 7, 1),
-                        format!("<{rcpt}> Relay access denied"),
-                    ))
-                };
-            }
+        if !self.is_local_domain(rcpt.domain()).await.map_err(temp)? {
+            return if relay_allowed {
+                Ok(vec![rcpt.as_str().to_owned()])
+            } else {
+                Err(Reply::new(
+                    554,
+                    (5, 7, 1),
+                    format!("<{rcpt}> Relay access denied"),
+                ))
+            };
         }
         // Plus-addressing: user+detail is delivered to user's mailbox (the detail kept).
         let base = match address.split_once('@') {
