@@ -83,7 +83,13 @@ struct Manager {
     requeue: mpsc::UnboundedSender<Envelope>,
     backoff: Backoff,
     lmtp: Target,
+    /// Idle LMTP connections to `lmtp`, reused for the next delivery (with the time they
+    /// were last used: older ones are closed, the server may have timed them out).
+    lmtp_pool: std::sync::Mutex<Vec<(Client, std::time::Instant)>>,
 }
+
+/// How long an idle pooled LMTP connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Opens the spool (recovering what a crash left) and starts delivering.
 pub(crate) async fn start(
@@ -115,6 +121,7 @@ pub(crate) async fn start(
         spool,
         committer: committer.clone(),
         requeue: tx.clone(),
+        lmtp_pool: std::sync::Mutex::new(Vec::new()),
         backoff: Backoff {
             min: Duration::from_secs(c.min_backoff_secs),
             max: Duration::from_secs(c.max_backoff_secs.max(c.min_backoff_secs)),
@@ -574,12 +581,25 @@ impl Manager {
         out.smtputf8 = env.smtputf8;
         out.ret = ret;
         out.envid = env.envid.clone();
+        let pooled = flavor == Flavor::Lmtp && *target == self.lmtp;
         let result: Result<Vec<RcptResult>, String> = async {
+            // A pooled connection first; if it has gone stale, once more on a fresh one.
+            if pooled
+                && let Some(mut c) = self.take_pooled()
+                && let Ok(r) = c.send(&out).await
+            {
+                self.give_back(c);
+                return Ok(r);
+            }
             let mut c = Client::connect(target, flavor, &self.config.hostname, Timeouts::default())
                 .await
                 .map_err(|e| e.to_string())?;
             let r = c.send(&out).await.map_err(|e| e.to_string())?;
-            drop(c.quit().await);
+            if pooled {
+                self.give_back(c);
+            } else {
+                drop(c.quit().await);
+            }
             Ok(r)
         }
         .await;
@@ -611,6 +631,27 @@ impl Manager {
                     env.recipients[i].last_reply = Some(format!("451 4.4.1 {e}"));
                 }
             }
+        }
+    }
+
+    fn take_pooled(&self) -> Option<Client> {
+        let mut pool = self.lmtp_pool.lock().ok()?;
+        while let Some((c, at)) = pool.pop() {
+            if at.elapsed() < POOL_IDLE && c.is_usable() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, c: Client) {
+        if !c.is_usable() {
+            return;
+        }
+        if let Ok(mut pool) = self.lmtp_pool.lock()
+            && pool.len() < self.config.smtpd.delivery_concurrency.max(1)
+        {
+            pool.push((c, std::time::Instant::now()));
         }
     }
 
