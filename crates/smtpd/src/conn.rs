@@ -80,7 +80,6 @@ pub(crate) async fn serve(
         targets: HashMap::new(),
         access: Decision::Pass,
         sender: None,
-        user: None,
     };
     let greeting = session.greeting();
     if d.write(&greeting.to_bytes()).await.is_err() {
@@ -104,7 +103,6 @@ struct Driver {
     access: Decision,
     /// The current transaction's sender, for the access rules at RCPT.
     sender: Option<String>,
-    user: Option<String>,
 }
 
 impl Driver {
@@ -377,7 +375,6 @@ impl Driver {
             }
             Ok(AuthStep::Done(AuthOutcome::Ok { user, .. })) => {
                 info!(peer = %self.peer, user = %user, door = self.door.name(), "authenticated");
-                self.user = Some(user.clone());
                 Completion::AuthDone(Ok(user))
             }
             Ok(AuthStep::Done(AuthOutcome::Fail { temp: true, .. })) => Completion::AuthDone(Err(
