@@ -1,11 +1,14 @@
 //! `postern-bench`: load generators for Postern's sockets, printing rates and latencies.
 //!
 //! - `auth`: PLAIN authentications through a Dovecot-protocol `auth` socket;
-//! - `socketmap`: lookups through a Postfix socketmap socket.
+//! - `socketmap`: lookups through a Postfix socketmap socket;
+//! - `imap`: IMAP sessions against any server (see [`imap`]).
 //!
 //! Each of C workers holds one connection and sends its share of N requests one after the
 //! other, as Postfix's smtpd processes do. Every answer is checked: a wrong answer aborts.
 #![forbid(unsafe_code)]
+
+mod imap;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -68,6 +71,42 @@ enum Cmd {
         concurrency: usize,
         /// A label for the output line.
         #[arg(long, default_value = "socketmap")]
+        label: String,
+    },
+    /// IMAP operations per second (imaptest-like sessions).
+    Imap {
+        /// Server `host:port`.
+        #[arg(long)]
+        addr: String,
+        /// Login name; `%d` is replaced by a user number from 1 to `--users`.
+        #[arg(long)]
+        user: String,
+        /// How many users `%d` ranges over.
+        #[arg(long, default_value_t = 1)]
+        users: u32,
+        /// The password (the same for every user).
+        #[arg(long)]
+        password: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Duration of the run.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Upper bound on operations in the run.
+        #[arg(long, default_value_t = 2_000_000)]
+        max_ops: u64,
+        /// `mixed` (log in and out every session) or `logged-in`.
+        #[arg(long, value_enum, default_value = "mixed")]
+        mode: imap::Mode,
+        /// Before the run, APPEND messages from this mbox until each user's INBOX has `--msgs`.
+        #[arg(long)]
+        mbox: Option<PathBuf>,
+        /// Messages per INBOX for `--mbox`.
+        #[arg(long, default_value_t = 100)]
+        msgs: u32,
+        /// A label for the output line.
+        #[arg(long, default_value = "imap")]
         label: String,
     },
 }
@@ -141,6 +180,35 @@ fn main() -> anyhow::Result<()> {
                     }));
                 }
                 report(&label, started, tasks).await
+            }
+            Cmd::Imap {
+                addr,
+                user,
+                users,
+                password,
+                clients,
+                secs,
+                max_ops,
+                mode,
+                mbox,
+                msgs,
+                label,
+            } => {
+                let opts = imap::Opts {
+                    addr,
+                    user,
+                    users,
+                    password,
+                    clients,
+                    secs,
+                    max_ops,
+                    mode,
+                    label,
+                };
+                if let Some(mbox) = mbox {
+                    imap::prefill(&opts, &mbox, msgs).await?;
+                }
+                imap::run(opts).await
             }
         }
     })

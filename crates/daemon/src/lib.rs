@@ -5,6 +5,12 @@
 //! Protocol handling is left to each daemon.
 #![forbid(unsafe_code)]
 
+pub mod stream;
+pub mod tls;
+
+pub use stream::Stream;
+pub use tls::Tls;
+
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;

@@ -25,7 +25,7 @@ use crate::envelope::Envelope;
 use crate::error::{IoContext, QueueError, Result};
 use crate::format::encode_prefix;
 use crate::id::QueueId;
-use crate::spool::{Spool, write_durable};
+use crate::spool::{Spool, rewrite_durable, write_durable};
 
 /// Handle for committing messages; cheap to clone, one per session is fine.
 #[derive(Clone, Debug)]
@@ -197,7 +197,15 @@ fn write_batch(spool: &Spool, jobs: &[Job]) -> Vec<Result<()>> {
 /// Writes and fsyncs `incoming/<id>`, then links it to `active/<id>` (which must not exist).
 fn write_one(spool: &Spool, job: &Job) -> Result<()> {
     let tmp = spool.incoming.join(job.id.to_string());
-    write_durable(&tmp, &[&job.prefix, &job.message])?;
+    let parts: [&[u8]; 2] = [&job.prefix, &job.message];
+    if spool.take_spare(&tmp) {
+        if let Err(e) = rewrite_durable(&tmp, &parts) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    } else {
+        write_durable(&tmp, &parts)?;
+    }
     let target = spool.message_path(job.id);
     let linked = fs::hard_link(&tmp, &target).ctx("link", &target);
     if let Err(e) = fs::remove_file(&tmp) {

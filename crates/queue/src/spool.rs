@@ -7,6 +7,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{error, info, warn};
@@ -28,10 +29,16 @@ pub struct Spool {
     pub(crate) incoming: PathBuf,
     active: PathBuf,
     corrupt: PathBuf,
+    /// Files of removed messages kept for reuse (see [`Spool::remove_all`]).
+    spare: PathBuf,
+    spares: Mutex<Vec<PathBuf>>,
     max_message_size: u64,
     ids: IdGen,
     dir_syncs: AtomicU64,
 }
+
+/// Files kept in `spare/` at most.
+const MAX_SPARES: usize = 512;
 
 impl Spool {
     /// Opens (creating with mode 0700 if needed) the spool at `dir` and recovers it: removes
@@ -52,12 +59,14 @@ impl Spool {
             incoming: root.join("incoming"),
             active: root.join("active"),
             corrupt: root.join("corrupt"),
+            spare: root.join("spare"),
+            spares: Mutex::new(Vec::new()),
             root,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             ids: IdGen::default(),
             dir_syncs: AtomicU64::new(0),
         };
-        for d in [&spool.incoming, &spool.active, &spool.corrupt] {
+        for d in [&spool.incoming, &spool.active, &spool.corrupt, &spool.spare] {
             match DirBuilder::new().mode(0o700).create(d) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
                 r => r.ctx("mkdir", d)?,
@@ -65,6 +74,7 @@ impl Spool {
         }
         spool.sync_dir(&spool.root)?;
         spool.clean_incoming()?;
+        spool.load_spares()?;
         let envelopes = spool.recover()?;
         Ok((spool, envelopes))
     }
@@ -154,11 +164,30 @@ impl Spool {
     /// unlink, the message is delivered again after restart (a duplicate of a delivery that
     /// was just finishing, never a loss) — as Postfix does, and it keeps removals from
     /// competing with commits for directory fsyncs.
+    ///
+    /// Message files are not unlinked but moved to `spare/` (up to a bound) and rewritten for
+    /// later messages: creating a file allocates an inode, and right after many deletions
+    /// that is expensive (ext4 without a journal scans past recently freed inodes). A spare
+    /// is only reused by a commit, which fsyncs `active/` before it answers, so the removal
+    /// of the old name is durable before the reused file is acknowledged; should a crash come
+    /// earlier, the old name holds an unacknowledged message with another id, which recovery
+    /// moves to `corrupt/`.
     pub fn remove_all(&self, ids: &[QueueId]) -> Result<()> {
         for &id in ids {
+            let message = self.message_path(id);
+            if self.keep_spare(id, &message) {
+                let state = self.state_path(id);
+                match fs::remove_file(&state) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(e).ctx("unlink", &state);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             // Message first: a crash between the two leaves a state without its message,
             // which open() removes.
-            for path in [self.message_path(id), self.state_path(id)] {
+            for path in [message, self.state_path(id)] {
                 match fs::remove_file(&path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(e).ctx("unlink", &path);
@@ -166,6 +195,49 @@ impl Spool {
                     _ => {}
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Moves a removed message's file to `spare/` if there is room; false if it was not moved.
+    fn keep_spare(&self, id: QueueId, message: &Path) -> bool {
+        let Ok(mut spares) = self.spares.lock() else {
+            return false;
+        };
+        if spares.len() >= MAX_SPARES {
+            return false;
+        }
+        let target = self.spare.join(id.to_string());
+        if fs::rename(message, &target).is_err() {
+            return false;
+        }
+        spares.push(target);
+        true
+    }
+
+    /// A spare file renamed to `path` (in `incoming/`), ready to be truncated and rewritten.
+    pub(crate) fn take_spare(&self, path: &Path) -> bool {
+        let spare = match self.spares.lock() {
+            Ok(mut s) => s.pop(),
+            Err(_) => None,
+        };
+        spare.is_some_and(|spare| fs::rename(&spare, path).is_ok())
+    }
+
+    /// Lists `spare/` at start.
+    fn load_spares(&self) -> Result<()> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.spare).ctx("read directory", &self.spare)? {
+            let entry = entry.ctx("read directory", &self.spare)?;
+            let path = entry.path();
+            if found.len() < MAX_SPARES && entry.file_type().is_ok_and(|t| t.is_file()) {
+                found.push(path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        if let Ok(mut s) = self.spares.lock() {
+            *s = found;
         }
         Ok(())
     }
@@ -346,12 +418,26 @@ impl Spool {
 
 /// Creates `path` (it must not exist), writes `parts`, fsyncs. Removes it on failure.
 pub(crate) fn write_durable(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .ctx("create", path)?;
+    write_file(file, path, parts)
+}
+
+/// Like [`write_durable`], into an existing file at `path` (a reused spare), truncated first.
+pub(crate) fn rewrite_durable(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .ctx("open", path)?;
+    write_file(file, path, parts)
+}
+
+fn write_file(mut file: File, path: &Path, parts: &[&[u8]]) -> Result<()> {
     let written = parts
         .iter()
         .try_for_each(|p| file.write_all(p))

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::Ctx;
 use crate::access::{Decision, Facts, decide};
 use crate::policy::{Door, Lookups};
-use crate::stream::Stream;
+use postern_daemon::Stream;
 
 /// The session settings for one door; `trusted` peers may AUTH before TLS.
 pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionConfig {

@@ -15,8 +15,6 @@ pub mod control;
 mod intake;
 mod policy;
 mod qmgr;
-mod stream;
-mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::policy::Door;
-use crate::stream::Stream;
-use crate::tls::Tls;
+use postern_daemon::Stream;
+use postern_daemon::Tls;
 
 /// How long shutdown waits for sessions and deliveries in flight.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -99,7 +97,7 @@ pub async fn run(
         per_ip: Mutex::new(HashMap::new()),
     });
     if let Some(tls) = ctx.tls.clone() {
-        tokio::spawn(reload_on_hup(tls, shutdown.clone()));
+        tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
     }
     let limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
     let mut acceptors = JoinSet::new();
@@ -229,19 +227,6 @@ impl Ctx {
             if *n == 0 {
                 m.remove(&ip);
             }
-        }
-    }
-}
-
-async fn reload_on_hup(tls: Tls, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = hup.recv() => tls.reload(),
         }
     }
 }

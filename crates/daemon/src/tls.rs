@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 /// A TLS acceptor whose certificate can be reloaded.
 #[derive(Clone)]
-pub(crate) struct Tls {
+pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     current: Arc<RwLock<TlsAcceptor>>,
@@ -21,7 +21,7 @@ pub(crate) struct Tls {
 
 impl Tls {
     /// Loads the certificate chain and key.
-    pub(crate) fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
         let acceptor = acceptor(cert, key)?;
         Ok(Self {
             cert: cert.to_owned(),
@@ -31,7 +31,7 @@ impl Tls {
     }
 
     /// The acceptor for a new session.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+    pub fn acceptor(&self) -> TlsAcceptor {
         match self.current.read() {
             Ok(a) => a.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -39,7 +39,7 @@ impl Tls {
     }
 
     /// Reads the files again; on failure the old certificate stays in use.
-    pub(crate) fn reload(&self) {
+    pub fn reload(&self) {
         match acceptor(&self.cert, &self.key) {
             Ok(a) => {
                 match self.current.write() {
@@ -73,4 +73,18 @@ fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_single_cert(certs, key)
         .context("certificate and key do not match")?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Reloads the certificate on every SIGHUP until `shutdown`.
+pub async fn reload_on_hup(tls: Tls, shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => tls.reload(),
+        }
+    }
 }

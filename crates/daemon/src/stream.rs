@@ -9,14 +9,14 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// Plain or TLS.
-pub(crate) enum Stream {
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Stream {
     /// A description of the TLS session for the `Received` header.
-    pub(crate) fn tls_info(&self) -> Option<String> {
+    pub fn tls_info(&self) -> Option<String> {
         match self {
             Self::Plain(_) => None,
             Self::Tls(t) => {
