@@ -66,6 +66,18 @@ fn remember_domain(domain: String) {
     }
 }
 
+impl Drop for Lookups {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !self.in_flight
+            && let Ok(mut p) = pool().lock()
+            && p.len() < POOL_MAX
+        {
+            p.push((c, Instant::now()));
+        }
+    }
+}
+
 /// A socketmap answer, with temporary failures kept apart.
 enum Found {
     Yes(String),
@@ -73,19 +85,53 @@ enum Found {
     Perm(String),
 }
 
-/// authd's socketmap, one connection per session, reconnected once on failure.
+/// Idle socketmap connections kept for the next session (authd closes them after its
+/// idle timeout; a dead one is noticed by the failed lookup and replaced).
+const POOL_MAX: usize = 64;
+/// Age beyond which a pooled connection is not reused.
+const POOL_IDLE: Duration = Duration::from_secs(20);
+
+type Pool = Mutex<Vec<(SocketmapClient, Instant)>>;
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(Pool::default)
+}
+
+/// authd's socketmap: a connection taken from a shared pool for the session, reconnected
+/// once on failure, and given back when the session ends.
 pub(crate) struct Lookups {
     path: PathBuf,
     client: Option<SocketmapClient>,
+    /// A lookup was started and has not finished (its future may have been dropped, leaving
+    /// a reply on the wire): the connection must not go back to the pool.
+    in_flight: bool,
 }
 
 impl Lookups {
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, client: None }
+        Self {
+            path,
+            client: None,
+            in_flight: false,
+        }
+    }
+
+    fn from_pool() -> Option<SocketmapClient> {
+        let mut p = pool().lock().ok()?;
+        while let Some((c, at)) = p.pop() {
+            if at.elapsed() < POOL_IDLE {
+                return Some(c);
+            }
+        }
+        None
     }
 
     async fn query(&mut self, map: &str, key: &str) -> Result<Found, String> {
         for attempt in 0..2 {
+            if self.client.is_none() && attempt == 0 {
+                self.client = Self::from_pool();
+            }
             if self.client.is_none() {
                 match SocketmapClient::connect(&self.path).await {
                     Ok(c) => self.client = Some(c),
@@ -95,7 +141,10 @@ impl Lookups {
             let Some(c) = self.client.as_mut() else {
                 continue;
             };
-            match c.lookup(map, key).await {
+            self.in_flight = true;
+            let reply = c.lookup(map, key).await;
+            self.in_flight = false;
+            match reply {
                 Ok(MapReply::Ok(v)) => return Ok(Found::Yes(v)),
                 Ok(MapReply::NotFound) => return Ok(Found::No),
                 Ok(MapReply::Perm(why)) => return Ok(Found::Perm(why)),
