@@ -32,6 +32,7 @@ const PID_CHECK_AFTER: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct DotLock {
     path: PathBuf,
+    target: PathBuf,
     ino: u64,
 }
 
@@ -52,7 +53,11 @@ impl DotLock {
                     let _ = f.write_all(content.as_bytes());
                     let ino =
                         std::os::unix::fs::MetadataExt::ino(&f.metadata().ctx("fstat", &path)?);
-                    return Ok(Self { path, ino });
+                    return Ok(Self {
+                        path,
+                        target: file.to_path_buf(),
+                        ino,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(MaildirError::io("create lock", &path, e)),
@@ -77,6 +82,33 @@ impl DotLock {
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Replaces the locked file with `data` the way Dovecot's `file_dotlock_replace()` does:
+    /// the lock file itself receives the new contents (fsynced) and is renamed over the locked
+    /// file, which also releases the lock; then the directory is fsynced. Fails without
+    /// touching the file when the lock is no longer ours (taken over as stale).
+    pub fn replace(self, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .ctx("open lock", &self.path)?;
+        if f.metadata().ctx("fstat", &self.path)?.ino() != self.ino {
+            return Err(MaildirError::LockTimeout {
+                path: self.path.clone(),
+            });
+        }
+        f.set_len(0).ctx("truncate", &self.path)?;
+        f.write_all(data).ctx("write", &self.path)?;
+        f.sync_all().ctx("fsync", &self.path)?;
+        drop(f);
+        fs::rename(&self.path, &self.target).ctx("rename", &self.target)?;
+        if let Some(dir) = self.target.parent() {
+            crate::fsutil::fsync_dir(dir)?;
+        }
+        // The lock file is gone (renamed): Drop finds nothing to remove.
+        Ok(())
     }
 }
 

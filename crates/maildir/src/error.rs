@@ -79,6 +79,17 @@ pub enum MaildirError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The message is gone: expunged, possibly by another process, since the mailbox was
+    /// last synced.
+    #[error("message UID {0} has been expunged")]
+    Expunged(u32),
+    /// A folder of that name exists already (rename target).
+    #[error("folder {0:?} already exists")]
+    FolderExists(String),
+    /// The operation is not allowed on that folder (deleting INBOX, renaming a folder into
+    /// its own child, …).
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
     /// A unique file name was already taken several times in a row.
     #[error("could not find a free unique name in {}", dir.display())]
     NameCollision {
@@ -108,7 +119,14 @@ impl MaildirError {
     /// True when the error is worth retrying later (an LMTP 4xx rather than 5xx): I/O errors
     /// and lock timeouts are; a refused name or a missing folder is not.
     pub fn is_temporary(&self) -> bool {
-        !matches!(self, Self::Name { .. } | Self::NoSuchFolder(_))
+        !matches!(
+            self,
+            Self::Name { .. }
+                | Self::NoSuchFolder(_)
+                | Self::Expunged(_)
+                | Self::FolderExists(_)
+                | Self::NotPermitted(_)
+        )
     }
 }
 

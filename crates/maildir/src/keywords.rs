@@ -209,6 +209,55 @@ pub(crate) fn letters_for(
     Ok((letters, dropped))
 }
 
+/// Like [`letters_for`], for a caller that already holds the mailbox's uidlist lock: keywords
+/// are registered as needed, those that cannot be stored are returned as dropped. Also returns
+/// the keyword map as it is after the call.
+pub(crate) fn letters_locked(
+    mailbox_dir: &Path,
+    keywords: &[String],
+    file_mode: u32,
+) -> Result<(Vec<u8>, Vec<DroppedKeyword>, DovecotKeywords)> {
+    let mut dropped = Vec::new();
+    let mut current = DovecotKeywords::load(mailbox_dir)?;
+    let before = current.clone();
+    let mut letters = Vec::new();
+    for kw in keywords {
+        if !is_valid_keyword(kw) {
+            dropped.push(DroppedKeyword {
+                keyword: kw.clone(),
+                reason: DropReason::InvalidSyntax,
+            });
+            continue;
+        }
+        match current.letter_of(kw).or_else(|| current.assign(kw)) {
+            Some(l) => {
+                if !letters.contains(&l) {
+                    letters.push(l);
+                }
+            }
+            None => dropped.push(DroppedKeyword {
+                keyword: kw.clone(),
+                reason: DropReason::TooMany,
+            }),
+        }
+    }
+    if current != before
+        && let Err(e) = write_keywords(mailbox_dir, &current, file_mode)
+    {
+        letters.retain(|&l| before.name_of(l).is_some());
+        for kw in keywords {
+            if is_valid_keyword(kw) && before.letter_of(kw).is_none() {
+                dropped.push(DroppedKeyword {
+                    keyword: kw.clone(),
+                    reason: DropReason::WriteFailed(e.to_string()),
+                });
+            }
+        }
+        return Ok((letters, dropped, before));
+    }
+    Ok((letters, dropped, current))
+}
+
 /// Replaces `dovecot-keywords` the way Dovecot does; the caller holds the uidlist lock.
 fn write_keywords(mailbox_dir: &Path, kw: &DovecotKeywords, file_mode: u32) -> Result<()> {
     let path = mailbox_dir.join(KEYWORDS_FILE);

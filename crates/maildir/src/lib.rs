@@ -8,16 +8,19 @@
 //!   ([`filename`]), flags and keywords in the `:2,` info part ([`flags`], [`keywords`]).
 //! - [`Quota`]: Maildir++ `maildirsize` quota.
 //! - [`Maildir::clean_tmp`]: removal of `tmp/` leftovers after 36 hours.
+//! - [`Mailbox`] ([`Maildir::open_mailbox`]): the IMAP view of one mailbox — UIDs kept in
+//!   Dovecot's `dovecot-uidlist` ([`uidlist`]), flags, CONDSTORE MODSEQs, expunge history,
+//!   \Recent and a per-message cache, with an index (`postern-index`) so large mailboxes
+//!   open and sync fast ([`mailbox`] explains the design).
+//! - Folder management for IMAP: [`Maildir::delete_folder`], [`Maildir::rename_folder`],
+//!   subscriptions in Dovecot's `subscriptions` file ([`subscriptions`]).
 //!
 //! Everything is synchronous `std::fs`; async callers use `spawn_blocking`.
-//!
-//! Module boundaries leave room for what imapd will add: `dovecot-uidlist` (with the
-//! Dovecot-compatible [`dotlock`] already used for keywords), flag changes (renames within
-//! `cur/`, using [`flags`] and [`keywords`]), MODSEQ and an index.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 pub mod deliver;
 pub mod dotlock;
 mod error;
@@ -25,14 +28,20 @@ pub mod filename;
 pub mod flags;
 pub mod folder;
 mod fsutil;
+mod index;
 pub mod keywords;
+pub mod mailbox;
+mod manage;
 pub mod mutf7;
 pub mod quota;
 mod store;
+pub mod subscriptions;
+pub mod uidlist;
 
 pub use deliver::{Delivered, TMP_MAX_AGE, crlf_to_lf, virtual_size};
 pub use error::{MaildirError, NameError, Result};
 pub use flags::Flags;
 pub use keywords::{DropReason, DroppedKeyword};
+pub use mailbox::{FlagOp, Mailbox, MessageMeta, SyncReport};
 pub use quota::{Quota, QuotaLimit, Usage};
 pub use store::{MAILDIRFOLDER_FILE, Maildir, SUBDIRS};

@@ -4,7 +4,10 @@
 mod authd;
 mod dovecot;
 mod harness;
+mod imap_clients;
+mod imapd;
 mod interop_smtpd;
 mod lmtp;
+mod pop3;
 mod postfix_authd;
 mod smtpd;

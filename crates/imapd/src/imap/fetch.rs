@@ -1,0 +1,403 @@
+//! FETCH: message data items, \Seen on non-PEEK reads, CHANGEDSINCE/VANISHED, and output
+//! in chunks so a `FETCH 1:* BODY[]` never holds the whole mailbox in memory.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::num::{NonZeroU32, NonZeroU64};
+
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
+use imap_codec::imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use postern_imap_message as msg;
+use postern_maildir::FlagOp;
+use postern_maildir::Flags;
+
+use super::resp::{self, num_set, tagged, untagged};
+use super::session::{Flow, Session, fetch_flags};
+
+/// Output size after which a FETCH yields to the driver to write.
+const CHUNK: usize = 1 << 20;
+
+/// A FETCH in progress.
+pub(crate) struct PendingFetch {
+    tag: String,
+    items: Vec<MessageDataItemName<'static>>,
+    todo: VecDeque<(u32, u32)>,
+    uid: bool,
+    modseq: bool,
+    changed_since: Option<u64>,
+    failed_cte: bool,
+}
+
+/// A section answered from the cached header alone.
+fn header_only(section: Option<&Section<'_>>) -> bool {
+    matches!(
+        section,
+        Some(
+            Section::Header(None)
+                | Section::HeaderFields(None, _)
+                | Section::HeaderFieldsNot(None, _)
+        )
+    )
+}
+
+/// Items that need the message file.
+fn wants_raw(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| match i {
+        MessageDataItemName::BodyExt { section, .. } => !header_only(section.as_ref()),
+        MessageDataItemName::Rfc822
+        | MessageDataItemName::Rfc822Text
+        | MessageDataItemName::Binary { .. }
+        | MessageDataItemName::BinarySize { .. } => true,
+        _ => false,
+    })
+}
+
+/// Items answered from the cached [`msg::Summary`].
+fn wants_summary(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| match i {
+        MessageDataItemName::BodyExt { section, .. } => header_only(section.as_ref()),
+        MessageDataItemName::Body
+        | MessageDataItemName::BodyStructure
+        | MessageDataItemName::Envelope
+        | MessageDataItemName::Rfc822Header => true,
+        _ => false,
+    })
+}
+
+fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::BodyExt { peek: false, .. }
+                | MessageDataItemName::Binary { peek: false, .. }
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Text
+        )
+    })
+}
+
+fn literal(data: Vec<u8>) -> NString<'static> {
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
+}
+
+/// INTERNALDATE as an IMAP date-time (UTC).
+pub(crate) fn imap_date(unix: i64) -> Option<DateTime> {
+    let dt = chrono::DateTime::from_timestamp(unix, 0)?.fixed_offset();
+    DateTime::try_from(dt).ok()
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let mut items = match names {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                let mut v = vec![
+                    MessageDataItemName::Flags,
+                    MessageDataItemName::InternalDate,
+                    MessageDataItemName::Rfc822Size,
+                ];
+                if matches!(m, Macro::All | Macro::Full) {
+                    v.push(MessageDataItemName::Envelope);
+                }
+                if matches!(m, Macro::Full) {
+                    v.push(MessageDataItemName::Body);
+                }
+                v
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+        };
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(v) => changed_since = Some(v.get()),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        if vanished && (!uid || changed_since.is_none() || !self.enabled.qresync) {
+            return self.bad(
+                out,
+                tag,
+                "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC",
+            );
+        }
+        if changed_since.is_some()
+            || items
+                .iter()
+                .any(|i| matches!(i, MessageDataItemName::ModSeq))
+        {
+            self.enabled.condstore = true;
+        }
+        let modseq = self.enabled.condstore
+            && (changed_since.is_some() || items.contains(&MessageDataItemName::ModSeq));
+        if uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let targets = match self.resolve(set, uid) {
+            Ok(t) => t,
+            Err(e) => return self.bad(out, tag, e),
+        };
+        if vanished && let (Some(cs), Some(sel)) = (changed_since, self.sel.as_ref()) {
+            let largest = sel.uids.last().copied().unwrap_or(0);
+            let rs = super::session::ranges(set, largest);
+            if let Some(gone) = sel.mbox.expunged_since(cs) {
+                let v: Vec<u32> = gone
+                    .into_iter()
+                    .filter(|u| rs.iter().any(|(a, b)| (*a..=*b).contains(u)))
+                    .collect();
+                if !v.is_empty() {
+                    untagged(out, &format!("VANISHED (EARLIER) {}", num_set(&v)));
+                }
+            }
+        }
+        self.pending = Some(PendingFetch {
+            tag: tag.to_owned(),
+            items,
+            todo: targets.into(),
+            uid,
+            modseq,
+            changed_since,
+            failed_cte: false,
+        });
+        self.resume(out)
+    }
+
+    /// Continues a FETCH (see [`Flow::More`]).
+    pub fn resume(&mut self, out: &mut Vec<u8>) -> Flow {
+        let Some(mut p) = self.pending.take() else {
+            return Flow::Continue;
+        };
+        let start_len = out.len();
+        while let Some((seq, uid)) = p.todo.pop_front() {
+            self.fetch_one(&mut p, seq, uid, out);
+            if out.len() - start_len > CHUNK && !p.todo.is_empty() {
+                self.pending = Some(p);
+                return Flow::More;
+            }
+        }
+        self.sync(out, false);
+        if p.failed_cte {
+            tagged(
+                out,
+                &p.tag,
+                "NO",
+                Some("UNKNOWN-CTE"),
+                "Cannot decode a part's transfer encoding",
+            );
+        } else {
+            tagged(out, &p.tag, "OK", None, "FETCH completed");
+        }
+        Flow::Continue
+    }
+
+    fn fetch_one(&mut self, p: &mut PendingFetch, seq: u32, uid: u32, out: &mut Vec<u8>) {
+        let condstore = self.enabled.condstore;
+        let Some(sel) = self.sel.as_mut() else { return };
+        if sel.gone.contains(&uid) {
+            return;
+        }
+        let Some(meta) = sel.mbox.get(uid).cloned() else {
+            return;
+        };
+        if let Some(cs) = p.changed_since
+            && meta.modseq <= cs
+        {
+            return;
+        }
+        let mut raw: Option<Vec<u8>> = None;
+        if wants_raw(&p.items) {
+            match sel.mbox.read(uid) {
+                Ok(r) => raw = Some(r),
+                Err(e) => {
+                    tracing::debug!(error = %e, uid, "fetch: message unreadable");
+                    return;
+                }
+            }
+        }
+        let summary: Option<msg::Summary> = if wants_summary(&p.items) {
+            match sel
+                .mbox
+                .cache_get(uid)
+                .and_then(|b| msg::Summary::from_bytes(&b))
+            {
+                Some(s) => Some(s),
+                None => {
+                    if raw.is_none() {
+                        match sel.mbox.read(uid) {
+                            Ok(r) => raw = Some(r),
+                            Err(e) => {
+                                tracing::debug!(error = %e, uid, "fetch: message unreadable");
+                                return;
+                            }
+                        }
+                    }
+                    let s = msg::Summary::from_message(raw.as_deref().unwrap_or_default());
+                    let _ = sel.mbox.cache_put(uid, &s.to_bytes());
+                    Some(s)
+                }
+            }
+        } else {
+            None
+        };
+        let raw_ref: &[u8] = raw.as_deref().unwrap_or_default();
+        let mut meta = meta;
+        let mut flags_changed = false;
+        if !sel.read_only && !meta.flags.seen && sets_seen(&p.items) {
+            let add = Flags {
+                seen: true,
+                ..Flags::default()
+            };
+            if let Ok(Some(m)) = sel.mbox.store_flags(uid, FlagOp::Add, &add, None) {
+                meta = m.clone();
+                flags_changed = true;
+            }
+        }
+        let recent = sel.recent.contains(&uid);
+        let mut v: Vec<MessageDataItem<'static>> = Vec::with_capacity(p.items.len() + 2);
+        for it in &p.items {
+            match it {
+                MessageDataItemName::Uid => {
+                    if let Some(u) = NonZeroU32::new(uid) {
+                        v.push(MessageDataItem::Uid(u));
+                    }
+                }
+                MessageDataItemName::Flags => {
+                    v.push(MessageDataItem::Flags(fetch_flags(&meta, recent)))
+                }
+                MessageDataItemName::InternalDate => {
+                    if let Some(d) = imap_date(meta.internal_date) {
+                        v.push(MessageDataItem::InternalDate(d));
+                    }
+                }
+                MessageDataItemName::Rfc822Size => {
+                    v.push(MessageDataItem::Rfc822Size(
+                        u32::try_from(meta.size).unwrap_or(u32::MAX),
+                    ));
+                }
+                MessageDataItemName::ModSeq => {
+                    if let Some(m) = NonZeroU64::new(meta.modseq.max(1)) {
+                        v.push(MessageDataItem::ModSeq(m));
+                    }
+                }
+                MessageDataItemName::Envelope => {
+                    v.push(MessageDataItem::Envelope(match &summary {
+                        Some(s) => s.envelope.clone(),
+                        None => msg::envelope(raw_ref),
+                    }))
+                }
+                MessageDataItemName::Body => v.push(MessageDataItem::Body(match &summary {
+                    Some(s) => s.body.clone(),
+                    None => msg::body_structure(raw_ref, false),
+                })),
+                MessageDataItemName::BodyStructure => {
+                    v.push(MessageDataItem::BodyStructure(match &summary {
+                        Some(s) => s.body_structure.clone(),
+                        None => msg::body_structure(raw_ref, true),
+                    }))
+                }
+                MessageDataItemName::Rfc822 => {
+                    v.push(MessageDataItem::Rfc822(literal(raw_ref.to_vec())))
+                }
+                MessageDataItemName::Rfc822Header => {
+                    let h = match &summary {
+                        Some(s) => s.header.clone(),
+                        None => msg::header_block(raw_ref).to_vec(),
+                    };
+                    v.push(MessageDataItem::Rfc822Header(literal(h)));
+                }
+                MessageDataItemName::Rfc822Text => {
+                    v.push(MessageDataItem::Rfc822Text(literal(
+                        msg::body_text(raw_ref).to_vec(),
+                    )));
+                }
+                MessageDataItemName::BodyExt {
+                    section, partial, ..
+                } => {
+                    let data = match (&summary, header_only(section.as_ref())) {
+                        (Some(s), true) => s.header_section(section.as_ref()),
+                        _ => msg::section(raw_ref, section.as_ref()),
+                    };
+                    let (data, origin) = match (data, partial) {
+                        (Some(d), Some((off, len))) => {
+                            (Some(msg::partial(&d, *off, len.get()).to_vec()), Some(*off))
+                        }
+                        (d, _) => (d, None),
+                    };
+                    v.push(MessageDataItem::BodyExt {
+                        section: section.clone(),
+                        origin,
+                        data: data.map_or(NString(None), literal),
+                    });
+                }
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } => match msg::binary_section(raw_ref, section) {
+                    Ok(d) => {
+                        let d = match partial {
+                            Some((off, len)) => msg::partial(&d, *off, len.get()).to_vec(),
+                            None => d,
+                        };
+                        let value = if d.contains(&0) {
+                            NString8::Literal8(Literal8 {
+                                data: Cow::Owned(d),
+                                mode: LiteralMode::Sync,
+                            })
+                        } else {
+                            NString8::NString(literal(d))
+                        };
+                        v.push(MessageDataItem::Binary {
+                            section: section.clone(),
+                            value,
+                        });
+                    }
+                    Err(msg::BinaryError::UnknownCte) => p.failed_cte = true,
+                    Err(msg::BinaryError::NoSuchPart) => v.push(MessageDataItem::Binary {
+                        section: section.clone(),
+                        value: NString8::NString(NString(None)),
+                    }),
+                },
+                MessageDataItemName::BinarySize { section } => {
+                    match msg::binary_size(raw_ref, section) {
+                        Ok(size) => v.push(MessageDataItem::BinarySize {
+                            section: section.clone(),
+                            size,
+                        }),
+                        Err(msg::BinaryError::UnknownCte) => p.failed_cte = true,
+                        Err(msg::BinaryError::NoSuchPart) => v.push(MessageDataItem::BinarySize {
+                            section: section.clone(),
+                            size: 0,
+                        }),
+                    }
+                }
+            }
+        }
+        if flags_changed && !p.items.contains(&MessageDataItemName::Flags) {
+            v.push(MessageDataItem::Flags(fetch_flags(&meta, recent)));
+        }
+        if (p.modseq || (flags_changed && condstore))
+            && !p.items.contains(&MessageDataItemName::ModSeq)
+            && let Some(m) = NonZeroU64::new(meta.modseq.max(1))
+        {
+            v.push(MessageDataItem::ModSeq(m));
+        }
+        let _ = p.uid;
+        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(v)) {
+            resp::data(out, Data::Fetch { seq, items });
+        }
+    }
+}

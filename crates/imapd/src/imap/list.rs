@@ -1,0 +1,472 @@
+//! LIST/LSUB (with LIST-EXTENDED, SPECIAL-USE, CHILDREN, LIST-STATUS), and the commands
+//! imap-codec does not parse yet: `LIST (sel-opts) ref pat RETURN (…)`, `LIST ref (pat pat)`
+//! and `SEARCH RETURN (…)`, rewritten into plain commands plus options.
+
+use std::collections::BTreeSet;
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::Command;
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::names::{self, Pattern, special_use};
+use super::resp::{self, tagged, untagged};
+use super::search::SearchReturn;
+use super::session::{Flow, Session, parents, status_items};
+
+/// LIST-EXTENDED selection and return options.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ListOpts {
+    pub(crate) sel_subscribed: bool,
+    pub(crate) sel_special_use: bool,
+    pub(crate) ret_subscribed: bool,
+    pub(crate) ret_status: Option<Vec<StatusDataItemName>>,
+}
+
+/// A command recovered by [`reparse`].
+pub(crate) enum Extended {
+    List {
+        tag: String,
+        reference: Vec<u8>,
+        patterns: Vec<Vec<u8>>,
+        opts: ListOpts,
+    },
+    Search {
+        cmd: Command<'static>,
+        ret: SearchReturn,
+    },
+}
+
+/// Tries to understand a command imap-codec refused: extended LIST and ESEARCH forms.
+pub(crate) fn reparse(raw: &[u8]) -> Option<Extended> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let line = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))?;
+    let (tag, rest) = line.split_once(' ')?;
+    let upper = rest.to_ascii_uppercase();
+    if upper.starts_with("LIST ") {
+        let mut t = Tokens::new(&rest[5..]);
+        let mut opts = ListOpts::default();
+        if t.peek() == Some('(') {
+            for o in t.list()? {
+                match o.to_ascii_uppercase().as_str() {
+                    "SUBSCRIBED" => {
+                        opts.sel_subscribed = true;
+                        opts.ret_subscribed = true;
+                    }
+                    "SPECIAL-USE" => opts.sel_special_use = true,
+                    "REMOTE" | "RECURSIVEMATCH" => {}
+                    _ => return None,
+                }
+            }
+        }
+        let reference = t.astring()?;
+        let patterns = if t.peek() == Some('(') {
+            t.list()?.into_iter().map(String::into_bytes).collect()
+        } else {
+            vec![t.astring()?]
+        };
+        if t.word().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
+            let items = t.list_nested()?;
+            let mut i = 0;
+            while i < items.len() {
+                match items[i].to_ascii_uppercase().as_str() {
+                    "SUBSCRIBED" => opts.ret_subscribed = true,
+                    "CHILDREN" | "SPECIAL-USE" => {}
+                    "STATUS" => {
+                        let inner = items.get(i + 1)?;
+                        let mut st = Vec::new();
+                        for w in inner.split_whitespace() {
+                            st.push(status_name(w)?);
+                        }
+                        opts.ret_status = Some(st);
+                        i += 1;
+                    }
+                    _ => return None,
+                }
+                i += 1;
+            }
+        }
+        if !t.at_end() {
+            return None;
+        }
+        return Some(Extended::List {
+            tag: tag.to_owned(),
+            reference,
+            patterns,
+            opts,
+        });
+    }
+    // `[UID ]SEARCH RETURN (opts) criteria…`
+    let (uid, after) = if upper.starts_with("UID SEARCH RETURN ") {
+        (true, &rest[18..])
+    } else if upper.starts_with("SEARCH RETURN ") {
+        (false, &rest[14..])
+    } else {
+        return None;
+    };
+    let mut t = Tokens::new(after);
+    let opts = t.list()?;
+    let remaining = t.rest();
+    let mut ret = SearchReturn::Extended {
+        min: false,
+        max: false,
+        all: false,
+        count: false,
+    };
+    if let SearchReturn::Extended {
+        min,
+        max,
+        all,
+        count,
+    } = &mut ret
+    {
+        for o in &opts {
+            match o.to_ascii_uppercase().as_str() {
+                "MIN" => *min = true,
+                "MAX" => *max = true,
+                "ALL" => *all = true,
+                "COUNT" => *count = true,
+                "SAVE" => {}
+                _ => return None,
+            }
+        }
+        if opts.is_empty() {
+            *all = true;
+        }
+    }
+    let rebuilt = format!(
+        "{tag} {}SEARCH {remaining}\r\n",
+        if uid { "UID " } else { "" }
+    );
+    let (rem, cmd) = CommandCodec::default().decode(rebuilt.as_bytes()).ok()?;
+    if !rem.is_empty() {
+        return None;
+    }
+    Some(Extended::Search {
+        cmd: cmd.into_static(),
+        ret,
+    })
+}
+
+fn status_name(w: &str) -> Option<StatusDataItemName> {
+    Some(match w.to_ascii_uppercase().as_str() {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+/// A tiny tokenizer for the extended forms (atoms, quoted strings, parenthesised lists).
+struct Tokens<'a> {
+    s: &'a str,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(s: &'a str) -> Self {
+        Self { s }
+    }
+    fn skip_ws(&mut self) {
+        self.s = self.s.trim_start_matches(' ');
+    }
+    fn peek(&mut self) -> Option<char> {
+        self.skip_ws();
+        self.s.chars().next()
+    }
+    fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.s.is_empty()
+    }
+    fn rest(&mut self) -> &'a str {
+        self.skip_ws();
+        self.s
+    }
+    fn word(&mut self) -> Option<String> {
+        self.skip_ws();
+        let end = self.s.find([' ', '(', ')']).unwrap_or(self.s.len());
+        if end == 0 {
+            return None;
+        }
+        let w = &self.s[..end];
+        self.s = &self.s[end..];
+        Some(w.to_owned())
+    }
+    fn astring(&mut self) -> Option<Vec<u8>> {
+        self.skip_ws();
+        if let Some(r) = self.s.strip_prefix('"') {
+            let mut v = Vec::new();
+            let mut it = r.char_indices();
+            while let Some((i, c)) = it.next() {
+                match c {
+                    '\\' => {
+                        let (_, e) = it.next()?;
+                        let mut b = [0; 4];
+                        v.extend_from_slice(e.encode_utf8(&mut b).as_bytes());
+                    }
+                    '"' => {
+                        self.s = &r[i + 1..];
+                        return Some(v);
+                    }
+                    c => {
+                        let mut b = [0; 4];
+                        v.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                    }
+                }
+            }
+            None
+        } else if self.s.starts_with('{') {
+            // literal: `{n}\r\n` + data
+            let close = self.s.find('}')?;
+            let n: usize = self.s[1..close].trim_end_matches('+').parse().ok()?;
+            let after = self.s[close + 1..].strip_prefix("\r\n")?;
+            if after.len() < n || !after.is_char_boundary(n) {
+                return None;
+            }
+            let v = after.as_bytes()[..n].to_vec();
+            self.s = &after[n..];
+            Some(v)
+        } else {
+            self.word().map(String::into_bytes)
+        }
+    }
+    /// `(a b "c")` → items.
+    fn list(&mut self) -> Option<Vec<String>> {
+        self.skip_ws();
+        self.s = self.s.strip_prefix('(')?;
+        let mut v = Vec::new();
+        loop {
+            match self.peek()? {
+                ')' => {
+                    self.s = &self.s[1..];
+                    return Some(v);
+                }
+                _ => v.push(String::from_utf8(self.astring()?).ok()?),
+            }
+        }
+    }
+    /// `(A STATUS (X Y) B)` → `["A", "STATUS", "X Y", "B"]`.
+    fn list_nested(&mut self) -> Option<Vec<String>> {
+        self.skip_ws();
+        self.s = self.s.strip_prefix('(')?;
+        let mut v = Vec::new();
+        loop {
+            match self.peek()? {
+                ')' => {
+                    self.s = &self.s[1..];
+                    return Some(v);
+                }
+                '(' => v.push(self.list()?.join(" ")),
+                _ => v.push(self.word()?),
+            }
+        }
+    }
+}
+
+impl Session {
+    /// LIST/LSUB.
+    pub(crate) fn list(
+        &mut self,
+        tag: &str,
+        reference: &str,
+        patterns: &[String],
+        opts: &ListOpts,
+        lsub: bool,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let utf8 = self.utf8();
+        let kw = if lsub { "LSUB" } else { "LIST" };
+        let Some(user) = &self.user else {
+            return self.bad(out, tag, "Log in first");
+        };
+        if !lsub && patterns.len() == 1 && patterns[0].is_empty() {
+            untagged(out, "LIST (\\Noselect) \"/\" \"\"");
+            return self.done(out, tag, "LIST completed");
+        }
+        let md = user.maildir.clone();
+        let mut existing: BTreeSet<String> = match md.list_folders() {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                let (code, text) = super::session::store_error(&e);
+                return self.no(out, tag, Some(code), &text);
+            }
+        };
+        existing.insert("INBOX".to_owned());
+        let subs: BTreeSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
+        let mut candidates: BTreeSet<String> = if lsub || opts.sel_subscribed {
+            subs.clone()
+        } else {
+            existing.clone()
+        };
+        let implied: Vec<String> = candidates
+            .iter()
+            .flat_map(|n| parents(n).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        candidates.extend(implied);
+        let pats: Vec<Pattern> = patterns
+            .iter()
+            .map(|p| Pattern::new(reference, p))
+            .collect();
+        for name in &candidates {
+            if !pats.iter().any(|p| p.matches(name)) {
+                continue;
+            }
+            let exists = existing.contains(name);
+            let subscribed = subs.contains(name);
+            let su = if lsub || name.contains('/') {
+                None
+            } else {
+                special_use(name)
+            };
+            if opts.sel_special_use && su.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                if lsub || opts.sel_subscribed && subscribed {
+                    attrs.push(if lsub { "\\Noselect" } else { "\\NonExistent" });
+                } else {
+                    attrs.push("\\Noselect");
+                }
+            }
+            if opts.sel_subscribed && !subscribed && !lsub {
+                // A parent listed only because a child is subscribed (RECURSIVEMATCH-ish).
+                continue;
+            }
+            if !lsub {
+                let prefix = format!("{name}/");
+                let has_children = existing
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|n| n.starts_with(&prefix));
+                attrs.push(if has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if let Some(a) = su {
+                attrs.push(a);
+            }
+            if opts.ret_subscribed && subscribed && !lsub {
+                attrs.push("\\Subscribed");
+            }
+            let mut line = format!("* {kw} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            resp::string(&mut line, names::encode(name, utf8).as_bytes(), utf8);
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+            if exists && let Some(items) = &opts.ret_status {
+                let _ = self.status_line(name, items, out);
+            }
+        }
+        self.done(out, tag, &format!("{kw} completed"))
+    }
+
+    /// `* STATUS name (…)`; nothing if the mailbox cannot be opened.
+    pub(crate) fn status_line(
+        &mut self,
+        name: &str,
+        items: &[StatusDataItemName],
+        out: &mut Vec<u8>,
+    ) -> Result<(), (&'static str, String)> {
+        let utf8 = self.utf8();
+        let text = if let Some(sel) = self.sel.as_mut().filter(|s| s.name == name) {
+            sel.pull();
+            let recent = u32::try_from(sel.recent.len()).unwrap_or(0);
+            status_items(&sel.mbox, items, recent)
+        } else {
+            let Some(user) = &self.user else {
+                return Ok(());
+            };
+            match user.maildir.open_mailbox(name) {
+                Ok(m) => status_items(&m, items, 0),
+                Err(e) => return Err(super::session::store_error(&e)),
+            }
+        };
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            self.enabled.condstore = true;
+        }
+        let mut line = b"* STATUS ".to_vec();
+        resp::string(&mut line, names::encode(name, utf8).as_bytes(), utf8);
+        line.extend_from_slice(format!(" ({text})\r\n").as_bytes());
+        out.extend_from_slice(&line);
+        Ok(())
+    }
+
+    /// An extended LIST recovered by [`reparse`].
+    pub(crate) fn list_extended(
+        &mut self,
+        tag: &str,
+        reference: &[u8],
+        patterns: &[Vec<u8>],
+        opts: &ListOpts,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        if self.user.is_none() {
+            tagged(out, tag, "BAD", None, "Log in first");
+            return Flow::Continue;
+        }
+        let utf8 = self.utf8();
+        let r = names::decode_bytes(reference, utf8).unwrap_or_default();
+        let p: Vec<String> = patterns
+            .iter()
+            .filter_map(|p| names::decode_bytes(p, utf8))
+            .collect();
+        self.list(tag, &r, &p, opts, false, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_codec::imap_types::command::CommandBody;
+
+    #[test]
+    fn reparse_list() {
+        let Some(Extended::List {
+            reference,
+            patterns,
+            opts,
+            ..
+        }) = reparse(
+            b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
+        )
+        else {
+            panic!()
+        };
+        assert!(reference.is_empty() && patterns == vec![b"*".to_vec()]);
+        assert!(opts.sel_subscribed);
+        assert_eq!(opts.ret_status.unwrap().len(), 2);
+        assert!(matches!(
+            reparse(b"a LIST \"\" (INBOX Sent)\r\n"),
+            Some(Extended::List { .. })
+        ));
+        assert!(reparse(b"a LIST (BOGUS) \"\" *\r\n").is_none());
+    }
+
+    #[test]
+    fn reparse_search() {
+        let Some(Extended::Search { cmd, ret }) =
+            reparse(b"t UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n")
+        else {
+            panic!()
+        };
+        assert!(matches!(cmd.body, CommandBody::Search { uid: true, .. }));
+        assert!(matches!(
+            ret,
+            SearchReturn::Extended {
+                min: true,
+                count: true,
+                max: false,
+                all: false
+            }
+        ));
+    }
+}

@@ -1,0 +1,496 @@
+//! Authenticated-state commands on mailboxes: SELECT/EXAMINE, CREATE, DELETE, RENAME,
+//! SUBSCRIBE, STATUS, APPEND.
+
+use std::collections::{BTreeSet, HashSet};
+
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::names;
+use super::resp::{num_set, tagged, untagged};
+use super::session::{Flow, Selected, Session, flag_update, parents, store_error, to_store_flags};
+
+impl Session {
+    /// Decodes a mailbox name or answers NO.
+    fn name_or_no(&mut self, tag: &str, mb: &WireMailbox<'_>, out: &mut Vec<u8>) -> Option<String> {
+        let n = names::decode(mb, self.utf8());
+        if n.is_none() {
+            tagged(out, tag, "NO", Some("CANNOT"), "Invalid mailbox name");
+        }
+        n
+    }
+
+    pub(crate) fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        params: Vec<SelectParameter>,
+        examine: bool,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let had = self.sel.take().is_some();
+        if had && (self.enabled.qresync || self.enabled.rev2) {
+            untagged(out, "OK [CLOSED] Previous mailbox closed");
+        }
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        let mut mbox = match user.maildir.open_mailbox(&name) {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, text) = store_error(&e);
+                return self.no(out, tag, Some(code), &text);
+            }
+        };
+        let mut qresync = None;
+        for p in params {
+            match p {
+                SelectParameter::CondStore => self.enabled.condstore = true,
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    if !self.enabled.qresync {
+                        return self.bad(out, tag, "QRESYNC is not enabled");
+                    }
+                    qresync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
+                }
+            }
+        }
+        let recent: HashSet<u32> = if examine {
+            HashSet::new()
+        } else {
+            mbox.claim_recent().into_iter().collect()
+        };
+        let uids: Vec<u32> = mbox.messages().iter().map(|m| m.uid).collect();
+        let keywords: BTreeSet<String> = mbox
+            .messages()
+            .iter()
+            .flat_map(|m| m.flags.keywords.iter().cloned())
+            .collect();
+        let mut kw_text = String::new();
+        for k in &keywords {
+            kw_text.push(' ');
+            kw_text.push_str(k);
+        }
+        untagged(
+            out,
+            &format!("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw_text})"),
+        );
+        let perm = if examine {
+            String::new()
+        } else {
+            format!("\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw_text} \\*")
+        };
+        untagged(
+            out,
+            &format!("OK [PERMANENTFLAGS ({perm})] Flags permitted"),
+        );
+        untagged(out, &format!("{} EXISTS", uids.len()));
+        if !self.enabled.rev2 {
+            untagged(out, &format!("{} RECENT", recent.len()));
+            if let Some(i) = mbox.messages().iter().position(|m| !m.flags.seen) {
+                untagged(out, &format!("OK [UNSEEN {}] First unseen", i + 1));
+            }
+        }
+        untagged(
+            out,
+            &format!("OK [UIDVALIDITY {}] UIDs valid", mbox.uid_validity()),
+        );
+        untagged(
+            out,
+            &format!("OK [UIDNEXT {}] Predicted next UID", mbox.uid_next()),
+        );
+        untagged(
+            out,
+            &format!(
+                "OK [HIGHESTMODSEQ {}] Highest",
+                mbox.highest_modseq().max(1)
+            ),
+        );
+        if rev2_list(self) {
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            super::resp::string(&mut line, names::encode(&name, true).as_bytes(), true);
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        }
+        let sel = Selected {
+            name,
+            mbox,
+            read_only: examine,
+            uids,
+            gone: BTreeSet::new(),
+            recent,
+            keywords,
+            changed: BTreeSet::new(),
+        };
+        if let Some((validity, modseq, known)) = qresync
+            && validity == sel.mbox.uid_validity()
+        {
+            // Expunged since `modseq` (limited to the client's known UIDs), then changes.
+            let known_ranges = known.as_ref().map(|k| super::session::ranges(k, u32::MAX));
+            let in_known = |u: u32| {
+                known_ranges
+                    .as_ref()
+                    .is_none_or(|r| r.iter().any(|(a, b)| (*a..=*b).contains(&u)))
+            };
+            let vanished: Vec<u32> = match sel.mbox.expunged_since(modseq) {
+                Some(v) => v.into_iter().filter(|u| in_known(*u)).collect(),
+                None => match &known_ranges {
+                    // Too old to know: everything the client knows that is not here.
+                    Some(r) => r
+                        .iter()
+                        .flat_map(|(a, b)| {
+                            let (a, b) = (*a, (*b).min(sel.mbox.uid_next()));
+                            (a..=b).filter(|u| sel.seq_of(*u).is_none()).take(100_000)
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                },
+            };
+            if !vanished.is_empty() {
+                untagged(out, &format!("VANISHED (EARLIER) {}", num_set(&vanished)));
+            }
+            for (i, m) in sel.mbox.messages().iter().enumerate() {
+                if m.modseq > modseq {
+                    flag_update(
+                        out,
+                        u32::try_from(i + 1).unwrap_or(0),
+                        m,
+                        sel.recent.contains(&m.uid),
+                        true,
+                    );
+                }
+            }
+        }
+        self.sel = Some(sel);
+        let code = if examine { "READ-ONLY" } else { "READ-WRITE" };
+        tagged(
+            out,
+            tag,
+            "OK",
+            Some(code),
+            if examine {
+                "EXAMINE completed"
+            } else {
+                "SELECT completed"
+            },
+        );
+        Flow::Continue
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        let name = name.strip_suffix('/').map(str::to_owned).unwrap_or(name);
+        if name == "INBOX" {
+            return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX always exists");
+        }
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        let md = user.maildir.clone();
+        if let Err(e) = postern_maildir::folder::dir_name(&name) {
+            return self.no(
+                out,
+                tag,
+                Some("CANNOT"),
+                &format!("Invalid mailbox name: {e}"),
+            );
+        }
+        if md.folder_exists(&name).unwrap_or(false) {
+            return self.no(out, tag, Some("ALREADYEXISTS"), "Mailbox exists");
+        }
+        for p in parents(&name).filter(|p| !names::normalise_inbox((*p).to_owned()).eq("INBOX")) {
+            if let Err(e) = md.create_folder(p) {
+                let (code, text) = store_error(&e);
+                return self.no(out, tag, Some(code), &text);
+            }
+        }
+        match md.create_folder(&name) {
+            Ok(true) => self.done(out, tag, "CREATE completed"),
+            Ok(false) => self.no(out, tag, Some("ALREADYEXISTS"), "Mailbox exists"),
+            Err(e) => {
+                let (code, text) = store_error(&e);
+                self.no(out, tag, Some(code), &text)
+            }
+        }
+    }
+
+    pub(crate) fn delete(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        if name == "INBOX" {
+            return self.no(out, tag, Some("CANNOT"), "INBOX cannot be deleted");
+        }
+        if self.sel.as_ref().is_some_and(|s| s.name == name) {
+            self.sel = None;
+            if self.enabled.qresync || self.enabled.rev2 {
+                untagged(out, "OK [CLOSED] Mailbox deleted");
+            }
+        }
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        let md = user.maildir.clone();
+        match md.folder_exists(&name) {
+            Ok(true) => {}
+            Ok(false) => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+            Err(e) => {
+                return self.no(
+                    out,
+                    tag,
+                    Some("CANNOT"),
+                    &format!("Invalid mailbox name: {e}"),
+                );
+            }
+        }
+        match md.delete_folder(&name) {
+            Ok(()) => {
+                let _ = md.set_subscribed(&name, false);
+                self.done(out, tag, "DELETE completed")
+            }
+            Err(e) => {
+                let (code, text) = store_error(&e);
+                self.no(out, tag, Some(code), &text)
+            }
+        }
+    }
+
+    pub(crate) fn rename(
+        &mut self,
+        tag: &str,
+        from: &WireMailbox<'_>,
+        to: &WireMailbox<'_>,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(from) = self.name_or_no(tag, from, out) else {
+            return Flow::Continue;
+        };
+        let Some(to) = self.name_or_no(tag, to, out) else {
+            return Flow::Continue;
+        };
+        if from == "INBOX" {
+            return self.no(out, tag, Some("CANNOT"), "Renaming INBOX is not supported");
+        }
+        if to == "INBOX" {
+            return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX exists");
+        }
+        if let Err(e) = postern_maildir::folder::dir_name(&to) {
+            return self.no(
+                out,
+                tag,
+                Some("CANNOT"),
+                &format!("Invalid mailbox name: {e}"),
+            );
+        }
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        let md = user.maildir.clone();
+        match md.folder_exists(&from) {
+            Ok(true) => {}
+            _ => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+        }
+        if md.folder_exists(&to).unwrap_or(false) {
+            return self.no(out, tag, Some("ALREADYEXISTS"), "Target mailbox exists");
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return self.no(
+                out,
+                tag,
+                Some("CANNOT"),
+                "Cannot move a mailbox into itself",
+            );
+        }
+        for p in parents(&to) {
+            if !md.folder_exists(p).unwrap_or(true) {
+                let _ = md.create_folder(p);
+            }
+        }
+        if self
+            .sel
+            .as_ref()
+            .is_some_and(|s| s.name == from || s.name.starts_with(&format!("{from}/")))
+        {
+            self.sel = None;
+        }
+        // Children first collected, so they follow their parent.
+        let prefix = format!("{from}/");
+        let children: Vec<String> = md
+            .list_folders()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        let subs: HashSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
+        if let Err(e) = md.rename_folder(&from, &to) {
+            let (code, text) = store_error(&e);
+            return self.no(out, tag, Some(code), &text);
+        }
+        for c in children {
+            let new = format!("{to}{}", &c[from.len()..]);
+            if md.folder_exists(&c).unwrap_or(false) {
+                let _ = md.rename_folder(&c, &new);
+            }
+            if subs.contains(&c) {
+                let _ = md.set_subscribed(&c, false);
+                let _ = md.set_subscribed(&new, true);
+            }
+        }
+        if subs.contains(&from) {
+            let _ = md.set_subscribed(&from, false);
+            let _ = md.set_subscribed(&to, true);
+        }
+        self.done(out, tag, "RENAME completed")
+    }
+
+    pub(crate) fn subscribe(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        on: bool,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        if let Err(e) = postern_maildir::folder::dir_name(&name) {
+            return self.no(
+                out,
+                tag,
+                Some("CANNOT"),
+                &format!("Invalid mailbox name: {e}"),
+            );
+        }
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        match user.maildir.set_subscribed(&name, on) {
+            Ok(()) => self.done(
+                out,
+                tag,
+                if on {
+                    "SUBSCRIBE completed"
+                } else {
+                    "UNSUBSCRIBE completed"
+                },
+            ),
+            Err(e) => {
+                let (code, text) = store_error(&e);
+                self.no(out, tag, Some(code), &text)
+            }
+        }
+    }
+
+    pub(crate) fn status_cmd(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        items: &[StatusDataItemName],
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        match self.status_line(&name, items, out) {
+            Ok(()) => self.done(out, tag, "STATUS completed"),
+            Err((code, text)) => self.no(out, tag, Some(code), &text),
+        }
+    }
+
+    pub(crate) fn append(
+        &mut self,
+        tag: &str,
+        mailbox: &WireMailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'_>,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let Some(name) = self.name_or_no(tag, mailbox, out) else {
+            return Flow::Continue;
+        };
+        let data: &[u8] = match &message {
+            LiteralOrLiteral8::Literal(l) => l.data(),
+            LiteralOrLiteral8::Literal8(l) => &l.data,
+        };
+        if data.len() > self.cfg.append_limit as usize {
+            return self.no(out, tag, Some("TOOBIG"), "Message too big");
+        }
+        let fl = match to_store_flags(flags) {
+            Ok(f) => f,
+            Err(t) => return self.bad(out, tag, &t),
+        };
+        let Some(user) = &self.user else {
+            return Flow::Continue;
+        };
+        if let Some(limit) = user.quota_bytes {
+            let used = postern_maildir::Quota::usage(&user.maildir)
+                .map(|u| u.bytes)
+                .unwrap_or(0);
+            if used.saturating_add(data.len() as u64) > limit {
+                return self.no(out, tag, Some("OVERQUOTA"), "Quota exceeded");
+            }
+        }
+        let when = date.map(|d| d.as_ref().timestamp());
+        // The selected mailbox appends through its own handle so its view stays consistent.
+        let res = if let Some(sel) = self.sel.as_mut().filter(|s| s.name == name) {
+            sel.mbox
+                .append(data, &fl, when)
+                .map(|uid| (uid, sel.mbox.uid_validity()))
+        } else {
+            match user.maildir.open_mailbox(&name) {
+                Ok(mut m) => m.append(data, &fl, when).map(|uid| (uid, m.uid_validity())),
+                Err(e) => {
+                    let (code, text) = store_error(&e);
+                    let code = if code == "NONEXISTENT" {
+                        "TRYCREATE"
+                    } else {
+                        code
+                    };
+                    return self.no(out, tag, Some(code), &text);
+                }
+            }
+        };
+        match res {
+            Ok((uid, validity)) => self.done_code(
+                out,
+                tag,
+                &format!("APPENDUID {validity} {uid}"),
+                "APPEND completed",
+                true,
+            ),
+            Err(e) => {
+                let (code, text) = store_error(&e);
+                self.no(out, tag, Some(code), &text)
+            }
+        }
+    }
+}
+
+/// IMAP4rev2 clients get the mailbox's LIST line on SELECT.
+fn rev2_list(s: &Session) -> bool {
+    s.enabled.rev2
+}

@@ -1,0 +1,914 @@
+//! The IMAP session without sockets: parsed commands in, response bytes out.
+//!
+//! The driver in `mod.rs` does the I/O, TLS, COMPRESS, IDLE waiting and logins (they need
+//! authd); everything else is here and synchronous (the store is `std::fs`), so the driver
+//! runs it on the blocking pool and unit tests call it directly.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::extensions::utf8::Utf8Kind;
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::StatusDataItemName;
+use postern_maildir::{Flags, Mailbox, Maildir, MaildirError, MessageMeta};
+
+use super::names::{self, SEP};
+use super::resp::{self, num_set, tagged, untagged};
+
+/// Settings a session needs from the config.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our name, for the greeting.
+    pub hostname: String,
+    /// APPENDLIMIT (the largest literal).
+    pub append_limit: u32,
+    /// STARTTLS can be offered (port 143 with a certificate).
+    pub starttls: bool,
+}
+
+/// What the driver does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// More output is pending (a large FETCH): write, then call [`Session::resume`].
+    More,
+    /// Close the connection (after LOGOUT or a fatal error).
+    Close,
+}
+
+/// The logged-in user.
+pub struct User {
+    /// The account name.
+    pub name: String,
+    /// The Maildir root.
+    pub maildir: Maildir,
+    /// Storage quota in bytes, if any.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Extensions the client enabled.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Enabled {
+    pub(crate) utf8: bool,
+    pub(crate) condstore: bool,
+    pub(crate) qresync: bool,
+    pub(crate) rev2: bool,
+}
+
+/// The selected mailbox and this session's view of it.
+pub(crate) struct Selected {
+    pub(crate) name: String,
+    pub(crate) mbox: Mailbox,
+    pub(crate) read_only: bool,
+    /// UIDs in the client's view, ascending: sequence number = index + 1.
+    pub(crate) uids: Vec<u32>,
+    /// Gone from the store, not yet announced with EXPUNGE/VANISHED.
+    pub(crate) gone: BTreeSet<u32>,
+    /// Messages that are \Recent in this session.
+    pub(crate) recent: HashSet<u32>,
+    /// Keywords announced in FLAGS.
+    pub(crate) keywords: BTreeSet<String>,
+    /// Messages whose flags other sessions changed, not yet reported.
+    pub(crate) changed: BTreeSet<u32>,
+}
+
+impl Selected {
+    /// Reads the store's changes into `gone`/`changed` (reported later).
+    pub(crate) fn pull(&mut self) {
+        match self.mbox.sync() {
+            Ok(r) => {
+                self.gone.extend(r.expunged);
+                self.changed.extend(r.changed);
+            }
+            Err(e) => tracing::warn!(error = %e, mailbox = %self.name, "sync failed"),
+        }
+    }
+
+    /// The sequence number of `uid` in the client's view.
+    pub(crate) fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids
+            .binary_search(&uid)
+            .ok()
+            .and_then(|i| u32::try_from(i + 1).ok())
+    }
+}
+
+/// One IMAP session.
+pub struct Session {
+    pub(crate) cfg: SessionConfig,
+    /// TLS is active.
+    pub tls: bool,
+    /// The client is on a trusted network (plaintext login allowed).
+    pub trusted: bool,
+    /// COMPRESS=DEFLATE is active.
+    pub compressed: bool,
+    pub(crate) enabled: Enabled,
+    pub(crate) user: Option<User>,
+    pub(crate) sel: Option<Selected>,
+    pub(crate) pending: Option<super::fetch::PendingFetch>,
+}
+
+/// Maps a store error to a response code and text.
+pub(crate) fn store_error(e: &MaildirError) -> (&'static str, String) {
+    match e {
+        MaildirError::NoSuchFolder(_) => ("NONEXISTENT", "No such mailbox".to_owned()),
+        MaildirError::FolderExists(_) => ("ALREADYEXISTS", "Mailbox exists".to_owned()),
+        MaildirError::NotPermitted(t) => ("CANNOT", t.clone()),
+        MaildirError::Expunged(_) => ("EXPUNGEISSUED", "Message was expunged".to_owned()),
+        MaildirError::Name { source, .. } => ("CANNOT", format!("Invalid mailbox name: {source}")),
+        MaildirError::LockTimeout { .. } => ("INUSE", "Mailbox is busy, try again".to_owned()),
+        e if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+            ("NONEXISTENT", "No such mailbox".to_owned())
+        }
+        e if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+            ("ALREADYEXISTS", "Mailbox exists".to_owned())
+        }
+        e => {
+            tracing::warn!(error = %e, "mailbox store error");
+            ("SERVERBUG", "Internal error, try again later".to_owned())
+        }
+    }
+}
+
+/// Maildir flags from wire flags; `Err` for flags that cannot be stored.
+pub(crate) fn to_store_flags(flags: &[Flag<'_>]) -> Result<Flags, String> {
+    let mut f = Flags::default();
+    for fl in flags {
+        match fl {
+            Flag::Seen => f.seen = true,
+            Flag::Answered => f.answered = true,
+            Flag::Flagged => f.flagged = true,
+            Flag::Deleted => f.deleted = true,
+            Flag::Draft => f.draft = true,
+            Flag::Keyword(k) => {
+                let k = k.as_ref();
+                if !postern_maildir::flags::is_valid_keyword(k) {
+                    return Err(format!("Invalid keyword {k}"));
+                }
+                if !f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    f.keywords.push(k.to_owned());
+                }
+            }
+            Flag::Extension(_) => {
+                // \Recent and unknown system flags cannot be stored; ignore \Recent.
+                let s = fl.to_string();
+                if !s.eq_ignore_ascii_case("\\Recent") {
+                    return Err(format!("Flag {s} cannot be stored"));
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// Wire flags of a message (plus \Recent).
+pub(crate) fn fetch_flags(meta: &MessageMeta, recent: bool) -> Vec<FlagFetch<'static>> {
+    let f = &meta.flags;
+    let mut v = Vec::new();
+    for (on, flag) in [
+        (f.answered, Flag::Answered),
+        (f.flagged, Flag::Flagged),
+        (f.deleted, Flag::Deleted),
+        (f.seen, Flag::Seen),
+        (f.draft, Flag::Draft),
+    ] {
+        if on {
+            v.push(FlagFetch::Flag(flag));
+        }
+    }
+    for k in &f.keywords {
+        if let Ok(a) = imap_codec::imap_types::core::Atom::try_from(k.clone()) {
+            v.push(FlagFetch::Flag(Flag::Keyword(a)));
+        }
+    }
+    if recent {
+        v.push(FlagFetch::Recent);
+    }
+    v
+}
+
+/// Flags as text: `\Seen \Flagged $Junk`.
+fn flags_text(keywords: &BTreeSet<String>) -> String {
+    let mut s = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in keywords {
+        s.push(' ');
+        s.push_str(k);
+    }
+    s
+}
+
+/// Merged, sorted inclusive ranges of a sequence set (`*` = `largest`).
+pub(crate) fn ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
+    let val = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    let mut r: Vec<(u32, u32)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(a) => (val(a), val(a)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (val(a), val(b));
+                (a.min(b), a.max(b))
+            }
+        })
+        .collect();
+    r.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+    for (a, b) in r {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+fn has_asterisk(set: &SequenceSet) -> bool {
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(a) => matches!(a, SeqOrUid::Asterisk),
+        Sequence::Range(a, b) => matches!(a, SeqOrUid::Asterisk) || matches!(b, SeqOrUid::Asterisk),
+    })
+}
+
+impl Session {
+    /// A new, not yet authenticated session.
+    pub fn new(cfg: SessionConfig, tls: bool, trusted: bool) -> Self {
+        Self {
+            cfg,
+            tls,
+            trusted,
+            compressed: false,
+            enabled: Enabled::default(),
+            user: None,
+            sel: None,
+            pending: None,
+        }
+    }
+
+    /// True once logged in.
+    pub fn is_authenticated(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// True if plaintext authentication is allowed now.
+    pub fn plaintext_ok(&self) -> bool {
+        self.tls || self.trusted
+    }
+
+    /// The directory of the selected mailbox (what IDLE watches).
+    pub fn selected_dir(&self) -> Option<std::path::PathBuf> {
+        self.sel.as_ref().map(|s| s.mbox.path().to_path_buf())
+    }
+
+    /// The capability list for the current state.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut c: Vec<String> = [
+            "IMAP4rev1",
+            "IMAP4rev2",
+            "LITERAL+",
+            "SASL-IR",
+            "ID",
+            "ENABLE",
+            "IDLE",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if self.user.is_none() {
+            if self.cfg.starttls && !self.tls {
+                c.push("STARTTLS".into());
+            }
+            if self.plaintext_ok() {
+                c.push("AUTH=PLAIN".into());
+                c.push("AUTH=LOGIN".into());
+            } else {
+                c.push("LOGINDISABLED".into());
+            }
+            return c;
+        }
+        c.retain(|x| x != "SASL-IR");
+        for x in [
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "ESEARCH",
+            "CONDSTORE",
+            "QRESYNC",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "SORT",
+            "THREAD=REFERENCES",
+            "THREAD=ORDEREDSUBJECT",
+            "BINARY",
+            "STATUS=SIZE",
+            "UTF8=ACCEPT",
+        ] {
+            c.push(x.into());
+        }
+        c.push(format!("APPENDLIMIT={}", self.cfg.append_limit));
+        if !self.compressed {
+            c.push("COMPRESS=DEFLATE".into());
+        }
+        c
+    }
+
+    /// `CAPABILITY a b c` for codes and untagged responses.
+    pub fn capability_text(&self) -> String {
+        format!("CAPABILITY {}", self.capabilities().join(" "))
+    }
+
+    /// The greeting line.
+    pub fn greeting(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        untagged(
+            &mut out,
+            &format!(
+                "OK [{}] {} ready",
+                self.capability_text(),
+                self.cfg.hostname
+            ),
+        );
+        out
+    }
+
+    /// True if names are UTF-8 on the wire for this client.
+    pub(crate) fn utf8(&self) -> bool {
+        self.enabled.utf8 || self.enabled.rev2
+    }
+
+    /// Logs in (after authd said yes): creates the special-use folders on first login.
+    pub fn login(&mut self, user: User) {
+        ensure_special_use(&user.maildir);
+        self.user = Some(user);
+    }
+
+    /// Handles one command, appending responses to `out`.
+    pub fn handle(&mut self, cmd: Command<'static>, out: &mut Vec<u8>) -> Flow {
+        let tag = cmd.tag.inner().to_owned();
+        let name = cmd.body.name();
+        match cmd.body {
+            CommandBody::Capability => {
+                untagged(out, &self.capability_text());
+                self.done(out, &tag, "CAPABILITY completed")
+            }
+            CommandBody::Noop => self.done(out, &tag, "NOOP completed"),
+            CommandBody::Check => {
+                if self.sel.is_none() {
+                    return self.bad(out, &tag, "No mailbox selected");
+                }
+                self.done(out, &tag, "CHECK completed")
+            }
+            CommandBody::Logout => {
+                untagged(out, "BYE Logging out");
+                tagged(out, &tag, "OK", None, "LOGOUT completed");
+                Flow::Close
+            }
+            CommandBody::Id { .. } => {
+                untagged(out, "ID (\"name\" \"Postern\" \"vendor\" \"Postern\")");
+                self.done(out, &tag, "ID completed")
+            }
+            CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. }
+            | CommandBody::StartTLS
+            | CommandBody::Compress { .. }
+            | CommandBody::Idle => {
+                // The driver handles these; here only when the state does not allow them.
+                if self.user.is_some() && !matches!(name, "COMPRESS" | "IDLE") {
+                    tagged(out, &tag, "BAD", None, "Already logged in");
+                } else {
+                    tagged(out, &tag, "BAD", None, "Command not allowed now");
+                }
+                Flow::Continue
+            }
+            body => {
+                if self.user.is_none() {
+                    tagged(out, &tag, "BAD", None, "Log in first");
+                    return Flow::Continue;
+                }
+                self.authenticated(&tag, body, out)
+            }
+        }
+    }
+
+    fn authenticated(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Flow {
+        match body {
+            CommandBody::Enable { capabilities } => self.enable(tag, capabilities, out),
+            CommandBody::Namespace => {
+                untagged(out, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+                self.done(out, tag, "NAMESPACE completed")
+            }
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, parameters, false, out),
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, parameters, true, out),
+            CommandBody::Unselect => {
+                if self.sel.take().is_none() {
+                    return self.bad(out, tag, "No mailbox selected");
+                }
+                tagged(out, tag, "OK", None, "UNSELECT completed");
+                Flow::Continue
+            }
+            CommandBody::Close => {
+                let Some(mut sel) = self.sel.take() else {
+                    return self.bad(out, tag, "No mailbox selected");
+                };
+                if !sel.read_only {
+                    let _ = sel.mbox.sync();
+                    let del: Vec<u32> = sel
+                        .mbox
+                        .messages()
+                        .iter()
+                        .filter(|m| m.flags.deleted)
+                        .map(|m| m.uid)
+                        .collect();
+                    if !del.is_empty() {
+                        let _ = sel.mbox.expunge(&del);
+                    }
+                }
+                tagged(out, tag, "OK", None, "CLOSE completed");
+                Flow::Continue
+            }
+            CommandBody::Create { mailbox } => self.create(tag, &mailbox, out),
+            CommandBody::Delete { mailbox } => self.delete(tag, &mailbox, out),
+            CommandBody::Rename { from, to } => self.rename(tag, &from, &to, out),
+            CommandBody::Subscribe { mailbox } => self.subscribe(tag, &mailbox, true, out),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(tag, &mailbox, false, out),
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let r = names::decode(&reference, self.utf8()).unwrap_or_default();
+                let r = if matches!(reference, WireMailbox::Inbox) {
+                    "INBOX".into()
+                } else {
+                    r
+                };
+                let p = names::list_pattern(&mailbox_wildcard);
+                let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
+                self.list(tag, &r, &[p], &super::list::ListOpts::default(), false, out)
+            }
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let r = names::decode(&reference, self.utf8()).unwrap_or_default();
+                let p = names::list_pattern(&mailbox_wildcard);
+                let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
+                self.list(tag, &r, &[p], &super::list::ListOpts::default(), true, out)
+            }
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status_cmd(tag, &mailbox, &item_names, out),
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.append(tag, &mailbox, &flags, date, message, out),
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let Some(name) = names::decode(&mailbox, self.utf8()) else {
+                    return self.no(out, tag, None, "Invalid mailbox name");
+                };
+                let mut line = b"* QUOTAROOT ".to_vec();
+                resp::string(
+                    &mut line,
+                    names::encode(&name, self.utf8()).as_bytes(),
+                    self.utf8(),
+                );
+                line.extend_from_slice(b" \"\"\r\n");
+                out.extend_from_slice(&line);
+                self.quota_line(out);
+                self.done(out, tag, "GETQUOTAROOT completed")
+            }
+            CommandBody::GetQuota { root } => {
+                if !root.as_ref().is_empty() {
+                    return self.no(out, tag, Some("NONEXISTENT"), "No such quota root");
+                }
+                self.quota_line(out);
+                self.done(out, tag, "GETQUOTA completed")
+            }
+            CommandBody::SetQuota { .. } => self.no(
+                out,
+                tag,
+                Some("NOPERM"),
+                "Quotas are set by the administrator",
+            ),
+            body => {
+                if self.sel.is_none() {
+                    return self.bad(out, tag, "No mailbox selected");
+                }
+                self.selected_cmd(tag, body, out)
+            }
+        }
+    }
+
+    fn selected_cmd(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Flow {
+        match body {
+            CommandBody::Expunge => self.expunge(tag, None, out),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(tag, Some(&sequence_set), out),
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+            } => self.fetch(
+                tag,
+                &sequence_set,
+                macro_or_item_names,
+                uid,
+                &modifiers,
+                out,
+            ),
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => self.store(
+                tag,
+                &sequence_set,
+                &kind,
+                &response,
+                &flags,
+                uid,
+                &modifiers,
+                out,
+            ),
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy_move(tag, &sequence_set, &mailbox, uid, false, out),
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy_move(tag, &sequence_set, &mailbox, uid, true, out),
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => self.search(
+                tag,
+                charset.as_ref(),
+                criteria,
+                uid,
+                &super::search::SearchReturn::Classic,
+                out,
+            ),
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => self.sort(tag, &sort_criteria, &charset, search_criteria, uid, out),
+            CommandBody::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => self.thread(tag, &algorithm, &charset, search_criteria, uid, out),
+            other => {
+                tagged(
+                    out,
+                    tag,
+                    "BAD",
+                    None,
+                    &format!("{} is not supported", other.name()),
+                );
+                Flow::Continue
+            }
+        }
+    }
+
+    // ----- small helpers -----
+
+    /// Tagged OK after sending pending mailbox updates (EXPUNGE allowed).
+    pub(crate) fn done(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Flow {
+        self.sync(out, true);
+        tagged(out, tag, "OK", None, text);
+        Flow::Continue
+    }
+
+    /// Tagged OK with a code, after updates.
+    pub(crate) fn done_code(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        code: &str,
+        text: &str,
+        expunge_ok: bool,
+    ) -> Flow {
+        self.sync(out, expunge_ok);
+        tagged(out, tag, "OK", Some(code), text);
+        Flow::Continue
+    }
+
+    pub(crate) fn no(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        code: Option<&str>,
+        text: &str,
+    ) -> Flow {
+        tagged(out, tag, "NO", code, text);
+        Flow::Continue
+    }
+
+    pub(crate) fn bad(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Flow {
+        tagged(out, tag, "BAD", None, text);
+        Flow::Continue
+    }
+
+    fn enable(
+        &mut self,
+        tag: &str,
+        caps: Vec1<CapabilityEnable<'static>>,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let mut on = Vec::new();
+        for c in caps.into_inner() {
+            let text = c.to_string();
+            match c {
+                CapabilityEnable::CondStore if !self.enabled.condstore => {
+                    self.enabled.condstore = true;
+                    on.push("CONDSTORE".to_owned());
+                }
+                CapabilityEnable::Utf8(Utf8Kind::Accept) if !self.enabled.utf8 => {
+                    self.enabled.utf8 = true;
+                    on.push("UTF8=ACCEPT".to_owned());
+                }
+                CapabilityEnable::Other(_) => {
+                    let s = text;
+                    if s.eq_ignore_ascii_case("QRESYNC") && !self.enabled.qresync {
+                        self.enabled.qresync = true;
+                        self.enabled.condstore = true;
+                        on.push("QRESYNC".to_owned());
+                    } else if s.eq_ignore_ascii_case("IMAP4rev2") && !self.enabled.rev2 {
+                        self.enabled.rev2 = true;
+                        on.push("IMAP4rev2".to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        untagged(
+            out,
+            &format!(
+                "ENABLED{}{}",
+                if on.is_empty() { "" } else { " " },
+                on.join(" ")
+            ),
+        );
+        self.done(out, tag, "ENABLE completed")
+    }
+
+    fn quota_line(&self, out: &mut Vec<u8>) {
+        let Some(user) = &self.user else { return };
+        let Some(limit) = user.quota_bytes else {
+            return;
+        };
+        let used = postern_maildir::Quota::usage(&user.maildir)
+            .map(|u| u.bytes)
+            .unwrap_or(0);
+        untagged(
+            out,
+            &format!(
+                "QUOTA \"\" (STORAGE {} {})",
+                used.div_ceil(1024),
+                limit / 1024
+            ),
+        );
+    }
+
+    /// Resolves a sequence set to (seq, uid) pairs in the client's view. `Err` for sequence
+    /// numbers beyond the mailbox.
+    pub(crate) fn resolve(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+    ) -> Result<Vec<(u32, u32)>, &'static str> {
+        let Some(sel) = &self.sel else {
+            return Ok(Vec::new());
+        };
+        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
+        let mut outv = Vec::new();
+        if uid {
+            let largest = sel.uids.last().copied().unwrap_or(0);
+            for (a, b) in ranges(set, largest) {
+                let start = sel.uids.partition_point(|&u| u < a);
+                for (i, &u) in sel.uids.iter().enumerate().skip(start) {
+                    if u > b {
+                        break;
+                    }
+                    outv.push((u32::try_from(i + 1).unwrap_or(u32::MAX), u));
+                }
+            }
+        } else {
+            if n == 0 && has_asterisk(set) {
+                return Ok(outv);
+            }
+            for (a, b) in ranges(set, n) {
+                if b > n || a == 0 {
+                    return Err("Invalid message sequence number");
+                }
+                for s in a..=b {
+                    outv.push((s, sel.uids[(s - 1) as usize]));
+                }
+            }
+        }
+        Ok(outv)
+    }
+
+    // ----- mailbox updates -----
+
+    /// Syncs the selected mailbox with the store and reports changes: EXISTS, RECENT, FETCH
+    /// for flag changes and, when `expunge_ok`, EXPUNGE (or VANISHED under QRESYNC).
+    pub fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) {
+        let qresync = self.enabled.qresync;
+        let condstore = self.enabled.condstore;
+        let rev2 = self.enabled.rev2;
+        let Some(sel) = &mut self.sel else { return };
+        sel.pull();
+        let changed = std::mem::take(&mut sel.changed);
+        if expunge_ok && !sel.gone.is_empty() {
+            announce_expunges(sel, out, qresync);
+        }
+        let last = sel.uids.last().copied().unwrap_or(0);
+        let msgs = sel.mbox.messages();
+        let start = msgs.partition_point(|m| m.uid <= last);
+        let grew = start < msgs.len();
+        sel.uids.extend(msgs[start..].iter().map(|m| m.uid));
+        let mut new_kw = false;
+        for uid in changed
+            .iter()
+            .chain(sel.uids[sel.uids.len() - (msgs.len() - start)..].iter())
+        {
+            if let Some(m) = sel.mbox.get(*uid) {
+                for k in &m.flags.keywords {
+                    if !sel.keywords.contains(k) {
+                        sel.keywords.insert(k.clone());
+                        new_kw = true;
+                    }
+                }
+            }
+        }
+        if new_kw {
+            untagged(out, &format!("FLAGS ({})", flags_text(&sel.keywords)));
+        }
+        if grew {
+            if !sel.read_only {
+                sel.recent.extend(sel.mbox.claim_recent());
+            }
+            untagged(out, &format!("{} EXISTS", sel.uids.len()));
+            if !rev2 {
+                untagged(out, &format!("{} RECENT", sel.recent.len()));
+            }
+        }
+        for uid in &changed {
+            if sel.gone.contains(uid) {
+                continue;
+            }
+            let (Some(seq), Some(meta)) = (sel.seq_of(*uid), sel.mbox.get(*uid)) else {
+                continue;
+            };
+            flag_update(out, seq, meta, sel.recent.contains(uid), condstore);
+        }
+    }
+}
+
+/// `* n FETCH (UID u FLAGS (…) [MODSEQ (m)])`.
+pub(crate) fn flag_update(
+    out: &mut Vec<u8>,
+    seq: u32,
+    meta: &MessageMeta,
+    recent: bool,
+    modseq: bool,
+) {
+    use imap_codec::imap_types::fetch::MessageDataItem;
+    let Some(seq) = std::num::NonZeroU32::new(seq) else {
+        return;
+    };
+    let Some(uid) = std::num::NonZeroU32::new(meta.uid) else {
+        return;
+    };
+    let mut items = vec![
+        MessageDataItem::Uid(uid),
+        MessageDataItem::Flags(fetch_flags(meta, recent)),
+    ];
+    if modseq && let Some(m) = std::num::NonZeroU64::new(meta.modseq) {
+        items.push(MessageDataItem::ModSeq(m));
+    }
+    if let Ok(items) = Vec1::try_from(items) {
+        resp::data(out, Data::Fetch { seq, items });
+    }
+}
+
+/// Sends EXPUNGE (descending, so numbers stay valid) or one VANISHED for `sel.gone`, and
+/// removes those messages from the view.
+pub(crate) fn announce_expunges(sel: &mut Selected, out: &mut Vec<u8>, qresync: bool) {
+    let gone = std::mem::take(&mut sel.gone);
+    let present: Vec<u32> = gone
+        .iter()
+        .copied()
+        .filter(|u| sel.seq_of(*u).is_some())
+        .collect();
+    if present.is_empty() {
+        return;
+    }
+    if qresync {
+        untagged(out, &format!("VANISHED {}", num_set(&present)));
+    } else {
+        let mut seqs: Vec<u32> = present.iter().filter_map(|u| sel.seq_of(*u)).collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for s in seqs {
+            let _ = writeln!(resp::Lit(out), "* {s} EXPUNGE\r");
+        }
+    }
+    sel.uids.retain(|u| !gone.contains(u));
+    for u in &present {
+        sel.recent.remove(u);
+    }
+}
+
+/// Creates the special-use folders and subscribes them, once: the `subscriptions` file marks
+/// a Maildir that has been logged into.
+pub(crate) fn ensure_special_use(md: &Maildir) {
+    if md.root().join("subscriptions").exists() {
+        return;
+    }
+    let _ = md.set_subscribed("INBOX", true);
+    for (name, _) in names::SPECIAL_USE {
+        match md.create_folder(name) {
+            Ok(_) => {
+                let _ = md.set_subscribed(name, true);
+            }
+            Err(e) => tracing::warn!(error = %e, folder = name, "cannot create special-use folder"),
+        }
+    }
+}
+
+/// A name's parent names (`a/b/c` → `a`, `a/b`).
+pub(crate) fn parents(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices(SEP).map(move |(i, _)| &name[..i])
+}
+
+/// STATUS item text for a mailbox.
+pub(crate) fn status_items(mbox: &Mailbox, items: &[StatusDataItemName], recent: u32) -> String {
+    let msgs = mbox.messages();
+    let mut parts = Vec::new();
+    for it in items {
+        match it {
+            StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", msgs.len())),
+            StatusDataItemName::Recent => parts.push(format!("RECENT {recent}")),
+            StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", mbox.uid_next())),
+            StatusDataItemName::UidValidity => {
+                parts.push(format!("UIDVALIDITY {}", mbox.uid_validity()));
+            }
+            StatusDataItemName::Unseen => parts.push(format!(
+                "UNSEEN {}",
+                msgs.iter().filter(|m| !m.flags.seen).count()
+            )),
+            StatusDataItemName::Deleted => parts.push(format!(
+                "DELETED {}",
+                msgs.iter().filter(|m| m.flags.deleted).count()
+            )),
+            StatusDataItemName::DeletedStorage => parts.push(format!(
+                "DELETED-STORAGE {}",
+                msgs.iter()
+                    .filter(|m| m.flags.deleted)
+                    .map(|m| m.size)
+                    .sum::<u64>()
+            )),
+            StatusDataItemName::Size => {
+                parts.push(format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>()));
+            }
+            StatusDataItemName::HighestModSeq => {
+                parts.push(format!("HIGHESTMODSEQ {}", mbox.highest_modseq()));
+            }
+        }
+    }
+    parts.join(" ")
+}

@@ -1,0 +1,459 @@
+//! Session logic on a temp Maildir, no sockets.
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::Command;
+use postern_maildir::{Flags, Maildir};
+
+use super::session::{Flow, Session, SessionConfig, User};
+use super::{PreauthScanner, list, literal_announcement, recover_tag};
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        hostname: "mx.example.test".into(),
+        append_limit: 1 << 20,
+        starttls: true,
+    }
+}
+
+fn cmd(line: &str) -> Command<'static> {
+    let raw = format!("{line}\r\n");
+    let (rem, c) = CommandCodec::default()
+        .decode(raw.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot parse {line:?}: {e:?}"));
+    assert!(rem.is_empty());
+    c.into_static()
+}
+
+fn run(s: &mut Session, line: &str) -> String {
+    let mut out = Vec::new();
+    let mut f = s.handle(cmd(line), &mut out);
+    while f == Flow::More {
+        f = s.resume(&mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn session(md: &Maildir) -> Session {
+    let mut s = Session::new(cfg(), true, false);
+    s.login(User {
+        name: "a@example.test".into(),
+        maildir: md.clone(),
+        quota_bytes: Some(10 << 20),
+    });
+    s
+}
+
+fn msg(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: {subject}\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@example.test>\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn setup() -> (tempfile::TempDir, Maildir) {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(dir.path().join("Maildir"), 0o700).unwrap();
+    (dir, md)
+}
+
+fn deliver(md: &Maildir, subject: &str) {
+    md.deliver(None, &msg(subject, "hello world"), &Flags::default())
+        .unwrap();
+}
+
+#[test]
+fn capabilities_follow_state() {
+    let s = Session::new(cfg(), false, false);
+    let c = s.capabilities();
+    assert!(c.contains(&"LOGINDISABLED".into()) && c.contains(&"STARTTLS".into()));
+    assert!(!c.iter().any(|x| x.starts_with("AUTH=")));
+    assert!(c.contains(&"IMAP4rev1".into()) && c.contains(&"IMAP4rev2".into()));
+    let s = Session::new(cfg(), true, false);
+    let c = s.capabilities();
+    assert!(c.contains(&"AUTH=PLAIN".into()) && !c.contains(&"STARTTLS".into()));
+    let s = Session::new(cfg(), false, true);
+    assert!(s.capabilities().contains(&"AUTH=PLAIN".into()));
+    let g = String::from_utf8(s.greeting()).unwrap();
+    assert!(
+        g.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 ")
+            && g.ends_with("mx.example.test ready\r\n"),
+        "{g}"
+    );
+}
+
+#[test]
+fn not_logged_in_refuses_mailbox_commands() {
+    let mut s = Session::new(cfg(), true, false);
+    assert_eq!(run(&mut s, "a SELECT INBOX"), "a BAD Log in first\r\n");
+    assert!(run(&mut s, "b CAPABILITY").contains("b OK"));
+    assert!(run(&mut s, "c LOGOUT").starts_with("* BYE"));
+}
+
+#[test]
+fn special_use_and_list() {
+    let (_d, md) = setup();
+    let mut s = session(&md);
+    let r = run(&mut s, "a LIST \"\" \"*\"");
+    for (n, a) in [
+        ("Sent", "\\Sent"),
+        ("Drafts", "\\Drafts"),
+        ("Trash", "\\Trash"),
+        ("Junk", "\\Junk"),
+        ("Archive", "\\Archive"),
+    ] {
+        assert!(
+            r.contains(&format!("(\\HasNoChildren {a}) \"/\" \"{n}\"")),
+            "{r}"
+        );
+    }
+    assert!(
+        r.contains("\"INBOX\"") && r.ends_with("a OK LIST completed\r\n"),
+        "{r}"
+    );
+    let r = run(&mut s, "b LSUB \"\" \"*\"");
+    assert!(r.contains("* LSUB () \"/\" \"Sent\""), "{r}");
+    let r = run(&mut s, "c CREATE a/b/c");
+    assert!(r.contains("c OK"), "{r}");
+    let r = run(&mut s, "d LIST \"\" %");
+    assert!(r.contains("(\\HasChildren) \"/\" \"a\""), "{r}");
+    assert!(!r.contains("a/b"), "{r}");
+    let r = run(&mut s, "e LIST \"a/\" %");
+    assert!(r.contains("\"a/b\"") && !r.contains("a/b/c"), "{r}");
+    let r = run(&mut s, "f LIST \"\" \"\"");
+    assert!(r.contains("* LIST (\\Noselect) \"/\" \"\""), "{r}");
+    // Extended LIST through the fallback parser.
+    let Some(list::Extended::List {
+        tag,
+        reference,
+        patterns,
+        opts,
+    }) = list::reparse(b"g LIST (SUBSCRIBED) \"\" \"*\" RETURN (STATUS (MESSAGES))\r\n")
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    s.list_extended(&tag, &reference, &patterns, &opts, &mut out);
+    let r = String::from_utf8(out).unwrap();
+    assert!(
+        r.contains("(\\HasNoChildren \\Sent \\Subscribed) \"/\" \"Sent\""),
+        "{r}"
+    );
+    assert!(r.contains("* STATUS \"Sent\" (MESSAGES 0)"), "{r}");
+    assert!(!r.contains("\"a\""), "{r}");
+}
+
+#[test]
+fn mailbox_name_attacks_are_refused() {
+    let (d, md) = setup();
+    let mut s = session(&md);
+    let huge = "x".repeat(5000);
+    for name in [
+        "\"../x\"",
+        "\"/etc\"",
+        "\"a/../../b\"",
+        "\"a/./b\"",
+        "\"..\"",
+        "\"a//b\"",
+        &format!("\"{huge}\""),
+        "\"x.y\"",
+    ] {
+        let r = run(&mut s, &format!("a CREATE {name}"));
+        assert!(r.starts_with("a NO"), "{name}: {r}");
+        let r = run(&mut s, &format!("b SELECT {name}"));
+        assert!(r.contains("b NO"), "{name}: {r}");
+        let r = run(&mut s, &format!("c RENAME Sent {name}"));
+        assert!(r.starts_with("c NO"), "{name}: {r}");
+    }
+    // Control characters arrive as literals.
+    let r = run(&mut s, "d CREATE {3+}\r\na\u{1}b");
+    assert!(r.starts_with("d NO"), "{r}");
+    // Nothing was created outside the Maildir.
+    let entries: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    assert!(!d.path().join("x").exists() && !d.path().join("b").exists());
+}
+
+#[test]
+fn utf7_and_utf8_names() {
+    let (_d, md) = setup();
+    let mut s = session(&md);
+    assert!(run(&mut s, "a CREATE Entw&APw-rfe").contains("a OK"));
+    assert!(run(&mut s, "b CREATE \"Tom &- Jerry\"").contains("b OK"));
+    let r = run(&mut s, "c LIST \"\" *");
+    assert!(
+        r.contains("\"Entw&APw-rfe\"") && r.contains("\"Tom &- Jerry\""),
+        "{r}"
+    );
+    assert!(md.list_folders().unwrap().contains(&"Entwürfe".to_owned()));
+    assert!(run(&mut s, "d ENABLE UTF8=ACCEPT").contains("* ENABLED UTF8=ACCEPT"));
+    let r = run(&mut s, "e LIST \"\" *");
+    assert!(
+        r.contains("\"Entwürfe\"") && r.contains("\"Tom & Jerry\""),
+        "{r}"
+    );
+}
+
+#[test]
+fn select_fetch_store_search_expunge() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    let mut s = session(&md);
+    let r = run(&mut s, "a SELECT INBOX");
+    assert!(
+        r.contains("* 2 EXISTS")
+            && r.contains("* 2 RECENT")
+            && r.contains("[UIDVALIDITY ")
+            && r.contains("[UIDNEXT 3]"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* OK [UNSEEN 1]")
+            && r.contains("[HIGHESTMODSEQ ")
+            && r.ends_with("a OK [READ-WRITE] SELECT completed\r\n"),
+        "{r}"
+    );
+    let r = run(
+        &mut s,
+        "b FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+    );
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE "),
+        "{r}"
+    );
+    assert!(r.contains("\"one\"") && r.contains("Subject: two"), "{r}");
+    assert!(!r.contains("\\Seen"));
+    let r = run(&mut s, "c FETCH 2 BODY[TEXT]");
+    assert!(r.contains("hello world") && r.contains("\\Seen"), "{r}");
+    let r = run(&mut s, "d SEARCH UNSEEN");
+    assert!(r.contains("* SEARCH 1\r\n"), "{r}");
+    let r = run(&mut s, "e UID SEARCH SUBJECT two");
+    assert!(r.contains("* SEARCH 2\r\n"), "{r}");
+    let r = run(&mut s, "f UID STORE 1 +FLAGS (\\Deleted $Work)");
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS (\\Deleted $Work \\Recent))"),
+        "{r}"
+    );
+    assert!(r.contains("* FLAGS (") && r.contains("$Work"), "{r}");
+    let r = run(&mut s, "g STORE 2 -FLAGS.SILENT (\\Seen)");
+    assert_eq!(r, "g OK STORE completed\r\n");
+    let r = run(&mut s, "h EXPUNGE");
+    assert!(r.contains("* 1 EXPUNGE\r\n") && r.contains("h OK"), "{r}");
+    let r = run(&mut s, "i FETCH 1 (UID FLAGS)");
+    assert!(r.contains("* 1 FETCH (UID 2 FLAGS (\\Recent))"), "{r}");
+    let r = run(&mut s, "j FETCH 5 FLAGS");
+    assert!(r.starts_with("j BAD"), "{r}");
+    // Flags are on disk: a fresh session sees them.
+    let mut s2 = session(&md);
+    run(&mut s2, "a SELECT INBOX");
+    let r = run(&mut s2, "b FETCH 1 (FLAGS)");
+    assert!(r.contains("* 1 FETCH (FLAGS ())"), "{r}");
+}
+
+#[test]
+fn append_copy_move_uidplus() {
+    let (_d, md) = setup();
+    let mut s = session(&md);
+    let m = msg("appended", "body");
+    let r = run(
+        &mut s,
+        &format!(
+            "a APPEND INBOX (\\Seen) {{{}+}}\r\n{}",
+            m.len(),
+            String::from_utf8_lossy(&m)
+        ),
+    );
+    assert!(
+        r.contains("a OK [APPENDUID ") && r.contains(" 1] APPEND completed"),
+        "{r}"
+    );
+    let r = run(&mut s, "b APPEND Nope {1+}\r\nx");
+    assert!(r.contains("b NO [TRYCREATE]"), "{r}");
+    run(&mut s, "c SELECT INBOX");
+    let r = run(&mut s, "d COPY 1 Archive");
+    assert!(
+        r.contains("d OK [COPYUID ") && r.contains(" 1 1] COPY completed"),
+        "{r}"
+    );
+    let r = run(&mut s, "e UID MOVE 1 Trash");
+    assert!(
+        r.contains("* OK [COPYUID ")
+            && r.contains("* 1 EXPUNGE")
+            && r.contains("e OK MOVE completed"),
+        "{r}"
+    );
+    let r = run(&mut s, "f STATUS Archive (MESSAGES UIDNEXT UNSEEN SIZE)");
+    assert!(
+        r.contains("* STATUS \"Archive\" (MESSAGES 1 UIDNEXT 2 UNSEEN 0 SIZE "),
+        "{r}"
+    );
+    let r = run(&mut s, "g UID COPY 1 Nope");
+    assert!(r.starts_with("g NO [TRYCREATE]"), "{r}");
+    let r = run(&mut s, "g2 COPY 1 Archive");
+    assert!(r.starts_with("g2 BAD"), "{r}");
+    let r = run(&mut s, "h GETQUOTAROOT INBOX");
+    assert!(
+        r.contains("* QUOTAROOT \"INBOX\" \"\"") && r.contains("* QUOTA \"\" (STORAGE "),
+        "{r}"
+    );
+}
+
+#[test]
+fn two_sessions_see_each_other() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    let mut a = session(&md);
+    let mut b = session(&md);
+    run(&mut a, "a SELECT INBOX");
+    run(&mut b, "b SELECT INBOX");
+    run(&mut a, "a STORE 1 +FLAGS (\\Flagged)");
+    let r = run(&mut b, "b NOOP");
+    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged"), "{r}");
+    deliver(&md, "three");
+    let r = run(&mut b, "b NOOP");
+    assert!(r.contains("* 3 EXISTS"), "{r}");
+    run(&mut a, "a STORE 1 +FLAGS (\\Deleted)");
+    run(&mut a, "a EXPUNGE");
+    // No EXPUNGE during FETCH/STORE/SEARCH.
+    let r = run(&mut b, "b FETCH 2 (UID)");
+    assert!(!r.contains("EXPUNGE"), "{r}");
+    assert!(r.contains("* 2 FETCH (UID 2)"), "{r}");
+    let r = run(&mut b, "b SEARCH ALL");
+    assert!(!r.contains("EXPUNGE") && r.contains("* SEARCH 2 3"), "{r}");
+    let r = run(&mut b, "b NOOP");
+    assert!(r.contains("* 1 EXPUNGE"), "{r}");
+    let r = run(&mut b, "b FETCH 1 (UID)");
+    assert!(r.contains("* 1 FETCH (UID 2)"), "{r}");
+}
+
+#[test]
+fn condstore_and_qresync() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    let mut a = session(&md);
+    let mut b = session(&md);
+    assert!(run(&mut a, "a ENABLE QRESYNC").contains("* ENABLED QRESYNC"));
+    run(&mut a, "a SELECT INBOX");
+    run(&mut b, "b SELECT INBOX (CONDSTORE)");
+    let r = run(&mut b, "b FETCH 1:* (MODSEQ)");
+    let ms: u64 = r
+        .split("MODSEQ (")
+        .skip(1)
+        .filter_map(|x| x.split(')').next()?.parse().ok())
+        .max()
+        .unwrap();
+    run(&mut a, "a STORE 1 +FLAGS (\\Seen)");
+    let r = run(
+        &mut b,
+        &format!("b STORE 1 (UNCHANGEDSINCE {ms}) +FLAGS (\\Flagged)"),
+    );
+    assert!(r.contains("[MODIFIED 1]"), "{r}");
+    let r = run(
+        &mut b,
+        &format!("b UID FETCH 1:* (FLAGS) (CHANGEDSINCE {ms})"),
+    );
+    assert!(r.contains("UID 1") && !r.contains("UID 2"), "{r}");
+    run(&mut b, "b STORE 2 +FLAGS (\\Deleted)");
+    run(&mut b, "b EXPUNGE");
+    let r = run(&mut a, "a NOOP");
+    assert!(r.contains("* VANISHED 2"), "{r}");
+}
+
+#[test]
+fn esearch_sort_thread() {
+    let (_d, md) = setup();
+    deliver(&md, "banana");
+    deliver(&md, "apple");
+    deliver(&md, "Re: apple");
+    let mut s = session(&md);
+    run(&mut s, "a SELECT INBOX");
+    let Some(list::Extended::Search { cmd, ret }) =
+        list::reparse(b"t UID SEARCH RETURN (MIN MAX COUNT ALL) ALL\r\n")
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    if let imap_codec::imap_types::command::CommandBody::Search {
+        charset,
+        criteria,
+        uid,
+    } = cmd.body
+    {
+        s.search("t", charset.as_ref(), criteria, uid, &ret, &mut out);
+    }
+    let r = String::from_utf8(out).unwrap();
+    assert!(
+        r.contains("* ESEARCH (TAG \"t\") UID MIN 1 MAX 3 COUNT 3 ALL 1:3"),
+        "{r}"
+    );
+    let r = run(&mut s, "b SORT (SUBJECT) UTF-8 ALL");
+    assert!(r.contains("* SORT 2 3 1\r\n"), "{r}");
+    let r = run(&mut s, "c THREAD ORDEREDSUBJECT UTF-8 ALL");
+    assert!(r.contains("* THREAD "), "{r}");
+    let r = run(&mut s, "d SEARCH CHARSET KOI8-R ALL");
+    assert!(r.contains("d NO [BADCHARSET"), "{r}");
+}
+
+#[test]
+fn large_fetch_is_chunked() {
+    let (_d, md) = setup();
+    let big = "x".repeat(400_000);
+    for i in 0..5 {
+        md.deliver(None, &msg(&format!("m{i}"), &big), &Flags::default())
+            .unwrap();
+    }
+    let mut s = session(&md);
+    let mut out = Vec::new();
+    s.handle(cmd("a SELECT INBOX"), &mut out);
+    out.clear();
+    let mut f = s.handle(cmd("b FETCH 1:* BODY.PEEK[]"), &mut out);
+    let mut rounds = 0;
+    while f == Flow::More {
+        assert!(out.len() < 3 << 20);
+        out.clear();
+        rounds += 1;
+        f = s.resume(&mut out);
+    }
+    assert!(rounds >= 1);
+    assert!(String::from_utf8_lossy(&out).ends_with("b OK FETCH completed\r\n"));
+}
+
+#[test]
+fn preauth_scanner() {
+    let mut sc = PreauthScanner::default();
+    assert!(sc.feed(b"a LOGIN {5}\r\n", 100));
+    assert!(sc.feed(b"alice {3}\r\nfoo\r\n", 100));
+    assert!(sc.feed(&[b'x'; 90], 100));
+    assert!(!sc.feed(&[b'x'; 20], 100));
+    let mut sc = PreauthScanner::default();
+    assert!(!sc.feed(b"a LOGIN {1000000000}\r\n", 8192));
+    let mut sc = PreauthScanner::default();
+    assert!(!sc.feed(b"a LOGIN {99999999999999999999999+}\r\n", 8192));
+    let mut sc = PreauthScanner::default();
+    for _ in 0..1000 {
+        assert!(sc.feed(b"a NOOP\r\n", 100));
+    }
+    assert_eq!(literal_announcement(b"a {12}"), Some(12));
+    assert_eq!(literal_announcement(b"a ~{12+}"), Some(12));
+    assert_eq!(literal_announcement(b"a {x}"), None);
+    assert_eq!(recover_tag(b"abc ZZZ\r\n").as_deref(), Some("abc"));
+    assert_eq!(recover_tag(b"a{b ZZZ\r\n"), None);
+}
+
+#[test]
+fn codec_list_wildcards() {
+    for l in [
+        "a LIST \"\" Projects*",
+        "a LIST \"\" \"Projects*\"",
+        "a LIST \"\" %",
+        "a LIST \"\" *",
+    ] {
+        let raw = format!("{l}\r\n");
+        let r = CommandCodec::default().decode(raw.as_bytes());
+        assert!(r.is_ok(), "{l}: {r:?}");
+    }
+}

@@ -1,0 +1,297 @@
+//! imapd: IMAP4rev2/IMAP4rev1 and POP3 over the Maildir tree that lmtp-deliver writes.
+//!
+//! One process serves every connection: IMAP on 143 (STARTTLS) and 993, POP3 on 110 (STLS)
+//! and 995. Logins go through authd's `auth` socket (so its lockouts apply); the Maildir comes
+//! from authd's `auth-userdb`.
+
+pub mod imap;
+pub mod login;
+pub mod pop3;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use postern_config::Config;
+use postern_daemon::{Stream, Tls};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long sessions get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Time allowed for a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// IMAP, STARTTLS available (143).
+    Imap,
+    /// IMAP over implicit TLS (993).
+    Imaps,
+    /// POP3, STLS available (110).
+    Pop3,
+    /// POP3 over implicit TLS (995).
+    Pop3s,
+}
+
+impl Door {
+    /// The name used in logs (`listening on ADDR (imap)`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Imap => "imap",
+            Self::Imaps => "imaps",
+            Self::Pop3 => "pop3",
+            Self::Pop3s => "pop3s",
+        }
+    }
+
+    fn implicit_tls(self) -> bool {
+        matches!(self, Self::Imaps | Self::Pop3s)
+    }
+}
+
+/// What every session shares.
+pub struct Ctx {
+    /// The whole config (sessions read `[imapd]`, `hostname`, sockets).
+    pub config: Config,
+    /// The certificate, when `[tls]` is configured (reloaded on SIGHUP).
+    pub tls: Option<Tls>,
+    /// Limits the number of sessions not yet logged in.
+    pub unauthenticated: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// The shared inotify watcher that wakes IDLE sessions (started on first use; `None`
+    /// inside when inotify is unavailable and IDLE polls).
+    pub(crate) notifier: std::sync::OnceLock<Option<Arc<imap::notify::Notifier>>>,
+}
+
+impl Ctx {
+    /// A context for `config` (tests build one without listeners).
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let tls = match &config.tls {
+            Some(t) => Some(Tls::load(
+                &config.resolve(&t.cert),
+                &config.resolve(&t.key),
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            unauthenticated: Arc::new(Semaphore::new(config.imapd.max_unauthenticated.max(1))),
+            per_ip: Mutex::new(HashMap::new()),
+            notifier: std::sync::OnceLock::new(),
+            tls,
+            config,
+        })
+    }
+
+    /// True if a client at `ip` may log in without TLS.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.config
+            .imapd
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+
+    fn ip_enter(&self, ip: IpAddr) -> bool {
+        let Ok(mut m) = self.per_ip.lock() else {
+            return true;
+        };
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.config.imapd.max_connections_per_ip.max(1) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn ip_leave(&self, ip: IpAddr) {
+        if let Ok(mut m) = self.per_ip.lock()
+            && let Some(n) = m.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4, so `127.0.0.0/8` matches `::ffff:127.0.0.1`.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One accepted connection, handed to the IMAP or POP3 session.
+pub struct Connection {
+    /// Plain or TLS.
+    pub stream: Stream,
+    /// The client.
+    pub peer: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+    /// The listener.
+    pub door: Door,
+    /// Held until the client logs in (or leaves): counts against `max_unauthenticated`.
+    pub unauth_permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The bound listeners.
+pub struct Listeners {
+    bound: Vec<(TcpListener, Door)>,
+}
+
+/// Binds every listener of `[imapd]`, logging `listening on ADDR (imap|imaps|pop3|pop3s)`.
+pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let s = &config.imapd;
+    let mut bound = Vec::new();
+    for (addrs, door) in [
+        (&s.imap, Door::Imap),
+        (&s.imaps, Door::Imaps),
+        (&s.pop3, Door::Pop3),
+        (&s.pop3s, Door::Pop3s),
+    ] {
+        for a in addrs {
+            let l = TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {a}"))?;
+            info!("listening on {} ({})", l.local_addr()?, door.name());
+            bound.push((l, door));
+        }
+    }
+    Ok(Listeners { bound })
+}
+
+/// Serves until `shutdown`, then gives running sessions a moment to finish.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ctx = Arc::new(Ctx::new(config)?);
+    if ctx.tls.is_none() && listeners.bound.iter().any(|(_, d)| d.implicit_tls()) {
+        anyhow::bail!("[imapd] imaps/pop3s (993/995) need a [tls] certificate");
+    }
+    if let Some(tls) = ctx.tls.clone() {
+        tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
+    }
+    let limit = Arc::new(Semaphore::new(ctx.config.imapd.max_connections.max(1)));
+    let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let mut acceptors = JoinSet::new();
+    for (listener, door) in listeners.bound {
+        acceptors.spawn(accept_loop(
+            listener,
+            door,
+            ctx.clone(),
+            limit.clone(),
+            sessions.clone(),
+            shutdown.clone(),
+        ));
+    }
+    postern_daemon::notify_ready("imapd");
+    shutdown.cancelled().await;
+    while acceptors.join_next().await.is_some() {}
+    let mut s = sessions.lock().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while s.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!("sessions still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    info!("imapd stopped");
+    Ok(())
+}
+
+async fn refuse(mut tcp: TcpStream, door: Door, why: &'static str) {
+    use tokio::io::AsyncWriteExt;
+    let line: &[u8] = match door {
+        Door::Imap => match why {
+            "ip" => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+            _ => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+        },
+        Door::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+        // TLS ports: nothing readable can be said before the handshake.
+        Door::Imaps | Door::Pop3s => b"",
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(line)).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    door: Door,
+    ctx: Arc<Ctx>,
+    limit: Arc<Semaphore>,
+    sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    shutdown: CancellationToken,
+) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await; continue }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            info!(%peer, "too many connections");
+            tokio::spawn(refuse(tcp, door, "total"));
+            continue;
+        };
+        let Ok(unauth_permit) = ctx.unauthenticated.clone().try_acquire_owned() else {
+            info!(%peer, "too many connections not logged in");
+            tokio::spawn(refuse(tcp, door, "unauth"));
+            continue;
+        };
+        if !ctx.ip_enter(peer.ip()) {
+            info!(%peer, "too many connections from this address");
+            tokio::spawn(refuse(tcp, door, "ip"));
+            continue;
+        }
+        let ctx2 = ctx.clone();
+        let sd = shutdown.clone();
+        let mut set = sessions.lock().await;
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            let stream = if door.implicit_tls() {
+                let Some(tls) = ctx2.tls.as_ref() else { return };
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await
+                {
+                    Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+                    _ => None,
+                }
+            } else {
+                Some(Stream::Plain(tcp))
+            };
+            if let Some(stream) = stream {
+                let conn = Connection {
+                    stream,
+                    peer,
+                    local,
+                    door,
+                    unauth_permit: Some(unauth_permit),
+                };
+                match door {
+                    Door::Imap | Door::Imaps => imap::serve(conn, ctx2.clone(), sd).await,
+                    Door::Pop3 | Door::Pop3s => pop3::serve(conn, ctx2.clone(), sd).await,
+                }
+            }
+            ctx2.ip_leave(peer.ip());
+            drop(permit);
+        });
+    }
+}
