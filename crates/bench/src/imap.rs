@@ -49,6 +49,8 @@ struct Conn {
 struct Reply {
     exists: Option<u32>,
     search_hits: usize,
+    /// The tagged OK line.
+    ok: String,
 }
 
 impl Conn {
@@ -110,6 +112,7 @@ impl Conn {
             if self.line.starts_with(tag.as_bytes()) && self.line.get(tag.len()) == Some(&b' ') {
                 let rest = &self.line[tag.len() + 1..];
                 if rest.starts_with(b"OK") {
+                    reply.ok = String::from_utf8_lossy(rest).trim_end().to_owned();
                     return Ok(reply);
                 }
                 bail!(
@@ -131,6 +134,40 @@ impl Conn {
         }
     }
 }
+
+impl Conn {
+    /// APPENDs `msg` to INBOX with a synchronizing literal; returns the new UID (UIDPLUS).
+    async fn append(&mut self, msg: &[u8]) -> anyhow::Result<Option<u32>> {
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        self.w
+            .write_all(format!("{tag} APPEND INBOX {{{}}}\r\n", msg.len()).as_bytes())
+            .await?;
+        self.read_line().await?;
+        if !self.line.starts_with(b"+") {
+            bail!("APPEND: {}", String::from_utf8_lossy(&self.line));
+        }
+        self.w.write_all(msg).await?;
+        self.w.write_all(b"\r\n").await?;
+        loop {
+            self.read_line().await?;
+            if self.line.starts_with(tag.as_bytes()) {
+                let rest = String::from_utf8_lossy(&self.line[tag.len()..]).into_owned();
+                if !rest.starts_with(" OK") {
+                    bail!("APPEND: {rest}");
+                }
+                // `OK [APPENDUID <validity> <uid>] …`
+                return Ok(rest
+                    .split_once("APPENDUID ")
+                    .and_then(|(_, r)| r.split_ascii_whitespace().nth(1))
+                    .and_then(|u| u.trim_end_matches(']').parse().ok()));
+            }
+        }
+    }
+}
+
+/// A small message for the APPEND step.
+const APPENDED: &[u8] = b"From: Bench <bench@example.test>\r\nTo: user@example.test\r\nSubject: appended by the benchmark\r\nMessage-ID: <bench@example.test>\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\nA short body line.\r\n";
 
 /// Runs the load and prints one line of results.
 pub(crate) async fn run(opts: Opts) -> anyhow::Result<()> {
@@ -255,6 +292,29 @@ async fn client_loop(
                 lat.push(t.elapsed());
                 ops += 1;
             }
+            // APPEND one message, then flag it \Deleted and expunge it by UID: every
+            // session adds and removes one, so the mailbox keeps its size.
+            if !stopped && Instant::now() < deadline && take(budget) {
+                let t = Instant::now();
+                let uid = c.append(APPENDED).await?;
+                lat.push(t.elapsed());
+                ops += 1;
+                if let Some(uid) = uid {
+                    for cmd in [
+                        format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+                        format!("UID EXPUNGE {uid}"),
+                    ] {
+                        if !take(budget) {
+                            stopped = true;
+                            break;
+                        }
+                        let t = Instant::now();
+                        c.cmd(&cmd).await?;
+                        lat.push(t.elapsed());
+                        ops += 1;
+                    }
+                }
+            }
         }
         if opts.mode == Mode::Mixed || stopped {
             if take(budget) {
@@ -346,4 +406,63 @@ fn split_mbox(text: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// SELECT + `UID FETCH 1:* (FLAGS)` on one user's INBOX, `rounds` times on fresh connections;
+/// prints the time of each round (the first is cold when the server has no index yet).
+pub(crate) async fn select_all(opts: &Opts, rounds: u32) -> anyhow::Result<()> {
+    let user = opts.user.replace("%d", "1");
+    for round in 1..=rounds.max(1) {
+        let mut c = Conn::connect(&opts.addr).await?;
+        c.cmd(&format!("LOGIN \"{user}\" \"{}\"", opts.password))
+            .await?;
+        let t = Instant::now();
+        let exists = c.cmd("SELECT INBOX").await?.exists.unwrap_or(0);
+        let selected = t.elapsed();
+        c.cmd("UID FETCH 1:* (FLAGS)").await?;
+        let total = t.elapsed();
+        c.cmd("LOGOUT").await?;
+        println!(
+            "{}: round {round}: {exists} messages: SELECT {:.0} ms, SELECT + UID FETCH 1:* (FLAGS) {:.0} ms",
+            opts.label,
+            selected.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// Opens `opts.clients` connections, each logged in with INBOX selected and in IDLE, holds them
+/// for `opts.secs`, then closes them. Prints when all are idling (for a memory probe).
+pub(crate) async fn idle(opts: &Opts) -> anyhow::Result<()> {
+    let mut conns = Vec::with_capacity(opts.clients);
+    let started = Instant::now();
+    for i in 0..opts.clients {
+        let n = 1 + (i as u32 % opts.users.max(1));
+        let user = opts.user.replace("%d", &n.to_string());
+        let mut c = Conn::connect(&opts.addr)
+            .await
+            .with_context(|| format!("connection {i}"))?;
+        c.cmd(&format!("LOGIN \"{user}\" \"{}\"", opts.password))
+            .await?;
+        c.cmd("SELECT INBOX").await?;
+        c.tag += 1;
+        c.w.write_all(format!("a{} IDLE\r\n", c.tag).as_bytes())
+            .await?;
+        c.read_line().await?;
+        if !c.line.starts_with(b"+") {
+            bail!("IDLE: {}", String::from_utf8_lossy(&c.line));
+        }
+        conns.push(c);
+    }
+    println!(
+        "{}: {} connections idling (set up in {:.1} s); holding {} s",
+        opts.label,
+        conns.len(),
+        started.elapsed().as_secs_f64(),
+        opts.secs
+    );
+    tokio::time::sleep(Duration::from_secs(opts.secs)).await;
+    drop(conns);
+    Ok(())
 }

@@ -105,6 +105,13 @@ enum Cmd {
         /// Messages per INBOX for `--mbox`.
         #[arg(long, default_value_t = 100)]
         msgs: u32,
+        /// Instead of the load: SELECT + `UID FETCH 1:* (FLAGS)` on user 1's INBOX, this many
+        /// rounds (the first is cold if the server has no index yet).
+        #[arg(long)]
+        select_all: Option<u32>,
+        /// Instead of the load: `--clients` connections idling in IDLE for `--secs`.
+        #[arg(long)]
+        idle: bool,
         /// A label for the output line.
         #[arg(long, default_value = "imap")]
         label: String,
@@ -192,6 +199,8 @@ fn main() -> anyhow::Result<()> {
                 mode,
                 mbox,
                 msgs,
+                select_all,
+                idle,
                 label,
             } => {
                 let opts = imap::Opts {
@@ -207,6 +216,12 @@ fn main() -> anyhow::Result<()> {
                 };
                 if let Some(mbox) = mbox {
                     imap::prefill(&opts, &mbox, msgs).await?;
+                }
+                if let Some(rounds) = select_all {
+                    return imap::select_all(&opts, rounds).await;
+                }
+                if idle {
+                    return imap::idle(&opts).await;
                 }
                 imap::run(opts).await
             }

@@ -1992,13 +1992,20 @@ impl Mailbox {
             cand: Option<u32>,
         }
         let mut items = Vec::new();
+        // stat relative to the directory (no path walk per file): a first open of a big
+        // mailbox stats every file once.
+        let dir_fd = File::open(&cur).ctx("open", &cur)?;
         for name in names {
             let path = cur.join(&name);
-            let md = match fs::metadata(&path) {
-                Ok(m) if m.is_file() => m,
+            let mtime = match nix::sys::stat::fstatat(
+                &dir_fd,
+                name.as_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => st.st_mtime,
                 Ok(_) => continue,
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(MaildirError::io("stat", &path, e)),
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => return Err(MaildirError::io("stat", &path, e.into())),
             };
             let (base, suffix) = split_name(&name);
             let cand = self.uid_map.get(base).copied();
@@ -2015,7 +2022,7 @@ impl Mailbox {
                 base: base.to_owned(),
                 suffix: suffix.to_owned(),
                 size,
-                date: md.mtime(),
+                date: mtime,
                 key: (
                     p.as_ref().map_or(u64::MAX, |p| p.secs),
                     p.as_ref().and_then(|p| p.usecs).unwrap_or(0),

@@ -16,7 +16,7 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use postern_imap_message as msg;
 use postern_maildir::FlagOp;
-use postern_maildir::Flags;
+use postern_maildir::{Flags, MessageMeta};
 
 use super::resp::{self, num_set, tagged, untagged};
 use super::session::{Flow, Session, fetch_flags};
@@ -28,11 +28,104 @@ const CHUNK: usize = 1 << 20;
 pub(crate) struct PendingFetch {
     tag: String,
     items: Vec<MessageDataItemName<'static>>,
+    /// Only UID, FLAGS, MODSEQ and RFC822.SIZE are asked for (see `write_meta_fetch`).
+    meta_only: bool,
     todo: VecDeque<(u32, u32)>,
     uid: bool,
     modseq: bool,
     changed_since: Option<u64>,
     failed_cte: bool,
+}
+
+/// True when every item is one `write_meta_fetch` writes.
+fn meta_only(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().all(|i| {
+        matches!(
+            i,
+            MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::ModSeq
+                | MessageDataItemName::Rfc822Size
+        )
+    })
+}
+
+/// `* SEQ FETCH (UID n FLAGS (…) RFC822.SIZE n MODSEQ (n))` for the items asked, in order.
+/// Keywords are valid atoms (the store keeps only those), so no quoting is needed.
+fn write_meta_fetch(
+    out: &mut Vec<u8>,
+    seq: u32,
+    meta: &MessageMeta,
+    recent: bool,
+    items: &[MessageDataItemName<'_>],
+    modseq: bool,
+) {
+    use std::io::Write as _;
+    let _ = write!(out, "* {seq} FETCH (");
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+    };
+    let mut wrote_modseq = false;
+    for it in items {
+        sep(out);
+        match it {
+            MessageDataItemName::Uid => {
+                let _ = write!(out, "UID {}", meta.uid);
+            }
+            MessageDataItemName::Flags => {
+                out.extend_from_slice(b"FLAGS (");
+                let f = &meta.flags;
+                let mut fsep = false;
+                for (on, name) in [
+                    (f.answered, "\\Answered"),
+                    (f.flagged, "\\Flagged"),
+                    (f.deleted, "\\Deleted"),
+                    (f.seen, "\\Seen"),
+                    (f.draft, "\\Draft"),
+                ] {
+                    if on {
+                        if std::mem::replace(&mut fsep, true) {
+                            out.push(b' ');
+                        }
+                        out.extend_from_slice(name.as_bytes());
+                    }
+                }
+                for k in &f.keywords {
+                    if std::mem::replace(&mut fsep, true) {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(k.as_bytes());
+                }
+                if recent {
+                    if fsep {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(b"\\Recent");
+                }
+                out.push(b')');
+            }
+            MessageDataItemName::Rfc822Size => {
+                let _ = write!(
+                    out,
+                    "RFC822.SIZE {}",
+                    u32::try_from(meta.size).unwrap_or(u32::MAX)
+                );
+            }
+            MessageDataItemName::ModSeq => {
+                wrote_modseq = true;
+                let _ = write!(out, "MODSEQ ({})", meta.modseq.max(1));
+            }
+            _ => {}
+        }
+    }
+    if modseq && !wrote_modseq {
+        sep(out);
+        let _ = write!(out, "MODSEQ ({})", meta.modseq.max(1));
+    }
+    out.extend_from_slice(b")\r\n");
 }
 
 /// A section answered from the cached header alone.
@@ -167,6 +260,7 @@ impl Session {
         }
         self.pending = Some(PendingFetch {
             tag: tag.to_owned(),
+            meta_only: meta_only(&items),
             items,
             todo: targets.into(),
             uid,
@@ -209,6 +303,17 @@ impl Session {
         let condstore = self.enabled.condstore;
         let Some(sel) = self.sel.as_mut() else { return };
         if sel.gone.contains(&uid) {
+            return;
+        }
+        if p.meta_only {
+            // FLAGS/UID/MODSEQ/RFC822.SIZE only (what clients send to resynchronise, often
+            // for the whole mailbox): written directly, without copies or the generic encoder.
+            if let Some(meta) = sel.mbox.get(uid)
+                && p.changed_since.is_none_or(|cs| meta.modseq > cs)
+            {
+                let recent = sel.recent.contains(&uid);
+                write_meta_fetch(out, seq, meta, recent, &p.items, p.modseq);
+            }
             return;
         }
         let Some(meta) = sel.mbox.get(uid).cloned() else {
@@ -399,5 +504,70 @@ impl Session {
         if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(v)) {
             resp::data(out, Data::Fetch { seq, items });
         }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// The direct writer answers byte for byte what the generic encoder would.
+    #[test]
+    fn meta_fetch_matches_the_encoder() {
+        let meta = MessageMeta {
+            uid: 42,
+            flags: Flags {
+                seen: true,
+                flagged: true,
+                keywords: vec!["$Junk".into(), "Work".into()],
+                ..Flags::default()
+            },
+            modseq: 77,
+            size: 1234,
+            internal_date: 1_700_000_000,
+        };
+        for recent in [false, true] {
+            let items = vec![
+                MessageDataItemName::Uid,
+                MessageDataItemName::Flags,
+                MessageDataItemName::Rfc822Size,
+                MessageDataItemName::ModSeq,
+            ];
+            let mut fast = Vec::new();
+            write_meta_fetch(&mut fast, 7, &meta, recent, &items, true);
+            let mut slow = Vec::new();
+            let v = vec![
+                MessageDataItem::Uid(NonZeroU32::new(42).unwrap()),
+                MessageDataItem::Flags(fetch_flags(&meta, recent)),
+                MessageDataItem::Rfc822Size(1234),
+                MessageDataItem::ModSeq(NonZeroU64::new(77).unwrap()),
+            ];
+            resp::data(
+                &mut slow,
+                Data::Fetch {
+                    seq: NonZeroU32::new(7).unwrap(),
+                    items: Vec1::try_from(v).unwrap(),
+                },
+            );
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(slow).unwrap()
+            );
+        }
+        // No flags at all, MODSEQ added for CONDSTORE without being asked.
+        let bare = MessageMeta {
+            flags: Flags::default(),
+            ..meta
+        };
+        let mut fast = Vec::new();
+        write_meta_fetch(
+            &mut fast,
+            1,
+            &bare,
+            false,
+            &[MessageDataItemName::Flags],
+            true,
+        );
+        assert_eq!(fast, b"* 1 FETCH (FLAGS () MODSEQ (77))\r\n");
     }
 }

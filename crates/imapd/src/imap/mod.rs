@@ -324,10 +324,16 @@ impl Driver {
             return true;
         }
         let out = std::mem::take(&mut self.out);
-        match self.io.write_all(&out).await {
-            Ok(()) => true,
-            Err(e) => {
+        // A client that stops reading must not hold the session forever.
+        let limit = Duration::from_secs(self.ctx.config.imapd.idle_timeout_secs.max(60));
+        match tokio::time::timeout(limit, self.io.write_all(&out)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
                 debug!(peer = %self.peer, error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                info!(peer = %self.peer, "client stopped reading; closing");
                 false
             }
         }
