@@ -325,6 +325,58 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The modification times of `names` in `dir` (`None`: gone or not a regular file). The
+/// files are stat'ed relative to the directory (no path walk each), by several threads when
+/// there are many: a first open of a big mailbox stats every file once, and on a cold inode
+/// cache that is disk reads the device can serve in parallel.
+fn stat_mtimes(dir: &Path, names: &[String]) -> Result<Vec<Option<i64>>> {
+    const PER_THREAD: usize = 4096;
+    const THREADS: usize = 8;
+    let dir_fd = File::open(dir).ctx("open", dir)?;
+    let stat_chunk = |chunk: &[String]| -> Result<Vec<Option<i64>>> {
+        chunk
+            .iter()
+            .map(|name| {
+                match nix::sys::stat::fstatat(
+                    &dir_fd,
+                    name.as_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => {
+                        Ok(Some(st.st_mtime))
+                    }
+                    Ok(_) | Err(nix::errno::Errno::ENOENT) => Ok(None),
+                    Err(e) => Err(MaildirError::io("stat", dir.join(name), e.into())),
+                }
+            })
+            .collect()
+    };
+    if names.len() <= PER_THREAD {
+        return stat_chunk(names);
+    }
+    let chunk = names.len().div_ceil(THREADS).max(PER_THREAD);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || stat_chunk(part)))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for h in handles {
+            match h.join() {
+                Ok(r) => out.extend(r?),
+                Err(_) => {
+                    return Err(MaildirError::io(
+                        "stat",
+                        dir,
+                        io::Error::other("stat thread panicked"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// The CRLF size of a file; `None` if it is gone.
 fn compute_vsize(path: &Path) -> Result<Option<u64>> {
     match fs::read(path) {
@@ -1992,21 +2044,10 @@ impl Mailbox {
             cand: Option<u32>,
         }
         let mut items = Vec::new();
-        // stat relative to the directory (no path walk per file): a first open of a big
-        // mailbox stats every file once.
-        let dir_fd = File::open(&cur).ctx("open", &cur)?;
-        for name in names {
+        let mtimes = stat_mtimes(&cur, &names)?;
+        for (name, mtime) in names.into_iter().zip(mtimes) {
             let path = cur.join(&name);
-            let mtime = match nix::sys::stat::fstatat(
-                &dir_fd,
-                name.as_str(),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                Ok(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => st.st_mtime,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::ENOENT) => continue,
-                Err(e) => return Err(MaildirError::io("stat", &path, e.into())),
-            };
+            let Some(mtime) = mtime else { continue };
             let (base, suffix) = split_name(&name);
             let cand = self.uid_map.get(base).copied();
             let size = match size_field(&name, 'W').or(cand.and_then(|c| c.1)) {
