@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use postern_e2e::{Postern, describe_output, run_command};
+use postern_e2e::{Postern, describe_output, run_command, run_python};
 
 use crate::lmtp::{Lmtp, lmtp_install, maildir, messages};
 
@@ -138,5 +138,113 @@ fn dovecot_reads_our_maildir_and_we_deliver_into_its_maildir() {
             pm.dir().join("mail/example.org/alice").display()
         )) || user.contains("mail/example.org/alice"),
         "{user}"
+    );
+}
+
+#[test]
+#[ignore = "needs Debian's dovecot-imapd (run .ci/run)"]
+fn imapd_keeps_the_uids_dovecot_gave() {
+    let mut pm = lmtp_install(
+        Postern::builder()
+            .set("authd.userdb.uid", 65534)
+            .set("authd.userdb.gid", 65534),
+    );
+    std::fs::create_dir_all(pm.dir().join("mail")).expect("mail root");
+    // Dovecot makes the Maildir, its dovecot-uidlist and index: UIDs 1, 2, 3; then 2 is
+    // expunged and 3 flagged.
+    for n in 1..=3 {
+        doveadm(
+            &pm,
+            &["save", "-u", "bob@example.org"],
+            Some(&format!("Subject: dovecot {n}\n\nbody {n}\n")),
+        );
+    }
+    doveadm(
+        &pm,
+        &[
+            "expunge",
+            "-u",
+            "bob@example.org",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "2",
+        ],
+        None,
+    );
+    doveadm(
+        &pm,
+        &[
+            "flags",
+            "add",
+            "-u",
+            "bob@example.org",
+            "\\Flagged",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "3",
+        ],
+        None,
+    );
+    let status = doveadm(
+        &pm,
+        &[
+            "mailbox",
+            "status",
+            "-u",
+            "bob@example.org",
+            "uidvalidity uidnext",
+            "INBOX",
+        ],
+        None,
+    );
+    let field = |name: &str| -> String {
+        status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {status:?}"))
+            .to_owned()
+    };
+    let (validity, uidnext) = (field("uidvalidity"), field("uidnext"));
+    assert_eq!(uidnext, "4", "{status}");
+
+    pm.start_daemon("imapd");
+    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
+        .port()
+        .to_string();
+    let out = run_python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login("bob@example.org", "another good passphrase")
+typ, data = M.select("INBOX")
+print("EXISTS", data[0].decode())
+print("UIDVALIDITY", M.response("UIDVALIDITY")[1][0].decode())
+print("UIDNEXT", M.response("UIDNEXT")[1][0].decode())
+typ, data = M.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+for item in data:
+    if isinstance(item, tuple):
+        print("MSG", item[0].decode(), item[1].decode().strip())
+M.logout()
+"#,
+        &[&port],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EXISTS 2"), "{text}");
+    assert!(text.contains(&format!("UIDVALIDITY {validity}")), "{text}");
+    assert!(text.contains("UIDNEXT 4"), "{text}");
+    let msgs: Vec<&str> = text.lines().filter(|l| l.starts_with("MSG")).collect();
+    assert_eq!(msgs.len(), 2, "{text}");
+    assert!(
+        msgs[0].contains("UID 1 ") && msgs[0].contains("Subject: dovecot 1"),
+        "{text}"
+    );
+    assert!(
+        msgs[1].contains("UID 3 ")
+            && msgs[1].contains("\\Flagged")
+            && msgs[1].contains("Subject: dovecot 3"),
+        "{text}"
     );
 }

@@ -291,9 +291,6 @@ impl Session {
         let Some(to) = self.name_or_no(tag, to, out) else {
             return Flow::Continue;
         };
-        if from == "INBOX" {
-            return self.no(out, tag, Some("CANNOT"), "Renaming INBOX is not supported");
-        }
         if to == "INBOX" {
             return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX exists");
         }
@@ -309,12 +306,29 @@ impl Session {
             return Flow::Continue;
         };
         let md = user.maildir.clone();
-        match md.folder_exists(&from) {
-            Ok(true) => {}
-            _ => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+        if from != "INBOX" {
+            match md.folder_exists(&from) {
+                Ok(true) => {}
+                _ => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+            }
         }
         if md.folder_exists(&to).unwrap_or(false) {
             return self.no(out, tag, Some("ALREADYEXISTS"), "Target mailbox exists");
+        }
+        if from == "INBOX" {
+            // RFC 3501 §6.3.5: INBOX's messages move to the new mailbox, INBOX stays (empty)
+            // and its inferiors are not renamed. A session with INBOX selected sees the
+            // messages expunged at its next command.
+            for p in parents(&to) {
+                if !md.folder_exists(p).unwrap_or(true) {
+                    let _ = md.create_folder(p);
+                }
+            }
+            if let Err(e) = md.rename_folder("INBOX", &to) {
+                let (code, text) = store_error(&e);
+                return self.no(out, tag, Some(code), &text);
+            }
+            return self.done(out, tag, "RENAME completed");
         }
         if to.starts_with(&format!("{from}/")) {
             return self.no(

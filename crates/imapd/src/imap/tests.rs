@@ -457,3 +457,30 @@ fn codec_list_wildcards() {
         assert!(r.is_ok(), "{l}: {r:?}");
     }
 }
+
+#[test]
+fn rename_inbox_moves_its_messages() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    run(&mut session(&md), "c CREATE INBOX/keep");
+    let mut a = session(&md);
+    let mut b = session(&md);
+    run(&mut b, "b SELECT INBOX");
+    let r = run(&mut a, "a RENAME INBOX Old");
+    assert!(r.contains("a OK"), "{r}");
+    let r = run(&mut a, "a STATUS Old (MESSAGES)");
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    let r = run(&mut a, "a STATUS INBOX (MESSAGES)");
+    assert!(r.contains("(MESSAGES 0)"), "{r}");
+    // INBOX's inferiors stay where they are.
+    let r = run(&mut a, "a LIST \"\" \"*\"");
+    assert!(r.contains("INBOX/keep") && !r.contains("Old/keep"), "{r}");
+    // The session that had INBOX selected sees the messages go.
+    let r = run(&mut b, "b NOOP");
+    assert!(r.matches("EXPUNGE").count() == 2, "{r}");
+    // The target must not exist.
+    deliver(&md, "three");
+    let r = run(&mut a, "a RENAME INBOX Old");
+    assert!(r.contains("a NO [ALREADYEXISTS]"), "{r}");
+}
