@@ -8,6 +8,8 @@
 //!   kills the child and prints its log prefixed `SRV:` so failures are debuggable.
 //! - [`Postfix`]: a private instance of Debian's Postfix (its own config, queue and log).
 //! - [`run_python`]: `python3 -c SCRIPT ARGS…`, for tests that speak through smtplib/imaplib.
+//! - [`DnsServer`]: test zones (A, AAAA, MX, null MX, TXT) on a loopback UDP port;
+//!   [`SmtpSink`]: a receiving SMTP server on any 127.x address, with refusals on demand.
 //!
 //! Binaries are found next to the test executable (`target/<profile>/`), or in
 //! `POSTERN_BIN_DIR`; build them with `cargo build --workspace --bins` first.
@@ -21,6 +23,7 @@
 mod bins;
 mod daemon;
 mod db;
+mod dns;
 mod postern;
 mod postfix;
 mod process;
@@ -30,8 +33,9 @@ mod sink;
 pub use bins::{BUILD_HINT, bin, bin_dir, find_bin};
 pub use daemon::{Daemon, STARTUP_TIMEOUT, STOP_TIMEOUT};
 pub use db::{DbKind, TestDb, exec_sql, try_exec_sql};
+pub use dns::DnsServer;
 pub use postern::{Postern, PosternBuilder, set_key};
 pub use postfix::{Postfix, PostfixBuilder, free_port};
 pub use process::{COMMAND_TIMEOUT, describe_output, run_command};
 pub use python::{run_python, run_python_with_timeout};
-pub use sink::{SmtpSink, SunkMessage};
+pub use sink::{SinkBehaviour, SmtpSink, SunkMessage};

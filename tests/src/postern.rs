@@ -16,6 +16,7 @@ use toml::{Table, Value};
 use crate::bins::bin;
 use crate::daemon::Daemon;
 use crate::db::{DbKind, TestDb, exec_sql};
+use crate::dns::DnsServer;
 use crate::process::{COMMAND_TIMEOUT, describe_output, run_command};
 
 type ConfigEdit = Box<dyn FnOnce(&mut Table)>;
@@ -83,12 +84,14 @@ impl PosternBuilder {
             DbKind::Sqlite => None,
             kind => Some(TestDb::create(kind)),
         };
+        let dns = DnsServer::start_servfail();
         let mut pm = Postern {
             daemons: Vec::new(),
             db,
             db_kind: self.db,
             config: dir.join("postern.toml"),
             dir: Some(tmp),
+            dns,
         };
 
         let mut init = pm.command("mailctl");
@@ -114,8 +117,12 @@ impl PosternBuilder {
             pm.config.display()
         );
 
+        let dns_addr = pm.dns.addr().to_string();
         pm.edit_config(|t| {
             loopback_port_zero(t);
+            // DNS stays on loopback: a server answering SERVFAIL unless a test points it at
+            // a DnsServer of its own (outbound delivery never asks the machine's resolver).
+            set_key(t, "dns.nameservers", Value::from(vec![dns_addr]));
             for edit in self.edits {
                 edit(t);
             }
@@ -134,6 +141,8 @@ pub struct Postern {
     db_kind: DbKind,
     config: PathBuf,
     dir: Option<TempDir>,
+    /// The SERVFAIL-only DNS server the install points at by default.
+    dns: DnsServer,
 }
 
 impl Postern {

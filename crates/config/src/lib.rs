@@ -6,6 +6,7 @@
 //! `mailctl init --dir DIR` can be moved as a whole.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,12 @@ pub struct Config {
     /// The LMTP delivery agent.
     #[serde(default)]
     pub lmtp: Lmtp,
+    /// DNS for outbound delivery (MX, A/AAAA lookups).
+    #[serde(default)]
+    pub dns: Dns,
+    /// DKIM signing of outbound mail.
+    #[serde(default)]
+    pub dkim: Dkim,
     /// The directory the config file was loaded from; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -462,10 +469,70 @@ pub struct Smtpd {
     /// Name the authenticated user in the `Received` header.
     #[serde(default)]
     pub received_show_auth: bool,
-    /// A smarthost (`host:port`, plain SMTP) for mail to other domains. Unset: such mail
-    /// waits in the queue (until outbound MX delivery exists) and expires with a bounce.
+    /// A smarthost (`host:port`) for mail to other domains (those without a `transports`
+    /// entry). Unset: mail goes to each domain's MX hosts.
     #[serde(default)]
     pub relayhost: Option<String>,
+    /// The login for AUTH (PLAIN or LOGIN) at the relayhost; needs `relayhost_password_file`.
+    #[serde(default)]
+    pub relayhost_auth_user: Option<String>,
+    /// A file whose first line is the relayhost password.
+    #[serde(default)]
+    pub relayhost_password_file: Option<PathBuf>,
+    /// TLS to the relayhost: `none`, `may`, `encrypt` or `verify` (default: `encrypt` when
+    /// AUTH is configured, else `may`). AUTH is only sent over TLS unless this is `none`.
+    #[serde(default)]
+    pub relayhost_tls: Option<TlsPolicy>,
+    /// Per destination domain, where its mail goes instead of MX lookup or the relayhost:
+    /// `smtp:host:port`, `lmtp:unix:/path` or `lmtp:host:port`.
+    #[serde(default)]
+    pub transports: BTreeMap<String, String>,
+    /// The port outbound SMTP connects to on MX hosts (25; tests point it elsewhere).
+    #[serde(default = "default_outbound_port")]
+    pub outbound_port: u16,
+    /// TLS for outbound SMTP when no `tls_policy` entry names the domain.
+    #[serde(default = "default_outbound_tls")]
+    pub outbound_tls: TlsPolicy,
+    /// Per destination domain TLS policy: `none`, `may` (opportunistic STARTTLS, certificate
+    /// not checked), `encrypt` (TLS required, any certificate), `verify` (TLS required, the
+    /// certificate must be valid for the MX host name, checked against the webpki roots).
+    #[serde(default)]
+    pub tls_policy: BTreeMap<String, TlsPolicy>,
+    /// Outbound SMTP connections at once, to all destinations.
+    #[serde(default = "default_outbound_concurrency")]
+    pub outbound_concurrency: usize,
+    /// Outbound SMTP connections at once to one destination (domain, or the relayhost).
+    #[serde(default = "default_destination_concurrency")]
+    pub outbound_destination_concurrency: usize,
+    /// How long an idle outbound connection is kept for the next message to the same place.
+    #[serde(default = "default_outbound_cache")]
+    pub outbound_connection_cache_secs: u64,
+    /// Outbound timeouts: making the TCP connection.
+    #[serde(default = "default_out_connect")]
+    pub outbound_connect_timeout_secs: u64,
+    /// Outbound timeouts: the greeting and the EHLO/STARTTLS/AUTH replies.
+    #[serde(default = "default_out_greeting")]
+    pub outbound_greeting_timeout_secs: u64,
+    /// Outbound timeouts: the reply to each of MAIL, RCPT, DATA, RSET, QUIT.
+    #[serde(default = "default_out_command")]
+    pub outbound_command_timeout_secs: u64,
+    /// Outbound timeouts: writing each 64 KiB block of the message.
+    #[serde(default = "default_out_data")]
+    pub outbound_data_timeout_secs: u64,
+    /// Outbound timeouts: the reply after the end of the message.
+    #[serde(default = "default_out_final")]
+    pub outbound_final_timeout_secs: u64,
+    /// Messages one authenticated user may submit per hour (0: no limit); more get
+    /// `450 4.7.1` at MAIL until the hour has room again.
+    #[serde(default = "default_user_hourly")]
+    pub max_messages_per_hour_per_user: u32,
+    /// Recipients per message for authenticated users (0: only `max_recipients` applies);
+    /// more get `452 4.5.3` at RCPT.
+    #[serde(default = "default_user_rcpts")]
+    pub max_recipients_per_message_per_user: usize,
+    /// Messages in the queue at most (0: no limit); beyond it MAIL gets `452 4.3.1`.
+    #[serde(default = "default_max_queue")]
+    pub max_queue_messages: usize,
     /// Shortest and longest wait between delivery attempts.
     #[serde(default = "default_min_backoff")]
     pub min_backoff_secs: u64,
@@ -550,6 +617,24 @@ impl Default for Smtpd {
             lmtp: None,
             received_show_auth: false,
             relayhost: None,
+            relayhost_auth_user: None,
+            relayhost_password_file: None,
+            relayhost_tls: None,
+            transports: BTreeMap::new(),
+            outbound_port: default_outbound_port(),
+            outbound_tls: default_outbound_tls(),
+            tls_policy: BTreeMap::new(),
+            outbound_concurrency: default_outbound_concurrency(),
+            outbound_destination_concurrency: default_destination_concurrency(),
+            outbound_connection_cache_secs: default_outbound_cache(),
+            outbound_connect_timeout_secs: default_out_connect(),
+            outbound_greeting_timeout_secs: default_out_greeting(),
+            outbound_command_timeout_secs: default_out_command(),
+            outbound_data_timeout_secs: default_out_data(),
+            outbound_final_timeout_secs: default_out_final(),
+            max_messages_per_hour_per_user: default_user_hourly(),
+            max_recipients_per_message_per_user: default_user_rcpts(),
+            max_queue_messages: default_max_queue(),
             min_backoff_secs: default_min_backoff(),
             max_backoff_secs: default_max_backoff(),
             max_queue_lifetime_secs: default_lifetime(),
@@ -602,6 +687,118 @@ fn default_delay_warning() -> u64 {
 }
 fn default_delivery_concurrency() -> usize {
     20
+}
+fn default_outbound_port() -> u16 {
+    25
+}
+fn default_outbound_tls() -> TlsPolicy {
+    TlsPolicy::May
+}
+fn default_outbound_concurrency() -> usize {
+    100
+}
+fn default_destination_concurrency() -> usize {
+    20
+}
+fn default_outbound_cache() -> u64 {
+    10
+}
+fn default_out_connect() -> u64 {
+    30
+}
+fn default_out_greeting() -> u64 {
+    300
+}
+fn default_out_command() -> u64 {
+    300
+}
+fn default_out_data() -> u64 {
+    180
+}
+fn default_out_final() -> u64 {
+    600
+}
+fn default_user_hourly() -> u32 {
+    500
+}
+fn default_user_rcpts() -> usize {
+    100
+}
+fn default_max_queue() -> usize {
+    100_000
+}
+
+/// TLS for one outbound destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered; any certificate; plain text when not offered or it fails.
+    May,
+    /// TLS required (else the delivery is deferred); any certificate.
+    Encrypt,
+    /// TLS required with a certificate valid for the host name (webpki roots).
+    Verify,
+}
+
+/// `[dns]`: the resolver used for MX and address lookups.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Name servers as `IP:PORT` (UDP, TCP on truncation). Empty: the system's resolv.conf.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    /// Time for one query before it is retried.
+    #[serde(default = "default_dns_timeout")]
+    pub timeout_secs: u64,
+    /// Tries per query.
+    #[serde(default = "default_dns_attempts")]
+    pub attempts: usize,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout_secs: default_dns_timeout(),
+            attempts: default_dns_attempts(),
+        }
+    }
+}
+
+fn default_dns_timeout() -> u64 {
+    5
+}
+fn default_dns_attempts() -> usize {
+    2
+}
+
+/// `[dkim]`: signing outbound mail.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// Sign outbound mail whose From: domain has a key.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Keys: `KEY_DIR/DOMAIN/SELECTOR.key` (PEM; RSA or Ed25519), as `mailctl dkim generate`
+    /// writes them. Every key of a domain signs (an RSA and an Ed25519 key make two
+    /// signatures). Default: `<state_dir>/dkim`.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+}
+
+impl Default for Dkim {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_dir: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {
@@ -877,6 +1074,28 @@ impl Config {
                 "database.url must start with sqlite:, postgres:, or mysql: (got {scheme:?})"
             )));
         }
+        if self.smtpd.relayhost_auth_user.is_some() != self.smtpd.relayhost_password_file.is_some()
+        {
+            return Err(ConfigError::Invalid(
+                "smtpd.relayhost_auth_user and smtpd.relayhost_password_file go together".into(),
+            ));
+        }
+        for (domain, t) in &self.smtpd.transports {
+            let ok = t
+                .strip_prefix("smtp:")
+                .or_else(|| t.strip_prefix("lmtp:"))
+                .is_some_and(|rest| {
+                    rest.starts_with("unix:/")
+                        || rest
+                            .rsplit_once(':')
+                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                });
+            if !ok || t.starts_with("smtp:unix:") {
+                return Err(ConfigError::Invalid(format!(
+                    "smtpd.transports: {domain} = {t:?}: expected smtp:HOST:PORT, lmtp:HOST:PORT or lmtp:unix:/PATH"
+                )));
+            }
+        }
         if self.passwords.min_length < 6 {
             return Err(ConfigError::Invalid(
                 "passwords.min_length below 6 is not allowed".into(),
@@ -907,6 +1126,24 @@ impl Config {
     /// The state directory, absolute.
     pub fn state_dir(&self) -> PathBuf {
         self.resolve(&self.paths.state_dir)
+    }
+
+    /// The DKIM key directory, absolute (`[dkim] key_dir`, or `<state_dir>/dkim`).
+    pub fn dkim_key_dir(&self) -> PathBuf {
+        match &self.dkim.key_dir {
+            Some(d) => self.resolve(d),
+            None => self.state_dir().join("dkim"),
+        }
+    }
+
+    /// The TLS policy for mail to `domain` (`[smtpd] tls_policy`, else `outbound_tls`).
+    pub fn tls_policy_for(&self, domain: &str) -> TlsPolicy {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.smtpd
+            .tls_policy
+            .iter()
+            .find(|(k, _)| k.trim_end_matches('.').eq_ignore_ascii_case(&d))
+            .map_or(self.smtpd.outbound_tls, |(_, p)| *p)
     }
 
     /// The home directory template of userdb replies (`[authd.userdb] home`, or
@@ -1133,6 +1370,36 @@ mod tests {
                 .unwrap()
                 .contains("accounts_table")
         );
+    }
+
+    #[test]
+    fn outbound_settings() {
+        let c = Config::parse(
+            "hostname = \"m.example\"\n[dns]\nnameservers = [\"127.0.0.1:5353\"]\n[smtpd]\nouthound = 1\n",
+            Path::new("/"),
+        );
+        assert!(c.is_err());
+        let c = Config::parse(
+            concat!(
+                "hostname = \"m.example\"\n[dns]\nnameservers = [\"127.0.0.1:5353\"]\n",
+                "[smtpd]\noutbound_port = 2525\n",
+                "[smtpd.transports]\n\"lists.example\" = \"smtp:[::1]:26\"\n\"b.example\" = \"lmtp:unix:/run/x\"\n",
+                "[smtpd.tls_policy]\n\"Bank.Example\" = \"verify\"\n",
+            ),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(c.dns.nameservers[0].port(), 5353);
+        assert_eq!(c.smtpd.outbound_port, 2525);
+        assert_eq!(c.tls_policy_for("bank.example."), TlsPolicy::Verify);
+        assert_eq!(c.tls_policy_for("other.example"), TlsPolicy::May);
+        assert_eq!(c.dkim_key_dir(), PathBuf::from("/var/lib/postern/dkim"));
+        for bad in ["smtp:nohost", "ftp:h:1", "smtp:unix:/x", "lmtp:h:port"] {
+            let text = format!("hostname = \"m\"\n[smtpd.transports]\n\"a.example\" = \"{bad}\"\n");
+            assert!(Config::parse(&text, Path::new("/")).is_err(), "{bad}");
+        }
+        let half = "hostname = \"m\"\n[smtpd]\nrelayhost_auth_user = \"u\"\n";
+        assert!(Config::parse(half, Path::new("/")).is_err());
     }
 
     #[test]

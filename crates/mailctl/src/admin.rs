@@ -378,7 +378,7 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 _ => done(json, out),
             }
         }
-        Command::Init(_) | Command::Run | Command::Queue(_) => {
+        Command::Init(_) | Command::Run | Command::Queue(_) | Command::Dkim(_) => {
             unreachable!("handled in main_with")
         }
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod dkim;
 mod init;
 mod output;
 mod queue;
@@ -59,6 +60,9 @@ pub enum Command {
     /// delete.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// DKIM signing keys: make one (and print the DNS record to publish), show them.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCmd),
     /// Run every Postern daemon in the foreground; restart one that crashes.
     Run,
 }
@@ -81,6 +85,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let msg = sieve::check_only(file.as_deref())?;
             admin::done(cli.json, msg);
             Ok(())
+        }
+        Command::Dkim(d) => {
+            // Only the key directory is needed: no database.
+            let config = postern_config::Config::load(&cli.config_path())?;
+            dkim::run(d, &config, cli.json)
         }
         Command::Queue(q) => {
             // Only the run directory is needed: no database.

@@ -65,6 +65,40 @@ impl Conn {
         Ok(reply)
     }
 
+    /// Runs the TLS handshake (after the server's `220` to `STARTTLS`) and talks over TLS
+    /// from then on; returns the protocol version and cipher suite, for logs and headers.
+    pub(crate) async fn start_tls(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        name: rustls_pki_types::ServerName<'static>,
+        limit: Duration,
+    ) -> Result<String, ClientError> {
+        if !self.stream.buffer().is_empty() {
+            // RFC 3207 §5: nothing may follow the 220 in the clear (an injection attempt).
+            return Err(ClientError::Protocol(
+                "the server sent data after its reply to STARTTLS".into(),
+            ));
+        }
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let plain = std::mem::replace(&mut self.stream, BufReader::new(dummy)).into_inner();
+        let tls = tokio::time::timeout(limit, connector.connect(name, plain))
+            .await
+            .map_err(|_| ClientError::Timeout(Step::StartTls))?
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let (_, session) = tls.get_ref();
+        let version = session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("TLS")
+            .replace('_', ".");
+        let suite = session
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown");
+        self.stream = BufReader::new(Box::new(tls));
+        Ok(format!("{version} with cipher {suite}"))
+    }
+
     /// Closes our side of the connection, ignoring errors (the server may be gone).
     pub(crate) async fn shutdown(mut self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.stream.shutdown()).await;

@@ -32,6 +32,9 @@ pub enum ClientError {
     /// The server closed the connection, or an earlier error left it unusable.
     #[error("connection closed")]
     Closed,
+    /// The TLS handshake failed (or the certificate was refused).
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -46,6 +49,7 @@ impl ClientError {
             | Self::Timeout(_)
             | Self::Io(_)
             | Self::Protocol(_)
+            | Self::Tls(_)
             | Self::Closed => true,
         }
     }
@@ -73,6 +77,10 @@ pub enum Step {
     FinalReply,
     /// The reply to `RSET`.
     Rset,
+    /// `STARTTLS` and the TLS handshake.
+    StartTls,
+    /// The `AUTH` exchange.
+    Auth,
     /// The reply to `QUIT`.
     Quit,
 }
@@ -89,6 +97,8 @@ impl fmt::Display for Step {
             Self::Body => "server to take the message body",
             Self::FinalReply => "reply to the end of the message",
             Self::Rset => "reply to RSET",
+            Self::StartTls => "reply to STARTTLS or the TLS handshake",
+            Self::Auth => "reply to AUTH",
             Self::Quit => "reply to QUIT",
         })
     }

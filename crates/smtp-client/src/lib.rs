@@ -27,9 +27,14 @@
 //! - [`client`]: the connection and the conversation (greeting, hello, transactions, `QUIT`);
 //! - [`error`]: what can go wrong, and the per-step timeouts.
 //!
-//! What it leaves to others: MX lookup and retries (the queue manager), TLS (`STARTTLS` is
-//! only reported in [`Capabilities`] for now), `AUTH`, `CHUNKING`/`BDAT`, and converting an
-//! 8-bit body for a server without `8BITMIME` (the body is sent as it is).
+//! - [`tls`]: client TLS configurations for `STARTTLS` ([`Client::starttls`]);
+//!   [`Client::auth`] does `AUTH PLAIN`/`LOGIN` for smarthosts.
+//!
+//! What it leaves to others: MX lookup, TLS policy and retries (the queue manager), and
+//! `CHUNKING`/`BDAT`. A message that is too big for the server's `SIZE` fails with
+//! `552 5.3.4`; an 8-bit body to a server without `8BITMIME` with `550 5.6.3` (no
+//! conversion to quoted-printable: a signed message would break); an `SMTPUTF8` message to a
+//! server without it with `550 5.6.7`.
 
 pub mod caps;
 pub mod client;
@@ -37,6 +42,7 @@ mod conn;
 pub mod error;
 pub mod message;
 pub mod reply;
+pub mod tls;
 
 pub use caps::Capabilities;
 pub use client::{Client, Flavor, Target};

@@ -18,7 +18,8 @@ pub struct Outgoing<'a> {
     /// The size announced with `SIZE=` (usually `message.len()`).
     pub size: u64,
     /// The body has 8-bit octets: `BODY=8BITMIME` when the server supports it. To a server
-    /// without `8BITMIME` the body is sent as it is (no conversion to 7 bit, yet).
+    /// without `8BITMIME` it goes only if it really is 7-bit; else every recipient fails
+    /// with `550 5.6.3`.
     pub body_8bit: bool,
     /// The envelope or header needs `SMTPUTF8`; a server without it gets nothing and every
     /// recipient fails with `550 5.6.7`.
@@ -127,6 +128,24 @@ pub(crate) fn check_envelope(tx: &Outgoing<'_>, caps: &Capabilities) -> Option<S
             "server does not support SMTPUTF8, required by this message",
         ));
     }
+    if caps.too_big(tx.size) {
+        return Some(ServerReply::new(
+            552,
+            Some((5, 3, 4)),
+            format!(
+                "message too big for the receiving server ({} bytes, its limit is {})",
+                tx.size,
+                caps.size.unwrap_or(0)
+            ),
+        ));
+    }
+    if tx.body_8bit && !caps.eightbitmime && has_8bit(tx.message) {
+        return Some(ServerReply::new(
+            550,
+            Some((5, 6, 3)),
+            "the receiving server does not support 8BITMIME, needed by this message's 8-bit content",
+        ));
+    }
     let bad_ret = tx
         .ret
         .is_some_and(|ret| !ret.bytes().all(|b| b.is_ascii_alphabetic()));
@@ -180,6 +199,11 @@ pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b".\r\n");
     out
+}
+
+/// Whether any octet has the high bit set.
+fn has_8bit(message: &[u8]) -> bool {
+    message.iter().any(|&b| b >= 0x80)
 }
 
 /// Encodes as xtext (RFC 3461 §4).
@@ -257,6 +281,23 @@ mod tests {
             check_envelope(&tx, &caps).unwrap().enhanced,
             Some((5, 6, 7))
         );
+        let mut big = Outgoing::new(None, vec![], b"caf\xc3\xa9\r\n");
+        let small = Capabilities::parse(&["x", "SIZE 3"]);
+        assert_eq!(
+            check_envelope(&big, &small).unwrap().enhanced,
+            Some((5, 3, 4))
+        );
+        big.body_8bit = true;
+        let seven = Capabilities::parse(&["x"]);
+        assert_eq!(
+            check_envelope(&big, &seven).unwrap().enhanced,
+            Some((5, 6, 3))
+        );
+        let ascii = Outgoing {
+            body_8bit: true,
+            ..Outgoing::new(None, vec![], b"plain\r\n")
+        };
+        assert_eq!(check_envelope(&ascii, &seven), None);
         assert_eq!(check_rcpt(&OutRcpt::new("x>y")).unwrap().code, 553);
         let mut rcpt = OutRcpt::new("x@y");
         rcpt.notify = Some("NEVER FOO".into());

@@ -155,10 +155,16 @@ impl Driver {
                     Action::CheckRecipient { address, .. } => {
                         let relay = session.authenticated().is_some() || self.trusted;
                         let delim = self.ctx.config.lmtp.recipient_delimiter.clone();
+                        let per_user = self.ctx.config.smtpd.max_recipients_per_message_per_user;
                         let v = if let Some(reject) =
                             self.access_rule(session, Some(address.as_str()))
                         {
                             reject
+                        } else if let Some(reply) = session.authenticated().and_then(|_| {
+                            crate::limits::check_recipients(self.targets.len(), per_user)
+                        }) {
+                            info!(peer = %self.peer, user = session.authenticated().unwrap_or("-"), "recipient limit per message reached");
+                            Verdict::Reject(reply)
                         } else {
                             match self.lookups.recipient(&address, relay, &delim).await {
                                 Ok(t) => {
@@ -202,6 +208,11 @@ impl Driver {
                         )
                         .await;
                         self.targets.clear();
+                        if reply.is_positive()
+                            && let Some(user) = session.authenticated()
+                        {
+                            self.ctx.limits.record(user);
+                        }
                         work.extend(completed(session, Completion::Delivered(vec![reply])));
                     }
                 }
@@ -289,6 +300,21 @@ impl Driver {
         let user = session.authenticated().map(str::to_owned);
         if self.door.requires_auth() && user.is_none() {
             return Verdict::Reject(Reply::new(530, (5, 7, 0), "Authentication required"));
+        }
+        let c = &self.ctx.config.smtpd;
+        if let Some(reply) = crate::limits::check_queue(self.ctx.queue.len(), c.max_queue_messages)
+        {
+            warn!(peer = %self.peer, queued = self.ctx.queue.len(), "queue full: MAIL refused");
+            return Verdict::Reject(reply);
+        }
+        if let Some(login) = &user
+            && let Some(reply) = self
+                .ctx
+                .limits
+                .check_hourly(login, c.max_messages_per_hour_per_user)
+        {
+            warn!(peer = %self.peer, user = %login, "hourly sending limit reached");
+            return Verdict::Reject(reply);
         }
         match (user, sender) {
             (Some(login), Some(addr)) => self.lookups.sender(&login, addr).await,

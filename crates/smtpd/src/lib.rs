@@ -1,6 +1,7 @@
 //! smtpd: Postern's MTA. Receives mail on port 25 (MX for our domains, never a relay),
 //! 587 (STARTTLS + AUTH) and 465 (TLS + AUTH), commits it to the durable queue before it
-//! answers 250, and delivers local recipients over LMTP.
+//! answers 250, delivers local recipients over LMTP and other domains over SMTP (relayhost
+//! or MX, STARTTLS, DKIM-signed: [`dkim`], `outbound`).
 //!
 //! The SMTP conversation is `postern-smtp-session` (shared with lmtp-deliver); lookups and
 //! SASL go to authd over its sockets; the spool is `postern-queue`.
@@ -12,7 +13,10 @@
 mod access;
 mod conn;
 pub mod control;
+pub mod dkim;
 mod intake;
+mod limits;
+mod outbound;
 mod policy;
 mod qmgr;
 
@@ -43,6 +47,8 @@ pub(crate) struct Ctx {
     pub(crate) tls: Option<Tls>,
     pub(crate) queue: qmgr::QueueHandle,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Per-user submission counts.
+    pub(crate) limits: limits::Limits,
 }
 
 /// The bound listeners: TCP, and the control socket.
@@ -95,6 +101,7 @@ pub async fn run(
         tls,
         queue,
         per_ip: Mutex::new(HashMap::new()),
+        limits: limits::Limits::default(),
     });
     if let Some(tls) = ctx.tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));

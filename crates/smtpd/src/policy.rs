@@ -73,7 +73,7 @@ impl Drop for Lookups {
             && let Ok(mut p) = pool().lock()
             && p.len() < POOL_MAX
         {
-            p.push((c, Instant::now()));
+            p.push((self.path.clone(), c, Instant::now()));
         }
     }
 }
@@ -91,7 +91,7 @@ const POOL_MAX: usize = 64;
 /// Age beyond which a pooled connection is not reused.
 const POOL_IDLE: Duration = Duration::from_secs(20);
 
-type Pool = Mutex<Vec<(SocketmapClient, Instant)>>;
+type Pool = Mutex<Vec<(PathBuf, SocketmapClient, Instant)>>;
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
@@ -117,20 +117,18 @@ impl Lookups {
         }
     }
 
-    fn from_pool() -> Option<SocketmapClient> {
+    /// A pooled connection to this socket, if a fresh one is there.
+    fn pooled(&self) -> Option<SocketmapClient> {
         let mut p = pool().lock().ok()?;
-        while let Some((c, at)) = p.pop() {
-            if at.elapsed() < POOL_IDLE {
-                return Some(c);
-            }
-        }
-        None
+        p.retain(|(_, _, at)| at.elapsed() < POOL_IDLE);
+        let i = p.iter().rposition(|(path, _, _)| *path == self.path)?;
+        Some(p.swap_remove(i).1)
     }
 
     async fn query(&mut self, map: &str, key: &str) -> Result<Found, String> {
         for attempt in 0..2 {
             if self.client.is_none() && attempt == 0 {
-                self.client = Self::from_pool();
+                self.client = self.pooled();
             }
             if self.client.is_none() {
                 match SocketmapClient::connect(&self.path).await {

@@ -1,11 +1,15 @@
 //! The queue manager: delivers what the queue holds. Local recipients go over LMTP (many
-//! in one transaction, per-recipient results honoured), other domains to the relayhost if
-//! one is configured; 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry)
-//! bounces with an RFC 3464 DSN to the envelope sender (never to `<>`).
+//! in one transaction, per-recipient results honoured); a domain with a `transports` entry
+//! goes where it says; other domains go out over SMTP ([`crate::outbound`]: the relayhost,
+//! or the domain's MX hosts), DKIM-signed at that moment when the From: domain has a key
+//! and the message was submitted by us (authenticated, trusted network, local, or a DSN).
+//! 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry) bounces with an
+//! RFC 3464 DSN to the envelope sender (never to `<>`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::control::{ErrorKind, QueueDetail, QueueEntry};
+use crate::dkim::Dkim;
+use crate::outbound::{Outbound, Outcome, Route};
 use crate::policy::Lookups;
 
 /// How intake and the control socket reach the queue.
@@ -30,6 +36,8 @@ pub(crate) struct QueueHandle {
     pub(crate) committer: Committer,
     tx: mpsc::UnboundedSender<Envelope>,
     cmds: mpsc::Sender<(QueueCmd, oneshot::Sender<ControlResult>)>,
+    /// Messages in the queue (as of the manager's last turn, plus those handed over since).
+    length: Arc<AtomicUsize>,
 }
 
 /// A queue control command, answered by the manager from its schedule.
@@ -63,7 +71,13 @@ pub(crate) type ControlResult = Result<QueueAnswer, (ErrorKind, String)>;
 impl QueueHandle {
     /// Hands a freshly committed message to the manager for immediate delivery.
     pub(crate) fn enqueue(&self, env: Envelope) {
+        self.length.fetch_add(1, Ordering::Relaxed);
         drop(self.tx.send(env));
+    }
+
+    /// How many messages the queue holds (for the `max_queue_messages` cap).
+    pub(crate) fn len(&self) -> usize {
+        self.length.load(Ordering::Relaxed)
     }
 
     /// Runs a control command in the manager.
@@ -86,6 +100,10 @@ struct Manager {
     /// Idle LMTP connections to `lmtp`, reused for the next delivery (with the time they
     /// were last used: older ones are closed, the server may have timed them out).
     lmtp_pool: std::sync::Mutex<Vec<(Client, std::time::Instant)>>,
+    /// SMTP to other domains.
+    outbound: Outbound,
+    /// DKIM signing of what goes out.
+    dkim: Dkim,
 }
 
 /// How long an idle pooled LMTP connection is kept.
@@ -129,15 +147,19 @@ pub(crate) async fn start(
             delay_warning: Duration::from_secs(c.delay_warning_secs),
         },
         lmtp,
+        outbound: Outbound::new(config).context("setting up outbound delivery (DNS)")?,
+        dkim: Dkim::new(config),
     });
     let schedule: Schedule = envelopes.into_iter().collect();
+    let length = Arc::new(AtomicUsize::new(schedule.len()));
     let (cmds, cmd_rx) = mpsc::channel(64);
-    let handle = tokio::spawn(run(m, schedule, rx, cmd_rx, shutdown));
+    let handle = tokio::spawn(run(m, schedule, rx, cmd_rx, shutdown, length.clone()));
     Ok((
         QueueHandle {
             committer,
             tx,
             cmds,
+            length,
         },
         handle,
     ))
@@ -155,14 +177,21 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Envelope>,
     mut cmds: mpsc::Receiver<(QueueCmd, oneshot::Sender<ControlResult>)>,
     shutdown: CancellationToken,
+    length: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.max(1)));
     let mut inflight: HashSet<QueueId> = HashSet::new();
     let mut tasks: JoinSet<(QueueId, Option<Envelope>)> = JoinSet::new();
+    let mut last_expiry = std::time::Instant::now();
     loop {
         // Take in everything intake handed over since the last turn.
         while let Ok(env) = rx.try_recv() {
             schedule.insert(env);
+        }
+        length.store(schedule.len(), Ordering::Relaxed);
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            m.outbound.expire_idle();
+            last_expiry = std::time::Instant::now();
         }
         // Start what is due, as far as the slots go.
         let free = slots.available_permits();
@@ -193,6 +222,11 @@ async fn run(
             _ = shutdown.cancelled() => break,
             Some(env) = rx.recv() => { schedule.insert(env); }
             Some((cmd, reply)) = cmds.recv() => {
+                // What intake handed over first, so that a message acknowledged before the
+                // command was sent is seen by it.
+                while let Ok(env) = rx.try_recv() {
+                    schedule.insert(env);
+                }
                 // Answered here, between delivery starts: no attempt can begin on a message
                 // while its spool files are changed.
                 let r = m.control(&mut schedule, &inflight, cmd).await;
@@ -431,15 +465,25 @@ impl Manager {
         };
         let mut lookups =
             Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
-        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        let (mut local, mut remote) = (Vec::new(), BTreeMap::<String, Vec<usize>>::new());
         for i in 0..env.recipients.len() {
             if !env.recipients[i].is_pending() {
                 continue;
             }
-            let domain = env.recipients[i].domain().to_owned();
+            let domain = env.recipients[i].domain().to_ascii_lowercase();
+            let has_transport = self
+                .config
+                .smtpd
+                .transports
+                .keys()
+                .any(|k| k.trim_end_matches('.').eq_ignore_ascii_case(&domain));
+            if has_transport {
+                remote.entry(domain).or_default().push(i);
+                continue;
+            }
             match lookups.is_local_domain(&domain).await {
                 Ok(true) => local.push(i),
-                Ok(false) => remote.push(i),
+                Ok(false) => remote.entry(domain).or_default().push(i),
                 Err(why) => env.recipients[i].last_reply = Some(format!("451 4.3.0 {why}")),
             }
         }
@@ -457,24 +501,43 @@ impl Manager {
             )
             .await;
         }
-        if !remote.is_empty() {
-            match self.config.smtpd.relayhost.clone() {
-                Some(host) => {
+        let mut signed: Option<Vec<u8>> = None;
+        for (domain, idx) in &remote {
+            match Route::for_domain(&self.config, domain) {
+                Route::Lmtp(target) => {
                     self.send(
                         &mut env,
                         &message,
-                        &remote,
-                        &Target::Tcp(host),
-                        Flavor::Smtp,
+                        idx,
+                        &target,
+                        Flavor::Lmtp,
                         &mut newly_bounced,
                         &mut delivered,
                     )
                     .await
                 }
-                None => {
-                    for &i in &remote {
-                        env.recipients[i].last_reply =
-                            Some("451 4.4.0 no route: delivery to other domains needs [smtpd] relayhost (outbound MX delivery is not built yet)".into());
+                route => {
+                    let signed = signed.get_or_insert_with(|| self.signed(&env, &message));
+                    let out = outgoing(&env, idx, signed);
+                    let outcomes = self
+                        .outbound
+                        .deliver(&env.id.to_string(), &route, domain, &out)
+                        .await;
+                    for (&i, outcome) in idx.iter().zip(outcomes) {
+                        let r = &mut env.recipients[i];
+                        match outcome {
+                            Outcome::Delivered(text) => {
+                                r.last_reply = Some(text);
+                                r.status = RcptStatus::Delivered;
+                                delivered.push(i);
+                            }
+                            Outcome::Bounced(text) => {
+                                r.last_reply = Some(text.clone());
+                                r.status = RcptStatus::Bounced { reply: text };
+                                newly_bounced.push(i);
+                            }
+                            Outcome::Deferred(text) => r.last_reply = Some(text),
+                        }
                     }
                 }
             }
@@ -535,6 +598,34 @@ impl Manager {
         Some(env)
     }
 
+    /// The message as it goes to other domains: DKIM-signed when we may sign it.
+    fn signed(&self, env: &Envelope, message: &[u8]) -> Vec<u8> {
+        // Mail from outside (port 25, untrusted) is never signed, even with our From:
+        // domain: forwarding it through an alias must not lend it our signature.
+        let ours = env.authenticated.is_some()
+            || match env.client_ip.as_deref().map(str::parse::<std::net::IpAddr>) {
+                None => true,
+                Some(Ok(ip)) => self
+                    .config
+                    .smtpd
+                    .trusted_networks
+                    .iter()
+                    .any(|n| n.contains(&ip)),
+                Some(Err(_)) => false,
+            };
+        let headers = if ours {
+            self.dkim.sign(message)
+        } else {
+            Vec::new()
+        };
+        if headers.is_empty() {
+            return message.to_vec();
+        }
+        let mut out = headers;
+        out.extend_from_slice(message);
+        out
+    }
+
     /// One transaction to `target` for the recipients at `idx`; statuses updated in place.
     #[allow(clippy::too_many_arguments)]
     async fn send(
@@ -547,40 +638,7 @@ impl Manager {
         bounced: &mut Vec<usize>,
         delivered: &mut Vec<usize>,
     ) {
-        let rcpts: Vec<OutRcpt> = idx
-            .iter()
-            .map(|&i| {
-                let r = &env.recipients[i];
-                let n = &r.notify;
-                let notify = if !n.success && !n.failure && !n.delay {
-                    "NEVER".to_owned()
-                } else {
-                    [
-                        (n.success, "SUCCESS"),
-                        (n.failure, "FAILURE"),
-                        (n.delay, "DELAY"),
-                    ]
-                    .iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, s)| *s)
-                    .collect::<Vec<_>>()
-                    .join(",")
-                };
-                OutRcpt {
-                    address: r.address.clone(),
-                    notify: Some(notify),
-                    orcpt: r.orcpt.clone(),
-                }
-            })
-            .collect();
-        let ret = env
-            .ret
-            .map(|r| if r == Ret::Full { "FULL" } else { "HDRS" });
-        let mut out = Outgoing::new(env.sender.clone(), rcpts, message);
-        out.body_8bit = env.body_8bit;
-        out.smtputf8 = env.smtputf8;
-        out.ret = ret;
-        out.envid = env.envid.clone();
+        let out = outgoing(env, idx, message);
         let pooled = flavor == Flavor::Lmtp && *target == self.lmtp;
         let result: Result<Vec<RcptResult>, String> = async {
             // A pooled connection first; if it has gone stale, once more on a fresh one.
@@ -719,6 +777,45 @@ impl Manager {
     }
 }
 
+/// The transaction for the recipients at `idx`, with their DSN parameters.
+fn outgoing<'a>(env: &Envelope, idx: &[usize], message: &'a [u8]) -> Outgoing<'a> {
+    let rcpts: Vec<OutRcpt> = idx
+        .iter()
+        .map(|&i| {
+            let r = &env.recipients[i];
+            let n = &r.notify;
+            let notify = if !n.success && !n.failure && !n.delay {
+                "NEVER".to_owned()
+            } else {
+                [
+                    (n.success, "SUCCESS"),
+                    (n.failure, "FAILURE"),
+                    (n.delay, "DELAY"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, s)| *s)
+                .collect::<Vec<_>>()
+                .join(",")
+            };
+            OutRcpt {
+                address: r.address.clone(),
+                notify: Some(notify),
+                orcpt: r.orcpt.clone(),
+            }
+        })
+        .collect();
+    let ret = env
+        .ret
+        .map(|r| if r == Ret::Full { "FULL" } else { "HDRS" });
+    let mut out = Outgoing::new(env.sender.clone(), rcpts, message);
+    out.body_8bit = env.body_8bit;
+    out.smtputf8 = env.smtputf8;
+    out.ret = ret;
+    out.envid = env.envid.clone();
+    out
+}
+
 fn reply_text(r: &ServerReply) -> String {
     match r.enhanced {
         Some((a, b, c)) => format!("{} {a}.{b}.{c} {}", r.code, r.text),
@@ -749,12 +846,17 @@ fn report(
     status: (u8, u16, u16),
     diagnostic: Option<String>,
 ) -> postern_dsn::RecipientReport {
+    // A remote server's reply carries its name; it goes to Remote-MTA.
+    let (diagnostic, remote_mta) = match diagnostic.as_deref().map(crate::outbound::split_remote) {
+        Some((text, Some(host))) => (Some(text.to_owned()), Some(host.to_owned())),
+        _ => (diagnostic, None),
+    };
     postern_dsn::RecipientReport {
         final_recipient: r.address.clone(),
         original_recipient: r.orcpt.clone(),
         action,
         status,
-        remote_mta: None,
+        remote_mta,
         diagnostic,
         last_attempt: Some(now()),
         will_retry_until: None,

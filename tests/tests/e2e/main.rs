@@ -8,6 +8,7 @@ mod imap_clients;
 mod imapd;
 mod interop_smtpd;
 mod lmtp;
+mod outbound;
 mod pop3;
 mod postfix_authd;
 mod smtpd;

@@ -53,6 +53,10 @@ pub struct Client {
     dirty: bool,
     /// An error (or a `421`) left the connection unusable.
     broken: bool,
+    /// The name said in `EHLO`/`LHLO` (said again after `STARTTLS`).
+    helo_name: String,
+    /// TLS protocol and cipher once `STARTTLS` succeeded.
+    tls: Option<String>,
 }
 
 impl fmt::Debug for Client {
@@ -105,6 +109,8 @@ impl Client {
             timeouts,
             dirty: false,
             broken: false,
+            helo_name: helo_name.to_owned(),
+            tls: None,
         };
         client.caps = client.hello(helo_name).await?;
         Ok(client)
@@ -128,6 +134,103 @@ impl Client {
     /// Whether another transaction may be tried on this connection.
     pub fn is_usable(&self) -> bool {
         !self.broken
+    }
+
+    /// The TLS protocol and cipher once [`Client::starttls`] succeeded (`None`: plain text).
+    pub fn tls(&self) -> Option<&str> {
+        self.tls.as_deref()
+    }
+
+    /// `STARTTLS`, the handshake, and `EHLO` again (the capabilities are those offered over
+    /// TLS afterwards).
+    ///
+    /// A refusal (`454`, or `5xx`) comes back as [`ClientError::Rejected`] and leaves the
+    /// connection usable in plain text; any other error leaves it unusable.
+    pub async fn starttls(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        server_name: rustls_pki_types::ServerName<'static>,
+    ) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Closed);
+        }
+        let result = async {
+            let reply = self
+                .command(b"STARTTLS\r\n", Step::StartTls)
+                .await?
+                .to_reply();
+            if reply.code != 220 {
+                return Err(ClientError::Rejected(reply));
+            }
+            let info = self
+                .conn
+                .start_tls(connector, server_name, self.timeouts.greeting)
+                .await?;
+            debug!(tls = %info, "STARTTLS done");
+            self.tls = Some(info);
+            let name = self.helo_name.clone();
+            self.caps = self.hello(&name).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(err) = &result
+            && !matches!(err, ClientError::Rejected(reply) if reply.code != 421)
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// `AUTH PLAIN` (or `AUTH LOGIN` when the server offers only that) as `user`.
+    ///
+    /// A refusal comes back as [`ClientError::Rejected`] (`535` permanent, `454` temporary);
+    /// a server that offers neither mechanism as [`ClientError::Protocol`].
+    pub async fn auth(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        if self.broken {
+            return Err(ClientError::Closed);
+        }
+        let offers = |m: &str| self.caps.auth.iter().any(|a| a == m);
+        let reply = if offers("PLAIN") {
+            let mut token = Vec::with_capacity(user.len() + password.len() + 2);
+            token.push(0);
+            token.extend_from_slice(user.as_bytes());
+            token.push(0);
+            token.extend_from_slice(password.as_bytes());
+            let line = format!("AUTH PLAIN {}\r\n", b64(&token));
+            self.command(line.as_bytes(), Step::Auth).await?.to_reply()
+        } else if offers("LOGIN") {
+            let mut reply = self
+                .command(b"AUTH LOGIN\r\n", Step::Auth)
+                .await?
+                .to_reply();
+            for secret in [user, password] {
+                if reply.code != 334 {
+                    break;
+                }
+                let line = format!("{}\r\n", b64(secret.as_bytes()));
+                reply = self.command(line.as_bytes(), Step::Auth).await?.to_reply();
+            }
+            reply
+        } else {
+            return Err(ClientError::Protocol(format!(
+                "the server offers no AUTH mechanism we use (PLAIN, LOGIN); it offers: {}",
+                if self.caps.auth.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.caps.auth.join(" ")
+                }
+            )));
+        };
+        if reply.code == 235 {
+            return Ok(());
+        }
+        if reply.code == 334 {
+            // Still asking: the exchange is off the rails; the connection is no use now.
+            self.broken = true;
+        }
+        Err(ClientError::Rejected(reply))
     }
 
     /// Sends one message; returns one result per recipient, in order.

@@ -26,9 +26,6 @@ impl Client {
         if self.dirty {
             self.rset().await?;
         }
-        if tx.body_8bit && !self.caps.eightbitmime {
-            debug!("server lacks 8BITMIME; sending the 8-bit body as it is");
-        }
         let mail = message::mail_command(tx, &self.caps);
         let rcpts: Vec<String> = to_send
             .iter()

@@ -83,9 +83,29 @@ impl Peer {
         assert_eq!(n, 0, "expected EOF, got {line:?}");
     }
 
+    /// The TLS handshake as the server (after it said `220` to `STARTTLS`).
+    pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) {
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let plain = std::mem::replace(&mut self.io, BufReader::new(dummy)).into_inner();
+        let tls = acceptor.accept(plain).await.expect("TLS handshake");
+        self.io = BufReader::new(Box::new(tls));
+    }
+
+    /// Like [`Peer::start_tls`], for handshakes the client is expected to abandon.
+    pub async fn try_start_tls(mut self, acceptor: &tokio_rustls::TlsAcceptor) -> bool {
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let plain = std::mem::replace(&mut self.io, BufReader::new(dummy)).into_inner();
+        acceptor.accept(plain).await.is_ok()
+    }
+
     /// Greets and answers the hello with `caps` (one per line, after the name).
     pub async fn handshake(&mut self, hello: &str, caps: &[&str]) {
         self.say("220 fake.example.org ready\r\n").await;
+        self.hello(hello, caps).await;
+    }
+
+    /// Answers the hello with `caps` (one per line, after the name).
+    pub async fn hello(&mut self, hello: &str, caps: &[&str]) {
         self.expect(hello).await;
         let mut lines = vec!["fake.example.org"];
         lines.extend_from_slice(caps);
@@ -149,4 +169,20 @@ pub async fn connect(target: &Target, flavor: Flavor) -> Client {
     Client::connect(target, flavor, "client.example.org", quick())
         .await
         .unwrap()
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `mx.example.org`.
+pub fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["mx.example.org".to_owned()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }

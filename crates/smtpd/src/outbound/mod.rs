@@ -1,0 +1,508 @@
+//! Outbound SMTP: mail for other domains leaves here, to a `transports` host, the relayhost
+//! (with AUTH over TLS) or the domain's MX hosts, in preference order with fallback.
+//!
+//! - [`route`]: which of those applies to a domain;
+//! - [`mx`]: DNS (MX order, implicit MX, null MX, A/AAAA) through hickory-resolver;
+//! - this module: connections (TLS policy, AUTH), their reuse for the next message to the
+//!   same destination, the global and per-destination concurrency limits, and turning what
+//!   happened into a result per recipient: delivered (2xx), deferred (4xx, or no server
+//!   reached) or bounced (5xx; a domain whose every server refuses with 5xx, a null MX, a
+//!   domain that does not exist).
+
+pub(crate) mod mx;
+pub(crate) mod route;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::TokioResolver;
+use postern_config::{Config, TlsPolicy};
+use postern_smtp_client::tls::{CertCheck, connector, server_name};
+use postern_smtp_client::{
+    Client, ClientError, Flavor, Outgoing, RcptResult, ServerReply, Target, Timeouts,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info};
+
+pub(crate) use route::Route;
+
+/// Connections tried per destination and attempt (Postfix: `smtp_mx_address_limit` 5).
+const MAX_CONNECTION_TRIES: usize = 5;
+
+/// Put after a reply from a remote server, naming it: `… (remote-mta mx.example[192.0.2.1])`.
+/// The queue keeps only the reply text; the DSN takes the host back out of it.
+pub(crate) const REMOTE_MARK: &str = " (remote-mta ";
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Accepted (2xx): the reply.
+    Delivered(String),
+    /// Try again later (4xx, or no server reached): why.
+    Deferred(String),
+    /// Refused for good (5xx): why.
+    Bounced(String),
+}
+
+/// The server one connection reached.
+#[derive(Debug, Clone)]
+struct Peer {
+    host: String,
+    addr: SocketAddr,
+}
+
+impl Peer {
+    fn label(&self) -> String {
+        format!("{}[{}]:{}", self.host, self.addr.ip(), self.addr.port())
+    }
+
+    fn mark(&self) -> String {
+        format!("{REMOTE_MARK}{}[{}])", self.host, self.addr.ip())
+    }
+}
+
+/// A connection that failed before a transaction could start.
+struct Failure {
+    text: String,
+    permanent: bool,
+}
+
+struct Pooled {
+    client: Client,
+    peer: Peer,
+    at: Instant,
+}
+
+/// The outbound side of the queue manager.
+pub(crate) struct Outbound {
+    config: Config,
+    resolver: TokioResolver,
+    any_cert: TlsConnector,
+    webpki: TlsConnector,
+    timeouts: Timeouts,
+    global: Arc<Semaphore>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pool: Mutex<HashMap<String, Vec<Pooled>>>,
+}
+
+impl Outbound {
+    pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
+        let s = &config.smtpd;
+        let secs = |n: u64| Duration::from_secs(n.max(1));
+        Ok(Self {
+            config: config.clone(),
+            resolver: mx::resolver(config)?,
+            any_cert: connector(CertCheck::Any),
+            webpki: connector(CertCheck::WebPki),
+            timeouts: Timeouts {
+                connect: secs(s.outbound_connect_timeout_secs),
+                greeting: secs(s.outbound_greeting_timeout_secs),
+                command: secs(s.outbound_command_timeout_secs),
+                data_block: secs(s.outbound_data_timeout_secs),
+                final_reply: secs(s.outbound_final_timeout_secs),
+            },
+            global: Arc::new(Semaphore::new(s.outbound_concurrency.max(1))),
+            per_destination: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Delivers `out` (whose recipients are all in `domain`) by `route`; one outcome per
+    /// recipient, in order. `id` is for the logs.
+    pub(crate) async fn deliver(
+        &self,
+        id: &str,
+        route: &Route,
+        domain: &str,
+        out: &Outgoing<'_>,
+    ) -> Vec<Outcome> {
+        let n = out.recipients.len();
+        let all = |o: Outcome| vec![o; n];
+        let key = route.key();
+        let _permits = self.permits(&key).await;
+        let policy = route.tls_policy(&self.config, domain);
+
+        // A connection left open by an earlier message to the same place.
+        if let Some(mut p) = self.take_pooled(&key) {
+            match p.client.send(out).await {
+                Ok(results) => {
+                    debug!(%id, relay = %p.peer.label(), "reused a cached connection");
+                    let outcomes = outcomes(&results, &p.peer);
+                    self.log(id, &p.peer, p.client.tls(), out, &outcomes);
+                    self.give_back(&key, p.client, p.peer);
+                    return outcomes;
+                }
+                Err(e) => debug!(%id, error = %e, "cached connection failed; opening a new one"),
+            }
+        }
+
+        let (hosts, port) = match route {
+            Route::Mx { domain } => {
+                match mx::lookup(&self.resolver, domain, &self.config.hostname).await {
+                    mx::Answer::Hosts(h) => (h, self.config.smtpd.outbound_port),
+                    mx::Answer::NullMx => {
+                        return all(Outcome::Bounced(format!(
+                            "556 5.1.10 recipient domain {domain} has a null MX (RFC 7505): it accepts no mail"
+                        )));
+                    }
+                    mx::Answer::NoSuchDomain(why) => {
+                        return all(Outcome::Bounced(format!("550 5.1.2 {why}")));
+                    }
+                    mx::Answer::TempFail(why) => {
+                        return all(Outcome::Deferred(format!("451 4.4.3 {why}")));
+                    }
+                }
+            }
+            Route::Fixed { host, port } | Route::Relay { host, port } => {
+                match mx::addresses(&self.resolver, host).await {
+                    Ok(addrs) if !addrs.is_empty() => (
+                        vec![mx::Host {
+                            name: host.clone(),
+                            addrs,
+                        }],
+                        *port,
+                    ),
+                    Ok(_) => {
+                        return all(Outcome::Deferred(format!(
+                            "451 4.4.4 host {host} has no address"
+                        )));
+                    }
+                    Err(why) => return all(Outcome::Deferred(format!("451 4.4.3 {why}"))),
+                }
+            }
+            Route::Lmtp(_) => {
+                return all(Outcome::Deferred(
+                    "451 4.3.5 internal error: LMTP route given to the SMTP client".into(),
+                ));
+            }
+        };
+
+        let mut tried = 0;
+        let mut all_permanent = true;
+        let mut last = String::from("451 4.4.1 no server tried");
+        'hosts: for host in &hosts {
+            for &ip in &host.addrs {
+                if tried == MAX_CONNECTION_TRIES {
+                    break 'hosts;
+                }
+                tried += 1;
+                let peer = Peer {
+                    host: host.name.clone(),
+                    addr: SocketAddr::new(ip, port),
+                };
+                let mut client = match self.open(&peer, route, domain, policy).await {
+                    Ok(c) => c,
+                    Err(f) => {
+                        info!(%id, relay = %peer.label(), reason = %f.text, "server not usable; trying the next");
+                        all_permanent &= f.permanent;
+                        last = f.text;
+                        continue;
+                    }
+                };
+                let outcomes = match client.send(out).await {
+                    Ok(results) => outcomes(&results, &peer),
+                    Err(ClientError::Rejected(reply)) => {
+                        let text = format!("{}{}", reply_text(&reply), peer.mark());
+                        if reply.is_permanent() {
+                            all(Outcome::Bounced(text))
+                        } else {
+                            all(Outcome::Deferred(text))
+                        }
+                    }
+                    Err(e) => all(Outcome::Deferred(format!(
+                        "451 4.4.2 lost connection with {}: {e}",
+                        peer.label()
+                    ))),
+                };
+                self.log(id, &peer, client.tls(), out, &outcomes);
+                self.give_back(&key, client, peer);
+                return outcomes;
+            }
+        }
+        if tried > 0 && all_permanent {
+            all(Outcome::Bounced(last))
+        } else {
+            all(Outcome::Deferred(last))
+        }
+    }
+
+    /// Connects to `peer`, then STARTTLS by `policy` and AUTH for the relayhost.
+    async fn open(
+        &self,
+        peer: &Peer,
+        route: &Route,
+        domain: &str,
+        policy: TlsPolicy,
+    ) -> Result<Client, Failure> {
+        let temp = |text: String| Failure {
+            text,
+            permanent: false,
+        };
+        let target = Target::Tcp(peer.addr.to_string());
+        let mut client =
+            Client::connect(&target, Flavor::Smtp, &self.config.hostname, self.timeouts)
+                .await
+                .map_err(|e| match e {
+                    ClientError::Rejected(r) => Failure {
+                        text: format!("{}{}", reply_text(&r), peer.mark()),
+                        permanent: r.is_permanent(),
+                    },
+                    ClientError::Connect(e) => {
+                        temp(format!("451 4.4.1 connect to {}: {e}", peer.label()))
+                    }
+                    e => temp(format!("451 4.4.2 {}: {e}", peer.label())),
+                })?;
+        let offered = client.capabilities().starttls;
+        match policy {
+            TlsPolicy::None => {}
+            TlsPolicy::May if !offered => {}
+            TlsPolicy::Encrypt | TlsPolicy::Verify if !offered => {
+                drop(client.quit().await);
+                return Err(temp(format!(
+                    "451 4.7.5 TLS is required for {domain} but {} does not offer STARTTLS",
+                    peer.label()
+                )));
+            }
+            _ => {
+                let (conn, check) = if policy == TlsPolicy::Verify {
+                    (&self.webpki, CertCheck::WebPki)
+                } else {
+                    (&self.any_cert, CertCheck::Any)
+                };
+                let name = match check {
+                    CertCheck::WebPki => server_name(&peer.host),
+                    CertCheck::Any => {
+                        server_name(&peer.host).or_else(|| server_name(&peer.addr.ip().to_string()))
+                    }
+                }
+                .ok_or_else(|| {
+                    temp(format!(
+                        "451 4.7.5 {} is not a usable TLS server name",
+                        peer.host
+                    ))
+                })?;
+                match client.starttls(conn, name).await {
+                    Ok(()) => {}
+                    Err(ClientError::Rejected(r)) if policy == TlsPolicy::May => {
+                        debug!(relay = %peer.label(), reply = %r, "STARTTLS refused; going on in plain text");
+                    }
+                    Err(e) if policy == TlsPolicy::May => {
+                        // The handshake broke the connection: once more without TLS.
+                        info!(relay = %peer.label(), error = %e, "TLS failed; retrying in plain text");
+                        return Box::pin(self.open(peer, route, domain, TlsPolicy::None)).await;
+                    }
+                    Err(e) => {
+                        return Err(temp(format!(
+                            "451 4.7.5 TLS with {} failed ({policy:?} policy for {domain}): {e}",
+                            peer.label()
+                        )));
+                    }
+                }
+            }
+        }
+        if let Route::Relay { .. } = route
+            && let Some(user) = &self.config.smtpd.relayhost_auth_user
+        {
+            if client.tls().is_none() && policy != TlsPolicy::None {
+                drop(client.quit().await);
+                return Err(temp(format!(
+                    "451 4.7.0 not sending the relayhost password to {} without TLS",
+                    peer.label()
+                )));
+            }
+            let password = self.relay_password().map_err(temp)?;
+            if let Err(e) = client.auth(user, &password).await {
+                let text = match e {
+                    ClientError::Rejected(r) => format!(
+                        "451 4.7.0 AUTH as {user} refused by {}: {}",
+                        peer.label(),
+                        reply_text(&r)
+                    ),
+                    e => format!("451 4.7.0 AUTH with {} failed: {e}", peer.label()),
+                };
+                drop(client.quit().await);
+                return Err(temp(text));
+            }
+        }
+        Ok(client)
+    }
+
+    fn relay_password(&self) -> Result<String, String> {
+        let Some(file) = &self.config.smtpd.relayhost_password_file else {
+            return Err("451 4.3.5 relayhost_password_file is not set".into());
+        };
+        let path = self.config.resolve(file);
+        std::fs::read_to_string(&path)
+            .map(|t| t.lines().next().unwrap_or("").to_owned())
+            .map_err(|e| format!("451 4.3.5 cannot read {}: {e}", path.display()))
+    }
+
+    /// A global and a per-destination permit, held for the delivery.
+    async fn permits(
+        &self,
+        key: &str,
+    ) -> (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>) {
+        let dest = {
+            let mut m = self
+                .per_destination
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if m.len() > 10_000 {
+                m.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            m.entry(key.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(
+                        self.config.smtpd.outbound_destination_concurrency.max(1),
+                    ))
+                })
+                .clone()
+        };
+        let d = dest.acquire_owned().await.ok();
+        let g = self.global.clone().acquire_owned().await.ok();
+        (d, g)
+    }
+
+    fn take_pooled(&self, key: &str) -> Option<Pooled> {
+        let idle = Duration::from_secs(self.config.smtpd.outbound_connection_cache_secs);
+        let mut pool = self.pool.lock().ok()?;
+        let list = pool.get_mut(key)?;
+        while let Some(p) = list.pop() {
+            if p.at.elapsed() < idle && p.client.is_usable() {
+                return Some(p);
+            }
+            tokio::spawn(async move { drop(p.client.quit().await) });
+        }
+        None
+    }
+
+    fn give_back(&self, key: &str, client: Client, peer: Peer) {
+        let keep = self.config.smtpd.outbound_connection_cache_secs > 0 && client.is_usable();
+        if keep && let Ok(mut pool) = self.pool.lock() {
+            let list = pool.entry(key.to_owned()).or_default();
+            if list.len() < self.config.smtpd.outbound_destination_concurrency.max(1) {
+                list.push(Pooled {
+                    client,
+                    peer,
+                    at: Instant::now(),
+                });
+                return;
+            }
+        }
+        tokio::spawn(async move { drop(client.quit().await) });
+    }
+
+    /// Closes idle connections past their time (called now and then by the manager).
+    pub(crate) fn expire_idle(&self) {
+        let idle = Duration::from_secs(self.config.smtpd.outbound_connection_cache_secs);
+        let Ok(mut pool) = self.pool.lock() else {
+            return;
+        };
+        for list in pool.values_mut() {
+            let (stale, fresh): (Vec<Pooled>, Vec<Pooled>) = list
+                .drain(..)
+                .partition(|p| p.at.elapsed() >= idle || !p.client.is_usable());
+            *list = fresh;
+            for p in stale {
+                tokio::spawn(async move { drop(p.client.quit().await) });
+            }
+        }
+        pool.retain(|_, l| !l.is_empty());
+    }
+
+    fn log(
+        &self,
+        id: &str,
+        peer: &Peer,
+        tls: Option<&str>,
+        out: &Outgoing<'_>,
+        outcomes: &[Outcome],
+    ) {
+        for (r, o) in out.recipients.iter().zip(outcomes) {
+            let (status, text) = match o {
+                Outcome::Delivered(t) => ("sent", t),
+                Outcome::Deferred(t) => ("deferred", t),
+                Outcome::Bounced(t) => ("bounced", t),
+            };
+            info!(%id, to = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
+        }
+    }
+}
+
+/// One outcome per result, with the server named in the text.
+fn outcomes(results: &[RcptResult], peer: &Peer) -> Vec<Outcome> {
+    results
+        .iter()
+        .map(|r| {
+            let text = format!("{}{}", reply_text(&r.reply), peer.mark());
+            if r.reply.is_positive() {
+                Outcome::Delivered(text)
+            } else if r.reply.is_permanent() {
+                Outcome::Bounced(text)
+            } else {
+                Outcome::Deferred(text)
+            }
+        })
+        .collect()
+}
+
+fn reply_text(r: &ServerReply) -> String {
+    match r.enhanced {
+        Some((a, b, c)) => format!("{} {a}.{b}.{c} {}", r.code, r.text),
+        None => format!("{} {}", r.code, r.text),
+    }
+}
+
+/// Splits `text (remote-mta host[ip])` into the reply and the host name.
+pub(crate) fn split_remote(text: &str) -> (&str, Option<&str>) {
+    match text.rfind(REMOTE_MARK) {
+        Some(i) if text.ends_with(')') => {
+            let inside = &text[i + REMOTE_MARK.len()..text.len() - 1];
+            let host = inside.split('[').next().unwrap_or(inside);
+            (&text[..i], Some(host))
+        }
+        _ => (text, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_mark_round_trip() {
+        let peer = Peer {
+            host: "mx1.example.net".into(),
+            addr: "192.0.2.7:25".parse().unwrap(),
+        };
+        let text = format!("550 5.1.1 no such user{}", peer.mark());
+        assert_eq!(
+            split_remote(&text),
+            ("550 5.1.1 no such user", Some("mx1.example.net"))
+        );
+        assert_eq!(split_remote("451 4.4.1 x (y)"), ("451 4.4.1 x (y)", None));
+        let results = vec![
+            RcptResult {
+                address: "a@x".into(),
+                reply: ServerReply::new(250, Some((2, 0, 0)), "ok"),
+            },
+            RcptResult {
+                address: "b@x".into(),
+                reply: ServerReply::new(450, Some((4, 2, 0)), "later"),
+            },
+            RcptResult {
+                address: "c@x".into(),
+                reply: ServerReply::new(550, Some((5, 1, 1)), "unknown"),
+            },
+        ];
+        let o = outcomes(&results, &peer);
+        assert!(matches!(&o[0], Outcome::Delivered(t) if t.starts_with("250 2.0.0 ok")));
+        assert!(matches!(&o[1], Outcome::Deferred(t) if t.starts_with("450 4.2.0 later")));
+        assert!(
+            matches!(&o[2], Outcome::Bounced(t) if t.starts_with("550 5.1.1 unknown (remote-mta mx1"))
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! A tiny authoritative DNS server on 127.0.0.1 (UDP) for test zones: A, AAAA, MX (null MX
+//! included) and TXT records. Unknown names get NXDOMAIN; known names without the asked
+//! type get an empty NOERROR answer (NODATA). Enough for smtpd's MX routing and for
+//! publishing DKIM keys; never talks to anything but its clients on loopback.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+const A: u16 = 1;
+const MX: u16 = 15;
+const TXT: u16 = 16;
+const AAAA: u16 = 28;
+
+#[derive(Debug, Clone)]
+enum Data {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Mx(u16, String),
+    Txt(Vec<Vec<u8>>),
+}
+
+impl Data {
+    fn rtype(&self) -> u16 {
+        match self {
+            Self::A(_) => A,
+            Self::Aaaa(_) => AAAA,
+            Self::Mx(..) => MX,
+            Self::Txt(_) => TXT,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Zone {
+    records: Vec<(String, Data)>,
+    queries: Vec<(String, u16)>,
+    /// Answer every query with SERVFAIL (DNS is down: a temporary failure, quickly).
+    servfail: bool,
+}
+
+/// The running server; it stops answering when dropped.
+pub struct DnsServer {
+    addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn norm(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl DnsServer {
+    /// Starts on an ephemeral UDP port of 127.0.0.1 with an empty zone.
+    pub fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the DNS server");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("DNS socket timeout");
+        let addr = socket.local_addr().expect("DNS server address");
+        let zone: Arc<Mutex<Zone>> = Arc::default();
+        let stop: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (z, s) = (zone.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = answer(&buf[..n], &z) {
+                    drop(socket.send_to(&reply, peer));
+                }
+            }
+        });
+        Self { addr, zone, stop }
+    }
+
+    /// A server that answers SERVFAIL to everything: what every install of the harness
+    /// uses unless a test points `[dns] nameservers` elsewhere, so nothing asks the
+    /// machine's resolver and remote domains fail temporarily, at once.
+    pub fn start_servfail() -> Self {
+        let s = Self::start();
+        s.zone.lock().expect("zone lock").servfail = true;
+        s
+    }
+
+    /// `IP:PORT` for `[dns] nameservers`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn add(&self, name: &str, data: Data) -> &Self {
+        self.zone
+            .lock()
+            .expect("zone lock")
+            .records
+            .push((norm(name), data));
+        self
+    }
+
+    /// `name IN A ip`.
+    pub fn a(&self, name: &str, ip: Ipv4Addr) -> &Self {
+        self.add(name, Data::A(ip))
+    }
+
+    /// `name IN AAAA ip`.
+    pub fn aaaa(&self, name: &str, ip: Ipv6Addr) -> &Self {
+        self.add(name, Data::Aaaa(ip))
+    }
+
+    /// `domain IN MX preference host`.
+    pub fn mx(&self, domain: &str, preference: u16, host: &str) -> &Self {
+        self.add(domain, Data::Mx(preference, norm(host)))
+    }
+
+    /// `domain IN MX 0 .` (RFC 7505: this domain takes no mail).
+    pub fn null_mx(&self, domain: &str) -> &Self {
+        self.add(domain, Data::Mx(0, String::new()))
+    }
+
+    /// `name IN TXT "…"`, the text cut into 255-byte strings.
+    pub fn txt(&self, name: &str, text: &str) -> &Self {
+        let parts = text.as_bytes().chunks(255).map(<[u8]>::to_vec).collect();
+        self.add(name, Data::Txt(parts))
+    }
+
+    /// Every query so far: (name, type number).
+    pub fn queries(&self) -> Vec<(String, u16)> {
+        self.zone.lock().expect("zone lock").queries.clone()
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len().min(63) as u8);
+        out.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    out.push(0);
+}
+
+/// The reply to one query, or None for garbage.
+fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
+    if q.len() < 12 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    // The question: labels up to the root, then type and class.
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *q.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    let question = &q[12..i + 4];
+    let name = labels.join(".");
+    let mut zone = zone.lock().ok()?;
+    zone.queries.push((name.clone(), qtype));
+    if zone.servfail {
+        let mut out = q[..12].to_vec();
+        out[2] = 0x80 | (q[2] & 0x01);
+        out[3] = 0x82; // RA, SERVFAIL
+        out[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&q[12..i + 4]);
+        return Some(out);
+    }
+    let known = zone.records.iter().any(|(n, _)| *n == name);
+    let answers: Vec<Data> = zone
+        .records
+        .iter()
+        .filter(|(n, d)| *n == name && d.rtype() == qtype)
+        .map(|(_, d)| d.clone())
+        .collect();
+    drop(zone);
+
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&q[0..2]);
+    let rd = q[2] & 0x01;
+    out.push(0x84 | rd); // QR, AA, RD as asked
+    out.push(if known { 0x80 } else { 0x83 }); // RA; NOERROR or NXDOMAIN
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    for d in answers {
+        out.extend_from_slice(&[0xc0, 0x0c]); // the name in the question
+        out.extend_from_slice(&d.rtype().to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&60u32.to_be_bytes());
+        let mut rdata = Vec::new();
+        match d {
+            Data::A(ip) => rdata.extend_from_slice(&ip.octets()),
+            Data::Aaaa(ip) => rdata.extend_from_slice(&ip.octets()),
+            Data::Mx(pref, host) => {
+                rdata.extend_from_slice(&pref.to_be_bytes());
+                put_name(&mut rdata, &host);
+            }
+            Data::Txt(parts) => {
+                for p in parts {
+                    rdata.push(p.len() as u8);
+                    rdata.extend_from_slice(&p);
+                }
+            }
+        }
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_mx_and_nxdomain() {
+        let zone = Mutex::new(Zone::default());
+        zone.lock()
+            .unwrap()
+            .records
+            .push(("example.net".into(), Data::Mx(10, "mx.example.net".into())));
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        put_name(&mut q, "Example.NET");
+        q.extend_from_slice(&[0, 15, 0, 1]);
+        let r = answer(&q, &zone).unwrap();
+        assert_eq!(&r[0..2], &[0x12, 0x34]);
+        assert_eq!(r[3] & 0x0f, 0, "NOERROR");
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
+        let mut q2 = q.clone();
+        q2[12 + 1] = b'x';
+        let r = answer(&q2, &zone).unwrap();
+        assert_eq!(r[3] & 0x0f, 3, "NXDOMAIN");
+    }
+}
