@@ -545,9 +545,14 @@ pub struct Smtpd {
     /// Send a delay warning after this long.
     #[serde(default = "default_delay_warning")]
     pub delay_warning_secs: u64,
-    /// Deliveries running at once.
+    /// Delivery attempts running at once (local and remote together).
     #[serde(default = "default_delivery_concurrency")]
     pub delivery_concurrency: usize,
+    /// LMTP transactions to the local delivery agent at once. Local deliveries are short and
+    /// disk-bound: a few at a time deliver faster than many fighting over the disk and CPU,
+    /// and leave room for receiving.
+    #[serde(default = "default_lmtp_concurrency")]
+    pub lmtp_concurrency: usize,
     /// Access rules, in the spirit of sendmail's access file; the first rule whose every
     /// given condition matches decides.
     #[serde(default)]
@@ -640,6 +645,7 @@ impl Default for Smtpd {
             max_queue_lifetime_secs: default_lifetime(),
             delay_warning_secs: default_delay_warning(),
             delivery_concurrency: default_delivery_concurrency(),
+            lmtp_concurrency: default_lmtp_concurrency(),
             access: Vec::new(),
             control_socket: default_control_socket(),
         }
@@ -684,6 +690,9 @@ fn default_lifetime() -> u64 {
 }
 fn default_delay_warning() -> u64 {
     4 * 3600
+}
+fn default_lmtp_concurrency() -> usize {
+    4
 }
 fn default_delivery_concurrency() -> usize {
     20

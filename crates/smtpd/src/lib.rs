@@ -162,6 +162,8 @@ async fn accept_loop(
                 Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await; continue }
             },
         };
+        // Replies are written whole; no reason to wait for the client's ACK (Nagle).
+        let _ = tcp.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             info!(%peer, "too many connections");
             tokio::spawn(async move {

@@ -100,6 +100,8 @@ struct Manager {
     /// Idle LMTP connections to `lmtp`, reused for the next delivery (with the time they
     /// were last used: older ones are closed, the server may have timed them out).
     lmtp_pool: std::sync::Mutex<Vec<(Client, std::time::Instant)>>,
+    /// Bounds LMTP transactions in flight (`lmtp_concurrency`).
+    lmtp_slots: Semaphore,
     /// SMTP to other domains.
     outbound: Outbound,
     /// DKIM signing of what goes out.
@@ -140,6 +142,7 @@ pub(crate) async fn start(
         committer: committer.clone(),
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
+        lmtp_slots: Semaphore::new(config.smtpd.lmtp_concurrency.max(1)),
         backoff: Backoff {
             min: Duration::from_secs(c.min_backoff_secs),
             max: Duration::from_secs(c.max_backoff_secs.max(c.min_backoff_secs)),
@@ -490,6 +493,7 @@ impl Manager {
         let mut newly_bounced = Vec::new();
         let mut delivered = Vec::new();
         if !local.is_empty() {
+            let _slot = self.lmtp_slots.acquire().await;
             self.send(
                 &mut env,
                 &message,
