@@ -565,3 +565,63 @@ fn dkim_signature_verifies_with_dkimpy() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
+
+/// Our smtpd finds Debian's Postfix as the MX of another domain and delivers to it, signed.
+#[test]
+#[ignore = "needs Debian's postfix (run .ci/run)"]
+fn delivers_to_debian_postfix_as_the_mx() {
+    let dns = DnsServer::start();
+    let vmail = tempfile::tempdir().expect("vmail dir");
+    std::fs::set_permissions(
+        vmail.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod vmail");
+    let pf = postern_e2e::Postfix::builder()
+        .main_cf(&format!(
+            "mydestination =\nvirtual_mailbox_domains = remote.test\n\
+             virtual_mailbox_base = {base}\n\
+             virtual_mailbox_maps = inline:{{ bob@remote.test=bob/ }}\n\
+             virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
+             smtpd_tls_security_level = none\n",
+            base = vmail.path().display()
+        ))
+        .start();
+    let mx = pf.smtp_addr();
+    dns.mx("remote.test", 10, "mx.remote.test");
+    dns.a("mx.remote.test", Ipv4Addr::new(127, 0, 0, 1));
+    let pm = install(
+        Postern::builder().set("smtpd.outbound_port", i64::from(mx.port())),
+        &dns,
+    );
+    let out = pm.mailctl(&["dkim", "generate", "example.org", "--selector", "s1"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+
+    let out = submit(&pm, "bob@remote.test", "to postfix");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    let inbox = vmail.path().join("bob");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivered = loop {
+        let m = messages(&inbox, "new");
+        if !m.is_empty() {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing in Postfix's Maildir; maillog:\n{}",
+            pf.maillog()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(delivered.len(), 1);
+    let text = &delivered[0];
+    assert!(text.contains("Subject: to postfix"), "{text}");
+    // Postfix's Received header names the EHLO we gave: our hostname.
+    assert!(text.contains(&format!("from {HOSTNAME}")), "{text}");
+    assert!(
+        text.contains("DKIM-Signature:") && text.contains("d=example.org") && text.contains("s=s1"),
+        "{text}"
+    );
+    // Postfix logs the delivery after the file is in place.
+    pf.wait_for_log("status=sent", Duration::from_secs(20));
+}
