@@ -66,7 +66,7 @@ impl Session {
                 }
             }
         }
-        let recent: HashSet<u32> = if examine {
+        let recent: HashSet<u32> = if examine || self.enabled.rev2 {
             HashSet::new()
         } else {
             mbox.claim_recent().into_iter().collect()

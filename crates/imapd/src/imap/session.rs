@@ -668,6 +668,9 @@ impl Session {
                         on.push("QRESYNC".to_owned());
                     } else if s.eq_ignore_ascii_case("IMAP4rev2") && !self.enabled.rev2 {
                         self.enabled.rev2 = true;
+                        if let Some(sel) = self.sel.as_mut() {
+                            sel.recent.clear();
+                        }
                         on.push("IMAP4rev2".to_owned());
                     }
                 }
@@ -779,7 +782,8 @@ impl Session {
             untagged(out, &format!("FLAGS ({})", flags_text(&sel.keywords)));
         }
         if grew {
-            if !sel.read_only {
+            // IMAP4rev2 has no \Recent: such a session claims nothing.
+            if !sel.read_only && !rev2 {
                 sel.recent.extend(sel.mbox.claim_recent());
             }
             untagged(out, &format!("{} EXISTS", sel.uids.len()));

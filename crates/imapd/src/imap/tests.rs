@@ -484,3 +484,22 @@ fn rename_inbox_moves_its_messages() {
     let r = run(&mut a, "a RENAME INBOX Old");
     assert!(r.contains("a NO [ALREADYEXISTS]"), "{r}");
 }
+
+#[test]
+fn imap4rev2_sessions_have_no_recent() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    let mut a = session(&md);
+    run(&mut a, "a ENABLE IMAP4rev2");
+    let r = run(&mut a, "a SELECT INBOX");
+    assert!(!r.contains("RECENT"), "{r}");
+    let r = run(&mut a, "a FETCH 1 (FLAGS)");
+    assert!(!r.contains("\\Recent"), "{r}");
+    deliver(&md, "two");
+    let r = run(&mut a, "a FETCH 2 (FLAGS)");
+    assert!(!r.contains("\\Recent"), "{r}");
+    // The message was not claimed: a rev1 session still sees both as recent.
+    let mut b = session(&md);
+    let r = run(&mut b, "b SELECT INBOX");
+    assert!(r.contains("* 2 RECENT"), "{r}");
+}
