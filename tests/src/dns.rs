@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server on 127.0.0.1 (UDP) for test zones: A, AAAA, MX (null MX
-//! included) and TXT records. Unknown names get NXDOMAIN; known names without the asked
+//! included), TXT, PTR and CNAME/SRV records (the last two only answered when asked for). Unknown names get NXDOMAIN; known names without the asked
 //! type get an empty NOERROR answer (NODATA). Enough for smtpd's MX routing and for
 //! publishing DKIM keys; never talks to anything but its clients on loopback.
 
@@ -9,7 +9,10 @@ use std::thread;
 use std::time::Duration;
 
 const A: u16 = 1;
+const CNAME: u16 = 5;
+const PTR: u16 = 12;
 const MX: u16 = 15;
+const SRV: u16 = 33;
 const TXT: u16 = 16;
 const AAAA: u16 = 28;
 
@@ -19,6 +22,9 @@ enum Data {
     Aaaa(Ipv6Addr),
     Mx(u16, String),
     Txt(Vec<Vec<u8>>),
+    Ptr(String),
+    Cname(String),
+    Srv(u16, u16, u16, String),
 }
 
 impl Data {
@@ -28,6 +34,9 @@ impl Data {
             Self::Aaaa(_) => AAAA,
             Self::Mx(..) => MX,
             Self::Txt(_) => TXT,
+            Self::Ptr(_) => PTR,
+            Self::Cname(_) => CNAME,
+            Self::Srv(..) => SRV,
         }
     }
 }
@@ -125,6 +134,32 @@ impl DnsServer {
         self.add(name, Data::Txt(parts))
     }
 
+    /// `ip IN PTR name`, at the reverse name of `ip` (in-addr.arpa or ip6.arpa).
+    pub fn ptr(&self, ip: std::net::IpAddr, name: &str) -> &Self {
+        self.add(&reverse_name(ip), Data::Ptr(norm(name)))
+    }
+
+    /// `name IN CNAME target`.
+    pub fn cname(&self, name: &str, target: &str) -> &Self {
+        self.add(name, Data::Cname(norm(target)))
+    }
+
+    /// `name IN SRV priority weight port target`.
+    pub fn srv(&self, name: &str, priority: u16, weight: u16, port: u16, target: &str) -> &Self {
+        self.add(name, Data::Srv(priority, weight, port, norm(target)))
+    }
+
+    /// Removes every record at `name` (to break a zone on purpose).
+    pub fn remove(&self, name: &str) -> &Self {
+        let n = norm(name);
+        self.zone
+            .lock()
+            .expect("zone lock")
+            .records
+            .retain(|(r, _)| *r != n);
+        self
+    }
+
     /// Every query so far: (name, type number).
     pub fn queries(&self) -> Vec<(String, u16)> {
         self.zone.lock().expect("zone lock").queries.clone()
@@ -134,6 +169,24 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `4.3.2.1.in-addr.arpa` / the nibbles of an IPv6 address under `ip6.arpa`.
+pub fn reverse_name(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
     }
 }
 
@@ -214,6 +267,13 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                     rdata.push(p.len() as u8);
                     rdata.extend_from_slice(&p);
                 }
+            }
+            Data::Ptr(name) | Data::Cname(name) => put_name(&mut rdata, &name),
+            Data::Srv(prio, weight, port, target) => {
+                rdata.extend_from_slice(&prio.to_be_bytes());
+                rdata.extend_from_slice(&weight.to_be_bytes());
+                rdata.extend_from_slice(&port.to_be_bytes());
+                put_name(&mut rdata, &target);
             }
         }
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());

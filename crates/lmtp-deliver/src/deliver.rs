@@ -104,6 +104,26 @@ struct One<'a> {
 
 static QUEUE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The header smtpd adds to a message that DMARC quarantines (smtpd removes any copy that
+/// came from outside).
+pub(crate) const JUNK_HEADER: &str = "X-Postern-Junk";
+
+/// Whether the message header has a field `name`.
+fn has_header(message: &[u8], name: &str) -> bool {
+    for line in message.split(|&b| b == b'\n') {
+        if line.is_empty() || line == b"\r" {
+            return false;
+        }
+        if line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && line[name.len()] == b':'
+        {
+            return true;
+        }
+    }
+    false
+}
+
 impl One<'_> {
     /// The message as it is stored for this recipient: trace headers, then the message.
     fn with_trace(&self) -> Vec<u8> {
@@ -260,7 +280,28 @@ impl One<'_> {
 
     /// `user+detail` files into the folder named `detail` (compared without regard to
     /// case, as addresses are) when it exists, else INBOX.
+    ///
+    /// A message smtpd marked as junk (the `X-Postern-Junk` header, from a DMARC
+    /// `p=quarantine`) goes to the `Junk` folder instead, when the user has one.
     async fn default_folder(&self) -> Option<String> {
+        if has_header(&self.tx.message, JUNK_HEADER) {
+            let dir = self.rcpt.maildir.clone();
+            let junk = blocking(move || {
+                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
+                Ok(m.list_folders()?
+                    .into_iter()
+                    .find(|f| f.eq_ignore_ascii_case("Junk")))
+            })
+            .await
+            .unwrap_or(None);
+            if junk.is_some() {
+                info!(
+                    rcpt = self.address,
+                    "marked as junk by smtpd: filed into Junk"
+                );
+                return junk;
+            }
+        }
         let detail = self.rcpt.detail.clone()?;
         let dir = self.rcpt.maildir.clone();
         blocking(move || {
@@ -521,5 +562,24 @@ async fn blocking<T: Send + 'static>(
             path: PathBuf::new(),
             source: std::io::Error::other(e.to_string()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod junk_tests {
+    use super::*;
+
+    #[test]
+    fn junk_header_in_the_header_only() {
+        assert!(has_header(
+            b"Subject: x\r\nX-Postern-Junk: dmarc\r\n\r\nbody",
+            JUNK_HEADER
+        ));
+        assert!(has_header(b"x-postern-junk: y\n\n", JUNK_HEADER));
+        assert!(!has_header(
+            b"Subject: x\r\n\r\nX-Postern-Junk: body\r\n",
+            JUNK_HEADER
+        ));
+        assert!(!has_header(b"X-Postern-Junkmail: no\r\n\r\n", JUNK_HEADER));
     }
 }

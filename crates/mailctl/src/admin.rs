@@ -378,7 +378,13 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 _ => done(json, out),
             }
         }
-        Command::Init(_) | Command::Run | Command::Queue(_) | Command::Dkim(_) => {
+        Command::Init(_)
+        | Command::Run
+        | Command::Queue(_)
+        | Command::Dkim(_)
+        | Command::Stats
+        | Command::Dns(_)
+        | Command::Check(_) => {
             unreachable!("handled in main_with")
         }
     }

@@ -4,13 +4,16 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod check;
 mod dkim;
+mod dnsrec;
 mod init;
 mod output;
 mod queue;
 mod run;
 mod secret;
 mod sieve;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -65,6 +68,14 @@ pub enum Command {
     Dkim(dkim::DkimCmd),
     /// Run every Postern daemon in the foreground; restart one that crashes.
     Run,
+    /// Every DNS record to publish for DOMAIN on this server (zone file lines, or --json).
+    Dns(dnsrec::DnsArgs),
+    /// Check the live DNS, TLS certificate and ports; OK/WARN/FAIL with fixes; exit status
+    /// 1 when anything fails.
+    Check(check::CheckArgs),
+    /// Refusals by smtpd's inbound checks since it started, by reason (DNSBL, HELO, SPF,
+    /// DMARC, greylisting, early talkers, connection rate).
+    Stats,
 }
 
 impl Cli {
@@ -90,6 +101,18 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             // Only the key directory is needed: no database.
             let config = postern_config::Config::load(&cli.config_path())?;
             dkim::run(d, &config, cli.json)
+        }
+        Command::Dns(a) => {
+            let config = postern_config::Config::load(&cli.config_path())?;
+            runtime()?.block_on(dnsrec::run(a, &config, cli.json))
+        }
+        Command::Check(a) => {
+            let config = postern_config::Config::load(&cli.config_path())?;
+            runtime()?.block_on(check::run(a, &config, cli.json))
+        }
+        Command::Stats => {
+            let config = postern_config::Config::load(&cli.config_path())?;
+            stats::run(&config, cli.json)
         }
         Command::Queue(q) => {
             // Only the run directory is needed: no database.

@@ -18,7 +18,10 @@ use tracing::{debug, info, warn};
 
 use crate::Ctx;
 use crate::access::{Decision, Facts, decide};
+use crate::checks::helo::{self, Fcrdns};
+use crate::checks::spf_dkim_dmarc::{self as sdd, Spf};
 use crate::policy::{Door, Lookups};
+use postern_config::CheckMode;
 use postern_daemon::Stream;
 
 /// The session settings for one door; `trusted` peers may AUTH before TLS.
@@ -45,7 +48,7 @@ pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionCon
 
 /// Serves one connection to its end.
 pub(crate) async fn serve(
-    stream: Stream,
+    mut stream: Stream,
     peer: SocketAddr,
     local: SocketAddr,
     door: Door,
@@ -58,6 +61,10 @@ pub(crate) async fn serve(
         .trusted_networks
         .iter()
         .any(|n| n.contains(&peer.ip()));
+    let inbound = door == Door::Mx && !trusted;
+    if inbound && !at_connect(&mut stream, peer, &ctx).await {
+        return;
+    }
     let tls_now = matches!(stream, Stream::Tls(_));
     let cfg = Arc::new(session_config(&ctx, door, trusted));
     let mut session = Session::new(
@@ -80,6 +87,9 @@ pub(crate) async fn serve(
         targets: HashMap::new(),
         access: Decision::Pass,
         sender: None,
+        inbound,
+        spf: None,
+        tags: Vec::new(),
     };
     let greeting = session.greeting();
     if d.write(&greeting.to_bytes()).await.is_err() {
@@ -103,6 +113,61 @@ struct Driver {
     access: Decision,
     /// The current transaction's sender, for the access rules at RCPT.
     sender: Option<String>,
+    /// Port 25 from outside the trusted networks: the inbound checks apply (unless the
+    /// session authenticates).
+    inbound: bool,
+    /// SPF's verdict on the current transaction.
+    spf: Option<Spf>,
+    /// Findings of checks in `tag` mode, for the current transaction's header.
+    tags: Vec<String>,
+}
+
+/// Port 25, before the greeting: the connection rate, and early talkers (a client that
+/// sends before `greet_pause_ms` has passed). False: the connection is done.
+async fn at_connect(stream: &mut Stream, peer: SocketAddr, ctx: &Ctx) -> bool {
+    let c = &ctx.checks;
+    if !c.rate_ok(peer.ip()) {
+        c.refused("rate_limit", peer, "too many connections per minute");
+        drop(
+            stream
+                .write_all(
+                    format!(
+                        "421 4.7.0 {} Too many connections from [{}] per minute, try again later\r\n",
+                        ctx.config.hostname,
+                        peer.ip()
+                    )
+                    .as_bytes(),
+                )
+                .await,
+        );
+        drop(stream.shutdown().await);
+        return false;
+    }
+    if c.cfg.greet_pause_ms > 0 {
+        let mut one = [0u8; 1];
+        let pause = Duration::from_millis(c.cfg.greet_pause_ms);
+        match tokio::time::timeout(pause, stream.read(&mut one)).await {
+            Err(_) => {}
+            Ok(Ok(0) | Err(_)) => return false,
+            Ok(Ok(_)) => {
+                c.refused("early_talker", peer, "sent data before the greeting");
+                drop(
+                    stream
+                        .write_all(
+                            format!(
+                                "554 5.5.0 {} Protocol error: you talked before my greeting\r\n",
+                                ctx.config.hostname
+                            )
+                            .as_bytes(),
+                        )
+                        .await,
+                );
+                drop(stream.shutdown().await);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 impl Driver {
@@ -146,9 +211,14 @@ impl Driver {
                         self.targets.clear();
                         self.access = Decision::Pass;
                         self.sender = address.as_ref().map(|a| a.as_str().to_owned());
+                        self.spf = None;
+                        self.tags.clear();
                         let v = match self.access_rule(session, None) {
                             Some(reject) => reject,
-                            None => self.check_sender(session, address.as_ref()).await,
+                            None => match self.inbound_mail(session, address.as_ref()).await {
+                                Some(reject) => reject,
+                                None => self.check_sender(session, address.as_ref()).await,
+                            },
                         };
                         work.extend(completed(session, Completion::Sender(v)));
                     }
@@ -167,10 +237,13 @@ impl Driver {
                             Verdict::Reject(reply)
                         } else {
                             match self.lookups.recipient(&address, relay, &delim).await {
-                                Ok(t) => {
-                                    self.targets.insert(address.as_str().to_owned(), t);
-                                    Verdict::Accept
-                                }
+                                Ok(t) => match self.greylisted(session, address.as_str()) {
+                                    Some(reply) => Verdict::Reject(reply),
+                                    None => {
+                                        self.targets.insert(address.as_str().to_owned(), t);
+                                        Verdict::Accept
+                                    }
+                                },
                                 Err(reply) => {
                                     info!(peer = %self.peer, rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
                                     Verdict::Reject(reply)
@@ -198,15 +271,21 @@ impl Driver {
                             return;
                         }
                         let tls = self.stream.as_ref().and_then(Stream::tls_info);
-                        let reply = crate::intake::accept(
-                            &self.ctx,
-                            &tx,
-                            &self.targets,
-                            self.peer,
-                            tls.as_deref(),
-                            &self.access,
-                        )
-                        .await;
+                        let reply = match self.after_data(&tx).await {
+                            Err(refusal) => refusal,
+                            Ok(added) => {
+                                crate::intake::accept(
+                                    &self.ctx,
+                                    &tx,
+                                    &self.targets,
+                                    self.peer,
+                                    tls.as_deref(),
+                                    &self.access,
+                                    &added,
+                                )
+                                .await
+                            }
+                        };
                         self.targets.clear();
                         if reply.is_positive()
                             && let Some(user) = session.authenticated()
@@ -244,6 +323,168 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Whether the port 25 checks apply to this session now.
+    fn checking(&self, session: &Session) -> bool {
+        self.inbound && session.authenticated().is_none()
+    }
+
+    /// At MAIL on port 25: HELO hygiene, forward-confirmed reverse DNS, DNS blocklists of
+    /// the client and the sender's domain, SPF. A refusal comes back as the verdict;
+    /// `tag` findings are kept for the header.
+    async fn inbound_mail(
+        &mut self,
+        session: &Session,
+        sender: Option<&postern_smtp_session::Address>,
+    ) -> Option<Verdict> {
+        if !self.checking(session) {
+            return None;
+        }
+        let ctx = self.ctx.clone();
+        let c = &ctx.checks;
+        let ip = self.peer.ip();
+        let helo_name = session.client_helo().unwrap_or("").to_owned();
+        let reject = |reason: &str, detail: &str, reply: Reply| {
+            c.refused(reason, self.peer, detail);
+            Some(Verdict::Reject(reply))
+        };
+        if c.cfg.helo.on() {
+            let mut own = c.own_ips.clone();
+            own.push(self.local.ip());
+            if let Some(p) = helo::check(&helo_name, &c.hostname, &own) {
+                if c.cfg.helo == CheckMode::Reject {
+                    let (code, enh) = p.code();
+                    return reject(
+                        p.reason(),
+                        &helo_name,
+                        Reply::new(code, enh, p.text(&helo_name)),
+                    );
+                }
+                self.tags.push(format!("{} helo={}", p.reason(), helo_name));
+            }
+            if c.cfg.require_fcrdns {
+                match helo::fcrdns(c.resolver(), ip).await {
+                    Fcrdns::Pass(_) => {}
+                    Fcrdns::Fail(why) if c.cfg.helo == CheckMode::Reject => {
+                        return reject(
+                            "fcrdns",
+                            &why,
+                            Reply::new(
+                                550,
+                                (5, 7, 25),
+                                format!(
+                                    "Client host rejected: cannot find your hostname, [{ip}]: reverse DNS does not confirm"
+                                ),
+                            ),
+                        );
+                    }
+                    Fcrdns::TempError(why) if c.cfg.helo == CheckMode::Reject => {
+                        return reject(
+                            "fcrdns_temp",
+                            &why,
+                            Reply::new(
+                                450,
+                                (4, 7, 25),
+                                format!(
+                                    "Client host rejected: cannot find your hostname, [{ip}]: try again later"
+                                ),
+                            ),
+                        );
+                    }
+                    Fcrdns::Fail(why) | Fcrdns::TempError(why) => {
+                        self.tags.push(format!("fcrdns {why}"));
+                    }
+                }
+            }
+        }
+        if c.cfg.dnsbl.on() {
+            if let Some((zone, a)) = c.dnsbl.client(c.resolver(), &c.cfg.dnsbl_zones, ip).await {
+                let text = format!("Service unavailable; client [{ip}] listed at {zone}");
+                if c.cfg.dnsbl == CheckMode::Reject {
+                    return reject(
+                        &format!("dnsbl:{zone}"),
+                        &a.to_string(),
+                        Reply::new(554, (5, 7, 1), text),
+                    );
+                }
+                self.tags
+                    .push(format!("dnsbl client [{ip}] listed at {zone} ({a})"));
+            }
+            if let Some(addr) = sender
+                && let Some((zone, a)) = c
+                    .dnsbl
+                    .domain(c.resolver(), &c.cfg.dbl_zones, addr.domain())
+                    .await
+            {
+                let text = format!(
+                    "Service unavailable; sender domain {} listed at {zone}",
+                    addr.domain()
+                );
+                if c.cfg.dnsbl == CheckMode::Reject {
+                    return reject(
+                        &format!("dbl:{zone}"),
+                        &a.to_string(),
+                        Reply::new(554, (5, 7, 1), text),
+                    );
+                }
+                self.tags.push(format!(
+                    "dbl sender domain {} listed at {zone} ({a})",
+                    addr.domain()
+                ));
+            }
+        }
+        if c.cfg.spf.on() || c.cfg.dmarc.on() {
+            let s = sdd::spf(c, ip, &helo_name, sender.map(|a| a.as_str())).await;
+            if c.cfg.spf == CheckMode::Reject
+                && let Some(reply) = sdd::spf_refusal(&s, ip)
+            {
+                return reject("spf_fail", s.domain(), reply);
+            }
+            self.spf = Some(s);
+        }
+        None
+    }
+
+    /// At RCPT on port 25 (a recipient we would accept): greylisting.
+    fn greylisted(&self, session: &Session, rcpt: &str) -> Option<Reply> {
+        if !self.checking(session) {
+            return None;
+        }
+        let c = &self.ctx.checks;
+        let g = c.greylist.as_ref()?;
+        match g.check(self.peer.ip(), self.sender.as_deref(), rcpt) {
+            crate::checks::greylist::Verdict::Pass => None,
+            crate::checks::greylist::Verdict::Defer(secs) => {
+                c.refused("greylist", self.peer, rcpt);
+                Some(Reply::new(
+                    450,
+                    (4, 7, 1),
+                    format!(
+                        "<{rcpt}>: Recipient address rejected: Greylisted, please try again in {secs} seconds"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// After DATA on port 25: DKIM, DMARC and the `Authentication-Results` header. `Ok`
+    /// carries the header fields to add; `Err` the refusal.
+    async fn after_data(&self, tx: &postern_smtp_session::Transaction) -> Result<String, Reply> {
+        if !self.inbound || tx.authenticated.is_some() {
+            return Ok(String::new());
+        }
+        let c = &self.ctx.checks;
+        let out = sdd::after_data(c, &tx.message, self.spf.as_ref(), &self.tags).await;
+        if let Some((reply, reason)) = out.refuse {
+            c.refused(reason, self.peer, &reply.lines().join(" "));
+            return Err(reply);
+        }
+        if out.junk {
+            info!(peer = %self.peer, "DMARC quarantine: marked for the Junk folder");
+            c.stats.count("dmarc_quarantine");
+        }
+        Ok(out.headers)
     }
 
     /// Applies the access rules; a REJECT comes back as the verdict, DISCARD and HOLD are

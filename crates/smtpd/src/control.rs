@@ -14,6 +14,7 @@
 //! {"op":"hold","id":"ID"} / {"op":"release","id":"ID"}         → {"ok":true,"id":"ID","text":"…"}
 //! {"op":"delete","id":"ID"}                                    → {"ok":true,"count":1,"text":"…"}
 //! {"op":"delete_from","sender":"a@b"}  ("" or "<>": null sender) → {"ok":true,"count":N,"text":"…"}
+//! {"op":"stats"}                                              → {"ok":true,"stats":{"REASON":N,…}}
 //! {"op":"submit","sender":"a@b","recipients":["c@d"],"size":N}
 //!     → {"ok":true,"text":"go ahead"}, then the client sends exactly N message bytes,
 //!     → {"ok":true,"id":"ID","text":"queued as ID"}
@@ -123,6 +124,9 @@ pub enum Request {
         /// The sender address (exact, case-insensitive).
         sender: String,
     },
+    /// Counts of refusals by the inbound checks (and DMARC quarantines), by reason, since
+    /// smtpd started.
+    Stats,
     /// Local submission: the envelope; after the go-ahead, `size` message bytes follow.
     Submit {
         /// Envelope sender; `None`, `""` or `<>` for the null sender; a bare name gets
@@ -184,6 +188,9 @@ pub struct Response {
     /// `show`'s result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<QueueDetail>,
+    /// `stats`' result: reason → count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// One queued message in a listing.
@@ -788,6 +795,13 @@ fn parse_id(id: &str) -> Result<QueueId, Box<Response>> {
 }
 
 async fn queue_request(ctx: &Ctx, peer: &Peer, req: Request) -> Response {
+    if req == Request::Stats {
+        return Response {
+            ok: true,
+            stats: Some(ctx.checks.stats.snapshot()),
+            ..Response::default()
+        };
+    }
     let needs_admin = !matches!(req, Request::List { .. } | Request::Flush { .. });
     if needs_admin && !peer.admin {
         return Response::fail(
@@ -832,7 +846,7 @@ async fn queue_request(ctx: &Ctx, peer: &Peer, req: Request) -> Response {
             Err(r) => return *r,
         },
         Request::DeleteFrom { sender } => (QueueCmd::DeleteFrom(sender), false),
-        Request::Submit { .. } => {
+        Request::Stats | Request::Submit { .. } => {
             return Response::fail(ErrorKind::Usage, "submit is not a queue command");
         }
     };

@@ -22,6 +22,7 @@ pub(crate) async fn accept(
     peer: SocketAddr,
     tls: Option<&str>,
     access: &Decision,
+    added: &str,
 ) -> Reply {
     if *access == Decision::Discard {
         info!(client = %peer, from = tx.mail_from.as_ref().map_or("<>", |a| a.as_str()), "discarded by an access rule");
@@ -79,7 +80,15 @@ pub(crate) async fn accept(
     env.held = *access == Decision::Hold;
     let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str().to_owned());
     let mut message = received(ctx, tx, peer, tls, single.as_deref()).into_bytes();
-    message.extend_from_slice(&tx.message);
+    message.extend_from_slice(added.as_bytes());
+    // Results claiming to be ours, and our own markers, come only from us.
+    match crate::checks::spf_dkim_dmarc::strip_forged(&tx.message, &ctx.config.hostname) {
+        Some(clean) => {
+            info!(client = %peer, "removed a forged Authentication-Results or X-Postern- header");
+            message.extend_from_slice(&clean);
+        }
+        None => message.extend_from_slice(&tx.message),
+    }
     match ctx.queue.committer.commit(env, message).await {
         Ok(env) => {
             info!(id = %env.id, from = env.sender_str(), rcpts = env.recipients.len(), size = env.size,

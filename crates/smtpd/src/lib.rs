@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod checks;
 mod conn;
 pub mod control;
 pub mod dkim;
+pub mod dns;
 mod intake;
 mod limits;
 mod outbound;
@@ -38,6 +40,10 @@ use crate::policy::Door;
 use postern_daemon::Stream;
 use postern_daemon::Tls;
 
+pub use checks::spf_dkim_dmarc::JUNK_HEADER;
+/// mail-auth, as smtpd uses it (for `mailctl check`'s record parsing).
+pub use mail_auth;
+
 /// How long shutdown waits for sessions and deliveries in flight.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -49,6 +55,8 @@ pub(crate) struct Ctx {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Per-user submission counts.
     pub(crate) limits: limits::Limits,
+    /// The inbound checks of port 25.
+    pub(crate) checks: checks::Checks,
 }
 
 /// The bound listeners: TCP, and the control socket.
@@ -95,6 +103,7 @@ pub async fn run(
     if tls.is_none() && listeners.bound.iter().any(|(_, d)| *d == Door::Submissions) {
         anyhow::bail!("[smtpd] submissions (port 465) needs a [tls] certificate");
     }
+    let checks = checks::Checks::new(&config)?;
     let (queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
     let ctx = Arc::new(Ctx {
         config,
@@ -102,7 +111,11 @@ pub async fn run(
         queue,
         per_ip: Mutex::new(HashMap::new()),
         limits: limits::Limits::default(),
+        checks,
     });
+    if ctx.checks.greylist.is_some() {
+        tokio::spawn(flush_greylist(ctx.clone(), shutdown.clone()));
+    }
     if let Some(tls) = ctx.tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
     }
@@ -139,8 +152,29 @@ pub async fn run(
         warn!("sessions still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     drop(qmgr_task.await);
+    if let Some(g) = &ctx.checks.greylist
+        && let Err(e) = g.flush()
+    {
+        warn!(error = %e, "greylist not saved");
+    }
     info!("smtpd stopped");
     Ok(())
+}
+
+/// Writes greylist changes every few seconds (the last ones at shutdown, in `run`).
+async fn flush_greylist(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let c = ctx.clone();
+        let r = tokio::task::spawn_blocking(move || c.checks.greylist.as_ref().map(|g| g.flush()))
+            .await;
+        if let Ok(Some(Err(e))) = r {
+            warn!(error = %e, "greylist not saved");
+        }
+    }
 }
 
 async fn accept_loop(

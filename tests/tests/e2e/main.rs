@@ -6,6 +6,7 @@ mod dovecot;
 mod harness;
 mod imap_clients;
 mod imapd;
+mod inbound;
 mod interop_smtpd;
 mod lmtp;
 mod outbound;

@@ -60,7 +60,13 @@ pub(crate) fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioR
             TokioRuntimeProvider::default(),
         )
     };
+    let explicit = !d.nameservers.is_empty();
     let opts = builder.options_mut();
+    if explicit {
+        // Name servers given explicitly answer everything (PTR and A of local names too,
+        // which /etc/hosts would otherwise answer).
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    }
     opts.timeout = Duration::from_secs(d.timeout_secs.max(1));
     opts.attempts = d.attempts.max(1);
     Ok(builder.build()?)

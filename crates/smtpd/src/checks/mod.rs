@@ -1,0 +1,180 @@
+//! Trust at the door: checks on mail arriving on port 25 from clients outside
+//! `[smtpd] trusted_networks` that have not authenticated (never on 587/465).
+//!
+//! - [`helo`]: HELO/EHLO hygiene and forward-confirmed reverse DNS (at MAIL);
+//! - [`dnsbl`]: DNS blocklists of the client IP and the sender's domain (at MAIL);
+//! - [`spf_dkim_dmarc`]: SPF at MAIL; DKIM and DMARC after DATA; the
+//!   `Authentication-Results` header; DMARC `p=reject` / `p=quarantine` (Junk);
+//! - [`greylist`]: greylisting of (network, sender, recipient) at RCPT, kept in a file;
+//! - early talkers and per-IP connection rates (at connect), here.
+//!
+//! Every refusal is logged with its reason and counted in [`Stats`] (`mailctl stats`).
+
+pub(crate) mod dnsbl;
+pub(crate) mod greylist;
+pub(crate) mod helo;
+pub(crate) mod spf_dkim_dmarc;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_resolver::TokioResolver;
+use mail_auth::MessageAuthenticator;
+use postern_config::Config;
+
+/// Counts of refusals (and other outcomes) by reason, since smtpd started.
+#[derive(Default)]
+pub(crate) struct Stats(Mutex<BTreeMap<String, u64>>);
+
+impl Stats {
+    /// Adds one to `reason`.
+    pub(crate) fn count(&self, reason: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Reasons are a fixed set plus one per configured zone: bounded.
+        *m.entry(reason.to_owned()).or_insert(0) += 1;
+    }
+
+    /// A copy of the counts.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the checks share: the settings, one resolver, caches and state.
+pub(crate) struct Checks {
+    pub(crate) cfg: postern_config::Checks,
+    pub(crate) hostname: String,
+    /// SPF/DKIM/DMARC over the `[dns]` resolver.
+    pub(crate) auth: MessageAuthenticator,
+    pub(crate) dnsbl: dnsbl::Cache,
+    pub(crate) greylist: Option<greylist::Greylist>,
+    /// Our own listening addresses (a client claiming one in HELO is lying).
+    pub(crate) own_ips: Vec<IpAddr>,
+    rate: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    pub(crate) stats: Stats,
+}
+
+impl Checks {
+    pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
+        let resolver = crate::dns::resolver(config)?;
+        let greylist = if config.checks.greylist {
+            Some(greylist::Greylist::open(
+                config.state_dir().join("greylist"),
+                greylist::Timing {
+                    delay: config.checks.greylist_delay_secs,
+                    window: config.checks.greylist_retry_window_secs,
+                    allow: config.checks.greylist_allow_secs,
+                },
+            )?)
+        } else {
+            None
+        };
+        let own_ips = config
+            .smtpd
+            .listen
+            .iter()
+            .chain(&config.smtpd.submission)
+            .chain(&config.smtpd.submissions)
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        Ok(Self {
+            cfg: config.checks.clone(),
+            hostname: config.hostname.trim_end_matches('.').to_ascii_lowercase(),
+            auth: MessageAuthenticator(resolver),
+            dnsbl: dnsbl::Cache::default(),
+            greylist,
+            own_ips,
+            rate: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+        })
+    }
+
+    pub(crate) fn resolver(&self) -> &TokioResolver {
+        &self.auth.0
+    }
+
+    /// Counts a new connection from `ip`; false when it exceeds
+    /// `max_connection_rate_per_ip` in the current minute.
+    pub(crate) fn rate_ok(&self, ip: IpAddr) -> bool {
+        rate_ok(
+            &self.rate,
+            ip,
+            self.cfg.max_connection_rate_per_ip,
+            Instant::now(),
+        )
+    }
+
+    /// Logs and counts a refusal.
+    pub(crate) fn refused(&self, reason: &str, peer: std::net::SocketAddr, detail: &str) {
+        tracing::info!(%peer, reason, detail, "refused by check");
+        self.stats.count(reason);
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn rate_ok(
+    rate: &Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    ip: IpAddr,
+    limit: u32,
+    now: Instant,
+) -> bool {
+    if limit == 0 {
+        return true;
+    }
+    let mut m = rate.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() > 100_000 {
+        m.retain(|_, (start, _)| now.saturating_duration_since(*start) < MINUTE);
+    }
+    let e = m.entry(ip).or_insert((now, 0));
+    if now.saturating_duration_since(e.0) >= MINUTE {
+        *e = (now, 0);
+    }
+    e.1 += 1;
+    e.1 <= limit
+}
+
+/// Keeps header text to one safe line: no control characters, at most 200 characters.
+pub(crate) fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != ';')
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_rate_per_minute() {
+        let m = Mutex::new(HashMap::new());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(rate_ok(&m, ip, 3, t0));
+        }
+        assert!(!rate_ok(&m, ip, 3, t0 + Duration::from_secs(10)));
+        assert!(rate_ok(&m, other, 3, t0));
+        assert!(
+            rate_ok(&m, ip, 3, t0 + Duration::from_secs(61)),
+            "new minute"
+        );
+        assert!(rate_ok(&m, ip, 0, t0), "0 = no limit");
+    }
+
+    #[test]
+    fn stats_count_by_reason() {
+        let s = Stats::default();
+        s.count("helo");
+        s.count("helo");
+        s.count("dnsbl:zen.test");
+        let snap = s.snapshot();
+        assert_eq!(snap["helo"], 2);
+        assert_eq!(snap["dnsbl:zen.test"], 1);
+    }
+}

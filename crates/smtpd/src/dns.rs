@@ -1,0 +1,114 @@
+//! DNS helpers over the `[dns]` resolver, shared by the inbound checks and `mailctl
+//! dns|check`: the resolver itself, addresses, PTR names, TXT records, MX hosts.
+
+use std::net::IpAddr;
+
+pub use hickory_resolver::TokioResolver;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RData;
+
+/// The resolver of `[dns]` (its name servers, or resolv.conf), caching by TTL.
+pub fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver> {
+    crate::outbound::mx::resolver(config)
+}
+
+fn fqdn(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.'))
+}
+
+fn negative(e: &NetError) -> bool {
+    e.is_nx_domain() || e.is_no_records_found()
+}
+
+/// The A and AAAA addresses of `host` (IPv4 first); `Err` only when DNS failed.
+pub async fn addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
+    crate::outbound::mx::addresses(resolver, host).await
+}
+
+/// The PTR names of `ip`, lower-case without the final dot; empty when there is none.
+pub async fn ptr_names(resolver: &TokioResolver, ip: IpAddr) -> Result<Vec<String>, String> {
+    match resolver.reverse_lookup(ip).await {
+        Ok(l) => Ok(l
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::PTR(p) => Some(p.to_lowercase().to_ascii().trim_end_matches('.').to_owned()),
+                _ => None,
+            })
+            .collect()),
+        Err(e) if negative(&e) => Ok(Vec::new()),
+        Err(e) => Err(format!("PTR lookup for {ip}: {e}")),
+    }
+}
+
+/// The TXT records at `name`, each one's strings joined; empty when there is none.
+pub async fn txt_records(resolver: &TokioResolver, name: &str) -> Result<Vec<String>, String> {
+    match resolver.txt_lookup(fqdn(name).as_str()).await {
+        Ok(l) => Ok(l
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Err(e) if negative(&e) => Ok(Vec::new()),
+        Err(e) => Err(format!("TXT lookup for {name}: {e}")),
+    }
+}
+
+/// The A records at `name` with the time they may be cached; empty when there is none.
+pub async fn a_records(
+    resolver: &TokioResolver,
+    name: &str,
+) -> Result<(Vec<std::net::Ipv4Addr>, Option<std::time::Instant>), String> {
+    match resolver.ipv4_lookup(fqdn(name).as_str()).await {
+        Ok(l) => Ok((
+            l.answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect(),
+            Some(l.valid_until()),
+        )),
+        Err(e) if negative(&e) => Ok((Vec::new(), None)),
+        Err(e) => Err(format!("A lookup for {name}: {e}")),
+    }
+}
+
+/// The MX hosts of `domain` (preference, name without the final dot); empty when none.
+pub async fn mx_hosts(
+    resolver: &TokioResolver,
+    domain: &str,
+) -> Result<Vec<(u16, String)>, String> {
+    match resolver.mx_lookup(fqdn(domain).as_str()).await {
+        Ok(l) => {
+            let mut v: Vec<(u16, String)> = l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(m) => Some((
+                        m.preference,
+                        m.exchange
+                            .to_lowercase()
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_owned(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            v.sort();
+            Ok(v)
+        }
+        Err(e) if negative(&e) => Ok(Vec::new()),
+        Err(e) => Err(format!("MX lookup for {domain}: {e}")),
+    }
+}
