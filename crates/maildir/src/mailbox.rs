@@ -1048,6 +1048,17 @@ impl Mailbox {
             .collect()
     }
 
+    /// How many messages no session has claimed as \Recent yet (STATUS RECENT of a mailbox
+    /// that is not selected); claims nothing.
+    pub fn unclaimed_recent(&self) -> usize {
+        let first = self.st.first_recent;
+        self.metas
+            .iter()
+            .zip(&self.files)
+            .filter(|(m, f)| m.uid >= first && !f.gone)
+            .count()
+    }
+
     /// The cached blob of a message, if any (and intact).
     pub fn cache_get(&self, uid: u32) -> Option<Vec<u8>> {
         let f = match self.find(uid) {

@@ -386,7 +386,10 @@ impl Session {
                 return Ok(());
             };
             match user.maildir.open_mailbox(name) {
-                Ok(m) => status_items(&m, items, 0),
+                Ok(m) => {
+                    let recent = u32::try_from(m.unclaimed_recent()).unwrap_or(u32::MAX);
+                    status_items(&m, items, recent)
+                }
                 Err(e) => return Err(super::session::store_error(&e)),
             }
         };

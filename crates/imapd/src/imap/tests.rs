@@ -503,3 +503,19 @@ fn imap4rev2_sessions_have_no_recent() {
     let r = run(&mut b, "b SELECT INBOX");
     assert!(r.contains("* 2 RECENT"), "{r}");
 }
+
+#[test]
+fn status_recent_of_an_unselected_mailbox() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    let mut a = session(&md);
+    let r = run(&mut a, "a STATUS INBOX (MESSAGES RECENT)");
+    assert!(r.contains("(MESSAGES 2 RECENT 2)"), "{r}");
+    // STATUS claims nothing: a SELECT still gets both as recent, then they are claimed.
+    let r = run(&mut a, "a SELECT INBOX");
+    assert!(r.contains("* 2 RECENT"), "{r}");
+    let mut b = session(&md);
+    let r = run(&mut b, "b STATUS INBOX (RECENT)");
+    assert!(r.contains("(RECENT 0)"), "{r}");
+}
