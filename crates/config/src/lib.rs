@@ -79,6 +79,9 @@ pub struct Config {
     /// Checks on mail arriving on port 25 (SPF, DKIM, DMARC, DNSBL, HELO, greylisting, …).
     #[serde(default)]
     pub checks: Checks,
+    /// The mail-client autoconfiguration listener served by smtpd (off unless configured).
+    #[serde(default)]
+    pub autoconfig: Autoconfig,
     /// The directory the config file was loaded from; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -1050,6 +1053,17 @@ fn default_pop3s() -> Vec<SocketAddr> {
     any(995)
 }
 
+/// `[autoconfig]`: a small HTTP listener in smtpd serving Thunderbird autoconfig
+/// (`/mail/config-v1.1.xml`) and Outlook autodiscover (POX) for our domains.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoconfig {
+    /// Plain-HTTP listeners (usually `0.0.0.0:80` behind or instead of a web server).
+    /// Empty (the default) = off.
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+}
+
 /// `[lmtp]`: the delivery agent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1470,6 +1484,7 @@ mod tests {
         let c = Config::parse(text, Path::new("/etc/postern")).unwrap();
         assert_eq!(c.hostname, "mail.example.org");
         assert_eq!(c.smtpd.listen.len(), 2);
+        assert!(c.autoconfig.listen.is_empty());
         // The commented postfix_accounts example, uncommented, parses too.
         let uncommented: String = text
             .lines()
@@ -1525,6 +1540,21 @@ mod tests {
         }
         let half = "hostname = \"m\"\n[smtpd]\nrelayhost_auth_user = \"u\"\n";
         assert!(Config::parse(half, Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn autoconfig_section() {
+        let c = Config::parse(
+            "hostname = \"m\"\n[autoconfig]\nlisten = [\"127.0.0.1:8080\", \"[::1]:80\"]\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.autoconfig.listen.len(), 2);
+        assert_eq!(c.autoconfig.listen[0].port(), 8080);
+        let c = Config::parse("hostname = \"m\"\n", Path::new("/")).unwrap();
+        assert!(c.autoconfig.listen.is_empty());
+        let bad = "hostname = \"m\"\n[autoconfig]\nport = 80\n";
+        assert!(Config::parse(bad, Path::new("/")).is_err());
     }
 
     #[test]

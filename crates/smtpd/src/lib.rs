@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod autoconfig;
 mod checks;
 mod conn;
 pub mod control;
@@ -59,10 +60,11 @@ pub(crate) struct Ctx {
     pub(crate) checks: checks::Checks,
 }
 
-/// The bound listeners: TCP, and the control socket.
+/// The bound listeners: TCP, the control socket, and the optional autoconfig HTTP ones.
 pub struct Listeners {
     bound: Vec<(TcpListener, Door)>,
     control: (UnixListener, PathBuf),
+    autoconfig: Vec<TcpListener>,
 }
 
 /// Binds every listener in `[smtpd]`, logging `listening on ADDR` for each, and the control
@@ -84,7 +86,43 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
             bound.push((l, door));
         }
     }
-    Ok(Listeners { bound, control })
+    let mut autoconfig = Vec::new();
+    for a in &config.autoconfig.listen {
+        let l = TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding {a}"))?;
+        info!("listening on {} (autoconfig)", l.local_addr()?);
+        autoconfig.push(l);
+    }
+    Ok(Listeners {
+        bound,
+        control,
+        autoconfig,
+    })
+}
+
+/// What the autoconfig documents announce: `[imapd]`'s configured ports and the ports
+/// smtpd's own submission listeners got (the first of each list).
+fn autoconfig_settings(config: &Config, bound: &[(TcpListener, Door)]) -> autoconfig::Settings {
+    let own = |door: Door| {
+        bound
+            .iter()
+            .find(|(_, d)| *d == door)
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
+            .filter(|p| *p != 0)
+    };
+    let i = &config.imapd;
+    autoconfig::Settings {
+        hostname: config.hostname.clone(),
+        imap: autoconfig::first_port(&i.imap),
+        imaps: autoconfig::first_port(&i.imaps),
+        pop3: autoconfig::first_port(&i.pop3),
+        pop3s: autoconfig::first_port(&i.pop3s),
+        submission: own(Door::Submission),
+        submissions: own(Door::Submissions),
+        socketmap: config.socket_path(&config.authd.socketmap_socket),
+    }
 }
 
 /// Serves until `shutdown`; then finishes sessions and deliveries in flight.
@@ -121,6 +159,14 @@ pub async fn run(
     }
     let limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
     let mut acceptors = JoinSet::new();
+    if !listeners.autoconfig.is_empty() {
+        let settings = autoconfig_settings(&ctx.config, &listeners.bound);
+        acceptors.spawn(autoconfig::serve(
+            listeners.autoconfig,
+            settings,
+            shutdown.clone(),
+        ));
+    }
     let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     for (listener, door) in listeners.bound {
         acceptors.spawn(accept_loop(

@@ -2,6 +2,7 @@
 //! One test binary; a module per area.
 
 mod authd;
+mod autoconfig;
 mod dovecot;
 mod harness;
 mod imap_clients;
