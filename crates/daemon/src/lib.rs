@@ -5,9 +5,11 @@
 //! Protocol handling is left to each daemon.
 #![forbid(unsafe_code)]
 
+pub mod per_ip;
 pub mod stream;
 pub mod tls;
 
+pub use per_ip::PerIp;
 pub use stream::Stream;
 pub use tls::Tls;
 

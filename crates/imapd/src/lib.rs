@@ -8,9 +8,8 @@ pub mod imap;
 pub mod login;
 pub mod pop3;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -64,7 +63,7 @@ pub struct Ctx {
     pub tls: Option<Tls>,
     /// Limits the number of sessions not yet logged in.
     pub unauthenticated: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: postern_daemon::PerIp,
     /// The shared inotify watcher that wakes IDLE sessions (started on first use; `None`
     /// inside when inotify is unavailable and IDLE polls).
     pub(crate) notifier: std::sync::OnceLock<Option<Arc<imap::notify::Notifier>>>,
@@ -82,7 +81,7 @@ impl Ctx {
         };
         Ok(Self {
             unauthenticated: Arc::new(Semaphore::new(config.imapd.max_unauthenticated.max(1))),
-            per_ip: Mutex::new(HashMap::new()),
+            per_ip: postern_daemon::PerIp::new(),
             notifier: std::sync::OnceLock::new(),
             tls,
             config,
@@ -97,29 +96,6 @@ impl Ctx {
             .trusted_networks
             .iter()
             .any(|n| n.contains(&ip))
-    }
-
-    fn ip_enter(&self, ip: IpAddr) -> bool {
-        let Ok(mut m) = self.per_ip.lock() else {
-            return true;
-        };
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.config.imapd.max_connections_per_ip.max(1) {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn ip_leave(&self, ip: IpAddr) {
-        if let Ok(mut m) = self.per_ip.lock()
-            && let Some(n) = m.get_mut(&ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&ip);
-            }
-        }
     }
 }
 
@@ -257,7 +233,10 @@ async fn accept_loop(
             tokio::spawn(refuse(tcp, door, "unauth"));
             continue;
         };
-        if !ctx.ip_enter(peer.ip()) {
+        if !ctx
+            .per_ip
+            .enter(peer.ip(), ctx.config.imapd.max_connections_per_ip)
+        {
             info!(%peer, "too many connections from this address");
             tokio::spawn(refuse(tcp, door, "ip"));
             continue;
@@ -290,7 +269,7 @@ async fn accept_loop(
                     Door::Pop3 | Door::Pop3s => pop3::serve(conn, ctx2.clone(), sd).await,
                 }
             }
-            ctx2.ip_leave(peer.ip());
+            ctx2.per_ip.leave(peer.ip());
             drop(permit);
         });
     }

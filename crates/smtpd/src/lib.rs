@@ -23,10 +23,8 @@ mod outbound;
 mod policy;
 mod qmgr;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -53,7 +51,7 @@ pub(crate) struct Ctx {
     pub(crate) config: Config,
     pub(crate) tls: Option<Tls>,
     pub(crate) queue: qmgr::QueueHandle,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: postern_daemon::PerIp,
     /// Per-user submission counts.
     pub(crate) limits: limits::Limits,
     /// The inbound checks of port 25.
@@ -147,7 +145,7 @@ pub async fn run(
         config,
         tls,
         queue,
-        per_ip: Mutex::new(HashMap::new()),
+        per_ip: postern_daemon::PerIp::new(),
         limits: limits::Limits::default(),
         checks,
     });
@@ -255,7 +253,10 @@ async fn accept_loop(
             });
             continue;
         };
-        if !ctx.ip_enter(peer.ip()) {
+        if !ctx
+            .per_ip
+            .enter(peer.ip(), ctx.config.smtpd.max_connections_per_ip)
+        {
             info!(%peer, "too many connections from this address");
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
@@ -289,33 +290,10 @@ async fn accept_loop(
             if let Some(stream) = stream {
                 conn::serve(stream, peer, local, door, ctx2.clone(), sd).await;
             }
-            ctx2.ip_leave(peer.ip());
+            ctx2.per_ip.leave(peer.ip());
             drop(permit);
         });
     }
 }
 
-impl Ctx {
-    fn ip_enter(&self, ip: IpAddr) -> bool {
-        let Ok(mut m) = self.per_ip.lock() else {
-            return true;
-        };
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.config.smtpd.max_connections_per_ip.max(1) {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn ip_leave(&self, ip: IpAddr) {
-        if let Ok(mut m) = self.per_ip.lock()
-            && let Some(n) = m.get_mut(&ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&ip);
-            }
-        }
-    }
-}
+impl Ctx {}
