@@ -248,3 +248,86 @@ M.logout()
         "{text}"
     );
 }
+
+/// Dovecot and imapd adding messages to one Maildir at the same time agree on every UID
+/// (both take Dovecot's `dovecot-uidlist.lock`).
+#[test]
+#[ignore = "needs Debian's dovecot-imapd (run .ci/run)"]
+fn dovecot_and_imapd_append_to_one_maildir_at_once() {
+    let mut pm = lmtp_install(
+        Postern::builder()
+            .set("authd.userdb.uid", 65534)
+            .set("authd.userdb.gid", 65534),
+    );
+    std::fs::create_dir_all(pm.dir().join("mail")).expect("mail root");
+    doveadm(
+        &pm,
+        &["save", "-u", "bob@example.org"],
+        Some("Subject: first\n\nbody\n"),
+    );
+    pm.start_daemon("imapd");
+    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
+        .port()
+        .to_string();
+    const N: usize = 25;
+    let appender = std::thread::spawn(move || {
+        run_python(
+            r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login("bob@example.org", "another good passphrase")
+for i in range(int(sys.argv[2])):
+    typ, data = M.append("INBOX", None, None, ("Subject: imapd %d\r\n\r\nbody\r\n" % i).encode())
+    assert typ == "OK", (typ, data)
+M.logout()
+"#,
+            &[&port, &N.to_string()],
+        )
+    });
+    for i in 0..N {
+        doveadm(
+            &pm,
+            &["save", "-u", "bob@example.org"],
+            Some(&format!("Subject: dovecot {i}\n\nbody\n")),
+        );
+    }
+    let out = appender.join().expect("appender thread");
+    assert!(out.status.success(), "{}", describe_output(&out));
+
+    let theirs = doveadm(
+        &pm,
+        &["fetch", "-u", "bob@example.org", "uid", "mailbox", "INBOX"],
+        None,
+    );
+    let mut dovecot_uids: Vec<u32> = theirs
+        .lines()
+        .filter_map(|l| l.strip_prefix("uid: "))
+        .map(|u| u.trim().parse().expect("uid"))
+        .collect();
+    dovecot_uids.sort_unstable();
+    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
+        .port()
+        .to_string();
+    let out = run_python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login("bob@example.org", "another good passphrase")
+M.select("INBOX")
+typ, data = M.uid("SEARCH", None, "ALL")
+print(" ".join(data[0].decode().split()))
+M.logout()
+"#,
+        &[&port],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let ours: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|u| u.parse().expect("uid"))
+        .collect();
+    assert_eq!(ours.len(), 2 * N + 1, "imapd sees {ours:?}");
+    let mut dedup = ours.clone();
+    dedup.dedup();
+    assert_eq!(dedup, ours, "UIDs unique and ascending");
+    assert_eq!(dovecot_uids, ours, "Dovecot and imapd agree on the UIDs");
+}
