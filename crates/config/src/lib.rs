@@ -504,6 +504,17 @@ pub struct Smtpd {
     /// certificate must be valid for the MX host name, checked against the webpki roots).
     #[serde(default)]
     pub tls_policy: BTreeMap<String, TlsPolicy>,
+    /// MTA-STS (RFC 8461) for MX delivery: a domain's published policy can require verified
+    /// TLS to named MX hosts. A `tls_policy` entry for the domain wins over it.
+    #[serde(default = "default_true")]
+    pub mta_sts: bool,
+    /// The port MTA-STS policies are fetched from over HTTPS (443; tests point it elsewhere).
+    #[serde(default = "default_mta_sts_port")]
+    pub mta_sts_port: u16,
+    /// A PEM file of extra trust roots (besides the webpki roots) for MTA-STS: the policy
+    /// fetch and the MX certificate check under an enforced policy.
+    #[serde(default)]
+    pub mta_sts_ca_file: Option<PathBuf>,
     /// Outbound SMTP connections at once, to all destinations.
     #[serde(default = "default_outbound_concurrency")]
     pub outbound_concurrency: usize,
@@ -635,6 +646,9 @@ impl Default for Smtpd {
             outbound_port: default_outbound_port(),
             outbound_tls: default_outbound_tls(),
             tls_policy: BTreeMap::new(),
+            mta_sts: true,
+            mta_sts_port: default_mta_sts_port(),
+            mta_sts_ca_file: None,
             outbound_concurrency: default_outbound_concurrency(),
             outbound_destination_concurrency: default_destination_concurrency(),
             outbound_connection_cache_secs: default_outbound_cache(),
@@ -705,6 +719,9 @@ fn default_delivery_concurrency() -> usize {
 }
 fn default_outbound_port() -> u16 {
     25
+}
+fn default_mta_sts_port() -> u16 {
+    443
 }
 fn default_outbound_tls() -> TlsPolicy {
     TlsPolicy::May
@@ -1277,12 +1294,18 @@ impl Config {
 
     /// The TLS policy for mail to `domain` (`[smtpd] tls_policy`, else `outbound_tls`).
     pub fn tls_policy_for(&self, domain: &str) -> TlsPolicy {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.explicit_tls_policy(domain)
+            .unwrap_or(self.smtpd.outbound_tls)
+    }
+
+    /// The `[smtpd] tls_policy` entry for `domain`, if there is one.
+    pub fn explicit_tls_policy(&self, domain: &str) -> Option<TlsPolicy> {
+        let d = domain.trim_end_matches('.');
         self.smtpd
             .tls_policy
             .iter()
-            .find(|(k, _)| k.trim_end_matches('.').eq_ignore_ascii_case(&d))
-            .map_or(self.smtpd.outbound_tls, |(_, p)| *p)
+            .find(|(k, _)| k.trim_end_matches('.').eq_ignore_ascii_case(d))
+            .map(|(_, p)| *p)
     }
 
     /// The home directory template of userdb replies (`[authd.userdb] home`, or

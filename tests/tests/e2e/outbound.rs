@@ -625,3 +625,255 @@ fn delivers_to_debian_postfix_as_the_mx() {
     // Postfix logs the delivery after the file is in place.
     pf.wait_for_log("status=sent", Duration::from_secs(20));
 }
+
+/// A test CA and certificates from it, in PEM.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Postern test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// (certificate PEM, key PEM) for `names`.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A tiny HTTPS server on 127.0.0.1 serving `/.well-known/mta-sts.txt` by Host header.
+struct PolicyServer {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl PolicyServer {
+    fn start(cert_pem: &str, key_pem: &str, policies: Vec<(String, String)>) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        let cert = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let host = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Host:").or_else(|| l.strip_prefix("host:")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                seen.lock().unwrap().push(host.clone());
+                let body = policies
+                    .iter()
+                    .find(|(h, _)| *h == host)
+                    .map(|(_, p)| p.clone());
+                let resp = match body {
+                    Some(b) if req.starts_with("GET /.well-known/mta-sts.txt ") => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                        b.len()
+                    ),
+                    _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
+                };
+                let _ = tls.write_all(resp.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        Self { port, hits }
+    }
+
+    fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn mta_sts_enforce_matching_mx_refuses_other_mx_and_no_policy_as_before() {
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    // The receiving MX: mx.remote.test, with a certificate from the test CA.
+    let mut b = Postern::builder()
+        .hostname("mx.remote.test")
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    let (cert, key) = ca.leaf(&["mx.remote.test"]);
+    std::fs::write(b.dir().join("tls/cert.pem"), cert).unwrap();
+    std::fs::write(b.dir().join("tls/key.pem"), key).unwrap();
+    b.start_daemon("smtpd");
+    for (domain, user) in [("remote.test", "bob"), ("plain.test", "carol")] {
+        b.mailctl_ok(&["domain", "add", domain]);
+        let out = b.mailctl_stdin(
+            &["user", "add", &format!("{user}@{domain}")],
+            "a long passphrase\n",
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+
+    let (cert, key) = ca.leaf(&[
+        "mta-sts.remote.test",
+        "mta-sts.other.test",
+        "mta-sts.badcert.test",
+    ]);
+    let https = PolicyServer::start(
+        &cert,
+        &key,
+        vec![
+            (
+                "mta-sts.remote.test".into(),
+                "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n"
+                    .into(),
+            ),
+            (
+                "mta-sts.other.test".into(),
+                "version: STSv1\r\nmode: enforce\r\nmx: *.remote.test\r\nmax_age: 86400\r\n".into(),
+            ),
+            (
+                "mta-sts.badcert.test".into(),
+                "version: STSv1\r\nmode: enforce\r\nmx: mx.badcert.test\r\nmax_age: 86400\r\n"
+                    .into(),
+            ),
+        ],
+    );
+
+    let dns = DnsServer::start();
+    dns.txt("_mta-sts.remote.test", "v=STSv1; id=20261123T1200;")
+        .a("mta-sts.remote.test", Ipv4Addr::LOCALHOST)
+        .mx("remote.test", 10, "mx.remote.test")
+        .a("mx.remote.test", Ipv4Addr::LOCALHOST)
+        .txt("_mta-sts.other.test", "v=STSv1; id=1;")
+        .a("mta-sts.other.test", Ipv4Addr::LOCALHOST)
+        .mx("other.test", 10, "mx.other.test")
+        .a("mx.other.test", Ipv4Addr::LOCALHOST)
+        .mx("plain.test", 10, "mx.remote.test")
+        // Named by its policy, but the certificate there is for mx.remote.test.
+        .txt("_mta-sts.badcert.test", "v=STSv1; id=1;")
+        .a("mta-sts.badcert.test", Ipv4Addr::LOCALHOST)
+        .mx("badcert.test", 10, "mx.badcert.test")
+        .a("mx.badcert.test", Ipv4Addr::LOCALHOST);
+    let a = install(
+        Postern::builder()
+            .set("smtpd.outbound_port", i64::from(b25.port()))
+            .set("smtpd.mta_sts_port", i64::from(https.port))
+            .set("smtpd.mta_sts_ca_file", path(&ca_file))
+            .set("smtpd.min_backoff_secs", 3600),
+        &dns,
+    );
+
+    // (1) enforce, the MX is named by the policy and has a valid certificate: delivered.
+    let out = submit(&a, "bob@remote.test", "sts enforce");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    let md = b.dir().join("mail/remote.test/bob/Maildir");
+    wait_until("bob's mail", Duration::from_secs(30), || {
+        messages(&md, "new").len() == 1
+    });
+    let got = messages(&md, "new");
+    assert!(got[0].contains("Subject: sts enforce"), "{}", got[0]);
+    assert!(got[0].contains("with ESMTPS"), "over TLS: {}", got[0]);
+    assert!(https.hits().contains(&"mta-sts.remote.test".to_owned()));
+    let log = a.daemon("smtpd").log_text();
+    assert!(log.contains("MTA-STS policy fetched"), "{log}");
+
+    // (2) enforce, the MX is not named by the policy: it waits with 4.7.5, no bounce.
+    let out = submit(&a, "x@other.test", "sts mismatch");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    let mut entry = serde_json::Value::Null;
+    wait_until("an MTA-STS deferral", Duration::from_secs(20), || {
+        let q = a.mailctl_json(&["queue", "list"]);
+        entry = q[0].clone();
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("4.7.5"))
+    });
+    let last = entry["last_error"].as_str().unwrap();
+    assert!(
+        last.contains("MTA-STS") && last.contains("mx.other.test"),
+        "{entry}"
+    );
+    assert_eq!(queue_len(&a), 1, "the message stays queued");
+    assert!(
+        messages(&alice_maildir(&a), "new").is_empty(),
+        "no bounce for MTA-STS"
+    );
+
+    // Enforce, the MX is named but its certificate is not valid for its name: it waits.
+    let out = submit(&a, "y@badcert.test", "sts bad cert");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    wait_until("a TLS deferral", Duration::from_secs(20), || {
+        a.mailctl_json(&["queue", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| {
+                e["last_error"].as_str().is_some_and(|t| {
+                    t.contains("4.7.5 TLS with mx.badcert.test") && t.contains("MTA-STS policy")
+                })
+            })
+    });
+    assert_eq!(queue_len(&a), 2);
+
+    // (3) no _mta-sts record: as before (opportunistic TLS).
+    let out = submit(&a, "carol@plain.test", "no policy");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    let md = b.dir().join("mail/plain.test/carol/Maildir");
+    wait_until("carol's mail", Duration::from_secs(30), || {
+        messages(&md, "new").len() == 1
+    });
+    assert!(messages(&md, "new")[0].contains("Subject: no policy"));
+    assert_eq!(queue_len(&a), 2, "only the refused messages are left");
+    assert!(messages(&alice_maildir(&a), "new").is_empty());
+    drop(b);
+}

@@ -11,6 +11,7 @@
 
 pub(crate) mod mx;
 pub(crate) mod route;
+pub(crate) mod sts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use postern_smtp_client::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub(crate) use route::Route;
 
@@ -82,6 +83,7 @@ pub(crate) struct Outbound {
     resolver: TokioResolver,
     any_cert: TlsConnector,
     webpki: TlsConnector,
+    sts: sts::Sts,
     timeouts: Timeouts,
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -97,6 +99,7 @@ impl Outbound {
             resolver: mx::resolver(config)?,
             any_cert: connector(CertCheck::Any),
             webpki: connector(CertCheck::WebPki),
+            sts: sts::Sts::new(config)?,
             timeouts: Timeouts {
                 connect: secs(s.outbound_connect_timeout_secs),
                 greeting: secs(s.outbound_greeting_timeout_secs),
@@ -121,9 +124,34 @@ impl Outbound {
     ) -> Vec<Outcome> {
         let n = out.recipients.len();
         let all = |o: Outcome| vec![o; n];
-        let key = route.key();
+        // MTA-STS for MX delivery, unless `tls_policy` names the domain.
+        let sts_policy = match route {
+            Route::Mx { domain }
+                if self.config.smtpd.mta_sts
+                    && self.config.explicit_tls_policy(domain).is_none() =>
+            {
+                self.sts
+                    .policy(&self.resolver, domain)
+                    .await
+                    .filter(|p| p.mode != sts::Mode::None)
+            }
+            _ => None,
+        };
+        let enforce = sts_policy
+            .as_ref()
+            .is_some_and(|p| p.mode == sts::Mode::Enforce);
+        // Connections opened under an enforced policy are pooled apart from others.
+        let key = if enforce {
+            format!("{}:mta-sts", route.key())
+        } else {
+            route.key()
+        };
         let _permits = self.permits(&key).await;
-        let policy = route.tls_policy(&self.config, domain);
+        let policy = if enforce {
+            TlsPolicy::Verify
+        } else {
+            route.tls_policy(&self.config, domain)
+        };
 
         // A connection left open by an earlier message to the same place.
         if let Some(mut p) = self.take_pooled(&key) {
@@ -139,7 +167,7 @@ impl Outbound {
             }
         }
 
-        let (hosts, port) = match route {
+        let (mut hosts, port) = match route {
             Route::Mx { domain } => {
                 match mx::lookup(&self.resolver, domain, &self.config.hostname).await {
                     mx::Answer::Hosts(h) => (h, self.config.smtpd.outbound_port),
@@ -180,6 +208,30 @@ impl Outbound {
             }
         };
 
+        if let Some(p) = &sts_policy {
+            let (matching, other): (Vec<mx::Host>, Vec<mx::Host>) =
+                hosts.into_iter().partition(|h| p.matches(&h.name));
+            for h in &other {
+                if enforce {
+                    info!(%id, %domain, mx = %h.name, patterns = ?p.mx, "MTA-STS: MX host not named by the policy; skipped");
+                } else {
+                    warn!(%id, %domain, mx = %h.name, patterns = ?p.mx, "MTA-STS testing: MX host not named by the policy (enforce would skip it)");
+                }
+            }
+            if enforce {
+                if matching.is_empty() {
+                    let names: Vec<&str> = other.iter().map(|h| h.name.as_str()).collect();
+                    return all(Outcome::Deferred(format!(
+                        "451 4.7.5 MTA-STS policy of {domain}: none of its MX hosts ({}) is named by the policy",
+                        names.join(", ")
+                    )));
+                }
+                hosts = matching;
+            } else {
+                hosts = matching.into_iter().chain(other).collect();
+            }
+        }
+
         let mut tried = 0;
         let mut all_permanent = true;
         let mut last = String::from("451 4.4.1 no server tried");
@@ -193,7 +245,7 @@ impl Outbound {
                     host: host.name.clone(),
                     addr: SocketAddr::new(ip, port),
                 };
-                let mut client = match self.open(&peer, route, domain, policy).await {
+                let mut client = match self.open(&peer, route, domain, policy, enforce).await {
                     Ok(c) => c,
                     Err(f) => {
                         info!(%id, relay = %peer.label(), reason = %f.text, "server not usable; trying the next");
@@ -236,6 +288,7 @@ impl Outbound {
         route: &Route,
         domain: &str,
         policy: TlsPolicy,
+        sts: bool,
     ) -> Result<Client, Failure> {
         let temp = |text: String| Failure {
             text,
@@ -267,7 +320,9 @@ impl Outbound {
                 )));
             }
             _ => {
-                let (conn, check) = if policy == TlsPolicy::Verify {
+                let (conn, check) = if sts {
+                    (self.sts.connector(), CertCheck::WebPki)
+                } else if policy == TlsPolicy::Verify {
                     (&self.webpki, CertCheck::WebPki)
                 } else {
                     (&self.any_cert, CertCheck::Any)
@@ -292,11 +347,17 @@ impl Outbound {
                     Err(e) if policy == TlsPolicy::May => {
                         // The handshake broke the connection: once more without TLS.
                         info!(relay = %peer.label(), error = %e, "TLS failed; retrying in plain text");
-                        return Box::pin(self.open(peer, route, domain, TlsPolicy::None)).await;
+                        return Box::pin(self.open(peer, route, domain, TlsPolicy::None, false))
+                            .await;
                     }
                     Err(e) => {
+                        let why = if sts {
+                            "MTA-STS policy".to_owned()
+                        } else {
+                            format!("{policy:?} policy")
+                        };
                         return Err(temp(format!(
-                            "451 4.7.5 TLS with {} failed ({policy:?} policy for {domain}): {e}",
+                            "451 4.7.5 TLS with {} failed ({why} for {domain}): {e}",
                             peer.label()
                         )));
                     }
