@@ -199,6 +199,22 @@ pub fn notify_stopping() {
     }
 }
 
+/// Waits for the tasks of `set` (sessions, connections) to end, at most `grace`; what is
+/// still running then is dropped (aborted) with a warning naming `what`.
+pub async fn finish_within<T: 'static>(
+    set: &mut tokio::task::JoinSet<T>,
+    grace: std::time::Duration,
+    what: &str,
+) {
+    if tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!("{what} still running after {grace:?}; stopping anyway");
+        set.abort_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

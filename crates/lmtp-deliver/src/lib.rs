@@ -147,14 +147,7 @@ pub async fn run(
         });
     }
     acceptors.abort_all();
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        warn!("sessions still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-    }
+    postern_daemon::finish_within(&mut sessions, SHUTDOWN_GRACE, "sessions").await;
     drop(std::fs::remove_file(&unix.1));
     info!("lmtp-deliver stopped");
     Ok(())

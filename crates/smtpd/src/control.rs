@@ -705,14 +705,7 @@ pub(crate) async fn serve(
     }
     drop(listener);
     drop(std::fs::remove_file(&path));
-    if tokio::time::timeout(crate::SHUTDOWN_GRACE, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        warn!("control connections still open after shutdown grace; closing them");
-    }
+    postern_daemon::finish_within(&mut conns, crate::SHUTDOWN_GRACE, "control connections").await;
 }
 
 /// The peer's credentials.

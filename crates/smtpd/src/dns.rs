@@ -12,11 +12,13 @@ pub fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver
     crate::outbound::mx::resolver(config)
 }
 
-fn fqdn(name: &str) -> String {
+/// `name` with exactly one final dot (an absolute name: no search domains).
+pub(crate) fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-fn negative(e: &NetError) -> bool {
+/// True for "no such name" and "no records of that type": an answer, not a failure.
+pub(crate) fn negative(e: &NetError) -> bool {
     e.is_nx_domain() || e.is_no_records_found()
 }
 

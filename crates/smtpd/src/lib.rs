@@ -187,14 +187,7 @@ pub async fn run(
     shutdown.cancelled().await;
     while acceptors.join_next().await.is_some() {}
     let mut s = sessions.lock().await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while s.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        warn!("sessions still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-    }
+    postern_daemon::finish_within(&mut s, SHUTDOWN_GRACE, "sessions").await;
     drop(qmgr_task.await);
     if let Some(g) = &ctx.checks.greylist
         && let Err(e) = g.flush()

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
@@ -72,14 +71,7 @@ pub(crate) fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioR
     Ok(builder.build()?)
 }
 
-fn fqdn(name: &str) -> String {
-    let name = name.trim_end_matches('.');
-    format!("{name}.")
-}
-
-fn is_negative(e: &NetError) -> bool {
-    e.is_nx_domain() || e.is_no_records_found()
-}
+use crate::dns::{fqdn, negative as is_negative};
 
 /// The MX records ordered: by preference, equal preferences shuffled (RFC 5321 §5.1).
 pub(crate) fn order(mut records: Vec<(u16, String)>, rng: &mut impl rand::Rng) -> Vec<String> {

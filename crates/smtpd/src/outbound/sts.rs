@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use postern_smtp_client::tls::server_name;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -204,7 +203,7 @@ impl Sts {
     pub(crate) async fn policy(&self, resolver: &TokioResolver, domain: &str) -> Option<Policy> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let cached = self.cached(&domain);
-        let id = match txt_lookup(resolver, &format!("_mta-sts.{domain}.")).await {
+        let id = match crate::dns::txt_records(resolver, &format!("_mta-sts.{domain}")).await {
             Ok(records) => match txt_id(&records) {
                 Some(id) => id,
                 // No (valid) record: an unexpired cached policy still applies (§5.1).
@@ -390,27 +389,6 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<String, String> {
         return Err("policy too large".into());
     }
     String::from_utf8(body.to_vec()).map_err(|_| "policy is not UTF-8".into())
-}
-
-/// The TXT records at `name`, each one's strings joined; empty when there are none.
-async fn txt_lookup(resolver: &TokioResolver, name: &str) -> Result<Vec<String>, String> {
-    match resolver.txt_lookup(name).await {
-        Ok(lookup) => Ok(lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
-            .collect()),
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// A client TLS configuration with the webpki roots and those in `ca_file`.
