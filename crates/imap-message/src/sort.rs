@@ -265,7 +265,12 @@ pub fn base_subject(subject: &str) -> (String, bool) {
                 cur = r;
                 changed = true;
             }
-            if let Some(r) = strip_blob(cur)
+            // (5) one blob, then (4) again. strip_leader just failed at `cur` after walking
+            // its whole chain of blobs, and each blob removed here starts a suffix of that
+            // same chain (strip_blob eats the spaces after `]`, so no WSP leader appears):
+            // it would fail again. Removing the blobs in one pass instead of one per round
+            // keeps this linear (`[] [] [] …` was quadratic).
+            while let Some(r) = strip_blob(cur)
                 && !r.trim_matches(' ').is_empty()
             {
                 cur = r;

@@ -15,6 +15,8 @@ use crate::sort::{SortMessage, sent_date};
 /// Deepest nesting of parenthesized answer lists in a produced thread; deeper subtrees are
 /// flattened into a chain (all messages stay in the answer).
 const MAX_THREAD_NESTING: usize = 200;
+/// Longest walk up the thread tree when checking for a loop (see `is_ancestor_or_self`).
+const MAX_ANCESTOR_WALK: usize = 1000;
 
 /// Threads messages by an algorithm; `None` for an algorithm we do not implement. `uid`
 /// selects UIDs (UID THREAD) instead of sequence numbers in the result.
@@ -131,16 +133,27 @@ impl<M: SortMessage> Forest<'_, M> {
     }
 
     /// Whether `a` is `b` or one of its ancestors.
+    ///
+    /// Callers use it to refuse links that would make a loop. A node without children is no
+    /// one's ancestor (the common case: a fresh id from References), and the walk up from `b`
+    /// stops after [`MAX_ANCESTOR_WALK`] steps, answering "yes" (so the link is refused):
+    /// otherwise References chains that grow with every message make THREAD quadratic.
     fn is_ancestor_or_self(&self, a: usize, b: usize) -> bool {
-        let mut cur = Some(b);
+        if a == b {
+            return true;
+        }
+        if self.node(a).is_none_or(|x| x.children.is_empty()) {
+            return false;
+        }
+        let mut cur = self.parent(b);
         let mut steps = 0;
         while let Some(c) = cur {
             if c == a {
                 return true;
             }
             steps += 1;
-            if steps > self.nodes.len() {
-                return true; // cannot happen without a cycle; refuse to link
+            if steps > MAX_ANCESTOR_WALK {
+                return true; // deeper than any thread we show; refuse to link
             }
             cur = self.parent(c);
         }
