@@ -179,20 +179,37 @@ pub(crate) fn check_rcpt(rcpt: &OutRcpt) -> Option<ServerReply> {
     None
 }
 
-/// The body as it goes after `354`: bare LF made CRLF, lines starting with `.` get another
-/// `.`, a CRLF added if the last line has none, then `.` CRLF.
+/// The body as it goes after `354`: bare LF and bare CR made CRLF (a receiver that took a
+/// bare CR or LF for a line end would otherwise see `<CR>.<CR><LF>` as the end of data:
+/// SMTP smuggling), lines starting with `.` get another `.`, a CRLF added if the last line
+/// has none, then `.` CRLF.
 pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
     let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
+    let mut i = 0;
+    while let Some(&b) = message.get(i) {
+        i += 1;
+        match b {
+            b'\r' => {
+                // CR LF, or a bare CR: either way one line end.
+                if message.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            _ => {
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                line_start = false;
+            }
         }
-        if b == b'\n' && out.last() != Some(&b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-        line_start = b == b'\n';
     }
     if !line_start {
         out.extend_from_slice(b"\r\n");
@@ -244,6 +261,29 @@ mod tests {
         assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
         assert_eq!(dot_stuff(b"bare\nlf\n.x"), b"bare\r\nlf\r\n..x\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    /// SMTP smuggling (2023) through us: a receiver that takes a bare CR for a line end must
+    /// not see `<CR>.<CR><LF>` as the end of data and what follows as new commands.
+    #[test]
+    fn bare_cr_cannot_end_the_data() {
+        let smuggled = b"a\r.\r\nMAIL FROM:<x@evil>\r\n";
+        let out = dot_stuff(smuggled);
+        assert_eq!(out, b"a\r\n..\r\nMAIL FROM:<x@evil>\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x\r"), b"x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"\r.\r\r\n"), b"\r\n..\r\n\r\n.\r\n");
+        // Every CR is followed by LF, every LF preceded by CR, in any output.
+        for input in [&b"\r\r\n\n\r.\n.\r"[..], b"a\n\r.\r\n", b".\r\r"] {
+            let out = dot_stuff(input);
+            for (i, &b) in out.iter().enumerate() {
+                if b == b'\r' {
+                    assert_eq!(out.get(i + 1), Some(&b'\n'), "{input:?} -> {out:?}");
+                }
+                if b == b'\n' {
+                    assert_eq!(out[..i].last(), Some(&b'\r'), "{input:?} -> {out:?}");
+                }
+            }
+        }
     }
 
     #[test]
