@@ -95,7 +95,8 @@ pub struct Transaction {
     pub mail_params: MailParams,
     /// Accepted recipients in `RCPT` order.
     pub recipients: Vec<(Address, RcptParams)>,
-    /// The message: CRLF line ends, dot-unstuffed (`DATA`) or as sent (`BDAT`).
+    /// The message: CRLF line ends, dot-unstuffed (`DATA`) or as sent (`BDAT`). Only its
+    /// end when the driver took the rest with [`Session::take_body`](crate::Session::take_body).
     pub message: Vec<u8>,
     /// The declared body type (`7BIT` when none was declared).
     pub body_type: BodyType,

@@ -88,6 +88,11 @@ pub struct SessionConfig {
     pub extensions: Extensions,
     /// Text after `ESMTP`/`LMTP` in the greeting; may be empty.
     pub greeting_text: String,
+    /// Refuse a `DATA` message with a bare CR or bare LF (`550 5.5.2`, after its end was
+    /// read), as Postfix's `smtpd_forbid_bare_newline = reject`. Off (the default): bare LFs
+    /// become CRLF and bare CRs are kept; the end of data is `CRLF . CRLF` either way.
+    /// `BDAT` chunks are counted, not framed by lines, and are not checked.
+    pub reject_bare_newline: bool,
 }
 
 impl SessionConfig {
@@ -105,6 +110,7 @@ impl SessionConfig {
             max_commands_before_mail: DEFAULT_MAX_COMMANDS_BEFORE_MAIL,
             extensions: Extensions::default(),
             greeting_text: String::new(),
+            reject_bare_newline: false,
         }
     }
 

@@ -22,6 +22,10 @@ pub(crate) enum BodyError {
     TooBig,
     LineTooLong,
     Nul,
+    /// A bare CR or LF in `DATA` while [`SessionConfig::reject_bare_newline`] is on.
+    ///
+    /// [`SessionConfig::reject_bare_newline`]: crate::SessionConfig::reject_bare_newline
+    BareNewline,
 }
 
 impl BodyError {
@@ -30,10 +34,15 @@ impl BodyError {
             Self::TooBig => Reply::message_too_big(),
             Self::LineTooLong => Reply::new(552, (5, 3, 4), "Message line too long"),
             Self::Nul => Reply::new(554, (5, 6, 0), "Message contains NUL characters"),
+            Self::BareNewline => Reply::new(
+                550,
+                (5, 5, 2),
+                "Message refused: bare <CR> or <LF> received; lines must end in <CR><LF> (RFC 5321 2.3.8)",
+            ),
         }
     }
 
-    /// Keeps the first error by priority: size, then line length, then NUL.
+    /// Keeps the first error by priority: size, then line length, then NUL, then bare newlines.
     fn merge(slot: &mut Option<Self>, new: Self) {
         if slot.is_none_or(|old| (new as u8) < (old as u8)) {
             *slot = Some(new);
@@ -50,6 +59,8 @@ pub(crate) struct DotReader {
     max_size: u64,
     max_line: usize,
     line_len: usize,
+    /// Refuse bare CR and bare LF instead of keeping / normalising them.
+    forbid_bare: bool,
     error: Option<BodyError>,
 }
 
@@ -69,7 +80,8 @@ enum LinePos {
 }
 
 impl DotReader {
-    pub(crate) fn new(max_size: u64, max_line: usize) -> Self {
+    /// `forbid_bare`: a bare CR or LF anywhere makes the message [`BodyError::BareNewline`].
+    pub(crate) fn new(max_size: u64, max_line: usize, forbid_bare: bool) -> Self {
         Self {
             state: LinePos::LineStart { crlf: true },
             message: Vec::new(),
@@ -77,8 +89,15 @@ impl DotReader {
             max_size,
             max_line,
             line_len: 0,
+            forbid_bare,
             error: None,
         }
+    }
+
+    /// Takes the message bytes stored so far (for a driver that spools them as they come);
+    /// [`DotReader::finish`] then returns only the rest.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
     }
 
     /// Reads from `input`; returns the bytes consumed and whether the end of data was read.
@@ -102,6 +121,7 @@ impl DotReader {
                     b'\n' => {
                         // `.` ended by a bare LF: a line of its own, not the end.
                         self.store(b".");
+                        self.bare();
                         self.end_line(false);
                         i += 1;
                     }
@@ -136,7 +156,10 @@ impl DotReader {
                     i += 1;
                     match b {
                         b'\r' => self.state = LinePos::Cr,
-                        b'\n' => self.end_line(false),
+                        b'\n' => {
+                            self.bare();
+                            self.end_line(false);
+                        }
                         _ => {
                             self.line_len += 1;
                             BodyError::merge(&mut self.error, BodyError::Nul);
@@ -150,10 +173,12 @@ impl DotReader {
                         i += 1;
                     }
                     b'\r' => {
+                        self.bare();
                         self.store(b"\r");
                         i += 1;
                     }
                     _ => {
+                        self.bare();
                         self.store(b"\r");
                         self.state = LinePos::Text;
                     }
@@ -166,6 +191,14 @@ impl DotReader {
     /// The message, or why it is refused.
     pub(crate) fn finish(self) -> Result<Vec<u8>, BodyError> {
         self.error.map_or(Ok(self.message), Err)
+    }
+
+    /// A bare CR or LF was read.
+    fn bare(&mut self) {
+        if self.forbid_bare {
+            BodyError::merge(&mut self.error, BodyError::BareNewline);
+            self.message = Vec::new();
+        }
     }
 
     fn end_line(&mut self, crlf: bool) {
@@ -198,6 +231,8 @@ impl DotReader {
 /// The `BDAT` chunks of one message.
 pub(crate) struct Chunks {
     message: Vec<u8>,
+    /// Octets of the message so far (taken or not).
+    size: u64,
     max_size: u64,
     check_nul: bool,
     error: Option<BodyError>,
@@ -215,6 +250,7 @@ impl Chunks {
     pub(crate) fn new(max_size: u64, check_nul: bool) -> Self {
         Self {
             message: Vec::new(),
+            size: 0,
             max_size,
             check_nul,
             error: None,
@@ -222,9 +258,15 @@ impl Chunks {
         }
     }
 
+    /// Takes the message bytes stored so far (see [`DotReader::take`]).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
+    }
+
     /// Starts reading a chunk of `size` octets.
     pub(crate) fn start(&mut self, size: usize) {
-        let total = (self.message.len() as u64).saturating_add(size as u64);
+        let total = self.size.saturating_add(size as u64);
+        self.size = total;
         if self.error.is_none() && total > self.max_size {
             BodyError::merge(&mut self.error, BodyError::TooBig);
             self.message = Vec::new();
@@ -279,7 +321,7 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes; returns the result and the unread rest.
     fn read(input: &[u8], step: usize, max: u64) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {
-        let mut reader = DotReader::new(max, 20);
+        let mut reader = DotReader::new(max, 20, false);
         let mut pos = 0;
         while pos < input.len() {
             let end = (pos + step).min(input.len());

@@ -195,7 +195,11 @@ impl Session {
             }
             State::Mail(helo, tx) => {
                 let c = &self.config;
-                let reader = DotReader::new(c.max_message_size, c.max_body_line_length);
+                let reader = DotReader::new(
+                    c.max_message_size,
+                    c.max_body_line_length,
+                    c.reject_bare_newline,
+                );
                 self.state = State::Data(helo, tx, Box::new(reader));
                 return self.emit(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"), out);
             }

@@ -215,6 +215,24 @@ impl Session {
         &self.config
     }
 
+    /// Takes the bytes of the message being received (`DATA` or `BDAT`) that were read so
+    /// far, so that a driver can write them out as they come instead of holding the whole
+    /// message: call it after every [`Session::input`] and [`Session::completed`]. Bytes
+    /// taken are not in [`Transaction::message`](crate::Transaction::message), which then
+    /// holds only the rest; the whole message is what was taken followed by that.
+    ///
+    /// Empty when no message is being received. A message that ends up refused (too big,
+    /// a NUL, …) stops giving bytes; its transaction ends without [`Action::Deliver`], and
+    /// the driver drops what it took at the next [`Action::CheckSender`] or when the
+    /// session ends. A driver that never calls this gets the whole message at the end.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        match &mut self.state {
+            State::Data(_, _, reader) => reader.take(),
+            State::Chunking(_, _, chunks, _) => chunks.take(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Handles buffered input until it runs out, an action is pending, or the session closes.
     fn run(&mut self, out: &mut Vec<Action>) {
         let input = std::mem::take(&mut self.input);

@@ -266,3 +266,117 @@ fn bdat_syntax() {
     assert_eq!(d.codes("BDAT 99999999999999999999999999\r\n"), [501]);
     assert_eq!(d.codes("BDAT 1 NOTLAST\r\n"), [501]);
 }
+
+fn strict() -> Driver {
+    let mut config = smtp_config();
+    config.reject_bare_newline = true;
+    let mut d = Driver::new(config);
+    open_transaction(&mut d, &["rcpt@example.org"]);
+    d
+}
+
+#[test]
+fn bare_newlines_refused_when_asked() {
+    for body in [
+        "a\nb\r\n.\r\n",
+        "a\rb\r\n.\r\n",
+        "a\r\n.\nMAIL FROM:<x@evil.example>\r\n.\r\n",
+        "a\r.\r\n.\r\n",
+        "x\r\r\n.\r\n",
+    ] {
+        let mut d = strict();
+        let replies = d.send(format!("DATA\r\n{body}NOOP\r\n"));
+        let codes: Vec<u16> = replies.iter().map(|r| r.code()).collect();
+        assert_eq!(codes, [354, 550, 250], "{body:?}");
+        assert_eq!(replies[1].enhanced(), Some((5, 5, 2).into()), "{body:?}");
+        assert!(
+            replies[1].lines()[0].contains("bare <CR> or <LF>"),
+            "{:?}",
+            replies[1].lines()
+        );
+        assert!(d.delivered.is_empty(), "{body:?}");
+    }
+    let mut d = strict();
+    assert_eq!(d.codes("DATA\r\nclean\r\n..dot\r\n.\r\n"), [354, 250]);
+    assert_eq!(d.delivered[0].message, b"clean\r\n.dot\r\n");
+    // Off (the default): normalised, as before.
+    let mut d = ready();
+    assert_eq!(d.codes("DATA\r\na\nb\r\n.\r\n"), [354, 250]);
+    assert_eq!(d.delivered[0].message, b"a\r\nb\r\n");
+}
+
+/// A driver that spools: the message is what it took along the way plus the rest.
+fn streamed(d: &mut Driver, pieces: &[&[u8]]) -> (Vec<u8>, usize) {
+    let mut taken = Vec::new();
+    let mut most = 0;
+    for p in pieces {
+        d.send(p);
+        let t = d.session.take_body();
+        most = most.max(t.len());
+        taken.extend_from_slice(&t);
+    }
+    (taken, most)
+}
+
+#[test]
+fn body_can_be_taken_as_it_comes() {
+    let line = format!("{}\r\n", "x".repeat(998));
+    let mut input = b"DATA\r\nSubject: big\r\n\r\n".to_vec();
+    for _ in 0..200 {
+        input.extend_from_slice(line.as_bytes());
+    }
+    input.extend_from_slice(b"..end\r\n.\r\n");
+    let pieces: Vec<&[u8]> = input.chunks(4096).collect();
+    let mut d = ready();
+    let (taken, most) = streamed(&mut d, &pieces);
+    assert_eq!(d.delivered.len(), 1);
+    let tx = &d.delivered[0];
+    let mut whole = taken.clone();
+    whole.extend_from_slice(&tx.message);
+    assert_eq!(whole.len(), 16 + 200 * 1000 + 6);
+    assert!(whole.starts_with(b"Subject: big\r\n\r\nxxx"));
+    assert!(whole.ends_with(b"x\r\n.end\r\n"));
+    assert!(
+        taken.len() > 190_000,
+        "taken along the way: {}",
+        taken.len()
+    );
+    assert!(most <= 4096, "at most one read's worth held: {most}");
+    // Nothing is left behind for the next message.
+    assert!(d.session.take_body().is_empty());
+
+    // BDAT: the same, chunk by chunk.
+    let mut d = ready();
+    let body = "y".repeat(10_000);
+    let cmd = format!("BDAT 10000\r\n{body}BDAT 5 LAST\r\nend\r\n");
+    let pieces: Vec<&[u8]> = cmd.as_bytes().chunks(1000).collect();
+    let (taken, _) = streamed(&mut d, &pieces);
+    let mut whole = taken;
+    whole.extend_from_slice(&d.delivered[0].message);
+    assert_eq!(whole, format!("{body}end\r\n").as_bytes());
+}
+
+#[test]
+fn taken_body_of_a_refused_message_stops() {
+    let mut d = small(5_000, 1000);
+    let mut input = b"DATA\r\n".to_vec();
+    for _ in 0..200 {
+        input.extend_from_slice(b"0123456789012345678901234567890123456789\r\n");
+    }
+    input.extend_from_slice(b".\r\n");
+    let pieces: Vec<&[u8]> = input.chunks(500).collect();
+    let (taken, _) = streamed(&mut d, &pieces);
+    assert!(taken.len() <= 5_000, "{}", taken.len());
+    assert!(d.delivered.is_empty());
+    assert_eq!(d.replies.last().map(|r| r.code()), Some(552));
+    // BDAT over the limit, declared chunk by chunk.
+    let mut d = small(5_000, 1000);
+    let chunk = "z".repeat(3000);
+    let (taken, _) = streamed(
+        &mut d,
+        &[format!("BDAT 3000\r\n{chunk}BDAT 3000 LAST\r\n{chunk}").as_bytes()],
+    );
+    assert!(taken.len() <= 5_000);
+    assert!(d.delivered.is_empty());
+    assert_eq!(d.replies.last().map(|r| r.code()), Some(552));
+}
