@@ -25,7 +25,7 @@ use crate::envelope::Envelope;
 use crate::error::{IoContext, QueueError, Result};
 use crate::format::encode_prefix;
 use crate::id::QueueId;
-use crate::spool::{Spool, rewrite_durable, write_durable};
+use crate::spool::{BodyFile, Spool, rewrite_durable, write_durable_with};
 
 /// Handle for committing messages; cheap to clone, one per session is fine.
 #[derive(Clone, Debug)]
@@ -43,6 +43,7 @@ struct Request {
     id: QueueId,
     prefix: Vec<u8>,
     message: Vec<u8>,
+    body: Option<(BodyFile, u64)>,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -50,7 +51,10 @@ struct Request {
 struct Job {
     id: QueueId,
     prefix: Vec<u8>,
+    /// The message, or its start when `body` holds the rest.
     message: Vec<u8>,
+    /// The rest of the message, spooled, and its length; removed when the job is dropped.
+    body: Option<(BodyFile, u64)>,
 }
 
 impl Committer {
@@ -71,8 +75,27 @@ impl Committer {
     /// Assigns `envelope.id` and sets `envelope.size` to the message's length; the other
     /// fields are stored as given. Returns the stored envelope. On error nothing is queued
     /// (the caller replies `451`, or `552` for [`QueueError::TooLarge`]).
-    pub async fn commit(&self, mut envelope: Envelope, message: Vec<u8>) -> Result<Envelope> {
-        let size = message.len() as u64;
+    pub async fn commit(&self, envelope: Envelope, message: Vec<u8>) -> Result<Envelope> {
+        self.commit_spooled(envelope, message, None).await
+    }
+
+    /// [`Committer::commit`] for a message whose start is `head` (in memory) and whose rest
+    /// was spooled into `body` (see [`Spool::body_file`]): the message file is written from
+    /// both, then `body` is removed. Only `head` is held in memory.
+    pub async fn commit_spooled(
+        &self,
+        mut envelope: Envelope,
+        message: Vec<u8>,
+        body: Option<BodyFile>,
+    ) -> Result<Envelope> {
+        let body = match body {
+            Some(b) => {
+                let len = b.len()?;
+                Some((b, len))
+            }
+            None => None,
+        };
+        let size = (message.len() as u64).saturating_add(body.as_ref().map_or(0, |b| b.1));
         let max = self.spool.max_message_size();
         if size > max {
             return Err(QueueError::TooLarge { size, max });
@@ -85,6 +108,7 @@ impl Committer {
             id: envelope.id,
             prefix,
             message,
+            body,
             reply,
         };
         self.tx
@@ -130,6 +154,7 @@ async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
                         id: r.id,
                         prefix: r.prefix,
                         message: r.message,
+                        body: r.body,
                     },
                     r.reply,
                 )
@@ -198,13 +223,14 @@ fn write_batch(spool: &Spool, jobs: &[Job]) -> Vec<Result<()>> {
 fn write_one(spool: &Spool, job: &Job) -> Result<()> {
     let tmp = spool.incoming.join(job.id.to_string());
     let parts: [&[u8]; 2] = [&job.prefix, &job.message];
+    let body = job.body.as_ref().map(|(b, len)| (b.path(), *len));
     if spool.take_spare(&tmp) {
-        if let Err(e) = rewrite_durable(&tmp, &parts) {
+        if let Err(e) = rewrite_durable(&tmp, &parts, body) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
     } else {
-        write_durable(&tmp, &parts)?;
+        write_durable_with(&tmp, &parts, body)?;
     }
     let target = spool.message_path(job.id);
     let linked = fs::hard_link(&tmp, &target).ctx("link", &target);

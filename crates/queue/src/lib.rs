@@ -5,7 +5,9 @@
 //!   delivery-side operations (read a message, save its state, hold, remove). Synchronous
 //!   `std::fs`; async callers use `spawn_blocking`.
 //! - [`Committer`]: the receive side, with group commit: many messages written and fsynced in
-//!   parallel, then one fsync of `active/` for the whole batch.
+//!   parallel, then one fsync of `active/` for the whole batch. A large message need not be
+//!   held in memory: its body is spooled into a [`BodyFile`] as it arrives and copied into
+//!   the message file at commit ([`Committer::commit_spooled`]).
 //! - [`Envelope`], [`Recipient`]: what is known about a message and each of its recipients.
 //! - [`QueueId`]: unique, time-sortable, filename-safe message ids.
 //! - [`Backoff`], [`Schedule`], [`Filter`]: retry timing and an in-memory index of the queue
@@ -14,7 +16,8 @@
 //! # On-disk format
 //!
 //! ```text
-//! SPOOL/incoming/            files being written; everything here is removed at open
+//! SPOOL/incoming/            files being written (and bodies being received, `body.*`);
+//!                            everything here is removed at open
 //! SPOOL/active/<id>          a committed message, never rewritten
 //! SPOOL/active/<id>.state    the envelope after delivery attempts (optional)
 //! SPOOL/corrupt/             committed files that failed their checks, kept for a human
@@ -53,4 +56,4 @@ pub use error::{QueueError, Result};
 pub use format::{MAGIC, MAX_ENVELOPE_JSON};
 pub use id::{ParseIdError, QueueId};
 pub use schedule::{Filter, Schedule};
-pub use spool::{DEFAULT_MAX_MESSAGE_SIZE, Spool};
+pub use spool::{BodyFile, DEFAULT_MAX_MESSAGE_SIZE, Spool};

@@ -37,6 +37,48 @@ pub struct Spool {
     dir_syncs: AtomicU64,
 }
 
+/// A message body being received, spooled to `incoming/body.<random>` so that it need not be
+/// held in memory, until [`Committer::commit_spooled`](crate::Committer::commit_spooled)
+/// copies it into the message file. The file is removed when this is dropped (committed or
+/// not), and at the next [`Spool::open`] after a crash: never acknowledged, never delivered.
+#[derive(Debug)]
+pub struct BodyFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl BodyFile {
+    /// The open file (read and write), for the receiver to write the body into.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its length now.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata().ctx("stat", &self.path)?.len())
+    }
+
+    /// Whether nothing was written to it.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+impl Drop for BodyFile {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            warn!(path = %self.path.display(), error = %e, "could not remove a spooled body");
+        }
+    }
+}
+
 /// Files kept in `spare/` at most.
 const MAX_SPARES: usize = 512;
 
@@ -77,6 +119,21 @@ impl Spool {
         spool.load_spares()?;
         let envelopes = spool.recover()?;
         Ok((spool, envelopes))
+    }
+
+    /// A new, empty [`BodyFile`] in `incoming/` (mode 0600).
+    pub fn body_file(&self) -> Result<BodyFile> {
+        let path = self
+            .incoming
+            .join(format!("body.{:016x}", rand::random::<u64>()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .ctx("create", &path)?;
+        Ok(BodyFile { path, file })
     }
 
     /// Sets the largest message [`Committer::commit`](crate::Committer::commit) accepts.
@@ -418,35 +475,76 @@ impl Spool {
 
 /// Creates `path` (it must not exist), writes `parts`, fsyncs. Removes it on failure.
 pub(crate) fn write_durable(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    write_durable_with(path, parts, None)
+}
+
+/// [`write_durable`], then the first `len` bytes of the file at `body.0` (length `body.1`).
+pub(crate) fn write_durable_with(
+    path: &Path,
+    parts: &[&[u8]],
+    body: Option<(&Path, u64)>,
+) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .ctx("create", path)?;
-    write_file(file, path, parts)
+    write_file(file, path, parts, body)
 }
 
-/// Like [`write_durable`], into an existing file at `path` (a reused spare), truncated first.
-pub(crate) fn rewrite_durable(path: &Path, parts: &[&[u8]]) -> Result<()> {
+/// Like [`write_durable_with`], into an existing file at `path` (a reused spare), truncated
+/// first.
+pub(crate) fn rewrite_durable(
+    path: &Path,
+    parts: &[&[u8]],
+    body: Option<(&Path, u64)>,
+) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(path)
         .ctx("open", path)?;
-    write_file(file, path, parts)
+    write_file(file, path, parts, body)
 }
 
-fn write_file(mut file: File, path: &Path, parts: &[&[u8]]) -> Result<()> {
+fn write_file(
+    mut file: File,
+    path: &Path,
+    parts: &[&[u8]],
+    body: Option<(&Path, u64)>,
+) -> Result<()> {
     let written = parts
         .iter()
         .try_for_each(|p| file.write_all(p))
         .ctx("write", path)
+        .and_then(|()| match body {
+            Some((from, len)) => copy_body(from, len, &mut file),
+            None => Ok(()),
+        })
         .and_then(|()| file.sync_all().ctx("fsync", path));
     if written.is_err() {
         let _ = fs::remove_file(path);
     }
     written
+}
+
+/// Appends the first `len` bytes of the file at `from` to `to` (in the kernel where it can:
+/// `io::copy` between files uses `copy_file_range` on Linux); fails if it holds fewer.
+fn copy_body(from: &Path, len: u64, to: &mut File) -> Result<()> {
+    let src = File::open(from).ctx("open", from)?;
+    let copied = io::copy(&mut src.take(len), to).ctx("copy", from)?;
+    if copied != len {
+        return Err(QueueError::Io {
+            op: "copy",
+            path: from.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("spooled body has {copied} of {len} bytes"),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a whole file of at most `max` bytes; `None` if it does not exist.

@@ -272,3 +272,73 @@ async fn removed_files_are_reused_with_exact_contents() {
     assert_eq!(c.spool().read_message(third.id).unwrap(), message(3));
     assert!(names(&dir.path().join("spare")).is_empty());
 }
+
+/// A large message spooled as it arrives: the message file holds the head and the spooled
+/// body exactly, the body file is gone after the commit, and a body left by a crash is
+/// removed at the next open and never becomes a message.
+#[tokio::test]
+async fn spooled_body_commits_exactly_and_never_lingers() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let head = b"Received: by us\r\nSubject: big\r\n".to_vec();
+    let mut rest = Vec::new();
+    for i in 0..20_000 {
+        rest.extend_from_slice(format!("line {i:06} of the body\r\n").as_bytes());
+    }
+    // Spooled into a reused spare file too: remove one message first.
+    let old = c
+        .commit(envelope(&["x@example.net"]), message(9))
+        .await
+        .unwrap();
+    c.spool().remove(old.id).unwrap();
+    for round in 0..2 {
+        let body = c.spool().body_file().unwrap();
+        assert!(body.path().starts_with(dir.path().join("incoming")));
+        let mut f = body.file();
+        for piece in rest.chunks(7000) {
+            f.write_all(piece).unwrap();
+        }
+        let env = c
+            .commit_spooled(envelope(&["a@example.net"]), head.clone(), Some(body))
+            .await
+            .unwrap();
+        let mut whole = head.clone();
+        whole.extend_from_slice(&rest);
+        assert_eq!(env.size, whole.len() as u64, "round {round}");
+        assert_eq!(
+            c.spool().read_message(env.id).unwrap(),
+            whole,
+            "round {round}"
+        );
+        assert!(
+            names(&dir.path().join("incoming")).is_empty(),
+            "round {round}"
+        );
+    }
+    // Too large: refused, and the body is removed all the same.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir2.path()).unwrap();
+    let small = Arc::new(spool.with_max_message_size(100));
+    let (c2, task) = Committer::new(small.clone());
+    tokio::spawn(task);
+    let body = small.body_file().unwrap();
+    body.file().write_all(&[b'x'; 200]).unwrap();
+    let path = body.path().to_path_buf();
+    assert!(matches!(
+        c2.commit_spooled(envelope(&["a@example.net"]), Vec::new(), Some(body))
+            .await,
+        Err(QueueError::TooLarge { .. })
+    ));
+    assert!(!path.exists());
+    // A crash while a body is being received: the file stays in incoming/ (forgotten here
+    // as a killed process would), and the next open removes it; nothing is queued.
+    let body = c.spool().body_file().unwrap();
+    body.file().write_all(b"half a message").unwrap();
+    std::mem::forget(body);
+    assert_eq!(names(&dir.path().join("incoming")).len(), 1);
+    drop(c);
+    let (_, envs) = Spool::open(dir.path()).unwrap();
+    assert_eq!(envs.len(), 2);
+    assert!(names(&dir.path().join("incoming")).is_empty());
+}
