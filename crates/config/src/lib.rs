@@ -1110,6 +1110,11 @@ pub struct Lmtp {
     /// Answer a full mailbox with `452 4.2.2` (retry later) instead of `552 5.2.2`.
     #[serde(default)]
     pub quota_full_tempfail: bool,
+    /// Let plus-addressing file into special-use folders (Sent, Drafts, Trash, Junk,
+    /// Archive and their usual other names). Off: such mail goes to INBOX, so a stranger
+    /// cannot put mail where the user does not look for it, or where it is deleted.
+    #[serde(default)]
+    pub plus_address_special_use: bool,
     /// The user's active Sieve script (`%h` the home directory from the userdb, `%d`, `%n`, `%u`).
     /// The default is Pigeonhole's, so scripts carry over from Dovecot.
     #[serde(default = "default_sieve_script")]
@@ -1135,6 +1140,7 @@ impl Default for Lmtp {
             session_timeout_secs: default_lmtp_session(),
             recipient_delimiter: default_delimiter(),
             quota_full_tempfail: false,
+            plus_address_special_use: false,
             sieve_script: default_sieve_script(),
             submit_to: None,
             max_connections: default_lmtp_connections(),

@@ -279,7 +279,8 @@ impl One<'_> {
     }
 
     /// `user+detail` files into the folder named `detail` (compared without regard to
-    /// case, as addresses are) when it exists, else INBOX.
+    /// case, as addresses are) when it exists and is not a special-use folder (unless
+    /// `lmtp.plus_address_special_use`), else INBOX.
     ///
     /// A message smtpd marked as junk (the `X-Postern-Junk` header, from a DMARC
     /// `p=quarantine`) goes to the `Junk` folder instead, when the user has one.
@@ -304,14 +305,10 @@ impl One<'_> {
         }
         let detail = self.rcpt.detail.clone()?;
         let dir = self.rcpt.maildir.clone();
+        let allow_special_use = self.ctx.config.lmtp.plus_address_special_use;
         blocking(move || {
             let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-            if m.folder_exists(&detail).unwrap_or(false) {
-                return Ok(Some(detail));
-            }
-            Ok(m.list_folders()?
-                .into_iter()
-                .find(|f| f.eq_ignore_ascii_case(&detail)))
+            Ok(crate::rcpt::plus_folder(&m, &detail, allow_special_use))
         })
         .await
         .unwrap_or(None)

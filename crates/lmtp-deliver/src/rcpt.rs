@@ -187,3 +187,88 @@ impl Recipients {
         }
     }
 }
+
+/// The names imapd gives a special-use attribute (RFC 6154), and the other names mail
+/// clients and servers use for those roles. Compared without regard to ASCII case.
+const SPECIAL_USE_NAMES: &[&str] = &[
+    "Sent",
+    "Sent Items",
+    "Sent Messages",
+    "Sent Mail",
+    "Drafts",
+    "Trash",
+    "Deleted Items",
+    "Deleted Messages",
+    "Junk",
+    "Junk E-mail",
+    "Junk Email",
+    "Spam",
+    "Archive",
+    "Archives",
+    "Outbox",
+];
+
+/// Whether a folder has (or sits below one with) a special-use role.
+pub(crate) fn is_special_use(folder: &str) -> bool {
+    let top = folder.split('/').next().unwrap_or(folder);
+    SPECIAL_USE_NAMES
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(folder) || n.eq_ignore_ascii_case(top))
+}
+
+/// Where `user+detail` files: the existing folder named `detail` (compared without regard to
+/// case, as addresses are). A special-use folder only when `allow_special_use` (the
+/// `lmtp.plus_address_special_use` option): a stranger must not be able to file mail into the
+/// user's Sent, Drafts or Trash. `None`: INBOX.
+pub(crate) fn plus_folder(m: &Maildir, detail: &str, allow_special_use: bool) -> Option<String> {
+    let folder = if m.folder_exists(detail).unwrap_or(false) {
+        Some(detail.to_owned())
+    } else {
+        m.list_folders()
+            .ok()?
+            .into_iter()
+            .find(|f| f.eq_ignore_ascii_case(detail))
+    }?;
+    (allow_special_use || !is_special_use(&folder)).then_some(folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plus_folders_skip_special_use_unless_allowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = Maildir::open_or_create(dir.path().join("Maildir"), 0o700).expect("maildir");
+        for f in [
+            "Sent",
+            "Drafts",
+            "Trash",
+            "Junk",
+            "Archive",
+            "Spam",
+            "Trash/old",
+            "Lists",
+        ] {
+            m.create_folder(f).expect("create");
+        }
+        for detail in [
+            "Sent",
+            "sent",
+            "DRAFTS",
+            "trash",
+            "Junk",
+            "archive",
+            "spam",
+            "Trash/old",
+        ] {
+            assert_eq!(plus_folder(&m, detail, false), None, "{detail}");
+            assert!(plus_folder(&m, detail, true).is_some(), "{detail}");
+        }
+        assert_eq!(plus_folder(&m, "lists", false).as_deref(), Some("Lists"));
+        assert_eq!(plus_folder(&m, "Lists", false).as_deref(), Some("Lists"));
+        assert_eq!(plus_folder(&m, "nosuch", true), None);
+        assert_eq!(plus_folder(&m, "../x", true), None);
+        assert!(is_special_use("Sent Items") && !is_special_use("Sentinel"));
+    }
+}

@@ -4,8 +4,10 @@
 //! Limits: before login every command (with its literals) must fit in
 //! `max_preauth_command_size` — checked on the raw bytes before imap-next buffers them, so a
 //! `{1000000000}` announcement closes the connection at once — and the client must log in
-//! within `login_timeout_secs`. After login imap-next enforces `max_command_size` and
-//! `max_literal_size`; an idle session is logged out after `idle_timeout_secs`.
+//! within `login_timeout_secs`. After login the bytes of one command outside its literals
+//! must fit in `max_command_size` (checked the same way; a longer command gets `* BYE` and is
+//! never parsed), and imap-next enforces `max_literal_size` per literal and literal plus
+//! command size in total; an idle session is logged out after `idle_timeout_secs`.
 
 pub mod session;
 
@@ -55,11 +57,14 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Time allowed for the STARTTLS handshake.
 const TLS_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Counts the bytes of the command being received before login, literals included, without
-/// buffering them.
+/// Counts the bytes of the command being received, without buffering them: before login
+/// everything, literals included ([`PreauthScanner::feed`]); after login the bytes outside
+/// literals ([`PreauthScanner::feed_text`]).
 #[derive(Debug, Default)]
 pub(crate) struct PreauthScanner {
     cmd_bytes: u64,
+    /// Bytes of the current command outside its literals.
+    text_bytes: u64,
     literal_left: u64,
     tail: Vec<u8>,
 }
@@ -101,6 +106,52 @@ impl PreauthScanner {
             }
         }
         true
+    }
+
+    /// After login: feeds bytes and checks that no command carries more than `text_limit`
+    /// bytes outside its literals (literals up to `literal_limit` are skipped; imap-next
+    /// refuses bigger ones, so their announcement ends the command here). On overflow,
+    /// `Err(n)`: the first `n` bytes of `data` hold only whole commands that came before
+    /// the offending one (and may still be served).
+    pub(crate) fn feed_text(
+        &mut self,
+        data: &[u8],
+        text_limit: u64,
+        literal_limit: u64,
+    ) -> Result<(), usize> {
+        let mut cmd_start = 0;
+        let mut i = 0;
+        while i < data.len() {
+            if self.literal_left > 0 {
+                let take = self.literal_left.min((data.len() - i) as u64);
+                self.literal_left -= take;
+                i += usize::try_from(take).unwrap_or(data.len());
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            self.text_bytes += 1;
+            if b == b'\n' {
+                let line = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
+                match literal_announcement(line) {
+                    Some(n) if n <= literal_limit => self.literal_left = n,
+                    _ => {
+                        self.text_bytes = 0;
+                        cmd_start = i;
+                    }
+                }
+                self.tail.clear();
+            } else {
+                if self.tail.len() >= 32 {
+                    self.tail.remove(0);
+                }
+                self.tail.push(b);
+            }
+            if self.text_bytes > text_limit {
+                return Err(cmd_start);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +355,21 @@ impl Driver {
                                     self.out
                                         .extend_from_slice(b"* BYE [LIMIT] Command too long\r\n");
                                     self.close = true;
+                                    continue;
+                                }
+                            } else {
+                                let imapd = &self.ctx.config.imapd;
+                                let text_limit = u64::from(imapd.max_command_size.max(1024));
+                                let literal_limit = u64::from(imapd.max_literal_size);
+                                if let Err(whole) =
+                                    self.scanner.feed_text(&bytes, text_limit, literal_limit)
+                                {
+                                    // The commands before the long one are served; the long
+                                    // one never reaches the parser, so it changes nothing.
+                                    info!(peer = %self.peer, "command too long; closing");
+                                    self.server
+                                        .enqueue_input(bytes.get(..whole).unwrap_or_default());
+                                    self.bye_after = Some("* BYE [LIMIT] Command line too long\r\n");
                                     continue;
                                 }
                             }

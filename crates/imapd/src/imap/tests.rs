@@ -437,6 +437,29 @@ fn preauth_scanner() {
     for _ in 0..1000 {
         assert!(sc.feed(b"a NOOP\r\n", 100));
     }
+    // After login only the text outside literals counts, per command.
+    let mut sc = PreauthScanner::default();
+    assert_eq!(sc.feed_text(b"a APPEND INBOX {500}\r\n", 100, 1000), Ok(()));
+    assert_eq!(sc.feed_text(&[b'x'; 500], 100, 1000), Ok(()));
+    assert_eq!(sc.feed_text(b" (\\Seen)\r\nb NOOP\r\n", 100, 1000), Ok(()));
+    for _ in 0..100 {
+        assert_eq!(sc.feed_text(b"c NOOP\r\n", 100, 1000), Ok(()));
+    }
+    // Too long: the whole commands before it in the same chunk are reported.
+    let mut long = b"d NOOP\r\ne NOOP\r\nf STORE ".to_vec();
+    long.extend_from_slice(&[b'1'; 200]);
+    assert_eq!(sc.feed_text(&long, 100, 1000), Err(16));
+    // Text after a literal counts toward the same command.
+    let mut sc = PreauthScanner::default();
+    assert_eq!(sc.feed_text(b"g SEARCH TEXT {3}\r\nabc", 100, 1000), Ok(()));
+    assert_eq!(sc.feed_text(&[b' '; 90], 100, 1000), Err(0));
+    // A literal over the literal limit is refused by imap-next: what follows is text.
+    let mut sc = PreauthScanner::default();
+    assert_eq!(
+        sc.feed_text(b"h APPEND INBOX {5000}\r\n", 100, 1000),
+        Ok(())
+    );
+    assert_eq!(sc.feed_text(&[b'y'; 200], 100, 1000), Err(0));
     assert_eq!(literal_announcement(b"a {12}"), Some(12));
     assert_eq!(literal_announcement(b"a ~{12+}"), Some(12));
     assert_eq!(literal_announcement(b"a {x}"), None);
