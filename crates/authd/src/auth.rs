@@ -2,10 +2,10 @@
 //! the lockout rules, writes replies.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postern_auth_proto::dovecot;
-use postern_directory::{AuthOutcome, Gate};
+use postern_directory::{AuthOutcome, DirectoryError, Gate, account_subject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -94,20 +94,58 @@ pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cancellat
 
 /// Runs one password check and sends its `OK` or `FAIL`.
 async fn check(v: Verify, ctx: Arc<Ctx>, tx: mpsc::Sender<String>) {
+    let started = Instant::now();
     let reply = decide(&v, &ctx).await;
+    // No failure is answered sooner than `failure_delay_ms` after the request arrived: an
+    // unknown user, an account with a fast legacy hash and an argon2 account look the same.
+    if !reply.starts_with("OK\t") {
+        let floor = Duration::from_millis(ctx.config.authd.failure_delay_ms);
+        tokio::time::sleep(floor.saturating_sub(started.elapsed())).await;
+    }
     drop(tx.send(reply).await);
+}
+
+/// Longest password checked; longer ones fail without being hashed.
+pub(crate) const MAX_PASSWORD: usize = 1024;
+
+/// The reply to a refused login whose IP or account is locked out. It is a temporary
+/// failure (`code=temp_fail`, and `temp` for Postfix), so that clients say so: SMTP
+/// `454 4.7.0`, IMAP `NO [UNAVAILABLE]`, rather than "wrong password".
+fn locked_reply(id: u32, scope: &str, user: &str) -> String {
+    let reason = if scope == "ip" {
+        "Too many failed logins from your network; try again later"
+    } else {
+        "Account temporarily locked after too many failed logins; try again later"
+    };
+    let mut line = dovecot::fail(id, Some(reason), Some(user), true);
+    line.pop();
+    line.push_str("\ttemp\n");
+    line
 }
 
 async fn decide(v: &Verify, ctx: &Ctx) -> String {
     let lockouts = ctx.directory.lockouts();
     let max_delay = Duration::from_secs(lockouts.policy().max_delay_secs);
     let ip = v.rip.map_or_else(|| "-".to_owned(), |i| i.to_string());
-    let gate = match lockouts.check(v.rip, &v.login).await {
+    if v.password.expose().len() > MAX_PASSWORD {
+        warn!(user = %v.login, %ip, service = %v.service, reason = "password longer than 1 KiB",
+            "authentication failed");
+        return dovecot::fail(v.id, Some("Authentication failed"), None, false);
+    }
+    let temp = |what: &str, e: &dyn std::fmt::Display| {
+        warn!(user = %v.login, %ip, service = %v.service, error = %e, "{what}");
+        dovecot::fail(v.id, Some("Temporary authentication failure"), None, true)
+    };
+    // The account the login reaches, found first: its canonical address is the lockout key,
+    // so `alice@example.org.`, `Alice@Example.ORG` and `alice@ example.org` count as one.
+    let account = match ctx.directory.account(&v.login).await {
+        Ok(a) => a,
+        Err(e) => return temp("account lookup failed", &e),
+    };
+    let key = account_subject(&v.login, account.as_ref().map(|a| a.address.as_str()));
+    let gate = match lockouts.check(v.rip, &key).await {
         Ok(g) => g,
-        Err(e) => {
-            warn!(user = %v.login, %ip, service = %v.service, error = %e, "lockout check failed");
-            return dovecot::fail(v.id, Some("Temporary authentication failure"), None, true);
-        }
+        Err(e) => return temp("lockout check failed", &e),
     };
     let (delay, earlier_failures) = match gate {
         Gate::Locked {
@@ -115,33 +153,29 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
             subject,
             until,
         } => {
-            warn!(user = %v.login, %ip, service = %v.service, scope, subject = %subject, until, reason = "locked out",
-                "authentication refused");
+            warn!(user = %v.login, account = %key, %ip, service = %v.service, scope, subject = %subject, until,
+                reason = "locked out", "authentication refused");
             tokio::time::sleep(max_delay).await;
-            return dovecot::fail(
-                v.id,
-                Some("Too many failed logins; try again later"),
-                Some(&v.login),
-                false,
-            );
+            return locked_reply(v.id, scope, &key);
         }
         Gate::Open { delay, failures } => (delay, failures),
     };
     let outcome = match ctx
         .directory
-        .authenticate(&v.login, v.password.expose())
+        .verify_account(account, v.password.expose())
         .await
     {
         Ok(o) => o,
-        Err(e) => {
-            warn!(user = %v.login, %ip, service = %v.service, error = %e, "authentication backend failed");
-            return dovecot::fail(v.id, Some("Temporary authentication failure"), None, true);
+        Err(e @ DirectoryError::Busy(_)) => {
+            warn!(user = %v.login, %ip, service = %v.service, error = %e, "password check not started");
+            return dovecot::fail(v.id, Some("Server busy; try again later"), None, true);
         }
+        Err(e) => return temp("authentication backend failed", &e),
     };
     let reason = match outcome {
         AuthOutcome::Ok { user } => {
             if earlier_failures > 0
-                && let Err(e) = lockouts.record_success(v.rip, &v.login).await
+                && let Err(e) = lockouts.record_success(v.rip, &key).await
             {
                 warn!(user = %v.login, error = %e, "could not clear failure count");
             }
@@ -153,14 +187,14 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
         AuthOutcome::BadPassword => "wrong password",
         AuthOutcome::Disabled => "account disabled",
     };
-    let rec = match lockouts.record_failure(v.rip, &v.login).await {
+    let rec = match lockouts.record_failure(v.rip, &key).await {
         Ok(r) => Some(r),
         Err(e) => {
             warn!(user = %v.login, error = %e, "could not record failure");
             None
         }
     };
-    warn!(user = %v.login, %ip, service = %v.service, mechanism = v.mechanism, reason,
+    warn!(user = %v.login, account = %key, %ip, service = %v.service, mechanism = v.mechanism, reason,
         ip_failures = rec.as_ref().map_or(0, |r| r.ip_failures),
         account_failures = rec.as_ref().map_or(0, |r| r.account_failures),
         "authentication failed");
@@ -169,5 +203,5 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
     }
     let wait = rec.map_or(delay, |r| r.delay.max(delay)).min(max_delay);
     tokio::time::sleep(wait).await;
-    dovecot::fail(v.id, Some("Authentication failed"), Some(&v.login), false)
+    dovecot::fail(v.id, Some("Authentication failed"), Some(&key), false)
 }

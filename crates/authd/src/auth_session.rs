@@ -288,7 +288,8 @@ impl AuthSession {
         self.verifying += 1;
         vec![Out::Verify(Verify {
             id,
-            login: login.trim().to_lowercase(),
+            // Canonicalised by the directory: the account it reaches names the lockout key.
+            login: login.trim().to_owned(),
             password,
             rip: p.rip,
             service: p.service,
@@ -331,7 +332,7 @@ mod tests {
             "AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp={resp}"
         )));
         assert_eq!(v.id, 1);
-        assert_eq!(v.login, "alice@example.org");
+        assert_eq!(v.login, "Alice@Example.org");
         assert_eq!(v.password.expose(), "secret");
         assert_eq!(v.service, "smtp");
         assert!(s.busy());

@@ -300,6 +300,17 @@ pub struct Authd {
     /// Idle time after which a client connection is closed.
     #[serde(default = "default_idle_secs")]
     pub idle_timeout_secs: u64,
+    /// Password checks (hash computations such as argon2, 19 MiB each) at once; more wait in
+    /// line. 0: one per CPU core.
+    #[serde(default)]
+    pub hash_concurrency: usize,
+    /// How long a login waits in that line before it is answered with a temporary failure.
+    #[serde(default = "default_hash_queue_timeout_ms")]
+    pub hash_queue_timeout_ms: u64,
+    /// A failed login is never answered sooner than this after it arrived, so unknown users,
+    /// accounts with fast legacy hashes and argon2 accounts cannot be told apart by timing.
+    #[serde(default = "default_failure_delay_ms")]
+    pub failure_delay_ms: u64,
     /// What userdb lookups answer.
     #[serde(default)]
     pub userdb: Userdb,
@@ -317,6 +328,9 @@ impl Default for Authd {
             allow_plaintext_insecure: false,
             max_line: default_max_line(),
             idle_timeout_secs: default_idle_secs(),
+            hash_concurrency: 0,
+            hash_queue_timeout_ms: default_hash_queue_timeout_ms(),
+            failure_delay_ms: default_failure_delay_ms(),
             userdb: Userdb::default(),
             lockout: Lockout::default(),
         }
@@ -337,6 +351,12 @@ fn default_max_line() -> usize {
 }
 fn default_idle_secs() -> u64 {
     600
+}
+fn default_hash_queue_timeout_ms() -> u64 {
+    5000
+}
+fn default_failure_delay_ms() -> u64 {
+    1000
 }
 
 /// `[authd.userdb]`: the fields of a USER reply.

@@ -28,7 +28,7 @@ pub use address::{
     AddressError, domain_of, normalize_address, normalize_alias_source, normalize_domain,
 };
 pub use admin::{AccountInfo, AliasInfo, NewSecret, SenderInfo};
-pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts};
+pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts, account_subject, ip_subject};
 pub use lookup::{Account, AliasExpansion, AuthOutcome};
 pub use sql::Backend;
 
@@ -62,6 +62,9 @@ pub enum DirectoryError {
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] password::PasswordError),
+    /// Too much work waiting (password checks): a temporary failure for clients.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// The queries in use, compiled for the backend.
@@ -91,6 +94,10 @@ struct Inner {
     rehash: bool,
     min_length: usize,
     lockout: postern_config::Lockout,
+    /// One permit per password check allowed to run at once.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// How long a password check waits for a permit.
+    hash_wait: Duration,
 }
 
 impl Directory {
@@ -166,6 +173,10 @@ impl Directory {
                 rehash: config.passwords.rehash_to_argon2id,
                 min_length: config.passwords.min_length,
                 lockout: config.authd.lockout.clone(),
+                hashing: Arc::new(tokio::sync::Semaphore::new(hash_concurrency(
+                    config.authd.hash_concurrency,
+                ))),
+                hash_wait: Duration::from_millis(config.authd.hash_queue_timeout_ms.max(1)),
             }),
         })
     }
@@ -211,6 +222,14 @@ fn migrator(backend: Backend) -> Migrator {
         sql.into_sql_str(),
         no_tx,
     )])
+}
+
+/// Password checks at once: `configured`, or one per CPU core when 0.
+fn hash_concurrency(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// Seconds since the Unix epoch.

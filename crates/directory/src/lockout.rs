@@ -11,8 +11,40 @@ use std::time::Duration;
 use postern_config::Lockout as Policy;
 use sqlx::AnyPool;
 
+use crate::address::normalize_address;
 use crate::sql::{self, Backend, SqlArg};
 use crate::{DirectoryError, now};
+
+/// The subject an IP's failures are counted under: the address itself for IPv4, the /64 for
+/// IPv6 (`2001:db8:1:2::/64`), so one host cannot rotate through its own /64.
+pub fn ip_subject(ip: IpAddr) -> String {
+    postern_daemon::per_ip::client_key_text(ip)
+}
+
+/// Longest account subject stored (logins longer than an address can be are cut).
+const MAX_SUBJECT: usize = 320;
+
+/// The subject an account's failures are counted under. `resolved` is the canonical address
+/// the account lookup returned for `login`; without one (no such account), the normalised
+/// address (`Alice@Example.ORG.` → `alice@example.org`), else the trimmed, lower-cased login,
+/// cut to 320 bytes. Every spelling that reaches one account shares its key.
+pub fn account_subject(login: &str, resolved: Option<&str>) -> String {
+    if let Some(r) = resolved.map(str::trim).filter(|r| !r.is_empty()) {
+        return r.to_lowercase();
+    }
+    if let Ok(a) = normalize_address(login) {
+        return a;
+    }
+    let mut s = login.trim().to_lowercase();
+    if s.len() > MAX_SUBJECT {
+        let mut end = MAX_SUBJECT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
 
 /// Whether a login attempt may proceed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +265,7 @@ impl Lockouts {
         }
         let now = now();
         let (mut worst, mut any) = (0, 0);
-        let ip_s = ip.map(|i| i.to_string());
+        let ip_s = ip.map(ip_subject);
         let subjects = [
             ("ip", ip_s.as_deref()),
             ("account", Some(account).filter(|a| !a.is_empty())),
@@ -279,7 +311,7 @@ impl Lockouts {
         }
         let now = now();
         if let Some(ip) = ip {
-            let subject = ip.to_string();
+            let subject = ip_subject(ip);
             let s = self.bump("ip", &subject, self.policy.ip_threshold).await?;
             rec.ip_failures = s.failures;
             if s.locked_until > now && s.failures == 0 {
@@ -311,7 +343,7 @@ impl Lockouts {
         account: &str,
     ) -> Result<(), DirectoryError> {
         let now = now();
-        let ip_s = ip.map(|i| i.to_string());
+        let ip_s = ip.map(ip_subject);
         for (scope, subject) in [("ip", ip_s.as_deref()), ("account", Some(account))] {
             let Some(subject) = subject else { continue };
             sql::exec_own(
@@ -348,11 +380,23 @@ impl Lockouts {
         Ok(out)
     }
 
-    /// Clears the state of one IP or account, or of everything; returns rows removed.
+    /// Clears the state of one IP or account, or of everything; returns rows removed. The
+    /// subject is taken as [`Lockouts::check`] keys it: any address of an IPv6 /64 clears the
+    /// /64, any spelling of an address clears the address.
     pub async fn clear(&self, subject: Option<&str>) -> Result<u64, DirectoryError> {
         match subject {
             Some(s) => {
-                let s = s.trim().to_lowercase();
+                let s = match s.trim().parse::<IpAddr>() {
+                    Ok(ip) => ip_subject(ip),
+                    Err(_) => match s
+                        .trim()
+                        .strip_suffix("/64")
+                        .and_then(|ip| ip.parse::<std::net::Ipv6Addr>().ok())
+                    {
+                        Some(v6) => ip_subject(IpAddr::V6(v6)),
+                        None => account_subject(s, None),
+                    },
+                };
                 sql::exec_own(
                     &self.pool,
                     self.backend,
@@ -428,6 +472,43 @@ mod tests {
         let s = next_state(&p, Some(s), 1200, 3);
         assert_eq!(s.failures, 1);
         assert_eq!(s.locked_until, 0);
+    }
+
+    #[test]
+    fn subjects_are_canonical() {
+        for login in [
+            "alice@example.org",
+            "Alice@Example.ORG",
+            "alice@example.org.",
+            "alice@example.org..",
+            "alice@ example.org",
+            "alice@\u{a0}Example.org",
+            " alice@example.org\u{3000}",
+        ] {
+            assert_eq!(
+                account_subject(login, None),
+                "alice@example.org",
+                "{login:?}"
+            );
+        }
+        // What the account lookup resolved wins (a case- or accent-insensitive collation).
+        assert_eq!(
+            account_subject("\u{e4}lice@example.org", Some("Alice@example.org")),
+            "alice@example.org"
+        );
+        // Not an address: trimmed, lower-cased, bounded.
+        assert_eq!(account_subject(" Bob ", None), "bob");
+        let long = "\u{e9}".repeat(400);
+        let s = account_subject(&long, None);
+        assert!(s.len() <= MAX_SUBJECT && s.chars().all(|c| c == '\u{e9}'));
+        assert_eq!(
+            ip_subject("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            ip_subject("::ffff:198.51.100.7".parse().unwrap()),
+            "198.51.100.7"
+        );
     }
 
     #[test]

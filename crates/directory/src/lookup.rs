@@ -99,16 +99,27 @@ impl Directory {
         secret: &str,
     ) -> Result<AuthOutcome, DirectoryError> {
         let account = self.account(login).await?;
+        self.verify_account(account, secret).await
+    }
+
+    /// Checks `secret` against `account` (from [`Directory::account`]); `None` (no such
+    /// account) is checked against a dummy argon2id hash, so it costs the same. Password
+    /// checks run at most `hash_concurrency` at once; one that waits longer than
+    /// `hash_queue_timeout_ms` for its turn fails with [`DirectoryError::Busy`].
+    pub async fn verify_account(
+        &self,
+        account: Option<Account>,
+        secret: &str,
+    ) -> Result<AuthOutcome, DirectoryError> {
         let (stored, known) = match &account {
             Some(a) => (a.password.clone(), true),
             None => (dummy_hash().to_owned(), false),
         };
         let scheme = self.inner.default_scheme.clone();
         let secret_owned = secret.to_owned();
-        let verified =
-            tokio::task::spawn_blocking(move || password::verify(&stored, &secret_owned, &scheme))
-                .await
-                .map_err(|e| DirectoryError::Config(format!("password check failed: {e}")))?;
+        let verified = self
+            .hashing(move || password::verify(&stored, &secret_owned, &scheme))
+            .await?;
         let Some(account) = account.filter(|_| known) else {
             return Ok(AuthOutcome::UnknownUser);
         };
@@ -131,14 +142,37 @@ impl Directory {
             return;
         };
         let secret = secret.to_owned();
-        let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || password::hash_new(&secret)).await
-        else {
+        let Ok(Ok(hash)) = self.hashing(move || password::hash_new(&secret)).await else {
             return;
         };
         match update.execute(&self.inner.pool, address, Some(&hash)).await {
             Ok(_) => info!(user = address, "password rehashed to argon2id"),
             Err(e) => warn!(user = address, error = %e, "rehash failed"),
         }
+    }
+
+    /// Runs one password hash computation on the blocking pool once a hashing slot is free.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, DirectoryError> {
+        let Ok(Ok(permit)) = tokio::time::timeout(
+            self.inner.hash_wait,
+            self.inner.hashing.clone().acquire_owned(),
+        )
+        .await
+        else {
+            return Err(DirectoryError::Busy(
+                "too many password checks waiting".into(),
+            ));
+        };
+        tokio::task::spawn_blocking(move || {
+            let out = job();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| DirectoryError::Config(format!("password check failed: {e}")))
     }
 
     /// Every account address (userdb LIST).

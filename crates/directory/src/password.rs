@@ -454,11 +454,34 @@ fn verify_argon2(scheme: Scheme, value: &str, pw: &[u8]) -> Result<bool, Passwor
         Some(_) => {}
         None => return Err(malformed(scheme, "memory cost missing")),
     }
-    match Argon2::default().verify_password(pw, &hash) {
-        Ok(()) => Ok(true),
-        Err(password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(_) => Err(malformed(scheme, "invalid argon2 parameters")),
-    }
+    let bad = |_| malformed(scheme, "invalid argon2 parameters");
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(malformed(scheme, "salt or hash missing"));
+    };
+    let algorithm = argon2::Algorithm::try_from(hash.algorithm.as_str()).map_err(bad)?;
+    let version = argon2::Version::try_from(hash.version.unwrap_or(0x10))
+        .map_err(|_| malformed(scheme, "invalid argon2 version"))?;
+    let params = argon2::Params::try_from(&hash).map_err(bad)?;
+    let mut blocks = argon2_memory(params.block_count());
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(pw, salt.as_ref(), &mut out, &mut blocks[..])
+        .map_err(|_| malformed(scheme, "invalid argon2 parameters"))?;
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+}
+
+/// The working memory of one argon2 computation (`blocks` KiB, 19 MiB for the defaults).
+///
+/// Its capacity is at least 33 MiB, above the largest threshold glibc's malloc ever moves its
+/// mmap threshold to (32 MiB): the buffer is always its own anonymous mapping, returned to
+/// the system when dropped. A smaller one would, after the first free, come from a malloc
+/// arena and stay in the process's RSS after the login storm (authd kept ~440 MiB). Only the
+/// blocks argon2 uses are touched, so the rest of the capacity costs no memory.
+fn argon2_memory(blocks: usize) -> Vec<argon2::Block> {
+    const ALWAYS_MAPPED: usize = 33 * 1024 * 1024 / argon2::Block::SIZE;
+    let mut v = Vec::with_capacity(blocks.max(ALWAYS_MAPPED));
+    v.resize(blocks, argon2::Block::default());
+    v
 }
 
 /// Checks the layout glibc writes, `$N$[rounds=R$]salt$hash`, before handing the value to

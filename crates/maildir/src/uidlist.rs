@@ -232,7 +232,10 @@ fn parse_header(line: &str) -> Result<Uidlist, UidlistError> {
         }
         3 => {
             for field in rest.split(' ').filter(|f| !f.is_empty()) {
-                let (key, value) = field.split_at(1);
+                // The key is one character; a non-ASCII one (from a damaged file) is kept
+                // as an unknown field, never split inside.
+                let key_len = field.chars().next().map_or(0, char::len_utf8);
+                let (key, value) = field.split_at(key_len);
                 match key {
                     "V" => list.uid_validity = value.parse().unwrap_or(0),
                     "N" => list.next_uid = value.parse().unwrap_or(0),

@@ -644,9 +644,24 @@ impl Driver {
                 info!(peer = %self.peer, user = %user, door = self.door.name(), "authenticated");
                 Completion::AuthDone(Ok(user))
             }
-            Ok(AuthStep::Done(AuthOutcome::Fail { temp: true, .. })) => Completion::AuthDone(Err(
-                Reply::new(454, (4, 7, 0), "Temporary authentication failure"),
-            )),
+            // A lockout is a temporary failure too: authd's reason says which one.
+            Ok(AuthStep::Done(AuthOutcome::Fail { temp: true, reason })) => {
+                Completion::AuthDone(Err(Reply::new(
+                    454,
+                    (4, 7, 0),
+                    reason
+                        .as_deref()
+                        .map(|r| {
+                            r.chars()
+                                .filter(|c| !c.is_control())
+                                .take(200)
+                                .collect::<String>()
+                        })
+                        .filter(|r| !r.trim().is_empty())
+                        .as_deref()
+                        .unwrap_or("Temporary authentication failure"),
+                )))
+            }
             Ok(AuthStep::Done(AuthOutcome::Fail { reason, .. })) => {
                 info!(peer = %self.peer, reason = reason.as_deref().unwrap_or("-"), "authentication failed");
                 Completion::AuthDone(Err(Reply::new(

@@ -4,6 +4,7 @@
 mod authd;
 mod autoconfig;
 mod dovecot;
+mod hardening_auth;
 mod hardening_imap;
 mod harness;
 mod imap_clients;

@@ -96,12 +96,12 @@ impl Checks {
         &self.auth.0
     }
 
-    /// Counts a new connection from `ip`; false when it exceeds
+    /// Counts a new connection from `ip` (an IPv6 client by its /64); false when it exceeds
     /// `max_connection_rate_per_ip` in the current minute.
     pub(crate) fn rate_ok(&self, ip: IpAddr) -> bool {
         rate_ok(
             &self.rate,
-            ip,
+            postern_daemon::per_ip::client_key(ip),
             self.cfg.max_connection_rate_per_ip,
             Instant::now(),
         )

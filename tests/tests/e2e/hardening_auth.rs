@@ -1,0 +1,443 @@
+//! Issue 11 §2, §5, §6, §7 end to end: lockouts that cannot be sidestepped (canonical account
+//! keys, IPv6 by /64), locked-out users told so over SMTP and IMAP, bounded password hashing,
+//! a failure-time floor, the password length cap, and the local socket permission model.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use postern_auth_proto::client::{AuthClient, AuthOutcome};
+use postern_auth_proto::dovecot::AuthParams;
+use postern_e2e::{Postern, PosternBuilder, describe_output};
+
+const ALICE: &str = "alice@example.org";
+const PASS: &str = "correct horse battery";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// PLAIN on a fresh connection to authd's `auth` socket, from `rip`.
+fn plain(pm: &Postern, user: &str, pass: &str, rip: &str) -> AuthOutcome {
+    rt().block_on(async {
+        let mut c = AuthClient::connect(pm.socket("auth"))
+            .await
+            .expect("connect auth");
+        let mut p = AuthParams::new("imap");
+        p.rip = Some(rip.parse().expect("ip"));
+        p.lip = Some("192.0.2.1".parse().expect("ip"));
+        p.secured = true;
+        c.plain(user, pass, &p).await.expect("auth answer")
+    })
+}
+
+fn is_ok(o: &AuthOutcome) -> bool {
+    matches!(o, AuthOutcome::Ok { user, .. } if user == ALICE)
+}
+
+fn is_locked(o: &AuthOutcome) -> bool {
+    matches!(o, AuthOutcome::Fail { temp: true, reason: Some(r) } if r.contains("locked") || r.contains("Too many"))
+}
+
+fn is_plain_failure(o: &AuthOutcome) -> bool {
+    matches!(o, AuthOutcome::Fail { temp: false, .. })
+}
+
+/// authd with lockouts that trip fast and no delays, and alice.
+fn lockout_install(builder: PosternBuilder) -> Postern {
+    let pm = builder
+        .set("authd.lockout.account_threshold", 2)
+        .set("authd.lockout.ip_threshold", 1000)
+        .set("authd.lockout.delay_after", 100)
+        .set("authd.lockout.max_delay_secs", 0)
+        .set("authd.failure_delay_ms", 0)
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    pm
+}
+
+fn lockout_rows(pm: &Postern) -> Vec<serde_json::Value> {
+    pm.mailctl_json(&["lockout", "list"])
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+fn locked_subject(pm: &Postern, scope: &str, subject: &str) -> bool {
+    lockout_rows(pm)
+        .iter()
+        .any(|r| r["scope"] == scope && r["subject"] == subject && r["locked"] == true)
+}
+
+/// Spellings the directory resolves to alice's account must count against alice's lockout.
+#[test]
+fn lockout_key_is_the_account_every_spelling_reaches() {
+    let pm = lockout_install(Postern::builder());
+    for variant in [
+        "alice@example.org.",
+        "alice@example.org..",
+        "alice@ example.org",
+        "Alice@Example.ORG",
+        "alice@\u{a0}example.org",
+        "ALICE@EXAMPLE.ORG.\u{3000}",
+    ] {
+        pm.mailctl_ok(&["lockout", "clear", "--all"]);
+        // The spelling reaches the account: the right password logs alice in.
+        assert!(
+            is_ok(&plain(&pm, variant, PASS, "198.51.100.1")),
+            "{variant:?} does not reach alice"
+        );
+        // One failure under the canonical name, one under the spelling: the threshold (2).
+        assert!(is_plain_failure(&plain(
+            &pm,
+            ALICE,
+            "wrong guess 1",
+            "198.51.100.2"
+        )));
+        assert!(is_plain_failure(&plain(
+            &pm,
+            variant,
+            "wrong guess 2",
+            "198.51.100.3"
+        )));
+        let r = plain(&pm, ALICE, PASS, "198.51.100.4");
+        assert!(
+            is_locked(&r),
+            "{variant:?}: failures under this spelling did not count for alice: {r:?}"
+        );
+        let r = plain(&pm, variant, PASS, "198.51.100.5");
+        assert!(is_locked(&r), "{variant:?} sidesteps the lockout: {r:?}");
+        assert!(
+            locked_subject(&pm, "account", ALICE),
+            "{:?}",
+            lockout_rows(&pm)
+        );
+    }
+}
+
+/// A database whose collation matches more spellings than Postern's normalisation (MySQL's
+/// accent-insensitive `utf8mb4_general_ci`, simulated by the account query): the key is the
+/// address the lookup returned.
+#[test]
+fn lockout_key_follows_what_the_database_resolved() {
+    let mut pm = lockout_install(Postern::builder());
+    pm.edit_config(|t| {
+        postern_e2e::set_key(
+            t,
+            "database.queries.account",
+            "SELECT address, password, quota_bytes, enabled FROM accounts WHERE address = replace(%u, '\u{e4}', 'a')"
+                .into(),
+        );
+    });
+    pm.restart_daemon("authd");
+    let variant = "\u{c4}lice@example.org";
+    assert!(
+        is_ok(&plain(&pm, variant, PASS, "198.51.100.1")),
+        "the lookalike does not reach alice"
+    );
+    assert!(is_plain_failure(&plain(
+        &pm,
+        ALICE,
+        "wrong 1",
+        "198.51.100.2"
+    )));
+    assert!(is_plain_failure(&plain(
+        &pm,
+        variant,
+        "wrong 2",
+        "198.51.100.3"
+    )));
+    let r = plain(&pm, ALICE, PASS, "198.51.100.4");
+    assert!(is_locked(&r), "lookalike failures not counted: {r:?}");
+}
+
+/// Forms an attacker might try never log in as alice, are answered, and leave bounded rows.
+#[test]
+fn lookalike_and_oversized_logins_never_reach_the_account() {
+    let pm = lockout_install(Postern::builder());
+    let long = format!("{}@example.org", "a".repeat(300));
+    for login in [
+        "alice%example.org@example.org",
+        "alice@example.org*master",
+        "alice*master@example.org",
+        "alice+tag@example.org",
+        "\u{ff41}lice@example.org",
+        "alice@example.org\u{200b}",
+        "alice@xn--example-.org",
+        "alice",
+        long.as_str(),
+    ] {
+        let r = plain(&pm, login, PASS, "198.51.100.9");
+        assert!(is_plain_failure(&r), "{login:?}: {r:?}");
+    }
+    // Logins longer than any address are refused before any lookup.
+    let huge = format!("{}@example.org", "b".repeat(5000));
+    let r = plain(&pm, &huge, PASS, "198.51.100.9");
+    assert!(matches!(r, AuthOutcome::Fail { .. }), "{r:?}");
+    for row in lockout_rows(&pm) {
+        let s = row["subject"].as_str().unwrap_or_default();
+        assert!(
+            s.len() <= 320,
+            "unbounded lockout subject {} bytes",
+            s.len()
+        );
+    }
+    // alice herself is untouched.
+    assert!(is_ok(&plain(&pm, ALICE, PASS, "198.51.100.10")));
+}
+
+/// One IPv6 host holds a /64: its failures count together.
+#[test]
+fn ipv6_clients_are_locked_out_by_their_64() {
+    let pm = Postern::builder()
+        .set("authd.lockout.account_threshold", 1000)
+        .set("authd.lockout.ip_threshold", 3)
+        .set("authd.lockout.delay_after", 100)
+        .set("authd.lockout.max_delay_secs", 0)
+        .set("authd.failure_delay_ms", 0)
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    for (i, ip) in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"]
+        .iter()
+        .enumerate()
+    {
+        let r = plain(&pm, &format!("guess{i}@example.org"), "pw guess", ip);
+        assert!(matches!(r, AuthOutcome::Fail { .. }), "{r:?}");
+    }
+    let r = plain(&pm, ALICE, PASS, "2001:db8:1:2:abcd::99");
+    assert!(
+        is_locked(&r),
+        "a fresh address of the same /64 got in: {r:?}"
+    );
+    assert!(is_ok(&plain(&pm, ALICE, PASS, "2001:db8:1:3::1")));
+    assert!(
+        locked_subject(&pm, "ip", "2001:db8:1:2::/64"),
+        "{:?}",
+        lockout_rows(&pm)
+    );
+    // The admin clears it by any address in it.
+    pm.mailctl_ok(&["lockout", "clear", "2001:db8:1:2::7"]);
+    assert!(is_ok(&plain(&pm, ALICE, PASS, "2001:db8:1:2::1")));
+}
+
+/// A raw line-based TCP client (SMTP and IMAP).
+struct Lines {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Lines {
+    fn connect(a: SocketAddr) -> Self {
+        let s = TcpStream::connect(a).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Self {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+        }
+    }
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        let n = self.r.read_line(&mut l).expect("read");
+        assert!(n > 0, "connection closed");
+        l.trim_end().to_owned()
+    }
+    /// An SMTP reply's last line.
+    fn reply(&mut self) -> String {
+        loop {
+            let l = self.line();
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l;
+            }
+        }
+    }
+    fn send(&mut self, l: &str) {
+        self.w
+            .write_all(format!("{l}\r\n").as_bytes())
+            .expect("write");
+    }
+    /// Lines up to the one starting with `tag `.
+    fn tagged(&mut self, tag: &str) -> String {
+        loop {
+            let l = self.line();
+            if l.starts_with(&format!("{tag} ")) {
+                return l;
+            }
+        }
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn smtp_auth(a: SocketAddr, user: &str, pass: &str) -> String {
+    let mut c = Lines::connect(a);
+    assert!(c.reply().starts_with("220"));
+    c.send("EHLO client.test");
+    let ehlo = c.reply();
+    assert!(ehlo.starts_with("250"), "{ehlo}");
+    c.send(&format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pass}"))));
+    let r = c.reply();
+    c.send("QUIT");
+    r
+}
+
+fn imap_login(a: SocketAddr, user: &str, pass: &str) -> String {
+    let mut c = Lines::connect(a);
+    assert!(c.line().starts_with("* OK"));
+    c.send(&format!("a1 LOGIN \"{user}\" \"{pass}\""));
+    let r = c.tagged("a1");
+    c.send("a2 LOGOUT");
+    r
+}
+
+/// The locked-out user is told so: SMTP `454 4.7.0`, IMAP `NO [UNAVAILABLE]`; a wrong password
+/// stays `535 5.7.8` / `NO [AUTHENTICATIONFAILED]`; the admin sees it in `mailctl lockout list`.
+#[test]
+fn locked_out_users_get_a_reply_that_says_so() {
+    let pm = Postern::builder()
+        .set("authd.lockout.account_threshold", 2)
+        .set("authd.lockout.ip_threshold", 1000)
+        .set("authd.lockout.delay_after", 100)
+        .set("authd.lockout.max_delay_secs", 0)
+        .set("authd.failure_delay_ms", 0)
+        .daemons(&["authd", "lmtp-deliver", "smtpd", "imapd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    for (u, p) in [
+        (ALICE, PASS),
+        ("bob@example.org", "another good passphrase"),
+    ] {
+        let out = pm.mailctl_stdin(&["user", "add", u], &format!("{p}\n"));
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let smtp = pm.daemon("smtpd").listening_addrs_matching("(submission)")[0];
+    let imap = pm.daemon("imapd").listening_addrs_matching("(imap)")[0];
+    for _ in 0..2 {
+        let r = smtp_auth(smtp, ALICE, "not the password");
+        assert!(r.starts_with("535 5.7.8"), "{r}");
+    }
+    let r = smtp_auth(smtp, ALICE, PASS);
+    assert!(
+        r.starts_with("454 4.7.0") && r.to_lowercase().contains("locked"),
+        "SMTP reply to a locked-out user: {r}"
+    );
+    let r = imap_login(imap, ALICE, PASS);
+    assert!(
+        r.starts_with("a1 NO [UNAVAILABLE]") && r.to_lowercase().contains("locked"),
+        "IMAP reply to a locked-out user: {r}"
+    );
+    let r = imap_login(imap, "bob@example.org", "wrong one");
+    assert!(r.starts_with("a1 NO [AUTHENTICATIONFAILED]"), "{r}");
+    let r = imap_login(imap, "bob@example.org", "another good passphrase");
+    assert!(r.starts_with("a1 OK"), "{r}");
+    assert!(
+        locked_subject(&pm, "account", ALICE),
+        "{:?}",
+        lockout_rows(&pm)
+    );
+    let table = pm.mailctl_ok(&["lockout", "list"]);
+    assert!(table.contains(ALICE), "{table}");
+}
+
+/// Failures are answered no sooner than `failure_delay_ms`: unknown users, accounts with a
+/// fast legacy hash and argon2 accounts take the same time. Passwords over 1 KiB fail without
+/// being hashed.
+#[test]
+fn failure_time_floor_and_password_cap() {
+    let pm = Postern::builder()
+        .set("authd.lockout.delay_after", 100)
+        .set("authd.lockout.account_threshold", 1000)
+        .set("authd.lockout.ip_threshold", 1000)
+        .set("authd.failure_delay_ms", 600)
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    pm.sql(
+        "INSERT INTO accounts (address, domain, password, quota_bytes, enabled, created) \
+         VALUES ('legacy@example.org', 'example.org', '{PLAIN}legacy password', 0, 1, 0)",
+    );
+    assert!(matches!(
+        plain(&pm, "legacy@example.org", "legacy password", "198.51.100.1"),
+        AuthOutcome::Ok { .. }
+    ));
+    let time = |user: &str, pass: &str| {
+        let t = Instant::now();
+        let r = plain(&pm, user, pass, "198.51.100.1");
+        assert!(is_plain_failure(&r), "{user}: {r:?}");
+        t.elapsed()
+    };
+    for (who, user) in [
+        ("unknown user", "nobody@example.org"),
+        ("legacy {PLAIN} account", "legacy@example.org"),
+        ("argon2 account", ALICE),
+    ] {
+        for _ in 0..2 {
+            let took = time(user, "wrong password");
+            assert!(
+                took >= Duration::from_millis(600),
+                "{who}: failure answered after {took:?}, before the 600 ms floor"
+            );
+        }
+    }
+    let mark = pm.authd().mark();
+    let long = "x".repeat(2000);
+    let took = time(ALICE, &long);
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    pm.authd()
+        .wait_for_since(mark, "longer than 1 KiB", Duration::from_secs(5));
+}
+
+/// At most `hash_concurrency` password checks run at once; one that waits longer than
+/// `hash_queue_timeout_ms` is answered with a temporary failure, not left to pile up.
+#[test]
+fn password_hashing_is_bounded_with_a_queue_timeout() {
+    let pm = Postern::builder()
+        .set("authd.hash_concurrency", 1)
+        .set("authd.hash_queue_timeout_ms", 1)
+        .set("authd.failure_delay_ms", 0)
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let socket = pm.socket("auth");
+    let outcomes: Vec<AuthOutcome> = rt().block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let socket = socket.clone();
+            tasks.spawn(async move {
+                let mut c = AuthClient::connect(&socket).await.expect("connect");
+                let mut p = AuthParams::new("imap");
+                p.rip = Some("127.0.0.1".parse().expect("ip"));
+                p.secured = true;
+                c.plain(ALICE, PASS, &p).await.expect("answer")
+            });
+        }
+        let mut v = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            v.push(r.expect("task"));
+        }
+        v
+    });
+    let ok = outcomes.iter().filter(|o| is_ok(o)).count();
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, AuthOutcome::Fail { temp: true, reason: Some(r) } if r.contains("busy")))
+        .count();
+    assert!(ok >= 1, "{outcomes:?}");
+    assert!(
+        busy >= 1,
+        "no login was turned away while one hash ran: {outcomes:?}"
+    );
+    assert_eq!(ok + busy, outcomes.len(), "{outcomes:?}");
+}
