@@ -113,9 +113,9 @@ pub(crate) const MAX_PASSWORD: usize = 1024;
 /// `454 4.7.0`, IMAP `NO [UNAVAILABLE]`, rather than "wrong password".
 fn locked_reply(id: u32, scope: &str, user: &str) -> String {
     let reason = if scope == "ip" {
-        "Too many failed logins from your network; try again later"
+        "Too many failed logins from your network; temporarily locked, try again later"
     } else {
-        "Account temporarily locked after too many failed logins; try again later"
+        "Too many failed logins; account temporarily locked, try again later"
     };
     let mut line = dovecot::fail(id, Some(reason), Some(user), true);
     line.pop();
