@@ -598,6 +598,38 @@ pub struct Smtpd {
     /// mail and list the queue; changing the queue needs root or smtpd's own user.
     #[serde(default = "default_control_socket")]
     pub control_socket: SocketSpec,
+    /// Sign mail from `trusted_networks` that did not authenticate (its header From: is not
+    /// checked against anyone, so any host there could sign as any hosted domain). Off:
+    /// such mail is relayed unsigned; authenticate, or use `sendmail`, to get signatures.
+    #[serde(default)]
+    pub sign_trusted_networks: bool,
+    /// Local submission (`sendmail`): the header From: addresses each Unix user may have
+    /// signed, besides `user@hostname`: `"user@domain"`, or `"@domain"` for every address
+    /// of a domain. Other From: addresses are delivered unsigned.
+    #[serde(default)]
+    pub local_senders: BTreeMap<String, Vec<String>>,
+    /// Unix users (names or numeric uids) that may hand over forwarded mail and automatic
+    /// replies on the control socket (lmtp-deliver's user); root and smtpd's own user always may.
+    #[serde(default = "default_forward_users")]
+    pub forward_users: Vec<String>,
+    /// Rewrite the envelope sender of mail forwarded to other domains (Sieve redirect, aliases
+    /// to remote addresses) with SRS, so SPF passes at the next hop; bounces to those
+    /// addresses are checked and sent on to the original sender.
+    #[serde(default = "default_true")]
+    pub srs: bool,
+    /// The domain of SRS addresses (default: `hostname`). Its MX must be this server.
+    #[serde(default)]
+    pub srs_domain: Option<String>,
+    /// How long an SRS address stays valid for bounces, in days.
+    #[serde(default = "default_srs_max_age")]
+    pub srs_max_age_days: u32,
+}
+
+fn default_forward_users() -> Vec<String> {
+    vec!["vmail".to_owned()]
+}
+fn default_srs_max_age() -> u32 {
+    21
 }
 
 fn default_control_socket() -> SocketSpec {
@@ -688,6 +720,12 @@ impl Default for Smtpd {
             lmtp_concurrency: default_lmtp_concurrency(),
             access: Vec::new(),
             control_socket: default_control_socket(),
+            sign_trusted_networks: false,
+            local_senders: BTreeMap::new(),
+            forward_users: default_forward_users(),
+            srs: true,
+            srs_domain: None,
+            srs_max_age_days: default_srs_max_age(),
         }
     }
 }
@@ -1139,9 +1177,11 @@ pub struct Lmtp {
     /// The default is Pigeonhole's, so scripts carry over from Dovecot.
     #[serde(default = "default_sieve_script")]
     pub sieve_script: String,
-    /// Where Sieve `redirect` and `vacation` hand new messages: an SMTP server `host:port`
-    /// (Postern's smtpd, or any MTA that relays for this host). Unset: those actions are
-    /// logged and the message is kept instead.
+    /// Where Sieve `redirect` and `vacation` hand new messages: `"control"` (smtpd's control
+    /// socket, which marks them as forwarded: never DKIM-signed as their From: domain, SRS
+    /// envelope sender), `"unix:/PATH"` (that control socket), or an SMTP server `host:port`
+    /// (an MTA that relays for this host, e.g. Postfix with postsrsd). Unset: those actions
+    /// are logged and the message is kept instead.
     #[serde(default)]
     pub submit_to: Option<String>,
     /// Connections served at once.

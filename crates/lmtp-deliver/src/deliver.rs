@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::Ctx;
 use crate::rcpt::{Lookup, Rcpt, Recipients};
-use crate::submit::{Submission, submit};
+use crate::submit::{Kind, SubmitTo, Submission, hand_over};
 use crate::vacation_log::VacationLog;
 use crate::view::MailView;
 
@@ -361,7 +361,7 @@ impl One<'_> {
 
     /// Forwards the message; false when it could not be handed over.
     async fn redirect(&self, to: &str, message: &[u8]) -> bool {
-        let Some(addr) = self.ctx.config.lmtp.submit_to.as_deref() else {
+        let Some(target) = SubmitTo::of(&self.ctx.config) else {
             warn!(
                 rcpt = self.address,
                 to, "Sieve redirect, but [lmtp] submit_to is not set; keeping"
@@ -389,9 +389,11 @@ impl One<'_> {
                     .map_or(message, |i| &rest[i + 1..])
             });
         let from = self.tx.mail_from.as_ref().map_or("", |a| a.as_str());
-        match submit(
-            addr,
+        match hand_over(
+            &target,
             &self.ctx.config.hostname,
+            Kind::Forward,
+            self.address,
             &Submission {
                 from,
                 to,
@@ -431,7 +433,7 @@ impl One<'_> {
             info!(rcpt = self.address, to = %sender, "vacation: already answered recently");
             return;
         }
-        let Some(addr) = self.ctx.config.lmtp.submit_to.as_deref() else {
+        let Some(target) = SubmitTo::of(&self.ctx.config) else {
             warn!(
                 rcpt = self.address,
                 "vacation, but [lmtp] submit_to is not set"
@@ -446,9 +448,11 @@ impl One<'_> {
             }
         };
         // RFC 5230 §5.1 / RFC 3834: replies go out with the null sender.
-        match submit(
-            addr,
+        match hand_over(
+            &target,
             &self.ctx.config.hostname,
+            Kind::AutoReply,
+            &self.rcpt.user,
             &Submission {
                 from: "",
                 to: &sender,

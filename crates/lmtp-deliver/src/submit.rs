@@ -1,11 +1,141 @@
-//! Hands a new message (Sieve `redirect`, `vacation`) to an MTA over SMTP: EHLO, MAIL,
-//! RCPT, DATA with dot-stuffing, QUIT — each step under a time limit, replies read with a
+//! Hands a new message (Sieve `redirect`, `vacation`) to the MTA: by default over smtpd's
+//! control socket as a `forward`/`auto_reply` submission (smtpd then knows it is not ours
+//! to sign and rewrites the sender with SRS), or to any MTA over SMTP: EHLO, MAIL, RCPT,
+//! DATA with dot-stuffing, QUIT — each step under a time limit, replies read with a
 //! bounded buffer.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// Where `[lmtp] submit_to` sends new messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubmitTo {
+    /// smtpd's control socket at this path.
+    Control(PathBuf),
+    /// An SMTP server, `host:port`.
+    Smtp(String),
+}
+
+impl SubmitTo {
+    /// `[lmtp] submit_to`: `"control"` (smtpd's control socket from `[smtpd]
+    /// control_socket`), `"unix:PATH"` (relative to the run directory), or `host:port`.
+    pub(crate) fn of(config: &postern_config::Config) -> Option<Self> {
+        let v = config.lmtp.submit_to.as_deref()?.trim();
+        if v.is_empty() {
+            return None;
+        }
+        if v.eq_ignore_ascii_case("control") {
+            return Some(Self::Control(
+                config.socket_path(&config.smtpd.control_socket),
+            ));
+        }
+        if let Some(p) = v.strip_prefix("unix:") {
+            let p = PathBuf::from(p);
+            return Some(Self::Control(if p.is_absolute() {
+                p
+            } else {
+                config.run_dir().join(p)
+            }));
+        }
+        Some(Self::Smtp(v.to_owned()))
+    }
+}
+
+/// What kind of message is handed over (the control socket's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Sieve `redirect`.
+    Forward,
+    /// Sieve `vacation`.
+    AutoReply,
+}
+
+/// Sends `sub` to `to`; `mailbox` is the recipient whose script made it.
+pub(crate) async fn hand_over(
+    to: &SubmitTo,
+    helo: &str,
+    kind: Kind,
+    mailbox: &str,
+    sub: &Submission<'_>,
+) -> Result<(), SubmitError> {
+    match to {
+        SubmitTo::Smtp(addr) => submit(addr, helo, sub).await,
+        SubmitTo::Control(path) => submit_control(path, kind, mailbox, sub).await,
+    }
+}
+
+/// Longest response line read from the control socket.
+const MAX_CONTROL_LINE: usize = 64 * 1024;
+
+/// One submission over smtpd's control socket (JSON lines; see smtpd's `control` module).
+async fn submit_control(
+    path: &std::path::Path,
+    kind: Kind,
+    mailbox: &str,
+    sub: &Submission<'_>,
+) -> Result<(), SubmitError> {
+    let stream = tokio::time::timeout(STEP_TIMEOUT, UnixStream::connect(path))
+        .await
+        .map_err(|_| SubmitError::Timeout("connect"))?
+        .map_err(|e| SubmitError::Connect(path.display().to_string(), e))?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let req = serde_json::json!({
+        "op": "submit",
+        "sender": sub.from,
+        "recipients": [sub.to],
+        "size": sub.message.len(),
+        "kind": match kind { Kind::Forward => "forward", Kind::AutoReply => "auto_reply" },
+        "on_behalf_of": mailbox,
+    });
+    let mut line = req.to_string().into_bytes();
+    line.push(b'\n');
+    tokio::time::timeout(STEP_TIMEOUT, wr.write_all(&line))
+        .await
+        .map_err(|_| SubmitError::Timeout("submit"))??;
+    control_reply(&mut rd, "submit").await?;
+    tokio::time::timeout(STEP_TIMEOUT, wr.write_all(sub.message))
+        .await
+        .map_err(|_| SubmitError::Timeout("message"))??;
+    control_reply(&mut rd, "message").await?;
+    Ok(())
+}
+
+/// Reads one control response; `ok: false` is a refusal.
+async fn control_reply<R: AsyncBufReadExt + Unpin>(
+    rd: &mut R,
+    step: &'static str,
+) -> Result<(), SubmitError> {
+    let mut line = Vec::new();
+    let n = tokio::time::timeout(STEP_TIMEOUT, read_line_max(rd, &mut line, MAX_CONTROL_LINE))
+        .await
+        .map_err(|_| SubmitError::Timeout(step))??;
+    if n == 0 || line.last() != Some(&b'\n') {
+        return Err(SubmitError::Malformed(format!(
+            "connection closed during {step}"
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&line)
+        .map_err(|_| SubmitError::Malformed(String::from_utf8_lossy(&line).into_owned()))?;
+    if v.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
+        return Ok(());
+    }
+    let error = v
+        .get("error")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("refused");
+    let kind = v
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    Err(SubmitError::Refused {
+        step,
+        reply: format!("{kind}: {error}"),
+    })
+}
 
 /// Time limit for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,6 +268,15 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
     rd: &mut R,
     out: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
+    read_line_max(rd, out, MAX_REPLY_LINE).await
+}
+
+/// Reads up to LF, keeping at most `max` bytes.
+async fn read_line_max<R: AsyncBufReadExt + Unpin>(
+    rd: &mut R,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let buf = rd.fill_buf().await?;
@@ -148,7 +287,7 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
-        let room = MAX_REPLY_LINE.saturating_sub(out.len());
+        let room = max.saturating_sub(out.len());
         out.extend_from_slice(&buf[..take.min(room)]);
         rd.consume(take);
         total += take;
@@ -250,6 +389,101 @@ mod tests {
             "{seen}"
         );
         assert!(seen.contains("Subject: t\r\n\r\n..dot\r\n.\r\n"), "{seen}");
+    }
+
+    #[test]
+    fn submit_to_values() {
+        let c = |v: &str| {
+            let text = format!(
+                "hostname = \"mx.example\"\n[paths]\nrun_dir = \"/r\"\n[lmtp]\nsubmit_to = \"{v}\"\n"
+            );
+            postern_config::Config::parse(&text, std::path::Path::new("/base")).unwrap()
+        };
+        assert_eq!(
+            SubmitTo::of(&c("control")),
+            Some(SubmitTo::Control("/r/smtpd".into()))
+        );
+        assert_eq!(
+            SubmitTo::of(&c("unix:/x/s")),
+            Some(SubmitTo::Control("/x/s".into()))
+        );
+        assert_eq!(
+            SubmitTo::of(&c("unix:s2")),
+            Some(SubmitTo::Control("/r/s2".into()))
+        );
+        assert_eq!(
+            SubmitTo::of(&c("127.0.0.1:25")),
+            Some(SubmitTo::Smtp("127.0.0.1:25".into()))
+        );
+        assert_eq!(SubmitTo::of(&c("")), None);
+    }
+
+    #[tokio::test]
+    async fn hands_over_on_the_control_socket_marked_as_forwarded() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtpd");
+        let l = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let (rd, mut wr) = s.into_split();
+            let mut rd = BufReader::new(rd);
+            let mut line = String::new();
+            rd.read_line(&mut line).await.unwrap();
+            let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+            wr.write_all(b"{\"ok\":true,\"text\":\"go ahead\"}\n")
+                .await
+                .unwrap();
+            let size = usize::try_from(req["size"].as_u64().unwrap()).unwrap();
+            let mut body = vec![0u8; size];
+            rd.read_exact(&mut body).await.unwrap();
+            wr.write_all(b"{\"ok\":true,\"id\":\"1\",\"text\":\"queued as 1\"}\n")
+                .await
+                .unwrap();
+            (req, body)
+        });
+        let sub = Submission {
+            from: "a@remote.test",
+            to: "carol@elsewhere.test",
+            message: b"Subject: x\r\n\r\nhi\r\n",
+        };
+        hand_over(
+            &SubmitTo::Control(path.clone()),
+            "mx",
+            Kind::Forward,
+            "alice@example.org",
+            &sub,
+        )
+        .await
+        .unwrap();
+        let (req, body) = server.await.unwrap();
+        assert_eq!(req["op"], "submit");
+        assert_eq!(req["kind"], "forward");
+        assert_eq!(req["on_behalf_of"], "alice@example.org");
+        assert_eq!(req["sender"], "a@remote.test");
+        assert_eq!(req["recipients"][0], "carol@elsewhere.test");
+        assert_eq!(body, sub.message);
+
+        // A refusal (e.g. not in forward_users) is an error, so the message is kept.
+        let l = tokio::net::UnixListener::bind(dir.path().join("s2")).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"{\"ok\":false,\"kind\":\"denied\",\"error\":\"no\"}\n")
+                .await
+                .unwrap();
+        });
+        let e = hand_over(
+            &SubmitTo::Control(dir.path().join("s2")),
+            "mx",
+            Kind::AutoReply,
+            "alice@example.org",
+            &sub,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("denied: no"), "{e}");
     }
 
     #[tokio::test]

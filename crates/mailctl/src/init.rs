@@ -197,7 +197,7 @@ lockout_secs = 900
 
 [lmtp]
 socket = {{ path = "lmtp", mode = "0660" }}
-submit_to = "127.0.0.1:{smtp}"
+submit_to = "control"
 
 [smtpd]
 listen = ["127.0.0.1:{smtp}"]

@@ -56,6 +56,48 @@ pub struct Envelope {
     /// The error of the last failed attempt, for `mailctl queue list`.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Who handed the message to us, decided at intake: what may be DKIM-signed and what
+    /// is forwarded (SRS). `None` in queue files written before it existed: never signed.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// How a message entered the queue. Decided when it is accepted, never re-derived later
+/// (a client address says nothing about who wrote the message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Port 25 from outside the trusted networks, without AUTH: mail from strangers.
+    Mx,
+    /// Authenticated SMTP (587/465, or AUTH on 25); its header From: was checked against
+    /// what the login may use.
+    Submission {
+        /// The SASL login.
+        login: String,
+    },
+    /// A trusted network without AUTH (its header From: is not checked).
+    Trusted,
+    /// Local submission (`sendmail`, the control socket) by a Unix user.
+    Local {
+        /// The peer's uid.
+        uid: u32,
+        /// Its user name, when it has one.
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// Forwarded by the delivery agent (Sieve `redirect`): not written by us.
+    Forward {
+        /// The mailbox whose script forwarded it.
+        #[serde(default)]
+        by: Option<String>,
+    },
+    /// An automatic reply (Sieve `vacation`) on behalf of a mailbox.
+    AutoReply {
+        /// The mailbox it answers for.
+        user: String,
+    },
+    /// A delivery status notification of ours.
+    Dsn,
 }
 
 /// DSN `RET=`: how much of the message a delivery status notification returns.
@@ -181,6 +223,7 @@ impl Envelope {
             next_attempt: now,
             held: false,
             last_error: None,
+            origin: None,
         }
     }
 
@@ -234,5 +277,31 @@ mod tests {
         assert_eq!(env.recipients[0].notify, Notify::default());
         assert!(env.recipients[0].is_pending());
         assert_eq!(env.sender_str(), "");
+        assert_eq!(env.origin, None, "old queue files load without an origin");
+    }
+
+    #[test]
+    fn origin_round_trips() {
+        for o in [
+            Origin::Mx,
+            Origin::Submission {
+                login: "a@b".into(),
+            },
+            Origin::Trusted,
+            Origin::Local {
+                uid: 33,
+                user: Some("www-data".into()),
+            },
+            Origin::Forward {
+                by: Some("a@b".into()),
+            },
+            Origin::AutoReply { user: "a@b".into() },
+            Origin::Dsn,
+        ] {
+            let mut env = Envelope::new(None, vec![Recipient::new("c@d")]);
+            env.origin = Some(o);
+            let json = serde_json::to_string(&env).unwrap();
+            assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), env);
+        }
     }
 }

@@ -51,7 +51,7 @@ mod spool;
 
 pub use backoff::Backoff;
 pub use commit::{CommitTask, Committer};
-pub use envelope::{Envelope, Notify, RcptStatus, Recipient, Ret};
+pub use envelope::{Envelope, Notify, Origin, RcptStatus, Recipient, Ret};
 pub use error::{QueueError, Result};
 pub use format::{MAGIC, MAX_ENVELOPE_JSON};
 pub use id::{ParseIdError, QueueId};

@@ -271,7 +271,13 @@ impl Driver {
                             return;
                         }
                         let tls = self.stream.as_ref().and_then(Stream::tls_info);
-                        let reply = match self.after_data(&tx).await {
+                        // Submission: the header From: must be the login's too (policy.rs).
+                        let checked =
+                            match crate::policy::check_header_from(&mut self.lookups, &tx).await {
+                                Some(refusal) => Err(refusal),
+                                None => self.after_data(&tx).await,
+                            };
+                        let reply = match checked {
                             Err(refusal) => refusal,
                             Ok(added) => {
                                 crate::intake::accept(

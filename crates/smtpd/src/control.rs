@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_queue::{Envelope, Filter, QueueError, QueueId, RcptStatus, Recipient};
+use postern_queue::{Envelope, Filter, Origin, QueueError, QueueId, RcptStatus, Recipient};
 use postern_smtp_session::Address;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -137,7 +137,38 @@ pub enum Request {
         recipients: Vec<String>,
         /// The message's length in bytes.
         size: u64,
+        /// What the message is: a local user's own (the default), or one the delivery agent
+        /// passes on (Sieve redirect, vacation), which only [`forward_users`] may hand over.
+        ///
+        /// [`forward_users`]: postern_config::Smtpd::forward_users
+        #[serde(default, skip_serializing_if = "SubmitKind::is_local")]
+        kind: SubmitKind,
+        /// For `forward` and `auto_reply`: the mailbox on whose behalf (its Sieve script).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_behalf_of: Option<String>,
     },
+}
+
+/// What a local submission is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitKind {
+    /// Written by the local user who submits it: DKIM-signed only for the From: addresses
+    /// that user may use (`user@hostname`, `[smtpd] local_senders`).
+    #[default]
+    Local,
+    /// Forwarded (Sieve `redirect`): never signed with the From: domain's key; to other
+    /// domains with an SRS envelope sender.
+    Forward,
+    /// An automatic reply (Sieve `vacation`) for the mailbox `on_behalf_of`: signed only
+    /// when its From: is that mailbox.
+    AutoReply,
+}
+
+impl SubmitKind {
+    fn is_local(&self) -> bool {
+        *self == Self::Local
+    }
 }
 
 /// Why a request failed.
@@ -521,10 +552,24 @@ impl Client {
         recipients: &[String],
         message: &[u8],
     ) -> Result<Response, ClientError> {
+        self.submit_as(SubmitKind::Local, None, sender, recipients, message)
+    }
+
+    /// Submits a message of `kind` (forwarded mail and automatic replies: see [`SubmitKind`]).
+    pub fn submit_as(
+        &mut self,
+        kind: SubmitKind,
+        on_behalf_of: Option<&str>,
+        sender: Option<&str>,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<Response, ClientError> {
         let req = Request::Submit {
             sender: sender.map(str::to_owned),
             recipients: recipients.to_vec(),
             size: message.len() as u64,
+            kind,
+            on_behalf_of: on_behalf_of.map(str::to_owned),
         };
         let go = self.request(&req)?;
         if !go.ok {
@@ -711,6 +756,8 @@ pub(crate) async fn serve(
 /// The peer's credentials.
 struct Peer {
     uid: u32,
+    /// The user name of `uid`, when it has one.
+    name: Option<String>,
     /// `uid:N(name)`.
     identity: String,
     /// Root or smtpd's own user.
@@ -729,13 +776,14 @@ async fn peer_of(stream: &UnixStream) -> Option<Peer> {
     .await
     .ok()
     .flatten();
-    let identity = match name {
+    let identity = match &name {
         Some(n) => format!("uid:{uid}({n})"),
         None => format!("uid:{uid}"),
     };
     let me = nix::unistd::geteuid().as_raw();
     Some(Peer {
         uid,
+        name,
         identity,
         admin: uid == 0 || uid == me,
     })
@@ -770,7 +818,12 @@ async fn connection(stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationTok
                 sender,
                 recipients,
                 size,
-            }) => submit(&ctx, &peer, sender, recipients, size, &mut r, &mut w).await,
+                kind,
+                on_behalf_of,
+            }) => {
+                let what = (kind, on_behalf_of);
+                submit(&ctx, &peer, sender, recipients, size, what, &mut r, &mut w).await
+            }
             Ok(req) => (queue_request(&ctx, &peer, req).await, true),
         };
         let written =
@@ -936,14 +989,58 @@ pub(crate) fn check_envelope(
     Ok((sender, out))
 }
 
+/// How a local submission of `kind` by `peer` enters the queue, or why it may not.
+fn submit_origin(
+    config: &postern_config::Config,
+    peer: &Peer,
+    kind: SubmitKind,
+    on_behalf_of: Option<String>,
+) -> Result<Origin, Box<Response>> {
+    if kind == SubmitKind::Local {
+        return Ok(Origin::Local {
+            uid: peer.uid,
+            user: peer.name.clone(),
+        });
+    }
+    let listed = config.smtpd.forward_users.iter().any(|u| {
+        let u = u.trim();
+        u == peer.uid.to_string() || peer.name.as_deref() == Some(u)
+    });
+    if !peer.admin && !listed {
+        warn!(peer = %peer.identity, ?kind, "forwarding submission refused: not in [smtpd] forward_users");
+        return Err(Box::new(Response::fail(
+            ErrorKind::Denied,
+            format!(
+                "uid {} may not hand over forwarded mail (only root, smtpd's own user and [smtpd] forward_users)",
+                peer.uid
+            ),
+        )));
+    }
+    let user = on_behalf_of
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    match kind {
+        SubmitKind::AutoReply => match user {
+            Some(user) => Ok(Origin::AutoReply { user }),
+            None => Err(Box::new(Response::fail(
+                ErrorKind::Usage,
+                "auto_reply needs on_behalf_of",
+            ))),
+        },
+        _ => Ok(Origin::Forward { by: user }),
+    }
+}
+
 /// Local submission: checks the envelope, answers go-ahead, reads `size` bytes, commits.
 /// Returns the final response and whether the connection can go on.
+#[allow(clippy::too_many_arguments)]
 async fn submit<R, W>(
     ctx: &Ctx,
     peer: &Peer,
     sender: Option<String>,
     recipients: Vec<String>,
     size: u64,
+    (kind, on_behalf_of): (SubmitKind, Option<String>),
     r: &mut R,
     w: &mut W,
 ) -> (Response, bool)
@@ -952,6 +1049,10 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let c = &ctx.config;
+    let origin = match submit_origin(c, peer, kind, on_behalf_of) {
+        Ok(o) => o,
+        Err(resp) => return (*resp, true),
+    };
     let (sender, recipients) = match check_envelope(
         sender.as_deref(),
         &recipients,
@@ -1015,6 +1116,7 @@ where
         recipients.iter().map(Recipient::new).collect(),
     );
     env.authenticated = Some(peer.identity.clone());
+    env.origin = Some(origin);
     env.smtputf8 =
         !sender.as_deref().unwrap_or("").is_ascii() || recipients.iter().any(|a| !a.is_ascii());
     env.body_8bit = !body.is_ascii();
@@ -1079,6 +1181,15 @@ mod tests {
                 sender: None,
                 recipients: vec!["root".into()],
                 size: 10,
+                kind: SubmitKind::Local,
+                on_behalf_of: None,
+            },
+            Request::Submit {
+                sender: Some("a@b".into()),
+                recipients: vec!["c@d".into()],
+                size: 10,
+                kind: SubmitKind::Forward,
+                on_behalf_of: Some("x@y".into()),
             },
         ];
         for r in reqs {
@@ -1215,6 +1326,51 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("still busy");
+    }
+
+    /// Regression (issue 11 §1): forwarded mail is marked as such only when lmtp-deliver's
+    /// user (or root, or smtpd's own) hands it over; any other local user gets `denied`.
+    #[test]
+    fn only_forward_users_may_hand_over_forwarded_mail() {
+        let config = postern_config::Config::parse(
+            "hostname = \"mx.example\"\n[smtpd]\nforward_users = [\"vmail\", \"5001\"]\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let peer = |uid: u32, name: &str, admin: bool| Peer {
+            uid,
+            name: Some(name.to_owned()),
+            identity: format!("uid:{uid}({name})"),
+            admin,
+        };
+        let mallory = peer(1000, "mallory", false);
+        assert_eq!(
+            submit_origin(&config, &mallory, SubmitKind::Local, None).unwrap(),
+            Origin::Local {
+                uid: 1000,
+                user: Some("mallory".into())
+            }
+        );
+        for kind in [SubmitKind::Forward, SubmitKind::AutoReply] {
+            let e = submit_origin(&config, &mallory, kind, Some("a@b".into())).unwrap_err();
+            assert_eq!(e.kind, Some(ErrorKind::Denied), "{e:?}");
+        }
+        let vmail = peer(5000, "vmail", false);
+        assert_eq!(
+            submit_origin(&config, &vmail, SubmitKind::Forward, Some("a@b".into())).unwrap(),
+            Origin::Forward {
+                by: Some("a@b".into())
+            }
+        );
+        let by_uid = peer(5001, "other", false);
+        assert!(submit_origin(&config, &by_uid, SubmitKind::Forward, None).is_ok());
+        let root = peer(0, "root", true);
+        assert_eq!(
+            submit_origin(&config, &root, SubmitKind::AutoReply, Some("a@b".into())).unwrap(),
+            Origin::AutoReply { user: "a@b".into() }
+        );
+        let e = submit_origin(&config, &root, SubmitKind::AutoReply, None).unwrap_err();
+        assert_eq!(e.kind, Some(ErrorKind::Usage));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -68,6 +68,11 @@ pub(crate) async fn accept(
         recipients,
     );
     env.authenticated = tx.authenticated.clone();
+    env.origin = Some(crate::policy::smtp_origin(
+        &ctx.config,
+        tx.authenticated.as_deref(),
+        peer.ip(),
+    ));
     env.client_ip = Some(peer.ip().to_string());
     env.helo = Some(tx.helo.clone());
     env.ret = tx.mail_params.ret.map(|r| match r {

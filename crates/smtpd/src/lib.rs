@@ -22,6 +22,7 @@ mod limits;
 mod outbound;
 mod policy;
 mod qmgr;
+pub mod srs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -140,6 +141,7 @@ pub async fn run(
         anyhow::bail!("[smtpd] submissions (port 465) needs a [tls] certificate");
     }
     let checks = checks::Checks::new(&config)?;
+    srs::install(&config).context("setting up SRS")?;
     let (queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
     let ctx = Arc::new(Ctx {
         config,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
 use postern_smtp_session::{Address, Reply, Verdict};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Which door the client came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +187,26 @@ impl Lookups {
             )
         };
         let address = rcpt.as_str().to_lowercase();
+        // A bounce to one of our SRS addresses goes on to the sender it stands for.
+        if let Some(srs) = crate::srs::installed()
+            && srs.is_ours(rcpt.as_str())
+            && crate::srs::is_srs_local(rcpt.local_part())
+        {
+            return match srs.reverse(rcpt.as_str(), crate::srs::today()) {
+                Ok(original) => {
+                    debug!(rcpt = %rcpt, to = %original, "SRS address reversed");
+                    Ok(vec![original])
+                }
+                Err(why) => {
+                    info!(rcpt = %rcpt, reason = %why, "SRS address refused");
+                    Err(Reply::new(
+                        550,
+                        (5, 1, 1),
+                        format!("<{rcpt}> Recipient address rejected: {why}"),
+                    ))
+                }
+            };
+        }
         if !self.is_local_domain(rcpt.domain()).await.map_err(temp)? {
             return if relay_allowed {
                 Ok(vec![rcpt.as_str().to_owned()])
@@ -240,6 +260,37 @@ impl Lookups {
         ))
     }
 
+    /// On an authenticated session, at the end of DATA: may `login` use every header From:
+    /// address of the message (the same rule as for the envelope sender)? `None`: yes; else
+    /// the refusal (`553 5.7.1`, or `451` when authd cannot be asked).
+    pub(crate) async fn header_from(&mut self, login: &str, header: &[u8]) -> Option<Reply> {
+        let refuse = |why: String| {
+            Some(Reply::new(
+                553,
+                (5, 7, 1),
+                format!("Header From: rejected: {why}"),
+            ))
+        };
+        let addrs = match header_from_addresses(header) {
+            Ok(a) => a,
+            Err(why) => return refuse(why),
+        };
+        for a in addrs {
+            let Ok(addr) = Address::parse(&a) else {
+                return refuse(format!("<{a}> is not a valid address"));
+            };
+            match self.sender(login, &addr).await {
+                Verdict::Accept | Verdict::AcceptWith(_) => {}
+                Verdict::Reject(r) if r.code() == 553 => {
+                    info!(user = login, from = %a, "header From: not owned by the login");
+                    return refuse(format!("<{a}> not owned by user {login}"));
+                }
+                Verdict::Reject(r) => return Some(r),
+            }
+        }
+        None
+    }
+
     /// On an authenticated session: may `login` use `sender`?
     pub(crate) async fn sender(&mut self, login: &str, sender: &Address) -> Verdict {
         match self.query("senders", &sender.as_str().to_lowercase()).await {
@@ -264,5 +315,182 @@ impl Lookups {
                 ))
             }
         }
+    }
+}
+
+/// At the end of DATA/BDAT: on an authenticated session, the header From: addresses must
+/// be ones the login may send as ([`Lookups::header_from`]); `Some` is the refusal.
+pub(crate) async fn check_header_from(
+    lookups: &mut Lookups,
+    tx: &postern_smtp_session::Transaction,
+) -> Option<Reply> {
+    let login = tx.authenticated.as_deref()?;
+    lookups.header_from(login, &tx.message).await
+}
+
+/// The addresses of the header's From: field (the header section of `message`; what follows
+/// the empty line is not looked at). No From: field gives an empty list; more than one
+/// From: field, or one without a usable address, is an error (the text for the reply).
+pub(crate) fn header_from_addresses(message: &[u8]) -> Result<Vec<String>, String> {
+    let end = header_end(message);
+    let header = &message[..end];
+    let mut fields = 0;
+    for line in header.split(|&b| b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        if let Some(i) = line.iter().position(|&b| b == b':')
+            && line[..i].trim_ascii().eq_ignore_ascii_case(b"from")
+        {
+            fields += 1;
+        }
+    }
+    match fields {
+        0 => return Ok(Vec::new()),
+        1 => {}
+        _ => return Err("more than one From: field".into()),
+    }
+    let mut section = header.to_vec();
+    section.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::new()
+        .parse_headers(&section)
+        .ok_or("unreadable header")?;
+    let from = parsed.from().ok_or("From: field without an address")?;
+    let mut out = Vec::new();
+    for a in from.iter() {
+        match a.address() {
+            Some(x) if x.contains('@') => out.push(x.trim().to_owned()),
+            _ => return Err("From: field without a usable address".into()),
+        }
+    }
+    if out.is_empty() {
+        return Err("From: field without an address".into());
+    }
+    Ok(out)
+}
+
+/// Where the header section ends (after its empty line), or the whole input.
+fn header_end(message: &[u8]) -> usize {
+    let mut i = 0;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        i += line.len();
+        if line == b"\n" || line == b"\r\n" {
+            return i;
+        }
+    }
+    message.len()
+}
+
+/// How a message that came in over SMTP entered: decided at intake from the session, never
+/// later from the stored client address.
+pub(crate) fn smtp_origin(
+    config: &postern_config::Config,
+    authenticated: Option<&str>,
+    client: std::net::IpAddr,
+) -> postern_queue::Origin {
+    use postern_queue::Origin;
+    match authenticated {
+        Some(login) => Origin::Submission {
+            login: login.to_owned(),
+        },
+        None if config
+            .smtpd
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&client)) =>
+        {
+            Origin::Trusted
+        }
+        None => Origin::Mx,
+    }
+}
+
+/// May the local Unix `user` have mail with the header From: `address` signed? Its own
+/// `user@hostname`, and what `[smtpd] local_senders` lists for it (`a@b`, or `@b` for a
+/// whole domain).
+pub(crate) fn local_may_use(config: &postern_config::Config, user: &str, address: &str) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let own = format!("{user}@{}", config.hostname);
+    if address.eq_ignore_ascii_case(&own) {
+        return true;
+    }
+    config.smtpd.local_senders.get(user).is_some_and(|list| {
+        list.iter().any(|e| {
+            let e = e.trim();
+            match e.strip_prefix('@') {
+                Some(d) => !d.is_empty() && domain.eq_ignore_ascii_case(d),
+                None => e.eq_ignore_ascii_case(address),
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_config() -> postern_config::Config {
+        toml::from_str("hostname = \"mail.example.org\"\n[database]\nurl = \"sqlite::memory:\"\n")
+            .unwrap()
+    }
+
+    #[test]
+    fn header_from_addresses_of_a_message() {
+        let ok = |m: &str| header_from_addresses(m.as_bytes()).unwrap();
+        let err = |m: &str| header_from_addresses(m.as_bytes()).unwrap_err();
+        assert_eq!(
+            ok("Subject: x\r\nFrom: Boss <boss@B.example>\r\n\r\nFrom: body@x\r\n"),
+            ["boss@B.example"]
+        );
+        assert_eq!(
+            ok("From: a@x.example,\r\n\t\"Q\" <b@y.example>\r\nTo: c@z\r\n\r\n"),
+            ["a@x.example", "b@y.example"]
+        );
+        // Only the header counts; no From: at all is left to the receivers.
+        assert!(ok("Subject: x\r\n\r\nFrom: a@b\r\n").is_empty());
+        assert!(ok("Subject: x\n\nFrom: a@b\n").is_empty());
+        // A display name that looks like an address is not the address.
+        assert_eq!(
+            ok("From: \"boss@b.example\" <me@a.example>\r\n\r\n"),
+            ["me@a.example"]
+        );
+        assert!(err("From: a@x\r\nfrom : b@y\r\n\r\n").contains("more than one"));
+        assert!(err("From: undisclosed:;\r\n\r\n").contains("address"));
+        assert!(err("From: nobody\r\n\r\n").contains("address"));
+    }
+
+    #[test]
+    fn local_senders_allow_list() {
+        let mut c = test_config();
+        c.smtpd.local_senders.insert(
+            "www-data".into(),
+            vec!["noreply@example.org".into(), "@shop.example".into()],
+        );
+        assert!(local_may_use(&c, "root", "root@mail.example.org"));
+        assert!(local_may_use(&c, "root", "ROOT@Mail.Example.org"));
+        assert!(!local_may_use(&c, "root", "root@example.org"));
+        assert!(!local_may_use(&c, "root", "noreply@example.org"));
+        assert!(local_may_use(&c, "www-data", "noreply@example.org"));
+        assert!(local_may_use(&c, "www-data", "any@shop.example"));
+        assert!(!local_may_use(&c, "www-data", "any@sub.shop.example"));
+        assert!(!local_may_use(&c, "www-data", "ceo@example.org"));
+    }
+
+    #[test]
+    fn origin_at_intake() {
+        use postern_queue::Origin;
+        let c = test_config();
+        let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let out: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(smtp_origin(&c, None, out), Origin::Mx);
+        assert_eq!(smtp_origin(&c, None, lo), Origin::Trusted);
+        assert_eq!(
+            smtp_origin(&c, Some("a@b"), out),
+            Origin::Submission {
+                login: "a@b".into()
+            }
+        );
     }
 }

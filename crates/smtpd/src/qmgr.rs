@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use postern_config::Config;
 use postern_queue::{
-    Backoff, Committer, Envelope, Filter, QueueId, RcptStatus, Recipient, Ret, Schedule, Spool,
+    Backoff, Committer, Envelope, Filter, Origin, QueueId, RcptStatus, Recipient, Ret, Schedule,
+    Spool,
 };
 use postern_smtp_client::{
     Client, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
@@ -506,6 +507,11 @@ impl Manager {
             .await;
         }
         let mut signed: Option<Vec<u8>> = None;
+        let srs_sender = if remote.is_empty() {
+            None
+        } else {
+            srs_sender(&env)
+        };
         for (domain, idx) in &remote {
             match Route::for_domain(&self.config, domain) {
                 Route::Lmtp(target) => {
@@ -522,7 +528,10 @@ impl Manager {
                 }
                 route => {
                     let signed = signed.get_or_insert_with(|| self.signed(&env, &message));
-                    let out = outgoing(&env, idx, signed);
+                    let mut out = outgoing(&env, idx, signed);
+                    if let Some(s) = &srs_sender {
+                        out.from = Some(s.clone());
+                    }
                     let outcomes = self
                         .outbound
                         .deliver(&env.id.to_string(), &route, domain, &out)
@@ -604,19 +613,10 @@ impl Manager {
 
     /// The message as it goes to other domains: DKIM-signed when we may sign it.
     fn signed(&self, env: &Envelope, message: &[u8]) -> Vec<u8> {
-        // Mail from outside (port 25, untrusted) is never signed, even with our From:
-        // domain: forwarding it through an alias must not lend it our signature.
-        let ours = env.authenticated.is_some()
-            || match env.client_ip.as_deref().map(str::parse::<std::net::IpAddr>) {
-                None => true,
-                Some(Ok(ip)) => self
-                    .config
-                    .smtpd
-                    .trusted_networks
-                    .iter()
-                    .any(|n| n.contains(&ip)),
-                Some(Err(_)) => false,
-            };
+        let ours = may_sign(&self.config, env.origin.as_ref(), message);
+        if !ours {
+            tracing::debug!(id = %env.id, origin = ?env.origin, "not ours to sign");
+        }
         let headers = if ours {
             self.dkim.sign(message)
         } else {
@@ -770,7 +770,8 @@ impl Manager {
         };
         let mut r = Recipient::new(sender.clone());
         r.notify = postern_queue::Notify::NEVER;
-        let bounce = Envelope::new(None, vec![r]);
+        let mut bounce = Envelope::new(None, vec![r]);
+        bounce.origin = Some(Origin::Dsn);
         match self.committer.commit(bounce, dsn).await {
             Ok(b) => {
                 info!(id = %env.id, dsn = %b.id, to = %sender, "delivery status notification queued");
@@ -779,6 +780,49 @@ impl Manager {
             Err(e) => warn!(id = %env.id, error = %e, "DSN not queued"),
         }
     }
+}
+
+/// Whether a message of this origin may leave DKIM-signed with the key of its header
+/// From: domain. Only what we originated: an authenticated submission (its From: was
+/// checked against the login at intake), our own DSNs, a local user's mail from its own
+/// addresses, a vacation reply from the mailbox it answers for, and, when
+/// `sign_trusted_networks` says so, trusted networks. Never mail from outside, forwarded
+/// mail, or queue files from before origins were recorded.
+pub(crate) fn may_sign(config: &Config, origin: Option<&Origin>, message: &[u8]) -> bool {
+    let all_from = |ok: &dyn Fn(&str) -> bool| {
+        crate::policy::header_from_addresses(message)
+            .is_ok_and(|a| !a.is_empty() && a.iter().all(|x| ok(x)))
+    };
+    match origin {
+        Some(Origin::Submission { .. } | Origin::Dsn) => true,
+        Some(Origin::Trusted) => config.smtpd.sign_trusted_networks,
+        Some(Origin::Local { user, .. }) => user
+            .as_deref()
+            .is_some_and(|u| all_from(&|a| crate::policy::local_may_use(config, u, a))),
+        Some(Origin::AutoReply { user }) => all_from(&|a| a.eq_ignore_ascii_case(user)),
+        Some(Origin::Forward { .. } | Origin::Mx) | None => false,
+    }
+}
+
+/// The SRS envelope sender for mail that we pass on but did not write (Sieve redirect, and
+/// mail from outside for an alias with remote targets); `None`: the sender stays.
+fn srs_sender(env: &Envelope) -> Option<String> {
+    if !matches!(env.origin, Some(Origin::Forward { .. } | Origin::Mx)) {
+        return None;
+    }
+    let srs = crate::srs::installed()?;
+    let sender = env.sender.as_deref().filter(|s| !s.is_empty())?;
+    let rewritten = srs.forward(sender, crate::srs::today());
+    if rewritten == sender {
+        return None;
+    }
+    let local_len = rewritten.rsplit_once('@').map_or(0, |(l, _)| l.len());
+    if local_len > postern_smtp_session::address::MAX_LOCAL_PART {
+        // Our own RCPT would refuse a bounce to it: keep the sender (SPF may fail next hop).
+        info!(id = %env.id, sender, "SRS address would be too long; sender kept");
+        return None;
+    }
+    Some(rewritten)
 }
 
 /// The transaction for the recipients at `idx`, with their DSN parameters.
@@ -898,4 +942,83 @@ fn dsn_delivered(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
         (2, 0, 0),
         r.last_reply.clone(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(
+            &format!("hostname = \"mail.example.org\"\n[smtpd]\n{extra}\n"),
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap()
+    }
+
+    /// Regression (issue 11 §1): before origins were recorded, whatever came from a trusted
+    /// network or a local socket was signed with its header From: domain's key, forwarded
+    /// spoofs included.
+    #[test]
+    fn only_what_we_originated_may_be_signed() {
+        let c = config("local_senders = { \"www-data\" = [\"@example.org\"] }");
+        let from = |a: &str| format!("Received: x\r\nFrom: <{a}>\r\nSubject: s\r\n\r\nbody\r\n");
+        let ceo = from("ceo@example.org");
+        let sign = |o: Option<Origin>, m: &str| may_sign(&c, o.as_ref(), m.as_bytes());
+        assert!(!sign(Some(Origin::Mx), &ceo), "mail from outside");
+        assert!(
+            !sign(Some(Origin::Forward { by: None }), &ceo),
+            "forwarded mail"
+        );
+        assert!(!sign(None, &ceo), "old queue files");
+        assert!(
+            !sign(Some(Origin::Trusted), &ceo),
+            "trusted networks, by default"
+        );
+        assert!(sign(
+            Some(Origin::Dsn),
+            &from("MAILER-DAEMON@mail.example.org")
+        ));
+        assert!(sign(
+            Some(Origin::Submission {
+                login: "alice@example.org".into()
+            }),
+            &from("alice@example.org")
+        ));
+        let local = |u: &str| {
+            Some(Origin::Local {
+                uid: 1000,
+                user: Some(u.into()),
+            })
+        };
+        assert!(sign(local("root"), &from("root@mail.example.org")));
+        assert!(!sign(local("root"), &ceo));
+        assert!(!sign(local("mallory"), &ceo));
+        assert!(sign(local("www-data"), &ceo), "allow-listed domain");
+        assert!(!sign(Some(Origin::Local { uid: 5, user: None }), &ceo));
+        // Two From: fields: never.
+        let two = format!(
+            "From: root@mail.example.org\r\n{}",
+            from("root@mail.example.org")
+        );
+        assert!(!sign(local("root"), &two));
+        let vacation = |u: &str| Some(Origin::AutoReply { user: u.into() });
+        assert!(sign(
+            vacation("alice@example.org"),
+            &from("alice@example.org")
+        ));
+        assert!(!sign(vacation("alice@example.org"), &ceo));
+        let c = config("sign_trusted_networks = true");
+        assert!(may_sign(&c, Some(&Origin::Trusted), ceo.as_bytes()));
+    }
+
+    #[test]
+    fn srs_sender_only_for_forwarded_mail() {
+        let mut env = Envelope::new(
+            Some("a@remote.test".into()),
+            vec![Recipient::new("b@x.test")],
+        );
+        env.origin = Some(Origin::Submission { login: "a".into() });
+        assert_eq!(srs_sender(&env), None);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod authd;
 mod autoconfig;
+mod dkim_origin;
 mod dovecot;
 mod hardening_auth;
 mod hardening_imap;
