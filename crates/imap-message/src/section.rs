@@ -38,12 +38,15 @@ fn message_at<'a>(msg: &'a [u8], part: Option<&ImapPart>) -> Option<(&'a [u8], &
 /// Header fields of `header` whose name is (`not == false`) or is not (`not == true`) in
 /// `names`, followed by the blank line (RFC 3501 §6.4.5).
 pub(crate) fn filter_fields(header: &[u8], names: &Vec1<AString<'_>>, not: bool) -> Vec<u8> {
+    // A set, not a scan of the list per field: both can be long (fields × names).
+    let names: std::collections::HashSet<Vec<u8>> = names
+        .as_ref()
+        .iter()
+        .map(|n| n.as_ref().to_ascii_lowercase())
+        .collect();
     let mut out = Vec::new();
     for f in fields(header) {
-        let listed = names
-            .as_ref()
-            .iter()
-            .any(|n| f.name.eq_ignore_ascii_case(n.as_ref()));
+        let listed = names.contains(&f.name.to_ascii_lowercase());
         if listed != not {
             out.extend_from_slice(f.raw);
             if !f.raw.ends_with(b"\n") {
