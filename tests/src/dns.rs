@@ -2,6 +2,11 @@
 //! included), TXT, PTR and CNAME/SRV records (the last two only answered when asked for). Unknown names get NXDOMAIN; known names without the asked
 //! type get an empty NOERROR answer (NODATA). Enough for smtpd's MX routing and for
 //! publishing DKIM keys; never talks to anything but its clients on loopback.
+//!
+//! By default negative answers carry no SOA (so resolvers cannot cache them by RFC 2308)
+//! and every query is answered. [`DnsServer::set_soa`] adds an SOA to negative answers
+//! (cacheable, as real authoritative servers send them); [`DnsServer::set_drop_one_in`]
+//! silently drops every Nth query, as rate-limited resolvers do.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,9 @@ const MX: u16 = 15;
 const SRV: u16 = 33;
 const TXT: u16 = 16;
 const AAAA: u16 = 28;
+const SOA: u16 = 6;
+/// TTL and minimum of the SOA in negative answers (RFC 2308: the negative TTL).
+const SOA_TTL: u32 = 300;
 
 #[derive(Debug, Clone)]
 enum Data {
@@ -47,6 +55,15 @@ struct Zone {
     queries: Vec<(String, u16)>,
     /// Answer every query with SERVFAIL (DNS is down: a temporary failure, quickly).
     servfail: bool,
+    /// Negative answers (NXDOMAIN, NODATA) carry an SOA in the authority section.
+    soa: bool,
+    /// Drop every Nth query without an answer (0: answer all).
+    drop_one_in: u64,
+    /// Queries seen (dropped ones included), and how many were dropped.
+    seen: u64,
+    dropped: u64,
+    /// Answer this long after the query (0: at once), as a distant server does.
+    delay_ms: u64,
 }
 
 /// The running server; it stops answering when dropped.
@@ -63,11 +80,20 @@ fn norm(name: &str) -> String {
 impl DnsServer {
     /// Starts on an ephemeral UDP port of 127.0.0.1 with an empty zone.
     pub fn start() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the DNS server");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("DNS socket timeout");
-        let addr = socket.local_addr().expect("DNS server address");
+        Self::start_on("127.0.0.1:0".parse().expect("loopback address"))
+            .expect("bind the DNS server")
+    }
+
+    /// Starts on `addr` (a loopback address; port 0 for an ephemeral one) with an empty zone.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::other(
+                "the test DNS server listens on loopback only",
+            ));
+        }
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let addr = socket.local_addr()?;
         let zone: Arc<Mutex<Zone>> = Arc::default();
         let stop: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let (z, s) = (zone.clone(), stop.clone());
@@ -77,12 +103,21 @@ impl DnsServer {
                 let Ok((n, peer)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
+                let delay = z.lock().map_or(0, |z| z.delay_ms);
                 if let Some(reply) = answer(&buf[..n], &z) {
-                    drop(socket.send_to(&reply, peer));
+                    match socket.try_clone() {
+                        Ok(s) if delay > 0 => {
+                            thread::spawn(move || {
+                                thread::sleep(Duration::from_millis(delay));
+                                drop(s.send_to(&reply, peer));
+                            });
+                        }
+                        _ => drop(socket.send_to(&reply, peer)),
+                    }
                 }
             }
         });
-        Self { addr, zone, stop }
+        Ok(Self { addr, zone, stop })
     }
 
     /// A server that answers SERVFAIL to everything: what every install of the harness
@@ -92,6 +127,32 @@ impl DnsServer {
         let s = Self::start();
         s.zone.lock().expect("zone lock").servfail = true;
         s
+    }
+
+    /// Negative answers carry an SOA (TTL and minimum 300 s) when `on`: resolvers may
+    /// cache them (RFC 2308). Off by default.
+    pub fn set_soa(&self, on: bool) -> &Self {
+        self.zone.lock().expect("zone lock").soa = on;
+        self
+    }
+
+    /// Drops every `n`th query (counting from the server's start) without answering, as a
+    /// lossy path or a rate-limited resolver does; 0 answers every query (the default).
+    pub fn set_drop_one_in(&self, n: u64) -> &Self {
+        self.zone.lock().expect("zone lock").drop_one_in = n;
+        self
+    }
+
+    /// Answers `ms` milliseconds after each query (0, the default: at once).
+    pub fn set_delay_ms(&self, ms: u64) -> &Self {
+        self.zone.lock().expect("zone lock").delay_ms = ms;
+        self
+    }
+
+    /// Queries received so far (dropped ones included) and how many were dropped.
+    pub fn counts(&self) -> (u64, u64) {
+        let z = self.zone.lock().expect("zone lock");
+        (z.seen, z.dropped)
     }
 
     /// `IP:PORT` for `[dns] nameservers`.
@@ -223,6 +284,12 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     let name = labels.join(".");
     let mut zone = zone.lock().ok()?;
     zone.queries.push((name.clone(), qtype));
+    zone.seen += 1;
+    if zone.drop_one_in > 0 && zone.seen.is_multiple_of(zone.drop_one_in) {
+        zone.dropped += 1;
+        return None;
+    }
+    let soa = zone.soa;
     if zone.servfail {
         let mut out = q[..12].to_vec();
         out[2] = 0x80 | (q[2] & 0x01);
@@ -247,7 +314,8 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     out.push(if known { 0x80 } else { 0x83 }); // RA; NOERROR or NXDOMAIN
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    let negative_soa = soa && answers.is_empty();
+    out.extend_from_slice(&[0, u8::from(negative_soa), 0, 0]); // NSCOUNT, ARCOUNT
     out.extend_from_slice(question);
     for d in answers {
         out.extend_from_slice(&[0xc0, 0x0c]); // the name in the question
@@ -279,6 +347,23 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend_from_slice(&rdata);
     }
+    if negative_soa {
+        // `zone. SOA ns.zone. hostmaster.zone. 1 3600 600 86400 300`, the zone being the
+        // last two labels of the name asked for.
+        let zone_name = labels[labels.len().saturating_sub(2)..].join(".");
+        put_name(&mut out, &zone_name);
+        out.extend_from_slice(&SOA.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&SOA_TTL.to_be_bytes());
+        let mut rdata = Vec::new();
+        put_name(&mut rdata, &format!("ns.{zone_name}"));
+        put_name(&mut rdata, &format!("hostmaster.{zone_name}"));
+        for v in [1u32, 3600, 600, 86400, SOA_TTL] {
+            rdata.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
     Some(out)
 }
 
@@ -304,5 +389,30 @@ mod tests {
         q2[12 + 1] = b'x';
         let r = answer(&q2, &zone).unwrap();
         assert_eq!(r[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(&r[8..10], &[0, 0], "no SOA by default");
+        zone.lock().unwrap().soa = true;
+        let r = answer(&q2, &zone).unwrap();
+        assert_eq!(r[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(&r[8..10], &[0, 1], "one SOA in the authority section");
+        assert_eq!(
+            &r[r.len() - 4..],
+            &SOA_TTL.to_be_bytes(),
+            "its minimum last"
+        );
+    }
+
+    #[test]
+    fn drops_one_in_n() {
+        let zone = Mutex::new(Zone {
+            drop_one_in: 3,
+            ..Zone::default()
+        });
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        put_name(&mut q, "x.test");
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let answered: Vec<bool> = (0..6).map(|_| answer(&q, &zone).is_some()).collect();
+        assert_eq!(answered, [true, true, false, true, true, false]);
+        let z = zone.lock().unwrap();
+        assert_eq!((z.seen, z.dropped), (6, 2));
     }
 }

@@ -2,13 +2,19 @@
 //!
 //! - `auth`: PLAIN authentications through a Dovecot-protocol `auth` socket;
 //! - `socketmap`: lookups through a Postfix socketmap socket;
-//! - `imap`: IMAP sessions against any server (see [`imap`]).
+//! - `imap`: IMAP sessions against any server (see [`imap`]);
+//! - `dns-server`: a loopback DNS server (the e2e harness's) for the MX-path benchmark:
+//!   NXDOMAIN for every name, with or without an SOA, optionally dropping 1 query in N.
 //!
 //! Each of C workers holds one connection and sends its share of N requests one after the
 //! other, as Postfix's smtpd processes do. Every answer is checked: a wrong answer aborts.
 #![forbid(unsafe_code)]
 
 mod imap;
+/// The e2e harness's loopback DNS server (std only), shared rather than copied.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../tests/src/dns.rs"]
+mod test_dns;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -116,10 +122,40 @@ enum Cmd {
         #[arg(long, default_value = "imap")]
         label: String,
     },
+    /// A DNS server on a loopback UDP port answering every name NXDOMAIN (plus the TXT
+    /// records given), until killed or `--secs` have passed. Prints `listening on ADDR`,
+    /// then the counts of queries seen and dropped every second.
+    DnsServer {
+        /// Loopback address to listen on (port 0: an ephemeral port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Negative answers carry an SOA (cacheable, RFC 2308).
+        #[arg(long)]
+        soa: bool,
+        /// Drop every Nth query unanswered (0: none).
+        #[arg(long, default_value_t = 0)]
+        drop_one_in: u64,
+        /// `NAME=TEXT`: a TXT record to publish (repeatable).
+        #[arg(long)]
+        txt: Vec<String>,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        secs: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Cmd::DnsServer {
+        listen,
+        soa,
+        drop_one_in,
+        txt,
+        secs,
+    } = &args.cmd
+    {
+        return dns_server(*listen, *soa, *drop_one_in, txt, *secs);
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         match args.cmd {
@@ -225,6 +261,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 imap::run(opts).await
             }
+            Cmd::DnsServer { .. } => Ok(()), // run above, without the runtime
         }
     })
 }
@@ -252,5 +289,34 @@ async fn report(
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
+    Ok(())
+}
+
+fn dns_server(
+    listen: std::net::SocketAddr,
+    soa: bool,
+    drop_one_in: u64,
+    txt: &[String],
+    secs: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let server = test_dns::DnsServer::start_on(listen).context("starting the DNS server")?;
+    server.set_soa(soa).set_drop_one_in(drop_one_in);
+    for t in txt {
+        let (name, text) = t.split_once('=').context("--txt NAME=TEXT")?;
+        server.txt(name, text);
+    }
+    println!("listening on {}", server.addr());
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut last = (u64::MAX, 0);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(1));
+        let counts = server.counts();
+        if counts != last {
+            println!("queries {} dropped {}", counts.0, counts.1);
+            std::io::stdout().flush()?;
+            last = counts;
+        }
+    }
     Ok(())
 }

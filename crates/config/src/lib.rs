@@ -845,6 +845,16 @@ pub struct Dns {
     /// Tries per query.
     #[serde(default = "default_dns_attempts")]
     pub attempts: usize,
+    /// For the inbound checks (SPF, DKIM, DMARC, DNSBL, FCrDNS): time for one try of a
+    /// query, in milliseconds; a check whose lookup timed out or failed asks again (up to 3
+    /// tries) within `[checks] dns_budget_ms`.
+    #[serde(default = "default_dns_check_timeout_ms")]
+    pub check_timeout_ms: u64,
+    /// For the inbound checks: the shortest time a negative answer (no such name, no such
+    /// record) is cached, seconds; it matters for answers without an SOA, which would
+    /// otherwise not be cached at all and be asked again for every message.
+    #[serde(default = "default_dns_negative_min_ttl")]
+    pub negative_min_ttl_secs: u64,
 }
 
 impl Default for Dns {
@@ -853,6 +863,8 @@ impl Default for Dns {
             nameservers: Vec::new(),
             timeout_secs: default_dns_timeout(),
             attempts: default_dns_attempts(),
+            check_timeout_ms: default_dns_check_timeout_ms(),
+            negative_min_ttl_secs: default_dns_negative_min_ttl(),
         }
     }
 }
@@ -862,6 +874,12 @@ fn default_dns_timeout() -> u64 {
 }
 fn default_dns_attempts() -> usize {
     2
+}
+fn default_dns_check_timeout_ms() -> u64 {
+    500
+}
+fn default_dns_negative_min_ttl() -> u64 {
+    30
 }
 
 /// `[dkim]`: signing outbound mail.
@@ -965,6 +983,11 @@ pub struct Checks {
     /// How long a triplet that passed stays allowed after it was last seen.
     #[serde(default = "default_greylist_allow")]
     pub greylist_allow_secs: u64,
+    /// Longest a message waits for the DNS of all its checks together (at MAIL and after
+    /// DATA), milliseconds. Past it, what is not known is a `temperror` (RFC 7208/7489):
+    /// tagged in Authentication-Results, or `451 4.7.x` where that check is in `reject` mode.
+    #[serde(default = "default_dns_budget_ms")]
+    pub dns_budget_ms: u64,
 }
 
 impl Default for Checks {
@@ -984,6 +1007,7 @@ impl Default for Checks {
             greylist_delay_secs: default_greylist_delay(),
             greylist_retry_window_secs: default_greylist_window(),
             greylist_allow_secs: default_greylist_allow(),
+            dns_budget_ms: default_dns_budget_ms(),
         }
     }
 }
@@ -1002,6 +1026,9 @@ fn default_greylist_window() -> u64 {
 }
 fn default_greylist_allow() -> u64 {
     36 * 86_400
+}
+fn default_dns_budget_ms() -> u64 {
+    2000
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {

@@ -90,6 +90,7 @@ pub(crate) async fn serve(
         inbound,
         spf: None,
         tags: Vec::new(),
+        budget: Default::default(),
     };
     let greeting = session.greeting();
     if d.write(&greeting.to_bytes()).await.is_err() {
@@ -120,6 +121,8 @@ struct Driver {
     spf: Option<Spf>,
     /// Findings of checks in `tag` mode, for the current transaction's header.
     tags: Vec<String>,
+    /// The current transaction's DNS time budget for the checks.
+    budget: crate::checks::Budget,
 }
 
 /// Port 25, before the greeting: the connection rate, and early talkers (a client that
@@ -213,6 +216,7 @@ impl Driver {
                         self.sender = address.as_ref().map(|a| a.as_str().to_owned());
                         self.spf = None;
                         self.tags.clear();
+                        self.budget = self.ctx.checks.budget();
                         let v = match self.access_rule(session, None) {
                             Some(reject) => reject,
                             None => match self.inbound_mail(session, address.as_ref()).await {
@@ -370,7 +374,7 @@ impl Driver {
                 self.tags.push(format!("{} helo={}", p.reason(), helo_name));
             }
             if c.cfg.require_fcrdns {
-                match helo::fcrdns(c.resolver(), ip).await {
+                match helo::fcrdns(c.resolver(), &self.budget, ip).await {
                     Fcrdns::Pass(_) => {}
                     Fcrdns::Fail(why) if c.cfg.helo == CheckMode::Reject => {
                         return reject(
@@ -405,7 +409,11 @@ impl Driver {
             }
         }
         if c.cfg.dnsbl.on() {
-            if let Some((zone, a)) = c.dnsbl.client(c.resolver(), &c.cfg.dnsbl_zones, ip).await {
+            if let Some((zone, a)) = c
+                .dnsbl
+                .client(c.resolver(), &self.budget, &c.cfg.dnsbl_zones, ip)
+                .await
+            {
                 let text = format!("Service unavailable; client [{ip}] listed at {zone}");
                 if c.cfg.dnsbl == CheckMode::Reject {
                     return reject(
@@ -420,7 +428,7 @@ impl Driver {
             if let Some(addr) = sender
                 && let Some((zone, a)) = c
                     .dnsbl
-                    .domain(c.resolver(), &c.cfg.dbl_zones, addr.domain())
+                    .domain(c.resolver(), &self.budget, &c.cfg.dbl_zones, addr.domain())
                     .await
             {
                 let text = format!(
@@ -441,7 +449,7 @@ impl Driver {
             }
         }
         if c.cfg.spf.on() || c.cfg.dmarc.on() {
-            let s = sdd::spf(c, ip, &helo_name, sender.map(|a| a.as_str())).await;
+            let s = sdd::spf(c, &self.budget, ip, &helo_name, sender.map(|a| a.as_str())).await;
             if c.cfg.spf == CheckMode::Reject
                 && let Some(reply) = sdd::spf_refusal(&s, ip)
             {
@@ -481,7 +489,8 @@ impl Driver {
             return Ok(String::new());
         }
         let c = &self.ctx.checks;
-        let out = sdd::after_data(c, &tx.message, self.spf.as_ref(), &self.tags).await;
+        let out =
+            sdd::after_data(c, &self.budget, &tx.message, self.spf.as_ref(), &self.tags).await;
         if let Some((reply, reason)) = out.refuse {
             c.refused(reason, self.peer, &reply.lines().join(" "));
             return Err(reply);

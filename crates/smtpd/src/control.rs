@@ -1105,6 +1105,14 @@ where
         }
     }
     let body = normalize_crlf(&body);
+    // Results claiming to be ours, and our own markers, come only from us (as on port 25).
+    let body = match crate::checks::spf_dkim_dmarc::strip_forged(&body, &c.hostname) {
+        Some(clean) => {
+            info!(user = %peer.identity, "removed a forged Authentication-Results or X-Postern- header");
+            clean
+        }
+        None => body,
+    };
     if hops(&body) > MAX_HOPS {
         return (
             Response::fail(ErrorKind::Data, "too many Received headers: mail loop"),

@@ -12,6 +12,23 @@ pub fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver
     crate::outbound::mx::resolver(config)
 }
 
+/// The resolver of the inbound checks: `[dns]`, but a lost packet costs a fraction of a
+/// second, not seconds. A query waits `check_timeout_ms` (hickory's own re-sending of
+/// unanswered UDP queries backs off to its timeout when answers are mostly negative, which
+/// it counts as failures); the checks ask again ([`crate::checks::Budget::retrying`])
+/// within the message's DNS time budget. Negative answers are cached for at least
+/// `negative_min_ttl_secs` (those without an SOA would not be cached at all, and every
+/// message would ask again). Identical queries in flight are sent once and shared (hickory
+/// memoizes them per name server pool), and answers are cached by TTL.
+pub fn checks_resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver> {
+    let d = &config.dns;
+    crate::outbound::mx::resolver_with(config, |opts| {
+        opts.timeout = std::time::Duration::from_millis(d.check_timeout_ms.max(100));
+        opts.negative_min_ttl = Some(std::time::Duration::from_secs(d.negative_min_ttl_secs));
+        opts.cache_size = opts.cache_size.max(32_768);
+    })
+}
+
 /// `name` with exactly one final dot (an absolute name: no search domains).
 pub(crate) fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))

@@ -1,9 +1,11 @@
 //! End-to-end tests: the real binaries in temp dirs (see the `postern_e2e` harness).
 //! One test binary; a module per area.
 
+mod auth_results;
 mod authd;
 mod autoconfig;
 mod dkim_origin;
+mod dns_lossy;
 mod dovecot;
 mod hardening_auth;
 mod hardening_imap;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use tracing::debug;
 
+use super::Budget;
+
 /// How long "not listed" (or a failed lookup) is remembered.
 pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(300);
 /// Longest a positive answer is remembered, whatever its TTL.
@@ -57,8 +59,14 @@ fn is_listing(a: Ipv4Addr) -> bool {
 }
 
 impl Cache {
-    /// The listing record of `name`, if listed.
-    pub(crate) async fn lookup(&self, resolver: &TokioResolver, name: &str) -> Option<Ipv4Addr> {
+    /// The listing record of `name`, if listed (not listed when the message's DNS time
+    /// `budget` runs out first; that is not remembered).
+    pub(crate) async fn lookup(
+        &self,
+        resolver: &TokioResolver,
+        budget: &Budget,
+        name: &str,
+    ) -> Option<Ipv4Addr> {
         let now = Instant::now();
         if let Some((hit, until)) = self
             .0
@@ -70,7 +78,14 @@ impl Cache {
         {
             return hit;
         }
-        let (hit, until) = match crate::dns::a_records(resolver, name).await {
+        let Some(answer) = budget
+            .retrying(|| crate::dns::a_records(resolver, name), Result::is_err)
+            .await
+        else {
+            debug!(name, "DNSBL lookup out of time; taken as not listed");
+            return None;
+        };
+        let (hit, until) = match answer {
             Ok((addrs, valid)) => match addrs.into_iter().find(|a| is_listing(*a)) {
                 Some(a) => (
                     Some(a),
@@ -95,11 +110,12 @@ impl Cache {
     pub(crate) async fn client(
         &self,
         resolver: &TokioResolver,
+        budget: &Budget,
         zones: &[String],
         ip: IpAddr,
     ) -> Option<(String, Ipv4Addr)> {
         for zone in zones {
-            if let Some(a) = self.lookup(resolver, &ip_query(ip, zone)).await {
+            if let Some(a) = self.lookup(resolver, budget, &ip_query(ip, zone)).await {
                 return Some((zone.trim_matches('.').to_owned(), a));
             }
         }
@@ -110,11 +126,15 @@ impl Cache {
     pub(crate) async fn domain(
         &self,
         resolver: &TokioResolver,
+        budget: &Budget,
         zones: &[String],
         domain: &str,
     ) -> Option<(String, Ipv4Addr)> {
         for zone in zones {
-            if let Some(a) = self.lookup(resolver, &domain_query(domain, zone)).await {
+            if let Some(a) = self
+                .lookup(resolver, budget, &domain_query(domain, zone))
+                .await
+            {
                 return Some((zone.trim_matches('.').to_owned(), a));
             }
         }

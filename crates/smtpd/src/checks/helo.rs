@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use hickory_resolver::TokioResolver;
 
+use super::Budget;
+
 /// What is wrong with a HELO name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Problem {
@@ -125,16 +127,29 @@ pub(crate) enum Fcrdns {
     TempError(String),
 }
 
-/// PTR of `ip`, then the addresses of (at most 5 of) those names.
-pub(crate) async fn fcrdns(resolver: &TokioResolver, ip: IpAddr) -> Fcrdns {
-    let names = match crate::dns::ptr_names(resolver, ip).await {
-        Ok(n) if n.is_empty() => return Fcrdns::Fail(format!("no PTR record for {ip}")),
-        Ok(n) => n,
-        Err(e) => return Fcrdns::TempError(e),
+/// PTR of `ip`, then the addresses of (at most 5 of) those names, within the message's
+/// DNS time `budget` (past it: a temporary error).
+pub(crate) async fn fcrdns(resolver: &TokioResolver, budget: &Budget, ip: IpAddr) -> Fcrdns {
+    const LATE: &str = "DNS time budget exceeded";
+    let names = match budget
+        .retrying(|| crate::dns::ptr_names(resolver, ip), Result::is_err)
+        .await
+    {
+        None => return Fcrdns::TempError(format!("PTR lookup for {ip}: {LATE}")),
+        Some(Ok(n)) if n.is_empty() => return Fcrdns::Fail(format!("no PTR record for {ip}")),
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return Fcrdns::TempError(e),
     };
     let mut temp = None;
     for name in names.iter().take(5) {
-        match crate::dns::addresses(resolver, name).await {
+        let Some(answer) = budget
+            .retrying(|| crate::dns::addresses(resolver, name), Result::is_err)
+            .await
+        else {
+            temp = Some(format!("address lookup for {name}: {LATE}"));
+            break;
+        };
+        match answer {
             Ok(addrs) if addrs.iter().any(|a| same_ip(*a, ip)) => {
                 return Fcrdns::Pass(name.clone());
             }

@@ -18,6 +18,7 @@ pub(crate) mod spf_dkim_dmarc;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
@@ -58,7 +59,7 @@ pub(crate) struct Checks {
 
 impl Checks {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
-        let resolver = crate::dns::resolver(config)?;
+        let resolver = crate::dns::checks_resolver(config)?;
         let greylist = if config.checks.greylist {
             Some(greylist::Greylist::open(
                 config.state_dir().join("greylist"),
@@ -114,6 +115,83 @@ impl Checks {
     }
 }
 
+impl Checks {
+    /// A fresh DNS time budget for one transaction (`dns_budget_ms`).
+    pub(crate) fn budget(&self) -> Budget {
+        Budget::new(Duration::from_millis(self.cfg.dns_budget_ms))
+    }
+}
+
+/// The time one message may wait for the DNS of its checks, all of them together (at MAIL
+/// and after DATA). Each lookup runs [`Budget::within`] what is left; once it is spent,
+/// lookups end at once as unknown, which the checks report as `temperror`.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    /// Microseconds left.
+    left_us: AtomicU64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(2))
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self {
+            left_us: AtomicU64::new(u64::try_from(total.as_micros()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Runs `lookup` within the time left; `None` when it did not finish in time (then
+    /// nothing is left). The time it took is taken off the budget.
+    pub(crate) async fn within<T>(&self, lookup: impl Future<Output = T>) -> Option<T> {
+        let left = Duration::from_micros(self.left_us.load(Ordering::Relaxed));
+        if left.is_zero() {
+            return None;
+        }
+        let start = Instant::now();
+        let out = tokio::time::timeout(left, lookup).await.ok();
+        let spent = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .left_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                Some(l.saturating_sub(spent))
+            });
+        if out.is_none() {
+            self.left_us.store(0, Ordering::Relaxed);
+        }
+        out
+    }
+    /// Runs `lookup` [within](Self::within) the budget, again (up to [`TRIES`] in all) while
+    /// its answer is a temporary failure (`temporary` says which are): a lost UDP packet
+    /// costs one short resolver timeout, then the question is asked again (answers already
+    /// received are cached, so only what was lost goes out again). `None` when the budget
+    /// ran out first.
+    pub(crate) async fn retrying<T, F>(
+        &self,
+        mut lookup: impl FnMut() -> F,
+        temporary: impl Fn(&T) -> bool,
+    ) -> Option<T>
+    where
+        F: Future<Output = T>,
+    {
+        let mut tries = 1;
+        loop {
+            let out = self.within(lookup()).await?;
+            if tries >= TRIES || !temporary(&out) {
+                return Some(out);
+            }
+            tries += 1;
+        }
+    }
+}
+
+/// Tries of a check's lookups that fail temporarily (a lost packet, SERVFAIL), within the
+/// message's DNS time budget.
+pub(crate) const TRIES: u32 = 3;
+
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn rate_ok(
@@ -165,6 +243,55 @@ mod tests {
             "new minute"
         );
         assert!(rate_ok(&m, ip, 0, t0), "0 = no limit");
+    }
+
+    #[tokio::test]
+    async fn budget_is_shared_by_the_lookups_of_a_message() {
+        let b = Budget::new(Duration::from_millis(300));
+        assert_eq!(b.within(async { 1 }).await, Some(1));
+        let t = Instant::now();
+        let slow = b.within(tokio::time::sleep(Duration::from_secs(5))).await;
+        assert!(slow.is_none(), "cut at the budget");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        let t = Instant::now();
+        assert!(
+            b.within(tokio::time::sleep(Duration::from_secs(5)))
+                .await
+                .is_none()
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(50),
+            "nothing left: at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn temporary_failures_are_asked_again_within_the_budget() {
+        let b = Budget::new(Duration::from_secs(2));
+        let mut calls = 0;
+        let out = b
+            .retrying(
+                || {
+                    calls += 1;
+                    let n = calls;
+                    async move { if n < 2 { Err("lost") } else { Ok(n) } }
+                },
+                Result::is_err,
+            )
+            .await;
+        assert_eq!(out, Some(Ok(2)), "the second try answered");
+        let mut calls = 0;
+        let out: Option<Result<u32, &str>> = b
+            .retrying(
+                || {
+                    calls += 1;
+                    async { Err("servfail") }
+                },
+                Result::is_err,
+            )
+            .await;
+        assert_eq!(out, Some(Err("servfail")));
+        assert_eq!(calls, TRIES, "bounded");
     }
 
     #[test]

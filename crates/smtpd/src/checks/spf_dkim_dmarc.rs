@@ -15,7 +15,7 @@ use mail_auth::{
 use postern_config::CheckMode;
 use postern_smtp_session::Reply;
 
-use super::{Checks, clean};
+use super::{Budget, Checks, clean};
 
 /// The header lmtp-deliver reads to file a message into the recipient's Junk folder.
 pub const JUNK_HEADER: &str = "X-Postern-Junk";
@@ -28,6 +28,8 @@ pub(crate) struct Spf {
     /// The reverse-path; `None` for `<>` (then the HELO name was checked).
     pub(crate) mail_from: Option<String>,
     pub(crate) helo: String,
+    /// The message's DNS time budget ran out before SPF had an answer (a `temperror`).
+    pub(crate) late: bool,
 }
 
 impl Spf {
@@ -37,32 +39,72 @@ impl Spf {
     }
 }
 
-/// Checks SPF for a transaction.
-pub(crate) async fn spf(checks: &Checks, ip: IpAddr, helo: &str, sender: Option<&str>) -> Spf {
+/// Checks SPF for a transaction, within the message's DNS time `budget` (past it: a
+/// `temperror`, RFC 7208 §2.6.6).
+pub(crate) async fn spf(
+    checks: &Checks,
+    budget: &Budget,
+    ip: IpAddr,
+    helo: &str,
+    sender: Option<&str>,
+) -> Spf {
     let host = checks.hostname.as_str();
+    let temporary = |o: &SpfOutput| o.result() == SpfResult::TempError;
     let output = match sender {
         Some(s) => {
-            checks
-                .auth
-                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, s))
+            budget
+                .retrying(
+                    || {
+                        checks
+                            .auth
+                            .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, s))
+                    },
+                    temporary,
+                )
                 .await
         }
         None => {
-            checks
-                .auth
-                .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
+            budget
+                .retrying(
+                    || {
+                        checks
+                            .auth
+                            .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
+                    },
+                    temporary,
+                )
                 .await
         }
     };
+    let late = output.is_none();
+    let output = output.unwrap_or_else(|| {
+        let domain = match sender {
+            Some(s) => s.rsplit_once('@').map_or(s, |(_, d)| d),
+            None => helo,
+        };
+        SpfOutput::new(domain.to_ascii_lowercase()).with_result(SpfResult::TempError)
+    });
     Spf {
         output,
         mail_from: sender.map(str::to_owned),
         helo: helo.to_owned(),
+        late,
     }
 }
 
-/// The `550 5.7.23` of `spf = "reject"` for an SPF `fail`.
+/// The refusal of `spf = "reject"`: `550 5.7.23` for an SPF `fail`, `451 4.7.24` when the
+/// message's DNS time budget ran out before SPF had an answer.
 pub(crate) fn spf_refusal(spf: &Spf, ip: IpAddr) -> Option<Reply> {
+    if spf.late {
+        return Some(Reply::new(
+            451,
+            (4, 7, 24),
+            format!(
+                "SPF check of {} could not be completed in time (temperror); try again later",
+                clean(spf.domain())
+            ),
+        ));
+    }
     (spf.output.result() == SpfResult::Fail).then(|| {
         Reply::new(
             550,
@@ -119,13 +161,16 @@ pub(crate) struct AfterData {
     pub(crate) junk: bool,
 }
 
-/// The checks after DATA. `tags` are findings of checks in `tag` mode.
+/// The checks after DATA, within what is left of the message's DNS time `budget`. `tags`
+/// are findings of checks in `tag` mode.
 pub(crate) async fn after_data(
     checks: &Checks,
+    budget: &Budget,
     message: &[u8],
     spf: Option<&Spf>,
     tags: &[String],
 ) -> AfterData {
+    const LATE: &str = "DNS time budget exceeded";
     let cfg = &checks.cfg;
     let mut out = AfterData::default();
     let mut results: Vec<String> = Vec::new();
@@ -133,31 +178,50 @@ pub(crate) async fn after_data(
         && let Some(s) = spf
     {
         let r = spf_text(s.output.result());
+        let late = if s.late {
+            format!(" ({LATE})")
+        } else {
+            String::new()
+        };
         results.push(match &s.mail_from {
-            Some(from) => format!("spf={r} smtp.mailfrom={}", clean(from)),
-            None => format!("spf={r} smtp.helo={}", clean(&s.helo)),
+            Some(from) => format!("spf={r}{late} smtp.mailfrom={}", ar_value(from)),
+            None => format!("spf={r}{late} smtp.helo={}", ar_value(&s.helo)),
         });
     }
     let parsed = AuthenticatedMessage::parse(message);
-    let dkim: Vec<DkimOutput<'_>> = match &parsed {
-        Some(m) if cfg.dkim.on() || cfg.dmarc.on() => checks.auth.verify_dkim(m).await,
-        _ => Vec::new(),
+    let (dkim, dkim_late): (Vec<DkimOutput<'_>>, bool) = match &parsed {
+        Some(m) if cfg.dkim.on() || cfg.dmarc.on() => {
+            let temporary = |d: &Vec<DkimOutput<'_>>| {
+                d.iter()
+                    .any(|o| matches!(o.result(), DkimResult::TempError(_)))
+            };
+            match budget
+                .retrying(|| checks.auth.verify_dkim(m), temporary)
+                .await
+            {
+                Some(d) => (d, false),
+                None => (Vec::new(), true),
+            }
+        }
+        _ => (Vec::new(), false),
     };
     if cfg.dkim.on() {
-        if dkim.is_empty() {
+        if dkim_late {
+            results.push(format!("dkim=temperror ({LATE})"));
+        } else if dkim.is_empty() {
             results.push("dkim=none".into());
         }
         for o in &dkim {
             let (r, why) = dkim_text(o.result());
             let mut t = format!("dkim={r}");
             if let Some(why) = why.filter(|_| r != "pass") {
-                t.push_str(&format!(" ({})", clean(&why).replace(['(', ')'], "")));
+                t.push_str(&format!(" ({})", clean(&why).replace(['(', ')', '\\'], "")));
             }
             if let Some(sig) = o.signature() {
                 t.push_str(&format!(
                     " header.d={} header.s={}",
-                    clean(&sig.d),
-                    clean(&sig.s)
+                    ar_value(&sig.d),
+                    ar_value(&sig.s)
                 ));
             }
             results.push(t);
@@ -180,35 +244,74 @@ pub(crate) async fn after_data(
         }
     }
     if cfg.dmarc.on() {
-        let dmarc = match (&parsed, spf) {
-            (Some(m), Some(s)) => Some(
-                checks
-                    .auth
-                    .verify_dmarc(DmarcParameters::new(m, &dkim, s.domain(), &s.output))
-                    .await,
-            ),
-            _ => None,
+        let from_domain = || {
+            parsed
+                .as_ref()
+                .and_then(|m| m.from.first())
+                .and_then(|f| f.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase())
         };
+        let dmarc = match (&parsed, spf) {
+            (Some(m), Some(s)) => budget
+                .retrying(
+                    || {
+                        checks.auth.verify_dmarc(DmarcParameters::new(
+                            m,
+                            &dkim,
+                            s.domain(),
+                            &s.output,
+                        ))
+                    },
+                    |d| matches!(d.result(), DmarcResult::TempError(_)),
+                )
+                .await
+                .ok_or(()),
+            _ => Ok(DmarcOutput::default()),
+        };
+        let late = dmarc.is_err() || spf.is_some_and(|s| s.late) || dkim_late;
         match &dmarc {
-            Some(d) if !d.domain().is_empty() => {
-                let result = d.result();
+            Err(()) => {
+                let mut t = format!("dmarc=temperror ({LATE})");
+                if let Some(d) = from_domain() {
+                    t.push_str(&format!(" header.from={}", ar_value(&d)));
+                }
+                results.push(t);
+                if cfg.dmarc == CheckMode::Reject && out.refuse.is_none() {
+                    out.refuse = Some((dmarc_late_reply(), "dmarc_temperror"));
+                }
+            }
+            Ok(d) if !d.domain().is_empty() => {
+                // A `fail` is not known to be one when a check that could have aligned ran
+                // out of time: DKIM, or SPF of a domain aligned with the From: domain.
+                let mut result = d.result();
+                if matches!(result, DmarcResult::Fail(_))
+                    && (dkim_late || spf.is_some_and(|s| s.late && aligned(s.domain(), d.domain())))
+                {
+                    result = DmarcResult::TempError(mail_auth::Error::Dns(
+                        mail_auth::DnsError::Resolver(LATE.into()),
+                    ));
+                }
                 let mut t = format!(
                     "dmarc={} header.from={}",
                     dmarc_text(&result),
-                    clean(d.domain())
+                    ar_value(d.domain())
                 );
                 if d.dmarc_record().is_some() {
                     t.push_str(&format!(" policy.dmarc={}", d.policy()));
                 }
                 results.push(t);
-                if cfg.dmarc == CheckMode::Reject
-                    && matches!(result, DmarcResult::Fail(_))
-                    && out.refuse.is_none()
-                {
-                    apply_policy(checks, d, &mut out).await;
+                if cfg.dmarc == CheckMode::Reject && out.refuse.is_none() {
+                    if matches!(result, DmarcResult::Fail(_)) {
+                        apply_policy(checks, budget, d, &mut out).await;
+                    } else if matches!(result, DmarcResult::TempError(_))
+                        && late
+                        && matches!(d.policy(), Policy::Reject | Policy::Quarantine)
+                    {
+                        out.refuse = Some((dmarc_late_reply(), "dmarc_temperror"));
+                    }
                 }
             }
-            _ => results.push("dmarc=none".into()),
+            Ok(_) => results.push("dmarc=none".into()),
         }
     }
     if !results.is_empty() {
@@ -225,13 +328,34 @@ pub(crate) async fn after_data(
     out
 }
 
+/// Relaxed alignment, roughly: one domain is the other or below it.
+fn aligned(a: &str, b: &str) -> bool {
+    let (a, b) = (
+        a.trim_end_matches('.').to_ascii_lowercase(),
+        b.trim_end_matches('.').to_ascii_lowercase(),
+    );
+    a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
+}
+
+/// `dmarc = "reject"` and the message's DNS time budget ran out before DMARC was known.
+fn dmarc_late_reply() -> Reply {
+    Reply::new(
+        451,
+        (4, 7, 1),
+        "DMARC check could not be completed in time (temperror); try again later",
+    )
+}
+
 /// DMARC failed: what the domain's policy (and `pct`) asks for.
-async fn apply_policy(checks: &Checks, d: &DmarcOutput, out: &mut AfterData) {
+async fn apply_policy(checks: &Checks, budget: &Budget, d: &DmarcOutput, out: &mut AfterData) {
     let policy = d.policy();
     if !matches!(policy, Policy::Reject | Policy::Quarantine) {
         return;
     }
-    let pct = dmarc_pct(checks, d.domain()).await;
+    let pct = budget
+        .within(dmarc_pct(checks, d.domain()))
+        .await
+        .unwrap_or(100);
     let selected = pct >= 100 || rand::random_range(0..100u8) < pct;
     let effective = match (policy, selected) {
         (Policy::Reject, true) => Policy::Reject,
@@ -293,36 +417,41 @@ pub(crate) fn parse_pct(record: &str) -> u8 {
 }
 
 /// Removes from the message header every `Authentication-Results` field whose authserv-id
-/// is `hostname` (RFC 8601 §5: a forged result claiming to be ours) and every `X-Postern-`
-/// field (our own markers), with their continuation lines.
+/// is `hostname` (RFC 8601 §5: a forged result claiming to be ours) or cannot be parsed
+/// (a field other software might read differently), and every `X-Postern-` field (our own
+/// markers), with their continuation lines. `None` when nothing was removed.
 pub(crate) fn strip_forged(message: &[u8], hostname: &str) -> Option<Vec<u8>> {
     let end = header_end(message);
     let mut out = Vec::with_capacity(message.len());
     let mut removed = false;
-    let mut skipping = false;
     let mut i = 0;
     while i < end {
-        let line_end = message[i..end]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(end, |p| i + p + 1);
-        let line = &message[i..line_end];
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            skipping = is_ours(line, hostname);
+        // One field: its first line and every continuation line (starting with SP or HT).
+        let mut field_end = line_end(message, i, end);
+        while field_end < end && matches!(message[field_end], b' ' | b'\t') {
+            field_end = line_end(message, field_end, end);
         }
-        if skipping {
+        let field = &message[i..field_end];
+        if is_ours(field, hostname) {
             removed = true;
         } else {
-            out.extend_from_slice(line);
+            out.extend_from_slice(field);
         }
-        i = line_end;
+        i = field_end;
     }
     if !removed {
         return None;
     }
     out.extend_from_slice(&message[end..]);
     Some(out)
+}
+
+/// The offset just after the line starting at `i` (its LF included), at most `end`.
+fn line_end(message: &[u8], i: usize, end: usize) -> usize {
+    message[i..end]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(end, |p| i + p + 1)
 }
 
 /// The offset just after the header's last line (before the empty line).
@@ -340,11 +469,14 @@ fn header_end(message: &[u8]) -> usize {
     message.len()
 }
 
-fn is_ours(line: &[u8], hostname: &str) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
+/// Whether a whole header field (folded lines included) is one we remove: an
+/// `X-Postern-` field, or an `Authentication-Results` field with our authserv-id or with
+/// none that parses.
+fn is_ours(field: &[u8], hostname: &str) -> bool {
+    let Some(colon) = field.iter().position(|&b| b == b':') else {
         return false;
     };
-    let name = String::from_utf8_lossy(&line[..colon])
+    let name = String::from_utf8_lossy(&field[..colon])
         .trim()
         .to_ascii_lowercase();
     if name.starts_with("x-postern-") {
@@ -353,18 +485,119 @@ fn is_ours(line: &[u8], hostname: &str) -> bool {
     if name != "authentication-results" {
         return false;
     }
-    // The authserv-id: the first token of the value (comments aside), up to `;`.
-    let value = String::from_utf8_lossy(&line[colon + 1..]);
-    let mut v = value.trim_start();
-    while let Some(rest) = v.strip_prefix('(') {
-        v = rest.split_once(')').map_or("", |(_, r)| r).trim_start();
-    }
-    let id: String = v
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ';' && *c != '(')
+    // Unfolded: line breaks removed (RFC 5322 §2.2.3); the folding whitespace stays.
+    let value: Vec<u8> = field[colon + 1..]
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
         .collect();
-    id.trim_end_matches('.')
-        .eq_ignore_ascii_case(hostname.trim_end_matches('.'))
+    match authserv_id(&value) {
+        Some(id) => id
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(hostname.trim_end_matches('.')),
+        None => true,
+    }
+}
+
+/// Skips CFWS (RFC 5322 §3.2.2: whitespace and comments, nested, with quoted-pairs) from
+/// `i`; `None` for an unterminated comment.
+fn skip_cfws(v: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match v.get(i) {
+            Some(b' ' | b'\t') => i += 1,
+            Some(b'(') => {
+                let mut depth = 0usize;
+                loop {
+                    match v.get(i)? {
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        b'\\' => i += 1,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => return Some(i),
+        }
+    }
+}
+
+/// The authserv-id of an unfolded `Authentication-Results` value (RFC 8601 §2.2:
+/// `[CFWS] authserv-id [CFWS authres-version] ";" …` or `… ; none`), a token or a
+/// quoted-string; `None` when the value does not have that shape.
+fn authserv_id(v: &[u8]) -> Option<String> {
+    let mut i = skip_cfws(v, 0)?;
+    let id = if v.get(i) == Some(&b'"') {
+        i += 1;
+        let mut id = Vec::new();
+        loop {
+            match *v.get(i)? {
+                b'"' => break,
+                b'\\' => {
+                    i += 1;
+                    id.push(*v.get(i)?);
+                }
+                b => id.push(b),
+            }
+            i += 1;
+        }
+        i += 1;
+        id
+    } else {
+        let start = i;
+        while v
+            .get(i)
+            .is_some_and(|&b| b >= 0x80 || (b.is_ascii_graphic() && !b"();\"\\".contains(&b)))
+        {
+            i += 1;
+        }
+        v[start..i].to_vec()
+    };
+    if id.is_empty() || id.iter().any(|b| b.is_ascii_control()) {
+        return None;
+    }
+    // An optional version (digits), then the `;` that every form has.
+    let mut j = skip_cfws(v, i)?;
+    if j > i && v.get(j).is_some_and(u8::is_ascii_digit) {
+        while v.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        j = skip_cfws(v, j)?;
+    }
+    if v.get(j) != Some(&b';') {
+        return None;
+    }
+    String::from_utf8(id).ok()
+}
+
+/// A value we write into `Authentication-Results` that came from the client (an address,
+/// a domain, a selector): as it is when it is made only of characters that cannot end the
+/// value (letters, digits and `.-_@+=` and the like: RFC 5322 atext without `;`), else as a
+/// quoted-string (RFC 8601 `value`), control characters dropped, at most 200 characters.
+pub(crate) fn ar_value(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_@+=!#$%&'*/?^`{|}~".contains(&b));
+    if plain {
+        return s;
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
 }
 
 #[cfg(test)]
@@ -403,5 +636,81 @@ Authentication-Results: mx.example.org; in the body stays\r\n"
             )
             .is_none()
         );
+    }
+
+    /// Issue 11 §4: forms that survived the old first-line, flat-comment parse.
+    #[test]
+    fn forged_results_folded_or_nested_are_removed() {
+        let host = "mx.example.org";
+        let cases: &[&[u8]] = &[
+            // The authserv-id on a continuation line.
+            b"Authentication-Results:\r\n\tmx.example.org; dkim=pass header.d=bank.test\r\n",
+            b"Authentication-Results:\n mx.example.org; dkim=pass\n",
+            // Nested comments before it.
+            b"Authentication-Results: (a(b)c) mx.example.org; dkim=pass\r\n",
+            b"Authentication-Results: (a\\)b) mx.example.org; dkim=pass\r\n",
+            b"Authentication-Results: (a\r\n (b)\r\n c)\r\n mx.example.org\r\n ; dkim=pass\r\n",
+            // As a quoted-string, with a version.
+            b"Authentication-Results: \"mx.example.org\" 1; spf=pass\r\n",
+            // Unparseable: dropped whoever they claim to be.
+            b"Authentication-Results: (unterminated mx.example.org; dkim=pass\r\n",
+            b"Authentication-Results: ; dkim=pass\r\n",
+            b"Authentication-Results:\r\n",
+            b"Authentication-Results: mx.example.org\x00evil; dkim=pass\r\n",
+            b"Authentication-Results: mx.example.org dkim=pass\r\n",
+            b"Authentication-Results: \"mx.example.org; dkim=pass\r\n",
+        ];
+        for forged in cases {
+            let mut m = forged.to_vec();
+            m.extend_from_slice(b"Subject: hi\r\n\r\nbody\r\n");
+            let out = strip_forged(&m, host)
+                .unwrap_or_else(|| panic!("kept {:?}", String::from_utf8_lossy(forged)));
+            assert_eq!(
+                out,
+                b"Subject: hi\r\n\r\nbody\r\n",
+                "{:?}",
+                String::from_utf8_lossy(forged)
+            );
+        }
+        // Another host's results, folded and commented, stay.
+        let theirs = b"Authentication-Results: (x (y)) other.test\r\n\t1; spf=pass\r\n\r\n";
+        assert!(strip_forged(theirs, host).is_none());
+    }
+
+    #[test]
+    fn client_values_cannot_add_results() {
+        assert_eq!(ar_value("user@example.net"), "user@example.net");
+        assert_eq!(ar_value("bank.test"), "bank.test");
+        assert_eq!(ar_value("a+b=c@x.test"), "a+b=c@x.test");
+        assert_eq!(
+            ar_value("\"x dkim=pass\"@evil.test"),
+            "\"\\\"x dkim=pass\\\"@evil.test\""
+        );
+        assert_eq!(ar_value("evil.test; dkim=pass"), "\"evil.test; dkim=pass\"");
+        assert_eq!(ar_value("a\\\"b"), "\"a\\\\\\\"b\"");
+        assert_eq!(ar_value(""), "\"\"");
+        // Whatever the value, the header parses back to one resinfo per result.
+        for v in [
+            "x dkim=pass",
+            "x;dkim=pass",
+            "x\\\"; dkim=pass",
+            "(x",
+            "x\r\n\tdkim=pass",
+        ] {
+            let q = ar_value(v);
+            let mut in_quotes = false;
+            let mut escaped = false;
+            for c in q.chars() {
+                match (escaped, in_quotes, c) {
+                    (true, _, _) => escaped = false,
+                    (false, true, '\\') => escaped = true,
+                    (false, _, '"') => in_quotes = !in_quotes,
+                    (false, false, ';' | ' ' | '(' | '\\') => panic!("{v:?} broke out as {q:?}"),
+                    (_, _, '\r' | '\n') => panic!("{v:?} kept a line break: {q:?}"),
+                    _ => {}
+                }
+            }
+            assert!(!in_quotes, "{v:?} left a quote open: {q:?}");
+        }
     }
 }

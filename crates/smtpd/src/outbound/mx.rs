@@ -39,6 +39,14 @@ pub(crate) enum Answer {
 
 /// Builds the resolver from `[dns]`.
 pub(crate) fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver> {
+    resolver_with(config, |_| {})
+}
+
+/// Builds a resolver from `[dns]`, its options adjusted by `tune` last.
+pub(crate) fn resolver_with(
+    config: &postern_config::Config,
+    tune: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
+) -> anyhow::Result<TokioResolver> {
     let d = &config.dns;
     let mut builder = if d.nameservers.is_empty() {
         TokioResolver::builder_tokio()?
@@ -68,6 +76,7 @@ pub(crate) fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioR
     }
     opts.timeout = Duration::from_secs(d.timeout_secs.max(1));
     opts.attempts = d.attempts.max(1);
+    tune(opts);
     Ok(builder.build()?)
 }
 
