@@ -276,6 +276,9 @@ pub struct QueueDetail {
     pub client_ip: Option<String>,
     /// The client's HELO name.
     pub helo: Option<String>,
+    /// How it entered the queue (what decides DKIM signing and SRS).
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// The message header, when asked for.
     pub headers: Option<String>,
 }
@@ -349,6 +352,7 @@ impl QueueDetail {
             authenticated: env.authenticated.clone(),
             client_ip: env.client_ip.clone(),
             helo: env.helo.clone(),
+            origin: env.origin.clone(),
             headers: None,
         }
     }

@@ -274,6 +274,27 @@ fn spoofed_mail_redirected_by_sieve_is_unsigned_with_srs_and_its_bounce_comes_ba
         out.starts_with("RCPT 550") && out.contains("5.1.1"),
         "{out}"
     );
+    // An alias of ours pointing to another provider forwards the same way: no signature of
+    // ours on the outsider's message, SRS envelope sender.
+    pm.mailctl_ok(&["alias", "add", "info@example.org", "dave@remote.test"]);
+    let msg = message("CEO <ceo@example.org>", "info@example.org", "via the alias");
+    let out = smtp(
+        &pm,
+        "mx",
+        "",
+        "other@spoofer.test",
+        "info@example.org",
+        &msg,
+    );
+    assert!(out.starts_with("OK 250"), "{out}");
+    let fwd = wait_for(&sink, "the alias forward", |m| m.to == ["dave@remote.test"]);
+    assert!(signing_domains(&fwd.data).is_empty(), "{}", fwd.data);
+    assert!(
+        fwd.from.starts_with("SRS0=") && fwd.from.ends_with("=spoofer.test=other@mail.example.org"),
+        "{}",
+        fwd.from
+    );
+
     // The secret was made once, readable by smtpd only.
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(pm.dir().join("state/srs.secret"))
@@ -281,6 +302,48 @@ fn spoofed_mail_redirected_by_sieve_is_unsigned_with_srs_and_its_bounce_comes_ba
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A vacation reply also goes through the control socket (as an automatic reply for the
+/// mailbox): signed, since its From: is the mailbox itself, with the null sender.
+#[test]
+#[ignore = "needs dkimpy (run .ci/run)"]
+fn vacation_reply_is_signed_as_the_mailbox_it_answers_for() {
+    let (pm, sink, _dns) = install(|b| b);
+    let record = dkim_key(&pm, "example.org");
+    let script = pm.dir().join("vacation.sieve");
+    std::fs::write(
+        &script,
+        "require \"vacation\";\nvacation :days 1 :subject \"Away\" \"I am away.\";\n",
+    )
+    .expect("script");
+    pm.mailctl_ok(&["sieve", "put", "alice@example.org", path(&script)]);
+    let msg = message(
+        "Friend <friend@remote.test>",
+        "alice@example.org",
+        "are you there",
+    );
+    let out = smtp(
+        &pm,
+        "mx",
+        "",
+        "friend@remote.test",
+        "alice@example.org",
+        &msg,
+    );
+    assert!(out.starts_with("OK 250"), "{out}");
+    let reply = wait_for(&sink, "the vacation reply", |m| {
+        m.to == ["friend@remote.test"]
+    });
+    assert_eq!(reply.from, "", "null sender, not rewritten");
+    assert!(reply.data.contains("Subject: Away"), "{}", reply.data);
+    assert_eq!(
+        signing_domains(&reply.data),
+        ["example.org"],
+        "{}",
+        reply.data
+    );
+    assert!(dkimpy_verifies(&pm, &reply.data, "example.org", &record));
 }
 
 #[test]
