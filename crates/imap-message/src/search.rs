@@ -232,13 +232,103 @@ fn header_has(
 /// once per call.
 pub fn matches(key: &SearchKey<'_>, msg: &mut impl SearchMessage, env: &SearchEnv) -> bool {
     let mut ctx = Ctx::default();
-    eval(key, msg, env, &mut ctx, 0)
+    eval(key, msg, env, None, &mut ctx, 0)
+}
+
+/// The sequence sets of SEARCH keys as sorted, merged ranges, built once per SEARCH so that
+/// each message is looked up in O(log n) (a set as long as a command allows, checked element
+/// by element against every message of a large mailbox, is 10^9 comparisons). Sets are
+/// found by address inside the keys, which stay borrowed (and so unchanged) meanwhile.
+#[derive(Debug, Default)]
+pub struct SearchSets<'k> {
+    sets: std::collections::HashMap<usize, Vec<(u32, u32)>>,
+    keys: std::marker::PhantomData<&'k SearchKey<'k>>,
+}
+
+impl<'k> SearchSets<'k> {
+    /// Sets shorter than this are scanned as they are.
+    const MIN_LEN: usize = 16;
+
+    /// Indexes the sequence sets of `keys` (UID sets with `*` as `env.max_uid`, others
+    /// with `*` as `env.max_seq`).
+    pub fn new(keys: &'k [SearchKey<'k>], env: &SearchEnv) -> Self {
+        let mut out = Self::default();
+        let mut stack: Vec<(&SearchKey<'_>, usize)> = keys.iter().map(|k| (k, 0)).collect();
+        while let Some((key, depth)) = stack.pop() {
+            if depth > 1000 {
+                continue;
+            }
+            match key {
+                SearchKey::And(keys) => stack.extend(keys.as_ref().iter().map(|k| (k, depth + 1))),
+                SearchKey::Or(a, b) => {
+                    stack.push((a, depth + 1));
+                    stack.push((b, depth + 1));
+                }
+                SearchKey::Not(k) => stack.push((k, depth + 1)),
+                SearchKey::SequenceSet(set) => out.add(set, env.max_seq),
+                SearchKey::Uid(set) => out.add(set, env.max_uid),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn add(&mut self, set: &SequenceSet, max: u32) {
+        if set.0.as_ref().len() < Self::MIN_LEN {
+            return;
+        }
+        let value = |s: &SeqOrUid| match s {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => max,
+        };
+        let mut r: Vec<(u32, u32)> = set
+            .0
+            .as_ref()
+            .iter()
+            .map(|s| match s {
+                Sequence::Single(v) => (value(v), value(v)),
+                Sequence::Range(a, b) => {
+                    let (a, b) = (value(a), value(b));
+                    (a.min(b), a.max(b))
+                }
+            })
+            .collect();
+        r.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (a, b) in r {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.sets.insert(std::ptr::from_ref(set) as usize, merged);
+    }
+
+    /// Whether `n` is in `set`; `None` when the set was not indexed.
+    fn contains(&self, set: &SequenceSet, n: u32) -> Option<bool> {
+        let r = self.sets.get(&(std::ptr::from_ref(set) as usize))?;
+        let i = r.partition_point(|&(_, b)| b < n);
+        Some(r.get(i).is_some_and(|&(a, _)| a <= n))
+    }
+}
+
+/// [`matches`] with the sequence sets of the SEARCH indexed once ([`SearchSets::new`] over
+/// the same keys).
+pub fn matches_with(
+    key: &SearchKey<'_>,
+    msg: &mut impl SearchMessage,
+    env: &SearchEnv,
+    sets: &SearchSets<'_>,
+) -> bool {
+    let mut ctx = Ctx::default();
+    eval(key, msg, env, Some(sets), &mut ctx, 0)
 }
 
 fn eval(
     key: &SearchKey<'_>,
     msg: &mut impl SearchMessage,
     env: &SearchEnv,
+    sets: Option<&SearchSets<'_>>,
     ctx: &mut Ctx,
     depth: usize,
 ) -> bool {
@@ -247,11 +337,18 @@ fn eval(
     }
     let d = depth + 1;
     match key {
-        SearchKey::And(keys) => keys.as_ref().iter().all(|k| eval(k, msg, env, ctx, d)),
-        SearchKey::Or(a, b) => eval(a, msg, env, ctx, d) || eval(b, msg, env, ctx, d),
-        SearchKey::Not(k) => !eval(k, msg, env, ctx, d),
-        SearchKey::SequenceSet(set) => in_sequence_set(set, msg.seq(), env.max_seq),
-        SearchKey::Uid(set) => in_sequence_set(set, msg.uid(), env.max_uid),
+        SearchKey::And(keys) => keys
+            .as_ref()
+            .iter()
+            .all(|k| eval(k, msg, env, sets, ctx, d)),
+        SearchKey::Or(a, b) => eval(a, msg, env, sets, ctx, d) || eval(b, msg, env, sets, ctx, d),
+        SearchKey::Not(k) => !eval(k, msg, env, sets, ctx, d),
+        SearchKey::SequenceSet(set) => sets
+            .and_then(|s| s.contains(set, msg.seq()))
+            .unwrap_or_else(|| in_sequence_set(set, msg.seq(), env.max_seq)),
+        SearchKey::Uid(set) => sets
+            .and_then(|s| s.contains(set, msg.uid()))
+            .unwrap_or_else(|| in_sequence_set(set, msg.uid(), env.max_uid)),
         SearchKey::All => true,
         SearchKey::Answered => msg.flags().answered,
         SearchKey::Deleted => msg.flags().deleted,

@@ -2,13 +2,17 @@
 //! that a quadratic or worse algorithm would run for minutes, so finishing at all is the
 //! assertion; the results are checked too.
 
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
 use imap_codec::imap_types::body::BodyStructure;
+use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::{AString, Vec1};
 use imap_codec::imap_types::extensions::thread::Thread;
 use imap_codec::imap_types::fetch::Section;
+use imap_codec::imap_types::search::SearchKey;
 use postern_imap_message::{
-    SortFields, SortItem, Summary, base_subject, body_structure, envelope, section,
-    thread_references,
+    MessageFlags, SearchEnv, SearchMessage, SearchSets, SortFields, SortItem, Summary,
+    base_subject, body_structure, envelope, matches_with, section, thread_references,
 };
 
 /// SIZE env var overrides the default input size (to time the old code on smaller inputs).
@@ -235,4 +239,72 @@ fn header_fields_filter_with_many_names_and_fields() {
     })
     .unwrap();
     assert_eq!(got, b"\r\n");
+}
+
+struct Plain {
+    seq: u32,
+}
+
+impl SearchMessage for Plain {
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+    fn uid(&self) -> u32 {
+        self.seq * 2
+    }
+    fn flags(&self) -> MessageFlags<'_> {
+        MessageFlags::default()
+    }
+    fn size(&self) -> u64 {
+        1
+    }
+    fn internal_date(&self) -> i64 {
+        0
+    }
+    fn raw(&mut self) -> Option<&[u8]> {
+        None
+    }
+}
+
+#[test]
+fn search_with_long_sequence_sets_on_a_large_mailbox() {
+    // `SEARCH 1,3,5,… UID 2,6,10,…` (30 000 numbers each, as fit in one command) on a
+    // 100 000-message mailbox: each message was compared with every element.
+    let n: u32 = 100_000;
+    let k = u32::try_from(size(2 << 20) / 70).unwrap();
+    let seqs = (0..k)
+        .map(|i| (2 * i + 1).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let uids = (0..k)
+        .map(|i| (4 * i + 2).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let cmd = format!("t SEARCH {seqs} NOT UID {uids},*\r\n");
+    let (_, cmd) = CommandCodec::default().decode(cmd.as_bytes()).unwrap();
+    let CommandBody::Search { criteria, .. } = cmd.body else {
+        panic!("not a search");
+    };
+    let env = SearchEnv {
+        max_seq: n,
+        max_uid: 2 * n,
+    };
+    let sets = SearchSets::new(criteria.as_ref(), &env);
+    let hits = timed("SEARCH sets", || {
+        (1..=n)
+            .filter(|&seq| {
+                criteria
+                    .as_ref()
+                    .iter()
+                    .all(|c| matches_with(c, &mut Plain { seq }, &env, &sets))
+            })
+            .count()
+    });
+    // odd sequence numbers up to 2k-1 whose uid (2·seq) is not 4i+2 (seq = 2i+1): none,
+    // except the last message (uid * is excluded anyway).
+    assert_eq!(hits, 0);
+    let m = |seq: u32, c: &SearchKey<'_>| matches_with(c, &mut Plain { seq }, &env, &sets);
+    assert!(m(3, &criteria.as_ref()[0]) && !m(4, &criteria.as_ref()[0]));
+    assert!(!m(2 * k + 1, &criteria.as_ref()[0]));
+    assert!(!m(n, &criteria.as_ref()[1]) && m(2 * k + 2, &criteria.as_ref()[1]));
 }

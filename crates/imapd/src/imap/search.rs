@@ -108,6 +108,7 @@ impl Session {
             max_seq: u32::try_from(sel.uids.len()).unwrap_or(u32::MAX),
             max_uid: sel.uids.last().copied().unwrap_or(0),
         };
+        let sets = msg::SearchSets::new(criteria, &env);
         let mut hits = Vec::new();
         for (i, &uid) in sel.uids.iter().enumerate() {
             if sel.gone.contains(&uid) {
@@ -124,7 +125,10 @@ impl Session {
                 raw: None,
                 summary: None,
             };
-            if criteria.iter().all(|k| msg::matches(k, &mut m, &env)) {
+            if criteria
+                .iter()
+                .all(|k| msg::matches_with(k, &mut m, &env, &sets))
+            {
                 hits.push((m.seq, uid, meta.modseq));
             }
         }
