@@ -2,7 +2,8 @@
 //! in one transaction, per-recipient results honoured); a domain with a `transports` entry
 //! goes where it says; other domains go out over SMTP ([`crate::outbound`]: the relayhost,
 //! or the domain's MX hosts), DKIM-signed at that moment when the From: domain has a key
-//! and the message was submitted by us (authenticated, trusted network, local, or a DSN).
+//! and the message's origin lets us sign it ([`may_sign`]); forwarded mail gets an SRS
+//! envelope sender ([`crate::srs`]).
 //! 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry) bounces with an
 //! RFC 3464 DSN to the envelope sender (never to `<>`).
 
