@@ -405,13 +405,30 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
         if word.is_empty() {
             continue;
         }
-        if i > 0 && col + 1 + word.len() > FOLD_AT && col > name.len() + 1 {
-            line.push_str("\r\n");
-            col = 0;
+        // A word longer than a line can hold (a remote reply without spaces) is cut into
+        // pieces on lines of their own: no line may exceed 998 octets (RFC 5322 §2.1.1).
+        let mut rest = word;
+        while !rest.is_empty() {
+            if (i > 0 || rest.len() < word.len())
+                && col + 1 + rest.len() > FOLD_AT
+                && col > name.len() + 1
+            {
+                line.push_str("\r\n");
+                col = 0;
+            }
+            let mut take = rest.len().min(MAX_LINE.saturating_sub(col + 1).max(1));
+            while !rest.is_char_boundary(take) {
+                take -= 1;
+            }
+            if take == 0 {
+                take = rest.chars().next().map_or(rest.len(), char::len_utf8);
+            }
+            let (piece, tail) = rest.split_at(take);
+            line.push(' ');
+            line.push_str(piece);
+            col += 1 + piece.len();
+            rest = tail;
         }
-        line.push(' ');
-        line.push_str(word);
-        col += 1 + word.len();
     }
     line.push_str("\r\n");
     out.extend_from_slice(line.as_bytes());
