@@ -595,7 +595,9 @@ pub struct Smtpd {
     #[serde(default)]
     pub access: Vec<AccessRule>,
     /// The control socket (`mailctl queue`, `sendmail`): whoever can connect may submit
-    /// mail and list the queue; changing the queue needs root or smtpd's own user.
+    /// mail (recorded as their Unix user); listing and changing the queue needs root or
+    /// smtpd's own user. Its `group` is the group of the local submitters (Postfix's
+    /// `postdrop`: `sendmail` installed setgid to it), not the daemons' group.
     #[serde(default = "default_control_socket")]
     pub control_socket: SocketSpec,
     /// Sign mail from `trusted_networks` that did not authenticate (its header From: is not

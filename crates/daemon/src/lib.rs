@@ -66,8 +66,12 @@ pub fn init_logging(default_level: &str) {
     drop(result);
 }
 
-/// Binds a Unix listener at `path`, replacing a stale socket (never a regular file), then
-/// applies `mode` and the optional owner and group.
+/// Binds a Unix listener at `path`, replacing a stale socket (never a regular file), with
+/// `mode` and the optional owner and group.
+///
+/// There is no window in which the socket is reachable with other permissions: it is bound
+/// inside a fresh directory of mode 0700 next to `path` (whatever the umask), gets its mode,
+/// owner and group there, and only then is renamed into place.
 pub fn bind_unix(
     path: &Path,
     mode: u32,
@@ -78,9 +82,17 @@ pub fn bind_unix(
         path: path.display().to_string(),
         source,
     };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(err)?;
+    let Some(file_name) = path.file_name() else {
+        return Err(err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a socket path needs a file name",
+        )));
+    };
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             // A live daemon answers; a stale socket refuses.
@@ -101,38 +113,61 @@ pub fn bind_unix(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    if owner.is_some() || group.is_some() {
-        let uid = match owner {
-            Some(name) => Some(
-                nix::unistd::User::from_name(name)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| DaemonError::NoSuchOwner {
-                        kind: "user",
-                        name: name.to_owned(),
-                    })?
-                    .uid,
-            ),
-            None => None,
-        };
-        let gid = match group {
-            Some(name) => Some(
-                nix::unistd::Group::from_name(name)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| DaemonError::NoSuchOwner {
-                        kind: "group",
-                        name: name.to_owned(),
-                    })?
-                    .gid,
-            ),
-            None => None,
-        };
-        nix::unistd::chown(path, uid, gid).map_err(|e| err(io::Error::from(e)))?;
+    let uid = match owner {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| DaemonError::NoSuchOwner {
+                    kind: "user",
+                    name: name.to_owned(),
+                })?
+                .uid,
+        ),
+        None => None,
+    };
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| DaemonError::NoSuchOwner {
+                    kind: "group",
+                    name: name.to_owned(),
+                })?
+                .gid,
+        ),
+        None => None,
+    };
+    // A private directory (0700, created exclusively) beside the final path.
+    let private = parent.join(format!(".bind-{}-{}", std::process::id(), unique()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(err)?;
     }
-    Ok(listener)
+    let staged = private.join(file_name);
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::chown(&staged, uid, gid).map_err(io::Error::from)?;
+        }
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    drop(std::fs::remove_file(&staged));
+    drop(std::fs::remove_dir(&private));
+    result.map_err(err)
+}
+
+/// A number that differs between calls in one process.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A token cancelled on SIGTERM or SIGINT (after telling systemd we are stopping).
@@ -244,5 +279,27 @@ mod tests {
             ),
             Err(DaemonError::NoSuchOwner { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn socket_appears_with_its_final_mode_and_nothing_is_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sock");
+        let l = bind_unix(&p, 0o660, None, None).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert!(m.file_type().is_socket());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o660);
+        // Only the socket: the private staging directory is gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("sock")]);
+        // The renamed socket is the listening one.
+        let c = tokio::net::UnixStream::connect(&p).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        drop((c, s));
+        // A path without a file name is refused.
+        assert!(bind_unix(Path::new(""), 0o600, None, None).is_err());
     }
 }

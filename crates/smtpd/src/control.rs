@@ -24,10 +24,11 @@
 //! (`usage`, `data`, `too_large`, `bad_address`, `not_found`, `busy`, `denied`,
 //! `temp_fail`). After an error to `submit`'s first line no message bytes are sent.
 //!
-//! `list` and `flush` are open to every peer that can connect (the socket is mode 0660);
-//! `show`, `hold`, `release`, `delete` and `delete_from` need the peer to be root or smtpd's
-//! own user. A submission is recorded as authenticated by `uid:N(name)`, the peer's Unix
-//! credentials.
+//! Whoever can connect (the socket's group, `postdrop` in the install guide, reached through
+//! the setgid `sendmail`) may `submit`; every other request (`list`, `show`, `flush`, `hold`,
+//! `release`, `delete`, `delete_from`, `stats`) needs the peer to be root or smtpd's own
+//! user, as the queue shows who mails whom. A submission is recorded as authenticated by
+//! `uid:N(name)`, the peer's Unix credentials.
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, Read, Write};
@@ -845,22 +846,22 @@ fn parse_id(id: &str) -> Result<QueueId, Box<Response>> {
 }
 
 async fn queue_request(ctx: &Ctx, peer: &Peer, req: Request) -> Response {
+    // Everything but submission is the administrator's: the queue shows who mails whom.
+    if !peer.admin {
+        return Response::fail(
+            ErrorKind::Denied,
+            format!(
+                "uid {} may only submit mail here (the queue is for root and smtpd's own user)",
+                peer.uid
+            ),
+        );
+    }
     if req == Request::Stats {
         return Response {
             ok: true,
             stats: Some(ctx.checks.stats.snapshot()),
             ..Response::default()
         };
-    }
-    let needs_admin = !matches!(req, Request::List { .. } | Request::Flush { .. });
-    if needs_admin && !peer.admin {
-        return Response::fail(
-            ErrorKind::Denied,
-            format!(
-                "uid {} may not do this (only root and smtpd's own user)",
-                peer.uid
-            ),
-        );
     }
     let (cmd, want_headers) = match req {
         Request::List {

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use postern_auth_proto::client::{AuthClient, AuthOutcome};
@@ -440,4 +441,258 @@ fn password_hashing_is_bounded_with_a_queue_timeout() {
         "no login was turned away while one hash ran: {outcomes:?}"
     );
     assert_eq!(ok + busy, outcomes.len(), "{outcomes:?}");
+}
+
+/// A plain local user and a submitters' group, removed again on drop.
+struct LocalUser {
+    name: String,
+    group: String,
+}
+
+impl LocalUser {
+    fn create() -> Self {
+        let tag = std::process::id() % 100_000;
+        let u = Self {
+            name: format!("pe2eu{tag}"),
+            group: format!("pe2ed{tag}"),
+        };
+        u.cleanup();
+        let ok = |c: &mut std::process::Command| {
+            let out = c.output().expect("run");
+            assert!(out.status.success(), "{c:?}: {}", describe_output(&out));
+        };
+        ok(std::process::Command::new("groupadd").args(["--system", &u.group]));
+        ok(std::process::Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+            &u.name,
+        ]));
+        u
+    }
+    fn cleanup(&self) {
+        drop(
+            std::process::Command::new("userdel")
+                .arg(&self.name)
+                .output(),
+        );
+        drop(
+            std::process::Command::new("groupdel")
+                .arg(&self.name)
+                .output(),
+        );
+        drop(
+            std::process::Command::new("groupdel")
+                .arg(&self.group)
+                .output(),
+        );
+    }
+    fn uid(&self) -> u32 {
+        let out = std::process::Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("uid")
+    }
+    /// `setpriv` as this user (own group only, plus `extra_groups`).
+    fn command(&self, extra_groups: &[&str], program: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.name))
+            .arg(format!("--regid={}", self.name));
+        if extra_groups.is_empty() {
+            c.arg("--clear-groups");
+        } else {
+            c.arg(format!("--groups={}", extra_groups.join(",")));
+        }
+        c.arg("--").arg(program).current_dir("/");
+        c
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn run_with_stdin(mut c: std::process::Command, stdin: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// One control-socket request as a user who holds the socket's group but is not the admin.
+const CONTROL_REQUEST: &str = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("EACCES"); sys.exit(0)
+s.sendall((sys.argv[2] + "\n").encode())
+print(s.makefile().readline().strip())
+"#;
+
+/// §5: the Postfix `postdrop` model. A plain local user submits through the setgid
+/// `sendmail` (recorded as itself), cannot list or delete the queue, and cannot reach authd.
+#[test]
+#[ignore = "needs root (useradd, setgid sendmail); CI runs as root"]
+fn local_user_submits_but_cannot_read_the_queue_or_reach_authd() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let user = LocalUser::create();
+    let group = user.group.clone();
+    let pm = Postern::builder()
+        .configure(move |t| {
+            let mut spec = toml::Table::new();
+            spec.insert("path".into(), "smtpd".into());
+            spec.insert("mode".into(), "0660".into());
+            spec.insert("group".into(), group.into());
+            postern_e2e::set_key(t, "smtpd.control_socket", toml::Value::Table(spec));
+        })
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    // The install as INSTALL.md lays it out: the config readable by all (its secrets live in
+    // files of their own), sendmail setgid to the submitters' group.
+    std::fs::set_permissions(pm.config_path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod config");
+    let bin = pm.dir().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir bin");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sendmail = bin.join("sendmail");
+    std::fs::copy(postern_e2e::bin("sendmail"), &sendmail).expect("copy sendmail");
+    let gid = nix::unistd::Group::from_name(&user.group)
+        .expect("group")
+        .expect("group exists")
+        .gid;
+    nix::unistd::chown(&sendmail, None, Some(gid)).expect("chgrp sendmail");
+    std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o2755))
+        .expect("setgid sendmail");
+    let config = pm.config_path().display().to_string();
+    let control = pm.socket("smtpd");
+    let ctl_mode = std::fs::metadata(&control)
+        .expect("control socket")
+        .permissions()
+        .mode();
+    assert_eq!(ctl_mode & 0o777, 0o660, "control socket mode {ctl_mode:o}");
+
+    // Submits as itself, without being in any group.
+    let mut c = user.command(&[], &sendmail);
+    c.args(["-C", &config, "-i", ALICE, "someone@remote.invalid"]);
+    let out = run_with_stdin(c, "Subject: from a local user\n\nhello\n");
+    assert!(
+        out.status.success(),
+        "sendmail as a plain user: {}",
+        describe_output(&out)
+    );
+    let uid = user.uid();
+    let inbox = pm.dir().join("mail/example.org/alice/Maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let got: Vec<String> = std::fs::read_dir(&inbox)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains(&format!("from local uid {uid} ")),
+        "not recorded as uid {uid}: {}",
+        delivered[0]
+    );
+    // The remote copy waits in the queue (DNS answers SERVFAIL): the admin sees it.
+    let queued = pm.mailctl_json(&["queue", "list"]);
+    let id = queued
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|m| m["id"].as_str())
+        .unwrap_or_else(|| panic!("nothing queued: {queued}"))
+        .to_owned();
+
+    // mailq through the setgid sendmail: connected, but refused.
+    let mut c = user.command(&[], &sendmail);
+    c.args(["-C", &config, "-bp"]);
+    let out = run_with_stdin(c, "");
+    assert!(
+        !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains(&id),
+        "mailq as a plain user listed the queue: {}",
+        describe_output(&out)
+    );
+    // mailctl as the user cannot even connect.
+    let mut c = user.command(&[], &postern_e2e::bin("mailctl"));
+    c.args(["--config", &config, "queue", "list"]);
+    let out = run_with_stdin(c, "");
+    assert!(
+        !out.status.success(),
+        "mailctl queue list: {}",
+        describe_output(&out)
+    );
+    // Holding the socket's group is not enough either: list and delete are the admin's.
+    for req in [
+        r#"{"op":"list","sender":null,"recipient":null,"domain":null}"#.to_owned(),
+        format!(r#"{{"op":"delete","id":"{id}"}}"#),
+        r#"{"op":"flush","id":null}"#.to_owned(),
+    ] {
+        let mut c = user.command(&[&user.group], Path::new("/usr/bin/python3"));
+        c.args(["-c", CONTROL_REQUEST, &control.display().to_string(), &req]);
+        let out = run_with_stdin(c, "");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(r#""ok":false"#) && text.contains("denied"),
+            "{req} as a non-admin in the group: {}",
+            describe_output(&out)
+        );
+    }
+    assert!(
+        pm.mailctl_json(&["queue", "list"])
+            .to_string()
+            .contains(&id),
+        "the queued message went away"
+    );
+    // authd's sockets and the rest of the run directory are out of reach.
+    for name in ["auth", "auth-userdb", "socketmap", "lmtp"] {
+        let mut c = user.command(&[], Path::new("/usr/bin/python3"));
+        c.args([
+            "-c",
+            CONTROL_REQUEST,
+            &pm.socket(name).display().to_string(),
+            "{}",
+        ]);
+        let out = run_with_stdin(c, "");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "EACCES",
+            "{name}: {}",
+            describe_output(&out)
+        );
+    }
 }
