@@ -473,12 +473,22 @@ pub struct Smtpd {
     /// Recipients per message.
     #[serde(default = "default_smtp_max_rcpts")]
     pub max_recipients: usize,
-    /// Connections at once, in all.
+    /// Connections at once on the MX door (`listen`, port 25).
     #[serde(default = "default_smtp_max_conns")]
     pub max_connections: usize,
-    /// Connections at once from one IP address.
+    /// Connections at once on the submission doors (`submission` and `submissions`, 587 and
+    /// 465), a budget of their own so that strangers on port 25 cannot lock users out.
+    #[serde(default = "default_smtp_max_submission_conns")]
+    pub max_submission_connections: usize,
+    /// Connections at once from one client (an IPv6 client's /64), counted apart on port 25
+    /// and on the submission ports; `trusted_networks` are exempt.
     #[serde(default = "default_smtp_max_conns_ip")]
     pub max_connections_per_ip: usize,
+    /// Refuse a message sent with `DATA` that has a bare CR or LF (`550 5.5.2`), as
+    /// Postfix's `smtpd_forbid_bare_newline = reject`; `trusted_networks` are exempt. Off:
+    /// bare LF becomes CRLF ("normalize"); the end of data is `CRLF . CRLF` either way.
+    #[serde(default)]
+    pub reject_bare_newline: bool,
     /// Idle time before `421 4.4.2`.
     #[serde(default = "default_smtp_idle")]
     pub idle_timeout_secs: u64,
@@ -686,7 +696,9 @@ impl Default for Smtpd {
             max_message_size: default_smtp_max_message(),
             max_recipients: default_smtp_max_rcpts(),
             max_connections: default_smtp_max_conns(),
+            max_submission_connections: default_smtp_max_submission_conns(),
             max_connections_per_ip: default_smtp_max_conns_ip(),
+            reject_bare_newline: false,
             idle_timeout_secs: default_smtp_idle(),
             session_timeout_secs: default_smtp_session(),
             max_errors: default_smtp_errors(),
@@ -746,6 +758,9 @@ fn default_smtp_max_rcpts() -> usize {
 }
 fn default_smtp_max_conns() -> usize {
     500
+}
+fn default_smtp_max_submission_conns() -> usize {
+    200
 }
 fn default_smtp_max_conns_ip() -> usize {
     20

@@ -34,6 +34,8 @@ pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionCon
     s.max_message_size = c.max_message_size;
     s.max_recipients = c.max_recipients;
     s.max_errors = c.max_errors;
+    // Trusted networks are exempt, as Postfix's smtpd_forbid_bare_newline_exclusions.
+    s.reject_bare_newline = c.reject_bare_newline && !trusted;
     s.extensions = Extensions {
         starttls: ctx.tls.is_some() && door != Door::Submissions,
         auth: vec!["PLAIN".into(), "LOGIN".into()],
@@ -42,9 +44,13 @@ pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionCon
         chunking: true,
         ..Extensions::default()
     };
-    s.greeting_text = "ESMTP Postern".into();
+    s.greeting_text = "Postern".into();
     s
 }
+
+/// Bytes read from the client at once (also the most a session holds of a message body
+/// before it goes to the spool).
+const READ_BUFFER: usize = 32 * 1024;
 
 /// Serves one connection to its end.
 pub(crate) async fn serve(
@@ -90,6 +96,7 @@ pub(crate) async fn serve(
         inbound,
         spf: None,
         tags: Vec::new(),
+        incoming: crate::intake::Incoming::default(),
         budget: Default::default(),
     };
     let greeting = session.greeting();
@@ -121,6 +128,8 @@ struct Driver {
     spf: Option<Spf>,
     /// Findings of checks in `tag` mode, for the current transaction's header.
     tags: Vec<String>,
+    /// The current transaction's message as it arrives (bounded in memory, then spooled).
+    incoming: crate::intake::Incoming,
     /// The current transaction's DNS time budget for the checks.
     budget: crate::checks::Budget,
 }
@@ -186,10 +195,13 @@ impl Driver {
         let idle = Duration::from_secs(c.idle_timeout_secs.max(1));
         let deadline = Instant::now() + Duration::from_secs(c.session_timeout_secs.max(1));
         let mut work: VecDeque<Action> = VecDeque::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_BUFFER];
         loop {
             let mut out = Vec::new();
+            self.spool_body(session).await;
             while let Some(action) = work.pop_front() {
+                // Message bytes the last input or completion produced go to the spool first.
+                self.spool_body(session).await;
                 match action {
                     Action::Reply(r) => out.extend_from_slice(&r.to_bytes()),
                     Action::Close => {
@@ -216,6 +228,7 @@ impl Driver {
                         self.sender = address.as_ref().map(|a| a.as_str().to_owned());
                         self.spf = None;
                         self.tags.clear();
+                        self.incoming = crate::intake::Incoming::default();
                         self.budget = self.ctx.checks.budget();
                         let v = match self.access_rule(session, None) {
                             Some(reject) => reject,
@@ -270,23 +283,41 @@ impl Driver {
                         work.extend(completed(session, c));
                     }
                     Action::AuthCancel => self.auth = None,
-                    Action::Deliver(tx) => {
+                    Action::Deliver(mut tx) => {
                         if self.write(&std::mem::take(&mut out)).await.is_err() {
                             return;
                         }
                         let tls = self.stream.as_ref().and_then(Stream::tls_info);
+                        // The message: what was spooled along the way, then the rest. From
+                        // here on `tx.message` is the whole message when it was small, else
+                        // its header section (`body` holds the rest, on disk).
+                        let incoming = std::mem::take(&mut self.incoming);
+                        let tail = std::mem::take(&mut tx.message);
+                        let (body, refused) = match incoming.finish(&self.ctx, &tail).await {
+                            Ok(r) => {
+                                tx.message = r.head;
+                                (r.body, None)
+                            }
+                            Err(reply) => (None, Some(reply)),
+                        };
+                        drop(tail);
                         // Submission: the header From: must be the login's too (policy.rs).
-                        let checked =
-                            match crate::policy::check_header_from(&mut self.lookups, &tx).await {
+                        let checked = match refused {
+                            Some(refusal) => Err(refusal),
+                            None => match crate::policy::check_header_from(&mut self.lookups, &tx)
+                                .await
+                            {
                                 Some(refusal) => Err(refusal),
-                                None => self.after_data(&tx).await,
-                            };
+                                None => self.after_data(&tx, body.as_ref()).await,
+                            },
+                        };
                         let reply = match checked {
                             Err(refusal) => refusal,
                             Ok(added) => {
                                 crate::intake::accept(
                                     &self.ctx,
                                     &tx,
+                                    body,
                                     &self.targets,
                                     self.peer,
                                     tls.as_deref(),
@@ -332,6 +363,16 @@ impl Driver {
                     work.extend(session.timeout());
                 }
             }
+        }
+    }
+
+    /// Moves the message bytes the session has read so far out of it (into memory up to a
+    /// bound, then to the spool): no session holds a whole large message.
+    async fn spool_body(&mut self, session: &mut Session) {
+        let bytes = session.take_body();
+        if !bytes.is_empty() {
+            let ctx = self.ctx.clone();
+            self.incoming.push(&ctx, &bytes).await;
         }
     }
 
@@ -484,13 +525,33 @@ impl Driver {
 
     /// After DATA on port 25: DKIM, DMARC and the `Authentication-Results` header. `Ok`
     /// carries the header fields to add; `Err` the refusal.
-    async fn after_data(&self, tx: &postern_smtp_session::Transaction) -> Result<String, Reply> {
+    /// A message larger than [`crate::intake::HEAD_MAX`] was spooled (`body`): it is read back
+    /// whole under the global [`crate::intake::VerifyBudget`], or refused with `451` when
+    /// that budget stays exhausted; never passed unchecked.
+    async fn after_data(
+        &self,
+        tx: &postern_smtp_session::Transaction,
+        body: Option<&postern_queue::BodyFile>,
+    ) -> Result<String, Reply> {
         if !self.inbound || tx.authenticated.is_some() {
             return Ok(String::new());
         }
         let c = &self.ctx.checks;
+        if !(c.cfg.dkim.on() || c.cfg.dmarc.on()) {
+            // Nothing reads the body: the header section is enough.
+            let out =
+                sdd::after_data(c, &self.budget, &tx.message, self.spf.as_ref(), &self.tags).await;
+            return self.after_data_outcome(out);
+        }
+        let whole = self.ctx.verify.whole(&tx.message, body).await?;
         let out =
-            sdd::after_data(c, &self.budget, &tx.message, self.spf.as_ref(), &self.tags).await;
+            sdd::after_data(c, &self.budget, &whole.bytes, self.spf.as_ref(), &self.tags).await;
+        drop(whole);
+        self.after_data_outcome(out)
+    }
+
+    fn after_data_outcome(&self, out: sdd::AfterData) -> Result<String, Reply> {
+        let c = &self.ctx.checks;
         if let Some((reply, reason)) = out.refuse {
             c.refused(reason, self.peer, &reply.lines().join(" "));
             return Err(reply);

@@ -52,7 +52,12 @@ pub(crate) struct Ctx {
     pub(crate) config: Config,
     pub(crate) tls: Option<Tls>,
     pub(crate) queue: qmgr::QueueHandle,
-    per_ip: postern_daemon::PerIp,
+    /// Connections per client on port 25, and on the submission ports (counted apart, so
+    /// that strangers on 25 do not use up a submission user's share).
+    per_ip_mx: postern_daemon::PerIp,
+    per_ip_submission: postern_daemon::PerIp,
+    /// Memory for reading spooled messages back for the DKIM/DMARC checks.
+    pub(crate) verify: intake::VerifyBudget,
     /// Per-user submission counts.
     pub(crate) limits: limits::Limits,
     /// The inbound checks of port 25.
@@ -143,11 +148,14 @@ pub async fn run(
     let checks = checks::Checks::new(&config)?;
     srs::install(&config).context("setting up SRS")?;
     let (queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
+    let verify = intake::VerifyBudget::new(config.smtpd.max_message_size);
     let ctx = Arc::new(Ctx {
+        verify,
         config,
         tls,
         queue,
-        per_ip: postern_daemon::PerIp::new(),
+        per_ip_mx: postern_daemon::PerIp::new(),
+        per_ip_submission: postern_daemon::PerIp::new(),
         limits: limits::Limits::default(),
         checks,
     });
@@ -157,7 +165,11 @@ pub async fn run(
     if let Some(tls) = ctx.tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
     }
-    let limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
+    // Separate budgets: the MX door (25) and the submission doors (587, 465).
+    let mx_limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
+    let submission_limit = Arc::new(Semaphore::new(
+        ctx.config.smtpd.max_submission_connections.max(1),
+    ));
     let mut acceptors = JoinSet::new();
     if !listeners.autoconfig.is_empty() {
         let settings = autoconfig_settings(&ctx.config, &listeners.bound);
@@ -169,11 +181,15 @@ pub async fn run(
     }
     let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     for (listener, door) in listeners.bound {
+        let limit = match door {
+            Door::Mx => mx_limit.clone(),
+            _ => submission_limit.clone(),
+        };
         acceptors.spawn(accept_loop(
             listener,
             door,
             ctx.clone(),
-            limit.clone(),
+            limit,
             sessions.clone(),
             shutdown.clone(),
         ));
@@ -238,7 +254,7 @@ async fn accept_loop(
         // Replies are written whole; no reason to wait for the client's ACK (Nagle).
         let _ = tcp.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            info!(%peer, "too many connections");
+            info!(%peer, door = door.name(), "too many connections");
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 drop(
@@ -248,10 +264,19 @@ async fn accept_loop(
             });
             continue;
         };
-        if !ctx
-            .per_ip
-            .enter(peer.ip(), ctx.config.smtpd.max_connections_per_ip)
-        {
+        // Trusted networks are exempt from the per-client limit, as Postfix exempts
+        // $mynetworks (the local webmail, the Sieve redirects of lmtp-deliver).
+        let trusted = ctx
+            .config
+            .smtpd
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&peer.ip()));
+        let per_ip = match door {
+            Door::Mx => &ctx.per_ip_mx,
+            _ => &ctx.per_ip_submission,
+        };
+        if !trusted && !per_ip.enter(peer.ip(), ctx.config.smtpd.max_connections_per_ip) {
             info!(%peer, "too many connections from this address");
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
@@ -285,7 +310,12 @@ async fn accept_loop(
             if let Some(stream) = stream {
                 conn::serve(stream, peer, local, door, ctx2.clone(), sd).await;
             }
-            ctx2.per_ip.leave(peer.ip());
+            if !trusted {
+                match door {
+                    Door::Mx => ctx2.per_ip_mx.leave(peer.ip()),
+                    _ => ctx2.per_ip_submission.leave(peer.ip()),
+                }
+            }
             drop(permit);
         });
     }

@@ -9,6 +9,7 @@ mod dns_lossy;
 mod dovecot;
 mod hardening_auth;
 mod hardening_imap;
+mod hardening_smtpd;
 mod harness;
 mod imap_clients;
 mod imapd;
