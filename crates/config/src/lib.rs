@@ -515,8 +515,9 @@ pub struct Smtpd {
     /// A file whose first line is the relayhost password.
     #[serde(default)]
     pub relayhost_password_file: Option<PathBuf>,
-    /// TLS to the relayhost: `none`, `may`, `encrypt` or `verify` (default: `encrypt` when
-    /// AUTH is configured, else `may`). AUTH is only sent over TLS unless this is `none`.
+    /// TLS to the relayhost: `none`, `may`, `encrypt` or `verify` (default: `verify` when
+    /// AUTH is configured, so the password only goes to a certificate valid for the
+    /// relayhost's name; else `outbound_tls`). AUTH is only sent over TLS unless this is `none`.
     #[serde(default)]
     pub relayhost_tls: Option<TlsPolicy>,
     /// Per destination domain, where its mail goes instead of MX lookup or the relayhost:

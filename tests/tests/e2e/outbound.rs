@@ -427,6 +427,27 @@ fn starttls_to_a_postern_mx_and_relayhost_with_auth() {
         tbl.insert("relayhost_password_file".into(), "relay.pw".into());
     });
     a.restart_daemon("smtpd");
+    // With a password, the relayhost's certificate must be valid by default: B's self-signed
+    // one is not, so the password is never sent and the message waits.
+    let out = submit(&a, "bob@example.net", "relayhost not verified");
+    assert!(out.contains("REFUSED {}"), "{out}");
+    wait_until("a relayhost TLS deferral", Duration::from_secs(20), || {
+        let q = a.mailctl_json(&["queue", "list"]);
+        q[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("4.7.5"))
+    });
+    let id = a.mailctl_json(&["queue", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.mailctl_ok(&["queue", "delete", &id]);
+    // An explicit `encrypt` (any certificate) still wins.
+    a.edit_config(|t| {
+        let tbl = t.get_mut("smtpd").and_then(|v| v.as_table_mut()).unwrap();
+        tbl.insert("relayhost_tls".into(), "encrypt".into());
+    });
+    a.restart_daemon("smtpd");
     let out = submit(&a, "bob@example.net", "via the relayhost");
     assert!(out.contains("REFUSED {}"), "{out}");
     let got = bob_messages(&b, 2);

@@ -52,9 +52,10 @@ impl Route {
     /// The TLS policy for this route when delivering to `domain`.
     pub(crate) fn tls_policy(&self, config: &Config, domain: &str) -> TlsPolicy {
         match self {
+            // With a password to send, only to a certificate valid for the relayhost.
             Self::Relay { .. } => config.smtpd.relayhost_tls.unwrap_or(
                 if config.smtpd.relayhost_auth_user.is_some() {
-                    TlsPolicy::Encrypt
+                    TlsPolicy::Verify
                 } else {
                     config.smtpd.outbound_tls
                 },
@@ -183,11 +184,15 @@ mod tests {
     }
 
     #[test]
-    fn relay_tls_defaults_to_encrypt_with_auth() {
-        let c = config(
-            "[smtpd]\nrelayhost = \"r.example:587\"\nrelayhost_auth_user = \"u\"\nrelayhost_password_file = \"/p\"\n",
-        );
+    fn relay_tls_defaults_to_verify_with_auth() {
+        // A password is only sent over TLS whose certificate is valid for the relayhost: with
+        // `encrypt` (any certificate) a man in the middle collects the credentials.
+        let auth = "[smtpd]\nrelayhost = \"r.example:587\"\nrelayhost_auth_user = \"u\"\nrelayhost_password_file = \"/p\"\n";
+        let c = config(auth);
         let r = Route::for_domain(&c, "x.example");
+        assert_eq!(r.tls_policy(&c, "x.example"), TlsPolicy::Verify);
+        // An explicit setting still wins.
+        let c = config(&format!("{auth}relayhost_tls = \"encrypt\"\n"));
         assert_eq!(r.tls_policy(&c, "x.example"), TlsPolicy::Encrypt);
         let c = config(
             "[smtpd]\nrelayhost = \"r.example:25\"\n[smtpd.tls_policy]\n\"x.example\" = \"verify\"\n",
