@@ -308,3 +308,32 @@ fn search_with_long_sequence_sets_on_a_large_mailbox() {
     assert!(!m(2 * k + 1, &criteria.as_ref()[0]));
     assert!(!m(n, &criteria.as_ref()[1]) && m(2 * k + 2, &criteria.as_ref()[1]));
 }
+
+#[test]
+fn hostile_header_values_for_envelope_and_decoding() {
+    let n = size(2 << 20) / 2;
+    let shapes: Vec<(&str, String)> = vec![
+        ("=? x n", "=?".repeat(n / 2)),
+        ("=?utf-8?q? x n", "=?utf-8?q?".repeat(n / 10)),
+        ("=?utf-8?b? x n", "=?utf-8?b?a".repeat(n / 11)),
+        ("=?x?q?a?= x n", "=?x?q?a?= ".repeat(n / 10)),
+        ("( x n", "(".repeat(n)),
+        ("\" x n", "\"a".repeat(n / 2)),
+        ("< x n", "<".repeat(n)),
+        ("@ x n", "a@".repeat(n / 2)),
+        (", x n", ",".repeat(n)),
+        ("group x n", "g:".repeat(n / 2)),
+        ("<@route x n", format!("<{}a@b>", "@r,".repeat(n / 3))),
+        ("[ x n", "a@[".repeat(n / 3)),
+        ("folds", format!("a{}", "\r\n ".repeat(n / 3))),
+    ];
+    for (name, value) in &shapes {
+        let msg = format!(
+            "From: {value}\r\nTo: {value}\r\nSubject: {value}\r\nIn-Reply-To: {value}\r\n\r\nb\r\n"
+        );
+        let e = timed(name, || envelope(msg.as_bytes()));
+        assert!(e.subject.0.is_some());
+        let s = timed(name, || Summary::from_message(msg.as_bytes()));
+        assert_eq!(s.size, msg.len() as u64);
+    }
+}

@@ -15,6 +15,9 @@ use super::resp::{self, tagged, untagged};
 use super::search::SearchReturn;
 use super::session::{Flow, Session, parents, status_items};
 
+/// Most patterns one extended LIST may carry (`LIST "" (p1 p2 …)`).
+const MAX_PATTERNS: usize = 100;
+
 /// LIST-EXTENDED selection and return options.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ListOpts {
@@ -286,6 +289,11 @@ impl Session {
         let Some(user) = &self.user else {
             return self.bad(out, tag, "Log in first");
         };
+        if patterns.len() > MAX_PATTERNS {
+            // Each pattern is matched against every folder: 30 000 of them (one 64 KiB
+            // command) against 200 folders took minutes.
+            return self.bad(out, tag, "Too many LIST patterns");
+        }
         if !lsub && patterns.len() == 1 && patterns[0].is_empty() {
             untagged(out, "LIST (\\Noselect) \"/\" \"\"");
             return self.done(out, tag, "LIST completed");

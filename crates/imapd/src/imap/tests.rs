@@ -423,6 +423,61 @@ fn large_fetch_is_chunked() {
 }
 
 #[test]
+fn hostile_extended_list() {
+    let (_d, md) = setup();
+    let mut s = session(&md);
+    for i in 0..200 {
+        md.create_folder(&format!("{}{i}", "f".repeat(150)))
+            .unwrap();
+    }
+    // 30 000 patterns (one 64 KiB command) were each matched against every folder.
+    let pats: String = (0..30_000).map(|i| format!("x{i} ")).collect();
+    let raw = format!("h LIST \"\" ({pats}*)\r\n");
+    let t = std::time::Instant::now();
+    let Some(list::Extended::List {
+        tag,
+        reference,
+        patterns,
+        opts,
+    }) = list::reparse(raw.as_bytes())
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    s.list_extended(&tag, &reference, &patterns, &opts, &mut out);
+    eprintln!("LIST with 30000 patterns: {:?}", t.elapsed());
+    let r = String::from_utf8(out).unwrap();
+    assert!(r.starts_with("h BAD"), "{}", &r[..r.len().min(200)]);
+    // A few patterns are fine.
+    let Some(list::Extended::List {
+        tag,
+        reference,
+        patterns,
+        opts,
+    }) = list::reparse(b"i LIST \"\" (INBOX f*1 nosuch)\r\n")
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    s.list_extended(&tag, &reference, &patterns, &opts, &mut out);
+    let r = String::from_utf8(out).unwrap();
+    assert!(r.contains("\"INBOX\"") && r.contains("i OK"), "{r}");
+    assert_eq!(r.matches("* LIST").count(), 1 + 20, "{r}");
+    // The fallback parser on hostile shapes of a 64 KiB command: nothing, quickly.
+    for raw in [
+        format!("a LIST \"\" ({}\r\n", "(".repeat(60_000)),
+        format!("a LIST \"\" \"{}\r\n", "\\".repeat(60_000)),
+        format!("a LIST ({}) \"\" *\r\n", "SUBSCRIBED ".repeat(6_000)),
+        format!("a SEARCH RETURN ({}) ALL\r\n", "MIN ".repeat(15_000)),
+        format!("a LIST \"\" * RETURN ({})\r\n", "(".repeat(60_000)),
+    ] {
+        let t = std::time::Instant::now();
+        let _ = list::reparse(raw.as_bytes());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
+
+#[test]
 fn preauth_scanner() {
     let mut sc = PreauthScanner::default();
     assert!(sc.feed(b"a LOGIN {5}\r\n", 100));
