@@ -511,7 +511,7 @@ impl Manager {
         let srs_sender = if remote.is_empty() {
             None
         } else {
-            srs_sender(&env)
+            srs_sender(&env, &message)
         };
         for (domain, idx) in &remote {
             match Route::for_domain(&self.config, domain) {
@@ -807,13 +807,30 @@ pub(crate) fn may_sign(config: &Config, origin: Option<&Origin>, message: &[u8])
 
 /// The SRS envelope sender for mail that we pass on but did not write (Sieve redirect, and
 /// mail from outside for an alias with remote targets); `None`: the sender stays.
-fn srs_sender(env: &Envelope) -> Option<String> {
+fn srs_sender(env: &Envelope, message: &[u8]) -> Option<String> {
+    let srs = crate::srs::installed()?;
+    srs_sender_with(srs, env, message, crate::srs::today())
+}
+
+fn srs_sender_with(
+    srs: &crate::srs::Srs,
+    env: &Envelope,
+    message: &[u8],
+    day: u64,
+) -> Option<String> {
     if !matches!(env.origin, Some(Origin::Forward { .. } | Origin::Mx)) {
         return None;
     }
-    let srs = crate::srs::installed()?;
     let sender = env.sender.as_deref().filter(|s| !s.is_empty())?;
-    let rewritten = srs.forward(sender, crate::srs::today());
+    // An SRS sender would give a From: aligned with the SRS domain (relaxed DMARC) an SPF
+    // pass it never had: such mail keeps its own sender.
+    if let Some(from) = crate::dkim::from_domain(message)
+        && crate::srs::org_aligned(&from, srs.domain())
+    {
+        info!(id = %env.id, sender, from = %from, "From: aligned with the SRS domain; sender kept");
+        return None;
+    }
+    let rewritten = srs.forward(sender, day);
     if rewritten == sender {
         return None;
     }
@@ -1013,13 +1030,46 @@ mod tests {
         assert!(may_sign(&c, Some(&Origin::Trusted), ceo.as_bytes()));
     }
 
+    /// Regression: the SRS domain (by default the hostname, mail.example.org) is aligned
+    /// with example.org under relaxed DMARC, so an SRS sender would give a forwarded message
+    /// claiming `From: ceo@example.org` an aligned SPF pass at the next hop. Such a message
+    /// keeps its own envelope sender (whose SPF is the spoofer's problem).
     #[test]
-    fn srs_sender_only_for_forwarded_mail() {
-        let mut env = Envelope::new(
-            Some("a@remote.test".into()),
-            vec![Recipient::new("b@x.test")],
+    fn srs_sender_never_gives_a_forwarded_from_our_alignment() {
+        let srs = crate::srs::Srs::new(vec![b"k".to_vec()], "mail.example.org", 21);
+        let env = |origin: Origin, sender: &str| {
+            let mut e = Envelope::new(Some(sender.into()), vec![Recipient::new("b@x.test")]);
+            e.origin = Some(origin);
+            e
+        };
+        let msg = |from: &str| format!("From: {from}\r\nSubject: s\r\n\r\nbody\r\n");
+        let day = 20_000;
+        let mx = env(Origin::Mx, "someone@spoofer.test");
+        // An ordinary forwarded message: SRS.
+        let got = srs_sender_with(&srs, &mx, msg("friend@spoofer.test").as_bytes(), day);
+        assert!(got.is_some_and(|s| s.starts_with("SRS0=")));
+        // From: a domain aligned with the SRS domain: the sender stays.
+        for from in [
+            "ceo@example.org",
+            "x@mail.example.org",
+            "y@shop.example.org",
+        ] {
+            assert_eq!(
+                srs_sender_with(&srs, &mx, msg(from).as_bytes(), day),
+                None,
+                "{from}"
+            );
+        }
+        let fwd = env(Origin::Forward { by: None }, "someone@spoofer.test");
+        assert_eq!(
+            srs_sender_with(&srs, &fwd, msg("ceo@example.org").as_bytes(), day),
+            None
         );
-        env.origin = Some(Origin::Submission { login: "a".into() });
-        assert_eq!(srs_sender(&env), None);
+        // Not forwarded: never rewritten.
+        let sub = env(Origin::Submission { login: "a".into() }, "a@remote.test");
+        assert_eq!(
+            srs_sender_with(&srs, &sub, msg("a@remote.test").as_bytes(), day),
+            None
+        );
     }
 }

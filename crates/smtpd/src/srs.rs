@@ -173,6 +173,21 @@ impl Srs {
     }
 }
 
+/// Whether two domains may share an organizational domain (DMARC relaxed alignment),
+/// erring towards yes without a public suffix list: they share their last two labels (so
+/// under `co.uk` every pair counts as aligned: forwarded mail from there keeps its sender).
+pub fn org_aligned(a: &str, b: &str) -> bool {
+    let labels = |d: &str| -> Vec<String> {
+        d.trim_end_matches('.')
+            .split('.')
+            .rev()
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
+    let (a, b) = (labels(a), labels(b));
+    a.iter().zip(&b).take_while(|(x, y)| x == y).count() >= 2
+}
+
 /// Whether a local part has SRS syntax (`SRS0=`/`SRS1=`, any case).
 pub fn is_srs_local(local: &str) -> bool {
     split_tag(local).is_some()
@@ -322,6 +337,18 @@ mod tests {
         );
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "aa4ae5e15272d00e95705637ce8a3b55ed402112");
+    }
+
+    #[test]
+    fn organizational_alignment_errs_towards_yes() {
+        assert!(org_aligned("example.org", "mail.example.org"));
+        assert!(org_aligned("shop.Example.ORG.", "mail.example.org"));
+        assert!(!org_aligned("example.net", "mail.example.org"));
+        assert!(!org_aligned("org", "mail.example.org"));
+        assert!(org_aligned("shop.abc.de", "mail.abc.de"));
+        assert!(org_aligned("a.example.co.uk", "mail.example.co.uk"));
+        // Without a public suffix list: towards yes.
+        assert!(org_aligned("other.co.uk", "mail.example.co.uk"));
     }
 
     #[test]

@@ -230,6 +230,30 @@ fn spoofed_mail_redirected_by_sieve_is_unsigned_with_srs_and_its_bounce_comes_ba
         !dkimpy_verifies(&pm, &fwd.data, "example.org", &record),
         "dkimpy finds no valid example.org signature"
     );
+    // Nor an SRS sender of mail.example.org, which relaxed DMARC would align with the
+    // From: example.org: it keeps the spoofer's own sender.
+    assert_eq!(fwd.from, "someone@spoofer.test");
+
+    // Ordinary mail forwarded the same way gets an SRS envelope sender (SPF passes at the
+    // next hop), and still no signature of ours.
+    let msg = message(
+        "Friend <friend@spoofer.test>",
+        "alice@example.org",
+        "hello alice",
+    );
+    let out = smtp(
+        &pm,
+        "mx",
+        "",
+        "someone@spoofer.test",
+        "alice@example.org",
+        &msg,
+    );
+    assert!(out.starts_with("OK 250"), "{out}");
+    let fwd = wait_for(&sink, "the second redirect", |m| {
+        m.data.contains("hello alice")
+    });
+    assert!(signing_domains(&fwd.data).is_empty(), "{}", fwd.data);
     let srs = fwd.from.clone();
     assert!(
         srs.starts_with("SRS0=") && srs.ends_with("=spoofer.test=someone@mail.example.org"),
@@ -277,7 +301,11 @@ fn spoofed_mail_redirected_by_sieve_is_unsigned_with_srs_and_its_bounce_comes_ba
     // An alias of ours pointing to another provider forwards the same way: no signature of
     // ours on the outsider's message, SRS envelope sender.
     pm.mailctl_ok(&["alias", "add", "info@example.org", "dave@remote.test"]);
-    let msg = message("CEO <ceo@example.org>", "info@example.org", "via the alias");
+    let msg = message(
+        "Friend <friend@spoofer.test>",
+        "info@example.org",
+        "via the alias",
+    );
     let out = smtp(
         &pm,
         "mx",
