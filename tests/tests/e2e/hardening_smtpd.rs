@@ -148,16 +148,13 @@ fn send_big(a: SocketAddr, message: &[u8], bdat: bool) -> String {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     let mut reply = || {
-        let mut last = String::new();
         loop {
             let mut l = String::new();
             assert!(r.read_line(&mut l).unwrap() > 0, "closed");
             if l.as_bytes().get(3) != Some(&b'-') {
-                last = l.trim_end().to_owned();
-                break;
+                return l.trim_end().to_owned();
             }
         }
-        last
     };
     assert!(reply().starts_with("220"));
     for cmd in [
