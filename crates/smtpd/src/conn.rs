@@ -52,6 +52,10 @@ pub(crate) fn session_config(ctx: &Ctx, door: Door, trusted: bool) -> SessionCon
 /// before it goes to the spool).
 const READ_BUFFER: usize = 32 * 1024;
 
+/// The read buffer of a session that is not streaming a message: commands are short, and
+/// hundreds of idle connections should not cost [`READ_BUFFER`] each.
+const SMALL_READ_BUFFER: usize = 4 * 1024;
+
 /// Serves one connection to its end.
 pub(crate) async fn serve(
     mut stream: Stream,
@@ -195,7 +199,7 @@ impl Driver {
         let idle = Duration::from_secs(c.idle_timeout_secs.max(1));
         let deadline = Instant::now() + Duration::from_secs(c.session_timeout_secs.max(1));
         let mut work: VecDeque<Action> = VecDeque::new();
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut buf = vec![0u8; SMALL_READ_BUFFER];
         loop {
             let mut out = Vec::new();
             self.spool_body(session).await;
@@ -353,7 +357,16 @@ impl Driver {
             };
             match read {
                 Ok(Ok(0)) => return,
-                Ok(Ok(n)) => work.extend(session.input(&buf[..n])),
+                Ok(Ok(n)) => {
+                    work.extend(session.input(&buf[..n]));
+                    // A full read: a message is streaming in; read it in larger pieces.
+                    // A short one: back to the small buffer.
+                    if n == buf.len() && buf.len() < READ_BUFFER {
+                        buf.resize(READ_BUFFER, 0);
+                    } else if n < SMALL_READ_BUFFER && buf.len() > SMALL_READ_BUFFER {
+                        buf = vec![0u8; SMALL_READ_BUFFER];
+                    }
+                }
                 Ok(Err(e)) => {
                     debug!(peer = %self.peer, error = %e, "read failed");
                     return;
