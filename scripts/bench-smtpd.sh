@@ -4,7 +4,17 @@
 # driven by Postfix's smtp-source through ../shared/bench/smtp-load.sh (one message per
 # connection): accepted msg/s (250 after DATA) and msg/s all the way into the Maildir.
 #
-# Needs root: it runs ../shared/bench/baseline-setup.sh once. Bounded: COUNT messages per run.
+# Postern runs three ways side by side:
+# - "trusted": loopback in trusted_networks (the default), so no port 25 checks;
+# - "MX, clean DNS": trusted_networks = [], every check on (SPF, DKIM, DMARC, HELO), DNS from
+#   a loopback server (postern-bench dns-server) answering NXDOMAIN with an SOA;
+# - "MX, lossy DNS": the same, but the DNS server drops 1 query in 50 and leaves out the SOA
+#   (issue 17's reproduction). The DNS server's counts of queries seen/dropped follow.
+#
+# Needs root: it runs ../shared/bench/baseline-setup.sh once (SKIP_POSTFIX=1: Postern only,
+# no root needed). MX=0 leaves out the MX rows. PROFILE=debug: debug binaries (a quick try);
+# BUILD=0: use the binaries already built.
+# Bounded: COUNT messages per run.
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,20 +23,31 @@ COUNT=${1:-3000}
 SIZES=${2:-5120}
 SESSIONS=${3:-"1 20 100"}
 BENCH=${BENCH_DIR:-$REPO/../shared/bench}
+SKIP_POSTFIX=${SKIP_POSTFIX:-0}
+MX=${MX:-1}
 [ -x "$BENCH/smtp-load.sh" ] || { echo "no $BENCH/smtp-load.sh (set BENCH_DIR)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "bench-smtpd.sh: run as root (baseline-setup.sh needs it)" >&2; exit 1; }
-if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
-  cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+if [ "$SKIP_POSTFIX" != 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "bench-smtpd.sh: run as root (baseline-setup.sh needs it), or SKIP_POSTFIX=1" >&2; exit 1; }
+  if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
+    cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+  fi
+  if ! pgrep -x dovecot >/dev/null || [ ! -r /var/spool/postfix/pid/master.pid ] \
+     || ! kill -0 "$(tr -d ' \n' < /var/spool/postfix/pid/master.pid)" 2>/dev/null; then
+    "$BENCH/baseline-setup.sh" >/dev/null
+  fi
+  PF_PID=$(tr -d ' \n' < /var/spool/postfix/pid/master.pid)
+  DOVECOT_PID=$(pgrep -o -x dovecot)
 fi
-if ! pgrep -x dovecot >/dev/null || [ ! -r /var/spool/postfix/pid/master.pid ] \
-   || ! kill -0 "$(tr -d ' \n' < /var/spool/postfix/pid/master.pid)" 2>/dev/null; then
-  "$BENCH/baseline-setup.sh" >/dev/null
-fi
-PF_PID=$(tr -d ' \n' < /var/spool/postfix/pid/master.pid)
-DOVECOT_PID=$(pgrep -o -x dovecot)
 
-cargo build --release -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd
-B=$REPO/target/release
+PROFILE=${PROFILE:-release}   # PROFILE=debug for a quick try (figures are for release)
+if [ "${BUILD:-1}" = 0 ]; then
+  :   # BUILD=0: the binaries already in target/$PROFILE
+elif [ "$PROFILE" = release ]; then
+  cargo build --release -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd -p postern-bench
+else
+  cargo build -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd -p postern-bench
+fi
+B=$REPO/target/$PROFILE
 WORK=$(mktemp -d /var/tmp/postern-bench-XXXXXX)
 PIDS=()
 cleanup() {
@@ -35,28 +56,69 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$B/mailctl" init --dir "$WORK" --domain example.test >/dev/null
-# Loopback load: allow the load generator's 100 sessions from one address.
-sed -i 's/^\[smtpd\]$/[smtpd]\nmax_connections_per_ip = 1000\nmax_connections = 1000/' "$WORK/postern.toml"
-echo "bench-password-1" | "$B/mailctl" --config "$WORK/postern.toml" user add user1@example.test >/dev/null
-PORT=$(grep -m1 '^listen' "$WORK/postern.toml" | sed 's/.*:\([0-9]*\)".*/\1/')
-"$B/authd" --config "$WORK/postern.toml" >"$WORK/authd.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 1 100); do [ -S "$WORK/run/socketmap" ] && break; sleep 0.1; done
-"$B/lmtp-deliver" --config "$WORK/postern.toml" >"$WORK/lmtp.log" 2>&1 & PIDS+=($!)
-"$B/smtpd" --config "$WORK/postern.toml" >"$WORK/smtpd.log" 2>&1 & SMTPD=$!; PIDS+=($SMTPD)
-for _ in $(seq 1 100); do grep -q 'ready daemon="smtpd"' "$WORK/smtpd.log" && break; sleep 0.1; done
-OURS=$WORK/mail/example.test/user1/Maildir
+
+# install NAME PORT_PREFIX [DNS_ARGS]: a Postern install in $WORK/NAME (authd, lmtp-deliver,
+# smtpd) on ports PORT_PREFIX525/587/465; trusted loopback without DNS_ARGS; with them, the MX
+# path: trusted_networks = [] and a loopback DNS server started with DNS_ARGS.
+# Sets PORT_<NAME>, TREES_<NAME>, DNSLOG_<NAME>.
+install() {
+  local name=$1 prefix=$2 dns_args=${3:-} dir=$WORK/$1
+  "$B/mailctl" init --dir "$dir" --domain example.test >/dev/null
+  sed -i "s/127\.0\.0\.1:2\([0-9][0-9][0-9]\)\"/127.0.0.1:$prefix\1\"/g" "$dir/postern.toml"
+  # Loopback load: allow the load generator's 100 sessions from one address.
+  sed -i 's/^\[smtpd\]$/[smtpd]\nmax_connections_per_ip = 1000\nmax_connections = 1000/' "$dir/postern.toml"
+  if [ -n "$dns_args" ]; then
+    # shellcheck disable=SC2086
+    "$B/postern-bench" dns-server $dns_args --secs 86400 > "$dir/dns.log" & PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q '^listening on' "$dir/dns.log" && break; sleep 0.1; done
+    local dns; dns=$(sed -n 's/^listening on //p' "$dir/dns.log")
+    sed -i 's/^\[smtpd\]$/[smtpd]\ntrusted_networks = []/' "$dir/postern.toml"
+    printf '\n[dns]\nnameservers = ["%s"]\n\n[checks]\nspf = "tag"\ndkim = "tag"\ndmarc = "reject"\nhelo = "reject"\n' \
+      "$dns" >> "$dir/postern.toml"
+    printf -v "DNSLOG_$name" '%s' "$dir/dns.log"
+  fi
+  echo "bench-password-1" | "$B/mailctl" --config "$dir/postern.toml" user add user1@example.test >/dev/null
+  printf -v "PORT_$name" '%s' "$(grep -m1 '^listen' "$dir/postern.toml" | sed 's/.*:\([0-9]*\)".*/\1/')"
+  "$B/authd" --config "$dir/postern.toml" >"$dir/authd.log" 2>&1 & local authd=$!; PIDS+=($authd)
+  for _ in $(seq 1 100); do [ -S "$dir/run/socketmap" ] && break; sleep 0.1; done
+  "$B/lmtp-deliver" --config "$dir/postern.toml" >"$dir/lmtp.log" 2>&1 & local lmtp=$!; PIDS+=($lmtp)
+  "$B/smtpd" --config "$dir/postern.toml" >"$dir/smtpd.log" 2>&1 & local smtpd=$!; PIDS+=($smtpd)
+  for _ in $(seq 1 100); do grep -q 'ready daemon="smtpd"' "$dir/smtpd.log" && break; sleep 0.1; done
+  grep -q 'ready daemon="smtpd"' "$dir/smtpd.log" \
+    || { echo "smtpd ($name) did not start:" >&2; tail -3 "$dir/smtpd.log" >&2; exit 1; }
+  printf -v "TREES_$name" '%s' "postern-smtpd=$smtpd postern-lmtp=$lmtp postern-authd=$authd"
+}
+install trusted 2
+KINDS=trusted
+if [ "$MX" = 1 ]; then
+  install mxclean 3 "--soa"
+  install mxlossy 4 "--drop-one-in 50"
+  KINDS="trusted mxclean mxlossy"
+fi
+declare -A LABEL=([trusted]='postern:         ' [mxclean]='postern MX clean:' [mxlossy]='postern MX lossy:')
 THEIRS=/var/vmail/example.test/user1/Maildir
 echo "== $(nproc) cores; client and servers share them; both fsync (queue file, Maildir file, new/ dir)"
+[ "$MX" = 1 ] && echo "== MX rows: port 25 checks on (SPF, DKIM, DMARC, HELO) from sender@example.net; DNS: clean = NXDOMAIN with SOA, lossy = 1 query in 50 dropped, no SOA"
 for size in $SIZES; do
   for s in $SESSIONS; do
     echo "-- ${size} B x $COUNT, $s session(s)"
-    printf 'postfix+dovecot: '
-    MAILDIR=$THEIRS CLEAN_MAILDIR=1 TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
-      "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
-    rm -rf "$OURS"
-    printf 'postern:         '
-    MAILDIR=$OURS TREES="postern-smtpd=$SMTPD postern-lmtp=${PIDS[1]} postern-authd=${PIDS[0]}" \
-      "$BENCH/smtp-load.sh" "127.0.0.1:$PORT" user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
+    if [ "$SKIP_POSTFIX" != 1 ]; then
+      printf 'postfix+dovecot:  '
+      MAILDIR=$THEIRS CLEAN_MAILDIR=1 TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
+        "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
+    fi
+    for k in $KINDS; do
+      ours=$WORK/$k/mail/example.test/user1/Maildir
+      rm -rf "$ours"
+      port=PORT_$k trees=TREES_$k
+      printf '%s ' "${LABEL[$k]}"
+      sender=sender@example.test
+      [ "$k" = trusted ] || sender=sender@example.net
+      SENDER=$sender MAILDIR=$ours TREES="${!trees}" \
+        "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
+    done
   done
 done
+if [ "$MX" = 1 ]; then
+  echo "== DNS queries (seen, dropped): clean $(tail -1 "$DNSLOG_mxclean"), lossy $(tail -1 "$DNSLOG_mxlossy")"
+fi
