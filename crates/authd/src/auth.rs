@@ -109,8 +109,10 @@ async fn check(v: Verify, ctx: Arc<Ctx>, tx: mpsc::Sender<String>) {
 pub(crate) const MAX_PASSWORD: usize = 1024;
 
 /// The reply to a refused login whose IP or account is locked out. It is a temporary
-/// failure (`code=temp_fail`, and `temp` for Postfix), so that clients say so: SMTP
-/// `454 4.7.0`, IMAP `NO [UNAVAILABLE]`, rather than "wrong password".
+/// failure (`code=temp_fail`, and the older bare `temp`), so that clients say so: Postern's
+/// smtpd `454 4.7.0`, imapd `NO [UNAVAILABLE]` (as Dovecot's login processes do), rather than
+/// "wrong password". Postfix 3.7 reads no failure code and answers `535 5.7.8` with the
+/// reason text, which names the lockout.
 fn locked_reply(id: u32, scope: &str, user: &str) -> String {
     let reason = if scope == "ip" {
         "Too many failed logins from your network; temporarily locked, try again later"

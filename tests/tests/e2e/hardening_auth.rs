@@ -696,3 +696,66 @@ fn local_user_submits_but_cannot_read_the_queue_or_reach_authd() {
         );
     }
 }
+
+/// Python smtplib: EHLO, AUTH PLAIN, print the reply.
+const SMTP_AUTH_PLAIN: &str = r#"
+import smtplib, sys
+host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = smtplib.SMTP(host, port, timeout=30)
+s.ehlo("client.example")
+s.user, s.password = user, password
+try:
+    code, msg = s.auth("PLAIN", s.auth_plain)
+    print("RESULT", code, msg.decode(errors="replace"))
+except smtplib.SMTPAuthenticationError as e:
+    print("RESULT", e.smtp_code, e.smtp_error.decode(errors="replace"))
+s.quit()
+"#;
+
+/// Postfix with `smtpd_sasl_type = dovecot` shows a user authd has locked out authd's reason.
+/// Postfix 3.7 reads neither `code=temp_fail` nor `temp` from a `FAIL` (it answers `454` only
+/// when it loses the auth socket), so the code stays `535 5.7.8`; the text says "locked".
+#[test]
+#[ignore = "needs Debian's postfix (run .ci/run)"]
+fn postfix_shows_a_locked_out_user_the_reason() {
+    let pm = lockout_install(
+        Postern::builder()
+            .set("authd.auth_socket.mode", "0666")
+            .set("authd.socketmap_socket.mode", "0666"),
+    );
+    let pf = postern_e2e::Postfix::builder()
+        .main_cf(&format!(
+            "smtpd_sasl_type = dovecot\n\
+             smtpd_sasl_path = {}\n\
+             smtpd_sasl_auth_enable = yes\n\
+             smtpd_tls_security_level = none\n\
+             smtpd_tls_auth_only = no\n\
+             smtpd_sasl_security_options = noanonymous\n",
+            pm.socket("auth").display()
+        ))
+        .start();
+    let addr = pf.smtp_addr();
+    let run = |pass: &str| {
+        let out = postern_e2e::run_python(
+            SMTP_AUTH_PLAIN,
+            &[
+                &addr.ip().to_string(),
+                &addr.port().to_string(),
+                ALICE,
+                pass,
+            ],
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for _ in 0..2 {
+        let r = run("not the password");
+        assert!(r.contains("RESULT 535"), "{r}\n{}", pf.maillog());
+    }
+    let r = run(PASS);
+    assert!(
+        r.contains("RESULT 535") && r.contains("account temporarily locked"),
+        "Postfix's reply to a locked-out user: {r}\n{}",
+        pf.maillog()
+    );
+}
