@@ -574,19 +574,20 @@ fn local_user_submits_but_cannot_read_the_queue_or_reach_authd() {
     pm.mailctl_ok(&["domain", "add", "example.org"]);
     let out = pm.mailctl_stdin(&["user", "add", ALICE], &format!("{PASS}\n"));
     assert!(out.status.success(), "{}", describe_output(&out));
-    // The install as INSTALL.md lays it out: the config readable by all (its secrets live in
-    // files of their own), sendmail setgid to the submitters' group.
-    std::fs::set_permissions(pm.config_path(), std::fs::Permissions::from_mode(0o644))
+    // The install as INSTALL.md lays it out: the config readable by the submitters' group
+    // only, sendmail setgid to that group.
+    let gid = nix::unistd::Group::from_name(&user.group)
+        .expect("group")
+        .expect("group exists")
+        .gid;
+    nix::unistd::chown(pm.config_path(), None, Some(gid)).expect("chgrp config");
+    std::fs::set_permissions(pm.config_path(), std::fs::Permissions::from_mode(0o640))
         .expect("chmod config");
     let bin = pm.dir().join("bin");
     std::fs::create_dir(&bin).expect("mkdir bin");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let sendmail = bin.join("sendmail");
     std::fs::copy(postern_e2e::bin("sendmail"), &sendmail).expect("copy sendmail");
-    let gid = nix::unistd::Group::from_name(&user.group)
-        .expect("group")
-        .expect("group exists")
-        .gid;
     nix::unistd::chown(&sendmail, None, Some(gid)).expect("chgrp sendmail");
     std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o2755))
         .expect("setgid sendmail");
@@ -677,6 +678,16 @@ fn local_user_submits_but_cannot_read_the_queue_or_reach_authd() {
             .to_string()
             .contains(&id),
         "the queued message went away"
+    );
+    // The config (with the database URL) is out of reach, except through sendmail.
+    let mut c = user.command(&[], Path::new("/usr/bin/python3"));
+    c.args(["-c", "import sys\ntry:\n open(sys.argv[1]).read(); print('READ')\nexcept PermissionError:\n print('EACCES')", &config]);
+    let out = run_with_stdin(c, "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "EACCES",
+        "config: {}",
+        describe_output(&out)
     );
     // authd's sockets and the rest of the run directory are out of reach.
     for name in ["auth", "auth-userdb", "socketmap", "lmtp"] {
