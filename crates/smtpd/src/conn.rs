@@ -637,6 +637,15 @@ impl Driver {
             warn!(peer = %self.peer, queued = self.ctx.queue.len(), "queue full: MAIL refused");
             return Verdict::Reject(reply);
         }
+        // Messages stream to the queue's disk: room for one more of the largest, and half
+        // again (Postfix's rule for queue_minfree).
+        let spool = self.ctx.queue.committer.spool().dir();
+        if let Some(reply) =
+            crate::limits::check_disk(spool, c.max_message_size.saturating_mul(3) / 2)
+        {
+            warn!(peer = %self.peer, "queue file system nearly full: MAIL refused");
+            return Verdict::Reject(reply);
+        }
         if let Some(login) = &user
             && let Some(reply) = self
                 .ctx

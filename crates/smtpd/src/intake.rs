@@ -186,7 +186,17 @@ pub(crate) struct Incoming {
     header_too_big: bool,
     /// Writing the spool failed.
     failed: bool,
+    /// The queue's file system filled up while spooling.
+    disk_full: bool,
+    /// Bytes spooled so far, and when the free disk space is looked at next.
+    spooled_bytes: u64,
+    next_disk_check: u64,
 }
+
+/// While spooling, the free space of the queue's file system is checked every this many
+/// bytes; below [`MIN_FREE_WHILE_SPOOLING`] the message is refused (`452 4.3.1`).
+const DISK_CHECK_EVERY: u64 = 8 << 20;
+const MIN_FREE_WHILE_SPOOLING: u64 = 64 << 20;
 
 /// A received message: `head` (the whole message, or its header section when `body` holds
 /// the rest).
@@ -201,7 +211,18 @@ impl Incoming {
         if bytes.is_empty() || self.header_too_big || self.failed {
             return;
         }
-        if let Some((_, file)) = &mut self.spooled {
+        if let Some((body, file)) = &mut self.spooled {
+            self.spooled_bytes += bytes.len() as u64;
+            if self.spooled_bytes >= self.next_disk_check {
+                self.next_disk_check = self.spooled_bytes + DISK_CHECK_EVERY;
+                let dir = body.path().parent().unwrap_or(body.path());
+                if crate::limits::check_disk(dir, MIN_FREE_WHILE_SPOOLING).is_some() {
+                    warn!("queue file system nearly full: message refused");
+                    self.disk_full = true;
+                    self.fail();
+                    return;
+                }
+            }
             if let Err(e) = tokio::io::AsyncWriteExt::write_all(file, bytes).await {
                 warn!(error = %e, "spooling a message body failed");
                 self.fail();
@@ -265,6 +286,13 @@ impl Incoming {
         {
             warn!(error = %e, "spooling a message body failed");
             self.fail();
+        }
+        if self.disk_full {
+            return Err(Reply::new(
+                452,
+                (4, 3, 1),
+                "Insufficient system storage, try again later",
+            ));
         }
         if self.failed {
             return Err(Reply::new(

@@ -66,6 +66,21 @@ pub(crate) fn check_recipients(accepted: usize, limit: usize) -> Option<Reply> {
     })
 }
 
+/// The refusal when the file system of `dir` (the queue) has less than `need` bytes free
+/// for unprivileged users; `None` when there is room or it cannot be told.
+pub(crate) fn check_disk(dir: &std::path::Path, need: u64) -> Option<Reply> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
+    (free < need).then(|| {
+        Reply::new(
+            452,
+            (4, 3, 1),
+            "Insufficient system storage, try again later",
+        )
+    })
+}
+
 /// At MAIL: the refusal when the queue holds `len` messages of at most `max`.
 pub(crate) fn check_queue(len: usize, max: usize) -> Option<Reply> {
     (max > 0 && len >= max).then(|| Reply::new(452, (4, 3, 1), "Mail queue full, try again later"))
@@ -99,5 +114,20 @@ mod tests {
         assert!(check_recipients(5000, 0).is_none());
         assert_eq!(check_queue(10, 10).unwrap().code(), 452);
         assert!(check_queue(9, 10).is_none());
+    }
+
+    /// Messages stream to disk now: a queue that cannot hold another message refuses MAIL
+    /// with 452 4.3.1 (as Postfix wants 1.5 x message_size_limit free), and spooling stops.
+    #[test]
+    fn disk_space_for_another_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = check_disk(dir.path(), u64::MAX / 4).unwrap();
+        assert_eq!((r.code(), r.enhanced()), (452, Some((4, 3, 1).into())));
+        assert!(r.lines()[0].contains("Insufficient system storage"));
+        assert!(check_disk(dir.path(), 1 << 20).is_none());
+        assert!(
+            check_disk(&dir.path().join("missing"), 1).is_none(),
+            "unknown: no refusal"
+        );
     }
 }
