@@ -251,7 +251,7 @@ impl Session {
             if let Some(gone) = sel.mbox.expunged_since(cs) {
                 let v: Vec<u32> = gone
                     .into_iter()
-                    .filter(|u| rs.iter().any(|(a, b)| (*a..=*b).contains(u)))
+                    .filter(|&u| super::mailboxes::in_ranges(&rs, u))
                     .collect();
                 if !v.is_empty() {
                     untagged(out, &format!("VANISHED (EARLIER) {}", num_set(&v)));

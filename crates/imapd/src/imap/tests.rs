@@ -478,6 +478,28 @@ fn hostile_extended_list() {
 }
 
 #[test]
+fn qresync_known_uids_are_looked_up_quickly() {
+    // SELECT … (QRESYNC (v m known-uids)): each UID expunged since m was checked against
+    // every range of the client's set (30 000 ranges fit in one command).
+    use imap_codec::imap_types::sequence::SequenceSet;
+    let set: String = (0..30_000u32)
+        .map(|i| format!("{}", 4 * i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let set = SequenceSet::try_from(set.as_str()).unwrap();
+    let r = super::session::ranges(&set, u32::MAX);
+    let t = std::time::Instant::now();
+    let hits = (1..=200_000u32)
+        .filter(|&u| super::mailboxes::in_ranges(&r, u))
+        .count();
+    eprintln!("QRESYNC known-uid lookups: {:?}", t.elapsed());
+    assert_eq!(hits, 30_000);
+    assert!(super::mailboxes::in_ranges(&[(1, 1), (5, 9)], 7));
+    assert!(!super::mailboxes::in_ranges(&[(1, 1), (5, 9)], 4));
+    assert!(!super::mailboxes::in_ranges(&[], 4));
+}
+
+#[test]
 fn preauth_scanner() {
     let mut sc = PreauthScanner::default();
     assert!(sc.feed(b"a LOGIN {5}\r\n", 100));
