@@ -207,3 +207,31 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
     tokio::time::sleep(wait).await;
     dovecot::fail(v.id, Some("Authentication failed"), Some(&key), false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_auth_proto::dovecot::{ServerLine, parse_server_line};
+
+    #[test]
+    fn a_lockout_is_a_temporary_failure_that_says_so() {
+        for (scope, words) in [
+            ("account", "account temporarily locked"),
+            ("ip", "your network"),
+        ] {
+            let line = locked_reply(7, scope, "alice@example.org");
+            assert!(line.ends_with("\ttemp\n"), "{line:?}");
+            let Ok(ServerLine::Fail(f)) = parse_server_line(line.trim_end_matches('\n')) else {
+                panic!("not a FAIL: {line:?}");
+            };
+            assert_eq!(f.id, 7);
+            assert!(f.is_temp());
+            assert_eq!(f.code.as_deref(), Some("temp_fail"));
+            assert_eq!(f.user.as_deref(), Some("alice@example.org"));
+            assert!(
+                f.reason.as_deref().is_some_and(|r| r.contains(words)),
+                "{f:?}"
+            );
+        }
+    }
+}
