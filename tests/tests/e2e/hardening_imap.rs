@@ -210,3 +210,42 @@ fn plus_addressing_never_files_into_special_use_folders() {
         assert_eq!(inbox, if allowed { 1 } else { 11 }, "allowed={allowed}");
     }
 }
+
+/// Issue 11 §3: one message with a 2 MB `Subject: [] [] […]` (RFC 5256 base subject was
+/// quadratic: tens of minutes) and a long References chain must not make the mailbox
+/// unusable: FETCH ENVELOPE, SORT and THREAD answer (within the read timeout).
+#[test]
+fn imapd_serves_a_mailbox_holding_hostile_headers() {
+    let pm = install();
+    let a = pm.daemon("imapd").listening_addrs_matching("(imap)")[0];
+    let mut r = Raw::login(a);
+    let refs: String = (0..1000).map(|i| format!(" <r{i}@x>")).collect();
+    let bodies = [
+        format!(
+            "From: a@example.org\r\nSubject: {}hi\r\nMessage-ID: <m1@x>\r\n\r\nx\r\n",
+            "[] ".repeat(700_000)
+        ),
+        format!(
+            "From: b@example.org\r\nSubject: Re: hi\r\nMessage-ID: <m2@x>\r\nReferences:{refs} <m1@x>\r\n\r\ny\r\n"
+        ),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        r.send(format!("a{i} APPEND INBOX {{{}}}\r\n", body.len()).as_bytes());
+        assert!(r.line().starts_with("+ "));
+        r.send(body.as_bytes());
+        r.send(b"\r\n");
+        let l = r.until(&format!("a{i}"));
+        assert!(l.last().unwrap().contains("OK"), "{l:?}");
+    }
+    r.send(b"s SELECT INBOX\r\n");
+    r.until("s");
+    r.send(b"f FETCH 1:* (ENVELOPE)\r\n");
+    let l = r.until("f");
+    assert!(l.last().unwrap().starts_with("f OK"), "{:?}", l.last());
+    r.send(b"o SORT (SUBJECT) UTF-8 ALL\r\n");
+    let l = r.until("o");
+    assert!(l.iter().any(|x| x.starts_with("* SORT 1 2")), "{l:?}");
+    r.send(b"t THREAD REFERENCES UTF-8 ALL\r\n");
+    let l = r.until("t");
+    assert!(l.iter().any(|x| x.starts_with("* THREAD (1 2)")), "{l:?}");
+}
