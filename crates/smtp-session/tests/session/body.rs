@@ -380,3 +380,22 @@ fn taken_body_of_a_refused_message_stops() {
     assert!(d.delivered.is_empty());
     assert_eq!(d.replies.last().map(|r| r.code()), Some(552));
 }
+
+#[test]
+fn taking_the_body_byte_by_byte_changes_nothing() {
+    let input: &[u8] =
+        b"DATA\r\n..a\r\n.\rb\r\nc\nd\r\r\n.\n.x\r\n\r\n..\r\n...\r\nend\r\n.\r\nNOOP\r\n";
+    let mut whole = ready();
+    whole.send(input);
+    let expected = whole.delivered[0].message.clone();
+    let mut d = ready();
+    let pieces: Vec<&[u8]> = input.chunks(1).collect();
+    let (mut taken, most) = streamed(&mut d, &pieces);
+    assert!(
+        most <= 3,
+        "a byte in, at most a held dot and a CRLF out: {most}"
+    );
+    taken.extend_from_slice(&d.delivered[0].message);
+    assert_eq!(taken, expected);
+    assert_eq!(d.replies.last().map(|r| r.code()), Some(250));
+}
