@@ -40,6 +40,8 @@ pub mod caps;
 pub mod client;
 mod conn;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod reply;
 pub mod tls;

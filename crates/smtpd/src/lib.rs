@@ -17,6 +17,8 @@ mod conn;
 pub mod control;
 pub mod dkim;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 mod intake;
 mod limits;
 mod outbound;

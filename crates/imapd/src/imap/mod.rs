@@ -17,6 +17,8 @@ mod mailboxes;
 mod messages;
 mod names;
 pub(crate) mod notify;
+#[doc(hidden)]
+pub mod fuzzing;
 mod resp;
 mod search;
 mod transport;
