@@ -420,3 +420,68 @@ except smtplib.SMTPException as e:
     assert!(ar.contains("dmarc=pass"), "{ar}");
     assert!(m.contains("line 00039999 of a large signed message"));
 }
+
+/// Regression (issue 11 §7): SMTP smuggling through us. A bare CR is message content at
+/// intake (normalize mode), so `a<CR>.<CR><LF>MAIL FROM:…` could go out as it came, and a
+/// next hop that takes a bare CR for a line end would see the end of data and a new
+/// transaction. Relayed mail now goes out with CRLF line ends only, dot-stuffed after that.
+#[test]
+fn relayed_mail_cannot_carry_a_smuggled_end_of_data() {
+    let sink = postern_e2e::SmtpSink::start();
+    let dns = DnsServer::start();
+    dns.mx("example.net", 10, "mx.example.net")
+        .a("mx.example.net", std::net::Ipv4Addr::new(127, 0, 0, 1));
+    let pm = install(
+        Postern::builder()
+            .hostname("mail.example.org")
+            .set("dns.nameservers", vec![dns.addr().to_string()])
+            .set("dns.timeout_secs", 2)
+            .set("smtpd.outbound_port", i64::from(sink.addr().port()))
+            .set("smtpd.outbound_tls", "none"),
+    );
+    // Loopback is trusted: it may relay.
+    let s = TcpStream::connect(addr(&pm, "smtp")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut reply = || loop {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0, "closed");
+        if l.as_bytes().get(3) != Some(&b'-') {
+            return l.trim_end().to_owned();
+        }
+    };
+    assert!(reply().starts_with("220"));
+    for cmd in [
+        "EHLO client.test",
+        "MAIL FROM:<alice@example.org>",
+        "RCPT TO:<bob@example.net>",
+        "DATA",
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let r = reply();
+        assert!(r.starts_with("250") || r.starts_with("354"), "{cmd}: {r}");
+    }
+    w.write_all(
+        b"From: <alice@example.org>\r\nTo: <bob@example.net>\r\nSubject: smuggle\r\n\r\n\
+          a\r.\r\nMAIL FROM:<ceo@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n\
+          x\r\n.\r\n",
+    )
+    .unwrap();
+    let r = reply();
+    assert!(r.starts_with("250 2.0.0 Ok: queued"), "{r}");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "one message, no smuggled second one");
+    assert_eq!(got[0].to, ["bob@example.net"]);
+    let data = &got[0].data;
+    assert!(
+        data.contains("a\r\n.\r\nMAIL FROM:<ceo@example.org>\r\n"),
+        "the dot went out stuffed, on a line of its own: {data:?}"
+    );
+    let bytes = data.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\r' {
+            assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR sent: {data:?}");
+        }
+    }
+}
