@@ -66,15 +66,9 @@ impl std::fmt::Display for Action {
     }
 }
 
-/// How much of the original message to return (RFC 3461 `RET`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Ret {
-    /// `RET=FULL`: return the whole message (subject to [`Report::max_original`]).
-    Full,
-    /// `RET=HDRS`: return only the header section.
-    #[default]
-    Headers,
-}
+/// How much of the original message to return (RFC 3461 `RET`): `Full` (subject to
+/// [`Report::max_original`]) or `Headers` (the default).
+pub use postern_mail_types::Ret;
 
 /// The per-recipient part of a report.
 #[derive(Debug, Clone, PartialEq, Eq)]

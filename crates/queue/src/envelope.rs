@@ -2,9 +2,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use postern_mail_types::{Notify, Ret};
 use serde::{Deserialize, Serialize};
 
 use crate::id::QueueId;
+use crate::records::DeliveryReply;
 
 /// A queued message's envelope: the SMTP transaction it arrived in, and delivery progress.
 ///
@@ -100,15 +102,6 @@ pub enum Origin {
     Dsn,
 }
 
-/// DSN `RET=`: how much of the message a delivery status notification returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ret {
-    /// The whole message.
-    Full,
-    /// The headers only.
-    Headers,
-}
-
 /// One recipient of a queued message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
@@ -125,21 +118,25 @@ pub struct Recipient {
     pub status: RcptStatus,
     /// The last reply received for this recipient (temporary failures included).
     #[serde(default)]
-    pub last_reply: Option<String>,
+    pub last_reply: Option<DeliveryReply>,
     /// A delay warning was sent for this recipient.
     #[serde(default)]
     pub delay_warned: bool,
+    /// Where the recipient goes, decided when it was accepted (`RCPT TO`); `None` in
+    /// queue files from before it was recorded (and for recipients queued without the
+    /// decision): the queue manager asks which domains are local at delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
 }
 
-/// DSN `NOTIFY=` (RFC 3461): which delivery status notifications the sender wants.
+/// Where a recipient is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notify {
-    /// `SUCCESS`.
-    pub success: bool,
-    /// `FAILURE`.
-    pub failure: bool,
-    /// `DELAY`.
-    pub delay: bool,
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// A domain of ours: LMTP to the local delivery agent.
+    Local,
+    /// Another domain: a `transports` entry, the relayhost, or its MX hosts.
+    Remote,
 }
 
 /// Delivery status of one recipient.
@@ -153,28 +150,8 @@ pub enum RcptStatus {
     /// Failed permanently (or expired); a bounce is due or was sent.
     Bounced {
         /// The reply or reason, for the bounce.
-        reply: String,
+        reply: DeliveryReply,
     },
-}
-
-impl Notify {
-    /// `NOTIFY=NEVER`.
-    pub const NEVER: Self = Self {
-        success: false,
-        failure: false,
-        delay: false,
-    };
-}
-
-impl Default for Notify {
-    /// Without `NOTIFY=`: failures and delays (RFC 3461 §4.1).
-    fn default() -> Self {
-        Self {
-            success: false,
-            failure: true,
-            delay: true,
-        }
-    }
 }
 
 impl Recipient {
@@ -187,6 +164,7 @@ impl Recipient {
             status: RcptStatus::Pending,
             last_reply: None,
             delay_warned: false,
+            destination: None,
         }
     }
 

@@ -8,7 +8,9 @@
 //!   parallel, then one fsync of `active/` for the whole batch. A large message need not be
 //!   held in memory: its body is spooled into a [`BodyFile`] as it arrives and copied into
 //!   the message file at commit ([`Committer::commit_spooled`]).
-//! - [`Envelope`], [`Recipient`]: what is known about a message and each of its recipients.
+//! - [`Envelope`], [`Recipient`]: what is known about a message and each of its recipients;
+//!   [`DeliveryReply`]: the reply that decided a recipient, as values (code, status, text,
+//!   remote MTA), read also from the text form of earlier queue files.
 //! - [`QueueId`]: unique, time-sortable, filename-safe message ids.
 //! - [`Backoff`], [`Schedule`], [`Filter`]: retry timing and an in-memory index of the queue
 //!   so that a queue manager finds due messages and `mailctl queue list` lists them fast.
@@ -46,14 +48,17 @@ mod envelope;
 mod error;
 mod format;
 mod id;
+mod records;
 mod schedule;
 mod spool;
 
 pub use backoff::Backoff;
 pub use commit::{CommitTask, Committer};
-pub use envelope::{Envelope, Notify, Origin, RcptStatus, Recipient, Ret};
+pub use envelope::{Destination, Envelope, Notify, Origin, RcptStatus, Recipient, Ret};
 pub use error::{QueueError, Result};
 pub use format::{MAGIC, MAX_ENVELOPE_JSON};
 pub use id::{ParseIdError, QueueId};
+pub use postern_mail_types::EnhancedStatus;
+pub use records::{DeliveryReply, RemoteMta};
 pub use schedule::{Filter, Schedule};
 pub use spool::{BodyFile, DEFAULT_MAX_MESSAGE_SIZE, Spool};

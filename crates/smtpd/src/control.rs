@@ -344,8 +344,8 @@ impl QueueDetail {
                         RcptStatus::Bounced { .. } => "bounced".into(),
                     },
                     last_reply: match &r.status {
-                        RcptStatus::Bounced { reply } => Some(reply.clone()),
-                        _ => r.last_reply.clone(),
+                        RcptStatus::Bounced { reply } => Some(reply.to_string()),
+                        _ => r.last_reply.as_ref().map(ToString::to_string),
                     },
                     orcpt: r.orcpt.clone(),
                 })

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use postern_config::{Config, TlsPolicy};
+use postern_queue::DeliveryReply;
 use postern_smtp_client::tls::{CertCheck, connector, server_name};
 use postern_smtp_client::{
     Client, ClientError, Flavor, Outgoing, RcptResult, ServerReply, Target, Timeouts,
@@ -33,19 +34,31 @@ pub(crate) use route::Route;
 /// Connections tried per destination and attempt (Postfix: `smtp_mx_address_limit` 5).
 const MAX_CONNECTION_TRIES: usize = 5;
 
-/// Put after a reply from a remote server, naming it: `… (remote-mta mx.example[192.0.2.1])`.
-/// The queue keeps only the reply text; the DSN takes the host back out of it.
-pub(crate) const REMOTE_MARK: &str = " (remote-mta ";
-
-/// What became of one recipient.
+/// What became of one recipient. A remote server's reply names the server
+/// ([`DeliveryReply::remote_mta`]; the DSN's `Remote-MTA:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Accepted (2xx): the reply.
-    Delivered(String),
+    Delivered(DeliveryReply),
     /// Try again later (4xx, or no server reached): why.
-    Deferred(String),
+    Deferred(DeliveryReply),
     /// Refused for good (5xx): why.
-    Bounced(String),
+    Bounced(DeliveryReply),
+}
+
+/// A server's reply as the queue keeps it.
+pub(crate) fn delivery_reply(r: &ServerReply) -> DeliveryReply {
+    DeliveryReply {
+        code: Some(r.code),
+        status: r.enhanced.map(Into::into),
+        text: r.text.clone(),
+        remote_mta: None,
+    }
+}
+
+/// A reply of ours (no server gave it).
+fn ours(code: u16, status: (u8, u16, u16), text: String) -> DeliveryReply {
+    DeliveryReply::new(code, status, text)
 }
 
 /// The server one connection reached.
@@ -60,14 +73,15 @@ impl Peer {
         format!("{}[{}]:{}", self.host, self.addr.ip(), self.addr.port())
     }
 
-    fn mark(&self) -> String {
-        format!("{REMOTE_MARK}{}[{}])", self.host, self.addr.ip())
+    /// The server's reply, naming the server.
+    fn reply(&self, r: &ServerReply) -> DeliveryReply {
+        delivery_reply(r).from_remote(self.host.clone(), Some(self.addr.ip()))
     }
 }
 
 /// A connection that failed before a transaction could start.
 struct Failure {
-    text: String,
+    reply: DeliveryReply,
     permanent: bool,
 }
 
@@ -172,15 +186,19 @@ impl Outbound {
                 match mx::lookup(&self.resolver, domain, &self.config.hostname).await {
                     mx::Answer::Hosts(h) => (h, self.config.smtpd.outbound_port),
                     mx::Answer::NullMx => {
-                        return all(Outcome::Bounced(format!(
-                            "556 5.1.10 recipient domain {domain} has a null MX (RFC 7505): it accepts no mail"
+                        return all(Outcome::Bounced(ours(
+                            556,
+                            (5, 1, 10),
+                            format!(
+                                "recipient domain {domain} has a null MX (RFC 7505): it accepts no mail"
+                            ),
                         )));
                     }
                     mx::Answer::NoSuchDomain(why) => {
-                        return all(Outcome::Bounced(format!("550 5.1.2 {why}")));
+                        return all(Outcome::Bounced(ours(550, (5, 1, 2), why)));
                     }
                     mx::Answer::TempFail(why) => {
-                        return all(Outcome::Deferred(format!("451 4.4.3 {why}")));
+                        return all(Outcome::Deferred(ours(451, (4, 4, 3), why)));
                     }
                 }
             }
@@ -194,17 +212,21 @@ impl Outbound {
                         *port,
                     ),
                     Ok(_) => {
-                        return all(Outcome::Deferred(format!(
-                            "451 4.4.4 host {host} has no address"
+                        return all(Outcome::Deferred(ours(
+                            451,
+                            (4, 4, 4),
+                            format!("host {host} has no address"),
                         )));
                     }
-                    Err(why) => return all(Outcome::Deferred(format!("451 4.4.3 {why}"))),
+                    Err(why) => return all(Outcome::Deferred(ours(451, (4, 4, 3), why))),
                 }
             }
             Route::Lmtp(_) => {
-                return all(Outcome::Deferred(
-                    "451 4.3.5 internal error: LMTP route given to the SMTP client".into(),
-                ));
+                return all(Outcome::Deferred(ours(
+                    451,
+                    (4, 3, 5),
+                    "internal error: LMTP route given to the SMTP client".into(),
+                )));
             }
         };
 
@@ -221,9 +243,13 @@ impl Outbound {
             if enforce {
                 if matching.is_empty() {
                     let names: Vec<&str> = other.iter().map(|h| h.name.as_str()).collect();
-                    return all(Outcome::Deferred(format!(
-                        "451 4.7.5 MTA-STS policy of {domain}: none of its MX hosts ({}) is named by the policy",
-                        names.join(", ")
+                    return all(Outcome::Deferred(ours(
+                        451,
+                        (4, 7, 5),
+                        format!(
+                            "MTA-STS policy of {domain}: none of its MX hosts ({}) is named by the policy",
+                            names.join(", ")
+                        ),
                     )));
                 }
                 hosts = matching;
@@ -234,7 +260,7 @@ impl Outbound {
 
         let mut tried = 0;
         let mut all_permanent = true;
-        let mut last = String::from("451 4.4.1 no server tried");
+        let mut last = ours(451, (4, 4, 1), "no server tried".into());
         'hosts: for host in &hosts {
             for &ip in &host.addrs {
                 if tried == MAX_CONNECTION_TRIES {
@@ -248,25 +274,25 @@ impl Outbound {
                 let mut client = match self.open(&peer, route, domain, policy, enforce).await {
                     Ok(c) => c,
                     Err(f) => {
-                        info!(%id, relay = %peer.label(), reason = %f.text, "server not usable; trying the next");
+                        info!(%id, relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
                         all_permanent &= f.permanent;
-                        last = f.text;
+                        last = f.reply;
                         continue;
                     }
                 };
                 let outcomes = match client.send(out).await {
                     Ok(results) => outcomes(&results, &peer),
                     Err(ClientError::Rejected(reply)) => {
-                        let text = format!("{}{}", reply_text(&reply), peer.mark());
                         if reply.is_permanent() {
-                            all(Outcome::Bounced(text))
+                            all(Outcome::Bounced(peer.reply(&reply)))
                         } else {
-                            all(Outcome::Deferred(text))
+                            all(Outcome::Deferred(peer.reply(&reply)))
                         }
                     }
-                    Err(e) => all(Outcome::Deferred(format!(
-                        "451 4.4.2 lost connection with {}: {e}",
-                        peer.label()
+                    Err(e) => all(Outcome::Deferred(ours(
+                        451,
+                        (4, 4, 2),
+                        format!("lost connection with {}: {e}", peer.label()),
                     ))),
                 };
                 self.log(id, &peer, client.tls(), out, &outcomes);
@@ -290,8 +316,8 @@ impl Outbound {
         policy: TlsPolicy,
         sts: bool,
     ) -> Result<Client, Failure> {
-        let temp = |text: String| Failure {
-            text,
+        let temp = |reply: DeliveryReply| Failure {
+            reply,
             permanent: false,
         };
         let target = Target::Tcp(peer.addr.to_string());
@@ -300,13 +326,15 @@ impl Outbound {
                 .await
                 .map_err(|e| match e {
                     ClientError::Rejected(r) => Failure {
-                        text: format!("{}{}", reply_text(&r), peer.mark()),
+                        reply: peer.reply(&r),
                         permanent: r.is_permanent(),
                     },
-                    ClientError::Connect(e) => {
-                        temp(format!("451 4.4.1 connect to {}: {e}", peer.label()))
-                    }
-                    e => temp(format!("451 4.4.2 {}: {e}", peer.label())),
+                    ClientError::Connect(e) => temp(ours(
+                        451,
+                        (4, 4, 1),
+                        format!("connect to {}: {e}", peer.label()),
+                    )),
+                    e => temp(ours(451, (4, 4, 2), format!("{}: {e}", peer.label()))),
                 })?;
         let offered = client.capabilities().starttls;
         match policy {
@@ -314,9 +342,13 @@ impl Outbound {
             TlsPolicy::May if !offered => {}
             TlsPolicy::Encrypt | TlsPolicy::Verify if !offered => {
                 drop(client.quit().await);
-                return Err(temp(format!(
-                    "451 4.7.5 TLS is required for {domain} but {} does not offer STARTTLS",
-                    peer.label()
+                return Err(temp(ours(
+                    451,
+                    (4, 7, 5),
+                    format!(
+                        "TLS is required for {domain} but {} does not offer STARTTLS",
+                        peer.label()
+                    ),
                 )));
             }
             _ => {
@@ -334,9 +366,10 @@ impl Outbound {
                     }
                 }
                 .ok_or_else(|| {
-                    temp(format!(
-                        "451 4.7.5 {} is not a usable TLS server name",
-                        peer.host
+                    temp(ours(
+                        451,
+                        (4, 7, 5),
+                        format!("{} is not a usable TLS server name", peer.host),
                     ))
                 })?;
                 match client.starttls(conn, name).await {
@@ -356,9 +389,10 @@ impl Outbound {
                         } else {
                             format!("{policy:?} policy")
                         };
-                        return Err(temp(format!(
-                            "451 4.7.5 TLS with {} failed ({why} for {domain}): {e}",
-                            peer.label()
+                        return Err(temp(ours(
+                            451,
+                            (4, 7, 5),
+                            format!("TLS with {} failed ({why} for {domain}): {e}", peer.label()),
                         )));
                     }
                 }
@@ -369,36 +403,50 @@ impl Outbound {
         {
             if client.tls().is_none() && policy != TlsPolicy::None {
                 drop(client.quit().await);
-                return Err(temp(format!(
-                    "451 4.7.0 not sending the relayhost password to {} without TLS",
-                    peer.label()
+                return Err(temp(ours(
+                    451,
+                    (4, 7, 0),
+                    format!(
+                        "not sending the relayhost password to {} without TLS",
+                        peer.label()
+                    ),
                 )));
             }
             let password = self.relay_password().map_err(temp)?;
             if let Err(e) = client.auth(user, &password).await {
                 let text = match e {
                     ClientError::Rejected(r) => format!(
-                        "451 4.7.0 AUTH as {user} refused by {}: {}",
+                        "AUTH as {user} refused by {}: {}",
                         peer.label(),
-                        reply_text(&r)
+                        delivery_reply(&r)
                     ),
-                    e => format!("451 4.7.0 AUTH with {} failed: {e}", peer.label()),
+                    e => format!("AUTH with {} failed: {e}", peer.label()),
                 };
                 drop(client.quit().await);
-                return Err(temp(text));
+                return Err(temp(ours(451, (4, 7, 0), text)));
             }
         }
         Ok(client)
     }
 
-    fn relay_password(&self) -> Result<String, String> {
+    fn relay_password(&self) -> Result<String, DeliveryReply> {
         let Some(file) = &self.config.smtpd.relayhost_password_file else {
-            return Err("451 4.3.5 relayhost_password_file is not set".into());
+            return Err(ours(
+                451,
+                (4, 3, 5),
+                "relayhost_password_file is not set".into(),
+            ));
         };
         let path = self.config.resolve(file);
         std::fs::read_to_string(&path)
             .map(|t| t.lines().next().unwrap_or("").to_owned())
-            .map_err(|e| format!("451 4.3.5 cannot read {}: {e}", path.display()))
+            .map_err(|e| {
+                ours(
+                    451,
+                    (4, 3, 5),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
     }
 
     /// A global and a per-destination permit, held for the delivery.
@@ -484,49 +532,30 @@ impl Outbound {
     ) {
         for (r, o) in out.recipients.iter().zip(outcomes) {
             let (status, text) = match o {
-                Outcome::Delivered(t) => ("sent", t),
-                Outcome::Deferred(t) => ("deferred", t),
-                Outcome::Bounced(t) => ("bounced", t),
+                Outcome::Delivered(r) => ("sent", r),
+                Outcome::Deferred(r) => ("deferred", r),
+                Outcome::Bounced(r) => ("bounced", r),
             };
             info!(%id, to = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
         }
     }
 }
 
-/// One outcome per result, with the server named in the text.
+/// One outcome per result, naming the server.
 fn outcomes(results: &[RcptResult], peer: &Peer) -> Vec<Outcome> {
     results
         .iter()
         .map(|r| {
-            let text = format!("{}{}", reply_text(&r.reply), peer.mark());
+            let reply = peer.reply(&r.reply);
             if r.reply.is_positive() {
-                Outcome::Delivered(text)
+                Outcome::Delivered(reply)
             } else if r.reply.is_permanent() {
-                Outcome::Bounced(text)
+                Outcome::Bounced(reply)
             } else {
-                Outcome::Deferred(text)
+                Outcome::Deferred(reply)
             }
         })
         .collect()
-}
-
-fn reply_text(r: &ServerReply) -> String {
-    match r.enhanced {
-        Some((a, b, c)) => format!("{} {a}.{b}.{c} {}", r.code, r.text),
-        None => format!("{} {}", r.code, r.text),
-    }
-}
-
-/// Splits `text (remote-mta host[ip])` into the reply and the host name.
-pub(crate) fn split_remote(text: &str) -> (&str, Option<&str>) {
-    match text.rfind(REMOTE_MARK) {
-        Some(i) if text.ends_with(')') => {
-            let inside = &text[i + REMOTE_MARK.len()..text.len() - 1];
-            let host = inside.split('[').next().unwrap_or(inside);
-            (&text[..i], Some(host))
-        }
-        _ => (text, None),
-    }
 }
 
 #[cfg(test)]
@@ -534,17 +563,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remote_mark_round_trip() {
+    fn outcomes_name_the_remote_server() {
         let peer = Peer {
             host: "mx1.example.net".into(),
             addr: "192.0.2.7:25".parse().unwrap(),
         };
-        let text = format!("550 5.1.1 no such user{}", peer.mark());
-        assert_eq!(
-            split_remote(&text),
-            ("550 5.1.1 no such user", Some("mx1.example.net"))
-        );
-        assert_eq!(split_remote("451 4.4.1 x (y)"), ("451 4.4.1 x (y)", None));
         let results = vec![
             RcptResult {
                 address: "a@x".into(),
@@ -560,10 +583,24 @@ mod tests {
             },
         ];
         let o = outcomes(&results, &peer);
-        assert!(matches!(&o[0], Outcome::Delivered(t) if t.starts_with("250 2.0.0 ok")));
-        assert!(matches!(&o[1], Outcome::Deferred(t) if t.starts_with("450 4.2.0 later")));
         assert!(
-            matches!(&o[2], Outcome::Bounced(t) if t.starts_with("550 5.1.1 unknown (remote-mta mx1"))
+            matches!(&o[0], Outcome::Delivered(t) if t.to_string().starts_with("250 2.0.0 ok"))
+        );
+        assert!(
+            matches!(&o[1], Outcome::Deferred(t) if t.to_string().starts_with("450 4.2.0 later"))
+        );
+        let Outcome::Bounced(r) = &o[2] else {
+            panic!("{o:?}")
+        };
+        assert_eq!(
+            r.to_string(),
+            "550 5.1.1 unknown (remote-mta mx1.example.net[192.0.2.7])"
+        );
+        assert_eq!(r.diagnostic(), "550 5.1.1 unknown");
+        let mta = r.remote_mta.as_ref().unwrap();
+        assert_eq!(
+            (mta.host.as_str(), mta.ip),
+            ("mx1.example.net", Some("192.0.2.7".parse().unwrap()))
         );
     }
 }

@@ -6,8 +6,17 @@
 //! envelope sender ([`crate::srs`]).
 //! 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry) bounces with an
 //! RFC 3464 DSN to the envelope sender (never to `<>`).
+//!
+//! - this module: the manager's loop, queue control commands, and one attempt's I/O;
+//! - [`attempt`]: the attempt's decisions, pure: routing, results, expiry, notifications;
+//! - [`lmtp`]: LMTP transactions (pooled connections to the delivery agent);
+//! - [`dsn`]: building and queueing the notifications.
 
-use std::collections::{BTreeMap, HashSet};
+mod attempt;
+mod dsn;
+mod lmtp;
+
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +24,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use postern_config::Config;
-use postern_queue::{
-    Backoff, Committer, Envelope, Filter, Origin, QueueId, RcptStatus, Recipient, Ret, Schedule,
-    Spool,
-};
-use postern_smtp_client::{
-    Client, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
-};
+use postern_queue::{Backoff, Committer, Envelope, Filter, Origin, QueueId, Schedule, Spool};
+use postern_smtp_client::{Client, Target};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -109,9 +113,6 @@ struct Manager {
     /// DKIM signing of what goes out.
     dkim: Dkim,
 }
-
-/// How long an idle pooled LMTP connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Opens the spool (recovering what a crash left) and starts delivering.
 pub(crate) async fn start(
@@ -468,68 +469,51 @@ impl Manager {
                 return Some(env);
             }
         };
-        let mut lookups =
-            Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
-        let (mut local, mut remote) = (Vec::new(), BTreeMap::<String, Vec<usize>>::new());
-        for i in 0..env.recipients.len() {
-            if !env.recipients[i].is_pending() {
-                continue;
-            }
-            let domain = env.recipients[i].domain().to_ascii_lowercase();
-            let has_transport = self
-                .config
+        let has_transport = |domain: &str| {
+            self.config
                 .smtpd
                 .transports
                 .keys()
-                .any(|k| k.trim_end_matches('.').eq_ignore_ascii_case(&domain));
-            if has_transport {
-                remote.entry(domain).or_default().push(i);
-                continue;
-            }
-            match lookups.is_local_domain(&domain).await {
-                Ok(true) => local.push(i),
-                Ok(false) => remote.entry(domain).or_default().push(i),
-                Err(why) => env.recipients[i].last_reply = Some(format!("451 4.3.0 {why}")),
+                .any(|k| k.trim_end_matches('.').eq_ignore_ascii_case(domain))
+        };
+        // authd is asked only about recipients whose destination was not recorded at RCPT.
+        let mut answers = HashMap::new();
+        let ask = attempt::domains_to_ask(&env, has_transport);
+        if !ask.is_empty() {
+            let mut lookups =
+                Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
+            for domain in ask {
+                let local = lookups.is_local_domain(&domain).await;
+                answers.insert(domain, local);
             }
         }
-        let mut newly_bounced = Vec::new();
-        let mut delivered = Vec::new();
-        if !local.is_empty() {
+        let plan = attempt::plan(&env, has_transport, &answers);
+        let mut progress = attempt::Progress::default();
+        for (i, why) in plan.unrouted {
+            attempt::apply(&mut env, &mut progress, i, Outcome::Deferred(why));
+        }
+        if !plan.local.is_empty() {
             let _slot = self.lmtp_slots.acquire().await;
-            self.send(
-                &mut env,
-                &message,
-                &local,
-                &self.lmtp,
-                Flavor::Lmtp,
-                &mut newly_bounced,
-                &mut delivered,
-            )
-            .await;
+            for (i, o) in self.lmtp(&env, &message, &plan.local, &self.lmtp).await {
+                attempt::apply(&mut env, &mut progress, i, o);
+            }
         }
         let mut signed: Option<Vec<u8>> = None;
-        let srs_sender = if remote.is_empty() {
+        let srs_sender = if plan.remote.is_empty() {
             None
         } else {
             srs_sender(&env, &message)
         };
-        for (domain, idx) in &remote {
+        for (domain, idx) in &plan.remote {
             match Route::for_domain(&self.config, domain) {
                 Route::Lmtp(target) => {
-                    self.send(
-                        &mut env,
-                        &message,
-                        idx,
-                        &target,
-                        Flavor::Lmtp,
-                        &mut newly_bounced,
-                        &mut delivered,
-                    )
-                    .await
+                    for (i, o) in self.lmtp(&env, &message, idx, &target).await {
+                        attempt::apply(&mut env, &mut progress, i, o);
+                    }
                 }
                 route => {
                     let signed = signed.get_or_insert_with(|| self.signed(&env, &message));
-                    let mut out = outgoing(&env, idx, signed);
+                    let mut out = attempt::outgoing(&env, idx, signed);
                     if let Some(s) = &srs_sender {
                         out.from = Some(s.clone());
                     }
@@ -537,60 +521,19 @@ impl Manager {
                         .outbound
                         .deliver(&env.id.to_string(), &route, domain, &out)
                         .await;
-                    for (&i, outcome) in idx.iter().zip(outcomes) {
-                        let r = &mut env.recipients[i];
-                        match outcome {
-                            Outcome::Delivered(text) => {
-                                r.last_reply = Some(text);
-                                r.status = RcptStatus::Delivered;
-                                delivered.push(i);
-                            }
-                            Outcome::Bounced(text) => {
-                                r.last_reply = Some(text.clone());
-                                r.status = RcptStatus::Bounced { reply: text };
-                                newly_bounced.push(i);
-                            }
-                            Outcome::Deferred(text) => r.last_reply = Some(text),
-                        }
+                    for (&i, o) in idx.iter().zip(outcomes) {
+                        attempt::apply(&mut env, &mut progress, i, o);
                     }
                 }
             }
         }
-        env.attempts += 1;
         let t = now();
-        // Expired: what is still pending bounces now.
-        if env.recipients.iter().any(Recipient::is_pending) && self.backoff.expired(&env, t) {
-            for (i, r) in env.recipients.iter_mut().enumerate() {
-                if r.is_pending() {
-                    let last = r.last_reply.clone().unwrap_or_default();
-                    r.status = RcptStatus::Bounced {
-                        reply: format!("4.4.7 message expired in the queue; last error: {last}"),
-                    };
-                    newly_bounced.push(i);
-                }
-            }
-        }
-        let warn_now: Vec<usize> = env
-            .recipients
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.is_pending() && self.backoff.should_warn(&env, r, t))
-            .map(|(i, _)| i)
-            .collect();
-        self.notify(&env, &message, &newly_bounced, dsn_failed)
-            .await;
-        self.notify(&env, &message, &warn_now, dsn_delayed).await;
-        let success: Vec<usize> = delivered
-            .iter()
-            .copied()
-            .filter(|&i| env.recipients[i].notify.success)
-            .collect();
-        self.notify(&env, &message, &success, dsn_delivered).await;
-        for &i in &warn_now {
-            env.recipients[i].delay_warned = true;
+        let (due, done) = attempt::finish(&mut env, progress, &self.backoff, t);
+        for notice in attempt::notices(&env, &due, t, self.backoff.lifetime) {
+            self.send_notice(&env, &message, notice).await;
         }
         let spool = self.spool.clone();
-        if env.is_done() {
+        if done {
             info!(id = %env.id, attempts = env.attempts, "removed (every recipient done)");
             let id = env.id;
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
@@ -598,12 +541,6 @@ impl Manager {
             }
             return None;
         }
-        env.next_attempt = self.backoff.next_attempt(env.attempts, t);
-        env.last_error = env
-            .recipients
-            .iter()
-            .filter(|r| r.is_pending())
-            .find_map(|r| r.last_reply.clone());
         let saved = env.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save_state(&saved)).await {
             warn!(id = %env.id, error = %e, "saving delivery state failed");
@@ -629,157 +566,6 @@ impl Manager {
         let mut out = headers;
         out.extend_from_slice(message);
         out
-    }
-
-    /// One transaction to `target` for the recipients at `idx`; statuses updated in place.
-    #[allow(clippy::too_many_arguments)]
-    async fn send(
-        &self,
-        env: &mut Envelope,
-        message: &[u8],
-        idx: &[usize],
-        target: &Target,
-        flavor: Flavor,
-        bounced: &mut Vec<usize>,
-        delivered: &mut Vec<usize>,
-    ) {
-        let out = outgoing(env, idx, message);
-        let pooled = flavor == Flavor::Lmtp && *target == self.lmtp;
-        let result: Result<Vec<RcptResult>, String> = async {
-            // A pooled connection first; if it has gone stale, once more on a fresh one.
-            if pooled
-                && let Some(mut c) = self.take_pooled()
-                && let Ok(r) = c.send(&out).await
-            {
-                self.give_back(c);
-                return Ok(r);
-            }
-            let mut c = Client::connect(target, flavor, &self.config.hostname, Timeouts::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let r = c.send(&out).await.map_err(|e| e.to_string())?;
-            if pooled {
-                self.give_back(c);
-            } else {
-                drop(c.quit().await);
-            }
-            Ok(r)
-        }
-        .await;
-        match result {
-            Ok(results) => {
-                for (k, &i) in idx.iter().enumerate() {
-                    let Some(res) = results.get(k) else { continue };
-                    let text = reply_text(&res.reply);
-                    let r = &mut env.recipients[i];
-                    r.last_reply = Some(text.clone());
-                    if res.reply.is_positive() {
-                        r.status = RcptStatus::Delivered;
-                        delivered.push(i);
-                        info!(id = %env.id, to = %r.address, reply = %text, "delivered");
-                    } else if res.reply.is_permanent() {
-                        r.status = RcptStatus::Bounced {
-                            reply: text.clone(),
-                        };
-                        bounced.push(i);
-                        info!(id = %env.id, to = %r.address, reply = %text, "bounced");
-                    } else {
-                        info!(id = %env.id, to = %r.address, reply = %text, "deferred");
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(id = %env.id, target = ?target, error = %e, "delivery attempt failed");
-                for &i in idx {
-                    env.recipients[i].last_reply = Some(format!("451 4.4.1 {e}"));
-                }
-            }
-        }
-    }
-
-    fn take_pooled(&self) -> Option<Client> {
-        let mut pool = self.lmtp_pool.lock().ok()?;
-        while let Some((c, at)) = pool.pop() {
-            if at.elapsed() < POOL_IDLE && c.is_usable() {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn give_back(&self, c: Client) {
-        if !c.is_usable() {
-            return;
-        }
-        if let Ok(mut pool) = self.lmtp_pool.lock()
-            && pool.len() < self.config.smtpd.delivery_concurrency.max(1)
-        {
-            pool.push((c, std::time::Instant::now()));
-        }
-    }
-
-    /// Queues a DSN of `kind` about the recipients at `idx`, unless the sender is `<>` or
-    /// none of them asked for one.
-    async fn notify(
-        &self,
-        env: &Envelope,
-        message: &[u8],
-        idx: &[usize],
-        kind: fn(&Recipient) -> Option<postern_dsn::RecipientReport>,
-    ) {
-        let Some(sender) = env.sender.clone().filter(|s| !s.is_empty()) else {
-            return;
-        };
-        let mut reports: Vec<_> = idx
-            .iter()
-            .filter_map(|&i| kind(&env.recipients[i]))
-            .collect();
-        let lifetime = i64::try_from(self.backoff.lifetime.as_secs()).unwrap_or(i64::MAX);
-        for r in &mut reports {
-            if matches!(r.action, postern_dsn::Action::Delayed) {
-                r.will_retry_until = Some(env.arrival.saturating_add(lifetime));
-            }
-        }
-        if reports.is_empty() {
-            return;
-        }
-        let postmaster = format!(
-            "Mail Delivery System <MAILER-DAEMON@{}>",
-            self.config.hostname
-        );
-        let report = postern_dsn::Report {
-            reporting_mta: &self.config.hostname,
-            postmaster: &postmaster,
-            to: &sender,
-            envid: env.envid.as_deref(),
-            arrival: env.arrival,
-            recipients: reports,
-            original: message,
-            ret: if env.ret == Some(Ret::Full) {
-                postern_dsn::Ret::Full
-            } else {
-                postern_dsn::Ret::Headers
-            },
-            max_original: 1024 * 1024,
-        };
-        let dsn = match postern_dsn::build(&report) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(id = %env.id, error = %e, "DSN not built");
-                return;
-            }
-        };
-        let mut r = Recipient::new(sender.clone());
-        r.notify = postern_queue::Notify::NEVER;
-        let mut bounce = Envelope::new(None, vec![r]);
-        bounce.origin = Some(Origin::Dsn);
-        match self.committer.commit(bounce, dsn).await {
-            Ok(b) => {
-                info!(id = %env.id, dsn = %b.id, to = %sender, "delivery status notification queued");
-                drop(self.requeue.send(b));
-            }
-            Err(e) => warn!(id = %env.id, error = %e, "DSN not queued"),
-        }
     }
 }
 
@@ -843,127 +629,10 @@ fn srs_sender_with(
     Some(rewritten)
 }
 
-/// The transaction for the recipients at `idx`, with their DSN parameters.
-fn outgoing<'a>(env: &Envelope, idx: &[usize], message: &'a [u8]) -> Outgoing<'a> {
-    let rcpts: Vec<OutRcpt> = idx
-        .iter()
-        .map(|&i| {
-            let r = &env.recipients[i];
-            let n = &r.notify;
-            let notify = if !n.success && !n.failure && !n.delay {
-                "NEVER".to_owned()
-            } else {
-                [
-                    (n.success, "SUCCESS"),
-                    (n.failure, "FAILURE"),
-                    (n.delay, "DELAY"),
-                ]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, s)| *s)
-                .collect::<Vec<_>>()
-                .join(",")
-            };
-            OutRcpt {
-                address: r.address.clone(),
-                notify: Some(notify),
-                orcpt: r.orcpt.clone(),
-            }
-        })
-        .collect();
-    let ret = env
-        .ret
-        .map(|r| if r == Ret::Full { "FULL" } else { "HDRS" });
-    let mut out = Outgoing::new(env.sender.clone(), rcpts, message);
-    out.body_8bit = env.body_8bit;
-    out.smtputf8 = env.smtputf8;
-    out.ret = ret;
-    out.envid = env.envid.clone();
-    out
-}
-
-fn reply_text(r: &ServerReply) -> String {
-    match r.enhanced {
-        Some((a, b, c)) => format!("{} {a}.{b}.{c} {}", r.code, r.text),
-        None => format!("{} {}", r.code, r.text),
-    }
-}
-
-fn status_of(reply: &str, default: (u8, u16, u16)) -> (u8, u16, u16) {
-    // "552 5.2.2 text" or "4.4.7 text": take the first x.y.z token.
-    reply
-        .split_whitespace()
-        .take(2)
-        .find_map(|t| {
-            let mut p = t.split('.');
-            let (a, b, c) = (
-                p.next()?.parse().ok()?,
-                p.next()?.parse().ok()?,
-                p.next()?.parse().ok()?,
-            );
-            p.next().is_none().then_some((a, b, c))
-        })
-        .unwrap_or(default)
-}
-
-fn report(
-    r: &Recipient,
-    action: postern_dsn::Action,
-    status: (u8, u16, u16),
-    diagnostic: Option<String>,
-) -> postern_dsn::RecipientReport {
-    // A remote server's reply carries its name; it goes to Remote-MTA.
-    let (diagnostic, remote_mta) = match diagnostic.as_deref().map(crate::outbound::split_remote) {
-        Some((text, Some(host))) => (Some(text.to_owned()), Some(host.to_owned())),
-        _ => (diagnostic, None),
-    };
-    postern_dsn::RecipientReport {
-        final_recipient: r.address.clone(),
-        original_recipient: r.orcpt.clone(),
-        action,
-        status,
-        remote_mta,
-        diagnostic,
-        last_attempt: Some(now()),
-        will_retry_until: None,
-    }
-}
-
-fn dsn_failed(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
-    let RcptStatus::Bounced { reply } = &r.status else {
-        return None;
-    };
-    r.notify.failure.then(|| {
-        report(
-            r,
-            postern_dsn::Action::Failed,
-            status_of(reply, (5, 0, 0)),
-            Some(reply.clone()),
-        )
-    })
-}
-
-fn dsn_delayed(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
-    let last = r.last_reply.clone();
-    Some(report(
-        r,
-        postern_dsn::Action::Delayed,
-        status_of(last.as_deref().unwrap_or(""), (4, 0, 0)),
-        last,
-    ))
-}
-
-fn dsn_delivered(r: &Recipient) -> Option<postern_dsn::RecipientReport> {
-    Some(report(
-        r,
-        postern_dsn::Action::Delivered,
-        (2, 0, 0),
-        r.last_reply.clone(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
+    use postern_queue::Recipient;
+
     use super::*;
 
     fn config(extra: &str) -> Config {

@@ -1,0 +1,210 @@
+//! Small value types of mail transport shared by the queue, the SMTP client and DSNs:
+//! [`EnhancedStatus`] (RFC 3463), and the DSN parameters [`Notify`] and [`Ret`] (RFC 3461).
+//!
+//! A leaf crate: it depends on nothing of Postern's and does no I/O.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An enhanced mail system status code (RFC 3463): `class.subject.detail`, e.g. `5.1.1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnhancedStatus {
+    /// `2` success, `4` persistent transient failure, `5` permanent failure.
+    pub class: u8,
+    /// The subject (`1` addressing, `2` mailbox, …).
+    pub subject: u16,
+    /// The detail within the subject.
+    pub detail: u16,
+}
+
+impl EnhancedStatus {
+    /// `class.subject.detail`.
+    #[must_use]
+    pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
+        Self {
+            class,
+            subject,
+            detail,
+        }
+    }
+
+    /// As a tuple `(class, subject, detail)`.
+    #[must_use]
+    pub const fn tuple(self) -> (u8, u16, u16) {
+        (self.class, self.subject, self.detail)
+    }
+}
+
+impl From<(u8, u16, u16)> for EnhancedStatus {
+    fn from((class, subject, detail): (u8, u16, u16)) -> Self {
+        Self::new(class, subject, detail)
+    }
+}
+
+impl fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// Not a `class.subject.detail` code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseStatusError;
+
+impl fmt::Display for ParseStatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not an enhanced status code (class.subject.detail)")
+    }
+}
+
+impl std::error::Error for ParseStatusError {}
+
+impl FromStr for EnhancedStatus {
+    type Err = ParseStatusError;
+
+    /// `x.y.z` with numbers that fit (`u8`, `u16`, `u16`); the class is not checked.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut p = s.split('.');
+        let mut num = || p.next().ok_or(ParseStatusError);
+        let class = num()?.parse().map_err(|_| ParseStatusError)?;
+        let subject = num()?.parse().map_err(|_| ParseStatusError)?;
+        let detail = num()?.parse().map_err(|_| ParseStatusError)?;
+        if p.next().is_some() {
+            return Err(ParseStatusError);
+        }
+        Ok(Self::new(class, subject, detail))
+    }
+}
+
+/// Written as the string `"x.y.z"`.
+impl Serialize for EnhancedStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnhancedStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// DSN `NOTIFY=` (RFC 3461 §4.1): which delivery status notifications the sender wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Notify {
+    /// `SUCCESS`.
+    pub success: bool,
+    /// `FAILURE`.
+    pub failure: bool,
+    /// `DELAY`.
+    pub delay: bool,
+}
+
+impl Notify {
+    /// `NOTIFY=NEVER`.
+    pub const NEVER: Self = Self {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+
+    /// The parameter's value as sent on `RCPT TO`: `NEVER`, or the wanted ones in the order
+    /// `SUCCESS,FAILURE,DELAY`.
+    #[must_use]
+    pub fn param(&self) -> String {
+        if *self == Self::NEVER {
+            return "NEVER".to_owned();
+        }
+        [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, s)| *s)
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
+
+impl Default for Notify {
+    /// Without `NOTIFY=`: failures and delays (RFC 3461 §4.1).
+    fn default() -> Self {
+        Self {
+            success: false,
+            failure: true,
+            delay: true,
+        }
+    }
+}
+
+/// DSN `RET=` (RFC 3461 §4.3): how much of the message a delivery status notification
+/// returns. Without the parameter, the headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Ret {
+    /// `RET=FULL`: the whole message.
+    Full,
+    /// `RET=HDRS`: the headers only.
+    #[default]
+    Headers,
+}
+
+impl Ret {
+    /// The parameter's value as sent on `MAIL FROM`: `FULL` or `HDRS`.
+    #[must_use]
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Headers => "HDRS",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_and_prints() {
+        let s: EnhancedStatus = "5.1.10".parse().unwrap();
+        assert_eq!(s, EnhancedStatus::new(5, 1, 10));
+        assert_eq!(s.to_string(), "5.1.10");
+        assert_eq!(s.tuple(), (5, 1, 10));
+        for bad in [
+            "", "5", "5.1", "5.1.1.1", "a.1.1", "300.1.1", "5.1.x", "550",
+        ] {
+            assert!(bad.parse::<EnhancedStatus>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"5.1.10\"");
+        assert_eq!(serde_json::from_str::<EnhancedStatus>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn dsn_parameters() {
+        assert_eq!(Notify::NEVER.param(), "NEVER");
+        assert_eq!(Notify::default().param(), "FAILURE,DELAY");
+        let all = Notify {
+            success: true,
+            failure: true,
+            delay: true,
+        };
+        assert_eq!(all.param(), "SUCCESS,FAILURE,DELAY");
+        assert_eq!(Ret::default(), Ret::Headers);
+        assert_eq!(Ret::Full.keyword(), "FULL");
+        assert_eq!(Ret::Headers.keyword(), "HDRS");
+        // The queue's JSON for these is unchanged.
+        assert_eq!(serde_json::to_string(&Ret::Full).unwrap(), "\"Full\"");
+        assert_eq!(
+            serde_json::to_string(&Notify::default()).unwrap(),
+            r#"{"success":false,"failure":true,"delay":true}"#
+        );
+    }
+}
