@@ -120,7 +120,7 @@ struct Driver {
     lookups: Lookups,
     auth: Option<AuthClient>,
     /// Accepted recipients of the current transaction → their final addresses.
-    targets: HashMap<String, Vec<String>>,
+    targets: HashMap<String, Vec<crate::policy::Target>>,
     /// What the access rules said about the current transaction (DISCARD / HOLD).
     access: Decision,
     /// The current transaction's sender, for the access rules at RCPT.

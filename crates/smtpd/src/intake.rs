@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::Ctx;
 use crate::access::Decision;
+use crate::policy::Target;
 
 /// Received headers beyond which a message is taken to be looping.
 const MAX_HOPS: usize = 50;
@@ -27,7 +28,7 @@ pub(crate) async fn accept(
     ctx: &Ctx,
     tx: &Transaction,
     body: Option<BodyFile>,
-    targets: &HashMap<String, Vec<String>>,
+    targets: &HashMap<String, Vec<Target>>,
     peer: SocketAddr,
     tls: Option<&str>,
     access: &Decision,
@@ -46,8 +47,12 @@ pub(crate) async fn accept(
         let finals = targets
             .get(addr.as_str())
             .cloned()
-            .unwrap_or_else(|| vec![addr.as_str().to_owned()]);
-        for target in finals {
+            .unwrap_or_else(|| vec![Target::undecided(addr.as_str())]);
+        for Target {
+            address: target,
+            destination,
+        } in finals
+        {
             if recipients
                 .iter()
                 .any(|r| r.address.eq_ignore_ascii_case(&target))
@@ -55,6 +60,7 @@ pub(crate) async fn accept(
                 continue;
             }
             let mut r = Recipient::new(target.clone());
+            r.destination = destination;
             r.orcpt = match &params.orcpt {
                 Some(o) => Some(format!("{};{}", o.addr_type, o.value)),
                 None if !target.eq_ignore_ascii_case(addr.as_str()) => {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
+use postern_queue::Destination;
 use postern_smtp_session::{Address, Reply, Verdict};
 use tracing::{debug, info, warn};
 
@@ -98,6 +99,30 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(Pool::default)
 }
 
+/// A final recipient of an accepted `RCPT TO`, and where it goes when that was decided then
+/// (`None`: the queue manager asks at delivery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) address: String,
+    pub(crate) destination: Option<Destination>,
+}
+
+impl Target {
+    fn new(address: impl Into<String>, destination: Destination) -> Self {
+        Self {
+            address: address.into(),
+            destination: Some(destination),
+        }
+    }
+
+    pub(crate) fn undecided(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            destination: None,
+        }
+    }
+}
+
 /// authd's socketmap: a connection taken from a shared pool for the session, reconnected
 /// once on failure, and given back when the session ends.
 pub(crate) struct Lookups {
@@ -170,14 +195,15 @@ impl Lookups {
         Ok(local)
     }
 
-    /// Where mail for `rcpt` goes: its final addresses, or the reply refusing it.
+    /// Where mail for `rcpt` goes: its final addresses (with the destination decided here,
+    /// kept in the queue so delivery need not ask again), or the reply refusing it.
     /// `delimiter` is the plus-addressing separator ("" = none).
     pub(crate) async fn recipient(
         &mut self,
         rcpt: &Address,
         relay_allowed: bool,
         delimiter: &str,
-    ) -> Result<Vec<String>, Reply> {
+    ) -> Result<Vec<Target>, Reply> {
         let temp = |why: String| {
             warn!(rcpt = %rcpt, reason = %why, "recipient lookup failed");
             Reply::new(
@@ -195,7 +221,8 @@ impl Lookups {
             return match srs.reverse(rcpt.as_str(), crate::srs::today()) {
                 Ok(original) => {
                     debug!(rcpt = %rcpt, to = %original, "SRS address reversed");
-                    Ok(vec![original])
+                    // Its domain was not looked at: delivery decides.
+                    Ok(vec![Target::undecided(original)])
                 }
                 Err(why) => {
                     info!(rcpt = %rcpt, reason = %why, "SRS address refused");
@@ -209,7 +236,7 @@ impl Lookups {
         }
         if !self.is_local_domain(rcpt.domain()).await.map_err(temp)? {
             return if relay_allowed {
-                Ok(vec![rcpt.as_str().to_owned()])
+                Ok(vec![Target::new(rcpt.as_str(), Destination::Remote)])
             } else {
                 Err(Reply::new(
                     554,
@@ -239,9 +266,23 @@ impl Lookups {
                         // An address that maps to itself (a mailbox beside a catch-all) keeps
                         // the spelling the client used, so plus-details survive.
                         if targets.len() == 1 && targets[0] == key {
-                            return Ok(vec![rcpt.as_str().to_owned()]);
+                            return Ok(vec![Target::new(rcpt.as_str(), Destination::Local)]);
                         }
-                        return Ok(targets);
+                        // Targets in this (local) domain are local; other domains are
+                        // decided at delivery.
+                        return Ok(targets
+                            .into_iter()
+                            .map(|t| {
+                                let same = t
+                                    .rsplit_once('@')
+                                    .is_some_and(|(_, d)| d.eq_ignore_ascii_case(rcpt.domain()));
+                                if same {
+                                    Target::new(t, Destination::Local)
+                                } else {
+                                    Target::undecided(t)
+                                }
+                            })
+                            .collect());
                     }
                 }
                 Found::Perm(why) => {
@@ -250,7 +291,7 @@ impl Lookups {
                 Found::No => {}
             }
             if let Found::Yes(_) = self.query("mailboxes", key).await.map_err(temp)? {
-                return Ok(vec![rcpt.as_str().to_owned()]);
+                return Ok(vec![Target::new(rcpt.as_str(), Destination::Local)]);
             }
         }
         Err(Reply::new(

@@ -19,4 +19,5 @@ mod lmtp;
 mod outbound;
 mod pop3;
 mod postfix_authd;
+mod queue_records;
 mod smtpd;
