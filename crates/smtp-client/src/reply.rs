@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use postern_mail_types::EnhancedStatus;
+
 /// A reply of the server: the code, the enhanced status code when the text starts with one,
 /// and the text of all lines joined with spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,11 @@ impl ServerReply {
             enhanced,
             text: text.into(),
         }
+    }
+
+    /// The enhanced status code as a value, when the server sent one.
+    pub fn status(&self) -> Option<EnhancedStatus> {
+        self.enhanced.map(EnhancedStatus::from)
     }
 
     /// `2xx`: done.
@@ -173,6 +180,13 @@ pub(crate) const MAX_REPLY_LINES: usize = 100;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_as_a_value() {
+        let r = ServerReply::new(550, Some((5, 1, 10)), "no");
+        assert_eq!(r.status(), Some(EnhancedStatus::new(5, 1, 10)));
+        assert_eq!(ServerReply::new(250, None, "ok").status(), None);
+    }
 
     fn parse(lines: &[&str]) -> Result<ServerReply, String> {
         let mut parser = ReplyParser::default();

@@ -50,7 +50,7 @@ pub(crate) enum Outcome {
 pub(crate) fn delivery_reply(r: &ServerReply) -> DeliveryReply {
     DeliveryReply {
         code: Some(r.code),
-        status: r.enhanced.map(Into::into),
+        status: r.status(),
         text: r.text.clone(),
         remote_mta: None,
     }
