@@ -214,7 +214,7 @@ fn policy_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    postern_smtpd::control::format_time(t as i64)
+    postern_control::format_time(t as i64)
         .chars()
         .filter(char::is_ascii_digit)
         .collect()

@@ -20,7 +20,7 @@ impl Table {
 
     pub(crate) fn render(&self) -> String {
         let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
-        postern_smtpd::control::render_table(&header, &self.rows)
+        postern_control::render_table(&header, &self.rows)
     }
 
     pub(crate) fn print(&self) {
@@ -70,7 +70,7 @@ pub(crate) fn format_size(n: i64) -> String {
     n.to_string()
 }
 
-pub(crate) use postern_smtpd::control::format_time;
+pub(crate) use postern_control::format_time;
 
 #[cfg(test)]
 mod tests {

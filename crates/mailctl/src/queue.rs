@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use postern_config::Config;
-use postern_smtpd::control::{self, Client, QueueDetail, Request, Response};
+use postern_control::{self as control, Client, QueueDetail, Request, Response};
 
 use crate::admin::done;
 use crate::output::Table;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use postern_config::Config;
-use postern_smtpd::control::{Client, Request};
+use postern_control::{Client, Request};
 
 use crate::output::Table;
 

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_smtpd::control::{self, Client, ClientError, ErrorKind, Request, Response};
+use postern_control::{self as control, Client, ClientError, ErrorKind, Request, Response};
 
 /// Exit codes (sysexits.h).
 pub mod exit {

@@ -31,7 +31,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::control::{ErrorKind, QueueDetail, QueueEntry};
+use crate::control::{ErrorKind, OfEnvelope, QueueDetail, QueueEntry};
 use crate::dkim::Dkim;
 use crate::outbound::{Outbound, Outcome, Route};
 use crate::policy::Lookups;
