@@ -245,7 +245,7 @@ impl Session {
             Ok(t) => t,
             Err(e) => return self.bad(out, tag, e),
         };
-        if vanished && let (Some(cs), Some(sel)) = (changed_since, self.sel.as_ref()) {
+        if vanished && let (Some(cs), Some(sel)) = (changed_since, self.state.sel()) {
             let largest = sel.uids.last().copied().unwrap_or(0);
             let rs = super::session::ranges(set, largest);
             if let Some(gone) = sel.mbox.expunged_since(cs) {
@@ -301,7 +301,9 @@ impl Session {
 
     fn fetch_one(&mut self, p: &mut PendingFetch, seq: u32, uid: u32, out: &mut Vec<u8>) {
         let condstore = self.enabled.condstore;
-        let Some(sel) = self.sel.as_mut() else { return };
+        let Some(sel) = self.state.sel_mut() else {
+            return;
+        };
         if sel.gone.contains(&uid) {
             return;
         }

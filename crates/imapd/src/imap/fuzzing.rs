@@ -157,7 +157,7 @@ fn on_error(e: ServerError, sess: &mut Session, out: &mut Vec<u8>) {
                             uid,
                         } = cmd.body
                         {
-                            if sess.sel.is_none() {
+                            if sess.state.sel().is_none() {
                                 sess.bad(out, &tag, "No mailbox selected");
                             } else {
                                 sess.search(&tag, charset.as_ref(), criteria, uid, &ret, out);

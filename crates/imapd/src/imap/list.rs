@@ -286,7 +286,7 @@ impl Session {
     ) -> Flow {
         let utf8 = self.utf8();
         let kw = if lsub { "LSUB" } else { "LIST" };
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return self.bad(out, tag, "Log in first");
         };
         if patterns.len() > MAX_PATTERNS {
@@ -385,12 +385,12 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<(), (&'static str, String)> {
         let utf8 = self.utf8();
-        let text = if let Some(sel) = self.sel.as_mut().filter(|s| s.name == name) {
+        let text = if let Some(sel) = self.state.sel_mut().filter(|s| s.name == name) {
             sel.pull();
             let recent = u32::try_from(sel.recent.len()).unwrap_or(0);
             status_items(&sel.mbox, items, recent)
         } else {
-            let Some(user) = &self.user else {
+            let Some(user) = self.state.user() else {
                 return Ok(());
             };
             match user.maildir.open_mailbox(name) {
@@ -420,7 +420,7 @@ impl Session {
         opts: &ListOpts,
         out: &mut Vec<u8>,
     ) -> Flow {
-        if self.user.is_none() {
+        if self.state.user().is_none() {
             tagged(out, tag, "BAD", None, "Log in first");
             return Flow::Continue;
         }

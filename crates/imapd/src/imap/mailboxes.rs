@@ -32,14 +32,14 @@ impl Session {
         examine: bool,
         out: &mut Vec<u8>,
     ) -> Flow {
-        let had = self.sel.take().is_some();
+        let had = self.state.unselect().is_some();
         if had && (self.enabled.qresync || self.enabled.rev2) {
             untagged(out, "OK [CLOSED] Previous mailbox closed");
         }
         let Some(name) = self.name_or_no(tag, mailbox, out) else {
             return Flow::Continue;
         };
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         let mut mbox = match user.maildir.open_mailbox(&name) {
@@ -168,7 +168,7 @@ impl Session {
                 }
             }
         }
-        self.sel = Some(sel);
+        self.state.select(sel);
         let code = if examine { "READ-ONLY" } else { "READ-WRITE" };
         tagged(
             out,
@@ -197,7 +197,7 @@ impl Session {
         if name == "INBOX" {
             return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX always exists");
         }
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         let md = user.maildir.clone();
@@ -240,13 +240,13 @@ impl Session {
         if name == "INBOX" {
             return self.no(out, tag, Some("CANNOT"), "INBOX cannot be deleted");
         }
-        if self.sel.as_ref().is_some_and(|s| s.name == name) {
-            self.sel = None;
+        if self.state.sel().is_some_and(|s| s.name == name) {
+            self.state.unselect();
             if self.enabled.qresync || self.enabled.rev2 {
                 untagged(out, "OK [CLOSED] Mailbox deleted");
             }
         }
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         let md = user.maildir.clone();
@@ -298,7 +298,7 @@ impl Session {
                 &format!("Invalid mailbox name: {e}"),
             );
         }
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         let md = user.maildir.clone();
@@ -340,11 +340,11 @@ impl Session {
             }
         }
         if self
-            .sel
-            .as_ref()
+            .state
+            .sel()
             .is_some_and(|s| s.name == from || s.name.starts_with(&format!("{from}/")))
         {
-            self.sel = None;
+            self.state.unselect();
         }
         // Children first collected, so they follow their parent.
         let prefix = format!("{from}/");
@@ -394,7 +394,7 @@ impl Session {
                 &format!("Invalid mailbox name: {e}"),
             );
         }
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         match user.maildir.set_subscribed(&name, on) {
@@ -453,7 +453,7 @@ impl Session {
             Ok(f) => f,
             Err(t) => return self.bad(out, tag, &t),
         };
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         if let Some(limit) = user.quota_bytes {
@@ -466,7 +466,10 @@ impl Session {
         }
         let when = date.map(|d| d.as_ref().timestamp());
         // The selected mailbox appends through its own handle so its view stays consistent.
-        let res = if let Some(sel) = self.sel.as_mut().filter(|s| s.name == name) {
+        let (Some(user), sel) = self.state.parts_mut() else {
+            return Flow::Continue;
+        };
+        let res = if let Some(sel) = sel.filter(|s| s.name == name) {
             sel.mbox
                 .append(data, &fl, when)
                 .map(|uid| (uid, sel.mbox.uid_validity()))

@@ -23,7 +23,7 @@ impl Session {
         modifiers: &[StoreModifier],
         out: &mut Vec<u8>,
     ) -> Flow {
-        if self.sel.as_ref().is_some_and(|s| s.read_only) {
+        if self.state.sel().is_some_and(|s| s.read_only) {
             return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
         }
         let fl = match to_store_flags(flags) {
@@ -48,7 +48,7 @@ impl Session {
         };
         let silent = matches!(response, StoreResponse::Silent);
         let condstore = self.enabled.condstore;
-        let Some(sel) = self.sel.as_mut() else {
+        let Some(sel) = self.state.sel_mut() else {
             return Flow::Continue;
         };
         let mut modified = Vec::new();
@@ -114,7 +114,7 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Flow {
         let what = if is_move { "MOVE" } else { "COPY" };
-        if is_move && self.sel.as_ref().is_some_and(|s| s.read_only) {
+        if is_move && self.state.sel().is_some_and(|s| s.read_only) {
             return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
         }
         let Some(name) = names::decode(mailbox, self.utf8()) else {
@@ -124,7 +124,7 @@ impl Session {
             Ok(t) => t,
             Err(e) => return self.bad(out, tag, e),
         };
-        let Some(user) = &self.user else {
+        let Some(user) = self.state.user() else {
             return Flow::Continue;
         };
         let mut dest = match user.maildir.open_mailbox(&name) {
@@ -140,7 +140,7 @@ impl Session {
             }
         };
         let qresync = self.enabled.qresync;
-        let Some(sel) = self.sel.as_mut() else {
+        let Some(sel) = self.state.sel_mut() else {
             return Flow::Continue;
         };
         let uids: Vec<u32> = targets
@@ -205,7 +205,7 @@ impl Session {
         set: Option<&SequenceSet>,
         out: &mut Vec<u8>,
     ) -> Flow {
-        if self.sel.as_ref().is_some_and(|s| s.read_only) {
+        if self.state.sel().is_some_and(|s| s.read_only) {
             return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
         }
         let restrict = match set {
@@ -220,7 +220,7 @@ impl Session {
             None => None,
         };
         let qresync = self.enabled.qresync;
-        let Some(sel) = self.sel.as_mut() else {
+        let Some(sel) = self.state.sel_mut() else {
             return Flow::Continue;
         };
         sel.pull();

@@ -12,13 +12,13 @@
 pub mod session;
 
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod list;
 mod mailboxes;
 mod messages;
 mod names;
 pub(crate) mod notify;
-#[doc(hidden)]
-pub mod fuzzing;
 mod resp;
 mod search;
 mod transport;
@@ -371,7 +371,8 @@ impl Driver {
                                     info!(peer = %self.peer, "command too long; closing");
                                     self.server
                                         .enqueue_input(bytes.get(..whole).unwrap_or_default());
-                                    self.bye_after = Some("* BYE [LIMIT] Command line too long\r\n");
+                                    self.bye_after =
+                                        Some("* BYE [LIMIT] Command line too long\r\n");
                                     continue;
                                 }
                             }
@@ -647,7 +648,7 @@ impl Driver {
                             } = cmd.body
                             {
                                 self.with_session(move |s, out| {
-                                    if s.sel.is_none() {
+                                    if s.state.sel().is_none() {
                                         return s.bad(out, &tag, "No mailbox selected");
                                     }
                                     s.search(&tag, charset.as_ref(), criteria, uid, &ret, out)

@@ -101,7 +101,7 @@ fn has_modseq(key: &SearchKey<'_>) -> bool {
 impl Session {
     /// The (seq, uid) of messages matching all `criteria`, in mailbox order.
     fn matching(&self, criteria: &[SearchKey<'_>]) -> Vec<(u32, u32, u64)> {
-        let Some(sel) = &self.sel else {
+        let Some(sel) = self.state.sel() else {
             return Vec::new();
         };
         let env = SearchEnv {
@@ -219,7 +219,7 @@ impl Session {
 
     fn sort_items(&self, criteria: &[SearchKey<'_>]) -> Vec<SortItem> {
         let hits = self.matching(criteria);
-        let Some(sel) = &self.sel else {
+        let Some(sel) = self.state.sel() else {
             return Vec::new();
         };
         hits.into_iter()

@@ -100,6 +100,82 @@ impl Selected {
     }
 }
 
+/// Where a session is in RFC 9051's state diagram (§3): the user exists only once logged
+/// in, a selected mailbox only inside the authenticated state.
+pub(crate) enum State {
+    /// Before LOGIN/AUTHENTICATE.
+    NotAuthenticated,
+    /// Logged in, no mailbox selected.
+    Authenticated(User),
+    /// Logged in with a mailbox selected (boxed: the view is large, the other states small).
+    Selected(User, Box<Selected>),
+    /// After LOGOUT (the connection closes).
+    Logout,
+}
+
+impl State {
+    /// The logged-in user.
+    pub(crate) fn user(&self) -> Option<&User> {
+        match self {
+            Self::Authenticated(u) | Self::Selected(u, _) => Some(u),
+            Self::NotAuthenticated | Self::Logout => None,
+        }
+    }
+
+    /// The selected mailbox.
+    pub(crate) fn sel(&self) -> Option<&Selected> {
+        match self {
+            Self::Selected(_, s) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The selected mailbox, mutably.
+    pub(crate) fn sel_mut(&mut self) -> Option<&mut Selected> {
+        match self {
+            Self::Selected(_, s) => Some(s.as_mut()),
+            _ => None,
+        }
+    }
+
+    /// The user and the selected mailbox at once (APPEND to the selected mailbox).
+    pub(crate) fn parts_mut(&mut self) -> (Option<&User>, Option<&mut Selected>) {
+        match self {
+            Self::Authenticated(u) => (Some(u), None),
+            Self::Selected(u, s) => (Some(u), Some(s.as_mut())),
+            Self::NotAuthenticated | Self::Logout => (None, None),
+        }
+    }
+
+    /// Leaves the selected state (UNSELECT, CLOSE, SELECT of another mailbox, DELETE or
+    /// RENAME of the selected one), returning the mailbox that was selected.
+    pub(crate) fn unselect(&mut self) -> Option<Selected> {
+        if !matches!(self, Self::Selected(..)) {
+            return None;
+        }
+        match std::mem::replace(self, Self::Logout) {
+            Self::Selected(u, s) => {
+                *self = Self::Authenticated(u);
+                Some(*s)
+            }
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Enters the selected state with `sel` (only from a logged-in state).
+    pub(crate) fn select(&mut self, sel: Selected) {
+        self.unselect();
+        if let Self::Authenticated(_) = self
+            && let Self::Authenticated(u) = std::mem::replace(self, Self::Logout)
+        {
+            *self = Self::Selected(u, Box::new(sel));
+        }
+    }
+}
+
 /// One IMAP session.
 pub struct Session {
     pub(crate) cfg: SessionConfig,
@@ -110,8 +186,7 @@ pub struct Session {
     /// COMPRESS=DEFLATE is active.
     pub compressed: bool,
     pub(crate) enabled: Enabled,
-    pub(crate) user: Option<User>,
-    pub(crate) sel: Option<Selected>,
+    pub(crate) state: State,
     pub(crate) pending: Option<super::fetch::PendingFetch>,
 }
 
@@ -249,15 +324,14 @@ impl Session {
             trusted,
             compressed: false,
             enabled: Enabled::default(),
-            user: None,
-            sel: None,
+            state: State::NotAuthenticated,
             pending: None,
         }
     }
 
     /// True once logged in.
     pub fn is_authenticated(&self) -> bool {
-        self.user.is_some()
+        self.state.user().is_some()
     }
 
     /// True if plaintext authentication is allowed now.
@@ -267,7 +341,7 @@ impl Session {
 
     /// The directory of the selected mailbox (what IDLE watches).
     pub fn selected_dir(&self) -> Option<std::path::PathBuf> {
-        self.sel.as_ref().map(|s| s.mbox.path().to_path_buf())
+        self.state.sel().map(|s| s.mbox.path().to_path_buf())
     }
 
     /// The capability list for the current state.
@@ -284,7 +358,7 @@ impl Session {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        if self.user.is_none() {
+        if self.state.user().is_none() {
             if self.cfg.starttls && !self.tls {
                 c.push("STARTTLS".into());
             }
@@ -354,7 +428,7 @@ impl Session {
     /// Logs in (after authd said yes): creates the special-use folders on first login.
     pub fn login(&mut self, user: User) {
         ensure_special_use(&user.maildir);
-        self.user = Some(user);
+        self.state = State::Authenticated(user);
     }
 
     /// Handles one command, appending responses to `out`.
@@ -368,12 +442,13 @@ impl Session {
             }
             CommandBody::Noop => self.done(out, &tag, "NOOP completed"),
             CommandBody::Check => {
-                if self.sel.is_none() {
+                if self.state.sel().is_none() {
                     return self.bad(out, &tag, "No mailbox selected");
                 }
                 self.done(out, &tag, "CHECK completed")
             }
             CommandBody::Logout => {
+                self.state = State::Logout;
                 untagged(out, "BYE Logging out");
                 tagged(out, &tag, "OK", None, "LOGOUT completed");
                 Flow::Close
@@ -388,7 +463,7 @@ impl Session {
             | CommandBody::Compress { .. }
             | CommandBody::Idle => {
                 // The driver handles these; here only when the state does not allow them.
-                if self.user.is_some() && !matches!(name, "COMPRESS" | "IDLE") {
+                if self.state.user().is_some() && !matches!(name, "COMPRESS" | "IDLE") {
                     tagged(out, &tag, "BAD", None, "Already logged in");
                 } else {
                     tagged(out, &tag, "BAD", None, "Command not allowed now");
@@ -396,7 +471,7 @@ impl Session {
                 Flow::Continue
             }
             body => {
-                if self.user.is_none() {
+                if self.state.user().is_none() {
                     tagged(out, &tag, "BAD", None, "Log in first");
                     return Flow::Continue;
                 }
@@ -421,14 +496,14 @@ impl Session {
                 parameters,
             } => self.select(tag, &mailbox, parameters, true, out),
             CommandBody::Unselect => {
-                if self.sel.take().is_none() {
+                if self.state.unselect().is_none() {
                     return self.bad(out, tag, "No mailbox selected");
                 }
                 tagged(out, tag, "OK", None, "UNSELECT completed");
                 Flow::Continue
             }
             CommandBody::Close => {
-                let Some(mut sel) = self.sel.take() else {
+                let Some(mut sel) = self.state.unselect() else {
                     return self.bad(out, tag, "No mailbox selected");
                 };
                 if !sel.read_only {
@@ -514,7 +589,7 @@ impl Session {
                 "Quotas are set by the administrator",
             ),
             body => {
-                if self.sel.is_none() {
+                if self.state.sel().is_none() {
                     return self.bad(out, tag, "No mailbox selected");
                 }
                 self.selected_cmd(tag, body, out)
@@ -668,7 +743,7 @@ impl Session {
                         on.push("QRESYNC".to_owned());
                     } else if s.eq_ignore_ascii_case("IMAP4rev2") && !self.enabled.rev2 {
                         self.enabled.rev2 = true;
-                        if let Some(sel) = self.sel.as_mut() {
+                        if let Some(sel) = self.state.sel_mut() {
                             sel.recent.clear();
                         }
                         on.push("IMAP4rev2".to_owned());
@@ -689,7 +764,9 @@ impl Session {
     }
 
     fn quota_line(&self, out: &mut Vec<u8>) {
-        let Some(user) = &self.user else { return };
+        let Some(user) = self.state.user() else {
+            return;
+        };
         let Some(limit) = user.quota_bytes else {
             return;
         };
@@ -713,7 +790,7 @@ impl Session {
         set: &SequenceSet,
         uid: bool,
     ) -> Result<Vec<(u32, u32)>, &'static str> {
-        let Some(sel) = &self.sel else {
+        let Some(sel) = self.state.sel() else {
             return Ok(Vec::new());
         };
         let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
@@ -753,7 +830,9 @@ impl Session {
         let qresync = self.enabled.qresync;
         let condstore = self.enabled.condstore;
         let rev2 = self.enabled.rev2;
-        let Some(sel) = &mut self.sel else { return };
+        let Some(sel) = self.state.sel_mut() else {
+            return;
+        };
         sel.pull();
         let changed = std::mem::take(&mut sel.changed);
         if expunge_ok && !sel.gone.is_empty() {
