@@ -46,6 +46,7 @@ fn config(bits: u64) -> SessionConfig {
         vrfy: bit(22),
         size: !bit(23),
     };
+    c.reject_bare_newline = bit(24);
     c
 }
 
@@ -125,6 +126,9 @@ fn run(data: &[u8]) {
     let mut s = Session::new(config.clone(), peer);
     check_reply(&s.greeting());
     let mut asked = None;
+    // A driver that spools the message as it arrives (`take_body`) or not.
+    let spool = head[8] & 4 == 4;
+    let mut taken: Vec<u8> = Vec::new();
     for _ in 0..MAX_STEPS {
         if s.is_closed() {
             break;
@@ -180,10 +184,16 @@ fn run(data: &[u8]) {
             s.completed(completion)
                 .expect("a completion for what the session asked")
         };
+        if spool {
+            taken.extend_from_slice(&s.take_body());
+        }
         for action in actions {
             match action {
                 Action::Reply(r) => check_reply(&r),
-                Action::CheckSender { .. } => asked = Some(Asked::Sender),
+                Action::CheckSender { .. } => {
+                    taken.clear();
+                    asked = Some(Asked::Sender);
+                }
                 Action::CheckRecipient { .. } => asked = Some(Asked::Recipient),
                 Action::StartTls => asked = Some(Asked::Tls),
                 Action::Auth { .. } | Action::AuthResponse(_) => asked = Some(Asked::Auth),
@@ -196,12 +206,13 @@ fn run(data: &[u8]) {
                         tx.recipients.len(),
                         config.max_recipients
                     );
+                    let size = taken.len() + tx.message.len();
                     assert!(
-                        tx.message.len() as u64 <= config.max_message_size,
-                        "{}-byte message, limit {}",
-                        tx.message.len(),
+                        size as u64 <= config.max_message_size,
+                        "{size}-byte message, limit {}",
                         config.max_message_size
                     );
+                    taken.clear();
                     asked = Some(Asked::Delivery(tx.recipients.len()));
                 }
                 Action::Close => {}
