@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 use postern_config::Config;
-use postern_smtpd::dkim::{self, Algorithm};
+use postern_dns::dkim::{self, Algorithm};
 use serde_json::json;
 
 /// `mailctl dkim …`

@@ -1,22 +1,21 @@
 //! smtpd: Postern's MTA. Receives mail on port 25 (MX for our domains, never a relay),
 //! 587 (STARTTLS + AUTH) and 465 (TLS + AUTH), commits it to the durable queue before it
 //! answers 250, delivers local recipients over LMTP and other domains over SMTP (relayhost
-//! or MX, STARTTLS, DKIM-signed: [`dkim`], `outbound`).
+//! or MX, STARTTLS, DKIM-signed: `dkim`, `outbound`).
 //!
 //! The SMTP conversation is `postern-smtp-session` (shared with lmtp-deliver); lookups and
 //! SASL go to authd over its sockets; the spool is `postern-queue`.
 //!
-//! The control socket `smtpd` in the run directory ([`control`]) serves queue control
-//! (`mailctl queue`) and local submission (`sendmail`).
+//! The control socket `smtpd` in the run directory (`control`, protocol in `postern-control`)
+//! serves queue control (`mailctl queue`) and local submission (`sendmail`).
 #![forbid(unsafe_code)]
 
 mod access;
 mod autoconfig;
 mod checks;
 mod conn;
-pub mod control;
-pub mod dkim;
-pub mod dns;
+mod control;
+mod dkim;
 #[doc(hidden)]
 pub mod fuzzing;
 mod intake;
@@ -43,8 +42,6 @@ use postern_daemon::Stream;
 use postern_daemon::Tls;
 
 pub use checks::spf_dkim_dmarc::JUNK_HEADER;
-/// mail-auth, as smtpd uses it (for `mailctl check`'s record parsing).
-pub use mail_auth;
 
 /// How long shutdown waits for sessions and deliveries in flight.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -79,7 +79,7 @@ impl Cache {
             return hit;
         }
         let Some(answer) = budget
-            .retrying(|| crate::dns::a_records(resolver, name), Result::is_err)
+            .retrying(|| postern_dns::a_records(resolver, name), Result::is_err)
             .await
         else {
             debug!(name, "DNSBL lookup out of time; taken as not listed");

@@ -132,7 +132,7 @@ pub(crate) enum Fcrdns {
 pub(crate) async fn fcrdns(resolver: &TokioResolver, budget: &Budget, ip: IpAddr) -> Fcrdns {
     const LATE: &str = "DNS time budget exceeded";
     let names = match budget
-        .retrying(|| crate::dns::ptr_names(resolver, ip), Result::is_err)
+        .retrying(|| postern_dns::ptr_names(resolver, ip), Result::is_err)
         .await
     {
         None => return Fcrdns::TempError(format!("PTR lookup for {ip}: {LATE}")),
@@ -143,7 +143,7 @@ pub(crate) async fn fcrdns(resolver: &TokioResolver, budget: &Budget, ip: IpAddr
     let mut temp = None;
     for name in names.iter().take(5) {
         let Some(answer) = budget
-            .retrying(|| crate::dns::addresses(resolver, name), Result::is_err)
+            .retrying(|| postern_dns::addresses(resolver, name), Result::is_err)
             .await
         else {
             temp = Some(format!("address lookup for {name}: {LATE}"));

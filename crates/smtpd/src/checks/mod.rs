@@ -59,7 +59,7 @@ pub(crate) struct Checks {
 
 impl Checks {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
-        let resolver = crate::dns::checks_resolver(config)?;
+        let resolver = postern_dns::checks_resolver(config)?;
         let greylist = if config.checks.greylist {
             Some(greylist::Greylist::open(
                 config.state_dir().join("greylist"),

@@ -391,7 +391,7 @@ async fn dmarc_pct(checks: &Checks, domain: &str) -> u8 {
     let mut d = domain.trim_end_matches('.');
     loop {
         if let Ok(records) =
-            crate::dns::txt_records(checks.resolver(), &format!("_dmarc.{d}")).await
+            postern_dns::txt_records(checks.resolver(), &format!("_dmarc.{d}")).await
             && let Some(r) = records
                 .iter()
                 .find(|r| r.trim_start().to_ascii_lowercase().starts_with("v=dmarc1"))

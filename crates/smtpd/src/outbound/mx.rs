@@ -1,13 +1,10 @@
-//! DNS for outbound delivery: MX lookup (preference order, equal preferences shuffled),
+//! DNS for outbound delivery (the resolver and address lookups are `postern-dns`): MX lookup (preference order, equal preferences shuffled),
 //! the implicit MX, null MX (RFC 7505), and A/AAAA for each host. hickory-resolver asks the
 //! configured name servers (or those in resolv.conf) and caches answers by their TTL.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 
@@ -37,50 +34,8 @@ pub(crate) enum Answer {
     TempFail(String),
 }
 
-/// Builds the resolver from `[dns]`.
-pub(crate) fn resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver> {
-    resolver_with(config, |_| {})
-}
-
-/// Builds a resolver from `[dns]`, its options adjusted by `tune` last.
-pub(crate) fn resolver_with(
-    config: &postern_config::Config,
-    tune: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
-) -> anyhow::Result<TokioResolver> {
-    let d = &config.dns;
-    let mut builder = if d.nameservers.is_empty() {
-        TokioResolver::builder_tokio()?
-    } else {
-        let servers = d
-            .nameservers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let explicit = !d.nameservers.is_empty();
-    let opts = builder.options_mut();
-    if explicit {
-        // Name servers given explicitly answer everything (PTR and A of local names too,
-        // which /etc/hosts would otherwise answer).
-        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-    }
-    opts.timeout = Duration::from_secs(d.timeout_secs.max(1));
-    opts.attempts = d.attempts.max(1);
-    tune(opts);
-    Ok(builder.build()?)
-}
-
-use crate::dns::{fqdn, negative as is_negative};
+use postern_dns::fqdn;
+pub(crate) use postern_dns::{addresses, resolver};
 
 /// The MX records ordered: by preference, equal preferences shuffled (RFC 5321 §5.1).
 pub(crate) fn order(mut records: Vec<(u16, String)>, rng: &mut impl rand::Rng) -> Vec<String> {
@@ -93,36 +48,6 @@ pub(crate) fn order(mut records: Vec<(u16, String)>, rng: &mut impl rand::Rng) -
         }
     }
     names
-}
-
-/// The addresses of `host` (IPv4 first); `Err` only for a DNS failure worth retrying.
-pub(crate) async fn addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    let name = fqdn(host);
-    let (v4, v6) = tokio::join!(
-        resolver.ipv4_lookup(name.as_str()),
-        resolver.ipv6_lookup(name.as_str())
-    );
-    let mut addrs = Vec::new();
-    let mut failure = None;
-    for result in [v4, v6] {
-        match result {
-            Ok(lookup) => addrs.extend(lookup.answers().iter().filter_map(|r| match &r.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                _ => None,
-            })),
-            Err(e) if is_negative(&e) => {}
-            Err(e) => failure = Some(format!("address lookup for {host}: {e}")),
-        }
-    }
-    match failure {
-        Some(f) if addrs.is_empty() => Err(f),
-        _ => Ok(addrs),
-    }
 }
 
 /// Where mail for `domain` goes, by DNS. `myself` is our own host name: an MX pointing at

@@ -203,7 +203,7 @@ impl Sts {
     pub(crate) async fn policy(&self, resolver: &TokioResolver, domain: &str) -> Option<Policy> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let cached = self.cached(&domain);
-        let id = match crate::dns::txt_records(resolver, &format!("_mta-sts.{domain}")).await {
+        let id = match postern_dns::txt_records(resolver, &format!("_mta-sts.{domain}")).await {
             Ok(records) => match txt_id(&records) {
                 Some(id) => id,
                 // No (valid) record: an unexpired cached policy still applies (§5.1).
