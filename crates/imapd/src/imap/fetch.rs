@@ -12,14 +12,15 @@ use imap_codec::imap_types::extensions::binary::Literal8;
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use postern_imap_message as msg;
 use postern_maildir::FlagOp;
 use postern_maildir::{Flags, MessageMeta};
 
-use super::resp::{self, num_set, tagged, untagged};
+use super::resp::{self, num_set, untagged};
 use super::session::{Flow, Session, fetch_flags};
+use super::tagged::Tagged;
 
 /// Output size after which a FETCH yields to the driver to write.
 const CHUNK: usize = 1 << 20;
@@ -223,11 +224,8 @@ impl Session {
             }
         }
         if vanished && (!uid || changed_since.is_none() || !self.enabled.qresync) {
-            return self.bad(
-                out,
-                tag,
-                "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC",
-            );
+            Tagged::bad("VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC").write(out, tag);
+            return Flow::Continue;
         }
         if changed_since.is_some()
             || items
@@ -243,7 +241,10 @@ impl Session {
         }
         let targets = match self.resolve(set, uid) {
             Ok(t) => t,
-            Err(e) => return self.bad(out, tag, e),
+            Err(e) => {
+                Tagged::bad(e).write(out, tag);
+                return Flow::Continue;
+            }
         };
         if vanished && let (Some(cs), Some(sel)) = (changed_since, self.state.sel()) {
             let largest = sel.uids.last().copied().unwrap_or(0);
@@ -285,17 +286,12 @@ impl Session {
             }
         }
         self.sync(out, false);
-        if p.failed_cte {
-            tagged(
-                out,
-                &p.tag,
-                "NO",
-                Some("UNKNOWN-CTE"),
-                "Cannot decode a part's transfer encoding",
-            );
+        let result = if p.failed_cte {
+            Tagged::no(Code::UnknownCte, "Cannot decode a part's transfer encoding")
         } else {
-            tagged(out, &p.tag, "OK", None, "FETCH completed");
-        }
+            Tagged::ok("FETCH completed")
+        };
+        result.write(out, &p.tag);
         Flow::Continue
     }
 

@@ -14,6 +14,7 @@ use postern_maildir::Maildir;
 use super::list::{self, Extended};
 use super::resp;
 use super::session::{Flow, Session, SessionConfig, User};
+use super::tagged::Tagged;
 use super::{MAX_BAD, PreauthScanner, recover_tag, status};
 
 /// Most events handled per run (a bound on the work one input can cause).
@@ -103,7 +104,9 @@ pub fn run_imap(input: &[u8], maildir: Option<&Maildir>, preauth_limit: u64) -> 
             }
             Ok(Event::IdleDoneReceived) => {
                 if let Some(tag) = idle_tag.take() {
-                    sess.done(&mut out, tag.inner(), "IDLE terminated")
+                    sess.done(&mut out, "IDLE terminated")
+                        .write(&mut out, tag.inner());
+                    Flow::Continue
                 } else {
                     Flow::Continue
                 }
@@ -157,11 +160,12 @@ fn on_error(e: ServerError, sess: &mut Session, out: &mut Vec<u8>) {
                             uid,
                         } = cmd.body
                         {
-                            if sess.state.sel().is_none() {
-                                sess.bad(out, &tag, "No mailbox selected");
+                            let t = if sess.state.sel().is_none() {
+                                Tagged::bad("No mailbox selected")
                             } else {
-                                sess.search(&tag, charset.as_ref(), criteria, uid, &ret, out);
-                            }
+                                sess.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
+                            };
+                            t.write(out, &tag);
                         }
                     }
                 }

@@ -11,9 +11,10 @@ use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::names::{self, Pattern, special_use};
-use super::resp::{self, tagged, untagged};
+use super::resp::{self, untagged};
 use super::search::SearchReturn;
 use super::session::{Flow, Session, parents, status_items};
+use super::tagged::Tagged;
 
 /// Most patterns one extended LIST may carry (`LIST "" (p1 p2 …)`).
 const MAX_PATTERNS: usize = 100;
@@ -277,34 +278,30 @@ impl Session {
     /// LIST/LSUB.
     pub(crate) fn list(
         &mut self,
-        tag: &str,
         reference: &str,
         patterns: &[String],
         opts: &ListOpts,
         lsub: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         let utf8 = self.utf8();
         let kw = if lsub { "LSUB" } else { "LIST" };
         let Some(user) = self.state.user() else {
-            return self.bad(out, tag, "Log in first");
+            return Tagged::bad("Log in first");
         };
         if patterns.len() > MAX_PATTERNS {
             // Each pattern is matched against every folder: 30 000 of them (one 64 KiB
             // command) against 200 folders took minutes.
-            return self.bad(out, tag, "Too many LIST patterns");
+            return Tagged::bad("Too many LIST patterns");
         }
         if !lsub && patterns.len() == 1 && patterns[0].is_empty() {
             untagged(out, "LIST (\\Noselect) \"/\" \"\"");
-            return self.done(out, tag, "LIST completed");
+            return self.done(out, "LIST completed");
         }
         let md = user.maildir.clone();
         let mut existing: BTreeSet<String> = match md.list_folders() {
             Ok(v) => v.into_iter().collect(),
-            Err(e) => {
-                let (code, text) = super::session::store_error(&e);
-                return self.no(out, tag, Some(code), &text);
-            }
+            Err(e) => return super::session::store_error(&e),
         };
         existing.insert("INBOX".to_owned());
         let subs: BTreeSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
@@ -374,7 +371,7 @@ impl Session {
                 let _ = self.status_line(name, items, out);
             }
         }
-        self.done(out, tag, &format!("{kw} completed"))
+        self.done(out, format!("{kw} completed"))
     }
 
     /// `* STATUS name (…)`; nothing if the mailbox cannot be opened.
@@ -398,7 +395,7 @@ impl Session {
                     let recent = u32::try_from(m.unclaimed_recent()).unwrap_or(u32::MAX);
                     status_items(&m, items, recent)
                 }
-                Err(e) => return Err(super::session::store_error(&e)),
+                Err(e) => return Err(super::session::store_error_parts(&e)),
             }
         };
         if items.contains(&StatusDataItemName::HighestModSeq) {
@@ -421,7 +418,7 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Flow {
         if self.state.user().is_none() {
-            tagged(out, tag, "BAD", None, "Log in first");
+            Tagged::bad("Log in first").write(out, tag);
             return Flow::Continue;
         }
         let utf8 = self.utf8();
@@ -430,7 +427,8 @@ impl Session {
             .iter()
             .filter_map(|p| names::decode_bytes(p, utf8))
             .collect();
-        self.list(tag, &r, &p, opts, false, out)
+        self.list(&r, &p, opts, false, out).write(out, tag);
+        Flow::Continue
     }
 }
 

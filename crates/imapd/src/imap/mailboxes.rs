@@ -11,42 +11,40 @@ use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::names;
-use super::resp::{num_set, tagged, untagged};
-use super::session::{Flow, Selected, Session, flag_update, parents, store_error, to_store_flags};
+use super::resp::{num_set, untagged};
+use super::session::{Selected, Session, flag_update, parents, store_error, to_store_flags};
+use super::tagged::{Tagged, other};
+use imap_codec::imap_types::response::Code;
 
 impl Session {
     /// Decodes a mailbox name or answers NO.
-    fn name_or_no(&mut self, tag: &str, mb: &WireMailbox<'_>, out: &mut Vec<u8>) -> Option<String> {
-        let n = names::decode(mb, self.utf8());
-        if n.is_none() {
-            tagged(out, tag, "NO", Some("CANNOT"), "Invalid mailbox name");
-        }
-        n
+    pub(crate) fn name_or_no(&self, mb: &WireMailbox<'_>) -> Result<String, Tagged> {
+        names::decode(mb, self.utf8())
+            .ok_or_else(|| Tagged::no(other("CANNOT"), "Invalid mailbox name"))
     }
 
     pub(crate) fn select(
         &mut self,
-        tag: &str,
         mailbox: &WireMailbox<'_>,
         params: Vec<SelectParameter>,
         examine: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         let had = self.state.unselect().is_some();
         if had && (self.enabled.qresync || self.enabled.rev2) {
             untagged(out, "OK [CLOSED] Previous mailbox closed");
         }
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let mut mbox = match user.maildir.open_mailbox(&name) {
             Ok(m) => m,
             Err(e) => {
-                let (code, text) = store_error(&e);
-                return self.no(out, tag, Some(code), &text);
+                return store_error(&e);
             }
         };
         let mut qresync = None;
@@ -60,7 +58,7 @@ impl Session {
                     ..
                 } => {
                     if !self.enabled.qresync {
-                        return self.bad(out, tag, "QRESYNC is not enabled");
+                        return Tagged::bad("QRESYNC is not enabled");
                     }
                     qresync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
                 }
@@ -169,76 +167,51 @@ impl Session {
             }
         }
         self.state.select(sel);
-        let code = if examine { "READ-ONLY" } else { "READ-WRITE" };
-        tagged(
-            out,
-            tag,
-            "OK",
-            Some(code),
-            if examine {
-                "EXAMINE completed"
-            } else {
-                "SELECT completed"
-            },
-        );
-        Flow::Continue
+        if examine {
+            Tagged::ok_code(Code::ReadOnly, "EXAMINE completed")
+        } else {
+            Tagged::ok_code(Code::ReadWrite, "SELECT completed")
+        }
     }
 
-    pub(crate) fn create(
-        &mut self,
-        tag: &str,
-        mailbox: &WireMailbox<'_>,
-        out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+    pub(crate) fn create(&mut self, mailbox: &WireMailbox<'_>, out: &mut Vec<u8>) -> Tagged {
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         let name = name.strip_suffix('/').map(str::to_owned).unwrap_or(name);
         if name == "INBOX" {
-            return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX always exists");
+            return Tagged::no(other("ALREADYEXISTS"), "INBOX always exists");
         }
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let md = user.maildir.clone();
         if let Err(e) = postern_maildir::folder::dir_name(&name) {
-            return self.no(
-                out,
-                tag,
-                Some("CANNOT"),
-                &format!("Invalid mailbox name: {e}"),
-            );
+            return Tagged::no(other("CANNOT"), format!("Invalid mailbox name: {e}"));
         }
         if md.folder_exists(&name).unwrap_or(false) {
-            return self.no(out, tag, Some("ALREADYEXISTS"), "Mailbox exists");
+            return Tagged::no(other("ALREADYEXISTS"), "Mailbox exists");
         }
         for p in parents(&name).filter(|p| !names::normalise_inbox((*p).to_owned()).eq("INBOX")) {
             if let Err(e) = md.create_folder(p) {
-                let (code, text) = store_error(&e);
-                return self.no(out, tag, Some(code), &text);
+                return store_error(&e);
             }
         }
         match md.create_folder(&name) {
-            Ok(true) => self.done(out, tag, "CREATE completed"),
-            Ok(false) => self.no(out, tag, Some("ALREADYEXISTS"), "Mailbox exists"),
-            Err(e) => {
-                let (code, text) = store_error(&e);
-                self.no(out, tag, Some(code), &text)
-            }
+            Ok(true) => self.done(out, "CREATE completed"),
+            Ok(false) => Tagged::no(other("ALREADYEXISTS"), "Mailbox exists"),
+            Err(e) => store_error(&e),
         }
     }
 
-    pub(crate) fn delete(
-        &mut self,
-        tag: &str,
-        mailbox: &WireMailbox<'_>,
-        out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+    pub(crate) fn delete(&mut self, mailbox: &WireMailbox<'_>, out: &mut Vec<u8>) -> Tagged {
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         if name == "INBOX" {
-            return self.no(out, tag, Some("CANNOT"), "INBOX cannot be deleted");
+            return Tagged::no(other("CANNOT"), "INBOX cannot be deleted");
         }
         if self.state.sel().is_some_and(|s| s.name == name) {
             self.state.unselect();
@@ -247,69 +220,57 @@ impl Session {
             }
         }
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let md = user.maildir.clone();
         match md.folder_exists(&name) {
             Ok(true) => {}
-            Ok(false) => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+            Ok(false) => return Tagged::no(other("NONEXISTENT"), "No such mailbox"),
             Err(e) => {
-                return self.no(
-                    out,
-                    tag,
-                    Some("CANNOT"),
-                    &format!("Invalid mailbox name: {e}"),
-                );
+                return Tagged::no(other("CANNOT"), format!("Invalid mailbox name: {e}"));
             }
         }
         match md.delete_folder(&name) {
             Ok(()) => {
                 let _ = md.set_subscribed(&name, false);
-                self.done(out, tag, "DELETE completed")
+                self.done(out, "DELETE completed")
             }
-            Err(e) => {
-                let (code, text) = store_error(&e);
-                self.no(out, tag, Some(code), &text)
-            }
+            Err(e) => store_error(&e),
         }
     }
 
     pub(crate) fn rename(
         &mut self,
-        tag: &str,
         from: &WireMailbox<'_>,
         to: &WireMailbox<'_>,
         out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(from) = self.name_or_no(tag, from, out) else {
-            return Flow::Continue;
+    ) -> Tagged {
+        let from = match self.name_or_no(from) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
-        let Some(to) = self.name_or_no(tag, to, out) else {
-            return Flow::Continue;
+        let to = match self.name_or_no(to) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         if to == "INBOX" {
-            return self.no(out, tag, Some("ALREADYEXISTS"), "INBOX exists");
+            return Tagged::no(other("ALREADYEXISTS"), "INBOX exists");
         }
         if let Err(e) = postern_maildir::folder::dir_name(&to) {
-            return self.no(
-                out,
-                tag,
-                Some("CANNOT"),
-                &format!("Invalid mailbox name: {e}"),
-            );
+            return Tagged::no(other("CANNOT"), format!("Invalid mailbox name: {e}"));
         }
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let md = user.maildir.clone();
         if from != "INBOX" {
             match md.folder_exists(&from) {
                 Ok(true) => {}
-                _ => return self.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
+                _ => return Tagged::no(other("NONEXISTENT"), "No such mailbox"),
             }
         }
         if md.folder_exists(&to).unwrap_or(false) {
-            return self.no(out, tag, Some("ALREADYEXISTS"), "Target mailbox exists");
+            return Tagged::no(other("ALREADYEXISTS"), "Target mailbox exists");
         }
         if from == "INBOX" {
             // RFC 3501 §6.3.5: INBOX's messages move to the new mailbox, INBOX stays (empty)
@@ -321,18 +282,12 @@ impl Session {
                 }
             }
             if let Err(e) = md.rename_folder("INBOX", &to) {
-                let (code, text) = store_error(&e);
-                return self.no(out, tag, Some(code), &text);
+                return store_error(&e);
             }
-            return self.done(out, tag, "RENAME completed");
+            return self.done(out, "RENAME completed");
         }
         if to.starts_with(&format!("{from}/")) {
-            return self.no(
-                out,
-                tag,
-                Some("CANNOT"),
-                "Cannot move a mailbox into itself",
-            );
+            return Tagged::no(other("CANNOT"), "Cannot move a mailbox into itself");
         }
         for p in parents(&to) {
             if !md.folder_exists(p).unwrap_or(true) {
@@ -356,8 +311,7 @@ impl Session {
             .collect();
         let subs: HashSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
         if let Err(e) = md.rename_folder(&from, &to) {
-            let (code, text) = store_error(&e);
-            return self.no(out, tag, Some(code), &text);
+            return store_error(&e);
         }
         for c in children {
             let new = format!("{to}{}", &c[from.len()..]);
@@ -373,101 +327,92 @@ impl Session {
             let _ = md.set_subscribed(&from, false);
             let _ = md.set_subscribed(&to, true);
         }
-        self.done(out, tag, "RENAME completed")
+        self.done(out, "RENAME completed")
     }
 
     pub(crate) fn subscribe(
         &mut self,
-        tag: &str,
         mailbox: &WireMailbox<'_>,
         on: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+    ) -> Tagged {
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         if let Err(e) = postern_maildir::folder::dir_name(&name) {
-            return self.no(
-                out,
-                tag,
-                Some("CANNOT"),
-                &format!("Invalid mailbox name: {e}"),
-            );
+            return Tagged::no(other("CANNOT"), format!("Invalid mailbox name: {e}"));
         }
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         match user.maildir.set_subscribed(&name, on) {
             Ok(()) => self.done(
                 out,
-                tag,
                 if on {
                     "SUBSCRIBE completed"
                 } else {
                     "UNSUBSCRIBE completed"
                 },
             ),
-            Err(e) => {
-                let (code, text) = store_error(&e);
-                self.no(out, tag, Some(code), &text)
-            }
+            Err(e) => store_error(&e),
         }
     }
 
     pub(crate) fn status_cmd(
         &mut self,
-        tag: &str,
         mailbox: &WireMailbox<'_>,
         items: &[StatusDataItemName],
         out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+    ) -> Tagged {
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         match self.status_line(&name, items, out) {
-            Ok(()) => self.done(out, tag, "STATUS completed"),
-            Err((code, text)) => self.no(out, tag, Some(code), &text),
+            Ok(()) => self.done(out, "STATUS completed"),
+            Err((code, text)) => Tagged::no(other(code), text.clone()),
         }
     }
 
     pub(crate) fn append(
         &mut self,
-        tag: &str,
         mailbox: &WireMailbox<'_>,
         flags: &[Flag<'_>],
         date: Option<DateTime>,
         message: LiteralOrLiteral8<'_>,
         out: &mut Vec<u8>,
-    ) -> Flow {
-        let Some(name) = self.name_or_no(tag, mailbox, out) else {
-            return Flow::Continue;
+    ) -> Tagged {
+        let name = match self.name_or_no(mailbox) {
+            Ok(n) => n,
+            Err(t) => return t,
         };
         let data: &[u8] = match &message {
             LiteralOrLiteral8::Literal(l) => l.data(),
             LiteralOrLiteral8::Literal8(l) => &l.data,
         };
         if data.len() > self.cfg.append_limit as usize {
-            return self.no(out, tag, Some("TOOBIG"), "Message too big");
+            return Tagged::no(other("TOOBIG"), "Message too big");
         }
         let fl = match to_store_flags(flags) {
             Ok(f) => f,
-            Err(t) => return self.bad(out, tag, &t),
+            Err(t) => return Tagged::bad(t.clone()),
         };
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         if let Some(limit) = user.quota_bytes {
             let used = postern_maildir::Quota::usage(&user.maildir)
                 .map(|u| u.bytes)
                 .unwrap_or(0);
             if used.saturating_add(data.len() as u64) > limit {
-                return self.no(out, tag, Some("OVERQUOTA"), "Quota exceeded");
+                return Tagged::no(other("OVERQUOTA"), "Quota exceeded");
             }
         }
         let when = date.map(|d| d.as_ref().timestamp());
         // The selected mailbox appends through its own handle so its view stays consistent.
         let (Some(user), sel) = self.state.parts_mut() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let res = if let Some(sel) = sel.filter(|s| s.name == name) {
             sel.mbox
@@ -477,29 +422,30 @@ impl Session {
             match user.maildir.open_mailbox(&name) {
                 Ok(mut m) => m.append(data, &fl, when).map(|uid| (uid, m.uid_validity())),
                 Err(e) => {
-                    let (code, text) = store_error(&e);
-                    let code = if code == "NONEXISTENT" {
-                        "TRYCREATE"
-                    } else {
-                        code
-                    };
-                    return self.no(out, tag, Some(code), &text);
+                    return no_trycreate(&e);
                 }
             }
         };
         match res {
             Ok((uid, validity)) => self.done_code(
                 out,
-                tag,
-                &format!("APPENDUID {validity} {uid}"),
+                other(format!("APPENDUID {validity} {uid}")),
                 "APPEND completed",
                 true,
             ),
-            Err(e) => {
-                let (code, text) = store_error(&e);
-                self.no(out, tag, Some(code), &text)
-            }
+            Err(e) => store_error(&e),
         }
+    }
+}
+
+/// A store error for a destination mailbox: `TRYCREATE` instead of `NONEXISTENT` (RFC 9051
+/// §6.3.12, §6.4.7).
+pub(crate) fn no_trycreate(e: &postern_maildir::MaildirError) -> Tagged {
+    let (code, text) = super::session::store_error_parts(e);
+    if code == "NONEXISTENT" {
+        Tagged::no(Code::TryCreate, text)
+    } else {
+        Tagged::no(other(code), text)
     }
 }
 

@@ -7,14 +7,14 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use postern_maildir::FlagOp;
 
 use super::names;
-use super::resp::{num_list_ordered, num_set, tagged, untagged};
-use super::session::{Flow, Session, announce_expunges, flag_update, store_error, to_store_flags};
+use super::resp::{num_list_ordered, num_set, untagged};
+use super::session::{Session, announce_expunges, flag_update, store_error, to_store_flags};
+use super::tagged::{Tagged, other};
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn store(
         &mut self,
-        tag: &str,
         set: &SequenceSet,
         kind: &StoreType,
         response: &StoreResponse,
@@ -22,13 +22,13 @@ impl Session {
         uid: bool,
         modifiers: &[StoreModifier],
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         if self.state.sel().is_some_and(|s| s.read_only) {
-            return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
+            return Tagged::no(other("READ-ONLY"), "Mailbox is read-only");
         }
         let fl = match to_store_flags(flags) {
             Ok(f) => f,
-            Err(t) => return self.bad(out, tag, &t),
+            Err(t) => return Tagged::bad(t.clone()),
         };
         let unchanged_since = modifiers
             .iter()
@@ -39,7 +39,7 @@ impl Session {
         }
         let targets = match self.resolve(set, uid) {
             Ok(t) => t,
-            Err(e) => return self.bad(out, tag, e),
+            Err(e) => return Tagged::bad(e),
         };
         let op = match kind {
             StoreType::Replace => FlagOp::Replace,
@@ -49,7 +49,7 @@ impl Session {
         let silent = matches!(response, StoreResponse::Silent);
         let condstore = self.enabled.condstore;
         let Some(sel) = self.state.sel_mut() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let mut modified = Vec::new();
         let mut new_kw = false;
@@ -90,58 +90,47 @@ impl Session {
         }
         if modified.is_empty() {
             self.sync(out, false);
-            tagged(out, tag, "OK", None, "STORE completed");
+            Tagged::ok("STORE completed")
         } else {
             self.sync(out, false);
-            tagged(
-                out,
-                tag,
-                "OK",
-                Some(&format!("MODIFIED {}", num_set(&modified))),
+            Tagged::ok_code(
+                other(format!("MODIFIED {}", num_set(&modified))),
                 "Conditional STORE failed for some messages",
-            );
+            )
         }
-        Flow::Continue
     }
 
     pub(crate) fn copy_move(
         &mut self,
-        tag: &str,
         set: &SequenceSet,
         mailbox: &WireMailbox<'_>,
         uid: bool,
         is_move: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         let what = if is_move { "MOVE" } else { "COPY" };
         if is_move && self.state.sel().is_some_and(|s| s.read_only) {
-            return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
+            return Tagged::no(other("READ-ONLY"), "Mailbox is read-only");
         }
         let Some(name) = names::decode(mailbox, self.utf8()) else {
-            return self.no(out, tag, Some("CANNOT"), "Invalid mailbox name");
+            return Tagged::no(other("CANNOT"), "Invalid mailbox name");
         };
         let targets = match self.resolve(set, uid) {
             Ok(t) => t,
-            Err(e) => return self.bad(out, tag, e),
+            Err(e) => return Tagged::bad(e),
         };
         let Some(user) = self.state.user() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let mut dest = match user.maildir.open_mailbox(&name) {
             Ok(m) => m,
             Err(e) => {
-                let (code, text) = store_error(&e);
-                let code = if code == "NONEXISTENT" {
-                    "TRYCREATE"
-                } else {
-                    code
-                };
-                return self.no(out, tag, Some(code), &text);
+                return super::mailboxes::no_trycreate(&e);
             }
         };
         let qresync = self.enabled.qresync;
         let Some(sel) = self.state.sel_mut() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         let uids: Vec<u32> = targets
             .iter()
@@ -150,63 +139,45 @@ impl Session {
             .collect();
         if uids.is_empty() {
             self.sync(out, false);
-            tagged(
-                out,
-                tag,
-                "OK",
-                None,
-                &format!("{what} completed (no messages)"),
-            );
-            return Flow::Continue;
+            return Tagged::ok(format!("{what} completed (no messages)"));
         }
         let pairs = match sel.mbox.copy_to(&uids, &mut dest) {
             Ok(p) => p,
-            Err(e) => {
-                let (code, text) = store_error(&e);
-                return self.no(out, tag, Some(code), &text);
-            }
+            Err(e) => return store_error(&e),
         };
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = if pairs.is_empty() {
             None
         } else {
-            Some(format!(
+            Some(other(format!(
                 "COPYUID {} {} {}",
                 dest.uid_validity(),
                 num_list_ordered(&src),
                 num_list_ordered(&dst)
-            ))
+            )))
         };
         if !is_move {
             self.sync(out, false);
-            tagged(out, tag, "OK", code.as_deref(), "COPY completed");
-            return Flow::Continue;
+            return Tagged::Ok(code, "COPY completed".into());
         }
-        if let Some(c) = &code {
-            untagged(out, &format!("OK [{c}] Moved"));
+        if let Some(c) = code {
+            Tagged::ok_code(c, "Moved").write(out, "*");
         }
         match sel.mbox.expunge(&src) {
             Ok(gone) => sel.gone.extend(gone),
             Err(e) => {
-                let (code, text) = store_error(&e);
-                return self.no(out, tag, Some(code), &text);
+                return store_error(&e);
             }
         }
         announce_expunges(sel, out, qresync);
         self.sync(out, true);
-        tagged(out, tag, "OK", None, "MOVE completed");
-        Flow::Continue
+        Tagged::ok("MOVE completed")
     }
 
-    pub(crate) fn expunge(
-        &mut self,
-        tag: &str,
-        set: Option<&SequenceSet>,
-        out: &mut Vec<u8>,
-    ) -> Flow {
+    pub(crate) fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Tagged {
         if self.state.sel().is_some_and(|s| s.read_only) {
-            return self.no(out, tag, Some("READ-ONLY"), "Mailbox is read-only");
+            return Tagged::no(other("READ-ONLY"), "Mailbox is read-only");
         }
         let restrict = match set {
             Some(s) => match self.resolve(s, true) {
@@ -215,13 +186,13 @@ impl Session {
                         .map(|(_, u)| u)
                         .collect::<std::collections::HashSet<u32>>(),
                 ),
-                Err(e) => return self.bad(out, tag, e),
+                Err(e) => return Tagged::bad(e),
             },
             None => None,
         };
         let qresync = self.enabled.qresync;
         let Some(sel) = self.state.sel_mut() else {
-            return Flow::Continue;
+            return Tagged::bad("Log in first");
         };
         sel.pull();
         let del: Vec<u32> = sel
@@ -235,8 +206,7 @@ impl Session {
             match sel.mbox.expunge(&del) {
                 Ok(gone) => sel.gone.extend(gone),
                 Err(e) => {
-                    let (code, text) = store_error(&e);
-                    return self.no(out, tag, Some(code), &text);
+                    return store_error(&e);
                 }
             }
         }
@@ -244,16 +214,12 @@ impl Session {
         let hms = sel.mbox.highest_modseq();
         self.sync(out, true);
         if self.enabled.condstore {
-            tagged(
-                out,
-                tag,
-                "OK",
-                Some(&format!("HIGHESTMODSEQ {}", hms.max(1))),
+            Tagged::ok_code(
+                other(format!("HIGHESTMODSEQ {}", hms.max(1))),
                 "EXPUNGE completed",
-            );
+            )
         } else {
-            tagged(out, tag, "OK", None, "EXPUNGE completed");
+            Tagged::ok("EXPUNGE completed")
         }
-        Flow::Continue
     }
 }

@@ -21,6 +21,7 @@ mod names;
 pub(crate) mod notify;
 mod resp;
 mod search;
+mod tagged;
 mod transport;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ use crate::{Connection, Ctx, Door};
 
 use self::notify::{Notifier, Subscription};
 use self::session::{Flow, Session, SessionConfig, User};
+use self::tagged::Tagged;
 use self::transport::Transport;
 
 /// Consecutive bad commands before the connection is closed.
@@ -606,8 +608,10 @@ impl Driver {
                 self.idle_poll = false;
                 if let Some(tag) = self.idle_tag.take() {
                     let tag = tag.inner().to_owned();
-                    self.with_session(move |s, out| s.done(out, &tag, "IDLE terminated"))
-                        .await;
+                    self.with_session(move |s, out| {
+                        s.done(out, "IDLE terminated").write(out, &tag);
+                    })
+                    .await;
                 }
             }
         }
@@ -648,10 +652,12 @@ impl Driver {
                             } = cmd.body
                             {
                                 self.with_session(move |s, out| {
-                                    if s.state.sel().is_none() {
-                                        return s.bad(out, &tag, "No mailbox selected");
-                                    }
-                                    s.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
+                                    let t = if s.state.sel().is_none() {
+                                        Tagged::bad("No mailbox selected")
+                                    } else {
+                                        s.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
+                                    };
+                                    t.write(out, &tag);
                                 })
                                 .await;
                             }

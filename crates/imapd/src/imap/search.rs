@@ -9,8 +9,9 @@ use postern_imap_message as msg;
 use postern_imap_message::{MessageFlags, SearchEnv, SearchMessage, SortItem};
 use postern_maildir::{Mailbox, MessageMeta};
 
-use super::resp::{self, num_set, tagged, untagged};
-use super::session::{Flow, Session};
+use super::resp::{self, num_set, untagged};
+use super::session::Session;
+use super::tagged::{Tagged, other};
 
 /// How to answer a SEARCH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,14 +144,9 @@ impl Session {
         uid: bool,
         ret: &SearchReturn,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         if !charset_ok(charset) {
-            return self.no(
-                out,
-                tag,
-                Some("BADCHARSET (UTF-8 US-ASCII)"),
-                "Unsupported charset",
-            );
+            return Tagged::no(other("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
         }
         let crit = criteria.into_inner();
         let modseq = crit.iter().any(has_modseq);
@@ -213,8 +209,7 @@ impl Session {
             }
         }
         self.sync(out, false);
-        tagged(out, tag, "OK", None, "SEARCH completed");
-        Flow::Continue
+        Tagged::ok("SEARCH completed")
     }
 
     fn sort_items(&self, criteria: &[SearchKey<'_>]) -> Vec<SortItem> {
@@ -246,20 +241,14 @@ impl Session {
 
     pub(crate) fn sort(
         &mut self,
-        tag: &str,
         criteria: &Vec1<SortCriterion>,
         charset: &Charset<'_>,
         search: Vec1<SearchKey<'static>>,
         uid: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         if !charset_ok(Some(charset)) {
-            return self.no(
-                out,
-                tag,
-                Some("BADCHARSET (UTF-8 US-ASCII)"),
-                "Unsupported charset",
-            );
+            return Tagged::no(other("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
         }
         let mut items = self.sort_items(&search.into_inner());
         msg::sort(criteria.as_ref(), &mut items);
@@ -270,34 +259,26 @@ impl Session {
         }
         untagged(out, &line);
         self.sync(out, false);
-        tagged(out, tag, "OK", None, "SORT completed");
-        Flow::Continue
+        Tagged::ok("SORT completed")
     }
 
     pub(crate) fn thread(
         &mut self,
-        tag: &str,
         algorithm: &ThreadingAlgorithm<'_>,
         charset: &Charset<'_>,
         search: Vec1<SearchKey<'static>>,
         uid: bool,
         out: &mut Vec<u8>,
-    ) -> Flow {
+    ) -> Tagged {
         if !charset_ok(Some(charset)) {
-            return self.no(
-                out,
-                tag,
-                Some("BADCHARSET (UTF-8 US-ASCII)"),
-                "Unsupported charset",
-            );
+            return Tagged::no(other("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
         }
         let items = self.sort_items(&search.into_inner());
         let Some(threads) = msg::thread(algorithm, &items, uid) else {
-            return self.bad(out, tag, "Unsupported threading algorithm");
+            return Tagged::bad("Unsupported threading algorithm");
         };
         resp::data(out, Data::Thread(threads));
         self.sync(out, false);
-        tagged(out, tag, "OK", None, "THREAD completed");
-        Flow::Continue
+        Tagged::ok("THREAD completed")
     }
 }

@@ -13,13 +13,14 @@ use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::utf8::Utf8Kind;
 use imap_codec::imap_types::flag::{Flag, FlagFetch};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
 use postern_maildir::{Flags, Mailbox, Maildir, MaildirError, MessageMeta};
 
 use super::names::{self, SEP};
-use super::resp::{self, num_set, tagged, untagged};
+use super::resp::{self, num_set, untagged};
+use super::tagged::{Tagged, other};
 
 /// Settings a session needs from the config.
 #[derive(Debug, Clone)]
@@ -191,7 +192,13 @@ pub struct Session {
 }
 
 /// Maps a store error to a response code and text.
-pub(crate) fn store_error(e: &MaildirError) -> (&'static str, String) {
+pub(crate) fn store_error(e: &MaildirError) -> Tagged {
+    let (code, text) = store_error_parts(e);
+    Tagged::no(other(code), text)
+}
+
+/// The response code and text for a store error.
+pub(crate) fn store_error_parts(e: &MaildirError) -> (&'static str, String) {
     match e {
         MaildirError::NoSuchFolder(_) => ("NONEXISTENT", "No such mailbox".to_owned()),
         MaildirError::FolderExists(_) => ("ALREADYEXISTS", "Mailbox exists".to_owned()),
@@ -435,27 +442,28 @@ impl Session {
     pub fn handle(&mut self, cmd: Command<'static>, out: &mut Vec<u8>) -> Flow {
         let tag = cmd.tag.inner().to_owned();
         let name = cmd.body.name();
-        match cmd.body {
+        let result = match cmd.body {
             CommandBody::Capability => {
                 untagged(out, &self.capability_text());
-                self.done(out, &tag, "CAPABILITY completed")
+                self.done(out, "CAPABILITY completed")
             }
-            CommandBody::Noop => self.done(out, &tag, "NOOP completed"),
+            CommandBody::Noop => self.done(out, "NOOP completed"),
             CommandBody::Check => {
                 if self.state.sel().is_none() {
-                    return self.bad(out, &tag, "No mailbox selected");
+                    Tagged::bad("No mailbox selected")
+                } else {
+                    self.done(out, "CHECK completed")
                 }
-                self.done(out, &tag, "CHECK completed")
             }
             CommandBody::Logout => {
                 self.state = State::Logout;
                 untagged(out, "BYE Logging out");
-                tagged(out, &tag, "OK", None, "LOGOUT completed");
-                Flow::Close
+                Tagged::ok("LOGOUT completed").write(out, &tag);
+                return Flow::Close;
             }
             CommandBody::Id { .. } => {
                 untagged(out, "ID (\"name\" \"Postern\" \"vendor\" \"Postern\")");
-                self.done(out, &tag, "ID completed")
+                self.done(out, "ID completed")
             }
             CommandBody::Login { .. }
             | CommandBody::Authenticate { .. }
@@ -464,47 +472,63 @@ impl Session {
             | CommandBody::Idle => {
                 // The driver handles these; here only when the state does not allow them.
                 if self.state.user().is_some() && !matches!(name, "COMPRESS" | "IDLE") {
-                    tagged(out, &tag, "BAD", None, "Already logged in");
+                    Tagged::bad("Already logged in")
                 } else {
-                    tagged(out, &tag, "BAD", None, "Command not allowed now");
+                    Tagged::bad("Command not allowed now")
                 }
-                Flow::Continue
             }
-            body => {
-                if self.state.user().is_none() {
-                    tagged(out, &tag, "BAD", None, "Log in first");
-                    return Flow::Continue;
-                }
-                self.authenticated(&tag, body, out)
+            _ if self.state.user().is_none() => Tagged::bad("Log in first"),
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+            } if self.state.sel().is_some() => {
+                // Writes its own tagged line, possibly after several rounds (Flow::More).
+                return self.fetch(
+                    &tag,
+                    &sequence_set,
+                    macro_or_item_names,
+                    uid,
+                    &modifiers,
+                    out,
+                );
             }
-        }
+            body => self.authenticated(&tag, body, out),
+        };
+        result.write(out, &tag);
+        Flow::Continue
     }
 
-    fn authenticated(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Flow {
+    fn authenticated(
+        &mut self,
+        tag: &str,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Tagged {
         match body {
-            CommandBody::Enable { capabilities } => self.enable(tag, capabilities, out),
+            CommandBody::Enable { capabilities } => self.enable(capabilities, out),
             CommandBody::Namespace => {
                 untagged(out, "NAMESPACE ((\"\" \"/\")) NIL NIL");
-                self.done(out, tag, "NAMESPACE completed")
+                self.done(out, "NAMESPACE completed")
             }
             CommandBody::Select {
                 mailbox,
                 parameters,
-            } => self.select(tag, &mailbox, parameters, false, out),
+            } => self.select(&mailbox, parameters, false, out),
             CommandBody::Examine {
                 mailbox,
                 parameters,
-            } => self.select(tag, &mailbox, parameters, true, out),
+            } => self.select(&mailbox, parameters, true, out),
             CommandBody::Unselect => {
                 if self.state.unselect().is_none() {
-                    return self.bad(out, tag, "No mailbox selected");
+                    return Tagged::bad("No mailbox selected");
                 }
-                tagged(out, tag, "OK", None, "UNSELECT completed");
-                Flow::Continue
+                Tagged::ok("UNSELECT completed")
             }
             CommandBody::Close => {
                 let Some(mut sel) = self.state.unselect() else {
-                    return self.bad(out, tag, "No mailbox selected");
+                    return Tagged::bad("No mailbox selected");
                 };
                 if !sel.read_only {
                     let _ = sel.mbox.sync();
@@ -519,14 +543,13 @@ impl Session {
                         let _ = sel.mbox.expunge(&del);
                     }
                 }
-                tagged(out, tag, "OK", None, "CLOSE completed");
-                Flow::Continue
+                Tagged::ok("CLOSE completed")
             }
-            CommandBody::Create { mailbox } => self.create(tag, &mailbox, out),
-            CommandBody::Delete { mailbox } => self.delete(tag, &mailbox, out),
-            CommandBody::Rename { from, to } => self.rename(tag, &from, &to, out),
-            CommandBody::Subscribe { mailbox } => self.subscribe(tag, &mailbox, true, out),
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(tag, &mailbox, false, out),
+            CommandBody::Create { mailbox } => self.create(&mailbox, out),
+            CommandBody::Delete { mailbox } => self.delete(&mailbox, out),
+            CommandBody::Rename { from, to } => self.rename(&from, &to, out),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true, out),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false, out),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
@@ -539,7 +562,7 @@ impl Session {
                 };
                 let p = names::list_pattern(&mailbox_wildcard);
                 let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
-                self.list(tag, &r, &[p], &super::list::ListOpts::default(), false, out)
+                self.list(&r, &[p], &super::list::ListOpts::default(), false, out)
             }
             CommandBody::Lsub {
                 reference,
@@ -548,21 +571,21 @@ impl Session {
                 let r = names::decode(&reference, self.utf8()).unwrap_or_default();
                 let p = names::list_pattern(&mailbox_wildcard);
                 let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
-                self.list(tag, &r, &[p], &super::list::ListOpts::default(), true, out)
+                self.list(&r, &[p], &super::list::ListOpts::default(), true, out)
             }
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => self.status_cmd(tag, &mailbox, &item_names, out),
+            } => self.status_cmd(&mailbox, &item_names, out),
             CommandBody::Append {
                 mailbox,
                 flags,
                 date,
                 message,
-            } => self.append(tag, &mailbox, &flags, date, message, out),
+            } => self.append(&mailbox, &flags, date, message, out),
             CommandBody::GetQuotaRoot { mailbox } => {
                 let Some(name) = names::decode(&mailbox, self.utf8()) else {
-                    return self.no(out, tag, None, "Invalid mailbox name");
+                    return Tagged::no_plain("Invalid mailbox name");
                 };
                 let mut line = b"* QUOTAROOT ".to_vec();
                 resp::string(
@@ -573,47 +596,31 @@ impl Session {
                 line.extend_from_slice(b" \"\"\r\n");
                 out.extend_from_slice(&line);
                 self.quota_line(out);
-                self.done(out, tag, "GETQUOTAROOT completed")
+                self.done(out, "GETQUOTAROOT completed")
             }
             CommandBody::GetQuota { root } => {
                 if !root.as_ref().is_empty() {
-                    return self.no(out, tag, Some("NONEXISTENT"), "No such quota root");
+                    return Tagged::no(other("NONEXISTENT"), "No such quota root");
                 }
                 self.quota_line(out);
-                self.done(out, tag, "GETQUOTA completed")
+                self.done(out, "GETQUOTA completed")
             }
-            CommandBody::SetQuota { .. } => self.no(
-                out,
-                tag,
-                Some("NOPERM"),
-                "Quotas are set by the administrator",
-            ),
+            CommandBody::SetQuota { .. } => {
+                Tagged::no(other("NOPERM"), "Quotas are set by the administrator")
+            }
             body => {
                 if self.state.sel().is_none() {
-                    return self.bad(out, tag, "No mailbox selected");
+                    return Tagged::bad("No mailbox selected");
                 }
                 self.selected_cmd(tag, body, out)
             }
         }
     }
 
-    fn selected_cmd(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Flow {
+    fn selected_cmd(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Tagged {
         match body {
-            CommandBody::Expunge => self.expunge(tag, None, out),
-            CommandBody::ExpungeUid { sequence_set } => self.expunge(tag, Some(&sequence_set), out),
-            CommandBody::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-                modifiers,
-            } => self.fetch(
-                tag,
-                &sequence_set,
-                macro_or_item_names,
-                uid,
-                &modifiers,
-                out,
-            ),
+            CommandBody::Expunge => self.expunge(None, out),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out),
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -622,7 +629,6 @@ impl Session {
                 uid,
                 modifiers,
             } => self.store(
-                tag,
                 &sequence_set,
                 &kind,
                 &response,
@@ -635,12 +641,12 @@ impl Session {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy_move(tag, &sequence_set, &mailbox, uid, false, out),
+            } => self.copy_move(&sequence_set, &mailbox, uid, false, out),
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy_move(tag, &sequence_set, &mailbox, uid, true, out),
+            } => self.copy_move(&sequence_set, &mailbox, uid, true, out),
             CommandBody::Search {
                 charset,
                 criteria,
@@ -658,71 +664,42 @@ impl Session {
                 charset,
                 search_criteria,
                 uid,
-            } => self.sort(tag, &sort_criteria, &charset, search_criteria, uid, out),
+            } => self.sort(&sort_criteria, &charset, search_criteria, uid, out),
             CommandBody::Thread {
                 algorithm,
                 charset,
                 search_criteria,
                 uid,
-            } => self.thread(tag, &algorithm, &charset, search_criteria, uid, out),
-            other => {
-                tagged(
-                    out,
-                    tag,
-                    "BAD",
-                    None,
-                    &format!("{} is not supported", other.name()),
-                );
-                Flow::Continue
-            }
+            } => self.thread(&algorithm, &charset, search_criteria, uid, out),
+            other => Tagged::bad(format!("{} is not supported", other.name())),
         }
     }
 
     // ----- small helpers -----
 
     /// Tagged OK after sending pending mailbox updates (EXPUNGE allowed).
-    pub(crate) fn done(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Flow {
+    pub(crate) fn done(
+        &mut self,
+        out: &mut Vec<u8>,
+        text: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Tagged {
         self.sync(out, true);
-        tagged(out, tag, "OK", None, text);
-        Flow::Continue
+        Tagged::ok(text)
     }
 
     /// Tagged OK with a code, after updates.
     pub(crate) fn done_code(
         &mut self,
         out: &mut Vec<u8>,
-        tag: &str,
-        code: &str,
-        text: &str,
+        code: Code<'static>,
+        text: &'static str,
         expunge_ok: bool,
-    ) -> Flow {
+    ) -> Tagged {
         self.sync(out, expunge_ok);
-        tagged(out, tag, "OK", Some(code), text);
-        Flow::Continue
+        Tagged::ok_code(code, text)
     }
 
-    pub(crate) fn no(
-        &mut self,
-        out: &mut Vec<u8>,
-        tag: &str,
-        code: Option<&str>,
-        text: &str,
-    ) -> Flow {
-        tagged(out, tag, "NO", code, text);
-        Flow::Continue
-    }
-
-    pub(crate) fn bad(&mut self, out: &mut Vec<u8>, tag: &str, text: &str) -> Flow {
-        tagged(out, tag, "BAD", None, text);
-        Flow::Continue
-    }
-
-    fn enable(
-        &mut self,
-        tag: &str,
-        caps: Vec1<CapabilityEnable<'static>>,
-        out: &mut Vec<u8>,
-    ) -> Flow {
+    fn enable(&mut self, caps: Vec1<CapabilityEnable<'static>>, out: &mut Vec<u8>) -> Tagged {
         let mut on = Vec::new();
         for c in caps.into_inner() {
             let text = c.to_string();
@@ -760,7 +737,7 @@ impl Session {
                 on.join(" ")
             ),
         );
-        self.done(out, tag, "ENABLE completed")
+        self.done(out, "ENABLE completed")
     }
 
     fn quota_line(&self, out: &mut Vec<u8>) {
