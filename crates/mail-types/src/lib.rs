@@ -1,5 +1,6 @@
 //! Small value types of mail transport shared by the queue, the SMTP client and DSNs:
-//! [`EnhancedStatus`] (RFC 3463), and the DSN parameters [`Notify`] and [`Ret`] (RFC 3461).
+//! [`Address`] and [`Domain`], [`EnhancedStatus`] (RFC 3463), and the DSN parameters
+//! [`Notify`] and [`Ret`] (RFC 3461).
 //!
 //! A leaf crate: it depends on nothing of Postern's and does no I/O.
 
@@ -10,6 +11,86 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// An envelope address, `local-part@domain`, as given (the null sender `<>` is not an
+/// address: `Option<Address>`). Split at the last `@`: a quoted local part may hold one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Address(String);
+
+impl Address {
+    /// The address as given (not checked: what was accepted at `RCPT TO` is kept as is).
+    pub fn new(address: impl Into<String>) -> Self {
+        Self(address.into())
+    }
+
+    /// The address as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the last `@` (all of it when there is none).
+    #[must_use]
+    pub fn local_part(&self) -> &str {
+        split(&self.0).0
+    }
+
+    /// The part after the last `@` as written (empty when there is none).
+    #[must_use]
+    pub fn domain_str(&self) -> &str {
+        split(&self.0).1
+    }
+
+    /// The domain, for comparing and routing.
+    #[must_use]
+    pub fn domain(&self) -> Domain {
+        Domain::new(self.domain_str())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Splits `local@domain` at the last `@`: `(local, domain)`, the domain empty when there is
+/// no `@`.
+#[must_use]
+pub fn split(address: &str) -> (&str, &str) {
+    address.rsplit_once('@').unwrap_or((address, ""))
+}
+
+/// A domain name as mail routing compares it: ASCII lower case, without a trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Domain(String);
+
+impl Domain {
+    /// `name` in lower case without its trailing dot.
+    pub fn new(name: &str) -> Self {
+        Self(name.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// The normalised name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` is this domain (any case, with or without a trailing dot).
+    #[must_use]
+    pub fn is(&self, name: &str) -> bool {
+        name.trim_end_matches('.').eq_ignore_ascii_case(&self.0)
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// An enhanced mail system status code (RFC 3463): `class.subject.detail`, e.g. `5.1.1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +251,25 @@ impl Ret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_domains() {
+        let a = Address::new("\"x@y\"@Example.ORG.");
+        assert_eq!(a.local_part(), "\"x@y\"");
+        assert_eq!(a.domain_str(), "Example.ORG.");
+        assert_eq!(a.domain(), Domain::new("example.org"));
+        assert_eq!(a.domain().as_str(), "example.org");
+        assert!(a.domain().is("EXAMPLE.org") && a.domain().is("example.org."));
+        assert!(!a.domain().is("sub.example.org"));
+        let bare = Address::new("postmaster");
+        assert_eq!((bare.local_part(), bare.domain_str()), ("postmaster", ""));
+        assert_eq!(split("a@b@c"), ("a@b", "c"));
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#""\"x@y\"@Example.ORG.""#
+        );
+        assert_eq!(a.to_string(), a.as_str());
+    }
 
     #[test]
     fn status_parses_and_prints() {

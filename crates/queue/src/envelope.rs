@@ -2,6 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use postern_mail_types::Domain;
 pub use postern_mail_types::{Notify, Ret};
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +176,12 @@ impl Recipient {
 
     /// The domain part of the address (after the last `@`), empty if there is none.
     pub fn domain(&self) -> &str {
-        self.address.rsplit_once('@').map_or("", |(_, d)| d)
+        postern_mail_types::split(&self.address).1
+    }
+
+    /// The domain of the address, for comparing and routing.
+    pub fn domain_name(&self) -> Domain {
+        Domain::new(self.domain())
     }
 }
 

@@ -58,7 +58,7 @@ pub use envelope::{Destination, Envelope, Notify, Origin, RcptStatus, Recipient,
 pub use error::{QueueError, Result};
 pub use format::{MAGIC, MAX_ENVELOPE_JSON};
 pub use id::{ParseIdError, QueueId};
-pub use postern_mail_types::EnhancedStatus;
+pub use postern_mail_types::{Address, Domain, EnhancedStatus};
 pub use records::{DeliveryReply, RemoteMta};
 pub use schedule::{Filter, Schedule};
 pub use spool::{BodyFile, DEFAULT_MAX_MESSAGE_SIZE, Spool};

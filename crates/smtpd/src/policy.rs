@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
-use postern_queue::Destination;
+use postern_queue::{Address as QueueAddress, Destination};
 use postern_smtp_session::{Address, Reply, Verdict};
 use tracing::{debug, info, warn};
 
@@ -273,9 +273,7 @@ impl Lookups {
                         return Ok(targets
                             .into_iter()
                             .map(|t| {
-                                let same = t
-                                    .rsplit_once('@')
-                                    .is_some_and(|(_, d)| d.eq_ignore_ascii_case(rcpt.domain()));
+                                let same = QueueAddress::new(t.clone()).domain().is(rcpt.domain());
                                 if same {
                                     Target::new(t, Destination::Local)
                                 } else {

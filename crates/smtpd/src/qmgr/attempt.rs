@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use postern_dsn::{Action, RecipientReport};
-use postern_queue::{Backoff, DeliveryReply, Destination, Envelope, RcptStatus, Recipient};
+use postern_queue::{Backoff, DeliveryReply, Destination, Domain, Envelope, RcptStatus, Recipient};
 use postern_smtp_client::{OutRcpt, Outgoing};
 
 use crate::outbound::Outcome;
@@ -17,40 +17,40 @@ use crate::outbound::Outcome;
 pub(crate) struct Plan {
     /// Our own domains: LMTP to the delivery agent, in one transaction.
     pub(crate) local: Vec<usize>,
-    /// Other domains (lower-case), each in one transaction: a `transports` entry, the
-    /// relayhost or the domain's MX hosts.
-    pub(crate) remote: BTreeMap<String, Vec<usize>>,
+    /// Other domains, each in one transaction: a `transports` entry, the relayhost or the
+    /// domain's MX hosts.
+    pub(crate) remote: BTreeMap<Domain, Vec<usize>>,
     /// Not routed this time (whether the domain is ours could not be learnt): why.
     pub(crate) unrouted: Vec<(usize, DeliveryReply)>,
 }
 
-/// The domains (lower-case) that authd must be asked about: those of pending recipients
-/// without a `transports` entry whose destination was not recorded at `RCPT`.
+/// The domains that authd must be asked about: those of pending recipients without a
+/// `transports` entry whose destination was not recorded at `RCPT`.
 pub(crate) fn domains_to_ask(
     env: &Envelope,
-    has_transport: impl Fn(&str) -> bool,
-) -> BTreeSet<String> {
+    has_transport: impl Fn(&Domain) -> bool,
+) -> BTreeSet<Domain> {
     env.pending()
         .filter(|r| r.destination.is_none())
-        .map(|r| r.domain().to_ascii_lowercase())
+        .map(Recipient::domain_name)
         .filter(|d| !has_transport(d))
         .collect()
 }
 
 /// Routes the pending recipients: a `transports` entry first, then the destination
-/// recorded at `RCPT`, then authd's answer about the domain (`answers`, by lower-case
-/// domain; a missing answer counts as an error).
+/// recorded at `RCPT`, then authd's answer about the domain (`answers`; a missing answer
+/// counts as an error).
 pub(crate) fn plan(
     env: &Envelope,
-    has_transport: impl Fn(&str) -> bool,
-    answers: &HashMap<String, Result<bool, String>>,
+    has_transport: impl Fn(&Domain) -> bool,
+    answers: &HashMap<Domain, Result<bool, String>>,
 ) -> Plan {
     let mut plan = Plan::default();
     for (i, r) in env.recipients.iter().enumerate() {
         if !r.is_pending() {
             continue;
         }
-        let domain = r.domain().to_ascii_lowercase();
+        let domain = r.domain_name();
         let local = if has_transport(&domain) {
             Ok(false)
         } else {

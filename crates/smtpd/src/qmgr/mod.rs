@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use postern_config::Config;
-use postern_queue::{Backoff, Committer, Envelope, Filter, Origin, QueueId, Schedule, Spool};
+use postern_queue::{
+    Backoff, Committer, Domain, Envelope, Filter, Origin, QueueId, Schedule, Spool,
+};
 use postern_smtp_client::{Client, Target};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -469,13 +471,8 @@ impl Manager {
                 return Some(env);
             }
         };
-        let has_transport = |domain: &str| {
-            self.config
-                .smtpd
-                .transports
-                .keys()
-                .any(|k| k.trim_end_matches('.').eq_ignore_ascii_case(domain))
-        };
+        let has_transport =
+            |domain: &Domain| self.config.smtpd.transports.keys().any(|k| domain.is(k));
         // authd is asked only about recipients whose destination was not recorded at RCPT.
         let mut answers = HashMap::new();
         let ask = attempt::domains_to_ask(&env, has_transport);
@@ -483,7 +480,7 @@ impl Manager {
             let mut lookups =
                 Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
             for domain in ask {
-                let local = lookups.is_local_domain(&domain).await;
+                let local = lookups.is_local_domain(domain.as_str()).await;
                 answers.insert(domain, local);
             }
         }
@@ -505,6 +502,7 @@ impl Manager {
             srs_sender(&env, &message)
         };
         for (domain, idx) in &plan.remote {
+            let domain = domain.as_str();
             match Route::for_domain(&self.config, domain) {
                 Route::Lmtp(target) => {
                     for (i, o) in self.lmtp(&env, &message, idx, &target).await {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use postern_dsn::Action;
 use postern_queue::{
-    Backoff, DeliveryReply, Destination, Envelope, Notify, RcptStatus, Recipient, Spool,
+    Backoff, DeliveryReply, Destination, Domain, Envelope, Notify, RcptStatus, Recipient, Spool,
 };
 
 use super::*;
@@ -285,14 +285,17 @@ fn routing_uses_the_destination_recorded_at_rcpt() {
     e.recipients[0].destination = Some(Destination::Local);
     e.recipients[1].destination = Some(Destination::Remote);
     e.recipients[2].destination = Some(Destination::Local);
-    let transport = |d: &str| d == "relay.test";
+    let transport = |d: &Domain| d.is("relay.test");
     // Only recipients without a recorded destination (and without transport) are asked about.
-    let ask: Vec<String> = domains_to_ask(&e, transport).into_iter().collect();
+    let ask: Vec<String> = domains_to_ask(&e, transport)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(ask, ["down.test", "new.test"]);
     let answers = HashMap::from([
-        ("new.test".to_owned(), Ok(true)),
+        (Domain::new("new.test"), Ok(true)),
         (
-            "down.test".to_owned(),
+            Domain::new("down.test"),
             Err("socketmap connection failed".to_owned()),
         ),
     ]);
@@ -301,8 +304,8 @@ fn routing_uses_the_destination_recorded_at_rcpt() {
     assert_eq!(
         p.remote.into_iter().collect::<Vec<_>>(),
         [
-            ("example.net".to_owned(), vec![1]),
-            ("relay.test".to_owned(), vec![2]),
+            (Domain::new("example.net"), vec![1]),
+            (Domain::new("relay.test"), vec![2]),
         ],
         "a transports entry wins"
     );
@@ -348,11 +351,14 @@ fn queue_files_of_the_previous_format_give_the_same_notices() {
     let (_spool, envs) = Spool::open(dir.path()).unwrap();
     assert_eq!(envs.len(), 3);
     let mut one = envs[0].clone();
-    let ask: Vec<String> = domains_to_ask(&one, |_| false).into_iter().collect();
+    let ask: Vec<String> = domains_to_ask(&one, |_| false)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(ask, ["example.net", "example.org"]);
     let answers = HashMap::from([
-        ("example.net".to_owned(), Ok(false)),
-        ("example.org".to_owned(), Ok(true)),
+        (Domain::new("example.net"), Ok(false)),
+        (Domain::new("example.org"), Ok(true)),
     ]);
     let p = plan(&one, |_| false, &answers);
     assert_eq!((p.local.as_slice(), p.remote.len()), (&[2][..], 1));
