@@ -31,6 +31,13 @@
 //! envelope as JSON; it replaces the one in the message file (its `id` and `size` must match),
 //! and is replaced atomically (written in `incoming/`, fsynced, renamed, `active/` fsynced).
 //!
+//! A recipient's replies ([`DeliveryReply`]) are JSON objects
+//! `{"code":550,"status":"5.1.1","text":"…","remote_mta":{"host":"…","ip":"…"}}`; files
+//! written before they were typed hold them as strings (`"550 5.1.1 … (remote-mta host[ip])"`)
+//! and load too (taken apart once; the text form is unchanged). A recipient's `destination`
+//! (`"local"`/`"remote"`, decided at `RCPT`) is absent in older files. Such a spool is kept in
+//! `tests/fixtures/spool-v1`.
+//!
 //! A message is committed by writing `incoming/<id>`, fsyncing it, hard-linking it to
 //! `active/<id>` (a link never replaces an existing file) and fsyncing `active/`; only then is
 //! the commit answered. A crash before that leaves either nothing in `active/` or a complete,
