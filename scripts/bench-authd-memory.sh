@@ -12,12 +12,16 @@ IDLE=${2:-60}
 PROFILE=${3:-release}
 WAIT_MS=${4:-5000}
 CONC=${5:-0}
-if [ "$PROFILE" = release ]; then
-  cargo build --release -q -p postern-authd -p postern-mailctl
-else
-  cargo build -q -p postern-authd -p postern-mailctl
+if [ -z "${SKIP_BUILD:-}" ]; then
+  if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p postern-authd -p postern-mailctl
+  else
+    cargo build -q -p postern-authd -p postern-mailctl
+  fi
 fi
 B=$PWD/target/$PROFILE
+# mailctl only lays out the instance and adds the user (SKIP_BUILD=1 MAILCTL=… reuses one).
+MAILCTL=${MAILCTL:-$B/mailctl}
 WORK=$(mktemp -d)
 PID=
 cleanup() {
@@ -26,10 +30,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$B/mailctl" init --dir "$WORK" --domain bench.test >/dev/null
+"$MAILCTL" init --dir "$WORK" --domain bench.test >/dev/null
 sed -i "s/^\[authd.auth_socket\]/[authd]\nhash_queue_timeout_ms = $WAIT_MS\nhash_concurrency = $CONC\n\n[authd.auth_socket]/" "$WORK/postern.toml"
 # No failure floor or lockouts in the way: every login is a right password.
-echo "gale-force-pass-argon2id" | "$B/mailctl" --config "$WORK/postern.toml" user add storm@bench.test >/dev/null
+echo "gale-force-pass-argon2id" | "$MAILCTL" --config "$WORK/postern.toml" user add storm@bench.test >/dev/null
 "$B/authd" --config "$WORK/postern.toml" >"$WORK/authd.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do grep -q ready "$WORK/authd.log" && break; sleep 0.1; done
