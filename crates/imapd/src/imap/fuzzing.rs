@@ -11,7 +11,7 @@ use imap_next::server::{Error as ServerError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State};
 use postern_maildir::Maildir;
 
-use super::list::{self, Extended};
+use super::cmd::list::{self, Extended};
 use super::resp;
 use super::session::{Flow, Session, SessionConfig, User};
 use super::tagged::Tagged;

@@ -1,5 +1,6 @@
 //! The IMAP server: imap-next's sans-I/O `Server` driven over our own stream (so STARTTLS can
-//! swap it and COMPRESS=DEFLATE can wrap it), the command logic in [`session`].
+//! swap it and COMPRESS=DEFLATE can wrap it), the session state in [`session`] and the
+//! commands in `cmd/`.
 //!
 //! Limits: before login every command (with its literals) must fit in
 //! `max_preauth_command_size` — checked on the raw bytes before imap-next buffers them, so a
@@ -11,16 +12,12 @@
 
 pub mod session;
 
-mod fetch;
+mod cmd;
 #[doc(hidden)]
 pub mod fuzzing;
-mod list;
-mod mailboxes;
-mod messages;
 mod names;
 pub(crate) mod notify;
 mod resp;
-mod search;
 mod tagged;
 mod transport;
 
@@ -47,6 +44,9 @@ use tracing::{debug, info};
 use crate::login::{self, LoggedIn, LoginError, Sasl, SaslStep};
 use crate::{Connection, Ctx, Door};
 
+use self::cmd::list;
+#[cfg(test)]
+use self::cmd::mailboxes;
 use self::notify::{Notifier, Subscription};
 use self::session::{Flow, Session, SessionConfig, User};
 use self::tagged::Tagged;

@@ -1,18 +1,16 @@
 //! The IMAP session without sockets: parsed commands in, response bytes out.
 //!
 //! The driver in `mod.rs` does the I/O, TLS, COMPRESS, IDLE waiting and logins (they need
-//! authd); everything else is here and synchronous (the store is `std::fs`), so the driver
-//! runs it on the blocking pool and unit tests call it directly.
+//! authd); the session's state, its view of the selected mailbox and the untagged updates
+//! are here, the commands in `cmd/` (one file per family). All of it is synchronous (the
+//! store is `std::fs`), so the driver runs it on the blocking pool and unit tests call it
+//! directly.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 
-use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
-use imap_codec::imap_types::extensions::enable::CapabilityEnable;
-use imap_codec::imap_types::extensions::utf8::Utf8Kind;
 use imap_codec::imap_types::flag::{Flag, FlagFetch};
-use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
@@ -99,6 +97,19 @@ impl Selected {
             .ok()
             .and_then(|i| u32::try_from(i + 1).ok())
     }
+}
+
+/// A FETCH in progress.
+pub(crate) struct PendingFetch {
+    pub(crate) tag: String,
+    pub(crate) items: Vec<imap_codec::imap_types::fetch::MessageDataItemName<'static>>,
+    /// Only UID, FLAGS, MODSEQ and RFC822.SIZE are asked for (see `cmd::fetch`'s fast path).
+    pub(crate) meta_only: bool,
+    pub(crate) todo: std::collections::VecDeque<(u32, u32)>,
+    pub(crate) uid: bool,
+    pub(crate) modseq: bool,
+    pub(crate) changed_since: Option<u64>,
+    pub(crate) failed_cte: bool,
 }
 
 /// Where a session is in RFC 9051's state diagram (§3): the user exists only once logged
@@ -188,7 +199,7 @@ pub struct Session {
     pub compressed: bool,
     pub(crate) enabled: Enabled,
     pub(crate) state: State,
-    pub(crate) pending: Option<super::fetch::PendingFetch>,
+    pub(crate) pending: Option<PendingFetch>,
 }
 
 /// Maps a store error to a response code and text.
@@ -438,243 +449,6 @@ impl Session {
         self.state = State::Authenticated(user);
     }
 
-    /// Handles one command, appending responses to `out`.
-    pub fn handle(&mut self, cmd: Command<'static>, out: &mut Vec<u8>) -> Flow {
-        let tag = cmd.tag.inner().to_owned();
-        let name = cmd.body.name();
-        let result = match cmd.body {
-            CommandBody::Capability => {
-                untagged(out, &self.capability_text());
-                self.done(out, "CAPABILITY completed")
-            }
-            CommandBody::Noop => self.done(out, "NOOP completed"),
-            CommandBody::Check => {
-                if self.state.sel().is_none() {
-                    Tagged::bad("No mailbox selected")
-                } else {
-                    self.done(out, "CHECK completed")
-                }
-            }
-            CommandBody::Logout => {
-                self.state = State::Logout;
-                untagged(out, "BYE Logging out");
-                Tagged::ok("LOGOUT completed").write(out, &tag);
-                return Flow::Close;
-            }
-            CommandBody::Id { .. } => {
-                untagged(out, "ID (\"name\" \"Postern\" \"vendor\" \"Postern\")");
-                self.done(out, "ID completed")
-            }
-            CommandBody::Login { .. }
-            | CommandBody::Authenticate { .. }
-            | CommandBody::StartTLS
-            | CommandBody::Compress { .. }
-            | CommandBody::Idle => {
-                // The driver handles these; here only when the state does not allow them.
-                if self.state.user().is_some() && !matches!(name, "COMPRESS" | "IDLE") {
-                    Tagged::bad("Already logged in")
-                } else {
-                    Tagged::bad("Command not allowed now")
-                }
-            }
-            _ if self.state.user().is_none() => Tagged::bad("Log in first"),
-            CommandBody::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-                modifiers,
-            } if self.state.sel().is_some() => {
-                // Writes its own tagged line, possibly after several rounds (Flow::More).
-                return self.fetch(
-                    &tag,
-                    &sequence_set,
-                    macro_or_item_names,
-                    uid,
-                    &modifiers,
-                    out,
-                );
-            }
-            body => self.authenticated(&tag, body, out),
-        };
-        result.write(out, &tag);
-        Flow::Continue
-    }
-
-    fn authenticated(
-        &mut self,
-        tag: &str,
-        body: CommandBody<'static>,
-        out: &mut Vec<u8>,
-    ) -> Tagged {
-        match body {
-            CommandBody::Enable { capabilities } => self.enable(capabilities, out),
-            CommandBody::Namespace => {
-                untagged(out, "NAMESPACE ((\"\" \"/\")) NIL NIL");
-                self.done(out, "NAMESPACE completed")
-            }
-            CommandBody::Select {
-                mailbox,
-                parameters,
-            } => self.select(&mailbox, parameters, false, out),
-            CommandBody::Examine {
-                mailbox,
-                parameters,
-            } => self.select(&mailbox, parameters, true, out),
-            CommandBody::Unselect => {
-                if self.state.unselect().is_none() {
-                    return Tagged::bad("No mailbox selected");
-                }
-                Tagged::ok("UNSELECT completed")
-            }
-            CommandBody::Close => {
-                let Some(mut sel) = self.state.unselect() else {
-                    return Tagged::bad("No mailbox selected");
-                };
-                if !sel.read_only {
-                    let _ = sel.mbox.sync();
-                    let del: Vec<u32> = sel
-                        .mbox
-                        .messages()
-                        .iter()
-                        .filter(|m| m.flags.deleted)
-                        .map(|m| m.uid)
-                        .collect();
-                    if !del.is_empty() {
-                        let _ = sel.mbox.expunge(&del);
-                    }
-                }
-                Tagged::ok("CLOSE completed")
-            }
-            CommandBody::Create { mailbox } => self.create(&mailbox, out),
-            CommandBody::Delete { mailbox } => self.delete(&mailbox, out),
-            CommandBody::Rename { from, to } => self.rename(&from, &to, out),
-            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true, out),
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false, out),
-            CommandBody::List {
-                reference,
-                mailbox_wildcard,
-            } => {
-                let r = names::decode(&reference, self.utf8()).unwrap_or_default();
-                let r = if matches!(reference, WireMailbox::Inbox) {
-                    "INBOX".into()
-                } else {
-                    r
-                };
-                let p = names::list_pattern(&mailbox_wildcard);
-                let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
-                self.list(&r, &[p], &super::list::ListOpts::default(), false, out)
-            }
-            CommandBody::Lsub {
-                reference,
-                mailbox_wildcard,
-            } => {
-                let r = names::decode(&reference, self.utf8()).unwrap_or_default();
-                let p = names::list_pattern(&mailbox_wildcard);
-                let p = names::decode_bytes(&p, self.utf8()).unwrap_or_default();
-                self.list(&r, &[p], &super::list::ListOpts::default(), true, out)
-            }
-            CommandBody::Status {
-                mailbox,
-                item_names,
-            } => self.status_cmd(&mailbox, &item_names, out),
-            CommandBody::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-            } => self.append(&mailbox, &flags, date, message, out),
-            CommandBody::GetQuotaRoot { mailbox } => {
-                let Some(name) = names::decode(&mailbox, self.utf8()) else {
-                    return Tagged::no_plain("Invalid mailbox name");
-                };
-                let mut line = b"* QUOTAROOT ".to_vec();
-                resp::string(
-                    &mut line,
-                    names::encode(&name, self.utf8()).as_bytes(),
-                    self.utf8(),
-                );
-                line.extend_from_slice(b" \"\"\r\n");
-                out.extend_from_slice(&line);
-                self.quota_line(out);
-                self.done(out, "GETQUOTAROOT completed")
-            }
-            CommandBody::GetQuota { root } => {
-                if !root.as_ref().is_empty() {
-                    return Tagged::no(other("NONEXISTENT"), "No such quota root");
-                }
-                self.quota_line(out);
-                self.done(out, "GETQUOTA completed")
-            }
-            CommandBody::SetQuota { .. } => {
-                Tagged::no(other("NOPERM"), "Quotas are set by the administrator")
-            }
-            body => {
-                if self.state.sel().is_none() {
-                    return Tagged::bad("No mailbox selected");
-                }
-                self.selected_cmd(tag, body, out)
-            }
-        }
-    }
-
-    fn selected_cmd(&mut self, tag: &str, body: CommandBody<'static>, out: &mut Vec<u8>) -> Tagged {
-        match body {
-            CommandBody::Expunge => self.expunge(None, out),
-            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out),
-            CommandBody::Store {
-                sequence_set,
-                kind,
-                response,
-                flags,
-                uid,
-                modifiers,
-            } => self.store(
-                &sequence_set,
-                &kind,
-                &response,
-                &flags,
-                uid,
-                &modifiers,
-                out,
-            ),
-            CommandBody::Copy {
-                sequence_set,
-                mailbox,
-                uid,
-            } => self.copy_move(&sequence_set, &mailbox, uid, false, out),
-            CommandBody::Move {
-                sequence_set,
-                mailbox,
-                uid,
-            } => self.copy_move(&sequence_set, &mailbox, uid, true, out),
-            CommandBody::Search {
-                charset,
-                criteria,
-                uid,
-            } => self.search(
-                tag,
-                charset.as_ref(),
-                criteria,
-                uid,
-                &super::search::SearchReturn::Classic,
-                out,
-            ),
-            CommandBody::Sort {
-                sort_criteria,
-                charset,
-                search_criteria,
-                uid,
-            } => self.sort(&sort_criteria, &charset, search_criteria, uid, out),
-            CommandBody::Thread {
-                algorithm,
-                charset,
-                search_criteria,
-                uid,
-            } => self.thread(&algorithm, &charset, search_criteria, uid, out),
-            other => Tagged::bad(format!("{} is not supported", other.name())),
-        }
-    }
-
     // ----- small helpers -----
 
     /// Tagged OK after sending pending mailbox updates (EXPUNGE allowed).
@@ -697,67 +471,6 @@ impl Session {
     ) -> Tagged {
         self.sync(out, expunge_ok);
         Tagged::ok_code(code, text)
-    }
-
-    fn enable(&mut self, caps: Vec1<CapabilityEnable<'static>>, out: &mut Vec<u8>) -> Tagged {
-        let mut on = Vec::new();
-        for c in caps.into_inner() {
-            let text = c.to_string();
-            match c {
-                CapabilityEnable::CondStore if !self.enabled.condstore => {
-                    self.enabled.condstore = true;
-                    on.push("CONDSTORE".to_owned());
-                }
-                CapabilityEnable::Utf8(Utf8Kind::Accept) if !self.enabled.utf8 => {
-                    self.enabled.utf8 = true;
-                    on.push("UTF8=ACCEPT".to_owned());
-                }
-                CapabilityEnable::Other(_) => {
-                    let s = text;
-                    if s.eq_ignore_ascii_case("QRESYNC") && !self.enabled.qresync {
-                        self.enabled.qresync = true;
-                        self.enabled.condstore = true;
-                        on.push("QRESYNC".to_owned());
-                    } else if s.eq_ignore_ascii_case("IMAP4rev2") && !self.enabled.rev2 {
-                        self.enabled.rev2 = true;
-                        if let Some(sel) = self.state.sel_mut() {
-                            sel.recent.clear();
-                        }
-                        on.push("IMAP4rev2".to_owned());
-                    }
-                }
-                _ => {}
-            }
-        }
-        untagged(
-            out,
-            &format!(
-                "ENABLED{}{}",
-                if on.is_empty() { "" } else { " " },
-                on.join(" ")
-            ),
-        );
-        self.done(out, "ENABLE completed")
-    }
-
-    fn quota_line(&self, out: &mut Vec<u8>) {
-        let Some(user) = self.state.user() else {
-            return;
-        };
-        let Some(limit) = user.quota_bytes else {
-            return;
-        };
-        let used = postern_maildir::Quota::usage(&user.maildir)
-            .map(|u| u.bytes)
-            .unwrap_or(0);
-        untagged(
-            out,
-            &format!(
-                "QUOTA \"\" (STORAGE {} {})",
-                used.div_ceil(1024),
-                limit / 1024
-            ),
-        );
     }
 
     /// Resolves a sequence set to (seq, uid) pairs in the client's view. `Err` for sequence

@@ -2,7 +2,6 @@
 //! in chunks so a `FETCH 1:* BODY[]` never holds the whole mailbox in memory.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::FetchModifier;
@@ -18,25 +17,12 @@ use postern_imap_message as msg;
 use postern_maildir::FlagOp;
 use postern_maildir::{Flags, MessageMeta};
 
-use super::resp::{self, num_set, untagged};
-use super::session::{Flow, Session, fetch_flags};
-use super::tagged::Tagged;
+use crate::imap::resp::{self, num_set, untagged};
+use crate::imap::session::{Flow, PendingFetch, Session, fetch_flags};
+use crate::imap::tagged::Tagged;
 
 /// Output size after which a FETCH yields to the driver to write.
 const CHUNK: usize = 1 << 20;
-
-/// A FETCH in progress.
-pub(crate) struct PendingFetch {
-    tag: String,
-    items: Vec<MessageDataItemName<'static>>,
-    /// Only UID, FLAGS, MODSEQ and RFC822.SIZE are asked for (see `write_meta_fetch`).
-    meta_only: bool,
-    todo: VecDeque<(u32, u32)>,
-    uid: bool,
-    modseq: bool,
-    changed_since: Option<u64>,
-    failed_cte: bool,
-}
 
 /// True when every item is one `write_meta_fetch` writes.
 fn meta_only(items: &[MessageDataItemName<'_>]) -> bool {
@@ -248,7 +234,7 @@ impl Session {
         };
         if vanished && let (Some(cs), Some(sel)) = (changed_since, self.state.sel()) {
             let largest = sel.uids.last().copied().unwrap_or(0);
-            let rs = super::session::ranges(set, largest);
+            let rs = crate::imap::session::ranges(set, largest);
             if let Some(gone) = sel.mbox.expunged_since(cs) {
                 let v: Vec<u32> = gone
                     .into_iter()

@@ -10,11 +10,11 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::names::{self, Pattern, special_use};
-use super::resp::{self, untagged};
 use super::search::SearchReturn;
-use super::session::{Flow, Session, parents, status_items};
-use super::tagged::Tagged;
+use crate::imap::names::{self, Pattern, special_use};
+use crate::imap::resp::{self, untagged};
+use crate::imap::session::{Flow, Session, parents, status_items};
+use crate::imap::tagged::Tagged;
 
 /// Most patterns one extended LIST may carry (`LIST "" (p1 p2 …)`).
 const MAX_PATTERNS: usize = 100;
@@ -301,7 +301,7 @@ impl Session {
         let md = user.maildir.clone();
         let mut existing: BTreeSet<String> = match md.list_folders() {
             Ok(v) => v.into_iter().collect(),
-            Err(e) => return super::session::store_error(&e),
+            Err(e) => return crate::imap::session::store_error(&e),
         };
         existing.insert("INBOX".to_owned());
         let subs: BTreeSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
@@ -395,7 +395,7 @@ impl Session {
                     let recent = u32::try_from(m.unclaimed_recent()).unwrap_or(u32::MAX);
                     status_items(&m, items, recent)
                 }
-                Err(e) => return Err(super::session::store_error_parts(&e)),
+                Err(e) => return Err(crate::imap::session::store_error_parts(&e)),
             }
         };
         if items.contains(&StatusDataItemName::HighestModSeq) {

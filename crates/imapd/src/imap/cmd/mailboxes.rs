@@ -10,10 +10,10 @@ use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::names;
-use super::resp::{num_set, untagged};
-use super::session::{Selected, Session, flag_update, parents, store_error, to_store_flags};
-use super::tagged::{Tagged, other};
+use crate::imap::names;
+use crate::imap::resp::{num_set, untagged};
+use crate::imap::session::{Selected, Session, flag_update, parents, store_error, to_store_flags};
+use crate::imap::tagged::{Tagged, other};
 use imap_codec::imap_types::response::Code;
 
 impl Session {
@@ -117,7 +117,7 @@ impl Session {
         );
         if rev2_list(self) {
             let mut line = b"* LIST () \"/\" ".to_vec();
-            super::resp::string(&mut line, names::encode(&name, true).as_bytes(), true);
+            crate::imap::resp::string(&mut line, names::encode(&name, true).as_bytes(), true);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         }
@@ -135,7 +135,9 @@ impl Session {
             && validity == sel.mbox.uid_validity()
         {
             // Expunged since `modseq` (limited to the client's known UIDs), then changes.
-            let known_ranges = known.as_ref().map(|k| super::session::ranges(k, u32::MAX));
+            let known_ranges = known
+                .as_ref()
+                .map(|k| crate::imap::session::ranges(k, u32::MAX));
             let in_known = |u: u32| known_ranges.as_ref().is_none_or(|r| in_ranges(r, u));
             let vanished: Vec<u32> = match sel.mbox.expunged_since(modseq) {
                 Some(v) => v.into_iter().filter(|u| in_known(*u)).collect(),
@@ -441,7 +443,7 @@ impl Session {
 /// A store error for a destination mailbox: `TRYCREATE` instead of `NONEXISTENT` (RFC 9051
 /// §6.3.12, §6.4.7).
 pub(crate) fn no_trycreate(e: &postern_maildir::MaildirError) -> Tagged {
-    let (code, text) = super::session::store_error_parts(e);
+    let (code, text) = crate::imap::session::store_error_parts(e);
     if code == "NONEXISTENT" {
         Tagged::no(Code::TryCreate, text)
     } else {
@@ -454,7 +456,7 @@ fn rev2_list(s: &Session) -> bool {
     s.enabled.rev2
 }
 
-/// Whether `u` is in sorted, merged inclusive ranges (as [`super::session::ranges`] makes).
+/// Whether `u` is in sorted, merged inclusive ranges (as [`crate::imap::session::ranges`] makes).
 /// Binary search: a scan per UID took minutes with a client's 30 000-range set.
 pub(crate) fn in_ranges(ranges: &[(u32, u32)], u: u32) -> bool {
     let i = ranges.partition_point(|&(_, b)| b < u);

@@ -6,10 +6,10 @@ use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
 use postern_maildir::FlagOp;
 
-use super::names;
-use super::resp::{num_list_ordered, num_set, untagged};
-use super::session::{Session, announce_expunges, flag_update, store_error, to_store_flags};
-use super::tagged::{Tagged, other};
+use crate::imap::names;
+use crate::imap::resp::{num_list_ordered, num_set, untagged};
+use crate::imap::session::{Session, announce_expunges, flag_update, store_error, to_store_flags};
+use crate::imap::tagged::{Tagged, other};
 
 impl Session {
     #[allow(clippy::too_many_arguments)]

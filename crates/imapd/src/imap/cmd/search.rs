@@ -9,9 +9,9 @@ use postern_imap_message as msg;
 use postern_imap_message::{MessageFlags, SearchEnv, SearchMessage, SortItem};
 use postern_maildir::{Mailbox, MessageMeta};
 
-use super::resp::{self, num_set, untagged};
-use super::session::Session;
-use super::tagged::{Tagged, other};
+use crate::imap::resp::{self, num_set, untagged};
+use crate::imap::session::Session;
+use crate::imap::tagged::{Tagged, other};
 
 /// How to answer a SEARCH.
 #[derive(Debug, Clone, PartialEq, Eq)]
