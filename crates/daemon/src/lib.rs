@@ -2,9 +2,11 @@
 //! configured owner and mode, readiness and stopping notices to systemd, and a shutdown
 //! token cancelled by SIGTERM or SIGINT.
 //!
-//! Protocol handling is left to each daemon.
+//! The TCP accept loop with its limits ([`accept`]) is shared; protocol handling is left
+//! to each daemon.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod per_ip;
 pub mod stream;
 pub mod tls;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The address per-client limits (connections, rates, lockouts) count against: an IPv4
 /// address as it is (also when it arrives IPv4-mapped, `::ffff:192.0.2.1`), an IPv6 address
@@ -30,10 +30,10 @@ pub fn client_key_text(ip: IpAddr) -> String {
     }
 }
 
-/// How many connections each client address holds now.
-#[derive(Debug, Default)]
+/// How many connections each client address holds now (clones share the counts).
+#[derive(Debug, Default, Clone)]
 pub struct PerIp {
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl PerIp {

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use postern_config::Config;
+use postern_daemon::accept::{Gate, Refused};
 use postern_daemon::{Stream, Tls};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// How long sessions get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -182,18 +183,17 @@ pub async fn run(
     Ok(())
 }
 
-async fn refuse(mut tcp: TcpStream, door: Door, why: &'static str) {
-    use tokio::io::AsyncWriteExt;
-    let line: &[u8] = match door {
-        Door::Imap => match why {
-            "ip" => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+/// The reply a refused client gets on `door`.
+fn refusal(door: Door) -> fn(Refused) -> &'static [u8] {
+    match door {
+        Door::Imap => |why| match why {
+            Refused::PerIp => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
             _ => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
         },
-        Door::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+        Door::Pop3 => |_| b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
         // TLS ports: nothing readable can be said before the handshake.
-        Door::Imaps | Door::Pop3s => b"",
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(line)).await;
+        Door::Imaps | Door::Pop3s => |_| b"",
+    }
 }
 
 async fn accept_loop(
@@ -201,69 +201,54 @@ async fn accept_loop(
     door: Door,
     ctx: Arc<Ctx>,
     limit: Arc<Semaphore>,
-    sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    sessions: postern_daemon::accept::Sessions,
     shutdown: CancellationToken,
 ) {
-    let Ok(local) = listener.local_addr() else {
-        return;
+    let gate = Gate {
+        name: door.name(),
+        limit,
+        second: Some(ctx.unauthenticated.clone()),
+        per_ip: Some((ctx.per_ip.clone(), ctx.config.imapd.max_connections_per_ip)),
+        exempt: None,
+        refusal: refusal(door),
     };
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await; continue }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            info!(%peer, "too many connections");
-            tokio::spawn(refuse(tcp, door, "total"));
-            continue;
-        };
-        let Ok(unauth_permit) = ctx.unauthenticated.clone().try_acquire_owned() else {
-            info!(%peer, "too many connections not logged in");
-            tokio::spawn(refuse(tcp, door, "unauth"));
-            continue;
-        };
-        if !ctx
-            .per_ip
-            .enter(peer.ip(), ctx.config.imapd.max_connections_per_ip)
-        {
-            info!(%peer, "too many connections from this address");
-            tokio::spawn(refuse(tcp, door, "ip"));
-            continue;
-        }
-        let ctx2 = ctx.clone();
-        let sd = shutdown.clone();
-        let mut set = sessions.lock().await;
-        while set.try_join_next().is_some() {}
-        set.spawn(async move {
-            let stream = if door.implicit_tls() {
-                let Some(tls) = ctx2.tls.as_ref() else { return };
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await
-                {
-                    Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
-                    _ => None,
-                }
-            } else {
-                Some(Stream::Plain(tcp))
-            };
-            if let Some(stream) = stream {
-                let conn = Connection {
-                    stream,
-                    peer,
-                    local,
-                    door,
-                    unauth_permit: Some(unauth_permit),
+    let sd = shutdown.clone();
+    postern_daemon::accept::serve(
+        listener,
+        gate,
+        sessions,
+        shutdown,
+        move |tcp, peer, local, mut ticket| {
+            let ctx2 = ctx.clone();
+            let sd = sd.clone();
+            async move {
+                let stream = if door.implicit_tls() {
+                    let Some(tls) = ctx2.tls.as_ref() else { return };
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+                        _ => None,
+                    }
+                } else {
+                    Some(Stream::Plain(tcp))
                 };
-                match door {
-                    Door::Imap | Door::Imaps => imap::serve(conn, ctx2.clone(), sd).await,
-                    Door::Pop3 | Door::Pop3s => pop3::serve(conn, ctx2.clone(), sd).await,
+                if let Some(stream) = stream {
+                    let conn = Connection {
+                        stream,
+                        peer,
+                        local,
+                        door,
+                        unauth_permit: ticket.take_second(),
+                    };
+                    match door {
+                        Door::Imap | Door::Imaps => imap::serve(conn, ctx2.clone(), sd).await,
+                        Door::Pop3 | Door::Pop3s => pop3::serve(conn, ctx2.clone(), sd).await,
+                    }
                 }
+                drop(ticket);
             }
-            ctx2.per_ip.leave(peer.ip());
-            drop(permit);
-        });
-    }
+        },
+    )
+    .await;
 }

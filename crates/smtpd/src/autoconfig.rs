@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::policy::Lookups;
 
@@ -516,40 +516,35 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let settings = Arc::new(settings);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = postern_daemon::accept::Gate {
+        name: "autoconfig",
+        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        second: None,
+        per_ip: None,
+        exempt: None,
+        // A refused request gets no answer.
+        refusal: |_| b"",
+    };
+    let conns: postern_daemon::accept::Sessions = Default::default();
     let mut loops = JoinSet::new();
     for l in listeners {
-        let (s, limit, sd) = (settings.clone(), limit.clone(), shutdown.clone());
-        loops.spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    _ = sd.cancelled() => break,
-                    r = l.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            warn!(error = %e, "autoconfig accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                while conns.try_join_next().is_some() {}
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    info!(%peer, "autoconfig: too many connections");
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
+        let s = settings.clone();
+        loops.spawn(postern_daemon::accept::serve(
+            l,
+            gate.clone(),
+            conns.clone(),
+            shutdown.clone(),
+            move |tcp, _peer, _local, ticket| {
                 let s = s.clone();
-                conns.spawn(async move {
+                async move {
                     serve_conn(tcp, s).await;
-                    drop(permit);
-                });
-            }
-            conns.shutdown().await;
-        });
+                    drop(ticket);
+                }
+            },
+        ));
     }
     while loops.join_next().await.is_some() {}
+    conns.lock().await.shutdown().await;
 }
 
 #[cfg(test)]

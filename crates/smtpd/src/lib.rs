@@ -231,93 +231,78 @@ async fn flush_greylist(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// The reply a refused client gets on smtpd's doors (the same on 465, before any TLS).
+fn refusal(why: postern_daemon::accept::Refused) -> &'static [u8] {
+    match why {
+        postern_daemon::accept::Refused::PerIp => {
+            b"421 4.7.0 Too many connections from your address, try again later\r\n"
+        }
+        _ => b"421 4.7.0 Too many connections, try again later\r\n",
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     door: Door,
     ctx: Arc<Ctx>,
     limit: Arc<Semaphore>,
-    sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    sessions: postern_daemon::accept::Sessions,
     shutdown: CancellationToken,
 ) {
-    let Ok(local) = listener.local_addr() else {
-        return;
+    let per_ip = match door {
+        Door::Mx => ctx.per_ip_mx.clone(),
+        _ => ctx.per_ip_submission.clone(),
     };
-    loop {
-        let (mut tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await; continue }
-            },
-        };
-        // Replies are written whole; no reason to wait for the client's ACK (Nagle).
-        let _ = tcp.set_nodelay(true);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            info!(%peer, door = door.name(), "too many connections");
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                drop(
-                    tcp.write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                        .await,
-                );
-            });
-            continue;
-        };
-        // Trusted networks are exempt from the per-client limit, as Postfix exempts
-        // $mynetworks (the local webmail, the Sieve redirects of lmtp-deliver).
-        let trusted = ctx
-            .config
-            .smtpd
-            .trusted_networks
-            .iter()
-            .any(|n| n.contains(&peer.ip()));
-        let per_ip = match door {
-            Door::Mx => &ctx.per_ip_mx,
-            _ => &ctx.per_ip_submission,
-        };
-        if !trusted && !per_ip.enter(peer.ip(), ctx.config.smtpd.max_connections_per_ip) {
-            info!(%peer, "too many connections from this address");
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                drop(
-                    tcp.write_all(
-                        b"421 4.7.0 Too many connections from your address, try again later\r\n",
-                    )
-                    .await,
-                );
-            });
-            continue;
-        }
-        let ctx2 = ctx.clone();
-        let sd = shutdown.clone();
-        let mut set = sessions.lock().await;
-        // Reap finished sessions so the set does not grow.
-        while set.try_join_next().is_some() {}
-        set.spawn(async move {
-            let stream = match door {
-                Door::Submissions => {
-                    let Some(tls) = ctx2.tls.as_ref() else { return };
-                    match tokio::time::timeout(Duration::from_secs(30), tls.acceptor().accept(tcp))
+    // Trusted networks are exempt from the per-client limit, as Postfix exempts
+    // $mynetworks (the local webmail, the Sieve redirects of lmtp-deliver).
+    let c = ctx.clone();
+    let gate = postern_daemon::accept::Gate {
+        name: door.name(),
+        limit,
+        second: None,
+        per_ip: Some((per_ip, ctx.config.smtpd.max_connections_per_ip)),
+        exempt: Some(Arc::new(move |ip| {
+            c.config
+                .smtpd
+                .trusted_networks
+                .iter()
+                .any(|n| n.contains(&ip))
+        })),
+        refusal,
+    };
+    let sd = shutdown.clone();
+    postern_daemon::accept::serve(
+        listener,
+        gate,
+        sessions,
+        shutdown,
+        move |tcp, peer, local, ticket| {
+            let ctx2 = ctx.clone();
+            let sd = sd.clone();
+            async move {
+                let stream = match door {
+                    Door::Submissions => {
+                        let Some(tls) = ctx2.tls.as_ref() else { return };
+                        match tokio::time::timeout(
+                            Duration::from_secs(30),
+                            tls.acceptor().accept(tcp),
+                        )
                         .await
-                    {
-                        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
-                        _ => None,
+                        {
+                            Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+                            _ => None,
+                        }
                     }
+                    _ => Some(Stream::Plain(tcp)),
+                };
+                if let Some(stream) = stream {
+                    conn::serve(stream, peer, local, door, ctx2.clone(), sd).await;
                 }
-                _ => Some(Stream::Plain(tcp)),
-            };
-            if let Some(stream) = stream {
-                conn::serve(stream, peer, local, door, ctx2.clone(), sd).await;
+                drop(ticket);
             }
-            if !trusted {
-                match door {
-                    Door::Mx => ctx2.per_ip_mx.leave(peer.ip()),
-                    _ => ctx2.per_ip_submission.leave(peer.ip()),
-                }
-            }
-            drop(permit);
-        });
-    }
+        },
+    )
+    .await;
 }
 
 impl Ctx {}

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries in temp dirs (see the `postern_e2e` harness).
 //! One test binary; a module per area.
 
+mod accept_limits;
 mod auth_results;
 mod authd;
 mod autoconfig;
