@@ -110,6 +110,10 @@ pub(crate) struct PendingFetch {
     pub(crate) modseq: bool,
     pub(crate) changed_since: Option<u64>,
     pub(crate) failed_cte: bool,
+    /// UIDs whose message file could not be read (reported with a tagged NO).
+    pub(crate) unreadable: Vec<u32>,
+    /// Some message could not be read for another reason than being gone.
+    pub(crate) read_error: bool,
 }
 
 /// Where a session is in RFC 9051's state diagram (§3): the user exists only once logged

@@ -619,3 +619,57 @@ fn status_recent_of_an_unselected_mailbox() {
     let r = run(&mut b, "b STATUS INBOX (RECENT)");
     assert!(r.contains("(RECENT 0)"), "{r}");
 }
+
+/// A message whose file vanished behind imapd's back (RFC 9051 §6.4.5, as Dovecot): the
+/// readable messages are answered, then a tagged NO names the ones that could not be read —
+/// never a silent OK with a message missing.
+#[test]
+fn unreadable_message_is_reported_in_fetch() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    deliver(&md, "three");
+    let mut s = session(&md);
+    run(&mut s, "a SELECT INBOX");
+    let mut removed = 0;
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(md.root().join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::read(&p)
+                .unwrap()
+                .windows(12)
+                .any(|w| w == b"Subject: two")
+            {
+                std::fs::remove_file(&p).unwrap();
+                removed += 1;
+            }
+        }
+    }
+    assert_eq!(removed, 1);
+    let r = run(&mut s, "b FETCH 1:3 (UID BODY.PEEK[])");
+    assert!(
+        r.contains("* 1 FETCH (UID 1 BODY[] {") && r.contains("Subject: one"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* 3 FETCH (UID 3 BODY[] {") && r.contains("Subject: three"),
+        "{r}"
+    );
+    assert!(!r.contains("* 2 FETCH"), "{r}");
+    assert!(
+        r.ends_with(
+            "b NO [EXPUNGEISSUED] Some of the requested messages no longer exist (UID 2)\r\n"
+        ),
+        "{r}"
+    );
+    // The store now knows the message is gone: the next command that may announce
+    // expunges does, and the view is whole again.
+    let r = run(&mut s, "c NOOP");
+    assert!(
+        r.contains("* 2 EXPUNGE\r\n") && r.ends_with("c OK NOOP completed\r\n"),
+        "{r}"
+    );
+    let r = run(&mut s, "d FETCH 1:2 (UID BODY.PEEK[])");
+    assert!(r.contains("* 2 FETCH (UID 3 BODY[] {"), "{r}");
+    assert!(r.ends_with("d OK FETCH completed\r\n"), "{r}");
+}

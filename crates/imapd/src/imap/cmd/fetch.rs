@@ -19,7 +19,7 @@ use postern_maildir::{Flags, MessageMeta};
 
 use crate::imap::resp::{self, num_set, untagged};
 use crate::imap::session::{Flow, PendingFetch, Session, fetch_flags};
-use crate::imap::tagged::Tagged;
+use crate::imap::tagged::{Tagged, other};
 
 /// Output size after which a FETCH yields to the driver to write.
 const CHUNK: usize = 1 << 20;
@@ -167,6 +167,17 @@ fn literal(data: Vec<u8>) -> NString<'static> {
     NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
+/// Notes a message whose file cannot be read, for the tagged NO.
+fn unreadable(p: &mut PendingFetch, uid: u32, e: &postern_maildir::MaildirError) {
+    if matches!(e, postern_maildir::MaildirError::Expunged(_)) {
+        tracing::info!(uid, "fetch: message file is gone");
+    } else {
+        tracing::warn!(error = %e, uid, "fetch: message unreadable");
+        p.read_error = true;
+    }
+    p.unreadable.push(uid);
+}
+
 /// INTERNALDATE as an IMAP date-time (UTC).
 pub(crate) fn imap_date(unix: i64) -> Option<DateTime> {
     let dt = chrono::DateTime::from_timestamp(unix, 0)?.fixed_offset();
@@ -254,6 +265,8 @@ impl Session {
             modseq,
             changed_since,
             failed_cte: false,
+            unreadable: Vec::new(),
+            read_error: false,
         });
         self.resume(out)
     }
@@ -272,7 +285,22 @@ impl Session {
             }
         }
         self.sync(out, false);
-        let result = if p.failed_cte {
+        let result = if !p.unreadable.is_empty() {
+            // RFC 9051 §6.4.5 (NO: cannot fetch that data), after answering the readable
+            // messages; Dovecot's codes and texts.
+            let uids = num_set(&p.unreadable);
+            if p.read_error {
+                Tagged::no(
+                    other("SERVERBUG"),
+                    format!("Some messages could not be read (UID {uids})"),
+                )
+            } else {
+                Tagged::no(
+                    other("EXPUNGEISSUED"),
+                    format!("Some of the requested messages no longer exist (UID {uids})"),
+                )
+            }
+        } else if p.failed_cte {
             Tagged::no(Code::UnknownCte, "Cannot decode a part's transfer encoding")
         } else {
             Tagged::ok("FETCH completed")
@@ -313,7 +341,7 @@ impl Session {
             match sel.mbox.read(uid) {
                 Ok(r) => raw = Some(r),
                 Err(e) => {
-                    tracing::debug!(error = %e, uid, "fetch: message unreadable");
+                    unreadable(p, uid, &e);
                     return;
                 }
             }
@@ -330,7 +358,7 @@ impl Session {
                         match sel.mbox.read(uid) {
                             Ok(r) => raw = Some(r),
                             Err(e) => {
-                                tracing::debug!(error = %e, uid, "fetch: message unreadable");
+                                unreadable(p, uid, &e);
                                 return;
                             }
                         }
