@@ -44,6 +44,7 @@ use tracing::{debug, info};
 use crate::login::{self, LoggedIn, LoginError, Sasl, SaslStep};
 use crate::{Connection, Ctx, Door};
 
+use self::cmd::auth::Action;
 use self::cmd::list;
 #[cfg(test)]
 use self::cmd::mailboxes;
@@ -270,7 +271,6 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         io,
         peer,
         local,
-        door,
         unauth_permit,
         scanner: PreauthScanner::default(),
         auth_failures: 0,
@@ -298,7 +298,6 @@ struct Driver {
     io: Transport,
     peer: std::net::SocketAddr,
     local: std::net::SocketAddr,
-    door: Door,
     server: Server,
     discard_greeting: bool,
     out: Vec<u8>,
@@ -488,7 +487,14 @@ impl Driver {
     }
 
     async fn run_command(&mut self, cmd: Command<'static>) {
-        let mut flow = self.with_session(move |s, out| s.handle(cmd, out)).await;
+        let action = self.with_session(move |s, out| s.begin(cmd, out)).await;
+        let mut flow = match action {
+            None => return,
+            Some(Action::Done(flow)) => Some(flow),
+            Some(Action::Login { tag, user, pass }) => return self.login(tag, &user, &pass).await,
+            Some(Action::StartTls) => return self.starttls().await,
+            Some(Action::Compress) => return self.compress().await,
+        };
         while flow == Some(Flow::More) {
             if !self.flush().await {
                 self.close = true;
@@ -506,20 +512,7 @@ impl Driver {
             Event::GreetingSent { .. } | Event::ResponseSent { .. } => {}
             Event::CommandReceived { command } => {
                 self.bad = 0;
-                let tag = command.tag.inner().to_owned();
-                match command.body {
-                    CommandBody::StartTLS => self.starttls(&tag).await,
-                    CommandBody::Login { username, password } if !self.authenticated() => {
-                        let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                        let pass =
-                            String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                        self.login(&tag, &user, &pass).await;
-                    }
-                    CommandBody::Compress { .. } if self.authenticated() => {
-                        self.compress(&tag).await
-                    }
-                    _ => self.run_command(command).await,
-                }
+                self.run_command(command).await;
             }
             Event::CommandAuthenticateReceived {
                 command_authenticate,
@@ -713,7 +706,8 @@ impl Driver {
     async fn auth_result(&mut self, tag: &Tag<'static>, r: Result<LoggedIn, LoginError>) {
         match r {
             Ok(li) => {
-                self.logged_in(li).await;
+                let user = self.logged_in(li);
+                self.with_session(move |s, _| s.login(user)).await;
                 let caps = self
                     .sess
                     .as_ref()
@@ -744,70 +738,37 @@ impl Driver {
         }
     }
 
-    async fn logged_in(&mut self, li: LoggedIn) {
+    /// The connection's side of a login: no longer counted as unauthenticated, and the
+    /// scanner's post-login limits apply.
+    fn logged_in(&mut self, li: LoggedIn) -> User {
         self.unauth_permit = None;
         self.scanner = PreauthScanner::default();
-        let user = User {
+        User {
             name: li.user,
             maildir: li.maildir,
             quota_bytes: li.quota_bytes,
-        };
-        self.with_session(move |s, _| s.login(user)).await;
-    }
-
-    async fn login(&mut self, tag: &str, user: &str, pass: &str) {
-        if !self.sess.as_ref().is_some_and(|s| s.plaintext_ok()) {
-            resp::tagged(
-                &mut self.out,
-                tag,
-                "NO",
-                Some("PRIVACYREQUIRED"),
-                "Plaintext LOGIN is disabled; use STARTTLS",
-            );
-            return;
-        }
-        match login::password(&self.ctx, self.client(), user, pass).await {
-            Ok(li) => {
-                self.logged_in(li).await;
-                let caps = self
-                    .sess
-                    .as_ref()
-                    .map(|s| s.capability_text())
-                    .unwrap_or_default();
-                resp::tagged(&mut self.out, tag, "OK", Some(&caps), "Logged in");
-            }
-            Err(LoginError::Temporary(t)) => {
-                resp::tagged(&mut self.out, tag, "NO", Some("UNAVAILABLE"), &t)
-            }
-            Err(LoginError::Failed(_)) => {
-                resp::tagged(
-                    &mut self.out,
-                    tag,
-                    "NO",
-                    Some("AUTHENTICATIONFAILED"),
-                    "Authentication failed",
-                );
-                self.count_failure();
-            }
         }
     }
 
-    async fn starttls(&mut self, tag: &str) {
+    /// LOGIN after the session allowed it ([`Action::Login`]).
+    async fn login(&mut self, tag: String, user: &str, pass: &str) {
+        let result = login::password(&self.ctx, self.client(), user, pass)
+            .await
+            .map(|li| self.logged_in(li));
+        let failed = self
+            .with_session(move |s, out| s.login_done(out, &tag, result))
+            .await;
+        if failed == Some(true) {
+            self.count_failure();
+        }
+    }
+
+    /// STARTTLS after the session answered OK ([`Action::StartTls`]).
+    async fn starttls(&mut self) {
         let Some(tls) = self.ctx.tls.clone() else {
-            resp::tagged(&mut self.out, tag, "BAD", None, "STARTTLS is not available");
+            self.close = true;
             return;
         };
-        if self.door != Door::Imap || self.io.is_tls() || self.authenticated() {
-            resp::tagged(
-                &mut self.out,
-                tag,
-                "BAD",
-                None,
-                "STARTTLS is not available now",
-            );
-            return;
-        }
-        resp::tagged(&mut self.out, tag, "OK", None, "Begin TLS negotiation now");
         if !self.flush().await {
             self.close = true;
             return;
@@ -825,7 +786,7 @@ impl Driver {
                 self.discard_greeting = true;
                 self.scanner = PreauthScanner::default();
                 if let Some(s) = self.sess.as_mut() {
-                    s.tls = true;
+                    s.tls_started();
                 }
             }
             _ => {
@@ -836,18 +797,8 @@ impl Driver {
         }
     }
 
-    async fn compress(&mut self, tag: &str) {
-        if self.io.is_compressed() {
-            resp::tagged(
-                &mut self.out,
-                tag,
-                "NO",
-                Some("COMPRESSIONACTIVE"),
-                "Already compressing",
-            );
-            return;
-        }
-        resp::tagged(&mut self.out, tag, "OK", None, "DEFLATE active");
+    /// COMPRESS=DEFLATE after the session answered OK ([`Action::Compress`]).
+    async fn compress(&mut self) {
         if !self.flush().await {
             self.close = true;
             return;
@@ -856,7 +807,7 @@ impl Driver {
         self.server = new_server(&self.ctx);
         self.discard_greeting = true;
         if let Some(s) = self.sess.as_mut() {
-            s.compressed = true;
+            s.compress_started();
         }
     }
 }

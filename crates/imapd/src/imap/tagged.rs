@@ -81,6 +81,7 @@ fn write_code(out: &mut Vec<u8>, code: &Code<'_>) {
         Code::TooBig => b"TOOBIG",
         Code::UnknownCte => b"UNKNOWN-CTE",
         Code::Closed => b"CLOSED",
+        Code::CompressionActive => b"COMPRESSIONACTIVE",
         Code::Alert => b"ALERT",
         Code::Parse => b"PARSE",
         other => {

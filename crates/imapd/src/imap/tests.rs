@@ -673,3 +673,82 @@ fn unreadable_message_is_reported_in_fetch() {
     assert!(r.contains("* 2 FETCH (UID 3 BODY[] {"), "{r}");
     assert!(r.ends_with("d OK FETCH completed\r\n"), "{r}");
 }
+
+/// LOGIN, STARTTLS and COMPRESS are decided by the session; the driver gets an action only
+/// when there is something for it to do.
+#[test]
+fn login_starttls_compress_are_session_actions() {
+    use super::cmd::auth::Action;
+    let begin = |s: &mut Session, line: &str| {
+        let mut out = Vec::new();
+        let a = s.begin(cmd(line), &mut out);
+        (a, String::from_utf8_lossy(&out).into_owned())
+    };
+    // Plain connection, untrusted network, STARTTLS offered.
+    let mut s = Session::new(cfg(), false, false);
+    let (a, r) = begin(&mut s, "a LOGIN u p");
+    assert!(matches!(a, Action::Done(Flow::Continue)), "{a:?}");
+    assert_eq!(
+        r,
+        "a NO [PRIVACYREQUIRED] Plaintext LOGIN is disabled; use STARTTLS\r\n"
+    );
+    let (a, r) = begin(&mut s, "b COMPRESS DEFLATE");
+    assert!(
+        matches!(a, Action::Done(_)) && r == "b BAD Command not allowed now\r\n",
+        "{r}"
+    );
+    let (a, r) = begin(&mut s, "c STARTTLS");
+    assert!(
+        matches!(a, Action::StartTls) && r == "c OK Begin TLS negotiation now\r\n",
+        "{r}"
+    );
+    s.tls_started();
+    let (_, r) = begin(&mut s, "d STARTTLS");
+    assert_eq!(r, "d BAD STARTTLS is not available now\r\n");
+    let (a, r) = begin(&mut s, "e LOGIN u p");
+    assert!(r.is_empty(), "{r}");
+    let Action::Login { tag, user, pass } = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (tag.as_str(), user.as_str(), pass.as_str()),
+        ("e", "u", "p")
+    );
+    let mut out = Vec::new();
+    let failed = s.login_done(&mut out, "e", Err(crate::login::LoginError::Failed(None)));
+    assert!(failed && out == b"e NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+    let (_, md) = setup();
+    out.clear();
+    let user = User {
+        name: "a@example.test".into(),
+        maildir: md,
+        quota_bytes: None,
+    };
+    assert!(!s.login_done(&mut out, "f", Ok(user)));
+    let r = String::from_utf8_lossy(&out);
+    assert!(
+        r.starts_with("f OK [CAPABILITY IMAP4rev1 ") && r.ends_with("] Logged in\r\n"),
+        "{r}"
+    );
+    let (_, r) = begin(&mut s, "g LOGIN u p");
+    assert_eq!(r, "g BAD Already logged in\r\n");
+    let (a, r) = begin(&mut s, "h COMPRESS DEFLATE");
+    assert!(
+        matches!(a, Action::Compress) && r == "h OK DEFLATE active\r\n",
+        "{r}"
+    );
+    s.compress_started();
+    let (_, r) = begin(&mut s, "i COMPRESS DEFLATE");
+    assert_eq!(r, "i NO [COMPRESSIONACTIVE] Already compressing\r\n");
+    // Port 143 without a certificate.
+    let mut plain = Session::new(
+        SessionConfig {
+            starttls: false,
+            ..cfg()
+        },
+        false,
+        true,
+    );
+    let (_, r) = begin(&mut plain, "j STARTTLS");
+    assert_eq!(r, "j BAD STARTTLS is not available\r\n");
+}

@@ -39,11 +39,6 @@ impl Transport {
         matches!(self.stream, Some(Stream::Tls(_)))
     }
 
-    /// True once COMPRESS=DEFLATE is active.
-    pub(crate) fn is_compressed(&self) -> bool {
-        self.deflate.is_some()
-    }
-
     /// Takes the stream out (STARTTLS).
     pub(crate) fn take(&mut self) -> Option<Stream> {
         self.stream.take()

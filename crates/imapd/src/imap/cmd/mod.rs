@@ -10,6 +10,7 @@
 //! They build on [`super::session`] (state, mailbox view, updates) and never the reverse;
 //! LOGIN, AUTHENTICATE, STARTTLS, COMPRESS and IDLE are the driver's (`imap/mod.rs`).
 
+pub(crate) mod auth;
 pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod mailboxes;
