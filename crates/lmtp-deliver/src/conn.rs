@@ -34,7 +34,7 @@ pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: Cancellat
                 authenticated: None,
             };
             drive(s, peer, "local".to_owned(), ctx, shutdown)
-                .instrument(info_span!("lmtp", session = id))
+                .instrument(info_span!("lmtp", session = id, client = %"local"))
                 .await;
         }
         Accepted::Tcp(s, addr) => {
@@ -44,7 +44,7 @@ pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: Cancellat
                 authenticated: None,
             };
             drive(s, peer, addr.to_string(), ctx, shutdown)
-                .instrument(info_span!("lmtp", session = id, peer = %addr))
+                .instrument(info_span!("lmtp", session = id, client = %addr))
                 .await;
         }
     }
@@ -136,7 +136,7 @@ async fn drive<S>(
                 return;
             }
             Err(_) => {
-                warn!(peer = %peer_name, "session timed out");
+                warn!("session timed out");
                 push(&mut work, session.timeout());
             }
         }

@@ -10,19 +10,84 @@ use mail_builder::headers::raw::Raw;
 use postern_maildir::{Flags, Maildir, MaildirError, Quota, crlf_to_lf};
 use postern_sieve::{Action as SieveAction, Envelope, vacation};
 use postern_smtp_session::{Reply, Transaction};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::Ctx;
 use crate::rcpt::{Lookup, Rcpt, Recipients};
-use crate::submit::{Kind, SubmitTo, Submission, hand_over};
+use crate::submit::{Kind, Submission, SubmitTo, hand_over};
 use crate::vacation_log::VacationLog;
 use crate::view::MailView;
 
 /// Largest Sieve script read.
 const MAX_SCRIPT: u64 = 1 << 20;
 
-/// Delivers `tx` to each recipient; one reply each, in RCPT order.
+/// Delivers `tx` to each recipient; one reply each, in RCPT order. Logged in the span
+/// `deliver{id=QUEUE-ID}`, with the id of the topmost `Received:` field (smtpd's queue id,
+/// or another MTA's), so that grepping smtpd's queue id finds the stores too.
 pub(crate) async fn deliver_all(
+    ctx: &Ctx,
+    recipients: &mut Recipients,
+    tx: &Transaction,
+    peer: &str,
+) -> Vec<Reply> {
+    let span = tracing::info_span!("deliver", id = tracing::field::Empty);
+    if let Some(id) = trace_id(&tx.message) {
+        span.record("id", tracing::field::display(&id));
+    }
+    deliver_each(ctx, recipients, tx, peer)
+        .instrument(span)
+        .await
+}
+
+/// The `id` clause of the message's topmost `Received:` field (RFC 5321 §4.4), if it is a
+/// plain token (letters, digits, `.`, `-`, `_`; at most 64 characters).
+fn trace_id(message: &[u8]) -> Option<String> {
+    let lines = message
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut field: Vec<u8> = Vec::new();
+    let mut inside = false;
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let folded = line[0] == b' ' || line[0] == b'\t';
+        if inside {
+            if !folded {
+                break;
+            }
+            field.push(b' ');
+            field.extend_from_slice(line);
+        } else if !folded && line.len() > 9 && line[..9].eq_ignore_ascii_case(b"received:") {
+            inside = true;
+            field.extend_from_slice(&line[9..]);
+        }
+    }
+    if !inside {
+        return None;
+    }
+    // The clauses come before the `;` and the date.
+    let clauses = field.split(|&b| b == b';').next().unwrap_or(&[]);
+    let token = {
+        let mut words = clauses
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        loop {
+            let w = words.next()?;
+            if w.eq_ignore_ascii_case(b"id") {
+                break words.next()?;
+            }
+        }
+    };
+    let ok = !token.is_empty()
+        && token.len() <= 64
+        && token
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    ok.then(|| String::from_utf8_lossy(token).into_owned())
+}
+
+async fn deliver_each(
     ctx: &Ctx,
     recipients: &mut Recipients,
     tx: &Transaction,
@@ -160,7 +225,7 @@ impl One<'_> {
             .await
             .map_err(DeliverError::Store)?;
             if !Quota::check(self.rcpt.quota, usage, stored.len() as u64) {
-                info!(rcpt = self.address, "mailbox over quota");
+                info!(rcpt = %self.address, "mailbox over quota");
                 return Err(DeliverError::Quota);
             }
         }
@@ -214,7 +279,7 @@ impl One<'_> {
                         })
                         .is_err()
                     {
-                        warn!(rcpt = self.address, folder = %mailbox, "fileinto: bad folder name; keeping in INBOX");
+                        warn!(rcpt = %self.address, folder = %mailbox, "fileinto: bad folder name; keeping in INBOX");
                         store(None, &flags, false).await;
                     } else {
                         store(Some(mailbox), &flags, create).await;
@@ -226,13 +291,13 @@ impl One<'_> {
                         store(None, &[], false).await;
                     }
                 }
-                SieveAction::Discard => info!(rcpt = self.address, "discarded by Sieve"),
+                SieveAction::Discard => info!(rcpt = %self.address, "discarded by Sieve"),
                 SieveAction::Reject { reason, .. } => reject = Some(reason),
                 SieveAction::Vacation(v) => self.vacation(&v).await,
             }
         }
         if let Some(reason) = reject {
-            info!(rcpt = self.address, "rejected by Sieve");
+            info!(rcpt = %self.address, "rejected by Sieve");
             let reason = sanitize(&reason);
             return Ok(Reply::new(
                 550,
@@ -253,11 +318,11 @@ impl One<'_> {
                 return Err(DeliverError::Store(e));
             }
         } else if let Some(e) = first_error {
-            warn!(rcpt = self.address, error = %e, "one copy could not be stored; others were");
+            warn!(rcpt = %self.address, error = %e, "one copy could not be stored; others were");
         }
         let mut bytes = 0;
         for (folder, size) in &saved {
-            info!(rcpt = self.address, user = %self.rcpt.user, folder = %folder, size, "saved");
+            info!(rcpt = %self.address, user = %self.rcpt.user, folder = %folder, size, "saved");
             bytes += size;
         }
         if self.rcpt.quota > 0 && !saved.is_empty() {
@@ -268,7 +333,7 @@ impl One<'_> {
             })
             .await;
             if let Err(e) = added {
-                warn!(rcpt = self.address, error = %e, "maildirsize not updated");
+                warn!(rcpt = %self.address, error = %e, "maildirsize not updated");
             }
         }
         Ok(Reply::new(
@@ -297,7 +362,7 @@ impl One<'_> {
             .unwrap_or(None);
             if junk.is_some() {
                 info!(
-                    rcpt = self.address,
+                    rcpt = %self.address,
                     "marked as junk by smtpd: filed into Junk"
                 );
                 return junk;
@@ -325,7 +390,7 @@ impl One<'_> {
         let script = match postern_sieve::compile(&source) {
             Ok(s) => s,
             Err(e) => {
-                warn!(rcpt = self.address, script = %path.display(), error = %e, "Sieve script does not compile; delivering to INBOX");
+                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script does not compile; delivering to INBOX");
                 return keep;
             }
         };
@@ -348,12 +413,12 @@ impl One<'_> {
         match postern_sieve::execute(&script, &ctx) {
             Ok(outcome) => {
                 for w in &outcome.warnings {
-                    warn!(rcpt = self.address, "Sieve: {w}");
+                    warn!(rcpt = %self.address, "Sieve: {w}");
                 }
                 outcome.actions
             }
             Err(e) => {
-                warn!(rcpt = self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");
+                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");
                 keep
             }
         }
@@ -363,7 +428,7 @@ impl One<'_> {
     async fn redirect(&self, to: &str, message: &[u8]) -> bool {
         let Some(target) = SubmitTo::of(&self.ctx.config) else {
             warn!(
-                rcpt = self.address,
+                rcpt = %self.address,
                 to, "Sieve redirect, but [lmtp] submit_to is not set; keeping"
             );
             return false;
@@ -375,7 +440,7 @@ impl One<'_> {
             .any(|d| d.trim().eq_ignore_ascii_case(to))
         {
             warn!(
-                rcpt = self.address,
+                rcpt = %self.address,
                 to, "Sieve redirect loop (Delivered-To already names the target); keeping"
             );
             return false;
@@ -403,11 +468,11 @@ impl One<'_> {
         .await
         {
             Ok(()) => {
-                info!(rcpt = self.address, to, "redirected by Sieve");
+                info!(rcpt = %self.address, target = to, "redirected by Sieve");
                 true
             }
             Err(e) => {
-                warn!(rcpt = self.address, to, error = %e, "Sieve redirect failed; keeping");
+                warn!(rcpt = %self.address, target = to, error = %e, "Sieve redirect failed; keeping");
                 false
             }
         }
@@ -423,19 +488,19 @@ impl One<'_> {
             message: self.view,
         };
         if let Err(skip) = vacation::should_respond(check) {
-            info!(rcpt = self.address, reason = %skip, "vacation: no reply");
+            info!(rcpt = %self.address, reason = %skip, "vacation: no reply");
             return;
         }
         let Some(sender) = sender else { return };
         let key = vacation::dedup_key(&sender, &v.handle);
         let log = VacationLog::new(&self.rcpt.home);
         if log.recently(&key, v.days) {
-            info!(rcpt = self.address, to = %sender, "vacation: already answered recently");
+            info!(rcpt = %self.address, sender = %sender, "vacation: already answered recently");
             return;
         }
         let Some(target) = SubmitTo::of(&self.ctx.config) else {
             warn!(
-                rcpt = self.address,
+                rcpt = %self.address,
                 "vacation, but [lmtp] submit_to is not set"
             );
             return;
@@ -443,7 +508,7 @@ impl One<'_> {
         let reply = match self.vacation_message(v, &sender) {
             Ok(m) => m,
             Err(e) => {
-                warn!(rcpt = self.address, error = %e, "vacation message could not be built");
+                warn!(rcpt = %self.address, error = %e, "vacation message could not be built");
                 return;
             }
         };
@@ -462,12 +527,12 @@ impl One<'_> {
         .await
         {
             Ok(()) => {
-                info!(rcpt = self.address, to = %sender, "vacation reply sent");
+                info!(rcpt = %self.address, sender = %sender, "vacation reply sent");
                 if let Err(e) = log.record(&key) {
                     warn!(error = %e, "vacation memory not written");
                 }
             }
-            Err(e) => warn!(rcpt = self.address, error = %e, "vacation reply failed"),
+            Err(e) => warn!(rcpt = %self.address, error = %e, "vacation reply failed"),
         }
     }
 
@@ -582,5 +647,43 @@ mod junk_tests {
             JUNK_HEADER
         ));
         assert!(!has_header(b"X-Postern-Junkmail: no\r\n\r\n", JUNK_HEADER));
+    }
+}
+
+#[cfg(test)]
+mod trace_id_tests {
+    use super::trace_id;
+
+    #[test]
+    fn the_topmost_received_fields_id() {
+        let m = b"Received: from c.example ([192.0.2.1])\r\n\tby mx.example (Postern) with ESMTPS id 0006112233445566aa01\r\n\tfor <a@example.org>;\r\n\tSun, 6 Dec 2026 12:00:00 +0000\r\nReceived: from x by y with SMTP id OLDER;\r\n d\r\nSubject: s\r\n\r\nbody";
+        assert_eq!(trace_id(m).as_deref(), Some("0006112233445566aa01"));
+        // Postfix's form, LF only, after other fields.
+        let m = b"X-Other: 1\nReceived: from a (a [192.0.2.2]) by b (Postfix) with ESMTP id 4Ab1Cd2;\n\tdate\n\nbody";
+        assert_eq!(trace_id(m).as_deref(), Some("4Ab1Cd2"));
+        let local = b"Received: from local uid 1000 by mx.example (Postern) with local id 0006aa;\r\n\tdate\r\n\r\n";
+        assert_eq!(trace_id(local).as_deref(), Some("0006aa"));
+    }
+
+    #[test]
+    fn no_id_or_a_strange_one() {
+        // The topmost field has no id: a later one is not ours to name.
+        assert_eq!(
+            trace_id(b"Received: from a by b;\r\n d\r\nReceived: by c id X;\r\n d\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            trace_id(b"Subject: id 5\r\n\r\nReceived: by c id X;\r\n"),
+            None
+        );
+        assert_eq!(trace_id(b"Received: by c id \"a b\"\r\n\r\n"), None);
+        assert_eq!(trace_id(b"Received: by c id a\x1b[31m;\r\n\r\n"), None);
+        assert_eq!(trace_id(b"Received: by c id\r\n\r\n"), None);
+        assert_eq!(
+            trace_id(format!("Received: by c id {};\r\n\r\n", "a".repeat(65)).as_bytes()),
+            None
+        );
+        // `id` after the `;` is part of the date, not a clause.
+        assert_eq!(trace_id(b"Received: by c; id 7\r\n\r\n"), None);
     }
 }

@@ -70,9 +70,15 @@ impl Committer {
         &self.spool
     }
 
+    /// A fresh queue id, for a caller that names the message before committing it (smtpd
+    /// writes it into its `Received:` field). Pass it in `envelope.id` to [`Committer::commit`].
+    pub fn reserve_id(&self) -> QueueId {
+        self.spool.next_id()
+    }
+
     /// Commits a message and its envelope; resolves only once both are durable on disk.
     ///
-    /// Assigns `envelope.id` and sets `envelope.size` to the message's length; the other
+    /// Assigns `envelope.id` (unless it holds an id from [`Committer::reserve_id`]) and sets `envelope.size` to the message's length; the other
     /// fields are stored as given. Returns the stored envelope. On error nothing is queued
     /// (the caller replies `451`, or `552` for [`QueueError::TooLarge`]).
     pub async fn commit(&self, envelope: Envelope, message: Vec<u8>) -> Result<Envelope> {
@@ -100,7 +106,9 @@ impl Committer {
         if size > max {
             return Err(QueueError::TooLarge { size, max });
         }
-        envelope.id = self.spool.next_id();
+        if envelope.id.is_unassigned() {
+            envelope.id = self.spool.next_id();
+        }
         envelope.size = size;
         let prefix = encode_prefix(&envelope)?;
         let (reply, answer) = oneshot::channel();

@@ -342,3 +342,27 @@ async fn spooled_body_commits_exactly_and_never_lingers() {
     assert_eq!(envs.len(), 2);
     assert!(names(&dir.path().join("incoming")).is_empty());
 }
+
+/// An id reserved before the commit (smtpd writes it into its `Received:` field) is the one
+/// the message is stored and recovered under; later ids stay greater.
+#[tokio::test]
+async fn reserved_id_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let reserved = c.reserve_id();
+    let mut env = envelope(&["a@x"]);
+    env.id = reserved;
+    let env = c.commit(env, message(1)).await.unwrap();
+    assert_eq!(env.id, reserved);
+    assert!(
+        dir.path()
+            .join("active")
+            .join(reserved.to_string())
+            .exists()
+    );
+    let other = c.commit(envelope(&["b@x"]), message(2)).await.unwrap();
+    assert!(other.id > reserved);
+    drop(c);
+    let (_, envs) = start(dir.path());
+    assert!(envs.iter().any(|e| e.id == reserved));
+}

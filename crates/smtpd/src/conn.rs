@@ -14,7 +14,7 @@ use postern_smtp_session::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::Ctx;
 use crate::access::{Decision, Facts, decide};
@@ -56,8 +56,23 @@ const READ_BUFFER: usize = 32 * 1024;
 /// hundreds of idle connections should not cost [`READ_BUFFER`] each.
 const SMALL_READ_BUFFER: usize = 4 * 1024;
 
-/// Serves one connection to its end.
+/// Serves one connection to its end. Everything logged on its behalf is in the span
+/// `smtp{client=ADDRESS:PORT}`; the line of an accepted message has its queue `id`.
 pub(crate) async fn serve(
+    stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    door: Door,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!("smtp", client = %peer);
+    session(stream, peer, local, door, ctx, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn session(
     mut stream: Stream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -143,7 +158,7 @@ struct Driver {
 async fn at_connect(stream: &mut Stream, peer: SocketAddr, ctx: &Ctx) -> bool {
     let c = &ctx.checks;
     if !c.rate_ok(peer.ip()) {
-        c.refused("rate_limit", peer, "too many connections per minute");
+        c.refused("rate_limit", "too many connections per minute");
         drop(
             stream
                 .write_all(
@@ -166,7 +181,7 @@ async fn at_connect(stream: &mut Stream, peer: SocketAddr, ctx: &Ctx) -> bool {
             Err(_) => {}
             Ok(Ok(0) | Err(_)) => return false,
             Ok(Ok(_)) => {
-                c.refused("early_talker", peer, "sent data before the greeting");
+                c.refused("early_talker", "sent data before the greeting");
                 drop(
                     stream
                         .write_all(
@@ -254,7 +269,10 @@ impl Driver {
                         } else if let Some(reply) = session.authenticated().and_then(|_| {
                             crate::limits::check_recipients(self.targets.len(), per_user)
                         }) {
-                            info!(peer = %self.peer, user = session.authenticated().unwrap_or("-"), "recipient limit per message reached");
+                            info!(
+                                user = session.authenticated().unwrap_or("-"),
+                                "recipient limit per message reached"
+                            );
                             Verdict::Reject(reply)
                         } else {
                             match self.lookups.recipient(&address, relay, &delim).await {
@@ -266,7 +284,7 @@ impl Driver {
                                     }
                                 },
                                 Err(reply) => {
-                                    info!(peer = %self.peer, rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
+                                    info!(rcpt = %address, reply = %reply.lines().join(" "), "recipient refused");
                                     Verdict::Reject(reply)
                                 }
                             }
@@ -368,11 +386,11 @@ impl Driver {
                     }
                 }
                 Ok(Err(e)) => {
-                    debug!(peer = %self.peer, error = %e, "read failed");
+                    debug!(error = %e, "read failed");
                     return;
                 }
                 Err(_) => {
-                    info!(peer = %self.peer, "session timed out");
+                    info!("session timed out");
                     work.extend(session.timeout());
                 }
             }
@@ -410,7 +428,7 @@ impl Driver {
         let ip = self.peer.ip();
         let helo_name = session.client_helo().unwrap_or("").to_owned();
         let reject = |reason: &str, detail: &str, reply: Reply| {
-            c.refused(reason, self.peer, detail);
+            c.refused(reason, detail);
             Some(Verdict::Reject(reply))
         };
         if c.cfg.helo.on() {
@@ -524,7 +542,7 @@ impl Driver {
         match g.check(self.peer.ip(), self.sender.as_deref(), rcpt) {
             crate::checks::greylist::Verdict::Pass => None,
             crate::checks::greylist::Verdict::Defer(secs) => {
-                c.refused("greylist", self.peer, rcpt);
+                c.refused("greylist", rcpt);
                 Some(Reply::new(
                     450,
                     (4, 7, 1),
@@ -566,11 +584,11 @@ impl Driver {
     fn after_data_outcome(&self, out: sdd::AfterData) -> Result<String, Reply> {
         let c = &self.ctx.checks;
         if let Some((reply, reason)) = out.refuse {
-            c.refused(reason, self.peer, &reply.lines().join(" "));
+            c.refused(reason, &reply.lines().join(" "));
             return Err(reply);
         }
         if out.junk {
-            info!(peer = %self.peer, "DMARC quarantine: marked for the Junk folder");
+            info!("DMARC quarantine: marked for the Junk folder");
             c.stats.count("dmarc_quarantine");
         }
         Ok(out.headers)
@@ -592,7 +610,11 @@ impl Driver {
         match decide(rules, &facts) {
             Decision::Pass => None,
             Decision::Reject(text) => {
-                info!(peer = %self.peer, sender = self.sender.as_deref().unwrap_or("<>"), rcpt = rcpt.unwrap_or("-"), "access rule: REJECT");
+                info!(
+                    sender = self.sender.as_deref().unwrap_or("<>"),
+                    rcpt = rcpt.unwrap_or("-"),
+                    "access rule: REJECT"
+                );
                 Some(Verdict::Reject(Reply::new(554, (5, 7, 1), text)))
             }
             d => {
@@ -615,7 +637,7 @@ impl Driver {
                 true
             }
             Ok(Err(e)) => {
-                info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                info!(error = %e, "TLS handshake failed");
                 false
             }
             Err(_) => false,
@@ -634,7 +656,7 @@ impl Driver {
         let c = &self.ctx.config.smtpd;
         if let Some(reply) = crate::limits::check_queue(self.ctx.queue.len(), c.max_queue_messages)
         {
-            warn!(peer = %self.peer, queued = self.ctx.queue.len(), "queue full: MAIL refused");
+            warn!(queued = self.ctx.queue.len(), "queue full: MAIL refused");
             return Verdict::Reject(reply);
         }
         // Messages stream to the queue's disk: room for one more of the largest, and half
@@ -643,7 +665,7 @@ impl Driver {
         if let Some(reply) =
             crate::limits::check_disk(spool, c.max_message_size.saturating_mul(3) / 2)
         {
-            warn!(peer = %self.peer, "queue file system nearly full: MAIL refused");
+            warn!("queue file system nearly full: MAIL refused");
             return Verdict::Reject(reply);
         }
         if let Some(login) = &user
@@ -652,7 +674,7 @@ impl Driver {
                 .limits
                 .check_hourly(login, c.max_messages_per_hour_per_user)
         {
-            warn!(peer = %self.peer, user = %login, "hourly sending limit reached");
+            warn!(user = %login, "hourly sending limit reached");
             return Verdict::Reject(reply);
         }
         match (user, sender) {
@@ -739,7 +761,7 @@ impl Driver {
                 Completion::AuthChallenge(base64::engine::general_purpose::STANDARD.encode(c))
             }
             Ok(AuthStep::Done(AuthOutcome::Ok { user, .. })) => {
-                info!(peer = %self.peer, user = %user, door = self.door.name(), "authenticated");
+                info!(user = %user, door = self.door.name(), "authenticated");
                 Completion::AuthDone(Ok(user))
             }
             // A lockout is a temporary failure too: authd's reason says which one.
@@ -761,7 +783,10 @@ impl Driver {
                 )))
             }
             Ok(AuthStep::Done(AuthOutcome::Fail { reason, .. })) => {
-                info!(peer = %self.peer, reason = reason.as_deref().unwrap_or("-"), "authentication failed");
+                info!(
+                    reason = reason.as_deref().unwrap_or("-"),
+                    "authentication failed"
+                );
                 Completion::AuthDone(Err(Reply::new(
                     535,
                     (5, 7, 8),

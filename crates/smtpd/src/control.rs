@@ -420,7 +420,7 @@ fn submit_origin(
         u == peer.uid.to_string() || peer.name.as_deref() == Some(u)
     });
     if !peer.admin && !listed {
-        warn!(peer = %peer.identity, ?kind, "forwarding submission refused: not in [smtpd] forward_users");
+        warn!(user = %peer.identity, ?kind, "forwarding submission refused: not in [smtpd] forward_users");
         return Err(Box::new(Response::fail(
             ErrorKind::Denied,
             format!(
@@ -541,10 +541,12 @@ where
     env.smtputf8 =
         !sender.as_deref().unwrap_or("").is_ascii() || recipients.iter().any(|a| !a.is_ascii());
     env.body_8bit = !body.is_ascii();
+    env.id = ctx.queue.committer.reserve_id();
     let mut message = format!(
-        "Received: from local uid {} by {} (Postern) with local;\r\n\t{}\r\n",
+        "Received: from local uid {} by {} (Postern) with local id {};\r\n\t{}\r\n",
         peer.uid,
         c.hostname,
+        env.id,
         mail_builder::headers::date::Date::now().to_rfc822()
     )
     .into_bytes();
@@ -727,7 +729,7 @@ mod tests {
             let h = d.headers.unwrap();
             assert!(
                 h.starts_with(&format!(
-                    "Received: from local uid {me} by mx.example (Postern) with local;"
+                    "Received: from local uid {me} by mx.example (Postern) with local id "
                 )),
                 "{h}"
             );

@@ -35,11 +35,14 @@ pub(crate) async fn accept(
     added: &str,
 ) -> Reply {
     if *access == Decision::Discard {
-        info!(client = %peer, from = tx.mail_from.as_ref().map_or("<>", |a| a.as_str()), "discarded by an access rule");
+        info!(
+            from = tx.mail_from.as_ref().map_or("<>", |a| a.as_str()),
+            "discarded by an access rule"
+        );
         return Reply::new(250, (2, 0, 0), "Ok");
     }
     if hops(&tx.message) > MAX_HOPS {
-        warn!(%peer, "too many Received headers: mail loop");
+        warn!("too many Received headers: mail loop");
         return Reply::new(554, (5, 4, 6), "Too many hops: mail loop detected");
     }
     let mut recipients: Vec<Recipient> = Vec::new();
@@ -99,12 +102,14 @@ pub(crate) async fn accept(
     env.body_8bit = !matches!(tx.body_type, BodyType::SevenBit);
     env.held = *access == Decision::Hold;
     let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str().to_owned());
-    let mut message = received(ctx, tx, peer, tls, single.as_deref()).into_bytes();
+    // Named now so that our Received: field carries the queue id (lmtp-deliver logs it).
+    env.id = ctx.queue.committer.reserve_id();
+    let mut message = received(ctx, tx, peer, tls, single.as_deref(), &env.id).into_bytes();
     message.extend_from_slice(added.as_bytes());
     // Results claiming to be ours, and our own markers, come only from us.
     match crate::checks::spf_dkim_dmarc::strip_forged(&tx.message, &ctx.config.hostname) {
         Some(clean) => {
-            info!(client = %peer, "removed a forged Authentication-Results or X-Postern- header");
+            info!("removed a forged Authentication-Results or X-Postern- header");
             message.extend_from_slice(&clean);
         }
         None => message.extend_from_slice(&tx.message),
@@ -112,7 +117,7 @@ pub(crate) async fn accept(
     match ctx.queue.committer.commit_spooled(env, message, body).await {
         Ok(env) => {
             info!(id = %env.id, from = env.sender_str(), rcpts = env.recipients.len(), size = env.size,
-                client = %peer, user = env.authenticated.as_deref().unwrap_or("-"), "queued");
+                user = env.authenticated.as_deref().unwrap_or("-"), "queued");
             let id = env.id;
             ctx.queue.enqueue(env);
             Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
@@ -152,13 +157,15 @@ fn received(
     peer: SocketAddr,
     tls: Option<&str>,
     rcpt: Option<&str>,
+    id: &postern_queue::QueueId,
 ) -> String {
     let mut r = format!(
-        "Received: from {} ([{}])\r\n\tby {} (Postern) with {}",
+        "Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {}",
         clean(&tx.helo),
         peer.ip(),
         ctx.config.hostname,
-        tx.protocol()
+        tx.protocol(),
+        id
     );
     if let Some(t) = tls {
         r.push_str(&format!("\r\n\t(using {})", clean(t)));

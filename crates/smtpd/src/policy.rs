@@ -220,7 +220,7 @@ impl Lookups {
         {
             return match srs.reverse(rcpt.as_str(), crate::srs::today()) {
                 Ok(original) => {
-                    debug!(rcpt = %rcpt, to = %original, "SRS address reversed");
+                    debug!(rcpt = %rcpt, original = %original, "SRS address reversed");
                     // Its domain was not looked at: delivery decides.
                     Ok(vec![Target::undecided(original)])
                 }

@@ -22,3 +22,4 @@ mod pop3;
 mod postfix_authd;
 mod queue_records;
 mod smtpd;
+mod trace;

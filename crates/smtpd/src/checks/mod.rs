@@ -108,9 +108,9 @@ impl Checks {
         )
     }
 
-    /// Logs and counts a refusal.
-    pub(crate) fn refused(&self, reason: &str, peer: std::net::SocketAddr, detail: &str) {
-        tracing::info!(%peer, reason, detail, "refused by check");
+    /// Logs (in the session's span, which names the client) and counts a refusal.
+    pub(crate) fn refused(&self, reason: &str, detail: &str) {
+        tracing::info!(reason, detail, "refused by check");
         self.stats.count(reason);
     }
 }

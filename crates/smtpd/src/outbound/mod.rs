@@ -536,7 +536,7 @@ impl Outbound {
                 Outcome::Deferred(r) => ("deferred", r),
                 Outcome::Bounced(r) => ("bounced", r),
             };
-            info!(%id, to = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
+            info!(%id, rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
         }
     }
 }

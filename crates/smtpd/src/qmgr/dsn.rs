@@ -30,7 +30,7 @@ impl Manager {
         let dsn = match postern_dsn::build(&report) {
             Ok(d) => d,
             Err(e) => {
-                warn!(id = %env.id, error = %e, "DSN not built");
+                warn!(error = %e, "DSN not built");
                 return;
             }
         };
@@ -40,10 +40,10 @@ impl Manager {
         bounce.origin = Some(Origin::Dsn);
         match self.committer.commit(bounce, dsn).await {
             Ok(b) => {
-                info!(id = %env.id, dsn = %b.id, to = %to, "delivery status notification queued");
+                info!(dsn = %b.id, rcpt = %to, "delivery status notification queued");
                 drop(self.requeue.send(b));
             }
-            Err(e) => warn!(id = %env.id, error = %e, "DSN not queued"),
+            Err(e) => warn!(error = %e, "DSN not queued"),
         }
     }
 }

@@ -65,13 +65,13 @@ impl Manager {
                         Outcome::Bounced(r) => ("bounced", r),
                         Outcome::Deferred(r) => ("deferred", r),
                     };
-                    let to = &env.recipients[i].address;
-                    info!(id = %env.id, to = %to, reply = %reply, "{what}");
+                    let rcpt = &env.recipients[i].address;
+                    info!(rcpt = %rcpt, reply = %reply, "{what}");
                     (i, o)
                 })
                 .collect(),
             Err(e) => {
-                warn!(id = %env.id, target = ?target, error = %e, "delivery attempt failed");
+                warn!(target = ?target, error = %e, "delivery attempt failed");
                 let reply = DeliveryReply::new(451, (4, 4, 1), e);
                 idx.iter()
                     .map(|&i| (i, Outcome::Deferred(reply.clone())))

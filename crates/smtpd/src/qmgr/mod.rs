@@ -31,7 +31,7 @@ use postern_smtp_client::{Client, Target};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::control::{ErrorKind, OfEnvelope, QueueDetail, QueueEntry};
 use crate::dkim::Dkim;
@@ -454,7 +454,14 @@ impl Manager {
     }
 
     /// One delivery attempt; returns the envelope still queued, or None once it is done.
-    async fn attempt(&self, mut env: Envelope) -> Option<Envelope> {
+    /// Everything logged on its behalf (LMTP, outbound, DSNs) is in the span
+    /// `delivery{id=QUEUE-ID}`.
+    async fn attempt(&self, env: Envelope) -> Option<Envelope> {
+        let span = tracing::info_span!("delivery", id = %env.id);
+        self.attempt_in_span(env).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, mut env: Envelope) -> Option<Envelope> {
         let id = env.id;
         let spool = self.spool.clone();
         let message = match tokio::task::spawn_blocking(move || spool.read_message(id)).await {
@@ -466,7 +473,7 @@ impl Manager {
                     Err(e) => e.to_string(),
                     Ok(Ok(_)) => String::new(),
                 };
-                warn!(%id, error = %why, "queued message unreadable; will retry");
+                warn!(error = %why, "queued message unreadable; will retry");
                 env.next_attempt = now() + 60;
                 return Some(env);
             }
@@ -532,18 +539,22 @@ impl Manager {
         }
         let spool = self.spool.clone();
         if done {
-            info!(id = %env.id, attempts = env.attempts, "removed (every recipient done)");
+            info!(attempts = env.attempts, "removed (every recipient done)");
             let id = env.id;
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
-                warn!(%id, error = %e, "removing a finished message failed");
+                warn!(error = %e, "removing a finished message failed");
             }
             return None;
         }
         let saved = env.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save_state(&saved)).await {
-            warn!(id = %env.id, error = %e, "saving delivery state failed");
+            warn!(error = %e, "saving delivery state failed");
         }
-        info!(id = %env.id, next_attempt = env.next_attempt, reason = env.last_error.as_deref().unwrap_or("-"), "deferred");
+        info!(
+            next_attempt = env.next_attempt,
+            reason = env.last_error.as_deref().unwrap_or("-"),
+            "deferred"
+        );
         Some(env)
     }
 
@@ -551,7 +562,7 @@ impl Manager {
     fn signed(&self, env: &Envelope, message: &[u8]) -> Vec<u8> {
         let ours = may_sign(&self.config, env.origin.as_ref(), message);
         if !ours {
-            tracing::debug!(id = %env.id, origin = ?env.origin, "not ours to sign");
+            tracing::debug!(origin = ?env.origin, "not ours to sign");
         }
         let headers = if ours {
             self.dkim.sign(message)
@@ -611,7 +622,7 @@ fn srs_sender_with(
     if let Some(from) = crate::dkim::from_domain(message)
         && crate::srs::org_aligned(&from, srs.domain())
     {
-        info!(id = %env.id, sender, from = %from, "From: aligned with the SRS domain; sender kept");
+        info!(sender, from = %from, "From: aligned with the SRS domain; sender kept");
         return None;
     }
     let rewritten = srs.forward(sender, day);
@@ -621,7 +632,7 @@ fn srs_sender_with(
     let local_len = rewritten.rsplit_once('@').map_or(0, |(l, _)| l.len());
     if local_len > postern_smtp_session::address::MAX_LOCAL_PART {
         // Our own RCPT would refuse a bounce to it: keep the sender (SPF may fail next hop).
-        info!(id = %env.id, sender, "SRS address would be too long; sender kept");
+        info!(sender, "SRS address would be too long; sender kept");
         return None;
     }
     Some(rewritten)
