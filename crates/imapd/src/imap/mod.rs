@@ -50,7 +50,7 @@ use self::cmd::list;
 use self::cmd::mailboxes;
 use self::notify::{Notifier, Subscription};
 use self::session::{Flow, Session, SessionConfig, User};
-use self::tagged::Tagged;
+use self::tagged::{Tagged, other};
 use self::transport::Transport;
 
 /// Consecutive bad commands before the connection is closed.
@@ -234,12 +234,6 @@ fn status(
         "NO" => Status::no(t, code, text).ok(),
         _ => Status::bad(t, code, text).ok(),
     }
-}
-
-fn other_code(s: &str) -> Option<Code<'static>> {
-    Some(Code::Other(
-        imap_codec::imap_types::response::CodeOther::unvalidated(s.as_bytes().to_vec()),
-    ))
 }
 
 /// Serves one IMAP connection.
@@ -524,19 +518,17 @@ impl Driver {
                     .to_string()
                     .to_ascii_uppercase();
                 if self.authenticated() {
-                    self.auth_finish(&tag, "BAD", None, "Already logged in");
+                    self.auth_finish(&tag, Tagged::bad("Already logged in"));
                     return;
                 }
                 if !login::MECHANISMS.contains(&mech.as_str()) {
-                    self.auth_finish(&tag, "NO", None, "Unsupported mechanism");
+                    self.auth_finish(&tag, Tagged::no_plain("Unsupported mechanism"));
                     return;
                 }
                 if !self.sess.as_ref().is_some_and(|s| s.plaintext_ok()) {
                     self.auth_finish(
                         &tag,
-                        "NO",
-                        other_code("PRIVACYREQUIRED"),
-                        "Use STARTTLS first",
+                        Tagged::no(other("PRIVACYREQUIRED"), "Use STARTTLS first"),
                     );
                     return;
                 }
@@ -560,7 +552,7 @@ impl Driver {
                 };
                 match authenticate_data {
                     AuthenticateData::Cancel => {
-                        self.auth_finish(&tag, "BAD", None, "Authentication cancelled")
+                        self.auth_finish(&tag, Tagged::bad("Authentication cancelled"))
                     }
                     AuthenticateData::Continue(data) => {
                         let step = sasl.respond(&self.ctx, data.declassify()).await;
@@ -578,17 +570,20 @@ impl Driver {
             }
             Event::IdleCommandReceived { tag } => {
                 self.bad = 0;
-                if !self.authenticated() {
-                    if let Some(st) = status("BAD", &tag, None, "Log in first") {
-                        let _ = self.server.idle_reject(st);
+                let dir = match self.sess.as_ref().map(|s| s.idle_start()) {
+                    Some(Ok(dir)) => dir,
+                    Some(Err(refusal)) => {
+                        if let Some(st) = refusal.status(&tag) {
+                            let _ = self.server.idle_reject(st);
+                        }
+                        return;
                     }
-                    return;
-                }
+                    None => return,
+                };
                 if let Ok(ccr) = CommandContinuationRequest::basic(None, "idling") {
                     let _ = self.server.idle_accept(ccr);
                 }
                 self.idle_tag = Some(tag);
-                let dir = self.sess.as_ref().and_then(|s| s.selected_dir());
                 if let Some(dir) = dir {
                     let notifier = self.ctx.notifier.get_or_init(Notifier::start).clone();
                     self.idle_sub = notifier.and_then(|n| n.subscribe(&dir));
@@ -601,10 +596,8 @@ impl Driver {
                 self.idle_poll = false;
                 if let Some(tag) = self.idle_tag.take() {
                     let tag = tag.inner().to_owned();
-                    self.with_session(move |s, out| {
-                        s.done(out, "IDLE terminated").write(out, &tag);
-                    })
-                    .await;
+                    self.with_session(move |s, out| s.idle_done(out, &tag))
+                        .await;
                 }
             }
         }
@@ -691,14 +684,8 @@ impl Driver {
         }
     }
 
-    fn auth_finish(
-        &mut self,
-        tag: &Tag<'static>,
-        kind: &str,
-        code: Option<Code<'static>>,
-        text: &str,
-    ) {
-        if let Some(st) = status(kind, tag, code, text) {
+    fn auth_finish(&mut self, tag: &Tag<'static>, result: Tagged) {
+        if let Some(st) = result.status(tag) {
             let _ = self.server.authenticate_finish(st);
         }
     }
@@ -713,17 +700,15 @@ impl Driver {
                     .as_ref()
                     .map(|s| s.capabilities())
                     .unwrap_or_default();
-                self.auth_finish(tag, "OK", caps_code(caps), "Logged in");
+                self.auth_finish(tag, Tagged::Ok(caps_code(caps), "Logged in".into()));
             }
             Err(LoginError::Temporary(t)) => {
-                self.auth_finish(tag, "NO", other_code("UNAVAILABLE"), &t)
+                self.auth_finish(tag, Tagged::no(other("UNAVAILABLE"), t))
             }
             Err(LoginError::Failed(_)) => {
                 self.auth_finish(
                     tag,
-                    "NO",
-                    other_code("AUTHENTICATIONFAILED"),
-                    "Authentication failed",
+                    Tagged::no(other("AUTHENTICATIONFAILED"), "Authentication failed"),
                 );
                 self.count_failure();
             }

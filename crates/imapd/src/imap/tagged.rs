@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use imap_codec::imap_types::response::{Code, CodeOther};
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::{Code, CodeOther, Status};
 
 /// How a command completed (RFC 9051 §7.1): `OK`, `NO` or `BAD`, with an optional response
 /// code and human-readable text.
@@ -41,6 +42,17 @@ impl Tagged {
     /// `BAD text`.
     pub(crate) fn bad(text: impl Into<Cow<'static, str>>) -> Self {
         Self::Bad(text.into())
+    }
+
+    /// The same as imap-next's tagged status (the driver answers AUTHENTICATE and IDLE
+    /// through imap-next, which owns those flows).
+    pub(crate) fn status(&self, tag: &Tag<'static>) -> Option<Status<'static>> {
+        let t = Some(tag.clone());
+        match self {
+            Self::Ok(c, text) => Status::ok(t, c.clone(), text.to_string()).ok(),
+            Self::No(c, text) => Status::no(t, c.clone(), text.to_string()).ok(),
+            Self::Bad(text) => Status::bad(t, None, text.to_string()).ok(),
+        }
     }
 
     /// Appends `<tag> OK|NO|BAD [<code>] <text>\r\n`.

@@ -686,6 +686,10 @@ fn login_starttls_compress_are_session_actions() {
     };
     // Plain connection, untrusted network, STARTTLS offered.
     let mut s = Session::new(cfg(), false, false);
+    assert_eq!(
+        s.idle_start(),
+        Err(super::tagged::Tagged::bad("Log in first"))
+    );
     let (a, r) = begin(&mut s, "a LOGIN u p");
     assert!(matches!(a, Action::Done(Flow::Continue)), "{a:?}");
     assert_eq!(
@@ -730,6 +734,7 @@ fn login_starttls_compress_are_session_actions() {
         r.starts_with("f OK [CAPABILITY IMAP4rev1 ") && r.ends_with("] Logged in\r\n"),
         "{r}"
     );
+    assert_eq!(s.idle_start(), Ok(None));
     let (_, r) = begin(&mut s, "g LOGIN u p");
     assert_eq!(r, "g BAD Already logged in\r\n");
     let (a, r) = begin(&mut s, "h COMPRESS DEFLATE");

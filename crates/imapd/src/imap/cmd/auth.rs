@@ -120,6 +120,20 @@ impl Session {
         failed
     }
 
+    /// IDLE (RFC 2177): refused before login; otherwise the directory of the selected
+    /// mailbox, which the driver watches while idling (`None`: nothing selected).
+    pub(crate) fn idle_start(&self) -> Result<Option<std::path::PathBuf>, Tagged> {
+        if self.state.user().is_none() {
+            return Err(Tagged::bad("Log in first"));
+        }
+        Ok(self.selected_dir())
+    }
+
+    /// DONE ended an IDLE: pending updates, then the tagged OK.
+    pub(crate) fn idle_done(&mut self, out: &mut Vec<u8>, tag: &str) {
+        self.done(out, "IDLE terminated").write(out, tag);
+    }
+
     /// The TLS handshake after STARTTLS succeeded.
     pub(crate) fn tls_started(&mut self) {
         self.tls = true;
