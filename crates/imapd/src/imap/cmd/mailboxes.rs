@@ -373,7 +373,7 @@ impl Session {
         };
         match self.status_line(&name, items, out) {
             Ok(()) => self.done(out, "STATUS completed"),
-            Err((code, text)) => Tagged::no(other(code), text.clone()),
+            Err((code, text)) => Tagged::no(other(code), text),
         }
     }
 
@@ -398,7 +398,7 @@ impl Session {
         }
         let fl = match to_store_flags(flags) {
             Ok(f) => f,
-            Err(t) => return Tagged::bad(t.clone()),
+            Err(t) => return Tagged::bad(t),
         };
         let Some(user) = self.state.user() else {
             return Tagged::bad("Log in first");

@@ -28,7 +28,7 @@ impl Session {
         }
         let fl = match to_store_flags(flags) {
             Ok(f) => f,
-            Err(t) => return Tagged::bad(t.clone()),
+            Err(t) => return Tagged::bad(t),
         };
         let unchanged_since = modifiers
             .iter()
