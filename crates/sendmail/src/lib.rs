@@ -13,6 +13,9 @@
 //!
 //! Other traditional flags (`-odi`, `-oem`, `-N`, `-R`, `-V`, `-B`, `-h`, `-O`, …) are
 //! accepted and ignored. Exit codes follow sysexits(3).
+//!
+//! Installed setgid `postdrop` and called by a user other than root, it reads only the
+//! compiled-in config path: `-C`/`POSTERN_CONFIG` naming another file ends in EX_USAGE (64).
 #![forbid(unsafe_code)]
 
 use std::io::{self, BufRead, Read};
@@ -437,11 +440,11 @@ fn run(argv: &[String]) -> Result<(), Fail> {
         eprintln!("Postern keeps aliases in its directory (mailctl alias); nothing to rebuild");
         return Ok(());
     }
-    let path = args
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("POSTERN_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(postern_config::DEFAULT_CONFIG_PATH));
+    let path = config_path(
+        args.config.clone(),
+        std::env::var_os("POSTERN_CONFIG").map(PathBuf::from),
+        privileged(),
+    )?;
     let config = postern_config::Config::load(&path).map_err(|e| (exit::CONFIG, e.to_string()))?;
     let connect = |timeout| {
         Client::for_config(&config, timeout).map_err(|e| (client_exit(&e), e.to_string()))
@@ -490,6 +493,45 @@ fn run(argv: &[String]) -> Result<(), Fail> {
         }
         Mode::Deliver => deliver(&args, &config, connect),
     }
+}
+
+/// Whether we run with rights the caller does not have: installed setgid `postdrop` (or
+/// setuid) and called by someone other than root. Then the caller must not choose the config
+/// file, as Postfix's `postdrop` ignores a user's configuration directory: the file is read
+/// with the group's rights (a parse error would show a line of it) and names the socket we
+/// connect to.
+fn privileged() -> bool {
+    use nix::unistd::{getegid, geteuid, getgid, getuid};
+    let uid = getuid();
+    !uid.is_root() && (getegid() != getgid() || geteuid() != uid)
+}
+
+/// The config file to read: `-C`/`--config`, else `POSTERN_CONFIG`, else the compiled-in
+/// default. When `privileged`, anything but the default path is refused (EX_USAGE: a
+/// permanent mistake on the command line or in the environment, not worth retrying).
+fn config_path(
+    arg: Option<PathBuf>,
+    env: Option<PathBuf>,
+    privileged: bool,
+) -> Result<PathBuf, Fail> {
+    let default = PathBuf::from(postern_config::DEFAULT_CONFIG_PATH);
+    let (path, from) = match (arg, env) {
+        (Some(p), _) => (p, "-C"),
+        (None, Some(p)) => (p, "POSTERN_CONFIG"),
+        (None, None) => return Ok(default),
+    };
+    if privileged && path != default {
+        return Err((
+            exit::USAGE,
+            format!(
+                "{from} {}: refused, sendmail runs set-group-id for a user who is not root and \
+                 reads only {}",
+                path.display(),
+                default.display()
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 fn deliver(
@@ -578,6 +620,45 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn config_path_when_privileged() {
+        let def = PathBuf::from(postern_config::DEFAULT_CONFIG_PATH);
+        let mine = || Some(PathBuf::from("/home/eve/evil.toml"));
+        // Not privileged (root, or not installed setgid): -C wins over the environment.
+        assert_eq!(config_path(mine(), None, false).unwrap(), mine().unwrap());
+        assert_eq!(
+            config_path(Some("/a.toml".into()), mine(), false).unwrap(),
+            PathBuf::from("/a.toml")
+        );
+        assert_eq!(config_path(None, mine(), false).unwrap(), mine().unwrap());
+        assert_eq!(config_path(None, None, false).unwrap(), def);
+        // Privileged: only the compiled-in default, whoever names it.
+        assert_eq!(config_path(None, None, true).unwrap(), def);
+        assert_eq!(config_path(Some(def.clone()), None, true).unwrap(), def);
+        assert_eq!(config_path(None, Some(def.clone()), true).unwrap(), def);
+        let (code, msg) = config_path(mine(), None, true).unwrap_err();
+        assert_eq!(code, exit::USAGE);
+        assert!(msg.starts_with("-C /home/eve/evil.toml: refused"), "{msg}");
+        let (code, msg) = config_path(None, mine(), true).unwrap_err();
+        assert_eq!(code, exit::USAGE);
+        assert!(
+            msg.starts_with("POSTERN_CONFIG /home/eve/evil.toml: refused"),
+            "{msg}"
+        );
+        // -C naming the default does not let a bad POSTERN_CONFIG through, nor the reverse.
+        assert!(config_path(mine(), Some(def.clone()), true).is_err());
+        assert_eq!(config_path(Some(def.clone()), mine(), true).unwrap(), def);
+        // A path that only resolves to the default is not the default.
+        assert!(
+            config_path(
+                Some("/etc/postern/../postern/postern.toml".into()),
+                None,
+                true
+            )
+            .is_err()
+        );
     }
 
     #[test]
