@@ -129,6 +129,15 @@ fn grep_queue_id_shows_accept_attempts_store_and_dsn() {
         has(&[&span, "delivery status notification queued", "dsn="]),
         "the DSN it caused:\n{all}"
     );
+    // The outbound attempt to the dead server, and the id once per line (the span gives it).
+    assert!(
+        has(&[&span, "server not usable", "relay=127.0.0.1[127.0.0.1]:1"]),
+        "outbound attempt in the attempt's span:\n{all}"
+    );
+    assert!(
+        lines.iter().all(|l| l.matches(id.as_str()).count() == 1),
+        "the queue id once per line:\n{all}"
+    );
     // No line of smtpd's says `peer=` or `to=` any more: `client` and `rcpt`.
     assert!(
         !smtpd_log.contains(" peer=") && !smtpd_log.contains(" to="),

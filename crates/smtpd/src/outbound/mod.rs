@@ -128,10 +128,9 @@ impl Outbound {
     }
 
     /// Delivers `out` (whose recipients are all in `domain`) by `route`; one outcome per
-    /// recipient, in order. `id` is for the logs.
+    /// recipient, in order. Logs in the caller's span (the queue manager's `delivery{id=…}`).
     pub(crate) async fn deliver(
         &self,
-        id: &str,
         route: &Route,
         domain: &str,
         out: &Outgoing<'_>,
@@ -171,13 +170,13 @@ impl Outbound {
         if let Some(mut p) = self.take_pooled(&key) {
             match p.client.send(out).await {
                 Ok(results) => {
-                    debug!(%id, relay = %p.peer.label(), "reused a cached connection");
+                    debug!(relay = %p.peer.label(), "reused a cached connection");
                     let outcomes = outcomes(&results, &p.peer);
-                    self.log(id, &p.peer, p.client.tls(), out, &outcomes);
+                    self.log(&p.peer, p.client.tls(), out, &outcomes);
                     self.give_back(&key, p.client, p.peer);
                     return outcomes;
                 }
-                Err(e) => debug!(%id, error = %e, "cached connection failed; opening a new one"),
+                Err(e) => debug!(error = %e, "cached connection failed; opening a new one"),
             }
         }
 
@@ -235,9 +234,9 @@ impl Outbound {
                 hosts.into_iter().partition(|h| p.matches(&h.name));
             for h in &other {
                 if enforce {
-                    info!(%id, %domain, mx = %h.name, patterns = ?p.mx, "MTA-STS: MX host not named by the policy; skipped");
+                    info!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS: MX host not named by the policy; skipped");
                 } else {
-                    warn!(%id, %domain, mx = %h.name, patterns = ?p.mx, "MTA-STS testing: MX host not named by the policy (enforce would skip it)");
+                    warn!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS testing: MX host not named by the policy (enforce would skip it)");
                 }
             }
             if enforce {
@@ -274,7 +273,7 @@ impl Outbound {
                 let mut client = match self.open(&peer, route, domain, policy, enforce).await {
                     Ok(c) => c,
                     Err(f) => {
-                        info!(%id, relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
+                        info!(relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
                         all_permanent &= f.permanent;
                         last = f.reply;
                         continue;
@@ -295,7 +294,7 @@ impl Outbound {
                         format!("lost connection with {}: {e}", peer.label()),
                     ))),
                 };
-                self.log(id, &peer, client.tls(), out, &outcomes);
+                self.log(&peer, client.tls(), out, &outcomes);
                 self.give_back(&key, client, peer);
                 return outcomes;
             }
@@ -522,21 +521,14 @@ impl Outbound {
         pool.retain(|_, l| !l.is_empty());
     }
 
-    fn log(
-        &self,
-        id: &str,
-        peer: &Peer,
-        tls: Option<&str>,
-        out: &Outgoing<'_>,
-        outcomes: &[Outcome],
-    ) {
+    fn log(&self, peer: &Peer, tls: Option<&str>, out: &Outgoing<'_>, outcomes: &[Outcome]) {
         for (r, o) in out.recipients.iter().zip(outcomes) {
             let (status, text) = match o {
                 Outcome::Delivered(r) => ("sent", r),
                 Outcome::Deferred(r) => ("deferred", r),
                 Outcome::Bounced(r) => ("bounced", r),
             };
-            info!(%id, rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
+            info!(rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
         }
     }
 }

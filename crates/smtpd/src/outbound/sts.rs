@@ -221,7 +221,7 @@ impl Sts {
         }
         match self.fetch(resolver, &domain).await {
             Ok(policy) => {
-                info!(%domain, %id, mode = ?policy.mode, mx = ?policy.mx, max_age = policy.max_age, "MTA-STS policy fetched");
+                info!(%domain, policy_id = %id, mode = ?policy.mode, mx = ?policy.mx, max_age = policy.max_age, "MTA-STS policy fetched");
                 self.store(&domain, id, &policy);
                 Some(policy)
             }

@@ -522,10 +522,7 @@ impl Manager {
                     if let Some(s) = &srs_sender {
                         out.from = Some(s.clone());
                     }
-                    let outcomes = self
-                        .outbound
-                        .deliver(&env.id.to_string(), &route, domain, &out)
-                        .await;
+                    let outcomes = self.outbound.deliver(&route, domain, &out).await;
                     for (&i, o) in idx.iter().zip(outcomes) {
                         attempt::apply(&mut env, &mut progress, i, o);
                     }
