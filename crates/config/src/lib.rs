@@ -1085,7 +1085,8 @@ pub struct Imapd {
     /// Connections served at once (IMAP and POP3 together).
     #[serde(default = "default_imap_max_conns")]
     pub max_connections: usize,
-    /// Connections from one IP address at once.
+    /// Connections from one IP address at once (IMAP and POP3 together);
+    /// `trusted_networks` are exempt.
     #[serde(default = "default_imap_max_conns_ip")]
     pub max_connections_per_ip: usize,
     /// Connections not yet logged in, at once.

@@ -204,12 +204,15 @@ async fn accept_loop(
     sessions: postern_daemon::accept::Sessions,
     shutdown: CancellationToken,
 ) {
+    // Trusted networks are exempt from the per-client limit, as in smtpd (the local
+    // webmail holds many sessions from one address).
+    let c = ctx.clone();
     let gate = Gate {
         name: door.name(),
         limit,
         second: Some(ctx.unauthenticated.clone()),
         per_ip: Some((ctx.per_ip.clone(), ctx.config.imapd.max_connections_per_ip)),
-        exempt: None,
+        exempt: Some(Arc::new(move |ip| c.is_trusted(ip))),
         refusal: refusal(door),
     };
     let sd = shutdown.clone();
