@@ -7,8 +7,9 @@ use imap_codec::imap_types::{
 };
 
 use crate::{
+    address::{Item, parse_address_list},
     decode::{decode_charset, decode_cte, decode_header_value, fold},
-    mime::{self, Kind, Part, fields, header_len},
+    mime::{self, Kind, MISSING_DOMAIN, MISSING_MAILBOX, Part, fields, header_len},
     sort::parse_date,
     summary::Summary,
 };
@@ -112,6 +113,70 @@ struct HeaderInfo {
     sent_day: Option<NaiveDate>,
 }
 
+/// Header fields whose value is an address list.
+const ADDRESS_FIELDS: [&str; 7] = [
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+];
+
+/// An address list as `Name <local@domain>, group: a@b;` with display names decoded, the
+/// text SEARCH FROM/TO/CC/BCC look in besides the raw field.
+fn address_text(value: &[u8]) -> String {
+    let mut out = String::new();
+    let mut first = true;
+    for item in parse_address_list(value) {
+        match item {
+            Item::Mailbox(m) => {
+                if !first {
+                    out.push_str(", ");
+                }
+                first = false;
+                let name = m
+                    .name
+                    .as_deref()
+                    .map(|n| decode_header_value(n).trim().to_string())
+                    .unwrap_or_default();
+                let mut addr = String::new();
+                if m.mailbox != MISSING_MAILBOX {
+                    addr.push_str(&String::from_utf8_lossy(&m.mailbox));
+                }
+                if !m.host.is_empty() && m.host != MISSING_DOMAIN {
+                    addr.push('@');
+                    addr.push_str(&String::from_utf8_lossy(&m.host));
+                }
+                match (name.is_empty(), addr.is_empty()) {
+                    (false, false) => {
+                        out.push_str(&name);
+                        out.push_str(" <");
+                        out.push_str(&addr);
+                        out.push('>');
+                    }
+                    (false, true) => out.push_str(&name),
+                    _ => out.push_str(&addr),
+                }
+            }
+            Item::GroupStart(name) => {
+                if !first {
+                    out.push_str(", ");
+                }
+                out.push_str(decode_header_value(&name).trim());
+                out.push_str(": ");
+                first = true;
+            }
+            Item::GroupEnd => {
+                out.push(';');
+                first = false;
+            }
+        }
+    }
+    out
+}
+
 impl HeaderInfo {
     fn new(header: &[u8]) -> Self {
         let mut info = Self::default();
@@ -123,7 +188,14 @@ impl HeaderInfo {
                     NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
                 });
             }
-            let value = fold(&decode_header_value(f.value));
+            let mut value = fold(&decode_header_value(f.value));
+            if ADDRESS_FIELDS.iter().any(|n| f.is(n)) {
+                // RFC 9051 §6.4.4: the address list as text, CFWS inside addresses removed
+                // and display names decoded, so that `user (c)@ (c) domain.org` is found
+                // as `user@domain.org` (the raw text above is still searched too).
+                value.push('\n');
+                value.push_str(&fold(&address_text(f.value)));
+            }
             info.all.push_str(&fold(&String::from_utf8_lossy(f.name)));
             info.all.push_str(": ");
             info.all.push_str(&value);

@@ -962,6 +962,65 @@ fn search_each_key() {
     assert!(t("NEW", &mut m));
 }
 
+/// RFC 9051 §6.4.4: FROM/TO/CC/BCC match when the field "contains the specified string";
+/// the field is the decoded address list (display names and addresses, encoded words,
+/// groups), so CFWS inside an address (RFC 5322 §3.4.1, comments and folding around `@`)
+/// does not hide it, as in Dovecot's imaptest search-addresses.
+#[test]
+fn search_address_keys_match_decoded_addresses() {
+    let env = SearchEnv {
+        max_seq: 5,
+        max_uid: 50,
+    };
+    let t = |criteria: &str, header: &str| {
+        let mut m = TestMsg::new(crlf(&format!("{header}\nSubject: s\n\nbody\n")));
+        matches(&search_key(criteria), &mut m, &env)
+    };
+    let hit = "user-from@domain.org";
+    for from in [
+        "From: user-from@domain.org",
+        "From: <user-from@domain.org>",
+        "From: User <user-from@domain.org>",
+        "From: \"Quoted, Name\" <user-from@domain.org>",
+        "From: <user-from (comment)@ (comment) domain.org>",
+        "From: user-from (comment) @ (c2) domain.org (trailing)",
+        "From: user-from@\n domain.org",
+        "From: \"user-from\"@domain.org",
+        "From: =?utf-8?q?J=C3=B6rg?= <user-from@domain.org>",
+        "From: Group: a@b.example, user-from@domain.org;",
+        "From: Group: a@b.example, <user-from (c)@ domain.org>;",
+    ] {
+        assert!(t(&format!("FROM {hit}"), from), "FROM {hit} in {from:?}");
+        // case-insensitive
+        assert!(
+            t("FROM USER-FROM@DOMAIN.ORG", from),
+            "upper case in {from:?}"
+        );
+    }
+    // display names are decoded, and matched together with the address
+    let jm = "From: \"=?utf-8?q?J=C3=B6rg?= =?utf-8?q?_M=C3=BCller?=\" <joerg@example.com>";
+    assert!(t("FROM \"Jörg Müller\"", jm));
+    assert!(t("FROM \"jörg müller <joerg@example.com>\"", jm));
+    assert!(t("FROM \"Müller <joerg@\"", jm));
+    assert!(!t("FROM \"Jorg\"", jm));
+    // the group's name is part of the field
+    let group = "To: Team Members: a@b.example, <user-to (c)@ domain.org>;";
+    assert!(t("TO user-to@domain.org", group));
+    assert!(t("TO \"team members\"", group));
+    // each key looks at its own field only
+    let to_only = "From: someone@else.example\nTo: <user-from (c)@ domain.org>";
+    assert!(!t(&format!("FROM {hit}"), to_only));
+    assert!(t(&format!("TO {hit}"), to_only));
+    assert!(!t(&format!("CC {hit}"), to_only));
+    assert!(t(
+        "CC user-cc@domain.org",
+        "Cc: <user-cc (x)@ (y) domain.org>"
+    ));
+    assert!(t("BCC user-bcc@domain.org", "Bcc: user-bcc (x)@domain.org"));
+    // a partial address still matches as a substring
+    assert!(t("FROM from@dom", "From: <user-from (c)@ domain.org>"));
+}
+
 #[test]
 fn search_loads_content_lazily() {
     let key = search_key("SEEN LARGER 1");
