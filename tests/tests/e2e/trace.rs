@@ -144,6 +144,22 @@ fn grep_queue_id_shows_accept_attempts_store_and_dsn() {
         "old field names:\n{smtpd_log}"
     );
 
+    // The DSN has its own id, in its own Received: field, so its store is traced too.
+    let dsn = lines
+        .iter()
+        .find_map(|l| l.split_once("dsn=").map(|(_, r)| r[..20].to_owned()))
+        .expect("the DSN's id");
+    lmtp.wait_for(
+        &format!("deliver{{id={dsn}}}: saved"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        grep(&smtpd.log_text(), &dsn)
+            .iter()
+            .any(|l| l.contains(&format!("delivery{{id={dsn}}}")) && l.contains("delivered")),
+        "the DSN's own delivery"
+    );
+
     // lmtp-deliver's store, under the same id.
     let lmtp_log = lmtp.log_text();
     let stores = grep(&lmtp_log, &id);

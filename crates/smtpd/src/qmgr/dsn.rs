@@ -1,6 +1,7 @@
 //! Delivery status notifications: a [`Notice`] decided by [`super::attempt::notices`]
 //! becomes an RFC 3464 message ([`postern_dsn`]) queued to the envelope sender, from the
-//! null sender, never asking for DSNs itself, signed as ours ([`Origin::Dsn`]).
+//! null sender, never asking for DSNs itself, signed as ours ([`Origin::Dsn`]), with a
+//! `Received:` field naming its queue id.
 
 use postern_queue::{Envelope, Notify, Origin, Recipient};
 use tracing::{info, warn};
@@ -38,7 +39,19 @@ impl Manager {
         r.notify = Notify::NEVER;
         let mut bounce = Envelope::new(None, vec![r]);
         bounce.origin = Some(Origin::Dsn);
-        match self.committer.commit(bounce, dsn).await {
+        // Our trace field names the notification's own queue id, as on a message we accept
+        // (Postfix's bounces carry one too): lmtp-deliver logs it when storing.
+        bounce.id = self.committer.reserve_id();
+        let mut message = format!(
+            "Received: by {} (Postern) id {};\r\n\t{}\r\n",
+            self.config.hostname,
+            bounce.id,
+            mail_builder::headers::date::Date::now().to_rfc822()
+        )
+        .into_bytes();
+        message.extend_from_slice(&dsn);
+        drop(dsn);
+        match self.committer.commit(bounce, message).await {
             Ok(b) => {
                 info!(dsn = %b.id, rcpt = %to, "delivery status notification queued");
                 drop(self.requeue.send(b));
