@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 
 use crate::{
-    address::{Mailbox, first_mailbox, parse_address_list},
+    address::{Item, Mailbox, first_mailbox, parse_address_list},
     decode::{decode_header_value, fold},
     mime::{fields, header_len},
 };
@@ -75,24 +75,19 @@ impl SortFields {
                 }
                 2 => {
                     let items = parse_address_list(f.value);
+                    out.from = first_addr_mailbox(&items);
                     if let Some(m) = first_mailbox(&items) {
-                        out.from = mailbox_key(m);
                         out.display_from = display_key(m);
                     }
                 }
                 3 => {
                     let items = parse_address_list(f.value);
+                    out.to = first_addr_mailbox(&items);
                     if let Some(m) = first_mailbox(&items) {
-                        out.to = mailbox_key(m);
                         out.display_to = display_key(m);
                     }
                 }
-                4 => {
-                    let items = parse_address_list(f.value);
-                    if let Some(m) = first_mailbox(&items) {
-                        out.cc = mailbox_key(m);
-                    }
-                }
+                4 => out.cc = first_addr_mailbox(&parse_address_list(f.value)),
                 5 => out.message_id = msg_ids(f.value).into_iter().next(),
                 6 => references = Some(msg_ids(f.value)),
                 _ => in_reply_to = msg_ids(f.value),
@@ -114,6 +109,17 @@ pub(crate) fn parse_date(value: &[u8]) -> Option<mail_parser::DateTime> {
         && chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
             .is_some();
     valid.then_some(d)
+}
+
+/// RFC 5256 §3: the addr-mailbox of the first address as ENVELOPE gives it, where a group
+/// starts with an address whose addr-mailbox is the group name (RFC 3501 §7.4.2). Local parts
+/// are not decoded: RFC 2047 §5 forbids encoded words in an addr-spec.
+fn first_addr_mailbox(items: &[Item]) -> String {
+    match items.first() {
+        Some(Item::Mailbox(m)) => mailbox_key(m),
+        Some(Item::GroupStart(name)) => fold(&String::from_utf8_lossy(name)),
+        _ => String::new(),
+    }
 }
 
 fn mailbox_key(m: &Mailbox) -> String {
@@ -349,15 +355,25 @@ fn compare_key<M: SortMessage + ?Sized>(key: &SortKey, a: &M, b: &M) -> Ordering
     let (fa, fb) = (a.sort_fields(), b.sort_fields());
     match key {
         SortKey::Arrival => a.internal_date().cmp(&b.internal_date()),
-        SortKey::Cc => fa.cc.cmp(&fb.cc),
+        SortKey::Cc => casemap_cmp(&fa.cc, &fb.cc),
         SortKey::Date => sent_date(a).cmp(&sent_date(b)),
-        SortKey::From => fa.from.cmp(&fb.from),
+        SortKey::From => casemap_cmp(&fa.from, &fb.from),
         SortKey::Size => a.size().cmp(&b.size()),
-        SortKey::Subject => fa.subject.cmp(&fb.subject),
-        SortKey::To => fa.to.cmp(&fb.to),
-        SortKey::DisplayFrom => fa.display_from.cmp(&fb.display_from),
-        SortKey::DisplayTo => fa.display_to.cmp(&fb.display_to),
+        SortKey::Subject => casemap_cmp(&fa.subject, &fb.subject),
+        SortKey::To => casemap_cmp(&fa.to, &fb.to),
+        SortKey::DisplayFrom => casemap_cmp(&fa.display_from, &fb.display_from),
+        SortKey::DisplayTo => casemap_cmp(&fa.display_to, &fb.display_to),
     }
+}
+
+/// The i;ascii-casemap comparator (RFC 4790 §9.2) that RFC 5256 §3 sorts strings with: a-z
+/// are compared as A-Z, everything else octet by octet (so `_` and `[` come after letters).
+/// The keys are stored lower-cased; mapping their ASCII letters back up gives the same order
+/// as mapping the original text.
+fn casemap_cmp(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_uppercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
 }
 
 /// Compares two messages by SORT criteria, ties broken by sequence number.

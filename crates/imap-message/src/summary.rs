@@ -25,7 +25,8 @@ use crate::{
 };
 
 const MAGIC: &[u8; 4] = b"PSUM";
-const VERSION: u8 = 1;
+/// 2: SORT's from/to/cc key is a group's name when the list starts with a group.
+const VERSION: u8 = 2;
 const MAX_NESTING: usize = 128;
 
 /// What the server caches per message so that FETCH ENVELOPE/BODY/BODYSTRUCTURE/HEADER, header

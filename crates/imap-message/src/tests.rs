@@ -1151,6 +1151,83 @@ fn sort_by_each_criterion() {
     assert_eq!(sorted("REVERSE SUBJECT SIZE", &items), vec![3, 1, 4, 2]);
 }
 
+/// RFC 5256 §3: strings compare with i;ascii-casemap (RFC 4790 §9.2: a-z mapped to A-Z, then
+/// octets), so `_` (0x5F) and `[` (0x5B) sort after letters; SUBJECT is the §2.1 base subject;
+/// a missing field is the empty string; ties go by sequence number, REVERSE applies to its own
+/// key only.
+#[test]
+fn sort_subject_rfc5256_base_subject_and_casemap() {
+    let subjects = [
+        Some("a"),
+        Some("C"),
+        Some("b"),
+        Some("_"),
+        Some("[foo] Fwd: [bar] Re: fw: b (fWd)  (fwd)"),
+        Some("b (a)"),
+        Some("Re: [FWD: c]"),
+        Some("[xyz]"),
+        None,
+    ];
+    let items: Vec<SortItem> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = i as u32 + 1;
+            let header = s.map_or("X-None: 1".to_string(), |s| format!("Subject: {s}"));
+            // sizes grow with the sequence number
+            sort_item(n, 0, u64::from(n) * 10, &header)
+        })
+        .collect();
+    assert_eq!(sorted("SUBJECT", &items), vec![9, 1, 3, 5, 6, 2, 7, 8, 4]);
+    assert_eq!(
+        sorted("REVERSE SUBJECT", &items),
+        vec![4, 8, 2, 7, 6, 3, 5, 1, 9]
+    );
+    assert_eq!(
+        sorted("SUBJECT REVERSE SIZE", &items),
+        vec![9, 1, 5, 3, 6, 7, 2, 8, 4]
+    );
+}
+
+/// RFC 5256 §3: FROM/TO/CC sort by the addr-mailbox (local part, as in ENVELOPE) of the first
+/// address, not by display name or domain; i;ascii-casemap; a group's first address is the
+/// group itself (ENVELOPE's group start carries the group name as addr-mailbox).
+#[test]
+fn sort_addresses_by_first_addr_mailbox() {
+    let items = vec![
+        sort_item(
+            1,
+            0,
+            1,
+            "From: Aaron <_under@a.example>\nTo: bob@z.example, aaa@a.example\nCc: \"Zed\" <Yankee@b.example>",
+        ),
+        sort_item(
+            2,
+            0,
+            1,
+            "From: zed <Yankee@a.example>\nTo: Bob@y.example\nCc: (c) alpha (c)@ (c) z.example",
+        ),
+        sort_item(
+            3,
+            0,
+            1,
+            "From: Group: bravo@x.example;\nTo: Team: ;\nCc: Charlie@x.example",
+        ),
+        sort_item(4, 0, 1, "Subject: no addresses"),
+    ];
+    // "" < GROUP < YANKEE < _UNDER
+    assert_eq!(sorted("FROM", &items), vec![4, 3, 2, 1]);
+    assert_eq!(sorted("REVERSE FROM", &items), vec![1, 2, 3, 4]);
+    // "" < BOB = BOB < TEAM
+    assert_eq!(sorted("TO", &items), vec![4, 1, 2, 3]);
+    assert_eq!(sorted("TO REVERSE ARRIVAL", &items), vec![4, 1, 2, 3]);
+    assert_eq!(sorted("REVERSE TO", &items), vec![3, 1, 2, 4]);
+    assert_eq!(sorted("REVERSE TO REVERSE SIZE", &items), vec![3, 1, 2, 4]);
+    // "" < ALPHA < CHARLIE < YANKEE
+    assert_eq!(sorted("CC", &items), vec![4, 2, 3, 1]);
+    assert_eq!(sorted("REVERSE CC", &items), vec![1, 3, 2, 4]);
+}
+
 // ------------------------------------------------------------------------------------------
 // THREAD
 
