@@ -123,6 +123,9 @@ impl PosternBuilder {
             // DNS stays on loopback: a server answering SERVFAIL unless a test points it at
             // a DnsServer of its own (outbound delivery never asks the machine's resolver).
             set_key(t, "dns.nameservers", Value::from(vec![dns_addr]));
+            // Failed logins answered after 50 ms, not the production 1 s: many tests log in
+            // wrongly on purpose (lockouts, refusals). Tests of the delay set their own.
+            set_key(t, "authd.failure_delay_ms", Value::from(50));
             for edit in self.edits {
                 edit(t);
             }
