@@ -1284,6 +1284,61 @@ fn thread_references_tree() {
     );
 }
 
+/// RFC 5256 §2.2 THREAD=REFERENCES, step by step.
+#[test]
+fn thread_references_rfc5256_steps() {
+    let th = |headers: &[&str]| {
+        let items: Vec<SortItem> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| sort_item(i as u32 + 1, 0, 1, h))
+            .collect();
+        enc_threads(thread_references(&items, false))
+    };
+    // (1B) "Create a parent/child link between the last reference (or NIL parent) and the
+    // current message. If the current message already has a parent, ... break the current
+    // parent/child link": message 3 has no references, so the link 1 -> 3 that message 2's
+    // References made is broken; 3 is a root. (2) roots 1 and 3, (5) sorted by sent date.
+    assert_eq!(
+        th(&[
+            "Message-ID: <a@x>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nSubject: one",
+            "Message-ID: <b@x>\nReferences: <a@x> <c@x>\nDate: Mon, 1 Jan 2024 12:00:00 +0000\nSubject: Re: three",
+            "Message-ID: <c@x>\nDate: Mon, 1 Jan 2024 09:00:00 +0000\nSubject: three",
+        ]),
+        "* THREAD (3 2)(1)\r\n"
+    );
+    // (1A) References link c -> a and (1B) a -> b; message 3 (c) refers to b, but making c a
+    // child of b would be a loop, so no link is made: one thread 3 1 2.
+    let looped = [
+        "Message-ID: <a@b>\nDate: Fri, 22 Feb 2008 17:06:23 +0000",
+        "Message-Id: <b@b>\nReferences: <c@b> <a@b>\nDate: Fri, 22 Feb 2008 15:06:23 +0000",
+        "Message-Id: <c@b>\nReferences: <b@b>\nDate: Fri, 22 Feb 2008 16:06:25 +0000",
+    ];
+    assert_eq!(th(&looped), "* THREAD (3 1 2)\r\n");
+    // without message 1, a is a dummy between c and b and (4) is pruned: its child is
+    // promoted (not to the root level, so no restriction applies)
+    assert_eq!(th(&looped[1..]), "* THREAD (2 1)\r\n");
+    // (1) References, when present, win over In-Reply-To
+    assert_eq!(
+        th(&[
+            "Message-ID: <a@x>\nDate: Mon, 1 Jan 2024 10:00:00 +0000",
+            "Message-ID: <b@x>\nDate: Mon, 1 Jan 2024 11:00:00 +0000",
+            "Message-ID: <c@x>\nIn-Reply-To: <a@x>\nReferences: <b@x>\nDate: Mon, 1 Jan 2024 12:00:00 +0000",
+        ]),
+        "* THREAD (1)(2 3)\r\n"
+    );
+    // (4) a dummy root with several children stays, its children (7) sorted by sent date;
+    // (5) the dummy sorts by its first child's date (09:00, before message 1)
+    assert_eq!(
+        th(&[
+            "Message-ID: <a@x>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nSubject: a",
+            "Message-ID: <b@x>\nReferences: <gone@x>\nDate: Mon, 1 Jan 2024 11:00:00 +0000\nSubject: b",
+            "Message-ID: <c@x>\nReferences: <gone@x>\nDate: Mon, 1 Jan 2024 09:00:00 +0000\nSubject: c",
+        ]),
+        "* THREAD ((3)(2))(1)\r\n"
+    );
+}
+
 #[test]
 fn thread_orderedsubject_groups() {
     let items = thread_items();

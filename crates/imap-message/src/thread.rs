@@ -302,13 +302,18 @@ pub fn thread_references<M: SortMessage>(items: &[M], uid: bool) -> Vec<Thread> 
                 f.link(a, b);
             }
         }
-        if let Some(&last) = refs.last() {
-            // a fresh node has no children, so linking it cannot make a loop
-            let fresh = f.node(me).is_some_and(|x| x.children.is_empty());
-            if last != me && (fresh || !f.is_ancestor_or_self(me, last)) {
-                f.unlink(me);
-                f.link(last, me);
+        // (1B) the last reference, "or NIL if there are no references", becomes the parent;
+        // a parent that an earlier message's References gave is broken off first
+        match refs.last() {
+            Some(&last) => {
+                // a fresh node has no children, so linking it cannot make a loop
+                let fresh = f.node(me).is_some_and(|x| x.children.is_empty());
+                if last != me && (fresh || !f.is_ancestor_or_self(me, last)) {
+                    f.unlink(me);
+                    f.link(last, me);
+                }
             }
+            None => f.unlink(me),
         }
     }
 
