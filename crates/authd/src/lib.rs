@@ -90,6 +90,7 @@ pub async fn run(
         connection_ids: AtomicU32::new(0),
     });
     let mut tasks = JoinSet::new();
+    let sessions = postern_daemon::accept::Sessions::default();
     let Listeners {
         auth,
         userdb,
@@ -97,33 +98,35 @@ pub async fn run(
     } = listeners;
     tasks.spawn(accept_loop(
         auth.0,
+        "auth",
         ctx.clone(),
+        sessions.clone(),
         shutdown.clone(),
         auth::serve,
     ));
     tasks.spawn(accept_loop(
         userdb.0,
+        "userdb",
         ctx.clone(),
+        sessions.clone(),
         shutdown.clone(),
         userdb::serve,
     ));
     tasks.spawn(accept_loop(
         socketmap.0,
+        "socketmap",
         ctx.clone(),
+        sessions.clone(),
         shutdown.clone(),
         socketmap::serve,
     ));
     tasks.spawn(purge_loop(directory.clone(), shutdown.clone()));
     postern_daemon::notify_ready("authd");
     shutdown.cancelled().await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
-    }
+    // The accept loops and the purge loop stop at once; requests in flight get a while.
+    while tasks.join_next().await.is_some() {}
+    let mut sessions = sessions.lock().await;
+    postern_daemon::finish_within(&mut sessions, SHUTDOWN_GRACE, "requests").await;
     for p in [auth.1, userdb.1, socketmap.1] {
         drop(std::fs::remove_file(p));
     }
@@ -132,41 +135,28 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves one socket with `serve` until `shutdown`; at most [`MAX_CONNECTIONS`] at once,
+/// further clients wait in the listen queue rather than fail a login.
 async fn accept_loop<F, Fut>(
     listener: UnixListener,
+    name: &'static str,
     ctx: Arc<Ctx>,
+    sessions: postern_daemon::accept::Sessions,
     shutdown: CancellationToken,
     serve: F,
 ) where
     F: Fn(UnixStream, Arc<Ctx>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let fut = serve(stream, ctx.clone(), shutdown.clone());
-        conns.spawn(async move {
-            fut.await;
-            drop(permit);
-        });
-    }
-    while conns.join_next().await.is_some() {}
+    let gate = postern_daemon::accept::UnixGate {
+        name,
+        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        when_full: postern_daemon::accept::WhenFull::Wait,
+    };
+    postern_daemon::accept::serve_unix(listener, gate, sessions, shutdown.clone(), |stream| {
+        serve(stream, ctx.clone(), shutdown.clone())
+    })
+    .await;
 }
 
 async fn purge_loop(directory: Directory, shutdown: CancellationToken) {

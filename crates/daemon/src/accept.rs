@@ -3,6 +3,9 @@
 //! a second limit, then a place in its client's per-address count; the first that is full
 //! turns it away with the protocol's own reply. Admitted connections run as sessions in a
 //! set the daemon shares between its listeners and drains at shutdown.
+//!
+//! Unix sockets (smtpd's control socket, lmtp-deliver's LMTP socket, authd's three) go
+//! through [`serve_unix`]: one limit, and when it is full either a refusal or a wait.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -165,9 +168,178 @@ async fn refuse(mut tcp: TcpStream, line: &'static [u8]) {
     }
 }
 
+/// What a Unix socket does with a client while its limit is full.
+#[derive(Clone, Debug)]
+pub enum WhenFull {
+    /// Stop accepting until a place is free: clients wait in the listen queue (authd, whose
+    /// clients are smtpd and imapd and would rather wait than fail a login).
+    Wait,
+    /// Accept, write this reply (the protocol's "try again later") and close.
+    Refuse(Arc<[u8]>),
+}
+
+/// Who gets in through one Unix socket.
+#[derive(Clone, Debug)]
+pub struct UnixGate {
+    /// For logs (`door = …`).
+    pub name: &'static str,
+    /// Connections served at once (shared by the listeners that share it).
+    pub limit: Arc<Semaphore>,
+    /// When `limit` is full.
+    pub when_full: WhenFull,
+}
+
+/// Accepts on the Unix socket `listener` until `shutdown`, within `gate`'s limit; each
+/// admitted connection runs `session(stream)` in `sessions`, holding its place until it
+/// ends. The caller removes the socket file and drains `sessions`.
+pub async fn serve_unix<F, Fut>(
+    listener: UnixListener,
+    gate: UnixGate,
+    sessions: Sessions,
+    shutdown: CancellationToken,
+    session: F,
+) where
+    F: Fn(UnixStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let waited = match gate.when_full {
+            WhenFull::Wait => tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = gate.limit.clone().acquire_owned() => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+            },
+            WhenFull::Refuse(_) => None,
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, door = gate.name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let permit = match (waited, &gate.when_full) {
+            (Some(p), _) => p,
+            (None, WhenFull::Refuse(line)) => match gate.limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    info!(door = gate.name, "too many connections");
+                    let (mut s, line) = (stream, line.clone());
+                    tokio::spawn(async move {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), s.write_all(&line)).await;
+                    });
+                    continue;
+                }
+            },
+            // Not reached: Wait always waited for its permit.
+            (None, WhenFull::Wait) => continue,
+        };
+        let fut = session(stream);
+        let mut set = sessions.lock().await;
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Starts `serve_unix` with a limit of one; each session holds its connection until the
+    /// client closes it.
+    fn unix_door(
+        dir: &std::path::Path,
+        when_full: WhenFull,
+    ) -> (std::path::PathBuf, Sessions, CancellationToken) {
+        let path = dir.join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let gate = UnixGate {
+            name: "test",
+            limit: Arc::new(Semaphore::new(1)),
+            when_full,
+        };
+        let sessions: Sessions = Default::default();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve_unix(
+            listener,
+            gate,
+            sessions.clone(),
+            shutdown.clone(),
+            |mut s: UnixStream| async move {
+                let _ = s.write_all(b"hello\n").await;
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b).await;
+            },
+        ));
+        (path, sessions, shutdown)
+    }
+
+    async fn first_bytes(s: &mut UnixStream) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("an answer")
+            .unwrap();
+        b.truncate(n);
+        b
+    }
+
+    #[tokio::test]
+    async fn unix_socket_refuses_when_full_and_serves_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sessions, shutdown) =
+            unix_door(dir.path(), WhenFull::Refuse(Arc::from(&b"busy\n"[..])));
+        let mut a = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(first_bytes(&mut a).await, b"hello\n");
+        let mut b = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(first_bytes(&mut b).await, b"busy\n");
+        assert_eq!(first_bytes(&mut b).await, b"", "closed after the refusal");
+        drop(a);
+        let mut again = Vec::new();
+        for _ in 0..50 {
+            let mut c = UnixStream::connect(&path).await.unwrap();
+            again = first_bytes(&mut c).await;
+            if again == b"hello\n" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(again, b"hello\n");
+        shutdown.cancel();
+        let mut set = sessions.lock().await;
+        crate::finish_within(&mut set, Duration::from_secs(5), "test").await;
+    }
+
+    #[tokio::test]
+    async fn unix_socket_makes_clients_wait_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _sessions, shutdown) = unix_door(dir.path(), WhenFull::Wait);
+        let mut a = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(first_bytes(&mut a).await, b"hello\n");
+        // Connected (the listen queue), but not served while `a` holds the only place.
+        let mut b = UnixStream::connect(&path).await.unwrap();
+        let mut buf = [0u8; 8];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), b.read(&mut buf))
+                .await
+                .is_err(),
+            "served past the limit"
+        );
+        drop(a);
+        assert_eq!(first_bytes(&mut b).await, b"hello\n");
+        shutdown.cancel();
+    }
 
     #[test]
     fn global_then_second_then_per_ip() {

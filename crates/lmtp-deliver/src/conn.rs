@@ -13,15 +13,6 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::rcpt::Recipients;
 use crate::{Accepted, Ctx, deliver};
 
-/// Says no to a connection past the limit.
-pub(crate) async fn refuse(accepted: Accepted) {
-    let reply = b"421 4.3.2 Too many connections, try again later\r\n";
-    match accepted {
-        Accepted::Unix(mut s) => drop(s.write_all(reply).await),
-        Accepted::Tcp(mut s, _) => drop(s.write_all(reply).await),
-    }
-}
-
 /// Serves one connection to its end.
 pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: CancellationToken) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

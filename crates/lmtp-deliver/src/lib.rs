@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// How long shutdown waits for sessions in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -91,67 +91,63 @@ pub async fn run(
         userdb_socket: config.socket_path(&config.authd.userdb_socket),
         config,
     });
+    // One limit for the socket and the TCP listeners; a client past it is told to retry.
     let limit = Arc::new(Semaphore::new(ctx.config.lmtp.max_connections.max(1)));
-    let mut sessions = JoinSet::new();
+    let sessions = postern_daemon::accept::Sessions::default();
     let Listeners { unix, tcp } = listeners;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Accepted>(64);
+    let (unix, unix_path) = unix;
     let mut acceptors = JoinSet::new();
+    let gate = postern_daemon::accept::UnixGate {
+        name: "lmtp",
+        limit: limit.clone(),
+        when_full: postern_daemon::accept::WhenFull::Refuse(Arc::from(TOO_MANY)),
+    };
     {
-        let tx = tx.clone();
-        let sd = shutdown.clone();
-        acceptors.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = sd.cancelled() => return,
-                    r = unix.0.accept() => match r {
-                        Ok((s, _)) => if tx.send(Accepted::Unix(s)).await.is_err() { return },
-                        Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await }
-                    }
-                }
-            }
-        });
+        let (ctx, sd) = (ctx.clone(), shutdown.clone());
+        acceptors.spawn(postern_daemon::accept::serve_unix(
+            unix,
+            gate,
+            sessions.clone(),
+            shutdown.clone(),
+            move |s| conn::serve(Accepted::Unix(s), ctx.clone(), sd.clone()),
+        ));
     }
     for l in tcp {
-        let tx = tx.clone();
-        let sd = shutdown.clone();
-        acceptors.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = sd.cancelled() => return,
-                    r = l.accept() => match r {
-                        Ok((s, peer)) => if tx.send(Accepted::Tcp(s, peer)).await.is_err() { return },
-                        Err(e) => { warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(100)).await }
-                    }
+        let gate = postern_daemon::accept::Gate {
+            name: "lmtp",
+            limit: limit.clone(),
+            second: None,
+            per_ip: None,
+            exempt: None,
+            refusal: |_| TOO_MANY,
+        };
+        let (ctx, sd) = (ctx.clone(), shutdown.clone());
+        acceptors.spawn(postern_daemon::accept::serve(
+            l,
+            gate,
+            sessions.clone(),
+            shutdown.clone(),
+            move |s, peer, _, ticket| {
+                let fut = conn::serve(Accepted::Tcp(s, peer), ctx.clone(), sd.clone());
+                async move {
+                    fut.await;
+                    drop(ticket);
                 }
-            }
-        });
+            },
+        ));
     }
-    drop(tx);
     postern_daemon::notify_ready("lmtp-deliver");
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-            a = rx.recv() => match a { Some(a) => a, None => break },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!("too many LMTP sessions; refusing one");
-            sessions.spawn(conn::refuse(accepted));
-            continue;
-        };
-        let ctx = ctx.clone();
-        let sd = shutdown.clone();
-        sessions.spawn(async move {
-            conn::serve(accepted, ctx, sd).await;
-            drop(permit);
-        });
-    }
-    acceptors.abort_all();
+    shutdown.cancelled().await;
+    while acceptors.join_next().await.is_some() {}
+    let mut sessions = sessions.lock().await;
     postern_daemon::finish_within(&mut sessions, SHUTDOWN_GRACE, "sessions").await;
-    drop(std::fs::remove_file(&unix.1));
+    drop(std::fs::remove_file(&unix_path));
     info!("lmtp-deliver stopped");
     Ok(())
 }
+
+/// The reply to a client past `[lmtp] max_connections`.
+const TOO_MANY: &[u8] = b"421 4.3.2 Too many connections, try again later\r\n";
 
 /// A new connection.
 pub(crate) enum Accepted {

@@ -23,7 +23,6 @@ use postern_queue::{Envelope, Filter, Origin, QueueError, QueueId, RcptStatus, R
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -167,38 +166,21 @@ pub(crate) async fn serve(
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "control accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while conns.try_join_next().is_some() {}
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            let mut s = stream;
-            tokio::spawn(async move {
-                let r = Response::fail(ErrorKind::TempFail, "too many control connections");
-                drop(s.write_all(&encode(&r)).await);
-            });
-            continue;
-        };
-        let ctx = ctx.clone();
-        let sd = shutdown.clone();
-        conns.spawn(async move {
-            connection(stream, ctx, sd).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
+    let gate = postern_daemon::accept::UnixGate {
+        name: "control",
+        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        when_full: postern_daemon::accept::WhenFull::Refuse(Arc::from(encode(&Response::fail(
+            ErrorKind::TempFail,
+            "too many control connections",
+        )))),
+    };
+    let conns = postern_daemon::accept::Sessions::default();
+    postern_daemon::accept::serve_unix(listener, gate, conns.clone(), shutdown.clone(), |stream| {
+        connection(stream, ctx.clone(), shutdown.clone())
+    })
+    .await;
     drop(std::fs::remove_file(&path));
+    let mut conns = conns.lock().await;
     postern_daemon::finish_within(&mut conns, crate::SHUTDOWN_GRACE, "control connections").await;
 }
 
