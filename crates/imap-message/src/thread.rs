@@ -104,11 +104,19 @@ struct Node {
     msg: Option<usize>,
     parent: Option<usize>,
     children: Vec<usize>,
+    /// Number of children, kept while `children` is not built yet (step 1).
+    nchildren: usize,
+    /// Which `link` made the current parent link (to tell stale entries in `pending`).
+    link_no: usize,
 }
 
 struct Forest<'a, M> {
     items: &'a [M],
     nodes: Vec<Node>,
+    /// Step 1 records links here (parent, child, link number) instead of in `children`, so
+    /// that `unlink` is O(1); [`Self::settle`] builds the child lists once afterwards.
+    /// (Removing a child from a long list on each unlink was quadratic.)
+    pending: Option<Vec<(usize, usize, usize)>>,
 }
 
 impl<M: SortMessage> Forest<'_, M> {
@@ -142,7 +150,7 @@ impl<M: SortMessage> Forest<'_, M> {
         if a == b {
             return true;
         }
-        if self.node(a).is_none_or(|x| x.children.is_empty()) {
+        if self.node(a).is_none_or(|x| x.nchildren == 0) {
             return false;
         }
         let mut cur = self.parent(b);
@@ -161,23 +169,46 @@ impl<M: SortMessage> Forest<'_, M> {
     }
 
     fn link(&mut self, parent: usize, child: usize) {
+        let link_no = self.pending.as_ref().map_or(0, Vec::len);
         if let Some(c) = self.nodes.get_mut(child) {
             c.parent = Some(parent);
+            c.link_no = link_no;
         }
         if let Some(p) = self.nodes.get_mut(parent) {
-            p.children.push(child);
+            p.nchildren += 1;
+        }
+        match &mut self.pending {
+            Some(pending) => pending.push((parent, child, link_no)),
+            None => {
+                if let Some(p) = self.nodes.get_mut(parent) {
+                    p.children.push(child);
+                }
+            }
         }
     }
 
+    /// Only while links are pending (step 1).
     fn unlink(&mut self, child: usize) {
         let Some(parent) = self.parent(child) else {
             return;
         };
         if let Some(p) = self.nodes.get_mut(parent) {
-            p.children.retain(|&c| c != child);
+            p.nchildren = p.nchildren.saturating_sub(1);
         }
         if let Some(c) = self.nodes.get_mut(child) {
             c.parent = None;
+        }
+    }
+
+    /// Builds the child lists from the pending links still in force, in link order.
+    fn settle(&mut self) {
+        for (parent, child, link_no) in self.pending.take().unwrap_or_default() {
+            let live = self
+                .node(child)
+                .is_some_and(|c| c.parent == Some(parent) && c.link_no == link_no);
+            if live && let Some(p) = self.nodes.get_mut(parent) {
+                p.children.push(child);
+            }
         }
     }
 
@@ -256,6 +287,7 @@ pub fn thread_references<M: SortMessage>(items: &[M], uid: bool) -> Vec<Thread> 
     let mut f = Forest {
         items,
         nodes: Vec::new(),
+        pending: Some(Vec::new()),
     };
     let mut table: HashMap<String, usize> = HashMap::new();
 
@@ -307,7 +339,7 @@ pub fn thread_references<M: SortMessage>(items: &[M], uid: bool) -> Vec<Thread> 
         match refs.last() {
             Some(&last) => {
                 // a fresh node has no children, so linking it cannot make a loop
-                let fresh = f.node(me).is_some_and(|x| x.children.is_empty());
+                let fresh = f.node(me).is_some_and(|x| x.nchildren == 0);
                 if last != me && (fresh || !f.is_ancestor_or_self(me, last)) {
                     f.unlink(me);
                     f.link(last, me);
@@ -316,6 +348,8 @@ pub fn thread_references<M: SortMessage>(items: &[M], uid: bool) -> Vec<Thread> 
             None => f.unlink(me),
         }
     }
+
+    f.settle();
 
     // (2) the roots
     let roots: Vec<usize> = (0..f.nodes.len())

@@ -166,6 +166,42 @@ fn thread_references_with_hostile_reference_lists() {
 }
 
 #[test]
+fn thread_references_moving_many_children_off_one_parent() {
+    // n messages make dummies c0..cn children of one parent p (References: <p> <ci>); then
+    // the messages ci arrive, half without references (RFC 5256 step 1B: NIL parent) and half
+    // naming another parent: each is unlinked from p's long child list. Removing each one by
+    // scanning that list was quadratic.
+    let n = size(100_000) / 2;
+    let mut items = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let refs = vec!["p@x".to_string(), format!("c{i}@x")];
+        items.push(item(u32::try_from(i + 1).unwrap(), format!("m{i}@x"), refs));
+    }
+    for i in 0..n {
+        let refs = if i % 2 == 0 {
+            Vec::new()
+        } else {
+            vec!["q@x".to_string()]
+        };
+        items.push(item(
+            u32::try_from(n + i + 1).unwrap(),
+            format!("c{i}@x"),
+            refs,
+        ));
+    }
+    let t = std::time::Instant::now();
+    let threads = timed("thread_references many children", || {
+        thread_references(&items, false)
+    });
+    assert_eq!(threads.iter().map(count_ids).sum::<usize>(), items.len());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
 fn mime_with_many_parts_each_with_many_parameters() {
     // Parts whose Content-Type carries many RFC 2231 continuation parameters with distinct
     // names: merging them compared each with all before it (1000 x 1000 per part), and
