@@ -14,8 +14,10 @@
 //! Other traditional flags (`-odi`, `-oem`, `-N`, `-R`, `-V`, `-B`, `-h`, `-O`, …) are
 //! accepted and ignored. Exit codes follow sysexits(3).
 //!
-//! Installed setgid `postdrop` and called by a user other than root, it reads only the
-//! compiled-in config path: `-C`/`POSTERN_CONFIG` naming another file ends in EX_USAGE (64).
+//! Installed setgid `postdrop` and called by a user other than root, it reads the
+//! compiled-in config path, or a file `-C`/`POSTERN_CONFIG` names only if root installed it
+//! for that group (owner root, group postdrop, writable by root alone); any other ends in
+//! EX_USAGE (64) before the file is read, and a parse error does not quote the file.
 #![forbid(unsafe_code)]
 
 use std::io::{self, BufRead, Read};
@@ -440,12 +442,11 @@ fn run(argv: &[String]) -> Result<(), Fail> {
         eprintln!("Postern keeps aliases in its directory (mailctl alias); nothing to rebuild");
         return Ok(());
     }
-    let path = config_path(
+    let (path, from) = config_path(
         args.config.clone(),
         std::env::var_os("POSTERN_CONFIG").map(PathBuf::from),
-        privileged(),
-    )?;
-    let config = postern_config::Config::load(&path).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    );
+    let config = load_config(&path, from, privileged())?;
     let connect = |timeout| {
         Client::for_config(&config, timeout).map_err(|e| (client_exit(&e), e.to_string()))
     };
@@ -496,10 +497,10 @@ fn run(argv: &[String]) -> Result<(), Fail> {
 }
 
 /// Whether we run with rights the caller does not have: installed setgid `postdrop` (or
-/// setuid) and called by someone other than root. Then the caller must not choose the config
-/// file, as Postfix's `postdrop` ignores a user's configuration directory: the file is read
-/// with the group's rights (a parse error would show a line of it) and names the socket we
-/// connect to.
+/// setuid) and called by someone other than root. Then the caller may not make us read any
+/// file they like (it is read with the group's rights, and a parse error shows a line of
+/// it), nor name the socket we connect to: Postfix's `postdrop` likewise ignores a user's
+/// configuration directory unless root allowed it.
 fn privileged() -> bool {
     use nix::unistd::{getegid, geteuid, getgid, getuid};
     let uid = getuid();
@@ -507,31 +508,72 @@ fn privileged() -> bool {
 }
 
 /// The config file to read: `-C`/`--config`, else `POSTERN_CONFIG`, else the compiled-in
-/// default. When `privileged`, anything but the default path is refused (EX_USAGE: a
-/// permanent mistake on the command line or in the environment, not worth retrying).
-fn config_path(
-    arg: Option<PathBuf>,
-    env: Option<PathBuf>,
-    privileged: bool,
-) -> Result<PathBuf, Fail> {
+/// default; with the option or variable that chose it (`None`: the default).
+fn config_path(arg: Option<PathBuf>, env: Option<PathBuf>) -> (PathBuf, Option<&'static str>) {
     let default = PathBuf::from(postern_config::DEFAULT_CONFIG_PATH);
-    let (path, from) = match (arg, env) {
-        (Some(p), _) => (p, "-C"),
-        (None, Some(p)) => (p, "POSTERN_CONFIG"),
-        (None, None) => return Ok(default),
+    match (arg, env) {
+        (Some(p), _) if p == default => (p, None),
+        (Some(p), _) => (p, Some("-C")),
+        (None, Some(p)) if p == default => (p, None),
+        (None, Some(p)) => (p, Some("POSTERN_CONFIG")),
+        (None, None) => (default, None),
+    }
+}
+
+/// Whether a config file the caller chose may be read with our group's rights: only one
+/// that root installed for it, as INSTALL.md lays the config out (owner root, our
+/// effective group, writable by root alone). A user cannot make such a file, and the only
+/// files of that group are Postern's config and socket.
+fn admin_installed(is_file: bool, owner: u32, group: u32, mode: u32, egid: u32) -> bool {
+    is_file && owner == 0 && group == egid && mode & 0o022 == 0
+}
+
+/// Loads the config at `path`; when `privileged` and the caller chose the file (`from`),
+/// only if [`admin_installed`] (checked on the opened file, then read from it). Refused:
+/// EX_USAGE, a permanent mistake not worth retrying.
+fn load_config(
+    path: &std::path::Path,
+    from: Option<&'static str>,
+    privileged: bool,
+) -> Result<postern_config::Config, Fail> {
+    let (Some(from), true) = (from, privileged) else {
+        return postern_config::Config::load(path).map_err(|e| (exit::CONFIG, e.to_string()));
     };
-    if privileged && path != default {
-        return Err((
+    use std::os::unix::fs::MetadataExt;
+    let refused = || {
+        (
             exit::USAGE,
             format!(
-                "{from} {}: refused, sendmail runs set-group-id for a user who is not root and \
-                 reads only {}",
+                "{from} {}: refused: sendmail runs set-group-id for a user who is not root, and \
+                 reads a config other than {} only when it belongs to root and group {} and \
+                 only root may write it",
                 path.display(),
-                default.display()
+                postern_config::DEFAULT_CONFIG_PATH,
+                nix::unistd::getegid()
             ),
-        ));
+        )
+    };
+    let mut file = std::fs::File::open(path).map_err(|_| refused())?;
+    let meta = file.metadata().map_err(|_| refused())?;
+    let egid = nix::unistd::getegid().as_raw();
+    if !admin_installed(meta.is_file(), meta.uid(), meta.gid(), meta.mode(), egid) {
+        return Err(refused());
     }
-    Ok(path)
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| (exit::CONFIG, format!("cannot read {}: {e}", path.display())))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    // Not the parser's message: it quotes the file, which the caller may not read.
+    postern_config::Config::parse(&text, &base).map_err(|_| {
+        (
+            exit::CONFIG,
+            format!("{from} {}: not a valid Postern config", path.display()),
+        )
+    })
 }
 
 fn deliver(
@@ -623,42 +665,66 @@ mod tests {
     }
 
     #[test]
-    fn config_path_when_privileged() {
+    fn config_path_and_who_chose_it() {
         let def = PathBuf::from(postern_config::DEFAULT_CONFIG_PATH);
         let mine = || Some(PathBuf::from("/home/eve/evil.toml"));
-        // Not privileged (root, or not installed setgid): -C wins over the environment.
-        assert_eq!(config_path(mine(), None, false).unwrap(), mine().unwrap());
+        assert_eq!(config_path(None, None), (def.clone(), None));
+        assert_eq!(config_path(mine(), None), (mine().unwrap(), Some("-C")));
+        // -C wins over the environment.
         assert_eq!(
-            config_path(Some("/a.toml".into()), mine(), false).unwrap(),
-            PathBuf::from("/a.toml")
+            config_path(Some("/a.toml".into()), mine()),
+            (PathBuf::from("/a.toml"), Some("-C"))
         );
-        assert_eq!(config_path(None, mine(), false).unwrap(), mine().unwrap());
-        assert_eq!(config_path(None, None, false).unwrap(), def);
-        // Privileged: only the compiled-in default, whoever names it.
-        assert_eq!(config_path(None, None, true).unwrap(), def);
-        assert_eq!(config_path(Some(def.clone()), None, true).unwrap(), def);
-        assert_eq!(config_path(None, Some(def.clone()), true).unwrap(), def);
-        let (code, msg) = config_path(mine(), None, true).unwrap_err();
+        assert_eq!(
+            config_path(None, mine()),
+            (mine().unwrap(), Some("POSTERN_CONFIG"))
+        );
+        // Naming the default is not a choice; a path that only resolves to it is.
+        assert_eq!(config_path(Some(def.clone()), mine()), (def.clone(), None));
+        assert_eq!(config_path(None, Some(def.clone())), (def.clone(), None));
+        assert_eq!(
+            config_path(Some("/etc/postern/../postern/postern.toml".into()), None).1,
+            Some("-C")
+        );
+    }
+
+    #[test]
+    fn only_a_config_root_installed_for_our_group() {
+        const POSTDROP: u32 = 120;
+        // INSTALL.md's layout: root:postdrop 0640.
+        assert!(admin_installed(true, 0, POSTDROP, 0o100640, POSTDROP));
+        assert!(admin_installed(true, 0, POSTDROP, 0o100600, POSTDROP));
+        // The caller's own file, another group's, a writable one, a directory.
+        assert!(!admin_installed(true, 1000, POSTDROP, 0o100640, POSTDROP));
+        assert!(!admin_installed(true, 0, 8, 0o100640, POSTDROP));
+        assert!(!admin_installed(true, 0, POSTDROP, 0o100660, POSTDROP));
+        assert!(!admin_installed(true, 0, POSTDROP, 0o100646, POSTDROP));
+        assert!(!admin_installed(false, 0, POSTDROP, 0o040750, POSTDROP));
+    }
+
+    #[test]
+    fn privileged_refuses_a_file_root_did_not_install() {
+        let dir = std::env::temp_dir().join(format!("sendmail-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "secret = 1\nnot toml\n").unwrap();
+        // Our own file is not root's file for our effective group (as root: give it to
+        // another group, as root's own files in its own group would pass).
+        if nix::unistd::geteuid().is_root() {
+            let other = nix::unistd::Gid::from_raw(65534);
+            nix::unistd::chown(&p, None, Some(other)).unwrap();
+        }
+        let (code, msg) = load_config(&p, Some("-C"), true).unwrap_err();
         assert_eq!(code, exit::USAGE);
-        assert!(msg.starts_with("-C /home/eve/evil.toml: refused"), "{msg}");
-        let (code, msg) = config_path(None, mine(), true).unwrap_err();
+        assert!(msg.contains("refused"), "{msg}");
+        assert!(!msg.contains("not toml"), "{msg}");
+        // A missing file is refused the same way (no probing what exists).
+        let (code, _) = load_config(&dir.join("nope"), Some("-C"), true).unwrap_err();
         assert_eq!(code, exit::USAGE);
-        assert!(
-            msg.starts_with("POSTERN_CONFIG /home/eve/evil.toml: refused"),
-            "{msg}"
-        );
-        // -C naming the default does not let a bad POSTERN_CONFIG through, nor the reverse.
-        assert!(config_path(mine(), Some(def.clone()), true).is_err());
-        assert_eq!(config_path(Some(def.clone()), mine(), true).unwrap(), def);
-        // A path that only resolves to the default is not the default.
-        assert!(
-            config_path(
-                Some("/etc/postern/../postern/postern.toml".into()),
-                None,
-                true
-            )
-            .is_err()
-        );
+        // Not privileged: read as usual (a parse error).
+        let (code, _) = load_config(&p, Some("-C"), false).unwrap_err();
+        assert_eq!(code, exit::CONFIG);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

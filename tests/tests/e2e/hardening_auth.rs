@@ -630,6 +630,25 @@ fn local_user_submits_but_cannot_read_the_queue_or_reach_authd() {
         "not recorded as uid {uid}: {}",
         delivered[0]
     );
+    // A config of the user's own (it could name any file to read or socket to use with
+    // the group's rights) is refused before it is read, by -C and by POSTERN_CONFIG alike.
+    let own = pm.dir().join("own.toml");
+    std::fs::copy(pm.config_path(), &own).expect("copy config");
+    nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(uid)), None).expect("chown own");
+    let own = own.display().to_string();
+    let mut c = user.command(&[], &sendmail);
+    c.args(["-C", &own, "-i", ALICE]);
+    let out = run_with_stdin(c, "Subject: own config\n\nhello\n");
+    assert_eq!(out.status.code(), Some(64), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{}",
+        describe_output(&out)
+    );
+    let mut c = user.command(&[], &sendmail);
+    c.env("POSTERN_CONFIG", &own).args(["-i", ALICE]);
+    let out = run_with_stdin(c, "Subject: own config\n\nhello\n");
+    assert_eq!(out.status.code(), Some(64), "{}", describe_output(&out));
     // The remote copy waits in the queue (DNS answers SERVFAIL): the admin sees it.
     let queued = pm.mailctl_json(&["queue", "list"]);
     let id = queued
