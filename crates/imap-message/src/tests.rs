@@ -704,6 +704,25 @@ fn sections_single_part() {
     assert_eq!(sec(msg, "TEXT").as_deref(), Some(""));
 }
 
+/// RFC 3516 §4.2 BINARY.SIZE is the size of the decoded part, and RFC 2046 §5.1.1: "the CRLF
+/// preceding the boundary delimiter line is conceptually attached to the boundary", so it is
+/// not part of the body part (BODY[1] and BINARY[1] agree). The boundary parameter may be
+/// folded (RFC 2231/5322 unfolding: `"foo<CRLF> bar"` is `foo bar`).
+#[test]
+fn binary_size_is_the_decoded_part() {
+    let m = crlf(
+        "From: user@domain.org\nMime-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"foo\n bar\"\n\nprologue\n\n--foo bar\nContent-Type: text/x-myown; charset=us-ascii\n\nhello\n\n--foo bar\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGVsbG8h\n\n--foo bar\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nh=C3=A9llo=\n\n--foo bar--\nepilogue\n",
+    );
+    let p = |n: &[u32]| n.iter().map(|&x| nz(x)).collect::<Vec<_>>();
+    assert_eq!(sec(&m, "1").as_deref(), Some("hello\r\n"));
+    assert_eq!(binary_section(&m, &p(&[1])).unwrap(), b"hello\r\n");
+    assert_eq!(binary_size(&m, &p(&[1])).unwrap(), 7);
+    assert_eq!(binary_section(&m, &p(&[2])).unwrap(), b"hello!");
+    assert_eq!(binary_size(&m, &p(&[2])).unwrap(), 6);
+    assert_eq!(binary_section(&m, &p(&[3])).unwrap(), "héllo".as_bytes());
+    assert_eq!(binary_size(&m, &p(&[3])).unwrap(), 6);
+}
+
 #[test]
 fn partial_windows() {
     let d = b"0123456789";
