@@ -114,6 +114,9 @@ pub(crate) struct PendingFetch {
     pub(crate) unreadable: Vec<u32>,
     /// Some message could not be read for another reason than being gone.
     pub(crate) read_error: bool,
+    /// This FETCH enabled CONDSTORE with a mailbox selected: the tagged OK carries
+    /// `[HIGHESTMODSEQ n]` (RFC 7162 §3.1).
+    pub(crate) announce_modseq: bool,
 }
 
 /// Where a session is in RFC 9051's state diagram (§3): the user exists only once logged

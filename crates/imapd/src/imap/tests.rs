@@ -363,6 +363,61 @@ fn condstore_and_qresync() {
     assert!(r.contains("* VANISHED 2"), "{r}");
 }
 
+/// RFC 7162 §3.1: the first CONDSTORE enabling command (here FETCH … MODSEQ and SEARCH MODSEQ)
+/// issued with a mailbox selected answers `[HIGHESTMODSEQ n]` in its tagged OK; §3.1.5: with
+/// ESEARCH RETURN (MIN) / (MAX) only, the MODSEQ reported is that of the message returned.
+#[test]
+fn condstore_implicit_enable_and_esearch_modseq() {
+    let (_d, md) = setup();
+    deliver(&md, "one");
+    deliver(&md, "two");
+    deliver(&md, "three");
+    let mut s = session(&md);
+    run(&mut s, "a SELECT INBOX");
+    let r = run(&mut s, "b FETCH 1 (MODSEQ)");
+    assert!(r.contains("b OK [HIGHESTMODSEQ "), "{r}");
+    let r = run(&mut s, "c FETCH 1 (MODSEQ)");
+    assert!(r.contains("c OK FETCH completed"), "{r}");
+    // message 3 gets the highest mod-sequence
+    run(&mut s, "d STORE 3 +FLAGS (\\Flagged)");
+    let r = run(&mut s, "e FETCH 1:3 (MODSEQ)");
+    let ms: Vec<u64> = r
+        .split("MODSEQ (")
+        .skip(1)
+        .filter_map(|x| x.split(')').next()?.parse().ok())
+        .collect();
+    assert_eq!(ms.len(), 3, "{r}");
+    assert!(ms[2] > ms[0], "{r}");
+    let esearch = |s: &mut Session, line: &str| {
+        let Some(list::Extended::Search { cmd, ret }) = list::reparse(line.as_bytes()) else {
+            panic!("{line}")
+        };
+        let mut out = Vec::new();
+        let mut tagged = String::new();
+        if let imap_codec::imap_types::command::CommandBody::Search {
+            charset,
+            criteria,
+            uid,
+        } = cmd.body
+        {
+            let t = s.search("t", charset.as_ref(), criteria, uid, &ret, &mut out);
+            tagged = format!("{t:?}");
+        }
+        (String::from_utf8(out).unwrap(), tagged)
+    };
+    let (r, _) = esearch(&mut s, "t SEARCH RETURN (MIN) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MIN 1 MODSEQ {}\r\n", ms[0])), "{r}");
+    let (r, _) = esearch(&mut s, "t SEARCH RETURN (MAX) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MAX 3 MODSEQ {}\r\n", ms[2])), "{r}");
+    let (r, _) = esearch(&mut s, "t SEARCH RETURN (MIN COUNT) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MODSEQ {}\r\n", ms[2])), "{r}");
+    // SEARCH MODSEQ as the first enabling command
+    let mut s2 = session(&md);
+    run(&mut s2, "a SELECT INBOX");
+    let (_, tagged) = esearch(&mut s2, "t SEARCH RETURN (MIN) MODSEQ 1\r\n");
+    assert!(tagged.contains("HIGHESTMODSEQ"), "{tagged}");
+}
+
 #[test]
 fn esearch_sort_thread() {
     let (_d, md) = setup();

@@ -224,11 +224,13 @@ impl Session {
             Tagged::bad("VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC").write(out, tag);
             return Flow::Continue;
         }
+        let mut announce_modseq = false;
         if changed_since.is_some()
             || items
                 .iter()
                 .any(|i| matches!(i, MessageDataItemName::ModSeq))
         {
+            announce_modseq = !self.enabled.condstore && self.state.sel().is_some();
             self.enabled.condstore = true;
         }
         let modseq = self.enabled.condstore
@@ -267,6 +269,7 @@ impl Session {
             failed_cte: false,
             unreadable: Vec::new(),
             read_error: false,
+            announce_modseq,
         });
         self.resume(out)
     }
@@ -302,6 +305,16 @@ impl Session {
             }
         } else if p.failed_cte {
             Tagged::no(Code::UnknownCte, "Cannot decode a part's transfer encoding")
+        } else if p.announce_modseq
+            && let Some(sel) = self.state.sel()
+        {
+            Tagged::ok_code(
+                other(format!(
+                    "HIGHESTMODSEQ {}",
+                    sel.mbox.highest_modseq().max(1)
+                )),
+                "FETCH completed",
+            )
         } else {
             Tagged::ok("FETCH completed")
         };

@@ -150,6 +150,9 @@ impl Session {
         }
         let crit = criteria.into_inner();
         let modseq = crit.iter().any(has_modseq);
+        // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected
+        // reports HIGHESTMODSEQ in its tagged OK
+        let announce_modseq = modseq && !self.enabled.condstore && self.state.sel().is_some();
         if modseq {
             self.enabled.condstore = true;
         }
@@ -199,6 +202,21 @@ impl Session {
                 if *all && !ids.is_empty() {
                     line.push_str(&format!(" ALL {}", num_set(&ids)));
                 }
+                // RFC 7162 §3.1.5: with only MIN and/or MAX, the mod-sequence of the
+                // message(s) returned; otherwise the highest of all matching messages
+                let top = if !*all && !*count && (*min || *max) {
+                    let of = |id: Option<&u32>| {
+                        let id = *id?;
+                        hits.iter()
+                            .find(|h| if uid { h.1 == id } else { h.0 == id })
+                            .map(|h| h.2)
+                    };
+                    let lo = if *min { of(ids.iter().min()) } else { None };
+                    let hi = if *max { of(ids.iter().max()) } else { None };
+                    lo.max(hi)
+                } else {
+                    top
+                };
                 if modseq
                     && !ids.is_empty()
                     && let Some(t) = top
@@ -209,7 +227,16 @@ impl Session {
             }
         }
         self.sync(out, false);
-        Tagged::ok("SEARCH completed")
+        match self.state.sel() {
+            Some(sel) if announce_modseq => Tagged::ok_code(
+                other(format!(
+                    "HIGHESTMODSEQ {}",
+                    sel.mbox.highest_modseq().max(1)
+                )),
+                "SEARCH completed",
+            ),
+            _ => Tagged::ok("SEARCH completed"),
+        }
     }
 
     fn sort_items(&self, criteria: &[SearchKey<'_>]) -> Vec<SortItem> {
