@@ -418,6 +418,30 @@ fn condstore_implicit_enable_and_esearch_modseq() {
     assert!(tagged.contains("HIGHESTMODSEQ"), "{tagged}");
 }
 
+/// RFC 3516 §4.2: BINARY.SIZE is the size of the decoded part, the same octets BINARY[part]
+/// returns (RFC 2046 §5.1.1: the CRLF before a boundary belongs to the boundary).
+#[test]
+fn binary_size_and_partial() {
+    let (_d, md) = setup();
+    let m = "From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"foo\r\n bar\"\r\n\r\nprologue\r\n\r\n--foo bar\r\nContent-Type: text/x-myown; charset=us-ascii\r\n\r\nhello\r\n\r\n--foo bar\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQh\r\n\r\n--foo bar--\r\nepilogue\r\n";
+    md.deliver(None, m.as_bytes(), &Flags::default()).unwrap();
+    let mut s = session(&md);
+    run(&mut s, "a SELECT INBOX");
+    let r = run(
+        &mut s,
+        "b FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BODY.PEEK[1])",
+    );
+    assert!(r.contains("BINARY.SIZE[1] 7 "), "{r}");
+    assert!(
+        r.contains("BINARY[1] {7}\r\nhello\r\n BODY[1] {7}\r\nhello\r\n)"),
+        "{r}"
+    );
+    // base64: 12 decoded octets; a partial range counts decoded octets (`world` is 6..11)
+    let r = run(&mut s, "c FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2]<6.5>)");
+    assert!(r.contains("BINARY.SIZE[2] 12 "), "{r}");
+    assert!(r.contains("world)"), "{r}");
+}
+
 #[test]
 fn esearch_sort_thread() {
     let (_d, md) = setup();
