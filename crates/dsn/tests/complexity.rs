@@ -65,13 +65,19 @@ fn hostile_originals() {
         ),
         (
             "comments and quotes",
-            format!("From: {}\r\nTo: {}\r\n\r\nb\r\n", "(".repeat(mb / 2), "\"a".repeat(mb / 4))
-                .into_bytes(),
+            format!(
+                "From: {}\r\nTo: {}\r\n\r\nb\r\n",
+                "(".repeat(mb / 2),
+                "\"a".repeat(mb / 4)
+            )
+            .into_bytes(),
         ),
     ];
     for (name, original) in &originals {
         for ret in [Ret::Full, Ret::Headers] {
-            let dsn = timed(name, || build(&report(original, vec![rcpt(0, "550 no".into())], ret)));
+            let dsn = timed(name, || {
+                build(&report(original, vec![rcpt(0, "550 no".into())], ret))
+            });
             let dsn = dsn.expect("a DSN");
             assert!(dsn.starts_with(b"From:") || dsn.len() > 100);
         }
@@ -82,13 +88,21 @@ fn hostile_originals() {
 fn hostile_diagnostics_and_many_recipients() {
     let long = format!("550 5.1.1 {}", "word ".repeat(400_000));
     let dsn = timed("2 MB diagnostic", || {
-        build(&report(b"Subject: x\r\n\r\nb\r\n", vec![rcpt(0, long)], Ret::Headers))
+        build(&report(
+            b"Subject: x\r\n\r\nb\r\n",
+            vec![rcpt(0, long)],
+            Ret::Headers,
+        ))
     })
     .expect("a DSN");
     assert!(dsn.len() > 1 << 20);
     let nospace = format!("550 {}", "x".repeat(2 << 20));
     timed("2 MB unbroken diagnostic", || {
-        build(&report(b"Subject: x\r\n\r\nb\r\n", vec![rcpt(0, nospace)], Ret::Headers))
+        build(&report(
+            b"Subject: x\r\n\r\nb\r\n",
+            vec![rcpt(0, nospace)],
+            Ret::Headers,
+        ))
     })
     .expect("a DSN");
     let many: Vec<RecipientReport> = (0..20_000)

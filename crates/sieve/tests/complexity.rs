@@ -45,7 +45,9 @@ fn matches_with_many_stars_against_a_long_subject() {
 
 #[test]
 fn address_and_contains_on_huge_headers() {
-    let to: Vec<String> = (0..50_000).map(|i| format!("\"u{i}\" <u{i}@x.org>")).collect();
+    let to: Vec<String> = (0..50_000)
+        .map(|i| format!("\"u{i}\" <u{i}@x.org>"))
+        .collect();
     let raw = format!(
         "To: {}\r\nSubject: {}\r\n\r\nbody\r\n",
         to.join(", "),
