@@ -23,8 +23,8 @@ mod tests;
 
 pub use decode::decode_header_value;
 pub use search::{
-    MessageFlags, SearchEnv, SearchMessage, SearchSets, in_sequence_set, matches, matches_with,
-    needs_body, needs_content,
+    MessageFlags, SearchEnv, SearchMessage, SearchSets, in_ranges, in_sequence_set, matches,
+    matches_with, needs_body, needs_content, sequence_ranges,
 };
 pub use section::{
     BinaryError, binary_section, binary_size, body_text, decoded_header_value, header_block,

@@ -349,39 +349,51 @@ impl<'k> SearchSets<'k> {
         if set.0.as_ref().len() < Self::MIN_LEN {
             return;
         }
-        let value = |s: &SeqOrUid| match s {
-            SeqOrUid::Value(v) => v.get(),
-            SeqOrUid::Asterisk => max,
-        };
-        let mut r: Vec<(u32, u32)> = set
-            .0
-            .as_ref()
-            .iter()
-            .map(|s| match s {
-                Sequence::Single(v) => (value(v), value(v)),
-                Sequence::Range(a, b) => {
-                    let (a, b) = (value(a), value(b));
-                    (a.min(b), a.max(b))
-                }
-            })
-            .collect();
-        r.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
-        for (a, b) in r {
-            match merged.last_mut() {
-                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
+        let merged = sequence_ranges(set, max);
         self.sets.insert(std::ptr::from_ref(set) as usize, merged);
     }
 
     /// Whether `n` is in `set`; `None` when the set was not indexed.
     fn contains(&self, set: &SequenceSet, n: u32) -> Option<bool> {
         let r = self.sets.get(&(std::ptr::from_ref(set) as usize))?;
-        let i = r.partition_point(|&(_, b)| b < n);
-        Some(r.get(i).is_some_and(|&(a, _)| a <= n))
+        Some(in_ranges(r, n))
     }
+}
+
+/// A sequence set as sorted, merged inclusive ranges (`*` = `largest`), for lookups with
+/// [`in_ranges`] in O(log n).
+pub fn sequence_ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    let mut r: Vec<(u32, u32)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(v) => (value(v), value(v)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (value(a), value(b));
+                (a.min(b), a.max(b))
+            }
+        })
+        .collect();
+    r.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+    for (a, b) in r {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// Whether `n` is in ranges made by [`sequence_ranges`] (binary search).
+pub fn in_ranges(ranges: &[(u32, u32)], n: u32) -> bool {
+    let i = ranges.partition_point(|&(_, b)| b < n);
+    ranges.get(i).is_some_and(|&(a, _)| a <= n)
 }
 
 /// [`matches`] with the sequence sets of the SEARCH indexed once ([`SearchSets::new`] over

@@ -305,33 +305,7 @@ fn flags_text(keywords: &BTreeSet<String>) -> String {
 }
 
 /// Merged, sorted inclusive ranges of a sequence set (`*` = `largest`).
-pub(crate) fn ranges(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
-    let val = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => largest,
-    };
-    let mut r: Vec<(u32, u32)> = set
-        .0
-        .as_ref()
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(a) => (val(a), val(a)),
-            Sequence::Range(a, b) => {
-                let (a, b) = (val(a), val(b));
-                (a.min(b), a.max(b))
-            }
-        })
-        .collect();
-    r.sort_unstable();
-    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
-    for (a, b) in r {
-        match merged.last_mut() {
-            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    merged
-}
+pub(crate) use postern_imap_message::sequence_ranges as ranges;
 
 fn has_asterisk(set: &SequenceSet) -> bool {
     set.0.as_ref().iter().any(|s| match s {
