@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-postern-demo}
 cargo build --workspace --bins
+# Where cargo put the binaries (CARGO_TARGET_DIR moves them).
+BIN=${CARGO_TARGET_DIR:-target}/debug
 if [ ! -f "$DIR/postern.toml" ]; then
-  target/debug/mailctl init --dir "$DIR" --demo
-  echo "(the password is shown once; set a new one with: target/debug/mailctl --config $DIR/postern.toml user passwd demo@example.test)"
+  "$BIN/mailctl" init --dir "$DIR" --demo
+  echo "(the password is shown once; set a new one with: $BIN/mailctl --config $DIR/postern.toml user passwd demo@example.test)"
 fi
-exec target/debug/mailctl --config "$DIR/postern.toml" run
+exec "$BIN/mailctl" --config "$DIR/postern.toml" run
