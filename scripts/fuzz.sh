@@ -47,7 +47,9 @@ OPTS=(-rss_limit_mb=2048 -timeout=10 -max_len=16384 -print_final_stats=1)
 
 nice -n 10 cargo +nightly fuzz build "${BUILD[@]}"
 # The binaries are run directly: `cargo fuzz run` would rebuild before each target.
-BIN="target/$(rustc +nightly -vV | sed -n 's/^host: //p')/$PROFILE_DIR"
+# Where cargo put them (fuzz/target, or wherever CARGO_TARGET_DIR points).
+TARGET_DIR=$(cargo +nightly metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BIN="${TARGET_DIR:-target}/$(rustc +nightly -vV | sed -n 's/^host: //p')/$PROFILE_DIR"
 
 if (($# > 0)); then
     targets=("$@")
