@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use base64::Engine as _;
-use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq as _;
 use tracing::{info, warn};
 
 /// The secret file's name in the state directory.
@@ -96,9 +96,13 @@ impl Srs {
     }
 
     fn check_hash(&self, given: &str, parts: &[&str]) -> bool {
-        self.secrets
-            .iter()
-            .any(|k| given.eq_ignore_ascii_case(&self.hash(k, parts)))
+        // Compared without regard to case (local parts may be case-folded on the way) and in
+        // constant time.
+        let given = given.to_ascii_lowercase();
+        self.secrets.iter().any(|k| {
+            let want = self.hash(k, parts).to_ascii_lowercase();
+            bool::from(given.as_bytes().ct_eq(want.as_bytes()))
+        })
     }
 
     /// The envelope sender for `sender` forwarded today (`day`: days since the epoch).
@@ -223,23 +227,12 @@ fn decode_timestamp(tt: &str) -> Option<u64> {
     Some(v)
 }
 
-/// HMAC-SHA1 (RFC 2104).
+/// HMAC-SHA1 (RFC 2104), as postsrsd uses it; ring's, not our own.
 fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..20].copy_from_slice(&Sha1::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha1::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(data);
-    let inner = inner.finalize();
-    let mut outer = Sha1::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(ring::hmac::sign(&key, data).as_ref());
+    out
 }
 
 /// Days since the Unix epoch, now.
