@@ -188,33 +188,7 @@ impl Recipients {
     }
 }
 
-/// The names imapd gives a special-use attribute (RFC 6154), and the other names mail
-/// clients and servers use for those roles. Compared without regard to ASCII case.
-const SPECIAL_USE_NAMES: &[&str] = &[
-    "Sent",
-    "Sent Items",
-    "Sent Messages",
-    "Sent Mail",
-    "Drafts",
-    "Trash",
-    "Deleted Items",
-    "Deleted Messages",
-    "Junk",
-    "Junk E-mail",
-    "Junk Email",
-    "Spam",
-    "Archive",
-    "Archives",
-    "Outbox",
-];
-
-/// Whether a folder has (or sits below one with) a special-use role.
-pub(crate) fn is_special_use(folder: &str) -> bool {
-    let top = folder.split('/').next().unwrap_or(folder);
-    SPECIAL_USE_NAMES
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(folder) || n.eq_ignore_ascii_case(top))
-}
+use postern_maildir::folder::is_special_use;
 
 /// Where `user+detail` files: the existing folder named `detail` (compared without regard to
 /// case, as addresses are). A special-use folder only when `allow_special_use` (the

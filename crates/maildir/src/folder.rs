@@ -101,6 +101,40 @@ pub fn from_dir_name(dir: &str) -> Result<String, NameError> {
     }
 }
 
+/// The special-use folders (RFC 6154) imapd creates at first login, with their attributes.
+pub const SPECIAL_USE: [(&str, &str); 5] = [
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+];
+
+/// Other names mail clients and servers use for those roles.
+const SPECIAL_USE_ALIASES: &[&str] = &[
+    "Sent Items",
+    "Sent Messages",
+    "Sent Mail",
+    "Deleted Items",
+    "Deleted Messages",
+    "Junk E-mail",
+    "Junk Email",
+    "Spam",
+    "Archives",
+    "Outbox",
+];
+
+/// Whether a folder (`/`-separated) has, or sits below one with, a special-use role by its
+/// name: one of [`SPECIAL_USE`] or their common aliases, without regard to ASCII case.
+pub fn is_special_use(folder: &str) -> bool {
+    let top = folder.split(SEPARATOR).next().unwrap_or(folder);
+    SPECIAL_USE
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(SPECIAL_USE_ALIASES.iter().copied())
+        .any(|n| n.eq_ignore_ascii_case(folder) || n.eq_ignore_ascii_case(top))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,7 @@ use postern_maildir::mutf7;
 pub(crate) const SEP: char = '/';
 
 /// The special-use folders created at first login, with their attributes.
-pub(crate) const SPECIAL_USE: [(&str, &str); 5] = [
-    ("Sent", "\\Sent"),
-    ("Drafts", "\\Drafts"),
-    ("Trash", "\\Trash"),
-    ("Junk", "\\Junk"),
-    ("Archive", "\\Archive"),
-];
+pub(crate) use postern_maildir::folder::SPECIAL_USE;
 
 /// The special-use attribute of a folder, by name.
 pub(crate) fn special_use(name: &str) -> Option<&'static str> {
