@@ -292,42 +292,8 @@ impl Response {
     }
 }
 
-/// How a message entered the queue, as `show` reports it (the queue's own `Origin`, in the
-/// same JSON form: `{"kind":"local","uid":N,"user":…}` and so on).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Origin {
-    /// Port 25 from outside the trusted networks, without AUTH: mail from strangers.
-    Mx,
-    /// Authenticated SMTP (587/465, or AUTH on 25).
-    Submission {
-        /// The SASL login.
-        login: String,
-    },
-    /// A trusted network without AUTH.
-    Trusted,
-    /// Local submission (`sendmail`, the control socket) by a Unix user.
-    Local {
-        /// The peer's uid.
-        uid: u32,
-        /// Its user name, when it has one.
-        #[serde(default)]
-        user: Option<String>,
-    },
-    /// Forwarded by the delivery agent (Sieve `redirect`).
-    Forward {
-        /// The mailbox whose script forwarded it.
-        #[serde(default)]
-        by: Option<String>,
-    },
-    /// An automatic reply (Sieve `vacation`) on behalf of a mailbox.
-    AutoReply {
-        /// The mailbox it answers for.
-        user: String,
-    },
-    /// A delivery status notification of smtpd's.
-    Dsn,
-}
+/// How a message entered the queue, as `show` reports it (the queue's own type).
+pub use postern_mail_types::Origin;
 
 // ---------------------------------------------------------------------------------------
 // Codec

@@ -248,6 +248,44 @@ impl Ret {
     }
 }
 
+/// How a message entered the queue. Decided when it is accepted, never re-derived later
+/// (a client address says nothing about who wrote the message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Port 25 from outside the trusted networks, without AUTH: mail from strangers.
+    Mx,
+    /// Authenticated SMTP (587/465, or AUTH on 25); its header From: was checked against
+    /// what the login may use.
+    Submission {
+        /// The SASL login.
+        login: String,
+    },
+    /// A trusted network without AUTH (its header From: is not checked).
+    Trusted,
+    /// Local submission (`sendmail`, the control socket) by a Unix user.
+    Local {
+        /// The peer's uid.
+        uid: u32,
+        /// Its user name, when it has one.
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// Forwarded by the delivery agent (Sieve `redirect`): not written by us.
+    Forward {
+        /// The mailbox whose script forwarded it.
+        #[serde(default)]
+        by: Option<String>,
+    },
+    /// An automatic reply (Sieve `vacation`) on behalf of a mailbox.
+    AutoReply {
+        /// The mailbox it answers for.
+        user: String,
+    },
+    /// A delivery status notification of ours.
+    Dsn,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub(crate) use postern_control::{ErrorKind, QueueDetail, QueueEntry};
 use postern_control::{
-    IDLE_TIMEOUT, MAX_REQUEST_LINE, Origin as ShownOrigin, RecipientInfo, Request, Response,
-    SubmitKind, check_envelope, decode_request, encode, normalize_crlf, socket_path, trim_eol,
+    IDLE_TIMEOUT, MAX_REQUEST_LINE, RecipientInfo, Request, Response, SubmitKind, check_envelope,
+    decode_request, encode, normalize_crlf, socket_path, trim_eol,
 };
 use postern_queue::{Envelope, Filter, Origin, QueueError, QueueId, RcptStatus, Recipient};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -86,22 +86,9 @@ impl OfEnvelope for QueueDetail {
             authenticated: env.authenticated.clone(),
             client_ip: env.client_ip.clone(),
             helo: env.helo.clone(),
-            origin: env.origin.as_ref().map(shown_origin),
+            origin: env.origin.clone(),
             headers: None,
         }
-    }
-}
-
-/// The queue's origin as the control protocol shows it.
-fn shown_origin(o: &Origin) -> ShownOrigin {
-    match o.clone() {
-        Origin::Mx => ShownOrigin::Mx,
-        Origin::Submission { login } => ShownOrigin::Submission { login },
-        Origin::Trusted => ShownOrigin::Trusted,
-        Origin::Local { uid, user } => ShownOrigin::Local { uid, user },
-        Origin::Forward { by } => ShownOrigin::Forward { by },
-        Origin::AutoReply { user } => ShownOrigin::AutoReply { user },
-        Origin::Dsn => ShownOrigin::Dsn,
     }
 }
 
