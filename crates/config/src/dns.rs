@@ -1,0 +1,55 @@
+//! `[dns]`: the resolver for outbound delivery and the inbound checks.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// `[dns]`: the resolver used for MX and address lookups.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Name servers as `IP:PORT` (UDP, TCP on truncation). Empty: the system's resolv.conf.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    /// Time for one query before it is retried.
+    #[serde(default = "default_dns_timeout")]
+    pub timeout_secs: u64,
+    /// Tries per query.
+    #[serde(default = "default_dns_attempts")]
+    pub attempts: usize,
+    /// For the inbound checks (SPF, DKIM, DMARC, DNSBL, FCrDNS): time for one try of a
+    /// query, in milliseconds; a check whose lookup timed out or failed asks again (up to 3
+    /// tries) within `[checks] dns_budget_ms`.
+    #[serde(default = "default_dns_check_timeout_ms")]
+    pub check_timeout_ms: u64,
+    /// For the inbound checks: the shortest time a negative answer (no such name, no such
+    /// record) is cached, seconds; it matters for answers without an SOA, which would
+    /// otherwise not be cached at all and be asked again for every message.
+    #[serde(default = "default_dns_negative_min_ttl")]
+    pub negative_min_ttl_secs: u64,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout_secs: default_dns_timeout(),
+            attempts: default_dns_attempts(),
+            check_timeout_ms: default_dns_check_timeout_ms(),
+            negative_min_ttl_secs: default_dns_negative_min_ttl(),
+        }
+    }
+}
+
+fn default_dns_timeout() -> u64 {
+    5
+}
+fn default_dns_attempts() -> usize {
+    2
+}
+fn default_dns_check_timeout_ms() -> u64 {
+    500
+}
+fn default_dns_negative_min_ttl() -> u64 {
+    30
+}

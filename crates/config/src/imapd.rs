@@ -1,0 +1,121 @@
+//! `[imapd]`: IMAP and POP3.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::any;
+use crate::smtpd::default_trusted;
+
+/// `[imapd]`: IMAP and POP3.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imapd {
+    /// IMAP with STARTTLS (143).
+    #[serde(default = "default_imap")]
+    pub imap: Vec<SocketAddr>,
+    /// IMAP with implicit TLS (993).
+    #[serde(default = "default_imaps")]
+    pub imaps: Vec<SocketAddr>,
+    /// POP3 with STLS (110).
+    #[serde(default = "default_pop3")]
+    pub pop3: Vec<SocketAddr>,
+    /// POP3 with implicit TLS (995).
+    #[serde(default = "default_pop3s")]
+    pub pop3s: Vec<SocketAddr>,
+    /// Clients that may log in without TLS (plaintext LOGIN/USER/PASS/AUTHENTICATE PLAIN).
+    /// Everyone else must use STARTTLS/STLS or the TLS ports first.
+    #[serde(default = "default_trusted")]
+    pub trusted_networks: Vec<IpNet>,
+    /// Connections served at once (IMAP and POP3 together).
+    #[serde(default = "default_imap_max_conns")]
+    pub max_connections: usize,
+    /// Connections from one IP address at once (IMAP and POP3 together);
+    /// `trusted_networks` are exempt.
+    #[serde(default = "default_imap_max_conns_ip")]
+    pub max_connections_per_ip: usize,
+    /// Connections not yet logged in, at once.
+    #[serde(default = "default_imap_max_unauth")]
+    pub max_unauthenticated: usize,
+    /// Idle time of a logged-in session (RFC 9051 asks for at least 30 minutes).
+    #[serde(default = "default_imap_idle")]
+    pub idle_timeout_secs: u64,
+    /// Time a client has to log in after connecting.
+    #[serde(default = "default_imap_login_timeout")]
+    pub login_timeout_secs: u64,
+    /// Longest command line (without literals), in bytes.
+    #[serde(default = "default_imap_max_command")]
+    pub max_command_size: u32,
+    /// Largest literal, in bytes; also the APPENDLIMIT.
+    #[serde(default = "default_imap_max_literal")]
+    pub max_literal_size: u32,
+    /// Bytes a client may send before it has logged in (commands and literals together,
+    /// per command); more closes the connection.
+    #[serde(default = "default_imap_max_preauth")]
+    pub max_preauth_command_size: u32,
+    /// Failed logins in one connection before it is closed.
+    #[serde(default = "default_imap_max_auth_failures")]
+    pub max_auth_failures: u32,
+}
+
+impl Default for Imapd {
+    fn default() -> Self {
+        Self {
+            imap: default_imap(),
+            imaps: default_imaps(),
+            pop3: default_pop3(),
+            pop3s: default_pop3s(),
+            trusted_networks: default_trusted(),
+            max_connections: default_imap_max_conns(),
+            max_connections_per_ip: default_imap_max_conns_ip(),
+            max_unauthenticated: default_imap_max_unauth(),
+            idle_timeout_secs: default_imap_idle(),
+            login_timeout_secs: default_imap_login_timeout(),
+            max_command_size: default_imap_max_command(),
+            max_literal_size: default_imap_max_literal(),
+            max_preauth_command_size: default_imap_max_preauth(),
+            max_auth_failures: default_imap_max_auth_failures(),
+        }
+    }
+}
+
+fn default_imap_max_conns() -> usize {
+    2000
+}
+fn default_imap_max_conns_ip() -> usize {
+    50
+}
+fn default_imap_max_unauth() -> usize {
+    200
+}
+fn default_imap_idle() -> u64 {
+    30 * 60
+}
+fn default_imap_login_timeout() -> u64 {
+    60
+}
+fn default_imap_max_command() -> u32 {
+    64 * 1024
+}
+fn default_imap_max_literal() -> u32 {
+    50 * 1024 * 1024
+}
+fn default_imap_max_preauth() -> u32 {
+    8 * 1024
+}
+fn default_imap_max_auth_failures() -> u32 {
+    3
+}
+fn default_imap() -> Vec<SocketAddr> {
+    any(143)
+}
+fn default_imaps() -> Vec<SocketAddr> {
+    any(993)
+}
+fn default_pop3() -> Vec<SocketAddr> {
+    any(110)
+}
+fn default_pop3s() -> Vec<SocketAddr> {
+    any(995)
+}
