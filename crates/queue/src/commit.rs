@@ -1,6 +1,6 @@
 //! The receive side: durable commits with group commit.
 //!
-//! Each message is written to `incoming/<id>` and fsynced (several files in parallel threads),
+//! Each message is written to `incoming/<id>` and fsynced (several files in parallel tasks),
 //! hard-linked to `active/<id>`, and then a single fsync of `active/` makes the whole batch
 //! durable. A commit is answered only after that fsync, so each message is exactly as durable
 //! as if committed alone; only the directory fsync is shared. Requests that arrive while a
@@ -16,7 +16,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
@@ -148,7 +147,8 @@ const QUEUE_DEPTH: usize = 1024;
 /// Largest batch written at once.
 const MAX_BATCH: usize = 512;
 
-/// Threads writing and fsyncing files of one batch in parallel.
+/// Blocking-pool threads writing and fsyncing the files of one batch in parallel (the
+/// runtime's pool keeps them between batches: no thread is started per batch).
 const WRITE_THREADS: usize = 8;
 
 async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
@@ -168,15 +168,7 @@ async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
                 )
             })
             .unzip();
-        let n = jobs.len();
-        let spool = Arc::clone(&spool);
-        let results = match tokio::task::spawn_blocking(move || write_batch(&spool, &jobs)).await {
-            Ok(results) => results,
-            Err(e) => {
-                error!(error = %e, "queue commit batch failed");
-                (0..n).map(|_| Err(QueueError::Closed)).collect()
-            }
-        };
+        let results = write_batch(&spool, jobs).await;
         for (reply, result) in replies.into_iter().zip(results) {
             // A receiver that is gone stopped waiting; its message may still be queued.
             let _ = reply.send(result);
@@ -184,47 +176,84 @@ async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Writes a batch: every file written and fsynced, linked into `active/`, then one fsync of
-/// `active/`. Returns one result per job, in order.
-fn write_batch(spool: &Spool, jobs: &[Job]) -> Vec<Result<()>> {
-    let threads = jobs.len().clamp(1, WRITE_THREADS);
-    let mut results: Vec<Result<()>> = if threads == 1 {
-        jobs.iter().map(|j| write_one(spool, j)).collect()
-    } else {
-        let chunk = jobs.len().div_ceil(threads);
-        thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || part.iter().map(|j| write_one(spool, j)).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .zip(jobs.chunks(chunk))
-                .flat_map(|(h, part)| match h.join() {
-                    Ok(r) => r,
-                    Err(_) => part.iter().map(|_| Err(QueueError::Closed)).collect(),
-                })
-                .collect()
-        })
-    };
-    if results.iter().all(Result::is_err) {
-        return results;
+/// Writes a batch: every file written and fsynced (in up to [`WRITE_THREADS`] blocking
+/// tasks), linked into `active/`, then one fsync of `active/`. Returns one result per job,
+/// in order.
+async fn write_batch(spool: &Arc<Spool>, jobs: Vec<Job>) -> Vec<Result<()>> {
+    let n = jobs.len();
+    let all_ids: Vec<QueueId> = jobs.iter().map(|j| j.id).collect();
+    let per_task = n.div_ceil(n.clamp(1, WRITE_THREADS)).max(1);
+    let mut tasks = Vec::new();
+    let mut jobs = jobs.into_iter();
+    loop {
+        let part: Vec<Job> = jobs.by_ref().take(per_task).collect();
+        if part.is_empty() {
+            break;
+        }
+        let len = part.len();
+        let spool = Arc::clone(spool);
+        // The jobs come back so that spooled bodies are removed only after the batch.
+        let task = tokio::task::spawn_blocking(move || {
+            let results: Vec<Result<()>> = part.iter().map(|j| write_one(&spool, j)).collect();
+            (part, results)
+        });
+        tasks.push((len, task));
     }
-    if let Err(e) = spool.sync_active() {
-        error!(error = %e, "queue commit failed");
-        for (job, result) in jobs.iter().zip(&mut results) {
-            if result.is_ok() {
-                let path = spool.message_path(job.id);
-                if let Err(e) = fs::remove_file(&path) {
-                    warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
-                }
-                *result = Err(e.duplicate());
+    let mut done = Vec::with_capacity(n);
+    let mut results = Vec::with_capacity(n);
+    for (len, task) in tasks {
+        match task.await {
+            Ok((part, r)) => {
+                done.extend(part);
+                results.extend(r);
+            }
+            Err(e) => {
+                error!(error = %e, "queue commit batch failed");
+                results.extend((0..len).map(|_| Err(QueueError::Closed)));
             }
         }
     }
-    results
+    if results.iter().all(Result::is_err) {
+        return results;
+    }
+    let spool = Arc::clone(spool);
+    let ids: Vec<QueueId> = results
+        .iter()
+        .zip(&all_ids)
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, id)| *id)
+        .collect();
+    let synced = tokio::task::spawn_blocking(move || {
+        let r = spool.sync_active();
+        if let Err(e) = &r {
+            error!(error = %e, "queue commit failed");
+            for id in &ids {
+                let path = spool.message_path(*id);
+                if let Err(e) = fs::remove_file(&path) {
+                    warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
+                }
+            }
+        }
+        r
+    })
+    .await;
+    drop(done);
+    match synced {
+        Ok(Ok(())) => results,
+        Ok(Err(e)) => results
+            .into_iter()
+            .map(|r| r.and_then(|()| Err(e.duplicate())))
+            .collect(),
+        Err(e) => {
+            // The directory fsync did not run to the end: nothing of this batch is
+            // acknowledged (the files stay; recovery delivers them, a duplicate SMTP allows).
+            error!(error = %e, "queue commit failed");
+            results
+                .into_iter()
+                .map(|_| Err(QueueError::Closed))
+                .collect()
+        }
+    }
 }
 
 /// Writes and fsyncs `incoming/<id>`, then links it to `active/<id>` (which must not exist).
