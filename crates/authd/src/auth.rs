@@ -39,7 +39,7 @@ pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cancellat
     let mut session = AuthSession::new(ctx.config.authd.allow_plaintext_insecure);
     let mut lines = postern_auth_proto::LineBuffer::new(ctx.config.authd.max_line);
     let mut checks: JoinSet<()> = JoinSet::new();
-    let idle = Duration::from_secs(ctx.config.authd.idle_timeout_secs.max(1));
+    let idle = ctx.config.authd.idle_timeout_secs.duration();
     let mut buf = vec![0u8; 4096];
     'conn: loop {
         tokio::select! {
@@ -99,7 +99,7 @@ async fn check(v: Verify, ctx: Arc<Ctx>, tx: mpsc::Sender<String>) {
     // No failure is answered sooner than `failure_delay_ms` after the request arrived: an
     // unknown user, an account with a fast legacy hash and an argon2 account look the same.
     if !reply.starts_with("OK\t") {
-        let floor = Duration::from_millis(ctx.config.authd.failure_delay_ms);
+        let floor = ctx.config.authd.failure_delay_ms.duration();
         tokio::time::sleep(floor.saturating_sub(started.elapsed())).await;
     }
     drop(tx.send(reply).await);

@@ -2,7 +2,6 @@
 //! `mailboxes`, `aliases` and `senders`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use postern_auth_proto::socketmap::{NetstringDecoder, Reply, parse_request};
 use postern_directory::{AliasExpansion, DirectoryError, domain_of};
@@ -21,7 +20,7 @@ const MAX_REQUEST: usize = 10_000;
 /// Serves one socketmap client until it closes, idles out, errs, or shutdown.
 pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut dec = NetstringDecoder::new(MAX_REQUEST);
-    let idle = Duration::from_secs(ctx.config.authd.idle_timeout_secs.max(1));
+    let idle = ctx.config.authd.idle_timeout_secs.duration();
     let mut buf = vec![0u8; 4096];
     loop {
         let n = tokio::select! {

@@ -2,7 +2,6 @@
 //! delivery agent and the IMAP server.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use postern_auth_proto::userdb::{self, MasterCommand, parse_master_line};
 use postern_auth_proto::{LineBuffer, LineError};
@@ -24,7 +23,7 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
         return;
     }
     let mut lines = LineBuffer::new(ctx.config.authd.max_line);
-    let idle = Duration::from_secs(ctx.config.authd.idle_timeout_secs.max(1));
+    let idle = ctx.config.authd.idle_timeout_secs.duration();
     let mut buf = vec![0u8; 4096];
     let mut bad = 0u32;
     loop {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::SocketSpec;
+use crate::{Millis, Seconds, SocketSpec};
 
 /// `[authd]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -28,18 +28,23 @@ pub struct Authd {
     pub max_line: usize,
     /// Idle time after which a client connection is closed.
     #[serde(default = "default_idle_secs")]
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds<1>,
     /// Password checks (hash computations such as argon2, 19 MiB each) at once; more wait in
     /// line. 0: one per CPU core.
     #[serde(default)]
     pub hash_concurrency: usize,
     /// How long a login waits in that line before it is answered with a temporary failure.
     #[serde(default = "default_hash_queue_timeout_ms")]
-    pub hash_queue_timeout_ms: u64,
+    pub hash_queue_timeout_ms: Millis<1>,
     /// A failed login is never answered sooner than this after it arrived, so unknown users,
     /// accounts with fast legacy hashes and argon2 accounts cannot be told apart by timing.
     #[serde(default = "default_failure_delay_ms")]
-    pub failure_delay_ms: u64,
+    pub failure_delay_ms: Millis,
+    /// How long socketmap and userdb answers are cached (0: not at all). Changes made with
+    /// `mailctl` are seen at once (the directory's change stamp); changes made behind its back
+    /// (SQL by hand, another node on a shared database) within this time.
+    #[serde(default = "default_cache_ttl_secs")]
+    pub cache_ttl_secs: Seconds,
     /// What userdb lookups answer.
     #[serde(default)]
     pub userdb: Userdb,
@@ -60,6 +65,7 @@ impl Default for Authd {
             hash_concurrency: 0,
             hash_queue_timeout_ms: default_hash_queue_timeout_ms(),
             failure_delay_ms: default_failure_delay_ms(),
+            cache_ttl_secs: default_cache_ttl_secs(),
             userdb: Userdb::default(),
             lockout: Lockout::default(),
         }
@@ -75,17 +81,20 @@ fn default_userdb_socket() -> SocketSpec {
 fn default_socketmap_socket() -> SocketSpec {
     SocketSpec::named("socketmap")
 }
+fn default_cache_ttl_secs() -> Seconds {
+    Seconds::new(10)
+}
 fn default_max_line() -> usize {
     16384
 }
-fn default_idle_secs() -> u64 {
-    600
+fn default_idle_secs() -> Seconds<1> {
+    Seconds::new(600)
 }
-fn default_hash_queue_timeout_ms() -> u64 {
-    5000
+fn default_hash_queue_timeout_ms() -> Millis<1> {
+    Millis::new(5000)
 }
-fn default_failure_delay_ms() -> u64 {
-    1000
+fn default_failure_delay_ms() -> Millis {
+    Millis::new(1000)
 }
 
 /// `[authd.userdb]`: the fields of a USER reply.

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Millis, Seconds};
+
 /// What a check does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,7 +62,7 @@ pub struct Checks {
     /// Wait this long before the greeting; a client that talks first is refused with
     /// `554 5.5.0` and disconnected (0: no pause, no early-talker check).
     #[serde(default)]
-    pub greet_pause_ms: u64,
+    pub greet_pause_ms: Millis,
     /// New connections per minute from one IP address (0: no limit); beyond it `421 4.7.0`.
     #[serde(default)]
     pub max_connection_rate_per_ip: u32,
@@ -69,18 +71,18 @@ pub struct Checks {
     pub greylist: bool,
     /// How long a new triplet is deferred.
     #[serde(default = "default_greylist_delay")]
-    pub greylist_delay_secs: u64,
+    pub greylist_delay_secs: Seconds,
     /// How long a deferred triplet waits for its retry before it is forgotten.
     #[serde(default = "default_greylist_window")]
-    pub greylist_retry_window_secs: u64,
+    pub greylist_retry_window_secs: Seconds,
     /// How long a triplet that passed stays allowed after it was last seen.
     #[serde(default = "default_greylist_allow")]
-    pub greylist_allow_secs: u64,
+    pub greylist_allow_secs: Seconds,
     /// Longest a message waits for the DNS of all its checks together (at MAIL and after
     /// DATA), milliseconds. Past it, what is not known is a `temperror` (RFC 7208/7489):
     /// tagged in Authentication-Results, or `451 4.7.x` where that check is in `reject` mode.
     #[serde(default = "default_dns_budget_ms")]
-    pub dns_budget_ms: u64,
+    pub dns_budget_ms: Millis,
 }
 
 impl Default for Checks {
@@ -94,7 +96,7 @@ impl Default for Checks {
             dnsbl: CheckMode::Reject,
             helo: CheckMode::Reject,
             require_fcrdns: false,
-            greet_pause_ms: 0,
+            greet_pause_ms: Millis::new(0),
             max_connection_rate_per_ip: 0,
             greylist: false,
             greylist_delay_secs: default_greylist_delay(),
@@ -111,15 +113,15 @@ fn default_tag() -> CheckMode {
 fn default_reject() -> CheckMode {
     CheckMode::Reject
 }
-fn default_greylist_delay() -> u64 {
-    300
+fn default_greylist_delay() -> Seconds {
+    Seconds::new(300)
 }
-fn default_greylist_window() -> u64 {
-    2 * 86_400
+fn default_greylist_window() -> Seconds {
+    Seconds::new(2 * 86_400)
 }
-fn default_greylist_allow() -> u64 {
-    36 * 86_400
+fn default_greylist_allow() -> Seconds {
+    Seconds::new(36 * 86_400)
 }
-fn default_dns_budget_ms() -> u64 {
-    2000
+fn default_dns_budget_ms() -> Millis {
+    Millis::new(2000)
 }

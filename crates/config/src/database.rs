@@ -1,10 +1,12 @@
 //! `[database]`: the account database and its overridable lookup SQL.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::duration::count_u32;
 
 /// `[database]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -19,8 +21,11 @@ pub struct Database {
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// Connections in the pool.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u32,
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "crate::duration::at_least_one_u32"
+    )]
+    pub max_connections: NonZeroU32,
     /// Lookup SQL to use instead of Postern's own schema (for an existing Postfix/Dovecot database).
     #[serde(default)]
     pub queries: Queries,
@@ -40,8 +45,8 @@ impl Default for Database {
 fn default_db_url() -> String {
     "sqlite:///var/lib/postern/postern.db".to_owned()
 }
-fn default_max_connections() -> u32 {
-    8
+fn default_max_connections() -> NonZeroU32 {
+    count_u32(8)
 }
 
 /// `[database.queries]`: each lookup's SQL, overridable.

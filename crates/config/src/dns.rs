@@ -1,8 +1,12 @@
 //! `[dns]`: the resolver for outbound delivery and the inbound checks.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
+
+use crate::duration::count;
+use crate::{Millis, Seconds};
 
 /// `[dns]`: the resolver used for MX and address lookups.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -13,20 +17,23 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
     /// Time for one query before it is retried.
     #[serde(default = "default_dns_timeout")]
-    pub timeout_secs: u64,
+    pub timeout_secs: Seconds<1>,
     /// Tries per query.
-    #[serde(default = "default_dns_attempts")]
-    pub attempts: usize,
+    #[serde(
+        default = "default_dns_attempts",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub attempts: NonZeroUsize,
     /// For the inbound checks (SPF, DKIM, DMARC, DNSBL, FCrDNS): time for one try of a
     /// query, in milliseconds; a check whose lookup timed out or failed asks again (up to 3
     /// tries) within `[checks] dns_budget_ms`.
     #[serde(default = "default_dns_check_timeout_ms")]
-    pub check_timeout_ms: u64,
+    pub check_timeout_ms: Millis<100>,
     /// For the inbound checks: the shortest time a negative answer (no such name, no such
     /// record) is cached, seconds; it matters for answers without an SOA, which would
     /// otherwise not be cached at all and be asked again for every message.
     #[serde(default = "default_dns_negative_min_ttl")]
-    pub negative_min_ttl_secs: u64,
+    pub negative_min_ttl_secs: Seconds,
 }
 
 impl Default for Dns {
@@ -41,15 +48,15 @@ impl Default for Dns {
     }
 }
 
-fn default_dns_timeout() -> u64 {
-    5
+fn default_dns_timeout() -> Seconds<1> {
+    Seconds::new(5)
 }
-fn default_dns_attempts() -> usize {
-    2
+fn default_dns_attempts() -> NonZeroUsize {
+    count(2)
 }
-fn default_dns_check_timeout_ms() -> u64 {
-    500
+fn default_dns_check_timeout_ms() -> Millis<100> {
+    Millis::new(500)
 }
-fn default_dns_negative_min_ttl() -> u64 {
-    30
+fn default_dns_negative_min_ttl() -> Seconds {
+    Seconds::new(30)
 }

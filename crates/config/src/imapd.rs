@@ -1,12 +1,14 @@
 //! `[imapd]`: IMAP and POP3.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::any;
+use crate::duration::{count, count_u32};
 use crate::smtpd::default_trusted;
+use crate::{Seconds, any};
 
 /// `[imapd]`: IMAP and POP3.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -29,21 +31,27 @@ pub struct Imapd {
     #[serde(default = "default_trusted")]
     pub trusted_networks: Vec<IpNet>,
     /// Connections served at once (IMAP and POP3 together).
-    #[serde(default = "default_imap_max_conns")]
-    pub max_connections: usize,
+    #[serde(
+        default = "default_imap_max_conns",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub max_connections: NonZeroUsize,
     /// Connections from one IP address at once (IMAP and POP3 together);
     /// `trusted_networks` are exempt.
     #[serde(default = "default_imap_max_conns_ip")]
     pub max_connections_per_ip: usize,
     /// Connections not yet logged in, at once.
-    #[serde(default = "default_imap_max_unauth")]
-    pub max_unauthenticated: usize,
+    #[serde(
+        default = "default_imap_max_unauth",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub max_unauthenticated: NonZeroUsize,
     /// Idle time of a logged-in session (RFC 9051 asks for at least 30 minutes).
     #[serde(default = "default_imap_idle")]
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds<60>,
     /// Time a client has to log in after connecting.
     #[serde(default = "default_imap_login_timeout")]
-    pub login_timeout_secs: u64,
+    pub login_timeout_secs: Seconds<1>,
     /// Longest command line (without literals), in bytes.
     #[serde(default = "default_imap_max_command")]
     pub max_command_size: u32,
@@ -55,8 +63,20 @@ pub struct Imapd {
     #[serde(default = "default_imap_max_preauth")]
     pub max_preauth_command_size: u32,
     /// Failed logins in one connection before it is closed.
-    #[serde(default = "default_imap_max_auth_failures")]
-    pub max_auth_failures: u32,
+    #[serde(
+        default = "default_imap_max_auth_failures",
+        deserialize_with = "crate::duration::at_least_one_u32"
+    )]
+    pub max_auth_failures: NonZeroU32,
+    /// ManageSieve (RFC 5804, STARTTLS) listeners, usually port 4190. Empty (the default) = off.
+    #[serde(default)]
+    pub managesieve_listen: Vec<SocketAddr>,
+    /// Largest Sieve script ManageSieve accepts, in bytes (at most 1 MiB, what lmtp-deliver reads).
+    #[serde(default = "default_managesieve_max_script_size")]
+    pub managesieve_max_script_size: u32,
+    /// Most Sieve scripts one user may keep through ManageSieve.
+    #[serde(default = "default_managesieve_max_scripts")]
+    pub managesieve_max_scripts: u32,
 }
 
 impl Default for Imapd {
@@ -76,24 +96,27 @@ impl Default for Imapd {
             max_literal_size: default_imap_max_literal(),
             max_preauth_command_size: default_imap_max_preauth(),
             max_auth_failures: default_imap_max_auth_failures(),
+            managesieve_listen: Vec::new(),
+            managesieve_max_script_size: default_managesieve_max_script_size(),
+            managesieve_max_scripts: default_managesieve_max_scripts(),
         }
     }
 }
 
-fn default_imap_max_conns() -> usize {
-    2000
+fn default_imap_max_conns() -> NonZeroUsize {
+    count(2000)
 }
 fn default_imap_max_conns_ip() -> usize {
     50
 }
-fn default_imap_max_unauth() -> usize {
-    200
+fn default_imap_max_unauth() -> NonZeroUsize {
+    count(200)
 }
-fn default_imap_idle() -> u64 {
-    30 * 60
+fn default_imap_idle() -> Seconds<60> {
+    Seconds::new(30 * 60)
 }
-fn default_imap_login_timeout() -> u64 {
-    60
+fn default_imap_login_timeout() -> Seconds<1> {
+    Seconds::new(60)
 }
 fn default_imap_max_command() -> u32 {
     64 * 1024
@@ -104,8 +127,14 @@ fn default_imap_max_literal() -> u32 {
 fn default_imap_max_preauth() -> u32 {
     8 * 1024
 }
-fn default_imap_max_auth_failures() -> u32 {
-    3
+fn default_imap_max_auth_failures() -> NonZeroU32 {
+    count_u32(3)
+}
+fn default_managesieve_max_script_size() -> u32 {
+    1024 * 1024
+}
+fn default_managesieve_max_scripts() -> u32 {
+    100
 }
 fn default_imap() -> Vec<SocketAddr> {
     any(143)

@@ -91,6 +91,7 @@ mod checks;
 mod database;
 mod dkim;
 mod dns;
+mod duration;
 mod imapd;
 mod lmtp;
 mod passwords;
@@ -106,6 +107,7 @@ pub use checks::{CheckMode, Checks};
 pub use database::{Database, Queries};
 pub use dkim::Dkim;
 pub use dns::Dns;
+pub use duration::{MAX_SPAN, Millis, Seconds};
 pub use imapd::Imapd;
 pub use lmtp::Lmtp;
 pub use passwords::Passwords;
@@ -141,7 +143,7 @@ impl Config {
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<config>"),
-            message: e.to_string(),
+            message: parse_message(&e),
         })?;
         config.base_dir = base_dir.to_owned();
         config.validate()?;
@@ -177,6 +179,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "database.url must start with sqlite:, postgres:, or mysql: (got {scheme:?})"
             )));
+        }
+        for (key, addr) in [
+            ("postmaster", &self.smtpd.postmaster),
+            ("abuse", &self.smtpd.abuse),
+        ] {
+            if let Some(a) = addr
+                && !valid_role_address(a)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "smtpd.{key} = {a:?}: expected an address user@domain"
+                )));
+            }
         }
         if self.smtpd.relayhost_auth_user.is_some() != self.smtpd.relayhost_password_file.is_some()
         {
@@ -324,12 +338,37 @@ impl Config {
     }
 }
 
+/// The parser's words with the offending line, and the dotted key (in `lmtp.idle_timeout_secs`)
+/// which the line alone does not give when the same key exists in several sections.
+fn parse_message(e: &toml::de::Error) -> String {
+    let mut message = e.to_string();
+    let mut bare = e.clone();
+    bare.set_input(None);
+    if let Some(key) = bare.to_string().lines().find(|l| l.starts_with("in `"))
+        && !message.contains(key)
+    {
+        message.push_str(key);
+        message.push('\n');
+    }
+    message
+}
+
 pub(crate) fn default_true() -> bool {
     true
 }
 
 pub(crate) fn any(port: u16) -> Vec<SocketAddr> {
     vec![SocketAddr::from(([0, 0, 0, 0], port))]
+}
+
+/// An address for `[smtpd] postmaster`/`abuse`: `local@domain`, no spaces, brackets or
+/// control characters (smtpd parses it fully at RCPT).
+fn valid_role_address(a: &str) -> bool {
+    a.rsplit_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `[lmtp]`: the delivery agent.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SocketSpec;
+use crate::duration::count;
+use crate::{Seconds, SocketSpec};
 
 /// `[lmtp]`: the delivery agent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -24,10 +26,10 @@ pub struct Lmtp {
     pub max_recipients: usize,
     /// Idle time before the session is closed with 421.
     #[serde(default = "default_lmtp_idle")]
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds<1>,
     /// Total time one session may last.
     #[serde(default = "default_lmtp_session")]
-    pub session_timeout_secs: u64,
+    pub session_timeout_secs: Seconds<1>,
     /// Separator of plus-addressing: `user+folder@domain` files into `folder` when it exists.
     /// Empty switches it off.
     #[serde(default = "default_delimiter")]
@@ -52,8 +54,11 @@ pub struct Lmtp {
     #[serde(default)]
     pub submit_to: Option<String>,
     /// Connections served at once.
-    #[serde(default = "default_lmtp_connections")]
-    pub max_connections: usize,
+    #[serde(
+        default = "default_lmtp_connections",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub max_connections: NonZeroUsize,
 }
 
 impl Default for Lmtp {
@@ -84,11 +89,11 @@ fn default_lmtp_max_message() -> u64 {
 fn default_lmtp_max_rcpts() -> usize {
     1000
 }
-fn default_lmtp_idle() -> u64 {
-    300
+fn default_lmtp_idle() -> Seconds<1> {
+    Seconds::new(300)
 }
-fn default_lmtp_session() -> u64 {
-    3600
+fn default_lmtp_session() -> Seconds<1> {
+    Seconds::new(3600)
 }
 fn default_delimiter() -> String {
     "+".to_owned()
@@ -96,6 +101,6 @@ fn default_delimiter() -> String {
 fn default_sieve_script() -> String {
     "%h/.dovecot.sieve".to_owned()
 }
-fn default_lmtp_connections() -> usize {
-    256
+fn default_lmtp_connections() -> NonZeroUsize {
+    count(256)
 }

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{SocketSpec, TlsPolicy, any, default_true};
+use crate::duration::count;
+use crate::{Seconds, SocketSpec, TlsPolicy, any, default_true};
 
 /// `[smtpd]`: the MTA.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,12 +34,18 @@ pub struct Smtpd {
     #[serde(default = "default_smtp_max_rcpts")]
     pub max_recipients: usize,
     /// Connections at once on the MX door (`listen`, port 25).
-    #[serde(default = "default_smtp_max_conns")]
-    pub max_connections: usize,
+    #[serde(
+        default = "default_smtp_max_conns",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub max_connections: NonZeroUsize,
     /// Connections at once on the submission doors (`submission` and `submissions`, 587 and
     /// 465), a budget of their own so that strangers on port 25 cannot lock users out.
-    #[serde(default = "default_smtp_max_submission_conns")]
-    pub max_submission_connections: usize,
+    #[serde(
+        default = "default_smtp_max_submission_conns",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub max_submission_connections: NonZeroUsize,
     /// Connections at once from one client (an IPv6 client's /64), counted apart on port 25
     /// and on the submission ports; `trusted_networks` are exempt.
     #[serde(default = "default_smtp_max_conns_ip")]
@@ -49,10 +57,10 @@ pub struct Smtpd {
     pub reject_bare_newline: bool,
     /// Idle time before `421 4.4.2`.
     #[serde(default = "default_smtp_idle")]
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds<1>,
     /// Total time one session may last.
     #[serde(default = "default_smtp_session")]
-    pub session_timeout_secs: u64,
+    pub session_timeout_secs: Seconds<1>,
     /// Errors in one session before it is closed.
     #[serde(default = "default_smtp_errors")]
     pub max_errors: u32,
@@ -105,29 +113,35 @@ pub struct Smtpd {
     #[serde(default)]
     pub mta_sts_ca_file: Option<PathBuf>,
     /// Outbound SMTP connections at once, to all destinations.
-    #[serde(default = "default_outbound_concurrency")]
-    pub outbound_concurrency: usize,
+    #[serde(
+        default = "default_outbound_concurrency",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub outbound_concurrency: NonZeroUsize,
     /// Outbound SMTP connections at once to one destination (domain, or the relayhost).
-    #[serde(default = "default_destination_concurrency")]
-    pub outbound_destination_concurrency: usize,
+    #[serde(
+        default = "default_destination_concurrency",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub outbound_destination_concurrency: NonZeroUsize,
     /// How long an idle outbound connection is kept for the next message to the same place.
     #[serde(default = "default_outbound_cache")]
-    pub outbound_connection_cache_secs: u64,
+    pub outbound_connection_cache_secs: Seconds,
     /// Outbound timeouts: making the TCP connection.
     #[serde(default = "default_out_connect")]
-    pub outbound_connect_timeout_secs: u64,
+    pub outbound_connect_timeout_secs: Seconds<1>,
     /// Outbound timeouts: the greeting and the EHLO/STARTTLS/AUTH replies.
     #[serde(default = "default_out_greeting")]
-    pub outbound_greeting_timeout_secs: u64,
+    pub outbound_greeting_timeout_secs: Seconds<1>,
     /// Outbound timeouts: the reply to each of MAIL, RCPT, DATA, RSET, QUIT.
     #[serde(default = "default_out_command")]
-    pub outbound_command_timeout_secs: u64,
+    pub outbound_command_timeout_secs: Seconds<1>,
     /// Outbound timeouts: writing each 64 KiB block of the message.
     #[serde(default = "default_out_data")]
-    pub outbound_data_timeout_secs: u64,
+    pub outbound_data_timeout_secs: Seconds<1>,
     /// Outbound timeouts: the reply after the end of the message.
     #[serde(default = "default_out_final")]
-    pub outbound_final_timeout_secs: u64,
+    pub outbound_final_timeout_secs: Seconds<1>,
     /// Messages one authenticated user may submit per hour (0: no limit); more get
     /// `450 4.7.1` at MAIL until the hour has room again.
     #[serde(default = "default_user_hourly")]
@@ -141,24 +155,30 @@ pub struct Smtpd {
     pub max_queue_messages: usize,
     /// Shortest and longest wait between delivery attempts.
     #[serde(default = "default_min_backoff")]
-    pub min_backoff_secs: u64,
+    pub min_backoff_secs: Seconds,
     /// Longest wait between delivery attempts.
     #[serde(default = "default_max_backoff")]
-    pub max_backoff_secs: u64,
+    pub max_backoff_secs: Seconds,
     /// How long a message may stay queued before it is bounced.
     #[serde(default = "default_lifetime")]
-    pub max_queue_lifetime_secs: u64,
+    pub max_queue_lifetime_secs: Seconds,
     /// Send a delay warning after this long.
     #[serde(default = "default_delay_warning")]
-    pub delay_warning_secs: u64,
+    pub delay_warning_secs: Seconds,
     /// Delivery attempts running at once (local and remote together).
-    #[serde(default = "default_delivery_concurrency")]
-    pub delivery_concurrency: usize,
+    #[serde(
+        default = "default_delivery_concurrency",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub delivery_concurrency: NonZeroUsize,
     /// LMTP transactions to the local delivery agent at once. Local deliveries are short and
     /// disk-bound: a few at a time deliver faster than many fighting over the disk and CPU,
     /// and leave room for receiving.
-    #[serde(default = "default_lmtp_concurrency")]
-    pub lmtp_concurrency: usize,
+    #[serde(
+        default = "default_lmtp_concurrency",
+        deserialize_with = "crate::duration::at_least_one_usize"
+    )]
+    pub lmtp_concurrency: NonZeroUsize,
     /// Access rules, in the spirit of sendmail's access file; the first rule whose every
     /// given condition matches decides.
     #[serde(default)]
@@ -194,6 +214,18 @@ pub struct Smtpd {
     /// How long an SRS address stays valid for bounces, in days.
     #[serde(default = "default_srs_max_age")]
     pub srs_max_age_days: u32,
+    /// Where mail for the postmaster goes (RFC 5321 §4.5.1): `RCPT TO:<postmaster>`, and
+    /// `postmaster@` our hostname or any local domain without an alias or mailbox of its own
+    /// for it. Unset: only such aliases (`mailctl domain add` makes them) take it.
+    #[serde(default)]
+    pub postmaster: Option<String>,
+    /// Where mail for `abuse@` a local domain without an alias of its own goes (RFC 2142;
+    /// default: `postmaster`).
+    #[serde(default)]
+    pub abuse: Option<String>,
+    /// Accept `abuse@` every local domain (off: only where an alias or mailbox exists).
+    #[serde(default = "default_true")]
+    pub accept_abuse: bool,
 }
 
 fn default_forward_users() -> Vec<String> {
@@ -299,6 +331,9 @@ impl Default for Smtpd {
             srs: true,
             srs_domain: None,
             srs_max_age_days: default_srs_max_age(),
+            postmaster: None,
+            abuse: None,
+            accept_abuse: true,
         }
     }
 }
@@ -315,41 +350,41 @@ fn default_smtp_max_message() -> u64 {
 fn default_smtp_max_rcpts() -> usize {
     1000
 }
-fn default_smtp_max_conns() -> usize {
-    500
+fn default_smtp_max_conns() -> NonZeroUsize {
+    count(500)
 }
-fn default_smtp_max_submission_conns() -> usize {
-    200
+fn default_smtp_max_submission_conns() -> NonZeroUsize {
+    count(200)
 }
 fn default_smtp_max_conns_ip() -> usize {
     20
 }
-fn default_smtp_idle() -> u64 {
-    300
+fn default_smtp_idle() -> Seconds<1> {
+    Seconds::new(300)
 }
-fn default_smtp_session() -> u64 {
-    3600
+fn default_smtp_session() -> Seconds<1> {
+    Seconds::new(3600)
 }
 fn default_smtp_errors() -> u32 {
     20
 }
-fn default_min_backoff() -> u64 {
-    300
+fn default_min_backoff() -> Seconds {
+    Seconds::new(300)
 }
-fn default_max_backoff() -> u64 {
-    3600
+fn default_max_backoff() -> Seconds {
+    Seconds::new(3600)
 }
-fn default_lifetime() -> u64 {
-    5 * 86400
+fn default_lifetime() -> Seconds {
+    Seconds::new(5 * 86400)
 }
-fn default_delay_warning() -> u64 {
-    4 * 3600
+fn default_delay_warning() -> Seconds {
+    Seconds::new(4 * 3600)
 }
-fn default_lmtp_concurrency() -> usize {
-    4
+fn default_lmtp_concurrency() -> NonZeroUsize {
+    count(4)
 }
-fn default_delivery_concurrency() -> usize {
-    20
+fn default_delivery_concurrency() -> NonZeroUsize {
+    count(20)
 }
 fn default_outbound_port() -> u16 {
     25
@@ -360,29 +395,29 @@ fn default_mta_sts_port() -> u16 {
 fn default_outbound_tls() -> TlsPolicy {
     TlsPolicy::May
 }
-fn default_outbound_concurrency() -> usize {
-    100
+fn default_outbound_concurrency() -> NonZeroUsize {
+    count(100)
 }
-fn default_destination_concurrency() -> usize {
-    20
+fn default_destination_concurrency() -> NonZeroUsize {
+    count(20)
 }
-fn default_outbound_cache() -> u64 {
-    10
+fn default_outbound_cache() -> Seconds {
+    Seconds::new(10)
 }
-fn default_out_connect() -> u64 {
-    30
+fn default_out_connect() -> Seconds<1> {
+    Seconds::new(30)
 }
-fn default_out_greeting() -> u64 {
-    300
+fn default_out_greeting() -> Seconds<1> {
+    Seconds::new(300)
 }
-fn default_out_command() -> u64 {
-    300
+fn default_out_command() -> Seconds<1> {
+    Seconds::new(300)
 }
-fn default_out_data() -> u64 {
-    180
+fn default_out_data() -> Seconds<1> {
+    Seconds::new(180)
 }
-fn default_out_final() -> u64 {
-    600
+fn default_out_final() -> Seconds<1> {
+    Seconds::new(600)
 }
 fn default_user_hourly() -> u32 {
     500

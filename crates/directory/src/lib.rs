@@ -121,7 +121,7 @@ impl Directory {
             _ => url.to_owned(),
         };
         let pool = AnyPoolOptions::new()
-            .max_connections(config.database.max_connections.max(1))
+            .max_connections(config.database.max_connections.get())
             .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await?;
@@ -176,7 +176,7 @@ impl Directory {
                 hashing: Arc::new(tokio::sync::Semaphore::new(hash_concurrency(
                     config.authd.hash_concurrency,
                 ))),
-                hash_wait: Duration::from_millis(config.authd.hash_queue_timeout_ms.max(1)),
+                hash_wait: config.authd.hash_queue_timeout_ms.duration(),
             }),
         })
     }

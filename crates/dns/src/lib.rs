@@ -8,7 +8,6 @@ pub mod dkim;
 pub mod records;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 pub use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -53,8 +52,8 @@ pub fn resolver_with(
         // which /etc/hosts would otherwise answer).
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
     }
-    opts.timeout = Duration::from_secs(d.timeout_secs.max(1));
-    opts.attempts = d.attempts.max(1);
+    opts.timeout = d.timeout_secs.duration();
+    opts.attempts = d.attempts.get();
     tune(opts);
     Ok(builder.build()?)
 }
@@ -70,8 +69,8 @@ pub fn resolver_with(
 pub fn checks_resolver(config: &postern_config::Config) -> anyhow::Result<TokioResolver> {
     let d = &config.dns;
     resolver_with(config, |opts| {
-        opts.timeout = Duration::from_millis(d.check_timeout_ms.max(100));
-        opts.negative_min_ttl = Some(Duration::from_secs(d.negative_min_ttl_secs));
+        opts.timeout = d.check_timeout_ms.duration();
+        opts.negative_min_ttl = Some(d.negative_min_ttl_secs.duration());
         opts.cache_size = opts.cache_size.max(32_768);
     })
 }

@@ -81,7 +81,7 @@ impl Ctx {
             None => None,
         };
         Ok(Self {
-            unauthenticated: Arc::new(Semaphore::new(config.imapd.max_unauthenticated.max(1))),
+            unauthenticated: Arc::new(Semaphore::new(config.imapd.max_unauthenticated.get())),
             per_ip: postern_daemon::PerIp::new(),
             notifier: std::sync::OnceLock::new(),
             tls,
@@ -161,7 +161,7 @@ pub async fn run(
     if let Some(tls) = ctx.tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
     }
-    let limit = Arc::new(Semaphore::new(ctx.config.imapd.max_connections.max(1)));
+    let limit = Arc::new(Semaphore::new(ctx.config.imapd.max_connections.get()));
     let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     let mut acceptors = JoinSet::new();
     for (listener, door) in listeners.bound {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use postern_smtp_session::{Action, Completion, PeerInfo, Reply, Session, Verdict};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -52,9 +52,8 @@ async fn drive<S>(
 {
     let mut session = Session::new(ctx.session.clone(), peer);
     let mut recipients = Recipients::new(ctx.clone());
-    let idle = Duration::from_secs(ctx.config.lmtp.idle_timeout_secs.max(1));
-    let deadline =
-        Instant::now() + Duration::from_secs(ctx.config.lmtp.session_timeout_secs.max(1));
+    let idle = ctx.config.lmtp.idle_timeout_secs.duration();
+    let deadline = Instant::now() + ctx.config.lmtp.session_timeout_secs.duration();
     if stream
         .write_all(&session.greeting().to_bytes())
         .await

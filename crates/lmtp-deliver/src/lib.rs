@@ -92,7 +92,7 @@ pub async fn run(
         config,
     });
     // One limit for the socket and the TCP listeners; a client past it is told to retry.
-    let limit = Arc::new(Semaphore::new(ctx.config.lmtp.max_connections.max(1)));
+    let limit = Arc::new(Semaphore::new(ctx.config.lmtp.max_connections.get()));
     let sessions = postern_daemon::accept::Sessions::default();
     let Listeners { unix, tcp } = listeners;
     let (unix, unix_path) = unix;

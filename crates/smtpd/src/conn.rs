@@ -174,9 +174,9 @@ async fn at_connect(stream: &mut Stream, peer: SocketAddr, ctx: &Ctx) -> bool {
         drop(stream.shutdown().await);
         return false;
     }
-    if c.cfg.greet_pause_ms > 0 {
+    if !c.cfg.greet_pause_ms.is_zero() {
         let mut one = [0u8; 1];
-        let pause = Duration::from_millis(c.cfg.greet_pause_ms);
+        let pause = c.cfg.greet_pause_ms.duration();
         match tokio::time::timeout(pause, stream.read(&mut one)).await {
             Err(_) => {}
             Ok(Ok(0) | Err(_)) => return false,
@@ -211,8 +211,8 @@ impl Driver {
 
     async fn run(&mut self, session: &mut Session, shutdown: CancellationToken) {
         let c = &self.ctx.config.smtpd;
-        let idle = Duration::from_secs(c.idle_timeout_secs.max(1));
-        let deadline = Instant::now() + Duration::from_secs(c.session_timeout_secs.max(1));
+        let idle = c.idle_timeout_secs.duration();
+        let deadline = Instant::now() + c.session_timeout_secs.duration();
         let mut work: VecDeque<Action> = VecDeque::new();
         let mut buf = vec![0u8; SMALL_READ_BUFFER];
         loop {

@@ -165,9 +165,9 @@ pub async fn run(
         tokio::spawn(postern_daemon::tls::reload_on_hup(tls, shutdown.clone()));
     }
     // Separate budgets: the MX door (25) and the submission doors (587, 465).
-    let mx_limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.max(1)));
+    let mx_limit = Arc::new(Semaphore::new(ctx.config.smtpd.max_connections.get()));
     let submission_limit = Arc::new(Semaphore::new(
-        ctx.config.smtpd.max_submission_connections.max(1),
+        ctx.config.smtpd.max_submission_connections.get(),
     ));
     let mut acceptors = JoinSet::new();
     if !listeners.autoconfig.is_empty() {

@@ -253,8 +253,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         starttls: door == Door::Imap && ctx.tls.is_some(),
     };
     let sess = Box::new(Session::new(cfg, io.is_tls(), trusted));
-    let login_deadline =
-        Instant::now() + Duration::from_secs(ctx.config.imapd.login_timeout_secs.max(1));
+    let login_deadline = Instant::now() + ctx.config.imapd.login_timeout_secs.duration();
     let server = new_server(&ctx);
     let mut d = Driver {
         out: sess.greeting(),
@@ -389,7 +388,7 @@ impl Driver {
         }
         let out = std::mem::take(&mut self.out);
         // A client that stops reading must not hold the session forever.
-        let limit = Duration::from_secs(self.ctx.config.imapd.idle_timeout_secs.max(60));
+        let limit = self.ctx.config.imapd.idle_timeout_secs.duration();
         match tokio::time::timeout(limit, self.io.write_all(&out)).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
@@ -406,7 +405,7 @@ impl Driver {
     async fn read_input(&mut self, shutdown: &CancellationToken) -> Input {
         let authenticated = self.authenticated();
         let deadline = if authenticated {
-            Instant::now() + Duration::from_secs(self.ctx.config.imapd.idle_timeout_secs.max(60))
+            Instant::now() + self.ctx.config.imapd.idle_timeout_secs.duration()
         } else {
             self.login_deadline
         };
@@ -717,7 +716,7 @@ impl Driver {
 
     fn count_failure(&mut self) {
         self.auth_failures += 1;
-        if self.auth_failures >= self.ctx.config.imapd.max_auth_failures.max(1) {
+        if self.auth_failures >= self.ctx.config.imapd.max_auth_failures.get() {
             // After the tagged NO, which imap-next may still hold: the BYE goes out next.
             self.bye_after = Some("* BYE Too many authentication failures\r\n");
         }

@@ -46,10 +46,9 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         secured,
         trusted: ctx.is_trusted(peer.ip()),
         stls: door == Door::Pop3 && ctx.tls.is_some() && !secured,
-        max_auth_failures: ctx.config.imapd.max_auth_failures,
+        max_auth_failures: ctx.config.imapd.max_auth_failures.get(),
     });
-    let login_deadline =
-        Instant::now() + Duration::from_secs(ctx.config.imapd.login_timeout_secs.max(1));
+    let login_deadline = Instant::now() + ctx.config.imapd.login_timeout_secs.duration();
     let mut d = Driver {
         stream: Some(stream),
         rbuf: Vec::with_capacity(1024),
@@ -112,7 +111,12 @@ impl Driver {
     }
 
     fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.ctx.config.imapd.idle_timeout_secs).max(MIN_IDLE)
+        self.ctx
+            .config
+            .imapd
+            .idle_timeout_secs
+            .duration()
+            .max(MIN_IDLE)
     }
 
     async fn run(&mut self, shutdown: &CancellationToken) {

@@ -64,9 +64,9 @@ impl Checks {
             Some(greylist::Greylist::open(
                 config.state_dir().join("greylist"),
                 greylist::Timing {
-                    delay: config.checks.greylist_delay_secs,
-                    window: config.checks.greylist_retry_window_secs,
-                    allow: config.checks.greylist_allow_secs,
+                    delay: config.checks.greylist_delay_secs.get(),
+                    window: config.checks.greylist_retry_window_secs.get(),
+                    allow: config.checks.greylist_allow_secs.get(),
                 },
             )?)
         } else {
@@ -118,7 +118,7 @@ impl Checks {
 impl Checks {
     /// A fresh DNS time budget for one transaction (`dns_budget_ms`).
     pub(crate) fn budget(&self) -> Budget {
-        Budget::new(Duration::from_millis(self.cfg.dns_budget_ms))
+        Budget::new(self.cfg.dns_budget_ms.duration())
     }
 }
 

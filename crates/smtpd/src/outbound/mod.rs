@@ -16,7 +16,7 @@ pub(crate) mod sts;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_resolver::TokioResolver;
 use postern_config::{Config, TlsPolicy};
@@ -107,7 +107,6 @@ pub(crate) struct Outbound {
 impl Outbound {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let s = &config.smtpd;
-        let secs = |n: u64| Duration::from_secs(n.max(1));
         Ok(Self {
             config: config.clone(),
             resolver: mx::resolver(config)?,
@@ -115,13 +114,13 @@ impl Outbound {
             webpki: connector(CertCheck::WebPki),
             sts: sts::Sts::new(config)?,
             timeouts: Timeouts {
-                connect: secs(s.outbound_connect_timeout_secs),
-                greeting: secs(s.outbound_greeting_timeout_secs),
-                command: secs(s.outbound_command_timeout_secs),
-                data_block: secs(s.outbound_data_timeout_secs),
-                final_reply: secs(s.outbound_final_timeout_secs),
+                connect: s.outbound_connect_timeout_secs.duration(),
+                greeting: s.outbound_greeting_timeout_secs.duration(),
+                command: s.outbound_command_timeout_secs.duration(),
+                data_block: s.outbound_data_timeout_secs.duration(),
+                final_reply: s.outbound_final_timeout_secs.duration(),
             },
-            global: Arc::new(Semaphore::new(s.outbound_concurrency.max(1))),
+            global: Arc::new(Semaphore::new(s.outbound_concurrency.get())),
             per_destination: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
         })
@@ -464,7 +463,7 @@ impl Outbound {
             m.entry(key.to_owned())
                 .or_insert_with(|| {
                     Arc::new(Semaphore::new(
-                        self.config.smtpd.outbound_destination_concurrency.max(1),
+                        self.config.smtpd.outbound_destination_concurrency.get(),
                     ))
                 })
                 .clone()
@@ -475,7 +474,7 @@ impl Outbound {
     }
 
     fn take_pooled(&self, key: &str) -> Option<Pooled> {
-        let idle = Duration::from_secs(self.config.smtpd.outbound_connection_cache_secs);
+        let idle = self.config.smtpd.outbound_connection_cache_secs.duration();
         let mut pool = self.pool.lock().ok()?;
         let list = pool.get_mut(key)?;
         while let Some(p) = list.pop() {
@@ -488,10 +487,11 @@ impl Outbound {
     }
 
     fn give_back(&self, key: &str, client: Client, peer: Peer) {
-        let keep = self.config.smtpd.outbound_connection_cache_secs > 0 && client.is_usable();
+        let keep =
+            !self.config.smtpd.outbound_connection_cache_secs.is_zero() && client.is_usable();
         if keep && let Ok(mut pool) = self.pool.lock() {
             let list = pool.entry(key.to_owned()).or_default();
-            if list.len() < self.config.smtpd.outbound_destination_concurrency.max(1) {
+            if list.len() < self.config.smtpd.outbound_destination_concurrency.get() {
                 list.push(Pooled {
                     client,
                     peer,
@@ -505,7 +505,7 @@ impl Outbound {
 
     /// Closes idle connections past their time (called now and then by the manager).
     pub(crate) fn expire_idle(&self) {
-        let idle = Duration::from_secs(self.config.smtpd.outbound_connection_cache_secs);
+        let idle = self.config.smtpd.outbound_connection_cache_secs.duration();
         let Ok(mut pool) = self.pool.lock() else {
             return;
         };

@@ -95,7 +95,7 @@ impl Manager {
             return;
         }
         if let Ok(mut pool) = self.lmtp_pool.lock()
-            && pool.len() < self.config.smtpd.delivery_concurrency.max(1)
+            && pool.len() < self.config.smtpd.delivery_concurrency.get()
         {
             pool.push((c, Instant::now()));
         }

@@ -147,12 +147,12 @@ pub(crate) async fn start(
         committer: committer.clone(),
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
-        lmtp_slots: Semaphore::new(config.smtpd.lmtp_concurrency.max(1)),
+        lmtp_slots: Semaphore::new(config.smtpd.lmtp_concurrency.get()),
         backoff: Backoff {
-            min: Duration::from_secs(c.min_backoff_secs),
-            max: Duration::from_secs(c.max_backoff_secs.max(c.min_backoff_secs)),
-            lifetime: Duration::from_secs(c.max_queue_lifetime_secs),
-            delay_warning: Duration::from_secs(c.delay_warning_secs),
+            min: c.min_backoff_secs.duration(),
+            max: c.max_backoff_secs.max(c.min_backoff_secs).duration(),
+            lifetime: c.max_queue_lifetime_secs.duration(),
+            delay_warning: c.delay_warning_secs.duration(),
         },
         lmtp,
         outbound: Outbound::new(config).context("setting up outbound delivery (DNS)")?,
@@ -187,7 +187,7 @@ async fn run(
     shutdown: CancellationToken,
     length: Arc<AtomicUsize>,
 ) {
-    let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.get()));
     let mut inflight: HashSet<QueueId> = HashSet::new();
     let mut tasks: JoinSet<(QueueId, Option<Envelope>)> = JoinSet::new();
     let mut last_expiry = std::time::Instant::now();
