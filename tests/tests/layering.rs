@@ -35,6 +35,7 @@ fn layer_of(name: &str) -> Option<Layer> {
         | "postern-auth-proto"
         | "postern-imap-message"
         | "postern-sieve"
+        | "postern-managesieve"
         | "postern-dsn" => Protocol,
         "postern-maildir" | "postern-queue" => Storage,
         "postern-daemon" | "postern-directory" | "postern-control" | "postern-dns" => Service,

@@ -1,11 +1,13 @@
 //! imapd: IMAP4rev2/IMAP4rev1 and POP3 over the Maildir tree that lmtp-deliver writes.
 //!
 //! One process serves every connection: IMAP on 143 (STARTTLS) and 993, POP3 on 110 (STLS)
-//! and 995. Logins go through authd's `auth` socket (so its lockouts apply); the Maildir comes
-//! from authd's `auth-userdb`.
+//! and 995, ManageSieve on 4190 when `managesieve_listen` is set ([`managesieve`]). Logins go
+//! through authd's `auth` socket (so its lockouts apply); the Maildir comes from authd's
+//! `auth-userdb`.
 
 pub mod imap;
 pub mod login;
+pub mod managesieve;
 pub mod pop3;
 
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +40,8 @@ pub enum Door {
     Pop3,
     /// POP3 over implicit TLS (995).
     Pop3s,
+    /// ManageSieve, STARTTLS available (4190).
+    ManageSieve,
 }
 
 impl Door {
@@ -48,6 +52,7 @@ impl Door {
             Self::Imaps => "imaps",
             Self::Pop3 => "pop3",
             Self::Pop3s => "pop3s",
+            Self::ManageSieve => "managesieve",
         }
     }
 
@@ -136,6 +141,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
         (&s.imaps, Door::Imaps),
         (&s.pop3, Door::Pop3),
         (&s.pop3s, Door::Pop3s),
+        (&s.managesieve_listen, Door::ManageSieve),
     ] {
         for a in addrs {
             let l = TcpListener::bind(a)
@@ -191,6 +197,7 @@ fn refusal(door: Door) -> fn(Refused) -> &'static [u8] {
             _ => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
         },
         Door::Pop3 => |_| b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+        Door::ManageSieve => |_| b"BYE (TRYLATER) \"Too many connections, try again later\"\r\n",
         // TLS ports: nothing readable can be said before the handshake.
         Door::Imaps | Door::Pop3s => |_| b"",
     }
@@ -247,6 +254,7 @@ async fn accept_loop(
                     match door {
                         Door::Imap | Door::Imaps => imap::serve(conn, ctx2.clone(), sd).await,
                         Door::Pop3 | Door::Pop3s => pop3::serve(conn, ctx2.clone(), sd).await,
+                        Door::ManageSieve => managesieve::serve(conn, ctx2.clone(), sd).await,
                     }
                 }
                 drop(ticket);

@@ -32,7 +32,7 @@ pub struct InitArgs {
 }
 
 /// The unprivileged loopback ports of a local install.
-pub(crate) const PORTS: [(&str, u16); 7] = [
+pub(crate) const PORTS: [(&str, u16); 8] = [
     ("smtp", 2525),
     ("submission", 2587),
     ("submissions", 2465),
@@ -40,6 +40,7 @@ pub(crate) const PORTS: [(&str, u16); 7] = [
     ("imaps", 2993),
     ("pop3", 2110),
     ("pop3s", 2995),
+    ("managesieve", 24190),
 ];
 
 fn port(name: &str) -> u16 {
@@ -209,6 +210,7 @@ imap = ["127.0.0.1:{imap}"]
 imaps = ["127.0.0.1:{imaps}"]
 pop3 = ["127.0.0.1:{pop3}"]
 pop3s = ["127.0.0.1:{pop3s}"]
+managesieve_listen = ["127.0.0.1:{managesieve}"]
 "#,
         hostname = esc(hostname),
         db_url = esc(db_url),
@@ -219,6 +221,7 @@ pop3s = ["127.0.0.1:{pop3s}"]
         imaps = port("imaps"),
         pop3 = port("pop3"),
         pop3s = port("pop3s"),
+        managesieve = port("managesieve"),
     )
 }
 
@@ -240,6 +243,7 @@ mod tests {
         assert_eq!(c.imapd.imaps[0].port(), 2993);
         assert_eq!(c.imapd.pop3[0].port(), 2110);
         assert_eq!(c.imapd.pop3s[0].port(), 2995);
+        assert_eq!(c.imapd.managesieve_listen[0].port(), 24190);
         assert_eq!(c.run_dir(), PathBuf::from("/srv/x/run"));
         assert_eq!(c.database_url().unwrap(), "sqlite:///srv/x/postern.db");
     }

@@ -17,6 +17,7 @@ mod imapd;
 mod inbound;
 mod interop_smtpd;
 mod lmtp;
+mod managesieve;
 mod outbound;
 mod pop3;
 mod postfix_authd;
