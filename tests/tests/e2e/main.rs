@@ -22,5 +22,6 @@ mod outbound;
 mod pop3;
 mod postfix_authd;
 mod queue_records;
+mod quick_recovery;
 mod smtpd;
 mod trace;

@@ -135,20 +135,7 @@ impl Outbound {
         out: &Outgoing<'_>,
     ) -> Vec<Outcome> {
         let n = out.recipients.len();
-        let all = |o: Outcome| vec![o; n];
-        // MTA-STS for MX delivery, unless `tls_policy` names the domain.
-        let sts_policy = match route {
-            Route::Mx { domain }
-                if self.config.smtpd.mta_sts
-                    && self.config.explicit_tls_policy(domain).is_none() =>
-            {
-                self.sts
-                    .policy(&self.resolver, domain)
-                    .await
-                    .filter(|p| p.mode != sts::Mode::None)
-            }
-            _ => None,
-        };
+        let sts_policy = self.sts_policy(route).await;
         let enforce = sts_policy
             .as_ref()
             .is_some_and(|p| p.mode == sts::Mode::Enforce);
@@ -164,139 +151,167 @@ impl Outbound {
         } else {
             route.tls_policy(&self.config, domain)
         };
+        if let Some(outcomes) = self.send_on_pooled(&key, out).await {
+            return outcomes;
+        }
+        let (hosts, port) = match self.hosts(route).await {
+            Ok(h) => h,
+            Err(o) => return vec![o; n],
+        };
+        let hosts = match sts_policy {
+            Some(p) => match sts_hosts(&p, enforce, domain, hosts) {
+                Ok(h) => h,
+                Err(o) => return vec![o; n],
+            },
+            None => hosts,
+        };
+        let how = Connection {
+            route,
+            domain,
+            policy,
+            sts: enforce,
+            key: &key,
+        };
+        self.send_to_hosts(&hosts, port, &how, out).await
+    }
 
-        // A connection left open by an earlier message to the same place.
-        if let Some(mut p) = self.take_pooled(&key) {
-            match p.client.send(out).await {
-                Ok(results) => {
-                    debug!(relay = %p.peer.label(), "reused a cached connection");
-                    let outcomes = outcomes(&results, &p.peer);
-                    self.log(&p.peer, p.client.tls(), out, &outcomes);
-                    self.give_back(&key, p.client, p.peer);
-                    return outcomes;
-                }
-                Err(e) => debug!(error = %e, "cached connection failed; opening a new one"),
+    /// The MTA-STS policy for MX delivery (not when `tls_policy` names the domain, nor a
+    /// policy of mode `none`).
+    async fn sts_policy(&self, route: &Route) -> Option<sts::Policy> {
+        match route {
+            Route::Mx { domain }
+                if self.config.smtpd.mta_sts
+                    && self.config.explicit_tls_policy(domain).is_none() =>
+            {
+                self.sts
+                    .policy(&self.resolver, domain)
+                    .await
+                    .filter(|p| p.mode != sts::Mode::None)
+            }
+            _ => None,
+        }
+    }
+
+    /// The transaction on a connection left open by an earlier message to the same place;
+    /// `None` when there is none or it failed (a new one is opened then).
+    async fn send_on_pooled(&self, key: &str, out: &Outgoing<'_>) -> Option<Vec<Outcome>> {
+        let mut p = self.take_pooled(key)?;
+        match p.client.send(out).await {
+            Ok(results) => {
+                debug!(relay = %p.peer.label(), "reused a cached connection");
+                let outcomes = outcomes(&results, &p.peer);
+                self.log(&p.peer, p.client.tls(), out, &outcomes);
+                self.give_back(key, p.client, p.peer);
+                Some(outcomes)
+            }
+            Err(e) => {
+                debug!(error = %e, "cached connection failed; opening a new one");
+                None
             }
         }
+    }
 
-        let (mut hosts, port) = match route {
+    /// The hosts to try for `route`, in order, and their port; `Err`: the outcome for every
+    /// recipient (a null MX or a domain that does not exist bounces, DNS trouble defers).
+    async fn hosts(&self, route: &Route) -> Result<(Vec<mx::Host>, u16), Outcome> {
+        match route {
             Route::Mx { domain } => {
                 match mx::lookup(&self.resolver, domain, &self.config.hostname).await {
-                    mx::Answer::Hosts(h) => (h, self.config.smtpd.outbound_port),
-                    mx::Answer::NullMx => {
-                        return all(Outcome::Bounced(ours(
-                            556,
-                            (5, 1, 10),
-                            format!(
-                                "recipient domain {domain} has a null MX (RFC 7505): it accepts no mail"
-                            ),
-                        )));
-                    }
+                    mx::Answer::Hosts(h) => Ok((h, self.config.smtpd.outbound_port)),
+                    mx::Answer::NullMx => Err(Outcome::Bounced(ours(
+                        556,
+                        (5, 1, 10),
+                        format!(
+                            "recipient domain {domain} has a null MX (RFC 7505): it accepts no mail"
+                        ),
+                    ))),
                     mx::Answer::NoSuchDomain(why) => {
-                        return all(Outcome::Bounced(ours(550, (5, 1, 2), why)));
+                        Err(Outcome::Bounced(ours(550, (5, 1, 2), why)))
                     }
-                    mx::Answer::TempFail(why) => {
-                        return all(Outcome::Deferred(ours(451, (4, 4, 3), why)));
-                    }
+                    mx::Answer::TempFail(why) => Err(Outcome::Deferred(ours(451, (4, 4, 3), why))),
                 }
             }
             Route::Fixed { host, port } | Route::Relay { host, port } => {
                 match mx::addresses(&self.resolver, host).await {
-                    Ok(addrs) if !addrs.is_empty() => (
+                    Ok(addrs) if !addrs.is_empty() => Ok((
                         vec![mx::Host {
                             name: host.clone(),
                             addrs,
                         }],
                         *port,
-                    ),
-                    Ok(_) => {
-                        return all(Outcome::Deferred(ours(
-                            451,
-                            (4, 4, 4),
-                            format!("host {host} has no address"),
-                        )));
-                    }
-                    Err(why) => return all(Outcome::Deferred(ours(451, (4, 4, 3), why))),
-                }
-            }
-            Route::Lmtp(_) => {
-                return all(Outcome::Deferred(ours(
-                    451,
-                    (4, 3, 5),
-                    "internal error: LMTP route given to the SMTP client".into(),
-                )));
-            }
-        };
-
-        if let Some(p) = &sts_policy {
-            let (matching, other): (Vec<mx::Host>, Vec<mx::Host>) =
-                hosts.into_iter().partition(|h| p.matches(&h.name));
-            for h in &other {
-                if enforce {
-                    info!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS: MX host not named by the policy; skipped");
-                } else {
-                    warn!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS testing: MX host not named by the policy (enforce would skip it)");
-                }
-            }
-            if enforce {
-                if matching.is_empty() {
-                    let names: Vec<&str> = other.iter().map(|h| h.name.as_str()).collect();
-                    return all(Outcome::Deferred(ours(
+                    )),
+                    Ok(_) => Err(Outcome::Deferred(ours(
                         451,
-                        (4, 7, 5),
-                        format!(
-                            "MTA-STS policy of {domain}: none of its MX hosts ({}) is named by the policy",
-                            names.join(", ")
-                        ),
-                    )));
+                        (4, 4, 4),
+                        format!("host {host} has no address"),
+                    ))),
+                    Err(why) => Err(Outcome::Deferred(ours(451, (4, 4, 3), why))),
                 }
-                hosts = matching;
-            } else {
-                hosts = matching.into_iter().chain(other).collect();
             }
+            Route::Lmtp(_) => Err(Outcome::Deferred(ours(
+                451,
+                (4, 3, 5),
+                "internal error: LMTP route given to the SMTP client".into(),
+            ))),
         }
+    }
 
+    /// Tries the hosts in order (at most [`MAX_CONNECTION_TRIES`] connections); the first
+    /// that takes a transaction gives the outcomes. None usable: deferred, or bounced when
+    /// every one refused for good.
+    async fn send_to_hosts(
+        &self,
+        hosts: &[mx::Host],
+        port: u16,
+        how: &Connection<'_>,
+        out: &Outgoing<'_>,
+    ) -> Vec<Outcome> {
+        let all = |o: Outcome| vec![o; out.recipients.len()];
         let mut tried = 0;
         let mut all_permanent = true;
         let mut last = ours(451, (4, 4, 1), "no server tried".into());
-        'hosts: for host in &hosts {
+        let mut peers = Vec::new();
+        for host in hosts {
             for &ip in &host.addrs {
-                if tried == MAX_CONNECTION_TRIES {
-                    break 'hosts;
-                }
-                tried += 1;
-                let peer = Peer {
+                peers.push(Peer {
                     host: host.name.clone(),
                     addr: SocketAddr::new(ip, port),
-                };
-                let mut client = match self.open(&peer, route, domain, policy, enforce).await {
-                    Ok(c) => c,
-                    Err(f) => {
-                        info!(relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
-                        all_permanent &= f.permanent;
-                        last = f.reply;
-                        continue;
-                    }
-                };
-                let outcomes = match client.send(out).await {
-                    Ok(results) => outcomes(&results, &peer),
-                    Err(ClientError::Rejected(reply)) => {
-                        if reply.is_permanent() {
-                            all(Outcome::Bounced(peer.reply(&reply)))
-                        } else {
-                            all(Outcome::Deferred(peer.reply(&reply)))
-                        }
-                    }
-                    Err(e) => all(Outcome::Deferred(ours(
-                        451,
-                        (4, 4, 2),
-                        format!("lost connection with {}: {e}", peer.label()),
-                    ))),
-                };
-                self.log(&peer, client.tls(), out, &outcomes);
-                self.give_back(&key, client, peer);
-                return outcomes;
+                });
             }
+        }
+        peers.truncate(MAX_CONNECTION_TRIES);
+        for peer in peers {
+            tried += 1;
+            let mut client = match self
+                .open(&peer, how.route, how.domain, how.policy, how.sts)
+                .await
+            {
+                Ok(c) => c,
+                Err(f) => {
+                    info!(relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
+                    all_permanent &= f.permanent;
+                    last = f.reply;
+                    continue;
+                }
+            };
+            let outcomes = match client.send(out).await {
+                Ok(results) => outcomes(&results, &peer),
+                Err(ClientError::Rejected(reply)) => {
+                    if reply.is_permanent() {
+                        all(Outcome::Bounced(peer.reply(&reply)))
+                    } else {
+                        all(Outcome::Deferred(peer.reply(&reply)))
+                    }
+                }
+                Err(e) => all(Outcome::Deferred(ours(
+                    451,
+                    (4, 4, 2),
+                    format!("lost connection with {}: {e}", peer.label()),
+                ))),
+            };
+            self.log(&peer, client.tls(), out, &outcomes);
+            self.give_back(how.key, client, peer);
+            return outcomes;
         }
         if tried > 0 && all_permanent {
             all(Outcome::Bounced(last))
@@ -531,6 +546,51 @@ impl Outbound {
             info!(rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
         }
     }
+}
+
+/// How connections for one delivery are made.
+struct Connection<'a> {
+    route: &'a Route,
+    domain: &'a str,
+    policy: TlsPolicy,
+    /// Under an enforced MTA-STS policy.
+    sts: bool,
+    /// The pool key for connections left open.
+    key: &'a str,
+}
+
+/// The MX hosts an MTA-STS policy lets us use: under `enforce` only those it names (none
+/// named: the message is deferred), in `testing` mode all, those it names first.
+fn sts_hosts(
+    p: &sts::Policy,
+    enforce: bool,
+    domain: &str,
+    hosts: Vec<mx::Host>,
+) -> Result<Vec<mx::Host>, Outcome> {
+    let (matching, other): (Vec<mx::Host>, Vec<mx::Host>) =
+        hosts.into_iter().partition(|h| p.matches(&h.name));
+    for h in &other {
+        if enforce {
+            info!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS: MX host not named by the policy; skipped");
+        } else {
+            warn!(%domain, mx = %h.name, patterns = ?p.mx, "MTA-STS testing: MX host not named by the policy (enforce would skip it)");
+        }
+    }
+    if !enforce {
+        return Ok(matching.into_iter().chain(other).collect());
+    }
+    if matching.is_empty() {
+        let names: Vec<&str> = other.iter().map(|h| h.name.as_str()).collect();
+        return Err(Outcome::Deferred(ours(
+            451,
+            (4, 7, 5),
+            format!(
+                "MTA-STS policy of {domain}: none of its MX hosts ({}) is named by the policy",
+                names.join(", ")
+            ),
+        )));
+    }
+    Ok(matching)
 }
 
 /// One outcome per result, naming the server.

@@ -1,11 +1,12 @@
 //! LMTP transactions: to the local delivery agent (connections pooled) and to `transports`
 //! entries that name an LMTP server. One result per recipient (RFC 2033), turned into an
-//! [`Outcome`] for [`super::attempt::apply`].
+//! [`Outcome`] for [`super::attempt::apply`], and how the connection went ([`Link`]).
 
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use postern_queue::{DeliveryReply, Envelope};
-use postern_smtp_client::{Client, Flavor, RcptResult, Target, Timeouts};
+use postern_smtp_client::{Client, ClientError, Flavor, Outgoing, RcptResult, Target, Timeouts};
 use tracing::{info, warn};
 
 use super::Manager;
@@ -15,69 +16,112 @@ use crate::outbound::{Outcome, delivery_reply};
 /// How long an idle pooled LMTP connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
+/// How an LMTP transaction went, for quick recovery ([`super::recovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Link {
+    /// The server answered for each recipient.
+    Answered,
+    /// The server refused the connection (`ECONNREFUSED`, or no socket file): it is down,
+    /// maybe being restarted.
+    Refused,
+    /// The connection failed otherwise, or the transaction broke.
+    Broken,
+}
+
+/// Why a transaction did not give per-recipient replies.
+struct Failed {
+    refused: bool,
+    text: String,
+}
+
+impl Failed {
+    fn of(e: &ClientError) -> Self {
+        let refused = matches!(e, ClientError::Connect(io)
+            if matches!(io.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound));
+        Self {
+            refused,
+            text: e.to_string(),
+        }
+    }
+}
+
 impl Manager {
     /// One transaction to `target` for the recipients at `idx`: the outcome for each
-    /// (recipient index, outcome); all deferred when the server could not be reached or the
-    /// transaction broke.
+    /// (recipient index, outcome), and how the connection went; all deferred when the server
+    /// could not be reached or the transaction broke.
     pub(super) async fn lmtp(
         &self,
         env: &Envelope,
         message: &[u8],
         idx: &[usize],
         target: &Target,
-    ) -> Vec<(usize, Outcome)> {
+    ) -> (Link, Vec<(usize, Outcome)>) {
         let out = outgoing(env, idx, message);
-        let pooled = *target == self.lmtp;
-        let result: Result<Vec<RcptResult>, String> = async {
-            // A pooled connection first; if it has gone stale, once more on a fresh one.
-            if pooled
-                && let Some(mut c) = self.take_pooled()
-                && let Ok(r) = c.send(&out).await
-            {
-                self.give_back(c);
-                return Ok(r);
-            }
-            let mut c = Client::connect(
-                target,
-                Flavor::Lmtp,
-                &self.config.hostname,
-                Timeouts::default(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let r = c.send(&out).await.map_err(|e| e.to_string())?;
-            if pooled {
-                self.give_back(c);
-            } else {
-                drop(c.quit().await);
-            }
-            Ok(r)
-        }
-        .await;
-        match result {
-            Ok(results) => idx
-                .iter()
-                .zip(&results)
-                .map(|(&i, res)| {
-                    let o = attempt::outcome(delivery_reply(&res.reply));
-                    let (what, reply) = match &o {
-                        Outcome::Delivered(r) => ("delivered", r),
-                        Outcome::Bounced(r) => ("bounced", r),
-                        Outcome::Deferred(r) => ("deferred", r),
-                    };
-                    let rcpt = &env.recipients[i].address;
-                    info!(rcpt = %rcpt, reply = %reply, "{what}");
-                    (i, o)
-                })
-                .collect(),
-            Err(e) => {
-                warn!(target = ?target, error = %e, "delivery attempt failed");
-                let reply = DeliveryReply::new(451, (4, 4, 1), e);
+        match self.lmtp_transaction(&out, target).await {
+            Ok(results) => (
+                Link::Answered,
                 idx.iter()
+                    .zip(&results)
+                    .map(|(&i, res)| {
+                        let o = attempt::outcome(delivery_reply(&res.reply));
+                        let (what, reply) = match &o {
+                            Outcome::Delivered(r) => ("delivered", r),
+                            Outcome::Bounced(r) => ("bounced", r),
+                            Outcome::Deferred(r) => ("deferred", r),
+                        };
+                        let rcpt = &env.recipients[i].address;
+                        info!(rcpt = %rcpt, reply = %reply, "{what}");
+                        (i, o)
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                warn!(target = ?target, error = %e.text, "delivery attempt failed");
+                let reply = DeliveryReply::new(451, (4, 4, 1), e.text);
+                let link = if e.refused {
+                    Link::Refused
+                } else {
+                    Link::Broken
+                };
+                let deferred = idx
+                    .iter()
                     .map(|&i| (i, Outcome::Deferred(reply.clone())))
-                    .collect()
+                    .collect();
+                (link, deferred)
             }
         }
+    }
+
+    /// The transaction itself: on a pooled connection first (to the delivery agent); if that
+    /// one has gone stale, once more on a fresh one.
+    async fn lmtp_transaction(
+        &self,
+        out: &Outgoing<'_>,
+        target: &Target,
+    ) -> Result<Vec<RcptResult>, Failed> {
+        let pooled = *target == self.lmtp;
+        if pooled
+            && let Some(mut c) = self.take_pooled()
+            && let Ok(r) = c.send(out).await
+        {
+            self.give_back(c);
+            return Ok(r);
+        }
+        let mut c = Client::connect(
+            target,
+            Flavor::Lmtp,
+            &self.config.hostname,
+            Timeouts::default(),
+        )
+        .await
+        .map_err(|e| Failed::of(&e))?;
+        let r = c.send(out).await.map_err(|e| Failed::of(&e))?;
+        if pooled {
+            self.give_back(c);
+        } else {
+            drop(c.quit().await);
+        }
+        Ok(r)
     }
 
     fn take_pooled(&self) -> Option<Client> {

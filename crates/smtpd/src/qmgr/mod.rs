@@ -7,20 +7,25 @@
 //! 2xx removes a recipient, 4xx retries with backoff, 5xx (or expiry) bounces with an
 //! RFC 3464 DSN to the envelope sender (never to `<>`).
 //!
-//! - this module: the manager's loop, queue control commands, and one attempt's I/O;
+//! - this module: the manager's loop and one attempt's I/O;
 //! - [`attempt`]: the attempt's decisions, pure: routing, results, expiry, notifications;
 //! - [`lmtp`]: LMTP transactions (pooled connections to the delivery agent);
+//! - [`recovery`]: quick retries of a refused LMTP server, and deferred mail moved forward
+//!   when its destination takes mail again;
+//! - [`control`]: queue control commands;
 //! - [`dsn`]: building and queueing the notifications.
 
 mod attempt;
+mod control;
 mod dsn;
 mod lmtp;
+mod recovery;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use postern_config::Config;
@@ -33,10 +38,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use crate::control::{ErrorKind, OfEnvelope, QueueDetail, QueueEntry};
+use crate::control::{ErrorKind, QueueDetail, QueueEntry};
 use crate::dkim::Dkim;
 use crate::outbound::{Outbound, Outcome, Route};
 use crate::policy::Lookups;
+use recovery::{Reach, Refusals, Waiting};
 
 /// How intake and the control socket reach the queue.
 #[derive(Clone)]
@@ -107,13 +113,85 @@ struct Manager {
     lmtp: Target,
     /// Idle LMTP connections to `lmtp`, reused for the next delivery (with the time they
     /// were last used: older ones are closed, the server may have timed them out).
-    lmtp_pool: std::sync::Mutex<Vec<(Client, std::time::Instant)>>,
+    lmtp_pool: std::sync::Mutex<Vec<(Client, Instant)>>,
     /// Bounds LMTP transactions in flight (`lmtp_concurrency`).
     lmtp_slots: Semaphore,
     /// SMTP to other domains.
     outbound: Outbound,
     /// DKIM signing of what goes out.
     dkim: Dkim,
+    /// LMTP servers refusing connections, for quick retries.
+    refusals: Refusals,
+}
+
+/// What one attempt left.
+#[derive(Debug, Default)]
+struct Attempted {
+    /// The envelope still queued; `None` once the message is done (or gone).
+    env: Option<Envelope>,
+    /// Destinations that took mail, and those that could not be reached.
+    reach: Reach,
+}
+
+impl Attempted {
+    fn queued(env: Envelope) -> Self {
+        Self {
+            env: Some(env),
+            reach: Reach::default(),
+        }
+    }
+}
+
+/// What an attempt found out so far.
+#[derive(Debug, Default)]
+struct Tally {
+    progress: attempt::Progress,
+    reach: Reach,
+    quick: Quick,
+}
+
+/// Recipients deferred because their LMTP server refused the connection.
+#[derive(Debug, Default)]
+struct Quick {
+    refused: HashSet<usize>,
+    delay: Duration,
+}
+
+impl Quick {
+    fn refused(&mut self, idx: &[usize], delay: Duration) {
+        self.refused.extend(idx);
+        self.delay = self.delay.max(delay);
+    }
+
+    /// The quick retry, when every recipient still pending met a refused LMTP server (any
+    /// other deferral keeps the usual backoff; "destination is back" moves it forward).
+    fn retry_in(&self, env: &Envelope) -> Option<Duration> {
+        let mut pending = env
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_pending())
+            .peekable();
+        pending.peek()?;
+        pending
+            .all(|(i, _)| self.refused.contains(&i))
+            .then_some(self.delay)
+    }
+}
+
+/// What outbound outcomes say about their destination: `Some(true)` it took mail,
+/// `Some(false)` no server was reached (every one a deferral of ours, not a server's reply),
+/// `None` neither.
+fn reached(outcomes: &[Outcome]) -> Option<bool> {
+    let mut unreached = true;
+    for o in outcomes {
+        match o {
+            Outcome::Delivered(_) => return Some(true),
+            Outcome::Deferred(r) if r.remote_mta.is_none() => {}
+            _ => unreached = false,
+        }
+    }
+    (unreached && !outcomes.is_empty()).then_some(false)
 }
 
 /// Opens the spool (recovering what a crash left) and starts delivering.
@@ -157,6 +235,7 @@ pub(crate) async fn start(
         lmtp,
         outbound: Outbound::new(config).context("setting up outbound delivery (DNS)")?,
         dkim: Dkim::new(config),
+        refusals: Refusals::default(),
     });
     let schedule: Schedule = envelopes.into_iter().collect();
     let length = Arc::new(AtomicUsize::new(schedule.len()));
@@ -189,8 +268,10 @@ async fn run(
 ) {
     let slots = Arc::new(Semaphore::new(m.config.smtpd.delivery_concurrency.get()));
     let mut inflight: HashSet<QueueId> = HashSet::new();
-    let mut tasks: JoinSet<(QueueId, Option<Envelope>)> = JoinSet::new();
-    let mut last_expiry = std::time::Instant::now();
+    let mut waiting = Waiting::default();
+    let mut tasks: JoinSet<(QueueId, Attempted)> = JoinSet::new();
+    let mut last_expiry = Instant::now();
+    let mut last_prune = Instant::now();
     loop {
         // Take in everything intake handed over since the last turn.
         while let Ok(env) = rx.try_recv() {
@@ -199,30 +280,13 @@ async fn run(
         length.store(schedule.len(), Ordering::Relaxed);
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             m.outbound.expire_idle();
-            last_expiry = std::time::Instant::now();
+            last_expiry = Instant::now();
         }
-        // Start what is due, as far as the slots go.
-        let free = slots.available_permits();
-        let starting: Vec<QueueId> = schedule
-            .due_iter(now())
-            .filter(|id| !inflight.contains(id))
-            .take(free)
-            .collect();
-        for id in starting {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
-            };
-            let Some(env) = schedule.get(id).cloned() else {
-                continue;
-            };
-            inflight.insert(id);
-            let m = m.clone();
-            tasks.spawn(async move {
-                let r = m.attempt(env).await;
-                drop(permit);
-                (id, r)
-            });
+        if last_prune.elapsed() >= WAITING_PRUNE {
+            waiting.retain(|id| schedule.get(id).is_some());
+            last_prune = Instant::now();
         }
+        start_due(&m, &schedule, &mut inflight, &mut tasks, &slots);
         let wait = schedule.next_due().map_or(Duration::from_secs(5), |t| {
             Duration::from_secs(u64::try_from(t - now()).unwrap_or(0).clamp(1, 5))
         });
@@ -241,12 +305,9 @@ async fn run(
                 drop(reply.send(r));
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok((id, result)) = done {
+                if let Ok((id, attempted)) = done {
                     inflight.remove(&id);
-                    match result {
-                        Some(env) => { schedule.update(env); }
-                        None => { schedule.remove(id); }
-                    }
+                    take_result(&mut schedule, &mut waiting, &inflight, id, attempted);
                 }
             }
             _ = tokio::time::sleep(wait) => {}
@@ -256,233 +317,142 @@ async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
-impl Manager {
-    /// A queue control command. Messages with an attempt in flight are not held, released
-    /// or deleted (`busy`): the attempt's result would overwrite the change.
-    async fn control(
-        &self,
-        schedule: &mut Schedule,
-        inflight: &HashSet<QueueId>,
-        cmd: QueueCmd,
-    ) -> ControlResult {
-        let not_found =
-            |id: QueueId| (ErrorKind::NotFound, format!("no message {id} in the queue"));
-        let busy = |id: QueueId| {
-            (
-                ErrorKind::Busy,
-                format!("message {id} is being delivered right now; try again in a moment"),
-            )
+/// How often messages no longer queued are forgotten by [`Waiting`].
+const WAITING_PRUNE: Duration = Duration::from_secs(60);
+
+/// Starts the attempts that are due, as far as the delivery slots go.
+fn start_due(
+    m: &Arc<Manager>,
+    schedule: &Schedule,
+    inflight: &mut HashSet<QueueId>,
+    tasks: &mut JoinSet<(QueueId, Attempted)>,
+    slots: &Arc<Semaphore>,
+) {
+    let free = slots.available_permits();
+    let starting: Vec<QueueId> = schedule
+        .due_iter(now())
+        .filter(|id| !inflight.contains(id))
+        .take(free)
+        .collect();
+    for id in starting {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            break;
         };
-        let failed = |id: QueueId, e: String| (ErrorKind::TempFail, format!("{id}: {e}"));
-        match cmd {
-            QueueCmd::List(filter) => Ok(QueueAnswer::List(
-                schedule
-                    .list(&filter)
-                    .into_iter()
-                    .map(|e| QueueEntry::of(e, inflight.contains(&e.id)))
-                    .collect(),
-            )),
-            QueueCmd::Show(id) => {
-                let env = schedule.get(id).ok_or_else(|| not_found(id))?;
-                Ok(QueueAnswer::Show(Box::new(QueueDetail::of(
-                    env,
-                    inflight.contains(&id),
-                ))))
+        let Some(env) = schedule.get(id).cloned() else {
+            continue;
+        };
+        inflight.insert(id);
+        let m = m.clone();
+        tasks.spawn(async move {
+            let r = m.attempt(env).await;
+            drop(permit);
+            (id, r)
+        });
+    }
+}
+
+/// Takes an attempt's result into the schedule. A message deferred because a destination
+/// could not be reached waits for it; a destination that took mail makes the messages
+/// waiting for it due now ("destination is back").
+fn take_result(
+    schedule: &mut Schedule,
+    waiting: &mut Waiting,
+    inflight: &HashSet<QueueId>,
+    id: QueueId,
+    attempted: Attempted,
+) {
+    let Attempted { env, reach } = attempted;
+    match env {
+        Some(env) => {
+            for d in &reach.unreached {
+                waiting.wait(d, id);
             }
-            QueueCmd::Flush(one) => {
-                let t = now();
-                let ids: Vec<QueueId> = match one {
-                    Some(id) => {
-                        let env = schedule.get(id).ok_or_else(|| not_found(id))?;
-                        if env.held {
-                            return Err((
-                                ErrorKind::Usage,
-                                format!("message {id} is held; release it first"),
-                            ));
-                        }
-                        vec![id]
-                    }
-                    None => schedule
-                        .iter()
-                        .filter(|e| !e.held && e.next_attempt > t)
-                        .map(|e| e.id)
-                        .collect(),
-                };
-                let mut n = 0;
-                for id in ids {
-                    if let Some(env) = schedule.get(id)
-                        && env.next_attempt > t
-                    {
-                        let mut env = env.clone();
-                        env.next_attempt = t;
-                        schedule.update(env);
-                        n += 1;
-                    }
-                }
-                info!(messages = n, "queue flushed");
-                Ok(QueueAnswer::Done {
-                    text: match one {
-                        Some(id) => format!("message {id} scheduled for delivery now"),
-                        None => format!("{n} message(s) scheduled for delivery now"),
-                    },
-                    id: one,
-                    count: n,
-                })
+            schedule.update(env);
+        }
+        None => {
+            schedule.remove(id);
+        }
+    }
+    let t = now();
+    for d in &reach.delivered {
+        let mut moved = 0;
+        for w in waiting.back(d) {
+            // One in flight is being tried right now.
+            if inflight.contains(&w) {
+                continue;
             }
-            QueueCmd::Hold(id) | QueueCmd::Release(id) => {
-                let hold = matches!(cmd, QueueCmd::Hold(_));
-                let Some(env) = schedule.get(id) else {
-                    return Err(not_found(id));
-                };
-                if inflight.contains(&id) {
-                    return Err(busy(id));
-                }
+            if let Some(env) = schedule.get(w)
+                && !env.held
+                && env.next_attempt > t
+            {
                 let mut env = env.clone();
-                let spool = self.spool.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    if hold {
-                        spool.hold(id)
-                    } else {
-                        spool.release(id)
-                    }
-                })
-                .await;
-                match r {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) if e.is_not_found() => {
-                        schedule.remove(id);
-                        return Err(not_found(id));
-                    }
-                    Ok(Err(e)) => return Err(failed(id, e.to_string())),
-                    Err(e) => return Err(failed(id, e.to_string())),
-                }
-                env.held = hold;
-                if !hold {
-                    // Released: try it now.
-                    env.next_attempt = env.next_attempt.min(now());
-                }
+                env.next_attempt = t;
                 schedule.update(env);
-                let what = if hold { "held" } else { "released" };
-                info!(%id, "{what} by the administrator");
-                Ok(QueueAnswer::Done {
-                    text: format!("message {id} {what}"),
-                    id: Some(id),
-                    count: 1,
-                })
-            }
-            QueueCmd::Delete(id) => {
-                if schedule.get(id).is_none() {
-                    return Err(not_found(id));
-                }
-                if inflight.contains(&id) {
-                    return Err(busy(id));
-                }
-                self.delete(schedule, vec![id]).await?;
-                info!(%id, "deleted by the administrator");
-                Ok(QueueAnswer::Done {
-                    text: format!("message {id} deleted"),
-                    id: Some(id),
-                    count: 1,
-                })
-            }
-            QueueCmd::DeleteFrom(sender) => {
-                let s = sender.trim();
-                let s = if s == "<>" { "" } else { s };
-                let s = s
-                    .strip_prefix('<')
-                    .and_then(|x| x.strip_suffix('>'))
-                    .unwrap_or(s);
-                // A bare name means name@hostname, as for local submission.
-                let full;
-                let s = if !s.is_empty() && !s.contains('@') {
-                    full = format!("{s}@{}", self.config.hostname);
-                    full.as_str()
-                } else {
-                    s
-                };
-                let (mut ids, mut skipped) = (Vec::new(), 0);
-                for e in schedule.iter() {
-                    if e.sender_str().eq_ignore_ascii_case(s) {
-                        if inflight.contains(&e.id) {
-                            skipped += 1;
-                        } else {
-                            ids.push(e.id);
-                        }
-                    }
-                }
-                let n = ids.len();
-                if n > 0 {
-                    self.delete(schedule, ids).await?;
-                }
-                let shown = if s.is_empty() { "<>" } else { s };
-                info!(sender = shown, messages = n, "deleted by the administrator");
-                let mut text = format!("{n} message(s) from {shown} deleted");
-                if skipped > 0 {
-                    text.push_str(&format!(
-                        "; {skipped} being delivered right now were left (try again in a moment)"
-                    ));
-                }
-                Ok(QueueAnswer::Done {
-                    text,
-                    id: None,
-                    count: n,
-                })
+                moved += 1;
             }
         }
-    }
-
-    /// Removes messages from the schedule and the spool (no bounce); on a spool error they
-    /// go back into the schedule (what was removed already is found missing at its attempt).
-    async fn delete(
-        &self,
-        schedule: &mut Schedule,
-        ids: Vec<QueueId>,
-    ) -> Result<(), (ErrorKind, String)> {
-        let removed: Vec<Envelope> = ids.iter().filter_map(|&id| schedule.remove(id)).collect();
-        let spool = self.spool.clone();
-        let r = tokio::task::spawn_blocking(move || spool.remove_all(&ids)).await;
-        let why = match r {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        warn!(error = %why, "deleting from the queue failed");
-        for env in removed {
-            schedule.insert(env);
+        if moved > 0 {
+            info!(
+                destination = %d,
+                messages = moved,
+                "destination is back: deferred mail moved forward"
+            );
         }
-        Err((ErrorKind::TempFail, format!("deleting failed: {why}")))
     }
+}
 
-    /// One delivery attempt; returns the envelope still queued, or None once it is done.
-    /// Everything logged on its behalf (LMTP, outbound, DSNs) is in the span
-    /// `delivery{id=QUEUE-ID}`.
-    async fn attempt(&self, env: Envelope) -> Option<Envelope> {
+impl Manager {
+    /// One delivery attempt: the envelope still queued (`None` once it is done) and what
+    /// the attempt learnt about its destinations. Everything logged on its behalf (LMTP,
+    /// outbound, DSNs) is in the span `delivery{id=QUEUE-ID}`.
+    async fn attempt(&self, env: Envelope) -> Attempted {
         let span = tracing::info_span!("delivery", id = %env.id);
         self.attempt_in_span(env).instrument(span).await
     }
 
-    async fn attempt_in_span(&self, mut env: Envelope) -> Option<Envelope> {
-        let id = env.id;
-        let spool = self.spool.clone();
-        let message = match tokio::task::spawn_blocking(move || spool.read_message(id)).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) if e.is_not_found() => return None,
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => String::new(),
-                };
+    async fn attempt_in_span(&self, mut env: Envelope) -> Attempted {
+        let message = match self.read_queued(env.id).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Attempted::default(),
+            Err(why) => {
                 warn!(error = %why, "queued message unreadable; will retry");
                 env.next_attempt = now() + 60;
-                return Some(env);
+                return Attempted::queued(env);
             }
         };
+        let plan = self.plan(&env).await;
+        let mut tally = Tally::default();
+        for (i, why) in plan.unrouted {
+            attempt::apply(&mut env, &mut tally.progress, i, Outcome::Deferred(why));
+        }
+        if !plan.local.is_empty() {
+            let _slot = self.lmtp_slots.acquire().await;
+            self.deliver_lmtp(&mut env, &message, &plan.local, &self.lmtp, &mut tally)
+                .await;
+        }
+        self.deliver_remote(&mut env, &message, &plan.remote, &mut tally)
+            .await;
+        self.conclude(env, &message, tally).await
+    }
+
+    /// The queued message's bytes; `None` when it is gone from the spool (deleted).
+    async fn read_queued(&self, id: QueueId) -> Result<Option<Vec<u8>>, String> {
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.read_message(id)).await {
+            Ok(Ok(m)) => Ok(Some(m)),
+            Ok(Err(e)) if e.is_not_found() => Ok(None),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Where the pending recipients go this time; authd is asked only about recipients
+    /// whose destination was not recorded at RCPT.
+    async fn plan(&self, env: &Envelope) -> attempt::Plan {
         let has_transport =
             |domain: &Domain| self.config.smtpd.transports.keys().any(|k| domain.is(k));
-        // authd is asked only about recipients whose destination was not recorded at RCPT.
         let mut answers = HashMap::new();
-        let ask = attempt::domains_to_ask(&env, has_transport);
+        let ask = attempt::domains_to_ask(env, has_transport);
         if !ask.is_empty() {
             let mut lookups =
                 Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
@@ -491,48 +461,97 @@ impl Manager {
                 answers.insert(domain, local);
             }
         }
-        let plan = attempt::plan(&env, has_transport, &answers);
-        let mut progress = attempt::Progress::default();
-        for (i, why) in plan.unrouted {
-            attempt::apply(&mut env, &mut progress, i, Outcome::Deferred(why));
-        }
-        if !plan.local.is_empty() {
-            let _slot = self.lmtp_slots.acquire().await;
-            for (i, o) in self.lmtp(&env, &message, &plan.local, &self.lmtp).await {
-                attempt::apply(&mut env, &mut progress, i, o);
+        attempt::plan(env, has_transport, &answers)
+    }
+
+    /// One LMTP transaction for the recipients at `idx`, its results applied; a refused
+    /// connection gets those recipients a quick retry.
+    async fn deliver_lmtp(
+        &self,
+        env: &mut Envelope,
+        message: &[u8],
+        idx: &[usize],
+        target: &Target,
+        tally: &mut Tally,
+    ) {
+        let (link, outcomes) = self.lmtp(env, message, idx, target).await;
+        let server = target.to_string();
+        let destination = format!("lmtp:{server}");
+        match link {
+            lmtp::Link::Answered => {
+                self.refusals.reached(&server);
+                if outcomes
+                    .iter()
+                    .any(|(_, o)| matches!(o, Outcome::Delivered(_)))
+                {
+                    tally.reach.delivered(destination);
+                }
             }
+            lmtp::Link::Refused => {
+                let delay = self.refusals.refused(&server, Instant::now());
+                tally.quick.refused(idx, delay);
+                tally.reach.unreached(destination);
+            }
+            lmtp::Link::Broken => tally.reach.unreached(destination),
+        }
+        for (i, o) in outcomes {
+            attempt::apply(env, &mut tally.progress, i, o);
+        }
+    }
+
+    /// The recipients in other domains, one transaction per domain: over LMTP for a
+    /// `transports` entry that says so, else over SMTP, DKIM-signed when we may sign, with
+    /// an SRS sender for forwarded mail.
+    async fn deliver_remote(
+        &self,
+        env: &mut Envelope,
+        message: &[u8],
+        remote: &BTreeMap<Domain, Vec<usize>>,
+        tally: &mut Tally,
+    ) {
+        if remote.is_empty() {
+            return;
         }
         let mut signed: Option<Vec<u8>> = None;
-        let srs_sender = if plan.remote.is_empty() {
-            None
-        } else {
-            srs_sender(&env, &message)
-        };
-        for (domain, idx) in &plan.remote {
+        let srs_sender = srs_sender(env, message);
+        for (domain, idx) in remote {
             let domain = domain.as_str();
             match Route::for_domain(&self.config, domain) {
                 Route::Lmtp(target) => {
-                    for (i, o) in self.lmtp(&env, &message, idx, &target).await {
-                        attempt::apply(&mut env, &mut progress, i, o);
-                    }
+                    self.deliver_lmtp(env, message, idx, &target, tally).await;
                 }
                 route => {
-                    let signed = signed.get_or_insert_with(|| self.signed(&env, &message));
-                    let mut out = attempt::outgoing(&env, idx, signed);
+                    let signed = signed.get_or_insert_with(|| self.signed(env, message));
+                    let mut out = attempt::outgoing(env, idx, signed);
                     if let Some(s) = &srs_sender {
                         out.from = Some(s.clone());
                     }
                     let outcomes = self.outbound.deliver(&route, domain, &out).await;
+                    match reached(&outcomes) {
+                        Some(true) => tally.reach.delivered(route.key()),
+                        Some(false) => tally.reach.unreached(route.key()),
+                        None => {}
+                    }
                     for (&i, o) in idx.iter().zip(outcomes) {
-                        attempt::apply(&mut env, &mut progress, i, o);
+                        attempt::apply(env, &mut tally.progress, i, o);
                     }
                 }
             }
         }
+    }
+
+    /// Ends an attempt: notifications, then the message removed (every recipient done) or
+    /// its state saved with the next attempt's time.
+    async fn conclude(&self, mut env: Envelope, message: &[u8], tally: Tally) -> Attempted {
+        let Tally {
+            progress,
+            reach,
+            quick,
+        } = tally;
         let t = now();
         let (due, done) = attempt::finish(&mut env, progress, &self.backoff, t);
         for notice in attempt::notices(&env, &due, t, self.backoff.lifetime) {
-            self.send_notice(&env, &message, notice).await;
+            self.send_notice(&env, message, notice).await;
         }
         let spool = self.spool.clone();
         if done {
@@ -541,7 +560,11 @@ impl Manager {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
                 warn!(error = %e, "removing a finished message failed");
             }
-            return None;
+            return Attempted { env: None, reach };
+        }
+        if let Some(delay) = quick.retry_in(&env) {
+            let secs = i64::try_from(delay.as_secs().max(1)).unwrap_or(i64::MAX);
+            env.next_attempt = env.next_attempt.min(t.saturating_add(secs));
         }
         let saved = env.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save_state(&saved)).await {
@@ -552,7 +575,10 @@ impl Manager {
             reason = env.last_error.as_deref().unwrap_or("-"),
             "deferred"
         );
-        Some(env)
+        Attempted {
+            env: Some(env),
+            reach,
+        }
     }
 
     /// The message as it goes to other domains: DKIM-signed when we may sign it.
@@ -647,6 +673,117 @@ mod tests {
             std::path::Path::new("/nonexistent"),
         )
         .unwrap()
+    }
+
+    fn reply(code: u16, remote: bool) -> postern_queue::DeliveryReply {
+        let r = postern_queue::DeliveryReply::new(code, (code as u8 / 100, 0, 0), "x");
+        if remote {
+            r.from_remote("mx.remote.test".to_owned(), None)
+        } else {
+            r
+        }
+    }
+
+    #[test]
+    fn outbound_outcomes_say_whether_the_destination_was_reached() {
+        let d = |c, remote| Outcome::Deferred(reply(c, remote));
+        // One accepted: the destination took mail.
+        assert_eq!(
+            reached(&[d(451, true), Outcome::Delivered(reply(250, true))]),
+            Some(true)
+        );
+        // Only deferrals of ours (no server reached): unreached.
+        assert_eq!(reached(&[d(451, false), d(451, false)]), Some(false));
+        // A server answered 4xx (greylisting, mailbox full): neither.
+        assert_eq!(reached(&[d(451, false), d(450, true)]), None);
+        assert_eq!(reached(&[Outcome::Bounced(reply(550, true))]), None);
+        assert_eq!(reached(&[]), None);
+    }
+
+    #[test]
+    fn quick_retry_only_when_every_pending_recipient_met_a_refusal() {
+        let mut env = Envelope::new(
+            Some("s@x.test".into()),
+            vec![Recipient::new("a@l.test"), Recipient::new("b@r.test")],
+        );
+        let mut q = Quick::default();
+        assert_eq!(q.retry_in(&env), None, "nothing refused");
+        q.refused(&[0], Duration::from_secs(2));
+        assert_eq!(q.retry_in(&env), None, "b was deferred otherwise");
+        q.refused(&[1], Duration::from_secs(4));
+        assert_eq!(q.retry_in(&env), Some(Duration::from_secs(4)));
+        // b delivered: a alone is pending, and was refused.
+        let mut q = Quick::default();
+        q.refused(&[0], Duration::from_secs(1));
+        env.recipients[1].status = postern_queue::RcptStatus::Delivered;
+        assert_eq!(q.retry_in(&env), Some(Duration::from_secs(1)));
+        env.recipients[0].status = postern_queue::RcptStatus::Delivered;
+        assert_eq!(q.retry_in(&env), None, "nothing pending");
+    }
+
+    /// "Destination is back": a success to a destination makes the messages that could not
+    /// reach it due now; held ones, those in flight and those waiting elsewhere stay.
+    #[test]
+    fn a_delivery_moves_the_mail_waiting_for_its_destination_forward() {
+        let later = now() + 3000;
+        let env = |n: u64| {
+            let mut e = Envelope::new(Some("s@x.test".into()), vec![Recipient::new("a@l.test")]);
+            e.id = format!("{:020x}", n << 8).parse().unwrap();
+            e.next_attempt = later;
+            e
+        };
+        let (a, b, c, held, busy) = (env(1), env(2), env(3), env(4), env(5));
+        let mut held = held;
+        held.held = true;
+        let ids = [a.id, b.id, c.id, held.id, busy.id];
+        let mut schedule: Schedule = [a, b, c, held, busy].into_iter().collect();
+        let mut waiting = Waiting::default();
+        let mut inflight = HashSet::new();
+        let unreached = |d: &str| Reach {
+            delivered: vec![],
+            unreached: vec![d.into()],
+        };
+        for (i, d) in [
+            (0, "lmtp:l"),
+            (1, "lmtp:l"),
+            (2, "mx:r"),
+            (3, "lmtp:l"),
+            (4, "lmtp:l"),
+        ] {
+            let e = schedule.get(ids[i]).cloned();
+            take_result(
+                &mut schedule,
+                &mut waiting,
+                &inflight,
+                ids[i],
+                Attempted {
+                    env: e,
+                    reach: unreached(d),
+                },
+            );
+        }
+        inflight.insert(ids[4]);
+        // Another message delivered over LMTP (and done).
+        let done: QueueId = format!("{:020x}", 9u64 << 8).parse().unwrap();
+        take_result(
+            &mut schedule,
+            &mut waiting,
+            &inflight,
+            done,
+            Attempted {
+                env: None,
+                reach: Reach {
+                    delivered: vec!["lmtp:l".into()],
+                    unreached: vec![],
+                },
+            },
+        );
+        let t = now();
+        let due = |i: usize| schedule.get(ids[i]).unwrap().next_attempt <= t;
+        assert!(due(0) && due(1), "waited for lmtp:l");
+        assert!(!due(2), "waits for another destination");
+        assert!(!due(3), "held");
+        assert!(!due(4), "in flight");
     }
 
     /// Regression (issue 11 §1): before origins were recorded, whatever came from a trusted
