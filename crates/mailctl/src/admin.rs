@@ -12,10 +12,18 @@ use crate::{Cli, Command, secret};
 /// `mailctl domain …`
 #[derive(Subcommand, Debug)]
 pub enum DomainCmd {
-    /// Add a domain.
+    /// Add a domain, with aliases postmaster@ and abuse@ it (RFC 5321, RFC 2142) to
+    /// --postmaster, else to where an existing domain's postmaster alias points; none when
+    /// [smtpd] postmaster is set (smtpd sends them there).
     Add {
         /// The domain name.
         domain: String,
+        /// Where postmaster@DOMAIN and abuse@DOMAIN go.
+        #[arg(long, value_name = "ADDRESS")]
+        postmaster: Option<String>,
+        /// Create no postmaster/abuse aliases.
+        #[arg(long, conflicts_with = "postmaster")]
+        no_role_aliases: bool,
     },
     /// List domains with their account and alias counts.
     List,
@@ -164,9 +172,17 @@ pub(crate) fn done(json: bool, what: String) {
 async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> {
     let json = cli.json;
     match &cli.command {
-        Command::Domain(DomainCmd::Add { domain }) => {
+        Command::Domain(DomainCmd::Add {
+            domain,
+            postmaster,
+            no_role_aliases,
+        }) => {
             let d = dir.add_domain(domain).await?;
-            done(json, format!("domain {d} added"));
+            let mut text = format!("domain {d} added");
+            if !no_role_aliases {
+                role_aliases(config, dir, &d, postmaster.as_deref(), &mut text).await?;
+            }
+            done(json, text);
         }
         Command::Domain(DomainCmd::List) => {
             let rows = dir.list_domains().await?;
@@ -387,6 +403,52 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
         | Command::Check(_) => {
             unreachable!("handled in main_with")
         }
+    }
+    Ok(())
+}
+
+/// `domain add`: postmaster@ and abuse@ the new domain as aliases to `given`, else to the
+/// first existing postmaster alias's destinations; says what it did in `text`.
+async fn role_aliases(
+    config: &Config,
+    dir: &Directory,
+    domain: &str,
+    given: Option<&str>,
+    text: &mut String,
+) -> anyhow::Result<()> {
+    let mut roles = vec!["postmaster"];
+    if config.smtpd.accept_abuse {
+        roles.push("abuse");
+    }
+    let to: Vec<String> = match (given, &config.smtpd.postmaster) {
+        (Some(g), _) => vec![g.to_owned()],
+        (None, Some(p)) => {
+            for r in &roles {
+                text.push_str(&format!("\n{r}@{domain}: to {p} ([smtpd] postmaster)"));
+            }
+            return Ok(());
+        }
+        (None, None) => dir
+            .list_aliases(None)
+            .await?
+            .into_iter()
+            .find(|a| a.source.starts_with("postmaster@"))
+            .map(|a| a.destinations)
+            .unwrap_or_default(),
+    };
+    if to.is_empty() {
+        text.push_str(&format!(
+            "\nno postmaster@{domain} alias made: RFC 5321 wants one; give --postmaster \
+             ADDRESS, run `mailctl alias add postmaster@{domain} ADDRESS`, or set [smtpd] postmaster"
+        ));
+        return Ok(());
+    }
+    for r in roles {
+        let source = format!("{r}@{domain}");
+        dir.add_alias(&source, &to)
+            .await
+            .with_context(|| format!("adding the alias {source}"))?;
+        text.push_str(&format!("\nalias {source} -> {} added", to.join(", ")));
     }
     Ok(())
 }

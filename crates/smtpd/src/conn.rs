@@ -275,7 +275,15 @@ impl Driver {
                             );
                             Verdict::Reject(reply)
                         } else {
-                            match self.lookups.recipient(&address, relay, &delim).await {
+                            match crate::roles::recipient(
+                                &mut self.lookups,
+                                &self.ctx.config,
+                                &address,
+                                relay,
+                                &delim,
+                            )
+                            .await
+                            {
                                 Ok(t) => match self.greylisted(session, address.as_str()) {
                                     Some(reply) => Verdict::Reject(reply),
                                     None => {

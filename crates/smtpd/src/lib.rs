@@ -23,6 +23,7 @@ mod limits;
 mod outbound;
 mod policy;
 mod qmgr;
+mod roles;
 pub mod srs;
 
 use std::path::PathBuf;

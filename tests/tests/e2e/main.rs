@@ -23,5 +23,6 @@ mod pop3;
 mod postfix_authd;
 mod queue_records;
 mod quick_recovery;
+mod rfc_duties;
 mod smtpd;
 mod trace;
