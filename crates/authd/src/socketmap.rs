@@ -88,7 +88,7 @@ async fn lookup(map: &str, key: &str, ctx: &Ctx) -> Result<Option<String>, Looku
         "mailboxes" => Ok(dir.account(&key).await?.map(|a| {
             // Postfix's virtual(8) reads a trailing slash as Maildir; the path is relative
             // to virtual_mailbox_base.
-            let (local, domain) = a.address.rsplit_once('@').unwrap_or((&a.address, ""));
+            let (local, domain) = postern_mail_types::split(&a.address);
             format!("{domain}/{local}/Maildir/")
         })),
         "aliases" => match dir.expand_alias(&key).await? {

@@ -1,5 +1,7 @@
 //! Mail addresses and domain names as the directory stores them: lower-cased, checked.
 
+use postern_mail_types::try_split;
+
 /// Why a string is not a usable address or domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
@@ -41,9 +43,8 @@ pub fn normalize_domain(input: &str) -> Result<String, AddressError> {
 /// Checks and lower-cases an address (`Alice@Example.org` → `alice@example.org`).
 pub fn normalize_address(input: &str) -> Result<String, AddressError> {
     let s = input.trim();
-    let (local, domain) = s
-        .rsplit_once('@')
-        .ok_or_else(|| AddressError::NotAnAddress(input.to_owned()))?;
+    let (local, domain) =
+        try_split(s).ok_or_else(|| AddressError::NotAnAddress(input.to_owned()))?;
     let domain = normalize_domain(domain)?;
     if local.is_empty()
         || local.chars().count() > 64
@@ -72,7 +73,7 @@ pub fn normalize_alias_source(input: &str) -> Result<String, AddressError> {
 
 /// The domain of a normalized address or `@domain` key.
 pub fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or(address, |(_, d)| d)
+    try_split(address).map_or(address, |(_, d)| d)
 }
 
 #[cfg(test)]
@@ -97,6 +98,8 @@ mod tests {
             "a..b@x.y",
             "a@x..y",
             "\"q\"@x.y",
+            "\"q@x.y\"@x.y",
+            "\"q@x.y\"",
         ] {
             assert!(normalize_address(bad).is_err(), "{bad:?} accepted");
         }
@@ -108,5 +111,8 @@ mod tests {
         assert!(normalize_domain("exa mple.org").is_err());
         assert!(normalize_domain(&format!("{}.org", "a".repeat(64))).is_err());
         assert_eq!(normalize_alias_source("@Ex.org").unwrap(), "@ex.org");
+        assert_eq!(domain_of("a@ex.org"), "ex.org");
+        assert_eq!(domain_of("@ex.org"), "ex.org");
+        assert_eq!(domain_of("ex.org"), "ex.org");
     }
 }

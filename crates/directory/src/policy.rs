@@ -84,7 +84,7 @@ pub fn check_new_password(
 
     let lower = password.to_lowercase();
     let address = address.trim().to_lowercase();
-    let (local, domain) = address.rsplit_once('@').unwrap_or((address.as_str(), ""));
+    let (local, domain) = postern_mail_types::split(&address);
     if [address.as_str(), local, domain]
         .iter()
         .any(|part| !part.is_empty() && lower == *part)

@@ -139,10 +139,7 @@ impl Query {
 
 /// `local@domain` → (local, domain); `@domain` → ("", domain); `domain` → ("", domain).
 fn split_key(key: &str) -> (&str, &str) {
-    match key.rsplit_once('@') {
-        Some((l, d)) => (l, d),
-        None => ("", key),
-    }
+    postern_mail_types::try_split(key).unwrap_or(("", key))
 }
 
 /// Rewrites Postern's own `?` placeholders for `backend`.
@@ -268,6 +265,10 @@ mod tests {
         assert_eq!(split_key("a@b.c"), ("a", "b.c"));
         assert_eq!(split_key("@b.c"), ("", "b.c"));
         assert_eq!(split_key("b.c"), ("", "b.c"));
+        // `%n`/`%d` of a quoted local part: split at the domain's `@`, not inside the quotes
+        // (`"a@b"` was `%n` = `"a`, `%d` = `b"`).
+        assert_eq!(split_key("\"a@b\"@c.d"), ("\"a@b\"", "c.d"));
+        assert_eq!(split_key("\"a@b\""), ("", "\"a@b\""));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Small value types of mail transport shared by the queue, the SMTP client and DSNs:
-//! [`Address`] and [`Domain`], [`EnhancedStatus`] (RFC 3463), and the DSN parameters
+//! [`Address`] and [`Domain`] (with [`split`]/[`try_split`] for addresses held as strings),
+//! [`EnhancedStatus`] (RFC 3463), and the DSN parameters
 //! [`Notify`] and [`Ret`] (RFC 3461).
 //!
 //! A leaf crate: it depends on nothing of Postern's and does no I/O.
@@ -7,13 +8,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 /// An envelope address, `local-part@domain`, as given (the null sender `<>` is not an
-/// address: `Option<Address>`). Split at the last `@`: a quoted local part may hold one.
+/// address: callers keep it as `None`, `Option<Address>`). The local part ends at the `@`
+/// after a quoted local part (`"a@b"@example.org`), else at the last `@` ([`split`]).
+///
+/// The local part is compared as written (RFC 5321 §2.4 leaves its case to the receiving
+/// host); the domain through [`Domain`], without regard to case and U-label or A-label form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Address(String);
@@ -30,13 +36,20 @@ impl Address {
         &self.0
     }
 
-    /// The part before the last `@` (all of it when there is none).
+    /// The local part as written, a quoted one with its quotes (all of it when there is no
+    /// `@`; empty for `@domain`).
     #[must_use]
     pub fn local_part(&self) -> &str {
         split(&self.0).0
     }
 
-    /// The part after the last `@` as written (empty when there is none).
+    /// Whether the local part is a quoted string (`"john doe"@example.org`).
+    #[must_use]
+    pub fn is_quoted(&self) -> bool {
+        self.local_part().starts_with('"')
+    }
+
+    /// The part after the local part's `@` as written (empty when there is none).
     #[must_use]
     pub fn domain_str(&self) -> &str {
         split(&self.0).1
@@ -55,22 +68,115 @@ impl fmt::Display for Address {
     }
 }
 
-/// Splits `local@domain` at the last `@`: `(local, domain)`, the domain empty when there is
-/// no `@`.
-#[must_use]
-pub fn split(address: &str) -> (&str, &str) {
-    address.rsplit_once('@').unwrap_or((address, ""))
+impl AsRef<str> for Address {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
-/// A domain name as mail routing compares it: ASCII lower case, without a trailing dot.
+/// Splits `local@domain` into `(local, domain)`; the domain is empty when there is no `@`
+/// (see [`try_split`]).
+#[must_use]
+pub fn split(address: &str) -> (&str, &str) {
+    try_split(address).unwrap_or((address, ""))
+}
+
+/// Splits `local@domain` at the `@` that ends the local part: the one right after a quoted
+/// local part (`"a@b"@example.org` → `("\"a@b\"", "example.org")`), else the last one
+/// (a domain holds no `@`). `None` without such an `@` (`postmaster`, `"a@b"`). An empty
+/// local part (`@example.org`) or domain (`user@`) is returned as it is: callers decide.
+#[must_use]
+pub fn try_split(address: &str) -> Option<(&str, &str)> {
+    if let Some(end) = quoted_end(address) {
+        match address.as_bytes().get(end) {
+            None => return None,
+            Some(b'@') => return Some((&address[..end], &address[end + 1..])),
+            // `"a"b@c` is no address; fall back to the last `@`.
+            Some(_) => {}
+        }
+    }
+    address.rsplit_once('@')
+}
+
+/// Whether `a` and `b` name the same mailbox as policy rules compare them: local parts
+/// without regard to ASCII case, domains as [`Domain`]s (any case, U-labels or A-labels).
+/// Strings without a domain are compared whole, without regard to ASCII case.
+#[must_use]
+pub fn same_mailbox(a: &str, b: &str) -> bool {
+    match (try_split(a), try_split(b)) {
+        (Some((al, ad)), Some((bl, bd))) => {
+            al.eq_ignore_ascii_case(bl) && (Domain::new(ad) == Domain::new(bd))
+        }
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// The local part's content: a quoted local part without its quotes and backslash escapes
+/// (`"MAILER-DAEMON"` → `MAILER-DAEMON`, `"a\\"b"` → `a"b`); any other as it is. Compare
+/// this, not the written form, when the question is which mailbox it names (RFC 5321
+/// §4.1.2: a quoted string and the same characters as a dot-string are one local part).
+#[must_use]
+pub fn unquote_local(local: &str) -> Cow<'_, str> {
+    let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|_| quoted_end(local) == Some(local.len()))
+    else {
+        return Cow::Borrowed(local);
+    };
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The end (after the closing quote) of a quoted string at the start of `s`.
+fn quoted_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// A domain name as mail routing compares it: without its trailing dot, ASCII in lower case,
+/// and an internationalized name (RFC 5890) in its A-label form by the IDNA mapping of
+/// UTS #46 (`Bücher.example` and `BÜCHER.example` are `xn--bcher-kva.example`, the form
+/// the directory stores and DNS asks for). ASCII names are only lower-cased; a non-ASCII
+/// name that IDNA refuses (it cannot be in the DNS) is kept in Unicode lower case, so it
+/// still equals itself and nothing else.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Domain(String);
 
 impl Domain {
-    /// `name` in lower case without its trailing dot.
+    /// `name` normalised: without its trailing dot, lower case, A-labels.
     pub fn new(name: &str) -> Self {
-        Self(name.trim_end_matches('.').to_ascii_lowercase())
+        let name = name.trim_end_matches('.');
+        if name.is_ascii() {
+            return Self(name.to_ascii_lowercase());
+        }
+        match idna::domain_to_ascii_cow(name.as_bytes(), idna::AsciiDenyList::STD3) {
+            Ok(ascii) => Self(ascii.into_owned()),
+            Err(_) => Self(name.to_lowercase()),
+        }
     }
 
     /// The normalised name.
@@ -79,10 +185,26 @@ impl Domain {
         &self.0
     }
 
-    /// Whether `name` is this domain (any case, with or without a trailing dot).
+    /// Whether `name` is this domain (any case, with or without a trailing dot, U-labels or
+    /// A-labels).
     #[must_use]
     pub fn is(&self, name: &str) -> bool {
-        name.trim_end_matches('.').eq_ignore_ascii_case(&self.0)
+        if name.is_ascii() {
+            name.trim_end_matches('.').eq_ignore_ascii_case(&self.0)
+        } else {
+            Self::new(name) == *self
+        }
+    }
+
+    /// Whether this domain is `parent` or below it (`mx.example.org` is within
+    /// `example.org`; `badexample.org` is not).
+    #[must_use]
+    pub fn is_within(&self, parent: &Self) -> bool {
+        match self.0.strip_suffix(parent.0.as_str()) {
+            Some("") => true,
+            Some(rest) => !parent.0.is_empty() && rest.ends_with('.'),
+            None => false,
+        }
     }
 }
 
@@ -294,6 +416,7 @@ mod tests {
     fn addresses_and_domains() {
         let a = Address::new("\"x@y\"@Example.ORG.");
         assert_eq!(a.local_part(), "\"x@y\"");
+        assert!(a.is_quoted());
         assert_eq!(a.domain_str(), "Example.ORG.");
         assert_eq!(a.domain(), Domain::new("example.org"));
         assert_eq!(a.domain().as_str(), "example.org");
@@ -301,12 +424,129 @@ mod tests {
         assert!(!a.domain().is("sub.example.org"));
         let bare = Address::new("postmaster");
         assert_eq!((bare.local_part(), bare.domain_str()), ("postmaster", ""));
+        assert!(!bare.is_quoted());
         assert_eq!(split("a@b@c"), ("a@b", "c"));
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             r#""\"x@y\"@Example.ORG.""#
         );
         assert_eq!(a.to_string(), a.as_str());
+    }
+
+    #[test]
+    fn quoted_local_parts_keep_their_at_signs() {
+        for (address, local, domain) in [
+            ("\"a@b\"@example.org", "\"a@b\"", "example.org"),
+            ("\"a@b@c\"@example.org", "\"a@b@c\"", "example.org"),
+            // An escaped quote does not end the quoted string.
+            ("\"a\\\"@b\"@example.org", "\"a\\\"@b\"", "example.org"),
+            ("\"\\\\\"@example.org", "\"\\\\\"", "example.org"),
+            ("\"john doe\"@example.org", "\"john doe\"", "example.org"),
+            ("\"\"@example.org", "\"\"", "example.org"),
+        ] {
+            assert_eq!(try_split(address), Some((local, domain)), "{address}");
+            let a = Address::new(address);
+            assert_eq!((a.local_part(), a.domain_str()), (local, domain));
+            assert!(a.is_quoted());
+        }
+        // A quoted string and no domain: no `@` ends the local part.
+        assert_eq!(try_split("\"a@b\""), None);
+        assert_eq!(split("\"a@b\""), ("\"a@b\"", ""));
+        // Not addresses: an unterminated quote, text after the quotes.
+        assert_eq!(try_split("\"a@b"), Some(("\"a", "b")));
+        assert_eq!(try_split("\"a\"b@c"), Some(("\"a\"b", "c")));
+        assert_eq!(try_split("postmaster"), None);
+        assert_eq!(try_split(""), None);
+    }
+
+    #[test]
+    fn quoted_local_parts_unquote() {
+        assert_eq!(unquote_local("\"MAILER-DAEMON\""), "MAILER-DAEMON");
+        assert_eq!(unquote_local("\"a@b\""), "a@b");
+        assert_eq!(unquote_local("\"a\\\"b\\\\\""), "a\"b\\");
+        assert_eq!(unquote_local("\"\""), "");
+        assert_eq!(unquote_local("plain.local"), "plain.local");
+        assert_eq!(unquote_local(""), "");
+        // Not one quoted string: as written.
+        for odd in ["\"", "\"a", "\"a\"b\"", "\"a\\\"", "a\"b\""] {
+            assert_eq!(unquote_local(odd), odd, "{odd}");
+        }
+        let a = Address::new("\"John Doe\"@example.org");
+        assert_eq!(unquote_local(a.local_part()), "John Doe");
+    }
+
+    #[test]
+    fn empty_parts_are_left_to_callers() {
+        let a = Address::new("@example.org");
+        assert_eq!((a.local_part(), a.domain_str()), ("", "example.org"));
+        assert!(!a.is_quoted());
+        assert_eq!(try_split("@example.org"), Some(("", "example.org")));
+        assert_eq!(try_split("user@"), Some(("user", "")));
+        assert_eq!(try_split("@"), Some(("", "")));
+        assert_eq!(Address::new("user@").domain(), Domain::new(""));
+        // The null sender is not an address: callers keep `<>` as `None` and never split it.
+        let sender: Option<Address> = None;
+        assert_eq!(sender.as_ref().map(Address::domain), None);
+    }
+
+    #[test]
+    fn domains_compare_without_case_and_in_a_label_form() {
+        let d = Domain::new("Bücher.Example.");
+        assert_eq!(d.as_str(), "xn--bcher-kva.example");
+        // Unicode case (not only ASCII) and either label form.
+        for same in [
+            "bücher.example",
+            "BÜCHER.EXAMPLE",
+            "xn--bcher-kva.example",
+            "XN--BCHER-KVA.example.",
+        ] {
+            assert_eq!(Domain::new(same), d, "{same}");
+            assert!(d.is(same), "{same}");
+        }
+        assert!(!d.is("bucher.example"));
+        // UTS #46 mapping: fullwidth letters and the ideographic full stop.
+        assert_eq!(Domain::new("ｅｘａｍｐｌｅ。org").as_str(), "example.org");
+        // ASCII names are only lower-cased, whatever IDNA would say of them.
+        assert_eq!(
+            Domain::new("Under_Score.Example").as_str(),
+            "under_score.example"
+        );
+        assert_eq!(Domain::new("xn--X.example").as_str(), "xn--x.example");
+        // A non-ASCII name IDNA refuses keeps a Unicode lower-case form; a fullwidth
+        // solidus does not become a `/`.
+        let odd = Domain::new("a／B.example");
+        assert!(!odd.as_str().contains('/'));
+        assert_eq!(odd, Domain::new("a／b.example"));
+        // Ordering and hashing follow the normal form.
+        let set: std::collections::BTreeSet<_> = ["Example.org", "example.ORG.", "EXAMPLE.org"]
+            .map(Domain::new)
+            .into();
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn mailboxes_compare_like_policy_rules() {
+        assert!(same_mailbox(
+            "Abuse@BÜCHER.example",
+            "abuse@xn--bcher-kva.example."
+        ));
+        assert!(same_mailbox("\"A@x\"@example.org", "\"a@x\"@EXAMPLE.org"));
+        assert!(!same_mailbox("\"a@x\"@example.org", "\"a@y\"@example.org"));
+        assert!(!same_mailbox("a@example.org", "b@example.org"));
+        assert!(!same_mailbox("a@example.org", "a@example.net"));
+        assert!(same_mailbox("Postmaster", "postmaster"));
+        assert!(!same_mailbox("postmaster", "postmaster@example.org"));
+    }
+
+    #[test]
+    fn domains_within_domains() {
+        let org = Domain::new("Example.ORG");
+        assert!(Domain::new("example.org").is_within(&org));
+        assert!(Domain::new("mx.Example.org.").is_within(&org));
+        assert!(!Domain::new("badexample.org").is_within(&org));
+        assert!(!Domain::new("org").is_within(&org));
+        assert!(!org.is_within(&Domain::new("")));
+        assert!(Domain::new("mx.bücher.example").is_within(&Domain::new("BÜCHER.example")));
     }
 
     #[test]

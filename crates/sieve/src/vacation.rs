@@ -163,8 +163,9 @@ pub fn should_respond(c: VacationCheck<'_>) -> Result<(), Skip> {
         .map(bare)
         .filter(|s| !s.is_empty())
         .ok_or(Skip::NullSender)?;
-    let local = sender.rsplit_once('@').map_or(sender, |(l, _)| l);
-    if automated_local(local) {
+    // The mailbox the local part names: `"MAILER-DAEMON"@x` is MAILER-DAEMON.
+    let local = postern_mail_types::unquote_local(postern_mail_types::split(sender).0);
+    if automated_local(&local) {
         return Err(Skip::AutomatedSender(sender.to_owned()));
     }
     let ours = |a: &str| {
@@ -247,5 +248,50 @@ mod tests {
             assert!(automated_local(l), "{l}");
         }
         assert!(!automated_local("alice"));
+    }
+
+    struct NoHeaders;
+
+    impl Message for NoHeaders {
+        fn header(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+        fn size(&self) -> u64 {
+            0
+        }
+    }
+
+    fn respond(from: &str) -> Result<(), Skip> {
+        should_respond(VacationCheck {
+            envelope_from: Some(from),
+            recipient_addresses: &["me@example.com".to_owned()],
+            message: &NoHeaders,
+        })
+    }
+
+    #[test]
+    fn quoted_robot_senders_are_robots() {
+        // The local part was compared with its quotes, so `"MAILER-DAEMON"@x.org` (the same
+        // mailbox as MAILER-DAEMON@x.org) got an auto-reply.
+        for robot in [
+            "\"MAILER-DAEMON\"@x.org",
+            "<\"owner-list\"@x.org>",
+            "\"no\\-reply\"@x.org",
+        ] {
+            assert!(
+                matches!(respond(robot), Err(Skip::AutomatedSender(_))),
+                "{robot}"
+            );
+        }
+        // An `@` inside the quotes belongs to the local part.
+        assert!(matches!(respond("\"x@y\"@x.org"), Err(Skip::NotAddressed)));
+        assert!(matches!(
+            respond("\"noreply@y\"@x.org"),
+            Err(Skip::NotAddressed)
+        ));
+        assert!(matches!(
+            respond("noreply@x.org"),
+            Err(Skip::AutomatedSender(_))
+        ));
     }
 }

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use postern_config::{AccessAction, AccessRule};
+use postern_mail_types::{Domain, same_mailbox, try_split};
 
 /// What the rules say about a transaction so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,24 +66,74 @@ fn helo_matches(pattern: &str, helo: &str) -> bool {
     }
 }
 
+/// `<>` (the null sender), a whole address (`a@b`), or a domain with its subdomains (`b` or
+/// `@b`). Local parts compare without regard to ASCII case, domains as [`Domain`]s (any
+/// case, U-labels or A-labels).
 fn address_matches(pattern: &str, addr: Option<&str>) -> bool {
-    let p = pattern.trim().to_ascii_lowercase();
-    let Some(addr) = addr.map(str::to_ascii_lowercase) else {
+    let p = pattern.trim();
+    let Some(addr) = addr else {
         return p == "<>";
     };
     if p.contains('@') && !p.starts_with('@') {
-        return p == addr;
+        return same_mailbox(p, addr);
     }
-    let dom = p.trim_start_matches('@');
-    let Some((_, ad)) = addr.rsplit_once('@') else {
+    let Some((_, ad)) = try_split(addr) else {
         return false;
     };
-    ad == dom || ad.ends_with(&format!(".{dom}"))
+    Domain::new(ad).is_within(&Domain::new(p.trim_start_matches('@')))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_match_in_any_case_and_label_form() {
+        // Compared after ASCII-only lower-casing, `BÜCHER.example` was not `bücher.example`
+        // and A-labels were not their U-labels: a REJECT rule was passed by spelling the
+        // domain another way.
+        for pattern in [
+            "@bücher.example",
+            "bücher.example",
+            "@XN--BCHER-KVA.example",
+        ] {
+            for addr in [
+                "a@bücher.example",
+                "a@BÜCHER.example",
+                "a@xn--bcher-kva.example",
+                "a@mx.Bücher.example",
+            ] {
+                assert!(address_matches(pattern, Some(addr)), "{pattern} {addr}");
+            }
+            assert!(!address_matches(pattern, Some("a@bucher.example")));
+            assert!(!address_matches(pattern, Some("a@xbücher.example")));
+        }
+        assert!(address_matches(
+            "Abuse@BÜCHER.example",
+            Some("abuse@bücher.example")
+        ));
+        assert!(address_matches(
+            "abuse@bücher.example",
+            Some("ABUSE@xn--bcher-kva.example")
+        ));
+        assert!(!address_matches(
+            "abuse@bücher.example",
+            Some("abuse2@bücher.example")
+        ));
+        // A domain inside a quoted local part is not the address's domain.
+        assert!(!address_matches(
+            "@evil.test",
+            Some("\"a@evil.test\"@good.example")
+        ));
+        assert!(address_matches(
+            "\"A@evil.test\"@Good.example",
+            Some("\"a@evil.test\"@good.example")
+        ));
+        // The null sender only matches `<>`, and `<>` no address.
+        assert!(address_matches(" <> ", None));
+        assert!(!address_matches("@example.org", None));
+        assert!(!address_matches("<>", Some("a@example.org")));
+    }
 
     fn rule(toml: &str) -> AccessRule {
         toml::from_str(toml).unwrap()

@@ -82,8 +82,9 @@ impl Dkim {
 pub(crate) fn from_domain(message: &[u8]) -> Option<String> {
     let parsed = mail_parser::MessageParser::new().parse_headers(message)?;
     let addr = parsed.from()?.first()?.address()?.to_owned();
-    let domain = addr
-        .rsplit_once('@')?
+    // Key directories are named by the domain as given, in ASCII lower case (see
+    // `postern_dns::dkim::domain_dir`), not by its A-labels.
+    let domain = postern_mail_types::try_split(&addr)?
         .1
         .trim_end_matches('.')
         .to_ascii_lowercase();
@@ -270,5 +271,15 @@ mod tests {
             from_domain(b"From: \"A\" <a@Sub.Example.org>\r\n\r\n").as_deref(),
             Some("sub.example.org")
         );
+        // An `@` in a quoted local part or in the display name is not the domain's.
+        assert_eq!(
+            from_domain(b"From: \"a@evil.example\"@Good.Example\r\n\r\n").as_deref(),
+            Some("good.example")
+        );
+        assert_eq!(
+            from_domain(b"From: \"x@evil.example\" <a@Good.Example.>\r\n\r\n").as_deref(),
+            Some("good.example")
+        );
+        assert_eq!(from_domain(b"From: undisclosed\r\n\r\n"), None);
     }
 }

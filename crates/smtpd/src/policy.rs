@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
+use postern_mail_types::{Domain, same_mailbox, try_split};
 use postern_queue::{Address as QueueAddress, Destination};
 use postern_smtp_session::{Address, Reply, Verdict};
 use tracing::{debug, info, warn};
@@ -246,13 +247,7 @@ impl Lookups {
             };
         }
         // Plus-addressing: user+detail is delivered to user's mailbox (the detail kept).
-        let base = match address.split_once('@') {
-            Some((local, dom)) if !delimiter.is_empty() => match local.split_once(delimiter) {
-                Some((b, d)) if !b.is_empty() && !d.is_empty() => Some(format!("{b}@{dom}")),
-                _ => None,
-            },
-            _ => None,
-        };
+        let base = plus_base(&address, delimiter);
         for key in std::iter::once(address.as_str()).chain(base.as_deref()) {
             match self.query("aliases", key).await.map_err(temp)? {
                 Found::Yes(list) => {
@@ -420,6 +415,24 @@ fn header_end(message: &[u8]) -> usize {
     message.len()
 }
 
+/// The address `user+detail@domain` stands for under plus-addressing (`user@domain`;
+/// `delimiter` "" is none). The local part ends at the domain's `@`, not at an `@` inside a
+/// quoted local part; a quoted local part is not split (a delimiter inside the quotes would
+/// leave an unbalanced quote, which no mailbox has).
+fn plus_base(address: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let (local, domain) = try_split(address)?;
+    if local.starts_with('"') {
+        return None;
+    }
+    match local.split_once(delimiter) {
+        Some((b, d)) if !b.is_empty() && !d.is_empty() => Some(format!("{b}@{domain}")),
+        _ => None,
+    }
+}
+
 /// How a message that came in over SMTP entered: decided at intake from the session, never
 /// later from the stored client address.
 pub(crate) fn smtp_origin(
@@ -448,19 +461,20 @@ pub(crate) fn smtp_origin(
 /// `user@hostname`, and what `[smtpd] local_senders` lists for it (`a@b`, or `@b` for a
 /// whole domain).
 pub(crate) fn local_may_use(config: &postern_config::Config, user: &str, address: &str) -> bool {
-    let Some((_, domain)) = address.rsplit_once('@') else {
+    let Some((_, domain)) = try_split(address) else {
         return false;
     };
     let own = format!("{user}@{}", config.hostname);
-    if address.eq_ignore_ascii_case(&own) {
+    if same_mailbox(address, &own) {
         return true;
     }
+    let domain = Domain::new(domain);
     config.smtpd.local_senders.get(user).is_some_and(|list| {
         list.iter().any(|e| {
             let e = e.trim();
             match e.strip_prefix('@') {
-                Some(d) => !d.is_empty() && domain.eq_ignore_ascii_case(d),
-                None => e.eq_ignore_ascii_case(address),
+                Some(d) => !d.is_empty() && domain.is(d),
+                None => same_mailbox(e, address),
             }
         })
     })
@@ -515,6 +529,68 @@ mod tests {
         assert!(local_may_use(&c, "www-data", "any@shop.example"));
         assert!(!local_may_use(&c, "www-data", "any@sub.shop.example"));
         assert!(!local_may_use(&c, "www-data", "ceo@example.org"));
+        // An `@` in a quoted local part is not the domain's.
+        assert!(!local_may_use(
+            &c,
+            "www-data",
+            "\"a@shop.example\"@evil.example"
+        ));
+        assert!(!local_may_use(&c, "www-data", "nodomain"));
+    }
+
+    #[test]
+    fn local_senders_domains_in_any_case_and_label_form() {
+        // Compared with ASCII rules only, `@bücher.example` did not allow
+        // `a@BÜCHER.example` nor its A-label spelling.
+        let mut c = test_config();
+        c.smtpd.local_senders.insert(
+            "shop".into(),
+            vec!["@bücher.example".into(), "info@Köln.example".into()],
+        );
+        for from in [
+            "a@bücher.example",
+            "a@BÜCHER.example",
+            "a@xn--bcher-kva.example",
+            "INFO@köln.example",
+            "info@XN--KLN-SNA.example",
+        ] {
+            assert!(local_may_use(&c, "shop", from), "{from}");
+        }
+        assert!(!local_may_use(&c, "shop", "a@bucher.example"));
+        assert!(!local_may_use(&c, "shop", "other@köln.example"));
+    }
+
+    #[test]
+    fn plus_addressing_splits_the_local_part() {
+        assert_eq!(
+            plus_base("user+tag@example.org", "+").as_deref(),
+            Some("user@example.org")
+        );
+        assert_eq!(
+            plus_base("user-a-b@example.org", "-").as_deref(),
+            Some("user@example.org")
+        );
+        for none in [
+            "user@example.org",
+            "+tag@example.org",
+            "user+@example.org",
+            "user",
+            "user+tag",
+        ] {
+            assert_eq!(plus_base(none, "+"), None, "{none}");
+        }
+        assert_eq!(plus_base("user+tag@example.org", ""), None);
+        // The delimiter in the domain is not plus-addressing.
+        assert_eq!(plus_base("user@a+b.example", "+"), None);
+    }
+
+    #[test]
+    fn plus_addressing_of_quoted_local_parts() {
+        // Split at the first `@`, `"x+y@z"@example.org` was looked up as `"x@z"@example.org`,
+        // another address; and `"x+y"@example.org` as `"x@example.org`.
+        assert_eq!(plus_base("\"x+y@z\"@example.org", "+"), None);
+        assert_eq!(plus_base("\"x+y\"@example.org", "+"), None);
+        assert_eq!(plus_base("\"a@b\"@x+y.example", "+"), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use base64::Engine as _;
+use postern_mail_types::{Domain, try_split};
 use subtle::ConstantTimeEq as _;
 use tracing::{info, warn};
 
@@ -37,7 +38,7 @@ const CYCLE: u64 = 1024;
 #[derive(Clone)]
 pub struct Srs {
     secrets: Vec<Vec<u8>>,
-    domain: String,
+    domain: Domain,
     max_age_days: u32,
 }
 
@@ -67,21 +68,19 @@ impl Srs {
     pub fn new(secrets: Vec<Vec<u8>>, domain: &str, max_age_days: u32) -> Self {
         Self {
             secrets,
-            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            domain: Domain::new(domain),
             max_age_days,
         }
     }
 
     /// The SRS domain.
     pub fn domain(&self) -> &str {
-        &self.domain
+        self.domain.as_str()
     }
 
     /// Whether `address` is at the SRS domain.
     pub fn is_ours(&self, address: &str) -> bool {
-        address
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(&self.domain))
+        try_split(address).is_some_and(|(_, d)| self.domain.is(d))
     }
 
     fn hash(&self, secret: &[u8], parts: &[&str]) -> String {
@@ -108,7 +107,7 @@ impl Srs {
     /// The envelope sender for `sender` forwarded today (`day`: days since the epoch).
     /// Addresses already at the SRS domain, and ones without a domain, stay as they are.
     pub fn forward(&self, sender: &str, day: u64) -> String {
-        let Some((local, host)) = sender.rsplit_once('@') else {
+        let Some((local, host)) = try_split(sender) else {
             return sender.to_owned();
         };
         if local.is_empty() || host.is_empty() || self.is_ours(sender) {
@@ -142,7 +141,7 @@ impl Srs {
 
     /// The address an SRS address at our domain stands for (`day`: today).
     pub fn reverse(&self, address: &str, day: u64) -> Result<String, SrsError> {
-        let (local, _) = address.rsplit_once('@').ok_or(SrsError::Malformed)?;
+        let (local, _) = try_split(address).ok_or(SrsError::Malformed)?;
         let (tag, rest) = split_tag(local).ok_or(SrsError::Malformed)?;
         if tag == 1 {
             // SRS1=HHHH=orighost==HHHH=TT=host=user → SRS0=HHHH=TT=host=user@orighost
@@ -393,6 +392,10 @@ mod tests {
         // Our own domain (an SRS address of ours, or a bounce address there) is kept.
         assert_eq!(s.forward("x@MAIL.example.org", day), "x@MAIL.example.org");
         assert_eq!(s.forward("nodomain", day), "nodomain");
+        // A quoted local part and no domain: nothing to rewrite (was split inside the
+        // quotes into `"a` at `b"`).
+        assert_eq!(s.forward("\"a@b\"", day), "\"a@b\"");
+        assert_eq!(s.reverse("\"SRS0=a@b\"", day), Err(SrsError::Malformed));
         // Another forwarder's SRS0: SRS1 pointing at it, reversed back to its address.
         let theirs = "SRS0=HHHH=TT=orig.example=bob@fwd.example";
         let f = s.forward(theirs, day);
@@ -406,6 +409,33 @@ mod tests {
         assert_eq!(s.reverse(&f, day).unwrap(), theirs);
         let forged = f.replacen("SRS1=", "SRS1=x", 1);
         assert!(s.reverse(&forged, day).is_err());
+    }
+
+    #[test]
+    fn our_domain_in_any_case_and_label_form() {
+        // An internationalized SRS domain is ours in Unicode upper case and as A-labels
+        // (compared with ASCII rules only, both were taken for someone else's and
+        // rewritten once more).
+        let s = Srs::new(vec![b"s3cret".to_vec()], "Bücher.example", 21);
+        assert_eq!(s.domain(), "xn--bcher-kva.example");
+        let day = 20_000;
+        for ours in [
+            "x@bücher.example",
+            "x@BÜCHER.example",
+            "x@xn--bcher-kva.example",
+            "x@XN--BCHER-KVA.EXAMPLE.",
+        ] {
+            assert!(s.is_ours(ours), "{ours}");
+            assert_eq!(s.forward(ours, day), ours);
+        }
+        assert!(!s.is_ours("x@bucher.example"));
+        let f = s.forward("a@b.example", day);
+        assert!(f.ends_with("@xn--bcher-kva.example"), "{f}");
+        assert!(s.is_ours(&f));
+        assert_eq!(s.reverse(&f, day).unwrap(), "a@b.example");
+        // A quoted local part holding the SRS domain is not at it.
+        assert!(!s.is_ours("\"x@bücher.example\"@other.example"));
+        assert!(srs().is_ours("\"x@other.example\"@Mail.Example.org"));
     }
 
     #[test]

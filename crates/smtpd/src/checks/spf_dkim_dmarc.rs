@@ -13,6 +13,7 @@ use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, SpfOutput, SpfResult,
 };
 use postern_config::CheckMode;
+use postern_mail_types::try_split;
 use postern_smtp_session::Reply;
 
 use super::{Budget, Checks, clean};
@@ -79,7 +80,7 @@ pub(crate) async fn spf(
     let late = output.is_none();
     let output = output.unwrap_or_else(|| {
         let domain = match sender {
-            Some(s) => s.rsplit_once('@').map_or(s, |(_, d)| d),
+            Some(s) => try_split(s).map_or(s, |(_, d)| d),
             None => helo,
         };
         SpfOutput::new(domain.to_ascii_lowercase()).with_result(SpfResult::TempError)
@@ -248,7 +249,7 @@ pub(crate) async fn after_data(
             parsed
                 .as_ref()
                 .and_then(|m| m.from.first())
-                .and_then(|f| f.rsplit_once('@'))
+                .and_then(|f| try_split(f))
                 .map(|(_, d)| d.to_ascii_lowercase())
         };
         let dmarc = match (&parsed, spf) {
