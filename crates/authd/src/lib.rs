@@ -11,6 +11,7 @@
 
 mod auth;
 mod auth_session;
+mod cache;
 mod socketmap;
 mod userdb;
 
@@ -38,6 +39,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 pub(crate) struct Ctx {
     pub(crate) config: Config,
     pub(crate) directory: Directory,
+    /// Socketmap answers by (map, key): the value, not found, or a permanent refusal.
+    pub(crate) maps: cache::Cache<(String, String), Result<Option<String>, String>>,
+    /// userdb `USER` answers by lower-cased login.
+    pub(crate) users: cache::Cache<String, Option<postern_directory::Account>>,
     connection_ids: AtomicU32,
 }
 
@@ -84,7 +89,11 @@ pub async fn run(
     let directory = Directory::open(&config)
         .await
         .context("opening the directory database")?;
+    let ttl = config.authd.cache_ttl_secs.duration();
+    let stamp = directory.change_stamp().to_owned();
     let ctx = Arc::new(Ctx {
+        maps: cache::Cache::new(ttl, stamp.clone()),
+        users: cache::Cache::new(ttl, stamp),
         config,
         directory: directory.clone(),
         connection_ids: AtomicU32::new(0),

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::Ctx;
+use crate::cache::Lookup;
 
 /// Postfix's limit on a socketmap reply.
 const MAX_REPLY: usize = 100_000;
@@ -79,10 +80,29 @@ impl From<DirectoryError> for LookupError {
     }
 }
 
-/// One lookup: `Some(value)` found, `None` not found.
+/// One lookup through the cache: `Some(value)` found, `None` not found. Answers (found, not
+/// found, a permanent refusal) are cached; database failures are not.
 async fn lookup(map: &str, key: &str, ctx: &Ctx) -> Result<Option<String>, LookupError> {
-    let dir = &ctx.directory;
     let key = key.trim().to_lowercase();
+    let cache_key = (map.to_owned(), key);
+    let ticket = match ctx.maps.get(&cache_key) {
+        Lookup::Hit(Ok(v)) => return Ok(v),
+        Lookup::Hit(Err(why)) => return Err(LookupError::Perm(why)),
+        Lookup::Miss(t) => t,
+    };
+    let answer = lookup_uncached(map, &cache_key.1, ctx).await;
+    match &answer {
+        Ok(v) => ctx.maps.put(ticket, cache_key, Ok(v.clone())),
+        Err(LookupError::Perm(why)) => ctx.maps.put(ticket, cache_key, Err(why.clone())),
+        Err(LookupError::Db(_)) => {}
+    }
+    answer
+}
+
+/// One lookup in the database; `key` is trimmed and lower-cased.
+async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<String>, LookupError> {
+    let dir = &ctx.directory;
+    let key = key.to_owned();
     match map {
         "domains" => Ok(dir.domain_exists(&key).await?.then_some(key)),
         "mailboxes" => Ok(dir.account(&key).await?.map(|a| {

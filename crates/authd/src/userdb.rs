@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::Ctx;
+use crate::cache::Lookup;
 
 /// Unparseable lines tolerated before the connection is closed.
 const MAX_BAD_LINES: u32 = 10;
@@ -79,7 +80,7 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             Some(userdb::fail(0, "unsupported protocol version"))
         }
         MasterCommand::Version { .. } => None,
-        MasterCommand::User { id, user, .. } => Some(match ctx.directory.account(&user).await {
+        MasterCommand::User { id, user, .. } => Some(match cached_account(ctx, &user).await {
             Ok(Some(acct)) => userdb::user_found(
                 id,
                 &acct.address,
@@ -122,6 +123,21 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             })
         }
     }
+}
+
+/// The account for a userdb `USER` lookup, through the cache (failures are not cached).
+async fn cached_account(
+    ctx: &Ctx,
+    user: &str,
+) -> Result<Option<postern_directory::Account>, postern_directory::DirectoryError> {
+    let key = user.to_lowercase();
+    let ticket = match ctx.users.get(&key) {
+        Lookup::Hit(a) => return Ok(a),
+        Lookup::Miss(t) => t,
+    };
+    let account = ctx.directory.account(&key).await?;
+    ctx.users.put(ticket, key, account.clone());
+    Ok(account)
 }
 
 /// The userdb fields of an account.

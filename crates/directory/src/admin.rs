@@ -50,8 +50,13 @@ impl Directory {
         }
     }
 
+    /// Runs one write; a write that changed rows replaces the change stamp (caches).
     async fn exec(&self, sql: &str, args: &[SqlArg<'_>]) -> Result<u64, DirectoryError> {
-        sql::exec_own(&self.inner.pool, self.inner.backend, sql, args).await
+        let n = sql::exec_own(&self.inner.pool, self.inner.backend, sql, args).await?;
+        if n > 0 {
+            self.touch_change_stamp();
+        }
+        Ok(n)
     }
 
     async fn rows(

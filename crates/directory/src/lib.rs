@@ -98,6 +98,8 @@ struct Inner {
     hashing: Arc<tokio::sync::Semaphore>,
     /// How long a password check waits for a permit.
     hash_wait: Duration,
+    /// Rewritten after every change made through this handle (see [`Directory::change_stamp`]).
+    stamp: std::path::PathBuf,
 }
 
 impl Directory {
@@ -177,6 +179,7 @@ impl Directory {
                     config.authd.hash_concurrency,
                 ))),
                 hash_wait: config.authd.hash_queue_timeout_ms.duration(),
+                stamp: config.state_dir().join(CHANGE_STAMP),
             }),
         })
     }
@@ -198,6 +201,29 @@ impl Directory {
             self.inner.backend,
             self.inner.lockout.clone(),
         )
+    }
+
+    /// The directory's change stamp, `<state_dir>/directory.stamp`: replaced (by rename)
+    /// after every write made through a [`Directory`] — `mailctl` changing domains, accounts,
+    /// aliases or senders — so that a daemon caching lookups (authd) sees the change at once.
+    pub fn change_stamp(&self) -> &std::path::Path {
+        &self.inner.stamp
+    }
+
+    /// Replaces the change stamp. A state directory that does not exist (no daemon can be
+    /// using this config) is not an error; other failures are logged: caches then see the
+    /// change within their TTL only.
+    pub(crate) fn touch_change_stamp(&self) {
+        let stamp = &self.inner.stamp;
+        let tmp = stamp.with_extension(format!("stamp.{}", std::process::id()));
+        let body = format!("{}\n", now());
+        let r = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, stamp));
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %stamp.display(), error = %e, "cannot update the directory change stamp; caches see the change within their TTL");
+            }
+        }
     }
 
     /// Closes the pool.
@@ -223,6 +249,9 @@ fn migrator(backend: Backend) -> Migrator {
         no_tx,
     )])
 }
+
+/// The change stamp's file name in the state directory.
+pub const CHANGE_STAMP: &str = "directory.stamp";
 
 /// Password checks at once: `configured`, or one per CPU core when 0.
 fn hash_concurrency(configured: usize) -> usize {

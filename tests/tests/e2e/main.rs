@@ -4,6 +4,7 @@
 mod accept_limits;
 mod auth_results;
 mod authd;
+mod authd_cache;
 mod autoconfig;
 mod dkim_origin;
 mod dns_lossy;
