@@ -172,11 +172,47 @@ pub(crate) fn done(json: bool, what: String) {
 async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> {
     let json = cli.json;
     match &cli.command {
-        Command::Domain(DomainCmd::Add {
+        Command::Domain(cmd) => domain(cmd, config, dir, json).await,
+        Command::User(cmd) => user(cmd, config, dir, json).await,
+        Command::Alias(cmd) => alias(cmd, dir, json).await,
+        Command::Sender(cmd) => sender(cmd, dir, json).await,
+        Command::Lockout(cmd) => lockout(cmd, dir, json).await,
+        Command::Sieve(cmd) => {
+            let out = crate::sieve::run(cmd, config, dir).await?;
+            match cmd {
+                crate::sieve::SieveCmd::Get { .. } if json => {
+                    println!("{}", json!({ "script": out }))
+                }
+                crate::sieve::SieveCmd::Get { .. } => print!("{out}"),
+                _ => done(json, out),
+            }
+            Ok(())
+        }
+        Command::Init(_)
+        | Command::Run
+        | Command::Queue(_)
+        | Command::Dkim(_)
+        | Command::Stats
+        | Command::Dns(_)
+        | Command::Check(_) => {
+            unreachable!("handled in main_with")
+        }
+    }
+}
+
+/// `mailctl domain …`
+async fn domain(
+    cmd: &DomainCmd,
+    config: &Config,
+    dir: &Directory,
+    json: bool,
+) -> anyhow::Result<()> {
+    match cmd {
+        DomainCmd::Add {
             domain,
             postmaster,
             no_role_aliases,
-        }) => {
+        } => {
             let d = dir.add_domain(domain).await?;
             let mut text = format!("domain {d} added");
             if !no_role_aliases {
@@ -184,7 +220,7 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             }
             done(json, text);
         }
-        Command::Domain(DomainCmd::List) => {
+        DomainCmd::List => {
             let rows = dir.list_domains().await?;
             if json {
                 let v: Vec<_> = rows
@@ -200,15 +236,22 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 t.print();
             }
         }
-        Command::Domain(DomainCmd::Remove { domain, force }) => {
+        DomainCmd::Remove { domain, force } => {
             dir.remove_domain(domain, *force).await?;
             done(json, format!("domain {domain} removed"));
         }
-        Command::User(UserCmd::Add {
+    }
+    Ok(())
+}
+
+/// `mailctl user …`
+async fn user(cmd: &UserCmd, config: &Config, dir: &Directory, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Add {
             address,
             quota,
             password_hash,
-        }) => {
+        } => {
             let quota = quota.as_deref().map(parse_size).transpose()?.unwrap_or(0);
             let a = match password_hash {
                 Some(h) => dir.add_user(address, NewSecret::Hash(h), quota).await?,
@@ -220,10 +263,10 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             };
             done(json, format!("account {a} added"));
         }
-        Command::User(UserCmd::Passwd {
+        UserCmd::Passwd {
             address,
             password_hash,
-        }) => {
+        } => {
             match password_hash {
                 Some(h) => dir.set_password(address, NewSecret::Hash(h)).await?,
                 None => {
@@ -233,32 +276,8 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
             }
             done(json, format!("password of {address} changed"));
         }
-        Command::User(UserCmd::List { domain }) => {
-            let users = dir.list_users(domain.as_deref()).await?;
-            if json {
-                let v: Vec<_> = users
-                    .iter()
-                    .map(|u| {
-                        json!({"address": u.address, "quota_bytes": u.quota_bytes, "enabled": u.enabled,
-                               "scheme": u.scheme, "created": u.created})
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                let mut t = Table::new(&["ADDRESS", "QUOTA", "ENABLED", "SCHEME", "CREATED"]);
-                for u in users {
-                    t.row(vec![
-                        u.address,
-                        format_size(u.quota_bytes),
-                        if u.enabled { "yes" } else { "no" }.into(),
-                        u.scheme,
-                        format_time(u.created),
-                    ]);
-                }
-                t.print();
-            }
-        }
-        Command::User(UserCmd::Remove { address }) => {
+        UserCmd::List { domain } => list_users(dir, domain.as_deref(), json).await?,
+        UserCmd::Remove { address } => {
             dir.remove_user(address).await?;
             done(
                 json,
@@ -268,7 +287,7 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 ),
             );
         }
-        Command::User(UserCmd::Quota { address, size }) => {
+        UserCmd::Quota { address, size } => {
             let q = parse_size(size)?;
             dir.set_quota(address, q).await?;
             done(
@@ -276,22 +295,57 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 format!("quota of {address} set to {}", format_size(q)),
             );
         }
-        Command::User(UserCmd::Enable { address }) => {
+        UserCmd::Enable { address } => {
             dir.set_enabled(address, true).await?;
             done(json, format!("account {address} enabled"));
         }
-        Command::User(UserCmd::Disable { address }) => {
+        UserCmd::Disable { address } => {
             dir.set_enabled(address, false).await?;
             done(json, format!("account {address} disabled"));
         }
-        Command::Alias(AliasCmd::Add {
+    }
+    Ok(())
+}
+
+/// `mailctl user list [--domain D]`: a table, or a JSON array.
+async fn list_users(dir: &Directory, domain: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let users = dir.list_users(domain).await?;
+    if json {
+        let v: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({"address": u.address, "quota_bytes": u.quota_bytes, "enabled": u.enabled,
+                       "scheme": u.scheme, "created": u.created})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let mut t = Table::new(&["ADDRESS", "QUOTA", "ENABLED", "SCHEME", "CREATED"]);
+        for u in users {
+            t.row(vec![
+                u.address,
+                format_size(u.quota_bytes),
+                if u.enabled { "yes" } else { "no" }.into(),
+                u.scheme,
+                format_time(u.created),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+/// `mailctl alias …`
+async fn alias(cmd: &AliasCmd, dir: &Directory, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        AliasCmd::Add {
             source,
             destinations,
-        }) => {
+        } => {
             let n = dir.add_alias(source, destinations).await?;
             done(json, format!("alias {source}: {n} destination(s) added"));
         }
-        Command::Alias(AliasCmd::List { domain }) => {
+        AliasCmd::List { domain } => {
             let aliases = dir.list_aliases(domain.as_deref()).await?;
             if json {
                 let v: Vec<_> = aliases
@@ -307,18 +361,25 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 t.print();
             }
         }
-        Command::Alias(AliasCmd::Remove {
+        AliasCmd::Remove {
             source,
             destinations,
-        }) => {
+        } => {
             let n = dir.remove_alias(source, destinations).await?;
             done(json, format!("alias {source}: {n} destination(s) removed"));
         }
-        Command::Sender(SenderCmd::Add { address, login }) => {
+    }
+    Ok(())
+}
+
+/// `mailctl sender …`
+async fn sender(cmd: &SenderCmd, dir: &Directory, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        SenderCmd::Add { address, login } => {
             dir.add_sender(address, login).await?;
             done(json, format!("{login} may send as {address}"));
         }
-        Command::Sender(SenderCmd::List) => {
+        SenderCmd::List => {
             let rows = dir.list_senders().await?;
             if json {
                 let v: Vec<_> = rows
@@ -334,75 +395,67 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
                 t.print();
             }
         }
-        Command::Sender(SenderCmd::Remove { address, login }) => {
+        SenderCmd::Remove { address, login } => {
             dir.remove_sender(address, login).await?;
             done(json, format!("{login} may no longer send as {address}"));
         }
-        Command::Lockout(LockoutCmd::List) => {
-            let rows = dir.lockouts().list().await?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            if json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({"scope": r.scope, "subject": r.subject, "failures": r.failures,
-                               "last_failure": r.last_failure, "locked_until": r.locked_until,
-                               "locked": r.locked_until > now, "lockouts": r.lockouts})
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                let mut t = Table::new(&[
-                    "SCOPE",
-                    "SUBJECT",
-                    "FAILURES",
-                    "LAST FAILURE",
-                    "LOCKED UNTIL",
-                ]);
-                for r in rows {
-                    t.row(vec![
-                        r.scope,
-                        r.subject,
-                        r.failures.to_string(),
-                        format_time(r.last_failure),
-                        if r.locked_until > now {
-                            format_time(r.locked_until)
-                        } else {
-                            "-".into()
-                        },
-                    ]);
-                }
-                t.print();
-            }
-        }
-        Command::Lockout(LockoutCmd::Clear { subject, all }) => {
+    }
+    Ok(())
+}
+
+/// `mailctl lockout …`
+async fn lockout(cmd: &LockoutCmd, dir: &Directory, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        LockoutCmd::List => list_lockouts(dir, json).await?,
+        LockoutCmd::Clear { subject, all } => {
             if subject.is_none() && !all {
                 anyhow::bail!("name an IP address or account to clear, or use --all");
             }
             let n = dir.lockouts().clear(subject.as_deref()).await?;
             done(json, format!("{n} record(s) cleared"));
         }
-        Command::Sieve(cmd) => {
-            let out = crate::sieve::run(cmd, config, dir).await?;
-            match cmd {
-                crate::sieve::SieveCmd::Get { .. } if json => {
-                    println!("{}", json!({ "script": out }))
-                }
-                crate::sieve::SieveCmd::Get { .. } => print!("{out}"),
-                _ => done(json, out),
-            }
+    }
+    Ok(())
+}
+
+/// `mailctl lockout list`: failure counts and lockouts, a table or a JSON array.
+async fn list_lockouts(dir: &Directory, json: bool) -> anyhow::Result<()> {
+    let rows = dir.lockouts().list().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({"scope": r.scope, "subject": r.subject, "failures": r.failures,
+                       "last_failure": r.last_failure, "locked_until": r.locked_until,
+                       "locked": r.locked_until > now, "lockouts": r.lockouts})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let mut t = Table::new(&[
+            "SCOPE",
+            "SUBJECT",
+            "FAILURES",
+            "LAST FAILURE",
+            "LOCKED UNTIL",
+        ]);
+        for r in rows {
+            t.row(vec![
+                r.scope,
+                r.subject,
+                r.failures.to_string(),
+                format_time(r.last_failure),
+                if r.locked_until > now {
+                    format_time(r.locked_until)
+                } else {
+                    "-".into()
+                },
+            ]);
         }
-        Command::Init(_)
-        | Command::Run
-        | Command::Queue(_)
-        | Command::Dkim(_)
-        | Command::Stats
-        | Command::Dns(_)
-        | Command::Check(_) => {
-            unreachable!("handled in main_with")
-        }
+        t.print();
     }
     Ok(())
 }

@@ -115,18 +115,54 @@ fn spf_lookups<'a>(
     })
 }
 
-async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::Result<()> {
-    let h = config.hostname.trim_end_matches('.').to_ascii_lowercase();
-    let domain = a
-        .domain
-        .clone()
-        .or_else(|| h.split_once('.').map(|(_, d)| d.to_owned()))
-        .unwrap_or_else(|| h.clone())
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let r = dns::resolver(config)?;
+/// What `mailctl check` looks at: this host, the mail domain, and a resolver through `[dns]`.
+struct Target {
+    /// The host name, lowercase, without a final dot.
+    host: String,
+    /// The mail domain, lowercase, without a final dot.
+    domain: String,
+    /// The resolver.
+    r: TokioResolver,
+}
 
-    // The host name.
+impl Target {
+    /// The host name from the config; the domain from the command line, else the host name
+    /// without its first label.
+    fn new(config: &Config, a: &CheckArgs) -> anyhow::Result<Self> {
+        let host = config.hostname.trim_end_matches('.').to_ascii_lowercase();
+        let domain = a
+            .domain
+            .clone()
+            .or_else(|| host.split_once('.').map(|(_, d)| d.to_owned()))
+            .unwrap_or_else(|| host.clone())
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        Ok(Self {
+            host,
+            domain,
+            r: dns::resolver(config)?,
+        })
+    }
+}
+
+/// Every check, in the order the report lists them.
+async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::Result<()> {
+    let t = Target::new(config, a)?;
+    hostname_checks(&t, report);
+    let check_ips = address_checks(config, &t, &a.ip, report).await;
+    mx_check(&t, report).await;
+    spf_checks(&t, &check_ips, report).await;
+    dkim_checks(config, &t, report).await?;
+    dmarc_check(&t, report).await;
+    dnsbl_checks(config, &t, &check_ips, report).await;
+    tls_check(config, &t.host, report);
+    port_checks(config, report);
+    Ok(())
+}
+
+/// `hostname` (a public FQDN) and `helo`.
+fn hostname_checks(t: &Target, report: &mut Report) {
+    let h = &t.host;
     if h == "localhost" || h == "localhost.localdomain" || !h.contains('.') {
         report.add(
             "hostname",
@@ -141,16 +177,26 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
         "helo",
         format!("smtpd says EHLO {h} (it always uses `hostname`)"),
     );
+}
 
-    // A/AAAA and PTR.
-    let addrs = match dns::addresses(&r, &h).await {
+/// `a` (the host name resolves to this server) and `ptr` (each address's reverse DNS names
+/// the host). Returns the addresses the later checks use: `ips` (given, or the configured
+/// listeners'), else what the host name resolves to.
+async fn address_checks(
+    config: &Config,
+    t: &Target,
+    given: &[IpAddr],
+    report: &mut Report,
+) -> Vec<IpAddr> {
+    let (h, domain) = (&t.host, &t.domain);
+    let addrs = match dns::addresses(&t.r, h).await {
         Ok(v) => v,
         Err(e) => {
             report.add("a", Status::Fail, e, "check [dns] nameservers and the zone");
             Vec::new()
         }
     };
-    let ips = crate::dnsrec::server_ips(config, &a.ip).await;
+    let ips = crate::dnsrec::server_ips(config, given).await;
     if addrs.is_empty() {
         report.add(
             "a",
@@ -168,14 +214,10 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
     } else {
         report.ok("a", format!("{h} resolves to {addrs:?}"));
     }
-    let check_ips: Vec<IpAddr> = if ips.is_empty() {
-        addrs.clone()
-    } else {
-        ips.clone()
-    };
+    let check_ips = if ips.is_empty() { addrs } else { ips };
     for ip in &check_ips {
-        match dns::ptr_names(&r, *ip).await {
-            Ok(names) if names.contains(&h) => {
+        match dns::ptr_names(&t.r, *ip).await {
+            Ok(names) if names.contains(h) => {
                 report.ok("ptr", format!("{ip} has PTR {h}, and {h} resolves to it"));
             }
             Ok(names) => report.add(
@@ -191,10 +233,14 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             Err(e) => report.add("ptr", Status::Fail, e, "check [dns] nameservers"),
         }
     }
+    check_ips
+}
 
-    // MX.
-    match dns::mx_hosts(&r, &domain).await {
-        Ok(mx) if mx.iter().any(|(_, n)| *n == h) => {
+/// `mx`: the domain's MX hosts include this host.
+async fn mx_check(t: &Target, report: &mut Report) {
+    let (h, domain) = (&t.host, &t.domain);
+    match dns::mx_hosts(&t.r, domain).await {
+        Ok(mx) if mx.iter().any(|(_, n)| n == h) => {
             report.ok("mx", format!("{domain} MX includes {h}"));
         }
         Ok(mx) => report.add(
@@ -215,13 +261,16 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
         ),
         Err(e) => report.add("mx", Status::Fail, e, "check [dns] nameservers"),
     }
+}
 
-    // SPF.
+/// `spf`: the domain has an SPF record that parses; then [`spf_record_checks`].
+async fn spf_checks(t: &Target, check_ips: &[IpAddr], report: &mut Report) {
+    let domain = &t.domain;
     let spf_fix = format!(
         "publish `{domain}. IN TXT \"{}\"`",
-        crate::dnsrec::spf_value(&check_ips)
+        crate::dnsrec::spf_value(check_ips)
     );
-    match txt_with(&r, &domain, "v=spf1").await {
+    match txt_with(&t.r, domain, "v=spf1").await {
         Err(e) => report.add("spf", Status::Fail, e, "check [dns] nameservers"),
         Ok(None) => report.add(
             "spf",
@@ -229,63 +278,76 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             format!("{domain} has no SPF record"),
             spf_fix,
         ),
+        Ok(Some(rec)) if !records::spf_parses(&rec) => report.add(
+            "spf",
+            Status::Fail,
+            format!("SPF record does not parse: {rec}"),
+            spf_fix,
+        ),
         Ok(Some(rec)) => {
-            if !records::spf_parses(&rec) {
-                report.add(
-                    "spf",
-                    Status::Fail,
-                    format!("SPF record does not parse: {rec}"),
-                    spf_fix.clone(),
-                );
-            } else {
-                report.ok("spf", format!("{domain}: {rec}"));
-                for ip in &check_ips {
-                    let sender = format!("postmaster@{domain}");
-                    match records::spf_allows(&r, *ip, &h, &h, &sender).await {
-                        Ok(()) => report.ok("spf-ip", format!("SPF of {domain} allows {ip}")),
-                        Err(result) => report.add(
-                            "spf-ip",
-                            Status::Fail,
-                            format!("SPF of {domain} does not allow {ip} (result {result})"),
-                            spf_fix.clone(),
-                        ),
-                    }
-                }
-                let last = rec
-                    .split_whitespace()
-                    .last()
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                if last == "-all" || last == "~all" || last.starts_with("redirect=") {
-                    report.ok("spf-all", format!("SPF ends in {last}"));
-                } else {
-                    report.add(
-                        "spf-all",
-                        Status::Warn,
-                        format!("SPF ends in {last:?}: others may send as {domain}"),
-                        "end the SPF record with -all (or ~all)",
-                    );
-                }
-                let n = spf_lookups(&r, rec.clone(), 0).await;
-                if n > 10 {
-                    report.add(
-                        "spf-lookups",
-                        Status::Fail,
-                        format!("SPF needs {n} DNS lookups (more than 10 is a permerror)"),
-                        "replace include:/a/mx terms with ip4:/ip6: ones",
-                    );
-                } else {
-                    report.ok(
-                        "spf-lookups",
-                        format!("SPF needs {n} DNS lookup(s), at most 10"),
-                    );
-                }
-            }
+            report.ok("spf", format!("{domain}: {rec}"));
+            spf_record_checks(t, check_ips, &rec, &spf_fix, report).await;
         }
     }
+}
 
-    // DKIM.
-    let keys = postern_dns::dkim::load_domain(&config.dkim_key_dir(), &domain)?;
+/// `spf-ip` (the record allows each address), `spf-all` (it ends in `-all`/`~all`) and
+/// `spf-lookups` (at most 10 DNS lookups) for the domain's parsed SPF record `rec`.
+async fn spf_record_checks(
+    t: &Target,
+    check_ips: &[IpAddr],
+    rec: &str,
+    spf_fix: &str,
+    report: &mut Report,
+) {
+    let (h, domain) = (&t.host, &t.domain);
+    for ip in check_ips {
+        let sender = format!("postmaster@{domain}");
+        match records::spf_allows(&t.r, *ip, h, h, &sender).await {
+            Ok(()) => report.ok("spf-ip", format!("SPF of {domain} allows {ip}")),
+            Err(result) => report.add(
+                "spf-ip",
+                Status::Fail,
+                format!("SPF of {domain} does not allow {ip} (result {result})"),
+                spf_fix,
+            ),
+        }
+    }
+    let last = rec
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if last == "-all" || last == "~all" || last.starts_with("redirect=") {
+        report.ok("spf-all", format!("SPF ends in {last}"));
+    } else {
+        report.add(
+            "spf-all",
+            Status::Warn,
+            format!("SPF ends in {last:?}: others may send as {domain}"),
+            "end the SPF record with -all (or ~all)",
+        );
+    }
+    let n = spf_lookups(&t.r, rec.to_owned(), 0).await;
+    if n > 10 {
+        report.add(
+            "spf-lookups",
+            Status::Fail,
+            format!("SPF needs {n} DNS lookups (more than 10 is a permerror)"),
+            "replace include:/a/mx terms with ip4:/ip6: ones",
+        );
+    } else {
+        report.ok(
+            "spf-lookups",
+            format!("SPF needs {n} DNS lookup(s), at most 10"),
+        );
+    }
+}
+
+/// `dkim`: a key on disk for the domain, and each key's published record matches it.
+async fn dkim_checks(config: &Config, t: &Target, report: &mut Report) -> anyhow::Result<()> {
+    let domain = &t.domain;
+    let keys = postern_dns::dkim::load_domain(&config.dkim_key_dir(), domain)?;
     if keys.is_empty() {
         report.add(
             "dkim",
@@ -297,18 +359,14 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
     for k in &keys {
         let name = format!("{}._domainkey.{domain}", k.selector);
         let want: String = k
-            .dns_record(&domain)
+            .dns_record(domain)
             .split_once(" IN TXT ")
             .map(|(_, v)| v.split('"').skip(1).step_by(2).collect())
             .unwrap_or_default();
-        let p = |s: &str| {
-            s.split(';')
-                .filter_map(|t| t.split_once('='))
-                .find(|(k, _)| k.trim() == "p")
-                .map(|(_, v)| v.split_whitespace().collect::<String>())
-        };
-        match txt_with(&r, &name, "v=dkim1").await {
-            Ok(Some(rec)) if p(&rec) == p(&want) && records::dkim_parses(&rec) => {
+        match txt_with(&t.r, &name, "v=dkim1").await {
+            Ok(Some(rec))
+                if dkim_key_of(&rec) == dkim_key_of(&want) && records::dkim_parses(&rec) =>
+            {
                 report.ok("dkim", format!("{name} matches the key on disk"));
             }
             Ok(Some(_)) => report.add(
@@ -326,12 +384,25 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             Err(e) => report.add("dkim", Status::Fail, e, "check [dns] nameservers"),
         }
     }
+    Ok(())
+}
 
-    // DMARC.
+/// The public key (`p=`, whitespace removed) of a DKIM record.
+fn dkim_key_of(record: &str) -> Option<String> {
+    record
+        .split(';')
+        .filter_map(|t| t.split_once('='))
+        .find(|(k, _)| k.trim() == "p")
+        .map(|(_, v)| v.split_whitespace().collect::<String>())
+}
+
+/// `dmarc`: the domain publishes a DMARC record that parses.
+async fn dmarc_check(t: &Target, report: &mut Report) {
+    let domain = &t.domain;
     let dmarc_fix = format!(
         "publish `_dmarc.{domain}. IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}\"`"
     );
-    match txt_with(&r, &format!("_dmarc.{domain}"), "v=dmarc1").await {
+    match txt_with(&t.r, &format!("_dmarc.{domain}"), "v=dmarc1").await {
         Ok(Some(rec)) if records::dmarc_parses(&rec) => {
             report.ok("dmarc", format!("_dmarc.{domain}: {rec}"));
         }
@@ -349,8 +420,10 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
         ),
         Err(e) => report.add("dmarc", Status::Fail, e, "check [dns] nameservers"),
     }
+}
 
-    // DNSBLs.
+/// `dnsbl`: none of the addresses is listed at the configured `[checks] dnsbl_zones`.
+async fn dnsbl_checks(config: &Config, t: &Target, check_ips: &[IpAddr], report: &mut Report) {
     let zones = &config.checks.dnsbl_zones;
     if zones.is_empty() {
         report.add(
@@ -360,10 +433,10 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             "set [checks] dnsbl_zones (e.g. zen.spamhaus.org)",
         );
     }
-    for ip in &check_ips {
+    for ip in check_ips {
         for zone in zones {
             let q = dnsbl_name(*ip, zone);
-            match dns::a_records(&r, &q).await {
+            match dns::a_records(&t.r, &q).await {
                 Ok((a, _))
                     if a.iter()
                         .any(|x| x.octets()[0] == 127 && x.octets()[1] != 255) =>
@@ -380,11 +453,11 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             }
         }
     }
+}
 
-    // TLS certificate.
-    tls_check(config, &h, report);
-
-    // Ports.
+/// `port-25`, `port-587`, `port-465`, `port-993`: the first listener of each accepts a TCP
+/// connection (an unspecified address is tried on loopback).
+fn port_checks(config: &Config, report: &mut Report) {
     let targets: Vec<(&str, SocketAddr)> = [
         ("25", config.smtpd.listen.first()),
         ("587", config.smtpd.submission.first()),
@@ -412,7 +485,6 @@ async fn checks(config: &Config, a: &CheckArgs, report: &mut Report) -> anyhow::
             ),
         }
     }
-    Ok(())
 }
 
 fn dnsbl_name(ip: IpAddr, zone: &str) -> String {
