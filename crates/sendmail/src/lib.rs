@@ -9,6 +9,7 @@
 //! sendmail -bp      (or run as `mailq`): list the queue
 //! sendmail -q       flush the queue
 //! sendmail -bi      (or run as `newaliases`): nothing to do (aliases are in the directory)
+//! sendmail -bs      SMTP on stdin/stdout ([`smtp`]), each message submitted as above
 //! ```
 //!
 //! Other traditional flags (`-odi`, `-oem`, `-N`, `-R`, `-V`, `-B`, `-h`, `-O`, …) are
@@ -20,8 +21,11 @@
 //! EX_USAGE (64) before the file is read, and a parse error does not quote the file.
 #![forbid(unsafe_code)]
 
+pub mod smtp;
+
 use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postern_control::{self as control, Client, ClientError, ErrorKind, Request, Response};
@@ -62,6 +66,8 @@ pub enum Mode {
     Flush,
     /// Rebuild aliases (`-bi`, `newaliases`): nothing to do.
     NewAliases,
+    /// An SMTP session on stdin/stdout (`-bs`).
+    Smtp,
 }
 
 /// A parsed command line.
@@ -146,11 +152,7 @@ pub fn parse_args(argv: &[String]) -> Result<Args, String> {
                         "" | "m" => Mode::Deliver,
                         "p" => Mode::ListQueue,
                         "i" => Mode::NewAliases,
-                        "s" => {
-                            return Err("-bs (SMTP on stdin) is not supported; \
-                                        submit over SMTP on port 587 or 25 instead"
-                                .into());
-                        }
+                        "s" => Mode::Smtp,
                         other => return Err(format!("-b{other} is not supported")),
                     };
                     break;
@@ -493,7 +495,45 @@ fn run(argv: &[String]) -> Result<(), Fail> {
             Ok(())
         }
         Mode::Deliver => deliver(&args, &config, connect),
+        Mode::Smtp => smtp_session(&args, &config),
     }
+}
+
+/// `-bs`: an SMTP session on stdin/stdout; every accepted message goes to smtpd as a local
+/// submission, its header completed as without `-bs` (From, Date, Message-ID).
+fn smtp_session(args: &Args, config: &postern_config::Config) -> Result<(), Fail> {
+    let host = &config.hostname;
+    let session = Arc::new(smtp::session_config(config));
+    let hand_over = |s: &smtp::Submission<'_>| -> smtp::Handed {
+        let date = mail_builder::headers::date::Date::now().to_rfc822();
+        let message_id = new_message_id(host);
+        let (message, _) = prepare(
+            s.message,
+            &Prepare {
+                extract: false,
+                sender: s.sender,
+                full_name: args.full_name.as_deref(),
+                hostname: host,
+                date: &date,
+                message_id: &message_id,
+            },
+        );
+        let unreachable = |e: ClientError| {
+            let kind = matches!(e, ClientError::Denied(_)).then_some(ErrorKind::Denied);
+            (kind, e.to_string())
+        };
+        let mut c = Client::for_config(config, Duration::from_secs(120)).map_err(unreachable)?;
+        let r = c
+            .submit(Some(s.sender.unwrap_or("<>")), &s.recipients, &message)
+            .map_err(unreachable)?;
+        if r.ok {
+            Ok(r.id.unwrap_or_default())
+        } else {
+            Err((r.kind, r.error_text().to_owned()))
+        }
+    };
+    smtp::serve(session, io::stdin().lock(), io::stdout().lock(), hand_over)
+        .map_err(|e| (exit::IOERR, format!("SMTP on stdin/stdout: {e}")))
 }
 
 /// Whether we run with rights the caller does not have: installed setgid `postdrop` (or
@@ -778,7 +818,7 @@ mod tests {
                 .unwrap()
                 .ignore_dots
         );
-        assert!(parse_args(&argv("sendmail -bs")).is_err());
+        assert_eq!(parse_args(&argv("sendmail -bs")).unwrap().mode, Mode::Smtp);
         assert!(parse_args(&argv("sendmail -f")).is_err());
         assert!(parse_args(&argv("sendmail --bogus")).is_err());
     }

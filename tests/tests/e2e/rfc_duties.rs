@@ -340,3 +340,95 @@ fn abuse_can_be_turned_off_and_domain_add_makes_the_aliases() {
     assert!(alice[0].contains("Subject: to postmaster@example.net via plain"));
 }
 
+/// Runs `sendmail -bs` with `dialogue` on stdin; returns its exit status and stdout.
+fn sendmail_bs(pm: &Postern, dialogue: &[u8]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(postern_e2e::bin("sendmail"));
+    cmd.arg("-C").arg(pm.config_path()).arg("-bs");
+    let out = postern_e2e::run_command(&mut cmd, Some(dialogue), postern_e2e::COMMAND_TIMEOUT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Regression (issue 15 §4): `sendmail -bs` was refused ("-bs (SMTP on stdin) is not
+/// supported", exit 64).
+#[test]
+fn sendmail_bs_speaks_smtp_on_stdin_and_submits_locally() {
+    let mut pm = Postern::builder()
+        .set("smtpd.max_message_size", 100_000)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    users(&pm, &["alice", "bob"]);
+    let mut dialogue = b"EHLO app.local\r\n\
+        MAIL FROM:<cron@example.org>\r\n\
+        RCPT TO:<alice@example.org>\r\n\
+        RCPT TO:<bob@example.org>\r\n\
+        DATA\r\n\
+        Subject: via sendmail -bs\r\n\r\n..a dot-stuffed line\r\n.\r\n"
+        .to_vec();
+    // A command line far past the limit, NUL bytes, a message over max_message_size: each
+    // gets its reply and the session goes on.
+    dialogue.extend(std::iter::repeat_n(b'A', 1_000_000));
+    dialogue.extend_from_slice(b"\r\nNO\0OP\r\n");
+    dialogue.extend_from_slice(
+        b"MAIL FROM:<cron@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: nul\r\n\r\na \0 b\r\n.\r\n",
+    );
+    dialogue.extend_from_slice(
+        b"MAIL FROM:<cron@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: big\r\n\r\n",
+    );
+    for _ in 0..2000 {
+        dialogue.extend_from_slice(&[b'x'; 100]);
+        dialogue.extend_from_slice(b"\r\n");
+    }
+    dialogue.extend_from_slice(b".\r\nRCPT TO:<not an address>\r\nQUIT\r\n");
+    let (ok, out) = sendmail_bs(&pm, &dialogue);
+    assert!(ok, "{out}");
+    let finals: Vec<&str> = out
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .collect();
+    assert!(
+        finals[0].starts_with("220 ") && finals[0].contains("ESMTP"),
+        "{out}"
+    );
+    assert!(
+        finals
+            .iter()
+            .any(|l| l.starts_with("250 ") && l.contains("queued as")),
+        "{out}"
+    );
+    assert!(
+        finals.iter().any(|l| l.starts_with("500 ")),
+        "long line: {out}"
+    );
+    assert!(
+        finals.iter().any(|l| l.starts_with("552 ")),
+        "too big: {out}"
+    );
+    assert_eq!(finals.last().map(|l| &l[..3]), Some("221"), "{out}");
+    assert!(!out.contains("STARTTLS") && !out.contains("AUTH"), "{out}");
+    let alice = wait_for(&mailbox(&pm, "example.org", "alice"), 1);
+    let bob = wait_for(&mailbox(&pm, "example.org", "bob"), 1);
+    for m in [&alice[0], &bob[0]] {
+        // The local submission path: smtpd's Received says so, the header was completed.
+        assert!(
+            m.contains("Return-Path: <cron@example.org>")
+                && m.contains("with local")
+                && m.contains("Subject: via sendmail -bs")
+                && m.contains("\n.a dot-stuffed line")
+                && m.contains("Message-ID:")
+                && m.contains("Date:"),
+            "{m}"
+        );
+    }
+    // smtpd down: the end of the data gets a temporary failure, not silence.
+    pm.stop_daemon("smtpd");
+    let (ok, out) = sendmail_bs(
+        &pm,
+        b"HELO x\r\nMAIL FROM:<cron@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: s\r\n\r\nb\r\n.\r\nQUIT\r\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("\r\n451 4.3.0 smtpd is not running"), "{out}");
+}
