@@ -88,10 +88,33 @@ fn delivered(pm: &Postern) -> BTreeMap<usize, usize> {
 
 /// Regression (issue 15 §5): lmtp-deliver stopped in the middle of a load and started again.
 /// Before quick recovery, the messages that met the gap waited the 300 s minimum backoff
-/// (this test timed out with ~150 of 200 delivered); now a refused LMTP connection is
-/// retried within seconds, and the first delivery after the restart moves the rest forward.
+/// (this test failed with 151 of 200 not delivered 30 s after the restart); now a refused
+/// LMTP connection is retried within seconds, and the first delivery after the restart
+/// moves the rest forward. Stopped with SIGTERM (it finishes what is in flight): nothing
+/// may be delivered twice.
 #[test]
 fn lmtp_deliver_restarted_during_a_load_loses_nothing_and_recovers_in_seconds() {
+    let seen = load_with_a_gap(Signal::SIGTERM);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+}
+
+/// The same with SIGKILL, as a crash: its socket file stays behind (ECONNREFUSED rather
+/// than ENOENT). A transaction cut off after the Maildir write but before its reply is
+/// delivered again (at least once, never lost): at most one per LMTP transaction that was
+/// in flight (`lmtp_concurrency`, 4).
+#[test]
+fn lmtp_deliver_killed_during_a_load_loses_nothing_and_recovers_in_seconds() {
+    let seen = load_with_a_gap(Signal::SIGKILL);
+    let extra: usize = seen.values().map(|n| n - 1).sum();
+    assert!(extra <= 4, "{extra} extra copies: {seen:?}");
+}
+
+/// Sends [`LOAD`] messages to alice over port 25, stopping lmtp-deliver with `signal` a
+/// quarter of the way through and starting it again once the queue manager has met the
+/// gap; asserts every acknowledged message is delivered within 30 s of the restart and
+/// returns how many times each was delivered.
+fn load_with_a_gap(signal: Signal) -> BTreeMap<usize, usize> {
     // Production backoff (300 s minimum) on purpose.
     let mut pm = Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "smtpd"])
@@ -110,7 +133,7 @@ fn lmtp_deliver_restarted_during_a_load_loses_nothing_and_recovers_in_seconds() 
         if i == LOAD / 4 {
             // lmtp-deliver goes away in the middle of the load, while deliveries run.
             let d = pm.daemon("lmtp-deliver");
-            d.signal(Signal::SIGTERM);
+            d.signal(signal);
             assert!(
                 d.wait_exit(Duration::from_secs(20)).is_some(),
                 "lmtp-deliver did not stop"
@@ -122,8 +145,7 @@ fn lmtp_deliver_restarted_during_a_load_loses_nothing_and_recovers_in_seconds() 
     }
     assert!(s.cmd("QUIT").starts_with("221"));
     assert_eq!(acked.len(), LOAD, "smtpd acknowledged every message");
-    // The queue manager has met the closed socket (the mail is deferred), then the agent
-    // comes back.
+    // The queue manager has met the gap (the mail is deferred), then the agent comes back.
     pm.daemon("smtpd")
         .wait_for("delivery attempt failed", Duration::from_secs(20));
     pm.stop_daemon("lmtp-deliver");
@@ -144,19 +166,12 @@ fn lmtp_deliver_restarted_during_a_load_loses_nothing_and_recovers_in_seconds() 
         .collect();
     assert!(
         missing.is_empty(),
-        "{} of {LOAD} acknowledged messages not delivered within 30 s of the restart: {missing:?}\n{}",
+        "{} of {LOAD} acknowledged messages not delivered within 30 s of the restart: {missing:?}",
         missing.len(),
-        pm.daemon("smtpd").log_text()
     );
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     eprintln!(
-        "all {LOAD} delivered {:.1} s after lmtp-deliver's restart",
+        "{signal}: all {LOAD} delivered {:.1} s after lmtp-deliver's restart",
         restarted.elapsed().as_secs_f64()
     );
-    let log = pm.daemon("smtpd").log_text();
-    assert!(
-        log.contains("destination is back") || log.contains("delivered"),
-        "{log}"
-    );
+    seen
 }

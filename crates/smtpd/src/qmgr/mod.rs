@@ -155,6 +155,8 @@ struct Tally {
 struct Quick {
     refused: HashSet<usize>,
     delay: Duration,
+    /// A refusing server is past its quick retries: the usual backoff for the message.
+    off: bool,
 }
 
 impl Quick {
@@ -163,9 +165,16 @@ impl Quick {
         self.delay = self.delay.max(delay);
     }
 
+    fn not_quick(&mut self) {
+        self.off = true;
+    }
+
     /// The quick retry, when every recipient still pending met a refused LMTP server (any
     /// other deferral keeps the usual backoff; "destination is back" moves it forward).
     fn retry_in(&self, env: &Envelope) -> Option<Duration> {
+        if self.off {
+            return None;
+        }
         let mut pending = env
             .recipients
             .iter()
@@ -488,8 +497,10 @@ impl Manager {
                 }
             }
             lmtp::Link::Refused => {
-                let delay = self.refusals.refused(&server, Instant::now());
-                tally.quick.refused(idx, delay);
+                match self.refusals.refused(&server, Instant::now()) {
+                    Some(delay) => tally.quick.refused(idx, delay),
+                    None => tally.quick.not_quick(),
+                }
                 tally.reach.unreached(destination);
             }
             lmtp::Link::Broken => tally.reach.unreached(destination),
@@ -719,6 +730,12 @@ mod tests {
         assert_eq!(q.retry_in(&env), Some(Duration::from_secs(1)));
         env.recipients[0].status = postern_queue::RcptStatus::Delivered;
         assert_eq!(q.retry_in(&env), None, "nothing pending");
+        // A server past its quick retries: the usual backoff.
+        env.recipients[0].status = postern_queue::RcptStatus::Pending;
+        let mut q = Quick::default();
+        q.refused(&[0], Duration::from_secs(1));
+        q.not_quick();
+        assert_eq!(q.retry_in(&env), None);
     }
 
     /// "Destination is back": a success to a destination makes the messages that could not

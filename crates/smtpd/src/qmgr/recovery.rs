@@ -6,7 +6,10 @@
 //!   agent is being restarted) is tried again within seconds: after as long as it has been
 //!   refusing, at least [`QUICK_MIN`] and at most [`QUICK_MAX`] (1, 2, 4, 8, 16, 30, 30 … s
 //!   after the first refusal). The delay is per server, not per message, so a broken one
-//!   costs one refused connection per waiting message every 30 s, never a spin.
+//!   costs one refused connection per waiting message every 30 s, never a spin; and only
+//!   for [`QUICK_WINDOW`]: a server down longer than that is left to the usual backoff
+//!   (a large queue is not read every 30 s through a long outage), and its mail moves
+//!   forward with the first delivery once it is back (below).
 //! - [`Waiting`]: messages deferred because a destination could not be reached (no
 //!   connection, or the transaction broke) are remembered by destination; the first
 //!   successful delivery there makes them due at once ("destination is back"). A recipient
@@ -23,10 +26,13 @@ use postern_queue::QueueId;
 pub(crate) const QUICK_MIN: Duration = Duration::from_secs(1);
 /// The longest wait before retrying an LMTP server that keeps refusing.
 pub(crate) const QUICK_MAX: Duration = Duration::from_secs(30);
+/// How long a refusing server gets quick retries; after that, the usual backoff.
+pub(crate) const QUICK_WINDOW: Duration = Duration::from_secs(600);
 
-/// The wait before the next try of a server that has refused connections for `down_for`.
-pub(crate) fn quick_delay(down_for: Duration) -> Duration {
-    down_for.clamp(QUICK_MIN, QUICK_MAX)
+/// The wait before the next try of a server that has refused connections for `down_for`;
+/// `None` past [`QUICK_WINDOW`].
+pub(crate) fn quick_delay(down_for: Duration) -> Option<Duration> {
+    (down_for < QUICK_WINDOW).then(|| down_for.clamp(QUICK_MIN, QUICK_MAX))
 }
 
 /// Since when each LMTP server (by its target's name) has been refusing connections.
@@ -36,8 +42,9 @@ pub(crate) struct Refusals {
 }
 
 impl Refusals {
-    /// `target` refused a connection at `now`: how long to wait before the next try.
-    pub(crate) fn refused(&self, target: &str, now: Instant) -> Duration {
+    /// `target` refused a connection at `now`: how long to wait before the next try
+    /// (`None`: the usual backoff).
+    pub(crate) fn refused(&self, target: &str, now: Instant) -> Option<Duration> {
         let mut m = self.since.lock().unwrap_or_else(|e| e.into_inner());
         let since = *m.entry(target.to_owned()).or_insert(now);
         quick_delay(now.saturating_duration_since(since))
@@ -125,21 +132,25 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         // First refusal: one second; then as long as it has been down.
-        assert_eq!(r.refused("lmtp", at(0)), Duration::from_secs(1));
-        assert_eq!(r.refused("lmtp", at(1)), Duration::from_secs(1));
-        assert_eq!(r.refused("lmtp", at(2)), Duration::from_secs(2));
-        assert_eq!(r.refused("lmtp", at(4)), Duration::from_secs(4));
-        assert_eq!(r.refused("lmtp", at(8)), Duration::from_secs(8));
-        assert_eq!(r.refused("lmtp", at(16)), Duration::from_secs(16));
-        assert_eq!(r.refused("lmtp", at(32)), QUICK_MAX);
-        assert_eq!(r.refused("lmtp", at(3600)), QUICK_MAX);
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(r.refused("lmtp", at(0)), secs(1));
+        assert_eq!(r.refused("lmtp", at(1)), secs(1));
+        assert_eq!(r.refused("lmtp", at(2)), secs(2));
+        assert_eq!(r.refused("lmtp", at(4)), secs(4));
+        assert_eq!(r.refused("lmtp", at(8)), secs(8));
+        assert_eq!(r.refused("lmtp", at(16)), secs(16));
+        assert_eq!(r.refused("lmtp", at(32)), Some(QUICK_MAX));
+        assert_eq!(r.refused("lmtp", at(599)), Some(QUICK_MAX));
+        // Down for longer than the window: the usual backoff.
+        assert_eq!(r.refused("lmtp", at(600)), None);
+        assert_eq!(r.refused("lmtp", at(3600)), None);
         // Many messages refused at once do not push the delay up (per server, not message).
         for _ in 0..500 {
-            assert_eq!(r.refused("other", at(100)), QUICK_MIN);
+            assert_eq!(r.refused("other", at(100)), Some(QUICK_MIN));
         }
         // Back up: the next refusal starts again at one second.
         r.reached("lmtp");
-        assert_eq!(r.refused("lmtp", at(4000)), QUICK_MIN);
+        assert_eq!(r.refused("lmtp", at(4000)), Some(QUICK_MIN));
     }
 
     #[test]
