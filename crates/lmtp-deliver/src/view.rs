@@ -1,5 +1,7 @@
 //! A read-only view of a message's header for Sieve: names, values unfolded and decoded
-//! (RFC 2047 encoded-words, through mail-parser), and the size.
+//! (RFC 2047 encoded-words, through mail-parser), and the size; and, for the `body` test
+//! (RFC 5173), the first [`MAX_BODY_VIEW`] bytes of the message, parsed only when a
+//! script asks.
 
 /// The header of one message, parsed once per delivery.
 #[derive(Debug, Clone, Default)]
@@ -7,10 +9,15 @@ pub(crate) struct MailView {
     /// (lower-cased name, decoded value), in message order.
     headers: Vec<(String, String)>,
     size: u64,
+    /// The start of the raw message (header and body), for the `body` test.
+    head: Vec<u8>,
 }
 
 /// Most header fields looked at (a message with more is still delivered).
 const MAX_FIELDS: usize = 2000;
+/// Bytes of the message the `body` test sees (Sieve filters on what a message says, and
+/// a bound keeps a huge attachment from costing a parse per delivery).
+pub(crate) const MAX_BODY_VIEW: usize = 256 * 1024;
 
 impl MailView {
     /// Reads the header block of `raw` (up to the first empty line).
@@ -50,6 +57,7 @@ impl MailView {
         Self {
             headers,
             size: raw.len() as u64,
+            head: raw[..raw.len().min(MAX_BODY_VIEW)].to_vec(),
         }
     }
 
@@ -78,6 +86,44 @@ impl postern_sieve::Message for MailView {
 
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn body(&self, transform: &postern_sieve::BodyTransform) -> Vec<String> {
+        use mail_parser::MimeHeaders as _;
+        use postern_sieve::BodyTransform;
+        let Some(msg) = mail_parser::MessageParser::default().parse(&self.head) else {
+            return Vec::new();
+        };
+        if let BodyTransform::Raw = transform {
+            let start = (msg.root_part().raw_body_offset() as usize).min(self.head.len());
+            return vec![String::from_utf8_lossy(&self.head[start..]).into_owned()];
+        }
+        let wanted = |ctype: &str, subtype: &str| match transform {
+            BodyTransform::Content(types) => types.iter().any(|t| {
+                let t = t.trim();
+                match t.split_once('/') {
+                    None => t.is_empty() || t.eq_ignore_ascii_case(ctype),
+                    Some((a, b)) => {
+                        a.eq_ignore_ascii_case(ctype) && b.eq_ignore_ascii_case(subtype)
+                    }
+                }
+            }),
+            _ => ctype.eq_ignore_ascii_case("text"),
+        };
+        msg.parts
+            .iter()
+            .filter(|p| !p.is_multipart())
+            .filter(|p| {
+                let (ct, st) = p.content_type().map_or(("text", "plain"), |c| {
+                    (c.ctype(), c.subtype().unwrap_or(""))
+                });
+                wanted(ct, st)
+            })
+            .map(|p| match p.text_contents() {
+                Some(t) => t.to_owned(),
+                None => String::from_utf8_lossy(p.contents()).into_owned(),
+            })
+            .collect()
     }
 }
 
@@ -115,6 +161,35 @@ mod tests {
         assert_eq!(v.first("from"), Some("Alice <a@x.org>"));
         assert!(v.values("body").is_empty());
         assert_eq!(postern_sieve::Message::size(&v), raw.len() as u64);
+    }
+
+    #[test]
+    fn body_for_sieve() {
+        use postern_sieve::{BodyTransform, Message};
+        let raw = b"From: a@x.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe, invoice attached\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>cheap</p>\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
+        let v = MailView::parse(raw);
+        let text = v.body(&BodyTransform::Text);
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].contains("Grüße, invoice"), "{text:?}");
+        assert!(text[1].contains("<p>cheap</p>"));
+        let plain = v.body(&BodyTransform::Content(vec!["text/plain".into()]));
+        assert_eq!(plain.len(), 1);
+        let pdf = v.body(&BodyTransform::Content(vec!["application".into()]));
+        assert_eq!(pdf, ["%PDF-"]);
+        assert_eq!(v.body(&BodyTransform::Content(vec!["".into()])).len(), 3);
+        let rawb = v.body(&BodyTransform::Raw);
+        assert!(
+            rawb[0].starts_with("--b\r\nContent-Type: text/plain"),
+            "{rawb:?}"
+        );
+        // A plain message without MIME headers is text/plain.
+        let v = MailView::parse(b"Subject: x\r\n\r\nhello there\r\n");
+        assert_eq!(v.body(&BodyTransform::Text), ["hello there\r\n"]);
+        // Only the first MAX_BODY_VIEW bytes are kept.
+        let mut big = b"Subject: x\r\n\r\n".to_vec();
+        big.resize(MAX_BODY_VIEW * 2, b'a');
+        let v = MailView::parse(&big);
+        assert!(v.body(&BodyTransform::Raw)[0].len() < MAX_BODY_VIEW);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! command is an identifier, arguments, tests and an optional block), and the checked
 //! program the validator makes of it and the interpreter runs.
 
+use crate::date::{DateZone, FieldIndex};
 use crate::matching::MatchSpec;
 use crate::variables::{Modifier, Str};
 
@@ -118,6 +119,17 @@ pub(crate) enum CmdKind {
         extended: bool,
     },
     Vacation(Box<VacationCmd>),
+    /// `include` (RFC 6609): a script name (checked, no variables).
+    Include {
+        name: String,
+        global: bool,
+        once: bool,
+        optional: bool,
+    },
+    /// `return` (RFC 6609): end the current script.
+    Return,
+    /// `global` (RFC 6609): variable names shared with included scripts, lower-cased.
+    Global(Vec<String>),
 }
 
 /// Which flag command.
@@ -165,6 +177,8 @@ pub(crate) enum Test {
         part: AddressPart,
         headers: Vec<Str>,
         keys: Vec<Str>,
+        /// `:index` (RFC 5260 §6).
+        index: Option<FieldIndex>,
     },
     Envelope {
         spec: MatchSpec,
@@ -175,6 +189,25 @@ pub(crate) enum Test {
     Header {
         spec: MatchSpec,
         headers: Vec<Str>,
+        keys: Vec<Str>,
+        /// `:index` (RFC 5260 §6).
+        index: Option<FieldIndex>,
+    },
+    /// `body` (RFC 5173); `:content` types in `content`.
+    Body {
+        spec: MatchSpec,
+        raw: bool,
+        content: Option<Vec<Str>>,
+        keys: Vec<Str>,
+    },
+    /// `date` (with a header) and `currentdate` (RFC 5260).
+    Date {
+        spec: MatchSpec,
+        zone: DateZone,
+        /// The header field; `None` for `currentdate`.
+        header: Option<Str>,
+        index: Option<FieldIndex>,
+        part: Str,
         keys: Vec<Str>,
     },
     Exists(Vec<Str>),

@@ -10,14 +10,19 @@ use crate::limits::{MAX_VARIABLE_VALUE, MAX_WORK};
 use crate::matching::{Fuel, OutOfFuel};
 use crate::validate::valid_mailbox;
 use crate::variables::{Str, Vars};
-use crate::{Context, Outcome, RuntimeError, Script, Vacation, flags, vacation};
+use crate::{Context, IncludeLocation, Outcome, RuntimeError, Script, Vacation, flags, vacation};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 type Result<T> = std::result::Result<T, RuntimeError>;
 
 enum Flow {
     Next,
     Stop,
+    /// `return`: the current script ends.
+    Return,
 }
+
+type Loader<'a> = &'a dyn Fn(&str, IncludeLocation) -> Option<String>;
 
 struct Interp<'a> {
     ctx: &'a Context<'a>,
@@ -29,10 +34,32 @@ struct Interp<'a> {
     warnings: Vec<String>,
     /// Line of the command being run, for errors.
     line: usize,
+    /// The time of the delivery (`currentdate`).
+    now: chrono::DateTime<chrono::Utc>,
+    /// `include`: the script loader, the scripts being run, those run once, the count.
+    includes: Loader<'a>,
+    include_stack: Vec<(bool, String)>,
+    included: HashSet<(bool, String)>,
+    include_count: usize,
+    /// `global` variables: their values, and the names the current script declared.
+    globals: HashMap<String, String>,
+    global_names: BTreeSet<String>,
 }
 
-pub(crate) fn run(script: &Script, ctx: &Context<'_>) -> Result<Outcome> {
+pub(crate) fn run<'a>(
+    script: &Script,
+    ctx: &'a Context<'a>,
+    now: chrono::DateTime<chrono::Utc>,
+    includes: Loader<'a>,
+) -> Result<Outcome> {
     let mut it = Interp {
+        now,
+        includes,
+        include_stack: Vec::new(),
+        included: HashSet::new(),
+        include_count: 0,
+        globals: HashMap::new(),
+        global_names: BTreeSet::new(),
         ctx,
         vars: Vars::default(),
         fuel: Fuel::new(MAX_WORK),
@@ -94,8 +121,9 @@ impl<'a> Interp<'a> {
 
     fn block(&mut self, cmds: &[Cmd]) -> Result<Flow> {
         for c in cmds {
-            if let Flow::Stop = self.command(c)? {
-                return Ok(Flow::Stop);
+            match self.command(c)? {
+                Flow::Next => {}
+                other => return Ok(other),
             }
         }
         Ok(Flow::Next)
@@ -171,9 +199,89 @@ impl<'a> Interp<'a> {
                 let v = self.vacation(v)?;
                 self.actions.vacation(v)
             }
+            CmdKind::Return => return Ok(Flow::Return),
+            CmdKind::Global(names) => {
+                for n in names {
+                    self.global_names.insert(n.clone());
+                    if let Some(v) = self.globals.get(n) {
+                        self.vars.set(n, v.clone());
+                    }
+                }
+                Ok(())
+            }
+            CmdKind::Include {
+                name,
+                global,
+                once,
+                optional,
+            } => return self.include(name, *global, *once, *optional),
         };
         done.map_err(|m| self.fail(m))?;
         Ok(Flow::Next)
+    }
+
+    /// Runs an included script with its own variables (the `global` ones shared).
+    fn include(&mut self, name: &str, global: bool, once: bool, optional: bool) -> Result<Flow> {
+        use crate::limits::{MAX_INCLUDE_DEPTH, MAX_INCLUDES};
+        let key = (global, name.to_owned());
+        if once && self.included.contains(&key) {
+            return Ok(Flow::Next);
+        }
+        if self.include_stack.contains(&key) {
+            return Err(self.fail(format!("include loop: '{name}' is already running")));
+        }
+        if self.include_stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(self.fail(format!("includes nested deeper than {MAX_INCLUDE_DEPTH}")));
+        }
+        self.include_count += 1;
+        if self.include_count > MAX_INCLUDES {
+            return Err(self.fail(format!("more than {MAX_INCLUDES} includes")));
+        }
+        let location = if global {
+            IncludeLocation::Global
+        } else {
+            IncludeLocation::Personal
+        };
+        let Some(source) = (self.includes)(name, location) else {
+            if optional {
+                return Ok(Flow::Next);
+            }
+            return Err(self.fail(format!("included script '{name}' not found")));
+        };
+        self.spend(source.len())?;
+        let script = crate::compile(&source)
+            .map_err(|e| self.fail(format!("included script '{name}': {e}")))?;
+        self.included.insert(key.clone());
+        self.export_globals();
+        let vars = std::mem::take(&mut self.vars);
+        let names = std::mem::take(&mut self.global_names);
+        let line = self.line;
+        self.include_stack.push(key);
+        let flow = self.block(&script.commands);
+        self.include_stack.pop();
+        self.export_globals();
+        self.vars = vars;
+        self.global_names = names;
+        self.line = line;
+        self.import_globals();
+        match flow? {
+            Flow::Stop => Ok(Flow::Stop),
+            Flow::Next | Flow::Return => Ok(Flow::Next),
+        }
+    }
+
+    fn export_globals(&mut self) {
+        for n in &self.global_names {
+            self.globals.insert(n.clone(), self.vars.get(n).to_owned());
+        }
+    }
+
+    fn import_globals(&mut self) {
+        for n in &self.global_names {
+            if let Some(v) = self.globals.get(n) {
+                self.vars.set(n, v.clone());
+            }
+        }
     }
 
     /// `:flags` when given, else the internal variable.

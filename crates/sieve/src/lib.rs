@@ -32,6 +32,7 @@ mod actions;
 pub mod address;
 mod args;
 mod ast;
+mod date;
 mod flags;
 mod interp;
 mod lexer;
@@ -60,6 +61,10 @@ pub mod limits {
     pub const MAX_VARIABLE_VALUE: usize = 4000;
     /// Most distinct variables a script may assign (RFC 5229: at least 128).
     pub const MAX_VARIABLES: usize = 256;
+    /// Deepest nesting of `include` (RFC 6609).
+    pub const MAX_INCLUDE_DEPTH: usize = 8;
+    /// Most `include`s one execution runs.
+    pub const MAX_INCLUDES: usize = 32;
     /// Work budget of one execution: roughly the characters compared, scanned or copied
     /// by tests and string expansion. Exceeding it is a runtime error. `:matches` runs in
     /// O(pattern × text) at worst, so no pattern can take exponential time.
@@ -79,6 +84,10 @@ pub const EXTENSIONS: &[&str] = &[
     "copy",
     "mailbox",
     "relational",
+    "date",
+    "index",
+    "body",
+    "include",
     "subaddress",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -115,6 +124,24 @@ pub trait Message {
     fn header(&self, name: &str) -> Vec<String>;
     /// The size of the whole message in octets.
     fn size(&self) -> u64;
+    /// The body for the `body` test (RFC 5173), one value per MIME part looked at: see
+    /// [`BodyTransform`]. The default has no body (the test matches nothing, `:count` is 0).
+    fn body(&self, transform: &BodyTransform) -> Vec<String> {
+        let _ = transform;
+        Vec::new()
+    }
+}
+
+/// What the `body` test looks at (RFC 5173 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyTransform {
+    /// `:raw`: the body as sent, undecoded, MIME structure included (one value).
+    Raw,
+    /// `:content`: the decoded contents of the leaf parts whose type is one of these: `""`
+    /// any, `"text"` any `text/*`, `"text/html"` exactly (case-insensitive).
+    Content(Vec<String>),
+    /// `:text` (the default): the decoded text of the `text/*` parts.
+    Text,
 }
 
 /// The SMTP envelope of the delivery.
@@ -221,5 +248,36 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
 /// Runs a compiled script against one message. On error, file the message into the inbox
 /// (the implicit keep) and ignore any partial result.
 pub fn execute(script: &Script, ctx: &Context<'_>) -> Result<Outcome, RuntimeError> {
-    interp::run(script, ctx)
+    interp::run(script, ctx, chrono::Utc::now(), &|_, _| None)
+}
+
+/// [`execute`] as if the message arrived at `now` (what `currentdate` sees).
+pub fn execute_at(
+    script: &Script,
+    ctx: &Context<'_>,
+    now: std::time::SystemTime,
+) -> Result<Outcome, RuntimeError> {
+    interp::run(script, ctx, now.into(), &|_, _| None)
+}
+
+/// Where an `include`d script lives (RFC 6609).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeLocation {
+    /// `:personal` (the default): the user's own scripts.
+    Personal,
+    /// `:global`: scripts the administrator provides.
+    Global,
+}
+
+/// [`execute`] with `include` (RFC 6609): `includes` gives the source of a script by name
+/// and location, or `None` if there is none (an error unless `:optional`). Included
+/// scripts are compiled when run; a script that does not compile, a loop, more than
+/// [`limits::MAX_INCLUDE_DEPTH`] levels or [`limits::MAX_INCLUDES`] includes are runtime
+/// errors (the message is then kept). [`execute`] finds no included script.
+pub fn execute_with_includes(
+    script: &Script,
+    ctx: &Context<'_>,
+    includes: &dyn Fn(&str, IncludeLocation) -> Option<String>,
+) -> Result<Outcome, RuntimeError> {
+    interp::run(script, ctx, chrono::Utc::now(), includes)
 }

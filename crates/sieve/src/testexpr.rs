@@ -6,6 +6,7 @@
 use crate::CompileError;
 use crate::args::Args;
 use crate::ast::{AddressPart, Pos, RawTest, Test};
+use crate::date::{DATE_PARTS, DateZone, FieldIndex, parse_zone};
 use crate::lexer::error;
 use crate::matching::{Comparator, MatchKind, MatchSpec, RelOp, valid_header_name};
 use crate::validate::Validator;
@@ -41,16 +42,94 @@ pub(crate) const ADDRESS_HEADERS: &[&str] = &[
     "original-recipient",
 ];
 
+/// Tags some tests take besides the match tags: `:index`/`:last` (RFC 5260 §6) and
+/// `:zone`/`:originalzone` (RFC 5260 §4).
+#[derive(Default)]
+struct Extra {
+    index_ok: bool,
+    zone_ok: bool,
+    original_ok: bool,
+    index: Option<u64>,
+    last: bool,
+    zone: Option<DateZone>,
+    /// `body`: `:raw`, `:content`, `:text`.
+    body_ok: bool,
+    body: Option<(bool, Option<Vec<Str>>)>,
+}
+
+impl Extra {
+    fn indexed() -> Self {
+        Self {
+            index_ok: true,
+            ..Self::default()
+        }
+    }
+
+    fn field_index(&self) -> Option<FieldIndex> {
+        self.index.map(|n| FieldIndex { n, last: self.last })
+    }
+}
+
 impl Validator {
-    /// Comparator, match type and (when `with_part`) address part tags.
+    /// Comparator, match type and (when `with_part`) address part tags, and `extra`'s.
     fn match_tags(
         &mut self,
         a: &mut Args,
         pos: Pos,
         with_part: bool,
+        extra: &mut Extra,
     ) -> Result<(MatchSpec, AddressPart)> {
         let (mut comparator, mut kind, mut part) = (None, None, None);
         while let Some((tag, tpos)) = a.tag()? {
+            match tag.as_str() {
+                "index" if extra.index_ok => {
+                    self.need("index", tpos, ":index")?;
+                    let n = a.number("a field number")?;
+                    if n == 0 {
+                        return Err(error(tpos, ":index counts from 1"));
+                    }
+                    extra.index = Some(n);
+                    continue;
+                }
+                "last" if extra.index_ok => {
+                    self.need("index", tpos, ":last")?;
+                    extra.last = true;
+                    continue;
+                }
+                "raw" | "content" | "text" if extra.body_ok => {
+                    if extra.body.is_some() {
+                        return Err(error(tpos, "only one of :raw, :content and :text"));
+                    }
+                    extra.body = Some(match tag.as_str() {
+                        "raw" => (true, None),
+                        "text" => (false, None),
+                        _ => {
+                            let (types, cpos) = a.string_list("a list of content types")?;
+                            (false, Some(self.strings(types, cpos)?))
+                        }
+                    });
+                    continue;
+                }
+                "zone" | "originalzone" if extra.zone_ok => {
+                    if extra.zone.is_some() {
+                        return Err(error(tpos, "only one of :zone and :originalzone"));
+                    }
+                    if tag == "originalzone" {
+                        if !extra.original_ok {
+                            return Err(a.unknown_tag(&tag, tpos));
+                        }
+                        extra.zone = Some(DateZone::Original);
+                    } else {
+                        let (z, zpos) = a.string("a time zone (\"+hhmm\")")?;
+                        let min = parse_zone(&z).ok_or_else(|| {
+                            error(zpos, format!("invalid time zone \"{z}\" (use \"+hhmm\")"))
+                        })?;
+                        extra.zone = Some(DateZone::Offset(min));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             let mut set_kind = |k: MatchKind| {
                 if kind.replace(k).is_some() {
                     return Err(error(tpos, "only one match type may be given"));
@@ -99,6 +178,9 @@ impl Validator {
                 }
                 _ => return Err(a.unknown_tag(&tag, tpos)),
             }
+        }
+        if extra.last && extra.index.is_none() {
+            return Err(error(pos, ":last needs :index"));
         }
         let comparator = comparator.unwrap_or(Comparator::AsciiCasemap);
         let kind = kind.unwrap_or(MatchKind::Is);
@@ -171,7 +253,8 @@ impl Validator {
                 }
             }
             "address" => {
-                let (spec, part) = self.match_tags(&mut a, pos, true)?;
+                let mut extra = Extra::indexed();
+                let (spec, part) = self.match_tags(&mut a, pos, true, &mut extra)?;
                 let headers = self.header_names(&mut a, true)?;
                 let keys = self.list(&mut a, "a key list")?.0;
                 Test::Address {
@@ -179,11 +262,12 @@ impl Validator {
                     part,
                     headers,
                     keys,
+                    index: extra.field_index(),
                 }
             }
             "envelope" => {
                 self.need("envelope", pos, "'envelope'")?;
-                let (spec, part) = self.match_tags(&mut a, pos, true)?;
+                let (spec, part) = self.match_tags(&mut a, pos, true, &mut Extra::default())?;
                 let (parts, ppos) = self.list(&mut a, "a list of envelope parts")?;
                 if let Some(p) = parts
                     .iter()
@@ -204,18 +288,72 @@ impl Validator {
                 }
             }
             "header" => {
-                let (spec, _) = self.match_tags(&mut a, pos, false)?;
+                let mut extra = Extra::indexed();
+                let (spec, _) = self.match_tags(&mut a, pos, false, &mut extra)?;
                 let headers = self.header_names(&mut a, false)?;
                 let keys = self.list(&mut a, "a key list")?.0;
                 Test::Header {
                     spec,
                     headers,
                     keys,
+                    index: extra.field_index(),
+                }
+            }
+            "body" => {
+                self.need("body", pos, "'body'")?;
+                let mut extra = Extra {
+                    body_ok: true,
+                    ..Extra::default()
+                };
+                let (spec, _) = self.match_tags(&mut a, pos, false, &mut extra)?;
+                let keys = self.list(&mut a, "a key list")?.0;
+                let (raw, content) = extra.body.unwrap_or((false, None));
+                Test::Body {
+                    spec,
+                    raw,
+                    content,
+                    keys,
+                }
+            }
+            "date" | "currentdate" => {
+                self.need("date", pos, &format!("'{name}'"))?;
+                let current = name == "currentdate";
+                let mut extra = Extra {
+                    index_ok: !current,
+                    zone_ok: true,
+                    original_ok: !current,
+                    ..Extra::default()
+                };
+                let (spec, _) = self.match_tags(&mut a, pos, false, &mut extra)?;
+                let header = if current {
+                    None
+                } else {
+                    let (h, hpos) = a.string("a header name")?;
+                    if !h.contains('$') && !valid_header_name(&h) {
+                        return Err(error(hpos, format!("invalid header name \"{h}\"")));
+                    }
+                    Some(self.string(h, hpos)?)
+                };
+                let (p, ppos) = a.string("a date part (\"date\", \"time\", ...)")?;
+                let part = self.string(p, ppos)?;
+                if let Some(l) = part.literal()
+                    && !DATE_PARTS.contains(&l.to_ascii_lowercase().as_str())
+                {
+                    return Err(error(ppos, format!("unknown date part \"{l}\"")));
+                }
+                let keys = self.list(&mut a, "a key list")?.0;
+                Test::Date {
+                    spec,
+                    zone: extra.zone.unwrap_or(DateZone::Local),
+                    header,
+                    index: extra.field_index(),
+                    part,
+                    keys,
                 }
             }
             "string" => {
                 self.need("variables", pos, "'string'")?;
-                let (spec, _) = self.match_tags(&mut a, pos, false)?;
+                let (spec, _) = self.match_tags(&mut a, pos, false, &mut Extra::default())?;
                 let sources = self.list(&mut a, "a list of source strings")?.0;
                 let keys = self.list(&mut a, "a key list")?.0;
                 Test::String {
@@ -226,7 +364,7 @@ impl Validator {
             }
             "hasflag" => {
                 self.need("imap4flags", pos, "'hasflag'")?;
-                let (spec, _) = self.match_tags(&mut a, pos, false)?;
+                let (spec, _) = self.match_tags(&mut a, pos, false, &mut Extra::default())?;
                 let variables = if a.remaining() >= 2 {
                     let (names, npos) = a.string_list("a list of variable names")?;
                     self.need("variables", npos, "a flag variable")?;

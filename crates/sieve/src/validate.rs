@@ -287,6 +287,59 @@ impl Validator {
                 }
             }
             "vacation" => CmdKind::Vacation(Box::new(self.vacation(&mut a, pos)?)),
+            "include" => {
+                self.need("include", pos, "'include'")?;
+                let (mut global, mut located, mut once, mut optional) =
+                    (false, false, false, false);
+                while let Some((tag, tpos)) = a.tag()? {
+                    match tag.as_str() {
+                        "personal" | "global" => {
+                            if located {
+                                return Err(error(tpos, "only one of :personal and :global"));
+                            }
+                            located = true;
+                            global = tag == "global";
+                        }
+                        "once" => once = true,
+                        "optional" => optional = true,
+                        _ => return Err(a.unknown_tag(&tag, tpos)),
+                    }
+                }
+                let (n, npos) = a.string("a script name")?;
+                if n.contains("${") {
+                    return Err(error(npos, "include: the script name cannot use variables"));
+                }
+                if n.is_empty()
+                    || n.len() > 200
+                    || n.starts_with('.')
+                    || n.contains(['/', '\\'])
+                    || n.chars().any(char::is_control)
+                {
+                    return Err(error(npos, format!("include: invalid script name \"{n}\"")));
+                }
+                CmdKind::Include {
+                    name: n,
+                    global,
+                    once,
+                    optional,
+                }
+            }
+            "return" => {
+                self.need("include", pos, "'return'")?;
+                CmdKind::Return
+            }
+            "global" => {
+                self.need("include", pos, "'global'")?;
+                self.need("variables", pos, "'global'")?;
+                let (names, npos) = a.string_list("a list of variable names")?;
+                let mut out = Vec::new();
+                for n in &names {
+                    let n = self.variable_name(n, npos)?;
+                    self.assign(&n, npos)?;
+                    out.push(n);
+                }
+                CmdKind::Global(out)
+            }
             _ => return Err(error(pos, format!("unknown command '{name}'"))),
         };
         a.finish()?;

@@ -3,6 +3,7 @@
 use super::{Interp, Result};
 use crate::address::{Address, parse_address_list};
 use crate::ast::{AddressPart, Test};
+use crate::date::{self, FieldIndex};
 use crate::flags;
 use crate::matching::{self, MatchKind, MatchSpec, valid_header_name};
 use crate::testexpr::ADDRESS_HEADERS;
@@ -36,8 +37,14 @@ fn address_values(raw: &str, part: AddressPart, out: &mut Vec<String>) {
 }
 
 impl Interp<'_> {
-    /// Every value of the named headers; invalid names (from variables) are skipped.
-    fn header_values(&mut self, names: &[String], only_addresses: bool) -> Result<Vec<String>> {
+    /// Every value of the named headers (with `index`, the selected occurrence of each);
+    /// invalid names (from variables) are skipped.
+    fn header_values(
+        &mut self,
+        names: &[String],
+        only_addresses: bool,
+        index: Option<FieldIndex>,
+    ) -> Result<Vec<String>> {
         let mut values = Vec::new();
         for n in names {
             if !valid_header_name(n)
@@ -45,7 +52,11 @@ impl Interp<'_> {
             {
                 continue;
             }
-            for v in self.ctx.message.header(n) {
+            let mut fields = self.ctx.message.header(n);
+            if let Some(i) = index {
+                fields = i.pick(fields);
+            }
+            for v in fields {
                 self.spend(v.len() + 1)?;
                 values.push(v);
             }
@@ -80,10 +91,11 @@ impl Interp<'_> {
                 part,
                 headers,
                 keys,
+                index,
             } => {
                 let names = self.expand_all(headers)?;
                 let mut values = Vec::new();
-                for raw in self.header_values(&names, true)? {
+                for raw in self.header_values(&names, true, *index)? {
                     address_values(&raw, *part, &mut values);
                 }
                 self.matches(spec, &values, keys)?
@@ -114,10 +126,57 @@ impl Interp<'_> {
                 spec,
                 headers,
                 keys,
+                index,
             } => {
                 let names = self.expand_all(headers)?;
-                let values = self.header_values(&names, false)?;
+                let values = self.header_values(&names, false, *index)?;
                 self.matches(spec, &values, keys)?
+            }
+            Test::Body {
+                spec,
+                raw,
+                content,
+                keys,
+            } => {
+                let transform = match (raw, content) {
+                    (true, _) => crate::BodyTransform::Raw,
+                    (false, None) => crate::BodyTransform::Text,
+                    (false, Some(types)) => crate::BodyTransform::Content(self.expand_all(types)?),
+                };
+                let values = self.ctx.message.body(&transform);
+                for v in &values {
+                    self.spend(v.len() + 1)?;
+                }
+                self.matches(spec, &values, keys)?
+            }
+            Test::Date {
+                spec,
+                zone,
+                header,
+                index,
+                part,
+                keys,
+            } => {
+                let part = self.expand(part)?;
+                let dates = match header {
+                    None => vec![date::now_in_zone(self.now, *zone)],
+                    Some(h) => {
+                        let name = self.expand(h)?;
+                        let raw = self.header_values(std::slice::from_ref(&name), false, *index)?;
+                        raw.iter()
+                            .filter_map(|v| date::parse_field(&name, v))
+                            .map(|d| date::in_zone(d, *zone))
+                            .collect()
+                    }
+                };
+                let values: Vec<String> =
+                    dates.iter().filter_map(|d| date::part(d, &part)).collect();
+                // A date part named by a variable that is not one matches nothing.
+                if values.is_empty() && !matches!(spec.kind, MatchKind::Count(_)) {
+                    false
+                } else {
+                    self.matches(spec, &values, keys)?
+                }
             }
             Test::Exists(names) => {
                 let names = self.expand_all(names)?;
