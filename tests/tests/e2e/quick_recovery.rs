@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use postern_e2e::{Postern, describe_output};
+use postern_e2e::{Postern, SinkBehaviour, SmtpSink, describe_output, free_port};
 
 use crate::lmtp::{maildir, messages};
 
@@ -59,8 +59,15 @@ impl Sender {
 
     /// Sends message `i`; true when smtpd acknowledged it (`250` after the data).
     fn message(&mut self, i: usize) -> bool {
+        self.message_to(i, "alice@example.org")
+    }
+
+    fn message_to(&mut self, i: usize, rcpt: &str) -> bool {
         assert!(self.cmd("MAIL FROM:<load@remote.test>").starts_with("250"));
-        assert!(self.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+        assert!(
+            self.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"),
+            "{rcpt}"
+        );
         assert!(self.cmd("DATA").starts_with("354"));
         self.w
             .write_all(
@@ -174,4 +181,51 @@ fn load_with_a_gap(signal: Signal) -> BTreeMap<usize, usize> {
         restarted.elapsed().as_secs_f64()
     );
     seen
+}
+
+/// "Destination is back" (issue 15 §5), for SMTP: a message deferred because its
+/// destination could not be reached (connection refused) waits the 300 s backoff; the first
+/// message delivered there once it is up moves it forward. Before, it waited the 300 s.
+#[test]
+fn a_destination_back_moves_its_deferred_mail_forward() {
+    let port = free_port();
+    let pm = Postern::builder()
+        .configure(move |t| {
+            postern_e2e::set_key(
+                t,
+                "smtpd.transports",
+                toml::Value::Table(
+                    [(
+                        "remote.test".to_owned(),
+                        toml::Value::from(format!("smtp:127.0.0.1:{port}")),
+                    )]
+                    .into_iter()
+                    .collect(),
+                ),
+            );
+        })
+        .daemons(&["authd", "smtpd"])
+        .start();
+    let smtpd = pm.daemon("smtpd");
+    let mut s = Sender::connect(smtp_addr(&pm));
+    // Loopback is trusted: relayed to the transport, where nothing listens yet.
+    let mark = smtpd.mark();
+    assert!(s.message_to(1, "bob@remote.test"));
+    smtpd.wait_for_since(mark, "next_attempt", Duration::from_secs(20));
+    let sink = SmtpSink::start_on(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SinkBehaviour::default(),
+    )
+    .expect("the port is still free");
+    let sent = Instant::now();
+    assert!(s.message_to(2, "carol@remote.test"));
+    assert!(s.cmd("QUIT").starts_with("221"));
+    let got = sink.wait_for(2, Duration::from_secs(20));
+    assert_eq!(got.len(), 2, "{}", smtpd.log_text());
+    assert!(got.iter().any(|m| m.to == ["bob@remote.test"]));
+    eprintln!(
+        "deferred message delivered {:.1} s after its destination came back",
+        sent.elapsed().as_secs_f64()
+    );
+    smtpd.wait_for("destination is back", Duration::from_secs(5));
 }
