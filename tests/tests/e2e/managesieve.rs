@@ -272,6 +272,29 @@ fn raw_dialogue_puts_activates_and_the_script_acts() {
     assert!(c.cmd("LOGOUT").ok());
 }
 
+/// After UNAUTHENTICATE the client gets the login time again (not what was left of the
+/// first one), and the login timeout still ends a session that never logs in again.
+#[test]
+fn unauthenticate_restarts_the_login_timer() {
+    let sink = SmtpSink::start();
+    let pm = install(Postern::builder().set("imapd.login_timeout_secs", 2), &sink);
+    let (mut c, _) = Sieve::connect(sieve_addr(&pm));
+    assert!(c.login(ALICE, ALICE_PW).ok());
+    // Past the login timeout while logged in (the idle timeout applies then).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(c.cmd("UNAUTHENTICATE").ok());
+    let r = c.cmd("NOOP");
+    assert!(r.ok(), "the session must not end at once: {r:?}");
+    let started = std::time::Instant::now();
+    let bye = c.response();
+    assert!(bye.status.starts_with("BYE"), "{bye:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn mailctl_sieve_put_before_managesieve_is_kept() {
     let sink = SmtpSink::start();

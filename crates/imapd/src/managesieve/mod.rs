@@ -257,6 +257,9 @@ impl Driver {
                 Action::Unauthenticated => {
                     info!(peer = %self.peer, user = self.user_name(), "managesieve: unauthenticate");
                     self.user = None;
+                    // The login timer starts again (what was left of it ran out long ago).
+                    self.login_deadline =
+                        Instant::now() + self.ctx.config.imapd.login_timeout_secs.duration();
                     continue;
                 }
                 Action::Store(req) => {
