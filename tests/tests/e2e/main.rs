@@ -14,6 +14,7 @@ mod hardening_imap;
 mod hardening_smtpd;
 mod harness;
 mod imap_clients;
+mod imap_transport;
 mod imapd;
 mod inbound;
 mod interop_smtpd;

@@ -6,16 +6,16 @@
 //! TLS: LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are answered `NO`.
 
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::response::Greeting;
 use imap_next::server::{Error as ServerError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State};
 use postern_maildir::Maildir;
 
 use super::cmd::list::{self, Extended};
+use super::idle::Idle;
 use super::resp;
 use super::session::{Flow, Session, SessionConfig, User};
 use super::tagged::Tagged;
-use super::{MAX_BAD, PreauthScanner, recover_tag, status};
+use super::{MAX_BAD, PreauthScanner, greeting, recover_tag, status};
 
 /// Most events handled per run (a bound on the work one input can cause).
 const MAX_EVENTS: usize = 10_000;
@@ -40,18 +40,17 @@ pub fn run_imap(input: &[u8], maildir: Option<&Maildir>, preauth_limit: u64) -> 
     o.crlf_relaxed = true;
     o.max_literal_size = 1 << 20;
     o.max_command_size = (1 << 20) + 64 * 1024;
-    let Ok(greeting) = Greeting::ok(None, "ready") else {
-        return Vec::new();
-    };
-    let mut server = Server::new(o, greeting);
-    let mut out = sess.greeting();
+    let mut server = Server::new(o, greeting(&sess));
+    let mut out = Vec::new();
     if maildir.is_none() && !PreauthScanner::default().feed(input, preauth_limit.max(256)) {
+        out.extend_from_slice(&sess.greeting());
         out.extend_from_slice(b"* BYE [LIMIT] Command too long\r\n");
         return out;
     }
-    server.enqueue_input(input);
+    // In pieces, as the driver feeds it.
+    let mut pending = super::input::Input::default();
+    pending.set(input.to_vec());
     let mut bad = 0u32;
-    let mut idle_tag = None;
     for _ in 0..MAX_EVENTS {
         let flow = match server.next() {
             Ok(Event::CommandReceived { command }) => {
@@ -87,36 +86,41 @@ pub fn run_imap(input: &[u8], maildir: Option<&Maildir>, preauth_limit: u64) -> 
             }
             Ok(Event::AuthenticateDataReceived { .. }) => Flow::Continue,
             Ok(Event::IdleCommandReceived { tag }) => {
-                if sess.is_authenticated() {
-                    if let Ok(ccr) =
-                        imap_codec::imap_types::response::CommandContinuationRequest::basic(
-                            None, "idling",
-                        )
-                    {
-                        let _ = server.idle_accept(ccr);
+                match sess.idle(tag.inner()) {
+                    Idle::Accept { .. } => {
+                        if let Ok(ccr) =
+                            imap_codec::imap_types::response::CommandContinuationRequest::basic(
+                                None, "idling",
+                            )
+                        {
+                            let _ = server.idle_accept(ccr);
+                        }
+                        sess.idle_wake(&mut out);
                     }
-                    sess.sync(&mut out, true);
-                    idle_tag = Some(tag);
-                } else if let Some(st) = status("BAD", &tag, None, "Log in first") {
-                    let _ = server.idle_reject(st);
+                    Idle::Refuse(t) => {
+                        if let Some(st) = t.status(&tag) {
+                            let _ = server.idle_reject(st);
+                        }
+                    }
                 }
                 Flow::Continue
             }
             Ok(Event::IdleDoneReceived) => {
-                if let Some(tag) = idle_tag.take() {
-                    sess.done(&mut out, "IDLE terminated")
-                        .write(&mut out, tag.inner());
-                    Flow::Continue
-                } else {
-                    Flow::Continue
-                }
+                sess.idle_end(&mut out);
+                Flow::Continue
             }
             Ok(Event::GreetingSent { .. } | Event::ResponseSent { .. }) => Flow::Continue,
             Err(Interrupt::Io(Io::Output(b))) => {
                 out.extend_from_slice(&b);
                 Flow::Continue
             }
-            Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+            Err(Interrupt::Io(Io::NeedMoreInput)) => match pending.next_piece() {
+                Some(piece) => {
+                    server.enqueue_input(piece);
+                    Flow::Continue
+                }
+                None => break,
+            },
             Err(Interrupt::Error(e)) => {
                 bad += 1;
                 on_error(e, &mut sess, &mut out);

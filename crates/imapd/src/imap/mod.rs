@@ -1,6 +1,11 @@
-//! The IMAP server: imap-next's sans-I/O `Server` driven over our own stream (so STARTTLS can
-//! swap it and COMPRESS=DEFLATE can wrap it), the session state in [`session`] and the
-//! commands in `cmd/`.
+//! The IMAP server: imap-next's sans-I/O `Server` driven over our own stream (which STARTTLS
+//! and COMPRESS=DEFLATE upgrade in place, under the same `Server`), the session state in
+//! [`session`], IDLE in `idle.rs` and the commands in `cmd/`.
+//!
+//! Input reaches imap-next in pieces cut so that a STARTTLS or COMPRESS command ends a piece
+//! (`input.rs`): when imap-next reports one it holds nothing that came after it, and the
+//! driver drops the rest of what it read. Bytes a client (or a man in the middle) pipelined
+//! after STARTTLS in the clear are never executed under TLS (CVE-2011-0411).
 //!
 //! Limits: before login every command (with its literals) must fit in
 //! `max_preauth_command_size` — checked on the raw bytes before imap-next buffers them, so a
@@ -15,9 +20,12 @@ pub mod session;
 mod cmd;
 #[doc(hidden)]
 pub mod fuzzing;
+mod idle;
+mod input;
 mod names;
 pub(crate) mod notify;
 mod resp;
+mod scanner;
 mod tagged;
 mod transport;
 
@@ -35,7 +43,6 @@ use imap_codec::imap_types::response::{
 };
 use imap_next::server::{Error as ServerError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State};
-use postern_daemon::Stream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,136 +55,19 @@ use self::cmd::auth::Action;
 use self::cmd::list;
 #[cfg(test)]
 use self::cmd::mailboxes;
-use self::notify::{Notifier, Subscription};
+use self::idle::{Idle, Watch};
+use self::input::Input as Pending;
+pub(crate) use self::scanner::PreauthScanner;
+#[cfg(test)]
+use self::scanner::literal_announcement;
 use self::session::{Flow, Session, SessionConfig, User};
 use self::tagged::{Tagged, other};
 use self::transport::Transport;
 
 /// Consecutive bad commands before the connection is closed.
 const MAX_BAD: u32 = 20;
-/// How often an IDLE session re-checks without inotify.
-const POLL: Duration = Duration::from_millis(500);
-/// How often an IDLE session re-checks even with inotify (changes inotify cannot see).
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Time allowed for the STARTTLS handshake.
 const TLS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Counts the bytes of the command being received, without buffering them: before login
-/// everything, literals included ([`PreauthScanner::feed`]); after login the bytes outside
-/// literals ([`PreauthScanner::feed_text`]).
-#[derive(Debug, Default)]
-pub(crate) struct PreauthScanner {
-    cmd_bytes: u64,
-    /// Bytes of the current command outside its literals.
-    text_bytes: u64,
-    literal_left: u64,
-    tail: Vec<u8>,
-}
-
-impl PreauthScanner {
-    /// Feeds bytes; false once the current command exceeds `limit`.
-    pub(crate) fn feed(&mut self, data: &[u8], limit: u64) -> bool {
-        let mut i = 0;
-        while i < data.len() {
-            if self.literal_left > 0 {
-                let take = self.literal_left.min((data.len() - i) as u64);
-                self.literal_left -= take;
-                i += usize::try_from(take).unwrap_or(data.len());
-                continue;
-            }
-            let b = data[i];
-            i += 1;
-            self.cmd_bytes += 1;
-            if b == b'\n' {
-                let line = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
-                if let Some(n) = literal_announcement(line) {
-                    if self.cmd_bytes.saturating_add(n) > limit {
-                        return false;
-                    }
-                    self.cmd_bytes += n;
-                    self.literal_left = n;
-                } else {
-                    self.cmd_bytes = 0;
-                }
-                self.tail.clear();
-            } else {
-                if self.tail.len() >= 32 {
-                    self.tail.remove(0);
-                }
-                self.tail.push(b);
-            }
-            if self.cmd_bytes > limit {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// After login: feeds bytes and checks that no command carries more than `text_limit`
-    /// bytes outside its literals (literals up to `literal_limit` are skipped; imap-next
-    /// refuses bigger ones, so their announcement ends the command here). On overflow,
-    /// `Err(n)`: the first `n` bytes of `data` hold only whole commands that came before
-    /// the offending one (and may still be served).
-    pub(crate) fn feed_text(
-        &mut self,
-        data: &[u8],
-        text_limit: u64,
-        literal_limit: u64,
-    ) -> Result<(), usize> {
-        let mut cmd_start = 0;
-        let mut i = 0;
-        while i < data.len() {
-            if self.literal_left > 0 {
-                let take = self.literal_left.min((data.len() - i) as u64);
-                self.literal_left -= take;
-                i += usize::try_from(take).unwrap_or(data.len());
-                continue;
-            }
-            let b = data[i];
-            i += 1;
-            self.text_bytes += 1;
-            if b == b'\n' {
-                let line = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
-                match literal_announcement(line) {
-                    Some(n) if n <= literal_limit => self.literal_left = n,
-                    _ => {
-                        self.text_bytes = 0;
-                        cmd_start = i;
-                    }
-                }
-                self.tail.clear();
-            } else {
-                if self.tail.len() >= 32 {
-                    self.tail.remove(0);
-                }
-                self.tail.push(b);
-            }
-            if self.text_bytes > text_limit {
-                return Err(cmd_start);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `…{123}` / `…{123+}` / `…~{123}` at the end of a line → 123.
-fn literal_announcement(line: &[u8]) -> Option<u64> {
-    let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|&b| b == b'{')?;
-    let digits = &inner[open + 1..];
-    let digits = digits
-        .strip_suffix(b"+")
-        .or_else(|| digits.strip_suffix(b"-"))
-        .unwrap_or(digits);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    // More than 19 digits is absurd; treat it as huge.
-    if digits.len() > 19 {
-        return Some(u64::MAX / 2);
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
 
 /// The tag of a malformed command, if it has a valid one.
 fn recover_tag(raw: &[u8]) -> Option<String> {
@@ -189,7 +79,7 @@ fn recover_tag(raw: &[u8]) -> Option<String> {
     Some(t.to_owned())
 }
 
-fn new_server(ctx: &Ctx) -> Server {
+fn new_server(ctx: &Ctx, greeting: Greeting<'static>) -> Server {
     let mut o = Options::default();
     o.crlf_relaxed = true;
     o.max_literal_size = ctx.config.imapd.max_literal_size;
@@ -200,16 +90,20 @@ fn new_server(ctx: &Ctx) -> Server {
         .saturating_add(ctx.config.imapd.max_command_size.max(1024));
     let _ = o.set_literal_reject_text("Literal too big".into());
     let _ = o.set_literal_accept_text("Ready for literal data".into());
-    // The greeting is written by us (see `Driver::discard_greeting`).
-    let greeting = Greeting::ok(None, "ready").unwrap_or_else(|_| unreachable_greeting());
     Server::new(o, greeting)
 }
 
-fn unreachable_greeting() -> Greeting<'static> {
+/// The session's greeting (`* OK [CAPABILITY …] host ready`, as [`Session::greeting`] writes
+/// it), sent by imap-next.
+fn greeting(sess: &Session) -> Greeting<'static> {
+    use imap_codec::imap_types::core::Text;
+    use imap_codec::imap_types::response::GreetingKind;
     Greeting {
-        kind: imap_codec::imap_types::response::GreetingKind::Ok,
-        code: None,
-        text: imap_codec::imap_types::core::Text::unvalidated("ready"),
+        kind: GreetingKind::Ok,
+        code: Some(other(sess.capability_text())),
+        // A host name that is not valid text: the capabilities still go out.
+        text: Text::try_from(format!("{} ready", sess.cfg.hostname))
+            .unwrap_or_else(|_| Text::unvalidated("ready")),
     }
 }
 
@@ -254,12 +148,12 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
     };
     let sess = Box::new(Session::new(cfg, io.is_tls(), trusted));
     let login_deadline = Instant::now() + ctx.config.imapd.login_timeout_secs.duration();
-    let server = new_server(&ctx);
+    let server = new_server(&ctx, greeting(&sess));
     let mut d = Driver {
-        out: sess.greeting(),
+        out: Vec::new(),
+        input: Pending::default(),
         sess: Some(sess),
         server,
-        discard_greeting: true,
         ctx,
         io,
         peer,
@@ -269,9 +163,8 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         auth_failures: 0,
         bad: 0,
         sasl: None,
-        idle_tag: None,
-        idle_sub: None,
-        idle_poll: false,
+        idle_watch: None,
+        idle_sync: false,
         login_deadline,
         close: false,
         bye_after: None,
@@ -292,18 +185,19 @@ struct Driver {
     peer: std::net::SocketAddr,
     local: std::net::SocketAddr,
     server: Server,
-    discard_greeting: bool,
     out: Vec<u8>,
+    /// Bytes read and scanned, not yet given to imap-next (see [`Driver::feed`]).
+    input: Pending,
     sess: Option<Box<Session>>,
     unauth_permit: Option<OwnedSemaphorePermit>,
     scanner: PreauthScanner,
     auth_failures: u32,
     bad: u32,
     sasl: Option<(Tag<'static>, Sasl)>,
-    idle_tag: Option<Tag<'static>>,
-    idle_sub: Option<Subscription>,
-    /// IDLE without inotify: poll the selected mailbox.
-    idle_poll: bool,
+    /// During IDLE with a mailbox selected: what wakes the session.
+    idle_watch: Option<Watch>,
+    /// IDLE was accepted: report pending updates once the continuation request is out.
+    idle_sync: bool,
     login_deadline: Instant,
     close: bool,
     /// Sent, then the connection closed, once imap-next has written its queued output.
@@ -324,14 +218,11 @@ impl Driver {
             }
             match self.server.next() {
                 Ok(ev) => self.on_event(ev).await,
-                Err(Interrupt::Io(Io::Output(b))) => {
-                    if self.discard_greeting {
-                        self.discard_greeting = false;
-                    } else {
-                        self.out.extend_from_slice(&b);
-                    }
-                }
+                Err(Interrupt::Io(Io::Output(b))) => self.out.extend_from_slice(&b),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    if self.feed() {
+                        continue;
+                    }
                     if let Some(bye) = self.bye_after.take() {
                         self.out.extend_from_slice(bye.as_bytes());
                         self.close = true;
@@ -341,44 +232,67 @@ impl Driver {
                         return;
                     }
                     match self.read_input(&shutdown).await {
-                        Input::Data(bytes) => {
-                            if !self.authenticated() {
-                                let limit = u64::from(
-                                    self.ctx.config.imapd.max_preauth_command_size.max(256),
-                                );
-                                if !self.scanner.feed(&bytes, limit) {
-                                    info!(peer = %self.peer, "command too long before login; closing");
-                                    self.out
-                                        .extend_from_slice(b"* BYE [LIMIT] Command too long\r\n");
-                                    self.close = true;
-                                    continue;
-                                }
-                            } else {
-                                let imapd = &self.ctx.config.imapd;
-                                let text_limit = u64::from(imapd.max_command_size.max(1024));
-                                let literal_limit = u64::from(imapd.max_literal_size);
-                                if let Err(whole) =
-                                    self.scanner.feed_text(&bytes, text_limit, literal_limit)
-                                {
-                                    // The commands before the long one are served; the long
-                                    // one never reaches the parser, so it changes nothing.
-                                    info!(peer = %self.peer, "command too long; closing");
-                                    self.server
-                                        .enqueue_input(bytes.get(..whole).unwrap_or_default());
-                                    self.bye_after =
-                                        Some("* BYE [LIMIT] Command line too long\r\n");
-                                    continue;
-                                }
-                            }
-                            self.server.enqueue_input(&bytes);
-                        }
-                        Input::Woke => self.idle_update().await,
+                        Input::Data(bytes) => self.received(bytes),
+                        Input::Woke => self.idle_wake().await,
                         Input::Closed => self.close = true,
                     }
                 }
                 Err(Interrupt::Error(e)) => self.on_error(e).await,
             }
         }
+    }
+
+    /// Checks freshly read bytes against the command size limits and keeps them for
+    /// [`Driver::feed`].
+    fn received(&mut self, bytes: Vec<u8>) {
+        if !self.authenticated() {
+            let limit = u64::from(self.ctx.config.imapd.max_preauth_command_size.max(256));
+            if !self.scanner.feed(&bytes, limit) {
+                info!(peer = %self.peer, "command too long before login; closing");
+                self.out
+                    .extend_from_slice(b"* BYE [LIMIT] Command too long\r\n");
+                self.close = true;
+                return;
+            }
+        } else {
+            let imapd = &self.ctx.config.imapd;
+            let text_limit = u64::from(imapd.max_command_size.max(1024));
+            let literal_limit = u64::from(imapd.max_literal_size);
+            if let Err(whole) = self.scanner.feed_text(&bytes, text_limit, literal_limit) {
+                // The commands before the long one are served; the long one never reaches
+                // the parser, so it changes nothing.
+                info!(peer = %self.peer, "command too long; closing");
+                let mut bytes = bytes;
+                bytes.truncate(whole);
+                self.input.set(bytes);
+                self.bye_after = Some("* BYE [LIMIT] Command line too long\r\n");
+                return;
+            }
+        }
+        self.input.set(bytes);
+    }
+
+    /// Gives imap-next the next piece of what was read (see `input.rs`); false when nothing
+    /// is left. Called only when imap-next asks for more, so a STARTTLS or COMPRESS it
+    /// reports has nothing behind it in imap-next: what follows is still in `input`, and
+    /// [`Driver::discard_input`] drops it (imap-next 0.3.4 has no way to drop input it was
+    /// given).
+    fn feed(&mut self) -> bool {
+        match self.input.next_piece() {
+            Some(piece) => {
+                self.server.enqueue_input(piece);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops what was read and not yet given to imap-next (after STARTTLS and COMPRESS:
+    /// nothing sent before the new layer counts under it). imap-next is at the start of a
+    /// command, and so is the scanner from now on.
+    fn discard_input(&mut self) {
+        self.input.clear();
+        self.scanner = PreauthScanner::default();
     }
 
     /// Writes pending output; false if the connection is gone.
@@ -409,21 +323,12 @@ impl Driver {
         } else {
             self.login_deadline
         };
-        let idle = self.idle_tag.is_some();
-        let poll = self.idle_poll;
-        let Self { io, idle_sub, .. } = self;
+        let sync_now = self.idle_sync;
+        let Self { io, idle_watch, .. } = self;
         let wake = async {
-            if !idle {
-                return std::future::pending::<()>().await;
-            }
-            match idle_sub.as_mut() {
-                Some(sub) => {
-                    tokio::select! {
-                        _ = sub.rx.changed() => {}
-                        _ = tokio::time::sleep(IDLE_RECHECK) => {}
-                    }
-                }
-                None if poll => tokio::time::sleep(POLL).await,
+            match idle_watch.as_mut() {
+                _ if sync_now => {}
+                Some(w) => w.changed().await,
                 None => std::future::pending::<()>().await,
             }
         };
@@ -569,41 +474,48 @@ impl Driver {
             }
             Event::IdleCommandReceived { tag } => {
                 self.bad = 0;
-                let dir = match self.sess.as_ref().map(|s| s.idle_start()) {
-                    Some(Ok(dir)) => dir,
-                    Some(Err(refusal)) => {
-                        if let Some(st) = refusal.status(&tag) {
-                            let _ = self.server.idle_reject(st);
-                        }
-                        return;
-                    }
-                    None => return,
-                };
-                if let Ok(ccr) = CommandContinuationRequest::basic(None, "idling") {
-                    let _ = self.server.idle_accept(ccr);
-                }
-                self.idle_tag = Some(tag);
-                if let Some(dir) = dir {
-                    let notifier = self.ctx.notifier.get_or_init(Notifier::start).clone();
-                    self.idle_sub = notifier.and_then(|n| n.subscribe(&dir));
-                    self.idle_poll = self.idle_sub.is_none();
-                }
-                self.idle_update().await;
+                self.idle(tag);
             }
             Event::IdleDoneReceived => {
-                self.idle_sub = None;
-                self.idle_poll = false;
-                if let Some(tag) = self.idle_tag.take() {
-                    let tag = tag.inner().to_owned();
-                    self.with_session(move |s, out| s.idle_done(out, &tag))
-                        .await;
-                }
+                self.idle_watch = None;
+                self.idle_sync = false;
+                self.with_session(|s, out| s.idle_end(out)).await;
             }
         }
     }
 
-    async fn idle_update(&mut self) {
-        self.with_session(|s, out| s.sync(out, true)).await;
+    /// IDLE: the session decides ([`Session::idle`]); imap-next, which owns the IDLE flow,
+    /// sends the continuation request or the refusal.
+    fn idle(&mut self, tag: Tag<'static>) {
+        let Some(sess) = self.sess.as_mut() else {
+            self.close = true;
+            return;
+        };
+        match sess.idle(tag.inner()) {
+            Idle::Refuse(t) => match t.status(&tag) {
+                Some(st) => {
+                    let _ = self.server.idle_reject(st);
+                }
+                None => self.close = true,
+            },
+            Idle::Accept { watch } => {
+                match CommandContinuationRequest::basic(None, "idling") {
+                    Ok(ccr) => {
+                        let _ = self.server.idle_accept(ccr);
+                    }
+                    Err(_) => self.close = true,
+                }
+                self.idle_watch = watch.map(|dir| Watch::start(&self.ctx, &dir));
+                // Updates already pending go out right after the continuation request.
+                self.idle_sync = true;
+            }
+        }
+    }
+
+    /// The watched mailbox changed during IDLE (or it is time to look again).
+    async fn idle_wake(&mut self) {
+        self.idle_sync = false;
+        self.with_session(|s, out| s.idle_wake(out)).await;
     }
 
     async fn on_error(&mut self, e: ServerError) {
@@ -747,8 +659,11 @@ impl Driver {
         }
     }
 
-    /// STARTTLS after the session answered OK ([`Action::StartTls`]).
+    /// STARTTLS after the session answered OK ([`Action::StartTls`]): the same transport and
+    /// the same imap-next `Server` go on over TLS; what the client sent after STARTTLS in the
+    /// clear is dropped unread (no command injection).
     async fn starttls(&mut self) {
+        self.discard_input();
         let Some(tls) = self.ctx.tls.clone() else {
             self.close = true;
             return;
@@ -757,41 +672,60 @@ impl Driver {
             self.close = true;
             return;
         }
-        let Some(Stream::Plain(tcp)) = self.io.take() else {
-            self.close = true;
-            return;
-        };
-        match tokio::time::timeout(TLS_TIMEOUT, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(s)) => {
-                self.io.put(Stream::Tls(Box::new(s)));
-                // Anything the client sent after STARTTLS in the clear is dropped with the
-                // old parser state (no command injection).
-                self.server = new_server(&self.ctx);
-                self.discard_greeting = true;
-                self.scanner = PreauthScanner::default();
+        match self.io.start_tls(tls.acceptor(), TLS_TIMEOUT).await {
+            Ok(()) => {
                 if let Some(s) = self.sess.as_mut() {
                     s.tls_started();
                 }
             }
-            _ => {
-                debug!(peer = %self.peer, "STARTTLS handshake failed");
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
                 self.close = true;
                 self.out.clear();
             }
         }
     }
 
-    /// COMPRESS=DEFLATE after the session answered OK ([`Action::Compress`]).
+    /// COMPRESS=DEFLATE after the session answered OK ([`Action::Compress`]): the stream is
+    /// compressed from the next byte on; what the client sent after COMPRESS uncompressed is
+    /// dropped.
     async fn compress(&mut self) {
+        self.discard_input();
         if !self.flush().await {
             self.close = true;
             return;
         }
         self.io.start_deflate();
-        self.server = new_server(&self.ctx);
-        self.discard_greeting = true;
         if let Some(s) = self.sess.as_mut() {
             s.compress_started();
+        }
+    }
+}
+
+#[cfg(test)]
+mod driver_tests {
+    use super::*;
+
+    fn sess() -> Session {
+        let cfg = SessionConfig {
+            hostname: "mx.example.test".into(),
+            append_limit: 1 << 20,
+            starttls: true,
+        };
+        Session::new(cfg, false, false)
+    }
+
+    /// imap-next sends the session's greeting byte for byte.
+    #[test]
+    fn imap_next_sends_the_session_greeting() {
+        let s = sess();
+        let mut server = Server::new(Options::default(), greeting(&s));
+        match server.next() {
+            Err(Interrupt::Io(Io::Output(b))) => assert_eq!(
+                String::from_utf8(b).unwrap(),
+                String::from_utf8(s.greeting()).unwrap()
+            ),
+            other => panic!("{other:?}"),
         }
     }
 }

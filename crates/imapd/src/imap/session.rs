@@ -1,10 +1,12 @@
 //! The IMAP session without sockets: parsed commands in, response bytes out.
 //!
-//! The driver in `mod.rs` does the I/O, TLS, COMPRESS, IDLE waiting and logins (they need
-//! authd); the session's state, its view of the selected mailbox and the untagged updates
-//! are here, the commands in `cmd/` (one file per family). All of it is synchronous (the
-//! store is `std::fs`), so the driver runs it on the blocking pool and unit tests call it
-//! directly.
+//! The driver in `mod.rs` does the I/O: the socket, the TLS handshake, the deflate stream,
+//! authd and the waiting during IDLE. The session decides everything else and hands the
+//! driver an action when it needs one (`cmd/auth.rs` for LOGIN, STARTTLS and COMPRESS,
+//! `idle.rs` for IDLE). The session's state, its view of the selected mailbox and the
+//! untagged updates are here, the commands in `cmd/` (one file per family). All of it is
+//! synchronous (the store is `std::fs`), so the driver runs it on the blocking pool and unit
+//! tests call it directly.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -106,7 +108,6 @@ pub(crate) struct PendingFetch {
     /// Only UID, FLAGS, MODSEQ and RFC822.SIZE are asked for (see `cmd::fetch`'s fast path).
     pub(crate) meta_only: bool,
     pub(crate) todo: std::collections::VecDeque<(u32, u32)>,
-    pub(crate) uid: bool,
     pub(crate) modseq: bool,
     pub(crate) changed_since: Option<u64>,
     pub(crate) failed_cte: bool,
@@ -207,6 +208,8 @@ pub struct Session {
     pub(crate) enabled: Enabled,
     pub(crate) state: State,
     pub(crate) pending: Option<PendingFetch>,
+    /// The tag of the IDLE in progress (see `idle.rs`).
+    pub(crate) idling: Option<String>,
 }
 
 /// Maps a store error to a response code and text.
@@ -325,6 +328,7 @@ impl Session {
             enabled: Enabled::default(),
             state: State::NotAuthenticated,
             pending: None,
+            idling: None,
         }
     }
 

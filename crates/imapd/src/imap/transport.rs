@@ -1,6 +1,9 @@
-//! The connection's byte stream: plain or TLS, optionally with COMPRESS=DEFLATE on top.
+//! The connection's byte stream: plain or TLS, optionally with COMPRESS=DEFLATE on top. It
+//! is upgraded in place (plain → TLS on STARTTLS, then deflate on COMPRESS), so the driver
+//! and imap-next's `Server` above it carry on over the new layer.
 
 use std::io;
+use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use postern_daemon::Stream;
@@ -39,14 +42,26 @@ impl Transport {
         matches!(self.stream, Some(Stream::Tls(_)))
     }
 
-    /// Takes the stream out (STARTTLS).
-    pub(crate) fn take(&mut self) -> Option<Stream> {
-        self.stream.take()
-    }
-
-    /// Puts a (TLS) stream back.
-    pub(crate) fn put(&mut self, s: Stream) {
-        self.stream = Some(s);
+    /// STARTTLS: runs the TLS handshake over the plain stream, within `timeout`, and goes on
+    /// over TLS. Nothing read before is kept here (the caller drops what it buffered). On
+    /// failure the stream is gone (the connection closes). Refused on a TLS or compressed
+    /// stream.
+    pub(crate) async fn start_tls(
+        &mut self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if self.deflate.is_some() {
+            return Err(io::Error::other("STARTTLS under COMPRESS"));
+        }
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Err(io::Error::other("STARTTLS on a stream that is not plain"));
+        };
+        let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        self.stream = Some(Stream::Tls(Box::new(tls)));
+        Ok(())
     }
 
     /// Starts raw deflate in both directions (RFC 4978).

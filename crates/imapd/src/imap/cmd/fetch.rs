@@ -18,7 +18,7 @@ use postern_maildir::FlagOp;
 use postern_maildir::{Flags, MessageMeta};
 
 use crate::imap::resp::{self, num_set, untagged};
-use crate::imap::session::{Flow, PendingFetch, Session, fetch_flags};
+use crate::imap::session::{Flow, PendingFetch, Selected, Session, fetch_flags};
 use crate::imap::tagged::{Tagged, other};
 
 /// Output size after which a FETCH yields to the driver to write.
@@ -263,7 +263,6 @@ impl Session {
             meta_only: meta_only(&items),
             items,
             todo: targets.into(),
-            uid,
             modseq,
             changed_since,
             failed_cte: false,
@@ -322,6 +321,8 @@ impl Session {
         Flow::Continue
     }
 
+    /// Answers one message of a FETCH (nothing for a message expunged meanwhile or, with
+    /// CHANGEDSINCE, unchanged since).
     fn fetch_one(&mut self, p: &mut PendingFetch, seq: u32, uid: u32, out: &mut Vec<u8>) {
         let condstore = self.enabled.condstore;
         let Some(sel) = self.state.sel_mut() else {
@@ -344,178 +345,24 @@ impl Session {
         let Some(meta) = sel.mbox.get(uid).cloned() else {
             return;
         };
-        if let Some(cs) = p.changed_since
-            && meta.modseq <= cs
-        {
+        if p.changed_since.is_some_and(|cs| meta.modseq <= cs) {
             return;
         }
-        let mut raw: Option<Vec<u8>> = None;
-        if wants_raw(&p.items) {
-            match sel.mbox.read(uid) {
-                Ok(r) => raw = Some(r),
-                Err(e) => {
-                    unreadable(p, uid, &e);
-                    return;
-                }
-            }
-        }
-        let summary: Option<msg::Summary> = if wants_summary(&p.items) {
-            match sel
-                .mbox
-                .cache_get(uid)
-                .and_then(|b| msg::Summary::from_bytes(&b))
-            {
-                Some(s) => Some(s),
-                None => {
-                    if raw.is_none() {
-                        match sel.mbox.read(uid) {
-                            Ok(r) => raw = Some(r),
-                            Err(e) => {
-                                unreadable(p, uid, &e);
-                                return;
-                            }
-                        }
-                    }
-                    let s = msg::Summary::from_message(raw.as_deref().unwrap_or_default());
-                    let _ = sel.mbox.cache_put(uid, &s.to_bytes());
-                    Some(s)
-                }
-            }
-        } else {
-            None
+        let src = match Source::load(sel, &p.items, uid) {
+            Ok(src) => src,
+            Err(e) => return unreadable(p, uid, &e),
         };
-        let raw_ref: &[u8] = raw.as_deref().unwrap_or_default();
-        let mut meta = meta;
-        let mut flags_changed = false;
-        if !sel.read_only && !meta.flags.seen && sets_seen(&p.items) {
-            let add = Flags {
-                seen: true,
-                ..Flags::default()
-            };
-            if let Ok(Some(m)) = sel.mbox.store_flags(uid, FlagOp::Add, &add, None) {
-                meta = m.clone();
-                flags_changed = true;
-            }
-        }
+        let (meta, flags_changed) = mark_seen(sel, &p.items, meta);
         let recent = sel.recent.contains(&uid);
         let mut v: Vec<MessageDataItem<'static>> = Vec::with_capacity(p.items.len() + 2);
         for it in &p.items {
-            match it {
-                MessageDataItemName::Uid => {
-                    if let Some(u) = NonZeroU32::new(uid) {
-                        v.push(MessageDataItem::Uid(u));
-                    }
-                }
-                MessageDataItemName::Flags => {
-                    v.push(MessageDataItem::Flags(fetch_flags(&meta, recent)))
-                }
-                MessageDataItemName::InternalDate => {
-                    if let Some(d) = imap_date(meta.internal_date) {
-                        v.push(MessageDataItem::InternalDate(d));
-                    }
-                }
-                MessageDataItemName::Rfc822Size => {
-                    v.push(MessageDataItem::Rfc822Size(
-                        u32::try_from(meta.size).unwrap_or(u32::MAX),
-                    ));
-                }
-                MessageDataItemName::ModSeq => {
-                    if let Some(m) = NonZeroU64::new(meta.modseq.max(1)) {
-                        v.push(MessageDataItem::ModSeq(m));
-                    }
-                }
-                MessageDataItemName::Envelope => {
-                    v.push(MessageDataItem::Envelope(match &summary {
-                        Some(s) => s.envelope.clone(),
-                        None => msg::envelope(raw_ref),
-                    }))
-                }
-                MessageDataItemName::Body => v.push(MessageDataItem::Body(match &summary {
-                    Some(s) => s.body.clone(),
-                    None => msg::body_structure(raw_ref, false),
-                })),
-                MessageDataItemName::BodyStructure => {
-                    v.push(MessageDataItem::BodyStructure(match &summary {
-                        Some(s) => s.body_structure.clone(),
-                        None => msg::body_structure(raw_ref, true),
-                    }))
-                }
-                MessageDataItemName::Rfc822 => {
-                    v.push(MessageDataItem::Rfc822(literal(raw_ref.to_vec())))
-                }
-                MessageDataItemName::Rfc822Header => {
-                    let h = match &summary {
-                        Some(s) => s.header.clone(),
-                        None => msg::header_block(raw_ref).to_vec(),
-                    };
-                    v.push(MessageDataItem::Rfc822Header(literal(h)));
-                }
-                MessageDataItemName::Rfc822Text => {
-                    v.push(MessageDataItem::Rfc822Text(literal(
-                        msg::body_text(raw_ref).to_vec(),
-                    )));
-                }
-                MessageDataItemName::BodyExt {
-                    section, partial, ..
-                } => {
-                    let data = match (&summary, header_only(section.as_ref())) {
-                        (Some(s), true) => s.header_section(section.as_ref()),
-                        _ => msg::section(raw_ref, section.as_ref()),
-                    };
-                    let (data, origin) = match (data, partial) {
-                        (Some(d), Some((off, len))) => {
-                            (Some(msg::partial(&d, *off, len.get()).to_vec()), Some(*off))
-                        }
-                        (d, _) => (d, None),
-                    };
-                    v.push(MessageDataItem::BodyExt {
-                        section: section.clone(),
-                        origin,
-                        data: data.map_or(NString(None), literal),
-                    });
-                }
-                MessageDataItemName::Binary {
-                    section, partial, ..
-                } => match msg::binary_section(raw_ref, section) {
-                    Ok(d) => {
-                        let d = match partial {
-                            Some((off, len)) => msg::partial(&d, *off, len.get()).to_vec(),
-                            None => d,
-                        };
-                        let value = if d.contains(&0) {
-                            NString8::Literal8(Literal8 {
-                                data: Cow::Owned(d),
-                                mode: LiteralMode::Sync,
-                            })
-                        } else {
-                            NString8::NString(literal(d))
-                        };
-                        v.push(MessageDataItem::Binary {
-                            section: section.clone(),
-                            value,
-                        });
-                    }
-                    Err(msg::BinaryError::UnknownCte) => p.failed_cte = true,
-                    Err(msg::BinaryError::NoSuchPart) => v.push(MessageDataItem::Binary {
-                        section: section.clone(),
-                        value: NString8::NString(NString(None)),
-                    }),
-                },
-                MessageDataItemName::BinarySize { section } => {
-                    match msg::binary_size(raw_ref, section) {
-                        Ok(size) => v.push(MessageDataItem::BinarySize {
-                            section: section.clone(),
-                            size,
-                        }),
-                        Err(msg::BinaryError::UnknownCte) => p.failed_cte = true,
-                        Err(msg::BinaryError::NoSuchPart) => v.push(MessageDataItem::BinarySize {
-                            section: section.clone(),
-                            size: 0,
-                        }),
-                    }
-                }
+            match item(it, &meta, recent, &src) {
+                Ok(Some(d)) => v.push(d),
+                Ok(None) => {}
+                Err(UnknownCte) => p.failed_cte = true,
             }
         }
+        // A FETCH that set \Seen reports the new flags (and MODSEQ) even if not asked.
         if flags_changed && !p.items.contains(&MessageDataItemName::Flags) {
             v.push(MessageDataItem::Flags(fetch_flags(&meta, recent)));
         }
@@ -525,11 +372,199 @@ impl Session {
         {
             v.push(MessageDataItem::ModSeq(m));
         }
-        let _ = p.uid;
         if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(v)) {
             resp::data(out, Data::Fetch { seq, items });
         }
     }
+}
+
+/// What one message's items are answered from: its file, its cached [`msg::Summary`], or
+/// both (each only when an item needs it).
+struct Source {
+    raw: Option<Vec<u8>>,
+    summary: Option<msg::Summary>,
+}
+
+impl Source {
+    /// Reads what `items` need: the file for body sections, the summary (built from the file
+    /// and cached when missing) for ENVELOPE, BODY(STRUCTURE) and header sections.
+    fn load(
+        sel: &mut Selected,
+        items: &[MessageDataItemName<'_>],
+        uid: u32,
+    ) -> Result<Self, postern_maildir::MaildirError> {
+        let mut raw = if wants_raw(items) {
+            Some(sel.mbox.read(uid)?)
+        } else {
+            None
+        };
+        if !wants_summary(items) {
+            return Ok(Self { raw, summary: None });
+        }
+        let cached = sel
+            .mbox
+            .cache_get(uid)
+            .and_then(|b| msg::Summary::from_bytes(&b));
+        let summary = match cached {
+            Some(s) => s,
+            None => {
+                let bytes = match raw.take() {
+                    Some(r) => r,
+                    None => sel.mbox.read(uid)?,
+                };
+                let s = msg::Summary::from_message(&bytes);
+                let _ = sel.mbox.cache_put(uid, &s.to_bytes());
+                raw = Some(bytes);
+                s
+            }
+        };
+        Ok(Self {
+            raw,
+            summary: Some(summary),
+        })
+    }
+
+    /// The message file (empty when no item needed it).
+    fn raw(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or_default()
+    }
+}
+
+/// Sets \Seen when an item reads the body without PEEK (not in a read-only mailbox); the
+/// message's metadata afterwards, and whether the flags changed.
+fn mark_seen(
+    sel: &mut Selected,
+    items: &[MessageDataItemName<'_>],
+    meta: MessageMeta,
+) -> (MessageMeta, bool) {
+    if sel.read_only || meta.flags.seen || !sets_seen(items) {
+        return (meta, false);
+    }
+    let add = Flags {
+        seen: true,
+        ..Flags::default()
+    };
+    match sel.mbox.store_flags(meta.uid, FlagOp::Add, &add, None) {
+        Ok(Some(m)) => (m.clone(), true),
+        _ => (meta, false),
+    }
+}
+
+/// A part's Content-Transfer-Encoding cannot be decoded (BINARY): the tagged result is
+/// `NO [UNKNOWN-CTE]`.
+struct UnknownCte;
+
+/// One requested item of a message; `Ok(None)` when there is nothing to send for it.
+fn item(
+    it: &MessageDataItemName<'static>,
+    meta: &MessageMeta,
+    recent: bool,
+    src: &Source,
+) -> Result<Option<MessageDataItem<'static>>, UnknownCte> {
+    let summary = src.summary.as_ref();
+    let raw = src.raw();
+    Ok(Some(match it {
+        MessageDataItemName::Uid => return Ok(NonZeroU32::new(meta.uid).map(MessageDataItem::Uid)),
+        MessageDataItemName::Flags => MessageDataItem::Flags(fetch_flags(meta, recent)),
+        MessageDataItemName::InternalDate => {
+            return Ok(imap_date(meta.internal_date).map(MessageDataItem::InternalDate));
+        }
+        MessageDataItemName::Rfc822Size => {
+            MessageDataItem::Rfc822Size(u32::try_from(meta.size).unwrap_or(u32::MAX))
+        }
+        MessageDataItemName::ModSeq => {
+            return Ok(NonZeroU64::new(meta.modseq.max(1)).map(MessageDataItem::ModSeq));
+        }
+        MessageDataItemName::Envelope => MessageDataItem::Envelope(match summary {
+            Some(s) => s.envelope.clone(),
+            None => msg::envelope(raw),
+        }),
+        MessageDataItemName::Body => MessageDataItem::Body(match summary {
+            Some(s) => s.body.clone(),
+            None => msg::body_structure(raw, false),
+        }),
+        MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(match summary {
+            Some(s) => s.body_structure.clone(),
+            None => msg::body_structure(raw, true),
+        }),
+        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(raw.to_vec())),
+        MessageDataItemName::Rfc822Header => {
+            MessageDataItem::Rfc822Header(literal(match summary {
+                Some(s) => s.header.clone(),
+                None => msg::header_block(raw).to_vec(),
+            }))
+        }
+        MessageDataItemName::Rfc822Text => {
+            MessageDataItem::Rfc822Text(literal(msg::body_text(raw).to_vec()))
+        }
+        MessageDataItemName::BodyExt {
+            section, partial, ..
+        } => body_section(section.as_ref(), *partial, src),
+        MessageDataItemName::Binary {
+            section, partial, ..
+        } => binary_section(section, *partial, raw)?,
+        MessageDataItemName::BinarySize { section } => MessageDataItem::BinarySize {
+            section: section.clone(),
+            size: match msg::binary_size(raw, section) {
+                Ok(size) => size,
+                Err(msg::BinaryError::UnknownCte) => return Err(UnknownCte),
+                Err(msg::BinaryError::NoSuchPart) => 0,
+            },
+        },
+    }))
+}
+
+/// `BODY[section]<partial>`: header sections from the summary when there is one, the rest
+/// from the file; NIL for a part that does not exist.
+fn body_section(
+    section: Option<&Section<'static>>,
+    partial: Option<(u32, NonZeroU32)>,
+    src: &Source,
+) -> MessageDataItem<'static> {
+    let data = match (&src.summary, header_only(section)) {
+        (Some(s), true) => s.header_section(section),
+        _ => msg::section(src.raw(), section),
+    };
+    let (data, origin) = match (data, partial) {
+        (Some(d), Some((off, len))) => (Some(msg::partial(&d, off, len.get()).to_vec()), Some(off)),
+        (d, _) => (d, None),
+    };
+    MessageDataItem::BodyExt {
+        section: section.cloned(),
+        origin,
+        data: data.map_or(NString(None), literal),
+    }
+}
+
+/// `BINARY[section]<partial>` (RFC 3516): the decoded part, as `~{n}` when it holds NUL
+/// bytes; NIL for a part that does not exist.
+fn binary_section(
+    section: &[NonZeroU32],
+    partial: Option<(u32, NonZeroU32)>,
+    raw: &[u8],
+) -> Result<MessageDataItem<'static>, UnknownCte> {
+    let value = match msg::binary_section(raw, section) {
+        Ok(d) => {
+            let d = match partial {
+                Some((off, len)) => msg::partial(&d, off, len.get()).to_vec(),
+                None => d,
+            };
+            if d.contains(&0) {
+                NString8::Literal8(Literal8 {
+                    data: Cow::Owned(d),
+                    mode: LiteralMode::Sync,
+                })
+            } else {
+                NString8::NString(literal(d))
+            }
+        }
+        Err(msg::BinaryError::UnknownCte) => return Err(UnknownCte),
+        Err(msg::BinaryError::NoSuchPart) => NString8::NString(NString(None)),
+    };
+    Ok(MessageDataItem::Binary {
+        section: section.to_vec(),
+        value,
+    })
 }
 
 #[cfg(test)]
