@@ -114,12 +114,17 @@ pub(crate) async fn accept(
         }
         None => message.extend_from_slice(&tx.message),
     }
+    // A message wholly in memory is handed to the queue manager too, for its first attempt.
+    let copy = body.is_none().then(|| message.clone());
     match ctx.queue.committer.commit_spooled(env, message, body).await {
         Ok(env) => {
             info!(id = %env.id, from = env.sender_str(), rcpts = env.recipients.len(), size = env.size,
                 user = env.authenticated.as_deref().unwrap_or("-"), "queued");
             let id = env.id;
-            ctx.queue.enqueue(env);
+            match copy {
+                Some(m) => ctx.queue.enqueue_with(env, m),
+                None => ctx.queue.enqueue(env),
+            }
             Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
         }
         Err(QueueError::TooLarge { .. }) => {

@@ -171,6 +171,9 @@ impl Manager {
     /// go back into the schedule (what was removed already is found missing at its attempt).
     async fn delete(&self, schedule: &mut Schedule, ids: Vec<QueueId>) -> Result<(), Refusal> {
         let removed: Vec<_> = ids.iter().filter_map(|&id| schedule.remove(id)).collect();
+        for &id in &ids {
+            self.fresh.forget(id);
+        }
         let spool = self.spool.clone();
         let r = tokio::task::spawn_blocking(move || spool.remove_all(&ids)).await;
         let why = match r {

@@ -18,6 +18,7 @@
 mod attempt;
 mod control;
 mod dsn;
+mod fresh;
 mod lmtp;
 mod recovery;
 
@@ -52,6 +53,8 @@ pub(crate) struct QueueHandle {
     cmds: mpsc::Sender<(QueueCmd, oneshot::Sender<ControlResult>)>,
     /// Messages in the queue (as of the manager's last turn, plus those handed over since).
     length: Arc<AtomicUsize>,
+    /// Copies of messages just committed, for their first attempt.
+    fresh: Arc<fresh::Fresh>,
 }
 
 /// A queue control command, answered by the manager from its schedule.
@@ -89,6 +92,15 @@ impl QueueHandle {
         drop(self.tx.send(env));
     }
 
+    /// [`QueueHandle::enqueue`] with the message's bytes, exactly as the spool holds them,
+    /// so that its first attempt need not read them back.
+    pub(crate) fn enqueue_with(&self, env: Envelope, message: Vec<u8>) {
+        if !env.held {
+            self.fresh.put(env.id, message);
+        }
+        self.enqueue(env);
+    }
+
     /// How many messages the queue holds (for the `max_queue_messages` cap).
     pub(crate) fn len(&self) -> usize {
         self.length.load(Ordering::Relaxed)
@@ -121,7 +133,8 @@ struct Manager {
     /// DKIM signing of what goes out.
     dkim: Dkim,
     /// LMTP servers refusing connections, for quick retries.
-    refusals: Refusals,
+    refusals: Refusals,    /// Copies of messages just committed (see [`fresh`]).
+    fresh: Arc<fresh::Fresh>,
 }
 
 /// What one attempt left.
@@ -222,6 +235,7 @@ pub(crate) async fn start(
     let (committer, task) = Committer::new(spool.clone());
     tokio::spawn(task);
     let (tx, rx) = mpsc::unbounded_channel();
+    let fresh = Arc::new(fresh::Fresh::default());
     let c = &config.smtpd;
     let lmtp = match c.lmtp.as_deref() {
         Some(t) if t.starts_with("unix:") => Target::Unix(PathBuf::from(&t[5..])),
@@ -245,6 +259,7 @@ pub(crate) async fn start(
         outbound: Outbound::new(config).context("setting up outbound delivery (DNS)")?,
         dkim: Dkim::new(config),
         refusals: Refusals::default(),
+        fresh: fresh.clone(),
     });
     let schedule: Schedule = envelopes.into_iter().collect();
     let length = Arc::new(AtomicUsize::new(schedule.len()));
@@ -256,6 +271,7 @@ pub(crate) async fn start(
             tx,
             cmds,
             length,
+            fresh,
         },
         handle,
     ))
@@ -446,6 +462,9 @@ impl Manager {
 
     /// The queued message's bytes; `None` when it is gone from the spool (deleted).
     async fn read_queued(&self, id: QueueId) -> Result<Option<Vec<u8>>, String> {
+        if let Some(m) = self.fresh.take(id) {
+            return Ok(Some(m));
+        }
         let spool = self.spool.clone();
         match tokio::task::spawn_blocking(move || spool.read_message(id)).await {
             Ok(Ok(m)) => Ok(Some(m)),
