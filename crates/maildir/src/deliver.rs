@@ -35,6 +35,7 @@ use crate::filename;
 use crate::flags::{Flags, info_suffix};
 use crate::fsutil::{create_excl, fsync_dir, is_not_found, now_secs};
 use crate::keywords::{DroppedKeyword, letters_for};
+use crate::quota::{Quota, QuotaLimit};
 use crate::store::Maildir;
 
 /// The Maildir rule: files in `tmp/` untouched for 36 hours are leftovers.
@@ -53,6 +54,69 @@ pub struct Delivered {
     pub vsize: u64,
     /// Keywords that were not stored, with the reason (the message was delivered anyway).
     pub dropped_keywords: Vec<DroppedKeyword>,
+}
+
+/// Where one copy of a message goes ([`Maildir::deliver_copies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// INBOX.
+    Inbox,
+    /// This folder when it exists, else INBOX (plus-addressing, Sieve `fileinto`).
+    Folder(String),
+    /// This folder, created first when it is missing (Sieve `fileinto :create`).
+    CreateFolder(String),
+}
+
+/// One copy to store ([`Maildir::deliver_copies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCopy {
+    /// The folder.
+    pub destination: Destination,
+    /// Flags and keywords to store it with.
+    pub flags: Flags,
+}
+
+impl MessageCopy {
+    /// A copy without flags.
+    pub fn to(destination: Destination) -> Self {
+        Self {
+            destination,
+            flags: Flags::default(),
+        }
+    }
+}
+
+/// How [`Maildir::deliver_copies`] treats the Maildir++ quota (`maildirsize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPolicy {
+    /// No quota: `maildirsize` is neither read nor written.
+    Unlimited,
+    /// Refuse the message when it does not fit; record what was stored.
+    Enforce(QuotaLimit),
+    /// Store without checking (the check was made before), and record what was stored.
+    Record(QuotaLimit),
+}
+
+/// What [`Maildir::deliver_copies`] did.
+#[derive(Debug)]
+pub enum RecipientDelivery {
+    /// The message does not fit in the quota; nothing was stored.
+    OverQuota,
+    /// Every copy was tried.
+    Stored(StoredCopies),
+}
+
+/// The copies of one delivery.
+#[derive(Debug, Default)]
+pub struct StoredCopies {
+    /// The copies stored, in order: the folder (as asked for; `INBOX` for INBOX and for a
+    /// folder that does not exist) and the file.
+    pub copies: Vec<(String, Delivered)>,
+    /// The error of the first copy that could not be stored (the others were tried).
+    pub first_error: Option<MaildirError>,
+    /// `maildirsize` could not be updated (the copies are stored; the next recalculation
+    /// corrects the usage).
+    pub quota_error: Option<MaildirError>,
 }
 
 /// Converts CRLF line endings to LF; lone CRs are kept. Borrows when there is nothing to do.
@@ -134,6 +198,60 @@ impl Maildir {
             vsize,
             dropped_keywords,
         })
+    }
+
+    /// One recipient's delivery in one call: the quota checked (per `quota`), then each copy's
+    /// folder resolved ([`Destination`]) and the message stored there durably, as
+    /// [`Maildir::deliver`] does, then the stored bytes recorded in `maildirsize` once.
+    ///
+    /// `Err` only when the quota usage cannot be read (nothing was stored). A copy that
+    /// cannot be stored does not stop the others ([`StoredCopies::first_error`]).
+    pub fn deliver_copies(
+        &self,
+        message: &[u8],
+        copies: &[MessageCopy],
+        quota: QuotaPolicy,
+    ) -> Result<RecipientDelivery> {
+        let limit = match quota {
+            QuotaPolicy::Unlimited => None,
+            QuotaPolicy::Enforce(limit) => {
+                let usage = Quota::usage(self)?;
+                if !limit.allows(usage, message.len() as u64) {
+                    return Ok(RecipientDelivery::OverQuota);
+                }
+                Some(limit)
+            }
+            QuotaPolicy::Record(limit) => Some(limit),
+        };
+        let mut out = StoredCopies::default();
+        for copy in copies {
+            let target = match &copy.destination {
+                Destination::Inbox => Ok(None),
+                Destination::Folder(name) if self.folder_exists(name).unwrap_or(false) => {
+                    Ok(Some(name.as_str()))
+                }
+                Destination::Folder(_) => Ok(None),
+                Destination::CreateFolder(name) => {
+                    self.create_folder(name).map(|_| Some(name.as_str()))
+                }
+            };
+            match target.and_then(|t| self.deliver(t, message, &copy.flags).map(|d| (t, d))) {
+                Ok((t, d)) => out.copies.push((t.unwrap_or("INBOX").to_owned(), d)),
+                Err(e) => {
+                    out.first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(limit) = limit
+            && !out.copies.is_empty()
+        {
+            let bytes: u64 = out.copies.iter().map(|(_, d)| d.size).sum();
+            let n = out.copies.len() as i64;
+            if let Err(e) = Quota::add(self, limit, i64::try_from(bytes).unwrap_or(i64::MAX), n) {
+                out.quota_error = Some(e);
+            }
+        }
+        Ok(RecipientDelivery::Stored(out))
     }
 
     /// Writes the message to a fresh `tmp/` file and fsyncs it; returns the base name and path.

@@ -6,6 +6,8 @@
 //! - [`Maildir::deliver`]: durable delivery, `tmp/` → fsync → `link` → fsync of the directory
 //!   ([`deliver`](mod@deliver) explains the crash story), Dovecot-style unique names
 //!   ([`filename`]), flags and keywords in the `:2,` info part ([`flags`], [`keywords`]).
+//! - [`Maildir::deliver_copies`]: one recipient's delivery in one call — quota checked, each
+//!   copy's folder resolved, stored durably, `maildirsize` updated once.
 //! - [`Quota`]: Maildir++ `maildirsize` quota.
 //! - [`Maildir::clean_tmp`]: removal of `tmp/` leftovers after 36 hours.
 //! - [`Mailbox`] ([`Maildir::open_mailbox`]): the IMAP view of one mailbox — UIDs kept in
@@ -38,7 +40,10 @@ mod store;
 pub mod subscriptions;
 pub mod uidlist;
 
-pub use deliver::{Delivered, TMP_MAX_AGE, crlf_to_lf, virtual_size};
+pub use deliver::{
+    Delivered, Destination, MessageCopy, QuotaPolicy, RecipientDelivery, StoredCopies, TMP_MAX_AGE,
+    crlf_to_lf, virtual_size,
+};
 pub use error::{MaildirError, NameError, Result};
 pub use flags::Flags;
 pub use keywords::{DropReason, DroppedKeyword};

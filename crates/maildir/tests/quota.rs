@@ -248,3 +248,88 @@ fn limits() {
         .allows(usage, 10)
     );
 }
+
+/// One recipient's delivery: the quota checked before anything is stored, each copy's folder
+/// resolved (missing folder → INBOX, `CreateFolder` creates it), `maildirsize` updated once.
+#[test]
+fn deliver_copies_checks_the_quota_then_stores_every_copy() {
+    use postern_maildir::{Destination, MessageCopy, QuotaPolicy, RecipientDelivery};
+    let (_t, md) = maildir();
+    let want = fill(&md);
+    md.create_folder("Lists").unwrap();
+    let limit = QuotaLimit::from(want.bytes + 250);
+    let copies = vec![
+        MessageCopy::to(Destination::Inbox),
+        MessageCopy::to(Destination::Folder("Lists".into())),
+        MessageCopy::to(Destination::Folder("Nosuch".into())),
+        MessageCopy {
+            destination: Destination::CreateFolder("New/Sub".into()),
+            flags: Flags {
+                seen: true,
+                ..Flags::default()
+            },
+        },
+    ];
+    // 300 bytes do not fit: nothing stored, no folder created.
+    let big = [b'b'; 300];
+    let r = md
+        .deliver_copies(&big, &copies, QuotaPolicy::Enforce(limit))
+        .unwrap();
+    assert!(matches!(r, RecipientDelivery::OverQuota), "{r:?}");
+    assert!(!md.folder_exists("New/Sub").unwrap());
+    assert_eq!(Quota::usage(&md).unwrap(), want);
+
+    // 50 bytes fit: four copies.
+    let small = [b's'; 50];
+    let RecipientDelivery::Stored(done) = md
+        .deliver_copies(&small, &copies, QuotaPolicy::Enforce(limit))
+        .unwrap()
+    else {
+        panic!("refused");
+    };
+    assert!(done.first_error.is_none() && done.quota_error.is_none());
+    let folders: Vec<&str> = done.copies.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(folders, ["INBOX", "Lists", "INBOX", "New/Sub"]);
+    assert!(
+        done.copies[3]
+            .1
+            .path
+            .starts_with(md.root().join(".New.Sub/cur"))
+    );
+    assert_eq!(fs::read(&done.copies[1].1.path).unwrap(), small);
+    assert_eq!(
+        Quota::usage(&md).unwrap(),
+        Usage {
+            bytes: want.bytes + 200,
+            messages: want.messages + 4,
+        }
+    );
+    // The limit line was new: maildirsize was recalculated (it counts all four copies).
+    assert_eq!(read_maildirsize(&md), "850S\n800 7\n");
+
+    // Record: no check (already over the limit now), but counted; a bad name fails that copy
+    // only.
+    let copies = vec![
+        MessageCopy::to(Destination::CreateFolder("a/../b".into())),
+        MessageCopy::to(Destination::Inbox),
+    ];
+    let RecipientDelivery::Stored(done) = md
+        .deliver_copies(&big, &copies, QuotaPolicy::Record(limit))
+        .unwrap()
+    else {
+        panic!("refused");
+    };
+    assert_eq!(done.copies.len(), 1);
+    assert!(done.first_error.is_some());
+    assert_eq!(Quota::usage(&md).unwrap().bytes, want.bytes + 500);
+
+    // Unlimited: maildirsize is left alone.
+    let before = read_maildirsize(&md);
+    md.deliver_copies(
+        &small,
+        &[MessageCopy::to(Destination::Inbox)],
+        QuotaPolicy::Unlimited,
+    )
+    .unwrap();
+    assert_eq!(read_maildirsize(&md), before);
+}
