@@ -410,7 +410,16 @@ impl One<'_> {
             envelope: &envelope,
             mailbox_exists: &exists,
         };
-        match postern_sieve::execute(&script, &ctx) {
+        // `include :personal "x"` (RFC 6609) reads x.sieve next to the active script, in the
+        // user's ManageSieve storage (~/sieve, Pigeonhole's layout); no global scripts.
+        let scripts = include_dir(&path);
+        let load = |name: &str, loc: postern_sieve::IncludeLocation| match loc {
+            postern_sieve::IncludeLocation::Personal => {
+                read_script(&scripts.join(format!("{name}.sieve")))
+            }
+            postern_sieve::IncludeLocation::Global => None,
+        };
+        match postern_sieve::execute_with_includes(&script, &ctx, &load) {
             Ok(outcome) => {
                 for w in &outcome.warnings {
                     warn!(rcpt = %self.address, "Sieve: {w}");
@@ -596,6 +605,18 @@ fn to_flags(flags: &[String]) -> Flags {
         }
     }
     f
+}
+
+/// Where `include :personal` looks: the directory of the script the active link points at
+/// (`~/sieve`), or `sieve/` beside an active script that is a plain file.
+fn include_dir(active: &Path) -> PathBuf {
+    match std::fs::canonicalize(active) {
+        Ok(real) if std::fs::symlink_metadata(active).is_ok_and(|m| m.file_type().is_symlink()) => {
+            real.parent()
+                .map_or_else(|| PathBuf::from("/nonexistent"), Path::to_path_buf)
+        }
+        _ => active.parent().unwrap_or(Path::new("/")).join("sieve"),
+    }
 }
 
 fn read_script(path: &Path) -> Option<String> {

@@ -159,6 +159,16 @@ fn deliver(pm: &Postern, from: &str, subject: &str) -> String {
     after.into_iter().next().expect("a reply")
 }
 
+/// Creates a Maildir++ folder, as an IMAP client would (`fileinto` without `:create` files
+/// only into folders that exist; lmtp-deliver keeps the message in INBOX otherwise).
+fn make_folder(md: &Path, name: &str) {
+    let dir = md.join(format!(".{name}"));
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+    }
+    std::fs::write(dir.join("maildirfolder"), b"").expect("maildirfolder");
+}
+
 fn assert_vacation_sent(sink: &SmtpSink, to: &str) {
     let sent = sink.wait_for(1, Duration::from_secs(15));
     let v = sent
@@ -270,6 +280,111 @@ fn raw_dialogue_puts_activates_and_the_script_acts() {
     assert!(c.cmd("UNAUTHENTICATE").ok());
     assert!(c.cmd("LISTSCRIPTS").status.starts_with("NO"));
     assert!(c.cmd("LOGOUT").ok());
+}
+
+/// What Roundcube's managesieve forms write: a vacation with a date range (date,
+/// relational), a body filter, a header :index test.
+const ROUNDCUBE: &str = r#"require ["date","relational","vacation","body","fileinto","index"];
+# rule:[bills]
+if body :text :contains "invoice"
+{
+	fileinto "Bills";
+	stop;
+}
+# rule:[first hop]
+if header :index 1 :contains "x-hop" "second"
+{
+	fileinto "Wrong";
+	stop;
+}
+# rule:[vacation]
+if allof (currentdate :zone "+0000" :value "ge" "date" "2000-01-01", currentdate :zone "+0000" :value "le" "date" "2999-12-31")
+{
+	vacation :days 1 :subject "Away" "I am away until Monday.";
+}
+"#;
+
+#[test]
+fn roundcube_extensions_run_on_delivery() {
+    let sink = SmtpSink::start();
+    let pm = install(Postern::builder(), &sink);
+    let (mut c, greeting) = Sieve::connect(sieve_addr(&pm));
+    let sieve_cap = greeting
+        .data
+        .iter()
+        .find(|l| l.starts_with("\"SIEVE\""))
+        .expect("SIEVE capability")
+        .clone();
+    for ext in ["date", "relational", "body", "index", "vacation"] {
+        assert!(
+            sieve_cap.split(['"', ' ']).any(|w| w == ext),
+            "{ext}: {sieve_cap}"
+        );
+    }
+    assert!(c.login(ALICE, ALICE_PW).ok());
+    let r = c.with_script("PUTSCRIPT \"roundcube\"", ROUNDCUBE);
+    assert!(r.ok(), "{r:?}");
+    assert!(c.cmd("SETACTIVE \"roundcube\"").ok());
+    let md = maildir(&pm, "alice");
+    make_folder(&md, "Bills");
+    make_folder(&md, "Wrong");
+    // body :text
+    let mut l = Lmtp::connect(&pm.socket("lmtp"));
+    l.cmd("LHLO client.test");
+    let bill = format!(
+        "From: shop@remote.test\r\nTo: {ALICE}\r\nSubject: your order\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nYour Invo=\r\nice is attached.\r\n"
+    );
+    let (_, after) = l.transaction("shop@remote.test", &[ALICE], &bill);
+    assert!(after[0].starts_with("250"), "{after:?}");
+    assert_eq!(
+        messages(&md, ".Bills/new").len(),
+        1,
+        "body :text :contains (decoded, case-insensitive)"
+    );
+    // header :index 1 looks at the first field only.
+    let hops = format!(
+        "From: list@remote.test\r\nTo: {ALICE}\r\nX-Hop: first\r\nX-Hop: second\r\nSubject: hops\r\n\r\nx\r\n"
+    );
+    let (_, after) = l.transaction("list@remote.test", &[ALICE], &hops);
+    assert!(after[0].starts_with("250"), "{after:?}");
+    assert!(messages(&md, ".Wrong/new").is_empty());
+    // currentdate within the range: the vacation reply.
+    assert!(deliver(&pm, "friend@remote.test", "hello").starts_with("250"));
+    assert_vacation_sent(&sink, "friend@remote.test");
+}
+
+/// Roundcube's "execute ruleset" action: `include :personal` of another script in the
+/// storage, read by lmtp-deliver next to the active one.
+#[test]
+fn include_of_another_script_runs_on_delivery() {
+    let sink = SmtpSink::start();
+    let pm = install(Postern::builder(), &sink);
+    let (mut c, _) = Sieve::connect(sieve_addr(&pm));
+    assert!(c.login(ALICE, ALICE_PW).ok());
+    let lists = "require [\"fileinto\"];\r\nif header :contains \"subject\" \"[list]\" { fileinto \"Lists\"; stop; }\r\n";
+    let main = "require [\"include\", \"fileinto\"];\r\ninclude :personal \"lists\";\r\nfileinto \"Rest\";\r\n";
+    assert!(c.with_script("PUTSCRIPT \"lists\"", lists).ok());
+    assert!(c.with_script("PUTSCRIPT \"main\"", main).ok());
+    assert!(c.cmd("SETACTIVE \"main\"").ok());
+    let md = maildir(&pm, "alice");
+    make_folder(&md, "Lists");
+    make_folder(&md, "Rest");
+    assert!(deliver(&pm, "a@remote.test", "[list] news").starts_with("250"));
+    assert!(deliver(&pm, "a@remote.test", "other").starts_with("250"));
+    assert_eq!(
+        messages(&md, ".Lists/new").len(),
+        1,
+        "the included script filed it"
+    );
+    assert_eq!(
+        messages(&md, ".Rest/new").len(),
+        1,
+        "the rest of the main script ran"
+    );
+    // A missing included script is a runtime error: the message is kept in INBOX.
+    assert!(c.cmd("DELETESCRIPT \"lists\"").ok());
+    assert!(deliver(&pm, "a@remote.test", "[list] more").starts_with("250"));
+    assert_eq!(messages(&md, "new").len(), 1);
 }
 
 /// After UNAUTHENTICATE the client gets the login time again (not what was left of the
