@@ -7,6 +7,7 @@
 # Needs root: it runs ../shared/bench/baseline-setup.sh (Debian's Postfix + Dovecot on
 # loopback) once. Bounded: COUNT messages per run (default 2000 at 5 KiB, COUNT/4 at 100 KiB).
 # Usage: scripts/bench-lmtp.sh [COUNT]     BENCH_DIR=… overrides ../shared/bench
+# BUILD=0: use the release binaries already built; BIN_DIR=…: take them from that directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -24,8 +25,11 @@ if [ ! -S /var/spool/postfix/private/dovecot-lmtp ] || ! pgrep -x dovecot >/dev/
 fi
 DOVECOT_PID=$(pgrep -o -x dovecot)
 
-cargo build --release -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver
-B=$REPO/target/release
+if [ "${BUILD:-1}" != 0 ]; then
+  cargo build --release -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver
+fi
+# BUILD=0: the binaries already built; BIN_DIR=… runs binaries from elsewhere (a before/after).
+B=${BIN_DIR:-$REPO/target/release}
 # The Maildirs live on the same file system as Dovecot's /var/vmail.
 WORK=$(mktemp -d /var/tmp/postern-bench-XXXXXX)
 PIDS=()

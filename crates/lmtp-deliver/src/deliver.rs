@@ -3,11 +3,15 @@
 //! never loses mail: the message goes to INBOX and the reason is logged.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::raw::Raw;
-use postern_maildir::{Flags, Maildir, MaildirError, Quota, crlf_to_lf};
+use postern_maildir::{
+    Destination, Flags, Maildir, MaildirError, MessageCopy, QuotaLimit, QuotaPolicy,
+    RecipientDelivery, StoredCopies, crlf_to_lf,
+};
 use postern_sieve::{Action as SieveAction, Envelope, vacation};
 use postern_smtp_session::{Reply, Transaction};
 use tracing::{Instrument, info, warn};
@@ -93,7 +97,7 @@ async fn deliver_each(
     tx: &Transaction,
     peer: &str,
 ) -> Vec<Reply> {
-    let view = MailView::parse(&tx.message);
+    let view = Arc::new(MailView::parse(&tx.message));
     let mut replies = Vec::with_capacity(tx.recipients.len());
     for (address, _) in &tx.recipients {
         let rcpt = match recipients.accepted(address.as_str()) {
@@ -127,9 +131,13 @@ async fn deliver_each(
             rcpt: &rcpt,
             peer,
         };
+        let started = std::time::Instant::now();
         let reply = match one.deliver().await {
             Ok(r) => r,
-            Err(DeliverError::Quota) => recipients.quota_reply(address),
+            Err(DeliverError::Quota) => {
+                crate::metrics::quota();
+                recipients.quota_reply(address)
+            }
             Err(DeliverError::Store(e)) => {
                 warn!(rcpt = %address, error = %e, "delivery failed");
                 if e.io_kind() == Some(std::io::ErrorKind::StorageFull) {
@@ -147,6 +155,7 @@ async fn deliver_each(
                 }
             }
         };
+        crate::metrics::delivery(reply.code(), started);
         replies.push(reply);
     }
     replies
@@ -161,7 +170,7 @@ enum DeliverError {
 struct One<'a> {
     ctx: &'a Ctx,
     tx: &'a Transaction,
-    view: &'a MailView,
+    view: &'a Arc<MailView>,
     address: &'a str,
     rcpt: &'a Rcpt,
     peer: &'a str,
@@ -212,88 +221,85 @@ impl One<'_> {
         out
     }
 
+    /// The quota, the Sieve script, the folders and the stores all happen in one trip to the
+    /// blocking pool ([`Plan::run`]); redirects and vacation replies go out afterwards, and
+    /// only a redirect that fails costs a second trip (to keep a copy in INBOX).
     async fn deliver(&self) -> Result<Reply, DeliverError> {
         let message = self.with_trace();
+        let plan = Plan {
+            maildir: self.rcpt.maildir.clone(),
+            quota: self.rcpt.quota,
+            script: self
+                .ctx
+                .config
+                .sieve_script_path(&self.rcpt.user, &self.rcpt.home.to_string_lossy()),
+            envelope: Envelope {
+                from: self.tx.mail_from.as_ref().map(|a| a.as_str().to_owned()),
+                to: self.address.to_owned(),
+            },
+            view: Arc::clone(self.view),
+            address: self.address.to_owned(),
+            detail: self.rcpt.detail.clone(),
+            junk: has_header(&self.tx.message, JUNK_HEADER),
+            allow_special_use: self.ctx.config.lmtp.plus_address_special_use,
+        };
         let stored = crlf_to_lf(&message).into_owned();
-        let maildir = self.rcpt.maildir.clone();
-        if self.rcpt.quota > 0 {
-            let dir = maildir.clone();
-            let usage = blocking(move || {
-                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)
-                    .and_then(|m| Quota::usage(&m))
-            })
+        let planned = blocking(move || Ok(plan.run(stored)))
             .await
             .map_err(DeliverError::Store)?;
-            if !Quota::check(self.rcpt.quota, usage, stored.len() as u64) {
+        let Planned {
+            delivery,
+            later,
+            reject,
+            stored,
+        } = planned;
+        let mut done = match delivery {
+            Ok(RecipientDelivery::Stored(done)) => done,
+            Ok(RecipientDelivery::OverQuota) => {
                 info!(rcpt = %self.address, "mailbox over quota");
                 return Err(DeliverError::Quota);
             }
-        }
-        let actions = self.sieve_actions().await;
-        let default_folder = self.default_folder().await;
-        let mut saved = Vec::new();
-        let mut first_error = None;
-        let mut store = async |folder: Option<String>, flags: &[String], create: bool| {
-            let dir = maildir.clone();
-            let data = stored.clone();
-            let flags = to_flags(flags);
-            let f = folder.clone();
-            let r = blocking(move || {
-                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-                let target = match f.as_deref() {
-                    Some(name) if create => {
-                        m.create_folder(name)?;
-                        Some(name)
+            Err(e) => return Err(DeliverError::Store(e)),
+        };
+        let mut failed_redirects = 0;
+        for action in later {
+            match action {
+                Later::Redirect(address) => {
+                    if !self.redirect(&address, &message).await {
+                        failed_redirects += 1;
                     }
-                    Some(name) if m.folder_exists(name).unwrap_or(false) => Some(name),
-                    Some(_) => None,
-                    None => None,
-                };
-                m.deliver(target, &data, &flags)
-                    .map(|d| (target.map(str::to_owned), d.size))
+                }
+                Later::Vacation(v) => self.vacation(&v).await,
+            }
+        }
+        if failed_redirects > 0 {
+            // Never lose it: keep a copy in INBOX for each redirect that failed (the quota
+            // was checked already).
+            let dir = self.rcpt.maildir.clone();
+            let quota = match self.rcpt.quota {
+                0 => QuotaPolicy::Unlimited,
+                q => QuotaPolicy::Record(QuotaLimit::from(q)),
+            };
+            let copies = vec![MessageCopy::to(Destination::Inbox); failed_redirects];
+            let kept = blocking(move || {
+                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?
+                    .deliver_copies(&stored, &copies, quota)
             })
             .await;
-            match r {
-                Ok((target, size)) => saved.push((target.unwrap_or_else(|| "INBOX".into()), size)),
+            match kept {
+                Ok(RecipientDelivery::Stored(more)) => {
+                    done.copies.extend(more.copies);
+                    if let Some(e) = more.first_error {
+                        done.first_error.get_or_insert(e);
+                    }
+                    if let Some(e) = more.quota_error {
+                        done.quota_error.get_or_insert(e);
+                    }
+                }
+                Ok(RecipientDelivery::OverQuota) => {}
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    done.first_error.get_or_insert(e);
                 }
-            }
-        };
-        let mut reject = None;
-        for action in actions {
-            match action {
-                SieveAction::Keep { flags } => store(default_folder.clone(), &flags, false).await,
-                SieveAction::FileInto {
-                    mailbox,
-                    create,
-                    flags,
-                    ..
-                } => {
-                    if Maildir::open_or_create(&maildir, Maildir::DEFAULT_DIR_MODE)
-                        .and_then(|m| {
-                            m.folder_dir(&mailbox).map_err(|e| MaildirError::Name {
-                                name: mailbox.clone(),
-                                source: e,
-                            })
-                        })
-                        .is_err()
-                    {
-                        warn!(rcpt = %self.address, folder = %mailbox, "fileinto: bad folder name; keeping in INBOX");
-                        store(None, &flags, false).await;
-                    } else {
-                        store(Some(mailbox), &flags, create).await;
-                    }
-                }
-                SieveAction::Redirect { address, .. } => {
-                    if !self.redirect(&address, &message).await {
-                        // Never lose it: keep a copy instead.
-                        store(None, &[], false).await;
-                    }
-                }
-                SieveAction::Discard => info!(rcpt = %self.address, "discarded by Sieve"),
-                SieveAction::Reject { reason, .. } => reject = Some(reason),
-                SieveAction::Vacation(v) => self.vacation(&v).await,
             }
         }
         if let Some(reason) = reject {
@@ -313,124 +319,29 @@ impl One<'_> {
                 ),
             ));
         }
-        if saved.is_empty() {
+        let StoredCopies {
+            copies,
+            first_error,
+            quota_error,
+        } = done;
+        if copies.is_empty() {
             if let Some(e) = first_error {
                 return Err(DeliverError::Store(e));
             }
         } else if let Some(e) = first_error {
             warn!(rcpt = %self.address, error = %e, "one copy could not be stored; others were");
         }
-        let mut bytes = 0;
-        for (folder, size) in &saved {
-            info!(rcpt = %self.address, user = %self.rcpt.user, folder = %folder, size, "saved");
-            bytes += size;
+        for (folder, d) in &copies {
+            info!(rcpt = %self.address, user = %self.rcpt.user, folder = %folder, size = d.size, "saved");
         }
-        if self.rcpt.quota > 0 && !saved.is_empty() {
-            let (dir, quota, n) = (maildir.clone(), self.rcpt.quota, saved.len() as i64);
-            let added = blocking(move || {
-                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-                Quota::add(&m, quota, i64::try_from(bytes).unwrap_or(i64::MAX), n)
-            })
-            .await;
-            if let Err(e) = added {
-                warn!(rcpt = %self.address, error = %e, "maildirsize not updated");
-            }
+        if let Some(e) = quota_error {
+            warn!(rcpt = %self.address, error = %e, "maildirsize not updated");
         }
         Ok(Reply::new(
             250,
             (2, 0, 0),
             format!("<{}> Saved", self.address),
         ))
-    }
-
-    /// `user+detail` files into the folder named `detail` (compared without regard to
-    /// case, as addresses are) when it exists and is not a special-use folder (unless
-    /// `lmtp.plus_address_special_use`), else INBOX.
-    ///
-    /// A message smtpd marked as junk (the `X-Postern-Junk` header, from a DMARC
-    /// `p=quarantine`) goes to the `Junk` folder instead, when the user has one.
-    async fn default_folder(&self) -> Option<String> {
-        if has_header(&self.tx.message, JUNK_HEADER) {
-            let dir = self.rcpt.maildir.clone();
-            let junk = blocking(move || {
-                let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-                Ok(m.list_folders()?
-                    .into_iter()
-                    .find(|f| f.eq_ignore_ascii_case("Junk")))
-            })
-            .await
-            .unwrap_or(None);
-            if junk.is_some() {
-                info!(
-                    rcpt = %self.address,
-                    "marked as junk by smtpd: filed into Junk"
-                );
-                return junk;
-            }
-        }
-        let detail = self.rcpt.detail.clone()?;
-        let dir = self.rcpt.maildir.clone();
-        let allow_special_use = self.ctx.config.lmtp.plus_address_special_use;
-        blocking(move || {
-            let m = Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?;
-            Ok(crate::rcpt::plus_folder(&m, &detail, allow_special_use))
-        })
-        .await
-        .unwrap_or(None)
-    }
-
-    /// The user's script's actions, or a plain keep when there is no script or it fails.
-    async fn sieve_actions(&self) -> Vec<SieveAction> {
-        let keep = vec![SieveAction::Keep { flags: Vec::new() }];
-        let home = self.rcpt.home.to_string_lossy().into_owned();
-        let path = self.ctx.config.sieve_script_path(&self.rcpt.user, &home);
-        let Some(source) = read_script(&path) else {
-            return keep;
-        };
-        let script = match postern_sieve::compile(&source) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script does not compile; delivering to INBOX");
-                return keep;
-            }
-        };
-        let envelope = Envelope {
-            from: self.tx.mail_from.as_ref().map(|a| a.as_str().to_owned()),
-            to: self.address.to_owned(),
-        };
-        let maildir = Maildir::open_or_create(&self.rcpt.maildir, Maildir::DEFAULT_DIR_MODE).ok();
-        let exists = |name: &str| {
-            name.eq_ignore_ascii_case("INBOX")
-                || maildir
-                    .as_ref()
-                    .is_some_and(|m| m.folder_exists(name).unwrap_or(false))
-        };
-        let ctx = postern_sieve::Context {
-            message: self.view,
-            envelope: &envelope,
-            mailbox_exists: &exists,
-        };
-        // `include :personal "x"` (RFC 6609) reads x.sieve next to the active script, in the
-        // user's ManageSieve storage (~/sieve, Pigeonhole's layout); no global scripts.
-        let scripts = include_dir(&path);
-        let load = |name: &str, loc: postern_sieve::IncludeLocation| match loc {
-            postern_sieve::IncludeLocation::Personal => {
-                read_script(&scripts.join(format!("{name}.sieve")))
-            }
-            postern_sieve::IncludeLocation::Global => None,
-        };
-        match postern_sieve::execute_with_includes(&script, &ctx, &load) {
-            Ok(outcome) => {
-                for w in &outcome.warnings {
-                    warn!(rcpt = %self.address, "Sieve: {w}");
-                }
-                outcome.actions
-            }
-            Err(e) => {
-                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");
-                keep
-            }
-        }
     }
 
     /// Forwards the message; false when it could not be handed over.
@@ -494,7 +405,7 @@ impl One<'_> {
         let check = vacation::VacationCheck {
             envelope_from: sender.as_deref(),
             recipient_addresses: &ours,
-            message: self.view,
+            message: &**self.view,
         };
         if let Err(skip) = vacation::should_respond(check) {
             info!(rcpt = %self.address, reason = %skip, "vacation: no reply");
@@ -591,6 +502,187 @@ impl One<'_> {
     }
 }
 
+/// What the blocking part of one recipient's delivery needs (all owned: it runs on the
+/// blocking pool).
+struct Plan {
+    maildir: PathBuf,
+    /// Bytes; 0 = none.
+    quota: u64,
+    script: PathBuf,
+    envelope: Envelope,
+    view: Arc<MailView>,
+    address: String,
+    detail: Option<String>,
+    /// smtpd marked the message as junk (`X-Postern-Junk`).
+    junk: bool,
+    allow_special_use: bool,
+}
+
+/// What the blocking part did, and what is left for the async part.
+struct Planned {
+    /// The stores (or the quota refusal, or why the quota could not be read).
+    delivery: Result<RecipientDelivery, MaildirError>,
+    /// Redirects and vacation replies, in script order.
+    later: Vec<Later>,
+    /// The script rejected the message, with this reason.
+    reject: Option<String>,
+    /// The message as stored (for a copy kept when a redirect fails).
+    stored: Vec<u8>,
+}
+
+/// A Sieve action that needs the network.
+enum Later {
+    Redirect(String),
+    Vacation(vacation::Vacation),
+}
+
+impl Plan {
+    /// Opens the Maildir once, runs the user's script, resolves the default folder and
+    /// hands every copy to [`Maildir::deliver_copies`], which checks the quota first.
+    fn run(self, stored: Vec<u8>) -> Planned {
+        let quota = match self.quota {
+            0 => QuotaPolicy::Unlimited,
+            q => QuotaPolicy::Enforce(QuotaLimit::from(q)),
+        };
+        let maildir = match Maildir::open_or_create(&self.maildir, Maildir::DEFAULT_DIR_MODE) {
+            Ok(m) => Ok(m),
+            // The quota cannot be checked: a temporary failure before anything else.
+            Err(e) if self.quota > 0 => {
+                return Planned {
+                    delivery: Err(e),
+                    later: Vec::new(),
+                    reject: None,
+                    stored,
+                };
+            }
+            Err(e) => Err(e),
+        };
+        let actions = self.sieve_actions(maildir.as_ref().ok());
+        let default_folder = maildir.as_ref().ok().and_then(|m| self.default_folder(m));
+        let mut copies = Vec::new();
+        let mut later = Vec::new();
+        let mut reject = None;
+        for action in actions {
+            crate::metrics::sieve_action(&action);
+            match action {
+                SieveAction::Keep { flags } => copies.push(MessageCopy {
+                    destination: default_folder
+                        .clone()
+                        .map_or(Destination::Inbox, Destination::Folder),
+                    flags: to_flags(&flags),
+                }),
+                SieveAction::FileInto {
+                    mailbox,
+                    create,
+                    flags,
+                    ..
+                } => {
+                    let destination = if postern_maildir::folder::dir_name(&mailbox).is_err() {
+                        warn!(rcpt = %self.address, folder = %mailbox, "fileinto: bad folder name; keeping in INBOX");
+                        Destination::Inbox
+                    } else if create {
+                        Destination::CreateFolder(mailbox)
+                    } else {
+                        Destination::Folder(mailbox)
+                    };
+                    copies.push(MessageCopy {
+                        destination,
+                        flags: to_flags(&flags),
+                    });
+                }
+                SieveAction::Redirect { address, .. } => later.push(Later::Redirect(address)),
+                SieveAction::Discard => info!(rcpt = %self.address, "discarded by Sieve"),
+                SieveAction::Reject { reason, .. } => reject = Some(reason),
+                SieveAction::Vacation(v) => later.push(Later::Vacation(v)),
+            }
+        }
+        let delivery = match maildir {
+            Ok(m) => m.deliver_copies(&stored, &copies, quota),
+            // No Maildir: every copy fails with that error (redirects still go out).
+            Err(e) => Ok(RecipientDelivery::Stored(StoredCopies {
+                first_error: (!copies.is_empty()).then_some(e),
+                ..StoredCopies::default()
+            })),
+        };
+        Planned {
+            delivery,
+            later,
+            reject,
+            stored,
+        }
+    }
+
+    /// `user+detail` files into the folder named `detail` (compared without regard to
+    /// case, as addresses are) when it exists and is not a special-use folder (unless
+    /// `lmtp.plus_address_special_use`), else INBOX.
+    ///
+    /// A message smtpd marked as junk (the `X-Postern-Junk` header, from a DMARC
+    /// `p=quarantine`) goes to the `Junk` folder instead, when the user has one.
+    fn default_folder(&self, m: &Maildir) -> Option<String> {
+        if self.junk {
+            let junk = m
+                .list_folders()
+                .ok()
+                .and_then(|all| all.into_iter().find(|f| f.eq_ignore_ascii_case("Junk")));
+            if junk.is_some() {
+                info!(
+                    rcpt = %self.address,
+                    "marked as junk by smtpd: filed into Junk"
+                );
+                return junk;
+            }
+        }
+        let detail = self.detail.as_deref()?;
+        crate::rcpt::plus_folder(m, detail, self.allow_special_use)
+    }
+
+    /// The user's script's actions, or a plain keep when there is no script or it fails.
+    fn sieve_actions(&self, maildir: Option<&Maildir>) -> Vec<SieveAction> {
+        let keep = vec![SieveAction::Keep { flags: Vec::new() }];
+        let path = &self.script;
+        let Some(source) = read_script(path) else {
+            return keep;
+        };
+        let script = match postern_sieve::compile(&source) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script does not compile; delivering to INBOX");
+                return keep;
+            }
+        };
+        let exists = |name: &str| {
+            name.eq_ignore_ascii_case("INBOX")
+                || maildir.is_some_and(|m| m.folder_exists(name).unwrap_or(false))
+        };
+        let ctx = postern_sieve::Context {
+            message: &*self.view,
+            envelope: &self.envelope,
+            mailbox_exists: &exists,
+        };
+        // `include :personal "x"` (RFC 6609) reads x.sieve next to the active script, in the
+        // user's ManageSieve storage (~/sieve, Pigeonhole's layout); no global scripts.
+        let scripts = include_dir(path);
+        let load = |name: &str, loc: postern_sieve::IncludeLocation| match loc {
+            postern_sieve::IncludeLocation::Personal => {
+                read_script(&scripts.join(format!("{name}.sieve")))
+            }
+            postern_sieve::IncludeLocation::Global => None,
+        };
+        match postern_sieve::execute_with_includes(&script, &ctx, &load) {
+            Ok(outcome) => {
+                for w in &outcome.warnings {
+                    warn!(rcpt = %self.address, "Sieve: {w}");
+                }
+                outcome.actions
+            }
+            Err(e) => {
+                warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");
+                keep
+            }
+        }
+    }
+}
+
 fn to_flags(flags: &[String]) -> Flags {
     let mut f = Flags::default();
     for flag in flags {
@@ -639,10 +731,12 @@ fn sanitize(s: &str) -> String {
         .to_owned()
 }
 
+/// Runs `f` on the blocking pool, inside the caller's span (so its events carry the queue id).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, MaildirError> + Send + 'static,
 ) -> Result<T, MaildirError> {
-    match tokio::task::spawn_blocking(f).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(r) => r,
         Err(e) => Err(MaildirError::Io {
             op: "delivery task",
