@@ -1,14 +1,15 @@
 //! Hands a new message (Sieve `redirect`, `vacation`) to the MTA: by default over smtpd's
 //! control socket as a `forward`/`auto_reply` submission (smtpd then knows it is not ours
-//! to sign and rewrites the sender with SRS), or to any MTA over SMTP: EHLO, MAIL, RCPT,
-//! DATA with dot-stuffing, QUIT — each step under a time limit, replies read with a
-//! bounded buffer.
+//! to sign and rewrites the sender with SRS), or to any MTA over SMTP with
+//! `postern-smtp-client` (the client smtpd's queue uses): EHLO, MAIL, RCPT, DATA with
+//! dot-stuffing, QUIT — each step under a time limit, replies read with a bounded buffer.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use postern_smtp_client::{Client, ClientError, Flavor, OutRcpt, Outgoing, Target, Timeouts};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::UnixStream;
 
 /// Where `[lmtp] submit_to` sends new messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +140,6 @@ async fn control_reply<R: AsyncBufReadExt + Unpin>(
 
 /// Time limit for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest reply line read.
-const MAX_REPLY_LINE: usize = 4096;
-/// Most lines in one multi-line reply.
-const MAX_REPLY_LINES: usize = 100;
 
 /// Why a submission failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +154,8 @@ pub(crate) enum SubmitError {
     Refused { step: &'static str, reply: String },
     #[error("malformed reply: {0:?}")]
     Malformed(String),
+    #[error("{0}")]
+    Smtp(#[from] ClientError),
 }
 
 /// One message to send.
@@ -174,101 +173,22 @@ pub(crate) async fn submit(
     helo: &str,
     sub: &Submission<'_>,
 ) -> Result<(), SubmitError> {
-    let stream = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| SubmitError::Timeout("connect"))?
-        .map_err(|e| SubmitError::Connect(addr.to_owned(), e))?;
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    expect(&mut rd, "greeting", 2).await?;
-    command(&mut rd, &mut wr, &format!("EHLO {helo}\r\n"), "EHLO", 2).await?;
-    command(
-        &mut rd,
-        &mut wr,
-        &format!("MAIL FROM:<{}>\r\n", sub.from),
-        "MAIL FROM",
-        2,
-    )
-    .await?;
-    command(
-        &mut rd,
-        &mut wr,
-        &format!("RCPT TO:<{}>\r\n", sub.to),
-        "RCPT TO",
-        2,
-    )
-    .await?;
-    command(&mut rd, &mut wr, "DATA\r\n", "DATA", 3).await?;
-    let body = dot_stuff(sub.message);
-    tokio::time::timeout(STEP_TIMEOUT, wr.write_all(&body))
-        .await
-        .map_err(|_| SubmitError::Timeout("message"))??;
-    command(&mut rd, &mut wr, ".\r\n", "end of data", 2).await?;
-    // The message is accepted; a failed QUIT changes nothing.
-    let _ = command(&mut rd, &mut wr, "QUIT\r\n", "QUIT", 2).await;
-    Ok(())
-}
-
-async fn command<R, W>(
-    rd: &mut R,
-    wr: &mut W,
-    line: &str,
-    step: &'static str,
-    class: u8,
-) -> Result<String, SubmitError>
-where
-    R: AsyncBufReadExt + Unpin,
-    W: AsyncWriteExt + Unpin,
-{
-    tokio::time::timeout(STEP_TIMEOUT, wr.write_all(line.as_bytes()))
-        .await
-        .map_err(|_| SubmitError::Timeout(step))??;
-    expect(rd, step, class).await
-}
-
-/// Reads one (possibly multi-line) reply; its code must start with `class`.
-async fn expect<R: AsyncBufReadExt + Unpin>(
-    rd: &mut R,
-    step: &'static str,
-    class: u8,
-) -> Result<String, SubmitError> {
-    let mut text = String::new();
-    for _ in 0..MAX_REPLY_LINES {
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(STEP_TIMEOUT, read_line(rd, &mut line))
-            .await
-            .map_err(|_| SubmitError::Timeout(step))??;
-        if n == 0 {
-            return Err(SubmitError::Malformed(format!(
-                "connection closed during {step}"
-            )));
-        }
-        let l = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if l.len() < 3 || !l.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
-            return Err(SubmitError::Malformed(l));
-        }
-        text.push_str(&l);
-        text.push('\n');
-        if l.as_bytes().get(3) != Some(&b'-') {
-            return if l.as_bytes()[0] == b'0' + class {
-                Ok(text)
-            } else {
-                Err(SubmitError::Refused {
-                    step,
-                    reply: text.trim_end().to_owned(),
-                })
-            };
-        }
+    let target = Target::Tcp(addr.to_owned());
+    let mut client =
+        Client::connect(&target, Flavor::Smtp, helo, Timeouts::all(STEP_TIMEOUT)).await?;
+    let from = (!sub.from.is_empty()).then(|| sub.from.to_owned());
+    let tx = Outgoing::new(from, vec![OutRcpt::new(sub.to)], sub.message);
+    let reply = client.send(&tx).await?.into_iter().next().map(|r| r.reply);
+    // Accepted or not, the transaction is over; a failed QUIT changes nothing.
+    let _ = client.quit().await;
+    match reply {
+        Some(reply) if reply.is_positive() => Ok(()),
+        Some(reply) => Err(SubmitError::Refused {
+            step: "message",
+            reply: reply.to_string(),
+        }),
+        None => Err(SubmitError::Malformed("no reply for the recipient".into())),
     }
-    Err(SubmitError::Malformed("reply has too many lines".into()))
-}
-
-/// Reads up to LF, keeping at most [`MAX_REPLY_LINE`] bytes.
-async fn read_line<R: AsyncBufReadExt + Unpin>(
-    rd: &mut R,
-    out: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    read_line_max(rd, out, MAX_REPLY_LINE).await
 }
 
 /// Reads up to LF, keeping at most `max` bytes.
@@ -297,38 +217,9 @@ async fn read_line_max<R: AsyncBufReadExt + Unpin>(
     }
 }
 
-/// CRLF line ends, leading dots doubled, and the final CRLF present.
-pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 4);
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_stuffing_and_line_ends() {
-        assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n");
-        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n");
-        assert_eq!(dot_stuff(b""), b"\r\n");
-    }
 
     #[tokio::test]
     async fn talks_smtp_to_a_server() {
