@@ -16,7 +16,8 @@ use crate::valid_script_name;
 pub const MAX_BAD_COMMANDS: u32 = 10;
 /// Longest SASL response line from the client (a base64 string).
 pub const MAX_SASL_LINE: usize = 16 * 1024;
-/// Octets of a refused over-long line or literal thrown away before giving up and closing.
+/// Octets of a refused over-long line or literal thrown away (after authentication; before
+/// it, `max_preauth`) before giving up and closing.
 pub const MAX_DISCARD: u64 = 64 * 1024 * 1024;
 
 /// What the connection is like, fixed when the session starts (TLS turns on with STARTTLS).
@@ -505,6 +506,11 @@ impl Session {
                     self.read = Read::SkipLine { skipped: 0, then };
                 }
                 Read::SkipLine { skipped, then } => {
+                    // Before authentication a stranger's junk is held to max_preauth.
+                    let limit = match self.user {
+                        None => self.settings.max_preauth as u64,
+                        Some(_) => MAX_DISCARD,
+                    };
                     match self.input.iter().position(|&b| b == b'\n') {
                         Some(i) => {
                             self.input.drain(..=i);
@@ -516,7 +522,7 @@ impl Session {
                         None => {
                             *skipped += self.input.len() as u64;
                             self.input.clear();
-                            if *skipped > MAX_DISCARD {
+                            if *skipped > limit {
                                 out.extend(self.goodbye(None, "Line too long."));
                             }
                             return;

@@ -473,3 +473,17 @@ fn timeout_and_shutdown_say_bye() {
     let a = s.shutdown();
     assert_eq!(text(&a), "BYE (TRYLATER) \"Server shutting down.\"\r\n");
 }
+
+#[test]
+fn preauth_junk_after_a_bad_line_is_bounded() {
+    // A malformed line whose end never comes: before authentication no more than
+    // max_preauth octets are thrown away before the connection is closed.
+    let mut s = Session::new(settings());
+    assert!(s.input(b"NOOP \x01").is_empty());
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(s.input(&[b'x'; 100]));
+    }
+    assert!(text(&all).starts_with("BYE"), "{}", text(&all));
+    assert!(s.is_closed());
+}
