@@ -400,6 +400,10 @@ fn loopback_port_zero(table: &mut Table) {
             {
                 *items = vec![Value::from("127.0.0.1:0")];
             }
+            // A single address (`metrics_listen`).
+            Value::String(s) if s.parse::<std::net::SocketAddr>().is_ok() => {
+                *s = "127.0.0.1:0".to_owned();
+            }
             _ => {}
         }
     }

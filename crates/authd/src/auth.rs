@@ -96,6 +96,7 @@ pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cancellat
 async fn check(v: Verify, ctx: Arc<Ctx>, tx: mpsc::Sender<String>) {
     let started = Instant::now();
     let reply = decide(&v, &ctx).await;
+    crate::metrics::auth(&reply, started);
     // No failure is answered sooner than `failure_delay_ms` after the request arrived: an
     // unknown user, an account with a fast legacy hash and an argon2 account look the same.
     if !reply.starts_with("OK\t") {
@@ -113,7 +114,7 @@ pub(crate) const MAX_PASSWORD: usize = 1024;
 /// smtpd `454 4.7.0`, imapd `NO [UNAVAILABLE]` (as Dovecot's login processes do), rather than
 /// "wrong password". Postfix 3.7 reads no failure code and answers `535 5.7.8` with the
 /// reason text, which names the lockout.
-fn locked_reply(id: u32, scope: &str, user: &str) -> String {
+pub(crate) fn locked_reply(id: u32, scope: &str, user: &str) -> String {
     let reason = if scope == "ip" {
         "Too many failed logins from your network; temporarily locked, try again later"
     } else {
@@ -136,6 +137,7 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
     }
     let temp = |what: &str, e: &dyn std::fmt::Display| {
         warn!(user = %v.login, %ip, service = %v.service, error = %e, "{what}");
+        crate::metrics::db_error("auth");
         dovecot::fail(v.id, Some("Temporary authentication failure"), None, true)
     };
     // The account the login reaches, found first: its canonical address is the lockout key,
@@ -202,6 +204,7 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
         "authentication failed");
     if let Some((scope, subject, until)) = rec.as_ref().and_then(|r| r.locked.clone()) {
         warn!(scope, subject = %subject, until, %ip, service = %v.service, "lockout started");
+        crate::metrics::lockout(scope);
     }
     let wait = rec.map_or(delay, |r| r.delay.max(delay)).min(max_delay);
     tokio::time::sleep(wait).await;

@@ -12,6 +12,7 @@
 mod auth;
 mod auth_session;
 mod cache;
+mod metrics;
 mod socketmap;
 mod userdb;
 
@@ -130,6 +131,7 @@ pub async fn run(
         socketmap::serve,
     ));
     tasks.spawn(purge_loop(directory.clone(), shutdown.clone()));
+    metrics::start(&ctx.config, shutdown.clone()).await?;
     postern_daemon::notify_ready("authd");
     shutdown.cancelled().await;
     // The accept loops and the purge loop stop at once; requests in flight get a while.

@@ -35,7 +35,12 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
         dec.push(&buf[..n]);
         for item in dec.by_ref() {
             let (reply, close) = match item {
-                Ok(req) => (answer(&req, &ctx).await, false),
+                Ok(req) => {
+                    let started = std::time::Instant::now();
+                    let reply = answer(&req, &ctx).await;
+                    crate::metrics::socketmap(&reply, started);
+                    (reply, false)
+                }
                 Err(e) => {
                     // The stream is out of step: answer once and hang up.
                     warn!(error = %e, "socketmap: malformed netstring");

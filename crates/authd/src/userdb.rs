@@ -40,7 +40,14 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
         while let Some(line) = lines.next_line() {
             let reply = match line {
                 Ok(l) => match parse_master_line(&l) {
-                    Ok(cmd) => answer(cmd, &ctx).await,
+                    Ok(cmd) => {
+                        let started = std::time::Instant::now();
+                        let reply = answer(cmd, &ctx).await;
+                        if reply.is_some() {
+                            crate::metrics::userdb(reply.as_deref(), started);
+                        }
+                        reply
+                    }
                     Err(e) => {
                         bad += 1;
                         warn!(error = %e, "userdb: bad request");

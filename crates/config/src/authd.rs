@@ -1,6 +1,6 @@
 //! `[authd]`, `[authd.userdb]` and `[authd.lockout]`: the directory daemon.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,10 @@ pub struct Authd {
     /// (SQL by hand, another node on a shared database) within this time.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: Seconds,
+    /// Prometheus metrics: `GET /metrics` over HTTP on this address (loopback or a private
+    /// network: no authentication). Unset (the default) = off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// What userdb lookups answer.
     #[serde(default)]
     pub userdb: Userdb,
@@ -66,6 +70,7 @@ impl Default for Authd {
             hash_queue_timeout_ms: default_hash_queue_timeout_ms(),
             failure_delay_ms: default_failure_delay_ms(),
             cache_ttl_secs: default_cache_ttl_secs(),
+            metrics_listen: None,
             userdb: Userdb::default(),
             lockout: Lockout::default(),
         }

@@ -71,6 +71,10 @@ pub struct Imapd {
     /// ManageSieve (RFC 5804, STARTTLS) listeners, usually port 4190. Empty (the default) = off.
     #[serde(default)]
     pub managesieve_listen: Vec<SocketAddr>,
+    /// Prometheus metrics: `GET /metrics` over HTTP on this address (loopback or a private
+    /// network: no authentication). Unset (the default) = off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Largest Sieve script ManageSieve accepts, in bytes (at most 1 MiB, what lmtp-deliver reads).
     #[serde(default = "default_managesieve_max_script_size")]
     pub managesieve_max_script_size: u32,
@@ -97,6 +101,7 @@ impl Default for Imapd {
             max_preauth_command_size: default_imap_max_preauth(),
             max_auth_failures: default_imap_max_auth_failures(),
             managesieve_listen: Vec::new(),
+            metrics_listen: None,
             managesieve_max_script_size: default_managesieve_max_script_size(),
             managesieve_max_scripts: default_managesieve_max_scripts(),
         }

@@ -59,6 +59,10 @@ pub struct Lmtp {
         deserialize_with = "crate::duration::at_least_one_usize"
     )]
     pub max_connections: NonZeroUsize,
+    /// Prometheus metrics: `GET /metrics` over HTTP on this address (loopback or a private
+    /// network: no authentication). Unset (the default) = off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Lmtp {
@@ -76,6 +80,7 @@ impl Default for Lmtp {
             sieve_script: default_sieve_script(),
             submit_to: None,
             max_connections: default_lmtp_connections(),
+            metrics_listen: None,
         }
     }
 }

@@ -24,6 +24,10 @@ pub struct Smtpd {
     /// Submission with implicit TLS (465): AUTH required.
     #[serde(default = "default_smtps")]
     pub submissions: Vec<SocketAddr>,
+    /// Prometheus metrics: `GET /metrics` over HTTP on this address (loopback or a private
+    /// network: no authentication). Unset (the default) = off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Networks that may relay without AUTH and may use AUTH before TLS.
     #[serde(default = "default_trusted")]
     pub trusted_networks: Vec<IpNet>,
@@ -283,6 +287,7 @@ impl Default for Smtpd {
             listen: default_smtp(),
             submission: default_submission(),
             submissions: default_smtps(),
+            metrics_listen: None,
             trusted_networks: default_trusted(),
             max_message_size: default_smtp_max_message(),
             max_recipients: default_smtp_max_rcpts(),

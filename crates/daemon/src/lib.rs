@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod metrics;
 pub mod per_ip;
 pub mod stream;
 pub mod tls;

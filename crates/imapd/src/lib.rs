@@ -8,6 +8,7 @@
 pub mod imap;
 pub mod login;
 pub mod managesieve;
+mod metrics;
 pub mod pop3;
 
 use std::net::{IpAddr, SocketAddr};
@@ -180,6 +181,7 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    metrics::start(&ctx.config, shutdown.clone()).await?;
     postern_daemon::notify_ready("imapd");
     shutdown.cancelled().await;
     while acceptors.join_next().await.is_some() {}
@@ -231,6 +233,7 @@ async fn accept_loop(
         move |tcp, peer, local, mut ticket| {
             let ctx2 = ctx.clone();
             let sd = sd.clone();
+            metrics::connection(door);
             async move {
                 let stream = if door.implicit_tls() {
                     let Some(tls) = ctx2.tls.as_ref() else { return };

@@ -152,15 +152,18 @@ async fn outcome_to_login(
         AuthOutcome::Ok { user, .. } => {
             let logged = open_user(ctx, &user).await?;
             info!(user = %logged.user, peer = %who.peer, service = who.service, tls = who.secured, "login");
+            crate::metrics::login(who.service, "ok");
             Ok(logged)
         }
         AuthOutcome::Fail { temp: true, reason } => {
+            crate::metrics::login(who.service, "tempfail");
             Err(LoginError::Temporary(reason.unwrap_or_else(|| {
                 "temporary authentication failure".into()
             })))
         }
         AuthOutcome::Fail { reason, .. } => {
             info!(peer = %who.peer, service = who.service, "login failed");
+            crate::metrics::login(who.service, "fail");
             Err(LoginError::Failed(reason))
         }
     }

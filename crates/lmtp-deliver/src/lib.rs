@@ -8,6 +8,7 @@
 
 mod conn;
 mod deliver;
+mod metrics;
 mod rcpt;
 mod submit;
 mod vacation_log;
@@ -136,6 +137,7 @@ pub async fn run(
             },
         ));
     }
+    metrics::start(&ctx.config, shutdown.clone()).await?;
     postern_daemon::notify_ready("lmtp-deliver");
     shutdown.cancelled().await;
     while acceptors.join_next().await.is_some() {}

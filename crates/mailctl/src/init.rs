@@ -32,7 +32,7 @@ pub struct InitArgs {
 }
 
 /// The unprivileged loopback ports of a local install.
-pub(crate) const PORTS: [(&str, u16); 8] = [
+pub(crate) const PORTS: [(&str, u16); 12] = [
     ("smtp", 2525),
     ("submission", 2587),
     ("submissions", 2465),
@@ -41,6 +41,10 @@ pub(crate) const PORTS: [(&str, u16); 8] = [
     ("pop3", 2110),
     ("pop3s", 2995),
     ("managesieve", 24190),
+    ("authd-metrics", 29101),
+    ("lmtp-metrics", 29102),
+    ("smtpd-metrics", 29103),
+    ("imapd-metrics", 29104),
 ];
 
 fn port(name: &str) -> u16 {
@@ -179,6 +183,9 @@ key = "tls/key.pem"
 [passwords]
 min_length = 10
 
+[authd]
+metrics_listen = "127.0.0.1:{authd_metrics}"
+
 [authd.auth_socket]
 path = "auth"
 mode = "0660"
@@ -199,11 +206,13 @@ lockout_secs = 900
 [lmtp]
 socket = {{ path = "lmtp", mode = "0660" }}
 submit_to = "control"
+metrics_listen = "127.0.0.1:{lmtp_metrics}"
 
 [smtpd]
 listen = ["127.0.0.1:{smtp}"]
 submission = ["127.0.0.1:{submission}"]
 submissions = ["127.0.0.1:{submissions}"]
+metrics_listen = "127.0.0.1:{smtpd_metrics}"
 
 [imapd]
 imap = ["127.0.0.1:{imap}"]
@@ -211,6 +220,7 @@ imaps = ["127.0.0.1:{imaps}"]
 pop3 = ["127.0.0.1:{pop3}"]
 pop3s = ["127.0.0.1:{pop3s}"]
 managesieve_listen = ["127.0.0.1:{managesieve}"]
+metrics_listen = "127.0.0.1:{imapd_metrics}"
 "#,
         hostname = esc(hostname),
         db_url = esc(db_url),
@@ -222,6 +232,10 @@ managesieve_listen = ["127.0.0.1:{managesieve}"]
         pop3 = port("pop3"),
         pop3s = port("pop3s"),
         managesieve = port("managesieve"),
+        authd_metrics = port("authd-metrics"),
+        lmtp_metrics = port("lmtp-metrics"),
+        smtpd_metrics = port("smtpd-metrics"),
+        imapd_metrics = port("imapd-metrics"),
     )
 }
 
@@ -244,6 +258,23 @@ mod tests {
         assert_eq!(c.imapd.pop3[0].port(), 2110);
         assert_eq!(c.imapd.pop3s[0].port(), 2995);
         assert_eq!(c.imapd.managesieve_listen[0].port(), 24190);
+        let metrics = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
+        assert_eq!(
+            metrics(c.authd.metrics_listen).as_deref(),
+            Some("127.0.0.1:29101")
+        );
+        assert_eq!(
+            metrics(c.lmtp.metrics_listen).as_deref(),
+            Some("127.0.0.1:29102")
+        );
+        assert_eq!(
+            metrics(c.smtpd.metrics_listen).as_deref(),
+            Some("127.0.0.1:29103")
+        );
+        assert_eq!(
+            metrics(c.imapd.metrics_listen).as_deref(),
+            Some("127.0.0.1:29104")
+        );
         assert_eq!(c.run_dir(), PathBuf::from("/srv/x/run"));
         assert_eq!(c.database_url().unwrap(), "sqlite:///srv/x/postern.db");
     }

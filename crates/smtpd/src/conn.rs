@@ -358,6 +358,7 @@ impl Driver {
                             }
                         };
                         self.targets.clear();
+                        crate::metrics::message(self.door, reply.code());
                         if reply.is_positive()
                             && let Some(user) = session.authenticated()
                         {

@@ -121,6 +121,7 @@ pub(crate) async fn accept(
             info!(id = %env.id, from = env.sender_str(), rcpts = env.recipients.len(), size = env.size,
                 user = env.authenticated.as_deref().unwrap_or("-"), "queued");
             let id = env.id;
+            crate::metrics::received(env.size);
             match copy {
                 Some(m) => ctx.queue.enqueue_with(env, m),
                 None => ctx.queue.enqueue(env),

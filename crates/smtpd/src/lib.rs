@@ -20,6 +20,7 @@ mod dkim;
 pub mod fuzzing;
 mod intake;
 mod limits;
+mod metrics;
 mod outbound;
 mod policy;
 mod qmgr;
@@ -201,6 +202,7 @@ pub async fn run(
         ctx.clone(),
         shutdown.clone(),
     ));
+    metrics::start(&ctx, shutdown.clone()).await?;
     postern_daemon::notify_ready("smtpd");
     shutdown.cancelled().await;
     while acceptors.join_next().await.is_some() {}
@@ -280,6 +282,7 @@ async fn accept_loop(
         move |tcp, peer, local, ticket| {
             let ctx2 = ctx.clone();
             let sd = sd.clone();
+            metrics::connection(door);
             async move {
                 let stream = match door {
                     Door::Submissions => {

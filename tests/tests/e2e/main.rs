@@ -20,6 +20,7 @@ mod inbound;
 mod interop_smtpd;
 mod lmtp;
 mod managesieve;
+mod metrics;
 mod outbound;
 mod pop3;
 mod postfix_authd;

@@ -165,6 +165,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         sasl: None,
         idle_watch: None,
         idle_sync: false,
+        idle_gauge: None,
         login_deadline,
         close: false,
         bye_after: None,
@@ -198,6 +199,8 @@ struct Driver {
     idle_watch: Option<Watch>,
     /// IDLE was accepted: report pending updates once the continuation request is out.
     idle_sync: bool,
+    /// Counts this session in `postern_imapd_idle_sessions` while it is in IDLE.
+    idle_gauge: Option<crate::metrics::IdleGuard>,
     login_deadline: Instant,
     close: bool,
     /// Sent, then the connection closed, once imap-next has written its queued output.
@@ -410,6 +413,7 @@ impl Driver {
             Event::GreetingSent { .. } | Event::ResponseSent { .. } => {}
             Event::CommandReceived { command } => {
                 self.bad = 0;
+                let _timer = crate::metrics::CommandTimer::start(&command.body);
                 self.run_command(command).await;
             }
             Event::CommandAuthenticateReceived {
@@ -474,9 +478,11 @@ impl Driver {
             }
             Event::IdleCommandReceived { tag } => {
                 self.bad = 0;
+                drop(crate::metrics::CommandTimer::named("IDLE"));
                 self.idle(tag);
             }
             Event::IdleDoneReceived => {
+                self.idle_gauge = None;
                 self.idle_watch = None;
                 self.idle_sync = false;
                 self.with_session(|s, out| s.idle_end(out)).await;
@@ -506,6 +512,7 @@ impl Driver {
                     Err(_) => self.close = true,
                 }
                 self.idle_watch = watch.map(|dir| Watch::start(&self.ctx, &dir));
+                self.idle_gauge = Some(crate::metrics::IdleGuard::new());
                 // Updates already pending go out right after the continuation request.
                 self.idle_sync = true;
             }

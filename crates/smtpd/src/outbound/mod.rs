@@ -537,6 +537,7 @@ impl Outbound {
     }
 
     fn log(&self, peer: &Peer, tls: Option<&str>, out: &Outgoing<'_>, outcomes: &[Outcome]) {
+        crate::metrics::outbound(tls.is_some(), outcomes.len());
         for (r, o) in out.recipients.iter().zip(outcomes) {
             let (status, text) = match o {
                 Outcome::Delivered(r) => ("sent", r),

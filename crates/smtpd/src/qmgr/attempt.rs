@@ -85,6 +85,7 @@ pub(crate) struct Progress {
 /// Records one recipient's result: its last reply, and its status when final.
 pub(crate) fn apply(env: &mut Envelope, progress: &mut Progress, i: usize, outcome: Outcome) {
     let r = &mut env.recipients[i];
+    crate::metrics::delivery(r.destination, &outcome);
     match outcome {
         Outcome::Delivered(reply) => {
             r.last_reply = Some(reply);

@@ -53,6 +53,7 @@ impl Manager {
         drop(dsn);
         match self.committer.commit(bounce, message).await {
             Ok(b) => {
+                crate::metrics::dsn();
                 info!(dsn = %b.id, rcpt = %to, "delivery status notification queued");
                 drop(self.requeue.send(b));
             }
