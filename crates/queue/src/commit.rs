@@ -181,6 +181,33 @@ async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
 /// in order.
 async fn write_batch(spool: &Arc<Spool>, jobs: Vec<Job>) -> Vec<Result<()>> {
     let n = jobs.len();
+    if n == 1 {
+        // One message (one client at a time): written and the directory synced in one trip
+        // to the blocking pool.
+        let spool = Arc::clone(spool);
+        return match tokio::task::spawn_blocking(move || {
+            let job = &jobs[0];
+            let r = write_one(&spool, job).and_then(|()| {
+                spool.sync_active().inspect_err(|e| {
+                    error!(error = %e, "queue commit failed");
+                    let path = spool.message_path(job.id);
+                    if let Err(e) = fs::remove_file(&path) {
+                        warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
+                    }
+                })
+            });
+            drop(jobs);
+            r
+        })
+        .await
+        {
+            Ok(r) => vec![r],
+            Err(e) => {
+                error!(error = %e, "queue commit failed");
+                vec![Err(QueueError::Closed)]
+            }
+        };
+    }
     let all_ids: Vec<QueueId> = jobs.iter().map(|j| j.id).collect();
     let per_task = n.div_ceil(n.clamp(1, WRITE_THREADS)).max(1);
     let mut tasks = Vec::new();
