@@ -14,8 +14,11 @@
 # Needs root: it runs ../shared/bench/baseline-setup.sh once (SKIP_POSTFIX=1: Postern only,
 # no root needed). MX=0 leaves out the MX rows. PROFILE=debug: debug binaries (a quick try);
 # BUILD=0: use the binaries already built.
-# Bounded: COUNT messages per run.
+# Bounded: COUNT messages per run for sizes up to 64 KiB; larger sizes send COUNT/10 (at
+# least 100) up to 512 KiB and COUNT/100 (at least 50) beyond, so a 1 MiB row stays a few GB.
+# After each run: the server CPU per message (sum of the process trees' CPU / COUNT).
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
+# Issue 17's full table: scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -95,17 +98,39 @@ if [ "$MX" = 1 ]; then
   install mxlossy 4 "--drop-one-in 50"
   KINDS="trusted mxclean mxlossy"
 fi
+# count_for SIZE: the messages sent at that size (see above).
+count_for() {
+  local size=$1
+  if [ "$size" -le 65536 ]; then echo "$COUNT"
+  elif [ "$size" -le 524288 ]; then echo $(( COUNT / 10 > 100 ? COUNT / 10 : 100 ))
+  else echo $(( COUNT / 100 > 50 ? COUNT / 100 : 50 )); fi
+}
+# per_message N: smtp-load.sh's lines (RESULT lines dropped), then the server CPU per message
+# over the process trees it measured.
+per_message() {
+  awk -v n="$1" '
+    /^RESULT/ { next }
+    { print }
+    /cpu_s=/ && $1 != "machine" {
+      for (i = 1; i <= NF; i++) if ($i ~ /^cpu_s=/) {
+        v = substr($i, 7); total += v
+        parts = parts sprintf("%s%s %.3f", sep, $1, v * 1000 / n); sep = " + "
+      }
+    }
+    END { if (total > 0) printf "  server CPU per message: %.3f ms (%s)\n", total * 1000 / n, parts }'
+}
 declare -A LABEL=([trusted]='postern:         ' [mxclean]='postern MX clean:' [mxlossy]='postern MX lossy:')
 THEIRS=/var/vmail/example.test/user1/Maildir
 echo "== $(nproc) cores; client and servers share them; both fsync (queue file, Maildir file, new/ dir)"
 [ "$MX" = 1 ] && echo "== MX rows: port 25 checks on (SPF, DKIM, DMARC, HELO) from sender@example.net; DNS: clean = NXDOMAIN with SOA, lossy = 1 query in 50 dropped, no SOA"
 for size in $SIZES; do
+  n=$(count_for "$size")
   for s in $SESSIONS; do
-    echo "-- ${size} B x $COUNT, $s session(s)"
+    echo "-- ${size} B x $n, $s session(s)"
     if [ "$SKIP_POSTFIX" != 1 ]; then
       printf 'postfix+dovecot:  '
       MAILDIR=$THEIRS CLEAN_MAILDIR=1 TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
-        "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
+        "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$n" "$size" "$s" | per_message "$n"
     fi
     for k in $KINDS; do
       ours=$WORK/$k/mail/example.test/user1/Maildir
@@ -115,7 +140,7 @@ for size in $SIZES; do
       sender=sender@example.test
       [ "$k" = trusted ] || sender=sender@example.net
       SENDER=$sender MAILDIR=$ours TREES="${!trees}" \
-        "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$COUNT" "$size" "$s" | grep -v '^RESULT'
+        "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$n" "$size" "$s" | per_message "$n"
     done
   done
 done
