@@ -392,3 +392,119 @@ fn promtool_accepts_every_daemons_output() {
         );
     }
 }
+
+/// Stops the child on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        drop(self.0.kill());
+        drop(self.0.wait());
+    }
+}
+
+/// Percent-encodes a PromQL query for a URL.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The samples of an instant query to Prometheus's HTTP API: (job, value).
+fn prom_query(prom: SocketAddr, query: &str) -> Vec<(String, f64)> {
+    let Ok(mut s) = TcpStream::connect(prom) else {
+        return Vec::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // HTTP/1.0: no chunked encoding, the server closes after the answer.
+    let req = format!(
+        "GET /api/v1/query?query={} HTTP/1.0\r\nHost: {prom}\r\n\r\n",
+        url_encode(query)
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return Vec::new();
+    }
+    let mut out = String::new();
+    drop(s.read_to_string(&mut out));
+    let Some((_, body)) = out.split_once("\r\n\r\n") else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    json["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let job = r["metric"]["job"].as_str()?.to_owned();
+            let v = r["value"][1].as_str()?.parse().ok()?;
+            Some((job, v))
+        })
+        .collect()
+}
+
+/// A real Prometheus (Debian's `prometheus`) scrapes all four daemons on loopback: every
+/// target is up and the delivery is seen in its database.
+#[test]
+#[ignore = "needs prometheus (Debian package prometheus)"]
+fn prometheus_scrapes_all_four() {
+    let (pm, _idle) = scenario();
+    let dir = pm.dir().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut cfg =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for d in DAEMONS {
+        cfg.push_str(&format!(
+            "  - job_name: postern-{d}\n    static_configs:\n      - targets: ['{}']\n",
+            metrics_addr(&pm, d)
+        ));
+    }
+    std::fs::write(dir.join("prometheus.yml"), cfg).expect("write prometheus.yml");
+    let prom = SocketAddr::from(([127, 0, 0, 1], postern_e2e::free_port()));
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    let _child = Killed(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (apt-get install prometheus)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = prom_query(prom, "up");
+        let delivered = prom_query(prom, "postern_lmtp_deliveries_total{result=\"delivered\"}");
+        let all_up = up.len() == DAEMONS.len() && up.iter().all(|(_, v)| *v == 1.0);
+        if all_up && delivered.iter().any(|(_, v)| *v >= 1.0) {
+            let jobs: Vec<&str> = up.iter().map(|(j, _)| j.as_str()).collect();
+            for d in DAEMONS {
+                assert!(jobs.contains(&format!("postern-{d}").as_str()), "{jobs:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not see all four up and the delivery: up {up:?}, delivered \
+             {delivered:?}\n{}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
