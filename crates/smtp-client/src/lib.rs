@@ -50,4 +50,5 @@ pub use caps::Capabilities;
 pub use client::{Client, Flavor, Target};
 pub use error::{ClientError, Step, Timeouts};
 pub use message::{OutRcpt, Outgoing, RcptResult};
+pub use postern_mail_types::{Notify, Ret};
 pub use reply::ServerReply;

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use postern_mail_types::{Notify, Ret};
+
 use crate::caps::Capabilities;
 use crate::reply::ServerReply;
 
@@ -25,7 +27,7 @@ pub struct Outgoing<'a> {
     /// recipient fails with `550 5.6.7`.
     pub smtputf8: bool,
     /// `RET=` (`FULL` or `HDRS`), sent only to a server with `DSN`.
-    pub ret: Option<&'a str>,
+    pub ret: Option<Ret>,
     /// `ENVID=`, not yet xtext-encoded (the client encodes it); sent only to a server with `DSN`.
     pub envid: Option<String>,
 }
@@ -51,9 +53,9 @@ impl<'a> Outgoing<'a> {
 pub struct OutRcpt {
     /// The forward path, without angle brackets.
     pub address: String,
-    /// `NOTIFY=`: `NEVER` or a comma-separated subset of `SUCCESS,FAILURE,DELAY`; sent only
-    /// to a server with `DSN`.
-    pub notify: Option<String>,
+    /// `NOTIFY=` (`NEVER`, or some of `SUCCESS,FAILURE,DELAY`); sent only to a server with
+    /// `DSN`.
+    pub notify: Option<Notify>,
     /// `ORCPT=`, already in the `rfc822;xtext` form; sent only to a server with `DSN`.
     pub orcpt: Option<String>,
 }
@@ -94,7 +96,7 @@ pub(crate) fn mail_command(tx: &Outgoing<'_>, caps: &Capabilities) -> String {
     }
     if caps.dsn {
         if let Some(ret) = tx.ret {
-            let _ = write!(line, " RET={}", ret.to_ascii_uppercase());
+            let _ = write!(line, " RET={}", ret.keyword());
         }
         if let Some(envid) = &tx.envid {
             let _ = write!(line, " ENVID={}", xtext_encode(envid));
@@ -109,7 +111,7 @@ pub(crate) fn rcpt_command(rcpt: &OutRcpt, caps: &Capabilities) -> String {
     let mut line = format!("RCPT TO:<{}>", rcpt.address);
     if caps.dsn {
         if let Some(notify) = &rcpt.notify {
-            let _ = write!(line, " NOTIFY={}", notify.to_ascii_uppercase());
+            let _ = write!(line, " NOTIFY={}", notify.param());
         }
         if let Some(orcpt) = &rcpt.orcpt {
             let _ = write!(line, " ORCPT={orcpt}");
@@ -146,10 +148,7 @@ pub(crate) fn check_envelope(tx: &Outgoing<'_>, caps: &Capabilities) -> Option<S
             "the receiving server does not support 8BITMIME, needed by this message's 8-bit content",
         ));
     }
-    let bad_ret = tx
-        .ret
-        .is_some_and(|ret| !ret.bytes().all(|b| b.is_ascii_alphabetic()));
-    if tx.from.as_deref().is_some_and(|from| !is_path(from)) || bad_ret {
+    if tx.from.as_deref().is_some_and(|from| !is_path(from)) {
         return Some(ServerReply::new(
             553,
             Some((5, 1, 7)),
@@ -168,8 +167,7 @@ pub(crate) fn check_rcpt(rcpt: &OutRcpt) -> Option<ServerReply> {
             "malformed recipient address",
         ));
     }
-    let bad_param = |p: &Option<String>| p.as_deref().is_some_and(|p| !is_parameter(p));
-    if bad_param(&rcpt.notify) || bad_param(&rcpt.orcpt) {
+    if rcpt.orcpt.as_deref().is_some_and(|p| !is_parameter(p)) {
         return Some(ServerReply::new(
             501,
             Some((5, 5, 4)),
@@ -289,11 +287,15 @@ mod tests {
     #[test]
     fn commands_follow_capabilities() {
         let mut rcpt = OutRcpt::new("bob@example.org");
-        rcpt.notify = Some("success,failure".into());
+        rcpt.notify = Some(Notify {
+            success: true,
+            failure: true,
+            delay: false,
+        });
         rcpt.orcpt = Some("rfc822;bob+2Bx@example.org".into());
         let mut tx = Outgoing::new(None, vec![rcpt.clone()], b"x\r\n");
         tx.body_8bit = true;
-        tx.ret = Some("hdrs");
+        tx.ret = Some(Ret::Headers);
         tx.envid = Some("id 1+2".into());
         let plain = Capabilities::default();
         assert_eq!(mail_command(&tx, &plain), "MAIL FROM:<>\r\n");
@@ -340,7 +342,7 @@ mod tests {
         assert_eq!(check_envelope(&ascii, &seven), None);
         assert_eq!(check_rcpt(&OutRcpt::new("x>y")).unwrap().code, 553);
         let mut rcpt = OutRcpt::new("x@y");
-        rcpt.notify = Some("NEVER FOO".into());
+        rcpt.orcpt = Some("rfc822;x@y NOTIFY=NEVER".into());
         assert_eq!(check_rcpt(&rcpt).unwrap().code, 501);
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{connect, tcp_server, unix_server};
+use postern_mail_types::{Notify, Ret};
 use postern_smtp_client::{Flavor, OutRcpt, Outgoing};
 
 fn rcpt(address: &str) -> OutRcpt {
@@ -77,10 +78,14 @@ async fn without_pipelining_waits_for_each_reply() {
 
 fn dsn_tx(message: &[u8]) -> Outgoing<'_> {
     let mut r = rcpt("x@example.org");
-    r.notify = Some("SUCCESS,FAILURE".into());
+    r.notify = Some(Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    });
     r.orcpt = Some("rfc822;x@example.org".into());
     let mut tx = Outgoing::new(Some("a@example.org".into()), vec![r], message);
-    tx.ret = Some("HDRS");
+    tx.ret = Some(Ret::Headers);
     tx.envid = Some("Q1=2".into());
     tx.body_8bit = true;
     tx

@@ -269,7 +269,7 @@ pub(crate) fn outgoing<'a>(env: &Envelope, idx: &[usize], message: &'a [u8]) -> 
             let r = &env.recipients[i];
             OutRcpt {
                 address: r.address.clone(),
-                notify: Some(r.notify.param()),
+                notify: Some(r.notify),
                 orcpt: r.orcpt.clone(),
             }
         })
@@ -277,7 +277,7 @@ pub(crate) fn outgoing<'a>(env: &Envelope, idx: &[usize], message: &'a [u8]) -> 
     let mut out = Outgoing::new(env.sender.clone(), rcpts, message);
     out.body_8bit = env.body_8bit;
     out.smtputf8 = env.smtputf8;
-    out.ret = env.ret.map(postern_queue::Ret::keyword);
+    out.ret = env.ret;
     out.envid = env.envid.clone();
     out
 }

@@ -329,10 +329,13 @@ fn outgoing_carries_the_dsn_parameters() {
     e.envid = Some("E1".into());
     let out = outgoing(&e, &[1, 0], b"m");
     assert_eq!(out.recipients[0].address, "c@x.net");
-    assert_eq!(out.recipients[0].notify.as_deref(), Some("NEVER"));
+    assert_eq!(out.recipients[0].notify, Some(Notify::NEVER));
     assert_eq!(out.recipients[0].orcpt.as_deref(), Some("rfc822;c@x.net"));
-    assert_eq!(out.recipients[1].notify.as_deref(), Some("FAILURE,DELAY"));
-    assert_eq!((out.ret, out.envid.as_deref()), (Some("FULL"), Some("E1")));
+    assert_eq!(out.recipients[1].notify, Some(Notify::default()));
+    assert_eq!(
+        (out.ret, out.envid.as_deref()),
+        (Some(postern_queue::Ret::Full), Some("E1"))
+    );
 }
 
 /// Queue files written by the previous release (text replies, no recorded destination,
