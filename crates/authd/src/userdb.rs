@@ -42,8 +42,9 @@ pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: Cance
                 Ok(l) => match parse_master_line(&l) {
                     Ok(cmd) => {
                         let started = std::time::Instant::now();
+                        let request = !matches!(cmd, MasterCommand::Version { .. });
                         let reply = answer(cmd, &ctx).await;
-                        if reply.is_some() {
+                        if request {
                             crate::metrics::userdb(reply.as_deref(), started);
                         }
                         reply
