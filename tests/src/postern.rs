@@ -27,6 +27,7 @@ pub struct PosternBuilder {
     db: DbKind,
     domain: Option<String>,
     hostname: Option<String>,
+    demo: bool,
     edits: Vec<ConfigEdit>,
     daemons: Vec<String>,
 }
@@ -42,6 +43,12 @@ impl PosternBuilder {
     /// Passes `--domain` to `mailctl init`.
     pub fn domain(mut self, domain: &str) -> Self {
         self.domain = Some(domain.to_owned());
+        self
+    }
+
+    /// Passes `--demo` to `mailctl init` (domain example.test unless given, user demo@).
+    pub fn demo(mut self) -> Self {
+        self.demo = true;
         self
     }
 
@@ -105,6 +112,9 @@ impl PosternBuilder {
         if let Some(db) = &pm.db {
             init.args(["--database-url", db.url()]);
         }
+        if self.demo {
+            init.arg("--demo");
+        }
         let out = run_command(&mut init, None, COMMAND_TIMEOUT);
         assert!(
             out.status.success(),
@@ -155,6 +165,7 @@ impl Postern {
             db: DbKind::Sqlite,
             domain: None,
             hostname: None,
+            demo: false,
             edits: Vec::new(),
             daemons: vec!["authd".to_owned()],
         }

@@ -93,7 +93,13 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| "sqlite://postern.db".to_owned());
-    let text = config_text(&hostname, &db_url);
+    // RFC 5321 §4.5.1: `<postmaster>` must be accepted. The demo user is the one mailbox a
+    // fresh install has, so it reads the postmaster's mail until the admin says otherwise.
+    let postmaster = domain
+        .as_ref()
+        .filter(|_| a.demo)
+        .map(|d| format!("demo@{d}"));
+    let text = config_text(&hostname, &db_url, postmaster.as_deref());
     let dir = std::fs::canonicalize(&a.dir)?;
     // Check the text parses before writing it, so a bad --hostname leaves nothing behind.
     let config = Config::parse(&text, &dir).context("the generated config does not parse")?;
@@ -126,7 +132,7 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
             "{}",
             json!({"config": config_path, "hostname": hostname, "domain": domain,
                    "demo_user": demo_password.as_ref().and(domain.as_ref()).map(|d| format!("demo@{d}")),
-                   "demo_password": demo_password,
+                   "demo_password": demo_password, "postmaster": postmaster,
                    "ports": PORTS.iter().map(|(n, p)| (n.to_string(), *p)).collect::<std::collections::BTreeMap<_, _>>()})
         );
     } else {
@@ -145,6 +151,13 @@ pub(crate) async fn init(a: &InitArgs, json_out: bool) -> anyhow::Result<()> {
         if let (Some(d), Some(pw)) = (&domain, &demo_password) {
             println!("  demo user: demo@{d}  password: {pw}");
         }
+        match &postmaster {
+            Some(p) => println!("  postmaster: {p} ([smtpd] postmaster)"),
+            None => println!(
+                "  postmaster: none yet; set [smtpd] postmaster, or give `mailctl domain add` \
+                 --postmaster, so RCPT TO:<postmaster> is accepted (RFC 5321 §4.5.1)"
+            ),
+        }
         println!("Next: mailctl --config {} run", config_path.display());
     }
     Ok(())
@@ -160,8 +173,15 @@ fn write_tls(dir: &Path, hostname: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn config_text(hostname: &str, db_url: &str) -> String {
+fn config_text(hostname: &str, db_url: &str, postmaster: Option<&str>) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    // Where RCPT TO:<postmaster> and postmaster@/abuse@ each domain go (RFC 5321 §4.5.1).
+    let postmaster = match postmaster {
+        Some(p) => format!("postmaster = \"{}\"", esc(p)),
+        None => "# Set this (or alias postmaster@ each domain) so <postmaster> is accepted.\n\
+                 # postmaster = \"you@example.org\""
+            .to_owned(),
+    };
     format!(
         r#"# Postern configuration written by `mailctl init`. Relative paths are relative to this
 # file's directory. deploy/postern.toml in the source tree documents every option.
@@ -212,6 +232,7 @@ metrics_listen = "127.0.0.1:{lmtp_metrics}"
 listen = ["127.0.0.1:{smtp}"]
 submission = ["127.0.0.1:{submission}"]
 submissions = ["127.0.0.1:{submissions}"]
+{postmaster}
 metrics_listen = "127.0.0.1:{smtpd_metrics}"
 
 [imapd]
@@ -224,6 +245,7 @@ metrics_listen = "127.0.0.1:{imapd_metrics}"
 "#,
         hostname = esc(hostname),
         db_url = esc(db_url),
+        postmaster = postmaster,
         smtp = port("smtp"),
         submission = port("submission"),
         submissions = port("submissions"),
@@ -246,7 +268,7 @@ mod tests {
     #[test]
     fn generated_config_parses_with_the_contract_ports() {
         let c = Config::parse(
-            &config_text("mail.example.test", "sqlite://postern.db"),
+            &config_text("mail.example.test", "sqlite://postern.db", None),
             Path::new("/srv/x"),
         )
         .unwrap();
@@ -277,5 +299,18 @@ mod tests {
         );
         assert_eq!(c.run_dir(), PathBuf::from("/srv/x/run"));
         assert_eq!(c.database_url().unwrap(), "sqlite:///srv/x/postern.db");
+        assert_eq!(c.smtpd.postmaster, None);
+    }
+
+    #[test]
+    fn the_demo_user_is_the_postmaster() {
+        let text = config_text(
+            "mail.example.test",
+            "sqlite://postern.db",
+            Some("demo@example.test"),
+        );
+        let c = Config::parse(&text, Path::new("/srv/x")).unwrap();
+        assert_eq!(c.smtpd.postmaster.as_deref(), Some("demo@example.test"));
+        assert_eq!(c.smtpd.listen[0].port(), 2525);
     }
 }

@@ -340,6 +340,53 @@ fn abuse_can_be_turned_off_and_domain_add_makes_the_aliases() {
     assert!(alice[0].contains("Subject: to postmaster@example.net via plain"));
 }
 
+/// Regression (issue 15 §4): a fresh `mailctl init --demo` install had no alias for
+/// postmaster@ and no `[smtpd] postmaster`, so `RCPT TO:<postmaster>` got `550 User unknown`
+/// (RFC 5321 §4.5.1 says it must be accepted). `init` now makes the demo user the postmaster.
+#[test]
+fn a_fresh_demo_install_accepts_postmaster() {
+    let dns = DnsServer::start();
+    let pm = Postern::builder()
+        .demo()
+        .set("dns.nameservers", vec![dns.addr().to_string()])
+        .set("dns.timeout_secs", 2)
+        // Loopback is a stranger, as a remote postmaster's server would be.
+        .set("smtpd.trusted_networks", Vec::<String>::new())
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    let pm_table = pm.config();
+    let postmaster = pm_table["smtpd"].get("postmaster").and_then(|v| v.as_str());
+    assert_eq!(postmaster, Some("demo@example.test"), "{pm_table:#?}");
+    let out = session(
+        &pm,
+        "smtp",
+        "plain",
+        "127.0.0.1",
+        None,
+        "someone@remote.test",
+        &[
+            "postmaster",
+            "postmaster@example.test",
+            "abuse@example.test",
+        ],
+    );
+    assert!(out.contains("RCPT postmaster 250\nDATA 250"), "{out}");
+    assert!(
+        out.contains("RCPT postmaster@example.test 250\nDATA 250"),
+        "{out}"
+    );
+    assert!(
+        out.contains("RCPT abuse@example.test 250\nDATA 250"),
+        "{out}"
+    );
+    let demo = wait_for(&mailbox(&pm, "example.test", "demo"), 3);
+    assert!(
+        demo.iter()
+            .any(|m| m.contains("Subject: to postmaster via plain")),
+        "{demo:?}"
+    );
+}
+
 /// Runs `sendmail -bs` with `dialogue` on stdin; returns its exit status and stdout.
 fn sendmail_bs(pm: &Postern, dialogue: &[u8]) -> (bool, String) {
     let mut cmd = std::process::Command::new(postern_e2e::bin("sendmail"));
