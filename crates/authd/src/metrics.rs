@@ -134,8 +134,8 @@ fn registry() -> Registry {
     );
     r.register(
         "request_duration_seconds",
-        "Time to answer one request, by socket (auth includes the password hash and the \
-         failure delay)",
+        "Time to answer one request, by socket (auth: the password hash and the lockout \
+         delays, not the failure_delay_ms floor)",
         m.latency.clone(),
     );
     r.register(
