@@ -1,5 +1,7 @@
 //! A tiny authoritative DNS server on 127.0.0.1 (UDP) for test zones: A, AAAA, MX (null MX
-//! included), TXT, PTR and CNAME/SRV records (the last two only answered when asked for). Unknown names get NXDOMAIN; known names without the asked
+//! included), TXT, TLSA, PTR and CNAME/SRV records (the last two only answered when asked for).
+//! For DANE tests it can play a validating resolver: [`DnsServer::secure`] names get the AD
+//! bit, [`DnsServer::bogus`] names SERVFAIL (nothing is signed). Unknown names get NXDOMAIN; known names without the asked
 //! type get an empty NOERROR answer (NODATA). Enough for smtpd's MX routing and for
 //! publishing DKIM keys; never talks to anything but its clients on loopback.
 //!
@@ -20,6 +22,7 @@ const MX: u16 = 15;
 const SRV: u16 = 33;
 const TXT: u16 = 16;
 const AAAA: u16 = 28;
+const TLSA: u16 = 52;
 const SOA: u16 = 6;
 /// TTL and minimum of the SOA in negative answers (RFC 2308: the negative TTL).
 const SOA_TTL: u32 = 300;
@@ -33,6 +36,7 @@ enum Data {
     Ptr(String),
     Cname(String),
     Srv(u16, u16, u16, String),
+    Tlsa(u8, u8, u8, Vec<u8>),
 }
 
 impl Data {
@@ -45,6 +49,7 @@ impl Data {
             Self::Ptr(_) => PTR,
             Self::Cname(_) => CNAME,
             Self::Srv(..) => SRV,
+            Self::Tlsa(..) => TLSA,
         }
     }
 }
@@ -64,6 +69,11 @@ struct Zone {
     dropped: u64,
     /// Answer this long after the query (0: at once), as a distant server does.
     delay_ms: u64,
+    /// Names whose answers carry the AD bit when the query has it set: the
+    /// server plays a validating resolver for which these are DNSSEC-secure.
+    secure: Vec<String>,
+    /// Names answered SERVFAIL, as a validating resolver answers DNSSEC-bogus data.
+    bogus: Vec<String>,
 }
 
 /// The running server; it stops answering when dropped.
@@ -210,6 +220,24 @@ impl DnsServer {
         self.add(name, Data::Srv(priority, weight, port, norm(target)))
     }
 
+    /// `name IN TLSA usage selector matching data` (RFC 6698).
+    pub fn tlsa(&self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> &Self {
+        self.add(name, Data::Tlsa(usage, selector, matching, data.to_vec()))
+    }
+
+    /// Answers about `name` (records or their absence) are DNSSEC-secure: the AD bit is set
+    /// when the query has it. Stands in for a validating resolver; nothing is signed.
+    pub fn secure(&self, name: &str) -> &Self {
+        self.zone.lock().expect("zone lock").secure.push(norm(name));
+        self
+    }
+
+    /// Queries about `name` get SERVFAIL, as a validating resolver answers bogus data.
+    pub fn bogus(&self, name: &str) -> &Self {
+        self.zone.lock().expect("zone lock").bogus.push(norm(name));
+        self
+    }
+
     /// Removes every record at `name` (to break a zone on purpose).
     pub fn remove(&self, name: &str) -> &Self {
         let n = norm(name);
@@ -290,7 +318,9 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         return None;
     }
     let soa = zone.soa;
-    if zone.servfail {
+    // AD when the query asks for it (RFC 6840 §5.7) and the name is secure.
+    let ad = q[3] & 0x20 != 0 && zone.secure.contains(&name);
+    if zone.servfail || zone.bogus.contains(&name) {
         let mut out = q[..12].to_vec();
         out[2] = 0x80 | (q[2] & 0x01);
         out[3] = 0x82; // RA, SERVFAIL
@@ -311,7 +341,8 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     out.extend_from_slice(&q[0..2]);
     let rd = q[2] & 0x01;
     out.push(0x84 | rd); // QR, AA, RD as asked
-    out.push(if known { 0x80 } else { 0x83 }); // RA; NOERROR or NXDOMAIN
+    // RA, AD when secure; NOERROR or NXDOMAIN
+    out.push(if known { 0x80 } else { 0x83 } | if ad { 0x20 } else { 0 });
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
     let negative_soa = soa && answers.is_empty();
@@ -342,6 +373,10 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                 rdata.extend_from_slice(&weight.to_be_bytes());
                 rdata.extend_from_slice(&port.to_be_bytes());
                 put_name(&mut rdata, &target);
+            }
+            Data::Tlsa(usage, selector, matching, data) => {
+                rdata.extend_from_slice(&[usage, selector, matching]);
+                rdata.extend_from_slice(&data);
             }
         }
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());

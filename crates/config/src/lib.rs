@@ -112,7 +112,7 @@ pub use imapd::Imapd;
 pub use lmtp::Lmtp;
 pub use passwords::Passwords;
 pub use paths::Paths;
-pub use smtpd::{AccessAction, AccessRule, Smtpd};
+pub use smtpd::{AccessAction, AccessRule, DaneMode, Smtpd};
 pub use socket::SocketSpec;
 pub use template::{expand_template, expand_template_home};
 pub use tls::{Tls, TlsPolicy};

@@ -116,6 +116,10 @@ pub struct Smtpd {
     /// fetch and the MX certificate check under an enforced policy.
     #[serde(default)]
     pub mta_sts_ca_file: Option<PathBuf>,
+    /// DANE (RFC 7672) for MX delivery: `auto` uses the TLSA records of MX hosts when the
+    /// name servers (all on loopback) validate DNSSEC and say so with the AD bit; `off`.
+    #[serde(default)]
+    pub dane: DaneMode,
     /// Outbound SMTP connections at once, to all destinations.
     #[serde(
         default = "default_outbound_concurrency",
@@ -267,6 +271,18 @@ pub struct AccessRule {
     pub text: Option<String>,
 }
 
+/// DANE for outbound SMTP (`[smtpd] dane`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaneMode {
+    /// TLSA records of DNSSEC-secure MX hosts make authenticated TLS mandatory, when the
+    /// configured name servers are on loopback (a local validating resolver).
+    #[default]
+    Auto,
+    /// TLSA records are never looked up.
+    Off,
+}
+
 /// What an access rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -311,6 +327,7 @@ impl Default for Smtpd {
             mta_sts: true,
             mta_sts_port: default_mta_sts_port(),
             mta_sts_ca_file: None,
+            dane: DaneMode::Auto,
             outbound_concurrency: default_outbound_concurrency(),
             outbound_destination_concurrency: default_destination_concurrency(),
             outbound_connection_cache_secs: default_outbound_cache(),

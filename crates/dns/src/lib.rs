@@ -4,6 +4,7 @@
 //! SPF/DKIM/DMARC records ([`records`]).
 #![forbid(unsafe_code)]
 
+pub mod dane;
 pub mod dkim;
 pub mod records;
 

@@ -9,6 +9,7 @@
 //!   reached) or bounced (5xx; a domain whose every server refuses with 5xx, a null MX, a
 //!   domain that does not exist).
 
+pub(crate) mod dane;
 pub(crate) mod mx;
 pub(crate) mod route;
 pub(crate) mod sts;
@@ -16,10 +17,12 @@ pub(crate) mod sts;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use std::time::Instant;
 
 use hickory_resolver::TokioResolver;
-use postern_config::{Config, TlsPolicy};
+use postern_config::{Config, DaneMode, TlsPolicy};
+use postern_dns::dane::{HostDane, LookupError, secure_lookup, tlsa_name};
 use postern_queue::DeliveryReply;
 use postern_smtp_client::tls::{CertCheck, connector, server_name};
 use postern_smtp_client::{
@@ -89,6 +92,8 @@ struct Pooled {
     client: Client,
     peer: Peer,
     at: Instant,
+    /// The DANE result the connection was opened under (for the log line).
+    dane: String,
 }
 
 /// The outbound side of the queue manager.
@@ -98,6 +103,9 @@ pub(crate) struct Outbound {
     any_cert: TlsConnector,
     webpki: TlsConnector,
     sts: sts::Sts,
+    /// Name servers whose AD bit DANE trusts (empty: DANE off).
+    dane_servers: Vec<SocketAddr>,
+    dns_timeout: Duration,
     timeouts: Timeouts,
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -113,6 +121,11 @@ impl Outbound {
             any_cert: connector(CertCheck::Any),
             webpki: connector(CertCheck::WebPki),
             sts: sts::Sts::new(config)?,
+            dane_servers: match s.dane {
+                DaneMode::Auto => postern_dns::dane::trusted_servers(config),
+                DaneMode::Off => Vec::new(),
+            },
+            dns_timeout: config.dns.timeout_secs.duration(),
             timeouts: Timeouts {
                 connect: s.outbound_connect_timeout_secs.duration(),
                 greeting: s.outbound_greeting_timeout_secs.duration(),
@@ -135,16 +148,24 @@ impl Outbound {
         out: &Outgoing<'_>,
     ) -> Vec<Outcome> {
         let n = out.recipients.len();
+        let mx_secure = match self.mx_dnssec(route).await {
+            Ok(s) => s,
+            Err(o) => return vec![o; n],
+        };
         let sts_policy = self.sts_policy(route).await;
         let enforce = sts_policy
             .as_ref()
             .is_some_and(|p| p.mode == sts::Mode::Enforce);
-        // Connections opened under an enforced policy are pooled apart from others.
-        let key = if enforce {
+        // Connections opened under an enforced policy, or to DNSSEC-secure MX hosts (DANE),
+        // are pooled apart from others.
+        let mut key = if enforce {
             format!("{}:mta-sts", route.key())
         } else {
             route.key()
         };
+        if mx_secure {
+            key.push_str(":dnssec");
+        }
         let _permits = self.permits(&key).await;
         let policy = if enforce {
             TlsPolicy::Verify
@@ -158,8 +179,13 @@ impl Outbound {
             Ok(h) => h,
             Err(o) => return vec![o; n],
         };
+        let dane = if mx_secure {
+            self.tlsa_for(&hosts, port).await
+        } else {
+            HashMap::new()
+        };
         let hosts = match sts_policy {
-            Some(p) => match sts_hosts(&p, enforce, domain, hosts) {
+            Some(p) => match with_sts(&p, enforce, domain, hosts, &dane) {
                 Ok(h) => h,
                 Err(o) => return vec![o; n],
             },
@@ -171,8 +197,70 @@ impl Outbound {
             policy,
             sts: enforce,
             key: &key,
+            dane: &dane,
+            dane_applies: mx_secure,
         };
         self.send_to_hosts(&hosts, port, &how, out).await
+    }
+
+    /// Whether DANE looks at this delivery's MX hosts: MX delivery, `[smtpd] dane` on with a
+    /// trusted resolver, no `tls_policy` entry for the domain, and a DNSSEC-secure MX answer
+    /// (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX). `Err`: a bogus MX
+    /// answer (SERVFAIL from the validating resolver): the message waits.
+    async fn mx_dnssec(&self, route: &Route) -> Result<bool, Outcome> {
+        let Route::Mx { domain } = route else {
+            return Ok(false);
+        };
+        if !self.dane_on(route) {
+            return Ok(false);
+        }
+        match secure_lookup(
+            &self.dane_servers,
+            domain,
+            hickory_resolver::proto::rr::RecordType::MX,
+            self.dns_timeout,
+        )
+        .await
+        {
+            Ok(a) => Ok(a.secure),
+            Err(LookupError::ServFail(why)) => Err(Outcome::Deferred(ours(
+                451,
+                (4, 7, 5),
+                format!("DANE: MX lookup for {domain} failed DNSSEC validation: {why}"),
+            ))),
+            Err(LookupError::Failed(why)) => {
+                // No answer at all: the MX lookup proper decides (it fails the same way, or
+                // it had the answer cached); DANE is not applied to this attempt.
+                warn!(%domain, reason = %why, "DANE: DNSSEC status of the MX unknown; treated as insecure");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether DANE may apply to `route`: MX delivery, `[smtpd] dane` on with a trusted
+    /// resolver, and no `tls_policy` entry for the domain.
+    fn dane_on(&self, route: &Route) -> bool {
+        matches!(route, Route::Mx { domain }
+            if !self.dane_servers.is_empty() && self.config.explicit_tls_policy(domain).is_none())
+    }
+
+    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records.
+    async fn tlsa_for(&self, hosts: &[mx::Host], port: u16) -> HashMap<String, HostDane> {
+        let mut map = HashMap::new();
+        for h in hosts {
+            let answer = secure_lookup(
+                &self.dane_servers,
+                &tlsa_name(&h.name, port),
+                hickory_resolver::proto::rr::RecordType::TLSA,
+                self.dns_timeout,
+            )
+            .await;
+            map.insert(
+                h.name.clone(),
+                postern_dns::dane::host_dane(true, Some(answer)),
+            );
+        }
+        map
     }
 
     /// The MTA-STS policy for MX delivery (not when `tls_policy` names the domain, nor a
@@ -200,8 +288,8 @@ impl Outbound {
             Ok(results) => {
                 debug!(relay = %p.peer.label(), "reused a cached connection");
                 let outcomes = outcomes(&results, &p.peer);
-                self.log(&p.peer, p.client.tls(), out, &outcomes);
-                self.give_back(key, p.client, p.peer);
+                self.log(&p.peer, p.client.tls(), &p.dane, out, &outcomes);
+                self.give_back(key, p.client, p.peer, p.dane);
                 Some(outcomes)
             }
             Err(e) => {
@@ -282,18 +370,57 @@ impl Outbound {
         peers.truncate(MAX_CONNECTION_TRIES);
         for peer in peers {
             tried += 1;
+            let (policy, sts, verifier, mut dane) = match how.dane.get(&peer.host) {
+                Some(HostDane::Failed(why)) => {
+                    let why = format!("DANE: TLSA lookup for {} failed: {why}", peer.host);
+                    info!(relay = %peer.label(), dane = %format!("temperror ({why})"), "server not usable; trying the next");
+                    all_permanent = false;
+                    last = ours(451, (4, 7, 5), why);
+                    continue;
+                }
+                Some(HostDane::Usable(tlsa)) => (
+                    TlsPolicy::Verify,
+                    false,
+                    Some(dane::DaneVerifier::new(tlsa.clone())),
+                    String::new(),
+                ),
+                Some(HostDane::Unusable(t)) => (
+                    TlsPolicy::Encrypt,
+                    false,
+                    None,
+                    format!(
+                        "none (TLSA {} unusable: TLS required, not authenticated)",
+                        t[0].short()
+                    ),
+                ),
+                Some(HostDane::Insecure(why)) => {
+                    (how.policy, how.sts, None, format!("none ({why})"))
+                }
+                None if how.dane_applies => (how.policy, how.sts, None, "none (no TLSA)".into()),
+                None if self.dane_on(how.route) => {
+                    (how.policy, how.sts, None, "none (insecure MX)".into())
+                }
+                None => (how.policy, how.sts, None, "none (off)".into()),
+            };
             let mut client = match self
-                .open(&peer, how.route, how.domain, how.policy, how.sts)
+                .open(&peer, how.route, how.domain, policy, sts, verifier.as_ref())
                 .await
             {
                 Ok(c) => c,
                 Err(f) => {
-                    info!(relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
+                    if verifier.is_some() {
+                        info!(relay = %peer.label(), dane = %format!("fail ({})", f.reply), "server not usable; trying the next");
+                    } else {
+                        info!(relay = %peer.label(), reason = %f.reply, "server not usable; trying the next");
+                    }
                     all_permanent &= f.permanent;
                     last = f.reply;
                     continue;
                 }
             };
+            if let Some(v) = &verifier {
+                dane = format!("pass ({})", v.matched().unwrap_or_default());
+            }
             let outcomes = match client.send(out).await {
                 Ok(results) => outcomes(&results, &peer),
                 Err(ClientError::Rejected(reply)) => {
@@ -309,8 +436,8 @@ impl Outbound {
                     format!("lost connection with {}: {e}", peer.label()),
                 ))),
             };
-            self.log(&peer, client.tls(), out, &outcomes);
-            self.give_back(how.key, client, peer);
+            self.log(&peer, client.tls(), &dane, out, &outcomes);
+            self.give_back(how.key, client, peer, dane);
             return outcomes;
         }
         if tried > 0 && all_permanent {
@@ -320,7 +447,8 @@ impl Outbound {
         }
     }
 
-    /// Connects to `peer`, then STARTTLS by `policy` and AUTH for the relayhost.
+    /// Connects to `peer`, then STARTTLS by `policy` and AUTH for the relayhost. With `dane`,
+    /// TLS is mandatory and the certificate is checked by its TLSA records only.
     async fn open(
         &self,
         peer: &Peer,
@@ -328,6 +456,7 @@ impl Outbound {
         domain: &str,
         policy: TlsPolicy,
         sts: bool,
+        dane: Option<&Arc<dane::DaneVerifier>>,
     ) -> Result<Client, Failure> {
         let temp = |reply: DeliveryReply| Failure {
             reply,
@@ -364,6 +493,28 @@ impl Outbound {
                     ),
                 )));
             }
+            _ if dane.is_some() => {
+                let verifier = dane.expect("checked");
+                let name = server_name(&peer.host).ok_or_else(|| {
+                    temp(ours(
+                        451,
+                        (4, 7, 5),
+                        format!("{} is not a usable TLS server name", peer.host),
+                    ))
+                })?;
+                if let Err(e) = client.starttls(&verifier.connector(), name).await {
+                    // Never plain text after this (RFC 7672 §2.2): the message waits.
+                    return Err(temp(ours(
+                        451,
+                        (4, 7, 5),
+                        format!(
+                            "TLS with {} failed (DANE: TLSA records for {} are published): {e}",
+                            peer.label(),
+                            peer.host
+                        ),
+                    )));
+                }
+            }
             _ => {
                 let (conn, check) = if sts {
                     (self.sts.connector(), CertCheck::WebPki)
@@ -393,8 +544,15 @@ impl Outbound {
                     Err(e) if policy == TlsPolicy::May => {
                         // The handshake broke the connection: once more without TLS.
                         info!(relay = %peer.label(), error = %e, "TLS failed; retrying in plain text");
-                        return Box::pin(self.open(peer, route, domain, TlsPolicy::None, false))
-                            .await;
+                        return Box::pin(self.open(
+                            peer,
+                            route,
+                            domain,
+                            TlsPolicy::None,
+                            false,
+                            None,
+                        ))
+                        .await;
                     }
                     Err(e) => {
                         let why = if sts {
@@ -501,7 +659,7 @@ impl Outbound {
         None
     }
 
-    fn give_back(&self, key: &str, client: Client, peer: Peer) {
+    fn give_back(&self, key: &str, client: Client, peer: Peer, dane: String) {
         let keep =
             !self.config.smtpd.outbound_connection_cache_secs.is_zero() && client.is_usable();
         if keep && let Ok(mut pool) = self.pool.lock() {
@@ -511,6 +669,7 @@ impl Outbound {
                     client,
                     peer,
                     at: Instant::now(),
+                    dane,
                 });
                 return;
             }
@@ -536,7 +695,16 @@ impl Outbound {
         pool.retain(|_, l| !l.is_empty());
     }
 
-    fn log(&self, peer: &Peer, tls: Option<&str>, out: &Outgoing<'_>, outcomes: &[Outcome]) {
+    /// One line per recipient; `dane` is the DANE result in the manner of
+    /// Authentication-Results (`pass (TLSA 3 1 1 …)`, `none (insecure MX)`, …).
+    fn log(
+        &self,
+        peer: &Peer,
+        tls: Option<&str>,
+        dane: &str,
+        out: &Outgoing<'_>,
+        outcomes: &[Outcome],
+    ) {
         crate::metrics::outbound(tls.is_some(), outcomes.len());
         for (r, o) in out.recipients.iter().zip(outcomes) {
             let (status, text) = match o {
@@ -544,7 +712,7 @@ impl Outbound {
                 Outcome::Deferred(r) => ("deferred", r),
                 Outcome::Bounced(r) => ("bounced", r),
             };
-            info!(rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), status, reply = %text, "outbound");
+            info!(rcpt = %r.address, relay = %peer.label(), tls = tls.unwrap_or("none"), dane = %dane, status, reply = %text, "outbound");
         }
     }
 }
@@ -558,6 +726,38 @@ struct Connection<'a> {
     sts: bool,
     /// The pool key for connections left open.
     key: &'a str,
+    /// DANE per MX host name (empty when the MX answer was not DNSSEC-secure).
+    dane: &'a HashMap<String, HostDane>,
+    /// The MX answer was DNSSEC-secure (TLSA records were looked up).
+    dane_applies: bool,
+}
+
+/// The hosts an MTA-STS policy lets us use ([`sts_hosts`]), where hosts with TLSA records
+/// are DANE's (RFC 8461 §2: DANE wins), kept in MX order whatever the policy says.
+fn with_sts(
+    p: &sts::Policy,
+    enforce: bool,
+    domain: &str,
+    hosts: Vec<mx::Host>,
+    dane: &HashMap<String, HostDane>,
+) -> Result<Vec<mx::Host>, Outcome> {
+    let daned = |h: &mx::Host| {
+        matches!(
+            dane.get(&h.name),
+            Some(HostDane::Usable(_) | HostDane::Unusable(_))
+        )
+    };
+    if !hosts.iter().any(daned) {
+        return sts_hosts(p, enforce, domain, hosts);
+    }
+    let others: Vec<mx::Host> = hosts.iter().filter(|h| !daned(h)).cloned().collect();
+    let allowed: Vec<String> = sts_hosts(p, enforce, domain, others)
+        .map(|v| v.into_iter().map(|h| h.name).collect())
+        .unwrap_or_default();
+    Ok(hosts
+        .into_iter()
+        .filter(|h| daned(h) || allowed.contains(&h.name))
+        .collect())
 }
 
 /// The MX hosts an MTA-STS policy lets us use: under `enforce` only those it names (none
@@ -614,6 +814,61 @@ fn outcomes(results: &[RcptResult], peer: &Peer) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host(name: &str) -> mx::Host {
+        mx::Host {
+            name: name.into(),
+            addrs: vec!["192.0.2.1".parse().unwrap()],
+        }
+    }
+
+    fn names(r: &Result<Vec<mx::Host>, Outcome>) -> Vec<String> {
+        r.as_ref().unwrap().iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// RFC 8461 §2: an MX host with TLSA records is DANE's, whatever MTA-STS says; the
+    /// others keep the MTA-STS rules.
+    #[test]
+    fn dane_wins_over_mta_sts_host_by_host() {
+        let tlsa = postern_dns::dane::Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: vec![0; 32],
+        };
+        let policy = |mode, mx: &[&str]| sts::Policy {
+            mode,
+            mx: mx.iter().map(|s| (*s).to_owned()).collect(),
+            max_age: 86400,
+        };
+        let hosts = || vec![host("mx1.example.net"), host("mx2.example.net")];
+        let mut dane = HashMap::new();
+        let enforce_mx1 = policy(sts::Mode::Enforce, &["mx1.example.net"]);
+        let enforce_none = policy(sts::Mode::Enforce, &["elsewhere.example"]);
+        // No DANE: MTA-STS alone.
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net"]);
+        assert!(with_sts(&enforce_none, true, "example.net", hosts(), &dane).is_err());
+        // mx2 has usable TLSA records: kept, in MX order, even where the policy names none.
+        dane.insert(
+            "mx2.example.net".to_owned(),
+            HostDane::Usable(vec![tlsa.clone()]),
+        );
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net", "mx2.example.net"]);
+        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx2.example.net"]);
+        // Unusable TLSA records count as DANE's too (TLS required there); insecure do not.
+        dane.insert("mx2.example.net".to_owned(), HostDane::Unusable(vec![tlsa]));
+        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx2.example.net"]);
+        dane.insert(
+            "mx2.example.net".to_owned(),
+            HostDane::Insecure("insecure TLSA"),
+        );
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net"]);
+    }
 
     #[test]
     fn outcomes_name_the_remote_server() {
