@@ -195,8 +195,8 @@ pub enum BadRequest {
     Truncated,
 }
 
-/// Reads a request head (up to and including the empty line), at most `max` bytes; reads
-/// no further.
+/// Reads a request head (up to and including the empty line), at most `max` bytes. What
+/// came after it in the same read is dropped: one request per connection, bodies ignored.
 pub async fn read_head<R: AsyncRead + Unpin>(mut r: R, max: usize) -> Result<Vec<u8>, BadRequest> {
     let mut buf = Vec::with_capacity(512.min(max));
     let mut chunk = [0u8; 1024];
