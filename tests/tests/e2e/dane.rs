@@ -214,6 +214,16 @@ fn tlsa_records_make_tls_mandatory_with_the_published_key() {
     let why = deferred_with(&a, "TLSA lookup");
     assert!(why.contains("4.7.5") && why.contains("SERVFAIL"), "{why}");
     assert_eq!(bob(&b).len(), 3);
+
+    // 6. A bogus MX answer: deferred too, before any connection.
+    dns.bogus("example.net");
+    submit(&a, "bogus mx");
+    let why = deferred_with(&a, "DNSSEC");
+    assert!(
+        why.contains("4.7.5") && why.contains("MX lookup for example.net failed DNSSEC"),
+        "{why}"
+    );
+    assert_eq!(bob(&b).len(), 3);
 }
 
 /// `dane = "off"`: TLSA records are not even looked up.

@@ -244,21 +244,34 @@ impl Outbound {
             if !self.dane_servers.is_empty() && self.config.explicit_tls_policy(domain).is_none())
     }
 
-    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records.
+    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records (the
+    /// lookups at once: a slow one costs one DNS timeout, not one per host).
     async fn tlsa_for(&self, hosts: &[mx::Host], port: u16) -> HashMap<String, HostDane> {
-        let mut map = HashMap::new();
+        let mut lookups = tokio::task::JoinSet::new();
         for h in hosts {
-            let answer = secure_lookup(
-                &self.dane_servers,
-                &tlsa_name(&h.name, port),
-                hickory_resolver::proto::rr::RecordType::TLSA,
-                self.dns_timeout,
-            )
-            .await;
-            map.insert(
-                h.name.clone(),
-                postern_dns::dane::host_dane(true, Some(answer)),
-            );
+            let (servers, timeout, name) =
+                (self.dane_servers.clone(), self.dns_timeout, h.name.clone());
+            lookups.spawn(async move {
+                let answer = secure_lookup(
+                    &servers,
+                    &tlsa_name(&name, port),
+                    hickory_resolver::proto::rr::RecordType::TLSA,
+                    timeout,
+                )
+                .await;
+                (name, postern_dns::dane::host_dane(true, Some(answer)))
+            });
+        }
+        let mut map = HashMap::new();
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((name, dane)) = done {
+                map.insert(name, dane);
+            }
+        }
+        // A lookup that panicked leaves its host without an entry: not used under DANE.
+        for h in hosts {
+            map.entry(h.name.clone())
+                .or_insert_with(|| HostDane::Failed("TLSA lookup did not finish".into()));
         }
         map
     }
