@@ -516,6 +516,27 @@ mod tests {
     }
 
     #[test]
+    fn the_ad_bit_is_trusted_only_from_loopback() {
+        let servers = |list: &str| {
+            let c = postern_config::Config::parse(
+                &format!("hostname = \"h.example\"\n[dns]\nnameservers = [{list}]\n"),
+                std::path::Path::new("/nonexistent"),
+            )
+            .unwrap();
+            trusted_servers(&c)
+        };
+        assert_eq!(
+            servers("\"127.0.0.1:53\", \"[::1]:5353\""),
+            vec![
+                "127.0.0.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        assert!(servers("\"192.0.2.53:53\"").is_empty());
+        assert!(servers("\"127.0.0.1:53\", \"192.0.2.53:53\"").is_empty());
+    }
+
+    #[test]
     fn answers_are_read_with_their_ad_bit() {
         let qname = Name::from_ascii("_25._tcp.mx.example.net.").unwrap();
         let (_, spki_der) = cert();

@@ -155,6 +155,7 @@ fn tlsa_records_make_tls_mandatory_with_the_published_key() {
         .tlsa(tlsa, 3, 1, 1, &wrong);
     let a = sender(&dns, b25.port());
     let smtpd = a.daemon("smtpd");
+    smtpd.wait_for("DANE: on where their AD bit", Duration::from_secs(10));
 
     // 1. Insecure MX answer (no AD bit): DANE does not apply, not even a wrong TLSA record;
     //    the usual opportunistic TLS takes B's self-signed certificate.
@@ -243,7 +244,10 @@ fn dane_off_looks_up_no_tlsa() {
     a.edit_config(|t| {
         postern_e2e::set_key(t, "smtpd.dane", "off".into());
     });
-    a.restart_daemon("smtpd");
+    a.restart_daemon("smtpd").wait_for(
+        "DANE: off ([smtpd] dane = \"off\")",
+        Duration::from_secs(10),
+    );
     submit(&a, "dane off");
     wait_until("the message", Duration::from_secs(30), || {
         bob(&b).len() == 1

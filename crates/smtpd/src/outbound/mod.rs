@@ -115,16 +115,26 @@ pub(crate) struct Outbound {
 impl Outbound {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let s = &config.smtpd;
+        let dane_servers = match s.dane {
+            DaneMode::Auto => postern_dns::dane::trusted_servers(config),
+            DaneMode::Off => Vec::new(),
+        };
+        match (s.dane, dane_servers.is_empty()) {
+            (DaneMode::Off, _) => info!("DANE: off ([smtpd] dane = \"off\")"),
+            (DaneMode::Auto, true) => info!(
+                "DANE: off (the name servers are not all on loopback: their AD bit is not trusted)"
+            ),
+            (DaneMode::Auto, false) => {
+                info!(servers = ?dane_servers, "DANE: on where their AD bit says DNSSEC-secure")
+            }
+        }
         Ok(Self {
             config: config.clone(),
             resolver: mx::resolver(config)?,
             any_cert: connector(CertCheck::Any),
             webpki: connector(CertCheck::WebPki),
             sts: sts::Sts::new(config)?,
-            dane_servers: match s.dane {
-                DaneMode::Auto => postern_dns::dane::trusted_servers(config),
-                DaneMode::Off => Vec::new(),
-            },
+            dane_servers,
             dns_timeout: config.dns.timeout_secs.duration(),
             timeouts: Timeouts {
                 connect: s.outbound_connect_timeout_secs.duration(),
