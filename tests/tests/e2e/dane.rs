@@ -219,9 +219,9 @@ fn tlsa_records_make_tls_mandatory_with_the_published_key() {
     // 6. A bogus MX answer: deferred too, before any connection.
     dns.bogus("example.net");
     submit(&a, "bogus mx");
-    let why = deferred_with(&a, "DNSSEC");
+    let why = deferred_with(&a, "validated MX");
     assert!(
-        why.contains("4.7.5") && why.contains("MX lookup for example.net failed DNSSEC"),
+        why.contains("4.7.5") && why.contains("no validated MX answer for example.net"),
         "{why}"
     );
     assert_eq!(bob(&b).len(), 3);

@@ -236,7 +236,7 @@ impl Outbound {
             Err(LookupError::ServFail(why)) => Err(Outcome::Deferred(ours(
                 451,
                 (4, 7, 5),
-                format!("DANE: MX lookup for {domain} failed DNSSEC validation: {why}"),
+                format!("DANE: no validated MX answer for {domain}: {why}"),
             ))),
             Err(LookupError::Failed(why)) => {
                 // No answer at all: the MX lookup proper decides (it fails the same way, or
