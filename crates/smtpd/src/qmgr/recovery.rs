@@ -61,7 +61,12 @@ impl Refusals {
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
     by_destination: HashMap<String, HashSet<QueueId>>,
+    /// When each destination last took mail ([`Waiting::back`]).
+    back_at: HashMap<String, Instant>,
 }
+
+/// How long [`Waiting`] remembers when a destination last took mail.
+const BACK_MEMORY: Duration = Duration::from_secs(600);
 
 impl Waiting {
     /// Message `id` was deferred because `destination` could not be reached.
@@ -75,6 +80,7 @@ impl Waiting {
     /// A delivery to `destination` succeeded: the messages that waited for it (forgotten
     /// here; one that fails again is remembered again by its attempt).
     pub(crate) fn back(&mut self, destination: &str) -> Vec<QueueId> {
+        self.back_at.insert(destination.to_owned(), Instant::now());
         let mut ids: Vec<QueueId> = self
             .by_destination
             .remove(destination)
@@ -84,8 +90,16 @@ impl Waiting {
         ids
     }
 
-    /// Forgets messages that are no longer queued (bounded by the queue, then).
+    /// True when `destination` took mail at or after `since`: an attempt begun then that
+    /// could not reach it met a destination that is back by now.
+    pub(crate) fn back_since(&self, destination: &str, since: Instant) -> bool {
+        self.back_at.get(destination).is_some_and(|&t| t >= since)
+    }
+
+    /// Forgets messages that are no longer queued (bounded by the queue, then), and old
+    /// successes.
     pub(crate) fn retain(&mut self, queued: impl Fn(QueueId) -> bool) {
+        self.back_at.retain(|_, t| t.elapsed() < BACK_MEMORY);
         for ids in self.by_destination.values_mut() {
             ids.retain(|&id| queued(id));
         }
@@ -175,6 +189,18 @@ mod tests {
         w.retain(|id| id != c);
         assert_eq!(w.back("mx:remote.test"), vec![a]);
         assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn a_destination_back_during_an_attempt_is_seen() {
+        let mut w = Waiting::default();
+        let before = Instant::now();
+        assert!(!w.back_since("lmtp:local", before));
+        w.back("lmtp:local");
+        assert!(w.back_since("lmtp:local", before));
+        assert!(!w.back_since("mx:other.test", before));
+        let after = Instant::now() + Duration::from_millis(1);
+        assert!(!w.back_since("lmtp:local", after));
     }
 
     #[test]
