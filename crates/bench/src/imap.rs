@@ -7,7 +7,8 @@
 //! - `logged-in`: one LOGIN per client, then the same commands from STATUS to SEARCH in a loop
 //!   (a caching client's pattern; no login cost).
 //!
-//! Every command counts as one operation; every reply is checked (a `NO`/`BAD` aborts).
+//! Every command counts as one operation; every reply is checked (a `NO`/`BAD` aborts, except
+//! `NO [EXPUNGEISSUED]`: another client expunged a message being fetched).
 //! The run is bounded by `--secs` and `--max-ops`.
 
 use std::time::{Duration, Instant};
@@ -111,7 +112,9 @@ impl Conn {
             self.read_line().await?;
             if self.line.starts_with(tag.as_bytes()) && self.line.get(tag.len()) == Some(&b' ') {
                 let rest = &self.line[tag.len() + 1..];
-                if rest.starts_with(b"OK") {
+                // A message another client expunged meanwhile (RFC 9051 §7.1: the readable
+                // ones were answered) is what a concurrent load produces, not a failure.
+                if rest.starts_with(b"OK") || rest.starts_with(b"NO [EXPUNGEISSUED]") {
                     reply.ok = String::from_utf8_lossy(rest).trim_end().to_owned();
                     return Ok(reply);
                 }
