@@ -8,7 +8,8 @@
 //! - [`search`] — SEARCH (ESEARCH), SORT, THREAD.
 //!
 //! They build on [`super::session`] (state, mailbox view, updates) and never the reverse;
-//! LOGIN, AUTHENTICATE, STARTTLS, COMPRESS and IDLE are the driver's (`imap/mod.rs`).
+//! LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are session actions carried out by the driver
+//! (`imap/mod.rs`), and IDLE is [`super::idle`]; [`auth`] holds their session-side halves.
 
 pub(crate) mod auth;
 pub(crate) mod fetch;
