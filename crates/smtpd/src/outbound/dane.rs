@@ -7,15 +7,172 @@
 //!   checked from it as the only trust anchor, with the MX host name (§3.2.2).
 //! - PKIX-TA/EE (0/1) are unusable for SMTP (§3.1.3) and never reach here.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use postern_dns::dane::Tlsa;
+use postern_config::TlsPolicy;
+use postern_dns::dane::{HostDane, LookupError, Tlsa, secure_lookup, tlsa_name};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
+use tracing::warn;
+
+use super::{Connection, Outbound, Outcome, Route, mx, ours, sts, sts_hosts};
+
+/// How one connection to an MX host is made, by DANE's verdict on the host.
+pub(crate) struct Plan {
+    pub(crate) policy: TlsPolicy,
+    /// Under an enforced MTA-STS policy.
+    pub(crate) sts: bool,
+    /// The TLSA check (usable records: TLS mandatory, certificate checked by them only).
+    pub(crate) verifier: Option<Arc<DaneVerifier>>,
+    /// The DANE result for the log (`none (…)`; `pass (…)` is known after the handshake).
+    pub(crate) label: String,
+}
+
+impl Outbound {
+    /// Whether DANE looks at this delivery's MX hosts: MX delivery, `[smtpd] dane` on with a
+    /// trusted resolver, no `tls_policy` entry for the domain, and a DNSSEC-secure MX answer
+    /// (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX). `Err`: a bogus MX
+    /// answer (SERVFAIL from the validating resolver): the message waits.
+    pub(crate) async fn mx_dnssec(&self, route: &Route) -> Result<bool, Outcome> {
+        let Route::Mx { domain } = route else {
+            return Ok(false);
+        };
+        if !self.dane_on(route) {
+            return Ok(false);
+        }
+        match secure_lookup(
+            &self.dane_servers,
+            domain,
+            hickory_resolver::proto::rr::RecordType::MX,
+            self.dns_timeout,
+        )
+        .await
+        {
+            Ok(a) => Ok(a.secure),
+            Err(LookupError::ServFail(why)) => Err(Outcome::Deferred(ours(
+                451,
+                (4, 7, 5),
+                format!("DANE: no validated MX answer for {domain}: {why}"),
+            ))),
+            Err(LookupError::Failed(why)) => {
+                // No answer at all: the MX lookup proper decides (it fails the same way, or
+                // it had the answer cached); DANE is not applied to this attempt.
+                warn!(%domain, reason = %why, "DANE: DNSSEC status of the MX unknown; treated as insecure");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether DANE may apply to `route`: MX delivery, `[smtpd] dane` on with a trusted
+    /// resolver, and no `tls_policy` entry for the domain.
+    pub(crate) fn dane_on(&self, route: &Route) -> bool {
+        matches!(route, Route::Mx { domain }
+            if !self.dane_servers.is_empty() && self.config.explicit_tls_policy(domain).is_none())
+    }
+
+    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records (the
+    /// lookups at once: a slow one costs one DNS timeout, not one per host).
+    pub(crate) async fn tlsa_for(
+        &self,
+        hosts: &[mx::Host],
+        port: u16,
+    ) -> HashMap<String, HostDane> {
+        let mut lookups = tokio::task::JoinSet::new();
+        for h in hosts {
+            let (servers, timeout, name) =
+                (self.dane_servers.clone(), self.dns_timeout, h.name.clone());
+            lookups.spawn(async move {
+                let answer = secure_lookup(
+                    &servers,
+                    &tlsa_name(&name, port),
+                    hickory_resolver::proto::rr::RecordType::TLSA,
+                    timeout,
+                )
+                .await;
+                (name, postern_dns::dane::host_dane(true, Some(answer)))
+            });
+        }
+        let mut map = HashMap::new();
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((name, dane)) = done {
+                map.insert(name, dane);
+            }
+        }
+        // A lookup that panicked leaves its host without an entry: not used under DANE.
+        for h in hosts {
+            map.entry(h.name.clone())
+                .or_insert_with(|| HostDane::Failed("TLSA lookup did not finish".into()));
+        }
+        map
+    }
+
+    /// The [`Plan`] for `host`; `Err`: the host is not used now (its TLSA lookup failed).
+    pub(crate) fn plan(&self, how: &Connection<'_>, host: &str) -> Result<Plan, String> {
+        let plain = |label: String| Plan {
+            policy: how.policy,
+            sts: how.sts,
+            verifier: None,
+            label,
+        };
+        Ok(match how.dane.get(host) {
+            Some(HostDane::Failed(why)) => {
+                return Err(format!("DANE: TLSA lookup for {host} failed: {why}"));
+            }
+            Some(HostDane::Usable(tlsa)) => Plan {
+                policy: TlsPolicy::Verify,
+                sts: false,
+                verifier: Some(DaneVerifier::new(tlsa.clone())),
+                label: String::new(),
+            },
+            Some(HostDane::Unusable(t)) => Plan {
+                policy: TlsPolicy::Encrypt,
+                sts: false,
+                verifier: None,
+                label: format!(
+                    "none (TLSA {} unusable: TLS required, not authenticated)",
+                    t[0].short()
+                ),
+            },
+            Some(HostDane::Insecure(why)) => plain(format!("none ({why})")),
+            None if how.dane_applies => plain("none (no TLSA)".into()),
+            None if self.dane_on(how.route) => plain("none (insecure MX)".into()),
+            None => plain("none (off)".into()),
+        })
+    }
+}
+
+/// The hosts an MTA-STS policy lets us use ([`sts_hosts`]), where hosts with TLSA records
+/// are DANE's (RFC 8461 §2: DANE wins), kept in MX order whatever the policy says.
+pub(crate) fn with_sts(
+    p: &sts::Policy,
+    enforce: bool,
+    domain: &str,
+    hosts: Vec<mx::Host>,
+    dane: &HashMap<String, HostDane>,
+) -> Result<Vec<mx::Host>, Outcome> {
+    let daned = |h: &mx::Host| {
+        matches!(
+            dane.get(&h.name),
+            Some(HostDane::Usable(_) | HostDane::Unusable(_))
+        )
+    };
+    if !hosts.iter().any(daned) {
+        return sts_hosts(p, enforce, domain, hosts);
+    }
+    let others: Vec<mx::Host> = hosts.iter().filter(|h| !daned(h)).cloned().collect();
+    let allowed: Vec<String> = sts_hosts(p, enforce, domain, others)
+        .map(|v| v.into_iter().map(|h| h.name).collect())
+        .unwrap_or_default();
+    Ok(hosts
+        .into_iter()
+        .filter(|h| daned(h) || allowed.contains(&h.name))
+        .collect())
+}
 
 /// Checks a server's certificate chain against usable TLSA records; remembers which one
 /// matched (for the log line).
@@ -160,6 +317,61 @@ impl ServerCertVerifier for DaneVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    fn host(name: &str) -> mx::Host {
+        mx::Host {
+            name: name.into(),
+            addrs: vec!["192.0.2.1".parse().unwrap()],
+        }
+    }
+
+    fn names(r: &Result<Vec<mx::Host>, Outcome>) -> Vec<String> {
+        r.as_ref().unwrap().iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// RFC 8461 §2: an MX host with TLSA records is DANE's, whatever MTA-STS says; the
+    /// others keep the MTA-STS rules.
+    #[test]
+    fn dane_wins_over_mta_sts_host_by_host() {
+        let tlsa = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: vec![0; 32],
+        };
+        let policy = |mode, mx: &[&str]| sts::Policy {
+            mode,
+            mx: mx.iter().map(|s| (*s).to_owned()).collect(),
+            max_age: 86400,
+        };
+        let hosts = || vec![host("mx1.example.net"), host("mx2.example.net")];
+        let mut dane = HashMap::new();
+        let enforce_mx1 = policy(sts::Mode::Enforce, &["mx1.example.net"]);
+        let enforce_none = policy(sts::Mode::Enforce, &["elsewhere.example"]);
+        // No DANE: MTA-STS alone.
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net"]);
+        assert!(with_sts(&enforce_none, true, "example.net", hosts(), &dane).is_err());
+        // mx2 has usable TLSA records: kept, in MX order, even where the policy names none.
+        dane.insert(
+            "mx2.example.net".to_owned(),
+            HostDane::Usable(vec![tlsa.clone()]),
+        );
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net", "mx2.example.net"]);
+        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx2.example.net"]);
+        // Unusable TLSA records count as DANE's too (TLS required there); insecure do not.
+        dane.insert("mx2.example.net".to_owned(), HostDane::Unusable(vec![tlsa]));
+        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx2.example.net"]);
+        dane.insert(
+            "mx2.example.net".to_owned(),
+            HostDane::Insecure("insecure TLSA"),
+        );
+        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
+        assert_eq!(names(&r), ["mx1.example.net"]);
+    }
+
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
     };

@@ -3,6 +3,8 @@
 //!
 //! - [`route`]: which of those applies to a domain;
 //! - [`mx`]: DNS (MX order, implicit MX, null MX, A/AAAA) through hickory-resolver;
+//! - [`dane`]: DANE (RFC 7672): the MX and TLSA answers' DNSSEC status, the plan per MX host
+//!   and the certificate check by TLSA records; [`sts`]: MTA-STS (RFC 8461);
 //! - this module: connections (TLS policy, AUTH), their reuse for the next message to the
 //!   same destination, the global and per-destination concurrency limits, and turning what
 //!   happened into a result per recipient: delivered (2xx), deferred (4xx, or no server
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use hickory_resolver::TokioResolver;
 use postern_config::{Config, DaneMode, TlsPolicy};
-use postern_dns::dane::{HostDane, LookupError, secure_lookup, tlsa_name};
+use postern_dns::dane::HostDane;
 use postern_queue::DeliveryReply;
 use postern_smtp_client::tls::{CertCheck, connector, server_name};
 use postern_smtp_client::{
@@ -195,7 +197,7 @@ impl Outbound {
             HashMap::new()
         };
         let hosts = match sts_policy {
-            Some(p) => match with_sts(&p, enforce, domain, hosts, &dane) {
+            Some(p) => match dane::with_sts(&p, enforce, domain, hosts, &dane) {
                 Ok(h) => h,
                 Err(o) => return vec![o; n],
             },
@@ -211,79 +213,6 @@ impl Outbound {
             dane_applies: mx_secure,
         };
         self.send_to_hosts(&hosts, port, &how, out).await
-    }
-
-    /// Whether DANE looks at this delivery's MX hosts: MX delivery, `[smtpd] dane` on with a
-    /// trusted resolver, no `tls_policy` entry for the domain, and a DNSSEC-secure MX answer
-    /// (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX). `Err`: a bogus MX
-    /// answer (SERVFAIL from the validating resolver): the message waits.
-    async fn mx_dnssec(&self, route: &Route) -> Result<bool, Outcome> {
-        let Route::Mx { domain } = route else {
-            return Ok(false);
-        };
-        if !self.dane_on(route) {
-            return Ok(false);
-        }
-        match secure_lookup(
-            &self.dane_servers,
-            domain,
-            hickory_resolver::proto::rr::RecordType::MX,
-            self.dns_timeout,
-        )
-        .await
-        {
-            Ok(a) => Ok(a.secure),
-            Err(LookupError::ServFail(why)) => Err(Outcome::Deferred(ours(
-                451,
-                (4, 7, 5),
-                format!("DANE: no validated MX answer for {domain}: {why}"),
-            ))),
-            Err(LookupError::Failed(why)) => {
-                // No answer at all: the MX lookup proper decides (it fails the same way, or
-                // it had the answer cached); DANE is not applied to this attempt.
-                warn!(%domain, reason = %why, "DANE: DNSSEC status of the MX unknown; treated as insecure");
-                Ok(false)
-            }
-        }
-    }
-
-    /// Whether DANE may apply to `route`: MX delivery, `[smtpd] dane` on with a trusted
-    /// resolver, and no `tls_policy` entry for the domain.
-    fn dane_on(&self, route: &Route) -> bool {
-        matches!(route, Route::Mx { domain }
-            if !self.dane_servers.is_empty() && self.config.explicit_tls_policy(domain).is_none())
-    }
-
-    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records (the
-    /// lookups at once: a slow one costs one DNS timeout, not one per host).
-    async fn tlsa_for(&self, hosts: &[mx::Host], port: u16) -> HashMap<String, HostDane> {
-        let mut lookups = tokio::task::JoinSet::new();
-        for h in hosts {
-            let (servers, timeout, name) =
-                (self.dane_servers.clone(), self.dns_timeout, h.name.clone());
-            lookups.spawn(async move {
-                let answer = secure_lookup(
-                    &servers,
-                    &tlsa_name(&name, port),
-                    hickory_resolver::proto::rr::RecordType::TLSA,
-                    timeout,
-                )
-                .await;
-                (name, postern_dns::dane::host_dane(true, Some(answer)))
-            });
-        }
-        let mut map = HashMap::new();
-        while let Some(done) = lookups.join_next().await {
-            if let Ok((name, dane)) = done {
-                map.insert(name, dane);
-            }
-        }
-        // A lookup that panicked leaves its host without an entry: not used under DANE.
-        for h in hosts {
-            map.entry(h.name.clone())
-                .or_insert_with(|| HostDane::Failed("TLSA lookup did not finish".into()));
-        }
-        map
     }
 
     /// The MTA-STS policy for MX delivery (not when `tls_policy` names the domain, nor a
@@ -393,37 +322,19 @@ impl Outbound {
         peers.truncate(MAX_CONNECTION_TRIES);
         for peer in peers {
             tried += 1;
-            let (policy, sts, verifier, mut dane) = match how.dane.get(&peer.host) {
-                Some(HostDane::Failed(why)) => {
-                    let why = format!("DANE: TLSA lookup for {} failed: {why}", peer.host);
+            let dane::Plan {
+                policy,
+                sts,
+                verifier,
+                label: mut dane,
+            } = match self.plan(how, &peer.host) {
+                Ok(p) => p,
+                Err(why) => {
                     info!(relay = %peer.label(), dane = %format!("temperror ({why})"), "server not usable; trying the next");
                     all_permanent = false;
                     last = ours(451, (4, 7, 5), why);
                     continue;
                 }
-                Some(HostDane::Usable(tlsa)) => (
-                    TlsPolicy::Verify,
-                    false,
-                    Some(dane::DaneVerifier::new(tlsa.clone())),
-                    String::new(),
-                ),
-                Some(HostDane::Unusable(t)) => (
-                    TlsPolicy::Encrypt,
-                    false,
-                    None,
-                    format!(
-                        "none (TLSA {} unusable: TLS required, not authenticated)",
-                        t[0].short()
-                    ),
-                ),
-                Some(HostDane::Insecure(why)) => {
-                    (how.policy, how.sts, None, format!("none ({why})"))
-                }
-                None if how.dane_applies => (how.policy, how.sts, None, "none (no TLSA)".into()),
-                None if self.dane_on(how.route) => {
-                    (how.policy, how.sts, None, "none (insecure MX)".into())
-                }
-                None => (how.policy, how.sts, None, "none (off)".into()),
             };
             let mut client = match self
                 .open(&peer, how.route, how.domain, policy, sts, verifier.as_ref())
@@ -741,7 +652,7 @@ impl Outbound {
 }
 
 /// How connections for one delivery are made.
-struct Connection<'a> {
+pub(crate) struct Connection<'a> {
     route: &'a Route,
     domain: &'a str,
     policy: TlsPolicy,
@@ -753,34 +664,6 @@ struct Connection<'a> {
     dane: &'a HashMap<String, HostDane>,
     /// The MX answer was DNSSEC-secure (TLSA records were looked up).
     dane_applies: bool,
-}
-
-/// The hosts an MTA-STS policy lets us use ([`sts_hosts`]), where hosts with TLSA records
-/// are DANE's (RFC 8461 §2: DANE wins), kept in MX order whatever the policy says.
-fn with_sts(
-    p: &sts::Policy,
-    enforce: bool,
-    domain: &str,
-    hosts: Vec<mx::Host>,
-    dane: &HashMap<String, HostDane>,
-) -> Result<Vec<mx::Host>, Outcome> {
-    let daned = |h: &mx::Host| {
-        matches!(
-            dane.get(&h.name),
-            Some(HostDane::Usable(_) | HostDane::Unusable(_))
-        )
-    };
-    if !hosts.iter().any(daned) {
-        return sts_hosts(p, enforce, domain, hosts);
-    }
-    let others: Vec<mx::Host> = hosts.iter().filter(|h| !daned(h)).cloned().collect();
-    let allowed: Vec<String> = sts_hosts(p, enforce, domain, others)
-        .map(|v| v.into_iter().map(|h| h.name).collect())
-        .unwrap_or_default();
-    Ok(hosts
-        .into_iter()
-        .filter(|h| daned(h) || allowed.contains(&h.name))
-        .collect())
 }
 
 /// The MX hosts an MTA-STS policy lets us use: under `enforce` only those it names (none
@@ -837,61 +720,6 @@ fn outcomes(results: &[RcptResult], peer: &Peer) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(name: &str) -> mx::Host {
-        mx::Host {
-            name: name.into(),
-            addrs: vec!["192.0.2.1".parse().unwrap()],
-        }
-    }
-
-    fn names(r: &Result<Vec<mx::Host>, Outcome>) -> Vec<String> {
-        r.as_ref().unwrap().iter().map(|h| h.name.clone()).collect()
-    }
-
-    /// RFC 8461 §2: an MX host with TLSA records is DANE's, whatever MTA-STS says; the
-    /// others keep the MTA-STS rules.
-    #[test]
-    fn dane_wins_over_mta_sts_host_by_host() {
-        let tlsa = postern_dns::dane::Tlsa {
-            usage: 3,
-            selector: 1,
-            matching: 1,
-            data: vec![0; 32],
-        };
-        let policy = |mode, mx: &[&str]| sts::Policy {
-            mode,
-            mx: mx.iter().map(|s| (*s).to_owned()).collect(),
-            max_age: 86400,
-        };
-        let hosts = || vec![host("mx1.example.net"), host("mx2.example.net")];
-        let mut dane = HashMap::new();
-        let enforce_mx1 = policy(sts::Mode::Enforce, &["mx1.example.net"]);
-        let enforce_none = policy(sts::Mode::Enforce, &["elsewhere.example"]);
-        // No DANE: MTA-STS alone.
-        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
-        assert_eq!(names(&r), ["mx1.example.net"]);
-        assert!(with_sts(&enforce_none, true, "example.net", hosts(), &dane).is_err());
-        // mx2 has usable TLSA records: kept, in MX order, even where the policy names none.
-        dane.insert(
-            "mx2.example.net".to_owned(),
-            HostDane::Usable(vec![tlsa.clone()]),
-        );
-        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
-        assert_eq!(names(&r), ["mx1.example.net", "mx2.example.net"]);
-        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
-        assert_eq!(names(&r), ["mx2.example.net"]);
-        // Unusable TLSA records count as DANE's too (TLS required there); insecure do not.
-        dane.insert("mx2.example.net".to_owned(), HostDane::Unusable(vec![tlsa]));
-        let r = with_sts(&enforce_none, true, "example.net", hosts(), &dane);
-        assert_eq!(names(&r), ["mx2.example.net"]);
-        dane.insert(
-            "mx2.example.net".to_owned(),
-            HostDane::Insecure("insecure TLSA"),
-        );
-        let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
-        assert_eq!(names(&r), ["mx1.example.net"]);
-    }
 
     #[test]
     fn outcomes_name_the_remote_server() {
