@@ -68,6 +68,8 @@ install() {
   local name=$1 prefix=$2 dns_args=${3:-} dir=$WORK/$1
   "$B/mailctl" init --dir "$dir" --domain example.test >/dev/null
   sed -i "s/127\.0\.0\.1:2\([0-9][0-9][0-9]\)\"/127.0.0.1:$prefix\1\"/g" "$dir/postern.toml"
+  # Several installs run at once: no /metrics or ManageSieve listeners (fixed ports).
+  sed -i -e '/^metrics_listen = /d' -e 's/^managesieve_listen = .*/managesieve_listen = []/' "$dir/postern.toml"
   # Loopback load: allow the load generator's 100 sessions from one address.
   sed -i 's/^\[smtpd\]$/[smtpd]\nmax_connections_per_ip = 1000\nmax_connections = 1000/' "$dir/postern.toml"
   if [ -n "$dns_args" ]; then
