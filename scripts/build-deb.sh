@@ -24,6 +24,6 @@ cargo build --release \
     -p postern-mailctl -p postern-sendmail >&2
 # --no-build: the binaries above. --strip: without it the line tables of [profile.release] stay (3x the size).
 # gzip -1 by the system's gzip: the built-in xz and zopfli took many minutes on 2 cores.
-out=$(cargo deb -p postern-mailctl --no-build --strip -Z gz --fast --compress-system 2>&1 | tee /dev/stderr | tail -n 1)
+out=$(cargo deb -p postern-mailctl --no-build --strip -Z gz --fast --compress-system 2>&1 | tee -a /dev/stderr | tail -n 1)
 [[ -f $out ]] || { echo "build-deb: cargo deb did not name a .deb (got: $out)" >&2; exit 1; }
 echo "$out"
