@@ -137,6 +137,11 @@ impl Directory {
                 .await?;
         }
         migrator(backend).run(&pool).await?;
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_file(&url)
+        {
+            give_to_directory_owner(path);
+        }
         let q = &config.database.queries;
         let c = |custom: &Option<String>, own: &str| {
             sql::Query::compile(custom.as_deref().unwrap_or(own), backend)
@@ -248,6 +253,59 @@ fn migrator(backend: Backend) -> Migrator {
         sql.into_sql_str(),
         no_tx,
     )])
+}
+
+/// The file of a `sqlite://PATH[?…]` URL (`None` for an in-memory or relative one).
+fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    path.starts_with('/').then(|| std::path::Path::new(path))
+}
+
+/// SQLite files owned by root in a directory that belongs to another user are given to that
+/// user. Typically `mailctl`, run as root, was the first to open the database in
+/// `/var/lib/postern` (owned by `postern`): left root's, authd — running as `postern` —
+/// could read it but not record failed logins, nor open its WAL index. Only root can change
+/// an owner, so elsewhere this does nothing.
+///
+/// That directory's owner controls its names, so root must not be led into giving away some
+/// other file: the owner is changed through the opened file itself (not its name, which
+/// could be swapped meanwhile), only for a regular file owned by root with no other name
+/// (a hard link to a file elsewhere has two), and only if the name still leads to it.
+fn give_to_directory_owner(db: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = db.parent() else {
+        return;
+    };
+    let Ok(d) = std::fs::metadata(dir) else {
+        return;
+    };
+    if d.uid() == 0 {
+        return;
+    }
+    let name = db.as_os_str().to_owned();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut f = name.clone();
+        f.push(suffix);
+        let f = std::path::PathBuf::from(f);
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
+        let (Ok(m), Ok(named)) = (file.metadata(), std::fs::symlink_metadata(&f)) else {
+            continue;
+        };
+        let same = m.dev() == named.dev() && m.ino() == named.ino();
+        if !(same && m.is_file() && m.nlink() == 1 && m.uid() == 0) {
+            continue;
+        }
+        if let Err(e) = std::os::unix::fs::fchown(&file, Some(d.uid()), Some(d.gid()))
+            && e.kind() != std::io::ErrorKind::PermissionDenied
+        {
+            tracing::warn!(path = %f.display(), error = %e, "cannot give the database file to its directory's owner");
+        }
+    }
 }
 
 /// The change stamp's file name in the state directory.

@@ -154,3 +154,29 @@ fn sql_changes_are_seen_after_the_ttl_and_zero_turns_the_cache_off() {
     off.sql("DELETE FROM aliases WHERE source = 'sql@example.org'");
     assert_eq!(lookup(&off, "aliases", "sql@example.org"), Reply::NotFound);
 }
+
+/// Root's mailctl, the first to open the SQLite database in a directory that belongs to
+/// another user (the package's `/var/lib/postern`, owned by `postern`), leaves the files to
+/// that user, so authd running as that user can write to it. Before, they stayed root's
+/// (`0644`): authd could not record a failed login.
+#[test]
+#[ignore = "needs root (chown)"]
+fn a_database_root_creates_in_another_users_directory_is_theirs() {
+    use std::os::unix::fs::MetadataExt;
+    let pm = Postern::builder().daemons(&[]).start();
+    let dir = pm.dir().to_owned();
+    let db = dir.join("postern.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // nobody:nogroup (65534) owns the directory; root runs mailctl.
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown the install dir");
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    let m = std::fs::metadata(&db).expect("the database was created");
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).expect("chown back");
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (65534, 65534),
+        "the database is the directory owner's"
+    );
+}
