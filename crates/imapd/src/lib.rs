@@ -30,6 +30,48 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Time allowed for a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The TLS handshake over an accepted connection (implicit TLS, STARTTLS, STLS), within
+/// [`TLS_HANDSHAKE_TIMEOUT`]. `None` when there is no certificate, or the handshake failed or
+/// timed out (logged for `protocol` at `peer`).
+pub(crate) async fn tls_accept(
+    tls: Option<&Tls>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    protocol: &str,
+) -> Option<Stream> {
+    let tls = tls?;
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
+        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            info!(peer = %peer, error = %e, "{protocol}: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!(peer = %peer, "{protocol}: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Writes `buf` and flushes within `timeout` (a client that stops reading is dropped, not
+/// waited for).
+pub(crate) async fn write_within(
+    stream: &mut Stream,
+    buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    match tokio::time::timeout(timeout, async {
+        stream.write_all(buf).await?;
+        stream.flush().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
@@ -236,13 +278,7 @@ async fn accept_loop(
             metrics::connection(door);
             async move {
                 let stream = if door.implicit_tls() {
-                    let Some(tls) = ctx2.tls.as_ref() else { return };
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp))
-                        .await
-                    {
-                        Ok(Ok(s)) => Some(Stream::Tls(Box::new(s))),
-                        _ => None,
-                    }
+                    tls_accept(ctx2.tls.as_ref(), tcp, peer, door.name()).await
                 } else {
                     Some(Stream::Plain(tcp))
                 };

@@ -36,7 +36,6 @@ use crate::{Connection, Ctx};
 use store::ScriptStore;
 
 /// Time allowed for a TLS handshake after STARTTLS.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Logged-in idle time: RFC 5804 sets none; as IMAP's, at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(10 * 60);
 
@@ -192,16 +191,9 @@ impl Driver {
         let Some(stream) = self.stream.as_mut() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
-        let r = tokio::time::timeout(timeout, async {
-            stream.write_all(&self.wbuf).await?;
-            stream.flush().await
-        })
-        .await;
+        let r = crate::write_within(stream, &self.wbuf, timeout).await;
         self.wbuf.clear();
-        match r {
-            Ok(r) => r,
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-        }
+        r
     }
 
     async fn perform(&mut self, actions: Vec<Action>) -> Flow {
@@ -334,20 +326,8 @@ impl Driver {
         else {
             return false;
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(s)) => {
-                self.stream = Some(Stream::Tls(Box::new(s)));
-                true
-            }
-            Ok(Err(e)) => {
-                info!(peer = %self.peer, error = %e, "managesieve: TLS handshake failed");
-                false
-            }
-            Err(_) => {
-                info!(peer = %self.peer, "managesieve: TLS handshake timed out");
-                false
-            }
-        }
+        self.stream = crate::tls_accept(Some(tls), tcp, self.peer, "managesieve").await;
+        self.stream.is_some()
     }
 }
 

@@ -26,7 +26,6 @@ use crate::{Connection, Ctx, Door};
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(10 * 60);
 /// Time allowed for a TLS handshake after STLS.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of one over-long line read (and thrown away) before the connection is closed.
 const MAX_DISCARD: usize = 64 * 1024;
 /// Replies buffered before they are written even if more commands are waiting.
@@ -212,16 +211,9 @@ impl Driver {
         let Some(stream) = self.stream.as_mut() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
-        let r = tokio::time::timeout(timeout, async {
-            stream.write_all(&self.wbuf).await?;
-            stream.flush().await
-        })
-        .await;
+        let r = crate::write_within(stream, &self.wbuf, timeout).await;
         self.wbuf.clear();
-        match r {
-            Ok(r) => r,
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-        }
+        r
     }
 
     async fn perform(&mut self, actions: Vec<Action>) -> Flow {
@@ -386,20 +378,8 @@ impl Driver {
         else {
             return false;
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(s)) => {
-                self.stream = Some(Stream::Tls(Box::new(s)));
-                true
-            }
-            Ok(Err(e)) => {
-                info!(peer = %self.peer, error = %e, "pop3: TLS handshake failed");
-                false
-            }
-            Err(_) => {
-                info!(peer = %self.peer, "pop3: TLS handshake timed out");
-                false
-            }
-        }
+        self.stream = crate::tls_accept(Some(tls), tcp, self.peer, "pop3").await;
+        self.stream.is_some()
     }
 
     /// The connection is over: what was read without QUIT stays read; close the stream.
