@@ -115,7 +115,8 @@ pub(crate) async fn accept(
         None => message.extend_from_slice(&tx.message),
     }
     // A message wholly in memory is handed to the queue manager too, for its first attempt.
-    let copy = body.is_none().then(|| message.clone());
+    let copy = (body.is_none() && crate::qmgr::QueueHandle::keeps_fresh(message.len()))
+        .then(|| message.clone());
     match ctx.queue.committer.commit_spooled(env, message, body).await {
         Ok(env) => {
             info!(id = %env.id, from = env.sender_str(), rcpts = env.recipients.len(), size = env.size,

@@ -92,6 +92,11 @@ impl QueueHandle {
         drop(self.tx.send(env));
     }
 
+    /// Whether a message of `len` bytes would be kept for [`QueueHandle::enqueue_with`].
+    pub(crate) fn keeps_fresh(len: usize) -> bool {
+        len <= fresh::MAX_ONE
+    }
+
     /// [`QueueHandle::enqueue`] with the message's bytes, exactly as the spool holds them,
     /// so that its first attempt need not read them back.
     pub(crate) fn enqueue_with(&self, env: Envelope, message: Vec<u8>) {
