@@ -24,7 +24,8 @@ pub(super) enum Link {
     /// The server refused the connection (`ECONNREFUSED`, or no socket file): it is down,
     /// maybe being restarted.
     Refused,
-    /// The connection failed otherwise, or the transaction broke.
+    /// The connection failed otherwise, the transaction broke, or the server answered 421
+    /// (closing the channel).
     Broken,
 }
 
@@ -59,7 +60,14 @@ impl Manager {
         let out = outgoing(env, idx, message);
         match self.lmtp_transaction(&out, target).await {
             Ok(results) => (
-                Link::Answered,
+                // 421 is the server closing the channel (RFC 5321 §3.8: shutting down, as
+                // lmtp-deliver answers when it is stopped mid-transaction): the destination
+                // went away, it said nothing about these recipients.
+                if results.iter().any(|r| r.reply.code == 421) {
+                    Link::Broken
+                } else {
+                    Link::Answered
+                },
                 idx.iter()
                     .zip(&results)
                     .map(|(&i, res)| {
