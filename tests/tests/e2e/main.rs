@@ -15,6 +15,7 @@ mod hardening_imap;
 mod hardening_smtpd;
 mod harness;
 mod imap_clients;
+mod imap_conformance_list;
 mod imap_transport;
 mod imapd;
 mod inbound;

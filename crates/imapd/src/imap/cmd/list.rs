@@ -10,10 +10,11 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::status::StatusDataItemName;
 
+use super::list_tree::{self, Query};
 use super::search::SearchReturn;
 use crate::imap::names::{self, Pattern, special_use};
 use crate::imap::resp::{self, untagged};
-use crate::imap::session::{Flow, Session, parents, status_items};
+use crate::imap::session::{Flow, Session, status_items};
 use crate::imap::tagged::Tagged;
 
 /// Most patterns one extended LIST may carry (`LIST "" (p1 p2 …)`).
@@ -24,6 +25,8 @@ const MAX_PATTERNS: usize = 100;
 pub(crate) struct ListOpts {
     pub(crate) sel_subscribed: bool,
     pub(crate) sel_special_use: bool,
+    /// `RECURSIVEMATCH` (RFC 5258 §3): `CHILDINFO` for parents of selected names.
+    pub(crate) recursive: bool,
     pub(crate) ret_subscribed: bool,
     pub(crate) ret_status: Option<Vec<StatusDataItemName>>,
 }
@@ -61,7 +64,8 @@ pub(crate) fn reparse(raw: &[u8]) -> Option<Extended> {
                         opts.ret_subscribed = true;
                     }
                     "SPECIAL-USE" => opts.sel_special_use = true,
-                    "REMOTE" | "RECURSIVEMATCH" => {}
+                    "RECURSIVEMATCH" => opts.recursive = true,
+                    "REMOTE" => {}
                     _ => return None,
                 }
             }
@@ -305,70 +309,33 @@ impl Session {
         };
         existing.insert("INBOX".to_owned());
         let subs: BTreeSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
-        let mut candidates: BTreeSet<String> = if lsub || opts.sel_subscribed {
-            subs.clone()
-        } else {
-            existing.clone()
-        };
-        let implied: Vec<String> = candidates
-            .iter()
-            .flat_map(|n| parents(n).map(str::to_owned).collect::<Vec<_>>())
-            .collect();
-        candidates.extend(implied);
         let pats: Vec<Pattern> = patterns
             .iter()
             .map(|p| Pattern::new(reference, p))
             .collect();
-        for name in &candidates {
-            if !pats.iter().any(|p| p.matches(name)) {
-                continue;
+        let q = Query {
+            lsub,
+            sel_subscribed: opts.sel_subscribed && !lsub,
+            sel_special_use: opts.sel_special_use && !lsub,
+            recursive: opts.recursive,
+            ret_subscribed: opts.ret_subscribed && !lsub,
+        };
+        for row in list_tree::rows(&existing, &subs, &pats, &q, special_use) {
+            let mut line = format!("* {kw} ({}) \"/\" ", row.attrs.join(" ")).into_bytes();
+            resp::string(&mut line, names::encode(&row.name, utf8).as_bytes(), utf8);
+            if !row.childinfo.is_empty() {
+                let items: Vec<String> = row.childinfo.iter().map(|c| format!("\"{c}\"")).collect();
+                line.extend_from_slice(
+                    format!(" (\"CHILDINFO\" ({}))", items.join(" ")).as_bytes(),
+                );
             }
-            let exists = existing.contains(name);
-            let subscribed = subs.contains(name);
-            let su = if lsub || name.contains('/') {
-                None
-            } else {
-                special_use(name)
-            };
-            if opts.sel_special_use && su.is_none() {
-                continue;
-            }
-            let mut attrs: Vec<&str> = Vec::new();
-            if !exists {
-                if lsub || opts.sel_subscribed && subscribed {
-                    attrs.push(if lsub { "\\Noselect" } else { "\\NonExistent" });
-                } else {
-                    attrs.push("\\Noselect");
-                }
-            }
-            if opts.sel_subscribed && !subscribed && !lsub {
-                // A parent listed only because a child is subscribed (RECURSIVEMATCH-ish).
-                continue;
-            }
-            if !lsub {
-                let prefix = format!("{name}/");
-                let has_children = existing
-                    .range(prefix.clone()..)
-                    .next()
-                    .is_some_and(|n| n.starts_with(&prefix));
-                attrs.push(if has_children {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-            }
-            if let Some(a) = su {
-                attrs.push(a);
-            }
-            if opts.ret_subscribed && subscribed && !lsub {
-                attrs.push("\\Subscribed");
-            }
-            let mut line = format!("* {kw} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            resp::string(&mut line, names::encode(name, utf8).as_bytes(), utf8);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
-            if exists && let Some(items) = &opts.ret_status {
-                let _ = self.status_line(name, items, out);
+            if row.exists
+                && !lsub
+                && let Some(items) = &opts.ret_status
+            {
+                let _ = self.status_line(&row.name, items, out);
             }
         }
         self.done(out, format!("{kw} completed"))
@@ -419,6 +386,11 @@ impl Session {
     ) -> Flow {
         if self.state.user().is_none() {
             Tagged::bad("Log in first").write(out, tag);
+            return Flow::Continue;
+        }
+        if opts.recursive && !opts.sel_subscribed && !opts.sel_special_use {
+            // RFC 5258 §3: RECURSIVEMATCH alone (or with REMOTE) is BAD.
+            Tagged::bad("RECURSIVEMATCH needs another selection option").write(out, tag);
             return Flow::Continue;
         }
         let utf8 = self.utf8();

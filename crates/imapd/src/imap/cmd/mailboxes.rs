@@ -233,10 +233,9 @@ impl Session {
             }
         }
         match md.delete_folder(&name) {
-            Ok(()) => {
-                let _ = md.set_subscribed(&name, false);
-                self.done(out, "DELETE completed")
-            }
+            // The subscription stays (RFC 3501 §6.3.6: the server "MUST NOT unilaterally
+            // remove" a name from it); `LIST (SUBSCRIBED)` shows it `\NonExistent`.
+            Ok(()) => self.done(out, "DELETE completed"),
             Err(e) => store_error(&e),
         }
     }

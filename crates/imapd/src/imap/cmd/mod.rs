@@ -2,7 +2,8 @@
 //! module dispatches a parsed command by the session's state; the families are
 //!
 //! - [`mailboxes`] — SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, STATUS, APPEND;
-//! - [`list`] — LIST/LSUB (with LIST-EXTENDED and LIST-STATUS) and their fallback parser;
+//! - [`list`] — LIST/LSUB (with LIST-EXTENDED and LIST-STATUS) and their fallback parser,
+//!   [`list_tree`] which names they return;
 //! - [`messages`] — STORE, COPY/MOVE, EXPUNGE;
 //! - [`fetch`] — FETCH;
 //! - [`search`] — SEARCH (ESEARCH), SORT, THREAD.
@@ -14,6 +15,7 @@
 pub(crate) mod auth;
 pub(crate) mod fetch;
 pub(crate) mod list;
+pub(crate) mod list_tree;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
 pub(crate) mod search;
