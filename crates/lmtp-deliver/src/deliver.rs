@@ -12,7 +12,7 @@ use postern_maildir::{
     Destination, Flags, Maildir, MaildirError, MessageCopy, QuotaLimit, QuotaPolicy,
     RecipientDelivery, StoredCopies, crlf_to_lf,
 };
-use postern_sieve::{Action as SieveAction, Envelope, vacation};
+use postern_sieve::{Action as SieveAction, Envelope, HeaderEdits, vacation};
 use postern_smtp_session::{Reply, Transaction};
 use tracing::{Instrument, info, warn};
 
@@ -199,8 +199,8 @@ fn has_header(message: &[u8], name: &str) -> bool {
 }
 
 impl One<'_> {
-    /// The message as it is stored for this recipient: trace headers, then the message.
-    fn with_trace(&self) -> Vec<u8> {
+    /// The trace header fields this recipient's copy starts with.
+    fn trace(&self) -> Vec<u8> {
         let from = self.tx.mail_from.as_ref().map_or("", |a| a.as_str());
         let id = format!(
             "{:x}{:04x}",
@@ -208,7 +208,7 @@ impl One<'_> {
             QUEUE_ID.fetch_add(1, Ordering::Relaxed)
         );
         let date = mail_builder::headers::date::Date::now().to_rfc822();
-        let mut out = format!(
+        format!(
             "Return-Path: <{from}>\r\nDelivered-To: {to}\r\nReceived: from {helo} ({peer})\r\n\tby {host} (Postern) with {proto} id {id}\r\n\tfor <{to}>; {date}\r\n",
             to = self.address,
             helo = sanitize(&self.tx.helo),
@@ -216,17 +216,18 @@ impl One<'_> {
             host = self.ctx.config.hostname,
             proto = self.tx.protocol(),
         )
-        .into_bytes();
-        out.extend_from_slice(&self.tx.message);
-        out
+        .into_bytes()
     }
 
     /// The quota, the Sieve script, the folders and the stores all happen in one trip to the
     /// blocking pool ([`Plan::run`]); redirects and vacation replies go out afterwards, and
     /// only a redirect that fails costs a second trip (to keep a copy in INBOX).
     async fn deliver(&self) -> Result<Reply, DeliverError> {
-        let message = self.with_trace();
+        // The message as it is stored for this recipient: trace headers, then the message.
+        let trace = self.trace();
+        let mut message = [&trace[..], &self.tx.message[..]].concat();
         let plan = Plan {
+            trace_len: crlf_to_lf(&trace).len(),
             maildir: self.rcpt.maildir.clone(),
             quota: self.rcpt.quota,
             script: self
@@ -252,7 +253,12 @@ impl One<'_> {
             later,
             reject,
             stored,
+            header_edits,
         } = planned;
+        if !header_edits.is_empty() && later.iter().any(|l| matches!(l, Later::Redirect(_))) {
+            // Redirects send the message as the script edited it (RFC 5293 §7).
+            message = [&trace[..], &header_edits.apply(&self.tx.message)[..]].concat();
+        }
         let mut done = match delivery {
             Ok(RecipientDelivery::Stored(done)) => done,
             Ok(RecipientDelivery::OverQuota) => {
@@ -505,6 +511,9 @@ impl One<'_> {
 /// What the blocking part of one recipient's delivery needs (all owned: it runs on the
 /// blocking pool).
 struct Plan {
+    /// Bytes of the stored message that are the trace fields (before the message itself;
+    /// Sieve neither sees nor edits them).
+    trace_len: usize,
     maildir: PathBuf,
     /// Bytes; 0 = none.
     quota: u64,
@@ -528,6 +537,8 @@ struct Planned {
     reject: Option<String>,
     /// The message as stored (for a copy kept when a redirect fails).
     stored: Vec<u8>,
+    /// The script's `editheader` changes (already made to `stored`).
+    header_edits: HeaderEdits,
 }
 
 /// A Sieve action that needs the network.
@@ -539,7 +550,7 @@ enum Later {
 impl Plan {
     /// Opens the Maildir once, runs the user's script, resolves the default folder and
     /// hands every copy to [`Maildir::deliver_copies`], which checks the quota first.
-    fn run(self, stored: Vec<u8>) -> Planned {
+    fn run(self, mut stored: Vec<u8>) -> Planned {
         let quota = match self.quota {
             0 => QuotaPolicy::Unlimited,
             q => QuotaPolicy::Enforce(QuotaLimit::from(q)),
@@ -553,11 +564,20 @@ impl Plan {
                     later: Vec::new(),
                     reject: None,
                     stored,
+                    header_edits: HeaderEdits::default(),
                 };
             }
             Err(e) => Err(e),
         };
-        let actions = self.sieve_actions(maildir.as_ref().ok());
+        let (actions, header_edits) = self.sieve_actions(maildir.as_ref().ok());
+        if !header_edits.is_empty() {
+            // The script's header edits, below the trace fields (RFC 5293: every copy
+            // stored or redirected carries them).
+            let at = self.trace_len.min(stored.len());
+            let edited = header_edits.apply(&stored[at..]);
+            stored.truncate(at);
+            stored.extend_from_slice(&edited);
+        }
         let default_folder = maildir.as_ref().ok().and_then(|m| self.default_folder(m));
         let mut copies = Vec::new();
         let mut later = Vec::new();
@@ -609,6 +629,7 @@ impl Plan {
             later,
             reject,
             stored,
+            header_edits,
         }
     }
 
@@ -636,9 +657,13 @@ impl Plan {
         crate::rcpt::plus_folder(m, detail, self.allow_special_use)
     }
 
-    /// The user's script's actions, or a plain keep when there is no script or it fails.
-    fn sieve_actions(&self, maildir: Option<&Maildir>) -> Vec<SieveAction> {
-        let keep = vec![SieveAction::Keep { flags: Vec::new() }];
+    /// The user's script's actions and header edits, or a plain keep (and the message
+    /// unchanged, RFC 5293 §7) when there is no script or it fails.
+    fn sieve_actions(&self, maildir: Option<&Maildir>) -> (Vec<SieveAction>, HeaderEdits) {
+        let keep = (
+            vec![SieveAction::Keep { flags: Vec::new() }],
+            HeaderEdits::default(),
+        );
         let path = &self.script;
         let Some(source) = read_script(path) else {
             return keep;
@@ -673,7 +698,10 @@ impl Plan {
                 for w in &outcome.warnings {
                     warn!(rcpt = %self.address, "Sieve: {w}");
                 }
-                outcome.actions
+                if !outcome.header_edits.is_empty() {
+                    info!(rcpt = %self.address, edits = outcome.header_edits.len(), "Sieve edited the header");
+                }
+                (outcome.actions, outcome.header_edits)
             }
             Err(e) => {
                 warn!(rcpt = %self.address, script = %path.display(), error = %e, "Sieve script failed; delivering to INBOX");

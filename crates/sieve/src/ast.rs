@@ -130,6 +130,19 @@ pub(crate) enum CmdKind {
     Return,
     /// `global` (RFC 6609): variable names shared with included scripts, lower-cased.
     Global(Vec<String>),
+    /// `addheader` (RFC 5293 §4).
+    AddHeader {
+        name: Str,
+        value: Str,
+        last: bool,
+    },
+    /// `deleteheader` (RFC 5293 §5); `keys` None deletes every (or the indexed) field.
+    DeleteHeader {
+        spec: MatchSpec,
+        index: Option<FieldIndex>,
+        name: Str,
+        keys: Option<Vec<Str>>,
+    },
 }
 
 /// Which flag command.

@@ -1,6 +1,7 @@
 //! Runs a checked program against one message: control flow, variables, flags, tests and
 //! the collection of actions.
 
+mod edit;
 mod eval;
 
 use crate::actions::Actions;
@@ -10,7 +11,9 @@ use crate::limits::{MAX_VARIABLE_VALUE, MAX_WORK};
 use crate::matching::{Fuel, OutOfFuel};
 use crate::validate::valid_mailbox;
 use crate::variables::{Str, Vars};
-use crate::{Context, IncludeLocation, Outcome, RuntimeError, Script, Vacation, flags, vacation};
+use crate::{
+    Context, HeaderEdits, IncludeLocation, Outcome, RuntimeError, Script, Vacation, flags, vacation,
+};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 type Result<T> = std::result::Result<T, RuntimeError>;
@@ -44,6 +47,10 @@ struct Interp<'a> {
     /// `global` variables: their values, and the names the current script declared.
     globals: HashMap<String, String>,
     global_names: BTreeSet<String>,
+    /// `editheader`: the edits so far, the commands run and the bytes added.
+    edits: HeaderEdits,
+    edit_commands: usize,
+    added_bytes: usize,
 }
 
 pub(crate) fn run<'a>(
@@ -67,16 +74,24 @@ pub(crate) fn run<'a>(
         flags: Vec::new(),
         warnings: Vec::new(),
         line: 1,
+        edits: HeaderEdits::default(),
+        edit_commands: 0,
+        added_bytes: 0,
     };
     it.block(&script.commands)?;
     let Interp {
         actions,
         flags,
         mut warnings,
+        edits,
         ..
     } = it;
     let actions = actions.finish(flags, &mut warnings);
-    Ok(Outcome { actions, warnings })
+    Ok(Outcome {
+        actions,
+        warnings,
+        header_edits: edits,
+    })
 }
 
 /// Drops trailing flags so that the joined list fits a variable value.
@@ -194,6 +209,19 @@ impl<'a> Interp<'a> {
             CmdKind::Reject { reason, extended } => {
                 let r = self.expand(reason)?;
                 self.actions.reject(r, *extended)
+            }
+            CmdKind::AddHeader { name, value, last } => {
+                self.addheader(name, value, *last)?;
+                Ok(())
+            }
+            CmdKind::DeleteHeader {
+                spec,
+                index,
+                name,
+                keys,
+            } => {
+                self.deleteheader(spec, *index, name, keys.as_deref())?;
+                Ok(())
             }
             CmdKind::Vacation(v) => {
                 let v = self.vacation(v)?;
@@ -334,13 +362,7 @@ impl<'a> Interp<'a> {
         };
         let subject = match subject {
             Some(s) => s,
-            None => vacation::default_subject(
-                self.ctx
-                    .message
-                    .header("Subject")
-                    .first()
-                    .map(String::as_str),
-            ),
+            None => vacation::default_subject(self.fields("Subject")?.first().map(String::as_str)),
         };
         Ok(Vacation {
             days: vacation::clamp_days(v.days),

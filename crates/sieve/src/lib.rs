@@ -8,6 +8,12 @@
 //! Supported extensions (names for `require`): see [`EXTENSIONS`]. Resource limits: see
 //! [`limits`].
 //!
+//! `editheader` (RFC 5293): `addheader`/`deleteheader` change the header later tests see;
+//! the changes come back in [`Outcome::header_edits`] for the caller to make to every copy
+//! it stores or redirects ([`HeaderEdits::apply`]). Some fields (`Received`,
+//! `Auto-Submitted`, authentication results, trace fields) cannot be changed: such
+//! attempts are ignored with a warning (RFC 5293 §6).
+//!
 //! ```
 //! use postern_sieve::{compile, execute, Action, Context, Envelope, Message};
 //!
@@ -33,6 +39,7 @@ pub mod address;
 mod args;
 mod ast;
 mod date;
+mod editheader;
 mod flags;
 mod interp;
 mod lexer;
@@ -43,6 +50,7 @@ pub mod vacation;
 mod validate;
 mod variables;
 
+pub use editheader::HeaderEdits;
 pub use vacation::Vacation;
 
 /// Resource limits enforced at compile time and run time.
@@ -69,6 +77,15 @@ pub mod limits {
     /// by tests and string expansion. Exceeding it is a runtime error. `:matches` runs in
     /// O(pattern × text) at worst, so no pattern can take exponential time.
     pub const MAX_WORK: u64 = 20_000_000;
+    /// Most `addheader`/`deleteheader` commands one execution runs (RFC 5293); one more
+    /// is a runtime error (the message is then kept unchanged).
+    pub const MAX_HEADER_EDITS: usize = 64;
+    /// Longest value `addheader` accepts, in bytes before encoding (RFC 5293 §4 allows a
+    /// limit; an encoded field of at least 998 characters must fit).
+    pub const MAX_ADDHEADER_VALUE: usize = 2048;
+    /// Most bytes the fields added by one execution may take, as written (encoded,
+    /// folded, line ends counted); more is a runtime error.
+    pub const MAX_ADDED_HEADER_BYTES: usize = 16 * 1024;
 }
 
 /// The capability strings this implementation accepts in `require`.
@@ -88,6 +105,7 @@ pub const EXTENSIONS: &[&str] = &[
     "index",
     "body",
     "include",
+    "editheader",
     "subaddress",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -214,6 +232,9 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     /// Things worth logging that did not stop the script (for example dropped flags).
     pub warnings: Vec<String>,
+    /// Header fields the script added or deleted (`editheader`, RFC 5293): apply them to
+    /// every copy kept, filed or redirected.
+    pub header_edits: HeaderEdits,
 }
 
 /// A compiled script, ready for [`execute`]. Cheap to share between deliveries.

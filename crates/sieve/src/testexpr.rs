@@ -55,6 +55,8 @@ struct Extra {
     /// `body`: `:raw`, `:content`, `:text`.
     body_ok: bool,
     body: Option<(bool, Option<Vec<Str>>)>,
+    /// `:index`/`:last` belong to the command (`deleteheader`, RFC 5293), not to `index`.
+    index_free: bool,
 }
 
 impl Extra {
@@ -83,7 +85,9 @@ impl Validator {
         while let Some((tag, tpos)) = a.tag()? {
             match tag.as_str() {
                 "index" if extra.index_ok => {
-                    self.need("index", tpos, ":index")?;
+                    if !extra.index_free {
+                        self.need("index", tpos, ":index")?;
+                    }
                     let n = a.number("a field number")?;
                     if n == 0 {
                         return Err(error(tpos, ":index counts from 1"));
@@ -92,7 +96,9 @@ impl Validator {
                     continue;
                 }
                 "last" if extra.index_ok => {
-                    self.need("index", tpos, ":last")?;
+                    if !extra.index_free {
+                        self.need("index", tpos, ":last")?;
+                    }
                     extra.last = true;
                     continue;
                 }
@@ -201,6 +207,24 @@ impl Validator {
     fn list(&self, a: &mut Args, what: &str) -> Result<(Vec<Str>, Pos)> {
         let (list, pos) = a.string_list(what)?;
         Ok((self.strings(list, pos)?, pos))
+    }
+
+    /// The tags of `deleteheader` (RFC 5293 §5): `:index`/`:last`, comparator, match type.
+    pub(crate) fn deleteheader_tags(
+        &mut self,
+        a: &mut Args,
+        pos: Pos,
+    ) -> Result<(MatchSpec, Option<FieldIndex>)> {
+        let mut extra = Extra {
+            index_ok: true,
+            index_free: true,
+            ..Extra::default()
+        };
+        let (spec, _) = self.match_tags(a, pos, false, &mut extra)?;
+        if let MatchKind::Count(_) = spec.kind {
+            return Err(error(pos, "deleteheader: :count is not supported"));
+        }
+        Ok((spec, extra.field_index()))
     }
 
     /// Header names must be valid field names when they are constants.

@@ -9,7 +9,7 @@ use crate::ast::{Cmd, CmdKind, FlagOp, Pos, RawCommand, Test, VacationCmd};
 use crate::lexer::error;
 use crate::limits::{MAX_VARIABLE_NAME, MAX_VARIABLES};
 use crate::variables::{self, Modifier, Str};
-use crate::{CompileError, EXTENSIONS, Script, address};
+use crate::{CompileError, EXTENSIONS, Script, address, editheader};
 
 type Result<T> = std::result::Result<T, CompileError>;
 
@@ -340,6 +340,41 @@ impl Validator {
                 }
                 CmdKind::Global(out)
             }
+            "addheader" => {
+                self.need("editheader", pos, "'addheader'")?;
+                let mut last = false;
+                while let Some((tag, tpos)) = a.tag()? {
+                    match tag.as_str() {
+                        "last" => last = true,
+                        _ => return Err(a.unknown_tag(&tag, tpos)),
+                    }
+                }
+                let (n, npos) = a.string("a field name")?;
+                let (v, vpos) = a.string("a value")?;
+                CmdKind::AddHeader {
+                    name: self.field_name(n, npos, &name)?,
+                    value: self.string(v, vpos)?,
+                    last,
+                }
+            }
+            "deleteheader" => {
+                self.need("editheader", pos, "'deleteheader'")?;
+                let (spec, index) = self.deleteheader_tags(&mut a, pos)?;
+                let (n, npos) = a.string("a field name")?;
+                let field = self.field_name(n, npos, &name)?;
+                let keys = if a.remaining() > 0 {
+                    let (list, lpos) = a.string_list("a list of value patterns")?;
+                    Some(self.strings(list, lpos)?)
+                } else {
+                    None
+                };
+                CmdKind::DeleteHeader {
+                    spec,
+                    index,
+                    name: field,
+                    keys,
+                }
+            }
             _ => return Err(error(pos, format!("unknown command '{name}'"))),
         };
         a.finish()?;
@@ -351,6 +386,18 @@ impl Validator {
             line: pos.line,
             kind,
         })
+    }
+
+    /// The field name of `addheader`/`deleteheader`: a literal must be a valid RFC 5322
+    /// field name (one from variables is checked when it runs).
+    fn field_name(&self, n: String, pos: Pos, cmd: &str) -> Result<Str> {
+        let s = self.string(n, pos)?;
+        if let Some(l) = s.literal()
+            && !editheader::valid_field_name(l)
+        {
+            return Err(error(pos, format!("{cmd}: invalid field name \"{l}\"")));
+        }
+        Ok(s)
     }
 
     fn vacation(&mut self, a: &mut Args, pos: Pos) -> Result<VacationCmd> {

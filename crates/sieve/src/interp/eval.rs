@@ -52,7 +52,7 @@ impl Interp<'_> {
             {
                 continue;
             }
-            let mut fields = self.ctx.message.header(n);
+            let mut fields = self.fields(n)?;
             if let Some(i) = index {
                 fields = i.pick(fields);
             }
@@ -180,9 +180,14 @@ impl Interp<'_> {
             }
             Test::Exists(names) => {
                 let names = self.expand_all(names)?;
-                names
-                    .iter()
-                    .all(|n| valid_header_name(n) && !self.ctx.message.header(n).is_empty())
+                let mut all = true;
+                for n in &names {
+                    if !valid_header_name(n) || self.fields(n)?.is_empty() {
+                        all = false;
+                        break;
+                    }
+                }
+                all
             }
             Test::Size { over, limit } => {
                 let size = self.ctx.message.size();
@@ -226,12 +231,34 @@ impl Interp<'_> {
         self.match_strings(spec, values, &keys)
     }
 
+    /// Whether one field value matches some key, as `header` would match it but without
+    /// setting the match variables (for `deleteheader`, RFC 5293 §5).
+    pub(super) fn value_matches(
+        &mut self,
+        spec: &MatchSpec,
+        value: &str,
+        keys: &[String],
+    ) -> Result<bool> {
+        self.match_values(spec, &[value.to_owned()], keys, false)
+    }
+
     /// True when some value matches some key (values in the outer loop).
     fn match_strings(
         &mut self,
         spec: &MatchSpec,
         values: &[String],
         keys: &[String],
+    ) -> Result<bool> {
+        self.match_values(spec, values, keys, true)
+    }
+
+    /// [`Self::match_strings`]; `capture` sets the `:matches` variables.
+    fn match_values(
+        &mut self,
+        spec: &MatchSpec,
+        values: &[String],
+        keys: &[String],
+        capture: bool,
     ) -> Result<bool> {
         let c = spec.comparator;
         if let MatchKind::Count(op) = spec.kind {
@@ -251,7 +278,9 @@ impl Interp<'_> {
                             .map_err(|e| self.out_of_fuel(e))?
                         {
                             Some(caps) => {
-                                self.vars.set_matches(caps);
+                                if capture {
+                                    self.vars.set_matches(caps);
+                                }
                                 true
                             }
                             None => false,
