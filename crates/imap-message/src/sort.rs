@@ -112,12 +112,14 @@ pub(crate) fn parse_date(value: &[u8]) -> Option<mail_parser::DateTime> {
 }
 
 /// RFC 5256 §3: the addr-mailbox of the first address as ENVELOPE gives it, where a group
-/// starts with an address whose addr-mailbox is the group name (RFC 3501 §7.4.2). Local parts
-/// are not decoded: RFC 2047 §5 forbids encoded words in an addr-spec.
+/// starts with an address whose addr-mailbox is the group name (RFC 3501 §7.4.2), decoded
+/// (RFC 5256 §4: RFC 2047 encoded words become UTF-8 before comparing) and case-folded. A group
+/// name is a phrase and may hold encoded words; a local part may not (RFC 2047 §5), but
+/// mailers write them anyway and Dovecot decodes the whole field, so they are decoded too.
 fn first_addr_mailbox(items: &[Item]) -> String {
     match items.first() {
         Some(Item::Mailbox(m)) => mailbox_key(m),
-        Some(Item::GroupStart(name)) => fold(&String::from_utf8_lossy(name)),
+        Some(Item::GroupStart(name)) => fold(&decoded(name)),
         _ => String::new(),
     }
 }
@@ -126,7 +128,16 @@ fn mailbox_key(m: &Mailbox) -> String {
     if m.mailbox == crate::mime::MISSING_MAILBOX {
         return String::new();
     }
-    fold(&String::from_utf8_lossy(&m.mailbox))
+    fold(&decoded(&m.mailbox))
+}
+
+/// A phrase or local part with its RFC 2047 encoded words decoded (only when it has any).
+fn decoded(raw: &[u8]) -> String {
+    if raw.windows(2).any(|w| w == b"=?") {
+        decode_header_value(raw).trim().to_string()
+    } else {
+        String::from_utf8_lossy(raw).into_owned()
+    }
 }
 
 fn display_key(m: &Mailbox) -> String {
@@ -138,13 +149,41 @@ fn display_key(m: &Mailbox) -> String {
     if !name.is_empty() {
         return fold(&name);
     }
-    let mut a = String::from_utf8_lossy(&m.mailbox).into_owned();
+    let mut a = decoded(&m.mailbox);
     a.push('@');
     a.push_str(&String::from_utf8_lossy(&m.host));
     fold(&a)
 }
 
-/// The msg-ids (`<…>` contents, white space removed) in a header value, in order.
+/// RFC 5256 §2.2: "Implementations of the REFERENCES threading algorithm MUST normalize any
+/// msg-id": `<"01KF8JCEOCBS0045PS"@xxx.yyy.com>` and `<01KF8JCEOCBS0045PS@xxx.yyy.com>` are the
+/// same Message ID. Quoted strings lose their quotes and quoted pairs their backslash; white
+/// space outside quotes (folding, obsolete CFWS around the dots and `@`) is removed. The
+/// comparison stays case-sensitive.
+fn normalize_msg_id(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut quoted = false;
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        i += 1;
+        match b {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => {
+                if let Some(&n) = raw.get(i) {
+                    out.push(n);
+                    i += 1;
+                }
+            }
+            b'\r' | b'\n' => {}
+            _ if !quoted && crate::mime::is_wsp(b) => {}
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// The msg-ids (`<…>` contents, normalized by [`normalize_msg_id`]) in a header value, in
+/// order.
 pub(crate) fn msg_ids(value: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -161,13 +200,7 @@ pub(crate) fn msg_ids(value: &[u8]) -> Vec<String> {
         };
         let end = start + len;
         if value.get(end) == Some(&b'>') {
-            let id: Vec<u8> = value
-                .get(start..end)
-                .unwrap_or_default()
-                .iter()
-                .copied()
-                .filter(|b| !crate::mime::is_wsp(*b))
-                .collect();
+            let id = normalize_msg_id(value.get(start..end).unwrap_or_default());
             if !id.is_empty() {
                 out.push(String::from_utf8_lossy(&id).into_owned());
             }

@@ -26,7 +26,8 @@ use crate::{
 
 const MAGIC: &[u8; 4] = b"PSUM";
 /// 2: SORT's from/to/cc key is a group's name when the list starts with a group.
-const VERSION: u8 = 2;
+/// 3: SORT's from/to/cc keys RFC 2047-decoded; Message-IDs normalized (RFC 5256 §2.2).
+const VERSION: u8 = 3;
 const MAX_NESTING: usize = 128;
 
 /// What the server caches per message so that FETCH ENVELOPE/BODY/BODYSTRUCTURE/HEADER, header

@@ -1744,3 +1744,185 @@ fn multipart_without_boundary_keeps_content_reachable() {
     );
     assert_eq!(sec(&msg, "1").as_deref(), Some("some text\r\n"));
 }
+
+/// RFC 5256 §2.1, each step on its own: (1) RFC 2047 decoding and white space, (2) trailers,
+/// (3) leaders, (4) blobs only while a base remains, (5) repeated, (6) the subj-fwd wrapper and
+/// again from (2); the reply/forward flag THREAD step 5 uses.
+#[test]
+fn base_subject_rfc5256_each_step() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("=?utf-8?q?Re=3A_banana?=", "banana", true),
+        (
+            "=?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_cr=C3=A8me?=",
+            "café crème",
+            false,
+        ),
+        ("  Fw:\tcherry  ", "cherry", true),
+        ("Fwd: Re:  hello \t world", "hello world", true),
+        ("hello (fwd)", "hello", true),
+        ("hello(fwd) ", "hello", true),
+        ("(fwd)", "", true),
+        ("RE [x]: date", "date", true),
+        ("re [x] : date", "date", true),
+        ("fwd[2]: x", "x", true),
+        ("Rex: apple", "rex: apple", false),
+        ("re:re:fw:x", "x", true),
+        ("[list] Re: hello", "hello", true),
+        ("Fwd: [list] hello", "hello", true),
+        ("[a] [b]", "[b]", false),
+        ("[a] Re:", "", true),
+        ("[PATCH]", "[patch]", false),
+        ("[fwd: hello]", "hello", true),
+        ("[fwd: (fwd)]", "", true),
+        ("[fwd: [a] b]", "b", true),
+        ("[fwd:x", "[fwd:x", false),
+        ("Re: [fwd: [list] apple (fwd)]", "apple", true),
+        (
+            "re: [list]  fwd[2]: Fw: [x] [fwd: eel] (fwd) (FWD)",
+            "eel",
+            true,
+        ),
+    ];
+    for (subject, base, reply) in cases {
+        let decoded = decode_header_value(subject.as_bytes());
+        assert_eq!(
+            base_subject(&decoded),
+            (base.to_string(), *reply),
+            "base subject of {subject:?}"
+        );
+    }
+}
+
+/// RFC 5256 §3 and §4: the FROM/TO/CC key is the first addr-mailbox with RFC 2047 encoded
+/// words decoded before the comparison: a leading group's name (a phrase) and, as mailers
+/// write them, a local part.
+#[test]
+fn sort_address_keys_are_decoded() {
+    let f = SortFields::from_message(&crlf(
+        "From: =?utf-8?q?Zz_Gr=C3=BCppe?=: a@b.example;\n\
+         To: =?utf-8?q?bob?=@x.example\nCc: =?utf-8?B?QUxJQ0U=?= <Carl@x.example>\n\n",
+    ));
+    assert_eq!(f.from, "zz grüppe");
+    assert_eq!(f.to, "bob");
+    assert_eq!(f.cc, "carl");
+    let items = vec![
+        sort_item(1, 0, 1, "From: =?utf-8?q?Zed?=: a@b.example;"),
+        sort_item(2, 0, 1, "From: =?utf-8?q?Mike?=@x.example"),
+        sort_item(3, 0, 1, "From: Zed <nancy@x.example>"),
+        sort_item(4, 0, 1, "From: =?utf-8?q?ALPHA?= <zulu@x.example>"),
+    ];
+    // MIKE < NANCY < ZED < ZULU (undecoded, both `=?utf-8?…` keys would sort first)
+    assert_eq!(sorted("FROM", &items), vec![2, 3, 1, 4]);
+    assert_eq!(sorted("REVERSE FROM", &items), vec![4, 1, 3, 2]);
+    // DISPLAYFROM (RFC 5957): A@B.EXAMPLE (1: the group's first mailbox, no name) < ALPHA <
+    // MIKE@X.EXAMPLE (no name: the addr-spec, decoded too) < ZED
+    assert_eq!(sorted("DISPLAYFROM", &items), vec![1, 4, 2, 3]);
+}
+
+/// RFC 5256 §2.2: "Implementations of the REFERENCES threading algorithm MUST normalize any
+/// msg-id in order to avoid false non-matches due to differences in quoting", while
+/// "Message ID comparisons are case-sensitive".
+#[test]
+fn thread_references_normalizes_message_ids() {
+    let th = |headers: &[&str]| {
+        let items: Vec<SortItem> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let n = i as u32 + 1;
+                let date = format!("Date: Mon, 1 Jan 2024 {n:02}:00:00 +0000\nSubject: s{n}\n");
+                sort_item(n, 0, 1, &format!("{date}{h}"))
+            })
+            .collect();
+        enc_threads(thread_references(&items, false))
+    };
+    // the RFC's own example, both ways round
+    assert_eq!(
+        th(&[
+            "Message-ID: <\"01KF8JCEOCBS0045PS\"@xxx.yyy.com>",
+            "Message-ID: <b@x>\nReferences: <01KF8JCEOCBS0045PS@xxx.yyy.com>",
+            "Message-ID: <c@x>\nIn-Reply-To: <\"b\"@x>",
+        ]),
+        "* THREAD (1 2 3)\r\n"
+    );
+    // quoted pairs, a folded References line
+    assert_eq!(
+        th(&[
+            "Message-ID: <\"a\\b\\.c\"@x>",
+            "Message-ID: <d@x>\nReferences: <ab.c@x>",
+            "Message-ID: <e@x>\nReferences: <\"ab.c\"@x>\n <d@\n x>",
+        ]),
+        "* THREAD (1 2 3)\r\n"
+    );
+    // case-sensitive: <Q@x> is not <q@x>
+    assert_eq!(
+        th(&["Message-ID: <q@x>", "Message-ID: <r@x>\nReferences: <Q@x>",]),
+        "* THREAD (1)(2)\r\n"
+    );
+    let f = SortFields::from_message(&crlf(
+        "Message-ID: <\"a b\"@x>\nReferences: <1@x> junk <\"2\"@x> <>\n\n",
+    ));
+    assert_eq!(f.message_id.as_deref(), Some("a b@x"));
+    assert_eq!(f.references, vec!["1@x", "2@x"]);
+}
+
+/// RFC 5256 §2.2 step 5, each rule: the subject table prefers a dummy, then a non-reply; on
+/// merging, two dummies pool their children, a message goes under a dummy, a reply under a
+/// non-reply, and two non-replies get a new dummy; an empty thread subject is skipped; (6)
+/// sorts the result by sent date.
+#[test]
+fn thread_references_subject_gathering_rfc5256_step5() {
+    let th = |headers: &[(u32, &str)]| {
+        let items: Vec<SortItem> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, (hour, h))| {
+                let n = i as u32 + 1;
+                let date = format!("Date: Mon, 1 Jan 2024 {hour:02}:00:00 +0000\n");
+                sort_item(n, 0, 1, &format!("{date}Message-ID: <{n}@x>\n{h}"))
+            })
+            .collect();
+        enc_threads(thread_references(&items, false))
+    };
+    // two non-replies: a new dummy; a reply goes under the non-reply even when older
+    assert_eq!(
+        th(&[
+            (10, "Subject: meeting"),
+            (11, "Subject: Meeting"),
+            (9, "Subject: Re: lunch"),
+            (12, "Subject: lunch"),
+        ]),
+        "* THREAD ((1)(2))(4 3)\r\n"
+    );
+    // a dummy root wins the table; the others join it; two dummies merge
+    assert_eq!(
+        th(&[
+            (10, "References: <gone@x>\nSubject: plan"),
+            (11, "References: <gone@x>\nSubject: other"),
+            (9, "Subject: Fwd: plan"),
+            (12, "References: <gone2@x>\nSubject: plan (fwd)"),
+            (13, "References: <gone3@x>\nSubject: [fwd: plan]"),
+            (14, "References: <gone3@x>\nSubject: zzz"),
+        ]),
+        "* THREAD ((3)(1)(2)(4)(5)(6))\r\n"
+    );
+    // a reply whose original is not there stays alone; an empty subject is not gathered
+    assert_eq!(
+        th(&[
+            (10, "Subject: Re: x"),
+            (11, "Subject: Re: x"),
+            (12, "Subject: "),
+            (13, "Subject: Re:"),
+        ]),
+        "* THREAD ((1)(2))(3)(4)\r\n"
+    );
+    // merging happens at the root only: a child with the subject of another root stays put
+    assert_eq!(
+        th(&[
+            (10, "Subject: a"),
+            (11, "References: <1@x>\nSubject: b"),
+            (12, "Subject: b"),
+        ]),
+        "* THREAD (1 2)(3)\r\n"
+    );
+}

@@ -16,6 +16,7 @@ mod hardening_smtpd;
 mod harness;
 mod imap_clients;
 mod imap_conformance_list;
+mod imap_conformance_sort;
 mod imap_transport;
 mod imapd;
 mod inbound;
