@@ -30,6 +30,8 @@ mod tagged;
 mod transport;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

@@ -7,6 +7,10 @@
 /// literals ([`PreauthScanner::feed_text`]).
 #[derive(Debug, Default)]
 pub(crate) struct PreauthScanner {
+    /// The first bytes of the current command (up to [`HEAD`]), to recognise an ID command.
+    head: Vec<u8>,
+    /// The current command is `tag ID …` (decided once `head` holds the command name).
+    id_cmd: bool,
     cmd_bytes: u64,
     /// Bytes of the current command outside its literals.
     text_bytes: u64,
@@ -14,11 +18,27 @@ pub(crate) struct PreauthScanner {
     tail: Vec<u8>,
 }
 
+/// Bytes of a command's start kept to recognise `tag ID `.
+const HEAD: usize = 72;
+
+/// The most a valid ID command (RFC 2971 §3.3: at most 30 field/value pairs, fields up to
+/// 30 octets, values up to 1024) takes on the wire after its tag: every octet of fields and
+/// values escaped in quoted strings (two octets each, quotes around), separators, `ID (`, `)`
+/// and CRLF. Literals (`{1024}` CRLF and the octets) are shorter.
+pub(crate) const ID_MAX_WIRE: u64 = 4 + 30 * ((2 + 2 * 30) + 1 + (2 + 2 * 1024)) + 29 + 1 + 2;
+
 impl PreauthScanner {
-    /// Feeds bytes; false once the current command exceeds `limit`.
+    /// Feeds bytes; false once the current command exceeds `limit`, or for an ID command
+    /// `limit` plus [`ID_MAX_WIRE`], so a maximal valid ID (RFC 2971) always fits while a
+    /// stranger still cannot make us hold more than that before login.
     pub(crate) fn feed(&mut self, data: &[u8], limit: u64) -> bool {
         let mut i = 0;
         while i < data.len() {
+            let limit = if self.id_cmd {
+                limit.saturating_add(ID_MAX_WIRE)
+            } else {
+                limit
+            };
             if self.literal_left > 0 {
                 let take = self.literal_left.min((data.len() - i) as u64);
                 self.literal_left -= take;
@@ -28,6 +48,12 @@ impl PreauthScanner {
             let b = data[i];
             i += 1;
             self.cmd_bytes += 1;
+            if self.head.len() < HEAD && self.head.last() != Some(&b'\n') {
+                self.head.push(b);
+                if !self.id_cmd {
+                    self.id_cmd = is_id(&self.head);
+                }
+            }
             if b == b'\n' {
                 let line = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
                 if let Some(n) = literal_announcement(line) {
@@ -38,6 +64,8 @@ impl PreauthScanner {
                     self.literal_left = n;
                 } else {
                     self.cmd_bytes = 0;
+                    self.head.clear();
+                    self.id_cmd = false;
                 }
                 self.tail.clear();
             } else {
@@ -98,6 +126,15 @@ impl PreauthScanner {
         }
         Ok(())
     }
+}
+
+/// Whether a command's first bytes are `tag ID ` (any case).
+fn is_id(head: &[u8]) -> bool {
+    let Some(sp) = head.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    head.get(sp + 1..sp + 4)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"ID "))
 }
 
 /// `…{123}` / `…{123+}` / `…~{123}` at the end of a line → 123.

@@ -393,6 +393,7 @@ impl Session {
             "THREAD=ORDEREDSUBJECT",
             "BINARY",
             "STATUS=SIZE",
+            "WITHIN",
             "UTF8=ACCEPT",
         ] {
             c.push(x.into());
@@ -537,8 +538,16 @@ impl Session {
         }
         if grew {
             // IMAP4rev2 has no \Recent: such a session claims nothing.
-            if !sel.read_only && !rev2 {
-                sel.recent.extend(sel.mbox.claim_recent());
+            if !rev2 {
+                if sel.read_only {
+                    // EXAMINE: the new messages no session has claimed, left unclaimed.
+                    let first_new = sel.uids[sel.uids.len() - (msgs.len() - start)];
+                    let new = sel.mbox.unclaimed_recent_uids();
+                    sel.recent
+                        .extend(new.into_iter().filter(|u| *u >= first_new));
+                } else {
+                    sel.recent.extend(sel.mbox.claim_recent());
+                }
             }
             untagged(out, &format!("{} EXISTS", sel.uids.len()));
             if !rev2 {

@@ -117,6 +117,19 @@ impl Mailbox {
             .collect()
     }
 
+    /// The UIDs of this view that no session has claimed as \Recent yet (a read-only
+    /// EXAMINE session sees them as recent); claims nothing.
+    pub fn unclaimed_recent_uids(&self) -> Vec<u32> {
+        let first = self.st.first_recent;
+        let start = self.metas.partition_point(|m| m.uid < first);
+        self.metas[start..]
+            .iter()
+            .zip(&self.files[start..])
+            .filter(|(_, f)| !f.gone)
+            .map(|(m, _)| m.uid)
+            .collect()
+    }
+
     /// How many messages no session has claimed as \Recent yet (STATUS RECENT of a mailbox
     /// that is not selected); claims nothing.
     pub fn unclaimed_recent(&self) -> usize {

@@ -1,13 +1,11 @@
 //! FETCH: message data items, \Seen on non-PEEK reads, CHANGEDSINCE/VANISHED, and output
 //! in chunks so a `FETCH 1:* BODY[]` never holds the whole mailbox in memory.
 
-use std::borrow::Cow;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::FetchModifier;
-use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
+use imap_codec::imap_types::core::{IString, Literal, NString, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
-use imap_codec::imap_types::extensions::binary::Literal8;
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
@@ -163,7 +161,18 @@ fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
     })
 }
 
-fn literal(data: Vec<u8>) -> NString<'static> {
+/// A literal for BODY/RFC822 data. An IMAP literal cannot carry NUL (RFC 9051 §4.3:
+/// `CHAR8` excludes %x00), which only a literal8 may (RFC 3516): a message APPENDed with
+/// binary content is answered with each NUL as 0x80 here, as Dovecot does; BINARY[] gives
+/// its octets unchanged.
+fn literal(mut data: Vec<u8>) -> NString<'static> {
+    if data.contains(&0) {
+        for b in &mut data {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
     NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
@@ -354,7 +363,7 @@ impl Session {
         };
         let (meta, flags_changed) = mark_seen(sel, &p.items, meta);
         let recent = sel.recent.contains(&uid);
-        let mut v: Vec<MessageDataItem<'static>> = Vec::with_capacity(p.items.len() + 2);
+        let mut v: Vec<Item> = Vec::with_capacity(p.items.len() + 2);
         for it in &p.items {
             match item(it, &meta, recent, &src) {
                 Ok(Some(d)) => v.push(d),
@@ -364,18 +373,72 @@ impl Session {
         }
         // A FETCH that set \Seen reports the new flags (and MODSEQ) even if not asked.
         if flags_changed && !p.items.contains(&MessageDataItemName::Flags) {
-            v.push(MessageDataItem::Flags(fetch_flags(&meta, recent)));
+            v.push(Item::Codec(MessageDataItem::Flags(fetch_flags(
+                &meta, recent,
+            ))));
         }
         if (p.modseq || (flags_changed && condstore))
             && !p.items.contains(&MessageDataItemName::ModSeq)
             && let Some(m) = NonZeroU64::new(meta.modseq.max(1))
         {
-            v.push(MessageDataItem::ModSeq(m));
+            v.push(Item::Codec(MessageDataItem::ModSeq(m)));
         }
-        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(v)) {
-            resp::data(out, Data::Fetch { seq, items });
+        if let Some(seq) = NonZeroU32::new(seq) {
+            write_fetch(out, seq, v);
         }
     }
+}
+
+/// One item of a FETCH response: encoded by imap-codec, or written here (BINARY, whose
+/// partial form `BINARY[1]<0>` imap-types cannot express). A FETCH holds a few at a time.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Codec(MessageDataItem<'static>),
+    Raw(Vec<u8>),
+}
+
+/// `* SEQ FETCH (item item …)\r\n`; nothing when there are no items.
+fn write_fetch(out: &mut Vec<u8>, seq: NonZeroU32, items: Vec<Item>) {
+    if items.iter().all(|i| matches!(i, Item::Codec(_))) {
+        let v: Vec<MessageDataItem<'static>> = items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Codec(d) => Some(d),
+                Item::Raw(_) => None,
+            })
+            .collect();
+        if let Ok(items) = Vec1::try_from(v) {
+            resp::data(out, Data::Fetch { seq, items });
+        }
+        return;
+    }
+    use std::io::Write as _;
+    let _ = write!(out, "* {seq} FETCH (");
+    let prefix = out.len();
+    for it in items {
+        if out.len() > prefix {
+            out.push(b' ');
+        }
+        match it {
+            Item::Raw(b) => out.extend_from_slice(&b),
+            Item::Codec(d) => {
+                // The item alone, as imap-codec writes it inside `* SEQ FETCH (…)\r\n`.
+                let mut one = Vec::new();
+                resp::data(
+                    &mut one,
+                    Data::Fetch {
+                        seq,
+                        items: Vec1::from(d),
+                    },
+                );
+                let head = format!("* {seq} FETCH (").len();
+                if let Some(inner) = one.get(head..one.len().saturating_sub(3)) {
+                    out.extend_from_slice(inner);
+                }
+            }
+        }
+    }
+    out.extend_from_slice(b")\r\n");
 }
 
 /// What one message's items are answered from: its file, its cached [`msg::Summary`], or
@@ -460,6 +523,22 @@ fn item(
     meta: &MessageMeta,
     recent: bool,
     src: &Source,
+) -> Result<Option<Item>, UnknownCte> {
+    if let MessageDataItemName::Binary {
+        section, partial, ..
+    } = it
+    {
+        return binary_section(section, *partial, src.raw()).map(|b| Some(Item::Raw(b)));
+    }
+    Ok(codec_item(it, meta, recent, src)?.map(Item::Codec))
+}
+
+/// An item imap-codec encodes.
+fn codec_item(
+    it: &MessageDataItemName<'static>,
+    meta: &MessageMeta,
+    recent: bool,
+    src: &Source,
 ) -> Result<Option<MessageDataItem<'static>>, UnknownCte> {
     let summary = src.summary.as_ref();
     let raw = src.raw();
@@ -500,9 +579,7 @@ fn item(
         MessageDataItemName::BodyExt {
             section, partial, ..
         } => body_section(section.as_ref(), *partial, src),
-        MessageDataItemName::Binary {
-            section, partial, ..
-        } => binary_section(section, *partial, raw)?,
+        MessageDataItemName::Binary { .. } => return Ok(None),
         MessageDataItemName::BinarySize { section } => MessageDataItem::BinarySize {
             section: section.clone(),
             size: match msg::binary_size(raw, section) {
@@ -536,35 +613,48 @@ fn body_section(
     }
 }
 
-/// `BINARY[section]<partial>` (RFC 3516): the decoded part, as `~{n}` when it holds NUL
-/// bytes; NIL for a part that does not exist.
+/// `BINARY[section]<origin> value` (RFC 3516 §4.2, §4.3): the decoded part (a partial
+/// fetch counts decoded octets and names its origin octet); a literal8 (`~{n}`) when the data
+/// holds NUL, a plain literal otherwise (§4.3: data without NUL SHOULD be a string); NIL
+/// for a part that does not exist.
 fn binary_section(
     section: &[NonZeroU32],
     partial: Option<(u32, NonZeroU32)>,
     raw: &[u8],
-) -> Result<MessageDataItem<'static>, UnknownCte> {
-    let value = match msg::binary_section(raw, section) {
-        Ok(d) => {
-            let d = match partial {
-                Some((off, len)) => msg::partial(&d, off, len.get()).to_vec(),
-                None => d,
-            };
-            if d.contains(&0) {
-                NString8::Literal8(Literal8 {
-                    data: Cow::Owned(d),
-                    mode: LiteralMode::Sync,
-                })
-            } else {
-                NString8::NString(literal(d))
-            }
-        }
+) -> Result<Vec<u8>, UnknownCte> {
+    use std::io::Write as _;
+    let data = match msg::binary_section(raw, section) {
+        Ok(d) => Some(match partial {
+            Some((off, len)) => msg::partial(&d, off, len.get()).to_vec(),
+            None => d,
+        }),
         Err(msg::BinaryError::UnknownCte) => return Err(UnknownCte),
-        Err(msg::BinaryError::NoSuchPart) => NString8::NString(NString(None)),
+        Err(msg::BinaryError::NoSuchPart) => None,
     };
-    Ok(MessageDataItem::Binary {
-        section: section.to_vec(),
-        value,
-    })
+    let mut out = Vec::with_capacity(data.as_ref().map_or(0, Vec::len) + 32);
+    out.extend_from_slice(b"BINARY[");
+    for (i, n) in section.iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        let _ = write!(out, "{n}");
+    }
+    out.push(b']');
+    if let Some((off, _)) = partial {
+        let _ = write!(out, "<{off}>");
+    }
+    out.push(b' ');
+    match data {
+        None => out.extend_from_slice(b"NIL"),
+        Some(d) => {
+            if d.contains(&0) {
+                out.push(b'~');
+            }
+            let _ = write!(out, "{{{}}}\r\n", d.len());
+            out.extend_from_slice(&d);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -64,8 +64,13 @@ impl Session {
                 }
             }
         }
-        let recent: HashSet<u32> = if examine || self.enabled.rev2 {
+        // RFC 3501 §6.3.1/§6.3.2: SELECT claims the messages no session has seen (they are
+        // \Recent in this session only); EXAMINE reports them without claiming. IMAP4rev2
+        // has no \Recent.
+        let recent: HashSet<u32> = if self.enabled.rev2 {
             HashSet::new()
+        } else if examine {
+            mbox.unclaimed_recent_uids().into_iter().collect()
         } else {
             mbox.claim_recent().into_iter().collect()
         };
@@ -395,6 +400,14 @@ impl Session {
         if data.len() > self.cfg.append_limit as usize {
             return Tagged::no(other("TOOBIG"), "Message too big");
         }
+        if matches!(message, LiteralOrLiteral8::Literal8(_)) && !stored_exactly(data) {
+            // RFC 3516 §4.3: binary content the mailbox cannot store is refused with
+            // UNKNOWN-CTE rather than stored altered.
+            return Tagged::no(
+                Code::UnknownCte,
+                "Binary content with a bare LF cannot be stored as it is",
+            );
+        }
         let fl = match to_store_flags(flags) {
             Ok(f) => f,
             Err(t) => return Tagged::bad(t),
@@ -437,6 +450,30 @@ impl Session {
             Err(e) => store_error(&e),
         }
     }
+}
+
+/// Whether the Maildir gives `data` back octet for octet. Messages are kept with LF line
+/// ends (CRLF becomes LF on the way in, a lone LF CRLF on the way out, as Dovecot does): a
+/// bare LF, or a CR before a CRLF, would come back changed. A message without any CRLF is
+/// LF-terminated text, whose line ends are converted as a whole, and is accepted.
+pub(crate) fn stored_exactly(data: &[u8]) -> bool {
+    let mut crlf = false;
+    let mut lossy = false;
+    for (i, &b) in data.iter().enumerate() {
+        if b != b'\n' {
+            continue;
+        }
+        match i.checked_sub(1).map(|p| data[p]) {
+            Some(b'\r') => {
+                crlf = true;
+                if i >= 2 && data[i - 2] == b'\r' {
+                    lossy = true;
+                }
+            }
+            _ => lossy = true,
+        }
+    }
+    !(crlf && lossy)
 }
 
 /// A store error for a destination mailbox: `TRYCREATE` instead of `NONEXISTENT` (RFC 9051

@@ -34,6 +34,10 @@ impl Session {
             .iter()
             .map(|StoreModifier::UnchangedSince(v)| *v)
             .next();
+        // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected
+        // reports HIGHESTMODSEQ (in its tagged OK, untagged when MODIFIED takes that place).
+        let announce_modseq =
+            unchanged_since.is_some() && !self.enabled.condstore && self.state.sel().is_some();
         if unchanged_since.is_some() {
             self.enabled.condstore = true;
         }
@@ -88,11 +92,18 @@ impl Session {
         for (seq, meta) in updates {
             flag_update(out, seq, &meta, sel.recent.contains(&meta.uid), condstore);
         }
+        let highest = announce_modseq.then(|| sel.mbox.highest_modseq().max(1));
         if modified.is_empty() {
             self.sync(out, false);
-            Tagged::ok("STORE completed")
+            match highest {
+                Some(h) => Tagged::ok_code(other(format!("HIGHESTMODSEQ {h}")), "STORE completed"),
+                None => Tagged::ok("STORE completed"),
+            }
         } else {
             self.sync(out, false);
+            if let Some(h) = highest {
+                untagged(out, &format!("OK [HIGHESTMODSEQ {h}] Highest"));
+            }
             Tagged::ok_code(
                 other(format!("MODIFIED {}", num_set(&modified))),
                 "Conditional STORE failed for some messages",

@@ -55,10 +55,13 @@ impl Session {
                 Tagged::ok("LOGOUT completed").write(out, &tag);
                 return Flow::Close;
             }
-            CommandBody::Id { .. } => {
-                untagged(out, "ID (\"name\" \"Postern\" \"vendor\" \"Postern\")");
-                self.done(out, "ID completed")
-            }
+            CommandBody::Id { parameters } => match id_params_ok(parameters.as_deref()) {
+                Err(why) => Tagged::bad(why),
+                Ok(()) => {
+                    untagged(out, "ID (\"name\" \"Postern\" \"vendor\" \"Postern\")");
+                    self.done(out, "ID completed")
+                }
+            },
             CommandBody::Login { .. }
             | CommandBody::Authenticate { .. }
             | CommandBody::StartTLS
@@ -329,4 +332,28 @@ impl Session {
             ),
         );
     }
+}
+
+/// RFC 2971 §3.3: at most 30 field/value pairs, fields up to 30 octets, values up to 1024.
+fn id_params_ok(
+    params: Option<
+        &[(
+            imap_codec::imap_types::core::IString<'static>,
+            imap_codec::imap_types::core::NString<'static>,
+        )],
+    >,
+) -> Result<(), &'static str> {
+    let params = params.unwrap_or_default();
+    if params.len() > 30 {
+        return Err("ID: more than 30 field/value pairs (RFC 2971)");
+    }
+    for (field, value) in params {
+        if field.as_ref().len() > 30 {
+            return Err("ID: field longer than 30 octets (RFC 2971)");
+        }
+        if value.0.as_ref().is_some_and(|v| v.as_ref().len() > 1024) {
+            return Err("ID: value longer than 1024 octets (RFC 2971)");
+        }
+    }
+    Ok(())
 }
