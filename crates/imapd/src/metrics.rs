@@ -1,8 +1,9 @@
 //! imapd's Prometheus metrics (`[imapd] metrics_listen`, served by
-//! [`postern_daemon::metrics`]): connections and logins by protocol, IMAP commands by name
-//! with their latency, IDLE sessions. Label values are `&'static str` from fixed sets: a
-//! command is labelled by imap-codec's name of the parsed command (a fixed list), never by
-//! what the client typed.
+//! [`postern_daemon::metrics`]): connections and logins by protocol, IMAP, POP3 and
+//! ManageSieve commands by name with their latency, IDLE sessions. Label values are
+//! `&'static str` from fixed sets: an IMAP command is labelled by imap-codec's name of the
+//! parsed command (a fixed list), a POP3 or ManageSieve command by its name in the
+//! protocol's command list, or `unknown`; never by what the client typed.
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -21,6 +22,10 @@ pub(crate) struct Metrics {
     commands: Counters<1>,
     latency: Histograms<1>,
     idle: Gauge,
+    pop3_commands: Counters<1>,
+    pop3_latency: Histograms<1>,
+    sieve_commands: Counters<1>,
+    sieve_latency: Histograms<1>,
 }
 
 /// The one set of counters of this process.
@@ -30,6 +35,10 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     commands: Counters::default(),
     latency: postern_daemon::metrics::histograms(),
     idle: Gauge::default(),
+    pop3_commands: Counters::default(),
+    pop3_latency: postern_daemon::metrics::histograms(),
+    sieve_commands: Counters::default(),
+    sieve_latency: postern_daemon::metrics::histograms(),
 });
 
 /// A connection accepted on `door` (past the connection limits).
@@ -55,10 +64,11 @@ pub(crate) fn login(service: &'static str, result: &'static str) {
         .inc();
 }
 
-/// Times one IMAP command from its arrival until it is answered (on drop).
+/// Times one command from its arrival until it is answered (on drop).
 pub(crate) struct CommandTimer {
     name: &'static str,
     started: Instant,
+    latency: &'static Histograms<1>,
 }
 
 impl CommandTimer {
@@ -73,14 +83,48 @@ impl CommandTimer {
         Self {
             name,
             started: Instant::now(),
+            latency: &METRICS.latency,
         }
+    }
+
+    /// Counts a POP3 command (its name from [`crate::pop3::session::COMMANDS`] or
+    /// `unknown`) and starts its timer.
+    pub(crate) fn pop3(name: &'static str) -> Self {
+        METRICS
+            .pop3_commands
+            .get_or_create(&[("command", name)])
+            .inc();
+        Self {
+            name,
+            started: Instant::now(),
+            latency: &METRICS.pop3_latency,
+        }
+    }
+}
+
+/// ManageSieve commands handled since `started` (the read that completed them): each is
+/// counted, and timed from that read until its reply was queued. Names come from
+/// `postern_managesieve` (its command list, or `unknown`).
+pub(crate) fn managesieve_commands(names: &[&'static str], started: Instant) {
+    if names.is_empty() {
+        return;
+    }
+    let seconds = postern_daemon::metrics::seconds_since(started);
+    for &name in names {
+        METRICS
+            .sieve_commands
+            .get_or_create(&[("command", name)])
+            .inc();
+        METRICS
+            .sieve_latency
+            .get_or_create(&[("command", name)])
+            .observe(seconds);
     }
 }
 
 impl Drop for CommandTimer {
     fn drop(&mut self) {
-        METRICS
-            .latency
+        self.latency
             .get_or_create(&[("command", self.name)])
             .observe(postern_daemon::metrics::seconds_since(self.started));
     }
@@ -146,6 +190,26 @@ fn registry() -> Registry {
         m.latency.clone(),
     );
     r.register("idle_sessions", "IMAP sessions in IDLE now", m.idle.clone());
+    r.register(
+        "pop3_commands",
+        "POP3 commands received, by command name (unknown for one not in RFC 1939/2449/5034)",
+        m.pop3_commands.clone(),
+    );
+    r.register(
+        "pop3_command_duration_seconds",
+        "Time from a POP3 command's arrival to its answer, by command name",
+        m.pop3_latency.clone(),
+    );
+    r.register(
+        "managesieve_commands",
+        "ManageSieve commands received, by command name (unknown for one not in RFC 5804)",
+        m.sieve_commands.clone(),
+    );
+    r.register(
+        "managesieve_command_duration_seconds",
+        "Time from the read that completed a ManageSieve command to its answer, by command name",
+        m.sieve_latency.clone(),
+    );
     r
 }
 

@@ -317,6 +317,24 @@ pub enum CommandError {
     Arguments(&'static str),
 }
 
+/// Every command's name, as [`Command::name`] gives it (RFC 5804 §2).
+pub const COMMAND_NAMES: [&str; 14] = [
+    "CAPABILITY",
+    "AUTHENTICATE",
+    "STARTTLS",
+    "LOGOUT",
+    "LISTSCRIPTS",
+    "GETSCRIPT",
+    "PUTSCRIPT",
+    "CHECKSCRIPT",
+    "SETACTIVE",
+    "DELETESCRIPT",
+    "RENAMESCRIPT",
+    "HAVESPACE",
+    "NOOP",
+    "UNAUTHENTICATE",
+];
+
 impl Command {
     /// The command's name, upper case.
     pub fn name(&self) -> &'static str {

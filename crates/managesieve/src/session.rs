@@ -240,7 +240,14 @@ pub struct Session {
     closed: bool,
     auth_failures: u32,
     bad_commands: u32,
+    /// Names of the commands read since [`Session::take_commands`] (at most
+    /// [`MAX_COMMANDS_KEPT`]).
+    commands: Vec<&'static str>,
 }
+
+/// Most command names kept for [`Session::take_commands`] (a driver that never takes them
+/// does not grow the session).
+const MAX_COMMANDS_KEPT: usize = 1024;
 
 fn reply(bytes: Vec<u8>) -> Action {
     Action::Reply(bytes)
@@ -259,7 +266,15 @@ impl Session {
             closed: false,
             auth_failures: 0,
             bad_commands: 0,
+            commands: Vec::new(),
         }
+    }
+
+    /// The commands read since the last call, in order, by name: one of
+    /// [`COMMAND_NAMES`](crate::parse::COMMAND_NAMES), or `unknown` for a line that names
+    /// no command we know (never what the client typed). For metrics.
+    pub fn take_commands(&mut self) -> Vec<&'static str> {
+        std::mem::take(&mut self.commands)
     }
 
     /// The greeting: the capabilities and `OK` (RFC 5804 §1.7).
@@ -644,7 +659,16 @@ impl Session {
     }
 
     fn line(&mut self, tokens: Vec<Token>, out: &mut Vec<Action>) {
-        let cmd = match Command::from_tokens(tokens) {
+        let parsed = Command::from_tokens(tokens);
+        if self.commands.len() < MAX_COMMANDS_KEPT {
+            self.commands.push(match &parsed {
+                Ok(c) => c.name(),
+                // The usage text starts with the command's name.
+                Err(CommandError::Arguments(usage)) => usage.split(' ').next().unwrap_or("unknown"),
+                Err(CommandError::NoCommand | CommandError::Unknown) => "unknown",
+            });
+        }
+        let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
                 let text = match e {

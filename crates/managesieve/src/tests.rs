@@ -487,3 +487,46 @@ fn preauth_junk_after_a_bad_line_is_bounded() {
     assert!(text(&all).starts_with("BYE"), "{}", text(&all));
     assert!(s.is_closed());
 }
+
+#[test]
+fn commands_are_reported_by_name_never_by_what_was_typed() {
+    let mut s = logged_in();
+    assert_eq!(s.take_commands(), ["AUTHENTICATE"]);
+    // Pipelined: one read, three commands; bad arguments still name the command.
+    s.input(b"NOOP\r\nxyzzy-Attacker \"a\"\r\nGETSCRIPT\r\n");
+    assert_eq!(s.take_commands(), ["NOOP", "unknown", "GETSCRIPT"]);
+    assert!(s.take_commands().is_empty());
+    s.input(b"\"not an atom\"\r\nlistscripts\r\n");
+    let got = s.take_commands();
+    assert_eq!(got, ["unknown", "LISTSCRIPTS"]);
+    for n in got.iter().filter(|n| **n != "unknown") {
+        assert!(parse::COMMAND_NAMES.contains(n), "{n}");
+    }
+    // Every command's usage text starts with a listed name.
+    for line in [
+        &b"CAPABILITY x\r\n"[..],
+        b"AUTHENTICATE\r\n",
+        b"STARTTLS x\r\n",
+        b"LOGOUT x\r\n",
+        b"LISTSCRIPTS x\r\n",
+        b"PUTSCRIPT\r\n",
+        b"CHECKSCRIPT\r\n",
+        b"SETACTIVE\r\n",
+        b"DELETESCRIPT\r\n",
+        b"RENAMESCRIPT\r\n",
+        b"HAVESPACE\r\n",
+        b"NOOP x y\r\n",
+        b"UNAUTHENTICATE x\r\n",
+    ] {
+        let mut s = logged_in();
+        s.take_commands();
+        s.input(line);
+        let got = s.take_commands();
+        assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(line));
+        assert!(
+            parse::COMMAND_NAMES.contains(&got[0]),
+            "{}: {got:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! Metrics for Prometheus (issue 15 §2): every daemon serves `GET /metrics` on its
 //! `metrics_listen` address (`mailctl init` sets loopback ports; the harness makes them port
 //! 0, logged as `listening on ADDR (metrics)`). A message goes through smtpd to
-//! lmtp-deliver, a user logs in over IMAP (once wrongly) and IDLEs; then all four are
+//! lmtp-deliver, a user reads it over POP3 and checks a script over ManageSieve (each with
+//! an unknown command too), logs in over IMAP (once wrongly) and IDLEs; then all four are
 //! scraped and their counters must have moved. `promtool check metrics` (Debian's
 //! `prometheus` package) checks each output.
 
@@ -118,6 +119,25 @@ impl Client {
         self.reply()
     }
 
+    /// POP3 or ManageSieve: sends `line`, returns the status line (`+OK`/`-ERR`, or
+    /// `OK`/`NO`/`BYE` after any data lines).
+    fn status(&mut self, line: &str) -> String {
+        self.send(line);
+        self.status_line()
+    }
+
+    fn status_line(&mut self) -> String {
+        loop {
+            let l = self.line();
+            if ["+OK", "-ERR", "OK", "NO", "BYE"]
+                .iter()
+                .any(|w| l == *w || l.starts_with(&format!("{w} ")))
+            {
+                return l;
+            }
+        }
+    }
+
     /// IMAP: sends `tag line`, returns the tagged reply.
     fn imap(&mut self, tag: &str, line: &str) -> String {
         self.send(&format!("{tag} {line}"));
@@ -157,6 +177,30 @@ fn scenario() -> (Postern, Client) {
         assert!(Instant::now() < deadline, "the message was not delivered");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // POP3 from loopback (trusted: plaintext allowed), with one unknown command.
+    let pop3 = pm.daemon("imapd").listening_addrs_matching("(pop3)")[0];
+    let mut p = Client::connect(pop3);
+    assert!(p.line().starts_with("+OK"));
+    assert!(p.status("USER alice@example.org").starts_with("+OK"));
+    let r = p.status("PASS correct horse battery");
+    assert!(r.starts_with("+OK"), "{r}");
+    assert!(p.status("STAT").starts_with("+OK 1 "));
+    assert!(p.status("XYZZY-attacker-label").starts_with("-ERR"));
+    assert!(p.status("QUIT").starts_with("+OK"));
+
+    // ManageSieve: AUTHENTICATE PLAIN, a script with editheader checked, an unknown command.
+    let sieve = pm.daemon("imapd").listening_addrs_matching("(managesieve)")[0];
+    let mut m = Client::connect(sieve);
+    assert!(m.status_line().starts_with("OK"), "greeting");
+    let r = m.status(
+        "AUTHENTICATE \"PLAIN\" \"AGFsaWNlQGV4YW1wbGUub3JnAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==\"",
+    );
+    assert!(r.starts_with("OK"), "{r}");
+    let r = m.status(r#"CHECKSCRIPT "require \"editheader\"; addheader \"X-A\" \"b\";""#);
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(m.status("XYZZY-attacker-label").starts_with("NO"));
+    assert!(m.status("LOGOUT").starts_with("OK"));
 
     let imap = pm.daemon("imapd").listening_addrs_matching("(imap)")[0];
     let mut i = Client::connect(imap);
@@ -258,6 +302,58 @@ fn every_daemon_counts_what_happened() {
         1.0,
     );
     assert_eq!(value(&imapd, "postern_imapd_idle_sessions"), Some(1.0));
+
+    // POP3 and ManageSieve commands by name; an unknown one is "unknown", never its text.
+    // (The last command of each is recorded once its answer is out: polled.)
+    wait_for(
+        &pm,
+        "imapd",
+        "postern_imapd_pop3_command_duration_seconds_count{command=\"QUIT\"}",
+        1.0,
+    );
+    let imapd = wait_for(
+        &pm,
+        "imapd",
+        "postern_imapd_managesieve_commands_total{command=\"LOGOUT\"}",
+        1.0,
+    );
+    for command in ["USER", "PASS", "STAT", "QUIT", "unknown"] {
+        at_least(
+            &imapd,
+            &format!("postern_imapd_pop3_commands_total{{command=\"{command}\"}}"),
+            1.0,
+        );
+    }
+    at_least(
+        &imapd,
+        "postern_imapd_pop3_command_duration_seconds_count{command=\"STAT\"}",
+        1.0,
+    );
+    for command in ["AUTHENTICATE", "CHECKSCRIPT", "LOGOUT", "unknown"] {
+        at_least(
+            &imapd,
+            &format!("postern_imapd_managesieve_commands_total{{command=\"{command}\"}}"),
+            1.0,
+        );
+    }
+    at_least(
+        &imapd,
+        "postern_imapd_managesieve_command_duration_seconds_count{command=\"CHECKSCRIPT\"}",
+        1.0,
+    );
+    for protocol in ["pop3", "managesieve"] {
+        at_least(
+            &imapd,
+            &format!("postern_imapd_logins_total{{protocol=\"{protocol}\",result=\"ok\"}}"),
+            1.0,
+        );
+        at_least(
+            &imapd,
+            &format!("postern_imapd_connections_total{{protocol=\"{protocol}\"}}"),
+            1.0,
+        );
+    }
+    assert!(!imapd.contains("XYZZY"), "{imapd}");
 
     let authd = scrape(&pm, "authd");
     at_least(

@@ -160,6 +160,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
                 r = stream.read(&mut buf) => Event::Read(r),
             };
+            let started = std::time::Instant::now();
             let actions = match event {
                 Event::Shutdown => self.session.shutdown(),
                 Event::Timeout => {
@@ -173,7 +174,10 @@ impl Driver {
                     return;
                 }
             };
-            if let Flow::Close = self.perform(actions).await {
+            let flow = self.perform(actions).await;
+            // The commands this read brought (and any it let run), answered now.
+            crate::metrics::managesieve_commands(&self.session.take_commands(), started);
+            if let Flow::Close = flow {
                 return;
             }
         }
@@ -343,4 +347,23 @@ fn compile(script: &str) -> Result<(), String> {
     postern_sieve::compile(script)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compile, sieve_extensions};
+
+    #[test]
+    fn editheader_is_advertised_and_checkscript_accepts_it() {
+        assert!(sieve_extensions().split(' ').any(|e| e == "editheader"));
+        // What Roundcube's filter form writes for "add header" / "delete header".
+        let script = "require [\"editheader\"];\r\n\
+            if header :contains \"subject\" \"x\" {\r\n\
+            \taddheader :last \"X-Tag\" \"tagged\";\r\n\
+            \tdeleteheader :index 1 :last :contains \"X-Spam\" \"yes\";\r\n}\r\n";
+        assert_eq!(compile(script), Ok(()));
+        let e = compile("require \"editheader\";\naddheader \"Bad Name\" \"v\";\n")
+            .expect_err("an invalid field name");
+        assert!(e.starts_with("line 2:"), "{e}");
+    }
 }

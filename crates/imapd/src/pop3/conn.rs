@@ -124,8 +124,16 @@ impl Driver {
             return;
         }
         loop {
+            // Counted and timed until its replies are queued (dropped at the loop's end).
+            let mut _timer = None;
             let actions = match self.next_input(shutdown).await {
-                Input::Line(line) => self.session.line(&line),
+                Input::Line(line) => {
+                    _timer = self
+                        .session
+                        .command_name(&line)
+                        .map(crate::metrics::CommandTimer::pop3);
+                    self.session.line(&line)
+                }
                 Input::TooLong => self.session.line_too_long(),
                 Input::Flood => {
                     info!(peer = %self.peer, "pop3: endless line, closing");

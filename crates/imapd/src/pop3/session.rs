@@ -23,6 +23,13 @@ pub const MAX_SASL_LINE: usize = 8192;
 /// Invalid commands in a row before the connection is closed.
 pub const MAX_BAD_COMMANDS: u32 = 10;
 
+/// The POP3 commands (RFC 1939, 2449, 2595, 5034), for metrics labels: a line whose first
+/// word is none of these is an `unknown` command.
+pub const COMMANDS: &[&str] = &[
+    "USER", "PASS", "APOP", "AUTH", "STLS", "CAPA", "QUIT", "NOOP", "STAT", "LIST", "UIDL", "RETR",
+    "TOP", "DELE", "RSET",
+];
+
 /// What the connection is like, fixed when the session starts (except TLS, which STLS turns on).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -332,6 +339,25 @@ impl Session {
             },
             _ => Vec::new(),
         }
+    }
+
+    /// The name of the command `line` is (from [`COMMANDS`], or `unknown`), or `None` when
+    /// the session would not read it as a command (a SASL response, after the end).
+    pub fn command_name(&self, line: &[u8]) -> Option<&'static str> {
+        if !matches!(
+            self.phase,
+            Phase::Authorization { .. } | Phase::Transaction(_) | Phase::Busy(_)
+        ) {
+            return None;
+        }
+        let word = line.split(|&b| b == b' ').next().unwrap_or_default();
+        Some(
+            COMMANDS
+                .iter()
+                .find(|c| c.as_bytes().eq_ignore_ascii_case(word))
+                .copied()
+                .unwrap_or("unknown"),
+        )
     }
 
     /// Handles one line, without its line ending.
@@ -849,6 +875,25 @@ mod tests {
         assert_eq!(text(&s.login_done(Ok(drop3()))), "+OK Logged in.\r\n");
         assert!(s.is_authenticated());
         s
+    }
+
+    #[test]
+    fn command_names_come_from_the_fixed_list() {
+        let mut s = Session::new(settings(true, false));
+        assert_eq!(s.command_name(b"user a@example.test"), Some("USER"));
+        assert_eq!(s.command_name(b"CAPA"), Some("CAPA"));
+        assert_eq!(s.command_name(b"XYZZY-attacker"), Some("unknown"));
+        assert_eq!(s.command_name(b""), Some("unknown"));
+        assert_eq!(s.command_name(b"\xff\xfe x"), Some("unknown"));
+        // A SASL response line is no command.
+        s.line(b"AUTH PLAIN");
+        s.auth_challenge(b"");
+        assert_eq!(s.command_name(b"AGFAYgBj"), None);
+        let mut s = logged_in();
+        for c in COMMANDS {
+            assert_eq!(s.command_name(c.to_ascii_lowercase().as_bytes()), Some(*c));
+        }
+        s.line(b"QUIT");
     }
 
     #[test]
