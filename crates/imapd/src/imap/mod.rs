@@ -9,7 +9,9 @@
 //!
 //! Limits: before login every command (with its literals) must fit in
 //! `max_preauth_command_size` — checked on the raw bytes before imap-next buffers them, so a
-//! `{1000000000}` announcement closes the connection at once — and the client must log in
+//! `{1000000000}` announcement closes the connection at once; an ID command may be larger by
+//! the size of the largest valid ID, RFC 2971's 30 pairs of 1024-octet values, whose limits
+//! `cmd/mod.rs` enforces with BAD — and the client must log in
 //! within `login_timeout_secs`. After login the bytes of one command outside its literals
 //! must fit in `max_command_size` (checked the same way; a longer command gets `* BYE` and is
 //! never parsed), and imap-next enforces `max_literal_size` per literal and literal plus
