@@ -30,5 +30,6 @@ mod postfix_authd;
 mod queue_records;
 mod quick_recovery;
 mod rfc_duties;
+mod sieve_editheader;
 mod smtpd;
 mod trace;
