@@ -17,6 +17,7 @@ mod sort;
 mod structure;
 mod summary;
 mod thread;
+mod within;
 
 #[cfg(test)]
 mod tests;

@@ -498,6 +498,9 @@ fn eval(
                     .is_some_and(|b| b.iter().any(|t| t.contains(&n)))
         }
         SearchKey::ModSequence { modseq, .. } => msg.modseq() >= *modseq,
+        SearchKey::Older(_) | SearchKey::Younger(_) => {
+            crate::within::matches(key, msg.internal_date(), crate::within::now()) == Some(true)
+        }
         #[allow(unreachable_patterns)]
         _ => false,
     }

@@ -257,3 +257,46 @@ check("INBOX" in r and "Fruit/Apple" in r, r)
 "#,
     );
 }
+
+/// WITHIN (RFC 5032): `OLDER n` / `YOUNGER n` compare the INTERNALDATE with the server's
+/// time minus n seconds (§2), in SEARCH, UID SEARCH, ESEARCH and SORT alike; the interval is
+/// a nz-number (§3: `YOUNGER 0` is BAD); CAPABILITY lists WITHIN. They were BAD before.
+#[test]
+fn search_within_older_younger() {
+    let pm = install();
+    py(
+        &pm,
+        r#"
+import time
+M = login()
+typ, caps = M.capability()
+check("WITHIN" in caps[0].decode().split(), caps)
+now = time.time()
+for age, subj in [(10 * 86400, "old"), (3600, "hour"), (0, "new")]:
+    msg = ("Subject: %s\r\nFrom: a@example.org\r\n\r\nx\r\n" % subj).encode()
+    check(M.append("INBOX", None, imaplib.Time2Internaldate(now - age), msg)[0] == "OK", subj)
+M.select("INBOX")
+def search(*crit):
+    r = run(M, "SEARCH", *crit)
+    check(r[0] == "OK", (crit, r))
+    return r[1].get("SEARCH", [""])[0].split()
+check(search("YOUNGER", "7200") == ["2", "3"], search("YOUNGER", "7200"))
+check(search("OLDER", "7200") == ["1"], search("OLDER", "7200"))
+check(search("OLDER", "86400") == ["1"], "older a day")
+check(search("YOUNGER", "%d" % (30 * 86400)) == ["1", "2", "3"], "a month")
+check(search("OLDER", "%d" % (30 * 86400)) == [], "older than a month")
+check(search("NOT", "YOUNGER", "7200") == ["1"], "not")
+check(search("OR", "OLDER", "86400", "YOUNGER", "60") == ["1", "3"], "or")
+check(search("UNSEEN", "YOUNGER", "7200") == ["2", "3"], "with unseen")
+r = run(M, "UID", "SEARCH", "YOUNGER", "7200")
+check(r[0] == "OK" and r[1]["SEARCH"][0].split() == ["2", "3"], r)
+r = run(M, "SEARCH", "RETURN", "(COUNT)", "YOUNGER", "7200")
+check(r[0] == "OK" and "COUNT 2" in " ".join(r[1].get("ESEARCH", [])), r)
+r = run(M, "SORT", "(REVERSE ARRIVAL)", "UTF-8", "OLDER", "60")
+check(r[0] == "OK" and r[1]["SORT"][0].split() == ["2", "1"], r)
+for bad in [("YOUNGER", "0"), ("OLDER", "-5"), ("OLDER",), ("YOUNGER", "99999999999")]:
+    check(run(M, "SEARCH", *bad)[0] == "BAD", bad)
+check(M.noop()[0] == "OK", "still usable")
+"#,
+    );
+}
