@@ -49,7 +49,7 @@ pub(crate) fn valid_field_name(name: &str) -> bool {
 }
 
 /// One header field, as the edits see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum FieldId {
     /// The `n`-th (0-based, from the top) field called `name` (lower-cased) in the
     /// message as it arrived.
@@ -202,7 +202,7 @@ impl HeaderEdits {
             chunks.push((current_id.take(), &raw[s..pos]));
         }
         let rest = &raw[pos..];
-        let deleted: Vec<&FieldId> = self
+        let deleted: std::collections::HashSet<&FieldId> = self
             .edits
             .iter()
             .filter_map(|e| match e {

@@ -349,3 +349,106 @@ fn edit_count_and_added_bytes_are_bounded() {
 fn editheader_is_advertised() {
     assert!(postern_sieve::EXTENSIONS.contains(&"editheader"));
 }
+
+/// xorshift64*: deterministic pseudo-random numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
+
+/// Random sequences of edits: the message `apply` writes holds exactly the fields a plain
+/// model of RFC 5293 (a list of fields, edited in order) predicts, and what later tests
+/// saw (recorded in variables) matches the model at that point.
+#[test]
+fn random_edit_sequences_match_a_model() {
+    let names = ["X-A", "x-b", "X-C"];
+    let values = ["1", "2", "3"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300 {
+        let mut model: Vec<(String, String)> = vec![
+            ("X-A".into(), "1".into()),
+            ("Subject".into(), "s".into()),
+            ("x-b".into(), "2".into()),
+            ("X-A".into(), "2".into()),
+            ("X-C".into(), "3".into()),
+            ("X-A".into(), "1".into()),
+        ];
+        let raw: String = model
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect::<String>()
+            + "\r\nbody\r\n";
+        let mut script = String::new();
+        for step in 0..rng.below(8) + 1 {
+            let name = names[rng.below(3)];
+            let value = values[rng.below(3)];
+            let same = |n: &str| n.eq_ignore_ascii_case(name);
+            match rng.below(4) {
+                0 => {
+                    script.push_str(&format!("addheader \"{name}\" \"{value}\";\n"));
+                    model.insert(0, (name.into(), value.into()));
+                }
+                1 => {
+                    script.push_str(&format!("addheader :last \"{name}\" \"{value}\";\n"));
+                    model.push((name.into(), value.into()));
+                }
+                2 => {
+                    let i = rng.below(4) + 1;
+                    let last = rng.below(2) == 0;
+                    let pattern = rng.below(2) == 0;
+                    script.push_str(&format!(
+                        "deleteheader :index {i} {} \"{name}\"{};\n",
+                        if last { ":last" } else { "" },
+                        if pattern {
+                            format!(" \"{value}\"")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                    let positions: Vec<usize> =
+                        (0..model.len()).filter(|&k| same(&model[k].0)).collect();
+                    if i <= positions.len() {
+                        let at = if last {
+                            positions[positions.len() - i]
+                        } else {
+                            positions[i - 1]
+                        };
+                        if !pattern || model[at].1 == value {
+                            model.remove(at);
+                        }
+                    }
+                }
+                _ => {
+                    script.push_str(&format!("deleteheader :is \"{name}\" \"{value}\";\n"));
+                    model.retain(|(n, v)| !(same(n) && v == value));
+                }
+            }
+            // What a later test sees: the number of fields of that name, then.
+            let count = model.iter().filter(|(n, _)| same(n)).count();
+            script.push_str(&format!(
+                "if header :count \"eq\" :comparator \"i;ascii-numeric\" \"{name}\" \"{count}\" {{ }} else {{ fileinto \"wrong-{step}\"; }}\n"
+            ));
+        }
+        let (o, out) = edited(&script, &raw);
+        assert_eq!(
+            o.actions,
+            [keep()],
+            "round {round}: a test saw another header\n{script}"
+        );
+        let got: Vec<(String, String)> = header_of(&out)
+            .split("\r\n")
+            .map(|l| {
+                let (n, v) = l.split_once(": ").expect("a field");
+                (n.to_owned(), v.to_owned())
+            })
+            .collect();
+        assert_eq!(got, model, "round {round}\n{script}\n{out}");
+        assert!(out.ends_with("\r\n\r\nbody\r\n"));
+    }
+}
