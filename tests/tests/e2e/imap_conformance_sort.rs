@@ -50,8 +50,9 @@ fn m<'a>(date: &'a str, header: &'a str) -> M<'a> {
     }
 }
 
-/// A command after the tag, its untagged response name, and an optional literal that
-/// imaplib appends to the command as its last argument (`{n}` + continuation).
+/// A command line after the tag (its first word, or the word after `UID`, names the untagged
+/// answer) and an optional literal that imaplib sends as its last argument (`{n}`, then the
+/// octets after the continuation).
 struct Cmd<'a> {
     line: &'a str,
     literal: Option<&'a str>,
@@ -67,7 +68,8 @@ fn c(line: &str) -> Cmd<'_> {
 /// APPENDs `msgs` to INBOX in order (sequence number = position + 1, UID = sequence number + 1:
 /// a first message is appended and expunged so that UID answers differ from sequence numbers),
 /// SELECTs it, runs each command and returns, per command line, `"OK <untagged data>"` (or the
-/// status and text).
+/// status and text); then FETCHes ENVELOPE and BODYSTRUCTURE of all (which caches their
+/// summaries) and runs the commands again, answers under `"cached <command line>"`.
 fn run(msgs: &[M<'_>], cmds: &[Cmd<'_>]) -> HashMap<String, String> {
     let pm = install();
     let mut script = String::from(
@@ -106,18 +108,23 @@ fn run(msgs: &[M<'_>], cmds: &[Cmd<'_>]) -> HashMap<String, String> {
     }
     script.push_str(
         "]\n\
-         for line, lit in CMDS:\n\
-         \x20   words = line.decode().split(' ', 1)\n\
-         \x20   name = words[0] if words[0] != 'UID' else words[1].split(' ', 1)[0]\n\
-         \x20   M.literal = lit\n\
-         \x20   try:\n\
-         \x20       typ, dat = M._simple_command(*words)\n\
-         \x20   except imaplib.IMAP4.error as e:\n\
-         \x20       typ, dat = 'BAD', [str(e).encode()]\n\
-         \x20   if typ == 'OK':\n\
-         \x20       typ, dat = M._untagged_response(typ, dat, name)\n\
-         \x20   out = b' '.join(x if isinstance(x, bytes) else str(x).encode() for x in dat if x is not None)\n\
-         \x20   print(line.decode() + '\\t' + typ + ' ' + out.decode('utf-8', 'replace'))\n\
+         def run_all(prefix):\n\
+         \x20   for line, lit in CMDS:\n\
+         \x20       words = line.decode().split(' ', 1)\n\
+         \x20       name = words[0] if words[0] != 'UID' else words[1].split(' ', 1)[0]\n\
+         \x20       M.literal = lit\n\
+         \x20       try:\n\
+         \x20           typ, dat = M._simple_command(*words)\n\
+         \x20       except imaplib.IMAP4.error as e:\n\
+         \x20           typ, dat = 'BAD', [str(e).encode()]\n\
+         \x20       if typ == 'OK':\n\
+         \x20           typ, dat = M._untagged_response(typ, dat, name)\n\
+         \x20       out = b' '.join(x if isinstance(x, bytes) else str(x).encode() for x in dat if x is not None)\n\
+         \x20       print(prefix + line.decode() + '\\t' + typ + ' ' + out.decode('utf-8', 'replace'))\n\
+         run_all('')\n\
+         typ, r = M.fetch('1:*', '(ENVELOPE BODYSTRUCTURE)')\n\
+         assert typ == 'OK', r\n\
+         run_all('cached ')\n\
          M.logout()\n",
     );
     let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
@@ -137,13 +144,17 @@ fn run(msgs: &[M<'_>], cmds: &[Cmd<'_>]) -> HashMap<String, String> {
         .collect()
 }
 
-/// Asserts every (command, expected answer) pair; all mismatches are reported together.
+/// Asserts every (command, expected answer) pair, both as first run (messages read from their
+/// files) and as run again after a FETCH has cached their summaries (`cached …`); all
+/// mismatches are reported together.
 fn expect(got: &HashMap<String, String>, want: &[(&str, &str)]) {
     let mut bad = Vec::new();
     for (line, answer) in want {
-        let g = got.get(*line).map_or("(no answer)", String::as_str);
-        if g != *answer {
-            bad.push(format!("{line}\n     want: {answer}\n      got: {g}"));
+        for key in [line.to_string(), format!("cached {line}")] {
+            let g = got.get(&key).map_or("(no answer)", String::as_str);
+            if g != *answer {
+                bad.push(format!("{key}\n     want: {answer}\n      got: {g}"));
+            }
         }
     }
     assert!(
