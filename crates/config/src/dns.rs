@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,30 @@ pub struct Dns {
     /// otherwise not be cached at all and be asked again for every message.
     #[serde(default = "default_dns_negative_min_ttl")]
     pub negative_min_ttl_secs: Seconds,
+    /// Where DANE's DNSSEC verdicts come from (see [`DnssecMode`]).
+    #[serde(default)]
+    pub dnssec: DnssecMode,
+    /// For in-process validation: a file of DNSKEY records (zone-file syntax) trusted instead
+    /// of the IANA root keys hickory ships (a private root, tests). Unset: the IANA root.
+    #[serde(default)]
+    pub trust_anchor: Option<PathBuf>,
+}
+
+/// Where DANE (`[smtpd] dane`) gets the DNSSEC status of MX, address and TLSA answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnssecMode {
+    /// `ad` when every name server is on loopback (a local validating resolver, which keeps
+    /// its root trust anchor up to date itself), `validate` otherwise (an AD bit that crossed a
+    /// network proves nothing).
+    #[default]
+    Auto,
+    /// Postern validates the signatures itself (hickory), from `trust_anchor` or the IANA
+    /// root keys; the name servers only need to pass DNSSEC records along.
+    Validate,
+    /// The AD bit of a validating resolver on loopback is believed (Postfix's way); with a
+    /// name server off loopback DANE is off.
+    Ad,
 }
 
 impl Default for Dns {
@@ -44,6 +69,8 @@ impl Default for Dns {
             attempts: default_dns_attempts(),
             check_timeout_ms: default_dns_check_timeout_ms(),
             negative_min_ttl_secs: default_dns_negative_min_ttl(),
+            dnssec: DnssecMode::Auto,
+            trust_anchor: None,
         }
     }
 }

@@ -1,18 +1,32 @@
 //! DANE for SMTP (RFC 7672): TLSA records, their matching against a server's certificate
-//! chain, and DNS answers whose DNSSEC status is known.
+//! chain, and DNS answers whose DNSSEC status is known ([`Dnssec`]), per MX host with the
+//! address check of RFC 7672 §2.2.2 ([`host_lookup`]) and a bounded cache of the verdicts
+//! ([`VerdictCache`]).
 //!
-//! Postern does not validate DNSSEC signatures itself. As Postfix with
-//! `smtp_dns_support_level = dnssec`, it asks a validating resolver (unbound, BIND, knot-resolver
-//! on this host) with the DO and AD bits set and takes the AD bit of its answer as "secure";
-//! a bogus answer is one the validator refuses with SERVFAIL. The AD bit is only trusted from
-//! name servers on loopback ([`trusted_servers`]): from anywhere else it could be forged on
-//! the way.
+//! The DNSSEC status comes from one of two places (`[dns] dnssec`):
+//! - **validate**: Postern checks the signatures itself with hickory's validating resolver
+//!   (`dnssec-ring`), from the IANA root keys hickory ships or `[dns] trust_anchor`'s DNSKEY
+//!   records. Each record comes back Secure, Insecure (a proven unsigned delegation), or
+//!   Bogus/Indeterminate (bad or missing signatures: a [`LookupError::Bogus`]); an empty
+//!   answer is secure when a validated NSEC/NSEC3 record proves it.
+//! - **ad**: as Postfix with `smtp_dns_support_level = dnssec`, a validating resolver
+//!   (unbound, BIND, knot-resolver on this host) is asked with the DO and AD bits set and
+//!   the AD bit of its answer is taken as "secure"; a bogus answer is one the validator
+//!   refuses with SERVFAIL. The AD bit is only trusted from name servers on loopback
+//!   ([`trusted_servers`]): from anywhere else it could be forged on the way.
+//!
+//! `auto` (the default) is `ad` when every name server is on loopback and no trust anchor
+//! file is given, `validate` otherwise.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use postern_config::DnssecMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest DNS answer read over TCP (a TLSA RRset is far smaller).
@@ -136,11 +150,14 @@ fn der_item(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 /// What a DNSSEC-aware lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecureAnswer {
-    /// The validating resolver vouched for the answer (the AD bit), be it records or their
-    /// absence.
+    /// The answer is DNSSEC-secure (validated here, or the AD bit of a trusted resolver),
+    /// be it records or their absence.
     pub secure: bool,
     /// The records of the asked type (empty: NXDOMAIN or NODATA).
     pub records: Vec<RData>,
+    /// How long the answer may be kept, seconds (the smallest TTL of its records; for a
+    /// negative answer its SOA's negative TTL, 0 without one).
+    pub ttl: u32,
 }
 
 /// Why a DNSSEC-aware lookup gave no answer.
@@ -149,15 +166,184 @@ pub enum LookupError {
     /// The resolver answered SERVFAIL: for a validating resolver, bogus data (or a broken
     /// zone). RFC 7672 §2.1.1: the destination is not usable now.
     ServFail(String),
+    /// In-process validation found the answer bogus (a bad, expired or missing signature,
+    /// a key the chain does not vouch for, an unproven denial).
+    Bogus(String),
     /// No answer (timeouts, network errors, garbage).
     Failed(String),
+}
+
+impl LookupError {
+    /// Bogus data (SERVFAIL from a validating resolver, or found bogus here): the message
+    /// waits (RFC 7672 §2.1.1).
+    pub fn is_bogus(&self) -> bool {
+        matches!(self, Self::ServFail(_) | Self::Bogus(_))
+    }
 }
 
 impl std::fmt::Display for LookupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::ServFail(s) | Self::Failed(s) => f.write_str(s),
+            Self::ServFail(s) | Self::Bogus(s) | Self::Failed(s) => f.write_str(s),
         }
+    }
+}
+
+/// Where DNSSEC verdicts come from (`[dns] dnssec`, see the module documentation).
+pub enum Dnssec {
+    /// The AD bit of these name servers, all on loopback.
+    Ad(Vec<SocketAddr>),
+    /// Validated in-process by this resolver (its trust anchor described by the string).
+    Validate(Box<TokioResolver>, String),
+}
+
+impl Dnssec {
+    /// The source `[dns]` asks for; `None`: DANE cannot work (`ad` with a name server off
+    /// loopback). `Err`: the trust anchor file is unreadable or not DNSKEY records.
+    pub fn from_config(config: &postern_config::Config) -> anyhow::Result<Option<Self>> {
+        let validate = || -> anyhow::Result<Option<Self>> {
+            let (resolver, anchor) = validating_resolver(config)?;
+            Ok(Some(Self::Validate(Box::new(resolver), anchor)))
+        };
+        match config.dns.dnssec {
+            DnssecMode::Validate => validate(),
+            DnssecMode::Ad => {
+                let servers = trusted_servers(config);
+                Ok((!servers.is_empty()).then_some(Self::Ad(servers)))
+            }
+            DnssecMode::Auto => {
+                let servers = trusted_servers(config);
+                if servers.is_empty() || config.dns.trust_anchor.is_some() {
+                    validate()
+                } else {
+                    Ok(Some(Self::Ad(servers)))
+                }
+            }
+        }
+    }
+
+    /// For the log: where verdicts come from.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Ad(servers) => format!("the AD bit of {servers:?}"),
+            Self::Validate(_, anchor) => format!("validated in-process from {anchor}"),
+        }
+    }
+
+    /// `name`/`rtype` with its DNSSEC status; `timeout` bounds one query (in-process
+    /// validation asks a few more: the keys and delegations of the chain, each cached).
+    pub async fn lookup(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        timeout: Duration,
+    ) -> Result<SecureAnswer, LookupError> {
+        match self {
+            Self::Ad(servers) => secure_lookup(servers, name, rtype, timeout).await,
+            Self::Validate(resolver, _) => {
+                match tokio::time::timeout(
+                    timeout.saturating_mul(VALIDATION_QUERIES),
+                    validated_lookup(resolver, name, rtype),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(LookupError::Failed(format!(
+                        "{rtype} lookup for {name}: timed out"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// A validated lookup may take this many query timeouts (the chain's keys and delegations).
+const VALIDATION_QUERIES: u32 = 4;
+
+/// The resolver of `[dns]` with DNSSEC validation, and its trust anchor for the log.
+fn validating_resolver(config: &postern_config::Config) -> anyhow::Result<(TokioResolver, String)> {
+    let (anchors, described) = match &config.dns.trust_anchor {
+        Some(path) => {
+            let a = TrustAnchors::from_file(path)
+                .map_err(|e| anyhow::anyhow!("[dns] trust_anchor {}: {e}", path.display()))?;
+            if a.is_empty() && std::fs::read_to_string(path)?.trim().is_empty() {
+                anyhow::bail!("[dns] trust_anchor {}: no DNSKEY record", path.display());
+            }
+            (a, format!("the trust anchor {}", path.display()))
+        }
+        None => (TrustAnchors::default(), "the IANA root trust anchor".into()),
+    };
+    let builder = crate::builder(config, |opts| opts.validate = true)?
+        .with_trust_anchor(std::sync::Arc::new(anchors));
+    Ok((builder.build()?, described))
+}
+
+/// `name`/`rtype` through the validating resolver, with the proofs of its records.
+async fn validated_lookup(
+    resolver: &TokioResolver,
+    name: &str,
+    rtype: RecordType,
+) -> Result<SecureAnswer, LookupError> {
+    let bogus =
+        |why: &str| LookupError::Bogus(format!("{rtype} lookup for {name}: DNSSEC-bogus ({why})"));
+    match resolver.lookup(crate::fqdn(name).as_str(), rtype).await {
+        Ok(lookup) => {
+            // The RRSIGs come along; only the one used carries the proof.
+            let answers: Vec<&hickory_resolver::proto::rr::Record> = lookup
+                .answers()
+                .iter()
+                .filter(|r| r.record_type() != RecordType::RRSIG)
+                .collect();
+            if answers
+                .iter()
+                .any(|r| r.proof.is_bogus() || r.proof.is_indeterminate())
+            {
+                return Err(bogus("a record failed validation"));
+            }
+            let records: Vec<RData> = answers
+                .iter()
+                .filter(|r| r.record_type() == rtype)
+                .map(|r| r.data.clone())
+                .collect();
+            let secure = !answers.is_empty() && answers.iter().all(|r| r.proof.is_secure());
+            let ttl = answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+            Ok(SecureAnswer {
+                secure,
+                records,
+                ttl,
+            })
+        }
+        Err(NetError::Dns(DnsError::DnssecBogus)) => Err(bogus("bad or missing signatures")),
+        Err(NetError::Dns(DnsError::Nsec { proof, .. })) => {
+            if proof.is_insecure() {
+                Ok(SecureAnswer {
+                    secure: false,
+                    records: Vec::new(),
+                    ttl: 0,
+                })
+            } else {
+                Err(bogus(&format!("denial of existence {proof}")))
+            }
+        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+            let authorities = nr.authorities.as_deref().unwrap_or_default();
+            if authorities.iter().any(|r| r.proof.is_bogus()) {
+                return Err(bogus("a denial record failed validation"));
+            }
+            // Secure only with a validated NSEC/NSEC3 proof of the absence.
+            let secure = authorities.iter().any(|r| {
+                r.proof.is_secure()
+                    && matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3)
+            });
+            Ok(SecureAnswer {
+                secure,
+                records: Vec::new(),
+                ttl: nr.negative_ttl.unwrap_or(0),
+            })
+        }
+        Err(e) => Err(LookupError::Failed(format!(
+            "{rtype} lookup for {name}: {e}"
+        ))),
     }
 }
 
@@ -315,9 +501,22 @@ fn interpret(m: &Message, qname: &Name, rtype: RecordType) -> Result<SecureAnswe
         .filter(|r| r.record_type() == rtype)
         .map(|r| r.data.clone())
         .collect();
+    let ttl = if m.answers.is_empty() {
+        // RFC 2308 §5: the negative TTL is the SOA's minimum, bounded by its own TTL.
+        m.authorities
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
+                _ => None,
+            })
+            .unwrap_or(0)
+    } else {
+        m.answers.iter().map(|r| r.ttl).min().unwrap_or(0)
+    };
     Ok(SecureAnswer {
         secure: m.metadata.authentic_data,
         records,
+        ttl,
     })
 }
 
@@ -367,8 +566,7 @@ pub fn host_dane(mx_secure: bool, tlsa: Option<Result<SecureAnswer, LookupError>
     }
     match tlsa {
         None => HostDane::Insecure("no TLSA lookup"),
-        Some(Err(LookupError::ServFail(why))) => HostDane::Failed(why),
-        Some(Err(LookupError::Failed(why))) => HostDane::Failed(why),
+        Some(Err(e)) => HostDane::Failed(e.to_string()),
         Some(Ok(a)) if !a.secure => HostDane::Insecure("insecure TLSA"),
         Some(Ok(a)) => {
             let all = tlsa_of(&a.records);
@@ -382,6 +580,130 @@ pub fn host_dane(mx_secure: bool, tlsa: Option<Result<SecureAnswer, LookupError>
                 HostDane::Usable(usable)
             }
         }
+    }
+}
+
+/// Longest time a DANE verdict on a host is kept, whatever the TTLs.
+pub const MAX_VERDICT_TTL: Duration = Duration::from_secs(300);
+
+/// What DANE says about `host` for SMTP on `port`, and how long that may be kept: its A and
+/// AAAA answers must be secure for its TLSA records to count (RFC 7672 §2.2.2: an insecure
+/// address is not DANE's, a bogus one makes the host unusable now), then [`host_dane`] on
+/// the TLSA answer. Only called for hosts of a secure MX answer.
+pub async fn host_lookup(
+    dnssec: &Dnssec,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> (HostDane, Duration) {
+    let (a, aaaa) = tokio::join!(
+        dnssec.lookup(host, RecordType::A, timeout),
+        dnssec.lookup(host, RecordType::AAAA, timeout)
+    );
+    let mut ttl = u32::MAX;
+    let mut found = false;
+    for answer in [a, aaaa] {
+        match answer {
+            Err(e) => return (HostDane::Failed(e.to_string()), Duration::ZERO),
+            Ok(a) if !a.secure => {
+                return (
+                    HostDane::Insecure("insecure A/AAAA"),
+                    Duration::from_secs(a.ttl.into()),
+                );
+            }
+            Ok(a) => {
+                found |= !a.records.is_empty();
+                ttl = ttl.min(a.ttl);
+            }
+        }
+    }
+    if !found {
+        // Securely no address: nothing to connect to, nothing to keep.
+        return (HostDane::Insecure("no address"), Duration::ZERO);
+    }
+    let tlsa = dnssec
+        .lookup(&tlsa_name(host, port), RecordType::TLSA, timeout)
+        .await;
+    if let Ok(t) = &tlsa {
+        ttl = ttl.min(t.ttl);
+    }
+    let verdict = host_dane(true, Some(tlsa));
+    let keep = match verdict {
+        HostDane::Failed(_) => Duration::ZERO,
+        _ => Duration::from_secs(ttl.into()).min(MAX_VERDICT_TTL),
+    };
+    (verdict, keep)
+}
+
+/// Largest verdict kept (its TLSA data in bytes): a stranger's zone full of big TLSA
+/// records (full certificates, up to a 64 KiB answer) is looked up again, not hoarded.
+const MAX_CACHED_TLSA_BYTES: usize = 4096;
+
+/// Recent [`HostDane`] verdicts by key (`host:port`), each kept for the TTL it came with (at
+/// most [`MAX_VERDICT_TTL`]), at most `capacity` of them: every message to a host does not
+/// redo its lookups (and validation). Failures and verdicts with more than
+/// [`MAX_CACHED_TLSA_BYTES`] of TLSA data are not kept.
+pub struct VerdictCache {
+    capacity: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, HostDane)>>,
+}
+
+impl VerdictCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The verdict on `key` if it is still fresh at `now`.
+    pub fn get(&self, key: &str, now: std::time::Instant) -> Option<HostDane> {
+        let entries = self.entries.lock().ok()?;
+        match entries.get(key) {
+            Some((until, v)) if *until > now => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `verdict` on `key` for `ttl` (capped; not at all when zero, or a failure).
+    /// When full, expired entries go first, then the one closest to expiring.
+    pub fn put(&self, key: String, verdict: HostDane, ttl: Duration, now: std::time::Instant) {
+        let ttl = ttl.min(MAX_VERDICT_TTL);
+        let tlsa_bytes = match &verdict {
+            HostDane::Usable(t) | HostDane::Unusable(t) => t.iter().map(|t| t.data.len()).sum(),
+            _ => 0,
+        };
+        if ttl.is_zero()
+            || self.capacity == 0
+            || tlsa_bytes > MAX_CACHED_TLSA_BYTES
+            || matches!(verdict, HostDane::Failed(_))
+        {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (until, _)| *until > now);
+            if entries.len() >= self.capacity
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, (until, _))| *until)
+                    .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(key, (now + ttl, verdict));
+    }
+
+    /// Entries held (fresh or not).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -482,7 +804,13 @@ mod tests {
         let (_, spki_der) = cert();
         let good = tlsa_rdata(3, 1, 1, sha256(&spki_der));
         let pkix = tlsa_rdata(1, 1, 1, sha256(&spki_der));
-        let ans = |secure: bool, records: Vec<RData>| Some(Ok(SecureAnswer { secure, records }));
+        let ans = |secure: bool, records: Vec<RData>| {
+            Some(Ok(SecureAnswer {
+                secure,
+                records,
+                ttl: 60,
+            }))
+        };
         // Insecure MX: no DANE, whatever TLSA says.
         assert_eq!(
             host_dane(false, ans(true, vec![good.clone()])),
@@ -534,6 +862,127 @@ mod tests {
         );
         assert!(servers("\"192.0.2.53:53\"").is_empty());
         assert!(servers("\"127.0.0.1:53\", \"192.0.2.53:53\"").is_empty());
+    }
+
+    fn config(dns: &str) -> postern_config::Config {
+        postern_config::Config::parse(
+            &format!("hostname = \"h.example\"\n[dns]\n{dns}\n"),
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap()
+    }
+
+    fn mode(dns: &str) -> Option<&'static str> {
+        Dnssec::from_config(&config(dns)).unwrap().map(|d| match d {
+            Dnssec::Ad(_) => "ad",
+            Dnssec::Validate(..) => "validate",
+        })
+    }
+
+    #[tokio::test]
+    async fn the_dnssec_source_by_mode_and_name_servers() {
+        let lo = "nameservers = [\"127.0.0.1:53\"]";
+        let remote = "nameservers = [\"192.0.2.53:53\"]";
+        // auto: a loopback resolver's AD bit; anything else is validated here.
+        assert_eq!(mode(lo), Some("ad"));
+        assert_eq!(mode(remote), Some("validate"));
+        // ad: never with a remote name server (DANE off); validate: always.
+        assert_eq!(mode(&format!("{remote}\ndnssec = \"ad\"")), None);
+        assert_eq!(
+            mode(&format!("{lo}\ndnssec = \"validate\"")),
+            Some("validate")
+        );
+        // A trust anchor file asks for validation, and must hold DNSKEY records.
+        let dir = tempfile::tempdir().unwrap();
+        let anchor = dir.path().join("root.key");
+        std::fs::write(
+            &anchor,
+            ". 60 IN DNSKEY 257 3 13 t4djaAlx/b309Mq9T3DdaUNOpcPCLY9msxMh/2k/th3xl8n4SATyP1O0wYkMC/YzCx6/vjY3z/NtyjGxlkbMjQ==\n",
+        )
+        .unwrap();
+        let with = |extra: &str| format!("{lo}\ntrust_anchor = \"{}\"\n{extra}", anchor.display());
+        assert_eq!(mode(&with("")), Some("validate"));
+        let d = Dnssec::from_config(&config(&with(""))).unwrap().unwrap();
+        assert!(d.describe().contains("root.key"), "{}", d.describe());
+        std::fs::write(&anchor, "not a zone file {\n").unwrap();
+        assert!(Dnssec::from_config(&config(&with(""))).is_err());
+        std::fs::write(&anchor, "").unwrap();
+        assert!(Dnssec::from_config(&config(&with(""))).is_err());
+        std::fs::remove_file(&anchor).unwrap();
+        assert!(Dnssec::from_config(&config(&with(""))).is_err());
+        // Without one: the IANA root keys.
+        let d = Dnssec::from_config(&config(remote)).unwrap().unwrap();
+        assert_eq!(
+            d.describe(),
+            "validated in-process from the IANA root trust anchor"
+        );
+    }
+
+    #[test]
+    fn verdicts_are_kept_for_their_ttl_within_bounds() {
+        let now = std::time::Instant::now();
+        let s = Duration::from_secs;
+        let c = VerdictCache::new(2);
+        let usable = HostDane::Usable(vec![t(3, 1, 1, vec![1; 32])]);
+        c.put("a:25".into(), usable.clone(), s(60), now);
+        assert_eq!(c.get("a:25", now + s(59)), Some(usable.clone()));
+        assert_eq!(c.get("a:25", now + s(60)), None, "expired with its TTL");
+        // Capped at MAX_VERDICT_TTL whatever the TTL says.
+        c.put("b:25".into(), usable.clone(), s(86_400), now);
+        assert!(c.get("b:25", now + MAX_VERDICT_TTL - s(1)).is_some());
+        assert!(c.get("b:25", now + MAX_VERDICT_TTL).is_none());
+        // Failures and zero TTLs are not kept.
+        c.put("c:25".into(), HostDane::Failed("bogus".into()), s(60), now);
+        c.put(
+            "d:25".into(),
+            HostDane::Insecure("no TLSA"),
+            Duration::ZERO,
+            now,
+        );
+        assert_eq!(c.len(), 2);
+        // Full: expired entries go first, then the one closest to expiring.
+        let later = now + s(61);
+        c.put("e:25".into(), HostDane::Insecure("no TLSA"), s(10), later);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("a:25", later).is_none() && c.get("b:25", later).is_some());
+        c.put("f:25".into(), HostDane::Insecure("no TLSA"), s(100), later);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("e:25", later).is_none(), "the soonest to expire went");
+        assert!(c.get("b:25", later).is_some() && c.get("f:25", later).is_some());
+        // Nor big ones (full certificates by the dozen).
+        let big = HostDane::Unusable(vec![t(3, 0, 0, vec![1; 2048]); 3]);
+        c.put("g:25".into(), big, s(60), later);
+        assert!(c.get("g:25", later).is_none());
+        // A bound of 0 keeps nothing.
+        let none = VerdictCache::new(0);
+        none.put("a:25".into(), usable, s(60), now);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn negative_answers_live_for_their_soa_minimum() {
+        let qname = Name::from_ascii("_25._tcp.mx.example.net.").unwrap();
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(qname.clone(), RecordType::TLSA));
+        m.metadata.authentic_data = true;
+        assert_eq!(interpret(&m, &qname, RecordType::TLSA).unwrap().ttl, 0);
+        let soa = hickory_resolver::proto::rr::rdata::SOA::new(
+            Name::from_ascii("ns.example.net.").unwrap(),
+            Name::from_ascii("hostmaster.example.net.").unwrap(),
+            1,
+            3600,
+            600,
+            86400,
+            120,
+        );
+        m.add_authority(hickory_resolver::proto::rr::Record::from_rdata(
+            Name::from_ascii("example.net.").unwrap(),
+            300,
+            RData::SOA(soa),
+        ));
+        let a = interpret(&m, &qname, RecordType::TLSA).unwrap();
+        assert!(a.secure && a.records.is_empty());
+        assert_eq!(a.ttl, 120);
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub fn resolver_with(
     config: &postern_config::Config,
     tune: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
 ) -> anyhow::Result<TokioResolver> {
+    Ok(builder(config, tune)?.build()?)
+}
+
+/// The builder of [`resolver_with`] (for the DNSSEC-validating resolver of [`dane`]).
+pub(crate) fn builder(
+    config: &postern_config::Config,
+    tune: impl FnOnce(&mut hickory_resolver::config::ResolverOpts),
+) -> anyhow::Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>> {
     let d = &config.dns;
     let mut builder = if d.nameservers.is_empty() {
         TokioResolver::builder_tokio()?
@@ -56,7 +64,7 @@ pub fn resolver_with(
     opts.timeout = d.timeout_secs.duration();
     opts.attempts = d.attempts.get();
     tune(opts);
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 /// The resolver of the inbound checks: `[dns]`, but a lost packet costs a fraction of a

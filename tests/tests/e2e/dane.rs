@@ -1,14 +1,24 @@
 //! DANE for outbound SMTP (RFC 7672, issue 15 §7), end to end: install A delivers to
 //! install B's SMTP port, whose certificate is `mailctl init`'s self-signed one.
 //!
-//! What this covers, layer by layer: A's smtpd asks the loopback [`DnsServer`] for the MX
-//! and `_PORT._tcp.mx.example.net` TLSA records over the wire with the AD bit set, reads the
-//! AD bit and the TLSA records of the answers, decides, checks B's certificate against the
-//! records in the TLS handshake, and logs `dane=…`. What it does not cover: DNSSEC
-//! signature validation. Postern leaves that to a validating resolver on loopback (as
-//! Postfix does) and trusts its AD bit; here the test server plays that resolver, setting
-//! AD for the names marked [`DnsServer::secure`] and answering SERVFAIL for those marked
-//! [`DnsServer::bogus`], as unbound does for data that fails validation. Nothing is signed.
+//! Two ways A learns the DNSSEC status (`[dns] dnssec`), both over the wire from the
+//! loopback [`DnsServer`]:
+//! - **In-process validation** ([`signed_zones_are_validated_in_process`]): the server
+//!   signs (a root zone with one ECDSA P-256 key: RRSIGs, NSEC denials, an insecure
+//!   delegation) and A trusts its root DNSKEY by `[dns] trust_anchor`; A's hickory resolver
+//!   checks every signature up to that key. Covered: a secure MX, address and TLSA answer
+//!   whose record matches B's key (delivered, `dane=pass`), a secure record that does not
+//!   match (deferred), a tampered TLSA or MX signature (bogus: deferred, nothing sent), an
+//!   unsigned zone (insecure: the usual opportunistic TLS), a signed MX whose host's address
+//!   is in an unsigned zone (RFC 7672 §2.2.2: its TLSA records are ignored), and the verdict
+//!   cache (a second message makes no new TLSA lookup).
+//! - **The AD bit of a validating resolver on loopback** (Postfix's way; the other tests):
+//!   the server plays that resolver, setting AD for the zones marked [`DnsServer::secure`]
+//!   and answering SERVFAIL for names marked [`DnsServer::bogus`], as unbound does for data
+//!   that fails validation; nothing is signed there.
+//!
+//! In both, A reads the TLSA records, decides, checks B's certificate against them in the
+//! TLS handshake, and logs `dane=pass|fail|none|temperror (…)`.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -257,4 +267,195 @@ fn dane_off_looks_up_no_tlsa() {
         "{:?}",
         dns.queries()
     );
+}
+
+const SEND_TO: &str = r#"
+import smtplib, ssl, sys
+host, port, rcpt, subject = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+msg = ("From: <alice@example.org>\r\nTo: <%s>\r\nSubject: %s\r\n"
+       "Message-ID: <%s@example.org>\r\n\r\nhello\r\n") % (rcpt, subject, subject.replace(" ", "."))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, port, timeout=30)
+s.starttls(context=ctx)
+s.login("alice@example.org", "correct horse battery")
+print("REFUSED", s.sendmail("alice@example.org", [rcpt], msg.encode()))
+s.quit()
+"#;
+
+fn submit_to(a: &Postern, rcpt: &str, subject: &str) {
+    let addr = a.daemon("smtpd").listening_addrs_matching("(submission)")[0];
+    let out = run_python(
+        SEND_TO,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            rcpt,
+            subject,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("REFUSED {}"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
+fn inbox(b: &Postern, domain: &str) -> Vec<String> {
+    messages(&b.dir().join(format!("mail/{domain}/bob/Maildir")), "new")
+}
+
+/// In-process DNSSEC validation against the signing test server (see the module
+/// documentation for what each domain stands for).
+#[test]
+fn signed_zones_are_validated_in_process() {
+    const DOMAINS: [&str; 6] = [
+        "signed.example",
+        "mismatch.example",
+        "bogus.example",
+        "badmx.example",
+        "plain.example",
+        "split.example",
+    ];
+    let b = receiver();
+    for d in DOMAINS {
+        b.mailctl_ok(&["domain", "add", d]);
+        let out = b.mailctl_stdin(
+            &["user", "add", &format!("bob@{d}")],
+            "bob's long passphrase\n",
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let key = spki_sha256(&b.dir().join("tls/cert.pem"));
+    let mut wrong = key.clone();
+    wrong[0] ^= 0xff;
+    let tlsa = |host: &str| format!("_{}._tcp.{host}", b25.port());
+    let lo = Ipv4Addr::LOCALHOST;
+    let dns = DnsServer::start();
+    dns.sign();
+    for (domain, host, data) in [
+        ("signed.example", "mx.signed.example", &key),
+        ("mismatch.example", "mx.mismatch.example", &wrong),
+        ("bogus.example", "mx.bogus.example", &key),
+        ("badmx.example", "mx.signed.example", &key),
+        ("plain.example", "mx.plain.example", &wrong),
+        ("split.example", "mx.plain.example", &wrong),
+    ] {
+        dns.mx(domain, 10, host)
+            .a(host, lo)
+            .tlsa(&tlsa(host), 3, 1, 1, data);
+    }
+    dns.tamper(&tlsa("mx.bogus.example"))
+        .tamper("badmx.example")
+        .unsigned_zone("plain.example");
+    let anchor = tempfile::tempdir().unwrap();
+    let anchor_file = anchor.path().join("root.key");
+    std::fs::write(&anchor_file, dns.trust_anchor()).unwrap();
+    let a = Postern::builder()
+        .hostname("mail.example.org")
+        .set("dns.nameservers", vec![dns.addr().to_string()])
+        .set("dns.timeout_secs", 2)
+        .set("dns.dnssec", "validate")
+        .set("dns.trust_anchor", anchor_file.to_str().unwrap())
+        .set("smtpd.outbound_port", i64::from(b25.port()))
+        .set("smtpd.outbound_connection_cache_secs", 0)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = a.mailctl_stdin(
+        &["user", "add", "alice@example.org"],
+        "correct horse battery\n",
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let smtpd = a.daemon("smtpd");
+    smtpd.wait_for(
+        "DANE: on where DNSSEC-secure, validated in-process from the trust anchor",
+        Duration::from_secs(10),
+    );
+    let hex: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
+
+    // 1. Secure MX, A/AAAA (the AAAA's absence proven by NSEC) and TLSA, the record matching
+    //    B's key: delivered over TLS, the log naming the record.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@signed.example", "secure");
+    wait_until("the secure message", Duration::from_secs(30), || {
+        inbox(&b, "signed.example").len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("dane=pass (TLSA 3 1 1 {hex}")),
+        "{line}"
+    );
+    assert!(inbox(&b, "signed.example")[0].contains("with ESMTPS"));
+    //    Again: the verdict on the host is cached (TTL 60 s), no new TLSA lookup.
+    let tlsa_queries = || {
+        let name = tlsa("mx.signed.example");
+        dns.queries()
+            .iter()
+            .filter(|(n, t)| *n == name && *t == 52)
+            .count()
+    };
+    let before = tlsa_queries();
+    assert!(before >= 1);
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@signed.example", "secure again");
+    wait_until("the second secure message", Duration::from_secs(30), || {
+        inbox(&b, "signed.example").len() == 2
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=pass (TLSA 3 1 1"), "{line}");
+    assert_eq!(tlsa_queries(), before, "{:?}", dns.queries());
+
+    // 2. Secure, but the record does not match B's key: deferred (4.7.5), not sent.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@mismatch.example", "mismatch");
+    let why = deferred_with(&a, "4.7.5");
+    assert!(why.contains("DANE"), "{why}");
+    let line = smtpd.wait_for_since(mark, "dane=fail (", Duration::from_secs(10));
+    assert!(line.contains("no TLSA record matches"), "{line}");
+    assert!(inbox(&b, "mismatch.example").is_empty());
+
+    // 3. The TLSA RRSIG tampered with: bogus, deferred before any connection.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@bogus.example", "bogus tlsa");
+    let why = deferred_with(&a, "DNSSEC-bogus");
+    assert!(
+        why.contains("4.7.5") && why.contains("TLSA lookup"),
+        "{why}"
+    );
+    let line = smtpd.wait_for_since(mark, "dane=temperror (", Duration::from_secs(10));
+    assert!(line.contains("mx.bogus.example"), "{line}");
+    assert!(inbox(&b, "bogus.example").is_empty());
+
+    // 4. The MX RRSIG tampered with: deferred, whatever the host's records say.
+    submit_to(&a, "bob@badmx.example", "bogus mx");
+    let why = deferred_with(&a, "no validated MX answer for badmx.example");
+    assert!(
+        why.contains("4.7.5") && why.contains("DNSSEC-bogus"),
+        "{why}"
+    );
+    assert!(inbox(&b, "badmx.example").is_empty());
+
+    // 5. An unsigned zone (its delegation proven insecure): no DANE, even with a wrong TLSA
+    //    record there; opportunistic TLS delivers.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@plain.example", "insecure zone");
+    wait_until("the insecure-zone message", Duration::from_secs(30), || {
+        inbox(&b, "plain.example").len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=none (insecure MX)"), "{line}");
+
+    // 6. A signed MX naming a host in the unsigned zone: its address is insecure, so its
+    //    TLSA records do not count (RFC 7672 §2.2.2); delivered as usual.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@split.example", "insecure address");
+    wait_until(
+        "the insecure-address message",
+        Duration::from_secs(30),
+        || inbox(&b, "split.example").len() == 1,
+    );
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=none (insecure A/AAAA)"), "{line}");
 }

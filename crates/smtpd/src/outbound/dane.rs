@@ -1,5 +1,7 @@
 //! DANE for outbound SMTP (RFC 7672): which MX hosts have usable TLSA records (the DNS side
-//! is `postern_dns::dane`), and a TLS certificate check by those records.
+//! is `postern_dns::dane`: DNSSEC validated in-process or a loopback resolver's AD bit, by
+//! `[dns] dnssec`; a host's TLSA records count only with secure addresses, §2.2.2; verdicts
+//! cached per host for their TTL), and a TLS certificate check by those records.
 //!
 //! - DANE-EE (3): the server's own certificate matches; no name, date or chain check
 //!   (RFC 7672 §3.2.1).
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use postern_config::TlsPolicy;
-use postern_dns::dane::{HostDane, LookupError, Tlsa, secure_lookup, tlsa_name};
+use postern_dns::dane::{HostDane, Tlsa};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
@@ -35,31 +37,32 @@ pub(crate) struct Plan {
 
 impl Outbound {
     /// Whether DANE looks at this delivery's MX hosts: MX delivery, `[smtpd] dane` on with a
-    /// trusted resolver, no `tls_policy` entry for the domain, and a DNSSEC-secure MX answer
-    /// (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX). `Err`: a bogus MX
-    /// answer (SERVFAIL from the validating resolver): the message waits.
+    /// DNSSEC source (`[dns] dnssec`), no `tls_policy` entry for the domain, and a
+    /// DNSSEC-secure MX answer (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX).
+    /// `Err`: a bogus MX answer (found bogus here, or SERVFAIL from the validating
+    /// resolver): the message waits.
     pub(crate) async fn mx_dnssec(&self, route: &Route) -> Result<bool, Outcome> {
         let Route::Mx { domain } = route else {
             return Ok(false);
         };
-        if !self.dane_on(route) {
+        let Some(dnssec) = self.dnssec.as_ref().filter(|_| self.dane_on(route)) else {
             return Ok(false);
-        }
-        match secure_lookup(
-            &self.dane_servers,
-            domain,
-            hickory_resolver::proto::rr::RecordType::MX,
-            self.dns_timeout,
-        )
-        .await
+        };
+        match dnssec
+            .lookup(
+                domain,
+                hickory_resolver::proto::rr::RecordType::MX,
+                self.dns_timeout,
+            )
+            .await
         {
             Ok(a) => Ok(a.secure),
-            Err(LookupError::ServFail(why)) => Err(Outcome::Deferred(ours(
+            Err(e) if e.is_bogus() => Err(Outcome::Deferred(ours(
                 451,
                 (4, 7, 5),
-                format!("DANE: no validated MX answer for {domain}: {why}"),
+                format!("DANE: no validated MX answer for {domain}: {e}"),
             ))),
-            Err(LookupError::Failed(why)) => {
+            Err(why) => {
                 // No answer at all: the MX lookup proper decides (it fails the same way, or
                 // it had the answer cached); DANE is not applied to this attempt.
                 warn!(%domain, reason = %why, "DANE: DNSSEC status of the MX unknown; treated as insecure");
@@ -68,38 +71,44 @@ impl Outbound {
         }
     }
 
-    /// Whether DANE may apply to `route`: MX delivery, `[smtpd] dane` on with a trusted
-    /// resolver, and no `tls_policy` entry for the domain.
+    /// Whether DANE may apply to `route`: MX delivery, `[smtpd] dane` on with a DNSSEC
+    /// source, and no `tls_policy` entry for the domain.
     pub(crate) fn dane_on(&self, route: &Route) -> bool {
         matches!(route, Route::Mx { domain }
-            if !self.dane_servers.is_empty() && self.config.explicit_tls_policy(domain).is_none())
+            if self.dnssec.is_some() && self.config.explicit_tls_policy(domain).is_none())
     }
 
-    /// What DANE says about each host (by name), from its `_PORT._tcp` TLSA records (the
-    /// lookups at once: a slow one costs one DNS timeout, not one per host).
+    /// What DANE says about each host (by name): its address records must be secure, then
+    /// its `_PORT._tcp` TLSA records decide ([`postern_dns::dane::host_lookup`]). Recent
+    /// verdicts come from the cache; the other hosts are looked up at once (a slow one
+    /// costs one DNS timeout, not one per host).
     pub(crate) async fn tlsa_for(
         &self,
         hosts: &[mx::Host],
         port: u16,
     ) -> HashMap<String, HostDane> {
+        let mut map = HashMap::new();
+        let Some(dnssec) = &self.dnssec else {
+            return map;
+        };
+        let now = std::time::Instant::now();
         let mut lookups = tokio::task::JoinSet::new();
         for h in hosts {
-            let (servers, timeout, name) =
-                (self.dane_servers.clone(), self.dns_timeout, h.name.clone());
+            if let Some(v) = self.dane_cache.get(&format!("{}:{port}", h.name), now) {
+                map.insert(h.name.clone(), v);
+                continue;
+            }
+            let (dnssec, timeout, name) = (dnssec.clone(), self.dns_timeout, h.name.clone());
             lookups.spawn(async move {
-                let answer = secure_lookup(
-                    &servers,
-                    &tlsa_name(&name, port),
-                    hickory_resolver::proto::rr::RecordType::TLSA,
-                    timeout,
-                )
-                .await;
-                (name, postern_dns::dane::host_dane(true, Some(answer)))
+                let (verdict, ttl) =
+                    postern_dns::dane::host_lookup(&dnssec, &name, port, timeout).await;
+                (name, verdict, ttl)
             });
         }
-        let mut map = HashMap::new();
         while let Some(done) = lookups.join_next().await {
-            if let Ok((name, dane)) = done {
+            if let Ok((name, dane, ttl)) = done {
+                self.dane_cache
+                    .put(format!("{name}:{port}"), dane.clone(), ttl, now);
                 map.insert(name, dane);
             }
         }
@@ -121,7 +130,7 @@ impl Outbound {
         };
         Ok(match how.dane.get(host) {
             Some(HostDane::Failed(why)) => {
-                return Err(format!("DANE: TLSA lookup for {host} failed: {why}"));
+                return Err(format!("DANE: no usable DNSSEC answer for {host}: {why}"));
             }
             Some(HostDane::Usable(tlsa)) => Plan {
                 policy: TlsPolicy::Verify,

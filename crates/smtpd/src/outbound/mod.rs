@@ -38,6 +38,8 @@ pub(crate) use route::Route;
 
 /// Connections tried per destination and attempt (Postfix: `smtp_mx_address_limit` 5).
 const MAX_CONNECTION_TRIES: usize = 5;
+/// DANE verdicts kept (one per MX host and port), each for its TTL (at most 5 minutes).
+const DANE_CACHE_HOSTS: usize = 1024;
 
 /// What became of one recipient. A remote server's reply names the server
 /// ([`DeliveryReply::remote_mta`]; the DSN's `Remote-MTA:`).
@@ -105,8 +107,10 @@ pub(crate) struct Outbound {
     any_cert: TlsConnector,
     webpki: TlsConnector,
     sts: sts::Sts,
-    /// Name servers whose AD bit DANE trusts (empty: DANE off).
-    dane_servers: Vec<SocketAddr>,
+    /// Where DANE's DNSSEC verdicts come from (`None`: DANE off).
+    dnssec: Option<Arc<postern_dns::dane::Dnssec>>,
+    /// Recent DANE verdicts per MX host and port.
+    dane_cache: postern_dns::dane::VerdictCache,
     dns_timeout: Duration,
     timeouts: Timeouts,
     global: Arc<Semaphore>,
@@ -117,17 +121,20 @@ pub(crate) struct Outbound {
 impl Outbound {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let s = &config.smtpd;
-        let dane_servers = match s.dane {
-            DaneMode::Auto => postern_dns::dane::trusted_servers(config),
-            DaneMode::Off => Vec::new(),
+        let dnssec = match s.dane {
+            DaneMode::Auto => postern_dns::dane::Dnssec::from_config(config)?,
+            DaneMode::Off => None,
         };
-        match (s.dane, dane_servers.is_empty()) {
+        match (s.dane, &dnssec) {
             (DaneMode::Off, _) => info!("DANE: off ([smtpd] dane = \"off\")"),
-            (DaneMode::Auto, true) => info!(
-                "DANE: off (the name servers are not all on loopback: their AD bit is not trusted)"
+            (DaneMode::Auto, None) => info!(
+                "DANE: off (the name servers are not all on loopback: their AD bit is not trusted; [dns] dnssec = \"validate\" checks signatures here)"
             ),
-            (DaneMode::Auto, false) => {
-                info!(servers = ?dane_servers, "DANE: on where their AD bit says DNSSEC-secure")
+            (DaneMode::Auto, Some(postern_dns::dane::Dnssec::Ad(servers))) => {
+                info!(servers = ?servers, "DANE: on where their AD bit says DNSSEC-secure")
+            }
+            (DaneMode::Auto, Some(d)) => {
+                info!("DANE: on where DNSSEC-secure, {}", d.describe())
             }
         }
         Ok(Self {
@@ -136,7 +143,8 @@ impl Outbound {
             any_cert: connector(CertCheck::Any),
             webpki: connector(CertCheck::WebPki),
             sts: sts::Sts::new(config)?,
-            dane_servers,
+            dnssec: dnssec.map(Arc::new),
+            dane_cache: postern_dns::dane::VerdictCache::new(DANE_CACHE_HOSTS),
             dns_timeout: config.dns.timeout_secs.duration(),
             timeouts: Timeouts {
                 connect: s.outbound_connect_timeout_secs.duration(),
