@@ -126,6 +126,29 @@ pub(crate) fn locked_reply(id: u32, scope: &str, user: &str) -> String {
     line
 }
 
+/// The `OK` of a successful login. A user who lives on another node gets Dovecot's proxy
+/// passdb fields: `proxy`, `host=` and, when the service has a backend port in `[proxy]`,
+/// `port=`, so that a login process (Postern's or Dovecot's) logs in to the backend instead.
+pub(crate) fn ok_reply(
+    proxy: &postern_config::Proxy,
+    id: u32,
+    user: &str,
+    host: &str,
+    service: &str,
+) -> String {
+    let Some(host) = proxy.remote_host(host) else {
+        return dovecot::ok::<&str, &str>(id, user, &[]);
+    };
+    let mut fields = vec![("host", host.to_owned())];
+    if let Some(port) = proxy.port_for(service) {
+        fields.push(("port", port.to_string()));
+    }
+    let mut line = dovecot::ok(id, user, &fields);
+    line.pop();
+    line.push_str("\tproxy\n");
+    line
+}
+
 async fn decide(v: &Verify, ctx: &Ctx) -> String {
     let lockouts = ctx.directory.lockouts();
     let max_delay = Duration::from_secs(lockouts.policy().max_delay_secs);
@@ -164,6 +187,7 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
         }
         Gate::Open { delay, failures } => (delay, failures),
     };
+    let host = account.as_ref().map(|a| a.host.clone()).unwrap_or_default();
     let outcome = match ctx
         .directory
         .verify_account(account, v.password.expose())
@@ -185,7 +209,7 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
             }
             info!(user = %user, %ip, service = %v.service, mechanism = v.mechanism, secured = v.secured,
                 "authentication succeeded");
-            return dovecot::ok::<&str, &str>(v.id, &user, &[]);
+            return ok_reply(&ctx.config.proxy, v.id, &user, &host, &v.service);
         }
         AuthOutcome::UnknownUser => "unknown user",
         AuthOutcome::BadPassword => "wrong password",
@@ -215,6 +239,36 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
 mod tests {
     use super::*;
     use postern_auth_proto::dovecot::{ServerLine, parse_server_line};
+
+    #[test]
+    fn a_remote_user_gets_the_proxy_fields() {
+        let proxy = postern_config::Proxy {
+            self_name: "b1.example".into(),
+            ..Default::default()
+        };
+        // Local: empty host, or this node's own name.
+        for host in ["", "B1.example"] {
+            assert_eq!(
+                ok_reply(&proxy, 3, "bob@example.org", host, "imap"),
+                "OK\t3\tuser=bob@example.org\n"
+            );
+        }
+        let line = ok_reply(&proxy, 4, "bob@example.org", "b2.example", "imap");
+        assert_eq!(
+            line,
+            "OK\t4\tuser=bob@example.org\thost=b2.example\tport=143\tproxy\n"
+        );
+        let Ok(ServerLine::Ok(ok)) = parse_server_line(line.trim_end_matches('\n')) else {
+            panic!("not an OK: {line:?}");
+        };
+        assert_eq!(ok.user.as_deref(), Some("bob@example.org"));
+        assert!(ok.params.has("proxy"));
+        // A service without a backend port: no port= (the client uses its own default).
+        assert_eq!(
+            ok_reply(&proxy, 5, "bob@example.org", "b2.example", "smtp"),
+            "OK\t5\tuser=bob@example.org\thost=b2.example\tproxy\n"
+        );
+    }
 
     #[test]
     fn a_lockout_is_a_temporary_failure_that_says_so() {

@@ -1,5 +1,6 @@
 //! The `socketmap` socket: Postfix's socketmap table protocol with the maps `domains`,
-//! `mailboxes`, `aliases` and `senders`.
+//! `mailboxes`, `aliases`, `senders` and `transport` (where an account on another cluster
+//! node gets its mail: `lmtp:[host]:port`, for Postfix's `transport_maps` and smtpd).
 
 use std::sync::Arc;
 
@@ -125,6 +126,10 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
                 Err(LookupError::Perm(format!("alias loop for {key}")))
             }
         },
+        "transport" => Ok(dir
+            .account(&key)
+            .await?
+            .and_then(|a| transport(&ctx.config.proxy, &a.host))),
         "senders" => {
             let logins = if key.starts_with('@') {
                 dir.domain_senders(domain_of(&key)).await?
@@ -134,8 +139,40 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
             Ok((!logins.is_empty()).then(|| logins.join(",")))
         }
         other => Err(LookupError::Perm(format!(
-            "unknown map {:?} (maps: domains, mailboxes, aliases, senders)",
+            "unknown map {:?} (maps: domains, mailboxes, aliases, senders, transport)",
             other.chars().take(32).collect::<String>()
         ))),
+    }
+}
+
+/// The `transport` answer for an account on `host`: `lmtp:[host]:port` (Postfix's nexthop
+/// syntax, brackets for a name and for an IPv4 or IPv6 address alike) when it lives on
+/// another node; `None` (not found: the usual local delivery) when it lives here.
+fn transport(proxy: &postern_config::Proxy, host: &str) -> Option<String> {
+    let host = proxy.remote_host(host)?;
+    Some(format!("lmtp:[{host}]:{}", proxy.lmtp_port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transport;
+
+    #[test]
+    fn transport_answers() {
+        let proxy = postern_config::Proxy {
+            self_name: "b1".into(),
+            lmtp_port: 2424,
+            ..Default::default()
+        };
+        assert_eq!(transport(&proxy, ""), None);
+        assert_eq!(transport(&proxy, "b1"), None);
+        assert_eq!(
+            transport(&proxy, "b2.example").as_deref(),
+            Some("lmtp:[b2.example]:2424")
+        );
+        assert_eq!(
+            transport(&proxy, "2001:db8::2").as_deref(),
+            Some("lmtp:[2001:db8::2]:2424")
+        );
     }
 }

@@ -92,7 +92,7 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             Ok(Some(acct)) => userdb::user_found(
                 id,
                 &acct.address,
-                &fields(ctx, &acct.address, acct.quota_bytes),
+                &fields(ctx, &acct.address, acct.quota_bytes, &acct.host),
             ),
             Ok(None) => userdb::not_found(id),
             Err(e) => {
@@ -148,8 +148,14 @@ async fn cached_account(
     Ok(account)
 }
 
-/// The userdb fields of an account.
-pub(crate) fn fields(ctx: &Ctx, address: &str, quota_bytes: i64) -> Vec<(String, String)> {
+/// The userdb fields of an account; `host=` (Dovecot's field) when it lives on another
+/// node (`[proxy]`), so that a delivery agent or IMAP server can tell it is not served here.
+pub(crate) fn fields(
+    ctx: &Ctx,
+    address: &str,
+    quota_bytes: i64,
+    host: &str,
+) -> Vec<(String, String)> {
     let c = &ctx.config;
     let home_t = c.home_template();
     let mail_t = c.mail_template();
@@ -171,6 +177,9 @@ pub(crate) fn fields(ctx: &Ctx, address: &str, quota_bytes: i64) -> Vec<(String,
     ];
     if quota_bytes > 0 {
         f.push(("quota_rule".to_owned(), format!("*:storage={quota_bytes}B")));
+    }
+    if let Some(h) = c.proxy.remote_host(host) {
+        f.push(("host".to_owned(), h.to_owned()));
     }
     f
 }

@@ -69,6 +69,9 @@ pub struct Queries {
     pub list: Option<String>,
     /// Stores a new hash: `%p` the hash, `%u` the address. Used when rehashing after login.
     pub password_update: Option<String>,
+    /// Returns the node the account `%u` lives on (`[proxy]`; empty or NULL = this node).
+    /// Unset with a custom `account` query: a 5th column of that query, if any, is the host.
+    pub host: Option<String>,
 }
 
 impl Queries {
@@ -79,6 +82,7 @@ impl Queries {
             || self.alias.is_some()
             || self.sender.is_some()
             || self.list.is_some()
+            || self.host.is_some()
     }
 }
 

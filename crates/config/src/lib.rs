@@ -80,6 +80,9 @@ pub struct Config {
     /// The mail-client autoconfiguration listener served by smtpd (off unless configured).
     #[serde(default)]
     pub autoconfig: Autoconfig,
+    /// Cluster: which accounts live on this node, how to reach the backends.
+    #[serde(default)]
+    pub proxy: Proxy,
     /// The directory the config file was loaded from; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -96,6 +99,7 @@ mod imapd;
 mod lmtp;
 mod passwords;
 mod paths;
+mod proxy;
 mod smtpd;
 mod socket;
 mod template;
@@ -106,12 +110,13 @@ pub use autoconfig::Autoconfig;
 pub use checks::{CheckMode, Checks};
 pub use database::{Database, Queries};
 pub use dkim::Dkim;
-pub use dns::{Dns, DnssecMode};
+pub use dns::Dns;
 pub use duration::{MAX_SPAN, Millis, Seconds};
 pub use imapd::Imapd;
 pub use lmtp::Lmtp;
 pub use passwords::Passwords;
 pub use paths::Paths;
+pub use proxy::{HopTls, Proxy, valid_host};
 pub use smtpd::{AccessAction, AccessRule, DaneMode, Smtpd};
 pub use socket::SocketSpec;
 pub use template::{expand_template, expand_template_home};
@@ -166,6 +171,7 @@ impl Config {
         ] {
             s.mode_bits()?;
         }
+        self.proxy.validate()?;
         if self.authd.max_line < 1024 {
             return Err(ConfigError::Invalid(
                 "authd.max_line must be at least 1024".into(),

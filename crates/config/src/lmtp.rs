@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::count;
@@ -18,6 +19,10 @@ pub struct Lmtp {
     /// Optional TCP listeners (loopback or a private network only: LMTP has no auth).
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// Networks allowed to connect to the TCP listeners (the cluster's front nodes);
+    /// others are refused with `554` before anything is read. Empty: loopback only.
+    #[serde(default)]
+    pub allow_networks: Vec<IpNet>,
     /// Largest message accepted, in bytes (advertised with SIZE).
     #[serde(default = "default_lmtp_max_message")]
     pub max_message_size: u64,
@@ -70,6 +75,7 @@ impl Default for Lmtp {
         Self {
             socket: default_lmtp_socket(),
             listen: Vec::new(),
+            allow_networks: Vec::new(),
             max_message_size: default_lmtp_max_message(),
             max_recipients: default_lmtp_max_rcpts(),
             idle_timeout_secs: default_lmtp_idle(),
@@ -82,6 +88,23 @@ impl Default for Lmtp {
             max_connections: default_lmtp_connections(),
             metrics_listen: None,
         }
+    }
+}
+
+impl Lmtp {
+    /// True when `ip` may connect to the TCP listeners: one of `allow_networks`, or
+    /// loopback when that list is empty.
+    pub fn tcp_client_allowed(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        if self.allow_networks.is_empty() {
+            return ip.is_loopback();
+        }
+        self.allow_networks.iter().any(|n| n.contains(&ip))
     }
 }
 

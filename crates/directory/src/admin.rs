@@ -18,6 +18,8 @@ pub struct AccountInfo {
     pub scheme: String,
     /// Creation time, epoch seconds.
     pub created: i64,
+    /// The node it lives on (`[proxy]`); empty = this node.
+    pub host: String,
 }
 
 /// An alias source with its destinations.
@@ -183,7 +185,19 @@ impl Directory {
         secret: NewSecret<'_>,
         quota_bytes: i64,
     ) -> Result<String, DirectoryError> {
+        self.add_user_on(address, secret, quota_bytes, "").await
+    }
+
+    /// Like [`Directory::add_user`], on the node `host` (empty = this node; see `[proxy]`).
+    pub async fn add_user_on(
+        &self,
+        address: &str,
+        secret: NewSecret<'_>,
+        quota_bytes: i64,
+        host: &str,
+    ) -> Result<String, DirectoryError> {
         self.require_own_schema()?;
+        let host = checked_host(host)?;
         let address = normalize_address(address)?;
         let domain = domain_of(&address).to_owned();
         self.own_domain(&domain).await?;
@@ -194,13 +208,14 @@ impl Directory {
         }
         let hash = self.hash_for(&address, secret).await?;
         self.exec(
-            "INSERT INTO accounts (address, domain, password, quota_bytes, enabled, created) VALUES (?, ?, ?, ?, 1, ?)",
+            "INSERT INTO accounts (address, domain, password, quota_bytes, enabled, created, host) VALUES (?, ?, ?, ?, 1, ?, ?)",
             &[
                 SqlArg::Text(&address),
                 SqlArg::Text(&domain),
                 SqlArg::Text(&hash),
                 SqlArg::Int(quota_bytes.max(0)),
                 SqlArg::Int(now()),
+                SqlArg::Text(&host),
             ],
         )
         .await?;
@@ -277,6 +292,25 @@ impl Directory {
         Ok(())
     }
 
+    /// Sets the node an account lives on (`[proxy]`); empty = this node. Daemons caching
+    /// lookups see it at once (the change stamp).
+    pub async fn set_host(&self, address: &str, host: &str) -> Result<String, DirectoryError> {
+        self.require_own_schema()?;
+        let address = self.existing_user(address).await?;
+        let host = checked_host(host)?;
+        sql::exec_own(
+            &self.inner.pool,
+            self.inner.backend,
+            "UPDATE accounts SET host = ? WHERE address = ?",
+            &[SqlArg::Text(&host), SqlArg::Text(&address)],
+        )
+        .await?;
+        // Replaced even when no row changed (MySQL counts a same-value update as none):
+        // no cache may keep an answer from before.
+        self.touch_change_stamp();
+        Ok(host)
+    }
+
     /// Enables or disables logins of an account (mail is still accepted).
     pub async fn set_enabled(&self, address: &str, enabled: bool) -> Result<(), DirectoryError> {
         self.require_own_schema()?;
@@ -299,14 +333,14 @@ impl Directory {
             Some(d) => {
                 let d = normalize_domain(d)?;
                 self.rows(
-                    "SELECT address, quota_bytes, enabled, password, created FROM accounts WHERE domain = ? ORDER BY address",
+                    "SELECT address, quota_bytes, enabled, password, created, host FROM accounts WHERE domain = ? ORDER BY address",
                     &[SqlArg::Text(&d)],
                 )
                 .await?
             }
             None => {
                 self.rows(
-                    "SELECT address, quota_bytes, enabled, password, created FROM accounts ORDER BY address",
+                    "SELECT address, quota_bytes, enabled, password, created, host FROM accounts ORDER BY address",
                     &[],
                 )
                 .await?
@@ -323,6 +357,7 @@ impl Directory {
                     .unwrap_or("unknown")
                     .to_owned(),
                 created: sql::int(r, 4)?.unwrap_or(0),
+                host: sql::text(r, 5)?.unwrap_or_default(),
             });
         }
         Ok(out)
@@ -567,5 +602,19 @@ impl std::fmt::Debug for NewSecret<'_> {
             Self::Password(_) => f.write_str("Password(<redacted>)"),
             Self::Hash(_) => f.write_str("Hash(<redacted>)"),
         }
+    }
+}
+
+/// A host given to `mailctl`: trimmed and lower-cased, empty allowed (this node), else a
+/// host name or IP address.
+fn checked_host(host: &str) -> Result<String, DirectoryError> {
+    let h = host.trim().to_ascii_lowercase();
+    if h.is_empty() || postern_config::valid_host(&h) {
+        Ok(h)
+    } else {
+        Err(DirectoryError::Conflict(format!(
+            "host {:?} is not a host name or IP address",
+            host.escape_debug().to_string()
+        )))
     }
 }

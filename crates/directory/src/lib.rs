@@ -76,6 +76,9 @@ struct Queries {
     sender: sql::Query,
     list: sql::Query,
     password_update: Option<sql::Query>,
+    /// The node an account lives on, when asked apart from the account query
+    /// (`[database.queries] host`); `None`: the account query's 5th column, if any.
+    host: Option<sql::Query>,
 }
 
 /// A handle on the directory database. Cheap to clone.
@@ -150,7 +153,7 @@ impl Directory {
             domain: c(&q.domain, "SELECT name FROM domains WHERE name = %d")?,
             account: c(
                 &q.account,
-                "SELECT address, password, quota_bytes, enabled FROM accounts WHERE address = %u",
+                "SELECT address, password, quota_bytes, enabled, host FROM accounts WHERE address = %u",
             )?,
             alias: c(
                 &q.alias,
@@ -169,6 +172,11 @@ impl Directory {
                 )?),
                 (None, Some(_)) => None,
             },
+            host: q
+                .host
+                .as_deref()
+                .map(|h| sql::Query::compile(h, backend))
+                .transpose()?,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -239,20 +247,38 @@ impl Directory {
 
 fn migrator(backend: Backend) -> Migrator {
     use sqlx::SqlSafeStr;
-    let sql: &'static str = match backend {
-        Backend::Sqlite => include_str!("../../../migrations/sqlite/0001_directory.sql"),
-        Backend::Postgres => include_str!("../../../migrations/postgres/0001_directory.sql"),
-        Backend::Mysql => include_str!("../../../migrations/mysql/0001_directory.sql"),
+    let (directory, host): (&'static str, &'static str) = match backend {
+        Backend::Sqlite => (
+            include_str!("../../../migrations/sqlite/0001_directory.sql"),
+            include_str!("../../../migrations/sqlite/0002_host.sql"),
+        ),
+        Backend::Postgres => (
+            include_str!("../../../migrations/postgres/0001_directory.sql"),
+            include_str!("../../../migrations/postgres/0002_host.sql"),
+        ),
+        Backend::Mysql => (
+            include_str!("../../../migrations/mysql/0001_directory.sql"),
+            include_str!("../../../migrations/mysql/0002_host.sql"),
+        ),
     };
     // MySQL DDL is not transactional; run it outside a transaction there.
     let no_tx = backend == Backend::Mysql;
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "directory".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        no_tx,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "directory".into(),
+            MigrationType::Simple,
+            directory.into_sql_str(),
+            no_tx,
+        ),
+        Migration::new(
+            2,
+            "host".into(),
+            MigrationType::Simple,
+            host.into_sql_str(),
+            no_tx,
+        ),
+    ])
 }
 
 /// The file of a `sqlite://PATH[?…]` URL (`None` for an in-memory or relative one).

@@ -25,6 +25,8 @@ pub struct Account {
     pub quota_bytes: i64,
     /// Whether the account may log in.
     pub enabled: bool,
+    /// The node the account lives on (`[proxy]`); empty = this node.
+    pub host: String,
 }
 
 /// The answer to a login attempt.
@@ -72,6 +74,16 @@ impl Directory {
 
     /// The account `address`, if it exists.
     pub async fn account(&self, address: &str) -> Result<Option<Account>, DirectoryError> {
+        self.account_with(address, true).await
+    }
+
+    /// The account; its host asked for too (a query of its own when `[database.queries]
+    /// host` is set) when `with_host`.
+    async fn account_with(
+        &self,
+        address: &str,
+        with_host: bool,
+    ) -> Result<Option<Account>, DirectoryError> {
         let Ok(address) = normalize_address(address) else {
             return Ok(None);
         };
@@ -84,12 +96,26 @@ impl Directory {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        Ok(Some(Account {
+        let mut account = Account {
             address: sql::text(row, 0)?.unwrap_or(address).to_lowercase(),
             password: sql::text(row, 1)?.unwrap_or_default(),
             quota_bytes: sql::int(row, 2)?.unwrap_or(0).max(0),
             enabled: sql::int(row, 3)?.unwrap_or(1) != 0,
-        }))
+            host: if sqlx::Row::len(row) > 4 {
+                sql::text(row, 4)?.unwrap_or_default()
+            } else {
+                String::new()
+            },
+        };
+        if with_host && let Some(q) = &self.inner.queries.host {
+            let rows = q.fetch(&self.inner.pool, &account.address, None).await?;
+            account.host = match rows.first() {
+                Some(r) => sql::text(r, 0)?.unwrap_or_default(),
+                None => String::new(),
+            };
+        }
+        account.host = clean_host(&account.host);
+        Ok(Some(account))
     }
 
     /// Checks a login and password. Unknown users cost as much time as known ones.
@@ -221,7 +247,7 @@ impl Directory {
 
     /// True when `address` is an account.
     pub async fn is_mailbox(&self, address: &str) -> Result<bool, DirectoryError> {
-        Ok(self.account(address).await?.is_some())
+        Ok(self.account_with(address, false).await?.is_some())
     }
 
     /// Expands an alias key (an address or `@domain`) recursively, loop-safe, with catch-alls.
@@ -394,4 +420,17 @@ fn push_unique(out: &mut Vec<String>, v: String) {
 fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| password::hash_new("postern-dummy-password-for-timing").unwrap_or_default())
+}
+
+/// A stored host as the daemons use it: trimmed, lower-cased; a value that is no host name
+/// or address (hand-edited SQL) is logged and read as empty, so it is never written into a
+/// protocol line or a connection target.
+fn clean_host(raw: &str) -> String {
+    let h = raw.trim().to_ascii_lowercase();
+    if h.is_empty() || postern_config::valid_host(&h) {
+        h
+    } else {
+        warn!(host = %raw.escape_debug(), "ignoring an account host that is no host name or address");
+        String::new()
+    }
 }

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How long shutdown waits for sessions in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -67,6 +67,18 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
         unix: (unix, path),
         tcp,
     })
+}
+
+/// Refuses a TCP client outside `[lmtp] allow_networks`: one `554` line, nothing read.
+async fn refuse_stranger(mut s: tokio::net::TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncWriteExt as _;
+    warn!(
+        client = %peer,
+        "LMTP connection from a network not in [lmtp] allow_networks refused"
+    );
+    let line = b"554 5.7.1 Access denied: this network may not deliver here\r\n";
+    drop(tokio::time::timeout(Duration::from_secs(5), s.write_all(line)).await);
+    drop(s.shutdown().await);
 }
 
 /// The session settings the config asks for.
@@ -129,9 +141,15 @@ pub async fn run(
             sessions.clone(),
             shutdown.clone(),
             move |s, peer, _, ticket| {
-                let fut = conn::serve(Accepted::Tcp(s, peer), ctx.clone(), sd.clone());
+                let (ctx, sd) = (ctx.clone(), sd.clone());
                 async move {
-                    fut.await;
+                    // LMTP has no authentication: only the networks the admin names (the
+                    // cluster's front nodes; loopback by default) may deliver.
+                    if ctx.config.lmtp.tcp_client_allowed(peer.ip()) {
+                        conn::serve(Accepted::Tcp(s, peer), ctx, sd).await;
+                    } else {
+                        refuse_stranger(s, peer).await;
+                    }
                     drop(ticket);
                 }
             },

@@ -50,6 +50,16 @@ pub enum UserCmd {
         /// Store this ready-made hash instead of asking for a password (migration).
         #[arg(long, value_name = "HASH")]
         password_hash: Option<String>,
+        /// The cluster node the account lives on ([proxy]); absent or "" = this node.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
+    /// Set the cluster node an account lives on ([proxy]); "" = this node.
+    SetHost {
+        /// The address.
+        address: String,
+        /// A host name or IP address, or "" for this node.
+        host: String,
     },
     /// Set a new password (read from stdin or prompted for).
     Passwd {
@@ -251,17 +261,31 @@ async fn user(cmd: &UserCmd, config: &Config, dir: &Directory, json: bool) -> an
             address,
             quota,
             password_hash,
+            host,
         } => {
             let quota = quota.as_deref().map(parse_size).transpose()?.unwrap_or(0);
+            let host = host.as_deref().unwrap_or("");
             let a = match password_hash {
-                Some(h) => dir.add_user(address, NewSecret::Hash(h), quota).await?,
+                Some(h) => {
+                    dir.add_user_on(address, NewSecret::Hash(h), quota, host)
+                        .await?
+                }
                 None => {
                     let pw = secret::read_new_password(&format!("Password for {address}: "))?;
-                    dir.add_user(address, NewSecret::Password(&pw), quota)
+                    dir.add_user_on(address, NewSecret::Password(&pw), quota, host)
                         .await?
                 }
             };
             done(json, format!("account {a} added"));
+        }
+        UserCmd::SetHost { address, host } => {
+            let h = dir.set_host(address, host).await?;
+            let where_ = if h.is_empty() {
+                "this node".to_owned()
+            } else {
+                format!("host {h}")
+            };
+            done(json, format!("account {address} now lives on {where_}"));
         }
         UserCmd::Passwd {
             address,
@@ -315,12 +339,12 @@ async fn list_users(dir: &Directory, domain: Option<&str>, json: bool) -> anyhow
             .iter()
             .map(|u| {
                 json!({"address": u.address, "quota_bytes": u.quota_bytes, "enabled": u.enabled,
-                       "scheme": u.scheme, "created": u.created})
+                       "scheme": u.scheme, "created": u.created, "host": u.host})
             })
             .collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
-        let mut t = Table::new(&["ADDRESS", "QUOTA", "ENABLED", "SCHEME", "CREATED"]);
+        let mut t = Table::new(&["ADDRESS", "QUOTA", "ENABLED", "SCHEME", "CREATED", "HOST"]);
         for u in users {
             t.row(vec![
                 u.address,
@@ -328,6 +352,11 @@ async fn list_users(dir: &Directory, domain: Option<&str>, json: bool) -> anyhow
                 if u.enabled { "yes" } else { "no" }.into(),
                 u.scheme,
                 format_time(u.created),
+                if u.host.is_empty() {
+                    "-".into()
+                } else {
+                    u.host
+                },
             ]);
         }
         t.print();

@@ -196,6 +196,29 @@ impl Lookups {
         Ok(local)
     }
 
+    /// authd's `transport` map for a local recipient (then for its plus-addressing base):
+    /// `Some(answer)` when its account lives on another cluster node, `None` when here. An
+    /// authd that knows no such map (a permanent refusal) means here.
+    pub(crate) async fn transport(
+        &mut self,
+        address: &str,
+        delimiter: &str,
+    ) -> Result<Option<String>, String> {
+        let address = address.to_lowercase();
+        let base = plus_base(&address, delimiter);
+        for key in std::iter::once(address.as_str()).chain(base.as_deref()) {
+            match self.query("transport", key).await? {
+                Found::Yes(v) => return Ok(Some(v)),
+                Found::Perm(why) => {
+                    debug!(rcpt = key, reason = %why, "no transport map: delivered here");
+                    return Ok(None);
+                }
+                Found::No => {}
+            }
+        }
+        Ok(None)
+    }
+
     /// Where mail for `rcpt` goes: its final addresses (with the destination decided here,
     /// kept in the queue so delivery need not ask again), or the reply refusing it.
     /// `delimiter` is the plus-addressing separator ("" = none).

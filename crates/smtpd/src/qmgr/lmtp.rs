@@ -1,5 +1,6 @@
-//! LMTP transactions: to the local delivery agent (connections pooled) and to `transports`
-//! entries that name an LMTP server. One result per recipient (RFC 2033), turned into an
+//! LMTP transactions: to the local delivery agent (connections pooled), to cluster
+//! backends (`[proxy]`: its connect timeout and TLS policy) and to `transports` entries
+//! that name an LMTP server. One result per recipient (RFC 2033), turned into an
 //! [`Outcome`] for [`super::attempt::apply`], and how the connection went ([`Link`]).
 
 use std::io::ErrorKind;
@@ -9,8 +10,12 @@ use postern_queue::{DeliveryReply, Envelope};
 use postern_smtp_client::{Client, ClientError, Flavor, Outgoing, RcptResult, Target, Timeouts};
 use tracing::{info, warn};
 
+use postern_config::HopTls;
+use postern_smtp_client::tls::server_name;
+
 use super::Manager;
 use super::attempt::{self, outgoing};
+use super::cluster::Backend;
 use crate::outbound::{Outcome, delivery_reply};
 
 /// How long an idle pooled LMTP connection is kept.
@@ -56,9 +61,10 @@ impl Manager {
         message: &[u8],
         idx: &[usize],
         target: &Target,
+        backend: Option<&Backend>,
     ) -> (Link, Vec<(usize, Outcome)>) {
         let out = outgoing(env, idx, message);
-        match self.lmtp_transaction(&out, target).await {
+        match self.lmtp_transaction(&out, target, backend).await {
             Ok(results) => (
                 // 421 is the server closing the channel (RFC 5321 §3.8: shutting down, as
                 // lmtp-deliver answers when it is stopped mid-transaction): the destination
@@ -106,6 +112,7 @@ impl Manager {
         &self,
         out: &Outgoing<'_>,
         target: &Target,
+        backend: Option<&Backend>,
     ) -> Result<Vec<RcptResult>, Failed> {
         let pooled = *target == self.lmtp;
         if pooled
@@ -115,14 +122,16 @@ impl Manager {
             self.give_back(c);
             return Ok(r);
         }
-        let mut c = Client::connect(
-            target,
-            Flavor::Lmtp,
-            &self.config.hostname,
-            Timeouts::default(),
-        )
-        .await
-        .map_err(|e| Failed::of(&e))?;
+        let mut timeouts = Timeouts::default();
+        if backend.is_some() {
+            timeouts.connect = self.config.proxy.connect_timeout_secs.duration();
+        }
+        let mut c = Client::connect(target, Flavor::Lmtp, &self.config.hostname, timeouts)
+            .await
+            .map_err(|e| Failed::of(&e))?;
+        if let Some(b) = backend {
+            self.secure_hop(&mut c, b).await?;
+        }
         let r = c.send(out).await.map_err(|e| Failed::of(&e))?;
         if pooled {
             self.give_back(c);
@@ -130,6 +139,38 @@ impl Manager {
             drop(c.quit().await);
         }
         Ok(r)
+    }
+
+    /// `[proxy] tls` on a fresh connection to a backend: `may` uses STARTTLS when it is
+    /// offered (any certificate; a refusal leaves plain text), `verify` requires it with a
+    /// certificate from `ca_file` valid for the backend's name (else the recipients are
+    /// deferred).
+    async fn secure_hop(&self, c: &mut Client, b: &Backend) -> Result<(), Failed> {
+        let Some(connector) = &self.hop_tls else {
+            return Ok(());
+        };
+        let verify = self.config.proxy.tls == HopTls::Verify;
+        let fail = |text: String| Failed {
+            refused: false,
+            text,
+        };
+        if !c.capabilities().starttls {
+            return if verify {
+                Err(fail(format!(
+                    "backend {} offers no STARTTLS ([proxy] tls = \"verify\")",
+                    b.host
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        let name = server_name(&b.host)
+            .ok_or_else(|| fail(format!("{} is no TLS server name", b.host)))?;
+        match c.starttls(connector, name).await {
+            Ok(()) => Ok(()),
+            Err(ClientError::Rejected(r)) if !verify && r.code != 421 => Ok(()),
+            Err(e) => Err(Failed::of(&e)),
+        }
     }
 
     fn take_pooled(&self) -> Option<Client> {

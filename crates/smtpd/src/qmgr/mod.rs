@@ -10,12 +10,15 @@
 //! - this module: the manager's loop and one attempt's I/O;
 //! - [`attempt`]: the attempt's decisions, pure: routing, results, expiry, notifications;
 //! - [`lmtp`]: LMTP transactions (pooled connections to the delivery agent);
+//! - [`cluster`]: local recipients whose account lives on another node (`[proxy]`) go to
+//!   that backend's LMTP server;
 //! - [`recovery`]: quick retries of a refused LMTP server, and deferred mail moved forward
 //!   when its destination takes mail again;
 //! - [`control`]: queue control commands;
 //! - [`dsn`]: building and queueing the notifications.
 
 mod attempt;
+mod cluster;
 mod control;
 mod dsn;
 mod fresh;
@@ -133,6 +136,8 @@ struct Manager {
     lmtp_pool: std::sync::Mutex<Vec<(Client, Instant)>>,
     /// Bounds LMTP transactions in flight (`lmtp_concurrency`).
     lmtp_slots: Semaphore,
+    /// TLS towards cluster backends (`[proxy] tls`); `None`: plain text.
+    hop_tls: Option<tokio_rustls::TlsConnector>,
     /// SMTP to other domains.
     outbound: Outbound,
     /// DKIM signing of what goes out.
@@ -258,6 +263,7 @@ pub(crate) async fn start(
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
         lmtp_slots: Semaphore::new(config.smtpd.lmtp_concurrency.get()),
+        hop_tls: cluster::hop_connector(config).context("setting up TLS towards backends")?,
         backoff: Backoff {
             min: c.min_backoff_secs.duration(),
             max: c.max_backoff_secs.max(c.min_backoff_secs).duration(),
@@ -474,9 +480,30 @@ impl Manager {
             attempt::apply(&mut env, &mut tally.progress, i, Outcome::Deferred(why));
         }
         if !plan.local.is_empty() {
+            let hops = cluster::hops(&self.config, &env, &plan.local).await;
+            for (i, why) in hops.unrouted {
+                attempt::apply(&mut env, &mut tally.progress, i, Outcome::Deferred(why));
+            }
             let _slot = self.lmtp_slots.acquire().await;
-            self.deliver_lmtp(&mut env, &message, &plan.local, &self.lmtp, &mut tally)
-                .await;
+            for (hop, idx) in &hops.groups {
+                match hop {
+                    cluster::Hop::Here => {
+                        self.deliver_lmtp(&mut env, &message, idx, &self.lmtp, None, &mut tally)
+                            .await;
+                    }
+                    cluster::Hop::Backend(b) => {
+                        self.deliver_lmtp(
+                            &mut env,
+                            &message,
+                            idx,
+                            &b.target(),
+                            Some(b),
+                            &mut tally,
+                        )
+                        .await;
+                    }
+                }
+            }
         }
         self.deliver_remote(&mut env, &message, &plan.remote, &mut tally)
             .await;
@@ -523,9 +550,10 @@ impl Manager {
         message: &[u8],
         idx: &[usize],
         target: &Target,
+        backend: Option<&cluster::Backend>,
         tally: &mut Tally,
     ) {
-        let (link, outcomes) = self.lmtp(env, message, idx, target).await;
+        let (link, outcomes) = self.lmtp(env, message, idx, target, backend).await;
         let server = target.to_string();
         let destination = format!("lmtp:{server}");
         match link {
@@ -571,7 +599,8 @@ impl Manager {
             let domain = domain.as_str();
             match Route::for_domain(&self.config, domain) {
                 Route::Lmtp(target) => {
-                    self.deliver_lmtp(env, message, idx, &target, tally).await;
+                    self.deliver_lmtp(env, message, idx, &target, None, tally)
+                        .await;
                 }
                 route => {
                     let signed = signed.get_or_insert_with(|| self.signed(env, message));

@@ -1,0 +1,236 @@
+//! `[proxy]`: where users live in a cluster, and how front nodes reach the backends.
+//!
+//! Each account has a `host` (Dovecot's passdb/userdb field): empty means "this node".
+//! An account whose host is empty or equal to [`Proxy::self_name`] is local; any other
+//! host is a backend this node proxies to (IMAP/POP3) or routes mail to (LMTP).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Seconds;
+
+/// TLS on the hop from a front node to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopTls {
+    /// Plain text (a private network between the nodes).
+    #[default]
+    None,
+    /// STARTTLS when the backend offers it, any certificate; plain text otherwise.
+    May,
+    /// TLS required, with a certificate valid for the backend's host name and issued by
+    /// `ca_file` (else the attempt fails temporarily).
+    Verify,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// This node's name as accounts' `host` names it. Accounts whose host is empty or
+    /// equal to it (ignoring ASCII case) are served here; others are proxied. Empty (the
+    /// default): only accounts with an empty host are local.
+    #[serde(default, rename = "self")]
+    pub self_name: String,
+    /// The backends' LMTP port (lmtp-deliver's `[lmtp] listen`).
+    #[serde(default = "default_lmtp_port")]
+    pub lmtp_port: u16,
+    /// The backends' IMAP port.
+    #[serde(default = "default_imap_port")]
+    pub imap_port: u16,
+    /// The backends' POP3 port.
+    #[serde(default = "default_pop3_port")]
+    pub pop3_port: u16,
+    /// The backends' ManageSieve port.
+    #[serde(default = "default_managesieve_port")]
+    pub managesieve_port: u16,
+    /// TLS towards the backends.
+    #[serde(default)]
+    pub tls: HopTls,
+    /// PEM CA certificates the backends' certificates must chain to (`tls = "verify"`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Making a connection to a backend.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: Seconds<1>,
+    /// Silence on a proxied connection before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: Seconds<1>,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Self {
+            self_name: String::new(),
+            lmtp_port: default_lmtp_port(),
+            imap_port: default_imap_port(),
+            pop3_port: default_pop3_port(),
+            managesieve_port: default_managesieve_port(),
+            tls: HopTls::None,
+            ca_file: None,
+            connect_timeout_secs: default_connect_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_lmtp_port() -> u16 {
+    24
+}
+fn default_imap_port() -> u16 {
+    143
+}
+fn default_pop3_port() -> u16 {
+    110
+}
+fn default_managesieve_port() -> u16 {
+    4190
+}
+fn default_connect_timeout() -> Seconds<1> {
+    Seconds::new(10)
+}
+fn default_idle_timeout() -> Seconds<1> {
+    Seconds::new(1800)
+}
+
+impl Proxy {
+    /// The backend an account with this `host` lives on: `None` when it is local (empty,
+    /// or this node's own name).
+    pub fn remote_host<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let host = host.trim();
+        if host.is_empty() || host.eq_ignore_ascii_case(self.self_name.trim()) {
+            None
+        } else {
+            Some(host)
+        }
+    }
+
+    /// The backend port for a Dovecot service name (`imap`, `pop3`, `lmtp`, `sieve`).
+    pub fn port_for(&self, service: &str) -> Option<u16> {
+        match service {
+            "imap" => Some(self.imap_port),
+            "pop3" => Some(self.pop3_port),
+            "lmtp" => Some(self.lmtp_port),
+            "sieve" | "managesieve" => Some(self.managesieve_port),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        let s = self.self_name.trim();
+        if !s.is_empty() && !valid_host(s) {
+            return Err(crate::ConfigError::Invalid(format!(
+                "proxy.self = {s:?}: expected a host name or IP address"
+            )));
+        }
+        if self.tls == HopTls::Verify && self.ca_file.is_none() {
+            return Err(crate::ConfigError::Invalid(
+                "proxy.tls = \"verify\" needs proxy.ca_file".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True for a value usable as an account's `host`: a host name, an IPv4 address or an
+/// IPv6 address (without brackets); at most 253 characters, nothing that could break the
+/// protocols it is written into (tabs, spaces, brackets, colons in a name).
+pub fn valid_host(host: &str) -> bool {
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_or_remote() {
+        let p = Proxy {
+            self_name: "Backend1.example".into(),
+            ..Proxy::default()
+        };
+        assert_eq!(p.remote_host(""), None);
+        assert_eq!(p.remote_host("backend1.example"), None);
+        assert_eq!(p.remote_host("backend2.example"), Some("backend2.example"));
+        let none = Proxy::default();
+        assert_eq!(none.remote_host("  "), None);
+        assert_eq!(none.remote_host("10.0.0.2"), Some("10.0.0.2"));
+        assert_eq!(none.port_for("imap"), Some(143));
+        assert_eq!(none.port_for("smtp"), None);
+    }
+
+    #[test]
+    fn lmtp_tcp_clients() {
+        let mut l = crate::Lmtp::default();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // Empty list: loopback only (v4, v6, v4-mapped).
+        assert!(l.tcp_client_allowed(ip("127.0.0.1")));
+        assert!(l.tcp_client_allowed(ip("::1")));
+        assert!(l.tcp_client_allowed(ip("::ffff:127.0.0.2")));
+        assert!(!l.tcp_client_allowed(ip("10.0.0.5")));
+        l.allow_networks = vec!["10.0.0.0/24".parse().unwrap()];
+        assert!(l.tcp_client_allowed(ip("10.0.0.5")));
+        assert!(l.tcp_client_allowed(ip("::ffff:10.0.0.9")));
+        assert!(!l.tcp_client_allowed(ip("10.0.1.5")));
+        // Named networks replace the loopback default.
+        assert!(!l.tcp_client_allowed(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn section_parses() {
+        let c = crate::Config::parse(
+            "hostname = \"f1.example\"\n[proxy]\nself = \"f1\"\nlmtp_port = 2424\ntls = \"may\"\nconnect_timeout_secs = 3\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.proxy.self_name, "f1");
+        assert_eq!(c.proxy.lmtp_port, 2424);
+        assert_eq!(c.proxy.tls, HopTls::May);
+        assert_eq!(c.proxy.connect_timeout_secs.get(), 3);
+        let bad = crate::Config::parse(
+            "hostname = \"f1.example\"\n[proxy]\ntls = \"verify\"\n",
+            std::path::Path::new("/"),
+        );
+        assert!(bad.is_err(), "verify without ca_file");
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "b1",
+            "backend-2.example.org",
+            "10.0.0.2",
+            "::1",
+            "2001:db8::5",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "[::1]",
+            "host:24",
+            "-x.example",
+            "a..b",
+            &"a".repeat(254),
+        ] {
+            assert!(!valid_host(bad), "{bad:?}");
+        }
+    }
+}

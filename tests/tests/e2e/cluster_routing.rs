@@ -1,0 +1,423 @@
+//! Cluster routing (issue 14 §1–2): where a user lives (`host`), and mail for local users
+//! who live on another node going over LMTP/TCP to that backend.
+//!
+//! Two installs on loopback: B is a mailbox backend (authd + lmtp-deliver listening on TCP,
+//! bob's Maildir); A is a front (authd + lmtp-deliver + smtpd) whose directory says bob
+//! lives on 127.0.0.1, B's address, and whose `[proxy] lmtp_port` is B's LMTP port. The
+//! installs have separate SQLite databases, so only A's says where bob lives (a cluster
+//! shares one PostgreSQL database; [`host_fields_on_postgres`] runs the directory part
+//! there).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use postern_e2e::{DbKind, Postern, describe_output, free_port, run_python};
+
+use crate::lmtp::{maildir, messages};
+
+const ALICE_PW: &str = "correct horse battery";
+const BOB_PW: &str = "another good passphrase";
+
+fn add_user(pm: &Postern, address: &str, password: &str, host: Option<&str>) {
+    let mut args = vec!["user", "add", address];
+    if let Some(h) = host {
+        args.extend(["--host", h]);
+    }
+    let out = pm.mailctl_stdin(&args, &format!("{password}\n"));
+    assert!(out.status.success(), "{}", describe_output(&out));
+}
+
+/// B: the backend holding bob's mailbox; lmtp-deliver on `127.0.0.1:lmtp_port`, open to
+/// 127.0.0.1 only.
+fn backend(lmtp_port: u16) -> Postern {
+    let pm = Postern::builder()
+        .hostname("b.example.org")
+        .set("lmtp.listen", vec![format!("127.0.0.1:{lmtp_port}")])
+        .set("lmtp.allow_networks", vec!["127.0.0.1/32".to_owned()])
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&pm, "bob@example.org", BOB_PW, None);
+    pm
+}
+
+/// A: the front; alice lives here, bob on 127.0.0.1 (B).
+fn front(lmtp_port: u16) -> Postern {
+    let pm = Postern::builder()
+        .hostname("front.example.org")
+        .set("proxy.self", "front.example.org")
+        .set("proxy.lmtp_port", i64::from(lmtp_port))
+        .set("proxy.connect_timeout_secs", 3)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&pm, "alice@example.org", ALICE_PW, None);
+    add_user(&pm, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    pm
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One SMTP transaction on A's port-25 door (loopback: a trusted network); the replies.
+fn send(a: &Postern, from: &str, rcpts: &[&str], subject: &str) -> Vec<String> {
+    let addr: SocketAddr = a.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = || {
+        let mut last = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                last.push_str(l.trim_end());
+                return last;
+            }
+        }
+    };
+    let mut out = vec![reply()];
+    let mut cmd = |c: String, out: &mut Vec<String>, reply: &mut dyn FnMut() -> String| {
+        w.write_all(c.as_bytes()).unwrap();
+        out.push(reply());
+    };
+    cmd("EHLO client.test\r\n".into(), &mut out, &mut reply);
+    cmd(format!("MAIL FROM:<{from}>\r\n"), &mut out, &mut reply);
+    for r in rcpts {
+        cmd(format!("RCPT TO:<{r}>\r\n"), &mut out, &mut reply);
+    }
+    cmd("DATA\r\n".into(), &mut out, &mut reply);
+    let body = format!(
+        "From: <{from}>\r\nTo: <{}>\r\nSubject: {subject}\r\nMessage-ID: <{}@client.test>\r\n\r\nhello cluster\r\n.\r\n",
+        rcpts.join(">, <"),
+        subject.replace(' ', ".")
+    );
+    cmd(body, &mut out, &mut reply);
+    cmd("QUIT\r\n".into(), &mut out, &mut reply);
+    for (i, r) in out.iter().enumerate().take(out.len() - 1) {
+        assert!(
+            r.starts_with('2') || r.starts_with('3'),
+            "reply {i} refused: {out:?}"
+        );
+    }
+    out
+}
+
+/// A raw client of authd's `auth` socket: one `AUTH PLAIN`, the server's answer line.
+fn auth_plain(pm: &Postern, service: &str, user: &str, password: &str) -> String {
+    let resp = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    let mut s = UnixStream::connect(pm.socket("auth")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "VERSION\t1\t0\nCPID\t{}\nAUTH\t1\tPLAIN\tservice={service}\tnologin\trip=127.0.0.1\tresp={resp}\n",
+            std::process::id()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let r = BufReader::new(s);
+    for line in r.lines() {
+        let line = line.unwrap();
+        if line.starts_with("OK\t1") || line.starts_with("FAIL\t1") {
+            return line;
+        }
+    }
+    panic!("auth socket closed without an answer");
+}
+
+/// One socketmap lookup on authd's `socketmap` socket: the reply body (`OK …`, `NOTFOUND `).
+fn socketmap(pm: &Postern, map: &str, key: &str) -> String {
+    let mut s = UnixStream::connect(pm.socket("socketmap")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!("{map} {key}");
+    s.write_all(format!("{}:{req},", req.len()).as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 512];
+    loop {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "socketmap closed");
+        buf.extend_from_slice(&b[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((len, rest)) = text.split_once(':')
+            && let Ok(len) = len.parse::<usize>()
+            && rest.len() > len
+        {
+            return rest[..len].to_owned();
+        }
+    }
+}
+
+/// A userdb `USER` lookup on `auth-userdb`: the reply line.
+fn userdb(pm: &Postern, user: &str) -> String {
+    let mut s = UnixStream::connect(pm.socket("auth-userdb")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("VERSION\t1\t0\nUSER\t1\t{user}\tservice=lmtp\n").as_bytes())
+        .unwrap();
+    for line in BufReader::new(s).lines() {
+        let line = line.unwrap();
+        if line.starts_with("USER\t1")
+            || line.starts_with("NOTFOUND\t1")
+            || line.starts_with("FAIL\t1")
+        {
+            return line;
+        }
+    }
+    panic!("userdb closed without an answer");
+}
+
+fn fields(line: &str) -> Vec<&str> {
+    line.split('\t').collect()
+}
+
+fn queue_len(pm: &Postern) -> usize {
+    pm.mailctl_json(&["queue", "list"])
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn bob_on(pm: &Postern) -> std::path::PathBuf {
+    maildir(pm, "bob")
+}
+
+#[test]
+fn a_front_delivers_a_remote_users_mail_to_the_backend() {
+    let port = free_port();
+    let b = backend(port);
+    let a = front(port);
+
+    // Where bob lives: shown by user list, answered by authd in every form.
+    let users = a.mailctl_json(&["user", "list"]);
+    let host_of = |u: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["address"] == u)
+            .map(|x| x["host"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(host_of("bob@example.org").as_deref(), Some("127.0.0.1"));
+    assert_eq!(host_of("alice@example.org").as_deref(), Some(""));
+    let table = a.mailctl_ok(&["user", "list"]);
+    assert!(
+        table.contains("HOST") && table.contains("127.0.0.1"),
+        "{table}"
+    );
+
+    let ok = auth_plain(&a, "imap", "bob@example.org", BOB_PW);
+    let f = fields(&ok);
+    assert!(
+        f.contains(&"user=bob@example.org")
+            && f.contains(&"host=127.0.0.1")
+            && f.contains(&"port=143")
+            && f.contains(&"proxy"),
+        "{ok:?}"
+    );
+    let ok = auth_plain(&a, "imap", "alice@example.org", ALICE_PW);
+    assert!(
+        ok.starts_with("OK\t1\t") && !ok.contains("proxy") && !ok.contains("host="),
+        "{ok:?}"
+    );
+    // A wrong password gets no routing information.
+    let fail = auth_plain(&a, "imap", "bob@example.org", "wrong one");
+    assert!(
+        fail.starts_with("FAIL\t1") && !fail.contains("host="),
+        "{fail:?}"
+    );
+    assert!(
+        fields(&userdb(&a, "bob@example.org")).contains(&"host=127.0.0.1"),
+        "userdb"
+    );
+    assert!(!userdb(&a, "alice@example.org").contains("host="), "userdb");
+    assert_eq!(
+        socketmap(&a, "transport", "bob@example.org"),
+        format!("OK lmtp:[127.0.0.1]:{port}")
+    );
+    assert_eq!(socketmap(&a, "transport", "alice@example.org"), "NOTFOUND ");
+    assert_eq!(
+        socketmap(&a, "transport", "nobody@example.org"),
+        "NOTFOUND "
+    );
+    // On the backend itself bob is local.
+    assert_eq!(socketmap(&b, "transport", "bob@example.org"), "NOTFOUND ");
+
+    // One message to both: alice's copy stays here, bob's goes to B over LMTP/TCP; a
+    // plus-address follows its base account.
+    send(
+        &a,
+        "carol@example.net",
+        &[
+            "alice@example.org",
+            "bob@example.org",
+            "bob+news@example.org",
+        ],
+        "first cluster message",
+    );
+    wait_until("bob's two copies on B", Duration::from_secs(30), || {
+        messages(&bob_on(&b), "new").len() == 2
+    });
+    wait_until("alice's copy on A", Duration::from_secs(30), || {
+        messages(&maildir(&a, "alice"), "new").len() == 1
+    });
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+    assert!(
+        messages(&bob_on(&b), "new")
+            .iter()
+            .all(|m| m.contains("first cluster message")),
+        "bob's mail on B"
+    );
+    assert!(
+        messages(&bob_on(&a), "new").is_empty(),
+        "bob's mail stayed on the front"
+    );
+
+    // set-host takes effect at once (authd's cache is invalidated): bob comes home.
+    a.mailctl_ok(&["user", "set-host", "bob@example.org", ""]);
+    assert_eq!(socketmap(&a, "transport", "bob@example.org"), "NOTFOUND ");
+    assert!(!auth_plain(&a, "imap", "bob@example.org", BOB_PW).contains("proxy"));
+    send(&a, "carol@example.net", &["bob@example.org"], "home again");
+    wait_until("bob's mail on A", Duration::from_secs(30), || {
+        messages(&bob_on(&a), "new").len() == 1
+    });
+    assert_eq!(messages(&bob_on(&b), "new").len(), 2);
+    // Not a host name: refused, nothing changed.
+    let out = a.mailctl(&["user", "set-host", "bob@example.org", "evil\tproxy"]);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    assert_eq!(socketmap(&a, "transport", "bob@example.org"), "NOTFOUND ");
+}
+
+#[test]
+fn a_backend_that_is_down_keeps_the_mail_queued_until_it_returns() {
+    let port = free_port();
+    let mut b = backend(port);
+    let a = front(port);
+    b.stop_daemon("lmtp-deliver");
+
+    send(
+        &a,
+        "alice@example.org",
+        &["bob@example.org"],
+        "while B is down",
+    );
+    // Deferred (connection refused), not bounced: it waits in A's queue.
+    let mut last = String::new();
+    wait_until("the deferral", Duration::from_secs(30), || {
+        let q = a.mailctl_json(&["queue", "list"]);
+        last = q[0]["last_error"].as_str().unwrap_or("").to_owned();
+        !last.is_empty()
+    });
+    assert!(last.contains("451") || last.contains("4.4.1"), "{last}");
+    assert_eq!(queue_len(&a), 1);
+    assert!(messages(&bob_on(&b), "new").is_empty());
+    assert!(
+        messages(&bob_on(&a), "new").is_empty(),
+        "delivered on the front"
+    );
+    assert!(
+        messages(&maildir(&a, "alice"), "new").is_empty(),
+        "a bounce or delay notice went to the sender"
+    );
+
+    // B returns on the same port: the quick retry delivers it, exactly once.
+    b.start_daemon("lmtp-deliver");
+    wait_until("delivery after B's return", Duration::from_secs(60), || {
+        messages(&bob_on(&b), "new").len() == 1
+    });
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got = messages(&bob_on(&b), "new");
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(got[0].contains("while B is down"));
+    assert!(messages(&maildir(&a, "alice"), "new").is_empty(), "no DSN");
+}
+
+#[test]
+fn the_backend_lmtp_listener_takes_only_the_named_networks() {
+    let port = free_port();
+    let b = backend(port);
+    // From 127.0.0.1 (named): the greeting. From 127.0.0.3 (not named): 554, nothing read.
+    let out = run_python(
+        r#"
+import socket, sys
+port = int(sys.argv[1])
+for src in ("127.0.0.1", "127.0.0.3"):
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    print(src, s.recv(200).decode().strip())
+    s.close()
+"#,
+        &[&port.to_string()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(text.contains("127.0.0.1 220 "), "{text}");
+    assert!(text.contains("127.0.0.3 554 5.7.1"), "{text}");
+    let log = b.daemon("lmtp-deliver").log_text();
+    assert!(log.contains("allow_networks"), "{log}");
+}
+
+/// The directory part on a database shared by cluster nodes: the migration adds the
+/// column, mailctl sets it, authd answers with it.
+fn host_fields(kind: DbKind) {
+    let pm = Postern::builder()
+        .database(kind)
+        .set("proxy.self", "b1.example.org")
+        .set("proxy.lmtp_port", 2424)
+        .daemons(&["authd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&pm, "bob@example.org", BOB_PW, Some("B2.example.org"));
+    add_user(&pm, "carol@example.org", ALICE_PW, Some("b1.example.org"));
+    assert_eq!(
+        socketmap(&pm, "transport", "bob@example.org"),
+        "OK lmtp:[b2.example.org]:2424"
+    );
+    // Her host is this node's own name: local.
+    assert_eq!(
+        socketmap(&pm, "transport", "carol@example.org"),
+        "NOTFOUND "
+    );
+    let ok = auth_plain(&pm, "pop3", "bob@example.org", BOB_PW);
+    let f = fields(&ok);
+    assert!(
+        f.contains(&"host=b2.example.org") && f.contains(&"port=110") && f.contains(&"proxy"),
+        "{ok:?}"
+    );
+    pm.mailctl_ok(&["user", "set-host", "bob@example.org", "b1.example.org"]);
+    assert_eq!(socketmap(&pm, "transport", "bob@example.org"), "NOTFOUND ");
+    let users = pm.mailctl_json(&["user", "list"]);
+    assert_eq!(users[0]["host"], "b1.example.org");
+}
+
+#[test]
+fn host_fields_on_sqlite() {
+    host_fields(DbKind::Sqlite);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_PG_URL)"]
+fn host_fields_on_postgres() {
+    host_fields(DbKind::Postgres);
+}
+
+#[test]
+#[ignore = "needs MariaDB (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_MYSQL_URL)"]
+fn host_fields_on_mariadb() {
+    host_fields(DbKind::Mysql);
+}
