@@ -110,7 +110,7 @@ pub use autoconfig::Autoconfig;
 pub use checks::{CheckMode, Checks};
 pub use database::{Database, Queries};
 pub use dkim::Dkim;
-pub use dns::Dns;
+pub use dns::{Dns, DnssecMode};
 pub use duration::{MAX_SPAN, Millis, Seconds};
 pub use imapd::Imapd;
 pub use lmtp::Lmtp;
