@@ -136,17 +136,28 @@ pub(crate) fn ok_reply(
     host: &str,
     service: &str,
 ) -> String {
-    let Some(host) = proxy.remote_host(host) else {
+    let Some(fields) = proxy_fields(proxy, host, service) else {
         return dovecot::ok::<&str, &str>(id, user, &[]);
     };
-    let mut fields = vec![("host", host.to_owned())];
-    if let Some(port) = proxy.port_for(service) {
-        fields.push(("port", port.to_string()));
-    }
     let mut line = dovecot::ok(id, user, &fields);
     line.pop();
     line.push_str("\tproxy\n");
     line
+}
+
+/// `host=` and (when `service` has a backend port) `port=` for an account on another node;
+/// `None` when it lives here. The caller adds the `proxy` flag.
+pub(crate) fn proxy_fields(
+    proxy: &postern_config::Proxy,
+    host: &str,
+    service: &str,
+) -> Option<Vec<(&'static str, String)>> {
+    let host = proxy.remote_host(host)?;
+    let mut fields = vec![("host", host.to_owned())];
+    if let Some(port) = proxy.port_for(service) {
+        fields.push(("port", port.to_string()));
+    }
+    Some(fields)
 }
 
 async fn decide(v: &Verify, ctx: &Ctx) -> String {

@@ -100,16 +100,22 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
                 userdb::fail(id, "Temporary directory failure")
             }
         }),
-        MasterCommand::Pass { id, user, .. } => Some(match ctx.directory.account(&user).await {
-            Ok(Some(acct)) if acct.enabled => {
-                userdb::pass_found::<&str, &str>(id, &acct.address, &[])
-            }
-            Ok(_) => userdb::not_found(id),
-            Err(e) => {
-                warn!(user = %user, error = %e, "passdb lookup failed");
-                userdb::fail(id, "Temporary directory failure")
-            }
-        }),
+        MasterCommand::Pass { id, user, params } => {
+            Some(match ctx.directory.account(&user).await {
+                Ok(Some(acct)) if acct.enabled => {
+                    let service = params
+                        .get("service")
+                        .or_else(|| params.get("protocol"))
+                        .unwrap_or("");
+                    pass_reply(ctx, id, &acct.address, &acct.host, service)
+                }
+                Ok(_) => userdb::not_found(id),
+                Err(e) => {
+                    warn!(user = %user, error = %e, "passdb lookup failed");
+                    userdb::fail(id, "Temporary directory failure")
+                }
+            })
+        }
         MasterCommand::List { id, params } => {
             let mask = params.get("user").map(str::to_lowercase);
             Some(match ctx.directory.list_logins().await {
@@ -129,6 +135,20 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
                     userdb::list_done(id, true)
                 }
             })
+        }
+    }
+}
+
+/// A passdb `PASS` answer; an account on another node gets the proxy fields, as in the
+/// auth `OK` (see [`crate::auth::ok_reply`]).
+fn pass_reply(ctx: &Ctx, id: u32, address: &str, host: &str, service: &str) -> String {
+    match crate::auth::proxy_fields(&ctx.config.proxy, host, service) {
+        None => userdb::pass_found::<&str, &str>(id, address, &[]),
+        Some(fields) => {
+            let mut line = userdb::pass_found(id, address, &fields);
+            line.pop();
+            line.push_str("\tproxy\n");
+            line
         }
     }
 }

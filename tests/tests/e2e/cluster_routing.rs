@@ -160,15 +160,21 @@ fn socketmap(pm: &Postern, map: &str, key: &str) -> String {
 
 /// A userdb `USER` lookup on `auth-userdb`: the reply line.
 fn userdb(pm: &Postern, user: &str) -> String {
+    userdb_request(pm, &format!("USER\t1\t{user}\tservice=lmtp"))
+}
+
+/// One request on `auth-userdb` (id 1): the reply line.
+fn userdb_request(pm: &Postern, request: &str) -> String {
     let mut s = UnixStream::connect(pm.socket("auth-userdb")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("VERSION\t1\t0\nUSER\t1\t{user}\tservice=lmtp\n").as_bytes())
+    s.write_all(format!("VERSION\t1\t0\n{request}\n").as_bytes())
         .unwrap();
     for line in BufReader::new(s).lines() {
         let line = line.unwrap();
         if line.starts_with("USER\t1")
             || line.starts_with("NOTFOUND\t1")
             || line.starts_with("FAIL\t1")
+            || line.starts_with("PASS\t1")
         {
             return line;
         }
@@ -372,6 +378,54 @@ for src in ("127.0.0.1", "127.0.0.3"):
     assert!(log.contains("allow_networks"), "{log}");
 }
 
+/// The production shape: two nodes on one PostgreSQL directory. bob's host is B's name
+/// (127.0.0.1, B's `[proxy] self`): the front sends his mail to B and answers his logins
+/// with `proxy`; B, reading the same row, finds him local and delivers.
+#[test]
+#[ignore = "needs PostgreSQL (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_PG_URL)"]
+fn two_nodes_share_one_postgresql_directory() {
+    let port = free_port();
+    let a = Postern::builder()
+        .database(DbKind::Postgres)
+        .hostname("front.example.org")
+        .set("proxy.self", "front.example.org")
+        .set("proxy.lmtp_port", i64::from(port))
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    let b = Postern::builder()
+        .hostname("b.example.org")
+        .set("database.url", a.db_url())
+        .set("proxy.self", "127.0.0.1")
+        .set("lmtp.listen", vec![format!("127.0.0.1:{port}")])
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    let on_a = auth_plain(&a, "imap", "bob@example.org", BOB_PW);
+    assert!(fields(&on_a).contains(&"proxy"), "{on_a:?}");
+    let on_b = auth_plain(&b, "imap", "bob@example.org", BOB_PW);
+    assert!(
+        on_b.starts_with("OK\t1\t") && !on_b.contains("proxy"),
+        "{on_b:?}"
+    );
+    assert_eq!(socketmap(&b, "transport", "bob@example.org"), "NOTFOUND ");
+    assert!(!userdb(&b, "bob@example.org").contains("host="));
+    send(
+        &a,
+        "carol@example.net",
+        &["bob@example.org"],
+        "shared directory",
+    );
+    wait_until("bob's mail on B", Duration::from_secs(30), || {
+        messages(&bob_on(&b), "new").len() == 1
+    });
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+    assert!(messages(&bob_on(&a), "new").is_empty());
+    drop(b);
+}
+
 /// The directory part on a database shared by cluster nodes: the migration adds the
 /// column, mailctl sets it, authd answers with it.
 fn host_fields(kind: DbKind) {
@@ -398,6 +452,18 @@ fn host_fields(kind: DbKind) {
     assert!(
         f.contains(&"host=b2.example.org") && f.contains(&"port=110") && f.contains(&"proxy"),
         "{ok:?}"
+    );
+    // A passdb lookup (auth-master PASS) carries them too.
+    let pass = userdb_request(&pm, "PASS\t1\tbob@example.org\tservice=imap");
+    let f = fields(&pass);
+    assert!(
+        f.contains(&"host=b2.example.org") && f.contains(&"port=143") && f.contains(&"proxy"),
+        "{pass:?}"
+    );
+    let pass = userdb_request(&pm, "PASS\t1\tcarol@example.org\tservice=imap");
+    assert!(
+        pass.starts_with("PASS\t1") && !pass.contains("proxy"),
+        "{pass:?}"
     );
     pm.mailctl_ok(&["user", "set-host", "bob@example.org", "b1.example.org"]);
     assert_eq!(socketmap(&pm, "transport", "bob@example.org"), "NOTFOUND ");
