@@ -1926,3 +1926,33 @@ fn thread_references_subject_gathering_rfc5256_step5() {
         "* THREAD (1 2)(3)\r\n"
     );
 }
+
+/// RFC 5256 §2.2 step 1A: "If two or more messages have the same Message ID, then only use
+/// that Message ID in the first (lowest sequence number) message": with the first owner gone
+/// (expunged, or not among the searched messages), the next one owns the ID and its children.
+#[test]
+fn thread_references_duplicate_message_id_goes_to_the_first() {
+    let items: Vec<SortItem> = [
+        "Message-ID: <1@x>",
+        "Message-ID: <2@x>\nReferences: <1@x>",
+        "Message-ID: <3@x>\nReferences: <1@x> <2@x>",
+        "Message-ID: <2@x>\nReferences: <1@x>",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, h)| {
+        let n = i as u32 + 1;
+        let date = format!("Date: Mon, 1 Jan 2024 {n:02}:00:00 +0000\nSubject: s{n}\n");
+        sort_item(n, 0, 1, &format!("{date}{h}"))
+    })
+    .collect();
+    assert_eq!(
+        enc_threads(thread_references(&items, false)),
+        "* THREAD (1 (2 3)(4))\r\n"
+    );
+    let without_2: Vec<SortItem> = items.iter().filter(|m| m.seq != 2).cloned().collect();
+    assert_eq!(
+        enc_threads(thread_references(&without_2, false)),
+        "* THREAD (1 4 3)\r\n"
+    );
+}
