@@ -351,6 +351,43 @@ fn a_backend_that_is_down_keeps_the_mail_queued_until_it_returns() {
     assert!(messages(&maildir(&a, "alice"), "new").is_empty(), "no DSN");
 }
 
+/// Per-recipient results over the hop, as on the local socket: in one transaction to B,
+/// bob is taken and dave (whom B does not know) is refused with 5xx; bob's copy is
+/// delivered once, alice (the sender) gets a failure DSN naming dave only.
+#[test]
+fn a_backend_refusal_bounces_like_the_local_socket() {
+    let port = free_port();
+    let b = backend(port);
+    let a = front(port);
+    add_user(&a, "dave@example.org", BOB_PW, Some("127.0.0.1"));
+    send(
+        &a,
+        "alice@example.org",
+        &["bob@example.org", "dave@example.org"],
+        "one taken one refused",
+    );
+    wait_until("bob's copy on B", Duration::from_secs(30), || {
+        messages(&bob_on(&b), "new").len() == 1
+    });
+    wait_until("the DSN to alice", Duration::from_secs(30), || {
+        messages(&maildir(&a, "alice"), "new").len() == 1
+    });
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+    let dsn = &messages(&maildir(&a, "alice"), "new")[0];
+    assert!(
+        dsn.contains("dave@example.org") && dsn.contains("5.1.1"),
+        "{dsn}"
+    );
+    assert!(
+        !dsn.contains("Final-Recipient: rfc822; bob@example.org"),
+        "{dsn}"
+    );
+    assert!(messages(&maildir(&a, "dave"), "new").is_empty());
+    assert_eq!(messages(&bob_on(&b), "new").len(), 1);
+}
+
 #[test]
 fn the_backend_lmtp_listener_takes_only_the_named_networks() {
     let port = free_port();
