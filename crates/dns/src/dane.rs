@@ -257,6 +257,21 @@ impl Dnssec {
     }
 }
 
+impl Dnssec {
+    /// Whether the root zone's keys validate (always true for `ad`). When they do not while
+    /// answers come back bogus, the name servers most likely do not pass DNSSEC records
+    /// along: said in the deferral, so the admin sees why mail waits.
+    pub async fn root_validates(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Ad(_) => true,
+            Self::Validate(..) => matches!(
+                self.lookup(".", RecordType::DNSKEY, timeout).await,
+                Ok(a) if a.secure && !a.records.is_empty()
+            ),
+        }
+    }
+}
+
 /// A validated lookup may take this many query timeouts (the chain's keys and delegations).
 const VALIDATION_QUERIES: u32 = 4;
 

@@ -459,3 +459,36 @@ fn signed_zones_are_validated_in_process() {
     let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
     assert!(line.contains("dane=none (insecure A/AAAA)"), "{line}");
 }
+
+/// In-process validation through name servers that pass no DNSSEC records (here: a server
+/// that does not sign, the trust anchor another's): every answer is bogus, so the mail waits
+/// (kept in the queue, never sent without DANE's say), and the deferral says why.
+#[test]
+fn validation_without_dnssec_records_defers_and_says_why() {
+    let b = receiver();
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let signer = DnsServer::start();
+    signer.sign();
+    let dns = DnsServer::start();
+    dns.mx("example.net", 10, "mx.example.net")
+        .a("mx.example.net", Ipv4Addr::LOCALHOST);
+    let anchor = tempfile::tempdir().unwrap();
+    let anchor_file = anchor.path().join("root.key");
+    std::fs::write(&anchor_file, signer.trust_anchor()).unwrap();
+    let mut a = sender(&dns, b25.port());
+    a.edit_config(|t| {
+        postern_e2e::set_key(t, "dns.dnssec", "validate".into());
+        postern_e2e::set_key(t, "dns.trust_anchor", anchor_file.to_str().unwrap().into());
+    });
+    a.restart_daemon("smtpd").wait_for(
+        "DANE: on where DNSSEC-secure, validated in-process",
+        Duration::from_secs(10),
+    );
+    submit(&a, "stripped");
+    let why = deferred_with(&a, "no validated MX answer for example.net");
+    assert!(
+        why.contains("4.7.5") && why.contains("DNSSEC-bogus") && why.contains("root zone's keys"),
+        "{why}"
+    );
+    assert!(bob(&b).is_empty());
+}

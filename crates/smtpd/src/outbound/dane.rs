@@ -57,11 +57,18 @@ impl Outbound {
             .await
         {
             Ok(a) => Ok(a.secure),
-            Err(e) if e.is_bogus() => Err(Outcome::Deferred(ours(
-                451,
-                (4, 7, 5),
-                format!("DANE: no validated MX answer for {domain}: {e}"),
-            ))),
+            Err(e) if e.is_bogus() => {
+                let hint = if dnssec.root_validates(self.dns_timeout).await {
+                    ""
+                } else {
+                    " (the root zone's keys do not validate either: do the [dns] name servers pass DNSSEC records along? see [dns] dnssec)"
+                };
+                Err(Outcome::Deferred(ours(
+                    451,
+                    (4, 7, 5),
+                    format!("DANE: no validated MX answer for {domain}: {e}{hint}"),
+                )))
+            }
             Err(why) => {
                 // No answer at all: the MX lookup proper decides (it fails the same way, or
                 // it had the answer cached); DANE is not applied to this attempt.
