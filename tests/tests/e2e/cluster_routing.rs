@@ -388,6 +388,46 @@ fn a_backend_refusal_bounces_like_the_local_socket() {
     assert_eq!(messages(&bob_on(&b), "new").len(), 1);
 }
 
+/// `[proxy] tls = "verify"` never falls back to plain text: B's lmtp-deliver offers no
+/// STARTTLS, so bob's mail waits in A's queue (4xx) instead of crossing in clear; with
+/// `"may"` it goes in plain text.
+#[test]
+fn hop_tls_verify_never_falls_back_to_plain_text() {
+    let port = free_port();
+    let b = backend(port);
+    let mut a = front(port);
+    let ca = a.dir().join("tls/cert.pem");
+    a.edit_config(|t| {
+        postern_e2e::set_key(t, "proxy.tls", "verify".into());
+        postern_e2e::set_key(t, "proxy.ca_file", ca.display().to_string().into());
+    });
+    a.restart_daemon("smtpd");
+    send(
+        &a,
+        "alice@example.org",
+        &["bob@example.org"],
+        "tls required",
+    );
+    let mut last = String::new();
+    wait_until("the deferral", Duration::from_secs(30), || {
+        let q = a.mailctl_json(&["queue", "list"]);
+        last = q[0]["last_error"].as_str().unwrap_or("").to_owned();
+        !last.is_empty()
+    });
+    assert!(last.contains("STARTTLS"), "{last}");
+    assert!(messages(&bob_on(&b), "new").is_empty(), "sent in clear");
+    // "may": plain text when the backend offers no TLS.
+    a.edit_config(|t| postern_e2e::set_key(t, "proxy.tls", "may".into()));
+    a.restart_daemon("smtpd");
+    a.mailctl_ok(&["queue", "flush"]);
+    wait_until("delivery with tls = may", Duration::from_secs(30), || {
+        messages(&bob_on(&b), "new").len() == 1
+    });
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+}
+
 #[test]
 fn the_backend_lmtp_listener_takes_only_the_named_networks() {
     let port = free_port();
