@@ -69,7 +69,16 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 /// One SMTP transaction on A's port-25 door (loopback: a trusted network); the replies.
 fn send(a: &Postern, from: &str, rcpts: &[&str], subject: &str) -> Vec<String> {
-    let addr: SocketAddr = a.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    send_to(
+        a.daemon("smtpd").listening_addrs_matching("(smtp)")[0],
+        from,
+        rcpts,
+        subject,
+    )
+}
+
+/// One SMTP transaction with the server at `addr`; the replies (all asserted positive).
+fn send_to(addr: SocketAddr, from: &str, rcpts: &[&str], subject: &str) -> Vec<String> {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -453,6 +462,57 @@ for src in ("127.0.0.1", "127.0.0.3"):
     assert!(text.contains("127.0.0.3 554 5.7.1"), "{text}");
     let log = b.daemon("lmtp-deliver").log_text();
     assert!(log.contains("allow_networks"), "{log}");
+}
+
+/// Postfix as the front: its `transport_maps` is authd's socketmap map `transport`, so
+/// bob's mail goes over LMTP/TCP to B (`lmtp:[127.0.0.1]:PORT`) while alice's takes the
+/// usual `virtual_transport` to A's lmtp-deliver.
+#[test]
+#[ignore = "needs Debian's postfix (run .ci/run)"]
+fn postfix_routes_with_the_transport_map() {
+    let port = free_port();
+    let b = backend(port);
+    let a = Postern::builder()
+        .hostname("front.example.org")
+        .set("proxy.lmtp_port", i64::from(port))
+        .set("authd.socketmap_socket.mode", "0666")
+        .set("lmtp.socket.mode", "0666")
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&a, "alice@example.org", ALICE_PW, None);
+    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    let sm = a.socket("socketmap");
+    let pf = postern_e2e::Postfix::builder()
+        .main_cf(&format!(
+            "mydestination =\n\
+             mynetworks = 127.0.0.0/8\n\
+             virtual_mailbox_domains = socketmap:unix:{sm}:domains\n\
+             virtual_mailbox_maps = socketmap:unix:{sm}:mailboxes\n\
+             transport_maps = socketmap:unix:{sm}:transport\n\
+             virtual_transport = lmtp:unix:{lmtp}\n",
+            sm = sm.display(),
+            lmtp = a.socket("lmtp").display()
+        ))
+        .start();
+    send_to(
+        pf.smtp_addr(),
+        "carol@example.net",
+        &["alice@example.org", "bob@example.org"],
+        "through postfix",
+    );
+    wait_until("bob's copy on B", Duration::from_secs(30), || {
+        messages(&bob_on(&b), "new").len() == 1
+    });
+    wait_until("alice's copy on A", Duration::from_secs(30), || {
+        messages(&maildir(&a, "alice"), "new").len() == 1
+    });
+    let log = pf.wait_for_log("to=<bob@example.org>, relay=", Duration::from_secs(30));
+    assert!(
+        log.contains(&format!("127.0.0.1[127.0.0.1]:{port}")),
+        "{log}"
+    );
+    assert!(messages(&bob_on(&a), "new").is_empty());
 }
 
 /// The production shape: two nodes on one PostgreSQL directory. bob's host is B's name
