@@ -114,12 +114,13 @@ impl Manager {
         target: &Target,
         backend: Option<&Backend>,
     ) -> Result<Vec<RcptResult>, Failed> {
-        let pooled = *target == self.lmtp;
+        // The delivery agent and cluster backends: many messages, kept connections.
+        let pooled = *target == self.lmtp || backend.is_some();
         if pooled
-            && let Some(mut c) = self.take_pooled()
+            && let Some(mut c) = self.take_pooled(target)
             && let Ok(r) = c.send(out).await
         {
-            self.give_back(c);
+            self.give_back(target, c);
             return Ok(r);
         }
         let mut timeouts = Timeouts::default();
@@ -134,7 +135,7 @@ impl Manager {
         }
         let r = c.send(out).await.map_err(|e| Failed::of(&e))?;
         if pooled {
-            self.give_back(c);
+            self.give_back(target, c);
         } else {
             drop(c.quit().await);
         }
@@ -173,24 +174,24 @@ impl Manager {
         }
     }
 
-    fn take_pooled(&self) -> Option<Client> {
+    /// An idle connection to `target` young enough to reuse.
+    fn take_pooled(&self, target: &Target) -> Option<Client> {
         let mut pool = self.lmtp_pool.lock().ok()?;
-        while let Some((c, at)) = pool.pop() {
-            if at.elapsed() < POOL_IDLE && c.is_usable() {
-                return Some(c);
-            }
-        }
-        None
+        pool.retain(|(_, c, at)| at.elapsed() < POOL_IDLE && c.is_usable());
+        let i = pool.iter().rposition(|(t, _, _)| t == target)?;
+        Some(pool.swap_remove(i).1)
     }
 
-    fn give_back(&self, c: Client) {
+    /// Keeps `c` for the next transaction to `target` (at most `delivery_concurrency` idle
+    /// connections in all).
+    fn give_back(&self, target: &Target, c: Client) {
         if !c.is_usable() {
             return;
         }
         if let Ok(mut pool) = self.lmtp_pool.lock()
             && pool.len() < self.config.smtpd.delivery_concurrency.get()
         {
-            pool.push((c, Instant::now()));
+            pool.push((target.clone(), c, Instant::now()));
         }
     }
 }

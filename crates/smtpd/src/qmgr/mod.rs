@@ -131,9 +131,10 @@ struct Manager {
     requeue: mpsc::UnboundedSender<Envelope>,
     backoff: Backoff,
     lmtp: Target,
-    /// Idle LMTP connections to `lmtp`, reused for the next delivery (with the time they
-    /// were last used: older ones are closed, the server may have timed them out).
-    lmtp_pool: std::sync::Mutex<Vec<(Client, Instant)>>,
+    /// Idle LMTP connections to `lmtp` and to cluster backends, by target, reused for the
+    /// next delivery there (with the time they were last used: older ones are closed, the
+    /// server may have timed them out).
+    lmtp_pool: std::sync::Mutex<Vec<(Target, Client, Instant)>>,
     /// Bounds LMTP transactions in flight (`lmtp_concurrency`).
     lmtp_slots: Semaphore,
     /// TLS towards cluster backends (`[proxy] tls`); `None`: plain text.
