@@ -61,6 +61,9 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         info!("listening on {}", l.local_addr()?);
+        if config.lmtp.allow_networks.is_empty() && !addr.ip().is_loopback() {
+            warn!(listen = %addr, "[lmtp] allow_networks is empty: only loopback clients may deliver on this listener");
+        }
         tcp.push(l);
     }
     Ok(Listeners {
