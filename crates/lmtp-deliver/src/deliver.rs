@@ -198,13 +198,16 @@ fn has_header(message: &[u8], name: &str) -> bool {
     false
 }
 
+/// This process's id for [`One::trace`], asked of the kernel once (not per message).
+static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 impl One<'_> {
     /// The trace header fields this recipient's copy starts with.
     fn trace(&self) -> Vec<u8> {
         let from = self.tx.mail_from.as_ref().map_or("", |a| a.as_str());
         let id = format!(
             "{:x}{:04x}",
-            std::process::id(),
+            *PID.get_or_init(std::process::id),
             QUEUE_ID.fetch_add(1, Ordering::Relaxed)
         );
         let date = mail_builder::headers::date::Date::now().to_rfc822();

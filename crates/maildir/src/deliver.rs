@@ -161,19 +161,39 @@ impl Maildir {
         flags: &Flags,
     ) -> Result<Delivered> {
         let dir = self.mailbox_dir(folder)?;
-        if !dir.is_dir() {
-            return Err(MaildirError::NoSuchFolder(
-                folder.unwrap_or("INBOX").to_owned(),
-            ));
+        // The folder and its `cur/ new/ tmp/` are looked at only when a step finds something
+        // missing (not with a stat and a mkdir of each per message): then the folder must
+        // exist, the missing subdirectories are created as before, and the step is retried.
+        let mut checked = false;
+        let check = |checked: &mut bool| -> Result<()> {
+            *checked = true;
+            if !dir.is_dir() {
+                return Err(MaildirError::NoSuchFolder(
+                    folder.unwrap_or("INBOX").to_owned(),
+                ));
+            }
+            self.ensure_subdirs(&dir)
+        };
+        if !flags.keywords.is_empty() {
+            check(&mut checked)?;
         }
-        self.ensure_subdirs(&dir)?;
         let (letters, dropped_keywords) = letters_for(&dir, &flags.keywords, self.file_mode())?;
         let info = info_suffix(flags, &letters);
 
         let size = message.len() as u64;
         let vsize = virtual_size(message);
         let tmp_dir = dir.join("tmp");
-        let (base, tmp_path) = self.write_tmp(&tmp_dir, message, size, vsize)?;
+        let (base, tmp_path) = match self.write_tmp(&tmp_dir, message, size, vsize) {
+            Err(MaildirError::Io {
+                op: "create",
+                source,
+                ..
+            }) if !checked && missing(&source) => {
+                check(&mut checked)?;
+                self.write_tmp(&tmp_dir, message, size, vsize)?
+            }
+            r => r?,
+        };
 
         let (target_dir, name) = if info.is_empty() {
             (dir.join("new"), base)
@@ -181,7 +201,20 @@ impl Maildir {
             (dir.join("cur"), format!("{base}{info}"))
         };
         let path = target_dir.join(&name);
-        if let Err(e) = link_or_rename(&tmp_path, &path) {
+        let mut linked = link_or_rename(&tmp_path, &path);
+        if let Err(e) = &linked
+            && !checked
+            && missing(e)
+        {
+            linked = match check(&mut checked) {
+                Ok(()) => link_or_rename(&tmp_path, &path),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp_path);
+                    return Err(e);
+                }
+            };
+        }
+        if let Err(e) = linked {
             let _ = fs::remove_file(&tmp_path);
             return Err(MaildirError::io("link", &path, e));
         }
@@ -316,6 +349,11 @@ impl Maildir {
         }
         Ok(removed)
     }
+}
+
+/// An error saying a directory on the path is not there (or is not a directory).
+fn missing(e: &io::Error) -> bool {
+    is_not_found(e) || e.kind() == io::ErrorKind::NotADirectory
 }
 
 /// Hard-links `from` to `to`; falls back to `rename` on file systems without hard links.

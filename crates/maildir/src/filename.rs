@@ -40,6 +40,12 @@ fn escaped_hostname() -> &'static str {
     ESCAPED_HOSTNAME.get_or_init(|| escape_hostname(hostname()))
 }
 
+/// This process's id, asked of the kernel once (a `getpid` per delivered message otherwise).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// Generates a new unique base name (no info part) for a message of `size` bytes on disk and
 /// `vsize` bytes with CRLF line endings.
 pub fn generate(size: u64, vsize: u64) -> String {
@@ -60,7 +66,7 @@ pub fn generate_at(now: Duration, size: u64, vsize: u64) -> String {
         "{}.M{}P{}Q{}.{},S={},W={}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        pid(),
         counter,
         escaped_hostname(),
         size,

@@ -17,6 +17,11 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 /// Creates one directory with exactly `mode` (not narrowed by the umask).
 /// Returns `false` when it already existed (as a directory).
 pub(crate) fn mkdir_mode(dir: &Path, mode: u32) -> Result<bool> {
+    // The usual case (every delivery checks `cur/ new/ tmp/`): it exists, one stat instead
+    // of a failing mkdir and a stat.
+    if dir.is_dir() {
+        return Ok(false);
+    }
     match DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {
             fs::set_permissions(dir, Permissions::from_mode(mode)).ctx("chmod", dir)?;

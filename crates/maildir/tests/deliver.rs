@@ -376,3 +376,30 @@ fn permissions_are_private() {
     let d = shared.deliver(None, MSG, &Flags::default()).unwrap();
     assert_eq!(mode(&d.path), 0o660);
 }
+
+#[test]
+fn delivery_recreates_missing_subdirectories_and_refuses_a_folder_that_is_a_file() {
+    let (_t, md) = maildir();
+    md.create_folder("Sent").unwrap();
+    // Subdirectories removed after the Maildir was opened: a delivery puts them back.
+    for sub in ["tmp", "new"] {
+        fs::remove_dir(md.root().join(sub)).unwrap();
+        fs::remove_dir(md.root().join(".Sent").join(sub)).unwrap();
+    }
+    let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+    assert_eq!(fs::read(&d.path).unwrap(), MSG);
+    assert!(md.root().join("tmp").is_dir() && md.root().join("cur").is_dir());
+    let d = md.deliver(Some("Sent"), MSG, &Flags::default()).unwrap();
+    assert!(d.path.starts_with(md.root().join(".Sent/new")));
+    // Only new/ missing (tmp/ there): the link step notices and creates it.
+    fs::remove_dir_all(md.root().join("new")).unwrap();
+    let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+    assert!(d.path.starts_with(md.root().join("new")));
+    assert!(names(&md.root().join("tmp")).is_empty());
+    // A "folder" that is a plain file is no folder.
+    fs::write(md.root().join(".Junk"), b"").unwrap();
+    assert!(matches!(
+        md.deliver(Some("Junk"), MSG, &Flags::default()),
+        Err(MaildirError::NoSuchFolder(n)) if n == "Junk"
+    ));
+}
