@@ -613,8 +613,7 @@ fn checked_host(host: &str) -> Result<String, DirectoryError> {
         Ok(h)
     } else {
         Err(DirectoryError::Conflict(format!(
-            "host {:?} is not a host name or IP address",
-            host.escape_debug().to_string()
+            "host {host:?} is not a host name or IP address"
         )))
     }
 }
