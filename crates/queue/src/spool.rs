@@ -28,6 +28,8 @@ pub struct Spool {
     root: PathBuf,
     pub(crate) incoming: PathBuf,
     active: PathBuf,
+    /// `active/`, open for the fsync that commits (not opened and closed per commit).
+    active_dir: std::sync::OnceLock<File>,
     corrupt: PathBuf,
     /// Files of removed messages kept for reuse (see [`Spool::remove_all`]).
     spare: PathBuf,
@@ -100,6 +102,7 @@ impl Spool {
         let spool = Self {
             incoming: root.join("incoming"),
             active: root.join("active"),
+            active_dir: std::sync::OnceLock::new(),
             corrupt: root.join("corrupt"),
             spare: root.join("spare"),
             spares: Mutex::new(Vec::new()),
@@ -114,6 +117,8 @@ impl Spool {
                 r => r.ctx("mkdir", d)?,
             }
         }
+        let active_dir = File::open(&spool.active).ctx("open directory", &spool.active)?;
+        let _ = spool.active_dir.set(active_dir);
         spool.sync_dir(&spool.root)?;
         spool.clean_incoming()?;
         spool.load_spares()?;
@@ -339,6 +344,11 @@ impl Spool {
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         self.dir_syncs.fetch_add(1, Ordering::Relaxed);
+        if dir == self.active
+            && let Some(d) = self.active_dir.get()
+        {
+            return d.sync_all().ctx("fsync directory", dir);
+        }
         File::open(dir)
             .ctx("open directory", dir)?
             .sync_all()
@@ -514,9 +524,7 @@ fn write_file(
     parts: &[&[u8]],
     body: Option<(&Path, u64)>,
 ) -> Result<()> {
-    let written = parts
-        .iter()
-        .try_for_each(|p| file.write_all(p))
+    let written = write_all_parts(&mut file, parts)
         .ctx("write", path)
         .and_then(|()| match body {
             Some((from, len)) => copy_body(from, len, &mut file),
@@ -527,6 +535,26 @@ fn write_file(
         let _ = fs::remove_file(path);
     }
     written
+}
+
+/// Writes every part, in order, with as few `writev` calls as the kernel allows (one for a
+/// whole message: its prefix and bytes), not one `write` per part.
+fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| io::IoSlice::new(p))
+        .collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Appends the first `len` bytes of the file at `from` to `to` (in the kernel where it can:
