@@ -202,6 +202,7 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
         | Command::Run
         | Command::Queue(_)
         | Command::Dkim(_)
+        | Command::Migrate(_)
         | Command::Stats
         | Command::Dns(_)
         | Command::Check(_) => {

@@ -8,6 +8,7 @@ mod check;
 mod dkim;
 mod dnsrec;
 mod init;
+mod migrate;
 mod output;
 mod queue;
 mod run;
@@ -76,6 +77,11 @@ pub enum Command {
     /// Refusals by smtpd's inbound checks since it started, by reason (DNSBL, HELO, SPF,
     /// DMARC, greylisting, early talkers, connection rate).
     Stats,
+    /// Take over a Postfix + Dovecot server: plan (what each setting becomes), apply (write
+    /// postern.toml, copy DKIM keys, import tables; print the switch steps), check (the
+    /// live data through Postern and through Postfix/Dovecot).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCmd),
 }
 
 impl Cli {
@@ -110,6 +116,7 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let config = postern_config::Config::load(&cli.config_path())?;
             runtime()?.block_on(check::run(a, &config, cli.json))
         }
+        Command::Migrate(m) => migrate::run(m, &cli.config_path(), cli.json),
         Command::Stats => {
             let config = postern_config::Config::load(&cli.config_path())?;
             stats::run(&config, cli.json)

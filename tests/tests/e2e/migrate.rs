@@ -1,0 +1,553 @@
+//! `mailctl migrate`: a private Postfix + Dovecot set up the way passwd-file virtual-mail
+//! installs are (Postfix `hash:` tables, Dovecot passwd-file with crypt hashes, LMTP into
+//! Maildir, a Sieve script where Pigeonhole keeps it, an OpenDKIM key table) carries mail
+//! first (Debian's dovecot-sieve, Pigeonhole's LMTP plugin, is not installed here: the
+//! script is run by Postern only); then `migrate
+//! plan`, `apply` and `check` run, Postern's daemons serve the same users with their old
+//! passwords and UIDs, run the same Sieve script, and Dovecot reads the mailbox again after
+//! Postern delivered into it (the way back).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use postern_e2e::{
+    COMMAND_TIMEOUT, Postern, Postfix, describe_output, free_port, run_command, run_python, set_key,
+};
+use toml::Value;
+
+/// The uid/gid of Debian's `vmail`-style mail owner the old setup uses.
+const VMAIL: u32 = 5000;
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run_command(cmd, None, COMMAND_TIMEOUT);
+    assert!(out.status.success(), "{cmd:?}\n{}", describe_output(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn chown_vmail(path: &Path) {
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{VMAIL}:{VMAIL}"))
+            .arg(path),
+    );
+}
+
+/// A private Dovecot (IMAP on a free port, LMTP on a socket), stopped on drop.
+struct Dovecot {
+    conf: PathBuf,
+    imap_port: u16,
+    running: bool,
+}
+
+impl Dovecot {
+    fn write(dir: &Path, users: &Path) -> Self {
+        let imap_port = free_port();
+        let d = dir.display();
+        let conf = dir.join("dovecot.conf");
+        for sub in ["run", "state"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("dovecot dirs");
+        }
+        std::fs::write(
+            &conf,
+            format!(
+                "protocols = imap lmtp\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+                 log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
+                 auth_mechanisms = plain login\nmail_location = maildir:~/Maildir\nfirst_valid_uid = {VMAIL}\n\
+                 passdb {{\n  driver = passwd-file\n  args = scheme=SHA512-CRYPT username_format=%u {users}\n}}\n\
+                 userdb {{\n  driver = passwd-file\n  args = username_format=%u {users}\n}}\n\
+                 plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}}\n\
+                 service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                 service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n\
+                 service auth {{\n  unix_listener auth-userdb {{\n    mode = 0666\n  }}\n}}\n",
+                users = users.display()
+            ),
+        )
+        .expect("write dovecot.conf");
+        Self {
+            conf,
+            imap_port,
+            running: false,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.conf.parent().expect("conf in a dir")
+    }
+
+    fn lmtp_socket(&self) -> PathBuf {
+        self.dir().join("run/lmtp")
+    }
+
+    fn start(&mut self) {
+        run_ok(Command::new("dovecot").arg("-c").arg(&self.conf));
+        self.running = true;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot does not listen\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.running {
+            self.running = false;
+            run_ok(
+                Command::new("doveadm")
+                    .arg("-c")
+                    .arg(&self.conf)
+                    .arg("stop"),
+            );
+            // The master removes its pid file last.
+            let pid = self.dir().join("run/master.pid");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while pid.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn doveadm(&self, args: &[&str]) -> String {
+        run_ok(Command::new("doveadm").arg("-c").arg(&self.conf).args(args))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if self.running {
+            self.running = false;
+            let _ = run_command(
+                Command::new("doveadm")
+                    .arg("-c")
+                    .arg(&self.conf)
+                    .arg("stop"),
+                None,
+                COMMAND_TIMEOUT,
+            );
+        }
+        for line in self.log().lines() {
+            eprintln!("SRV:dovecot: {line}");
+        }
+    }
+}
+
+/// `UID subject` of every message of `folder`, through IMAP with a password login.
+fn imap_list(port: u16, user: &str, password: &str, folder: &str) -> Vec<(u32, String)> {
+    let script = r#"
+import imaplib, sys, email
+port, user, pw, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+c = imaplib.IMAP4("127.0.0.1", port)
+c.login(user, pw)
+typ, _ = c.select('"' + folder + '"', readonly=True)
+assert typ == "OK", typ
+typ, data = c.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+for item in data:
+    if isinstance(item, tuple):
+        uid = item[0].decode().split("UID ")[1].split()[0]
+        subj = email.message_from_bytes(item[1])["Subject"]
+        print(uid, subj)
+c.logout()
+"#;
+    let out = run_python(script, &[&port.to_string(), user, password, folder]);
+    assert!(
+        out.status.success(),
+        "IMAP as {user} on {port}\n{}",
+        describe_output(&out)
+    );
+    let mut v: Vec<(u32, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (u, s) = l.split_once(' ')?;
+            Some((u.parse().ok()?, s.to_owned()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn imap_login_fails(port: u16, user: &str, password: &str) -> bool {
+    let script = r#"
+import imaplib, sys
+c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+try:
+    c.login(sys.argv[2], sys.argv[3])
+    print("LOGGED-IN")
+except imaplib.IMAP4.error:
+    print("REFUSED")
+"#;
+    let out = run_python(script, &[&port.to_string(), user, password]);
+    String::from_utf8_lossy(&out.stdout).contains("REFUSED")
+}
+
+fn smtp_send(pf: &Postfix, to: &str, subject: &str) {
+    let script = r#"
+import smtplib, sys
+host, port, to, subject = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with smtplib.SMTP(host, port) as s:
+    s.sendmail("sender@remote.test", [to], "From: sender@remote.test\r\nTo: %s\r\nSubject: %s\r\n\r\nbody\r\n" % (to, subject))
+"#;
+    let addr = pf.smtp_addr();
+    let out = run_python(
+        script,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            to,
+            subject,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+}
+
+/// Message files in a Maildir folder (new/ and cur/).
+fn count_messages(folder: &Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(folder.join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn wait_messages(folder: &Path, n: usize, what: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_messages(folder) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} message(s), expected {n}\n{}",
+            folder.display(),
+            count_messages(folder),
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn password_hash(scheme: &str, password: &str) -> String {
+    run_ok(Command::new("doveadm").args(["pw", "-s", scheme, "-p", password]))
+        .trim()
+        .to_owned()
+}
+
+fn mailctl(pm: &Postern, args: &[&str]) -> Output {
+    pm.mailctl(args)
+}
+
+#[test]
+#[ignore = "needs Debian's postfix and dovecot-imapd, dovecot-lmtpd, dovecot-sieve (run .ci/run), root"]
+fn passwd_file_install_is_taken_over_and_given_back() {
+    // Postern's side first: an empty install whose config apply replaces.
+    let mut pm = Postern::builder().daemons(&[]).start();
+    let root = pm.dir().to_owned();
+    let old = root.join("old");
+    let mail = old.join("vmail");
+    std::fs::create_dir_all(&mail).expect("mail root");
+    chown_vmail(&mail);
+
+    // The old setup: passwd-file with Dovecot's own hashes (alice SHA512-CRYPT, bob MD5-CRYPT
+    // without a {SCHEME} prefix, read as the passdb's scheme= says).
+    let alice_hash = password_hash("SHA512-CRYPT", "alice-old-pass");
+    let bob_hash = password_hash("MD5-CRYPT", "bob-old-pass");
+    let bob_hash = bob_hash
+        .strip_prefix("{MD5-CRYPT}")
+        .unwrap_or(&bob_hash)
+        .to_owned();
+    let users = old.join("users");
+    let m = mail.display();
+    std::fs::write(
+        &users,
+        format!(
+            "alice@example.org:{alice_hash}:{VMAIL}:{VMAIL}::{m}/example.org/alice::\n\
+             bob@example.org:{{MD5-CRYPT}}{bob_hash}:{VMAIL}:{VMAIL}::{m}/example.org/bob::\n"
+        ),
+    )
+    .expect("users");
+    let mut dovecot = Dovecot::write(&old.join("dovecot"), &users);
+
+    // alice's Sieve script, where Pigeonhole keeps it.
+    let alice_home = mail.join("example.org/alice");
+    std::fs::create_dir_all(alice_home.join("sieve")).expect("sieve dir");
+    std::fs::write(
+        alice_home.join("sieve/main.sieve"),
+        "require [\"fileinto\"];\nif header :contains \"subject\" \"filed\" { fileinto \"Filed\"; }\n",
+    )
+    .expect("script");
+    std::os::unix::fs::symlink("sieve/main.sieve", alice_home.join(".dovecot.sieve"))
+        .expect("active link");
+    chown_vmail(&mail);
+
+    // OpenDKIM's tables and key.
+    let dkim = old.join("opendkim");
+    std::fs::create_dir_all(&dkim).expect("dkim dir");
+    let key = dkim.join("mail.private");
+    run_ok(
+        Command::new("openssl")
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&key)
+            .arg("2048"),
+    );
+    std::fs::write(
+        dkim.join("key.table"),
+        format!(
+            "mail._domainkey.example.org example.org:mail:{}\n",
+            key.display()
+        ),
+    )
+    .expect("key table");
+    std::fs::write(
+        dkim.join("signing.table"),
+        "*@example.org mail._domainkey.example.org\n",
+    )
+    .expect("signing table");
+    let opendkim_conf = dkim.join("opendkim.conf");
+    std::fs::write(
+        &opendkim_conf,
+        format!(
+            "Syslog yes\nKeyTable refile:{d}/key.table\nSigningTable refile:{d}/signing.table\n",
+            d = dkim.display()
+        ),
+    )
+    .expect("opendkim.conf");
+
+    // Postfix's tables.
+    let vmailbox = old.join("vmailbox");
+    let virtual_ = old.join("virtual");
+    std::fs::write(&vmailbox, "alice@example.org x\nbob@example.org x\n").expect("vmailbox");
+    std::fs::write(
+        &virtual_,
+        "postmaster@example.org alice@example.org\nteam@example.org alice@example.org, bob@example.org\n",
+    )
+    .expect("virtual");
+    // Built before Postfix starts: its first smtpd (the harness's readiness probe) would
+    // otherwise find the tables missing and keep answering 451 for them.
+    for t in [&vmailbox, &virtual_] {
+        run_ok(Command::new("/usr/sbin/postmap").arg(t));
+    }
+    dovecot.start();
+    let mut pf = Postfix::builder()
+        .main_cf(&format!(
+            "myhostname = mx.example.org\nmydomain = example.org\n\
+             virtual_mailbox_domains = example.org\n\
+             virtual_mailbox_maps = hash:{}\nvirtual_alias_maps = hash:{}\n\
+             virtual_transport = lmtp:unix:{}\nmessage_size_limit = 20480000\n",
+            vmailbox.display(),
+            virtual_.display(),
+            dovecot.lmtp_socket().display()
+        ))
+        .start();
+    dovecot.doveadm(&["mailbox", "create", "-u", "alice@example.org", "Filed"]);
+
+    // Mail through the old stack: Postfix, Dovecot LMTP (with Sieve), read through Dovecot.
+    let alice_inbox = alice_home.join("Maildir");
+    smtp_send(&pf, "alice@example.org", "before the move");
+    smtp_send(&pf, "team@example.org", "to the team");
+    wait_messages(&alice_inbox, 2, &|| pf.maillog() + &dovecot.log());
+    wait_messages(&mail.join("example.org/bob/Maildir"), 1, &|| pf.maillog());
+    let before = imap_list(
+        dovecot.imap_port,
+        "alice@example.org",
+        "alice-old-pass",
+        "INBOX",
+    );
+    assert_eq!(before.len(), 2, "{before:?}");
+    let bob_before = imap_list(
+        dovecot.imap_port,
+        "bob@example.org",
+        "bob-old-pass",
+        "INBOX",
+    );
+    assert_eq!(bob_before.len(), 1, "{bob_before:?}");
+
+    // plan: read through postconf/doveconf.
+    let postfix_dir = pf.config_dir().display().to_string();
+    let dovecot_dir = dovecot.dir().display().to_string();
+    let opendkim = opendkim_conf.display().to_string();
+    let src = [
+        "--postfix",
+        postfix_dir.as_str(),
+        "--dovecot",
+        dovecot_dir.as_str(),
+        "--opendkim",
+        opendkim.as_str(),
+    ];
+    let mut args = vec!["migrate", "plan"];
+    args.extend(src);
+    let plan = pm.mailctl_json(&args);
+    assert_eq!(plan["hostname"], "mx.example.org", "{plan:#}");
+    assert_eq!(plan["database"]["kind"], "import", "{plan:#}");
+    assert_eq!(
+        plan["database"]["accounts"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(plan["userdb"]["uid"], VMAIL);
+    assert_eq!(plan["dkim"][0]["selector"], "mail");
+    assert_eq!(plan["smtpd"]["max_message_size"], 20_480_000);
+    assert!(
+        plan["blockers"].as_array().is_some_and(Vec::is_empty),
+        "{plan:#}"
+    );
+    assert!(
+        !plan.to_string().contains(&alice_hash),
+        "a hash reached the plan's JSON"
+    );
+    let table = pm.mailctl_ok(&{
+        let mut a = vec!["migrate", "plan"];
+        a.extend(src);
+        a
+    });
+    assert!(
+        table.contains("| postfix: myhostname | mx.example.org | hostname |"),
+        "{table}"
+    );
+    assert!(table.contains("## Not carried over"), "{table}");
+
+    // apply: writes the config (loaded by Postern's loader), imports, copies the DKIM key.
+    let dns = pm.config()["dns"]["nameservers"].clone();
+    let config = pm.config_path().display().to_string();
+    let state = root.join("state").display().to_string();
+    let run = pm.run_dir().display().to_string();
+    let mut args = vec![
+        "migrate",
+        "apply",
+        "--out",
+        config.as_str(),
+        "--state-dir",
+        state.as_str(),
+        "--run-dir",
+        run.as_str(),
+    ];
+    args.extend(src);
+    let refused = mailctl(&pm, &args);
+    assert!(
+        !refused.status.success(),
+        "apply replaced a config without --force"
+    );
+    args.push("--force");
+    let out = pm.mailctl_ok(&args);
+    assert!(
+        out.contains("imported 1 domain(s), 2 account(s), 2 alias(es)"),
+        "{out}"
+    );
+    assert!(out.contains("rollback:"), "{out}");
+    assert!(out.contains("virtual_transport = lmtp:unix:"), "{out}");
+    let written = std::fs::read_to_string(pm.config_path()).expect("config");
+    assert!(written.contains(&format!("uid = {VMAIL}")), "{written}");
+    let dkim_key = root.join("state/dkim/example.org/mail.key");
+    assert_eq!(
+        std::fs::read(&dkim_key).expect("copied key"),
+        std::fs::read(&key).expect("old key")
+    );
+    let shown = pm.mailctl_ok(&["dkim", "show", "example.org"]);
+    assert!(shown.contains("mail._domainkey.example.org"), "{shown}");
+    // The old configuration is untouched, and apply never writes into it.
+    let mut into_old = vec!["migrate", "apply", "--out"];
+    let inside = format!("{postfix_dir}/postern.toml");
+    into_old.push(&inside);
+    into_old.extend(src);
+    let refused = mailctl(&pm, &into_old);
+    assert!(!refused.status.success());
+    assert!(!Path::new(&inside).exists());
+
+    // check: the same answers through Postern's directory, postmap -q and doveadm user.
+    let mut args = vec!["migrate", "check", "--no-dns"];
+    args.extend(src);
+    let out = mailctl(&pm, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(text.contains("OK   alias     team@example.org"), "{text}");
+    assert!(text.contains("doveadm user agrees"), "{text}");
+    assert!(text.contains("SHA512-CRYPT"), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    // A difference is found and fails the check.
+    pm.mailctl_ok(&["alias", "remove", "team@example.org", "bob@example.org"]);
+    let out = mailctl(&pm, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "a mismatch passed\n{text}");
+    assert!(text.contains("FAIL alias     team@example.org"), "{text}");
+    pm.mailctl_ok(&["alias", "add", "team@example.org", "bob@example.org"]);
+
+    // Postern instead of Dovecot: the same users, passwords, UIDs; the same Sieve script.
+    dovecot.stop();
+    pm.edit_config(|t| {
+        set_key(t, "dns.nameservers", dns.clone());
+        set_key(t, "imapd.imap", Value::from(vec!["127.0.0.1:0"]));
+        for k in ["imaps", "pop3", "pop3s", "managesieve_listen"] {
+            set_key(t, &format!("imapd.{k}"), Value::Array(Vec::new()));
+        }
+        set_key(t, "authd.failure_delay_ms", Value::from(50));
+        // Postfix's lmtp client (user postfix) connects to it.
+        set_key(t, "lmtp.socket.path", Value::from("lmtp"));
+        set_key(t, "lmtp.socket.mode", Value::from("0666"));
+    });
+    pm.start_daemon("authd");
+    pm.start_daemon("lmtp-deliver");
+    let imapd = pm.start_daemon("imapd");
+    let port = imapd.listening_addrs()[0].port();
+    let after = imap_list(port, "alice@example.org", "alice-old-pass", "INBOX");
+    assert_eq!(after, before, "Postern's UIDs differ from Dovecot's");
+    assert_eq!(
+        imap_list(port, "bob@example.org", "bob-old-pass", "INBOX"),
+        bob_before
+    );
+    assert!(imap_login_fails(port, "alice@example.org", "wrong-pass"));
+    assert!(imap_list(port, "alice@example.org", "alice-old-pass", "Filed").is_empty());
+
+    // Delivery through Postern's lmtp-deliver, behind the same Postfix (switch step 2).
+    let lmtp = pm.socket("lmtp").display().to_string();
+    let out = pf.run(
+        "postconf",
+        &["-e", &format!("virtual_transport = lmtp:unix:{lmtp}")],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let out = pf.run("postfix", &["reload"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    smtp_send(&pf, "alice@example.org", "filed by postern");
+    smtp_send(&pf, "alice@example.org", "after the move");
+    wait_messages(&alice_inbox.join(".Filed"), 1, &|| pf.maillog());
+    wait_messages(&alice_inbox, 3, &|| pf.maillog());
+    let after = imap_list(port, "alice@example.org", "alice-old-pass", "INBOX");
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[..2], before[..], "old UIDs changed");
+
+    // The way back: Dovecot reads the mailbox Postern delivered into.
+    for d in ["imapd", "lmtp-deliver", "authd"] {
+        pm.stop_daemon(d);
+    }
+    pf.stop();
+    // lmtp-deliver ran as root here; in production it runs as the mail user.
+    chown_vmail(&mail);
+    dovecot.start();
+    let back = imap_list(
+        dovecot.imap_port,
+        "alice@example.org",
+        "alice-old-pass",
+        "INBOX",
+    );
+    assert_eq!(back, after, "Dovecot sees other UIDs than Postern gave");
+    let filed = imap_list(
+        dovecot.imap_port,
+        "alice@example.org",
+        "alice-old-pass",
+        "Filed",
+    );
+    let subjects: Vec<&str> = filed.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(subjects, ["filed by postern"]);
+    dovecot.stop();
+}
