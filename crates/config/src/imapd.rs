@@ -81,6 +81,14 @@ pub struct Imapd {
     /// Most Sieve scripts one user may keep through ManageSieve.
     #[serde(default = "default_managesieve_max_scripts")]
     pub managesieve_max_scripts: u32,
+    /// METADATA (RFC 5464) server entry `/shared/admin`: how to reach the administrator
+    /// (a URI such as `mailto:postmaster@example.org`). Unset: `mailto:` and
+    /// `[smtpd] postmaster` when that is set, else no entry.
+    #[serde(default)]
+    pub metadata_admin: Option<String>,
+    /// METADATA server entry `/shared/comment`: a note about the server. Unset = no entry.
+    #[serde(default)]
+    pub metadata_comment: Option<String>,
 }
 
 impl Default for Imapd {
@@ -104,6 +112,8 @@ impl Default for Imapd {
             metrics_listen: None,
             managesieve_max_script_size: default_managesieve_max_script_size(),
             managesieve_max_scripts: default_managesieve_max_scripts(),
+            metadata_admin: None,
+            metadata_comment: None,
         }
     }
 }

@@ -204,6 +204,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx::new(config)?);
+    imap::set_metadata_server_info(imap::MetadataServerInfo {
+        admin: ctx
+            .config
+            .imapd
+            .metadata_admin
+            .clone()
+            .or_else(|| (ctx.config.smtpd.postmaster.as_ref()).map(|p| format!("mailto:{p}"))),
+        comment: ctx.config.imapd.metadata_comment.clone(),
+    });
     if ctx.tls.is_none() && listeners.bound.iter().any(|(_, d)| d.implicit_tls()) {
         anyhow::bail!("[imapd] imaps/pop3s (993/995) need a [tls] certificate");
     }

@@ -34,6 +34,7 @@ mod index;
 pub mod keywords;
 pub mod mailbox;
 mod manage;
+pub mod metadata;
 pub mod mutf7;
 pub mod quota;
 mod store;

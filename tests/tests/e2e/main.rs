@@ -18,6 +18,7 @@ mod harness;
 mod imap_clients;
 mod imap_conformance_list;
 mod imap_conformance_sort;
+mod imap_metadata;
 mod imap_transport;
 mod imapd;
 mod inbound;

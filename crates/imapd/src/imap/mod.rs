@@ -31,6 +31,10 @@ mod scanner;
 mod tagged;
 mod transport;
 
+pub(crate) use cmd::metadata::{
+    ServerInfo as MetadataServerInfo, set_server_info as set_metadata_server_info,
+};
+
 #[cfg(test)]
 mod conformance_tests;
 #[cfg(test)]

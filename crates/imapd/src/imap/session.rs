@@ -394,6 +394,8 @@ impl Session {
             "BINARY",
             "STATUS=SIZE",
             "WITHIN",
+            "METADATA",
+            "METADATA-SERVER",
             "UTF8=ACCEPT",
         ] {
             c.push(x.into());

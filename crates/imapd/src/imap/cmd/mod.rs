@@ -6,7 +6,8 @@
 //!   [`list_tree`] which names they return;
 //! - [`messages`] — STORE, COPY/MOVE, EXPUNGE;
 //! - [`fetch`] — FETCH;
-//! - [`search`] — SEARCH (ESEARCH), SORT, THREAD.
+//! - [`search`] — SEARCH (ESEARCH), SORT, THREAD;
+//! - [`metadata`] — GETMETADATA, SETMETADATA (RFC 5464).
 //!
 //! They build on [`super::session`] (state, mailbox view, updates) and never the reverse;
 //! LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are session actions carried out by the driver
@@ -18,6 +19,7 @@ pub(crate) mod list;
 pub(crate) mod list_tree;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
+pub(crate) mod metadata;
 pub(crate) mod search;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -205,6 +207,15 @@ impl Session {
             CommandBody::SetQuota { .. } => {
                 Tagged::no(other("NOPERM"), "Quotas are set by the administrator")
             }
+            CommandBody::GetMetadata {
+                options,
+                mailbox,
+                entries,
+            } => self.get_metadata(&options, &mailbox, &entries, out),
+            CommandBody::SetMetadata {
+                mailbox,
+                entry_values,
+            } => self.set_metadata(&mailbox, entry_values, out),
             body => {
                 if self.state.sel().is_none() {
                     return Tagged::bad("No mailbox selected");
