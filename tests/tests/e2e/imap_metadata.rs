@@ -225,6 +225,19 @@ check(got == b'* METADATA "Moved" (/private/comment "project")\r\n', got)
 got = ok(C.run(b'GETMETADATA Moved/Sub /shared/comment'))
 check(got == b'* METADATA "Moved/Sub" (/shared/comment "sub")\r\n', got)
 no(C.run(b'GETMETADATA Proj /private/comment'), b"NONEXISTENT")
+# In the selected state too, and a second session sees the first one's change at once.
+check(C.run(b"SELECT Moved")[0].startswith(b"OK"), "select")
+D = Client()
+ok(D.run(b'SETMETADATA Moved (/private/comment "from D")'))
+got = ok(C.run(b'GETMETADATA Moved /private/comment'))
+check(got == b'* METADATA "Moved" (/private/comment "from D")\r\n', got)
+# Not before login.
+s = socket.create_connection(("127.0.0.1", PORT), timeout=20)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b'x GETMETADATA "" /shared/comment\r\n')
+l = f.readline()
+check(l.startswith(b"x BAD"), l)
 "#,
     );
 }
