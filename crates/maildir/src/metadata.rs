@@ -133,6 +133,20 @@ fn read_file(path: &Path) -> Result<Entries> {
     }
 }
 
+/// Removes temporary files a crashed writer left in `dir`. Called under the user's lock, when
+/// no other write of this user's metadata can be in progress.
+fn remove_leftovers(dir: &Path) {
+    let prefix = format!("{METADATA_FILE}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 fn footprint(e: &Entries) -> (usize, u64) {
     let bytes = e.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     (e.len(), bytes)
@@ -233,6 +247,7 @@ impl Maildir {
             }
         }
         let dir = path.parent().unwrap_or(self.root());
+        remove_leftovers(dir);
         if new.is_empty() {
             match fs::remove_file(&path) {
                 Ok(()) => fsync_dir(dir)?,
@@ -338,6 +353,13 @@ mod tests {
             ),
             Err(MaildirError::NoSuchFolder(_))
         ));
+        // A crashed writer's temporary file goes with the next write.
+        let leftover = m.root().join(format!("{METADATA_FILE}.tmp.0123"));
+        fs::write(&leftover, b"half").unwrap();
+        m.set_metadata(srv, &[set("/private/b", Some(b"2"))], &LIMITS)
+            .unwrap()
+            .unwrap();
+        assert!(!leftover.exists());
         // No temporary files or lock left behind.
         let left: Vec<_> = fs::read_dir(m.root())
             .unwrap()
