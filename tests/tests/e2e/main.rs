@@ -26,6 +26,7 @@ mod interop_smtpd;
 mod lmtp;
 mod managesieve;
 mod metrics;
+mod migrate;
 mod outbound;
 mod pop3;
 mod postfix_authd;

@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use postern_e2e::{
-    COMMAND_TIMEOUT, Postern, Postfix, describe_output, free_port, run_command, run_python, set_key,
+    COMMAND_TIMEOUT, DbKind, Postern, Postfix, TestDb, describe_output, exec_sql, free_port,
+    run_command, run_python, set_key,
 };
 use toml::Value;
 
@@ -42,7 +43,8 @@ struct Dovecot {
 }
 
 impl Dovecot {
-    fn write(dir: &Path, users: &Path) -> Self {
+    /// `auth`: the passdb and userdb sections.
+    fn write(dir: &Path, auth: &str) -> Self {
         let imap_port = free_port();
         let d = dir.display();
         let conf = dir.join("dovecot.conf");
@@ -55,13 +57,11 @@ impl Dovecot {
                 "protocols = imap lmtp\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
                  log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
                  auth_mechanisms = plain login\nmail_location = maildir:~/Maildir\nfirst_valid_uid = {VMAIL}\n\
-                 passdb {{\n  driver = passwd-file\n  args = scheme=SHA512-CRYPT username_format=%u {users}\n}}\n\
-                 userdb {{\n  driver = passwd-file\n  args = username_format=%u {users}\n}}\n\
+                 {auth}\
                  plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}}\n\
                  service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
                  service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n\
-                 service auth {{\n  unix_listener auth-userdb {{\n    mode = 0666\n  }}\n}}\n",
-                users = users.display()
+                 service auth {{\n  unix_listener auth-userdb {{\n    mode = 0666\n  }}\n}}\n"
             ),
         )
         .expect("write dovecot.conf");
@@ -251,7 +251,7 @@ fn mailctl(pm: &Postern, args: &[&str]) -> Output {
 }
 
 #[test]
-#[ignore = "needs Debian's postfix and dovecot-imapd, dovecot-lmtpd, dovecot-sieve (run .ci/run), root"]
+#[ignore = "needs postfix, dovecot-imapd, dovecot-lmtpd (run .ci/run), root"]
 fn passwd_file_install_is_taken_over_and_given_back() {
     // Postern's side first: an empty install whose config apply replaces.
     let mut pm = Postern::builder().daemons(&[]).start();
@@ -279,7 +279,14 @@ fn passwd_file_install_is_taken_over_and_given_back() {
         ),
     )
     .expect("users");
-    let mut dovecot = Dovecot::write(&old.join("dovecot"), &users);
+    let u = users.display();
+    let mut dovecot = Dovecot::write(
+        &old.join("dovecot"),
+        &format!(
+            "passdb {{\n  driver = passwd-file\n  args = scheme=SHA512-CRYPT username_format=%u {u}\n}}\n\
+             userdb {{\n  driver = passwd-file\n  args = username_format=%u {u}\n}}\n"
+        ),
+    );
 
     // alice's Sieve script, where Pigeonhole keeps it.
     let alice_home = mail.join("example.org/alice");
@@ -549,5 +556,229 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     );
     let subjects: Vec<&str> = filed.iter().map(|(_, s)| s.as_str()).collect();
     assert_eq!(subjects, ["filed by postern"]);
+    dovecot.stop();
+}
+
+/// The parts of a `mysql://user:password@host:port/db` URL.
+fn mysql_parts(url: &str) -> (String, String, String, String, String) {
+    let rest = url.strip_prefix("mysql://").expect("a mysql:// URL");
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (auth, hostdb) = rest.rsplit_once('@').expect("user@host");
+    let (user, pw) = auth.split_once(':').unwrap_or((auth, ""));
+    let (hostport, db) = hostdb.split_once('/').expect("/db");
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    (
+        user.to_owned(),
+        pw.to_owned(),
+        host.to_owned(),
+        port.to_owned(),
+        db.to_owned(),
+    )
+}
+
+#[test]
+#[ignore = "needs postfix, postfix-mysql, dovecot-imapd, dovecot-lmtpd, dovecot-mysql and MariaDB (scripts/ci-services.sh), root"]
+fn mariadb_install_with_encrypt_passwords_is_taken_over() {
+    let mut pm = Postern::builder().daemons(&[]).start();
+    let root = pm.dir().to_owned();
+    let old = root.join("old");
+    let mail = old.join("vmail");
+    std::fs::create_dir_all(&mail).expect("mail root");
+    chown_vmail(&mail);
+
+    // The classic `postfix_accounts` schema, passwords made by MariaDB's ENCRYPT() (crypt(3):
+    // DES for alice, SHA512-CRYPT for bob).
+    let db = TestDb::create(DbKind::Mysql);
+    exec_sql(
+        db.url(),
+        "CREATE TABLE domains_table (DomainId INT NOT NULL AUTO_INCREMENT PRIMARY KEY, DomainName VARCHAR(50) NOT NULL);\n\
+         CREATE TABLE accounts_table (AccountId INT NOT NULL AUTO_INCREMENT PRIMARY KEY, DomainId INT NOT NULL, password VARCHAR(300) NOT NULL, Email VARCHAR(100) NOT NULL);\n\
+         CREATE TABLE alias_table (AliasId INT NOT NULL AUTO_INCREMENT PRIMARY KEY, DomainId INT NOT NULL, Source VARCHAR(100) NOT NULL, Destination VARCHAR(100) NOT NULL);\n\
+         INSERT INTO domains_table (DomainName) VALUES ('example.org');\n\
+         INSERT INTO accounts_table (DomainId, password, Email) VALUES (1, ENCRYPT('alice-pw', 'ab'), 'alice@example.org');\n\
+         INSERT INTO accounts_table (DomainId, password, Email) VALUES (1, ENCRYPT('bob-old-pass', '$6$saltsalt$'), 'bob@example.org');\n\
+         INSERT INTO alias_table (DomainId, Source, Destination) VALUES (1, 'postmaster@example.org', 'alice@example.org');\n\
+         INSERT INTO alias_table (DomainId, Source, Destination) VALUES (1, 'team@example.org', 'alice@example.org,bob@example.org');\n",
+    );
+    let (user, pw, host, port, dbname) = mysql_parts(db.url());
+    let m = mail.display();
+    let sql_conf = old.join("dovecot-sql.conf.ext");
+    std::fs::write(
+        &sql_conf,
+        format!(
+            "driver = mysql\nconnect = host={host} port={port} dbname={dbname} user={user} password={pw}\n\
+             default_pass_scheme = CRYPT\n\
+             password_query = SELECT Email as User, password FROM accounts_table WHERE Email='%u';\n\
+             user_query = SELECT {VMAIL} AS uid, {VMAIL} AS gid, '{m}/%d/%n' AS home FROM accounts_table WHERE Email='%u';\n\
+             iterate_query = SELECT Email AS user FROM accounts_table;\n"
+        ),
+    )
+    .expect("sql conf");
+    let s = sql_conf.display();
+    let mut dovecot = Dovecot::write(
+        &old.join("dovecot"),
+        &format!(
+            "passdb {{\n  driver = sql\n  args = {s}\n}}\nuserdb {{\n  driver = sql\n  args = {s}\n}}\n"
+        ),
+    );
+    let map = |name: &str, query: &str| {
+        let p = old.join(name);
+        std::fs::write(
+            &p,
+            format!("user = {user}\npassword = {pw}\nhosts = {host}:{port}\ndbname = {dbname}\nquery = {query}\n"),
+        )
+        .expect("map file");
+        p.display().to_string()
+    };
+    let domains = map(
+        "mysql_virtual_domains_maps.cf",
+        "SELECT DomainName FROM domains_table WHERE DomainName='%s'",
+    );
+    let mailboxes = map(
+        "mysql_virtual_mailbox_maps.cf",
+        "SELECT 1 FROM accounts_table WHERE Email='%s'",
+    );
+    let aliases = map(
+        "mysql_virtual_alias_maps.cf",
+        "SELECT Destination FROM alias_table WHERE Source='%s'",
+    );
+    dovecot.start();
+    let mut pf = Postfix::builder()
+        .main_cf(&format!(
+            "myhostname = mx.example.org\nmydomain = example.org\n\
+             virtual_mailbox_domains = mysql:{domains}\nvirtual_mailbox_maps = mysql:{mailboxes}\n\
+             virtual_alias_maps = mysql:{aliases}\nvirtual_transport = lmtp:unix:{}\n",
+            dovecot.lmtp_socket().display()
+        ))
+        .start();
+
+    let alice_inbox = mail.join("example.org/alice/Maildir");
+    smtp_send(&pf, "alice@example.org", "before the move");
+    smtp_send(&pf, "team@example.org", "to the team");
+    wait_messages(&alice_inbox, 2, &|| pf.maillog() + &dovecot.log());
+    wait_messages(&mail.join("example.org/bob/Maildir"), 1, &|| pf.maillog());
+    let before = imap_list(dovecot.imap_port, "alice@example.org", "alice-pw", "INBOX");
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let postfix_dir = pf.config_dir().display().to_string();
+    let dovecot_dir = dovecot.dir().display().to_string();
+    let src = [
+        "--postfix",
+        postfix_dir.as_str(),
+        "--dovecot",
+        dovecot_dir.as_str(),
+    ];
+    let mut args = vec!["migrate", "plan"];
+    args.extend(src);
+    let plan = pm.mailctl_json(&args);
+    assert_eq!(plan["database"]["kind"], "sql", "{plan:#}");
+    assert_eq!(
+        plan["database"]["url"],
+        format!("mysql://{user}@{host}:{port}/{dbname}")
+    );
+    assert_eq!(
+        plan["database"]["queries"]["account"],
+        "SELECT Email, password, 0, 1 FROM accounts_table WHERE Email='%u'"
+    );
+    assert_eq!(
+        plan["database"]["queries"]["alias"],
+        "SELECT Destination FROM alias_table WHERE Source='%u'"
+    );
+    assert_eq!(plan["default_scheme"], "CRYPT");
+    assert_eq!(plan["userdb"]["home"], format!("{m}/%d/%n"));
+    assert!(!plan.to_string().contains(&format!("password={pw}")) || pw.is_empty());
+
+    let dns = pm.config()["dns"]["nameservers"].clone();
+    let config = pm.config_path().display().to_string();
+    let state = root.join("state").display().to_string();
+    let run = pm.run_dir().display().to_string();
+    let mut args = vec![
+        "migrate",
+        "apply",
+        "--out",
+        &config,
+        "--state-dir",
+        &state,
+        "--run-dir",
+        &run,
+        "--force",
+    ];
+    args.extend(src);
+    let out = pm.mailctl_ok(&args);
+    assert!(out.contains("rollback:"), "{out}");
+    let secret = std::fs::read_to_string(root.join("db-password")).expect("db-password");
+    assert_eq!(secret.trim(), pw);
+
+    let mut args = vec!["migrate", "check", "--no-dns"];
+    args.extend(src);
+    let out = pm.mailctl(&args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(text.contains("OK   alias     team@example.org"), "{text}");
+    assert!(text.contains("OK   domain    example.org"), "{text}");
+    assert!(text.contains("doveadm user agrees"), "{text}");
+    assert!(text.contains("CRYPT"), "{text}");
+    // A difference behind Postern's back is found.
+    exec_sql(
+        db.url(),
+        "INSERT INTO accounts_table (DomainId, password, Email) VALUES (1, 'not-a-hash!', 'eve@example.org')",
+    );
+    let out = pm.mailctl(&args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAIL password  eve@example.org"), "{text}");
+    exec_sql(
+        db.url(),
+        "DELETE FROM accounts_table WHERE Email = 'eve@example.org'",
+    );
+
+    // Postern's authd and imapd on the same database: old passwords, same UIDs.
+    dovecot.stop();
+    pm.edit_config(|t| {
+        set_key(t, "dns.nameservers", dns.clone());
+        set_key(t, "imapd.imap", Value::from(vec!["127.0.0.1:0"]));
+        for k in ["imaps", "pop3", "pop3s", "managesieve_listen"] {
+            set_key(t, &format!("imapd.{k}"), Value::Array(Vec::new()));
+        }
+        set_key(t, "authd.failure_delay_ms", Value::from(50));
+        set_key(t, "lmtp.socket.path", Value::from("lmtp"));
+        set_key(t, "lmtp.socket.mode", Value::from("0666"));
+    });
+    pm.start_daemon("authd");
+    pm.start_daemon("lmtp-deliver");
+    let imapd = pm.start_daemon("imapd");
+    let iport = imapd.listening_addrs()[0].port();
+    assert_eq!(
+        imap_list(iport, "alice@example.org", "alice-pw", "INBOX"),
+        before
+    );
+    assert_eq!(
+        imap_list(iport, "bob@example.org", "bob-old-pass", "INBOX").len(),
+        1
+    );
+    assert!(imap_login_fails(iport, "bob@example.org", "bob-wrong"));
+
+    // lmtp-deliver behind Postfix, then Dovecot reads it back.
+    let lmtp = pm.socket("lmtp").display().to_string();
+    let out = pf.run(
+        "postconf",
+        &["-e", &format!("virtual_transport = lmtp:unix:{lmtp}")],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let out = pf.run("postfix", &["reload"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    smtp_send(&pf, "team@example.org", "after the move");
+    wait_messages(&alice_inbox, 3, &|| pf.maillog());
+    let after = imap_list(iport, "alice@example.org", "alice-pw", "INBOX");
+    for d in ["imapd", "lmtp-deliver", "authd"] {
+        pm.stop_daemon(d);
+    }
+    pf.stop();
+    chown_vmail(&mail);
+    dovecot.start();
+    assert_eq!(
+        imap_list(dovecot.imap_port, "alice@example.org", "alice-pw", "INBOX"),
+        after
+    );
     dovecot.stop();
 }
