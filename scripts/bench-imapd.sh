@@ -5,7 +5,10 @@
 #
 #  (a) mixed sessions with 20 and 100 clients: LOGIN, LIST, STATUS, SELECT, FETCH 1:* FLAGS,
 #      FETCH ENVELOPE+BODY of one message, STORE, SEARCH, APPEND, UID STORE \Deleted,
-#      UID EXPUNGE, LOGOUT — operations per second (plus the same without login/logout);
+#      UID EXPUNGE, LOGOUT; and logged-in sessions with 20 clients (one LOGIN each, then
+#      cycles of SELECT, FETCH flags, FETCH envelope+body, STORE, APPEND + STORE \Deleted +
+#      UID EXPUNGE, LIST, STATUS) — ops/s, p50/p99 overall and per command, and each server's
+#      CPU (utime+stime from /proc) and RSS for the run;
 #  (b) SELECT + UID FETCH 1:* (FLAGS) on a 100,000-message INBOX (copies of one Maildir):
 #      cold (no index yet, page cache dropped), warm, and the index built with the page cache
 #      dropped;
@@ -15,17 +18,23 @@
 # CPU and peak memory of each server's process tree come from proctree-stat.py.
 # Needs root (baseline-setup.sh, Dovecot's config, drop_caches). Every run is bounded.
 # PARTS=abc selects the parts (e.g. PARTS=c for the memory test only).
+# (a) knobs: CLIENT_COUNTS (default "20 100"; logged-in runs with 20 only), MAX_OPS (bound
+# on operations per run, default 2000000), WEIGHTS (postern-bench imap --weights for the
+# logged-in runs, e.g. "store=2,list=0"), USERS (default 20).
 # Usage: scripts/bench-imapd.sh [SECS] [MSGS] [BIG] [IDLE_CONNS] [DOVECOT_IDLE_CONNS]
-#        defaults:               10     100    100000 5000        1000
+#        defaults:               10     1000   100000 5000        1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 SECS=${1:-10}
-MSGS=${2:-100}
+MSGS=${2:-1000}
 BIG=${3:-100000}
 IDLE_CONNS=${4:-5000}
 DOVECOT_IDLE_CONNS=${5:-1000}
-USERS=20
+USERS=${USERS:-20}
+CLIENT_COUNTS=${CLIENT_COUNTS:-20 100}
+MAX_OPS=${MAX_OPS:-2000000}
+WEIGHTS=${WEIGHTS:-}
 BIGUSER=user100@example.test
 BENCH=${BENCH_DIR:-$REPO/../shared/bench}
 [ "$(id -u)" = 0 ] || { echo "bench-imapd.sh: run as root (baseline-setup.sh needs it)" >&2; exit 1; }
@@ -81,14 +90,15 @@ for srv in "dovecot $THEIRS" "postern $OURS"; do
   bench --addr "$2" --user 'user%d@example.test' --users $USERS --clients 1 --secs 1 \
     --mbox "$MBOX" --msgs "$MSGS" --label "$1 warm-up" >/dev/null
 done
-for clients in 20 100; do
+for clients in $CLIENT_COUNTS; do
   for mode in mixed logged-in; do
-    [ "$mode" = logged-in ] && [ "$clients" = 100 ] && continue
+    [ "$mode" = logged-in ] && [ "$clients" != 20 ] && continue
+    w=""; [ "$mode" = logged-in ] && w=$WEIGHTS
     stat_start "dovecot=$DOVECOT_PID"
-    bench --addr $THEIRS --user 'user%d@example.test' --users $USERS --clients $clients --secs "$SECS" --mode $mode --label "dovecot $mode"
+    bench --addr $THEIRS --user 'user%d@example.test' --users $USERS --clients $clients --secs "$SECS" --max-ops "$MAX_OPS" --mode $mode --weights "$w" --label "dovecot $mode"
     stat_end
     stat_start "postern-imapd=$IMAPD" "postern-authd=$AUTHD"
-    bench --addr $OURS --user 'user%d@example.test' --users $USERS --clients $clients --secs "$SECS" --mode $mode --label "postern $mode"
+    bench --addr $OURS --user 'user%d@example.test' --users $USERS --clients $clients --secs "$SECS" --max-ops "$MAX_OPS" --mode $mode --weights "$w" --label "postern $mode"
     stat_end
   done
 done

@@ -4,8 +4,12 @@
 //! Each client picks a user from the range and runs sessions:
 //! - `mixed`: connect, LOGIN, LIST, STATUS, SELECT, FETCH of FLAGS for all, FETCH of one whole
 //!   message, STORE of a flag, SEARCH UNSEEN, LOGOUT — then again (a webmail-like pattern);
-//! - `logged-in`: one LOGIN per client, then the same commands from STATUS to SEARCH in a loop
-//!   (a caching client's pattern; no login cost).
+//! - `logged-in`: one LOGIN per client, then cycles of SELECT, FETCH of FLAGS for all, FETCH of
+//!   ENVELOPE and one whole message, STORE of a flag, APPEND + STORE \Deleted + EXPUNGE, LIST,
+//!   STATUS (the mix of issue 13 §3: a caching client's pattern; no login cost).
+//!
+//! `--weights` says how many times each step runs per cycle (0 leaves it out), e.g.
+//! `select=1,fetch-flags=2,search=0`. Results: ops/s and p50/p99 overall and per command.
 //!
 //! Every command counts as one operation; every reply is checked (a `NO`/`BAD` aborts, except
 //! `NO [EXPUNGEISSUED]`: another client expunged a message being fetched).
@@ -35,7 +39,121 @@ pub(crate) struct Opts {
     pub(crate) secs: u64,
     pub(crate) max_ops: u64,
     pub(crate) mode: Mode,
+    pub(crate) weights: Weights,
     pub(crate) label: String,
+}
+
+/// The commands timed separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Login,
+    List,
+    Status,
+    Select,
+    FetchFlags,
+    FetchBody,
+    Store,
+    Search,
+    Append,
+    StoreDeleted,
+    Expunge,
+    Logout,
+}
+
+impl Op {
+    const ALL: [Self; 12] = [
+        Self::Login,
+        Self::List,
+        Self::Status,
+        Self::Select,
+        Self::FetchFlags,
+        Self::FetchBody,
+        Self::Store,
+        Self::Search,
+        Self::Append,
+        Self::StoreDeleted,
+        Self::Expunge,
+        Self::Logout,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Login => "LOGIN",
+            Self::List => "LIST",
+            Self::Status => "STATUS",
+            Self::Select => "SELECT",
+            Self::FetchFlags => "FETCH-flags",
+            Self::FetchBody => "FETCH-body",
+            Self::Store => "STORE",
+            Self::Search => "SEARCH",
+            Self::Append => "APPEND",
+            Self::StoreDeleted => "STORE-deleted",
+            Self::Expunge => "EXPUNGE",
+            Self::Logout => "LOGOUT",
+        }
+    }
+}
+
+/// How many times each step of a cycle runs (0: left out).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Weights {
+    list: u32,
+    status: u32,
+    select: u32,
+    fetch_flags: u32,
+    fetch_body: u32,
+    store: u32,
+    search: u32,
+    /// APPEND, then STORE \Deleted and UID EXPUNGE of the appended message.
+    append: u32,
+}
+
+impl Weights {
+    /// The default mix of a mode: `mixed` as before (with SEARCH), `logged-in` the issue's mix
+    /// (LIST and STATUS, no SEARCH).
+    pub(crate) fn defaults(mode: Mode) -> Self {
+        Self {
+            list: 1,
+            status: 1,
+            select: 1,
+            fetch_flags: 1,
+            fetch_body: 1,
+            store: 1,
+            search: u32::from(mode == Mode::Mixed),
+            append: 1,
+        }
+    }
+
+    /// Applies `name=n,…` on top of `self`; at most 100 per step (a cycle stays bounded).
+    pub(crate) fn parse_over(mut self, spec: &str) -> anyhow::Result<Self> {
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .with_context(|| format!("weight {item:?}: want name=n"))?;
+            let n: u32 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("weight {item:?}"))?;
+            if n > 100 {
+                bail!("weight {item:?}: at most 100");
+            }
+            let slot = match k.trim() {
+                "list" => &mut self.list,
+                "status" => &mut self.status,
+                "select" => &mut self.select,
+                "fetch-flags" => &mut self.fetch_flags,
+                "fetch-body" => &mut self.fetch_body,
+                "store" => &mut self.store,
+                "search" => &mut self.search,
+                "append" => &mut self.append,
+                other => bail!(
+                    "unknown weight {other:?} (list, status, select, fetch-flags, fetch-body, store, search, append)"
+                ),
+            };
+            *slot = n;
+        }
+        Ok(self)
+    }
 }
 
 struct Conn {
@@ -172,7 +290,7 @@ impl Conn {
 /// A small message for the APPEND step.
 const APPENDED: &[u8] = b"From: Bench <bench@example.test>\r\nTo: user@example.test\r\nSubject: appended by the benchmark\r\nMessage-ID: <bench@example.test>\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\nA short body line.\r\n";
 
-/// Runs the load and prints one line of results.
+/// Runs the load and prints one line of results, then one per command.
 pub(crate) async fn run(opts: Opts) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(opts.secs);
     let started = Instant::now();
@@ -185,29 +303,47 @@ pub(crate) async fn run(opts: Opts) -> anyhow::Result<()> {
             client_loop(client, &opts, deadline, &budget).await
         }));
     }
-    let mut ops = 0u64;
     let mut logins = 0u64;
-    let mut lat = Vec::new();
+    let mut lat: Vec<(Op, Duration)> = Vec::new();
     for t in tasks {
-        let (o, l, mut v) = t.await??;
-        ops += o;
+        let (l, mut v) = t.await??;
         logins += l;
         lat.append(&mut v);
     }
     let wall = started.elapsed().as_secs_f64();
-    lat.sort();
-    let pct = |p: f64| {
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        lat.get(i).copied().unwrap_or_default().as_secs_f64() * 1e3
+    let ops = lat.len() as u64;
+    let pct = |v: &[Duration], p: f64| {
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or_default().as_secs_f64() * 1e3
     };
+    let mut all: Vec<Duration> = lat.iter().map(|(_, d)| *d).collect();
+    all.sort();
     println!(
         "{}: {} clients, {ops} ops ({logins} logins) in {wall:.2} s = {:.0} ops/s; latency p50 {:.2} ms, p99 {:.2} ms",
         opts.label,
         opts.clients,
         ops as f64 / wall,
-        pct(0.5),
-        pct(0.99)
+        pct(&all, 0.5),
+        pct(&all, 0.99)
     );
+    for op in Op::ALL {
+        let mut v: Vec<Duration> = lat
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, d)| *d)
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort();
+        println!(
+            "  {:<14} {:>7} ops  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            op.name(),
+            v.len(),
+            pct(&v, 0.5),
+            pct(&v, 0.99)
+        );
+    }
     Ok(())
 }
 
@@ -218,13 +354,13 @@ fn take(budget: &std::sync::atomic::AtomicU64) -> bool {
         .is_ok()
 }
 
+/// One client's share of the run: logins done, and every command's latency.
 async fn client_loop(
     client: usize,
     opts: &Opts,
     deadline: Instant,
     budget: &std::sync::atomic::AtomicU64,
-) -> anyhow::Result<(u64, u64, Vec<Duration>)> {
-    let mut ops = 0u64;
+) -> anyhow::Result<(u64, Vec<(Op, Duration)>)> {
     let mut logins = 0u64;
     let mut lat = Vec::new();
     let mut rng = (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -234,8 +370,11 @@ async fn client_loop(
         rng ^= rng << 17;
         rng
     };
+    let w = opts.weights;
     let mut session: Option<Conn> = None;
-    while Instant::now() < deadline {
+    // True when the deadline or the operation budget ends the run.
+    let over = |budget: &std::sync::atomic::AtomicU64| Instant::now() >= deadline || !take(budget);
+    'run: while Instant::now() < deadline {
         let mut c = match session.take() {
             Some(c) => c,
             None => {
@@ -248,73 +387,122 @@ async fn client_loop(
                 }
                 c.cmd(&format!("LOGIN \"{user}\" \"{}\"", opts.password))
                     .await?;
-                lat.push(t.elapsed());
-                ops += 1;
+                lat.push((Op::Login, t.elapsed()));
                 logins += 1;
+                // The logged-in mode's cycles all run in the selected state.
+                if opts.mode == Mode::LoggedIn && w.select == 0 {
+                    let t = Instant::now();
+                    c.cmd("SELECT INBOX").await?;
+                    lat.push((Op::Select, t.elapsed()));
+                }
                 c
             }
         };
-        let mut steps: Vec<String> = Vec::new();
-        if opts.mode == Mode::Mixed {
-            steps.push("LIST \"\" \"*\"".into());
-        }
-        steps.push("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)".into());
-        steps.push("SELECT INBOX".into());
-        let mut exists = 0u32;
         let mut stopped = false;
-        for (i, step) in steps.iter().enumerate() {
-            if Instant::now() >= deadline || !take(budget) {
-                stopped = true;
-                break;
-            }
-            let t = Instant::now();
-            let r = c.cmd(step).await?;
-            lat.push(t.elapsed());
-            ops += 1;
-            if i == steps.len() - 1 {
-                exists = r.exists.unwrap_or(0);
-            }
-        }
-        if !stopped && exists > 0 {
-            let n = 1 + (next() % u64::from(exists)) as u32;
-            let m = 1 + (next() % u64::from(exists)) as u32;
-            let flag = ["\\Seen", "\\Flagged", "\\Answered", "$Work"][(next() % 4) as usize];
-            let sign = if next() % 2 == 0 { '+' } else { '-' };
-            for cmd in [
-                "FETCH 1:* (UID FLAGS)".to_owned(),
-                format!("FETCH {n} (UID RFC822.SIZE INTERNALDATE ENVELOPE BODY.PEEK[])"),
-                format!("STORE {m} {sign}FLAGS.SILENT ({flag})"),
-                "SEARCH UNSEEN".to_owned(),
-            ] {
-                if Instant::now() >= deadline || !take(budget) {
+        // One timed command; `stopped` and the loop's end when the run is over.
+        macro_rules! step {
+            ($op:expr, $cmd:expr) => {{
+                if over(budget) {
                     stopped = true;
-                    break;
+                    None
+                } else {
+                    let t = Instant::now();
+                    let r = c.cmd(&$cmd).await?;
+                    lat.push(($op, t.elapsed()));
+                    Some(r)
+                }
+            }};
+        }
+        let mut exists = 0u32;
+        'cycle: {
+            // The mixed (webmail) session lists and checks first; a logged-in client ends its
+            // cycle with them.
+            if opts.mode == Mode::Mixed {
+                for _ in 0..w.list {
+                    if step!(Op::List, "LIST \"\" \"*\"").is_none() {
+                        break 'cycle;
+                    }
+                }
+                for _ in 0..w.status {
+                    if step!(Op::Status, "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").is_none() {
+                        break 'cycle;
+                    }
+                }
+            }
+            for _ in 0..w.select {
+                match step!(Op::Select, "SELECT INBOX") {
+                    Some(r) => exists = r.exists.unwrap_or(0),
+                    None => break 'cycle,
+                }
+            }
+            if w.select == 0 {
+                // Without SELECT in the cycle, NOOP learns the current size (not timed).
+                exists = c.cmd("NOOP").await?.exists.unwrap_or(exists);
+                exists = exists.max(1);
+            }
+            if exists > 0 {
+                for _ in 0..w.fetch_flags {
+                    if step!(Op::FetchFlags, "FETCH 1:* (UID FLAGS)").is_none() {
+                        break 'cycle;
+                    }
+                }
+                for _ in 0..w.fetch_body {
+                    let n = 1 + (next() % u64::from(exists)) as u32;
+                    let cmd =
+                        format!("FETCH {n} (UID RFC822.SIZE INTERNALDATE ENVELOPE BODY.PEEK[])");
+                    if step!(Op::FetchBody, cmd).is_none() {
+                        break 'cycle;
+                    }
+                }
+                for _ in 0..w.store {
+                    let m = 1 + (next() % u64::from(exists)) as u32;
+                    let flag =
+                        ["\\Seen", "\\Flagged", "\\Answered", "$Work"][(next() % 4) as usize];
+                    let sign = if next() % 2 == 0 { '+' } else { '-' };
+                    if step!(Op::Store, format!("STORE {m} {sign}FLAGS.SILENT ({flag})")).is_none()
+                    {
+                        break 'cycle;
+                    }
+                }
+                for _ in 0..w.search {
+                    if step!(Op::Search, "SEARCH UNSEEN").is_none() {
+                        break 'cycle;
+                    }
+                }
+            }
+            // APPEND one message, then flag it \Deleted and expunge it by UID: every cycle
+            // adds and removes one, so the mailbox keeps its size.
+            for _ in 0..w.append {
+                if over(budget) {
+                    stopped = true;
+                    break 'cycle;
                 }
                 let t = Instant::now();
-                c.cmd(&cmd).await?;
-                lat.push(t.elapsed());
-                ops += 1;
-            }
-            // APPEND one message, then flag it \Deleted and expunge it by UID: every
-            // session adds and removes one, so the mailbox keeps its size.
-            if !stopped && Instant::now() < deadline && take(budget) {
-                let t = Instant::now();
                 let uid = c.append(APPENDED).await?;
-                lat.push(t.elapsed());
-                ops += 1;
+                lat.push((Op::Append, t.elapsed()));
                 if let Some(uid) = uid {
-                    for cmd in [
-                        format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
-                        format!("UID EXPUNGE {uid}"),
-                    ] {
-                        if !take(budget) {
-                            stopped = true;
-                            break;
-                        }
-                        let t = Instant::now();
-                        c.cmd(&cmd).await?;
-                        lat.push(t.elapsed());
-                        ops += 1;
+                    if step!(
+                        Op::StoreDeleted,
+                        format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+                    )
+                    .is_none()
+                    {
+                        break 'cycle;
+                    }
+                    if step!(Op::Expunge, format!("UID EXPUNGE {uid}")).is_none() {
+                        break 'cycle;
+                    }
+                }
+            }
+            if opts.mode == Mode::LoggedIn {
+                for _ in 0..w.list {
+                    if step!(Op::List, "LIST \"\" \"*\"").is_none() {
+                        break 'cycle;
+                    }
+                }
+                for _ in 0..w.status {
+                    if step!(Op::Status, "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").is_none() {
+                        break 'cycle;
                     }
                 }
             }
@@ -323,56 +511,57 @@ async fn client_loop(
             if take(budget) {
                 let t = Instant::now();
                 c.cmd("LOGOUT").await?;
-                lat.push(t.elapsed());
-                ops += 1;
+                lat.push((Op::Logout, t.elapsed()));
             }
             if stopped {
-                break;
+                break 'run;
             }
         } else {
             session = Some(c);
         }
     }
-    Ok((ops, logins, lat))
+    Ok((logins, lat))
 }
 
-/// Appends messages from an mbox file to INBOX of every user until each has `count`.
+/// Appends messages from an mbox file to INBOX of every user until each has `count` (the users
+/// in parallel, at most 20 at a time).
 pub(crate) async fn prefill(opts: &Opts, mbox: &std::path::Path, count: u32) -> anyhow::Result<()> {
     let text = std::fs::read(mbox).with_context(|| format!("reading {}", mbox.display()))?;
-    let msgs = split_mbox(&text);
+    let msgs = std::sync::Arc::new(split_mbox(&text));
     if msgs.is_empty() {
         bail!("{} holds no messages", mbox.display());
     }
-    for n in 1..=opts.users.max(1) {
-        let user = opts.user.replace("%d", &n.to_string());
-        let mut c = Conn::connect(&opts.addr).await?;
-        c.cmd(&format!("LOGIN \"{user}\" \"{}\"", opts.password))
-            .await?;
-        let have = c.cmd("SELECT INBOX").await?.exists.unwrap_or(0);
-        for i in have..count {
-            let m = &msgs[i as usize % msgs.len()];
-            c.tag += 1;
-            let tag = format!("a{}", c.tag);
-            c.w.write_all(format!("{tag} APPEND INBOX {{{}}}\r\n", m.len()).as_bytes())
-                .await?;
-            c.read_line().await?;
-            if !c.line.starts_with(b"+") {
-                bail!("APPEND: {}", String::from_utf8_lossy(&c.line));
-            }
-            c.w.write_all(m).await?;
-            c.w.write_all(b"\r\n").await?;
-            loop {
-                c.read_line().await?;
-                if c.line.starts_with(tag.as_bytes()) {
-                    if !c.line[tag.len()..].starts_with(b" OK") {
-                        bail!("APPEND: {}", String::from_utf8_lossy(&c.line));
-                    }
-                    break;
-                }
-            }
+    let users: Vec<u32> = (1..=opts.users.max(1)).collect();
+    for chunk in users.chunks(20) {
+        let mut tasks = Vec::new();
+        for &n in chunk {
+            let user = opts.user.replace("%d", &n.to_string());
+            let (addr, password, msgs) = (opts.addr.clone(), opts.password.clone(), msgs.clone());
+            tasks.push(tokio::spawn(async move {
+                prefill_one(&addr, &user, &password, &msgs, count).await
+            }));
         }
-        c.cmd("LOGOUT").await?;
+        for t in tasks {
+            t.await??;
+        }
     }
+    Ok(())
+}
+
+async fn prefill_one(
+    addr: &str,
+    user: &str,
+    password: &str,
+    msgs: &[Vec<u8>],
+    count: u32,
+) -> anyhow::Result<()> {
+    let mut c = Conn::connect(addr).await?;
+    c.cmd(&format!("LOGIN \"{user}\" \"{password}\"")).await?;
+    let have = c.cmd("SELECT INBOX").await?.exists.unwrap_or(0);
+    for i in have..count {
+        c.append(&msgs[i as usize % msgs.len()]).await?;
+    }
+    c.cmd("LOGOUT").await?;
     Ok(())
 }
 

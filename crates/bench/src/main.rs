@@ -105,6 +105,11 @@ enum Cmd {
         /// `mixed` (log in and out every session) or `logged-in`.
         #[arg(long, value_enum, default_value = "mixed")]
         mode: imap::Mode,
+        /// How many times each step runs per cycle, `name=n,…` over the mode's defaults
+        /// (list, status, select, fetch-flags, fetch-body, store, search, append; 0 leaves a
+        /// step out; append includes STORE \Deleted and UID EXPUNGE of the appended message).
+        #[arg(long, default_value = "")]
+        weights: String,
         /// Before the run, APPEND messages from this mbox until each user's INBOX has `--msgs`.
         #[arg(long)]
         mbox: Option<PathBuf>,
@@ -233,12 +238,14 @@ fn main() -> anyhow::Result<()> {
                 secs,
                 max_ops,
                 mode,
+                weights,
                 mbox,
                 msgs,
                 select_all,
                 idle,
                 label,
             } => {
+                let weights = imap::Weights::defaults(mode).parse_over(&weights)?;
                 let opts = imap::Opts {
                     addr,
                     user,
@@ -248,6 +255,7 @@ fn main() -> anyhow::Result<()> {
                     secs,
                     max_ops,
                     mode,
+                    weights,
                     label,
                 };
                 if let Some(mbox) = mbox {
