@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use postern_e2e::{
-    COMMAND_TIMEOUT, DbKind, Postern, Postfix, TestDb, describe_output, exec_sql, free_port,
-    run_command, run_python, set_key,
+    COMMAND_TIMEOUT, DbKind, DnsServer, Postern, Postfix, TestDb, describe_output, exec_sql,
+    free_port, run_command, run_python, set_key,
 };
 use toml::Value;
 
@@ -489,6 +489,43 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     assert!(!out.status.success(), "a mismatch passed\n{text}");
     assert!(text.contains("FAIL alias     team@example.org"), "{text}");
     pm.mailctl_ok(&["alias", "add", "team@example.org", "bob@example.org"]);
+
+    // The copied DKIM key against the published record, through [dns].
+    let dkim_dns = DnsServer::start();
+    let der = old.join("pub.der");
+    run_ok(
+        Command::new("openssl")
+            .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&der),
+    );
+    let p = run_ok(
+        Command::new("openssl")
+            .args(["base64", "-A", "-in"])
+            .arg(&der),
+    );
+    dkim_dns.txt(
+        "mail._domainkey.example.org",
+        &format!("v=DKIM1; k=rsa; p={}", p.trim()),
+    );
+    let dkim_ns = Value::from(vec![dkim_dns.addr().to_string()]);
+    pm.edit_config(|t| set_key(t, "dns.nameservers", dkim_ns));
+    let mut args = vec!["migrate", "check"];
+    args.extend(src);
+    let out = mailctl(&pm, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(text.contains("OK   dkim      example.org/mail"), "{text}");
+    dkim_dns.remove("mail._domainkey.example.org");
+    dkim_dns.txt(
+        "mail._domainkey.example.org",
+        "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAnotthesamekey",
+    );
+    let out = mailctl(&pm, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAIL dkim      example.org/mail"), "{text}");
 
     // Postern instead of Dovecot: the same users, passwords, UIDs; the same Sieve script.
     dovecot.stop();

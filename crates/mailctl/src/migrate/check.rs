@@ -19,6 +19,8 @@ use super::{CheckArgs, read_source, run_tool, tool};
 const MAX_ALIAS_DEPTH: usize = 16;
 /// Most aliases compared (each costs `postmap` runs).
 const MAX_ALIASES: usize = 10_000;
+/// Most `postmap -q` runs for one alias (a wide, deep alias graph is not followed further).
+const MAX_LOOKUPS_PER_ALIAS: usize = 200;
 
 #[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -283,7 +285,8 @@ async fn checks(
                 continue;
             }
         };
-        match postfix_expand(&pm, &alias_maps, key, 0) {
+        let mut budget = MAX_LOOKUPS_PER_ALIAS;
+        match postfix_expand(&pm, &alias_maps, key, 0, &mut budget) {
             Ok(theirs) if theirs == ours => report.add(
                 Status::Ok,
                 "alias",
@@ -371,11 +374,16 @@ fn postfix_expand(
     specs: &[String],
     key: &str,
     depth: usize,
+    budget: &mut usize,
 ) -> anyhow::Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     if specs.is_empty() {
         return Ok(out);
     }
+    if *budget == 0 {
+        bail!("more than {MAX_LOOKUPS_PER_ALIAS} lookups: not followed to the end");
+    }
+    *budget -= 1;
     let Some(answer) = pm.query(specs, key)? else {
         if depth > 0 {
             out.insert(key.to_ascii_lowercase());
@@ -386,7 +394,7 @@ fn postfix_expand(
         if d.eq_ignore_ascii_case(key) || depth >= MAX_ALIAS_DEPTH {
             out.insert(d.to_ascii_lowercase());
         } else {
-            out.extend(postfix_expand(pm, specs, &d, depth + 1)?);
+            out.extend(postfix_expand(pm, specs, &d, depth + 1, budget)?);
         }
     }
     Ok(out)
