@@ -101,6 +101,20 @@ struct Zone {
     unsigned: Vec<String>,
     /// Names whose RRSIGs are corrupted.
     tampered: Vec<String>,
+    /// Queries failed on purpose ([`DnsServer::fail_queries`]): name, type, only those with
+    /// the DO bit, and how.
+    failing: Vec<(String, u16, bool, QueryFailure)>,
+    /// How many queries those rules failed.
+    failed: u64,
+}
+
+/// How [`DnsServer::fail_queries`] fails the queries it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFailure {
+    /// No answer at all (the client times out).
+    Drop,
+    /// SERVFAIL (a broken or a validating resolver; not a validated answer).
+    ServFail,
 }
 
 /// The signing key of the root zone (a combined KSK/ZSK, flags 257).
@@ -405,6 +419,35 @@ impl DnsServer {
         self
     }
 
+    /// Queries for `name`/`qtype` (type number; only those with the DO bit when
+    /// `dnssec_only`) are dropped or answered SERVFAIL, as by someone on the path who filters
+    /// the DNSSEC queries; [`DnsServer::answer_again`] ends it. None by default.
+    pub fn fail_queries(
+        &self,
+        name: &str,
+        qtype: u16,
+        dnssec_only: bool,
+        how: QueryFailure,
+    ) -> &Self {
+        self.zone
+            .lock()
+            .expect("zone lock")
+            .failing
+            .push((norm(name), qtype, dnssec_only, how));
+        self
+    }
+
+    /// Every query is answered again (the rules of [`DnsServer::fail_queries`] are gone).
+    pub fn answer_again(&self) -> &Self {
+        self.zone.lock().expect("zone lock").failing.clear();
+        self
+    }
+
+    /// How many queries the rules of [`DnsServer::fail_queries`] failed so far.
+    pub fn failed_queries(&self) -> u64 {
+        self.zone.lock().expect("zone lock").failed
+    }
+
     /// Removes every record at `name` (to break a zone on purpose).
     pub fn remove(&self, name: &str) -> &Self {
         let n = norm(name);
@@ -484,10 +527,22 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         zone.dropped += 1;
         return None;
     }
+    let with_do = dnssec_ok(q, i + 4);
+    let failure = zone
+        .failing
+        .iter()
+        .find(|(n, t, do_only, _)| *n == name && *t == qtype && (!do_only || with_do))
+        .map(|f| f.3);
+    if failure.is_some() {
+        zone.failed += 1;
+    }
+    if failure == Some(QueryFailure::Drop) {
+        return None;
+    }
     let soa = zone.soa;
     // AD when the query asks for it (RFC 6840 §5.7) and the name is in a secure zone.
     let ad = q[3] & 0x20 != 0 && zone.secure.iter().any(|s| in_zone(&name, s));
-    if zone.servfail || zone.bogus.contains(&name) {
+    if zone.servfail || zone.bogus.contains(&name) || failure == Some(QueryFailure::ServFail) {
         let mut out = q[..12].to_vec();
         out[2] = 0x80 | (q[2] & 0x01);
         out[3] = 0x82; // RA, SERVFAIL
@@ -781,6 +836,58 @@ print("OK")
             "{text}"
         );
         assert!(dns.trust_anchor().starts_with(". 60 IN DNSKEY 257 3 13 "));
+    }
+
+    /// Only the queries matching a rule fail (with the DO bit when asked), the rest are
+    /// answered; answer_again ends it.
+    #[test]
+    fn fails_chosen_queries_only() {
+        let zone = Mutex::new(Zone::default());
+        zone.lock()
+            .unwrap()
+            .records
+            .push(("x.test".into(), Data::Mx(10, "mx.x.test".into())));
+        let query = |qtype: u16, with_do: bool| {
+            let mut q = vec![
+                0x12,
+                0x34,
+                0x01,
+                0x00,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                u8::from(with_do),
+            ];
+            put_name(&mut q, "x.test");
+            q.extend_from_slice(&qtype.to_be_bytes());
+            q.extend_from_slice(&[0, 1]);
+            if with_do {
+                // OPT: root, type 41, payload 1232, rcode/version 0, flags DO, no data.
+                q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+            }
+            q
+        };
+        zone.lock()
+            .unwrap()
+            .failing
+            .push(("x.test".into(), MX, true, QueryFailure::Drop));
+        assert!(answer(&query(MX, true), &zone).is_none(), "DO MX dropped");
+        let r = answer(&query(MX, false), &zone).unwrap();
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "plain MX answered");
+        assert!(answer(&query(A, true), &zone).is_some(), "DO A answered");
+        zone.lock().unwrap().failing = vec![("x.test".into(), MX, false, QueryFailure::ServFail)];
+        for with_do in [true, false] {
+            let r = answer(&query(MX, with_do), &zone).unwrap();
+            assert_eq!(r[3] & 0x0f, 2, "SERVFAIL");
+        }
+        assert_eq!(zone.lock().unwrap().failed, 3);
+        zone.lock().unwrap().failing.clear();
+        let r = answer(&query(MX, true), &zone).unwrap();
+        assert_eq!(r[3] & 0x0f, 0, "answered again");
     }
 
     #[test]

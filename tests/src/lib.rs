@@ -33,7 +33,7 @@ mod sink;
 pub use bins::{BUILD_HINT, bin, bin_dir, find_bin};
 pub use daemon::{Daemon, STARTUP_TIMEOUT, STOP_TIMEOUT};
 pub use db::{DbKind, TestDb, exec_sql, try_exec_sql};
-pub use dns::{DnsServer, reverse_name};
+pub use dns::{DnsServer, QueryFailure, reverse_name};
 pub use postern::{Postern, PosternBuilder, set_key};
 pub use postfix::{Postfix, PostfixBuilder, free_port};
 pub use process::{COMMAND_TIMEOUT, describe_output, run_command};

@@ -17,6 +17,13 @@
 //!
 //! `auto` (the default) is `ad` when every name server is on loopback and no trust anchor
 //! file is given, `validate` otherwise.
+//!
+//! Only two outcomes let delivery go on: **secure** (records, or their validated absence)
+//! and **insecure** (proven: a validated insecure delegation, or the trusted resolver's
+//! answer without AD). Everything else is indeterminate and defers the destination or the
+//! host ([`mx_dane`], [`host_dane`]): a bogus answer, and no answer at all (time-outs,
+//! SERVFAIL, network errors), so that dropping or breaking only the DNSSEC queries
+//! (those with the DO bit) cannot turn DANE off (RFC 7672 §2.1.1).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -384,7 +391,12 @@ pub fn trusted_servers(config: &postern_config::Config) -> Vec<SocketAddr> {
     }
 }
 
-/// Asks `servers` in turn for `name`/`rtype` with DO and AD set; the first answer counts.
+/// Rounds over the name servers before a DO/AD lookup gives up: one lost datagram must not
+/// defer a DANE destination (a failed lookup now defers; it no longer means "insecure").
+const AD_ROUNDS: usize = 2;
+
+/// Asks `servers` in turn for `name`/`rtype` with DO and AD set, [`AD_ROUNDS`] times over;
+/// the first answer counts.
 pub async fn secure_lookup(
     servers: &[SocketAddr],
     name: &str,
@@ -394,13 +406,15 @@ pub async fn secure_lookup(
     let qname = Name::from_ascii(crate::fqdn(name))
         .map_err(|e| LookupError::Failed(format!("bad name {name}: {e}")))?;
     let mut last = LookupError::Failed(format!("no name server to ask for {name}"));
-    for server in servers {
-        match tokio::time::timeout(timeout, ask(*server, &qname, rtype)).await {
-            Ok(Ok(a)) => return Ok(a),
-            Ok(Err(e @ LookupError::ServFail(_))) => return Err(e),
-            Ok(Err(e)) => last = e,
-            Err(_) => {
-                last = LookupError::Failed(format!("{rtype} lookup for {name}: timed out"));
+    for _ in 0..AD_ROUNDS {
+        for server in servers {
+            match tokio::time::timeout(timeout, ask(*server, &qname, rtype)).await {
+                Ok(Ok(a)) => return Ok(a),
+                Ok(Err(e @ LookupError::ServFail(_))) => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = LookupError::Failed(format!("{rtype} lookup for {name}: timed out"));
+                }
             }
         }
     }
@@ -595,6 +609,46 @@ pub fn host_dane(mx_secure: bool, tlsa: Option<Result<SecureAnswer, LookupError>
                 HostDane::Usable(usable)
             }
         }
+    }
+}
+
+/// What the DNSSEC-aware MX lookup of a destination means for DANE (RFC 7672 §2.1, §2.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxDane {
+    /// A secure answer: DANE applies, to these MX host names only (lower case, no final
+    /// dot; empty: a secure denial of MX records, the domain itself is the implicit MX; a
+    /// null MX gives `""`).
+    Secure(Vec<String>),
+    /// Proven insecure: a validated insecure delegation (in-process), or the trusted
+    /// loopback resolver's answer without the AD bit. DANE does not apply.
+    Insecure,
+    /// Neither proven secure nor proven insecure: a bogus answer, or none at all (time-out,
+    /// SERVFAIL, network error, garbage). The destination waits: someone who can drop or
+    /// break only the DNSSEC queries must not be able to turn DANE off.
+    Defer(LookupError),
+}
+
+/// The decision on a DNSSEC-aware MX answer: only a proven-insecure answer lets delivery go
+/// on without DANE; every failure defers (Postfix's `dane` level does the same).
+pub fn mx_dane(answer: Result<SecureAnswer, LookupError>) -> MxDane {
+    match answer {
+        Ok(a) if a.secure => MxDane::Secure(
+            a.records
+                .iter()
+                .filter_map(|r| match r {
+                    RData::MX(mx) => Some(
+                        mx.exchange
+                            .to_lowercase()
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_owned(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Ok(_) => MxDane::Insecure,
+        Err(e) => MxDane::Defer(e),
     }
 }
 
@@ -856,6 +910,96 @@ mod tests {
             host_dane(true, Some(Err(LookupError::Failed("timeout".into())))),
             HostDane::Failed(_)
         ));
+    }
+
+    /// RFC 7672 §2.1.1: only a proven-insecure MX answer lets delivery go on without DANE;
+    /// a bogus answer and no answer at all (the DNSSEC queries dropped or SERVFAILed by
+    /// someone on the path) both defer. A secure answer names the hosts DANE covers.
+    #[test]
+    fn mx_decision_defers_unless_proven_secure_or_insecure() {
+        let mx = |pref: u16, host: &str| {
+            RData::MX(hickory_resolver::proto::rr::rdata::MX::new(
+                pref,
+                Name::from_ascii(host).unwrap(),
+            ))
+        };
+        let ans = |secure: bool, records: Vec<RData>| {
+            Ok(SecureAnswer {
+                secure,
+                records,
+                ttl: 60,
+            })
+        };
+        assert_eq!(
+            mx_dane(ans(
+                true,
+                vec![mx(10, "MX1.Example.NET."), mx(20, "mx2.example.net")]
+            )),
+            MxDane::Secure(vec!["mx1.example.net".into(), "mx2.example.net".into()])
+        );
+        // A secure denial: the implicit MX (the domain itself); a secure null MX.
+        assert_eq!(mx_dane(ans(true, vec![])), MxDane::Secure(vec![]));
+        assert_eq!(
+            mx_dane(ans(true, vec![mx(0, ".")])),
+            MxDane::Secure(vec![String::new()])
+        );
+        // Proven insecure (validated insecure delegation, or no AD bit): no DANE.
+        assert_eq!(
+            mx_dane(ans(false, vec![mx(10, "mx.example.net")])),
+            MxDane::Insecure
+        );
+        assert_eq!(mx_dane(ans(false, vec![])), MxDane::Insecure);
+        // Indeterminate and bogus: the destination waits, never "insecure".
+        for e in [
+            LookupError::Failed("MX lookup for example.net: timed out".into()),
+            LookupError::Failed("MX lookup for example.net: error response: SERVFAIL".into()),
+            LookupError::ServFail("SERVFAIL (DNSSEC-bogus or broken)".into()),
+            LookupError::Bogus("DNSSEC-bogus (bad or missing signatures)".into()),
+        ] {
+            assert_eq!(mx_dane(Err(e.clone())), MxDane::Defer(e));
+        }
+    }
+
+    /// A lost datagram is asked again (the next round) before a DO/AD lookup gives up; a
+    /// name server that never answers fails the lookup (which then defers, above).
+    #[tokio::test]
+    async fn ad_lookups_ask_again_after_a_lost_answer() {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = sock.local_addr().unwrap();
+        let answering = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            // The first query is lost; the second gets a secure NODATA.
+            let _ = sock.recv_from(&mut buf).await.unwrap();
+            let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            m.add_query(q.queries[0].clone());
+            m.metadata.authentic_data = true;
+            sock.send_to(&m.to_vec().unwrap(), peer).await.unwrap();
+        });
+        let a = secure_lookup(
+            &[server],
+            "_25._tcp.mx.example.net",
+            RecordType::TLSA,
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+        assert!(a.secure && a.records.is_empty());
+        answering.await.unwrap();
+        // Nobody answers: a failure (not an insecure answer) after every round.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = secure_lookup(
+            &[silent.local_addr().unwrap()],
+            "example.net",
+            RecordType::MX,
+            Duration::from_millis(100),
+        )
+        .await;
+        assert!(
+            matches!(r, Err(LookupError::Failed(ref w)) if w.contains("timed out")),
+            "{r:?}"
+        );
     }
 
     #[test]

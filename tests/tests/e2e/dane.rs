@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postern_e2e::{DnsServer, Postern, describe_output, run_command, run_python};
+use postern_e2e::{DnsServer, Postern, QueryFailure, describe_output, run_command, run_python};
 
 use crate::lmtp::messages;
 
@@ -491,4 +491,305 @@ fn validation_without_dnssec_records_defers_and_says_why() {
         "{why}"
     );
     assert!(bob(&b).is_empty());
+}
+
+/// A: mail.example.org with alice, validating DNSSEC in-process from `dns`'s trust anchor
+/// (kept in `anchor`), its MX delivery pointed at `port`; `tune` adds settings.
+fn validating_sender(
+    dns: &DnsServer,
+    port: u16,
+    anchor: &Path,
+    tune: impl FnOnce(postern_e2e::PosternBuilder) -> postern_e2e::PosternBuilder,
+) -> Postern {
+    let anchor_file = anchor.join("root.key");
+    std::fs::write(&anchor_file, dns.trust_anchor()).unwrap();
+    let builder = Postern::builder()
+        .hostname("mail.example.org")
+        .set("dns.nameservers", vec![dns.addr().to_string()])
+        .set("dns.timeout_secs", 2)
+        .set("dns.dnssec", "validate")
+        .set("dns.trust_anchor", anchor_file.to_str().unwrap())
+        .set("smtpd.outbound_port", i64::from(port))
+        .set("smtpd.outbound_connection_cache_secs", 0)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"]);
+    let a = tune(builder).start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = a.mailctl_stdin(
+        &["user", "add", "alice@example.org"],
+        "correct horse battery\n",
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    a.daemon("smtpd").wait_for(
+        "DANE: on where DNSSEC-secure, validated in-process from the trust anchor",
+        Duration::from_secs(10),
+    );
+    a
+}
+
+/// The last error of the queued message for `rcpt` (empty while it has none).
+fn last_error_for(a: &Postern, rcpt: &str) -> String {
+    let q = a.mailctl_json(&["queue", "list"]);
+    q.as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e["recipients"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x.as_str() == Some(rcpt)))
+        })
+        .and_then(|e| e["last_error"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// RFC 7672 §2.1.1, the downgrade: someone on the path drops or SERVFAILs only the DNSSEC
+/// queries (the DO bit) of a signed destination's MX, or its host's TLSA queries. Neither is
+/// a proven-insecure answer: the messages are deferred (4.7.5), stay queued and nothing is
+/// sent, in clear or otherwise. Once the queries are answered again, the same messages go
+/// out under DANE (`dane=pass`). With `[smtpd] dane = "off"` none of it is asked.
+///
+/// Seen failing before the fix: the two MX cases were delivered at once with
+/// `dane=none (insecure MX)` (the lookup failure was taken as "insecure").
+#[test]
+fn lost_or_failed_dnssec_queries_defer_never_downgrade() {
+    const DOMAINS: [&str; 4] = [
+        "dropmx.example",
+        "failmx.example",
+        "droptlsa.example",
+        "failtlsa.example",
+    ];
+    let b = receiver();
+    for d in DOMAINS {
+        b.mailctl_ok(&["domain", "add", d]);
+        let out = b.mailctl_stdin(
+            &["user", "add", &format!("bob@{d}")],
+            "bob's long passphrase\n",
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let key = spki_sha256(&b.dir().join("tls/cert.pem"));
+    let tlsa = |host: &str| format!("_{}._tcp.{host}", b25.port());
+    let dns = DnsServer::start();
+    dns.sign();
+    for d in DOMAINS {
+        let host = format!("mx.{d}");
+        dns.mx(d, 10, &host)
+            .a(&host, Ipv4Addr::LOCALHOST)
+            .tlsa(&tlsa(&host), 3, 1, 1, &key);
+    }
+    const MX: u16 = 15;
+    const TLSA: u16 = 52;
+    // Only the DO-bit MX queries: the plain MX lookup (no DO) still gets its answer.
+    dns.fail_queries("dropmx.example", MX, true, QueryFailure::Drop)
+        .fail_queries("failmx.example", MX, true, QueryFailure::ServFail)
+        .fail_queries(
+            &tlsa("mx.droptlsa.example"),
+            TLSA,
+            false,
+            QueryFailure::Drop,
+        )
+        .fail_queries(
+            &tlsa("mx.failtlsa.example"),
+            TLSA,
+            false,
+            QueryFailure::ServFail,
+        );
+    let anchor = tempfile::tempdir().unwrap();
+    let mut a = validating_sender(&dns, b25.port(), anchor.path(), |b| b);
+    let smtpd = a.daemon("smtpd");
+    let mark = smtpd.mark();
+    for d in DOMAINS {
+        submit_to(&a, &format!("bob@{d}"), &format!("via {d}"));
+    }
+    for (d, needle) in [
+        (
+            "dropmx.example",
+            "DNSSEC status of the MX records of dropmx.example unknown",
+        ),
+        (
+            "failmx.example",
+            "DNSSEC status of the MX records of failmx.example unknown",
+        ),
+        (
+            "droptlsa.example",
+            "no usable DNSSEC answer for mx.droptlsa.example",
+        ),
+        (
+            "failtlsa.example",
+            "no usable DNSSEC answer for mx.failtlsa.example",
+        ),
+    ] {
+        let rcpt = format!("bob@{d}");
+        let mut last = String::new();
+        wait_until(&format!("{d}'s deferral"), Duration::from_secs(40), || {
+            last = last_error_for(&a, &rcpt);
+            last.contains(needle)
+        });
+        assert!(last.contains("451 4.7.5"), "{d}: {last}");
+        assert!(inbox(&b, d).is_empty(), "{d}: nothing sent");
+    }
+    assert!(dns.failed_queries() >= 4, "{:?}", dns.queries());
+    assert_eq!(
+        a.mailctl_json(&["queue", "list"]).as_array().unwrap().len(),
+        4,
+        "every message stays queued"
+    );
+    let since = smtpd.lines()[mark..].join("\n");
+    assert!(!since.contains("status=\"sent\""), "{since}");
+
+    // The queries are answered again: the same messages go out under DANE.
+    dns.answer_again();
+    let mark = smtpd.mark();
+    a.mailctl_ok(&["queue", "flush"]);
+    for d in DOMAINS {
+        wait_until(&format!("{d}'s delivery"), Duration::from_secs(40), || {
+            inbox(&b, d).len() == 1
+        });
+        assert!(inbox(&b, d)[0].contains("with ESMTPS"), "{d}");
+    }
+    wait_until("the queue empty", Duration::from_secs(20), || {
+        a.mailctl_json(&["queue", "list"])
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    let log = smtpd.lines()[mark..].join("\n");
+    let passes = log
+        .lines()
+        .filter(|l| l.contains("status=\"sent\"") && l.contains("dane=pass (TLSA 3 1 1"))
+        .count();
+    assert_eq!(passes, 4, "{log}");
+
+    // `[smtpd] dane = "off"`: no DNSSEC query is made, so a dropped one changes nothing.
+    a.edit_config(|t| postern_e2e::set_key(t, "smtpd.dane", "off".into()));
+    a.restart_daemon("smtpd").wait_for(
+        "DANE: off ([smtpd] dane = \"off\")",
+        Duration::from_secs(10),
+    );
+    dns.fail_queries("dropmx.example", MX, true, QueryFailure::Drop);
+    let failed = dns.failed_queries();
+    let smtpd = a.daemon("smtpd");
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@dropmx.example", "dane off");
+    wait_until("the dane-off message", Duration::from_secs(30), || {
+        inbox(&b, "dropmx.example").len() == 2
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=none (off)"), "{line}");
+    assert_eq!(dns.failed_queries(), failed, "no DO-bit MX query asked");
+}
+
+/// RFC 8461 §2: where a domain has both an MTA-STS policy and DNSSEC-signed TLSA records,
+/// DANE decides, and MTA-STS "MUST NOT" override a failing DANE check. B's certificate is
+/// from a CA that A trusts for MTA-STS and names every MX host, each domain's policy is
+/// `enforce` naming its MX: MTA-STS alone accepts B everywhere (as for `stsonly.example`,
+/// whose zone is unsigned). With a matching TLSA record: `dane=pass`. With a TLSA record
+/// that does not match B's key: deferred 4.7.5 (`dane=fail`), although MTA-STS would
+/// accept the certificate by its name.
+#[test]
+fn dane_wins_over_mta_sts() {
+    use crate::outbound::{PolicyServer, TestCa};
+    const DOMAINS: [&str; 3] = ["sts.example", "stsfail.example", "stsonly.example"];
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut b = Postern::builder()
+        .hostname("mx.sts.example")
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    let (cert, key_pem) = ca.leaf(&["mx.sts.example", "mx.stsfail.example", "mx.stsonly.example"]);
+    std::fs::write(b.dir().join("tls/cert.pem"), cert).unwrap();
+    std::fs::write(b.dir().join("tls/key.pem"), key_pem).unwrap();
+    b.start_daemon("smtpd");
+    for d in DOMAINS {
+        b.mailctl_ok(&["domain", "add", d]);
+        let out = b.mailctl_stdin(
+            &["user", "add", &format!("bob@{d}")],
+            "bob's long passphrase\n",
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let key = spki_sha256(&b.dir().join("tls/cert.pem"));
+    let mut wrong = key.clone();
+    wrong[0] ^= 0xff;
+    let names: Vec<String> = DOMAINS.iter().map(|d| format!("mta-sts.{d}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (https_cert, https_key) = ca.leaf(&names);
+    let https = PolicyServer::start(
+        &https_cert,
+        &https_key,
+        DOMAINS
+            .iter()
+            .map(|d| {
+                (
+                    format!("mta-sts.{d}"),
+                    format!("version: STSv1\r\nmode: enforce\r\nmx: mx.{d}\r\nmax_age: 86400\r\n"),
+                )
+            })
+            .collect(),
+    );
+    let tlsa = |host: &str| format!("_{}._tcp.{host}", b25.port());
+    let dns = DnsServer::start();
+    dns.sign();
+    for (d, data) in [
+        ("sts.example", &key),
+        ("stsfail.example", &wrong),
+        ("stsonly.example", &wrong),
+    ] {
+        let host = format!("mx.{d}");
+        dns.mx(d, 10, &host)
+            .a(&host, Ipv4Addr::LOCALHOST)
+            .tlsa(&tlsa(&host), 3, 1, 1, data)
+            .txt(&format!("_mta-sts.{d}"), "v=STSv1; id=20261206T1800;")
+            .a(&format!("mta-sts.{d}"), Ipv4Addr::LOCALHOST);
+    }
+    dns.unsigned_zone("stsonly.example");
+    let anchor = tempfile::tempdir().unwrap();
+    let a = validating_sender(&dns, b25.port(), anchor.path(), |builder| {
+        builder
+            .set("smtpd.mta_sts_port", i64::from(https.port))
+            .set("smtpd.mta_sts_ca_file", ca_file.to_str().unwrap())
+    });
+    let smtpd = a.daemon("smtpd");
+    let hex: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
+
+    // MTA-STS alone (unsigned zone, its wrong TLSA record not DANE's): B's certificate is
+    // accepted by its name under the enforced policy.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@stsonly.example", "sts only");
+    wait_until("the MTA-STS-only message", Duration::from_secs(30), || {
+        inbox(&b, "stsonly.example").len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=none (insecure MX)"), "{line}");
+    assert!(https.hits().contains(&"mta-sts.stsonly.example".to_owned()));
+
+    // Both, the TLSA record matching: DANE's check, logged as such.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@sts.example", "sts and dane");
+    wait_until("the DANE+MTA-STS message", Duration::from_secs(30), || {
+        inbox(&b, "sts.example").len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("dane=pass (TLSA 3 1 1 {hex}")),
+        "{line}"
+    );
+    assert!(https.hits().contains(&"mta-sts.sts.example".to_owned()));
+
+    // Both, the TLSA record not matching: deferred, whatever MTA-STS would say.
+    let mark = smtpd.mark();
+    submit_to(&a, "bob@stsfail.example", "dane fails");
+    let mut last = String::new();
+    wait_until("the DANE deferral", Duration::from_secs(30), || {
+        last = last_error_for(&a, "bob@stsfail.example");
+        last.contains("4.7.5")
+    });
+    assert!(last.contains("DANE"), "{last}");
+    let line = smtpd.wait_for_since(mark, "dane=fail (", Duration::from_secs(10));
+    assert!(line.contains("no TLSA record matches"), "{line}");
+    assert!(https.hits().contains(&"mta-sts.stsfail.example".to_owned()));
+    assert!(inbox(&b, "stsfail.example").is_empty());
 }

@@ -648,12 +648,12 @@ fn delivers_to_debian_postfix_as_the_mx() {
 }
 
 /// A test CA and certificates from it, in PEM.
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 impl TestCa {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -669,12 +669,12 @@ impl TestCa {
         }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// (certificate PEM, key PEM) for `names`.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
+    pub(crate) fn leaf(&self, names: &[&str]) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
@@ -685,13 +685,13 @@ impl TestCa {
 }
 
 /// A tiny HTTPS server on 127.0.0.1 serving `/.well-known/mta-sts.txt` by Host header.
-struct PolicyServer {
-    port: u16,
+pub(crate) struct PolicyServer {
+    pub(crate) port: u16,
     hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl PolicyServer {
-    fn start(cert_pem: &str, key_pem: &str, policies: Vec<(String, String)>) -> Self {
+    pub(crate) fn start(cert_pem: &str, key_pem: &str, policies: Vec<(String, String)>) -> Self {
         use rustls::pki_types::pem::PemObject;
         use std::io::{Read, Write};
         use std::sync::{Arc, Mutex};
@@ -753,7 +753,7 @@ impl PolicyServer {
         Self { port, hits }
     }
 
-    fn hits(&self) -> Vec<String> {
+    pub(crate) fn hits(&self) -> Vec<String> {
         self.hits.lock().unwrap().clone()
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use postern_config::TlsPolicy;
-use postern_dns::dane::{HostDane, Tlsa};
+use postern_dns::dane::{HostDane, MxDane, Tlsa};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
@@ -39,25 +39,29 @@ impl Outbound {
     /// Whether DANE looks at this delivery's MX hosts: MX delivery, `[smtpd] dane` on with a
     /// DNSSEC source (`[dns] dnssec`), no `tls_policy` entry for the domain, and a
     /// DNSSEC-secure MX answer (RFC 7672 §2.2.1; a secure "no MX" covers the implicit MX).
-    /// `Err`: a bogus MX answer (found bogus here, or SERVFAIL from the validating
-    /// resolver): the message waits.
-    pub(crate) async fn mx_dnssec(&self, route: &Route) -> Result<bool, Outcome> {
+    /// `Ok(Some(names))`: secure, the MX host names of the validated answer; `Ok(None)`: DANE
+    /// does not apply (off, or the answer is proven insecure). `Err`: neither proven secure
+    /// nor proven insecure ([`postern_dns::dane::mx_dane`]): a bogus answer, or none at all
+    /// (time-out, SERVFAIL, network error). The message waits (4.7.5): someone who can drop
+    /// only the DNSSEC queries does not turn DANE off.
+    pub(crate) async fn mx_dnssec(&self, route: &Route) -> Result<Option<Vec<String>>, Outcome> {
         let Route::Mx { domain } = route else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(dnssec) = self.dnssec.as_ref().filter(|_| self.dane_on(route)) else {
-            return Ok(false);
+            return Ok(None);
         };
-        match dnssec
+        let answer = dnssec
             .lookup(
                 domain,
                 hickory_resolver::proto::rr::RecordType::MX,
                 self.dns_timeout,
             )
-            .await
-        {
-            Ok(a) => Ok(a.secure),
-            Err(e) if e.is_bogus() => {
+            .await;
+        match postern_dns::dane::mx_dane(answer) {
+            MxDane::Secure(names) => Ok(Some(names)),
+            MxDane::Insecure => Ok(None),
+            MxDane::Defer(e) if e.is_bogus() => {
                 let hint = if dnssec.root_validates(self.dns_timeout).await {
                     ""
                 } else {
@@ -69,11 +73,15 @@ impl Outbound {
                     format!("DANE: no validated MX answer for {domain}: {e}{hint}"),
                 )))
             }
-            Err(why) => {
-                // No answer at all: the MX lookup proper decides (it fails the same way, or
-                // it had the answer cached); DANE is not applied to this attempt.
-                warn!(%domain, reason = %why, "DANE: DNSSEC status of the MX unknown; treated as insecure");
-                Ok(false)
+            MxDane::Defer(e) => {
+                warn!(%domain, reason = %e, "DANE: DNSSEC status of the MX unknown; deferred");
+                Err(Outcome::Deferred(ours(
+                    451,
+                    (4, 7, 5),
+                    format!(
+                        "DANE: DNSSEC status of the MX records of {domain} unknown (no answer: {e}); not sent without it"
+                    ),
+                )))
             }
         }
     }
@@ -160,6 +168,47 @@ impl Outbound {
             None => plain("none (off)".into()),
         })
     }
+}
+
+/// The MX hosts (from the usual, unvalidated MX lookup) that the validated MX answer names
+/// (`names`; empty: the implicit MX, `domain` itself). The others are dropped: a forged
+/// unvalidated answer must not steer DANE to hosts of someone else's choosing, whose own
+/// signed TLSA records would then "pass". None left: deferred (4.7.5).
+pub(crate) fn validated_hosts(
+    domain: &str,
+    names: &[String],
+    hosts: Vec<mx::Host>,
+) -> Result<Vec<mx::Host>, Outcome> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let named = |h: &mx::Host| {
+        let n = h.name.trim_end_matches('.').to_ascii_lowercase();
+        if names.is_empty() {
+            n == domain
+        } else {
+            names.contains(&n)
+        }
+    };
+    let (kept, dropped): (Vec<mx::Host>, Vec<mx::Host>) = hosts.into_iter().partition(named);
+    for h in &dropped {
+        warn!(%domain, mx = %h.name, validated = ?names, "DANE: MX host not in the validated MX answer; skipped");
+    }
+    if kept.is_empty() {
+        let found: Vec<&str> = dropped.iter().map(|h| h.name.as_str()).collect();
+        return Err(Outcome::Deferred(ours(
+            451,
+            (4, 7, 5),
+            format!(
+                "DANE: the MX hosts found for {domain} ({}) are not those of its validated MX answer ({})",
+                found.join(", "),
+                if names.is_empty() {
+                    domain.clone()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )));
+    }
+    Ok(kept)
 }
 
 /// The hosts an MTA-STS policy lets us use ([`sts_hosts`]), where hosts with TLSA records
@@ -386,6 +435,28 @@ mod tests {
         );
         let r = with_sts(&enforce_mx1, true, "example.net", hosts(), &dane);
         assert_eq!(names(&r), ["mx1.example.net"]);
+    }
+
+    /// Only the hosts of the validated MX answer are used under DANE; a forged unvalidated
+    /// answer naming others defers.
+    #[test]
+    fn only_hosts_of_the_validated_mx_answer() {
+        let hosts = || vec![host("mx1.example.net"), host("evil.example")];
+        let validated = vec!["mx1.example.net".to_owned(), "mx2.example.net".to_owned()];
+        let r = validated_hosts("example.net", &validated, hosts());
+        assert_eq!(names(&r), ["mx1.example.net"]);
+        let r = validated_hosts("example.net", &validated, vec![host("evil.example")]);
+        assert!(
+            matches!(&r, Err(Outcome::Deferred(d)) if d.to_string().contains("4.7.5") && d.to_string().contains("evil.example")),
+            "{r:?}"
+        );
+        // A secure "no MX": only the domain itself (the implicit MX), any case.
+        let r = validated_hosts(
+            "Example.NET.",
+            &[],
+            vec![host("example.net"), host("evil.example")],
+        );
+        assert_eq!(names(&r), ["example.net"]);
     }
 
     use rcgen::{

@@ -168,10 +168,11 @@ impl Outbound {
         out: &Outgoing<'_>,
     ) -> Vec<Outcome> {
         let n = out.recipients.len();
-        let mx_secure = match self.mx_dnssec(route).await {
+        let secure_mx = match self.mx_dnssec(route).await {
             Ok(s) => s,
             Err(o) => return vec![o; n],
         };
+        let mx_secure = secure_mx.is_some();
         let sts_policy = self.sts_policy(route).await;
         let enforce = sts_policy
             .as_ref()
@@ -199,10 +200,15 @@ impl Outbound {
             Ok(h) => h,
             Err(o) => return vec![o; n],
         };
-        let dane = if mx_secure {
-            self.tlsa_for(&hosts, port).await
-        } else {
-            HashMap::new()
+        let (hosts, dane) = match &secure_mx {
+            Some(names) => match dane::validated_hosts(domain, names, hosts) {
+                Ok(h) => {
+                    let dane = self.tlsa_for(&h, port).await;
+                    (h, dane)
+                }
+                Err(o) => return vec![o; n],
+            },
+            None => (hosts, HashMap::new()),
         };
         let hosts = match sts_policy {
             Some(p) => match dane::with_sts(&p, enforce, domain, hosts, &dane) {
