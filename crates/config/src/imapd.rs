@@ -30,6 +30,12 @@ pub struct Imapd {
     /// Everyone else must use STARTTLS/STLS or the TLS ports first.
     #[serde(default = "default_trusted")]
     pub trusted_networks: Vec<IpNet>,
+    /// Front nodes (issue 14 proxies) whose word on the real client is believed: their IMAP
+    /// `ID ("x-originating-ip" …)` and POP3 `XCLIENT ADDR=…`, as Dovecot's
+    /// `login_trusted_networks`. authd then sees (and locks out) the client, not the proxy.
+    /// Empty (the default): nobody.
+    #[serde(default)]
+    pub proxy_networks: Vec<IpNet>,
     /// Connections served at once (IMAP and POP3 together).
     #[serde(
         default = "default_imap_max_conns",
@@ -99,6 +105,7 @@ impl Default for Imapd {
             pop3: default_pop3(),
             pop3s: default_pop3s(),
             trusted_networks: default_trusted(),
+            proxy_networks: Vec::new(),
             max_connections: default_imap_max_conns(),
             max_connections_per_ip: default_imap_max_conns_ip(),
             max_unauthenticated: default_imap_max_unauth(),

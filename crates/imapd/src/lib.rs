@@ -10,6 +10,7 @@ pub mod login;
 pub mod managesieve;
 mod metrics;
 pub mod pop3;
+pub mod proxy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -116,6 +117,8 @@ pub struct Ctx {
     /// The shared inotify watcher that wakes IDLE sessions (started on first use; `None`
     /// inside when inotify is unavailable and IDLE polls).
     pub(crate) notifier: std::sync::OnceLock<Option<Arc<imap::notify::Notifier>>>,
+    /// The TLS client towards cluster backends (`[proxy] tls`), built on first use.
+    hop_tls: std::sync::OnceLock<Result<Option<tokio_rustls::TlsConnector>, String>>,
 }
 
 impl Ctx {
@@ -132,6 +135,7 @@ impl Ctx {
             unauthenticated: Arc::new(Semaphore::new(config.imapd.max_unauthenticated.get())),
             per_ip: postern_daemon::PerIp::new(),
             notifier: std::sync::OnceLock::new(),
+            hop_tls: std::sync::OnceLock::new(),
             tls,
             config,
         })
@@ -145,6 +149,26 @@ impl Ctx {
             .trusted_networks
             .iter()
             .any(|n| n.contains(&ip))
+    }
+}
+
+impl Ctx {
+    /// True if a client at `ip` is a front node whose word on the real client is believed
+    /// (`[imapd] proxy_networks`).
+    pub fn is_proxy(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.config
+            .imapd
+            .proxy_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+
+    /// The TLS client for the hop to cluster backends; `None` with `[proxy] tls = "none"`.
+    pub(crate) fn hop_tls(&self) -> Result<Option<tokio_rustls::TlsConnector>, String> {
+        self.hop_tls
+            .get_or_init(|| proxy::hop_connector(&self.config).map_err(|e| format!("{e:#}")))
+            .clone()
     }
 }
 

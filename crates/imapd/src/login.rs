@@ -41,6 +41,10 @@ pub enum LoginError {
 /// Where a connection comes from, for authd's `rip`/`lip`/`secured` and the logs.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
+    /// The real client as a trusted proxy named it (`[imapd] proxy_networks`: IMAP `ID
+    /// ("x-originating-ip" …)`, POP3 `XCLIENT ADDR=`); authd's `rip` and the logs use it.
+    /// `peer` stays the proxy, which decides `secured`.
+    pub origin: Option<SocketAddr>,
     /// `imap` or `pop3`.
     pub service: &'static str,
     /// The client.
@@ -54,12 +58,17 @@ pub struct Client {
 impl Client {
     fn params(&self, ctx: &Ctx) -> AuthParams {
         let mut p = AuthParams::new(self.service);
-        p.rip = Some(crate::canonical(self.peer.ip()));
+        p.rip = Some(crate::canonical(self.client_addr().ip()));
         p.lip = Some(crate::canonical(self.local.ip()));
         // authd refuses plaintext mechanisms on unsecured non-local connections; our own
         // policy (TLS or a trusted network) has already been applied when we get here.
         p.secured = self.secured || ctx.is_trusted(self.peer.ip());
         p
+    }
+
+    /// The end client: the `origin` a trusted proxy named, else the peer.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.origin.unwrap_or(self.peer)
     }
 }
 
@@ -67,6 +76,10 @@ impl Client {
 pub struct Sasl {
     client: AuthClient,
     who: Client,
+    /// What the client sent, for passing its credentials on to a backend (proxy mode).
+    creds: crate::proxy::SaslCreds,
+    /// Set when authd said the user lives on another node (see [`Sasl::remote`]).
+    remote: Option<crate::proxy::Target>,
 }
 
 /// The result of one SASL step.
@@ -89,22 +102,47 @@ impl Sasl {
         let step = client
             .authenticate(mechanism, &who.params(ctx), initial)
             .await;
-        let mut sasl = Self { client, who };
+        let mut creds = crate::proxy::SaslCreds::new(mechanism);
+        if let Some(i) = initial {
+            creds.response(i);
+        }
+        let mut sasl = Self {
+            client,
+            who,
+            creds,
+            remote: None,
+        };
         let step = sasl.finish_step(ctx, step).await;
         Ok((sasl, step))
     }
 
     /// Answers the last challenge.
     pub async fn respond(&mut self, ctx: &Ctx, response: &[u8]) -> SaslStep {
+        self.creds.response(response);
         let step = self.client.respond(response).await;
         self.finish_step(ctx, step).await
+    }
+
+    /// After [`SaslStep::Done`]: the backend to log in to when authd said the user lives on
+    /// another node (proxy mode; `Done` then carries a temporary failure for callers that do
+    /// not proxy, such as ManageSieve).
+    pub fn remote(&mut self) -> Option<crate::proxy::Target> {
+        self.remote.take()
     }
 
     async fn finish_step(&mut self, ctx: &Ctx, step: Result<AuthStep, ClientError>) -> SaslStep {
         match step {
             Ok(AuthStep::Challenge(c)) => SaslStep::Challenge(c),
             Ok(AuthStep::Done(outcome)) => {
-                SaslStep::Done(outcome_to_login(ctx, self.who, outcome).await)
+                let creds = self.creds.take();
+                match outcome_to_login(ctx, self.who, outcome, creds).await {
+                    Ok(Login::Local(li)) => SaslStep::Done(Ok(li)),
+                    Ok(Login::Remote(t)) => {
+                        self.remote = Some(t);
+                        SaslStep::Done(Err(not_here()))
+                    }
+                    Err(e) => SaslStep::Done(Err(e)),
+                }
             }
             Err(e) => SaslStep::Done(Err(unavailable("auth", &e))),
         }
@@ -114,19 +152,51 @@ impl Sasl {
 /// The mechanisms offered: what authd offers among the ones we speak.
 pub const MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
 
-/// Checks a user name and password (IMAP LOGIN, POP3 USER/PASS).
+/// A successful login: here, or on the backend authd named (proxy mode).
+#[derive(Debug)]
+pub enum Login {
+    /// The user's mailbox is on this node.
+    Local(LoggedIn),
+    /// authd answered with `proxy` and `host=`: log in there and relay.
+    Remote(crate::proxy::Target),
+}
+
+/// The refusal for a user on another node where the caller does not proxy.
+fn not_here() -> LoginError {
+    LoginError::Temporary("mailbox is served by another server".into())
+}
+
+/// Checks a user name and password (IMAP LOGIN, POP3 USER/PASS); a user who lives on
+/// another node is refused with a temporary failure (see [`password_or_remote`]).
 pub async fn password(
     ctx: &Ctx,
     who: Client,
     user: &str,
     pass: &str,
 ) -> Result<LoggedIn, LoginError> {
+    match password_or_remote(ctx, who, user, pass).await? {
+        Login::Local(li) => Ok(li),
+        Login::Remote(_) => Err(not_here()),
+    }
+}
+
+/// Checks a user name and password (IMAP LOGIN, POP3 USER/PASS); a user on another node is
+/// [`Login::Remote`], with these credentials to pass on.
+pub async fn password_or_remote(
+    ctx: &Ctx,
+    who: Client,
+    user: &str,
+    pass: &str,
+) -> Result<Login, LoginError> {
     if user.is_empty() || user.contains(['\0', '\r', '\n', '\t']) || pass.contains('\0') {
         return Err(LoginError::Failed(None));
     }
     let mut client = connect(ctx).await?;
     match client.plain(user, pass, &who.params(ctx)).await {
-        Ok(outcome) => outcome_to_login(ctx, who, outcome).await,
+        Ok(outcome) => {
+            let creds = Some(crate::proxy::Credentials::new(user, pass));
+            outcome_to_login(ctx, who, outcome, creds).await
+        }
         Err(e) => Err(unavailable("auth", &e)),
     }
 }
@@ -147,13 +217,38 @@ async fn outcome_to_login(
     ctx: &Ctx,
     who: Client,
     outcome: AuthOutcome,
-) -> Result<LoggedIn, LoginError> {
+    creds: Option<crate::proxy::Credentials>,
+) -> Result<Login, LoginError> {
     match outcome {
-        AuthOutcome::Ok { user, .. } => {
+        AuthOutcome::Ok { user, extra } => {
+            // authd's Dovecot proxy fields: the mailbox lives on another node. It is never
+            // opened here (that would create an empty Maildir on the front).
+            if let Some(t) = crate::proxy::target(&ctx.config.proxy, who.service, &user, &extra) {
+                // A login a trusted proxy passed on is not passed on again: two nodes that
+                // each say the user lives on the other would chain connections forever.
+                if who.origin.is_some() {
+                    warn!(%user, peer = %who.client_addr(), via = %who.peer, backend = %t.host,
+                        "a proxied login would be proxied again (directories disagree?); refused");
+                    return Err(not_here());
+                }
+                let Some(creds) = creds else {
+                    warn!(%user, "proxy login without credentials to pass on");
+                    return Err(not_here());
+                };
+                info!(user = %user, peer = %who.client_addr(), service = who.service, tls = who.secured,
+                    backend = %t.host, "login (proxy)");
+                crate::metrics::login(who.service, "ok");
+                return Ok(Login::Remote(t.with_credentials(creds)));
+            }
             let logged = open_user(ctx, &user).await?;
-            info!(user = %logged.user, peer = %who.peer, service = who.service, tls = who.secured, "login");
+            match who.origin {
+                Some(_) => info!(user = %logged.user, peer = %who.client_addr(), via = %who.peer,
+                    service = who.service, tls = who.secured, "login"),
+                None => info!(user = %logged.user, peer = %who.peer, service = who.service,
+                    tls = who.secured, "login"),
+            }
             crate::metrics::login(who.service, "ok");
-            Ok(logged)
+            Ok(Login::Local(logged))
         }
         AuthOutcome::Fail { temp: true, reason } => {
             crate::metrics::login(who.service, "tempfail");
@@ -162,7 +257,7 @@ async fn outcome_to_login(
             })))
         }
         AuthOutcome::Fail { reason, .. } => {
-            info!(peer = %who.peer, service = who.service, "login failed");
+            info!(peer = %who.client_addr(), service = who.service, "login failed");
             crate::metrics::login(who.service, "fail");
             Err(LoginError::Failed(reason))
         }

@@ -19,6 +19,7 @@ mod imap_clients;
 mod imap_conformance_list;
 mod imap_conformance_sort;
 mod imap_metadata;
+mod imap_proxy;
 mod imap_transport;
 mod imapd;
 mod inbound;

@@ -53,6 +53,28 @@ impl Input {
         *self = Self::default();
     }
 
+    /// The next piece, at most one line (before login: when imap-next reports a LOGIN or the
+    /// end of an AUTHENTICATE it holds nothing that came after it, so a proxied login can
+    /// pass the rest on to the backend, see [`Input::take_rest`]).
+    pub(crate) fn next_line(&mut self) -> Option<&[u8]> {
+        let rest = &self.buf[self.pos..];
+        if rest.is_empty() {
+            return self.next_piece();
+        }
+        let n = line_len(rest);
+        let start = self.pos;
+        self.pos += n;
+        self.at_line_start = self.buf[self.pos - 1] == b'\n';
+        Some(&self.buf[start..self.pos])
+    }
+
+    /// What was read and not handed over yet; nothing is left.
+    pub(crate) fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default().to_vec();
+        self.clear();
+        rest
+    }
+
     /// The next piece to hand imap-next, `None` when nothing is left.
     pub(crate) fn next_piece(&mut self) -> Option<&[u8]> {
         let rest = &self.buf[self.pos..];
@@ -204,6 +226,60 @@ mod tests {
             let (_, left) = run(&bytes);
             assert_eq!(left, expect);
         }
+    }
+
+    /// Before login, line by line ([`Input::next_line`]): when imap-next reports the LOGIN,
+    /// it holds nothing that came after it, and [`Input::take_rest`] has the pipelined rest
+    /// (what a proxied login passes on to the backend), whatever way the bytes arrive.
+    #[test]
+    fn nothing_behind_login_reaches_imap_next_line_by_line() {
+        let stream =
+            &b"a NOOP\r\nb LOGIN {3+}\r\nbob {4+}\r\np\nw\n\r\nc SELECT INBOX\r\nd NOOP\r\n"[..];
+        let expect = &b"c SELECT INBOX\r\nd NOOP\r\n"[..];
+        let run = |reads: &[&[u8]]| {
+            let mut server = server();
+            let mut input = Input::default();
+            let mut reads = reads.iter();
+            for _ in 0..10_000 {
+                match server.next() {
+                    Ok(Event::CommandReceived { command })
+                        if matches!(command.body, CommandBody::Login { .. }) =>
+                    {
+                        loop {
+                            match server.next() {
+                                Err(Interrupt::Io(Io::Output(_))) => {}
+                                Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+                                other => panic!("imap-next held more input: {other:?}"),
+                            }
+                        }
+                        let mut left = input.take_rest();
+                        for r in reads {
+                            left.extend_from_slice(r);
+                        }
+                        return left;
+                    }
+                    Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
+                    Err(Interrupt::Io(Io::NeedMoreInput)) => match input.next_line() {
+                        Some(p) => server.enqueue_input(p),
+                        None => match reads.next() {
+                            Some(r) => input.set(r.to_vec()),
+                            None => panic!("no LOGIN"),
+                        },
+                    },
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            panic!("no end");
+        };
+        for split in 0..=stream.len() {
+            assert_eq!(
+                run(&[&stream[..split], &stream[split..]]),
+                expect,
+                "split {split}"
+            );
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&bytes), expect);
     }
 
     /// Literal data without a command name goes over in one piece, not line by line.

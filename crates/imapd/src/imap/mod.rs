@@ -177,9 +177,23 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         login_deadline,
         close: false,
         bye_after: None,
+        origin: None,
+        handoff: None,
     };
     debug!(%peer, "imap connection");
-    d.run(shutdown).await;
+    d.run(shutdown.clone()).await;
+    if let Some(backend) = d.handoff.take() {
+        // Proxy mode: the session is done with; only the streams stay (small per connection).
+        let rest = d.input.take_rest();
+        let idle = d.ctx.config.proxy.idle_timeout_secs.duration();
+        let Some(stream) = d.io.into_stream() else {
+            return;
+        };
+        drop(d.sess.take());
+        drop(d.server);
+        let end = crate::proxy::relay::run(stream, backend, rest, true, idle, &shutdown).await;
+        debug!(%peer, ?end, "imap proxy session ended");
+    }
 }
 
 enum Input {
@@ -213,6 +227,10 @@ struct Driver {
     close: bool,
     /// Sent, then the connection closed, once imap-next has written its queued output.
     bye_after: Option<&'static str>,
+    /// The real client, as a trusted proxy named it in ID (`[imapd] proxy_networks`).
+    origin: Option<std::net::SocketAddr>,
+    /// Logged in at a cluster backend: the session ends here and the bytes are relayed.
+    handoff: Option<crate::proxy::Backend>,
 }
 
 impl Driver {
@@ -222,6 +240,10 @@ impl Driver {
 
     async fn run(&mut self, shutdown: CancellationToken) {
         loop {
+            if self.handoff.is_some() {
+                let _ = self.flush().await;
+                return;
+            }
             if self.close {
                 let _ = self.flush().await;
                 self.io.shutdown().await;
@@ -289,7 +311,12 @@ impl Driver {
     /// [`Driver::discard_input`] drops it (imap-next 0.3.4 has no way to drop input it was
     /// given).
     fn feed(&mut self) -> bool {
-        match self.input.next_piece() {
+        let piece = if self.authenticated() {
+            self.input.next_piece()
+        } else {
+            self.input.next_line()
+        };
+        match piece {
             Some(piece) => {
                 self.server.enqueue_input(piece);
                 true
@@ -396,6 +423,20 @@ impl Driver {
     }
 
     async fn run_command(&mut self, cmd: Command<'static>) {
+        if let CommandBody::Id {
+            parameters: Some(p),
+        } = &cmd.body
+            && !self.authenticated()
+            && self.ctx.is_proxy(self.peer.ip())
+        {
+            let pairs = p
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.0.as_ref().map(|v| v.as_ref())));
+            if let Some(o) = crate::proxy::id_origin(pairs) {
+                debug!(peer = %self.peer, origin = %o, "imap: client named by a trusted proxy");
+                self.origin = Some(o);
+            }
+        }
         let action = self.with_session(move |s, out| s.begin(cmd, out)).await;
         let mut flow = match action {
             None => return,
@@ -458,7 +499,10 @@ impl Driver {
                             .authenticate_continue(CommandContinuationRequest::base64(c));
                         self.sasl = Some((tag, sasl));
                     }
-                    Ok((_, SaslStep::Done(r))) => self.auth_result(&tag, r).await,
+                    Ok((mut sasl, SaslStep::Done(r))) => match sasl.remote() {
+                        Some(t) => self.proxy_login(tag.inner(), t, Some(&tag)).await,
+                        None => self.auth_result(&tag, r).await,
+                    },
                     Err(e) => self.auth_result(&tag, Err(e)).await,
                 }
             }
@@ -479,7 +523,10 @@ impl Driver {
                                     .authenticate_continue(CommandContinuationRequest::base64(c));
                                 self.sasl = Some((tag, sasl));
                             }
-                            SaslStep::Done(r) => self.auth_result(&tag, r).await,
+                            SaslStep::Done(r) => match sasl.remote() {
+                                Some(t) => self.proxy_login(tag.inner(), t, Some(&tag)).await,
+                                None => self.auth_result(&tag, r).await,
+                            },
                         }
                     }
                 }
@@ -604,6 +651,7 @@ impl Driver {
     fn client(&self) -> login::Client {
         login::Client {
             service: "imap",
+            origin: self.origin,
             peer: self.peer,
             local: self.local,
             secured: self.io.is_tls(),
@@ -663,14 +711,56 @@ impl Driver {
 
     /// LOGIN after the session allowed it ([`Action::Login`]).
     async fn login(&mut self, tag: String, user: &str, pass: &str) {
-        let result = login::password(&self.ctx, self.client(), user, pass)
-            .await
-            .map(|li| self.logged_in(li));
+        let result = match login::password_or_remote(&self.ctx, self.client(), user, pass).await {
+            Ok(login::Login::Remote(t)) => return self.proxy_login(&tag, t, None).await,
+            Ok(login::Login::Local(li)) => Ok(self.logged_in(li)),
+            Err(e) => Err(e),
+        };
         let failed = self
             .with_session(move |s, out| s.login_done(out, &tag, result))
             .await;
         if failed == Some(true) {
             self.count_failure();
+        }
+    }
+
+    /// Proxy mode: authd said the user lives on backend `t`. Logs in there; on success the
+    /// client gets the backend's answer (its CAPABILITY) and [`serve`] relays; otherwise
+    /// the client gets NO (`[UNAVAILABLE]` when the backend cannot be reached) and stays here.
+    /// `sasl` is the AUTHENTICATE's tag (imap-next answers it), `None` for LOGIN.
+    async fn proxy_login(
+        &mut self,
+        tag: &str,
+        t: crate::proxy::Target,
+        sasl: Option<&Tag<'static>>,
+    ) {
+        let client = self.client();
+        match crate::proxy::imap::login(&self.ctx, &t, &client, tag).await {
+            Ok(backend) => {
+                self.unauth_permit = None;
+                self.out.extend_from_slice(&backend.reply);
+                let backend = crate::proxy::Backend {
+                    reply: Vec::new(),
+                    ..backend
+                };
+                self.handoff = Some(backend);
+            }
+            Err(f) => {
+                tracing::warn!(peer = %self.peer, backend = %t.host, user = %t.user, failure = ?f,
+                    "imap proxy login failed");
+                let e = f.into_login_error();
+                if let Some(sasl_tag) = sasl {
+                    self.auth_result(sasl_tag, Err(e)).await;
+                } else {
+                    let tag = tag.to_owned();
+                    let failed = self
+                        .with_session(move |s, out| s.login_done(out, &tag, Err(e)))
+                        .await;
+                    if failed == Some(true) {
+                        self.count_failure();
+                    }
+                }
+            }
         }
     }
 

@@ -117,6 +117,15 @@ impl Transport {
         stream.flush().await
     }
 
+    /// The stream itself, for a proxied session's relay (`None` under COMPRESS, which is
+    /// only possible after a login here).
+    pub(crate) fn into_stream(self) -> Option<Stream> {
+        if self.deflate.is_some() {
+            return None;
+        }
+        self.stream
+    }
+
     /// Closes the write side.
     pub(crate) async fn shutdown(&mut self) {
         if let Some(s) = self.stream.as_mut() {

@@ -116,6 +116,7 @@ struct Driver {
 impl Driver {
     fn client(&self) -> Client {
         Client {
+            origin: None,
             service: "sieve",
             peer: self.peer,
             local: self.local,

@@ -61,10 +61,25 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         user: None,
         unauth_permit,
         login_deadline,
+        origin: None,
+        handoff: None,
     };
     debug!(%peer, door = door.name(), "pop3 connection");
     d.run(&shutdown).await;
-    d.finish().await;
+    match (d.handoff.take(), d.stream.take()) {
+        (Some(backend), Some(stream)) => {
+            // Proxy mode: only the streams stay.
+            let rest = std::mem::take(&mut d.rbuf);
+            let idle = d.ctx.config.proxy.idle_timeout_secs.duration();
+            drop(d);
+            let end = crate::proxy::relay::run(stream, backend, rest, false, idle, &shutdown).await;
+            debug!(%peer, ?end, "pop3 proxy session ended");
+        }
+        (_, stream) => {
+            d.stream = stream;
+            d.finish().await;
+        }
+    }
 }
 
 enum Flow {
@@ -85,6 +100,10 @@ struct Driver {
     user: Option<String>,
     unauth_permit: Option<OwnedSemaphorePermit>,
     login_deadline: Instant,
+    /// The real client, as a trusted proxy named it with XCLIENT (`[imapd] proxy_networks`).
+    origin: Option<SocketAddr>,
+    /// Logged in at a cluster backend: the session ends and the bytes are relayed.
+    handoff: Option<crate::proxy::Backend>,
 }
 
 /// What one read produced.
@@ -102,6 +121,7 @@ enum Input {
 impl Driver {
     fn client(&self) -> Client {
         Client {
+            origin: self.origin,
             service: "pop3",
             peer: self.peer,
             local: self.local,
@@ -127,6 +147,7 @@ impl Driver {
             // Counted and timed until its replies are queued (dropped at the loop's end).
             let mut _timer = None;
             let actions = match self.next_input(shutdown).await {
+                Input::Line(line) if let Some(a) = self.xclient(&line) => a,
                 Input::Line(line) => {
                     _timer = self
                         .session
@@ -246,9 +267,15 @@ impl Driver {
                     self.session.tls_started()
                 }
                 Action::Login { user, pass } => {
-                    let r = login::password(&self.ctx, self.client(), &user, &pass).await;
-                    let r = self.open_maildrop(r).await;
-                    self.session.login_done(r)
+                    let r = login::password_or_remote(&self.ctx, self.client(), &user, &pass).await;
+                    match r {
+                        Ok(login::Login::Remote(t)) => self.proxy_login(t).await,
+                        Ok(login::Login::Local(li)) => {
+                            let r = self.open_maildrop(Ok(li)).await;
+                            self.session.login_done(r)
+                        }
+                        Err(e) => self.session.login_done(Err(e)),
+                    }
                 }
                 Action::AuthStart { mechanism, initial } => {
                     match Sasl::start(&self.ctx, self.client(), mechanism, initial.as_deref()).await
@@ -319,9 +346,55 @@ impl Driver {
         match step {
             SaslStep::Challenge(c) => self.session.auth_challenge(&c),
             SaslStep::Done(r) => {
-                self.sasl = None;
+                if let Some(t) = self.sasl.take().and_then(|mut s| s.remote()) {
+                    return self.proxy_login(t).await;
+                }
                 let r = self.open_maildrop(r).await;
                 self.session.login_done(r)
+            }
+        }
+    }
+
+    /// `XCLIENT ADDR=… PORT=…` before login (what a Dovecot or Postern front sends): believed
+    /// from `[imapd] proxy_networks`, refused from anyone else. `None` for other lines.
+    fn xclient(&mut self, line: &[u8]) -> Option<Vec<Action>> {
+        let word = line.get(..8)?;
+        if !word.eq_ignore_ascii_case(b"XCLIENT ") || self.session.is_authenticated() {
+            return None;
+        }
+        let reply = |t: &str| Action::Reply(format!("{t}\r\n").into_bytes());
+        if !self.ctx.is_proxy(self.peer.ip()) {
+            return Some(vec![reply("-ERR You are not from trusted IP")]);
+        }
+        let args = String::from_utf8_lossy(&line[8..]);
+        Some(vec![match crate::proxy::xclient_origin(&args) {
+            Some(o) => {
+                debug!(peer = %self.peer, origin = %o, "pop3: client named by a trusted proxy");
+                self.origin = Some(o);
+                reply("+OK")
+            }
+            None => reply("-ERR Invalid XCLIENT arguments"),
+        }])
+    }
+
+    /// Proxy mode: authd said the user lives on backend `t`. Logs in there; on success the
+    /// client gets the backend's `+OK` and [`serve`] relays; otherwise a failure here.
+    async fn proxy_login(&mut self, t: crate::proxy::Target) -> Vec<Action> {
+        let client = self.client();
+        match crate::proxy::pop3::login(&self.ctx, &t, &client).await {
+            Ok(backend) => {
+                self.unauth_permit = None;
+                let reply = Action::Reply(backend.reply.clone());
+                self.handoff = Some(crate::proxy::Backend {
+                    reply: Vec::new(),
+                    ..backend
+                });
+                vec![reply, Action::Close]
+            }
+            Err(f) => {
+                warn!(peer = %self.peer, backend = %t.host, user = %t.user, failure = ?f,
+                    "pop3 proxy login failed");
+                self.session.login_done(Err(f.into_login_error()))
             }
         }
     }

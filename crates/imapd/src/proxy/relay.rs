@@ -1,0 +1,289 @@
+//! The relay after a proxied login: bytes both ways, unchanged (IDLE, COMPRESS, literals
+//! pass through), one bounded buffer per direction, a direction that cannot be written to
+//! for `idle` ends the session, and so does `idle` without traffic either way.
+//!
+//! When the backend goes away, an IMAP client gets `* BYE [UNAVAILABLE]` before the close —
+//! unless the backend said BYE itself (LOGOUT, its own shutdown), or the client started
+//! COMPRESS (a line in clear text inside a DEFLATE stream would be garbage). A POP3 client
+//! just sees the close (POP3 has nothing unsolicited to say).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use postern_daemon::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Backend;
+
+/// Bytes buffered per direction.
+pub const BUF: usize = 8 * 1024;
+
+/// How a relayed session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client closed (or could not be written to).
+    Client,
+    /// The backend closed, failed, or could not be written to.
+    Backend,
+    /// Nothing either way for the idle timeout.
+    Idle,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Finds `* BYE ` at the start of a line of the backend's output.
+#[derive(Debug, Default)]
+pub struct ByeScan {
+    mid_line: bool,
+    head: Vec<u8>,
+}
+
+impl ByeScan {
+    /// Looks at the next bytes; true once a BYE line started.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        let mut found = false;
+        for &b in bytes {
+            if b == b'\n' {
+                self.mid_line = false;
+                self.head.clear();
+                continue;
+            }
+            if self.mid_line {
+                continue;
+            }
+            self.head.push(b);
+            if self.head.len() == 6 {
+                found |= self.head.eq_ignore_ascii_case(b"* BYE ");
+                self.mid_line = true;
+            }
+        }
+        found
+    }
+}
+
+/// Finds `COMPRESS DEFLATE` (any case) in the client's output, across reads.
+#[derive(Debug, Default)]
+pub struct CompressScan {
+    tail: Vec<u8>,
+}
+
+impl CompressScan {
+    const NEEDLE: &'static [u8] = b"COMPRESS DEFLATE";
+
+    /// Looks at the next bytes; true once the command was seen.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        self.tail.extend_from_slice(bytes);
+        let found = self
+            .tail
+            .windows(Self::NEEDLE.len())
+            .any(|w| w.eq_ignore_ascii_case(Self::NEEDLE));
+        let keep = Self::NEEDLE.len() - 1;
+        if self.tail.len() > keep {
+            self.tail.drain(..self.tail.len() - keep);
+        }
+        found
+    }
+}
+
+async fn write_within(w: &mut (impl AsyncWriteExt + Unpin), data: &[u8], limit: Duration) -> bool {
+    let f = async {
+        w.write_all(data).await?;
+        w.flush().await
+    };
+    matches!(tokio::time::timeout(limit, f).await, Ok(Ok(())))
+}
+
+/// Relays between `client` and the logged-in `backend` until one side ends; `from_client`
+/// is what the client sent after its login command (pipelined), forwarded first.
+pub async fn run(
+    client: Stream,
+    backend: Backend,
+    from_client: Vec<u8>,
+    imap: bool,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> End {
+    let Backend {
+        io,
+        pending,
+        mut reply,
+    } = backend;
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut br, mut bw) = tokio::io::split(io);
+    let bye = AtomicBool::new(false);
+    let compress = AtomicBool::new(false);
+    let mut bye_scan = ByeScan::default();
+    let mut compress_scan = CompressScan::default();
+    reply.extend_from_slice(&pending);
+    if imap {
+        bye.store(bye_scan.feed(&reply), Ordering::Relaxed);
+        compress.store(compress_scan.feed(&from_client), Ordering::Relaxed);
+    }
+    if !write_within(&mut cw, &reply, idle).await {
+        return End::Client;
+    }
+    drop(reply);
+    if !from_client.is_empty() && !write_within(&mut bw, &from_client, idle).await {
+        return End::Backend;
+    }
+    drop(from_client);
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let touch = || {
+        let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last.store(ms, Ordering::Relaxed);
+    };
+    let up = async {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => return End::Client,
+                Ok(n) => n,
+            };
+            touch();
+            if imap && !compress.load(Ordering::Relaxed) && compress_scan.feed(&buf[..n]) {
+                compress.store(true, Ordering::Relaxed);
+            }
+            if !write_within(&mut bw, &buf[..n], idle).await {
+                return End::Backend;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match br.read(&mut buf).await {
+                Ok(0) | Err(_) => return End::Backend,
+                Ok(n) => n,
+            };
+            touch();
+            if imap
+                && !compress.load(Ordering::Relaxed)
+                && !bye.load(Ordering::Relaxed)
+                && bye_scan.feed(&buf[..n])
+            {
+                bye.store(true, Ordering::Relaxed);
+            }
+            if !write_within(&mut cw, &buf[..n], idle).await {
+                return End::Client;
+            }
+        }
+    };
+    let quiet = async {
+        loop {
+            let due = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+            if due <= Instant::now() {
+                return End::Idle;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    };
+    let end = tokio::select! {
+        e = up => e,
+        e = down => e,
+        e = quiet => e,
+        () = shutdown.cancelled() => End::Shutdown,
+    };
+    if imap && !bye.load(Ordering::Relaxed) && !compress.load(Ordering::Relaxed) {
+        let bye: &[u8] = match end {
+            End::Backend => b"* BYE [UNAVAILABLE] Backend server went away\r\n",
+            End::Idle => b"* BYE Autologout; idle for too long\r\n",
+            End::Shutdown => b"* BYE Server shutting down\r\n",
+            End::Client => b"",
+        };
+        if !bye.is_empty() {
+            write_within(&mut cw, bye, Duration::from_secs(5)).await;
+        }
+    }
+    let grace = Duration::from_secs(5);
+    let _ = tokio::time::timeout(grace, bw.shutdown()).await;
+    let _ = tokio::time::timeout(grace, cw.shutdown()).await;
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bye_at_line_starts_only() {
+        let mut s = ByeScan::default();
+        assert!(!s.feed(b"* OK [CAPABILITY X] hi\r\n* 3 EXISTS\r\n"));
+        assert!(!s.feed(b"a1 OK text * BYE inside\r\n"));
+        assert!(!s.feed(b"* B"));
+        assert!(
+            s.feed(b"ye Logging out\r\n"),
+            "split across reads, any case"
+        );
+        let mut s = ByeScan::default();
+        assert!(s.feed(b"x\r\n* BYE [UNAVAILABLE] bye\r\n"));
+    }
+
+    #[test]
+    fn compress_across_reads() {
+        let mut s = CompressScan::default();
+        assert!(!s.feed(b"a1 NOOP\r\na2 COMPR"));
+        assert!(s.feed(b"ess deflate\r\n"));
+        let mut s = CompressScan::default();
+        for chunk in [&b"a COMPRESS"[..], b" ", b"DEFLATE"] {
+            if s.feed(chunk) {
+                return;
+            }
+        }
+        panic!("not found across three reads");
+    }
+
+    /// The relay copies both ways, forwards pipelined bytes first, and tells the client
+    /// BYE [UNAVAILABLE] when the backend goes away.
+    #[tokio::test]
+    async fn relays_and_says_bye_when_the_backend_goes() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut user = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (front_side, _) = l.accept().await.unwrap();
+        let (mut backend, hop) = tokio::io::duplex(1024);
+        let b = Backend {
+            io: Box::new(hop),
+            pending: b"* 1 EXISTS\r\n".to_vec(),
+            reply: b"a OK [CAPABILITY IMAP4rev1] Logged in\r\n".to_vec(),
+        };
+        let sd = CancellationToken::new();
+        let relay = tokio::spawn(async move {
+            run(
+                Stream::Plain(front_side),
+                b,
+                b"b NOOP\r\n".to_vec(),
+                true,
+                Duration::from_secs(30),
+                &sd,
+            )
+            .await
+        });
+        let mut got = vec![0u8; 256];
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"* 1 EXISTS\r\n") {
+            let n = user.read(&mut got).await.unwrap();
+            seen.extend_from_slice(&got[..n]);
+        }
+        assert_eq!(
+            seen,
+            b"a OK [CAPABILITY IMAP4rev1] Logged in\r\n* 1 EXISTS\r\n"
+        );
+        let n = backend.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"b NOOP\r\n");
+        user.write_all(b"c IDLE\r\n").await.unwrap();
+        let n = backend.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"c IDLE\r\n");
+        backend.write_all(b"+ idling\r\n").await.unwrap();
+        drop(backend);
+        let mut rest = Vec::new();
+        user.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(
+            rest,
+            b"+ idling\r\n* BYE [UNAVAILABLE] Backend server went away\r\n"
+        );
+        assert_eq!(relay.await.unwrap(), End::Backend);
+    }
+}
