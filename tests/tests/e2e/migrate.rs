@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use postern_e2e::{
-    COMMAND_TIMEOUT, DbKind, DnsServer, Postern, Postfix, TestDb, describe_output, exec_sql,
-    free_port, run_command, run_python, set_key,
+    COMMAND_TIMEOUT, DbKind, DnsServer, Postern, Postfix, SinkBehaviour, SmtpSink, TestDb,
+    describe_output, exec_sql, free_port, run_command, run_python, set_key,
 };
 use toml::Value;
 
@@ -426,7 +426,6 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     assert!(table.contains("## Not carried over"), "{table}");
 
     // apply: writes the config (loaded by Postern's loader), imports, copies the DKIM key.
-    let dns = pm.config()["dns"]["nameservers"].clone();
     let config = pm.config_path().display().to_string();
     let state = root.join("state").display().to_string();
     let run = pm.run_dir().display().to_string();
@@ -505,12 +504,10 @@ fn passwd_file_install_is_taken_over_and_given_back() {
             .args(["base64", "-A", "-in"])
             .arg(&der),
     );
-    dkim_dns.txt(
-        "mail._domainkey.example.org",
-        &format!("v=DKIM1; k=rsa; p={}", p.trim()),
-    );
+    let record = format!("v=DKIM1; k=rsa; p={}", p.trim());
+    dkim_dns.txt("mail._domainkey.example.org", &record);
     let dkim_ns = Value::from(vec![dkim_dns.addr().to_string()]);
-    pm.edit_config(|t| set_key(t, "dns.nameservers", dkim_ns));
+    pm.edit_config(|t| set_key(t, "dns.nameservers", dkim_ns.clone()));
     let mut args = vec!["migrate", "check"];
     args.extend(src);
     let out = mailctl(&pm, &args);
@@ -526,11 +523,32 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("FAIL dkim      example.org/mail"), "{text}");
+    dkim_dns.remove("mail._domainkey.example.org");
+    dkim_dns.txt("mail._domainkey.example.org", &record);
 
     // Postern instead of Dovecot: the same users, passwords, UIDs; the same Sieve script.
     dovecot.stop();
+    // smtpd signs with the copied key, same selector: dkimpy verifies it against the record.
+    let sink = SmtpSink::start_on(
+        std::net::SocketAddr::from(([127, 0, 0, 12], 0)),
+        SinkBehaviour::default(),
+    )
+    .expect("a sink on 127.0.0.12");
+    dkim_dns.mx("remote.test", 10, "mx.sink.test");
+    dkim_dns.a("mx.sink.test", std::net::Ipv4Addr::new(127, 0, 0, 12));
     pm.edit_config(|t| {
-        set_key(t, "dns.nameservers", dns.clone());
+        set_key(t, "dns.nameservers", dkim_ns.clone());
+        set_key(t, "smtpd.listen", Value::from(vec!["127.0.0.1:0"]));
+        for k in ["submission", "submissions"] {
+            set_key(t, &format!("smtpd.{k}"), Value::Array(Vec::new()));
+        }
+        set_key(
+            t,
+            "smtpd.outbound_port",
+            Value::from(i64::from(sink.addr().port())),
+        );
+        // Mail from the trusted network is signed too (the way to test signing without TLS).
+        set_key(t, "smtpd.sign_trusted_networks", Value::from(true));
         set_key(t, "imapd.imap", Value::from(vec!["127.0.0.1:0"]));
         for k in ["imaps", "pop3", "pop3s", "managesieve_listen"] {
             set_key(t, &format!("imapd.{k}"), Value::Array(Vec::new()));
@@ -544,6 +562,37 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     pm.start_daemon("lmtp-deliver");
     let imapd = pm.start_daemon("imapd");
     let port = imapd.listening_addrs()[0].port();
+    let smtp = pm.start_daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let send = r#"
+import smtplib, sys
+with smtplib.SMTP(sys.argv[1], int(sys.argv[2])) as s:
+    s.sendmail("alice@example.org", ["friend@remote.test"],
+        "From: alice@example.org\r\nTo: friend@remote.test\r\nSubject: signed\r\n"
+        "Date: Sun, 06 Dec 2026 12:00:00 +0000\r\nMessage-ID: <m1@example.org>\r\n\r\nHello.\r\n")
+"#;
+    let out = run_python(send, &[&smtp.ip().to_string(), &smtp.port().to_string()]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let sunk = sink.wait_for(1, Duration::from_secs(30));
+    let data = &sunk[0].data;
+    assert!(
+        data.contains("s=mail;") && data.contains("d=example.org;"),
+        "{data}"
+    );
+    let eml = root.join("signed.eml");
+    std::fs::write(&eml, data).expect("write the message");
+    let verify = r#"
+import sys, dkim
+record = sys.argv[2].encode()
+def dnsfunc(name, timeout=5):
+    return record if name.decode().rstrip(".") == "mail._domainkey.example.org" else None
+print("VERIFIED" if dkim.DKIM(open(sys.argv[1], "rb").read()).verify(dnsfunc=dnsfunc) else "FAILED")
+"#;
+    let out = run_python(verify, &[eml.to_str().expect("utf-8 path"), &record]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("VERIFIED"),
+        "{}",
+        describe_output(&out)
+    );
     let after = imap_list(port, "alice@example.org", "alice-old-pass", "INBOX");
     assert_eq!(after, before, "Postern's UIDs differ from Dovecot's");
     assert_eq!(
@@ -571,7 +620,7 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     assert_eq!(after[..2], before[..], "old UIDs changed");
 
     // The way back: Dovecot reads the mailbox Postern delivered into.
-    for d in ["imapd", "lmtp-deliver", "authd"] {
+    for d in ["smtpd", "imapd", "lmtp-deliver", "authd"] {
         pm.stop_daemon(d);
     }
     pf.stop();
