@@ -33,7 +33,7 @@ pub struct Imapd {
     /// Front nodes (issue 14 proxies) whose word on the real client is believed: their IMAP
     /// `ID ("x-originating-ip" …)` and POP3 `XCLIENT ADDR=…`, as Dovecot's
     /// `login_trusted_networks`. authd then sees (and locks out) the client, not the proxy.
-    /// Empty (the default): nobody.
+    /// They are exempt from `max_connections_per_ip`. Empty (the default): nobody.
     #[serde(default)]
     pub proxy_networks: Vec<IpNet>,
     /// Connections served at once (IMAP and POP3 together).

@@ -289,14 +289,15 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     // Trusted networks are exempt from the per-client limit, as in smtpd (the local
-    // webmail holds many sessions from one address).
+    // webmail holds many sessions from one address), and so are the cluster's front nodes
+    // (`proxy_networks`: every user of a front comes from its address).
     let c = ctx.clone();
     let gate = Gate {
         name: door.name(),
         limit,
         second: Some(ctx.unauthenticated.clone()),
         per_ip: Some((ctx.per_ip.clone(), ctx.config.imapd.max_connections_per_ip)),
-        exempt: Some(Arc::new(move |ip| c.is_trusted(ip))),
+        exempt: Some(Arc::new(move |ip| c.is_trusted(ip) || c.is_proxy(ip))),
         refusal: refusal(door),
     };
     let sd = shutdown.clone();

@@ -528,13 +528,15 @@ fn ca_and_leaf(name: &str) -> (String, String, String) {
 
 /// `[proxy] tls`: B refuses plaintext logins from the front (no trusted networks), so
 /// `none` fails with NO [UNAVAILABLE]; `may` logs in over STARTTLS; `verify` does with
-/// B's CA and fails with another CA.
+/// B's CA and fails with another CA. B allows 2 connections per address: the front, a
+/// trusted proxy outside B's trusted networks, is exempt.
 #[test]
 fn the_hop_follows_proxy_tls() {
     let mut b = Postern::builder()
         .hostname("b.example.org")
         .set("imapd.trusted_networks", Vec::<String>::new())
         .set("imapd.proxy_networks", vec!["127.0.0.1/32".to_owned()])
+        .set("imapd.max_connections_per_ip", 2)
         .daemons(&["authd", "imapd"])
         .start();
     b.mailctl_ok(&["domain", "add", "example.org"]);
@@ -569,6 +571,17 @@ fn the_hop_follows_proxy_tls() {
         let r = login(&a);
         if ok {
             assert!(r.starts_with("a OK [CAPABILITY "), "{tls} {ca_file:?}: {r}");
+            // B allows 2 connections per address; the front (a trusted proxy) is exempt.
+            let held: Vec<Conn> = (0..3)
+                .map(|i| {
+                    let mut c = Conn::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
+                    c.line();
+                    let r = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
+                    assert!(last(&r).starts_with("a OK"), "session {i}: {r:?}");
+                    c
+                })
+                .collect();
+            drop(held);
         } else {
             assert!(
                 r.starts_with("a NO [UNAVAILABLE]"),
