@@ -16,7 +16,8 @@
 # BUILD=0: use the binaries already built.
 # Bounded: COUNT messages per run for sizes up to 64 KiB; larger sizes send COUNT/10 (at
 # least 100) up to 512 KiB and COUNT/100 (at least 50) beyond, so a 1 MiB row stays a few GB.
-# After each run: the server CPU per message (sum of the process trees' CPU / COUNT).
+# After each run: the server CPU per message (sum of the process trees' CPU / COUNT), and for
+# Postern the context switches per message (steadier than CPU time on a shared machine).
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
 # Issue 17's full table: scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
 set -euo pipefail
@@ -121,6 +122,24 @@ per_message() {
     }
     END { if (total > 0) printf "  server CPU per message: %.3f ms (%s)\n", total * 1000 / n, parts }'
 }
+# ctx_switches TREES: "label=count ..." context switches so far of each daemon (all threads).
+# Unlike CPU seconds on a shared machine, these per message barely move from run to run.
+ctx_switches() {
+  local t
+  for t in $1; do
+    printf '%s=%s ' "${t%%=*}" "$(cat /proc/"${t#*=}"/task/*/status 2>/dev/null \
+      | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }')"
+  done
+}
+# ctx_per_message N BEFORE AFTER: the line for the context switches per message.
+ctx_per_message() {
+  awk -v n="$1" -v b="$2" -v a="$3" 'BEGIN {
+    split(b, B, " "); split(a, A, " ")
+    for (i in B) { split(B[i], x, "="); before[x[1]] = x[2] }
+    for (i in A) { split(A[i], x, "="); d = x[2] - before[x[1]]; total += d
+      parts = parts sprintf("%s%s %.1f", sep, x[1], d / n); sep = " + " }
+    printf "  context switches per message: %.1f (%s)\n", total / n, parts }'
+}
 declare -A LABEL=([trusted]='postern:         ' [mxclean]='postern MX clean:' [mxlossy]='postern MX lossy:')
 THEIRS=/var/vmail/example.test/user1/Maildir
 echo "== $(nproc) cores; client and servers share them; both fsync (queue file, Maildir file, new/ dir)"
@@ -141,8 +160,10 @@ for size in $SIZES; do
       printf '%s ' "${LABEL[$k]}"
       sender=sender@example.test
       [ "$k" = trusted ] || sender=sender@example.net
+      cs0=$(ctx_switches "${!trees}")
       SENDER=$sender MAILDIR=$ours TREES="${!trees}" \
         "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$n" "$size" "$s" | per_message "$n"
+      ctx_per_message "$n" "$cs0" "$(ctx_switches "${!trees}")"
     done
   done
 done

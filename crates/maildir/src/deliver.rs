@@ -121,19 +121,26 @@ pub struct StoredCopies {
 
 /// Converts CRLF line endings to LF; lone CRs are kept. Borrows when there is nothing to do.
 pub fn crlf_to_lf(data: &[u8]) -> Cow<'_, [u8]> {
-    if !data.windows(2).any(|w| w == b"\r\n") {
+    // Whole runs between CRLFs are copied, not byte by byte.
+    let crlf = |lf: usize| lf > 0 && data[lf - 1] == b'\r';
+    let mut lfs = data
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i);
+    let Some(first) = lfs.find(|&lf| crlf(lf)) else {
         return Cow::Borrowed(data);
-    }
+    };
     let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
+    out.extend_from_slice(&data[..first - 1]);
+    let mut start = first;
+    for lf in lfs {
+        if crlf(lf) {
+            out.extend_from_slice(&data[start..lf - 1]);
+            start = lf;
         }
-        out.push(data[i]);
-        i += 1;
     }
+    out.extend_from_slice(&data[start..]);
     Cow::Owned(out)
 }
 
@@ -384,6 +391,22 @@ mod tests {
     fn line_endings() {
         assert!(matches!(crlf_to_lf(b"a\nb\n"), Cow::Borrowed(_)));
         assert_eq!(&*crlf_to_lf(b"a\r\nb\r\n\r\nc\rd\r"), b"a\nb\n\nc\rd\r");
+        assert_eq!(&*crlf_to_lf(b"\r\n\r\n"), b"\n\n");
+        assert_eq!(&*crlf_to_lf(b"\n\r\r\nx\ny\r"), b"\n\r\nx\ny\r");
+        assert!(matches!(crlf_to_lf(b"a\rb\n\r"), Cow::Borrowed(_)));
+        // The same as the byte-by-byte definition, on every short mix of CR, LF and x.
+        for n in 0..4u32.pow(6) {
+            let input: Vec<u8> = (0..6)
+                .map(|k| [b'\r', b'\n', b'x', b'\r'][(n / 4u32.pow(k) % 4) as usize])
+                .collect();
+            let mut want = Vec::new();
+            for (i, &b) in input.iter().enumerate() {
+                if !(b == b'\r' && input.get(i + 1) == Some(&b'\n')) {
+                    want.push(b);
+                }
+            }
+            assert_eq!(&*crlf_to_lf(&input), &want[..], "{input:?}");
+        }
         assert_eq!(virtual_size(b"a\nb\n"), 6);
         assert_eq!(virtual_size(b"a\r\nb\n"), 6);
         assert_eq!(virtual_size(b"\n"), 2);

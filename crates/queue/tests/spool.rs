@@ -366,3 +366,43 @@ async fn reserved_id_is_kept() {
     let (_, envs) = start(dir.path());
     assert!(envs.iter().any(|e| e.id == reserved));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_and_concurrent_commits_are_durable_and_a_stopped_committer_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    // One at a time (written by the caller's task), then 20 at once (batched), then alone again.
+    let first = c.commit(envelope(&["a@x"]), message(0)).await.unwrap();
+    let tasks: Vec<_> = (1..21)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move { (n, c.commit(envelope(&["a@x"]), message(n)).await) })
+        })
+        .collect();
+    let mut ids = vec![first.id];
+    for t in tasks {
+        let (n, r) = t.await.unwrap();
+        let env = r.unwrap();
+        assert_eq!(c.spool().read_message(env.id).unwrap(), message(n));
+        ids.push(env.id);
+    }
+    let last = c.commit(envelope(&["a@x"]), message(99)).await.unwrap();
+    ids.push(last.id);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 22);
+    assert_eq!(names(&dir.path().join("active")).len(), 22);
+    assert!(names(&dir.path().join("incoming")).is_empty());
+    drop(c);
+    let (_, envs) = Spool::open(dir.path()).unwrap();
+    assert_eq!(envs.len(), 22);
+
+    // Without its background task a committer refuses, even with nothing else under way.
+    let other = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(other.path()).unwrap();
+    let (c, task) = Committer::new(Arc::new(spool));
+    drop(task);
+    let r = c.commit(envelope(&["a@x"]), message(1)).await;
+    assert!(matches!(r, Err(QueueError::Closed)), "{r:?}");
+    assert!(names(&other.path().join("active")).is_empty());
+}
