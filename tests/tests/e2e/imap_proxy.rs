@@ -630,3 +630,112 @@ fn a_proxy_loop_ends_at_the_backend() {
     b.daemon("imapd")
         .wait_for_since(mark, "would be proxied again", Duration::from_secs(10));
 }
+
+/// COMPRESS=DEFLATE through the front: the backend compresses, the front passes the
+/// deflated bytes on unchanged (Python's zlib on the client side); a backend that goes away
+/// under COMPRESS closes the connection without a clear-text BYE inside the DEFLATE stream.
+const COMPRESS: &str = r#"
+import socket, sys, zlib
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.create_connection((host, port), timeout=30)
+f = s.makefile("rb")
+def line():
+    return f.readline().decode()
+def tagged(tag):
+    out = []
+    while True:
+        l = line()
+        assert l, out
+        out.append(l)
+        if l.startswith(tag + " "):
+            return out
+line()
+s.sendall(f'a LOGIN {user} "{pw}"\r\n'.encode())
+assert tagged("a")[-1].startswith("a OK"), "login"
+s.sendall(b"b COMPRESS DEFLATE\r\n")
+assert tagged("b")[-1].startswith("b OK"), "compress"
+comp = zlib.compressobj(1, zlib.DEFLATED, -15)
+dec = zlib.decompressobj(-15)
+def send(t):
+    s.sendall(comp.compress(t.encode()) + comp.flush(zlib.Z_SYNC_FLUSH))
+buf = b""
+def ztagged(tag):
+    global buf
+    while True:
+        lines = buf.split(b"\r\n")
+        for i, l in enumerate(lines[:-1]):
+            if l.startswith((tag + " ").encode()):
+                buf = b"\r\n".join(lines[i + 1:])
+                return [x.decode() for x in lines[: i + 1]]
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("EOF waiting for " + tag + ": " + repr(buf))
+        buf += dec.decompress(d)
+send("c SELECT INBOX\r\n")
+r = ztagged("c")
+assert r[-1].startswith("c OK"), r
+assert any(l.endswith(" EXISTS") for l in r), r
+send("d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+r = ztagged("d")
+assert any("Subject: squeezed" in l for l in r), r
+print("compressed session ok", flush=True)
+sys.stdin.readline()
+rest = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    rest += d
+assert b"BYE [UNAVAILABLE]" not in rest, rest
+print("closed cleanly", flush=True)
+"#;
+
+#[test]
+fn compress_passes_through() {
+    let b = backend();
+    let a = front(&b);
+    deliver(&b, BOB, "squeezed");
+    let a_imap = addr(&a, "imapd", "imap");
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(COMPRESS)
+        .args([
+            &a_imap.ip().to_string(),
+            &a_imap.port().to_string(),
+            BOB,
+            BOB_PW,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    assert_eq!(l.trim(), "compressed session ok", "{}", {
+        let mut e = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+        e
+    });
+    // The backend goes away mid-session.
+    b.daemon("imapd").signal(Signal::SIGKILL);
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        status.success() && rest.contains("closed cleanly"),
+        "{rest}{err}"
+    );
+    b.daemon("imapd")
+        .wait_exit(Duration::from_secs(10))
+        .expect("it died");
+}
