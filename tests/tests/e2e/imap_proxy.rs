@@ -366,6 +366,11 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
         .wait_for_since(mark, "login", Duration::from_secs(10));
     assert!(line.contains(&format!("peer={client}")), "{line}");
 
+    // B greets a trusted proxy with Dovecot's [XCLIENT] mark (a Dovecot front looks for it).
+    let mut direct = Conn::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
+    let greeting = direct.line();
+    assert!(greeting.starts_with("+OK [XCLIENT] "), "{greeting}");
+
     // POP3 AUTH PLAIN.
     let mut p = Conn::new(TcpStream::connect(a_pop3).unwrap());
     p.line();
@@ -441,7 +446,8 @@ fn only_trusted_proxies_name_the_client() {
     assert!(!line.contains("198.51.100.9"), "{line}");
     assert!(line.contains(&format!("peer={}", c.local_addr())), "{line}");
     let mut p = Conn::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
-    p.line();
+    let greeting = p.line();
+    assert!(!greeting.contains("XCLIENT"), "{greeting}");
     p.send("XCLIENT ADDR=198.51.100.9 PORT=4242\r\n");
     assert!(p.line().starts_with("-ERR"));
 }

@@ -139,7 +139,14 @@ impl Driver {
     }
 
     async fn run(&mut self, shutdown: &CancellationToken) {
-        let greeting = self.session.greeting();
+        let mut greeting = self.session.greeting();
+        if self.ctx.is_proxy(self.peer.ip())
+            && let Action::Reply(g) = &mut greeting
+            && g.starts_with(b"+OK ")
+        {
+            // Dovecot's mark: a proxy sends XCLIENT only to a backend that greets with it.
+            g.splice(4..4, b"[XCLIENT] ".iter().copied());
+        }
         if let Flow::Close = self.perform(vec![greeting]).await {
             return;
         }

@@ -1,6 +1,6 @@
 //! Logging in to a backend's POP3: greeting, STLS per `[proxy] tls`, `XCLIENT ADDR= PORT=`
-//! with the real client (Dovecot's pop3 proxy does the same; a backend that does not trust us
-//! answers `-ERR` and the login goes on), then `AUTH PLAIN` with the user's credentials. The
+//! with the real client when the greeting says `[XCLIENT]` (as Dovecot's pop3 proxy does;
+//! the login goes on if it is refused), then `AUTH PLAIN` with the user's credentials. The
 //! backend's `+OK` line is the client's answer to its PASS or AUTH.
 
 use postern_config::HopTls;
@@ -60,14 +60,18 @@ async fn login_steps(ctx: &Ctx, t: &Target, who: &Client) -> Result<Backend, Fai
             return Err(unavailable("backend offers no STLS (proxy.tls = verify)"));
         }
     }
-    let origin = who.client_addr();
-    let xclient = format!(
-        "XCLIENT ADDR={} PORT={}",
-        crate::canonical(origin.ip()),
-        origin.port()
-    );
-    if !ok(&command(&mut io, &xclient).await?) {
-        tracing::debug!(backend = %t.host, "pop3 backend does not take XCLIENT from us");
+    // Only a backend that trusts us says [XCLIENT] in its greeting (Dovecot's convention,
+    // which Postern's POP3 follows for `[imapd] proxy_networks`).
+    if greeting.windows(9).any(|w| w == b"[XCLIENT]") {
+        let origin = who.client_addr();
+        let xclient = format!(
+            "XCLIENT ADDR={} PORT={}",
+            crate::canonical(origin.ip()),
+            origin.port()
+        );
+        if !ok(&command(&mut io, &xclient).await?) {
+            tracing::debug!(backend = %t.host, "pop3 backend refused our XCLIENT");
+        }
     }
     let answer = command(&mut io, &format!("AUTH PLAIN {}", t.plain_b64())).await?;
     if !ok(&answer) {
