@@ -90,6 +90,7 @@ pub(super) fn run(a: &ApplyArgs, json: bool) -> anyhow::Result<()> {
         report.push(copy_dkim_key(&config, k)?);
     }
     let mut imported = json!(null);
+    let mut not_imported = 0;
     if let DatabasePlan::Import(i) = &plan.database {
         let state = config.state_dir();
         fs::DirBuilder::new()
@@ -97,12 +98,13 @@ pub(super) fn run(a: &ApplyArgs, json: bool) -> anyhow::Result<()> {
             .mode(0o750)
             .create(&state)
             .with_context(|| format!("creating {}", state.display()))?;
-        let (lines, counts) = tokio::runtime::Builder::new_current_thread()
+        let (lines, counts, failed) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(import(&config, i))?;
+            .block_on(import_rows(&config, i))?;
         report.extend(lines);
         imported = counts;
+        not_imported = failed;
     }
     let old = old_values(&source.inputs, STEP_PARAMS);
     let sample = sample_account(&plan);
@@ -131,6 +133,9 @@ pub(super) fn run(a: &ApplyArgs, json: bool) -> anyhow::Result<()> {
             println!("{r}");
         }
         print!("{}", steps::render(&steps));
+    }
+    if not_imported > 0 {
+        bail!("{not_imported} account(s) could not be imported (listed above)");
     }
     Ok(())
 }
@@ -245,7 +250,10 @@ fn copy_dkim_key(config: &Config, k: &super::plan::DkimPlan) -> anyhow::Result<S
 
 /// Imports domains, accounts (hashes as they are) and aliases into Postern's database.
 /// What exists already is kept and reported.
-async fn import(config: &Config, i: &Import) -> anyhow::Result<(Vec<String>, serde_json::Value)> {
+async fn import_rows(
+    config: &Config,
+    i: &Import,
+) -> anyhow::Result<(Vec<String>, serde_json::Value, usize)> {
     let dir = Directory::open(config).await?;
     let mut lines = Vec::new();
     let (mut d, mut u, mut al, mut kept) = (0, 0, 0, 0);
@@ -256,13 +264,11 @@ async fn import(config: &Config, i: &Import) -> anyhow::Result<(Vec<String>, ser
             Err(e) => return Err(e).with_context(|| format!("domain {domain}")),
         }
     }
+    let mut failed = 0;
     for acc in &i.accounts {
+        let quota = i64::try_from(acc.quota_bytes).unwrap_or(i64::MAX);
         match dir
-            .add_user(
-                &acc.address,
-                NewSecret::Hash(&acc.hash),
-                i64::try_from(acc.quota_bytes).unwrap_or(i64::MAX),
-            )
+            .add_user(&acc.address, NewSecret::Hash(&acc.hash), quota)
             .await
         {
             Ok(_) => u += 1,
@@ -272,6 +278,17 @@ async fn import(config: &Config, i: &Import) -> anyhow::Result<(Vec<String>, ser
                     "account {} exists already: kept as it is",
                     acc.address
                 ));
+            }
+            // A row Postern cannot take (no usable hash, not an address): reported, and
+            // the others still go in; apply fails at the end.
+            Err(
+                e @ (DirectoryError::Conflict(_)
+                | DirectoryError::Password(_)
+                | DirectoryError::Address(_)
+                | DirectoryError::Policy(_)),
+            ) => {
+                failed += 1;
+                lines.push(format!("account {}: NOT imported: {e}", acc.address));
             }
             Err(e) => return Err(e).with_context(|| format!("account {}", acc.address)),
         }
@@ -284,10 +301,73 @@ async fn import(config: &Config, i: &Import) -> anyhow::Result<(Vec<String>, ser
     }
     dir.close().await;
     lines.push(format!(
-        "imported {d} domain(s), {u} account(s), {al} alias(es); {kept} existing kept"
+        "imported {d} domain(s), {u} account(s), {al} alias(es); {kept} existing kept; {failed} account(s) not imported"
     ));
     Ok((
         lines,
-        json!({"domains": d, "accounts": u, "aliases": al, "kept": kept}),
+        json!({"domains": d, "accounts": u, "aliases": al, "kept": kept, "failed": failed}),
+        failed,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::plan::ImportAccount;
+
+    /// A bad row (an empty or unreadable hash) is reported, and the others are imported.
+    #[test]
+    fn one_bad_account_does_not_stop_the_import() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-migrate-import-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "hostname = \"m.example.org\"\n[paths]\nstate_dir = \"{d}\"\n[database]\nurl = \"sqlite://{d}/postern.db\"\n",
+            d = dir.display()
+        );
+        let config = Config::parse(&text, &dir).unwrap();
+        let account = |address: &str, hash: &str| ImportAccount {
+            address: address.into(),
+            hash: hash.into(),
+            scheme: String::new(),
+            quota_bytes: 0,
+        };
+        let import = Import {
+            domains: vec!["example.org".into()],
+            accounts: vec![
+                account("empty@example.org", ""),
+                account("alice@example.org", "{PLAIN}alice-secret"),
+                account("bad@example.org", "{NOSUCHSCHEME}x"),
+            ],
+            aliases: vec![("team@example.org".into(), vec!["alice@example.org".into()])],
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (lines, counts, failed) = rt.block_on(import_rows(&config, &import)).unwrap();
+        assert_eq!(failed, 2, "{lines:?}");
+        assert_eq!(counts["accounts"], 1);
+        assert_eq!(counts["aliases"], 1);
+        assert!(
+            lines.iter().any(|l| l.contains("empty@example.org")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("bad@example.org")),
+            "{lines:?}"
+        );
+        // Nothing of the hash reaches the report.
+        assert!(!lines.iter().any(|l| l.contains("alice-secret")));
+        // Run again: everything there is kept.
+        let (_, counts, failed) = rt.block_on(import_rows(&config, &import)).unwrap();
+        assert_eq!((counts["accounts"].as_i64(), failed), (Some(0), 2));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
