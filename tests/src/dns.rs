@@ -398,6 +398,22 @@ impl DnsServer {
         )
     }
 
+    /// The root's key as a DS trust anchor line (`. 60 IN DS TAG 13 2 SHA-256-HEX`, RFC 4034
+    /// §5.1.4: the digest of the owner name and the DNSKEY RDATA), as IANA publishes the
+    /// root's; after [`DnsServer::sign`].
+    pub fn trust_anchor_ds(&self) -> String {
+        let z = self.zone.lock().expect("zone lock");
+        let signer = z
+            .signer
+            .as_ref()
+            .expect("the server signs: call sign() first");
+        let mut data = vec![0u8]; // the root's name in wire form
+        data.extend_from_slice(&signer.dnskey);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        format!(". {TTL} IN DS {} {ECDSAP256SHA256} 2 {hex}\n", signer.tag)
+    }
+
     /// `zone` is an insecure delegation from the signed root: an NS record at its apex and
     /// a signed proof that it has no DS; it and the names under it are not signed.
     pub fn unsigned_zone(&self, zone: &str) -> &Self {
@@ -571,6 +587,13 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         .map(|(_, d)| d.rtype())
         .collect();
     let signing = zone.signer.is_some();
+    // The root's DNSKEY RRset is answered without the DO bit too (unsigned then), as every
+    // server does: a DS trust anchor's keys are fetched that way.
+    let root_key = zone
+        .signer
+        .as_ref()
+        .filter(|_| name.is_empty() && qtype == DNSKEY)
+        .map(|s| s.dnskey.clone());
     if signing && cut.as_deref() == Some(name.as_str()) && qtype == NS {
         // The delegation's NS record (parent side, unsigned as delegations are).
         let mut rdata = Vec::new();
@@ -580,6 +603,12 @@ fn answer(q: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     }
     drop(zone);
 
+    if signer.is_none()
+        && let Some(key) = root_key
+    {
+        answers.push((DNSKEY, key));
+        known = true;
+    }
     let mut authority: Vec<(String, u16, Vec<u8>)> = Vec::new();
     let mut nxdomain = !known;
     if let Some(signer) = &signer {

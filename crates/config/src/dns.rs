@@ -38,8 +38,10 @@ pub struct Dns {
     /// Where DANE's DNSSEC verdicts come from (see [`DnssecMode`]).
     #[serde(default)]
     pub dnssec: DnssecMode,
-    /// For in-process validation: a file of DNSKEY records (zone-file syntax) trusted instead
-    /// of the IANA root keys hickory ships (a private root, tests). Unset: the IANA root.
+    /// For in-process validation: a file of DNSKEY or DS records (zone-file syntax, one DS
+    /// record a line, as IANA and Debian's `/usr/share/dns/root.key` publish the root's)
+    /// trusted instead of the IANA root keys hickory ships. A DS record's DNSKEY is fetched at
+    /// the first lookup and must match its digest. Unset: the IANA root keys built in.
     #[serde(default)]
     pub trust_anchor: Option<PathBuf>,
 }

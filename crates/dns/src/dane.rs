@@ -6,8 +6,9 @@
 //! The DNSSEC status comes from one of two places (`[dns] dnssec`):
 //! - **validate**: Postern checks the signatures itself with hickory's validating resolver
 //!   (`dnssec-ring`), from the IANA root keys hickory ships or `[dns] trust_anchor`'s DNSKEY
-//!   records. Each record comes back Secure, Insecure (a proven unsigned delegation), or
-//!   Bogus/Indeterminate (bad or missing signatures: a [`LookupError::Bogus`]); an empty
+//!   or DS records (a DS record's key is fetched and checked against its digest,
+//!   [`Validator`]). Each record comes back Secure, Insecure (a proven unsigned delegation),
+//!   or Bogus/Indeterminate (bad or missing signatures: a [`LookupError::Bogus`]); an empty
 //!   answer is secure when a validated NSEC/NSEC3 record proves it.
 //! - **ad**: as Postfix with `smtp_dns_support_level = dnssec`, a validating resolver
 //!   (unbound, BIND, knot-resolver on this host) is asked with the DO and AD bits set and
@@ -30,7 +31,10 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::dnssec::TrustAnchors;
+use std::str::FromStr;
+
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, DS};
+use hickory_resolver::proto::dnssec::{Algorithm, DigestType, PublicKey as _, TrustAnchors};
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use postern_config::DnssecMode;
@@ -201,16 +205,46 @@ pub enum Dnssec {
     /// The AD bit of these name servers, all on loopback.
     Ad(Vec<SocketAddr>),
     /// Validated in-process by this resolver (its trust anchor described by the string).
-    Validate(Box<TokioResolver>, String),
+    Validate(Box<Validator>, String),
+}
+
+/// hickory's validating resolver. Built at once from DNSKEY trust anchors; a trust anchor
+/// file with DS records (as IANA and Debian's `dns-root-data` publish the root's) has it built
+/// at the first lookup instead: the DNSKEY RRsets of the DS owners are fetched then, and the
+/// keys whose digest a DS record gives become the anchors ([`keys_for_ds`]). Until that
+/// works (DNS down, no key matching), lookups fail, so the mail waits.
+pub struct Validator {
+    resolver: tokio::sync::OnceCell<TokioResolver>,
+    /// For a DS trust anchor: the config, the file's DNSKEY anchors and its DS records.
+    pending: Option<(postern_config::Config, TrustAnchors, Vec<DsAnchor>)>,
+}
+
+/// A DS record of the trust anchor file: its owner and data.
+type DsAnchor = (Name, DS);
+
+impl Validator {
+    async fn resolver(&self, timeout: Duration) -> Result<&TokioResolver, LookupError> {
+        self.resolver
+            .get_or_try_init(|| async {
+                let Some((config, keys, ds)) = &self.pending else {
+                    return Err(LookupError::Failed("no validating resolver".into()));
+                };
+                let mut anchors = keys.clone();
+                keys_for_ds(config, ds, &mut anchors, timeout).await?;
+                build_validating(config, anchors)
+                    .map_err(|e| LookupError::Failed(format!("validating resolver: {e}")))
+            })
+            .await
+    }
 }
 
 impl Dnssec {
     /// The source `[dns]` asks for; `None`: DANE cannot work (`ad` with a name server off
-    /// loopback). `Err`: the trust anchor file is unreadable or not DNSKEY records.
+    /// loopback). `Err`: the trust anchor file is unreadable, or not DNSKEY or DS records.
     pub fn from_config(config: &postern_config::Config) -> anyhow::Result<Option<Self>> {
         let validate = || -> anyhow::Result<Option<Self>> {
-            let (resolver, anchor) = validating_resolver(config)?;
-            Ok(Some(Self::Validate(Box::new(resolver), anchor)))
+            let (validator, anchor) = validating_resolver(config)?;
+            Ok(Some(Self::Validate(Box::new(validator), anchor)))
         };
         match config.dns.dnssec {
             DnssecMode::Validate => validate(),
@@ -247,11 +281,11 @@ impl Dnssec {
     ) -> Result<SecureAnswer, LookupError> {
         match self {
             Self::Ad(servers) => secure_lookup(servers, name, rtype, timeout).await,
-            Self::Validate(resolver, _) => {
-                match tokio::time::timeout(
-                    timeout.saturating_mul(VALIDATION_QUERIES),
-                    validated_lookup(resolver, name, rtype),
-                )
+            Self::Validate(validator, _) => {
+                match tokio::time::timeout(timeout.saturating_mul(VALIDATION_QUERIES), async {
+                    let resolver = validator.resolver(timeout).await?;
+                    validated_lookup(resolver, name, rtype).await
+                })
                 .await
                 {
                     Ok(r) => r,
@@ -282,22 +316,176 @@ impl Dnssec {
 /// A validated lookup may take this many query timeouts (the chain's keys and delegations).
 const VALIDATION_QUERIES: u32 = 4;
 
-/// The resolver of `[dns]` with DNSSEC validation, and its trust anchor for the log.
-fn validating_resolver(config: &postern_config::Config) -> anyhow::Result<(TokioResolver, String)> {
-    let (anchors, described) = match &config.dns.trust_anchor {
+/// The validating resolver of `[dns]` (or what it is built from), and its trust anchor for
+/// the log.
+fn validating_resolver(config: &postern_config::Config) -> anyhow::Result<(Validator, String)> {
+    let (anchors, ds, described) = match &config.dns.trust_anchor {
         Some(path) => {
-            let a = TrustAnchors::from_file(path)
+            let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("[dns] trust_anchor {}: {e}", path.display()))?;
-            if a.is_empty() && std::fs::read_to_string(path)?.trim().is_empty() {
-                anyhow::bail!("[dns] trust_anchor {}: no DNSKEY record", path.display());
-            }
-            (a, format!("the trust anchor {}", path.display()))
+            let (a, ds) = parse_trust_anchors(&text)
+                .map_err(|e| anyhow::anyhow!("[dns] trust_anchor {}: {e}", path.display()))?;
+            (a, ds, format!("the trust anchor {}", path.display()))
         }
-        None => (TrustAnchors::default(), "the IANA root trust anchor".into()),
+        None => (
+            TrustAnchors::default(),
+            Vec::new(),
+            "the IANA root trust anchor".into(),
+        ),
     };
+    let validator = if ds.is_empty() {
+        Validator {
+            resolver: tokio::sync::OnceCell::new_with(Some(build_validating(config, anchors)?)),
+            pending: None,
+        }
+    } else {
+        // Fails now if even the plain resolver cannot be made (a bad [dns] section).
+        drop(crate::builder(config, |_| {})?.build()?);
+        Validator {
+            resolver: tokio::sync::OnceCell::new(),
+            pending: Some((config.clone(), anchors, ds)),
+        }
+    };
+    Ok((validator, described))
+}
+
+fn build_validating(
+    config: &postern_config::Config,
+    anchors: TrustAnchors,
+) -> anyhow::Result<TokioResolver> {
     let builder = crate::builder(config, |opts| opts.validate = true)?
         .with_trust_anchor(std::sync::Arc::new(anchors));
-    Ok((builder.build()?, described))
+    Ok(builder.build()?)
+}
+
+/// At most this many DS records are read from a trust anchor file.
+const MAX_DS_ANCHORS: usize = 16;
+
+/// A trust anchor file's DNSKEY records (hickory's parser, which knows no DS) and DS records
+/// (read here: one per line, `OWNER [TTL] [IN] DS KEYTAG ALGORITHM DIGESTTYPE HEX…`, comments
+/// after `;`). `Err`: neither kind, or a record that does not parse.
+fn parse_trust_anchors(text: &str) -> Result<(TrustAnchors, Vec<DsAnchor>), String> {
+    let mut dnskeys = String::new();
+    let mut ds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let data = line.split(';').next().unwrap_or("");
+        let tokens: Vec<&str> = data.split_whitespace().collect();
+        let Some(at) = tokens
+            .iter()
+            .take(4)
+            .position(|t| t.eq_ignore_ascii_case("DS"))
+        else {
+            dnskeys.push_str(line);
+            dnskeys.push('\n');
+            continue;
+        };
+        let bad = |why: &str| format!("line {}: DS record: {why}", n + 1);
+        if at == 0
+            || tokens[1..at]
+                .iter()
+                .any(|t| !t.eq_ignore_ascii_case("IN") && t.parse::<u32>().is_err())
+        {
+            return Err(bad("expected OWNER [TTL] [IN] DS …"));
+        }
+        let owner = Name::from_ascii(tokens[0]).map_err(|e| bad(&e.to_string()))?;
+        if !owner.is_fqdn() {
+            return Err(bad("the owner name must end with a dot"));
+        }
+        let rdata = &tokens[at + 1..];
+        if rdata.len() < 4 {
+            return Err(bad("expected KEYTAG ALGORITHM DIGESTTYPE DIGEST"));
+        }
+        let tag: u16 = rdata[0].parse().map_err(|_| bad("bad key tag"))?;
+        let alg: u8 = rdata[1].parse().map_err(|_| bad("bad algorithm"))?;
+        let digest_type: u8 = rdata[2].parse().map_err(|_| bad("bad digest type"))?;
+        let hex: String = rdata[3..].concat();
+        let len = match digest_type {
+            1 => 20,
+            2 => 32,
+            4 => 48,
+            _ => return Err(bad("digest type not 1 (SHA-1), 2 (SHA-256) or 4 (SHA-384)")),
+        };
+        if hex.len() != 2 * len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(&format!("the digest must be {len} bytes in hex")));
+        }
+        let digest: Vec<u8> = (0..len)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect();
+        if ds.len() == MAX_DS_ANCHORS {
+            return Err(bad(&format!("more than {MAX_DS_ANCHORS} DS records")));
+        }
+        ds.push((
+            owner,
+            DS::new(
+                tag,
+                Algorithm::from_u8(alg),
+                DigestType::from(digest_type),
+                digest,
+            ),
+        ));
+    }
+    let keys = TrustAnchors::from_str(&dnskeys).map_err(|e| e.to_string())?;
+    if ds.is_empty()
+        && dnskeys
+            .lines()
+            .all(|l| l.split(';').next().unwrap_or("").trim().is_empty())
+    {
+        return Err("no DNSKEY or DS record".into());
+    }
+    Ok((keys, ds))
+}
+
+/// Adds to `anchors` the DNSKEYs (of each DS owner, fetched without validation) whose digest a
+/// DS record gives: the key is then trusted as if the file had named it, and the rest of its
+/// RRset through its signature, as validation goes. A forged DNSKEY answer cannot match a
+/// digest. `Err`: the fetch failed, or some owner has no key matching (a rollover the file
+/// missed, or a forged answer): validation does not start, the mail waits.
+async fn keys_for_ds(
+    config: &postern_config::Config,
+    ds: &[DsAnchor],
+    anchors: &mut TrustAnchors,
+    timeout: Duration,
+) -> Result<(), LookupError> {
+    let plain = crate::builder(config, |_| {})
+        .and_then(|b| Ok(b.build()?))
+        .map_err(|e| LookupError::Failed(format!("trust anchor: resolver: {e}")))?;
+    let mut owners: Vec<&Name> = ds.iter().map(|(n, _)| n).collect();
+    owners.dedup();
+    for owner in owners {
+        let lookup = tokio::time::timeout(timeout, plain.lookup(owner.clone(), RecordType::DNSKEY))
+            .await
+            .map_err(|_| {
+                LookupError::Failed(format!(
+                    "trust anchor: DNSKEY lookup for {owner}: timed out"
+                ))
+            })?
+            .map_err(|e| {
+                LookupError::Failed(format!("trust anchor: DNSKEY lookup for {owner}: {e}"))
+            })?;
+        let mut found = false;
+        for record in lookup.answers() {
+            let RData::DNSSEC(DNSSECRData::DNSKEY(key)) = &record.data else {
+                continue;
+            };
+            if record.name != *owner || key.revoke() {
+                continue;
+            }
+            let covered = ds.iter().filter(|(n, _)| n == owner).any(|(_, d)| {
+                d.algorithm() == key.public_key().algorithm()
+                    && d.covers(owner, key).unwrap_or(false)
+            });
+            if covered {
+                anchors.insert_with_name(key.public_key(), owner.into());
+                found = true;
+            }
+        }
+        if !found {
+            return Err(LookupError::Bogus(format!(
+                "trust anchor: no DNSKEY of {owner} matches its DS records (a key rollover the file missed?)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `name`/`rtype` through the validating resolver, with the proofs of its records.
@@ -1075,6 +1263,48 @@ mod tests {
             d.describe(),
             "validated in-process from the IANA root trust anchor"
         );
+    }
+
+    /// The trust anchor file takes DS records (IANA's and Debian's `dns-root-data` form of
+    /// the root's) next to DNSKEY records; a DS line that does not parse is an error.
+    #[test]
+    fn trust_anchor_files_with_ds_records() {
+        // /usr/share/dns/root.key of Debian's dns-root-data, and IANA's 2024 KSK.
+        let text = "; root trust anchors\n\
+            . IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n\
+            .\t86400\tIN\tDS\t38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A45 0D612C483AF444A4C0FB2B16 ; split\n\
+            . 60 IN DNSKEY 257 3 13 t4djaAlx/b309Mq9T3DdaUNOpcPCLY9msxMh/2k/th3xl8n4SATyP1O0wYkMC/YzCx6/vjY3z/NtyjGxlkbMjQ==\n";
+        let (keys, ds) = parse_trust_anchors(text).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(ds.len(), 2);
+        assert!(ds.iter().all(|(n, _)| n.is_root()));
+        assert_eq!(ds[0].1.key_tag(), 20326);
+        assert_eq!(ds[1].1.key_tag(), 38696);
+        assert_eq!(ds[1].1.digest_type(), DigestType::SHA256);
+        assert_eq!(ds[1].1.digest()[..2], [0x68, 0x3d]);
+        assert_eq!(ds[1].1.digest().len(), 32);
+        // DS only: no DNSKEY needed.
+        let (keys, ds) = parse_trust_anchors(text.lines().nth(1).unwrap()).unwrap();
+        assert!(keys.is_empty() && ds.len() == 1);
+        // Broken DS lines: said so, with the line number.
+        for bad in [
+            ". IN DS 20326 8 2 E06D44B8",
+            ". IN DS 20326 8 9 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+            ". IN DS x 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+            ". IN DS 20326 8 2 Z06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+            "org IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+            "DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+        ] {
+            let Err(e) = parse_trust_anchors(&format!("; x\n{bad}\n")) else {
+                panic!("{bad} parsed");
+            };
+            assert!(e.starts_with("line 2: DS record"), "{bad}: {e}");
+        }
+        assert!(parse_trust_anchors("; nothing\n\n").is_err());
+        let many =
+            ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n"
+                .repeat(MAX_DS_ANCHORS + 1);
+        assert!(parse_trust_anchors(&many).is_err());
     }
 
     #[test]

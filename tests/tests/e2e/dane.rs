@@ -493,16 +493,18 @@ fn validation_without_dnssec_records_defers_and_says_why() {
     assert!(bob(&b).is_empty());
 }
 
-/// A: mail.example.org with alice, validating DNSSEC in-process from `dns`'s trust anchor
-/// (kept in `anchor`), its MX delivery pointed at `port`; `tune` adds settings.
+/// A: mail.example.org with alice, validating DNSSEC in-process from the trust anchor
+/// `anchor_text` (kept in the directory `anchor`), its MX delivery pointed at `port`; `tune`
+/// adds settings.
 fn validating_sender(
     dns: &DnsServer,
     port: u16,
     anchor: &Path,
+    anchor_text: &str,
     tune: impl FnOnce(postern_e2e::PosternBuilder) -> postern_e2e::PosternBuilder,
 ) -> Postern {
     let anchor_file = anchor.join("root.key");
-    std::fs::write(&anchor_file, dns.trust_anchor()).unwrap();
+    std::fs::write(&anchor_file, anchor_text).unwrap();
     let builder = Postern::builder()
         .hostname("mail.example.org")
         .set("dns.nameservers", vec![dns.addr().to_string()])
@@ -596,7 +598,7 @@ fn lost_or_failed_dnssec_queries_defer_never_downgrade() {
             QueryFailure::ServFail,
         );
     let anchor = tempfile::tempdir().unwrap();
-    let mut a = validating_sender(&dns, b25.port(), anchor.path(), |b| b);
+    let mut a = validating_sender(&dns, b25.port(), anchor.path(), &dns.trust_anchor(), |b| b);
     let smtpd = a.daemon("smtpd");
     let mark = smtpd.mark();
     for d in DOMAINS {
@@ -747,11 +749,17 @@ fn dane_wins_over_mta_sts() {
     }
     dns.unsigned_zone("stsonly.example");
     let anchor = tempfile::tempdir().unwrap();
-    let a = validating_sender(&dns, b25.port(), anchor.path(), |builder| {
-        builder
-            .set("smtpd.mta_sts_port", i64::from(https.port))
-            .set("smtpd.mta_sts_ca_file", ca_file.to_str().unwrap())
-    });
+    let a = validating_sender(
+        &dns,
+        b25.port(),
+        anchor.path(),
+        &dns.trust_anchor(),
+        |builder| {
+            builder
+                .set("smtpd.mta_sts_port", i64::from(https.port))
+                .set("smtpd.mta_sts_ca_file", ca_file.to_str().unwrap())
+        },
+    );
     let smtpd = a.daemon("smtpd");
     let hex: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
 
@@ -792,4 +800,53 @@ fn dane_wins_over_mta_sts() {
     assert!(line.contains("no TLSA record matches"), "{line}");
     assert!(https.hits().contains(&"mta-sts.stsfail.example".to_owned()));
     assert!(inbox(&b, "stsfail.example").is_empty());
+}
+
+/// `[dns] trust_anchor` with the root's DS record instead of its DNSKEY (as IANA and Debian's
+/// `dns-root-data` publish it): the root's DNSKEY RRset is fetched at the first lookup and the
+/// key whose digest the DS gives becomes the anchor; validation then runs as with a DNSKEY
+/// anchor (`dane=pass`). A DS record no key matches (a rollover the file missed, or another
+/// root): nothing validates, the mail waits (4.7.5) and the deferral says why.
+#[test]
+fn ds_trust_anchor_is_matched_against_the_root_keys() {
+    let b = receiver();
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let key = spki_sha256(&b.dir().join("tls/cert.pem"));
+    let dns = DnsServer::start();
+    dns.sign()
+        .mx("example.net", 10, "mx.example.net")
+        .a("mx.example.net", Ipv4Addr::LOCALHOST)
+        .tlsa(&tlsa_name(&b), 3, 1, 1, &key);
+    let ds = dns.trust_anchor_ds();
+    assert!(ds.starts_with(". 60 IN DS "), "{ds}");
+    let anchor = tempfile::tempdir().unwrap();
+    let mut a = validating_sender(&dns, b25.port(), anchor.path(), &ds, |b| b);
+    let smtpd = a.daemon("smtpd");
+    let mark = smtpd.mark();
+    submit(&a, "ds anchor");
+    wait_until("the DS-anchored message", Duration::from_secs(30), || {
+        bob(&b).len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=pass (TLSA 3 1 1"), "{line}");
+
+    // Another root's DS: no key of this root matches it.
+    let other = DnsServer::start();
+    other.sign();
+    let other_file = anchor.path().join("other.key");
+    std::fs::write(&other_file, other.trust_anchor_ds()).unwrap();
+    a.edit_config(|t| {
+        postern_e2e::set_key(t, "dns.trust_anchor", other_file.to_str().unwrap().into());
+    });
+    a.restart_daemon("smtpd").wait_for(
+        "DANE: on where DNSSEC-secure, validated in-process from the trust anchor",
+        Duration::from_secs(10),
+    );
+    submit(&a, "wrong ds");
+    let why = deferred_with(&a, "matches its DS records");
+    assert!(
+        why.contains("4.7.5") && why.contains("no DNSKEY of . matches"),
+        "{why}"
+    );
+    assert_eq!(bob(&b).len(), 1, "nothing more sent");
 }
