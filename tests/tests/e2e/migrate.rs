@@ -424,6 +424,20 @@ fn passwd_file_install_is_taken_over_and_given_back() {
         "{table}"
     );
     assert!(table.contains("## Not carried over"), "{table}");
+    // The files read without postconf/doveconf give the same plan for what matters.
+    let mut args = vec!["migrate", "plan", "--no-tools"];
+    args.extend(src);
+    let by_files = pm.mailctl_json(&args);
+    for key in [
+        "hostname",
+        "trusted_networks",
+        "database",
+        "userdb",
+        "default_scheme",
+        "dkim",
+    ] {
+        assert_eq!(by_files[key], plan[key], "{key}: {by_files:#}");
+    }
 
     // apply: writes the config (loaded by Postern's loader), imports, copies the DKIM key.
     let config = pm.config_path().display().to_string();
