@@ -745,3 +745,161 @@ fn compress_passes_through() {
         .wait_exit(Duration::from_secs(10))
         .expect("it died");
 }
+
+/// Debian's Dovecot serving IMAP and POP3 from a temp dir; killed when dropped.
+struct Dovecot {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    imap: u16,
+    pop3: u16,
+}
+
+impl Dovecot {
+    /// bob with `BOB_PW` (passwd-file, with these extra passdb fields), and
+    /// `login_trusted_networks = 127.0.0.1/32` (so it believes the front's ID and XCLIENT).
+    fn start(extra_fields: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("dv").tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        nix::unistd::chown(
+            &d.join("mail"),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("users"),
+            format!("{BOB}:{{PLAIN}}{BOB_PW}::::::{extra_fields}\n"),
+        )
+        .unwrap();
+        let (imap, pop3) = (postern_e2e::free_port(), postern_e2e::free_port());
+        let conf = format!(
+            "protocols = imap pop3\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
+             login_trusted_networks = 127.0.0.1/32\nauth_mechanisms = plain login\n\
+             mail_location = maildir:{d}/mail/%n/Maildir\nfirst_valid_uid = 0\n\
+             passdb {{\n driver = passwd-file\n args = {d}/users\n}}\n\
+             userdb {{\n driver = static\n args = uid=65534 gid=65534 home={d}/mail/%n\n}}\n\
+             service imap-login {{\n inet_listener imap {{\n port = {imap}\n }}\n inet_listener imaps {{\n port = 0\n }}\n}}\n\
+             service pop3-login {{\n inet_listener pop3 {{\n port = {pop3}\n }}\n inet_listener pop3s {{\n port = 0\n }}\n}}\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = std::process::Command::new("dovecot")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .arg("-F")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dovecot");
+        let dv = Self {
+            child,
+            dir,
+            imap,
+            pop3,
+        };
+        wait_until("Dovecot's listeners", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", imap)).is_ok()
+                && TcpStream::connect(("127.0.0.1", pop3)).is_ok()
+        });
+        dv
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Postern's front before a Dovecot backend: IMAP LOGIN and POP3 through A reach Dovecot's
+/// mailbox (the capability list after login is Dovecot's), and Dovecot's log names the real
+/// client (127.0.0.2) from the front's ID and XCLIENT.
+#[test]
+#[ignore = "needs Debian's dovecot-imapd and dovecot-pop3d (run .ci/run)"]
+fn postern_front_before_a_dovecot_backend() {
+    let dv = Dovecot::start("");
+    let a = Postern::builder()
+        .hostname("front.example.org")
+        .set("proxy.self", "front.example.org")
+        .set("proxy.imap_port", i64::from(dv.imap))
+        .set("proxy.pop3_port", i64::from(dv.pop3))
+        .set("proxy.connect_timeout_secs", 3)
+        .daemons(&["authd", "imapd"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&a, BOB, BOB_PW, Some("127.0.0.1"));
+
+    let mut c = Conn::new(connect_from("127.0.0.2", addr(&a, "imapd", "imap")));
+    c.line();
+    let login = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
+    let ok = last(&login);
+    assert!(ok.starts_with("a OK [CAPABILITY "), "{login:?}");
+    assert!(ok.contains("ESORT"), "Dovecot's list, not Postern's: {ok}");
+    let msg = "Subject: via the front\r\n\r\nhello Dovecot\r\n";
+    c.send(&format!("b APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()));
+    let r = c.until_tagged("b");
+    assert!(last(&r).starts_with("b OK"), "{r:?}");
+    let r = c.cmd("c", "SELECT INBOX");
+    assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
+    c.cmd("d", "LOGOUT");
+    assert!(!c.rest().contains("UNAVAILABLE"));
+
+    let mut p = Conn::new(connect_from("127.0.0.2", addr(&a, "imapd", "pop3")));
+    p.line();
+    p.send(&format!("USER {BOB}\r\nPASS {BOB_PW}\r\nSTAT\r\nQUIT\r\n"));
+    assert!(p.line().starts_with("+OK"));
+    let pass = p.line();
+    assert!(pass.starts_with("+OK"), "{pass}");
+    let stat = p.line();
+    assert!(stat.starts_with("+OK 1 "), "{stat}");
+
+    wait_until("Dovecot's login lines", Duration::from_secs(10), || {
+        let log = dv.log();
+        log.contains("imap-login: Info: Login: user=<bob@example.org>")
+            && log.contains("pop3-login: Info: Login: user=<bob@example.org>")
+    });
+    let log = dv.log();
+    for l in log.lines().filter(|l| l.contains("Login: user=")) {
+        assert!(l.contains("rip=127.0.0.2"), "{l}");
+    }
+}
+
+/// Debian's Dovecot as the front, its passdb saying `proxy host=127.0.0.1 port=B` (Dovecot's
+/// proxy passdb fields, the ones Postern's authd answers with): an IMAP login at Dovecot
+/// reaches bob's mailbox on Postern's B, and B's log names the real client from Dovecot's ID.
+#[test]
+#[ignore = "needs Debian's dovecot-imapd and dovecot-pop3d (run .ci/run)"]
+fn dovecot_front_before_a_postern_backend() {
+    let b = backend();
+    deliver(&b, BOB, "on-postern");
+    let b_imap = addr(&b, "imapd", "imap").port();
+    let dv = Dovecot::start(&format!("proxy=y host=127.0.0.1 port={b_imap}"));
+    let mark = b.daemon("imapd").mark();
+    let mut c = Conn::new(connect_from(
+        "127.0.0.2",
+        SocketAddr::from(([127, 0, 0, 1], dv.imap)),
+    ));
+    let client = c.local_addr();
+    c.line();
+    let login = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
+    assert!(last(&login).starts_with("a OK"), "{login:?}\n{}", dv.log());
+    let r = c.cmd("c", "SELECT INBOX");
+    assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
+    let r = c.cmd("d", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    assert!(r.iter().any(|l| l.contains("Subject: on-postern")), "{r:?}");
+    c.cmd("e", "LOGOUT");
+    let line = b
+        .daemon("imapd")
+        .wait_for_since(mark, "login", Duration::from_secs(10));
+    assert!(line.contains(&format!("peer={client}")), "{line}");
+}
