@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use postern_smtp_session::{Action, Completion, PeerInfo, Reply, Session, Verdict};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::rcpt::Recipients;
-use crate::{Accepted, Ctx, deliver};
+use crate::tls::Stream;
+use crate::{Accepted, Ctx};
 
 /// Serves one connection to its end.
 pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: CancellationToken) {
@@ -24,9 +25,17 @@ pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: Cancellat
                 tls: false,
                 authenticated: None,
             };
-            drive(s, peer, "local".to_owned(), ctx, shutdown)
-                .instrument(info_span!("lmtp", session = id, client = %"local"))
-                .await;
+            let config = ctx.session.clone();
+            drive(
+                Stream::Unix(s),
+                config,
+                peer,
+                "local".to_owned(),
+                ctx,
+                shutdown,
+            )
+            .instrument(info_span!("lmtp", session = id, client = %"local"))
+            .await;
         }
         Accepted::Tcp(s, addr) => {
             let peer = PeerInfo {
@@ -34,23 +43,30 @@ pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: Cancellat
                 tls: false,
                 authenticated: None,
             };
-            drive(s, peer, addr.to_string(), ctx, shutdown)
-                .instrument(info_span!("lmtp", session = id, client = %addr))
-                .await;
+            let config = ctx.tcp_session.clone();
+            drive(
+                Stream::Tcp(s),
+                config,
+                peer,
+                addr.to_string(),
+                ctx,
+                shutdown,
+            )
+            .instrument(info_span!("lmtp", session = id, client = %addr))
+            .await;
         }
     }
 }
 
-async fn drive<S>(
-    mut stream: S,
+async fn drive(
+    mut stream: Stream,
+    config: Arc<postern_smtp_session::SessionConfig>,
     peer: PeerInfo,
     peer_name: String,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut session = Session::new(ctx.session.clone(), peer);
+) {
+    let mut session = Session::new(config, peer);
     let mut recipients = Recipients::new(ctx.clone());
     let idle = ctx.config.lmtp.idle_timeout_secs.duration();
     let deadline = Instant::now() + ctx.config.lmtp.session_timeout_secs.duration();
@@ -90,9 +106,21 @@ async fn drive<S>(
                     if stream.write_all(&std::mem::take(&mut out)).await.is_err() {
                         return;
                     }
+                    // Recipients living on other nodes go there (crate::proxy).
                     let replies =
-                        deliver::deliver_all(&ctx, &mut recipients, &tx, &peer_name).await;
+                        crate::proxy::deliver(&ctx, &mut recipients, *tx, &peer_name).await;
                     push(&mut work, session.completed(Completion::Delivered(replies)));
+                }
+                Action::StartTls if stream.can_start_tls() && ctx.tls.is_some() => {
+                    // The 220 is in `out`: send it, then the handshake. Whatever the client
+                    // pipelined after the command stays in the session, which drops it.
+                    let Some(tls) = ctx.tls.as_ref() else { return };
+                    if stream.write_all(&std::mem::take(&mut out)).await.is_err()
+                        || !stream.start_tls(&tls.acceptor()).await
+                        || session.tls_started().is_err()
+                    {
+                        return;
+                    }
                 }
                 Action::StartTls
                 | Action::Auth { .. }

@@ -9,8 +9,10 @@
 mod conn;
 mod deliver;
 mod metrics;
+mod proxy;
 mod rcpt;
 mod submit;
+mod tls;
 mod vacation_log;
 mod view;
 
@@ -35,7 +37,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub(crate) struct Ctx {
     pub(crate) config: Config,
     pub(crate) session: Arc<SessionConfig>,
+    /// The TCP listeners' sessions: `STARTTLS` offered when `[tls]` is set.
+    pub(crate) tcp_session: Arc<SessionConfig>,
     pub(crate) userdb_socket: PathBuf,
+    /// `[tls]`'s certificate for `STARTTLS` on the TCP listeners.
+    pub(crate) tls: Option<postern_daemon::Tls>,
+    /// How recipients living on other nodes are reached ([`proxy`]).
+    pub(crate) hop: proxy::Hop,
 }
 
 /// The bound listeners.
@@ -102,9 +110,33 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // STARTTLS on the TCP listeners (between nodes), with the certificate smtpd and imapd
+    // use; the Unix socket is local and gets none. A certificate this daemon cannot read
+    // (another user's key) is logged and STARTTLS not offered: fronts with [proxy] tls =
+    // "verify" then defer (never send in clear), "may" and "none" go on delivering.
+    let tls = match &config.tls {
+        Some(t) if !listeners.tcp.is_empty() => {
+            match postern_daemon::Tls::load(&config.resolve(&t.cert), &config.resolve(&t.key)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "[tls] certificate unusable: no STARTTLS on the [lmtp] listen addresses");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(t) = tls.clone() {
+        tokio::spawn(postern_daemon::tls::reload_on_hup(t, shutdown.clone()));
+    }
+    let mut tcp_session = session_config(&config);
+    tcp_session.extensions.starttls = tls.is_some();
     let ctx = Arc::new(Ctx {
         session: Arc::new(session_config(&config)),
+        tcp_session: Arc::new(tcp_session),
         userdb_socket: config.socket_path(&config.authd.userdb_socket),
+        tls,
+        hop: proxy::Hop::new(&config)?,
         config,
     });
     // One limit for the socket and the TCP listeners; a client past it is told to retry.

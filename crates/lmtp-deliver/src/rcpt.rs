@@ -23,6 +23,9 @@ pub(crate) struct Rcpt {
     pub(crate) home: PathBuf,
     /// Quota in bytes; 0 = none.
     pub(crate) quota: u64,
+    /// The node the account lives on when it is not this one (`host=`, `[proxy] self`):
+    /// its mail is forwarded there ([`crate::proxy`]), never delivered here.
+    pub(crate) backend: Option<crate::proxy::Backend>,
 }
 
 /// The recipients of the current transaction, and the userdb connection.
@@ -106,6 +109,23 @@ impl Recipients {
 
     fn found(&self, asked: &str, detail: Option<String>, fields: &[(String, String)]) -> Lookup {
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let backend =
+            match get("host").and_then(|h| crate::proxy::Backend::for_host(&self.ctx.config, h)) {
+                Some(Ok(b)) => Some(b),
+                Some(Err(why)) => return Lookup::Unavailable(why),
+                None => None,
+            };
+        if backend.is_some() {
+            // Delivered elsewhere: no home, Maildir or quota of ours is involved.
+            return Lookup::Found(Rcpt {
+                user: asked.to_owned(),
+                detail,
+                maildir: PathBuf::new(),
+                home: PathBuf::new(),
+                quota: 0,
+                backend,
+            });
+        }
         let Some(home) = get("home").map(PathBuf::from) else {
             return Lookup::Unavailable("userdb gave no home".into());
         };
@@ -124,6 +144,7 @@ impl Recipients {
             maildir,
             home,
             quota,
+            backend: None,
         })
     }
 

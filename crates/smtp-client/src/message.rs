@@ -17,6 +17,9 @@ pub struct Outgoing<'a> {
     pub recipients: Vec<OutRcpt>,
     /// The message, header and body, with CRLF line ends; not dot-stuffed.
     pub message: &'a [u8],
+    /// Trace header fields sent before `message` (a relay's `Received:`), CRLF-ended; empty
+    /// by default. Kept apart so the message is not copied to prepend them.
+    pub trace: &'a [u8],
     /// The size announced with `SIZE=` (usually `message.len()`).
     pub size: u64,
     /// The body has 8-bit octets: `BODY=8BITMIME` when the server supports it. To a server
@@ -39,12 +42,23 @@ impl<'a> Outgoing<'a> {
             from,
             recipients,
             message,
+            trace: &[],
             size: message.len() as u64,
             body_8bit: false,
             smtputf8: false,
             ret: None,
             envid: None,
         }
+    }
+}
+
+impl<'a> Outgoing<'a> {
+    /// Sends `trace` (whole header fields, CRLF-ended) before the message; `size` grows by
+    /// its length.
+    pub fn with_trace(mut self, trace: &'a [u8]) -> Self {
+        self.size = self.size - self.trace.len() as u64 + trace.len() as u64;
+        self.trace = trace;
+        self
     }
 }
 
@@ -181,11 +195,37 @@ pub(crate) fn check_rcpt(rcpt: &OutRcpt) -> Option<ServerReply> {
 /// bare CR or LF for a line end would otherwise see `<CR>.<CR><LF>` as the end of data:
 /// SMTP smuggling), lines starting with `.` get another `.`, a CRLF added if the last line
 /// has none, then `.` CRLF.
+#[cfg(test)]
 pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    dot_stuff_parts(&[message])
+}
+
+/// [`dot_stuff`] of `parts` one after the other, as if they were one message.
+pub(crate) fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + len / 64 + 5);
     let mut line_start = true;
     let mut i = 0;
-    while let Some(&b) = message.get(i) {
+    let mut parts = parts.iter().copied().filter(|p| !p.is_empty());
+    let mut message = parts.next().unwrap_or(&[]);
+    loop {
+        if i == message.len() {
+            match parts.next() {
+                Some(next) => {
+                    // A CR at the end of one part and LF at the start of the next are one
+                    // line end: the CR arm below already wrote it.
+                    if message.last() == Some(&b'\r') && next.first() == Some(&b'\n') {
+                        message = &next[1..];
+                    } else {
+                        message = next;
+                    }
+                    i = 0;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let b = message[i];
         i += 1;
         match b {
             b'\r' => {
@@ -259,6 +299,25 @@ mod tests {
         assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
         assert_eq!(dot_stuff(b"bare\nlf\n.x"), b"bare\r\nlf\r\n..x\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn parts_are_stuffed_as_one_message() {
+        for (parts, whole) in [
+            (
+                &[&b"Received: x\r\n"[..], b".a\r\nb"][..],
+                &b"Received: x\r\n.a\r\nb"[..],
+            ),
+            (&[&b"x\r"[..], b"\n.y"], b"x\r\n.y"),
+            (&[&b"x\r"[..], b".y"], b"x\r.y"),
+            (&[&b""[..], b".", b"", b"\n."], b".\n."),
+            (&[&b"a."[..], b".b"], b"a..b"),
+        ] {
+            assert_eq!(dot_stuff_parts(parts), dot_stuff(whole), "{parts:?}");
+        }
+        let tx = Outgoing::new(None, Vec::new(), b"12345").with_trace(b"abc");
+        assert_eq!(tx.size, 8);
+        assert_eq!(tx.with_trace(b"").size, 5);
     }
 
     /// SMTP smuggling (2023) through us: a receiver that takes a bare CR for a line end must

@@ -41,6 +41,29 @@ pub fn connector(check: CertCheck) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// A connector that accepts only certificates chaining to the PEM CA certificates in
+/// `pem_file` and valid for the host name (a cluster's private CA: `[proxy] ca_file`).
+pub fn ca_connector(pem_file: &std::path::Path) -> Result<TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let what = |e: &dyn std::fmt::Display| format!("{}: {e}", pem_file.display());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem_file).map_err(|e| what(&e))? {
+        roots
+            .add(cert.map_err(|e| what(&e))?)
+            .map_err(|e| what(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(what(&"no CA certificate in the file"));
+    }
+    let provider = Arc::new(ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| what(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 /// The name sent as SNI (and checked with [`CertCheck::WebPki`]); an IP address when the
 /// host is one.
 pub fn server_name(host: &str) -> Option<ServerName<'static>> {

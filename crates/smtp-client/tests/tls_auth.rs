@@ -129,3 +129,94 @@ async fn refused_starttls_leaves_plain_text_usable_and_bad_certs_fail_verificati
     assert!(!client.is_usable());
     server.await.unwrap();
 }
+
+/// A CA, and a server certificate it issued for `name` (PEM CA, acceptor).
+fn ca_and_acceptor(name: &str) -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    (
+        ca.pem(),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+    )
+}
+
+#[tokio::test]
+async fn required_starttls_checks_the_certificate_against_a_ca_file() {
+    use postern_smtp_client::tls::ca_connector;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, acceptor) = ca_and_acceptor("backend.example");
+    let (other_pem, _) = ca_and_acceptor("backend.example");
+    std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.path().join("other.pem"), &other_pem).unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    assert!(ca_connector(&dir.path().join("empty.pem")).is_err());
+    assert!(ca_connector(&dir.path().join("missing.pem")).is_err());
+    for (file, ok) in [("ca.pem", true), ("other.pem", false)] {
+        let acceptor = acceptor.clone();
+        let (target, server) = tcp_server(async move |mut p| {
+            p.handshake("LHLO client.example.org", &["PIPELINING", "STARTTLS"])
+                .await;
+            p.expect("STARTTLS").await;
+            p.say("220 2.0.0 go ahead\r\n").await;
+            if ok {
+                p.start_tls(&acceptor).await;
+                p.hello("LHLO client.example.org", &["PIPELINING"]).await;
+                true
+            } else {
+                p.try_start_tls(&acceptor).await
+            }
+        })
+        .await;
+        let mut client = connect(&target, Flavor::Lmtp).await;
+        let connector = ca_connector(&dir.path().join(file)).unwrap();
+        let r = client
+            .starttls_policy(&connector, server_name("backend.example").unwrap(), true)
+            .await;
+        assert_eq!(r.is_ok(), ok, "{file}: {r:?}");
+        assert_eq!(client.tls().is_some(), ok);
+        if !ok {
+            assert!(matches!(r, Err(ClientError::Tls(_))), "{r:?}");
+            assert!(!client.is_usable());
+        }
+        drop(client);
+        let _ = server.await;
+    }
+}
+
+#[tokio::test]
+async fn required_starttls_refuses_a_server_without_it() {
+    let (target, server) = tcp_server(async move |mut p| {
+        p.handshake("LHLO client.example.org", &["PIPELINING"])
+            .await;
+        // Nothing may come in plain text: the client gives up here.
+        p.closed().await;
+    })
+    .await;
+    let mut client = connect(&target, Flavor::Lmtp).await;
+    let c = connector(CertCheck::Any);
+    let name = server_name("backend.example").unwrap();
+    let r = client.starttls_policy(&c, name.clone(), true).await;
+    assert!(matches!(r, Err(ClientError::Tls(_))), "{r:?}");
+    // Optional TLS: plain text goes on.
+    client.starttls_policy(&c, name, false).await.unwrap();
+    assert!(client.tls().is_none() && client.is_usable());
+    drop(client);
+    server.await.unwrap();
+}

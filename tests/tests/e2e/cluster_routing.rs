@@ -413,18 +413,28 @@ fn a_backend_refusal_bounces_like_the_local_socket() {
     assert_eq!(messages(&bob_on(&b), "new").len(), 1);
 }
 
-/// `[proxy] tls = "verify"` never falls back to plain text: B's lmtp-deliver offers no
-/// STARTTLS, so bob's mail waits in A's queue (4xx) instead of crossing in clear; with
-/// `"may"` it goes in plain text.
+/// `[proxy] tls = "verify"` never falls back to plain text. B's lmtp-deliver offers
+/// STARTTLS on its TCP listener with its `[tls]` certificate (since the LMTP proxy work;
+/// before, it offered none and this test saw `verify` defer for want of STARTTLS). Against
+/// another CA (A's own self-signed certificate) bob's mail waits in A's queue (4xx); with the
+/// CA that issued B's certificate it is delivered over TLS (B's trace field says LMTPS);
+/// `"may"` delivers too.
 #[test]
 fn hop_tls_verify_never_falls_back_to_plain_text() {
     let port = free_port();
-    let b = backend(port);
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::cluster_lmtp_proxy::cluster_ca(certs.path());
+    let mut b = backend(port);
+    b.edit_config(|t| {
+        postern_e2e::set_key(t, "tls.cert", cert.display().to_string().into());
+        postern_e2e::set_key(t, "tls.key", key.display().to_string().into());
+    });
+    b.restart_daemon("lmtp-deliver");
     let mut a = front(port);
-    let ca = a.dir().join("tls/cert.pem");
+    let wrong = a.dir().join("tls/cert.pem");
     a.edit_config(|t| {
         postern_e2e::set_key(t, "proxy.tls", "verify".into());
-        postern_e2e::set_key(t, "proxy.ca_file", ca.display().to_string().into());
+        postern_e2e::set_key(t, "proxy.ca_file", wrong.display().to_string().into());
     });
     a.restart_daemon("smtpd");
     send(
@@ -439,14 +449,28 @@ fn hop_tls_verify_never_falls_back_to_plain_text() {
         last = q[0]["last_error"].as_str().unwrap_or("").to_owned();
         !last.is_empty()
     });
-    assert!(last.contains("STARTTLS"), "{last}");
+    assert!(last.contains("TLS") && last.contains("451"), "{last}");
     assert!(messages(&bob_on(&b), "new").is_empty(), "sent in clear");
-    // "may": plain text when the backend offers no TLS.
-    a.edit_config(|t| postern_e2e::set_key(t, "proxy.tls", "may".into()));
+    // The CA that issued B's certificate: delivered, encrypted.
+    a.edit_config(|t| postern_e2e::set_key(t, "proxy.ca_file", ca.display().to_string().into()));
     a.restart_daemon("smtpd");
     a.mailctl_ok(&["queue", "flush"]);
+    wait_until(
+        "delivery with tls = verify",
+        Duration::from_secs(30),
+        || messages(&bob_on(&b), "new").len() == 1,
+    );
+    let m = &messages(&bob_on(&b), "new")[0];
+    assert!(m.contains("by b.example.org (Postern) with LMTPS"), "{m}");
+    wait_until("A's queue empty", Duration::from_secs(30), || {
+        queue_len(&a) == 0
+    });
+    // "may": TLS when offered, any certificate.
+    a.edit_config(|t| postern_e2e::set_key(t, "proxy.tls", "may".into()));
+    a.restart_daemon("smtpd");
+    send(&a, "alice@example.org", &["bob@example.org"], "tls may");
     wait_until("delivery with tls = may", Duration::from_secs(30), || {
-        messages(&bob_on(&b), "new").len() == 1
+        messages(&bob_on(&b), "new").len() == 2
     });
     wait_until("A's queue empty", Duration::from_secs(30), || {
         queue_len(&a) == 0

@@ -6,6 +6,7 @@ mod auth_results;
 mod authd;
 mod authd_cache;
 mod autoconfig;
+mod cluster_lmtp_proxy;
 mod cluster_routing;
 mod dane;
 mod dkim_origin;

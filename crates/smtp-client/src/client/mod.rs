@@ -181,6 +181,28 @@ impl Client {
         result
     }
 
+    /// `STARTTLS` by a policy between nodes of one site: with `required`, a server that does
+    /// not offer it, refuses it or fails the handshake is an error (nothing is sent in plain
+    /// text); without, TLS is used when offered and a refusal leaves plain text.
+    pub async fn starttls_policy(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        server_name: rustls_pki_types::ServerName<'static>,
+        required: bool,
+    ) -> Result<(), ClientError> {
+        if !self.caps.starttls {
+            return if required {
+                Err(ClientError::Tls("the server offers no STARTTLS".into()))
+            } else {
+                Ok(())
+            };
+        }
+        match self.starttls(connector, server_name).await {
+            Err(ClientError::Rejected(r)) if !required && r.code != 421 => Ok(()),
+            other => other,
+        }
+    }
+
     /// `AUTH PLAIN` (or `AUTH LOGIN` when the server offers only that) as `user`.
     ///
     /// A refusal comes back as [`ClientError::Rejected`] (`535` permanent, `454` temporary);

@@ -115,7 +115,7 @@ impl Client {
             return Ok(results(tx, replies));
         }
 
-        let body = message::dot_stuff(tx.message);
+        let body = message::dot_stuff_parts(&[tx.trace, tx.message]);
         for block in body.chunks(BODY_BLOCK) {
             self.conn
                 .write(block, Step::Body, self.timeouts.data_block)

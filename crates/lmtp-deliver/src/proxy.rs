@@ -1,0 +1,596 @@
+//! The LMTP proxy (Dovecot's `lmtp_proxy`): a recipient whose userdb answer names another
+//! node (`host=`, remote by `[proxy] self`) is not delivered here. After `DATA` its
+//! message goes to that backend's lmtp-deliver over LMTP/TCP (`[proxy] lmtp_port`,
+//! connect timeout and TLS policy), one transaction per backend with all its recipients,
+//! and each recipient's reply is the backend's own. A backend that cannot be reached, or
+//! whose transaction breaks, gives its recipients `451 4.4.0` (the client retries):
+//! never a local delivery, never a bounce.
+//!
+//! The message is the one the session already holds (`Transaction::message`): every
+//! backend's transaction borrows it, nothing is copied per recipient or per backend.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use anyhow::Context as _;
+use postern_config::{Config, HopTls};
+use postern_smtp_client::tls::{CertCheck, ca_connector, connector, server_name};
+use postern_smtp_client::{
+    Client, ClientError, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
+};
+use postern_smtp_session::{Address, BodyType, RcptParams, Reply, Transaction};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use tracing::{info, warn};
+
+use crate::Ctx;
+use crate::rcpt::{Lookup, Recipients};
+
+/// Backends one message is sent to at the same time (the others wait their turn).
+const PARALLEL_BACKENDS: usize = 8;
+
+/// `Received:` fields past which a message is taken to be looping between nodes whose
+/// `[proxy] self` or `host` values disagree (Postfix's `hopcount_limit`).
+const MAX_HOPS: usize = 50;
+
+/// A backend's LMTP server.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Backend {
+    /// Host name or IP address, as the userdb's `host=` gave it (checked, lower case).
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Backend {
+    /// The backend for a userdb `host=` value, or `None` when the account is local
+    /// (empty, or `[proxy] self`). A value that is no host name is an error: the
+    /// recipient must not be delivered here by guess.
+    pub(crate) fn for_host(config: &Config, host: &str) -> Option<Result<Self, String>> {
+        let host = config.proxy.remote_host(host)?;
+        if !postern_config::valid_host(host) {
+            return Some(Err(format!("userdb host {:?} is no host name", host)));
+        }
+        Some(Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port: config.proxy.lmtp_port,
+        }))
+    }
+
+    fn target(&self) -> Target {
+        if self.host.contains(':') {
+            Target::Tcp(format!("[{}]:{}", self.host, self.port))
+        } else {
+            Target::Tcp(format!("{}:{}", self.host, self.port))
+        }
+    }
+}
+
+/// The client side of the hop (`[proxy] tls`), built once at start.
+pub(crate) struct Hop {
+    /// `None`: plain text.
+    tls: Option<TlsConnector>,
+    /// `verify`: no TLS, no delivery.
+    required: bool,
+    timeouts: Timeouts,
+}
+
+impl Hop {
+    pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
+        let p = &config.proxy;
+        let tls = match p.tls {
+            HopTls::None => None,
+            HopTls::May => Some(connector(CertCheck::Any)),
+            HopTls::Verify => {
+                let file = p
+                    .ca_file
+                    .as_deref()
+                    .context("proxy.tls = \"verify\" needs proxy.ca_file")?;
+                let file = config.resolve(file);
+                Some(ca_connector(&file).map_err(|e| anyhow::anyhow!("proxy.ca_file: {e}"))?)
+            }
+        };
+        let idle = p.idle_timeout_secs.duration();
+        let d = Timeouts::default();
+        let timeouts = Timeouts {
+            connect: p.connect_timeout_secs.duration(),
+            greeting: d.greeting.min(idle),
+            command: d.command.min(idle),
+            data_block: d.data_block.min(idle),
+            final_reply: d.final_reply.min(idle),
+        };
+        Ok(Self {
+            tls,
+            required: p.tls == HopTls::Verify,
+            timeouts,
+        })
+    }
+}
+
+/// After `DATA`: local recipients delivered here ([`crate::deliver`]), the others forwarded
+/// to their backends at the same time; one reply per recipient, in `RCPT` order.
+pub(crate) async fn deliver(
+    ctx: &Ctx,
+    recipients: &mut Recipients,
+    mut tx: Transaction,
+    peer: &str,
+) -> Vec<Reply> {
+    let mut remote = Vec::new();
+    for (i, (address, _)) in tx.recipients.iter().enumerate() {
+        let backend = match recipients.accepted(address.as_str()) {
+            Some(r) => r.backend.clone(),
+            // Not remembered (should not happen): ask, so that it is never delivered here
+            // by mistake; deliver.rs asks again for the local ones.
+            None => match recipients.lookup(address).await {
+                Lookup::Found(r) => r.backend,
+                Lookup::Unknown | Lookup::Unavailable(_) => None,
+            },
+        };
+        if let Some(b) = backend {
+            remote.push((i, b));
+        }
+    }
+    if remote.is_empty() {
+        return crate::deliver::deliver_all(ctx, recipients, &tx, peer).await;
+    }
+    let all = std::mem::take(&mut tx.recipients);
+    let mut is_remote = vec![false; all.len()];
+    for (i, _) in &remote {
+        is_remote[*i] = true;
+    }
+    tx.recipients = all
+        .iter()
+        .zip(&is_remote)
+        .filter(|(_, r)| !**r)
+        .map(|(a, _)| a.clone())
+        .collect();
+    let local = async {
+        if tx.recipients.is_empty() {
+            Vec::new()
+        } else {
+            crate::deliver::deliver_all(ctx, recipients, &tx, peer).await
+        }
+    };
+    let (local, forwarded) = tokio::join!(local, forward(ctx, &tx, &all, remote, peer));
+    let mut replies: Vec<Option<Reply>> = vec![None; all.len()];
+    let mut local = local.into_iter();
+    for (slot, r) in replies.iter_mut().zip(&is_remote) {
+        if !*r {
+            *slot = local.next();
+        }
+    }
+    for (i, reply) in forwarded {
+        replies[i] = Some(reply);
+    }
+    replies
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Reply::new(451, (4, 3, 0), "Internal error, try again later")))
+        .collect()
+}
+
+/// Sends `tx`'s message to the backends of the recipients at `remote` (index into `all`,
+/// the transaction's recipients; backend); one reply per index, in any order.
+async fn forward(
+    ctx: &Ctx,
+    tx: &Transaction,
+    all: &[(Address, RcptParams)],
+    remote: Vec<(usize, Backend)>,
+    peer: &str,
+) -> Vec<(usize, Reply)> {
+    if received_fields(&tx.message) >= MAX_HOPS {
+        warn!(
+            hops = MAX_HOPS,
+            "message loops between nodes: check [proxy] self and the accounts' host"
+        );
+        return remote
+            .into_iter()
+            .map(|(i, _)| {
+                let text = format!("<{}> Too many hops, mail loop between nodes?", all[i].0);
+                (i, Reply::new(554, (5, 4, 6), text))
+            })
+            .collect();
+    }
+    // Each hop adds its trace field, so that a loop ends (above) instead of going round.
+    let trace = trace(ctx, tx, peer);
+    let trace = trace.as_slice();
+    let mut groups: BTreeMap<Backend, Vec<usize>> = BTreeMap::new();
+    for (i, b) in remote {
+        groups.entry(b).or_default().push(i);
+    }
+    let slots = Semaphore::new(PARALLEL_BACKENDS);
+    let slots = &slots;
+    let work = groups.into_iter().map(|(backend, idx)| async move {
+        let _slot = slots.acquire().await;
+        one_backend(ctx, tx, trace, all, &backend, &idx).await
+    });
+    join_all(work.collect())
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// One LMTP transaction to `backend` for the recipients at `idx`.
+async fn one_backend(
+    ctx: &Ctx,
+    tx: &Transaction,
+    trace: &[u8],
+    all: &[(Address, RcptParams)],
+    backend: &Backend,
+    idx: &[usize],
+) -> Vec<(usize, Reply)> {
+    let rcpts = idx
+        .iter()
+        .map(|&i| OutRcpt::new(all[i].0.as_str()))
+        .collect();
+    let mut out = Outgoing::new(
+        tx.mail_from.as_ref().map(|a| a.as_str().to_owned()),
+        rcpts,
+        &tx.message,
+    )
+    .with_trace(trace);
+    out.body_8bit = matches!(tx.body_type, BodyType::EightBitMime | BodyType::BinaryMime);
+    out.smtputf8 = tx.smtputf8;
+    match transaction(ctx, backend, &out).await {
+        Ok(results) => idx
+            .iter()
+            .zip(results)
+            .map(|(&i, r)| {
+                let reply = relayed(&r, backend);
+                info!(rcpt = %r.address, backend = %backend.host, reply = %reply.lines().join(" "), "proxied");
+                (i, reply)
+            })
+            .collect(),
+        Err(e) => {
+            warn!(backend = %backend.host, port = backend.port, error = %e, "backend unavailable; recipients deferred");
+            idx.iter()
+                .map(|&i| {
+                    let reply = Reply::new(
+                        451,
+                        (4, 4, 0),
+                        format!(
+                            "<{}> Remote server {} not available, try again later",
+                            all[i].0, backend.host
+                        ),
+                    );
+                    (i, reply)
+                })
+                .collect()
+        }
+    }
+}
+
+async fn transaction(
+    ctx: &Ctx,
+    backend: &Backend,
+    out: &Outgoing<'_>,
+) -> Result<Vec<RcptResult>, ClientError> {
+    let hop = &ctx.hop;
+    let mut c = Client::connect(
+        &backend.target(),
+        Flavor::Lmtp,
+        &ctx.config.hostname,
+        hop.timeouts,
+    )
+    .await?;
+    if let Some(connector) = &hop.tls {
+        let name = server_name(&backend.host)
+            .ok_or_else(|| ClientError::Tls(format!("{} is no TLS server name", backend.host)))?;
+        c.starttls_policy(connector, name, hop.required).await?;
+    }
+    let results = c.send(out).await?;
+    drop(c.quit().await);
+    if results.len() != out.recipients.len() {
+        return Err(ClientError::Protocol(
+            "a reply per recipient was missing".into(),
+        ));
+    }
+    Ok(results)
+}
+
+/// The backend's reply for one recipient, as this server's reply. `421` (the backend
+/// closing the channel) says nothing about the recipient: `451 4.4.2`, to be retried.
+fn relayed(r: &RcptResult, backend: &Backend) -> Reply {
+    let s: &ServerReply = &r.reply;
+    if s.code == 421 || !(200..600).contains(&s.code) {
+        return Reply::new(
+            451,
+            (4, 4, 2),
+            format!(
+                "<{}> Remote server {} closed the connection, try again later",
+                r.address, backend.host
+            ),
+        );
+    }
+    let enhanced = s
+        .enhanced
+        .filter(|(class, _, _)| u16::from(*class) == s.code / 100)
+        .unwrap_or(match s.code / 100 {
+            2 => (2, 0, 0),
+            4 => (4, 0, 0),
+            _ => (5, 0, 0),
+        });
+    let text = if s.text.trim().is_empty() {
+        "(no text)"
+    } else {
+        s.text.as_str()
+    };
+    Reply::new(s.code, enhanced, text)
+}
+
+/// The proxy's `Received:` field.
+fn trace(ctx: &Ctx, tx: &Transaction, peer: &str) -> Vec<u8> {
+    let clean = |s: &str| -> String {
+        let s: String = s
+            .chars()
+            .take(255)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect();
+        if s.is_empty() { "unknown".into() } else { s }
+    };
+    let date = mail_builder::headers::date::Date::now().to_rfc822();
+    format!(
+        "Received: from {helo} ({peer})\r\n\tby {host} (Postern LMTP proxy) with {proto};\r\n\t{date}\r\n",
+        helo = clean(&tx.helo),
+        peer = clean(peer),
+        host = ctx.config.hostname,
+        proto = tx.protocol(),
+    )
+    .into_bytes()
+}
+
+/// How many `Received:` fields the header section has.
+fn received_fields(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|l| !l.is_empty() && *l != b"\r")
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// Runs `futures` together; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (f, o) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use postern_smtp_session::{Flavor, MailParams};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A context for `config` (TOML after `hostname = …`), with no `[tls]` certificate.
+    pub(crate) fn ctx(config: &str, tls: Option<postern_daemon::Tls>) -> Arc<Ctx> {
+        let dir = std::env::temp_dir();
+        let config =
+            Config::parse(&format!("hostname = \"front.example\"\n{config}"), &dir).unwrap();
+        let mut tcp_session = crate::session_config(&config);
+        tcp_session.extensions.starttls = tls.is_some();
+        Arc::new(Ctx {
+            session: Arc::new(crate::session_config(&config)),
+            tcp_session: Arc::new(tcp_session),
+            userdb_socket: dir.join("no-such-userdb-socket"),
+            tls,
+            hop: Hop::new(&config).unwrap(),
+            config,
+        })
+    }
+
+    fn tx(rcpts: &[&str]) -> Transaction {
+        Transaction {
+            flavor: Flavor::Lmtp,
+            helo: "client".into(),
+            esmtp: true,
+            mail_from: Some(Address::parse("sender@example.org").unwrap()),
+            mail_params: MailParams::default(),
+            recipients: rcpts
+                .iter()
+                .map(|r| (Address::parse(r).unwrap(), RcptParams::default()))
+                .collect(),
+            message: b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec(),
+            body_type: BodyType::SevenBit,
+            smtputf8: false,
+            chunked: false,
+            peer: postern_smtp_session::PeerInfo {
+                ip: None,
+                tls: false,
+                authenticated: None,
+            },
+            authenticated: None,
+            tls: false,
+        }
+    }
+
+    /// A fake backend on loopback: `550` at RCPT for `nobody@…`, then `after_data` (one
+    /// reply per accepted recipient). Returns its port and what it was sent (the body,
+    /// dot-stuffed, and the commands).
+    async fn backend(after_data: Vec<&'static str>) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut r = BufReader::new(r);
+            w.write_all(b"220 backend ready\r\n").await.unwrap();
+            let mut seen = Vec::new();
+            let mut in_data = false;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap() == 0 {
+                    return seen;
+                }
+                let line = line.trim_end().to_owned();
+                seen.push(line.clone());
+                let reply: String = if in_data {
+                    if line != "." {
+                        continue;
+                    }
+                    in_data = false;
+                    after_data.iter().map(|r| format!("{r}\r\n")).collect()
+                } else if line.starts_with("LHLO") {
+                    "250-backend\r\n250 ENHANCEDSTATUSCODES\r\n".into()
+                } else if line.starts_with("RCPT") && line.contains("nobody@") {
+                    "550 5.1.1 <nobody@example.org> User doesn't exist\r\n".into()
+                } else if line == "DATA" {
+                    in_data = true;
+                    "354 go\r\n".into()
+                } else if line == "QUIT" {
+                    "221 bye\r\n".into()
+                } else {
+                    "250 2.1.0 ok\r\n".into()
+                };
+                w.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn each_recipient_gets_the_backends_reply_and_one_transaction_per_backend() {
+        let (port, server) = backend(vec![
+            "250 2.0.0 <bob@example.org> Saved",
+            "452 4.2.2 <carol@example.org> Mailbox is full",
+        ])
+        .await;
+        let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+        let b = Backend::for_host(&ctx.config, "127.0.0.1")
+            .unwrap()
+            .unwrap();
+        let tx = tx(&["bob@example.org", "nobody@example.org", "carol@example.org"]);
+        let all = tx.recipients.clone();
+        let remote = (0..3).map(|i| (i, b.clone())).collect();
+        let mut got = forward(&ctx, &tx, &all, remote, "[127.0.0.1]").await;
+        got.sort_by_key(|(i, _)| *i);
+        let codes: Vec<(u16, String)> = got
+            .iter()
+            .map(|(_, r)| (r.code(), r.lines().join(" ")))
+            .collect();
+        assert_eq!(codes[0].0, 250);
+        assert_eq!(
+            codes[1],
+            (550, "<nobody@example.org> User doesn't exist".into())
+        );
+        assert_eq!(
+            codes[2],
+            (452, "<carol@example.org> Mailbox is full".into())
+        );
+        assert_eq!(got[2].1.enhanced(), Some((4, 2, 2).into()));
+        let seen = server.await.unwrap();
+        assert_eq!(seen.iter().filter(|l| l.starts_with("LHLO")).count(), 1);
+        assert_eq!(seen.iter().filter(|l| l.starts_with("RCPT")).count(), 3);
+        // The body as sent, dot-stuffed once, after the proxy's trace field.
+        assert!(seen.contains(&"..leading dot".to_owned()), "{seen:?}");
+        let data = seen.iter().position(|l| l == "DATA").unwrap();
+        assert_eq!(seen[data + 1], "Received: from client ([127.0.0.1])");
+        assert!(seen[data + 2].starts_with("\tby front.example (Postern LMTP proxy) with LMTP;"));
+        assert_eq!(seen[data + 4], "Subject: hi");
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_is_down_defers_its_recipients() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+        let b = Backend::for_host(&ctx.config, "127.0.0.1")
+            .unwrap()
+            .unwrap();
+        let tx = tx(&["bob@example.org", "dave@example.org"]);
+        let all = tx.recipients.clone();
+        let got = forward(&ctx, &tx, &all, vec![(0, b.clone()), (1, b)], "local").await;
+        assert_eq!(got.len(), 2);
+        for (_, r) in got {
+            assert_eq!((r.code(), r.enhanced()), (451, Some((4, 4, 0).into())));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_closing_mid_transaction_defers_and_421_is_not_passed_on() {
+        let (port, _server) = backend(vec!["421 4.3.2 shutting down"]).await;
+        let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+        let b = Backend::for_host(&ctx.config, "127.0.0.1")
+            .unwrap()
+            .unwrap();
+        let tx = tx(&["bob@example.org"]);
+        let all = tx.recipients.clone();
+        let got = forward(&ctx, &tx, &all, vec![(0, b)], "local").await;
+        assert_eq!(got[0].1.code(), 451, "{:?}", got[0].1);
+    }
+
+    #[tokio::test]
+    async fn a_looping_message_is_refused_without_connecting() {
+        let ctx = ctx("[proxy]\nlmtp_port = 9\n", None);
+        let b = Backend::for_host(&ctx.config, "127.0.0.1")
+            .unwrap()
+            .unwrap();
+        let mut tx = tx(&["bob@example.org"]);
+        let mut looped = "Received: from a by b;\r\n\td\r\n".repeat(MAX_HOPS);
+        looped.push_str("Subject: x\r\n\r\nReceived: in the body\r\n");
+        tx.message = looped.into_bytes();
+        assert_eq!(received_fields(&tx.message), MAX_HOPS);
+        let all = tx.recipients.clone();
+        let got = forward(&ctx, &tx, &all, vec![(0, b)], "local").await;
+        assert_eq!(
+            (got[0].1.code(), got[0].1.enhanced()),
+            (554, Some((5, 4, 6).into()))
+        );
+        tx.message = b"Received: x\r\nreceived: y\nSubject: s\n\nReceived: z\n".to_vec();
+        assert_eq!(received_fields(&tx.message), 2);
+    }
+
+    #[test]
+    fn hosts_and_targets() {
+        let ctx = ctx("[proxy]\nself = \"b1.example\"\nlmtp_port = 2424\n", None);
+        let c = &ctx.config;
+        assert!(Backend::for_host(c, "").is_none());
+        assert!(Backend::for_host(c, "B1.example").is_none());
+        let b = Backend::for_host(c, "B2.example").unwrap().unwrap();
+        assert_eq!(b.target(), Target::Tcp("b2.example:2424".into()));
+        let v6 = Backend::for_host(c, "2001:db8::2").unwrap().unwrap();
+        assert_eq!(v6.target(), Target::Tcp("[2001:db8::2]:2424".into()));
+        assert!(Backend::for_host(c, "b2.example:25").unwrap().is_err());
+        assert!(Backend::for_host(c, "a b").unwrap().is_err());
+    }
+
+    #[test]
+    fn replies_are_relayed_with_their_class() {
+        let b = Backend {
+            host: "b2".into(),
+            port: 24,
+        };
+        let r = |code, enhanced, text: &str| RcptResult {
+            address: "x@example.org".into(),
+            reply: ServerReply::new(code, enhanced, text),
+        };
+        let ok = relayed(&r(250, None, "ok"), &b);
+        assert_eq!((ok.code(), ok.enhanced()), (250, Some((2, 0, 0).into())));
+        // An enhanced code of another class than the reply's is not passed on.
+        let odd = relayed(&r(550, Some((2, 0, 0)), "no"), &b);
+        assert_eq!(odd.enhanced(), Some((5, 0, 0).into()));
+        assert_eq!(relayed(&r(421, None, "bye"), &b).code(), 451);
+    }
+}
