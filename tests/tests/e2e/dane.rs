@@ -850,3 +850,50 @@ fn ds_trust_anchor_is_matched_against_the_root_keys() {
     );
     assert_eq!(bob(&b).len(), 1, "nothing more sent");
 }
+
+/// The same downgrade with the AD bit of a validating resolver on loopback (`[dns] dnssec`
+/// auto): the resolver's answers to the DO-bit MX queries are lost. Each is asked twice,
+/// then the message waits (4.7.5), kept queued, nothing sent; answered again, it goes out
+/// with `dane=pass`.
+#[test]
+fn ad_mode_lost_dnssec_mx_answers_defer() {
+    let b = receiver();
+    let b25 = b.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let key = spki_sha256(&b.dir().join("tls/cert.pem"));
+    let tlsa = tlsa_name(&b);
+    let dns = DnsServer::start();
+    dns.mx("example.net", 10, "mx.example.net")
+        .a("mx.example.net", Ipv4Addr::LOCALHOST)
+        .tlsa(&tlsa, 3, 1, 1, &key)
+        .secure("example.net")
+        .secure(&tlsa)
+        .fail_queries("example.net", 15, true, QueryFailure::Drop);
+    let a = sender(&dns, b25.port());
+    let smtpd = a.daemon("smtpd");
+    smtpd.wait_for("DANE: on where their AD bit", Duration::from_secs(10));
+    submit(&a, "ad lost");
+    let mut last = String::new();
+    wait_until("the deferral", Duration::from_secs(30), || {
+        last = last_error_for(&a, "bob@example.net");
+        !last.is_empty()
+    });
+    assert!(
+        last.contains("451 4.7.5")
+            && last.contains("DNSSEC status of the MX records of example.net unknown"),
+        "{last}"
+    );
+    assert!(
+        dns.failed_queries() >= 2,
+        "asked again: {:?}",
+        dns.queries()
+    );
+    assert!(bob(&b).is_empty(), "nothing sent");
+    dns.answer_again();
+    let mark = smtpd.mark();
+    a.mailctl_ok(&["queue", "flush"]);
+    wait_until("the delivery", Duration::from_secs(30), || {
+        bob(&b).len() == 1
+    });
+    let line = smtpd.wait_for_since(mark, "status=\"sent\"", Duration::from_secs(10));
+    assert!(line.contains("dane=pass (TLSA 3 1 1"), "{line}");
+}
