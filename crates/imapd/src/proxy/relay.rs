@@ -286,4 +286,47 @@ mod tests {
         );
         assert_eq!(relay.await.unwrap(), End::Backend);
     }
+
+    /// Quiet both ways for the idle time: an IMAP client gets BYE, a POP3 client just the
+    /// close; traffic either way restarts the clock.
+    #[tokio::test]
+    async fn idle_sessions_end() {
+        for imap in [true, false] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut user = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (front_side, _) = l.accept().await.unwrap();
+            let (mut backend, hop) = tokio::io::duplex(1024);
+            let b = Backend {
+                io: Box::new(hop),
+                pending: Vec::new(),
+                reply: b"+OK\r\n".to_vec(),
+            };
+            let idle = Duration::from_millis(300);
+            let sd = CancellationToken::new();
+            let started = Instant::now();
+            let relay = tokio::spawn(async move {
+                run(Stream::Plain(front_side), b, Vec::new(), imap, idle, &sd).await
+            });
+            let mut got = [0u8; 64];
+            let n = user.read(&mut got).await.unwrap();
+            assert_eq!(&got[..n], b"+OK\r\n");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            backend.write_all(b"* OK still here\r\n").await.unwrap();
+            let mut rest = Vec::new();
+            user.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(relay.await.unwrap(), End::Idle);
+            assert!(
+                started.elapsed() >= Duration::from_millis(500),
+                "the clock restarted"
+            );
+            let expect: &[u8] = if imap {
+                b"* OK still here\r\n* BYE Autologout; idle for too long\r\n"
+            } else {
+                b"* OK still here\r\n"
+            };
+            assert_eq!(rest, expect);
+        }
+    }
 }
