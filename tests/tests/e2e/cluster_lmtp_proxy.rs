@@ -245,3 +245,123 @@ fn the_proxy_hop_verifies_the_backends_certificate() {
     assert_eq!(messages(&maildir(&b, "bob"), "new").len(), 1);
     assert!(messages(&maildir(&a, "bob"), "new").is_empty());
 }
+
+/// One SMTP transaction with `addr` (all replies asserted positive).
+fn smtp(addr: std::net::SocketAddr, from: &str, rcpts: &[&str], subject: &str) {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut expect = |code: char, what: &str| loop {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0, "closed at {what}");
+        assert!(l.starts_with(code), "{what}: {l}");
+        if l.as_bytes().get(3) == Some(&b' ') {
+            return;
+        }
+    };
+    expect('2', "greeting");
+    let mut cmds = vec![("EHLO client.test\r\n".to_owned(), '2')];
+    cmds.push((format!("MAIL FROM:<{from}>\r\n"), '2'));
+    for r in rcpts {
+        cmds.push((format!("RCPT TO:<{r}>\r\n"), '2'));
+    }
+    cmds.push(("DATA\r\n".into(), '3'));
+    cmds.push((
+        format!("From: <{from}>\r\nSubject: {subject}\r\n\r\nhello via postfix\r\n.\r\n"),
+        '2',
+    ));
+    cmds.push(("QUIT\r\n".into(), '2'));
+    for (c, code) in cmds {
+        w.write_all(c.as_bytes()).unwrap();
+        expect(code, &c);
+    }
+}
+
+/// Debian's Postfix as the client: `virtual_transport = lmtp:unix:` A's socket and nothing
+/// else about the cluster (no `transport_maps`). bob's mail reaches B through A's proxy,
+/// dave's is bounced with B's 5.1.1 (Postfix's DSN to alice names dave), and while B is
+/// down Postfix defers bob's copy on the proxy's 451 4.4.0 and delivers it after B returns.
+#[test]
+#[ignore = "needs Debian's postfix (run .ci/run)"]
+fn postfix_delivers_to_the_cluster_through_one_lmtp_socket() {
+    let port = free_port();
+    let mut b = backend(port, None);
+    let a = Postern::builder()
+        .hostname("front.example.org")
+        .set("proxy.self", "front.example.org")
+        .set("proxy.lmtp_port", i64::from(port))
+        .set("proxy.connect_timeout_secs", 3)
+        .set("authd.socketmap_socket.mode", "0666")
+        .set("lmtp.socket.mode", "0666")
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&a, "alice@example.org", None);
+    add_user(&a, "bob@example.org", Some("127.0.0.1"));
+    add_user(&a, "dave@example.org", Some("127.0.0.1"));
+    let sm = a.socket("socketmap");
+    let mut pf = postern_e2e::Postfix::builder()
+        .main_cf(&format!(
+            "virtual_mailbox_domains = socketmap:unix:{sm}:domains\n\
+             virtual_mailbox_maps = socketmap:unix:{sm}:mailboxes\n\
+             virtual_transport = lmtp:unix:{lmtp}\n\
+             default_transport = error:no mail leaves this test\n",
+            sm = sm.display(),
+            lmtp = a.socket("lmtp").display()
+        ))
+        .start();
+    smtp(
+        pf.smtp_addr(),
+        "alice@example.org",
+        &["alice@example.org", "bob@example.org", "dave@example.org"],
+        "via postfix",
+    );
+    let bounced = pf.wait_for_log("dsn=5.1.1, status=bounced", Duration::from_secs(30));
+    assert!(bounced.contains("to=<dave@example.org>"), "{bounced}");
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("bob's copy on B", &|| {
+        messages(&maildir(&b, "bob"), "new").len() == 1
+    });
+    // alice: her copy and Postfix's DSN about dave.
+    wait("alice's copy and the DSN", &|| {
+        messages(&maildir(&a, "alice"), "new").len() == 2
+    });
+    let alice = messages(&maildir(&a, "alice"), "new");
+    assert!(
+        alice
+            .iter()
+            .any(|m| m.contains("dave@example.org") && m.contains("5.1.1")),
+        "{alice:?}"
+    );
+    assert!(messages(&maildir(&a, "bob"), "new").is_empty());
+    assert!(messages(&maildir(&a, "dave"), "new").is_empty());
+
+    b.stop_daemon("lmtp-deliver");
+    smtp(
+        pf.smtp_addr(),
+        "alice@example.org",
+        &["bob@example.org", "alice@example.org"],
+        "while B is down",
+    );
+    let deferred = pf.wait_for_log("dsn=4.4.0, status=deferred", Duration::from_secs(30));
+    assert!(deferred.contains("to=<bob@example.org>"), "{deferred}");
+    wait("alice's second copy", &|| {
+        messages(&maildir(&a, "alice"), "new").len() == 3
+    });
+    assert_eq!(messages(&maildir(&b, "bob"), "new").len(), 1);
+    assert!(messages(&maildir(&a, "bob"), "new").is_empty());
+    b.start_daemon("lmtp-deliver");
+    let out = pf.run("postqueue", &["-f"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    wait("bob's copy after B returned", &|| {
+        messages(&maildir(&b, "bob"), "new").len() == 2
+    });
+    pf.stop();
+}
