@@ -1,6 +1,7 @@
 //! The `socketmap` socket: Postfix's socketmap table protocol with the maps `domains`,
 //! `mailboxes`, `aliases`, `senders` and `transport` (where an account on another cluster
-//! node gets its mail: `lmtp:[host]:port`, for Postfix's `transport_maps` and smtpd).
+//! node gets its mail: `lmtp:[host]:port`, for Postfix's `transport_maps` and smtpd), and
+//! `recipient` (smtpd's `aliases`-then-`mailboxes` question in one round trip).
 
 use std::sync::Arc;
 
@@ -126,6 +127,20 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
                 Err(LookupError::Perm(format!("alias loop for {key}")))
             }
         },
+        // smtpd's one question per recipient (instead of `aliases` then `mailboxes`): the
+        // alias expansion as `alias <targets>`, else `mailbox` for an account, else not found.
+        "recipient" => match dir.expand_alias(&key).await? {
+            AliasExpansion::Targets(t) if !t.is_empty() => {
+                Ok(Some(format!("alias {}", t.join(","))))
+            }
+            AliasExpansion::Loop => {
+                warn!(alias = %key, "alias loop");
+                Err(LookupError::Perm(format!("alias loop for {key}")))
+            }
+            AliasExpansion::NotAlias | AliasExpansion::Targets(_) => {
+                Ok(dir.account(&key).await?.map(|_| "mailbox".to_owned()))
+            }
+        },
         "transport" => Ok(dir
             .account(&key)
             .await?
@@ -139,7 +154,7 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
             Ok((!logins.is_empty()).then(|| logins.join(",")))
         }
         other => Err(LookupError::Perm(format!(
-            "unknown map {:?} (maps: domains, mailboxes, aliases, senders, transport)",
+            "unknown map {:?} (maps: domains, mailboxes, aliases, recipient, senders, transport)",
             other.chars().take(32).collect::<String>()
         ))),
     }

@@ -272,7 +272,20 @@ impl Lookups {
         // Plus-addressing: user+detail is delivered to user's mailbox (the detail kept).
         let base = plus_base(&address, delimiter);
         for key in std::iter::once(address.as_str()).chain(base.as_deref()) {
-            match self.query("aliases", key).await.map_err(temp)? {
+            // One round trip to authd (its `recipient` map: the alias expansion, else whether
+            // it is a mailbox); an authd without that map is asked `aliases`, then `mailboxes`.
+            let (alias, mailbox) = match self.query("recipient", key).await.map_err(temp)? {
+                Found::Yes(v) => match v.strip_prefix("alias ") {
+                    Some(list) => (Found::Yes(list.to_owned()), None),
+                    None => (Found::No, Some(v == "mailbox")),
+                },
+                Found::No => (Found::No, Some(false)),
+                Found::Perm(why) if why.starts_with("unknown map") => {
+                    (self.query("aliases", key).await.map_err(temp)?, None)
+                }
+                Found::Perm(why) => (Found::Perm(why), None),
+            };
+            match alias {
                 Found::Yes(list) => {
                     let targets: Vec<String> = list
                         .split(',')
@@ -306,7 +319,14 @@ impl Lookups {
                 }
                 Found::No => {}
             }
-            if let Found::Yes(_) = self.query("mailboxes", key).await.map_err(temp)? {
+            let mailbox = match mailbox {
+                Some(known) => known,
+                None => matches!(
+                    self.query("mailboxes", key).await.map_err(temp)?,
+                    Found::Yes(_)
+                ),
+            };
+            if mailbox {
                 return Ok(vec![Target::new(rcpt.as_str(), Destination::Local)]);
             }
         }
@@ -630,5 +650,114 @@ mod tests {
                 login: "a@b".into()
             }
         );
+    }
+
+    /// A fake authd socketmap answering from `answer`; records every request.
+    async fn fake_authd(
+        dir: &std::path::Path,
+        answer: fn(&str, &str) -> MapReply,
+    ) -> (PathBuf, std::sync::Arc<Mutex<Vec<String>>>) {
+        use postern_auth_proto::socketmap::{NetstringDecoder, parse_request};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = dir.join("socketmap");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut dec = NetstringDecoder::new(10_000);
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        dec.push(&buf[..n]);
+                        let reqs: Vec<Vec<u8>> = dec.by_ref().filter_map(Result::ok).collect();
+                        for raw in reqs {
+                            let req = parse_request(&raw).unwrap();
+                            log.lock()
+                                .unwrap()
+                                .push(format!("{} {}", req.name, req.key));
+                            let reply = answer(&req.name, &req.key);
+                            s.write_all(&reply.encode()).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (path, seen)
+    }
+
+    /// authd's `recipient` map answers in one round trip what `aliases` then `mailboxes` did;
+    /// an authd without it (an older one) is asked the two maps, with the same results.
+    #[tokio::test]
+    async fn recipients_in_one_lookup_or_two_with_an_older_authd() {
+        fn new_authd(map: &str, key: &str) -> MapReply {
+            match (map, key) {
+                ("domains", "example.org") => MapReply::Ok(key.into()),
+                ("recipient", "bob@example.org") => MapReply::Ok("mailbox".into()),
+                ("recipient", "team@example.org") => {
+                    MapReply::Ok("alias bob@example.org,x@example.net".into())
+                }
+                ("recipient", "loop@example.org") => MapReply::Perm("alias loop".into()),
+                _ => MapReply::NotFound,
+            }
+        }
+        fn old_authd(map: &str, key: &str) -> MapReply {
+            match (map, key) {
+                ("domains", "example.org") => MapReply::Ok(key.into()),
+                ("recipient", _) => MapReply::Perm("unknown map \"recipient\" (maps: …)".into()),
+                ("mailboxes", "bob@example.org") => MapReply::Ok("example.org/bob/Maildir/".into()),
+                ("aliases", "team@example.org") => {
+                    MapReply::Ok("bob@example.org,x@example.net".into())
+                }
+                ("aliases", "loop@example.org") => MapReply::Perm("alias loop".into()),
+                _ => MapReply::NotFound,
+            }
+        }
+        for (authd, lookups) in [(new_authd as fn(&str, &str) -> MapReply, 2), (old_authd, 6)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, seen) = fake_authd(dir.path(), authd).await;
+            let mut l = Lookups::new(path);
+            let rcpt = |a: &str| Address::parse(a).unwrap();
+            let bob = l
+                .recipient(&rcpt("Bob+tag@example.org"), false, "+")
+                .await
+                .unwrap();
+            assert_eq!(
+                bob,
+                vec![Target::new("Bob+tag@example.org", Destination::Local)]
+            );
+            let team = l
+                .recipient(&rcpt("team@example.org"), false, "+")
+                .await
+                .unwrap();
+            assert_eq!(
+                team,
+                vec![
+                    Target::new("bob@example.org", Destination::Local),
+                    Target::undecided("x@example.net"),
+                ]
+            );
+            let who = l
+                .recipient(&rcpt("who@example.org"), false, "+")
+                .await
+                .unwrap_err();
+            assert_eq!(who.code(), 550);
+            let looped = l
+                .recipient(&rcpt("loop@example.org"), false, "+")
+                .await
+                .unwrap_err();
+            assert!(looped.to_string().starts_with("550 5.4.6"), "{looped}");
+            // Bob+tag: the address, then its base; one lookup each (an older authd: three each).
+            let seen = seen.lock().unwrap().clone();
+            let for_bob: Vec<&String> = seen
+                .iter()
+                .filter(|r| r.contains("bob+tag") || r.ends_with(" bob@example.org"))
+                .collect();
+            assert_eq!(for_bob.len(), lookups, "{seen:?}");
+        }
     }
 }

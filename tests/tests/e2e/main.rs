@@ -34,6 +34,7 @@ mod pop3;
 mod postfix_authd;
 mod queue_records;
 mod quick_recovery;
+mod recipient_lookup;
 mod rfc_duties;
 mod sieve_editheader;
 mod smtpd;
