@@ -45,7 +45,7 @@ pub(crate) async fn deliver_all(
 
 /// The `id` clause of the message's topmost `Received:` field (RFC 5321 §4.4), if it is a
 /// plain token (letters, digits, `.`, `-`, `_`; at most 64 characters).
-fn trace_id(message: &[u8]) -> Option<String> {
+pub(crate) fn trace_id(message: &[u8]) -> Option<String> {
     let lines = message
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));

@@ -319,7 +319,8 @@ fn relayed(r: &RcptResult, backend: &Backend) -> Reply {
     Reply::new(s.code, enhanced, text)
 }
 
-/// The proxy's `Received:` field.
+/// The proxy's `Received:` field; its `id` is the one of the message's topmost `Received:`
+/// (the sending MTA's queue id), so that the backend's logs name it as a direct delivery's do.
 fn trace(ctx: &Ctx, tx: &Transaction, peer: &str) -> Vec<u8> {
     let clean = |s: &str| -> String {
         let s: String = s
@@ -330,8 +331,11 @@ fn trace(ctx: &Ctx, tx: &Transaction, peer: &str) -> Vec<u8> {
         if s.is_empty() { "unknown".into() } else { s }
     };
     let date = mail_builder::headers::date::Date::now().to_rfc822();
+    let id = crate::deliver::trace_id(&tx.message)
+        .map(|id| format!(" id {id}"))
+        .unwrap_or_default();
     format!(
-        "Received: from {helo} ({peer})\r\n\tby {host} (Postern LMTP proxy) with {proto};\r\n\t{date}\r\n",
+        "Received: from {helo} ({peer})\r\n\tby {host} (Postern LMTP proxy) with {proto}{id};\r\n\t{date}\r\n",
         helo = clean(&tx.helo),
         peer = clean(peer),
         host = ctx.config.hostname,
@@ -506,7 +510,10 @@ pub(crate) mod tests {
         assert!(seen.contains(&"..leading dot".to_owned()), "{seen:?}");
         let data = seen.iter().position(|l| l == "DATA").unwrap();
         assert_eq!(seen[data + 1], "Received: from client ([127.0.0.1])");
-        assert!(seen[data + 2].starts_with("\tby front.example (Postern LMTP proxy) with LMTP;"));
+        assert!(
+            seen[data + 2].starts_with("\tby front.example (Postern LMTP proxy) with LMTP;"),
+            "{seen:?}"
+        );
         assert_eq!(seen[data + 4], "Subject: hi");
     }
 
@@ -539,6 +546,22 @@ pub(crate) mod tests {
         let all = tx.recipients.clone();
         let got = forward(&ctx, &tx, &all, vec![(0, b)], "local").await;
         assert_eq!(got[0].1.code(), 451, "{:?}", got[0].1);
+    }
+
+    #[test]
+    fn the_trace_field_carries_the_senders_queue_id() {
+        let ctx = ctx("", None);
+        let mut tx = tx(&["bob@example.org"]);
+        tx.helo = "mx\r\nX-Evil: 1".into();
+        tx.message =
+            b"Received: from c by mx.example (Postern) with ESMTP id 00AB12;\r\n\tdate\r\n\r\nx"
+                .to_vec();
+        let t = String::from_utf8(trace(&ctx, &tx, "local")).unwrap();
+        assert!(
+            t.starts_with("Received: from mx??X-Evil:?1 (local)\r\n\tby front.example (Postern LMTP proxy) with LMTP id 00AB12;\r\n\t"),
+            "{t}"
+        );
+        assert_eq!(t.matches("\r\n").count(), 3, "{t}");
     }
 
     #[tokio::test]
