@@ -365,3 +365,32 @@ fn postfix_delivers_to_the_cluster_through_one_lmtp_socket() {
     });
     pf.stop();
 }
+
+/// A misconfigured node: bob's host is this node's own address but `[proxy] self` does not
+/// name it, so lmtp-deliver forwards bob's mail to itself. Each hop adds its `Received:`
+/// field; at 50 the message is refused `554 5.4.6` instead of going round forever, and the
+/// daemon keeps serving.
+#[test]
+fn a_node_forwarding_to_itself_stops_at_the_hop_limit() {
+    let port = free_port();
+    let pm = Postern::builder()
+        .hostname("confused.example.org")
+        .set("lmtp.listen", vec![format!("127.0.0.1:{port}")])
+        .set("proxy.lmtp_port", i64::from(port))
+        .daemons(&["authd", "lmtp-deliver"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&pm, "alice@example.org", None);
+    add_user(&pm, "bob@example.org", Some("127.0.0.1"));
+    let (_, finals) = lmtp(
+        &pm.socket("lmtp"),
+        &["bob@example.org", "alice@example.org"],
+        "round and round",
+    );
+    assert!(finals[0].starts_with("554 5.4.6"), "{finals:?}");
+    assert!(finals[1].starts_with("250 2.0.0"), "{finals:?}");
+    assert!(messages(&maildir(&pm, "bob"), "new").is_empty());
+    assert_eq!(messages(&maildir(&pm, "alice"), "new").len(), 1);
+    let (_, finals) = lmtp(&pm.socket("lmtp"), &["alice@example.org"], "still serving");
+    assert!(finals[0].starts_with("250 2.0.0"), "{finals:?}");
+}
