@@ -4,6 +4,9 @@
 //! The protocol state machine is `postern-smtp-session` (shared with smtpd); the Maildir
 //! store is `postern-maildir`; filtering is `postern-sieve`. This crate drives sockets,
 //! asks authd's userdb who a recipient is, and turns Sieve actions into deliveries.
+//! A recipient whose account lives on another node (`host=`, `[proxy]`) is forwarded there
+//! over LMTP/TCP (`proxy`, Dovecot's `lmtp_proxy`); the TCP listeners offer `STARTTLS` with
+//! `[tls]`'s certificate (`tls`).
 #![forbid(unsafe_code)]
 
 mod conn;
