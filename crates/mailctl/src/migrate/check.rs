@@ -207,6 +207,16 @@ async fn checks(
                 ),
             }
         }
+        // The address becomes part of paths and of doveadm's arguments.
+        if !path_safe(addr) {
+            report.add(
+                Status::Fail,
+                "account",
+                addr,
+                "not usable in a path or as an argument (/, .., NUL, leading - or .): Maildir and doveadm not checked",
+            );
+            continue;
+        }
         let home = expand_template(&config.home_template(), addr);
         let mail = expand_template_home(&config.mail_template(), addr, Some(&home));
         let maildir = mail
@@ -361,6 +371,16 @@ async fn checks(
         }
     }
     Ok(())
+}
+
+/// An address that can be put into a path template and passed as an argument.
+fn path_safe(addr: &str) -> bool {
+    !addr.is_empty()
+        && !addr.starts_with('-')
+        && !addr.contains(['/', '\\', '\0'])
+        && addr
+            .split('@')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
 }
 
 fn found(b: bool) -> &'static str {
@@ -562,7 +582,7 @@ fn maildir_check(maildir: &Path, addr: &str, report: &mut Report) {
     let mut missing = 0;
     for f in &folders {
         let path = f.join("dovecot-uidlist");
-        match std::fs::read(&path) {
+        match read_head(&path) {
             Ok(data) => {
                 if !uidlist_header_ok(&data) {
                     bad.push(format!("{}: unusable header", path.display()));
@@ -589,6 +609,16 @@ fn maildir_check(maildir: &Path, addr: &str, report: &mut Report) {
             format!("{} folder(s), dovecot-uidlist readable", folders.len()),
         );
     }
+}
+
+/// The first 4 KiB of a file (a uidlist header is one short line).
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// `3 V<validity> N<next> …` (version 3) or `1 <validity> <next>` (version 1).
@@ -626,6 +656,23 @@ mod tests {
             Some("SELECT Source FROM alias_table")
         );
         assert_eq!(keys_query("SELECT 1"), None);
+    }
+
+    #[test]
+    fn addresses_unsafe_in_paths_are_refused() {
+        assert!(path_safe("alice@example.org"));
+        assert!(path_safe("a.b+c@example.org"));
+        for bad in [
+            "../x@example.org",
+            "a/b@example.org",
+            "-A@example.org",
+            "x@..",
+            ".x@example.org",
+            "a\0b@x.org",
+            "",
+        ] {
+            assert!(!path_safe(bad), "{bad:?}");
+        }
     }
 
     #[test]
