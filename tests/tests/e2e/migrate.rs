@@ -211,7 +211,12 @@ with smtplib.SMTP(host, port) as s:
             subject,
         ],
     );
-    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(
+        out.status.success(),
+        "sending to {to} through Postfix\n{}\n--- maillog ---\n{}",
+        describe_output(&out),
+        pf.maillog()
+    );
 }
 
 /// Message files in a Maildir folder (new/ and cur/).
