@@ -17,6 +17,7 @@ mod hardening_imap;
 mod hardening_smtpd;
 mod harness;
 mod imap_clients;
+mod imap_conformance_fetch;
 mod imap_conformance_list;
 mod imap_conformance_sort;
 mod imap_metadata;
