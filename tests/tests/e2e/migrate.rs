@@ -887,3 +887,188 @@ fn mariadb_install_with_encrypt_passwords_is_taken_over() {
     );
     dovecot.stop();
 }
+
+#[test]
+#[ignore = "needs postfix, postfix-pgsql, dovecot-imapd, dovecot-lmtpd, dovecot-pgsql and PostgreSQL (scripts/ci-services.sh), root"]
+fn postgres_postfixadmin_install_is_taken_over() {
+    let mut pm = Postern::builder().daemons(&[]).start();
+    let root = pm.dir().to_owned();
+    let old = root.join("old");
+    let mail = old.join("vmail");
+    std::fs::create_dir_all(&mail).expect("mail root");
+    chown_vmail(&mail);
+
+    // PostfixAdmin's tables (the columns the queries use), hashes made by doveadm pw with
+    // their {SCHEME} prefix, and an inactive mailbox the queries leave out.
+    let db = TestDb::create(DbKind::Postgres);
+    let alice = password_hash("SHA512-CRYPT", "alice-pg-pass");
+    let bob = password_hash("BLF-CRYPT", "bob-pg-pass");
+    exec_sql(
+        db.url(),
+        &format!(
+            "CREATE TABLE domain (domain VARCHAR(255) PRIMARY KEY, active BOOLEAN NOT NULL DEFAULT TRUE);\n\
+             CREATE TABLE mailbox (username VARCHAR(255) PRIMARY KEY, password VARCHAR(255) NOT NULL, maildir VARCHAR(255) NOT NULL, domain VARCHAR(255) NOT NULL, active BOOLEAN NOT NULL DEFAULT TRUE);\n\
+             CREATE TABLE alias (address VARCHAR(255) PRIMARY KEY, goto TEXT NOT NULL, domain VARCHAR(255) NOT NULL, active BOOLEAN NOT NULL DEFAULT TRUE);\n\
+             INSERT INTO domain (domain) VALUES ('example.org');\n\
+             INSERT INTO mailbox (username, password, maildir, domain) VALUES ('alice@example.org', '{alice}', 'example.org/alice/', 'example.org');\n\
+             INSERT INTO mailbox (username, password, maildir, domain) VALUES ('bob@example.org', '{bob}', 'example.org/bob/', 'example.org');\n\
+             INSERT INTO alias (address, goto, domain) VALUES ('team@example.org', 'alice@example.org,bob@example.org', 'example.org');\n"
+        ),
+    );
+    let url = db.url().to_owned();
+    let rest = url.strip_prefix("postgres://").expect("postgres URL");
+    let (auth, hostdb) = rest.rsplit_once('@').expect("user@host");
+    let (user, pw) = auth.split_once(':').expect("user:password");
+    let (hostport, dbname) = hostdb.split_once('/').expect("/db");
+    let dbname = dbname.split('?').next().unwrap_or(dbname);
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let m = mail.display();
+    let sql_conf = old.join("dovecot-sql.conf.ext");
+    std::fs::write(
+        &sql_conf,
+        format!(
+            "driver = pgsql\nconnect = host={host} port={port} dbname={dbname} user={user} password={pw}\n\
+             default_pass_scheme = SHA512-CRYPT\n\
+             password_query = SELECT username AS user, password FROM mailbox WHERE username = '%u' AND active = true\n\
+             user_query = SELECT '{m}/%d/%n' AS home, {VMAIL} AS uid, {VMAIL} AS gid FROM mailbox WHERE username = '%u' AND active = true\n\
+             iterate_query = SELECT username AS user FROM mailbox WHERE active = true\n"
+        ),
+    )
+    .expect("sql conf");
+    let s = sql_conf.display();
+    let mut dovecot = Dovecot::write(
+        &old.join("dovecot"),
+        &format!(
+            "passdb {{\n  driver = sql\n  args = {s}\n}}\nuserdb {{\n  driver = sql\n  args = {s}\n}}\n"
+        ),
+    );
+    let map = |name: &str, query: &str| {
+        let p = old.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "user = {user}\npassword = {pw}\nhosts = {host}:{port}\ndbname = {dbname}\nquery = {query}\n"
+            ),
+        )
+        .expect("map file");
+        p.display().to_string()
+    };
+    let domains = map(
+        "pgsql_virtual_domains_maps.cf",
+        "SELECT domain FROM domain WHERE domain = '%s' AND active = true",
+    );
+    let mailboxes = map(
+        "pgsql_virtual_mailbox_maps.cf",
+        "SELECT maildir FROM mailbox WHERE username = '%s' AND active = true",
+    );
+    let aliases = map(
+        "pgsql_virtual_alias_maps.cf",
+        "SELECT goto FROM alias WHERE address = '%s' AND active = true",
+    );
+    dovecot.start();
+    let pf = Postfix::builder()
+        .main_cf(&format!(
+            "myhostname = mx.example.org\nmydomain = example.org\n\
+             virtual_mailbox_domains = proxy:pgsql:{domains}\nvirtual_mailbox_maps = proxy:pgsql:{mailboxes}\n\
+             virtual_alias_maps = proxy:pgsql:{aliases}\nvirtual_transport = lmtp:unix:{}\n",
+            dovecot.lmtp_socket().display()
+        ))
+        .start();
+    smtp_send(&pf, "team@example.org", "to the team");
+    smtp_send(&pf, "alice@example.org", "to alice");
+    wait_messages(&mail.join("example.org/alice/Maildir"), 2, &|| {
+        pf.maillog() + &dovecot.log()
+    });
+    let before = imap_list(
+        dovecot.imap_port,
+        "alice@example.org",
+        "alice-pg-pass",
+        "INBOX",
+    );
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let postfix_dir = pf.config_dir().display().to_string();
+    let dovecot_dir = dovecot.dir().display().to_string();
+    let src = [
+        "--postfix",
+        postfix_dir.as_str(),
+        "--dovecot",
+        dovecot_dir.as_str(),
+    ];
+    let mut args = vec!["migrate", "plan"];
+    args.extend(src);
+    let plan = pm.mailctl_json(&args);
+    assert_eq!(
+        plan["database"]["url"],
+        format!("postgres://{user}@{host}:{port}/{dbname}"),
+        "{plan:#}"
+    );
+    assert_eq!(
+        plan["database"]["queries"]["alias"],
+        "SELECT goto FROM alias WHERE address = '%u' AND active = true"
+    );
+    assert_eq!(
+        plan["database"]["queries"]["list"],
+        "SELECT username FROM mailbox WHERE active = true"
+    );
+
+    let dns = pm.config()["dns"]["nameservers"].clone();
+    let config = pm.config_path().display().to_string();
+    let state = root.join("state").display().to_string();
+    let run = pm.run_dir().display().to_string();
+    let mut args = vec![
+        "migrate",
+        "apply",
+        "--out",
+        &config,
+        "--state-dir",
+        &state,
+        "--run-dir",
+        &run,
+        "--force",
+    ];
+    args.extend(src);
+    pm.mailctl_ok(&args);
+    let mut args = vec!["migrate", "check", "--no-dns"];
+    args.extend(src);
+    let out = pm.mailctl(&args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(text.contains("OK   alias     team@example.org"), "{text}");
+    assert!(
+        text.contains("BLF-CRYPT") && text.contains("SHA512-CRYPT"),
+        "{text}"
+    );
+    assert!(text.contains("doveadm user agrees"), "{text}");
+
+    dovecot.stop();
+    pm.edit_config(|t| {
+        set_key(t, "dns.nameservers", dns.clone());
+        set_key(t, "imapd.imap", Value::from(vec!["127.0.0.1:0"]));
+        for k in ["imaps", "pop3", "pop3s", "managesieve_listen"] {
+            set_key(t, &format!("imapd.{k}"), Value::Array(Vec::new()));
+        }
+        set_key(t, "authd.failure_delay_ms", Value::from(50));
+    });
+    pm.start_daemon("authd");
+    let imapd = pm.start_daemon("imapd");
+    let iport = imapd.listening_addrs()[0].port();
+    assert_eq!(
+        imap_list(iport, "alice@example.org", "alice-pg-pass", "INBOX"),
+        before
+    );
+    assert_eq!(
+        imap_list(iport, "bob@example.org", "bob-pg-pass", "INBOX").len(),
+        1
+    );
+    // An inactive mailbox stays out, as the old queries kept it out.
+    exec_sql(
+        db.url(),
+        "UPDATE mailbox SET active = false WHERE username = 'bob@example.org'",
+    );
+    pm.stop_daemon("imapd");
+    pm.restart_daemon("authd");
+    let imapd = pm.start_daemon("imapd");
+    let iport = imapd.listening_addrs()[0].port();
+    assert!(imap_login_fails(iport, "bob@example.org", "bob-pg-pass"));
+}
