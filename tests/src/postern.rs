@@ -30,6 +30,7 @@ pub struct PosternBuilder {
     demo: bool,
     edits: Vec<ConfigEdit>,
     daemons: Vec<String>,
+    netns: Option<String>,
 }
 
 impl PosternBuilder {
@@ -78,6 +79,13 @@ impl PosternBuilder {
         self
     }
 
+    /// Runs the daemons inside network namespace `name` (`ip netns exec NAME BIN …`; the
+    /// cluster tests). mailctl still runs here. The namespace must exist.
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
     /// Lays out the install and starts the daemons; panics (with logs) on any failure.
     pub fn start(self) -> Postern {
         let tmp = tempfile::Builder::new()
@@ -99,6 +107,7 @@ impl PosternBuilder {
             config: dir.join("postern.toml"),
             dir: Some(tmp),
             dns,
+            netns: self.netns,
         };
 
         let mut init = pm.command("mailctl");
@@ -156,6 +165,8 @@ pub struct Postern {
     dir: Option<TempDir>,
     /// The SERVFAIL-only DNS server the install points at by default.
     dns: DnsServer,
+    /// The network namespace the daemons run in ([`PosternBuilder::netns`]).
+    netns: Option<String>,
 }
 
 impl Postern {
@@ -168,6 +179,7 @@ impl Postern {
             demo: false,
             edits: Vec::new(),
             daemons: vec!["authd".to_owned()],
+            netns: None,
         }
     }
 
@@ -314,7 +326,15 @@ impl Postern {
         {
             panic!("daemon {name} is already running");
         }
-        let mut cmd = self.command(name);
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the daemon: the child's pid is the daemon's (signals reach it).
+            Some(ns) => {
+                let mut cmd = self.command_of(Command::new("ip"));
+                cmd.args(["netns", "exec", ns]).arg(bin(name));
+                cmd
+            }
+            None => self.command(name),
+        };
         cmd.arg("--config").arg(&self.config);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -360,7 +380,11 @@ impl Postern {
     /// A command for workspace binary `name`, run in the install dir with a clean environment
     /// for Postern's own variables.
     fn command(&self, name: &str) -> Command {
-        let mut cmd = Command::new(bin(name));
+        self.command_of(Command::new(bin(name)))
+    }
+
+    /// `cmd` run in the install dir with a clean environment for Postern's own variables.
+    fn command_of(&self, mut cmd: Command) -> Command {
         cmd.current_dir(self.dir())
             .env_remove("POSTERN_CONFIG")
             .env_remove("POSTERN_DB_PASSWORD")

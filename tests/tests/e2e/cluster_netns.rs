@@ -1,0 +1,738 @@
+//! The cluster as a cluster (issue 14 §4): two front nodes (authd, smtpd, imapd) and two
+//! mailbox backends (authd, lmtp-deliver, imapd), each node in a network namespace of its
+//! own (`ip netns`, a veth pair into a test bridge 10.254.14.1/24 that nothing else uses),
+//! all on ONE PostgreSQL: a private server started for the test (initdb in the temp dir,
+//! trust authentication for the test subnet only), so that restarting it does not disturb
+//! other tests. Without root or `ip netns`, the nodes run on loopback aliases 127.0.0.2–.5
+//! instead (the test prints which ran).
+//!
+//! bob lives on backend 1, carol on backend 2 (their `host` is the backend's address, which
+//! is also the backend's `[proxy] self`). The test client talks to the fronts from the
+//! bridge address. Scenarios, in order: mail through either front to both backends; IMAP
+//! (FETCH, STORE, APPEND, IDLE woken by a delivery) and POP3 at either front on the
+//! backend's mailbox; backend 1 killed with SIGKILL (its mail waits in the fronts' queues,
+//! then arrives once it returns, counted exactly); PostgreSQL restarted under load
+//! (temporary failures only, then recovery without restarting a daemon).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use postern_e2e::{Postern, describe_output, exec_sql, free_port, run_command};
+
+const BOB: &str = "bob@example.org";
+const CAROL: &str = "carol@example.org";
+const PW: &str = "cluster test passphrase";
+const SUBNET: &str = "10.254.14.0/24";
+
+/// Where the nodes run: namespaces behind a bridge, or loopback aliases. Dropping it removes
+/// the namespaces (and with them the veth pairs) and the bridge.
+struct Net {
+    netns: bool,
+    /// Namespace names: front 1, front 2, backend 1, backend 2.
+    ns: Vec<String>,
+    bridge: Option<String>,
+    /// The client's (and PostgreSQL's) address: the bridge, or 127.0.0.1.
+    host: String,
+    /// The nodes' addresses, in the order of `ns`.
+    ips: [String; 4],
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Net {
+    fn setup() -> Self {
+        let tag = std::process::id() % 100_000;
+        let mut net = Self {
+            netns: true,
+            ns: Vec::new(),
+            bridge: None,
+            host: "10.254.14.1".to_owned(),
+            ips: ["11", "12", "21", "22"].map(|h| format!("10.254.14.{h}")),
+        };
+        match net.build(tag) {
+            Ok(()) => {
+                println!("cluster_netns: mode = network namespaces {:?}", net.ns);
+                net
+            }
+            Err(e) => {
+                drop(net);
+                println!(
+                    "cluster_netns: mode = loopback aliases 127.0.0.2-.5 (no namespaces: {e})"
+                );
+                Self {
+                    netns: false,
+                    ns: Vec::new(),
+                    bridge: None,
+                    host: "127.0.0.1".to_owned(),
+                    ips: ["2", "3", "4", "5"].map(|h| format!("127.0.0.{h}")),
+                }
+            }
+        }
+    }
+
+    fn build(&mut self, tag: u32) -> Result<(), String> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err("not root".to_owned());
+        }
+        let br = format!("p14b{tag}");
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        self.bridge = Some(br.clone());
+        ip(&["addr", "add", &format!("{}/24", self.host), "dev", &br])?;
+        ip(&["link", "set", &br, "up"])?;
+        for (i, addr) in self.ips.clone().iter().enumerate() {
+            let ns = format!("p14-{tag}-{i}");
+            ip(&["netns", "add", &ns])?;
+            self.ns.push(ns.clone());
+            let veth = format!("p14v{tag}{i}");
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
+            ip(&["link", "set", &veth, "master", &br, "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    fn networks(&self) -> Vec<String> {
+        let own = if self.netns { SUBNET } else { "127.0.0.0/8" };
+        vec!["127.0.0.0/8".to_owned(), own.to_owned()]
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in self.ns.drain(..) {
+            if let Err(e) = ip(&["netns", "del", &ns]) {
+                eprintln!("warning: {e}");
+            }
+        }
+        if let Some(br) = self.bridge.take()
+            && let Err(e) = ip(&["link", "del", &br])
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// A private PostgreSQL server (trust authentication, test subnet and loopback only).
+struct Pg {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    log: PathBuf,
+    opts: String,
+    url: String,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (/usr/lib/postgresql)")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    versions.sort();
+    versions
+        .last()
+        .expect("a PostgreSQL version")
+        .join("bin")
+        .join(name)
+}
+
+fn as_postgres(prog: &Path, args: &[&str]) {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"]).arg(prog).args(args);
+    let out = run_command(&mut cmd, None, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{prog:?} {args:?}\n{}",
+        describe_output(&out)
+    );
+}
+
+impl Pg {
+    fn start(net: &Net) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("postern-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let log = dir.path().join("pg.log");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(&log, "").unwrap();
+        let owner = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&data)
+            .arg(&log)
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(owner.success(), "chown postgres");
+        let d = data.display().to_string();
+        as_postgres(
+            &pg_bin("initdb"),
+            &[
+                "-D",
+                &d,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all {} trust\n",
+                if net.netns { SUBNET } else { "127.0.0.0/8" }
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let opts = format!(
+            "-c listen_addresses='{}' -p {port} -k {} -c fsync=off -c max_connections=300",
+            net.host,
+            dir.path().display()
+        );
+        let pg = Self {
+            url: format!("postgres://postgres@{}:{port}/postern", net.host),
+            _dir: dir,
+            data,
+            log,
+            opts,
+        };
+        pg.ctl(&["start"]);
+        exec_sql(
+            &format!("postgres://postgres@{}:{port}/postgres", net.host),
+            "CREATE DATABASE postern",
+        );
+        pg
+    }
+
+    fn ctl(&self, what: &[&str]) {
+        let (d, l) = (
+            self.data.display().to_string(),
+            self.log.display().to_string(),
+        );
+        let mut args = vec!["-D", &d, "-l", &l, "-w", "-o", &self.opts];
+        args.extend_from_slice(what);
+        as_postgres(&pg_bin("pg_ctl"), &args);
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let d = self.data.display().to_string();
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .args(["-D", &d, "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+struct Ports {
+    smtp: u16,
+    imap: u16,
+    pop3: u16,
+    lmtp: u16,
+}
+
+fn node(net: &Net, pg: &Pg, i: usize, ports: &Ports, daemons: &[&str]) -> Postern {
+    let ip = net.ips[i].clone();
+    let nets = net.networks();
+    let mut b = Postern::builder()
+        .hostname(&format!("n{i}.example.org"))
+        .set("database.url", pg.url.clone())
+        .set("proxy.self", ip.clone())
+        .set("proxy.lmtp_port", i64::from(ports.lmtp))
+        .set("proxy.imap_port", i64::from(ports.imap))
+        .set("proxy.pop3_port", i64::from(ports.pop3))
+        .set("proxy.connect_timeout_secs", 3)
+        .set("smtpd.listen", vec![format!("{ip}:{}", ports.smtp)])
+        .set("smtpd.trusted_networks", nets.clone())
+        .set("imapd.imap", vec![format!("{ip}:{}", ports.imap)])
+        .set("imapd.pop3", vec![format!("{ip}:{}", ports.pop3)])
+        .set("imapd.trusted_networks", nets.clone())
+        .set("imapd.proxy_networks", nets.clone())
+        .set("lmtp.listen", vec![format!("{ip}:{}", ports.lmtp)])
+        .set("lmtp.allow_networks", nets)
+        .daemons(daemons);
+    if net.netns {
+        b = b.netns(&net.ns[i]);
+    }
+    b.start()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Message files in a user's Maildir INBOX (new + cur).
+fn count(pm: &Postern, user: &str) -> usize {
+    let md = pm.dir().join("mail/example.org").join(user).join("Maildir");
+    ["new", "cur"]
+        .iter()
+        .map(|s| std::fs::read_dir(md.join(s)).map_or(0, |rd| rd.flatten().count()))
+        .sum()
+}
+
+fn cur_names(pm: &Postern, user: &str) -> Vec<String> {
+    let md = pm
+        .dir()
+        .join("mail/example.org")
+        .join(user)
+        .join("Maildir/cur");
+    std::fs::read_dir(md).map_or(Vec::new(), |rd| {
+        rd.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    })
+}
+
+fn queue_len(pm: &Postern) -> usize {
+    pm.mailctl_json(&["queue", "list"])
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// One SMTP transaction; every reply, in order. Stops at the first refusal (4xx/5xx).
+/// `Ok` when the message was accepted.
+fn smtp(addr: SocketAddr, rcpts: &[&str], subject: &str) -> Result<Vec<String>, Vec<String>> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| vec![format!("connect {addr}: {e}")])?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = move || {
+        let mut last = String::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap_or(0) == 0 {
+                return format!("EOF {last}");
+            }
+            if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                return l.trim_end().to_owned();
+            }
+            last = l;
+        }
+    };
+    let mut out = vec![reply()];
+    let body = format!(
+        "From: <sender@remote.test>\r\nTo: <{}>\r\nSubject: {subject}\r\nMessage-ID: <{}@remote.test>\r\n\r\nhello cluster\r\n.\r\n",
+        rcpts.join(">, <"),
+        subject.replace(' ', ".")
+    );
+    let mut cmds = vec![
+        "EHLO client.test\r\n".to_owned(),
+        "MAIL FROM:<sender@remote.test>\r\n".to_owned(),
+    ];
+    cmds.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
+    cmds.push("DATA\r\n".to_owned());
+    cmds.push(body);
+    for c in cmds {
+        if !(out.last().unwrap().starts_with('2') || out.last().unwrap().starts_with('3')) {
+            let _ = w.write_all(b"QUIT\r\n");
+            return Err(out);
+        }
+        w.write_all(c.as_bytes()).map_err(|e| vec![e.to_string()])?;
+        out.push(reply());
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    if out.last().unwrap().starts_with("250") {
+        Ok(out)
+    } else {
+        Err(out)
+    }
+}
+
+/// A line client (IMAP, POP3).
+struct Conn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Self {
+            w: s.try_clone().unwrap(),
+            r: BufReader::new(s),
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        self.r.read_until(b'\n', &mut buf).expect("read a line");
+        String::from_utf8_lossy(&buf).trim_end().to_owned()
+    }
+
+    fn send(&mut self, s: &str) {
+        self.w.write_all(s.as_bytes()).unwrap();
+    }
+
+    fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
+        self.send(&format!("{tag} {cmd}\r\n"));
+        let mut out = Vec::new();
+        loop {
+            let l = self.line();
+            assert!(
+                !l.is_empty() || !out.is_empty(),
+                "EOF before {tag}: {out:?}"
+            );
+            let done = l.starts_with(&format!("{tag} "));
+            out.push(l);
+            if done {
+                return out;
+            }
+            assert!(out.len() < 10_000);
+        }
+    }
+
+    fn ok(&mut self, tag: &str, cmd: &str) -> Vec<String> {
+        let out = self.cmd(tag, cmd);
+        assert!(
+            out.last().unwrap().starts_with(&format!("{tag} OK")),
+            "{cmd}: {out:?}"
+        );
+        out
+    }
+}
+
+fn sock(net: &Net, i: usize, port: u16) -> SocketAddr {
+    format!("{}:{port}", net.ips[i]).parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs root, ip netns, postgresql"]
+fn four_nodes_in_namespaces_on_one_postgresql() {
+    let started = Instant::now();
+    let net = Net::setup();
+    let pg = Pg::start(&net);
+    let ports = Ports {
+        smtp: free_port(),
+        imap: free_port(),
+        pop3: free_port(),
+        lmtp: free_port(),
+    };
+    const BACKEND: &[&str] = &["authd", "lmtp-deliver", "imapd"];
+    const FRONT: &[&str] = &["authd", "smtpd", "imapd"];
+    let mut b1 = node(&net, &pg, 2, &ports, BACKEND);
+    b1.mailctl_ok(&["domain", "add", "example.org"]);
+    for (u, host) in [(BOB, &net.ips[2]), (CAROL, &net.ips[3])] {
+        let out = b1.mailctl_stdin(&["user", "add", u, "--host", host], &format!("{PW}\n"));
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let b2 = node(&net, &pg, 3, &ports, BACKEND);
+    let f1 = node(&net, &pg, 0, &ports, FRONT);
+    let f2 = node(&net, &pg, 1, &ports, FRONT);
+    let fronts = [&f1, &f2];
+    let smtp_at = |i: usize| sock(&net, i, ports.smtp);
+    println!("cluster_netns: 4 nodes up after {:?}", started.elapsed());
+
+    // 1. Mail to users on both backends arrives through either front.
+    for (i, _) in fronts.iter().enumerate() {
+        smtp(smtp_at(i), &[BOB, CAROL], &format!("through front {i}"))
+            .unwrap_or_else(|e| panic!("front {i}: {e:?}"));
+    }
+    wait_until("2 each on the backends", Duration::from_secs(30), || {
+        count(&b1, "bob") == 2 && count(&b2, "carol") == 2
+    });
+    wait_until("the fronts' queues empty", Duration::from_secs(30), || {
+        fronts.iter().all(|f| queue_len(f) == 0)
+    });
+    for f in fronts {
+        assert_eq!(count(f, "bob") + count(f, "carol"), 0, "stored on a front");
+    }
+    assert_eq!(count(&b2, "bob") + count(&b1, "carol"), 0, "wrong backend");
+
+    // 2. IMAP at front 1 on bob's mailbox (backend 1): FETCH, STORE, APPEND.
+    let mut c = Conn::connect(sock(&net, 0, ports.imap));
+    assert!(c.line().starts_with("* OK"));
+    c.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
+    let sel = c.ok("b", "SELECT INBOX");
+    assert!(sel.iter().any(|l| l == "* 2 EXISTS"), "{sel:?}");
+    let f = c.ok("c", "FETCH 1:2 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let text = f.join("\n");
+    assert!(
+        text.contains("Subject: through front 0") && text.contains("Subject: through front 1"),
+        "{text}"
+    );
+    c.ok("d", "STORE 1 +FLAGS (\\Flagged)");
+    wait_until(
+        "the flag in bob's Maildir on backend 1",
+        Duration::from_secs(10),
+        || {
+            cur_names(&b1, "bob")
+                .iter()
+                .any(|n| n.contains(":2,") && n.ends_with('F'))
+        },
+    );
+    let msg = "From: bob@example.org\r\nSubject: appended at the front\r\n\r\nnote\r\n";
+    c.send(&format!("e APPEND INBOX {{{}}}\r\n", msg.len()));
+    let cont = c.line();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send(&format!("{msg}\r\n"));
+    let mut l = c.line();
+    while l.starts_with('*') {
+        l = c.line();
+    }
+    assert!(l.starts_with("e OK"), "{l}");
+    assert_eq!(count(&b1, "bob"), 3, "APPEND stored on backend 1");
+
+    // IMAP IDLE at front 2 on carol's mailbox (backend 2), woken by mail through front 1.
+    let mut idle = Conn::connect(sock(&net, 1, ports.imap));
+    assert!(idle.line().starts_with("* OK"));
+    idle.ok("a", &format!("LOGIN {CAROL} \"{PW}\""));
+    idle.ok("b", "SELECT INBOX");
+    idle.send("c IDLE\r\n");
+    assert!(idle.line().starts_with('+'));
+    smtp(smtp_at(0), &[CAROL], "wakes idle").unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let l = idle.line();
+        assert!(!l.is_empty(), "EOF during IDLE: {seen:?}");
+        let done = l == "* 3 EXISTS";
+        seen.push(l);
+        if done {
+            break;
+        }
+    }
+    idle.send("DONE\r\n");
+    let mut l = idle.line();
+    while l.starts_with('*') {
+        l = idle.line();
+    }
+    assert!(l.starts_with("c OK"), "{l}");
+    idle.ok("z", "LOGOUT");
+    c.ok("z", "LOGOUT");
+
+    // POP3 at front 2 on bob's mailbox (backend 1): the 3 messages, the appended one too.
+    let mut p = Conn::connect(sock(&net, 1, ports.pop3));
+    assert!(p.line().starts_with("+OK"));
+    p.send(&format!("USER {BOB}\r\n"));
+    assert!(p.line().starts_with("+OK"));
+    p.send(&format!("PASS {PW}\r\n"));
+    let pass = p.line();
+    assert!(pass.starts_with("+OK"), "{pass}");
+    p.send("STAT\r\n");
+    let stat = p.line();
+    assert!(stat.starts_with("+OK 3 "), "{stat}");
+    p.send("RETR 3\r\n");
+    let mut retr = Vec::new();
+    loop {
+        let l = p.line();
+        if l == "." {
+            break;
+        }
+        retr.push(l);
+    }
+    assert!(retr[0].starts_with("+OK"), "{retr:?}");
+    assert!(retr.iter().any(|l| l.contains("Subject:")), "{retr:?}");
+    p.send("QUIT\r\n");
+    assert!(p.line().starts_with("+OK"));
+    println!(
+        "cluster_netns: scenarios 1-2 done at {:?}",
+        started.elapsed()
+    );
+
+    // 3. Backend 1 killed with SIGKILL: bob's mail waits in the fronts' queues (deferred),
+    // carol's still arrives; once backend 1 returns, every message arrives once.
+    for d in BACKEND {
+        b1.daemon(d).signal(Signal::SIGKILL);
+        assert!(b1.daemon(d).wait_exit(Duration::from_secs(10)).is_some());
+    }
+    let (bob0, carol0) = (count(&b1, "bob"), count(&b2, "carol"));
+    const DOWN: usize = 10;
+    for k in 0..DOWN {
+        smtp(
+            smtp_at(k % 2),
+            &[BOB, CAROL],
+            &format!("while b1 is down {k}"),
+        )
+        .unwrap_or_else(|e| panic!("front {}: {e:?}", k % 2));
+    }
+    wait_until(
+        "carol's copies on backend 2",
+        Duration::from_secs(30),
+        || count(&b2, "carol") == carol0 + DOWN,
+    );
+    wait_until(
+        "bob's copies deferred on the fronts",
+        Duration::from_secs(30),
+        || {
+            fronts.iter().all(|f| {
+                let q = f.mailctl_json(&["queue", "list"]);
+                let q = q.as_array().cloned().unwrap_or_default();
+                q.len() == DOWN / 2
+                    && q.iter()
+                        .all(|m| !m["last_error"].as_str().unwrap_or("").is_empty())
+            })
+        },
+    );
+    let q = f1.mailctl_json(&["queue", "list"]);
+    let err = q[0]["last_error"].as_str().unwrap().to_owned();
+    assert!(err.contains("4.4.") || err.contains("451"), "{err}");
+    assert_eq!(count(&b1, "bob"), bob0);
+    for d in BACKEND {
+        b1.stop_daemon(d);
+    }
+    for d in BACKEND {
+        b1.start_daemon(d);
+    }
+    for f in fronts {
+        f.mailctl_ok(&["queue", "flush"]);
+    }
+    wait_until(
+        "bob's copies after backend 1 returned",
+        Duration::from_secs(60),
+        || count(&b1, "bob") >= bob0 + DOWN,
+    );
+    wait_until("the fronts' queues empty", Duration::from_secs(30), || {
+        fronts.iter().all(|f| queue_len(f) == 0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&b1, "bob"), bob0 + DOWN, "0 lost, none twice");
+    assert_eq!(count(&b2, "carol"), carol0 + DOWN);
+    println!("cluster_netns: scenario 3 done at {:?}", started.elapsed());
+
+    // 4. PostgreSQL restarted under load: only temporary refusals, then recovery without
+    // restarting any daemon; every accepted message delivered once.
+    let (bob0, carol0) = (count(&b1, "bob"), count(&b2, "carol"));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (accepted, refused, slowest) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let (mut ok, mut refused, mut slowest) = (0usize, Vec::new(), Duration::ZERO);
+            let mut k = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && k < 400 {
+                // Plus-addresses of their own: lookups authd has not cached.
+                let (b, c) = (
+                    format!("bob+l{k}@example.org"),
+                    format!("carol+l{k}@example.org"),
+                );
+                let t = Instant::now();
+                match smtp(smtp_at(k % 2), &[&b, &c], &format!("under load {k}")) {
+                    Ok(_) => ok += 1,
+                    Err(r) => refused.push(r),
+                }
+                slowest = slowest.max(t.elapsed());
+                k += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, refused, slowest)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // Down for longer than the daemons' pool acquire time-out (5 s), then up again.
+        pg.ctl(&["-m", "fast", "stop"]);
+        std::thread::sleep(Duration::from_secs(7));
+        pg.ctl(&["start"]);
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    println!(
+        "cluster_netns: under the PostgreSQL restart {accepted} accepted, {} refused \
+         (slowest transaction {slowest:?}): {:?}",
+        refused.len(),
+        refused
+            .iter()
+            .map(|r| r.last().cloned())
+            .collect::<Vec<_>>()
+    );
+    for r in &refused {
+        let last = r.last().unwrap();
+        assert!(!last.starts_with('5'), "a permanent refusal: {r:?}");
+    }
+    assert!(accepted > 0);
+    assert!(
+        !refused.is_empty(),
+        "the outage was not seen: nothing refused"
+    );
+    // Recovery: each front takes mail for both again, logins work, without a restart.
+    let mut after = 0;
+    for i in 0..2 {
+        wait_until(
+            "front accepting after the restart",
+            Duration::from_secs(30),
+            || smtp(smtp_at(i), &[BOB, CAROL], &format!("after the restart {i}")).is_ok(),
+        );
+        after += 1;
+        let mut c = Conn::connect(sock(&net, i, ports.imap));
+        assert!(c.line().starts_with("* OK"));
+        c.ok("a", &format!("LOGIN {CAROL} \"{PW}\""));
+        c.ok("z", "LOGOUT");
+    }
+    for f in fronts {
+        f.mailctl_ok(&["queue", "flush"]);
+    }
+    let total = accepted + after;
+    wait_until(
+        "every accepted message delivered",
+        Duration::from_secs(60),
+        || count(&b1, "bob") >= bob0 + total && count(&b2, "carol") >= carol0 + total,
+    );
+    wait_until("the fronts' queues empty", Duration::from_secs(30), || {
+        fronts.iter().all(|f| queue_len(f) == 0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count(&b1, "bob"),
+        bob0 + total,
+        "bob: none lost, none twice"
+    );
+    assert_eq!(
+        count(&b2, "carol"),
+        carol0 + total,
+        "carol: none lost, none twice"
+    );
+    println!(
+        "cluster_netns: scenario 4 done; whole test {:?} ({})",
+        started.elapsed(),
+        if net.netns {
+            "netns"
+        } else {
+            "loopback aliases"
+        }
+    );
+    drop((f1, f2, b1, b2));
+    drop(pg);
+    drop(net);
+}
