@@ -20,7 +20,7 @@
 # PARTS=abc selects the parts (e.g. PARTS=c for the memory test only).
 # (a) knobs: CLIENT_COUNTS (default "20 100"; logged-in runs with 20 only), MAX_OPS (bound
 # on operations per run, default 2000000), WEIGHTS (postern-bench imap --weights for the
-# logged-in runs, e.g. "store=2,list=0"), USERS (default 20).
+# logged-in runs, e.g. "store=2,list=0"), USERS (default 20). NO_BUILD=1 skips the build.
 # Usage: scripts/bench-imapd.sh [SECS] [MSGS] [BIG] [IDLE_CONNS] [DOVECOT_IDLE_CONNS]
 #        defaults:               10     1000   100000 5000        1000
 set -euo pipefail
@@ -41,12 +41,23 @@ BENCH=${BENCH_DIR:-$REPO/../shared/bench}
 if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
   cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
 fi
-if ! pgrep -x dovecot >/dev/null; then
+# The baseline Dovecot listens on 127.0.0.1:10143 (a dovecot process elsewhere, e.g. a
+# test's own instance, is not it).
+dovecot_pid() {
+  local p
+  for p in $(ss -ltnpH 'sport = :10143' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = dovecot ] && { echo "$p"; return; }
+    p=$(awk '{print $4}' /proc/$p/stat 2>/dev/null)
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = dovecot ] && { echo "$p"; return; }
+  done
+}
+if [ -z "$(dovecot_pid)" ]; then
   "$BENCH/baseline-setup.sh" >/dev/null
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo build --release -q -p postern-authd -p postern-mailctl -p postern-imapd -p postern-bench
+# NO_BUILD=1: use the release binaries as they are (e.g. to measure a binary swapped in).
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p postern-authd -p postern-mailctl -p postern-imapd -p postern-bench
 B=$REPO/target/release
 WORK=$(mktemp -d /var/tmp/postern-imapbench-XXXXXX)
 PIDS=()
@@ -74,7 +85,7 @@ PORT=$(sed -n '/^\[imapd\]/,/^\[/p' "$WORK/postern.toml" | grep -m1 '^imap ' | s
 for _ in $(seq 1 100); do [ -S "$WORK/run/auth" ] && break; sleep 0.1; done
 "$B/imapd" --config "$WORK/postern.toml" >"$WORK/imapd.log" 2>&1 & IMAPD=$!; PIDS+=($IMAPD)
 for _ in $(seq 1 100); do grep -q 'ready daemon="imapd"' "$WORK/imapd.log" && break; sleep 0.1; done
-DOVECOT_PID=$(pgrep -o -x dovecot)
+DOVECOT_PID=$(dovecot_pid)
 OURS="127.0.0.1:$PORT"
 THEIRS=127.0.0.1:10143
 bench() { "$B/postern-bench" imap --password benchpass "$@"; }
@@ -161,7 +172,7 @@ protocol imap {
 }
 EOF2
 doveadm reload; sleep 2
-DOVECOT_PID=$(pgrep -o -x dovecot)
+DOVECOT_PID=$(dovecot_pid)
 stat_start "dovecot=$DOVECOT_PID"
 bench --addr $THEIRS --user 'user%d@example.test' --users $USERS --clients "$DOVECOT_IDLE_CONNS" --secs 10 --idle --label "dovecot idle"
 stat_end

@@ -248,6 +248,41 @@ fn changes_by_other_programs_are_found() {
     assert_eq!(other.messages(), mb.messages());
 }
 
+/// A session's own STORE moves the recorded `cur/` time along (no rescan of `cur/` by every
+/// session after it); a foreign rename hidden behind it — the same directory mtime, as within
+/// one time stamp granule — is still found by the verifying scan once the changes pause.
+#[test]
+fn a_foreign_change_hidden_behind_an_own_store_is_found() {
+    let (_t, md) = maildir();
+    for _ in 0..2 {
+        md.deliver(None, MSG, &Flags::default()).unwrap();
+    }
+    let mut mb = md.open_mailbox("INBOX").unwrap();
+    assert_eq!(uids(&mb), [1, 2]);
+    let cur = md.root().join("cur");
+    mb.store_flags(1, FlagOp::Add, &seen(), None).unwrap();
+    // Dovecot (or a person) flags message 2 at the same directory mtime.
+    let mtime = fs::metadata(&cur).unwrap().modified().unwrap();
+    let file2 = names(&cur)
+        .into_iter()
+        .find(|n| !n.ends_with(":2,S"))
+        .unwrap();
+    let (base, _) = file2.split_once(':').unwrap();
+    fs::rename(cur.join(&file2), cur.join(format!("{base}:2,F"))).unwrap();
+    fs::File::open(&cur).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(fs::metadata(&cur).unwrap().modified().unwrap(), mtime);
+    std::thread::sleep(Duration::from_millis(120));
+    let other = md.open_mailbox("INBOX").unwrap();
+    assert!(
+        other.get(2).unwrap().flags.flagged,
+        "hidden rename not found"
+    );
+    assert!(other.get(1).unwrap().flags.seen);
+    let r = mb.sync().unwrap();
+    assert_eq!(r.changed, [2]);
+    assert!(mb.get(2).unwrap().flags.flagged);
+}
+
 #[test]
 fn store_flags_unchanged_since_and_no_op() {
     let (_t, md) = maildir();

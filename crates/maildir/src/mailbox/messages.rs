@@ -76,10 +76,12 @@ impl Mailbox {
         let cur = self.dir.join("cur");
         let base = self.files[i].base.to_string();
         let to = cur.join(format!("{base}{new_suffix}"));
+        let mut follow = self.cur_as_recorded();
         match fs::rename(cur.join(format!("{base}{old_suffix}")), &to) {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => match self.locate(&base)? {
                 Some(actual) => {
+                    follow = false;
                     if actual != format!("{base}{new_suffix}") {
                         fs::rename(cur.join(&actual), &to).ctx("rename", &to)?;
                     }
@@ -93,14 +95,13 @@ impl Mailbox {
             Err(e) => return Err(MaildirError::io("rename", &to, e)),
         }
         let modseq = self.st.highest_modseq + 1;
-        self.commit(
-            vec![Rec::Flags {
-                uid,
-                modseq,
-                suffix: new_suffix,
-            }],
-            false,
-        )?;
+        let mut recs = vec![Rec::Flags {
+            uid,
+            modseq,
+            suffix: new_suffix,
+        }];
+        recs.extend(follow.then(|| self.followed_cur()).flatten());
+        self.commit(recs, false)?;
         self.view_highest = self.view_highest.max(modseq);
         Ok(Some(&self.metas[i]))
     }
@@ -173,6 +174,7 @@ impl Mailbox {
         let suffix = build_suffix("", flags, &letters);
         let cur = self.dir.join("cur");
         let path = cur.join(format!("{base}{suffix}"));
+        let follow = self.cur_as_recorded();
         match fs::hard_link(tmp, &path) {
             Ok(()) => {}
             Err(_) if fs::symlink_metadata(&path).is_err() => {
@@ -198,19 +200,18 @@ impl Mailbox {
             return Ok(uid);
         }
         let modseq = self.st.highest_modseq + 1;
-        self.commit(
-            vec![Rec::New(Msg {
-                uid,
-                modseq,
-                size: vsize,
-                date,
-                base: base.to_owned(),
-                suffix,
-                cache_off: 0,
-                cache_len: 0,
-            })],
-            false,
-        )?;
+        let mut recs = vec![Rec::New(Msg {
+            uid,
+            modseq,
+            size: vsize,
+            date,
+            base: base.to_owned(),
+            suffix,
+            cache_off: 0,
+            cache_len: 0,
+        })];
+        recs.extend(follow.then(|| self.followed_cur()).flatten());
+        self.commit(recs, false)?;
         Ok(uid)
     }
 
@@ -341,6 +342,7 @@ impl Mailbox {
         let _lock = self.lock()?;
         self.read_index(true)?;
         let cur = self.dir.join("cur");
+        let follow = self.cur_as_recorded();
         let mut recs = Vec::new();
         let mut removed = Vec::new();
         let mut listing: Option<HashMap<String, String>> = None;
@@ -396,6 +398,11 @@ impl Mailbox {
         }
         if count > 0 {
             fsync_dir(&cur)?;
+        }
+        // Every file was where the index said (no listing needed): the recorded time may
+        // follow this change.
+        if follow && listing.is_none() && failure.is_none() && count > 0 {
+            recs.extend(self.followed_cur());
         }
         self.commit(recs, false)?;
         let set: HashSet<u32> = removed.iter().copied().collect();

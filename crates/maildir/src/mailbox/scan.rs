@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::deliver::virtual_size;
 use crate::error::{IoContext, MaildirError, Result};
@@ -49,12 +50,43 @@ impl Mailbox {
             }
         };
         let d = self.st.dirs;
-        Ok(!d.safe || stat("cur")? != d.cur || stat("new")? != d.new)
+        Ok(
+            !d.safe
+                || stat("cur")? != d.cur
+                || stat("new")? != d.new
+                || Seen::verify_due(&self.dir),
+        )
+    }
+
+    /// Under the lock with the index read, before this session changes `cur/` itself (a flag
+    /// rename, an append's link, an expunge's unlink): whether the recorded `cur/` time may
+    /// follow the change ([`Self::followed_cur`]) instead of making every session scan `cur/`
+    /// again. Only when `cur/` is exactly as recorded and this process scanned it within
+    /// [`OWN_CHANGES_TRUSTED`].
+    pub(super) fn cur_as_recorded(&self) -> bool {
+        Seen::may_follow(&self.dir)
+            && stat_dir(&self.dir.join("cur")).is_ok_and(|(s, _)| s == self.st.dirs.cur)
+    }
+
+    /// After this session's own change of `cur/` (see [`Self::cur_as_recorded`]): the record
+    /// that moves the recorded `cur/` time along, committed with the change's records.
+    /// Another change (by a writer that does not take the lock) within the same time stamp
+    /// granule would hide behind it, so the directories are verified by a scan once the
+    /// changes pause for [`SAFE_MARGIN`], and at least every [`OWN_CHANGES_TRUSTED`].
+    pub(super) fn followed_cur(&self) -> Option<Rec> {
+        let (cur, _) = stat_dir(&self.dir.join("cur")).ok()?;
+        Seen::followed(&self.dir);
+        Some(Rec::Dirs(DirState {
+            cur,
+            new: self.st.dirs.new,
+            safe: true,
+        }))
     }
 
     /// Moves `new/` into `cur/` and lists `cur/`; returns the names, the directory state seen
     /// before listing, and whether `cur/` stayed unchanged while it was listed.
     pub(super) fn scan_dirs(&self) -> Result<(Vec<String>, DirState, bool)> {
+        Seen::scanned(&self.dir);
         let cur = self.dir.join("cur");
         let new = self.dir.join("new");
         let mut new_state = None;
@@ -258,6 +290,78 @@ impl Mailbox {
             .into_iter()
             .map(|n| (split_name(&n).0.to_owned(), n))
             .collect())
+    }
+}
+
+/// How long after this process last scanned a mailbox's directories its own changes may move
+/// the recorded `cur/` time along (a bound on how long a racing foreign change can hide).
+pub(super) const OWN_CHANGES_TRUSTED: Duration = Duration::from_secs(1);
+
+/// Per process and mailbox directory: when it was last scanned here and when an own change
+/// last moved its recorded `cur/` time (not verified by a scan since).
+#[derive(Clone, Copy)]
+struct Seen {
+    scanned: Instant,
+    followed: Option<Instant>,
+}
+
+/// At most this many directories are remembered (older entries are dropped first; a
+/// forgotten one only costs a scan).
+const SEEN_MAX: usize = 4096;
+
+static SEEN: LazyLock<Mutex<HashMap<PathBuf, Seen>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+impl Seen {
+    fn with<R>(f: impl FnOnce(&mut HashMap<PathBuf, Self>) -> R) -> R {
+        let mut map = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut map)
+    }
+
+    fn scanned(dir: &Path) {
+        Self::with(|m| {
+            if m.len() >= SEEN_MAX && !m.contains_key(dir) {
+                let horizon = OWN_CHANGES_TRUSTED * 10;
+                m.retain(|_, s| {
+                    s.scanned.elapsed() < horizon
+                        || s.followed.is_some_and(|f| f.elapsed() < horizon)
+                });
+                if m.len() >= SEEN_MAX {
+                    m.clear();
+                }
+            }
+            m.insert(
+                dir.to_path_buf(),
+                Self {
+                    scanned: Instant::now(),
+                    followed: None,
+                },
+            );
+        });
+    }
+
+    fn may_follow(dir: &Path) -> bool {
+        Self::with(|m| {
+            m.get(dir)
+                .is_some_and(|s| s.scanned.elapsed() < OWN_CHANGES_TRUSTED)
+        })
+    }
+
+    fn followed(dir: &Path) {
+        Self::with(|m| {
+            if let Some(s) = m.get_mut(dir) {
+                s.followed = Some(Instant::now());
+            }
+        });
+    }
+
+    /// An own change moved the recorded time and the changes have paused since: scan once.
+    fn verify_due(dir: &Path) -> bool {
+        Self::with(|m| {
+            m.get(dir).is_some_and(|s| {
+                s.followed.is_some_and(|f| f.elapsed() >= SAFE_MARGIN)
+                    || (s.followed.is_some() && s.scanned.elapsed() >= OWN_CHANGES_TRUSTED)
+            })
+        })
     }
 }
 
