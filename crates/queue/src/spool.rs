@@ -292,7 +292,14 @@ impl Spool {
         for entry in fs::read_dir(&self.spare).ctx("read directory", &self.spare)? {
             let entry = entry.ctx("read directory", &self.spare)?;
             let path = entry.path();
-            if found.len() < MAX_SPARES && entry.file_type().is_ok_and(|t| t.is_file()) {
+            // A spare with another name too is a committed message whose removal from
+            // spare/ was lost in a crash (only active/ is fsynced at commit, and a file
+            // system without ordered metadata may keep the old name): reusing it would
+            // overwrite that message. Only the spare name is removed.
+            let lone_file = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1);
+            if found.len() < MAX_SPARES && lone_file {
                 found.push(path);
             } else {
                 let _ = fs::remove_file(&path);

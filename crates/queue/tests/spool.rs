@@ -406,3 +406,31 @@ async fn lone_and_concurrent_commits_are_durable_and_a_stopped_committer_refuses
     assert!(matches!(r, Err(QueueError::Closed)), "{r:?}");
     assert!(names(&other.path().join("active")).is_empty());
 }
+
+/// A power cut on a file system that does not order metadata (ext4 without a journal) can
+/// keep the `spare/` name of a file that a commit took, renamed and linked into `active/`
+/// (only `active/` is fsynced): after restart the same file is a queued message and a spare.
+/// Reusing that spare would overwrite an acknowledged message; it is dropped instead.
+#[tokio::test]
+async fn a_spare_that_is_also_a_queued_message_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = start(dir.path());
+    let kept = c.commit(envelope(&["a@x"]), message(1)).await.unwrap();
+    drop(c);
+    // The state after such a power cut: the committed file still has a name in spare/.
+    let active = dir.path().join("active").join(kept.id.to_string());
+    fs::hard_link(
+        &active,
+        dir.path().join("spare").join("00000000000000000001"),
+    )
+    .unwrap();
+
+    let (c, envs) = start(dir.path());
+    assert_eq!(envs.len(), 1);
+    let other = c.commit(envelope(&["b@y"]), message(2)).await.unwrap();
+    assert_eq!(c.spool().read_message(kept.id).unwrap(), message(1));
+    assert_eq!(c.spool().load(kept.id).unwrap().recipients, kept.recipients);
+    assert_eq!(c.spool().read_message(other.id).unwrap(), message(2));
+    assert!(names(&dir.path().join("spare")).is_empty());
+    assert!(names(&dir.path().join("corrupt")).is_empty());
+}
