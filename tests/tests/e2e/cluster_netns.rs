@@ -318,6 +318,10 @@ fn node(net: &Net, pg: &Pg, i: usize, ports: &Ports, daemons: &[&str]) -> Poster
         .set("imapd.proxy_networks", nets.clone())
         .set("lmtp.listen", vec![format!("{ip}:{}", ports.lmtp)])
         .set("lmtp.allow_networks", nets)
+        .set("authd.lockout.account_threshold", 3)
+        .set("authd.lockout.delay_after", 100)
+        // A locked-out login is answered after max_delay_secs (8 s by default).
+        .set("authd.lockout.max_delay_secs", 1)
         .daemons(daemons);
     if net.netns {
         b = b.netns(&net.ns[i]);
@@ -636,6 +640,33 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     assert!(retr.iter().any(|l| l.contains("Subject:")), "{retr:?}");
     p.send("QUIT\r\n");
     assert!(p.line().starts_with("+OK"));
+    // The fronts' authd instances agree through the database: 3 failed logins for dave at
+    // front 1 lock him out at front 2 too; `mailctl lockout clear` on any node lifts it.
+    let dave = "dave@example.org";
+    let out = b2.mailctl_stdin(
+        &["user", "add", dave, "--host", &net.ips[3]],
+        &format!("{PW}\n"),
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let mut c = Conn::connect(sock(net, 0, ports.imap));
+    assert!(c.line().starts_with("* OK"));
+    for k in 0..3 {
+        let no = c.cmd(&format!("f{k}"), &format!("LOGIN {dave} \"wrong {k}\""));
+        assert!(no.last().unwrap().contains(" NO "), "{no:?}");
+    }
+    drop(c);
+    let login_at_front_2 = || {
+        let mut c = Conn::connect(sock(net, 1, ports.imap));
+        assert!(c.line().starts_with("* OK"));
+        c.cmd("a", &format!("LOGIN {dave} \"{PW}\"")).pop().unwrap()
+    };
+    let locked = login_at_front_2();
+    assert!(locked.starts_with("a NO [UNAVAILABLE]"), "{locked}");
+    let list = f1.mailctl_ok(&["lockout", "list"]);
+    assert!(list.contains(dave), "{list}");
+    f2.mailctl_ok(&["lockout", "clear", dave]);
+    let ok = login_at_front_2();
+    assert!(ok.starts_with("a OK"), "{ok}");
     println!(
         "cluster_netns: scenarios 1-2 done at {:?}",
         started.elapsed()
@@ -643,10 +674,28 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
 
     // 3. Backend 1 killed with SIGKILL: bob's mail waits in the fronts' queues (deferred),
     // carol's still arrives; once backend 1 returns, every message arrives once.
+    // A session through front 2 on bob's mailbox, open when backend 1 dies.
+    let mut held = Conn::connect(sock(net, 1, ports.imap));
+    assert!(held.line().starts_with("* OK"));
+    held.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
+    held.ok("b", "SELECT INBOX");
     for d in BACKEND {
         b1.daemon(d).signal(Signal::SIGKILL);
         assert!(b1.daemon(d).wait_exit(Duration::from_secs(10)).is_some());
     }
+    // The held session ends with the front's BYE; a new login for bob is a temporary
+    // refusal; carol (backend 2) is served as before.
+    let bye = held.line();
+    assert_eq!(bye, "* BYE [UNAVAILABLE] Backend server went away");
+    let mut c = Conn::connect(sock(net, 0, ports.imap));
+    assert!(c.line().starts_with("* OK"));
+    let no = c.cmd("a", &format!("LOGIN {BOB} \"{PW}\""));
+    assert!(
+        no.last().unwrap().starts_with("a NO [UNAVAILABLE]"),
+        "{no:?}"
+    );
+    c.ok("b", &format!("LOGIN {CAROL} \"{PW}\""));
+    c.ok("z", "LOGOUT");
     let (bob0, carol0) = (count(b1, "bob"), count(b2, "carol"));
     const DOWN: usize = 10;
     for k in 0..DOWN {
