@@ -902,4 +902,33 @@ fn throughput_one_vs_two_backends() {
     run("2 backends", &|k| if k % 2 == 0 { BOB } else { CAROL });
     run("1 backend", &|_| BOB);
     run("2 backends", &|k| if k % 2 == 0 { BOB } else { CAROL });
+
+    // IMAP proxied (front 1 -> backend 1) against direct (backend 1): one client, `FETCH 1
+    // (FLAGS)` round trips, p50/p99 and ops/s; twice each, alternating.
+    let ops = n.min(2000);
+    for round in 0..2 {
+        for (label, i) in [("direct", 2), ("proxied", 0)] {
+            let mut c = Conn::connect(sock(&c.net, i, c.ports.imap));
+            assert!(c.line().starts_with("* OK"));
+            c.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
+            c.ok("b", "SELECT INBOX");
+            let mut times = Vec::with_capacity(ops);
+            let t = Instant::now();
+            for _ in 0..ops {
+                let one = Instant::now();
+                c.ok("f", "FETCH 1 (FLAGS)");
+                times.push(one.elapsed());
+            }
+            let all = t.elapsed();
+            times.sort();
+            println!(
+                "cluster_netns: imap ({mode}, noisy) round {round} {label}: {ops} x FETCH 1 (FLAGS): \
+                 {:.0} ops/s, p50 {:?}, p99 {:?}",
+                ops as f64 / all.as_secs_f64(),
+                times[ops / 2],
+                times[ops * 99 / 100]
+            );
+            c.ok("z", "LOGOUT");
+        }
+    }
 }
