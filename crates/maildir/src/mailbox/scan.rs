@@ -76,6 +76,10 @@ impl Mailbox {
     pub(super) fn followed_cur(&self) -> Option<Rec> {
         let (cur, _) = stat_dir(&self.dir.join("cur")).ok()?;
         Seen::followed(&self.dir);
+        // Within the same time stamp granule: the record would say nothing new.
+        if cur == self.st.dirs.cur && self.st.dirs.safe {
+            return None;
+        }
         Some(Rec::Dirs(DirState {
             cur,
             new: self.st.dirs.new,
