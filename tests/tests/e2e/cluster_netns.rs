@@ -10,8 +10,10 @@
 //! is also the backend's `[proxy] self`). The test client talks to the fronts from the
 //! bridge address. Scenarios, in order: mail through either front to both backends; IMAP
 //! (FETCH, STORE, APPEND, IDLE woken by a delivery) and POP3 at either front on the
-//! backend's mailbox; backend 1 killed with SIGKILL (its mail waits in the fronts' queues,
-//! then arrives once it returns, counted exactly); PostgreSQL restarted under load
+//! backend's mailbox; the fronts' authd instances sharing lockouts; backend 1 killed with
+//! SIGKILL (a session held through a front gets `* BYE [UNAVAILABLE]`, its mail waits in the
+//! fronts' queues, then arrives once it returns, counted exactly; then its lmtp-deliver
+//! killed in the middle of a stream of deliveries: 0 lost); PostgreSQL down 7 s under load
 //! (temporary failures only, then recovery without restarting a daemon).
 //!
 //! `POSTERN_CLUSTER_LOOPBACK=1` forces the loopback mode (to test the fallback as root);
