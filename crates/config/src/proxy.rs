@@ -24,6 +24,22 @@ pub enum HopTls {
     Verify,
 }
 
+/// Whether smtpd's queue manager asks authd where each local recipient lives (`transport`)
+/// and sends a remote account's mail straight to its backend. Without, local mail goes to
+/// this node's lmtp-deliver, whose LMTP proxy forwards it (one hop more, no lookup more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpdRouting {
+    /// On a cluster member (`self` is set), or when `[smtpd] lmtp` names the delivery agent
+    /// (which may not be Postern's lmtp-deliver); off on a single node.
+    #[default]
+    Auto,
+    /// Always (a front node where nobody lives, so with `self` empty).
+    Always,
+    /// Never: lmtp-deliver's proxy forwards every remote account's mail.
+    Never,
+}
+
 /// `[proxy]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +73,9 @@ pub struct Proxy {
     /// Silence on a proxied connection before it is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: Seconds<1>,
+    /// Routing in smtpd's queue manager (see [`SmtpdRouting`]).
+    #[serde(default)]
+    pub smtpd_routing: SmtpdRouting,
 }
 
 impl Default for Proxy {
@@ -71,6 +90,7 @@ impl Default for Proxy {
             ca_file: None,
             connect_timeout_secs: default_connect_timeout(),
             idle_timeout_secs: default_idle_timeout(),
+            smtpd_routing: SmtpdRouting::Auto,
         }
     }
 }
@@ -202,6 +222,13 @@ mod tests {
         assert_eq!(c.proxy.lmtp_port, 2424);
         assert_eq!(c.proxy.tls, HopTls::May);
         assert_eq!(c.proxy.connect_timeout_secs.get(), 3);
+        assert_eq!(c.proxy.smtpd_routing, SmtpdRouting::Auto);
+        let c = crate::Config::parse(
+            "hostname = \"f1.example\"\n[proxy]\nsmtpd_routing = \"always\"\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.proxy.smtpd_routing, SmtpdRouting::Always);
         let bad = crate::Config::parse(
             "hostname = \"f1.example\"\n[proxy]\ntls = \"verify\"\n",
             std::path::Path::new("/"),

@@ -664,3 +664,111 @@ fn host_fields_on_postgres() {
 fn host_fields_on_mariadb() {
     host_fields(DbKind::Mysql);
 }
+
+/// authd's socketmap requests so far, by result (`found`, `notfound`), from its metrics.
+/// authd counts a request before it writes the answer, so once smtpd has delivered a
+/// message every lookup made for it is counted.
+fn socketmap_requests(pm: &Postern) -> (u64, u64) {
+    let addr = pm.daemon("authd").listening_addrs_matching("(metrics)")[0];
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let series = |result: &str| {
+        let name =
+            format!("postern_authd_requests_total{{socket=\"socketmap\",result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    };
+    (series("found"), series("notfound"))
+}
+
+/// Sends one message to `rcpt` through A and waits until `dir` holds `total` messages; the
+/// socketmap requests (found, notfound) that message cost.
+fn lookups_for_one(a: &Postern, rcpt: &str, dir: &std::path::Path, total: usize) -> (u64, u64) {
+    let (f0, n0) = socketmap_requests(a);
+    send(a, "carol@remote.test", &[rcpt], "counted");
+    wait_until(
+        "the message in the Maildir",
+        Duration::from_secs(30),
+        || messages(dir, "new").len() == total,
+    );
+    wait_until("an empty queue", Duration::from_secs(30), || {
+        queue_len(a) == 0
+    });
+    let (f1, n1) = socketmap_requests(a);
+    (f1 - f0, n1 - n0)
+}
+
+/// Issue 17: a node that is no cluster member (`[proxy] self` empty, `smtpd_routing`
+/// "auto") asks authd nothing when it delivers: the socketmap requests per message are
+/// RCPT's, all found (`recipient`, and `domains` on the first message: smtpd remembers a
+/// local domain for 30 s); no `transport` lookup (notfound for a local user, found for a
+/// remote one) follows. bob's account names another node all the same:
+/// A's lmtp-deliver forwards his mail to B (its LMTP proxy), nothing lands on A. The same
+/// node with `smtpd_routing = "always"` pays one request more per message, which is the
+/// lookup the default saves. Seen failing with `cluster::routes` returning true (the
+/// routing before issue 17): one notfound request per message more.
+#[test]
+fn a_single_node_asks_authd_nothing_at_delivery() {
+    let port = free_port();
+    let b = backend(port);
+    let mut a = Postern::builder()
+        .hostname("single.example.org")
+        .set("proxy.lmtp_port", i64::from(port))
+        .set("proxy.connect_timeout_secs", 3)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    add_user(&a, "alice@example.org", ALICE_PW, None);
+    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    let alice = maildir(&a, "alice");
+
+    for n in 1..=3 {
+        assert_eq!(
+            lookups_for_one(&a, "alice@example.org", &alice, n),
+            (if n == 1 { 2 } else { 1 }, 0),
+            "message {n} to a local user: RCPT's lookups only"
+        );
+    }
+    // bob's mail reaches B through A's lmtp-deliver, with no more lookups.
+    assert_eq!(
+        lookups_for_one(&a, "bob@example.org", &bob_on(&b), 1),
+        (1, 0)
+    );
+    assert!(messages(&bob_on(&a), "new").is_empty(), "bob's mail on A");
+
+    // Routing asked for: one `transport` lookup more per message (notfound for alice).
+    a.edit_config(|t| postern_e2e::set_key(t, "proxy.smtpd_routing", "always".into()));
+    a.restart_daemon("smtpd");
+    assert_eq!(
+        lookups_for_one(&a, "alice@example.org", &alice, 4),
+        (2, 1),
+        "smtpd_routing = \"always\": RCPT's two (a new smtpd) + transport"
+    );
+}
+
+/// A cluster front (`[proxy] self` set) still routes in smtpd: one `transport` lookup per
+/// message, and bob's mail goes straight to B: it arrives there while A's own lmtp-deliver
+/// (whose proxy could otherwise have forwarded it) is stopped.
+#[test]
+fn a_cluster_front_still_routes_directly() {
+    let port = free_port();
+    let b = backend(port);
+    let mut a = front(port);
+    let alice = maildir(&a, "alice");
+    assert_eq!(
+        lookups_for_one(&a, "alice@example.org", &alice, 1),
+        (2, 1),
+        "RCPT's two (found) + transport (notfound)"
+    );
+    a.stop_daemon("lmtp-deliver");
+    assert_eq!(
+        lookups_for_one(&a, "bob@example.org", &bob_on(&b), 1),
+        (2, 0),
+        "recipient + transport, both found (the domain is remembered)"
+    );
+}

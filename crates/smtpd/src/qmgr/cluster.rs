@@ -6,18 +6,21 @@
 //! once, here, into a [`Hop`]; the rest of the queue manager only sees the typed value.
 //! A lookup that fails (authd down, database down) defers the recipient (`451 4.3.0`):
 //! delivering it here could put its mail in a mailbox nobody reads.
+//!
+//! The lookup is an authd round trip per recipient per attempt, so it is made only where
+//! it can pay off ([`routes`], `[proxy] smtpd_routing`): on a cluster member. Elsewhere
+//! every local recipient goes to this node's lmtp-deliver, whose LMTP proxy
+//! (`lmtp-deliver/src/proxy.rs`) forwards a recipient whose userdb `host` names another
+//! node from the userdb answer it reads anyway: still never delivered on the wrong node,
+//! one hop longer for a remote account, and a single-node install pays nothing.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::Context;
-use postern_config::{Config, HopTls};
+use postern_config::{Config, HopTls, SmtpdRouting};
 use postern_queue::{DeliveryReply, Envelope};
 use postern_smtp_client::Target;
-use postern_smtp_client::tls::{CertCheck, connector};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::{ClientConfig, RootCertStore};
+use postern_smtp_client::tls::{CertCheck, ca_connector, connector};
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
@@ -73,9 +76,28 @@ pub(crate) struct Hops {
     pub(crate) unrouted: Vec<(usize, DeliveryReply)>,
 }
 
-/// Splits the local recipients at `idx` by the node their account lives on.
+/// Whether this node's queue manager asks where each local recipient lives
+/// (`[proxy] smtpd_routing`). `auto`: when the node is a cluster member (`[proxy] self`
+/// is set), or when local mail goes to a delivery agent named by `[smtpd] lmtp` (maybe
+/// not Postern's lmtp-deliver, so maybe without its LMTP proxy).
+pub(crate) fn routes(config: &Config) -> bool {
+    match config.proxy.smtpd_routing {
+        SmtpdRouting::Always => true,
+        SmtpdRouting::Never => false,
+        SmtpdRouting::Auto => {
+            !config.proxy.self_name.trim().is_empty() || config.smtpd.lmtp.is_some()
+        }
+    }
+}
+
+/// Splits the local recipients at `idx` by the node their account lives on; all to this
+/// node's delivery agent, without asking authd, when this node does not route ([`routes`]).
 pub(crate) async fn hops(config: &Config, env: &Envelope, idx: &[usize]) -> Hops {
     let mut out = Hops::default();
+    if !routes(config) {
+        out.groups.insert(Hop::Here, idx.to_vec());
+        return out;
+    }
     let mut lookups = Lookups::new(config.socket_path(&config.authd.socketmap_socket));
     let delimiter = config.lmtp.recipient_delimiter.as_str();
     for &i in idx {
@@ -114,33 +136,18 @@ pub(crate) async fn hops(config: &Config, env: &Envelope, idx: &[usize]) -> Hops
 /// The TLS client for the hop to the backends (`[proxy] tls`): `None` for plain text.
 pub(crate) fn hop_connector(config: &Config) -> anyhow::Result<Option<TlsConnector>> {
     let p = &config.proxy;
-    match p.tls {
-        HopTls::None => Ok(None),
-        HopTls::May => Ok(Some(connector(CertCheck::Any))),
+    Ok(match p.tls {
+        HopTls::None => None,
+        HopTls::May => Some(connector(CertCheck::Any)),
         HopTls::Verify => {
             let file = p
                 .ca_file
                 .as_deref()
                 .context("proxy.tls = \"verify\" needs proxy.ca_file")?;
             let file = config.resolve(file);
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&file)
-                .with_context(|| format!("reading proxy.ca_file {}", file.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.with_context(|| format!("reading proxy.ca_file {}", file.display()))?;
-                roots
-                    .add(cert)
-                    .with_context(|| format!("a certificate in {}", file.display()))?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let tls = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Some(TlsConnector::from(Arc::new(tls))))
+            Some(ca_connector(&file).map_err(|e| anyhow::anyhow!("proxy.ca_file: {e}"))?)
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -176,6 +183,47 @@ mod tests {
         ] {
             assert_eq!(Backend::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_cluster_members_route_by_default() {
+        let parse = |extra: &str| {
+            Config::parse(
+                &format!("hostname = \"a.example\"\n{extra}"),
+                std::path::Path::new("/"),
+            )
+            .unwrap()
+        };
+        assert!(!routes(&parse("")), "a single node");
+        assert!(
+            routes(&parse("[proxy]\nself = \"f1\"\n")),
+            "a cluster member"
+        );
+        assert!(
+            routes(&parse("[smtpd]\nlmtp = \"127.0.0.1:24\"\n")),
+            "another agent"
+        );
+        assert!(routes(&parse("[proxy]\nsmtpd_routing = \"always\"\n")));
+        assert!(!routes(&parse(
+            "[proxy]\nself = \"f1\"\nsmtpd_routing = \"never\"\n"
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_route_asks_nobody() {
+        // authd's socket does not exist: any lookup would fail and defer.
+        let config =
+            Config::parse("hostname = \"a.example\"\n", std::path::Path::new("/")).unwrap();
+        let env = Envelope::new(
+            Some("s@x.example".into()),
+            vec![
+                postern_queue::Recipient::new("a@a.example"),
+                postern_queue::Recipient::new("b@a.example"),
+            ],
+        );
+        let h = hops(&config, &env, &[0, 1]).await;
+        assert_eq!(h.groups.get(&Hop::Here), Some(&vec![0, 1]));
+        assert!(h.unrouted.is_empty());
     }
 
     #[test]

@@ -150,28 +150,17 @@ impl Manager {
         let Some(connector) = &self.hop_tls else {
             return Ok(());
         };
-        let verify = self.config.proxy.tls == HopTls::Verify;
-        let fail = |text: String| Failed {
-            refused: false,
-            text,
+        let in_backend = |e: ClientError| {
+            let mut f = Failed::of(&e);
+            f.text = format!("backend {}: {}", b.host, f.text);
+            f
         };
-        if !c.capabilities().starttls {
-            return if verify {
-                Err(fail(format!(
-                    "backend {} offers no STARTTLS ([proxy] tls = \"verify\")",
-                    b.host
-                )))
-            } else {
-                Ok(())
-            };
-        }
         let name = server_name(&b.host)
-            .ok_or_else(|| fail(format!("{} is no TLS server name", b.host)))?;
-        match c.starttls(connector, name).await {
-            Ok(()) => Ok(()),
-            Err(ClientError::Rejected(r)) if !verify && r.code != 421 => Ok(()),
-            Err(e) => Err(Failed::of(&e)),
-        }
+            .ok_or_else(|| in_backend(ClientError::Tls("no TLS server name".into())))?;
+        let required = self.config.proxy.tls == HopTls::Verify;
+        c.starttls_policy(connector, name, required)
+            .await
+            .map_err(in_backend)
     }
 
     /// An idle connection to `target` young enough to reuse.
