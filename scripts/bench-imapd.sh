@@ -20,7 +20,8 @@
 # PARTS=abc selects the parts (e.g. PARTS=c for the memory test only).
 # (a) knobs: CLIENT_COUNTS (default "20 100"; logged-in runs with 20 only), MAX_OPS (bound
 # on operations per run, default 2000000), WEIGHTS (postern-bench imap --weights for the
-# logged-in runs, e.g. "store=2,list=0"), USERS (default 20). NO_BUILD=1 skips the build.
+# logged-in runs, e.g. "store=2,list=0"), USERS (default 20). NO_BUILD=1 skips the build;
+# IMAPD_BIN=path runs another imapd binary (e.g. a saved one, for a before/after table).
 # Usage: scripts/bench-imapd.sh [SECS] [MSGS] [BIG] [IDLE_CONNS] [DOVECOT_IDLE_CONNS]
 #        defaults:               10     1000   100000 5000        1000
 set -euo pipefail
@@ -83,7 +84,7 @@ done
 PORT=$(sed -n '/^\[imapd\]/,/^\[/p' "$WORK/postern.toml" | grep -m1 '^imap ' | sed 's/.*:\([0-9]*\)".*/\1/')
 "$B/authd" --config "$WORK/postern.toml" >"$WORK/authd.log" 2>&1 & AUTHD=$!; PIDS+=($AUTHD)
 for _ in $(seq 1 100); do [ -S "$WORK/run/auth" ] && break; sleep 0.1; done
-"$B/imapd" --config "$WORK/postern.toml" >"$WORK/imapd.log" 2>&1 & IMAPD=$!; PIDS+=($IMAPD)
+"${IMAPD_BIN:-$B/imapd}" --config "$WORK/postern.toml" >"$WORK/imapd.log" 2>&1 & IMAPD=$!; PIDS+=($IMAPD)
 for _ in $(seq 1 100); do grep -q 'ready daemon="imapd"' "$WORK/imapd.log" && break; sleep 0.1; done
 DOVECOT_PID=$(dovecot_pid)
 OURS="127.0.0.1:$PORT"
