@@ -845,12 +845,18 @@ fn bench_100k_messages() {
     eprintln!("no-change sync: {sync:?}");
     assert!(r.is_empty());
 
+    let mut other = md.open_mailbox("INBOX").unwrap();
     let t = Instant::now();
     mb.store_flags(500, FlagOp::Add, &seen(), None).unwrap();
     eprintln!("one STORE: {:?}", t.elapsed());
     let t = Instant::now();
     mb.sync().unwrap();
-    eprintln!("sync after own STORE (rescans cur/): {:?}", t.elapsed());
+    eprintln!("sync after own STORE: {:?}", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(other.sync().unwrap().changed, [500]);
+    let other_sync = t.elapsed();
+    eprintln!("another session's sync after the STORE: {other_sync:?}");
+    drop(other);
     md.deliver(None, MSG, &Flags::default()).unwrap();
     let t = Instant::now();
     assert_eq!(mb.sync().unwrap().new, [n as u32 + 1]);
