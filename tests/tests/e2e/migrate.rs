@@ -256,7 +256,7 @@ fn mailctl(pm: &Postern, args: &[&str]) -> Output {
 }
 
 #[test]
-#[ignore = "needs postfix, dovecot-imapd, dovecot-lmtpd (run .ci/run), root"]
+#[ignore = "needs postfix, dovecot-imapd, dovecot-lmtpd, opendkim-tools (run .ci/run), root"]
 fn passwd_file_install_is_taken_over_and_given_back() {
     // Postern's side first: an empty install whose config apply replaces.
     let mut pm = Postern::builder().daemons(&[]).start();
@@ -305,16 +305,17 @@ fn passwd_file_install_is_taken_over_and_given_back() {
         .expect("active link");
     chown_vmail(&mail);
 
-    // OpenDKIM's tables and key.
+    // OpenDKIM's tables and key, the key made by Debian's opendkim-genkey as on a real install
+    // (mail.private, and mail.txt with the record to publish).
     let dkim = old.join("opendkim");
     std::fs::create_dir_all(&dkim).expect("dkim dir");
     let key = dkim.join("mail.private");
     run_ok(
-        Command::new("openssl")
-            .args(["genrsa", "-traditional", "-out"])
-            .arg(&key)
-            .arg("2048"),
+        Command::new("opendkim-genkey")
+            .args(["-b", "2048", "-d", "example.org", "-s", "mail", "-D"])
+            .arg(&dkim),
     );
+    assert!(key.is_file() && dkim.join("mail.txt").is_file());
     std::fs::write(
         dkim.join("key.table"),
         format!(
