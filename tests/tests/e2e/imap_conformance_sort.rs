@@ -305,8 +305,15 @@ fn sort_address_keys_first_addr_mailbox_reverse_per_key() {
         "SORT (DISPLAYFROM) UTF-8 ALL",
         "SORT (DISPLAYTO) UTF-8 ALL",
         "UID SORT (REVERSE FROM) UTF-8 ALL",
+        "CAPABILITY",
     ];
     let got = run(&msgs, &cmds.map(c));
+    // DISPLAYFROM/DISPLAYTO are only used by clients that see SORT=DISPLAY (RFC 5957 §4).
+    let caps = got.get("CAPABILITY").expect("CAPABILITY answered");
+    assert!(
+        caps.starts_with("OK ") && caps.split_whitespace().any(|c| c == "SORT=DISPLAY"),
+        "{caps}"
+    );
     expect(
         &got,
         &[

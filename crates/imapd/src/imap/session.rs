@@ -389,6 +389,7 @@ impl Session {
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "SORT",
+            "SORT=DISPLAY",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
             "BINARY",
