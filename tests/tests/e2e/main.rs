@@ -18,6 +18,7 @@ mod hardening_imap;
 mod hardening_smtpd;
 mod harness;
 mod imap_clients;
+mod imap_clients_more;
 mod imap_conformance_fetch;
 mod imap_conformance_list;
 mod imap_conformance_sort;
