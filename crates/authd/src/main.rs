@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    postern_daemon::run_daemon(|shutdown| async move {
+    postern_daemon::run_daemon_current_thread(|shutdown| async move {
         if args.check_config {
             let dir = postern_directory::Directory::open(&config).await?;
             dir.close().await;

@@ -137,16 +137,21 @@ impl Directory {
         account: Option<Account>,
         secret: &str,
     ) -> Result<AuthOutcome, DirectoryError> {
-        let (stored, known) = match &account {
-            Some(a) => (a.password.clone(), true),
-            None => (dummy_hash().to_owned(), false),
-        };
+        // The dummy hash is made (once, an argon2id computation) on the blocking pool too,
+        // never on the runtime's thread.
+        let stored = account.as_ref().map(|a| a.password.clone());
         let scheme = self.inner.default_scheme.clone();
         let secret_owned = secret.to_owned();
         let verified = self
-            .hashing(move || password::verify(&stored, &secret_owned, &scheme))
+            .hashing(move || {
+                let stored = match &stored {
+                    Some(s) => s.as_str(),
+                    None => dummy_hash(),
+                };
+                password::verify(stored, &secret_owned, &scheme)
+            })
             .await?;
-        let Some(account) = account.filter(|_| known) else {
+        let Some(account) = account else {
             return Ok(AuthOutcome::UnknownUser);
         };
         match verified? {

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    postern_daemon::run_daemon(|shutdown| async move {
+    postern_daemon::run_daemon_current_thread(|shutdown| async move {
         let listeners = postern_lmtp_deliver::bind(&config).await?;
         postern_lmtp_deliver::run(config, listeners, shutdown).await
     })
