@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::Millis;
 use crate::duration::count_u32;
 
 /// `[database]`.
@@ -26,6 +27,14 @@ pub struct Database {
         deserialize_with = "crate::duration::at_least_one_u32"
     )]
     pub max_connections: NonZeroU32,
+    /// How long a query waits for a pooled connection (including connecting one) before
+    /// it fails with a temporary failure.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: Millis<1>,
+    /// After the database was found unreachable, queries fail at once (a temporary
+    /// failure) for this long; then one query at a time tries to reconnect.
+    #[serde(default = "default_down_retry_ms")]
+    pub down_retry_ms: Millis<1>,
     /// Lookup SQL to use instead of Postern's own schema (for an existing Postfix/Dovecot database).
     #[serde(default)]
     pub queries: Queries,
@@ -37,6 +46,8 @@ impl Default for Database {
             url: default_db_url(),
             password_file: None,
             max_connections: default_max_connections(),
+            acquire_timeout_ms: default_acquire_timeout_ms(),
+            down_retry_ms: default_down_retry_ms(),
             queries: Queries::default(),
         }
     }
@@ -47,6 +58,12 @@ fn default_db_url() -> String {
 }
 fn default_max_connections() -> NonZeroU32 {
     count_u32(8)
+}
+fn default_acquire_timeout_ms() -> Millis<1> {
+    Millis::new(2000)
+}
+fn default_down_retry_ms() -> Millis<1> {
+    Millis::new(1000)
 }
 
 /// `[database.queries]`: each lookup's SQL, overridable.
@@ -121,5 +138,21 @@ mod tests {
             "postgres://postern:p%40ss%20word@db.local:5432/mail"
         );
         assert!(with_password("postgres://db.local/mail", "x").is_err());
+    }
+
+    #[test]
+    fn outage_timeouts_default_and_parse() {
+        let base = std::path::Path::new("/etc/postern");
+        let c = crate::Config::parse("hostname = \"mx.example.org\"\n", base).unwrap();
+        assert_eq!(c.database.acquire_timeout_ms.get(), 2000);
+        assert_eq!(c.database.down_retry_ms.get(), 1000);
+        let c = crate::Config::parse(
+            "hostname = \"mx.example.org\"\n[database]\nacquire_timeout_ms = 300\ndown_retry_ms = 0\n",
+            base,
+        )
+        .unwrap();
+        assert_eq!(c.database.acquire_timeout_ms.get(), 300);
+        // 0 would mean no back-off at all: raised to the floor, 1 ms.
+        assert_eq!(c.database.down_retry_ms.get(), 1);
     }
 }

@@ -10,6 +10,7 @@
 
 mod address;
 mod admin;
+mod db;
 mod lockout;
 mod lookup;
 pub mod password;
@@ -89,7 +90,8 @@ pub struct Directory {
 
 #[derive(Debug)]
 struct Inner {
-    pool: AnyPool,
+    /// The pool, behind the breaker that makes queries fail fast while the database is down.
+    pool: db::Db,
     backend: Backend,
     queries: Queries,
     own_schema: bool,
@@ -116,18 +118,34 @@ impl Directory {
 
     /// Like [`Directory::open`], with an explicit URL.
     pub async fn open_url(url: &str, config: &Config) -> Result<Self, DirectoryError> {
+        Self::connect(url, config, true).await
+    }
+
+    /// Like [`Directory::open`], but leaves the database as it is: no schema migrations (so
+    /// none of Postern's own tables are created in another system's database), no SQLite
+    /// journal-mode change, and a SQLite file that is not there is not created. For tools
+    /// that only read (`mailctl migrate check`); writes through it may find tables missing.
+    pub async fn open_existing(config: &Config) -> Result<Self, DirectoryError> {
+        let url = config
+            .database_url()
+            .map_err(|e| DirectoryError::Config(e.to_string()))?;
+        Self::connect(&url, config, false).await
+    }
+
+    async fn connect(url: &str, config: &Config, migrate: bool) -> Result<Self, DirectoryError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
+                let mode = if migrate { "rwc" } else { "rw" };
+                format!("{url}{sep}mode={mode}")
             }
             _ => url.to_owned(),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(config.database.max_connections.get())
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(config.database.acquire_timeout_ms.duration())
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -135,12 +153,17 @@ impl Directory {
             sqlx::query("PRAGMA busy_timeout = 5000")
                 .execute(&pool)
                 .await?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
+            if migrate {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
+            }
         }
-        migrator(backend).run(&pool).await?;
-        if backend == Backend::Sqlite
+        if migrate {
+            migrator(backend).run(&pool).await?;
+        }
+        if migrate
+            && backend == Backend::Sqlite
             && let Some(path) = sqlite_file(&url)
         {
             give_to_directory_owner(path);
@@ -180,7 +203,7 @@ impl Directory {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: db::Db::new(pool, config.database.down_retry_ms.duration()),
                 backend,
                 queries,
                 own_schema: !q.any_overridden(),
@@ -204,7 +227,7 @@ impl Directory {
 
     /// The connection pool, for tests and tools that need raw SQL.
     pub fn pool(&self) -> &AnyPool {
-        &self.inner.pool
+        self.inner.pool.pool()
     }
 
     /// The brute-force defence state kept in this database.
@@ -241,7 +264,7 @@ impl Directory {
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.inner.pool.close().await;
+        self.inner.pool.pool().close().await;
     }
 }
 

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use postern_config::Lockout as Policy;
-use sqlx::AnyPool;
 
 use crate::address::normalize_address;
 use crate::sql::{self, Backend, SqlArg};
@@ -150,13 +149,13 @@ pub(crate) fn delay_for(policy: &Policy, failures: u32) -> Duration {
 /// The lockout state in the database.
 #[derive(Debug, Clone)]
 pub struct Lockouts {
-    pool: AnyPool,
+    pool: crate::db::Db,
     backend: Backend,
     policy: Policy,
 }
 
 impl Lockouts {
-    pub(crate) fn new(pool: AnyPool, backend: Backend, policy: Policy) -> Self {
+    pub(crate) fn new(pool: crate::db::Db, backend: Backend, policy: Policy) -> Self {
         Self {
             pool,
             backend,

@@ -7,6 +7,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::DirectoryError;
+use crate::db::Db;
 
 /// A query on the Any driver.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
@@ -99,21 +100,23 @@ impl Query {
     /// Runs the query for `key` and returns every row.
     pub(crate) async fn fetch(
         &self,
-        pool: &sqlx::AnyPool,
+        db: &Db,
         key: &str,
         hash: Option<&str>,
     ) -> Result<Vec<AnyRow>, DirectoryError> {
-        Ok(self.bound(key, hash).fetch_all(pool).await?)
+        let q = self.bound(key, hash);
+        Ok(db.run(|pool| q.fetch_all(pool)).await?)
     }
 
     /// Runs a statement (update) for `key`.
     pub(crate) async fn execute(
         &self,
-        pool: &sqlx::AnyPool,
+        db: &Db,
         key: &str,
         hash: Option<&str>,
     ) -> Result<u64, DirectoryError> {
-        Ok(self.bound(key, hash).execute(pool).await?.rows_affected())
+        let q = self.bound(key, hash);
+        Ok(db.run(|pool| q.execute(pool)).await?.rows_affected())
     }
 
     fn bound(&self, key: &str, hash: Option<&str>) -> AnyQuery<'static> {
@@ -182,25 +185,24 @@ fn bind_own(backend: Backend, sql: &str, args: &[SqlArg<'_>]) -> AnyQuery<'stati
 
 /// Runs one of Postern's own statements (`?` placeholders); returns the rows affected.
 pub(crate) async fn exec_own(
-    pool: &sqlx::AnyPool,
+    db: &Db,
     backend: Backend,
     sql: &str,
     args: &[SqlArg<'_>],
 ) -> Result<u64, DirectoryError> {
-    Ok(bind_own(backend, sql, args)
-        .execute(pool)
-        .await?
-        .rows_affected())
+    let q = bind_own(backend, sql, args);
+    Ok(db.run(|pool| q.execute(pool)).await?.rows_affected())
 }
 
 /// Runs one of Postern's own queries (`?` placeholders).
 pub(crate) async fn rows_own(
-    pool: &sqlx::AnyPool,
+    db: &Db,
     backend: Backend,
     sql: &str,
     args: &[SqlArg<'_>],
 ) -> Result<Vec<AnyRow>, DirectoryError> {
-    Ok(bind_own(backend, sql, args).fetch_all(pool).await?)
+    let q = bind_own(backend, sql, args);
+    Ok(db.run(|pool| q.fetch_all(pool)).await?)
 }
 
 /// A text column, whatever the backend made of it (text, binary string, number).
