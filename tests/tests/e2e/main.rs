@@ -10,6 +10,7 @@ mod cluster_lmtp_proxy;
 mod cluster_netns;
 mod cluster_routing;
 mod dane;
+mod db_outage;
 mod dkim_origin;
 mod dns_lossy;
 mod dovecot;
