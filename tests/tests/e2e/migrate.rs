@@ -1012,6 +1012,10 @@ fn postgres_postfixadmin_install_is_taken_over() {
         plan["database"]["queries"]["list"],
         "SELECT username FROM mailbox WHERE active = true"
     );
+    assert_eq!(
+        plan["database"]["queries"]["password_update"],
+        "UPDATE mailbox SET password = %p WHERE username = '%u' AND active = true"
+    );
 
     let dns = pm.config()["dns"]["nameservers"].clone();
     let config = pm.config_path().display().to_string();
@@ -1041,6 +1045,11 @@ fn postgres_postfixadmin_install_is_taken_over() {
         "{text}"
     );
     assert!(text.contains("doveadm user agrees"), "{text}");
+    // check only read: the old database has its three tables and none of Postern's.
+    exec_sql(
+        db.url(),
+        "DO $$ BEGIN IF (SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public') <> 'alias,domain,mailbox' THEN RAISE EXCEPTION 'tables after migrate check: %', (SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'); END IF; END $$",
+    );
 
     dovecot.stop();
     pm.edit_config(|t| {
@@ -1050,6 +1059,7 @@ fn postgres_postfixadmin_install_is_taken_over() {
             set_key(t, &format!("imapd.{k}"), Value::Array(Vec::new()));
         }
         set_key(t, "authd.failure_delay_ms", Value::from(50));
+        set_key(t, "passwords.rehash_to_argon2id", Value::from(true));
     });
     pm.start_daemon("authd");
     let imapd = pm.start_daemon("imapd");
@@ -1058,6 +1068,17 @@ fn postgres_postfixadmin_install_is_taken_over() {
         imap_list(iport, "alice@example.org", "alice-pg-pass", "INBOX"),
         before
     );
+    // The login rehashed alice's row in the old table through the derived password_update;
+    // bob has not logged in yet.
+    exec_sql(
+        db.url(),
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM mailbox WHERE username = 'alice@example.org' AND password LIKE '{ARGON2ID}$argon2id%') OR NOT EXISTS (SELECT 1 FROM mailbox WHERE username = 'bob@example.org' AND password LIKE '{BLF-CRYPT}%') THEN RAISE EXCEPTION 'not rehashed as expected'; END IF; END $$",
+    );
+    assert_eq!(
+        imap_list(iport, "alice@example.org", "alice-pg-pass", "INBOX"),
+        before
+    );
+    assert!(imap_login_fails(iport, "alice@example.org", "alice-wrong"));
     assert_eq!(
         imap_list(iport, "bob@example.org", "bob-pg-pass", "INBOX").len(),
         1

@@ -124,7 +124,8 @@ async fn checks(
     config: &Config,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let dir = Directory::open(config).await?;
+    // Read-only: no migrations, so the old database gets none of Postern's tables.
+    let dir = Directory::open_existing(config).await?;
     let pm = Postmap {
         exe: tool("postmap"),
         dir: a.source.postfix.clone(),

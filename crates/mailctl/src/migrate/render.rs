@@ -110,6 +110,7 @@ pub(crate) fn config_toml(plan: &Plan, out: &OutPaths, source: &str) -> String {
                 ("account", &queries.account),
                 ("alias", &queries.alias),
                 ("list", &queries.list),
+                ("password_update", &queries.password_update),
             ] {
                 if let Some(v) = v {
                     q.insert(k.into(), v.clone().into());

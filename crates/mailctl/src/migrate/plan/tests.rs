@@ -668,3 +668,61 @@ fn password_query_translation() {
     );
     assert_eq!(transport("error:x"), None);
 }
+
+#[test]
+fn password_update_translation() {
+    // PostfixAdmin's Dovecot SQL config.
+    assert_eq!(
+        update_query(
+            "SELECT username AS user,password FROM mailbox WHERE username = '%u' AND active='1'"
+        )
+        .unwrap(),
+        "UPDATE mailbox SET password = %p WHERE username = '%u' AND active='1'"
+    );
+    // The workaround.org / postfix_accounts shape, with %{user} and a trailing semicolon.
+    assert_eq!(
+        update_query("SELECT email as user, password FROM virtual_users WHERE email='%{user}';")
+            .unwrap(),
+        "UPDATE virtual_users SET password = %p WHERE email='%u'"
+    );
+    assert_eq!(
+        update_query(
+            "SELECT Email as User, password FROM postfix_accounts.accounts_table WHERE Email='%u'"
+        )
+        .unwrap(),
+        "UPDATE postfix_accounts.accounts_table SET password = %p WHERE Email='%u'"
+    );
+    // Local part and domain together single the user out too.
+    assert_eq!(
+        update_query(
+            "SELECT CONCAT(username, '@', domain) AS user, password FROM accounts WHERE username = '%n' AND domain = '%d' AND enabled = true"
+        )
+        .unwrap(),
+        "UPDATE accounts SET password = %p WHERE username = '%n' AND domain = '%d' AND enabled = true"
+    );
+    // Not derived: the admin is told what to write, with what is known filled in.
+    let no = |q: &str| update_query(q).unwrap_err();
+    let e = no(
+        "SELECT email AS user, CONCAT('{SHA512-CRYPT}', pw) AS password FROM users WHERE email = '%u'",
+    );
+    assert!(
+        e.contains("password_update = \"UPDATE users SET <password column> = '%p' WHERE <address column> = '%u'\""),
+        "{e}"
+    );
+    let e = no(
+        "SELECT u.email AS user, u.password FROM users u JOIN domains d ON d.id = u.domain WHERE u.email = '%u' AND d.active = 1",
+    );
+    assert!(e.contains("UPDATE <table> SET"), "{e}");
+    assert!(no("SELECT password FROM users, domains WHERE email = '%u'").contains("<table>"));
+    // Conditions that could reach other rows, or that do not name the user.
+    for q in [
+        "SELECT password FROM users WHERE email = '%u' OR 1 = 1",
+        "SELECT password FROM users WHERE email = (SELECT email FROM a WHERE x = '%u')",
+        "SELECT password FROM users WHERE domain = '%d'",
+        "SELECT password FROM users WHERE email = '%u' LIMIT 1",
+        "SELECT password FROM users",
+    ] {
+        assert!(no(q).contains("UPDATE users SET password = '%p'"), "{q}");
+    }
+    assert!(no("SELECT password FROM users WHERE ip = '%r'").contains("<table>"));
+}
