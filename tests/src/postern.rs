@@ -18,6 +18,7 @@ use crate::daemon::Daemon;
 use crate::db::{DbKind, TestDb, exec_sql};
 use crate::dns::DnsServer;
 use crate::process::{COMMAND_TIMEOUT, describe_output, run_command};
+use crate::python::run_python;
 
 type ConfigEdit = Box<dyn FnOnce(&mut Table)>;
 
@@ -84,6 +85,18 @@ impl PosternBuilder {
     pub fn netns(mut self, name: &str) -> Self {
         self.netns = Some(name.to_owned());
         self
+    }
+
+    /// [`start`](Self::start), then `mailctl domain add` for the domain of `address` and
+    /// [`Postern::add_user`]`(address, password)`.
+    pub fn start_with_user(self, address: &str, password: &str) -> Postern {
+        let (_, domain) = address
+            .rsplit_once('@')
+            .unwrap_or_else(|| panic!("{address} has no domain"));
+        let pm = self.start();
+        pm.mailctl_ok(&["domain", "add", domain]);
+        pm.add_user(address, password);
+        pm
     }
 
     /// Lays out the install and starts the daemons; panics (with logs) on any failure.
@@ -281,6 +294,40 @@ impl Postern {
             out.status.success(),
             "mailctl {args:?} failed\n{}",
             describe_output(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `mailctl user add ADDRESS` with `password` on stdin; panics unless it succeeds.
+    pub fn add_user(&self, address: &str, password: &str) {
+        self.add_user_on_host(address, password, None);
+    }
+
+    /// `mailctl user add ADDRESS [--host HOST]` with `password` on stdin; panics unless it
+    /// succeeds.
+    pub fn add_user_on_host(&self, address: &str, password: &str, host: Option<&str>) {
+        let mut args = vec!["user", "add", address];
+        if let Some(h) = host {
+            args.extend(["--host", h]);
+        }
+        let out = self.mailctl_stdin(&args, &format!("{password}\n"));
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+
+    /// The port of imapd's first `(imap)` listener.
+    pub fn imap_port(&self) -> u16 {
+        self.daemon("imapd").listening_addrs_matching("(imap)")[0].port()
+    }
+
+    /// Runs `python3 -c SCRIPT ARGS…`; panics (with its output and the log of daemon
+    /// `log_of`) unless it succeeds; returns its stdout.
+    pub fn python_ok(&self, log_of: &str, script: &str, args: &[&str]) -> String {
+        let out = run_python(script, args);
+        assert!(
+            out.status.success(),
+            "python failed\n{}\n{log_of} log:\n{}",
+            describe_output(&out),
+            self.daemon(log_of).log_text()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -10,17 +10,13 @@ const USER: &str = "carol@example.org";
 const PASS: &str = "mbsync pass phrase 1";
 
 fn install() -> Postern {
-    let pm = Postern::builder()
+    Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "imapd"])
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+        .start_with_user(USER, PASS)
 }
 
 fn imap_port(pm: &Postern) -> u16 {
-    pm.daemon("imapd").listening_addrs_matching("(imap)")[0].port()
+    pm.imap_port()
 }
 
 /// Runs an imaplib script logged in as USER on the plain port (trusted loopback); its stdout.

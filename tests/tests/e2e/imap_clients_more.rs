@@ -12,13 +12,9 @@ const USER: &str = "dave@example.org";
 const PASS: &str = "mutt pass phrase 2";
 
 fn install() -> Postern {
-    let pm = Postern::builder()
+    Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "imapd"])
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+        .start_with_user(USER, PASS)
 }
 
 fn port(pm: &Postern, door: &str) -> u16 {

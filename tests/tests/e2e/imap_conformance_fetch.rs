@@ -3,19 +3,15 @@
 //! ID (RFC 2971) limits before login; `\Recent` counts on EXAMINE/SELECT (RFC 3501).
 //! Driven by a raw-socket Python client (imaplib cannot send literal8) against the real imapd.
 
-use postern_e2e::{Postern, describe_output, run_python};
+use postern_e2e::Postern;
 
 const USER: &str = "dora@example.org";
 const PASS: &str = "conformance pass phrase 1";
 
 fn install() -> Postern {
-    let pm = Postern::builder()
+    Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "imapd"])
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+        .start_with_user(USER, PASS)
 }
 
 /// A raw IMAP client: `C(tag, *parts)` sends text parts as they are and `("lit8", data)` /
@@ -79,17 +75,8 @@ def check(cond, what):
 
 fn py(pm: &Postern, body: &str) -> String {
     let script = format!("{PRELUDE}\n{body}\n");
-    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
-        .port()
-        .to_string();
-    let out = run_python(&script, &[&port, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let port = pm.imap_port().to_string();
+    pm.python_ok("imapd", &script, &[&port, USER, PASS])
 }
 
 /// RFC 3516 §4.2/§4.3: a message APPENDed as literal8 with binary content (NULs, 8-bit

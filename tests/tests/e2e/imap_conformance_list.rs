@@ -3,19 +3,15 @@
 //! subscriptions, LIST-STATUS (RFC 5819), SPECIAL-USE (RFC 6154), and LSUB's `\Noselect`
 //! (RFC 3501 §6.3.9). Driven by Python's imaplib against the real imapd.
 
-use postern_e2e::{Postern, describe_output, run_python};
+use postern_e2e::Postern;
 
 const USER: &str = "lena@example.org";
 const PASS: &str = "conformance list phrase 7";
 
 fn install() -> Postern {
-    let pm = Postern::builder()
+    Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "imapd"])
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+        .start_with_user(USER, PASS)
 }
 
 /// `run(M, "LIST", args…)` sends one command as written (imaplib adds no quoting) and
@@ -64,17 +60,8 @@ def fruit(M):
 
 fn py(pm: &Postern, body: &str) -> String {
     let script = format!("{PRELUDE}\n{body}\n");
-    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
-        .port()
-        .to_string();
-    let out = run_python(&script, &[&port, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let port = pm.imap_port().to_string();
+    pm.python_ok("imapd", &script, &[&port, USER, PASS])
 }
 
 /// RFC 5258 §3: "The RECURSIVEMATCH option MUST NOT occur as the only selection option (or

@@ -7,17 +7,15 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use postern_e2e::{Postern, describe_output, run_python};
+use postern_e2e::Postern;
 
 const USER: &str = "sorter@example.org";
 const PASS: &str = "sort thread pass phrase 1";
 
 fn install() -> Postern {
-    let pm = Postern::builder().daemons(&["authd", "imapd"]).start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+    Postern::builder()
+        .daemons(&["authd", "imapd"])
+        .start_with_user(USER, PASS)
 }
 
 /// A Python bytes literal for any bytes.
@@ -127,17 +125,8 @@ fn run(msgs: &[M<'_>], cmds: &[Cmd<'_>]) -> HashMap<String, String> {
          run_all('cached ')\n\
          M.logout()\n",
     );
-    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
-        .port()
-        .to_string();
-    let out = run_python(&script, &[&port, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let port = pm.imap_port().to_string();
+    pm.python_ok("imapd", &script, &[&port, USER, PASS])
         .lines()
         .filter_map(|l| l.split_once('\t'))
         .map(|(a, b)| (a.to_string(), b.trim_end().to_string()))

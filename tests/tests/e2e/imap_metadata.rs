@@ -5,21 +5,17 @@
 //! imaplib has no METADATA helpers, so the client is a raw socket in Python that sends
 //! LITERAL+ literals and reads responses with their literals.
 
-use postern_e2e::{Postern, describe_output, run_python};
+use postern_e2e::Postern;
 
 const USER: &str = "mira@example.org";
 const PASS: &str = "metadata phrase 9";
 
 fn install() -> Postern {
-    let pm = Postern::builder()
+    Postern::builder()
         .daemons(&["authd", "lmtp-deliver", "imapd"])
         .set("smtpd.postmaster", "hostmaster@example.org")
         .set("imapd.metadata_comment", "Postern test server")
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+        .start_with_user(USER, PASS)
 }
 
 /// `C = Client()` logs in; `C.run(b'GETMETADATA ...')` sends one command (tag added) and
@@ -75,17 +71,8 @@ def bad(r):
 
 fn py(pm: &Postern, body: &str) -> String {
     let script = format!("{PRELUDE}\n{body}\n");
-    let port = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
-        .port()
-        .to_string();
-    let out = run_python(&script, &[&port, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let port = pm.imap_port().to_string();
+    pm.python_ok("imapd", &script, &[&port, USER, PASS])
 }
 
 /// Server and mailbox entries: set, read back (DEPTH 0/1/infinity, MAXSIZE with

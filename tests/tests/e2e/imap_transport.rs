@@ -2,17 +2,15 @@
 //! (or a man in the middle) pipelined behind them, the same session goes on over the new
 //! layer, and IDLE answers with its continuation request before the updates it reports.
 
-use postern_e2e::{Postern, describe_output, run_python};
+use postern_e2e::Postern;
 
 const USER: &str = "alice@example.org";
 const PASS: &str = "correct horse battery";
 
 fn install() -> Postern {
-    let pm = Postern::builder().daemons(&["authd", "imapd"]).start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    let out = pm.mailctl_stdin(&["user", "add", USER], &format!("{PASS}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-    pm
+    Postern::builder()
+        .daemons(&["authd", "imapd"])
+        .start_with_user(USER, PASS)
 }
 
 /// Python prelude: a line reader over a (TLS) socket.
@@ -46,17 +44,8 @@ def connect():
 
 fn py(pm: &Postern, body: &str) -> String {
     let script = format!("{PRELUDE}\n{body}\n");
-    let imap = pm.daemon("imapd").listening_addrs_matching("(imap)")[0]
-        .port()
-        .to_string();
-    let out = run_python(&script, &[&imap, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let imap = pm.imap_port().to_string();
+    pm.python_ok("imapd", &script, &[&imap, USER, PASS])
 }
 
 /// STARTTLS command injection (CVE-2011-0411): commands sent in the clear behind STARTTLS, in

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use postern_e2e::{Postern, PosternBuilder, describe_output, run_python};
+use postern_e2e::{Postern, PosternBuilder, run_python};
 
 const USER: &str = "alice@example.org";
 const PASS: &str = "correct horse battery";
@@ -15,12 +15,8 @@ const PASS: &str = "correct horse battery";
 fn install(builder: PosternBuilder) -> Postern {
     let pm = builder
         .daemons(&["authd", "lmtp-deliver", "smtpd", "imapd"])
-        .start();
-    pm.mailctl_ok(&["domain", "add", "example.org"]);
-    for (u, p) in [(USER, PASS), ("bob@example.org", "another good passphrase")] {
-        let out = pm.mailctl_stdin(&["user", "add", u], &format!("{p}\n"));
-        assert!(out.status.success(), "{}", describe_output(&out));
-    }
+        .start_with_user(USER, PASS);
+    pm.add_user("bob@example.org", "another good passphrase");
     pm
 }
 
@@ -66,14 +62,7 @@ fn py(pm: &Postern, body: &str) -> String {
     let imap = addr(pm, "imapd", "imap").port().to_string();
     let imaps = addr(pm, "imapd", "imaps").port().to_string();
     let smtp = addr(pm, "smtpd", "smtp").port().to_string();
-    let out = run_python(&script, &[&imap, &imaps, &smtp, USER, PASS]);
-    assert!(
-        out.status.success(),
-        "python failed\n{}\nimapd log:\n{}",
-        describe_output(&out),
-        pm.daemon("imapd").log_text()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pm.python_ok("imapd", &script, &[&imap, &imaps, &smtp, USER, PASS])
 }
 
 fn files(dir: &Path, sub: &str) -> Vec<String> {
