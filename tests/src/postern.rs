@@ -6,9 +6,12 @@
 //! is `.daemons(&["authd", "lmtp-deliver"])`: each is run as `NAME --config FILE`.
 
 use std::fs::Permissions;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use tempfile::TempDir;
 use toml::{Table, Value};
@@ -312,6 +315,30 @@ impl Postern {
         }
         let out = self.mailctl_stdin(&args, &format!("{password}\n"));
         assert!(out.status.success(), "{}", describe_output(&out));
+    }
+
+    /// One lookup on authd's `socketmap` socket (netstring `MAP KEY`), reads with `timeout`:
+    /// the reply body (`OK …`, `NOTFOUND `, `TEMP …`).
+    pub fn socketmap(&self, map: &str, key: &str, timeout: Duration) -> String {
+        let mut s = UnixStream::connect(self.socket("socketmap")).unwrap();
+        s.set_read_timeout(Some(timeout)).unwrap();
+        let req = format!("{map} {key}");
+        s.write_all(format!("{}:{req},", req.len()).as_bytes())
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut b = [0u8; 512];
+        loop {
+            let n = s.read(&mut b).unwrap();
+            assert!(n > 0, "socketmap closed");
+            buf.extend_from_slice(&b[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((len, rest)) = text.split_once(':')
+                && let Ok(len) = len.parse::<usize>()
+                && rest.len() > len
+            {
+                return rest[..len].to_owned();
+            }
+        }
     }
 
     /// The port of imapd's first `(imap)` listener.

@@ -21,15 +21,6 @@ use crate::lmtp::{maildir, messages};
 const ALICE_PW: &str = "correct horse battery";
 const BOB_PW: &str = "another good passphrase";
 
-fn add_user(pm: &Postern, address: &str, password: &str, host: Option<&str>) {
-    let mut args = vec!["user", "add", address];
-    if let Some(h) = host {
-        args.extend(["--host", h]);
-    }
-    let out = pm.mailctl_stdin(&args, &format!("{password}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-}
-
 /// B: the backend holding bob's mailbox; lmtp-deliver on `127.0.0.1:lmtp_port`, open to
 /// 127.0.0.1 only.
 fn backend(lmtp_port: u16) -> Postern {
@@ -40,7 +31,7 @@ fn backend(lmtp_port: u16) -> Postern {
         .daemons(&["authd", "lmtp-deliver"])
         .start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&pm, "bob@example.org", BOB_PW, None);
+    pm.add_user("bob@example.org", BOB_PW);
     pm
 }
 
@@ -54,8 +45,8 @@ fn front(lmtp_port: u16) -> Postern {
         .daemons(&["authd", "lmtp-deliver", "smtpd"])
         .start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&pm, "alice@example.org", ALICE_PW, None);
-    add_user(&pm, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    pm.add_user("alice@example.org", ALICE_PW);
+    pm.add_user_on_host("bob@example.org", BOB_PW, Some("127.0.0.1"));
     pm
 }
 
@@ -146,25 +137,7 @@ fn auth_plain(pm: &Postern, service: &str, user: &str, password: &str) -> String
 
 /// One socketmap lookup on authd's `socketmap` socket: the reply body (`OK …`, `NOTFOUND `).
 fn socketmap(pm: &Postern, map: &str, key: &str) -> String {
-    let mut s = UnixStream::connect(pm.socket("socketmap")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!("{map} {key}");
-    s.write_all(format!("{}:{req},", req.len()).as_bytes())
-        .unwrap();
-    let mut buf = Vec::new();
-    let mut b = [0u8; 512];
-    loop {
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0, "socketmap closed");
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((len, rest)) = text.split_once(':')
-            && let Ok(len) = len.parse::<usize>()
-            && rest.len() > len
-        {
-            return rest[..len].to_owned();
-        }
-    }
+    pm.socketmap(map, key, Duration::from_secs(10))
 }
 
 /// A userdb `USER` lookup on `auth-userdb`: the reply line.
@@ -384,7 +357,7 @@ fn a_backend_refusal_bounces_like_the_local_socket() {
     let port = free_port();
     let b = backend(port);
     let a = front(port);
-    add_user(&a, "dave@example.org", BOB_PW, Some("127.0.0.1"));
+    a.add_user_on_host("dave@example.org", BOB_PW, Some("127.0.0.1"));
     send(
         &a,
         "alice@example.org",
@@ -520,8 +493,8 @@ fn postfix_routes_with_the_transport_map() {
         .daemons(&["authd", "lmtp-deliver"])
         .start();
     a.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&a, "alice@example.org", ALICE_PW, None);
-    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    a.add_user("alice@example.org", ALICE_PW);
+    a.add_user_on_host("bob@example.org", BOB_PW, Some("127.0.0.1"));
     let sm = a.socket("socketmap");
     let pf = postern_e2e::Postfix::builder()
         .main_cf(&format!(
@@ -570,7 +543,7 @@ fn two_nodes_share_one_postgresql_directory() {
         .daemons(&["authd", "lmtp-deliver", "smtpd"])
         .start();
     a.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    a.add_user_on_host("bob@example.org", BOB_PW, Some("127.0.0.1"));
     let b = Postern::builder()
         .hostname("b.example.org")
         .set("database.url", a.db_url())
@@ -613,8 +586,8 @@ fn host_fields(kind: DbKind) {
         .daemons(&["authd"])
         .start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&pm, "bob@example.org", BOB_PW, Some("B2.example.org"));
-    add_user(&pm, "carol@example.org", ALICE_PW, Some("b1.example.org"));
+    pm.add_user_on_host("bob@example.org", BOB_PW, Some("B2.example.org"));
+    pm.add_user_on_host("carol@example.org", ALICE_PW, Some("b1.example.org"));
     assert_eq!(
         socketmap(&pm, "transport", "bob@example.org"),
         "OK lmtp:[b2.example.org]:2424"
@@ -723,8 +696,8 @@ fn a_single_node_asks_authd_nothing_at_delivery() {
         .daemons(&["authd", "lmtp-deliver", "smtpd"])
         .start();
     a.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&a, "alice@example.org", ALICE_PW, None);
-    add_user(&a, "bob@example.org", BOB_PW, Some("127.0.0.1"));
+    a.add_user("alice@example.org", ALICE_PW);
+    a.add_user_on_host("bob@example.org", BOB_PW, Some("127.0.0.1"));
     let alice = maildir(&a, "alice");
 
     for n in 1..=3 {

@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,25 +82,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 
 /// One socketmap lookup on authd's `socketmap` socket: the reply body.
 fn socketmap(pm: &Postern, map: &str, key: &str) -> String {
-    let mut s = UnixStream::connect(pm.socket("socketmap")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!("{map} {key}");
-    s.write_all(format!("{}:{req},", req.len()).as_bytes())
-        .unwrap();
-    let mut buf = Vec::new();
-    let mut b = [0u8; 512];
-    loop {
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0, "socketmap closed");
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((len, rest)) = text.split_once(':')
-            && let Ok(len) = len.parse::<usize>()
-            && rest.len() > len
-        {
-            return rest[..len].to_owned();
-        }
-    }
+    pm.socketmap(map, key, Duration::from_secs(30))
 }
 
 #[test]

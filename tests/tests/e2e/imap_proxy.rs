@@ -22,15 +22,6 @@ const BOB: &str = "bob@example.org";
 const BOB_PW: &str = "another good passphrase";
 const ALICE_PW: &str = "correct horse battery";
 
-fn add_user(pm: &Postern, address: &str, password: &str, host: Option<&str>) {
-    let mut args = vec!["user", "add", address];
-    if let Some(h) = host {
-        args.extend(["--host", h]);
-    }
-    let out = pm.mailctl_stdin(&args, &format!("{password}\n"));
-    assert!(out.status.success(), "{}", describe_output(&out));
-}
-
 fn addr(pm: &Postern, daemon: &str, door: &str) -> SocketAddr {
     pm.daemon(daemon)
         .listening_addrs_matching(&format!("({door})"))[0]
@@ -44,7 +35,7 @@ fn backend() -> Postern {
         .daemons(&["authd", "lmtp-deliver", "imapd"])
         .start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&pm, BOB, BOB_PW, None);
+    pm.add_user(BOB, BOB_PW);
     pm
 }
 
@@ -61,8 +52,8 @@ fn front(b: &Postern) -> Postern {
         .daemons(&["authd", "imapd"])
         .start();
     pm.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&pm, "alice@example.org", ALICE_PW, None);
-    add_user(&pm, BOB, BOB_PW, Some("127.0.0.1"));
+    pm.add_user("alice@example.org", ALICE_PW);
+    pm.add_user_on_host(BOB, BOB_PW, Some("127.0.0.1"));
     pm
 }
 
@@ -430,7 +421,7 @@ fn only_trusted_proxies_name_the_client() {
         .daemons(&["authd", "imapd"])
         .start();
     b.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&b, BOB, BOB_PW, None);
+    b.add_user(BOB, BOB_PW);
     let mut c = Conn::new(TcpStream::connect(addr(&b, "imapd", "imap")).unwrap());
     c.line();
     let mark = b.daemon("imapd").mark();
@@ -546,7 +537,7 @@ fn the_hop_follows_proxy_tls() {
         .daemons(&["authd", "imapd"])
         .start();
     b.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&b, BOB, BOB_PW, None);
+    b.add_user(BOB, BOB_PW);
     let (ca, cert, key) = ca_and_leaf("127.0.0.1");
     std::fs::write(b.dir().join("tls/cert.pem"), cert).unwrap();
     std::fs::write(b.dir().join("tls/key.pem"), key).unwrap();
@@ -837,7 +828,7 @@ fn postern_front_before_a_dovecot_backend() {
         .daemons(&["authd", "imapd"])
         .start();
     a.mailctl_ok(&["domain", "add", "example.org"]);
-    add_user(&a, BOB, BOB_PW, Some("127.0.0.1"));
+    a.add_user_on_host(BOB, BOB_PW, Some("127.0.0.1"));
 
     let mut c = Conn::new(connect_from("127.0.0.2", addr(&a, "imapd", "imap")));
     c.line();
