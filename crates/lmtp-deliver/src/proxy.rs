@@ -14,9 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use anyhow::Context as _;
 use postern_config::{Config, HopTls};
-use postern_smtp_client::tls::{CertCheck, ca_connector, connector, server_name};
+use postern_smtp_client::tls::server_name;
 use postern_smtp_client::{
     Client, ClientError, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
 };
@@ -79,18 +78,7 @@ pub(crate) struct Hop {
 impl Hop {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let p = &config.proxy;
-        let tls = match p.tls {
-            HopTls::None => None,
-            HopTls::May => Some(connector(CertCheck::Any)),
-            HopTls::Verify => {
-                let file = p
-                    .ca_file
-                    .as_deref()
-                    .context("proxy.tls = \"verify\" needs proxy.ca_file")?;
-                let file = config.resolve(file);
-                Some(ca_connector(&file).map_err(|e| anyhow::anyhow!("proxy.ca_file: {e}"))?)
-            }
-        };
+        let tls = postern_smtp_client::tls::hop_connector(config).map_err(anyhow::Error::msg)?;
         let idle = p.idle_timeout_secs.duration();
         let d = Timeouts::default();
         let timeouts = Timeouts {

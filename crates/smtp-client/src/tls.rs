@@ -64,6 +64,26 @@ pub fn ca_connector(pem_file: &std::path::Path) -> Result<TlsConnector, String> 
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// The TLS client for the hop to a cluster's backends (`[proxy] tls`), shared by every
+/// daemon that forwards to a backend: `None` for plain text, `may` takes any certificate,
+/// `verify` checks it against `proxy.ca_file` (resolved against the config directory).
+pub fn hop_connector(config: &postern_config::Config) -> Result<Option<TlsConnector>, String> {
+    use postern_config::HopTls;
+    let p = &config.proxy;
+    Ok(match p.tls {
+        HopTls::None => None,
+        HopTls::May => Some(connector(CertCheck::Any)),
+        HopTls::Verify => {
+            let file = p
+                .ca_file
+                .as_deref()
+                .ok_or("proxy.tls = \"verify\" needs proxy.ca_file")?;
+            let file = config.resolve(file);
+            Some(ca_connector(&file).map_err(|e| format!("proxy.ca_file: {e}"))?)
+        }
+    })
+}
+
 /// The name sent as SNI (and checked with [`CertCheck::WebPki`]); an IP address when the
 /// host is one.
 pub fn server_name(host: &str) -> Option<ServerName<'static>> {
@@ -134,5 +154,35 @@ mod tests {
         assert!(server_name("bad name").is_none());
         let _ = connector(CertCheck::Any);
         let _ = connector(CertCheck::WebPki);
+    }
+
+    #[test]
+    fn hop_connector_follows_proxy_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = |proxy: &str| {
+            postern_config::Config::parse(
+                &format!("hostname = \"mx.example\"\n{proxy}"),
+                dir.path(),
+            )
+            .unwrap()
+        };
+        assert!(hop_connector(&conf("")).unwrap().is_none());
+        assert!(
+            hop_connector(&conf("[proxy]\ntls = \"none\"\n"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            hop_connector(&conf("[proxy]\ntls = \"may\"\n"))
+                .unwrap()
+                .is_some()
+        );
+        // A relative ca_file is read from the config directory; a missing one is an error.
+        let missing = conf("[proxy]\ntls = \"verify\"\nca_file = \"ca.pem\"\n");
+        let e = hop_connector(&missing).err().unwrap();
+        assert!(e.starts_with("proxy.ca_file: "), "{e}");
+        let ca = rcgen::generate_simple_self_signed(vec!["b1.example".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        assert!(hop_connector(&missing).unwrap().is_some());
     }
 }

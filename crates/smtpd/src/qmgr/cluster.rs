@@ -16,12 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
-use postern_config::{Config, HopTls, SmtpdRouting};
+use postern_config::{Config, SmtpdRouting};
 use postern_queue::{DeliveryReply, Envelope};
 use postern_smtp_client::Target;
-use postern_smtp_client::tls::{CertCheck, ca_connector, connector};
-use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
 use crate::outbound::route::join_host_port;
@@ -131,23 +128,6 @@ pub(crate) async fn hops(config: &Config, env: &Envelope, idx: &[usize]) -> Hops
         }
     }
     out
-}
-
-/// The TLS client for the hop to the backends (`[proxy] tls`): `None` for plain text.
-pub(crate) fn hop_connector(config: &Config) -> anyhow::Result<Option<TlsConnector>> {
-    let p = &config.proxy;
-    Ok(match p.tls {
-        HopTls::None => None,
-        HopTls::May => Some(connector(CertCheck::Any)),
-        HopTls::Verify => {
-            let file = p
-                .ca_file
-                .as_deref()
-                .context("proxy.tls = \"verify\" needs proxy.ca_file")?;
-            let file = config.resolve(file);
-            Some(ca_connector(&file).map_err(|e| anyhow::anyhow!("proxy.ca_file: {e}"))?)
-        }
-    })
 }
 
 #[cfg(test)]

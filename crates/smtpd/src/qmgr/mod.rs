@@ -264,7 +264,9 @@ pub(crate) async fn start(
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
         lmtp_slots: Semaphore::new(config.smtpd.lmtp_concurrency.get()),
-        hop_tls: cluster::hop_connector(config).context("setting up TLS towards backends")?,
+        hop_tls: postern_smtp_client::tls::hop_connector(config)
+            .map_err(anyhow::Error::msg)
+            .context("setting up TLS towards backends")?,
         backoff: Backoff {
             min: c.min_backoff_secs.duration(),
             max: c.max_backoff_secs.max(c.min_backoff_secs).duration(),
