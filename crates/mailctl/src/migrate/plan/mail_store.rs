@@ -39,18 +39,23 @@ impl Builder<'_> {
         }
     }
 
-    pub(super) fn mail_store_quota(&mut self) {
+    /// `key` as Dovecot reads it from the `plugin { }` sections: the last one setting it
+    /// wins; with `top`, a top-level setting counts too, below every section.
+    fn plugin_setting(&self, key: &str, top: bool) -> Option<String> {
         let mut plugins = Vec::new();
+        if top {
+            plugins.push(&self.inputs.dovecot);
+        }
         self.inputs.dovecot.all_sections("plugin", &mut plugins);
-        plugins.insert(0, &self.inputs.dovecot);
-        let get = |k: &str| {
-            plugins
-                .iter()
-                .rev()
-                .find_map(|p| p.get(k))
-                .map(str::to_owned)
-        };
-        if let Some(q) = get("quota") {
+        plugins
+            .iter()
+            .rev()
+            .find_map(|p| p.get(key))
+            .map(str::to_owned)
+    }
+
+    pub(super) fn mail_store_quota(&mut self) {
+        if let Some(q) = self.plugin_setting("quota", true) {
             if !q.starts_with("maildir") {
                 self.skip(
                     "dovecot: quota",
@@ -61,7 +66,7 @@ impl Builder<'_> {
                 self.row("dovecot: quota", &q, "Postern's maildirsize (same format)");
             }
         }
-        if let Some(r) = get("quota_rule") {
+        if let Some(r) = self.plugin_setting("quota_rule", true) {
             match dovecot::quota_rule_storage(&r) {
                 Some(b) => {
                     self.row(
@@ -135,16 +140,7 @@ impl Builder<'_> {
             }
         }
         // Sieve.
-        let mut plugins = Vec::new();
-        self.inputs.dovecot.all_sections("plugin", &mut plugins);
-        let get = |k: &str| {
-            plugins
-                .iter()
-                .rev()
-                .find_map(|p| p.get(k))
-                .map(str::to_owned)
-        };
-        if let Some(s) = get("sieve") {
+        if let Some(s) = self.plugin_setting("sieve", false) {
             let (dir, active) = match s.strip_prefix("file:") {
                 Some(r) => {
                     let mut parts = r.split(';');
@@ -154,7 +150,7 @@ impl Builder<'_> {
                         .map(str::to_owned);
                     (Some(dir), active)
                 }
-                None => (get("sieve_dir"), Some(s.clone())),
+                None => (self.plugin_setting("sieve_dir", false), Some(s.clone())),
             };
             match active.as_deref().map(|a| a.replacen("~/", "%h/", 1)) {
                 Some(a) => match dovecot::translate_vars(&a) {
@@ -190,7 +186,7 @@ impl Builder<'_> {
             "sieve_default",
             "sieve_extensions",
         ] {
-            if let Some(v) = get(k) {
+            if let Some(v) = self.plugin_setting(k, false) {
                 self.skip(
                     format!("dovecot: {k}"),
                     v,

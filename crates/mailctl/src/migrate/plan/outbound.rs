@@ -73,15 +73,7 @@ impl Builder<'_> {
                 continue;
             };
             for entry in postfix::list(&v) {
-                let Some(text) = MapSpec::parse(&entry)
-                    .and_then(|s| s.text_source().map(str::to_owned))
-                    .and_then(|p| self.file(&p).map(str::to_owned))
-                else {
-                    self.skip(
-                        format!("postfix: {param}"),
-                        &entry,
-                        "only readable hash:/texthash: tables are carried",
-                    );
+                let Some(text) = self.table_text(param, &entry) else {
                     continue;
                 };
                 for (k, val) in postfix::parse_table(&text) {
@@ -133,6 +125,22 @@ impl Builder<'_> {
         }
     }
 
+    /// The text of the table `entry` (`hash:/etc/postfix/x`) of the Postfix list `param`;
+    /// `None`, with a not-carried row, when it is no readable hash:/texthash: table.
+    fn table_text(&mut self, param: &str, entry: &str) -> Option<String> {
+        let text = MapSpec::parse(entry)
+            .and_then(|s| s.text_source().map(str::to_owned))
+            .and_then(|p| self.file(&p).map(str::to_owned));
+        if text.is_none() {
+            self.skip(
+                format!("postfix: {param}"),
+                entry,
+                "only readable hash:/texthash: tables are carried",
+            );
+        }
+        text
+    }
+
     pub(super) fn relay_auth(&mut self, relayhost: &str, host_port: &str) {
         let Some(v) = self.pf("smtp_sasl_password_maps").map(str::to_owned) else {
             return;
@@ -152,15 +160,7 @@ impl Builder<'_> {
             .unwrap_or("")
             .to_owned();
         for entry in postfix::list(&v) {
-            let Some(text) = MapSpec::parse(&entry)
-                .and_then(|s| s.text_source().map(str::to_owned))
-                .and_then(|p| self.file(&p).map(str::to_owned))
-            else {
-                self.skip(
-                    "postfix: smtp_sasl_password_maps",
-                    &entry,
-                    "only readable hash:/texthash: tables are carried",
-                );
+            let Some(text) = self.table_text("smtp_sasl_password_maps", &entry) else {
                 continue;
             };
             let found = postfix::parse_table(&text)
