@@ -413,21 +413,30 @@ async fn client_loop(
                 }
             }};
         }
+        // The webmail pair, LISTs then STATUSes: `false` when the run is over.
+        macro_rules! list_and_status {
+            () => {
+                'pair: {
+                    for _ in 0..w.list {
+                        if step!(Op::List, "LIST \"\" \"*\"").is_none() {
+                            break 'pair false;
+                        }
+                    }
+                    for _ in 0..w.status {
+                        if step!(Op::Status, "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").is_none() {
+                            break 'pair false;
+                        }
+                    }
+                    true
+                }
+            };
+        }
         let mut exists = 0u32;
         'cycle: {
             // The mixed (webmail) session lists and checks first; a logged-in client ends its
             // cycle with them.
-            if opts.mode == Mode::Mixed {
-                for _ in 0..w.list {
-                    if step!(Op::List, "LIST \"\" \"*\"").is_none() {
-                        break 'cycle;
-                    }
-                }
-                for _ in 0..w.status {
-                    if step!(Op::Status, "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").is_none() {
-                        break 'cycle;
-                    }
-                }
+            if opts.mode == Mode::Mixed && !list_and_status!() {
+                break 'cycle;
             }
             for _ in 0..w.select {
                 match step!(Op::Select, "SELECT INBOX") {
@@ -494,17 +503,8 @@ async fn client_loop(
                     }
                 }
             }
-            if opts.mode == Mode::LoggedIn {
-                for _ in 0..w.list {
-                    if step!(Op::List, "LIST \"\" \"*\"").is_none() {
-                        break 'cycle;
-                    }
-                }
-                for _ in 0..w.status {
-                    if step!(Op::Status, "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").is_none() {
-                        break 'cycle;
-                    }
-                }
+            if opts.mode == Mode::LoggedIn && !list_and_status!() {
+                break 'cycle;
             }
         }
         if opts.mode == Mode::Mixed || stopped {

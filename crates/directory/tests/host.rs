@@ -14,6 +14,14 @@ fn config(dir: &std::path::Path, queries: &str) -> Config {
 
 const HASH: &str = "{PLAIN}x";
 
+/// Bob's `host` as a directory opened with `queries` reads it.
+async fn bob_host(dir: &std::path::Path, queries: &str) -> String {
+    let dir = Directory::open(&config(dir, queries)).await.unwrap();
+    let host = dir.account("bob@example.org").await.unwrap().unwrap().host;
+    dir.close().await;
+    host
+}
+
 #[tokio::test]
 async fn host_is_stored_listed_and_looked_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,34 +119,14 @@ async fn host_lookup_is_overridable() {
     }
     // A host query of its own wins over the column.
     let q = "[database.queries]\nhost = \"SELECT node FROM node_map WHERE login = '%u'\"\n";
-    let dir = Directory::open(&config(tmp.path(), q)).await.unwrap();
-    assert_eq!(
-        dir.account("bob@example.org").await.unwrap().unwrap().host,
-        "b9.example"
-    );
-    dir.close().await;
+    assert_eq!(bob_host(tmp.path(), q).await, "b9.example");
     // A custom account query of four columns (an existing schema): every account is here.
     let q = "[database.queries]\naccount = \"SELECT address, password, 0, 1 FROM accounts WHERE address = %u\"\n";
-    let dir = Directory::open(&config(tmp.path(), q)).await.unwrap();
-    assert_eq!(
-        dir.account("bob@example.org").await.unwrap().unwrap().host,
-        ""
-    );
-    dir.close().await;
+    assert_eq!(bob_host(tmp.path(), q).await, "");
     // ... and one with a fifth column gives the host, Dovecot-style; a value that is no
     // host name (hand-made SQL) is read as this node, never passed on.
     let q = "[database.queries]\naccount = \"SELECT address, password, 0, 1, 'B3.example' FROM accounts WHERE address = %u\"\n";
-    let dir = Directory::open(&config(tmp.path(), q)).await.unwrap();
-    assert_eq!(
-        dir.account("bob@example.org").await.unwrap().unwrap().host,
-        "b3.example"
-    );
-    dir.close().await;
+    assert_eq!(bob_host(tmp.path(), q).await, "b3.example");
     let q = "[database.queries]\naccount = \"SELECT address, password, 0, 1, 'evil\tproxy' FROM accounts WHERE address = %u\"\n";
-    let dir = Directory::open(&config(tmp.path(), q)).await.unwrap();
-    assert_eq!(
-        dir.account("bob@example.org").await.unwrap().unwrap().host,
-        ""
-    );
-    dir.close().await;
+    assert_eq!(bob_host(tmp.path(), q).await, "");
 }
