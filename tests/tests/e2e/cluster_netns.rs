@@ -27,7 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use postern_e2e::{Postern, describe_output, exec_sql, free_port, run_command};
+use postern_e2e::{LineClient, Postern, describe_output, exec_sql, free_port, run_command};
 
 const BOB: &str = "bob@example.org";
 const CAROL: &str = "carol@example.org";
@@ -436,60 +436,6 @@ fn smtp(addr: SocketAddr, rcpts: &[&str], subject: &str) -> Result<Vec<String>, 
     }
 }
 
-/// A line client (IMAP, POP3).
-struct Conn {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Self {
-            w: s.try_clone().unwrap(),
-            r: BufReader::new(s),
-        }
-    }
-
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        self.r.read_until(b'\n', &mut buf).expect("read a line");
-        String::from_utf8_lossy(&buf).trim_end().to_owned()
-    }
-
-    fn send(&mut self, s: &str) {
-        self.w.write_all(s.as_bytes()).unwrap();
-    }
-
-    fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        self.send(&format!("{tag} {cmd}\r\n"));
-        let mut out = Vec::new();
-        loop {
-            let l = self.line();
-            assert!(
-                !l.is_empty() || !out.is_empty(),
-                "EOF before {tag}: {out:?}"
-            );
-            let done = l.starts_with(&format!("{tag} "));
-            out.push(l);
-            if done {
-                return out;
-            }
-            assert!(out.len() < 10_000);
-        }
-    }
-
-    fn ok(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        let out = self.cmd(tag, cmd);
-        assert!(
-            out.last().unwrap().starts_with(&format!("{tag} OK")),
-            "{cmd}: {out:?}"
-        );
-        out
-    }
-}
-
 fn sock(net: &Net, i: usize, port: u16) -> SocketAddr {
     format!("{}:{port}", net.ips[i]).parse().unwrap()
 }
@@ -577,7 +523,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     assert_eq!(count(b2, "bob") + count(b1, "carol"), 0, "wrong backend");
 
     // 2. IMAP at front 1 on bob's mailbox (backend 1): FETCH, STORE, APPEND.
-    let mut c = Conn::connect(sock(net, 0, ports.imap));
+    let mut c = LineClient::connect(sock(net, 0, ports.imap));
     assert!(c.line().starts_with("* OK"));
     c.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
     let sel = c.ok("b", "SELECT INBOX");
@@ -611,7 +557,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     assert_eq!(count(b1, "bob"), 3, "APPEND stored on backend 1");
 
     // IMAP IDLE at front 2 on carol's mailbox (backend 2), woken by mail through front 1.
-    let mut idle = Conn::connect(sock(net, 1, ports.imap));
+    let mut idle = LineClient::connect(sock(net, 1, ports.imap));
     assert!(idle.line().starts_with("* OK"));
     idle.ok("a", &format!("LOGIN {CAROL} \"{PW}\""));
     idle.ok("b", "SELECT INBOX");
@@ -638,7 +584,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     c.ok("z", "LOGOUT");
 
     // POP3 at front 2 on bob's mailbox (backend 1): the 3 messages, the appended one too.
-    let mut p = Conn::connect(sock(net, 1, ports.pop3));
+    let mut p = LineClient::connect(sock(net, 1, ports.pop3));
     assert!(p.line().starts_with("+OK"));
     p.send(&format!("USER {BOB}\r\n"));
     assert!(p.line().starts_with("+OK"));
@@ -669,7 +615,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
         &format!("{PW}\n"),
     );
     assert!(out.status.success(), "{}", describe_output(&out));
-    let mut c = Conn::connect(sock(net, 0, ports.imap));
+    let mut c = LineClient::connect(sock(net, 0, ports.imap));
     assert!(c.line().starts_with("* OK"));
     for k in 0..3 {
         let no = c.cmd(&format!("f{k}"), &format!("LOGIN {dave} \"wrong {k}\""));
@@ -677,7 +623,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     }
     drop(c);
     let login_at_front_2 = || {
-        let mut c = Conn::connect(sock(net, 1, ports.imap));
+        let mut c = LineClient::connect(sock(net, 1, ports.imap));
         assert!(c.line().starts_with("* OK"));
         c.cmd("a", &format!("LOGIN {dave} \"{PW}\"")).pop().unwrap()
     };
@@ -696,7 +642,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     // 3. Backend 1 killed with SIGKILL: bob's mail waits in the fronts' queues (deferred),
     // carol's still arrives; once backend 1 returns, every message arrives once.
     // A session through front 2 on bob's mailbox, open when backend 1 dies.
-    let mut held = Conn::connect(sock(net, 1, ports.imap));
+    let mut held = LineClient::connect(sock(net, 1, ports.imap));
     assert!(held.line().starts_with("* OK"));
     held.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
     held.ok("b", "SELECT INBOX");
@@ -708,7 +654,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
     // refusal; carol (backend 2) is served as before.
     let bye = held.line();
     assert_eq!(bye, "* BYE [UNAVAILABLE] Backend server went away");
-    let mut c = Conn::connect(sock(net, 0, ports.imap));
+    let mut c = LineClient::connect(sock(net, 0, ports.imap));
     assert!(c.line().starts_with("* OK"));
     let no = c.cmd("a", &format!("LOGIN {BOB} \"{PW}\""));
     assert!(
@@ -890,7 +836,7 @@ fn four_nodes_in_namespaces_on_one_postgresql() {
             || smtp(smtp_at(i), &[BOB, CAROL], &format!("after the restart {i}")).is_ok(),
         );
         after += 1;
-        let mut c = Conn::connect(sock(net, i, ports.imap));
+        let mut c = LineClient::connect(sock(net, i, ports.imap));
         assert!(c.line().starts_with("* OK"));
         c.ok("a", &format!("LOGIN {CAROL} \"{PW}\""));
         c.ok("z", "LOGOUT");
@@ -987,7 +933,7 @@ fn throughput_one_vs_two_backends() {
     let ops = n.min(2000);
     for round in 0..2 {
         for (label, i) in [("direct", 2), ("proxied", 0)] {
-            let mut c = Conn::connect(sock(&c.net, i, c.ports.imap));
+            let mut c = LineClient::connect(sock(&c.net, i, c.ports.imap));
             assert!(c.line().starts_with("* OK"));
             c.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
             c.ok("b", "SELECT INBOX");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use nix::sys::signal::Signal;
-use postern_e2e::{Postern, describe_output};
+use postern_e2e::{LineClient, Postern, describe_output};
 
 use crate::lmtp::messages;
 
@@ -107,66 +107,6 @@ fn connect_from(from_ip: &str, to: SocketAddr) -> TcpStream {
     s
 }
 
-/// A raw line client (IMAP or POP3).
-struct Conn {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn new(s: TcpStream) -> Self {
-        Self {
-            w: s.try_clone().unwrap(),
-            r: BufReader::new(s),
-        }
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.w.local_addr().unwrap()
-    }
-
-    /// One line with its CRLF removed; empty at EOF.
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        self.r.read_until(b'\n', &mut buf).expect("read a line");
-        String::from_utf8_lossy(&buf).trim_end().to_owned()
-    }
-
-    fn send(&mut self, s: &str) {
-        self.w.write_all(s.as_bytes()).unwrap();
-    }
-
-    /// Lines up to and including the one tagged `tag` (literals read as lines).
-    fn until_tagged(&mut self, tag: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let l = self.line();
-            assert!(
-                !l.is_empty() || !out.is_empty(),
-                "EOF before {tag}: {out:?}"
-            );
-            let done = l.starts_with(&format!("{tag} "));
-            out.push(l);
-            if done {
-                return out;
-            }
-            assert!(out.len() < 10_000);
-        }
-    }
-
-    fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        self.send(&format!("{tag} {cmd}\r\n"));
-        self.until_tagged(tag)
-    }
-
-    /// Everything up to EOF.
-    fn rest(&mut self) -> String {
-        let mut s = String::new();
-        self.r.read_to_string(&mut s).expect("read to EOF");
-        s
-    }
-}
-
 fn last(lines: &[String]) -> &str {
     lines.last().map_or("", String::as_str)
 }
@@ -216,12 +156,12 @@ fn imap_login_at_the_front_reaches_the_backend_mailbox() {
     let b_imap = addr(&b, "imapd", "imap");
 
     // B's own answer to a direct login, to compare capability lists.
-    let mut direct = Conn::new(TcpStream::connect(b_imap).unwrap());
+    let mut direct = LineClient::new(TcpStream::connect(b_imap).unwrap());
     direct.line();
     let direct_ok = direct.cmd("d", &format!("LOGIN {BOB} \"{BOB_PW}\""));
     direct.cmd("d2", "LOGOUT");
 
-    let mut c = Conn::new(connect_from("127.0.0.2", a_imap));
+    let mut c = LineClient::new(connect_from("127.0.0.2", a_imap));
     let client = c.local_addr();
     let greeting = c.line();
     assert!(greeting.contains("front.example.org"), "{greeting}");
@@ -308,7 +248,7 @@ fn imap_login_at_the_front_reaches_the_backend_mailbox() {
         "the front never creates bob's Maildir"
     );
     // alice lives on A: a local login as before.
-    let mut local = Conn::new(TcpStream::connect(a_imap).unwrap());
+    let mut local = LineClient::new(TcpStream::connect(a_imap).unwrap());
     local.line();
     let ok = local.cmd("a", &format!("LOGIN alice@example.org \"{ALICE_PW}\""));
     assert!(last(&ok).starts_with("a OK"), "{ok:?}");
@@ -328,7 +268,7 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
 
     // POP3 USER/PASS, from 127.0.0.2: B's log names it (XCLIENT).
     let mark = b.daemon("imapd").mark();
-    let mut p = Conn::new(connect_from("127.0.0.2", a_pop3));
+    let mut p = LineClient::new(connect_from("127.0.0.2", a_pop3));
     let client = p.local_addr();
     assert!(p.line().starts_with("+OK"));
     p.send(&format!("USER {BOB}\r\n"));
@@ -358,12 +298,12 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
     assert!(line.contains(&format!("peer={client}")), "{line}");
 
     // B greets a trusted proxy with Dovecot's [XCLIENT] mark (a Dovecot front looks for it).
-    let mut direct = Conn::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
+    let mut direct = LineClient::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
     let greeting = direct.line();
     assert!(greeting.starts_with("+OK [XCLIENT] "), "{greeting}");
 
     // POP3 AUTH PLAIN.
-    let mut p = Conn::new(TcpStream::connect(a_pop3).unwrap());
+    let mut p = LineClient::new(TcpStream::connect(a_pop3).unwrap());
     p.line();
     p.send(&format!("AUTH PLAIN {plain}\r\n"));
     let auth = p.line();
@@ -372,7 +312,7 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
     assert!(p.line().starts_with("+OK"));
 
     // A wrong password is refused at A (its authd), with A's usual answer.
-    let mut c = Conn::new(TcpStream::connect(a_imap).unwrap());
+    let mut c = LineClient::new(TcpStream::connect(a_imap).unwrap());
     c.line();
     let no = c.cmd("a", &format!("LOGIN {BOB} wrong-password"));
     assert!(
@@ -395,7 +335,7 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
     b.stop_daemon("imapd");
 
     // The backend is down: a login at A is a temporary failure.
-    let mut c = Conn::new(TcpStream::connect(a_imap).unwrap());
+    let mut c = LineClient::new(TcpStream::connect(a_imap).unwrap());
     c.line();
     let no = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
     assert!(last(&no).starts_with("a NO [UNAVAILABLE]"), "{no:?}");
@@ -404,7 +344,7 @@ fn authenticate_pop3_and_a_backend_that_goes_away() {
     // The front is fine otherwise.
     let ok = c.cmd("c", &format!("LOGIN alice@example.org \"{ALICE_PW}\""));
     assert!(last(&ok).starts_with("c OK"), "{ok:?}");
-    let mut p = Conn::new(TcpStream::connect(a_pop3).unwrap());
+    let mut p = LineClient::new(TcpStream::connect(a_pop3).unwrap());
     p.line();
     p.send(&format!("USER {BOB}\r\nPASS {BOB_PW}\r\n"));
     assert!(p.line().starts_with("+OK"));
@@ -422,7 +362,7 @@ fn only_trusted_proxies_name_the_client() {
         .start();
     b.mailctl_ok(&["domain", "add", "example.org"]);
     b.add_user(BOB, BOB_PW);
-    let mut c = Conn::new(TcpStream::connect(addr(&b, "imapd", "imap")).unwrap());
+    let mut c = LineClient::new(TcpStream::connect(addr(&b, "imapd", "imap")).unwrap());
     c.line();
     let mark = b.daemon("imapd").mark();
     c.cmd(
@@ -436,7 +376,7 @@ fn only_trusted_proxies_name_the_client() {
         .wait_for_since(mark, "login", Duration::from_secs(10));
     assert!(!line.contains("198.51.100.9"), "{line}");
     assert!(line.contains(&format!("peer={}", c.local_addr())), "{line}");
-    let mut p = Conn::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
+    let mut p = LineClient::new(TcpStream::connect(addr(&b, "imapd", "pop3")).unwrap());
     let greeting = p.line();
     assert!(!greeting.contains("XCLIENT"), "{greeting}");
     p.send("XCLIENT ADDR=198.51.100.9 PORT=4242\r\n");
@@ -462,7 +402,7 @@ fn proxy_cost() {
             .unwrap()
     };
     let login = |to: SocketAddr| {
-        let mut c = Conn::new(TcpStream::connect(to).unwrap());
+        let mut c = LineClient::new(TcpStream::connect(to).unwrap());
         c.line();
         let ok = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
         assert!(last(&ok).starts_with("a OK"), "{ok:?}");
@@ -473,11 +413,11 @@ fn proxy_cost() {
     let a_imap = addr(&a, "imapd", "imap");
     let b_imap = addr(&b, "imapd", "imap");
     // Warm up both (allocator arenas, authd connections), then measure.
-    let warm: Vec<Conn> = (0..5).map(|_| login(a_imap)).collect();
+    let warm: Vec<LineClient> = (0..5).map(|_| login(a_imap)).collect();
     drop(warm);
     std::thread::sleep(Duration::from_millis(300));
     let before = rss(&a);
-    let conns: Vec<Conn> = (0..N).map(|_| login(a_imap)).collect();
+    let conns: Vec<LineClient> = (0..N).map(|_| login(a_imap)).collect();
     let after = rss(&a);
     eprintln!(
         "front imapd RSS {before} kB -> {after} kB with {N} idle proxied sessions: {:.1} KiB each",
@@ -547,7 +487,7 @@ fn the_hop_follows_proxy_tls() {
     let (other_ca, _, _) = ca_and_leaf("127.0.0.1");
     std::fs::write(a.dir().join("other-ca.pem"), other_ca).unwrap();
     let login = |a: &Postern| {
-        let mut c = Conn::new(TcpStream::connect(addr(a, "imapd", "imap")).unwrap());
+        let mut c = LineClient::new(TcpStream::connect(addr(a, "imapd", "imap")).unwrap());
         c.line();
         let r = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
         last(&r).to_owned()
@@ -569,9 +509,10 @@ fn the_hop_follows_proxy_tls() {
         if ok {
             assert!(r.starts_with("a OK [CAPABILITY "), "{tls} {ca_file:?}: {r}");
             // B allows 2 connections per address; the front (a trusted proxy) is exempt.
-            let held: Vec<Conn> = (0..3)
+            let held: Vec<LineClient> = (0..3)
                 .map(|i| {
-                    let mut c = Conn::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
+                    let mut c =
+                        LineClient::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
                     c.line();
                     let r = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
                     assert!(last(&r).starts_with("a OK"), "session {i}: {r:?}");
@@ -596,11 +537,11 @@ fn a_backend_that_refuses_the_password() {
     let a = front(&b);
     let out = b.mailctl_stdin(&["user", "passwd", BOB], "a different passphrase\n");
     assert!(out.status.success(), "{}", describe_output(&out));
-    let mut c = Conn::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
+    let mut c = LineClient::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
     c.line();
     let r = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
     assert!(last(&r).starts_with("a NO [AUTHENTICATIONFAILED]"), "{r:?}");
-    let mut p = Conn::new(TcpStream::connect(addr(&a, "imapd", "pop3")).unwrap());
+    let mut p = LineClient::new(TcpStream::connect(addr(&a, "imapd", "pop3")).unwrap());
     p.line();
     p.send(&format!("USER {BOB}\r\nPASS {BOB_PW}\r\n"));
     assert!(p.line().starts_with("+OK"));
@@ -620,7 +561,7 @@ fn a_proxy_loop_ends_at_the_backend() {
     b.restart_daemon("authd");
     b.mailctl_ok(&["user", "set-host", BOB, "127.0.0.1"]);
     let mark = b.daemon("imapd").mark();
-    let mut c = Conn::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
+    let mut c = LineClient::new(TcpStream::connect(addr(&a, "imapd", "imap")).unwrap());
     c.line();
     let r = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
     assert!(last(&r).starts_with("a NO [UNAVAILABLE]"), "{r:?}");
@@ -830,7 +771,7 @@ fn postern_front_before_a_dovecot_backend() {
     a.mailctl_ok(&["domain", "add", "example.org"]);
     a.add_user_on_host(BOB, BOB_PW, Some("127.0.0.1"));
 
-    let mut c = Conn::new(connect_from("127.0.0.2", addr(&a, "imapd", "imap")));
+    let mut c = LineClient::new(connect_from("127.0.0.2", addr(&a, "imapd", "imap")));
     c.line();
     let login = c.cmd("a", &format!("LOGIN {BOB} \"{BOB_PW}\""));
     let ok = last(&login);
@@ -845,7 +786,7 @@ fn postern_front_before_a_dovecot_backend() {
     c.cmd("d", "LOGOUT");
     assert!(!c.rest().contains("UNAVAILABLE"));
 
-    let mut p = Conn::new(connect_from("127.0.0.2", addr(&a, "imapd", "pop3")));
+    let mut p = LineClient::new(connect_from("127.0.0.2", addr(&a, "imapd", "pop3")));
     p.line();
     p.send(&format!("USER {BOB}\r\nPASS {BOB_PW}\r\nSTAT\r\nQUIT\r\n"));
     assert!(p.line().starts_with("+OK"));
@@ -876,7 +817,7 @@ fn dovecot_front_before_a_postern_backend() {
     let b_imap = addr(&b, "imapd", "imap").port();
     let dv = Dovecot::start(&format!("proxy=y host=127.0.0.1 port={b_imap}"));
     let mark = b.daemon("imapd").mark();
-    let mut c = Conn::new(connect_from(
+    let mut c = LineClient::new(connect_from(
         "127.0.0.2",
         SocketAddr::from(([127, 0, 0, 1], dv.imap)),
     ));
