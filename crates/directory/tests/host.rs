@@ -14,10 +14,15 @@ fn config(dir: &std::path::Path, queries: &str) -> Config {
 
 const HASH: &str = "{PLAIN}x";
 
+/// The `host` of an existing account.
+async fn host_of(dir: &Directory, address: &str) -> String {
+    dir.account(address).await.unwrap().unwrap().host
+}
+
 /// Bob's `host` as a directory opened with `queries` reads it.
 async fn bob_host(dir: &std::path::Path, queries: &str) -> String {
     let dir = Directory::open(&config(dir, queries)).await.unwrap();
-    let host = dir.account("bob@example.org").await.unwrap().unwrap().host;
+    let host = host_of(&dir, "bob@example.org").await;
     dir.close().await;
     host
 }
@@ -33,18 +38,8 @@ async fn host_is_stored_listed_and_looked_up() {
     dir.add_user_on("bob@example.org", NewSecret::Hash(HASH), 0, " B2.Example ")
         .await
         .unwrap();
-    assert_eq!(
-        dir.account("alice@example.org")
-            .await
-            .unwrap()
-            .unwrap()
-            .host,
-        ""
-    );
-    assert_eq!(
-        dir.account("bob@example.org").await.unwrap().unwrap().host,
-        "b2.example"
-    );
+    assert_eq!(host_of(&dir, "alice@example.org").await, "");
+    assert_eq!(host_of(&dir, "bob@example.org").await, "b2.example");
     // set-host moves an account, "" brings it home; each change replaces the stamp.
     let stamp = dir.change_stamp().to_owned();
     let before = std::fs::read_to_string(&stamp).ok();
@@ -75,26 +70,11 @@ async fn host_is_stored_listed_and_looked_up() {
         );
     }
     assert!(dir.set_host("nobody@example.org", "b1").await.is_err());
-    assert_eq!(
-        dir.account("alice@example.org")
-            .await
-            .unwrap()
-            .unwrap()
-            .host,
-        "10.0.0.3"
-    );
+    assert_eq!(host_of(&dir, "alice@example.org").await, "10.0.0.3");
     dir.close().await;
     // The migration ran once: opening again finds the column and keeps the data.
     let again = Directory::open(&config(tmp.path(), "")).await.unwrap();
-    assert_eq!(
-        again
-            .account("alice@example.org")
-            .await
-            .unwrap()
-            .unwrap()
-            .host,
-        "10.0.0.3"
-    );
+    assert_eq!(host_of(&again, "alice@example.org").await, "10.0.0.3");
     again.close().await;
 }
 
