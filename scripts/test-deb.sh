@@ -231,7 +231,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
     -keyout /etc/postern/tls/privkey.pem -out /etc/postern/tls/fullchain.pem 2>/dev/null
 chown root:postern /etc/postern/tls/privkey.pem
 chmod 0640 /etc/postern/tls/privkey.pem
-sed -i 's|^# \[tls\]|[tls]|; s|^# cert = "/etc/postern/tls/fullchain.pem"|cert = "/etc/postern/tls/fullchain.pem"|; s|^# key = "/etc/postern/tls/privkey.pem"|key = "/etc/postern/tls/privkey.pem"|' $CONF
+sed -i 's|^# \[tls\]$|[tls]|; s|^# cert = "/etc/postern/tls/fullchain.pem"|cert = "/etc/postern/tls/fullchain.pem"|; s|^# key = "/etc/postern/tls/privkey.pem"|key = "/etc/postern/tls/privkey.pem"|' $CONF
 check "smtpd --check-config" /usr/bin/smtpd --config $CONF --check-config
 check "authd --check-config" /usr/bin/authd --config $CONF --check-config
 
