@@ -162,6 +162,10 @@ impl Breaker {
 fn unreachable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // The wire itself broke (a half-closed connection answering PostgreSQL's SSLRequest
+        // with garbage, as a dying server or a cut relay does): not a query the database
+        // refused, which comes back as `Database`.
+        sqlx::Error::Protocol(_) => true,
         // SQLSTATE class 08 (connection exception) and 57P01-57P03 (PostgreSQL shutting
         // down, or starting up and not yet accepting connections).
         sqlx::Error::Database(d) => d
@@ -248,6 +252,39 @@ mod tests {
         assert_eq!(accepts.load(Ordering::SeqCst), during);
         assert!(probe.await.unwrap().is_err());
         assert!(db.is_down());
+    }
+
+    /// A server that answers every connection with one 0 byte and closes it: PostgreSQL's
+    /// client gets garbage for its SSLRequest (a protocol error, not an I/O error).
+    async fn garbage_server() -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::AsyncWriteExt;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = n.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                n2.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(&[0]).await;
+            }
+        });
+        (port, n)
+    }
+
+    #[tokio::test]
+    async fn a_broken_wire_trips_the_breaker_too() {
+        let (port, accepts) = garbage_server().await;
+        let db = Db::new(
+            lazy_pool(&format!("postgres://u:p@127.0.0.1:{port}/d?sslmode=prefer")),
+            Duration::from_secs(3600),
+        );
+        let e = select_one(&db).await.unwrap_err();
+        assert!(db.is_down(), "{e:?}");
+        let tried = accepts.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            assert!(select_one(&db).await.is_err());
+        }
+        assert_eq!(accepts.load(Ordering::SeqCst), tried);
     }
 
     #[tokio::test]
