@@ -26,8 +26,21 @@ const SBIN: &str = "/usr/sbin";
 const NOT_INSTALLED: &str =
     "Debian's postfix is not installed: run .ci/run (it apt-installs postfix)";
 
-/// A free TCP port on 127.0.0.1, found by binding port 0 and letting it go again.
+/// A free TCP port on 127.0.0.1 for a listener a daemon binds later: a random port below
+/// the kernel's ephemeral range (32768 and up here) and the fixed ports of `mailctl init`
+/// (24190, 29101-29104), so listeners other tests bind to port 0
+/// and the source ports of outgoing connections cannot take it in between (handing back port
+/// 0's answer raced with them: "Address already in use" in a parallel run). A port that does
+/// not bind right now is skipped.
 pub fn free_port() -> u16 {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..24_000);
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
