@@ -38,7 +38,8 @@ fn layer_of(name: &str) -> Option<Layer> {
         | "postern-managesieve"
         | "postern-dsn" => Protocol,
         "postern-maildir" | "postern-queue" => Storage,
-        "postern-daemon" | "postern-directory" | "postern-control" | "postern-dns" => Service,
+        "postern-daemon" | "postern-directory" | "postern-control" | "postern-dns"
+        | "postern-transfer" => Service,
         "postern-authd"
         | "postern-smtpd"
         | "postern-lmtp-deliver"
