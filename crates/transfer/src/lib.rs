@@ -77,7 +77,7 @@ mod wire;
 pub use client::Client;
 pub use manifest::scan;
 pub use path::check_path;
-pub use server::{STAGING_SUFFIX, serve};
+pub use server::{STAGING_SUFFIX, check_address, serve};
 
 /// `[proxy] move_port`'s default.
 pub const DEFAULT_PORT: u16 = 24244;

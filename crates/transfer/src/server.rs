@@ -167,21 +167,49 @@ fn fs_err(what: &Path, e: io::Error) -> Refusal {
     format!("{}: {e}", what.display())
 }
 
-/// A cheap check of the address before it reaches `home_of` (which validates it fully).
-fn check_address(address: &str) -> Result<(), Refusal> {
-    let ok = !address.is_empty()
-        && address.len() <= 254
-        && !address.contains(['/', '\\', '\0'])
-        && !address.contains("..")
-        && !address.chars().any(char::is_control)
-        && address.contains('@');
-    if ok {
-        Ok(())
-    } else {
+/// Checks an address before it reaches `home_of` (which the caller may check further): at
+/// most 254 bytes, `local@domain` with both parts non-empty, no `/`, `\\`, NUL or control
+/// character, and neither part `.`, `..` or starting with a dot — so a home template's
+/// `%n`, `%d`, `%u` cannot name a parent or the same directory.
+pub fn check_address(address: &str) -> Result<(), String> {
+    let refuse = || {
         Err(format!(
-            "{:?}: not an address",
+            "{:?}: not an address this node can have a home for",
             address.chars().take(100).collect::<String>()
         ))
+    };
+    if address.is_empty()
+        || address.len() > 254
+        || address.contains(['/', '\\', '\0'])
+        || address.chars().any(char::is_control)
+        || address.contains("..")
+    {
+        return refuse();
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return refuse();
+    };
+    if local.is_empty() || domain.is_empty() || local.starts_with('.') || domain.starts_with('.') {
+        return refuse();
+    }
+    Ok(())
+}
+
+/// A home path must be absolute and name no `.` or `..` component (which `Path` would
+/// silently normalise away: `/mail/d/.` is `/mail/d` to it).
+fn check_home(home: &Path) -> Result<(), Refusal> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = home.as_os_str().as_bytes();
+    let bad = !home.is_absolute()
+        || home.file_name().is_none()
+        || bytes.split(|&b| b == b'/').any(|c| c == b"." || c == b"..");
+    if bad {
+        Err(format!(
+            "{}: the home must be an absolute path without . or .. components",
+            home.display()
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -191,12 +219,7 @@ fn begin(
 ) -> Result<(Target, StatusOut), Refusal> {
     check_address(address)?;
     let home = home_of(address)?;
-    if !home.is_absolute() || home.file_name().is_none() {
-        return Err(format!(
-            "{}: the home is not an absolute path",
-            home.display()
-        ));
-    }
+    check_home(&home)?;
     let mut staging: OsString = home.clone().into_os_string();
     staging.push(STAGING_SUFFIX);
     let t = Target {

@@ -374,6 +374,12 @@ fn addresses_that_could_escape_never_reach_the_home_template() {
         "",
         "a\\b@c",
         "a\u{0}@b",
+        ".@example.org",
+        "bob@.",
+        "..@example.org",
+        "@example.org",
+        "bob@",
+        "bob@.hidden",
     ] {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let seen = calls.clone();
@@ -394,6 +400,14 @@ fn addresses_that_could_escape_never_reach_the_home_template() {
         server.join().unwrap().unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // A home template that would yield a `.` component is refused too.
+    for home in ["/srv/mail/example.org/.", "/srv/mail/../x", "relative/home"] {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        thread::spawn(move || serve(theirs, SECRET, &|_: &str| Ok(PathBuf::from(home))));
+        let mut c = Client::handshake(ours, SECRET).unwrap();
+        let err = c.begin(ADDRESS).unwrap_err().to_string();
+        assert!(err.contains("absolute path without"), "{home}: {err}");
+    }
     // home_of's own refusal reaches the client.
     let (ours, theirs) = UnixStream::pair().unwrap();
     thread::spawn(move || serve(theirs, SECRET, &|_: &str| Err("no such domain here".into())));
