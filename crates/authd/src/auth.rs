@@ -126,6 +126,22 @@ pub(crate) fn locked_reply(id: u32, scope: &str, user: &str) -> String {
     line
 }
 
+/// The reply to a correct password for an account `mailctl user move` is moving: a
+/// temporary failure in the same form as [`locked_reply`] (imapd `NO [UNAVAILABLE]`, POP3
+/// `-ERR [SYS/TEMP]`, smtpd `454 4.7.0`), so that the client tries again later, when the
+/// account is served on its new node.
+pub(crate) fn moving_reply(id: u32, user: &str) -> String {
+    let mut line = dovecot::fail(
+        id,
+        Some("Mailbox is being moved to another server; try again in a few minutes"),
+        Some(user),
+        true,
+    );
+    line.pop();
+    line.push_str("\ttemp\n");
+    line
+}
+
 /// The `OK` of a successful login. A user who lives on another node gets Dovecot's proxy
 /// passdb fields: `proxy`, `host=` and, when the service has a backend port in `[proxy]`,
 /// `port=`, so that a login process (Postern's or Dovecot's) logs in to the backend instead.
@@ -199,6 +215,9 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
         Gate::Open { delay, failures } => (delay, failures),
     };
     let host = account.as_ref().map(|a| a.host.clone()).unwrap_or_default();
+    let moving = account
+        .as_ref()
+        .is_some_and(postern_directory::Account::is_moving);
     let outcome = match ctx
         .directory
         .verify_account(account, v.password.expose())
@@ -217,6 +236,12 @@ async fn decide(v: &Verify, ctx: &Ctx) -> String {
                 && let Err(e) = lockouts.record_success(v.rip, &key).await
             {
                 warn!(user = %v.login, error = %e, "could not clear failure count");
+            }
+            if moving {
+                // Only after the password matched: a stranger learns nothing of the move.
+                info!(user = %user, %ip, service = %v.service, reason = "account moving",
+                    "authentication refused for now");
+                return moving_reply(v.id, &user);
             }
             info!(user = %user, %ip, service = %v.service, mechanism = v.mechanism, secured = v.secured,
                 "authentication succeeded");
@@ -278,6 +303,25 @@ mod tests {
         assert_eq!(
             ok_reply(&proxy, 5, "bob@example.org", "b2.example", "smtp"),
             "OK\t5\tuser=bob@example.org\thost=b2.example\tproxy\n"
+        );
+    }
+
+    #[test]
+    fn a_moving_account_is_a_temporary_failure_that_says_so() {
+        let line = moving_reply(9, "bob@example.org");
+        assert!(line.ends_with("\ttemp\n"), "{line:?}");
+        let Ok(ServerLine::Fail(f)) = parse_server_line(line.trim_end_matches('\n')) else {
+            panic!("not a FAIL: {line:?}");
+        };
+        assert_eq!(f.id, 9);
+        assert!(f.is_temp());
+        assert_eq!(f.code.as_deref(), Some("temp_fail"));
+        assert_eq!(f.user.as_deref(), Some("bob@example.org"));
+        assert!(
+            f.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("being moved")),
+            "{f:?}"
         );
     }
 

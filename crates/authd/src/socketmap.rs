@@ -69,6 +69,7 @@ async fn answer(raw: &[u8], ctx: &Ctx) -> Reply {
         Ok(Some(v)) => Reply::Ok(v),
         Ok(None) => Reply::NotFound,
         Err(LookupError::Perm(why)) => Reply::Perm(why),
+        Err(LookupError::Temp(why)) => Reply::Temp(why),
         Err(LookupError::Db(e)) => {
             warn!(map = %req.name, key = %req.key, error = %e, "socketmap lookup failed");
             Reply::Temp("directory temporarily unavailable".into())
@@ -78,6 +79,8 @@ async fn answer(raw: &[u8], ctx: &Ctx) -> Reply {
 
 enum LookupError {
     Perm(String),
+    /// Try again later (an account being moved); never cached.
+    Temp(String),
     Db(DirectoryError),
 }
 
@@ -101,7 +104,7 @@ async fn lookup(map: &str, key: &str, ctx: &Ctx) -> Result<Option<String>, Looku
     match &answer {
         Ok(v) => ctx.maps.put(ticket, cache_key, Ok(v.clone())),
         Err(LookupError::Perm(why)) => ctx.maps.put(ticket, cache_key, Err(why.clone())),
-        Err(LookupError::Db(_)) => {}
+        Err(LookupError::Db(_) | LookupError::Temp(_)) => {}
     }
     answer
 }
@@ -141,10 +144,16 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
                 Ok(dir.account(&key).await?.map(|_| "mailbox".to_owned()))
             }
         },
-        "transport" => Ok(dir
-            .account(&key)
-            .await?
-            .and_then(|a| transport(&ctx.config.proxy, &a.host))),
+        // A moving account has no route until the move is over: TEMP, so the queue keeps
+        // its mail (smtpd defers it with 451 4.3.0; Postfix too). RCPT-time maps
+        // (`recipient`, `mailboxes`) still answer, so the mail is accepted and waits.
+        "transport" => match dir.account(&key).await? {
+            Some(a) if a.is_moving() => Err(LookupError::Temp(format!(
+                "mailbox of {} is being moved; try again later",
+                a.address
+            ))),
+            a => Ok(a.and_then(|a| transport(&ctx.config.proxy, &a.host))),
+        },
         "senders" => {
             let logins = if key.starts_with('@') {
                 dir.domain_senders(domain_of(&key)).await?

@@ -89,6 +89,7 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
         }
         MasterCommand::Version { .. } => None,
         MasterCommand::User { id, user, .. } => Some(match cached_account(ctx, &user).await {
+            Ok(Some(acct)) if acct.is_moving() => moving(id, &acct),
             Ok(Some(acct)) => userdb::user_found(
                 id,
                 &acct.address,
@@ -102,6 +103,7 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
         }),
         MasterCommand::Pass { id, user, params } => {
             Some(match ctx.directory.account(&user).await {
+                Ok(Some(acct)) if acct.enabled && acct.is_moving() => moving(id, &acct),
                 Ok(Some(acct)) if acct.enabled => {
                     let service = params
                         .get("service")
@@ -137,6 +139,14 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             })
         }
     }
+}
+
+/// The answer for an account `mailctl user move` is moving: a temporary failure (`FAIL`),
+/// so the delivery agent answers `451 4.x.x` and writes nothing, and imapd refuses the
+/// login for now; the mail waits in the senders' queues until the move is over.
+fn moving(id: u32, acct: &postern_directory::Account) -> String {
+    debug!(user = %acct.address, to = %acct.moving_to, "userdb: account is being moved");
+    userdb::fail(id, "Mailbox is being moved; try again later")
 }
 
 /// A passdb `PASS` answer; an account on another node gets the proxy fields, as in the

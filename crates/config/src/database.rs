@@ -88,6 +88,8 @@ pub struct Queries {
     pub password_update: Option<String>,
     /// Returns the node the account `%u` lives on (`[proxy]`; empty or NULL = this node).
     /// Unset with a custom `account` query: a 5th column of that query, if any, is the host.
+    /// A 2nd column of this query (or a 6th of the account query) is the node the account
+    /// is being moved to (`mailctl user move`; empty = not moving); without one it never moves.
     pub host: Option<String>,
 }
 

@@ -20,6 +20,21 @@ pub struct AccountInfo {
     pub created: i64,
     /// The node it lives on (`[proxy]`); empty = this node.
     pub host: String,
+    /// The node it is being moved to (`mailctl user move`); empty = not moving.
+    pub moving_to: String,
+}
+
+/// Where an account lives and whether it is being moved: the two columns `mailctl user
+/// move` steps through (see [`Directory::mark_moving`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveState {
+    /// The canonical address.
+    pub address: String,
+    /// The node it lives on; empty = the node whose `[proxy] self` is empty… or any
+    /// single node.
+    pub host: String,
+    /// The node it is being moved to; empty = not moving.
+    pub moving_to: String,
 }
 
 /// An alias source with its destinations.
@@ -311,6 +326,124 @@ impl Directory {
         Ok(host)
     }
 
+    /// Where `address` lives and whether it is being moved.
+    pub async fn move_state(&self, address: &str) -> Result<MoveState, DirectoryError> {
+        self.require_own_schema()?;
+        let address = self.existing_user(address).await?;
+        let rows = self
+            .rows(
+                "SELECT host, moving_to FROM accounts WHERE address = ?",
+                &[SqlArg::Text(&address)],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Err(DirectoryError::NotFound(format!("no account {address}")));
+        };
+        Ok(MoveState {
+            host: sql::text(r, 0)?
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase(),
+            moving_to: sql::text(r, 1)?
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase(),
+            address,
+        })
+    }
+
+    /// Step 1 of a move: marks `address`, living on `from`, as moving to `to`. Only an
+    /// account that lives on `from` and is not moving is changed: `false` when another
+    /// `mailctl user move` got there first (or the state is not what the caller read), so
+    /// two concurrent moves cannot both proceed. Every node answers a moving account with
+    /// a temporary failure.
+    pub async fn mark_moving(
+        &self,
+        address: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, DirectoryError> {
+        let (address, from, to) = self.move_names(address, from, to).await?;
+        self.move_update(
+            "UPDATE accounts SET moving_to = ? WHERE address = ? AND host = ? AND moving_to = ''",
+            &[&to, &address, &from],
+        )
+        .await
+    }
+
+    /// Step 2: the copy is committed on `to`; the account now lives there, still marked
+    /// moving (so still refused everywhere until [`Directory::release_move`]). `false`
+    /// unless it lived on `from` and was moving to `to`.
+    pub async fn switch_moving_host(
+        &self,
+        address: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, DirectoryError> {
+        let (address, from, to) = self.move_names(address, from, to).await?;
+        self.move_update(
+            "UPDATE accounts SET host = ? WHERE address = ? AND host = ? AND moving_to = ?",
+            &[&to, &address, &from, &to],
+        )
+        .await
+    }
+
+    /// Step 3: the move to `to` is over; the account is served there. `false` unless it
+    /// lived on `to` and was moving to `to`.
+    pub async fn release_move(&self, address: &str, to: &str) -> Result<bool, DirectoryError> {
+        let (address, _, to) = self.move_names(address, "", to).await?;
+        self.move_update(
+            "UPDATE accounts SET moving_to = '' WHERE address = ? AND host = ? AND moving_to = ?",
+            &[&address, &to, &to],
+        )
+        .await
+    }
+
+    /// Abandons a move to `to` that was not switched yet: the account, still living on
+    /// `from`, is served there again. `false` unless it lived on `from` and was moving to
+    /// `to` (after the switch a move can only be undone by moving it back).
+    pub async fn cancel_move(
+        &self,
+        address: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, DirectoryError> {
+        let (address, from, to) = self.move_names(address, from, to).await?;
+        self.move_update(
+            "UPDATE accounts SET moving_to = '' WHERE address = ? AND host = ? AND moving_to = ?",
+            &[&address, &from, &to],
+        )
+        .await
+    }
+
+    /// The canonical address of an existing account, and the two hosts checked and
+    /// lower-cased; the destination must be named and differ from the source.
+    async fn move_names(
+        &self,
+        address: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(String, String, String), DirectoryError> {
+        self.require_own_schema()?;
+        let address = self.existing_user(address).await?;
+        let (from, to) = (checked_host(from)?, checked_host(to)?);
+        if to.is_empty() || to == from {
+            return Err(DirectoryError::Conflict(format!(
+                "a move needs a destination other than the source (from {from:?} to {to:?})"
+            )));
+        }
+        Ok((address, from, to))
+    }
+
+    /// One conditional move step; whether it changed a row. The change stamp is replaced
+    /// either way, so no cache on this node keeps an answer from before.
+    async fn move_update(&self, sql: &str, args: &[&str]) -> Result<bool, DirectoryError> {
+        let args: Vec<SqlArg<'_>> = args.iter().map(|a| SqlArg::Text(a)).collect();
+        let n = sql::exec_own(&self.inner.pool, self.inner.backend, sql, &args).await?;
+        self.touch_change_stamp();
+        Ok(n > 0)
+    }
+
     /// Enables or disables logins of an account (mail is still accepted).
     pub async fn set_enabled(&self, address: &str, enabled: bool) -> Result<(), DirectoryError> {
         self.require_own_schema()?;
@@ -333,14 +466,14 @@ impl Directory {
             Some(d) => {
                 let d = normalize_domain(d)?;
                 self.rows(
-                    "SELECT address, quota_bytes, enabled, password, created, host FROM accounts WHERE domain = ? ORDER BY address",
+                    "SELECT address, quota_bytes, enabled, password, created, host, moving_to FROM accounts WHERE domain = ? ORDER BY address",
                     &[SqlArg::Text(&d)],
                 )
                 .await?
             }
             None => {
                 self.rows(
-                    "SELECT address, quota_bytes, enabled, password, created, host FROM accounts ORDER BY address",
+                    "SELECT address, quota_bytes, enabled, password, created, host, moving_to FROM accounts ORDER BY address",
                     &[],
                 )
                 .await?
@@ -358,6 +491,7 @@ impl Directory {
                     .to_owned(),
                 created: sql::int(r, 4)?.unwrap_or(0),
                 host: sql::text(r, 5)?.unwrap_or_default(),
+                moving_to: sql::text(r, 6)?.unwrap_or_default(),
             });
         }
         Ok(out)

@@ -28,7 +28,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 pub use address::{
     AddressError, domain_of, normalize_address, normalize_alias_source, normalize_domain,
 };
-pub use admin::{AccountInfo, AliasInfo, NewSecret, SenderInfo};
+pub use admin::{AccountInfo, AliasInfo, MoveState, NewSecret, SenderInfo};
 pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts, account_subject, ip_subject};
 pub use lookup::{Account, AliasExpansion, AuthOutcome};
 pub use sql::Backend;
@@ -176,7 +176,7 @@ impl Directory {
             domain: c(&q.domain, "SELECT name FROM domains WHERE name = %d")?,
             account: c(
                 &q.account,
-                "SELECT address, password, quota_bytes, enabled, host FROM accounts WHERE address = %u",
+                "SELECT address, password, quota_bytes, enabled, host, moving_to FROM accounts WHERE address = %u",
             )?,
             alias: c(
                 &q.alias,
@@ -270,37 +270,38 @@ impl Directory {
 
 fn migrator(backend: Backend) -> Migrator {
     use sqlx::SqlSafeStr;
-    let (directory, host): (&'static str, &'static str) = match backend {
-        Backend::Sqlite => (
+    let [directory, host, moving]: [&'static str; 3] = match backend {
+        Backend::Sqlite => [
             include_str!("../../../migrations/sqlite/0001_directory.sql"),
             include_str!("../../../migrations/sqlite/0002_host.sql"),
-        ),
-        Backend::Postgres => (
+            include_str!("../../../migrations/sqlite/0003_moving.sql"),
+        ],
+        Backend::Postgres => [
             include_str!("../../../migrations/postgres/0001_directory.sql"),
             include_str!("../../../migrations/postgres/0002_host.sql"),
-        ),
-        Backend::Mysql => (
+            include_str!("../../../migrations/postgres/0003_moving.sql"),
+        ],
+        Backend::Mysql => [
             include_str!("../../../migrations/mysql/0001_directory.sql"),
             include_str!("../../../migrations/mysql/0002_host.sql"),
-        ),
+            include_str!("../../../migrations/mysql/0003_moving.sql"),
+        ],
     };
     // MySQL DDL is not transactional; run it outside a transaction there.
     let no_tx = backend == Backend::Mysql;
+    let step = |version: i64, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            no_tx,
+        )
+    };
     Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "directory".into(),
-            MigrationType::Simple,
-            directory.into_sql_str(),
-            no_tx,
-        ),
-        Migration::new(
-            2,
-            "host".into(),
-            MigrationType::Simple,
-            host.into_sql_str(),
-            no_tx,
-        ),
+        step(1, "directory", directory),
+        step(2, "host", host),
+        step(3, "moving", moving),
     ])
 }
 

@@ -27,6 +27,18 @@ pub struct Account {
     pub enabled: bool,
     /// The node the account lives on (`[proxy]`); empty = this node.
     pub host: String,
+    /// The node the account is being moved to (`mailctl user move`); empty = not moving.
+    /// While set, every node answers the account with a temporary failure (logins,
+    /// deliveries, cluster routes). An account query without this column (a custom one of
+    /// 4 or 5 columns) never moves.
+    pub moving_to: String,
+}
+
+impl Account {
+    /// True while `mailctl user move` has the account marked as moving.
+    pub fn is_moving(&self) -> bool {
+        !self.moving_to.is_empty()
+    }
 }
 
 /// The answer to a login attempt.
@@ -106,15 +118,28 @@ impl Directory {
             } else {
                 String::new()
             },
+            moving_to: if sqlx::Row::len(row) > 5 {
+                sql::text(row, 5)?.unwrap_or_default()
+            } else {
+                String::new()
+            },
         };
         if with_host && let Some(q) = &self.inner.queries.host {
+            // The host query: the host, and optionally the move target as a 2nd column
+            // (else the account query's, if it has one).
             let rows = q.fetch(&self.inner.pool, &account.address, None).await?;
             account.host = match rows.first() {
-                Some(r) => sql::text(r, 0)?.unwrap_or_default(),
+                Some(r) => {
+                    if sqlx::Row::len(r) > 1 {
+                        account.moving_to = sql::text(r, 1)?.unwrap_or_default();
+                    }
+                    sql::text(r, 0)?.unwrap_or_default()
+                }
                 None => String::new(),
             };
         }
         account.host = clean_host(&account.host);
+        account.moving_to = clean_host(&account.moving_to);
         Ok(Some(account))
     }
 
