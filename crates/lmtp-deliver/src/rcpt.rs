@@ -231,6 +231,46 @@ pub(crate) fn plus_folder(m: &Maildir, detail: &str, allow_special_use: bool) ->
 mod tests {
     use super::*;
 
+    /// A userdb that answers every `USER` with a temporary `FAIL`, as authd does for an
+    /// account `mailctl user move` is moving: the recipient is refused with 451 4.3.0 and
+    /// not accepted (so nothing is written).
+    #[tokio::test]
+    async fn a_userdb_fail_is_a_temporary_refusal() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("auth-userdb");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.expect("accept");
+            let (r, mut w) = s.into_split();
+            w.write_all(b"VERSION\t1\t0\nSPID\t42\n").await.unwrap();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(rest) = l.strip_prefix("USER\t") {
+                    let id = rest.split('\t').next().unwrap_or("0");
+                    let reply = format!("FAIL\t{id}\treason=Mailbox is being moved\n");
+                    w.write_all(reply.as_bytes()).await.unwrap();
+                }
+            }
+        });
+        let base = crate::proxy::tests::ctx("", None);
+        let ctx = Arc::new(Ctx {
+            config: base.config.clone(),
+            session: base.session.clone(),
+            tcp_session: base.tcp_session.clone(),
+            userdb_socket: socket,
+            tls: None,
+            hop: crate::proxy::Hop::new(&base.config).unwrap(),
+        });
+        let mut rcpts = Recipients::new(ctx);
+        let bob = Address::parse("bob@example.org").unwrap();
+        let Verdict::Reject(r) = rcpts.check(&bob).await else {
+            panic!("accepted a recipient the userdb failed");
+        };
+        assert_eq!((r.code(), r.enhanced()), (451, Some((4, 3, 0).into())));
+        assert!(rcpts.accepted("bob@example.org").is_none());
+    }
+
     #[test]
     fn plus_folders_skip_special_use_unless_allowed() {
         let dir = tempfile::tempdir().expect("tempdir");

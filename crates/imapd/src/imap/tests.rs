@@ -800,6 +800,12 @@ fn login_starttls_compress_are_session_actions() {
     let mut out = Vec::new();
     let failed = s.login_done(&mut out, "e", Err(crate::login::LoginError::Failed(None)));
     assert!(failed && out == b"e NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+    // authd's temporary failure (a lockout, an account being moved): UNAVAILABLE, not
+    // counted as a failed login.
+    out.clear();
+    let temp = crate::login::LoginError::Temporary("Mailbox is being moved".into());
+    assert!(!s.login_done(&mut out, "e2", Err(temp)));
+    assert_eq!(out, b"e2 NO [UNAVAILABLE] Mailbox is being moved\r\n");
     let (_, md) = setup();
     out.clear();
     let user = User {

@@ -206,6 +206,63 @@ mod tests {
         assert!(h.unrouted.is_empty());
     }
 
+    /// authd answers `transport` with TEMP for an account `mailctl user move` is moving:
+    /// the recipient is deferred (451 4.3.0, the reason kept), never delivered here.
+    #[tokio::test]
+    async fn a_temporary_transport_answer_defers_the_recipient() {
+        use postern_auth_proto::socketmap::{NetstringDecoder, Reply};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            &format!(
+                "hostname = \"f1.example\"\n[paths]\nrun_dir = \"{}\"\n[proxy]\nself = \"f1\"\n",
+                dir.path().display()
+            ),
+            dir.path(),
+        )
+        .unwrap();
+        let path = config.socket_path(&config.authd.socketmap_socket);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut dec = NetstringDecoder::new(10_000);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        dec.push(&buf[..n]);
+                        for req in dec.by_ref().flatten() {
+                            seen.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&req).into_owned());
+                            let reply = Reply::Temp("mailbox being moved".into()).encode();
+                            if s.write_all(&reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let env = Envelope::new(
+            Some("s@x.example".into()),
+            vec![postern_queue::Recipient::new("bob@a.example")],
+        );
+        let h = hops(&config, &env, &[0]).await;
+        assert!(h.groups.is_empty(), "{:?}", h.groups);
+        let [(0, reply)] = h.unrouted.as_slice() else {
+            panic!("{:?}", h.unrouted);
+        };
+        assert_eq!(reply.code, Some(451), "{reply:?}");
+        assert!(reply.text.contains("being moved"), "{reply:?}");
+        assert_eq!(*asked.lock().unwrap(), ["transport bob@a.example"]);
+    }
+
     #[test]
     fn here_sorts_first() {
         let mut m = BTreeMap::new();
