@@ -4,7 +4,10 @@
 //! An account whose host is empty or equal to [`Proxy::self_name`] is local; any other
 //! host is a backend this node proxies to (IMAP/POP3) or routes mail to (LMTP).
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +79,20 @@ pub struct Proxy {
     /// Routing in smtpd's queue manager (see [`SmtpdRouting`]).
     #[serde(default)]
     pub smtpd_routing: SmtpdRouting,
+    /// Where imapd receives mailboxes moved here (`mailctl user move`), e.g.
+    /// `"0.0.0.0:24244"`; empty (the default): no receiver.
+    #[serde(default)]
+    pub move_listen: String,
+    /// The port `mailctl user move` connects to on the destination node.
+    #[serde(default = "default_move_port")]
+    pub move_port: u16,
+    /// The shared secret of the move protocol (the same file on every node, mode 0600 or
+    /// stricter, at least 32 bytes); required when `move_listen` is set. Empty: unset.
+    #[serde(default)]
+    pub move_secret_file: PathBuf,
+    /// Peers allowed to connect to `move_listen`; empty (the default): loopback only.
+    #[serde(default)]
+    pub move_networks: Vec<IpNet>,
 }
 
 impl Default for Proxy {
@@ -91,6 +108,10 @@ impl Default for Proxy {
             connect_timeout_secs: default_connect_timeout(),
             idle_timeout_secs: default_idle_timeout(),
             smtpd_routing: SmtpdRouting::Auto,
+            move_listen: String::new(),
+            move_port: default_move_port(),
+            move_secret_file: PathBuf::new(),
+            move_networks: Vec::new(),
         }
     }
 }
@@ -106,6 +127,9 @@ fn default_pop3_port() -> u16 {
 }
 fn default_managesieve_port() -> u16 {
     4190
+}
+fn default_move_port() -> u16 {
+    24244
 }
 fn default_connect_timeout() -> Seconds<1> {
     Seconds::new(10)
@@ -137,7 +161,47 @@ impl Proxy {
         }
     }
 
+    /// The move receiver's address (`move_listen`), `None` when it is off. Checked by the
+    /// config's validation.
+    pub fn move_listen_addr(&self) -> Option<SocketAddr> {
+        let l = self.move_listen.trim();
+        if l.is_empty() { None } else { l.parse().ok() }
+    }
+
+    /// The move secret's path as written (`None` when unset); relative to the config file's
+    /// directory, like every path (`Config::resolve`).
+    pub fn move_secret_path(&self) -> Option<&Path> {
+        (!self.move_secret_file.as_os_str().is_empty()).then_some(self.move_secret_file.as_path())
+    }
+
+    /// Whether a peer at `ip` may connect to the move receiver: one of `move_networks`, or
+    /// loopback when that list is empty (IPv4-mapped IPv6 counts as IPv4).
+    pub fn move_peer_allowed(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if self.move_networks.is_empty() {
+            return ip.is_loopback();
+        }
+        self.move_networks.iter().any(|n| n.contains(&ip))
+    }
+
     pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        let l = self.move_listen.trim();
+        if !l.is_empty() {
+            if l.parse::<SocketAddr>().is_err() {
+                return Err(crate::ConfigError::Invalid(format!(
+                    "proxy.move_listen = {l:?}: expected ADDRESS:PORT, e.g. \"0.0.0.0:24244\""
+                )));
+            }
+            if self.move_secret_path().is_none() {
+                return Err(crate::ConfigError::Invalid(
+                    "proxy.move_listen needs proxy.move_secret_file (the nodes' shared secret)"
+                        .into(),
+                ));
+            }
+        }
         let s = self.self_name.trim();
         if !s.is_empty() && !valid_host(s) {
             return Err(crate::ConfigError::Invalid(format!(
@@ -160,7 +224,7 @@ pub fn valid_host(host: &str) -> bool {
     if host.is_empty() || host.len() > 253 {
         return false;
     }
-    if host.parse::<std::net::IpAddr>().is_ok() {
+    if host.parse::<IpAddr>().is_ok() {
         return true;
     }
     host.split('.').all(|label| {
@@ -197,7 +261,7 @@ mod tests {
     #[test]
     fn lmtp_tcp_clients() {
         let mut l = crate::Lmtp::default();
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // Empty list: loopback only (v4, v6, v4-mapped).
         assert!(l.tcp_client_allowed(ip("127.0.0.1")));
         assert!(l.tcp_client_allowed(ip("::1")));
@@ -215,7 +279,7 @@ mod tests {
     fn section_parses() {
         let c = crate::Config::parse(
             "hostname = \"f1.example\"\n[proxy]\nself = \"f1\"\nlmtp_port = 2424\ntls = \"may\"\nconnect_timeout_secs = 3\n",
-            std::path::Path::new("/"),
+            Path::new("/"),
         )
         .unwrap();
         assert_eq!(c.proxy.self_name, "f1");
@@ -225,15 +289,54 @@ mod tests {
         assert_eq!(c.proxy.smtpd_routing, SmtpdRouting::Auto);
         let c = crate::Config::parse(
             "hostname = \"f1.example\"\n[proxy]\nsmtpd_routing = \"always\"\n",
-            std::path::Path::new("/"),
+            Path::new("/"),
         )
         .unwrap();
         assert_eq!(c.proxy.smtpd_routing, SmtpdRouting::Always);
         let bad = crate::Config::parse(
             "hostname = \"f1.example\"\n[proxy]\ntls = \"verify\"\n",
-            std::path::Path::new("/"),
+            Path::new("/"),
         );
         assert!(bad.is_err(), "verify without ca_file");
+    }
+
+    #[test]
+    fn move_receiver_settings() {
+        let parse = |extra: &str| {
+            crate::Config::parse(
+                &format!("hostname = \"b2.example\"\n[proxy]\n{extra}"),
+                Path::new("/etc/postern"),
+            )
+        };
+        let c = parse("").unwrap();
+        assert_eq!(c.proxy.move_listen_addr(), None);
+        assert_eq!(c.proxy.move_port, 24244);
+        assert!(c.proxy.move_secret_path().is_none());
+        let c = parse(
+            "move_listen = \"0.0.0.0:2424\"\nmove_secret_file = \"move.secret\"\nmove_port = 2424\nmove_networks = [\"10.1.0.0/16\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.proxy.move_listen_addr(),
+            Some("0.0.0.0:2424".parse().unwrap())
+        );
+        assert_eq!(c.proxy.move_secret_path(), Some(Path::new("move.secret")));
+        assert_eq!(c.proxy.move_port, 2424);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(c.proxy.move_peer_allowed(ip("10.1.2.3")));
+        assert!(c.proxy.move_peer_allowed(ip("::ffff:10.1.2.3")));
+        assert!(!c.proxy.move_peer_allowed(ip("10.2.0.1")));
+        assert!(!c.proxy.move_peer_allowed(ip("127.0.0.1")));
+        let open = Proxy::default();
+        assert!(open.move_peer_allowed(ip("127.0.0.1")));
+        assert!(open.move_peer_allowed(ip("::1")));
+        assert!(!open.move_peer_allowed(ip("192.0.2.1")));
+        // A receiver without a secret, or on a bad address, is a config error.
+        let err = parse("move_listen = \"0.0.0.0:24244\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("move_secret_file"), "{err}");
+        assert!(parse("move_listen = \"somewhere\"\nmove_secret_file = \"s\"\n").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The client side of smtpd's control socket `smtpd` in the run directory: queue control
 //! (`mailctl queue`, `mailq`) and local submission (`sendmail`). The server is in smtpd.
 //! No tokio here: the client is blocking (mailctl, the setgid sendmail).
+//! The client of imapd's kick socket, which ends a user's sessions, is in [`imapd`].
 //!
 //! # Protocol
 //!
@@ -31,6 +32,8 @@
 //! user, as the queue shows who mails whom. A submission is recorded as authenticated by
 //! `uid:N(name)`, the peer's Unix credentials.
 #![forbid(unsafe_code)]
+
+pub mod imapd;
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, Read, Write};

@@ -6,9 +6,11 @@
 //! `auth-userdb`.
 
 pub mod imap;
+pub mod kick;
 pub mod login;
 pub mod managesieve;
 mod metrics;
+pub mod mover;
 pub mod pop3;
 pub mod proxy;
 
@@ -119,6 +121,8 @@ pub struct Ctx {
     pub(crate) notifier: std::sync::OnceLock<Option<Arc<imap::notify::Notifier>>>,
     /// The TLS client towards cluster backends (`[proxy] tls`), built on first use.
     hop_tls: std::sync::OnceLock<Result<Option<tokio_rustls::TlsConnector>, String>>,
+    /// Logged-in sessions by user, for the kick socket ([`kick`]).
+    pub kicks: Arc<kick::Registry>,
 }
 
 impl Ctx {
@@ -136,6 +140,7 @@ impl Ctx {
             per_ip: postern_daemon::PerIp::new(),
             notifier: std::sync::OnceLock::new(),
             hop_tls: std::sync::OnceLock::new(),
+            kicks: Arc::default(),
             tls,
             config,
         })
@@ -167,7 +172,7 @@ impl Ctx {
     /// The TLS client for the hop to cluster backends; `None` with `[proxy] tls = "none"`.
     pub(crate) fn hop_tls(&self) -> Result<Option<tokio_rustls::TlsConnector>, String> {
         self.hop_tls
-            .get_or_init(|| proxy::hop_connector(&self.config).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| postern_smtp_client::tls::hop_connector(&self.config))
             .clone()
     }
 }
@@ -197,6 +202,10 @@ pub struct Connection {
 /// The bound listeners.
 pub struct Listeners {
     bound: Vec<(TcpListener, Door)>,
+    /// The move receiver (`[proxy] move_listen`), when set.
+    mover: Option<mover::MoveListener>,
+    /// The kick socket `imapd` in the run directory.
+    kick: (tokio::net::UnixListener, std::path::PathBuf),
 }
 
 /// Binds every listener of `[imapd]`, logging `listening on ADDR (imap|imaps|pop3|pop3s)`.
@@ -218,7 +227,9 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
             bound.push((l, door));
         }
     }
-    Ok(Listeners { bound })
+    let mover = mover::bind(config).await?;
+    let kick = kick::bind(config)?;
+    Ok(Listeners { bound, mover, kick })
 }
 
 /// Serves until `shutdown`, then gives running sessions a moment to finish.
@@ -256,6 +267,17 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    if let Some(m) = listeners.mover {
+        acceptors.spawn(mover::serve(m, ctx.clone(), shutdown.clone()));
+    }
+    let (kick_listener, kick_path) = listeners.kick;
+    let kicks = ctx.kicks.clone();
+    acceptors.spawn(kick::serve(
+        kick_listener,
+        kick_path,
+        kicks,
+        shutdown.clone(),
+    ));
     metrics::start(&ctx.config, shutdown.clone()).await?;
     postern_daemon::notify_ready("imapd");
     shutdown.cancelled().await;

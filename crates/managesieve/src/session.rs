@@ -364,6 +364,15 @@ impl Session {
         self.goodbye(Some(Code::TryLater), "Server shutting down.")
     }
 
+    /// The user's sessions are ended by the server (the mailbox is being moved to another
+    /// node): `BYE (TRYLATER) "…"` and close.
+    pub fn kicked(&mut self) -> Vec<Action> {
+        self.goodbye(
+            Some(Code::TryLater),
+            "Your mailbox is being moved, try again later.",
+        )
+    }
+
     fn goodbye(&mut self, code: Option<Code>, text: &str) -> Vec<Action> {
         if self.closed {
             return Vec::new();

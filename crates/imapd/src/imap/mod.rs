@@ -179,6 +179,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         bye_after: None,
         origin: None,
         handoff: None,
+        kick: None,
     };
     debug!(%peer, "imap connection");
     d.run(shutdown.clone()).await;
@@ -231,7 +232,12 @@ struct Driver {
     origin: Option<std::net::SocketAddr>,
     /// Logged in at a cluster backend: the session ends here and the bytes are relayed.
     handoff: Option<crate::proxy::Backend>,
+    /// Logged in here: the session's place in the kick registry (`crate::kick`).
+    kick: Option<crate::kick::Registration>,
 }
+
+/// What a kicked session says before it closes (`mailctl user move`).
+const KICKED_BYE: &[u8] = b"* BYE [UNAVAILABLE] Your mailbox is being moved, try again later\r\n";
 
 impl Driver {
     fn authenticated(&self) -> bool {
@@ -253,6 +259,12 @@ impl Driver {
                 Ok(ev) => self.on_event(ev).await,
                 Err(Interrupt::Io(Io::Output(b))) => self.out.extend_from_slice(&b),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    // Kicked: the command before has finished; no further one starts.
+                    if self.kick.as_ref().is_some_and(|k| k.is_kicked()) {
+                        self.out.extend_from_slice(KICKED_BYE);
+                        self.close = true;
+                        continue;
+                    }
                     if self.feed() {
                         continue;
                     }
@@ -362,7 +374,12 @@ impl Driver {
             self.login_deadline
         };
         let sync_now = self.idle_sync;
-        let Self { io, idle_watch, .. } = self;
+        let Self {
+            io,
+            idle_watch,
+            kick,
+            ..
+        } = self;
         let wake = async {
             match idle_watch.as_mut() {
                 _ if sync_now => {}
@@ -392,6 +409,10 @@ impl Driver {
                 Input::Closed
             }
             () = wake => Input::Woke,
+            () = crate::kick::kicked(kick.as_ref()) => {
+                self.out.extend_from_slice(KICKED_BYE);
+                Input::Closed
+            }
         }
     }
 
@@ -701,6 +722,7 @@ impl Driver {
     /// scanner's post-login limits apply.
     fn logged_in(&mut self, li: LoggedIn) -> User {
         self.unauth_permit = None;
+        self.kick = Some(self.ctx.kicks.register(&li.user));
         self.scanner = PreauthScanner::default();
         User {
             name: li.user,

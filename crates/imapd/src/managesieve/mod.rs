@@ -86,6 +86,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         user: None,
         unauth_permit,
         login_deadline,
+        kick: None,
     };
     debug!(%peer, "managesieve connection");
     d.run(&shutdown).await;
@@ -111,6 +112,8 @@ struct Driver {
     user: Option<(LoggedIn, ScriptStore)>,
     unauth_permit: Option<OwnedSemaphorePermit>,
     login_deadline: Instant,
+    /// Logged in: the session's place in the kick registry (`crate::kick`).
+    kick: Option<crate::kick::Registration>,
 }
 
 impl Driver {
@@ -154,16 +157,26 @@ impl Driver {
             enum Event {
                 Shutdown,
                 Timeout,
+                Kicked,
                 Read(std::io::Result<usize>),
             }
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => Event::Shutdown,
-                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
-                r = stream.read(&mut buf) => Event::Read(r),
+            let event = if self.kick.as_ref().is_some_and(|k| k.is_kicked()) {
+                Event::Kicked
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => Event::Shutdown,
+                    _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+                    () = crate::kick::kicked(self.kick.as_ref()) => Event::Kicked,
+                    r = stream.read(&mut buf) => Event::Read(r),
+                }
             };
             let started = std::time::Instant::now();
             let actions = match event {
                 Event::Shutdown => self.session.shutdown(),
+                Event::Kicked => {
+                    info!(peer = %self.peer, user = self.user_name(), "managesieve: kicked");
+                    self.session.kicked()
+                }
                 Event::Timeout => {
                     info!(peer = %self.peer, user = self.user_name(), "managesieve: timeout");
                     self.session.timeout()
@@ -313,6 +326,7 @@ impl Driver {
                             max_script_size(&self.ctx) as u64,
                         );
                         let user = logged.user.clone();
+                        self.kick = Some(self.ctx.kicks.register(&user));
                         self.user = Some((logged, store));
                         self.unauth_permit = None;
                         self.session.auth_done(Ok(user))

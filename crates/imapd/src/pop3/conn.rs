@@ -63,6 +63,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         login_deadline,
         origin: None,
         handoff: None,
+        kick: None,
     };
     debug!(%peer, door = door.name(), "pop3 connection");
     d.run(&shutdown).await;
@@ -104,6 +105,8 @@ struct Driver {
     origin: Option<SocketAddr>,
     /// Logged in at a cluster backend: the session ends and the bytes are relayed.
     handoff: Option<crate::proxy::Backend>,
+    /// Logged in here: the session's place in the kick registry (`crate::kick`).
+    kick: Option<crate::kick::Registration>,
 }
 
 /// What one read produced.
@@ -115,6 +118,8 @@ enum Input {
     Eof,
     Timeout,
     Shutdown,
+    /// The user's sessions were kicked (`crate::kick`).
+    Kicked,
     Error,
 }
 
@@ -173,6 +178,10 @@ impl Driver {
                     self.session.timed_out()
                 }
                 Input::Shutdown => self.session.shutting_down(),
+                Input::Kicked => {
+                    info!(peer = %self.peer, user = self.user.as_deref().unwrap_or(""), "pop3: kicked");
+                    self.session.kicked()
+                }
             };
             if let Flow::Close = self.perform(actions).await {
                 return;
@@ -182,6 +191,10 @@ impl Driver {
 
     /// The next line, its line ending removed; waits for input (flushing replies first).
     async fn next_input(&mut self, shutdown: &CancellationToken) -> Input {
+        // Kicked: the command before has finished; no further one starts.
+        if self.kick.as_ref().is_some_and(|k| k.is_kicked()) {
+            return Input::Kicked;
+        }
         let mut discarding = 0usize;
         let mut scanned = 0usize;
         loop {
@@ -226,6 +239,7 @@ impl Driver {
             let n = tokio::select! {
                 _ = shutdown.cancelled() => return Input::Shutdown,
                 _ = tokio::time::sleep_until(deadline) => return Input::Timeout,
+                () = crate::kick::kicked(self.kick.as_ref()) => return Input::Kicked,
                 r = stream.read(&mut chunk) => match r {
                     Ok(0) => return Input::Eof,
                     Ok(n) => n,
@@ -420,6 +434,7 @@ impl Driver {
         match opened {
             Ok((mb, drop)) => {
                 self.mailbox = Some(mb);
+                self.kick = Some(self.ctx.kicks.register(&logged.user));
                 self.user = Some(logged.user);
                 self.unauth_permit = None;
                 Ok(drop)

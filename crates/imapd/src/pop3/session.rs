@@ -318,6 +318,16 @@ impl Session {
         ]
     }
 
+    /// The user's sessions were kicked (`mailctl user move`): no UPDATE state, as on a
+    /// connection lost.
+    pub fn kicked(&mut self) -> Vec<Action> {
+        self.phase = Phase::Done;
+        vec![
+            reply("-ERR [SYS/TEMP] Your mailbox is being moved, try again later."),
+            Action::Close,
+        ]
+    }
+
     /// UIDs to mark `\Seen` when the connection ends without QUIT (as Dovecot does: the
     /// deletions are forgotten, what was read stays read).
     pub fn seen_on_disconnect(&self) -> Vec<u32> {

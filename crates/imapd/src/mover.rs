@@ -1,0 +1,459 @@
+//! The move receiver (`[proxy] move_listen`): the destination side of `mailctl user move`.
+//!
+//! `mailctl` on the source node connects here and runs the move protocol of
+//! `postern-transfer` (a mutual HMAC handshake over the nodes' shared secret
+//! `[proxy] move_secret_file`, then an rsync-like copy of the user's home into
+//! `<home>.postern-move`, verified by hashes and renamed into place). The receiver lives in
+//! imapd because imapd already owns the mail as the mail user, has the TLS certificate and
+//! knows the home layout; the protocol itself is synchronous and runs on the blocking pool
+//! (`SyncIoBridge` over the TCP or TLS stream).
+//!
+//! Limits: peers outside `[proxy] move_networks` (loopback when empty) are closed before
+//! anything is read; at most [`MAX_TRANSFERS`] connections at once (more are closed at
+//! once); a connection silent for `[proxy] idle_timeout_secs` is closed, and so is every
+//! connection at shutdown. With `[proxy] tls` = `may` or `verify` the receiver requires
+//! implicit TLS with imapd's `[tls]` certificate; with `none` it speaks plain text.
+//!
+//! The home of an address is `[authd.userdb] home` (`Config::home_template`) expanded for
+//! it — no authd lookup, which would answer "moving" — after the address was checked
+//! ([`home_for`]): no `/`, no `..`, no part that is `.` or starts with one, a plain domain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use postern_config::{Config, HopTls};
+use postern_daemon::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tracing::{info, warn};
+
+use crate::Ctx;
+
+/// Transfers served at once.
+pub const MAX_TRANSFERS: usize = 4;
+
+/// How long transfers in flight get after SIGTERM before their streams fail.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The bound receiver with its secret (read at start: a missing or readable-by-others
+/// secret stops imapd from starting).
+pub struct MoveListener {
+    listener: TcpListener,
+    secret: Arc<Vec<u8>>,
+}
+
+impl MoveListener {
+    /// The bound address (port 0 in tests).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Binds `[proxy] move_listen` when set, logging `listening on ADDR (move)`.
+pub async fn bind(config: &Config) -> anyhow::Result<Option<MoveListener>> {
+    let Some(addr) = config.proxy.move_listen_addr() else {
+        return Ok(None);
+    };
+    if config.proxy.tls != HopTls::None && config.tls.is_none() {
+        anyhow::bail!(
+            "[proxy] move_listen with tls = \"may\" or \"verify\" needs a [tls] certificate"
+        );
+    }
+    let path = config
+        .proxy
+        .move_secret_path()
+        .context("[proxy] move_listen needs move_secret_file")?;
+    let secret = postern_transfer::read_secret(&config.resolve(path))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} ([proxy] move_listen)"))?;
+    info!("listening on {} (move)", listener.local_addr()?);
+    Ok(Some(MoveListener {
+        listener,
+        secret: Arc::new(secret),
+    }))
+}
+
+/// The home of `address` on this node: the address checked, then the home template
+/// expanded for it.
+pub fn home_for(template: &str, address: &str) -> Result<PathBuf, String> {
+    postern_transfer::check_address(address)?;
+    let (_, domain) = address.rsplit_once('@').unwrap_or_default();
+    let domain_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !domain_ok {
+        return Err(format!(
+            "{address:?}: not a domain this node can have homes for"
+        ));
+    }
+    let home = PathBuf::from(postern_config::expand_template(template, address));
+    if !home.is_absolute() {
+        return Err(format!(
+            "the home template {template:?} gives a relative path here"
+        ));
+    }
+    Ok(home)
+}
+
+/// Accepts until `shutdown`, then gives transfers in flight [`SHUTDOWN_GRACE`].
+pub async fn serve(ml: MoveListener, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_TRANSFERS));
+    let mut transfers = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = ml.listener.accept() => a,
+        };
+        while transfers.try_join_next().is_some() {}
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "move: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !ctx.config.proxy.move_peer_allowed(peer.ip()) {
+            info!(%peer, "move: connection refused (not in [proxy] move_networks)");
+            continue;
+        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            info!(%peer, "move: connection refused ({MAX_TRANSFERS} transfers running)");
+            continue;
+        };
+        transfers.spawn(connection(
+            tcp,
+            peer,
+            ctx.clone(),
+            ml.secret.clone(),
+            shutdown.clone(),
+            permit,
+        ));
+    }
+    postern_daemon::finish_within(&mut transfers, SHUTDOWN_GRACE, "move transfers").await;
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    secret: Arc<Vec<u8>>,
+    shutdown: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) {
+    let stream = if ctx.config.proxy.tls == HopTls::None {
+        Some(Stream::Plain(tcp))
+    } else {
+        crate::tls_accept(ctx.tls.as_ref(), tcp, peer, "move").await
+    };
+    let Some(stream) = stream else {
+        return;
+    };
+    let idle = ctx.config.proxy.idle_timeout_secs.duration();
+    let bridge = SyncIoBridge::new(Guarded::new(stream, idle, shutdown));
+    let template = ctx.config.home_template();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut bridge = bridge;
+        let home_of = |address: &str| {
+            let home = home_for(&template, address);
+            match &home {
+                Ok(h) => info!(%peer, user = address, home = %h.display(), "move: receiving"),
+                Err(e) => info!(%peer, user = address, error = %e, "move: refused"),
+            }
+            home
+        };
+        let r = postern_transfer::serve(&mut bridge, &secret, &home_of);
+        let _ = bridge.shutdown();
+        r
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => info!(%peer, "move: connection closed"),
+        Ok(Err(postern_transfer::TransferError::Auth)) => {
+            warn!(%peer, "move: authentication failed (wrong secret?)")
+        }
+        Ok(Err(e)) => info!(%peer, error = %e, "move: connection ended"),
+        Err(e) => warn!(%peer, error = %e, "move: transfer task failed"),
+    }
+    drop(permit);
+}
+
+/// A stream whose reads and writes fail once it has been idle for `idle` or `stop` is
+/// cancelled (the blocking protocol code cannot be interrupted any other way).
+struct Guarded {
+    inner: Stream,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Guarded {
+    fn new(inner: Stream, idle: Duration, stop: CancellationToken) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            stop: Box::pin(stop.cancelled_owned()),
+        }
+    }
+
+    /// Progress: the idle clock starts again.
+    fn touch(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// Why the operation must fail now, if it must (registers for both wake-ups).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Some(io::Error::other("imapd is shutting down"));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "idle for [proxy] idle_timeout_secs",
+            ));
+        }
+        None
+    }
+
+    fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut Stream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::other("imapd is shutting down")));
+        }
+        match op(Pin::new(&mut self.inner), cx) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().guard(cx, |s, cx| s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().guard(cx, |s, cx| s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().guard(cx, |s, cx| s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const SECRET: &str = "a-secret-shared-by-the-test-nodes-0123456789";
+
+    /// A receiver on 127.0.0.1 with `extra` in `[proxy]`; its config and address.
+    async fn receiver(
+        dir: &std::path::Path,
+        extra: &str,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let secret = dir.join("move.secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "hostname = \"b2.example\"\n[authd.userdb]\nhome = \"{}/%d/%n\"\n[proxy]\nmove_listen = \"127.0.0.1:0\"\nmove_secret_file = \"move.secret\"\n{extra}",
+            dir.join("homes").display()
+        );
+        let config = Config::parse(&text, dir).unwrap();
+        let ml = bind(&config).await.unwrap().unwrap();
+        let addr = ml.local_addr().unwrap();
+        let ctx = Arc::new(Ctx::new(config).unwrap());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(ml, ctx, stop.clone()));
+        (addr, stop, task)
+    }
+
+    /// Connects (blocking) and reads the first line, "" when the server closed first.
+    fn first_line(addr: SocketAddr) -> (String, std::net::TcpStream) {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+        (line, s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_home_is_received_over_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "").await;
+        let homes = dir.path().join("homes");
+        tokio::task::spawn_blocking(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            let mut c = postern_transfer::Client::handshake(s, SECRET.as_bytes()).unwrap();
+            assert_eq!(
+                c.begin("bob@example.org").unwrap(),
+                postern_transfer::Status::Fresh
+            );
+            let e = postern_transfer::Entry {
+                path: "dovecot-uidlist".into(),
+                kind: postern_transfer::Kind::File,
+                size: 5,
+                mtime: 1_700_000_000,
+                mode: 0o600,
+                sha256: None,
+            };
+            c.put(&e, &mut &b"hello"[..]).unwrap();
+            c.commit().unwrap();
+            let err = c.begin("x@y").unwrap_err().to_string();
+            assert!(err.contains("already"), "{err}");
+        })
+        .await
+        .unwrap();
+        let got = std::fs::read(homes.join("example.org/bob/dovecot-uidlist")).unwrap();
+        assert_eq!(got, b"hello");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peers_outside_move_networks_are_closed_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "move_networks = [\"10.9.0.0/16\"]\n").await;
+        let (line, _s) = tokio::task::spawn_blocking(move || first_line(addr))
+            .await
+            .unwrap();
+        assert_eq!(line, "", "loopback is not in move_networks");
+        stop.cancel();
+        task.await.unwrap();
+        // Loopback is allowed by default.
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "").await;
+        let (line, _s) = tokio::task::spawn_blocking(move || first_line(addr))
+            .await
+            .unwrap();
+        assert!(line.contains("postern-move"), "{line}");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_four_transfers_and_idle_ones_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "idle_timeout_secs = 2\n").await;
+        tokio::task::spawn_blocking(move || {
+            let mut held = Vec::new();
+            for _ in 0..MAX_TRANSFERS {
+                let (line, s) = first_line(addr);
+                assert!(line.contains("postern-move"), "{line}");
+                held.push(s);
+            }
+            let (line, _) = first_line(addr);
+            assert_eq!(line, "", "a fifth transfer is refused");
+            // The silent ones are closed after idle_timeout_secs, freeing the slots.
+            let t0 = std::time::Instant::now();
+            for s in &mut held {
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+            }
+            assert!(t0.elapsed() < Duration::from_secs(15));
+            // Slots free again: a new connection gets its greeting (the last task may take
+            // a moment to release its slot after the close).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (line, _s) = first_line(addr);
+                if line.contains("postern-move") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "slots never freed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_ends_a_transfer_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "").await;
+        let mut s = tokio::task::spawn_blocking(move || first_line(addr).1)
+            .await
+            .unwrap();
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the receiver stops")
+            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let _ = s.write_all(b"{}\n");
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn addresses_are_checked_before_the_template() {
+        let t = "/srv/mail/%d/%n";
+        assert_eq!(
+            home_for(t, "bob@example.org").unwrap(),
+            PathBuf::from("/srv/mail/example.org/bob")
+        );
+        for bad in [
+            "../../etc@x.org",
+            "bob@../../etc",
+            "bob@ex/ample.org",
+            "a/b@example.org",
+            ".@example.org",
+            "bob@.",
+            "bob@example..org",
+            "bob@exa mple.org",
+            "bob@",
+            "bob",
+        ] {
+            assert!(home_for(t, bad).is_err(), "{bad}");
+        }
+        assert!(home_for("relative/%d/%n", "bob@example.org").is_err());
+    }
+}
