@@ -43,3 +43,4 @@ mod rfc_duties;
 mod sieve_editheader;
 mod smtpd;
 mod trace;
+mod transfer;
