@@ -90,6 +90,9 @@ pub enum MaildirError {
     /// its own child, …).
     #[error("not permitted: {0}")]
     NotPermitted(String),
+    /// The subscription list holds its most names (given) already: a new one is refused.
+    #[error("too many subscriptions (at most {0})")]
+    TooManySubscriptions(usize),
     /// A unique file name was already taken several times in a row.
     #[error("could not find a free unique name in {}", dir.display())]
     NameCollision {
@@ -126,6 +129,7 @@ impl MaildirError {
                 | Self::Expunged(_)
                 | Self::FolderExists(_)
                 | Self::NotPermitted(_)
+                | Self::TooManySubscriptions(_)
         )
     }
 }

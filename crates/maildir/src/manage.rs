@@ -171,7 +171,7 @@ impl Maildir {
                 fsync_dir(&src)?;
             }
         }
-        Ok(())
+        self.move_inbox_metadata(to_dir)
     }
 
     /// The subscribed mailbox names (`/` separator), from Dovecot's `subscriptions` file.
@@ -203,6 +203,11 @@ impl Maildir {
         let before = names.len();
         if on {
             if !names.iter().any(|n| n == name) {
+                if names.len() >= subscriptions::MAX_SUBSCRIPTIONS {
+                    return Err(MaildirError::TooManySubscriptions(
+                        subscriptions::MAX_SUBSCRIPTIONS,
+                    ));
+                }
                 names.push(name.to_owned());
             }
         } else {
@@ -213,5 +218,36 @@ impl Maildir {
             return Ok(());
         }
         lock.replace(subscriptions::format(&names).as_bytes())
+    }
+
+    /// Renames subscribed names (`(old, new)` pairs; an old name not subscribed is skipped),
+    /// with one rewrite of the file for all of them (a RENAME of a folder with many
+    /// subscribed children rewrote it twice per child). The count does not grow.
+    pub fn rename_subscriptions(&self, pairs: &[(String, String)]) -> Result<()> {
+        let norm = |n: &str| {
+            if folder::is_inbox(n) {
+                "INBOX".to_owned()
+            } else {
+                n.to_owned()
+            }
+        };
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(old, new)| (norm(old), norm(new)))
+            .collect();
+        let path = self.root().join(SUBSCRIPTIONS_FILE);
+        let lock = DotLock::acquire(&path, SUBS_LOCK_WAIT, SUBS_LOCK_STALE, self.file_mode())?;
+        let names = self.subscriptions()?;
+        if !names.iter().any(|n| map.contains_key(n)) {
+            drop(lock);
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let renamed: Vec<String> = names
+            .into_iter()
+            .map(|n| map.get(&n).cloned().unwrap_or(n))
+            .filter(|n| seen.insert(n.clone()))
+            .collect();
+        lock.replace(subscriptions::format(&renamed).as_bytes())
     }
 }

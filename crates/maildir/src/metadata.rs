@@ -2,8 +2,9 @@
 //!
 //! - A mailbox's entries live in [`METADATA_FILE`] in the mailbox's own directory (the Maildir
 //!   root for INBOX, `.A.B` for `A/B`), so deleting a folder removes them and renaming it
-//!   carries them (the directory moves). Renaming INBOX moves its messages only: INBOX keeps
-//!   its entries.
+//!   carries them (the directory moves). Renaming INBOX makes a new mailbox of its messages
+//!   and leaves an empty INBOX: its entries go with the messages, as a renamed mailbox's do,
+//!   and the INBOX left behind starts without any.
 //! - The server's entries (mailbox `""`) live in [`SERVER_METADATA_FILE`] in the root.
 //! - Entry names are the full names (`/private/…` and `/shared/…` stay distinct keys); the
 //!   caller validates and normalises them (imapd's `cmd/metadata.rs`). Values are bytes.
@@ -169,6 +170,31 @@ impl Maildir {
                 Ok(dir.join(METADATA_FILE))
             }
         }
+    }
+
+    /// RENAME INBOX: INBOX's entries move to `to_dir`, the folder just made of its messages
+    /// (under the user's lock, so a concurrent SETMETADATA on INBOX lands before or after).
+    pub(crate) fn move_inbox_metadata(&self, to_dir: &Path) -> Result<()> {
+        let from = self.root().join(METADATA_FILE);
+        if fs::symlink_metadata(&from).is_err() {
+            return Ok(());
+        }
+        let lock = DotLock::acquire(
+            &self.root().join(USER_LOCK_FILE),
+            LOCK_WAIT,
+            LOCK_STALE,
+            self.file_mode(),
+        )?;
+        match fs::rename(&from, to_dir.join(METADATA_FILE)) {
+            Ok(()) => {
+                fsync_dir(to_dir)?;
+                fsync_dir(self.root())?;
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(MaildirError::io("rename", &from, e)),
+        }
+        drop(lock);
+        Ok(())
     }
 
     /// The stored entries of the server or a mailbox (`NoSuchFolder` for a missing mailbox).

@@ -15,9 +15,12 @@
 //! with a single delta line. If a scanned directory changed during the scan the file is not
 //! rewritten (the next call scans again), as Dovecot does.
 
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{IoContext, MaildirError, Result};
@@ -101,6 +104,7 @@ pub struct Usage {
 #[derive(Debug, Clone, Copy)]
 pub struct Quota;
 
+#[derive(Clone, Copy)]
 enum FileState {
     Valid {
         limit: QuotaLimit,
@@ -220,20 +224,121 @@ impl Quota {
     }
 }
 
+/// What identifies one content of `maildirsize`: every writer either appends (the length
+/// grows) or replaces the file by a rename (another inode); the times catch anything else.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(md: &fs::Metadata) -> Self {
+        Self {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+/// Per process: the last parse of each `maildirsize`, so that a check (every APPEND, every
+/// delivery) whose file did not change since costs one `stat`.
+static PARSED: LazyLock<Mutex<HashMap<PathBuf, (FileId, FileState)>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Files remembered at most (all forgotten when full: a forgotten one is read again).
+const PARSED_MAX: usize = 4096;
+
+/// Reads and judges `maildirsize`, from the cache when the file is unchanged.
 fn read_file(path: &Path) -> Result<FileState> {
-    let mut file = match fs::File::open(path) {
-        Ok(f) => f,
+    let md = match fs::metadata(path) {
+        Ok(md) => md,
         Err(e) if is_not_found(&e) => return Ok(FileState::Invalid { limit: None }),
-        Err(e) => return Err(MaildirError::io("open", path, e)),
+        Err(e) => return Err(MaildirError::io("stat", path, e)),
     };
-    let mut buf = Vec::with_capacity(1024);
-    let read = (&mut file).take(MAX_FILE_SIZE as u64).read_to_end(&mut buf);
-    let age = file
-        .metadata()
-        .and_then(|m| m.modified())
+    let id = FileId::of(&md);
+    let cached = {
+        let map = PARSED.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(path).filter(|(c, _)| *c == id).map(|(_, s)| *s)
+    };
+    if let Some(state) = cached {
+        return Ok(match state {
+            FileState::Valid {
+                limit,
+                usage,
+                deltas,
+                ..
+            } => FileState::Valid {
+                limit,
+                usage,
+                deltas,
+                age: age_of(&md),
+            },
+            invalid => invalid,
+        });
+    }
+    let (state, id) = parse_file(path)?;
+    if let (Some(id), FileState::Valid { .. }) = (id, state) {
+        let mut map = PARSED.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= PARSED_MAX && !map.contains_key(path) {
+            map.clear();
+        }
+        map.insert(path.to_path_buf(), (id, state));
+    }
+    Ok(state)
+}
+
+/// True when `now` is at least 50 ms after the time `(sec, nsec)` (coarse file system
+/// clocks tick every few milliseconds; a second for whole-second time stamps).
+fn settled((sec, nsec): (i64, i64), now: SystemTime) -> bool {
+    let (Ok(sec), Ok(nsec)) = (u64::try_from(sec), u32::try_from(nsec)) else {
+        return false;
+    };
+    let margin = if nsec == 0 {
+        Duration::from_millis(1050)
+    } else {
+        Duration::from_millis(50)
+    };
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|n| n >= Duration::new(sec, nsec.min(999_999_999)) + margin)
+}
+
+fn age_of(md: &fs::Metadata) -> Duration {
+    md.modified()
         .ok()
         .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Reads and judges `maildirsize`; also returns the identity of what was read (`None`: it
+/// changed while being read).
+fn parse_file(path: &Path) -> Result<(FileState, Option<FileId>)> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if is_not_found(&e) => return Ok((FileState::Invalid { limit: None }, None)),
+        Err(e) => return Err(MaildirError::io("open", path, e)),
+    };
+    let now = SystemTime::now();
+    let before = file.metadata().ok().map(|m| FileId::of(&m));
+    let mut buf = Vec::with_capacity(1024);
+    let read = (&mut file).take(MAX_FILE_SIZE as u64).read_to_end(&mut buf);
+    let after = file.metadata().ok();
+    let age = after.as_ref().map(age_of).unwrap_or_default();
+    // Kept only when a later change must show in the times: the last one is at least a time
+    // stamp granule old.
+    let id = after
+        .map(|m| FileId::of(&m))
+        .filter(|a| Some(*a) == before && a.len == buf.len() as u64 && settled(a.ctime, now));
+    Ok((judge(&buf, read.is_err(), age), id))
+}
+
+/// The state a `maildirsize` content stands for.
+fn judge(buf: &[u8], read_failed: bool, age: Duration) -> FileState {
     // Ignore a last line without LF: an append may be in progress.
     let complete = buf
         .iter()
@@ -246,34 +351,34 @@ fn read_file(path: &Path) -> Result<FileState> {
         .filter(|l| !l.is_empty())
         .map(QuotaLimit::parse);
     let Some(limit) = limit else {
-        return Ok(FileState::Invalid { limit: None });
+        return FileState::Invalid { limit: None };
     };
-    if read.is_err() || buf.len() >= MAX_FILE_SIZE || buf.contains(&0) {
-        return Ok(FileState::Invalid { limit: Some(limit) });
+    if read_failed || buf.len() >= MAX_FILE_SIZE || buf.contains(&0) {
+        return FileState::Invalid { limit: Some(limit) };
     }
     let (mut bytes, mut count, mut deltas) = (0i64, 0i64, 0usize);
     for line in lines {
         let mut fields = line.split_whitespace().map(str::parse::<i64>);
         let (Some(Ok(b)), Some(Ok(c))) = (fields.next(), fields.next()) else {
-            return Ok(FileState::Invalid { limit: Some(limit) });
+            return FileState::Invalid { limit: Some(limit) };
         };
         bytes = bytes.saturating_add(b);
         count = count.saturating_add(c);
         deltas += 1;
     }
     if bytes < 0 || count < 0 {
-        return Ok(FileState::Invalid { limit: Some(limit) });
+        return FileState::Invalid { limit: Some(limit) };
     }
     let usage = Usage {
         bytes: bytes as u64,
         messages: count as u64,
     };
-    Ok(FileState::Valid {
+    FileState::Valid {
         limit,
         usage,
         deltas,
         age,
-    })
+    }
 }
 
 /// Sums `cur/` and `new/` of every mailbox; also says whether no directory changed meanwhile.

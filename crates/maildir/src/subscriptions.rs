@@ -16,6 +16,9 @@ use crate::mutf7;
 pub const SUBSCRIPTIONS_FILE: &str = "subscriptions";
 /// The version 2 header.
 pub const VERSION2_HEADER: &str = "V\t2\n\n";
+/// Most names a subscription list takes: every change rewrites the whole file, so the list
+/// bounds what one SUBSCRIBE costs.
+pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 fn tab_escape(s: &str, out: &mut String) {
     for c in s.chars() {

@@ -683,6 +683,81 @@ fn renaming_inbox_moves_its_messages() {
     assert_eq!(md.list_folders().unwrap(), ["INBOX/Sub", "Old Mail"]);
 }
 
+/// RFC 5464 with RFC 3501 §6.3.5: renaming INBOX makes a new mailbox of its messages and
+/// leaves an empty INBOX; INBOX's METADATA entries go with the messages (as a renamed
+/// mailbox's do), the INBOX left behind has none.
+#[test]
+fn renaming_inbox_carries_its_metadata() {
+    use postern_maildir::metadata::{MetadataLimits, MetadataTarget};
+    let (_t, md) = maildir();
+    let limits = MetadataLimits {
+        max_value_bytes: 1000,
+        max_entries_per_mailbox: 10,
+        max_entries_per_user: 10,
+        max_bytes_per_user: 10_000,
+    };
+    let set = |target, k: &str, v: &[u8]| {
+        md.set_metadata(target, &[(k.to_owned(), Some(v.to_vec()))], &limits)
+            .unwrap()
+            .unwrap();
+    };
+    set(
+        MetadataTarget::Mailbox("INBOX"),
+        "/private/comment",
+        b"mine",
+    );
+    set(MetadataTarget::Server, "/shared/comment", b"server");
+    md.deliver(None, MSG, &Flags::default()).unwrap();
+    md.rename_folder("INBOX", "Old Mail").unwrap();
+    let old = md.metadata(MetadataTarget::Mailbox("Old Mail")).unwrap();
+    assert_eq!(
+        old.get("/private/comment").map(Vec::as_slice),
+        Some(&b"mine"[..])
+    );
+    assert!(
+        md.metadata(MetadataTarget::Mailbox("INBOX"))
+            .unwrap()
+            .is_empty()
+    );
+    // The server's entries stay where they are.
+    assert_eq!(md.metadata(MetadataTarget::Server).unwrap().len(), 1);
+}
+
+/// The subscription list is capped (every SUBSCRIBE rewrites the whole file, so an
+/// unbounded list makes the n-th SUBSCRIBE cost O(n): quadratic I/O): a new name beyond
+/// [`MAX_SUBSCRIPTIONS`] is refused; names already in, and unsubscribing, still work.
+#[test]
+fn subscriptions_are_capped() {
+    use postern_maildir::subscriptions::MAX_SUBSCRIPTIONS;
+    let (_t, md) = maildir();
+    let names: Vec<String> = (0..MAX_SUBSCRIPTIONS).map(|i| format!("f{i}")).collect();
+    fs::write(
+        md.root().join("subscriptions"),
+        postern_maildir::subscriptions::format(&names),
+    )
+    .unwrap();
+    assert!(matches!(
+        md.set_subscribed("one-more", true),
+        Err(MaildirError::TooManySubscriptions(n)) if n == MAX_SUBSCRIPTIONS
+    ));
+    assert_eq!(md.subscriptions().unwrap().len(), MAX_SUBSCRIPTIONS);
+    md.set_subscribed("f7", true).unwrap();
+    md.set_subscribed("f7", false).unwrap();
+    md.set_subscribed("one-more", true).unwrap();
+    assert_eq!(md.subscriptions().unwrap().len(), MAX_SUBSCRIPTIONS);
+    // Renames rewrite the file once for all the names they change.
+    md.rename_subscriptions(&[
+        ("f1".to_owned(), "g1".to_owned()),
+        ("f2".to_owned(), "g2".to_owned()),
+        ("absent".to_owned(), "g3".to_owned()),
+    ])
+    .unwrap();
+    let subs = md.subscriptions().unwrap();
+    assert_eq!(subs.len(), MAX_SUBSCRIPTIONS);
+    assert!(subs.contains(&"g1".to_owned()) && subs.contains(&"g2".to_owned()));
+    assert!(!subs.contains(&"f1".to_owned()) && !subs.contains(&"g3".to_owned()));
+}
+
 #[test]
 fn subscriptions_in_dovecot_format() {
     let (_t, md) = maildir();
@@ -862,6 +937,28 @@ fn bench_100k_messages() {
     assert_eq!(mb.sync().unwrap().new, [n as u32 + 1]);
     eprintln!("sync picking up one delivery: {:?}", t.elapsed());
     std::thread::sleep(Duration::from_millis(200));
+    md.deliver(None, MSG, &Flags::default()).unwrap();
+    let t = Instant::now();
+    assert_eq!(mb.sync().unwrap().new, [n as u32 + 2]);
+    eprintln!("sync picking up another delivery: {:?}", t.elapsed());
+    // What every delivery cost before `cur/` was watched, and still costs after a foreign
+    // change of `cur/`: a full scan.
+    let cur = md.root().join("cur");
+    let name = fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with(":2,"))
+        .unwrap();
+    fs::rename(cur.join(&name), cur.join(format!("{name}F"))).unwrap();
+    md.deliver(None, MSG, &Flags::default()).unwrap();
+    let t = Instant::now();
+    let r = mb.sync().unwrap();
+    assert_eq!((r.new.len(), r.changed.len()), (1, 1));
+    eprintln!(
+        "sync picking up a delivery and a foreign rename (full scan): {:?}",
+        t.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(200));
     mb.sync().unwrap();
     let t = Instant::now();
     assert!(mb.sync().unwrap().is_empty());
@@ -869,7 +966,7 @@ fn bench_100k_messages() {
     let t = Instant::now();
     let again = md.open_mailbox("INBOX").unwrap();
     eprintln!("third open: {:?}", t.elapsed());
-    assert_eq!(again.messages().len(), n + 1);
+    assert_eq!(again.messages().len(), n + 3);
     assert!(open < Duration::from_secs(1), "open took {open:?}");
     assert!(sync < Duration::from_millis(100), "sync took {sync:?}");
 }

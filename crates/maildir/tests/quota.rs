@@ -333,3 +333,42 @@ fn deliver_copies_checks_the_quota_then_stores_every_copy() {
     .unwrap();
     assert_eq!(read_maildirsize(&md), before);
 }
+
+/// The usage is kept per process and the file only read again when it changed: every
+/// change by any writer (a delta appended by lmtp-deliver or Dovecot, a rewrite by a
+/// recalculation, an edit in place) is seen at the next check.
+#[test]
+fn usage_follows_every_change_of_maildirsize() {
+    let (_t, md) = maildir();
+    let path = md.root().join(MAILDIRSIZE_FILE);
+    write_maildirsize(&md, "1000S\n100 1\n", Duration::ZERO);
+    let u = |bytes, messages| Usage { bytes, messages };
+    // Past the time stamp margin the parse is kept (the cached path is what follows).
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(Quota::usage(&md).unwrap(), u(100, 1));
+    assert_eq!(Quota::usage(&md).unwrap(), u(100, 1));
+    // Another process appends a delta.
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, b"250 2\n").unwrap();
+    drop(f);
+    assert_eq!(Quota::usage(&md).unwrap(), u(350, 3));
+    // A delta being written (no LF yet) is not counted until it is complete.
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, b"50").unwrap();
+    assert_eq!(Quota::usage(&md).unwrap(), u(350, 3));
+    std::io::Write::write_all(&mut f, b" 1\n").unwrap();
+    drop(f);
+    assert_eq!(Quota::usage(&md).unwrap(), u(400, 4));
+    // Our own delta.
+    Quota::add(&md, QuotaLimit::from(1000), -100, -1).unwrap();
+    assert_eq!(Quota::usage(&md).unwrap(), u(300, 3));
+    // Replaced (a recalculation elsewhere), then edited in place to the same length.
+    let tmp = md.root().join("tmp/ms");
+    fs::write(&tmp, "1000S\n900 9\n").unwrap();
+    fs::rename(&tmp, &path).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(Quota::usage(&md).unwrap(), u(900, 9));
+    assert_eq!(Quota::usage(&md).unwrap(), u(900, 9));
+    fs::write(&path, "1000S\n800 8\n").unwrap();
+    assert_eq!(Quota::usage(&md).unwrap(), u(800, 8));
+}

@@ -496,10 +496,12 @@ impl Mailbox {
         };
         let (names, dirs, _stable) = self.scan_dirs()?;
         let mut seen = HashSet::new();
+        let listed = names.len();
         let names: Vec<String> = names
             .into_iter()
             .filter(|n| seen.insert(split_name(n).0.to_owned()))
             .collect();
+        let no_dups = names.len() == listed;
         let mut next_modseq = base;
         let msgs = self.resolve_new(names, &mut next_modseq, Some(&list), hdr.uid_next)?;
         hdr.highest_modseq = next_modseq;
@@ -524,6 +526,10 @@ impl Mailbox {
         self.idx = idx;
         self.cache = None;
         self.cache_snap = (0, 0);
+        if no_dups {
+            // Duplicates left out are in `cur/` but not in the index: the next sync scans.
+            super::watch::confirm(&self.dir.join("cur"));
+        }
         Ok(())
     }
 

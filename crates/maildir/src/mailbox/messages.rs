@@ -16,7 +16,7 @@ use crate::index::{Msg, Rec};
 use crate::quota::{MAILDIRSIZE_FILE, Quota, QuotaLimit};
 use crate::store::Maildir;
 
-use super::{FlagOp, Mailbox, MessageMeta};
+use super::{FlagOp, Mailbox, MessageMeta, watch};
 
 impl Mailbox {
     /// The whole message with CRLF line endings. [`MaildirError::Expunged`] when its file
@@ -77,6 +77,9 @@ impl Mailbox {
         let base = self.files[i].base.to_string();
         let to = cur.join(format!("{base}{new_suffix}"));
         let mut follow = self.cur_as_recorded();
+        let own = watch::Own::new(&cur);
+        own.expect(&format!("{base}{old_suffix}"));
+        own.expect(&format!("{base}{new_suffix}"));
         match fs::rename(cur.join(format!("{base}{old_suffix}")), &to) {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => match self.locate(&base)? {
@@ -102,6 +105,7 @@ impl Mailbox {
         }];
         recs.extend(follow.then(|| self.followed_cur()).flatten());
         self.commit(recs, false)?;
+        own.done();
         self.view_highest = self.view_highest.max(modseq);
         Ok(Some(&self.metas[i]))
     }
@@ -175,6 +179,8 @@ impl Mailbox {
         let cur = self.dir.join("cur");
         let path = cur.join(format!("{base}{suffix}"));
         let follow = self.cur_as_recorded();
+        let own = watch::Own::new(&cur);
+        own.expect(&format!("{base}{suffix}"));
         match fs::hard_link(tmp, &path) {
             Ok(()) => {}
             Err(_) if fs::symlink_metadata(&path).is_err() => {
@@ -212,6 +218,7 @@ impl Mailbox {
         })];
         recs.extend(follow.then(|| self.followed_cur()).flatten());
         self.commit(recs, false)?;
+        own.done();
         Ok(uid)
     }
 
@@ -241,6 +248,7 @@ impl Mailbox {
         let src_cur = self.dir.join("cur");
         let dest_cur = dest.dir.join("cur");
         let dest_tmp = dest.dir.join("tmp");
+        let own = watch::Own::new(&dest_cur);
         let mut listing: Option<HashMap<String, String>> = None;
         // (src uid, base, suffix, vsize, date, stored bytes)
         let mut made: Vec<(u32, String, String, u64, i64, u64)> = Vec::new();
@@ -279,6 +287,7 @@ impl Mailbox {
                 .collect();
             let suffix = build_suffix("", &meta.flags, &letters);
             let to = dest_cur.join(format!("{base}{suffix}"));
+            own.expect(&format!("{base}{suffix}"));
             match link_or_copy(&src, &to, &dest_tmp, dest.md.file_mode()) {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => continue,
@@ -318,6 +327,9 @@ impl Mailbox {
             }));
         }
         dest.commit(recs, false)?;
+        if failure.is_none() {
+            own.done();
+        }
         quota_adjust(&dest.md, bytes, pairs.len() as i64);
         match failure {
             Some(e) if pairs.is_empty() => Err(e),
@@ -343,6 +355,7 @@ impl Mailbox {
         self.read_index(true)?;
         let cur = self.dir.join("cur");
         let follow = self.cur_as_recorded();
+        let own = watch::Own::new(&cur);
         let mut recs = Vec::new();
         let mut removed = Vec::new();
         let mut listing: Option<HashMap<String, String>> = None;
@@ -363,6 +376,7 @@ impl Mailbox {
                 let path = cur.join(&name);
                 let size = size_field(&name, 'S')
                     .map_or_else(|| fs::symlink_metadata(&path).map(|m| m.len()), Ok);
+                own.expect(&name);
                 match fs::remove_file(&path) {
                     Ok(()) => {
                         bytes += size.unwrap_or(0) as i64;
@@ -405,6 +419,9 @@ impl Mailbox {
             recs.extend(self.followed_cur());
         }
         self.commit(recs, false)?;
+        if failure.is_none() {
+            own.done();
+        }
         let set: HashSet<u32> = removed.iter().copied().collect();
         let keep_files: Vec<bool> = self.metas.iter().map(|m| !set.contains(&m.uid)).collect();
         let mut k = keep_files.iter();

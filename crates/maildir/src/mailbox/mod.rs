@@ -32,6 +32,12 @@
 //! cannot rule out a later change with the same time: such a state is marked unsafe and
 //! scanned again at the next sync. So a `sync()` with nothing changed is four `stat` calls.
 //!
+//! Each process keeps an inotify watch on the `cur/` it scanned last (`watch`): while nobody
+//! but this process's own index-recorded changes touched `cur/` since that scan, a sync that
+//! finds `new/` changed moves those files to `cur/` and logs them without listing `cur/`
+//! (new mail costs the new mail, not the mailbox), and the verifying scan after own changes
+//! is not needed. Any other change of `cur/` (or no watch) means the full scan as above.
+//!
 //! # What a session sees
 //! [`Mailbox::messages`] changes only in [`Mailbox::sync`] (which reports new and expunged
 //! UIDs) and [`Mailbox::expunge`] (which returns the UIDs it removed). Messages expunged by
@@ -72,8 +78,8 @@
 //! This file holds the types and opening; the rest of `impl Mailbox` is split by seam:
 //! `lock` (in-process queue and uidlist dotlock), `changelog` (the index: snapshot, log
 //! records, compaction, rebuild), `scan` (directory mtimes and scans), `uids` (the uidlist),
-//! `view` (what a session sees, \Recent, keywords), `blob_cache` (the cache file) and
-//! `messages` (read, flags, append, copy, expunge).
+//! `view` (what a session sees, \Recent, keywords), `blob_cache` (the cache file),
+//! `messages` (read, flags, append, copy, expunge) and `watch` (the inotify watches).
 
 mod blob_cache;
 mod changelog;
@@ -82,6 +88,7 @@ mod messages;
 mod scan;
 mod uids;
 mod view;
+mod watch;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;

@@ -15,7 +15,7 @@ use crate::filename::{self, size_field};
 use crate::fsutil::is_not_found;
 use crate::index::{DirState, Rec, Stamp};
 
-use super::{CACHE_TAIL_COMPACT, Mailbox, SAFE_MARGIN};
+use super::{CACHE_TAIL_COMPACT, Mailbox, SAFE_MARGIN, watch};
 
 impl Mailbox {
     pub(super) fn refresh(&mut self) -> Result<()> {
@@ -35,9 +35,98 @@ impl Mailbox {
         let _lock = self.lock()?;
         self.read_index(true)?;
         if self.dirs_changed()? {
-            self.scan_locked()?;
+            if watch::is_clean(&self.dir.join("cur")) {
+                self.pickup_locked()?;
+            } else {
+                self.scan_locked()?;
+            }
         }
         Ok(())
+    }
+
+    /// With a clean watch on `cur/` (see [`watch`]: `cur/` holds what the index says): moves
+    /// what `new/` holds into `cur/` and logs it, without listing `cur/` — the cost of new
+    /// mail is the new mail, not the mailbox. Falls back to [`Self::scan_locked`] when a moved
+    /// file's base is already known (a duplicate) or the watch saw someone else's change.
+    pub(super) fn pickup_locked(&mut self) -> Result<()> {
+        let cur = self.dir.join("cur");
+        let new = self.dir.join("new");
+        let own = watch::Own::new(&cur);
+        let mut moved = Vec::new();
+        let mut new_state = None;
+        for _ in 0..4 {
+            let (stamp, now) = stat_dir(&new)?;
+            let names = list_names(&new)?;
+            if names.is_empty() {
+                new_state = Some((stamp, now));
+                break;
+            }
+            for n in names {
+                let target = if n.contains(':') {
+                    n.clone()
+                } else {
+                    format!("{n}:2,")
+                };
+                own.expect(&target);
+                match fs::rename(new.join(&n), cur.join(&target)) {
+                    Ok(()) => moved.push(target),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(MaildirError::io("rename", new.join(&n), e)),
+                }
+            }
+        }
+        let (cur_stamp, cur_now) = stat_dir(&cur)?;
+        if !watch::is_clean(&cur) || self.knows_a_base_of(&moved) {
+            drop(own);
+            return self.scan_locked();
+        }
+        self.reload_keywords();
+        let mut modseq = self.st.highest_modseq;
+        let mut recs = Vec::new();
+        if !moved.is_empty() {
+            self.refresh_uidlist()?;
+            if self.uidlist.loaded && self.uidlist.uid_validity != self.st.uid_validity {
+                drop(own);
+                return self.scan_locked();
+            }
+            let uid_next = self.st.uid_next;
+            let news = self.resolve_new(moved, &mut modseq, None, uid_next)?;
+            recs.extend(news.into_iter().map(Rec::New));
+        }
+        if self.uidlist.loaded && self.uidlist.next_uid > self.st.uid_next {
+            recs.push(Rec::UidNext(self.uidlist.next_uid));
+        }
+        let safe = new_state.is_some_and(|(s, n)| is_safe(s, n)) && is_safe(cur_stamp, cur_now);
+        recs.push(Rec::Dirs(DirState {
+            cur: cur_stamp,
+            new: new_state.map_or_else(Stamp::default, |s| s.0),
+            safe,
+        }));
+        self.commit(recs, true)?;
+        own.done();
+        // As good as a scan: own changes may move the recorded time along again.
+        Seen::scanned(&self.dir);
+        Ok(())
+    }
+
+    /// Whether a file name base in `names` is one the state holds already.
+    fn knows_a_base_of(&self, names: &[String]) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        let bases: Vec<&str> = names.iter().map(|n| split_name(n).0).collect();
+        let set: HashSet<&str> = bases.iter().copied().collect();
+        let mut known = self
+            .files
+            .iter()
+            .filter(|f| !f.gone)
+            .chain(self.pending.iter().map(|(_, f)| f))
+            .map(|f| &*f.base);
+        if bases.len() <= 4 {
+            known.any(|b| bases.contains(&b))
+        } else {
+            known.any(|b| set.contains(b))
+        }
     }
 
     pub(super) fn dirs_changed(&self) -> Result<bool> {
@@ -50,12 +139,10 @@ impl Mailbox {
             }
         };
         let d = self.st.dirs;
-        Ok(
-            !d.safe
-                || stat("cur")? != d.cur
-                || stat("new")? != d.new
-                || Seen::verify_due(&self.dir),
-        )
+        Ok(!d.safe
+            || stat("cur")? != d.cur
+            || stat("new")? != d.new
+            || (Seen::verify_due(&self.dir) && !watch::is_clean(&self.dir.join("cur"))))
     }
 
     /// Under the lock with the index read, before this session changes `cur/` itself (a flag
@@ -93,6 +180,10 @@ impl Mailbox {
         Seen::scanned(&self.dir);
         let cur = self.dir.join("cur");
         let new = self.dir.join("new");
+        // From here on, every change of `cur/` is either in the listing below or an event.
+        watch::arm(&cur);
+        #[cfg(test)]
+        watch::count_scan(&self.dir);
         let mut new_state = None;
         for _ in 0..4 {
             let (stamp, now) = stat_dir(&new)?;
@@ -107,6 +198,7 @@ impl Mailbox {
                 } else {
                     format!("{n}:2,")
                 };
+                watch::expect(&cur, &target);
                 match fs::rename(new.join(&n), cur.join(&target)) {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
@@ -214,6 +306,7 @@ impl Mailbox {
             let listing = self.base_listing()?;
             missing.retain(|(_, name)| !listing.contains_key(split_name(name).0));
         }
+        let had_dups = !dups.is_empty();
         let mut modseq = self.st.highest_modseq;
         let mut recs = Vec::new();
         for (uid, suffix) in flag_changes {
@@ -249,7 +342,11 @@ impl Mailbox {
             recs.push(Rec::UidNext(self.uidlist.next_uid));
         }
         recs.push(Rec::Dirs(dirs));
-        self.commit(recs, true)
+        self.commit(recs, true)?;
+        if trusted || !had_dups {
+            watch::confirm(&self.dir.join("cur"));
+        }
+        Ok(())
     }
 
     /// Gives a second file with a known base a new unique base; returns its new name.
@@ -270,6 +367,8 @@ impl Mailbox {
         let (_, suffix) = split_name(name);
         let new_name = format!("{}{suffix}", filename::generate(s, w));
         let to = cur.join(&new_name);
+        watch::expect(&cur, &new_name);
+        watch::expect(&cur, name);
         match fs::hard_link(&path, &to) {
             Ok(()) => {
                 let _ = fs::remove_file(&path);

@@ -30,8 +30,8 @@ impl Session {
         examine: bool,
         out: &mut Vec<u8>,
     ) -> Tagged {
-        let had = self.state.unselect().is_some();
-        if had && (self.enabled.qresync || self.enabled.rev2) {
+        let prev = self.state.unselect();
+        if prev.is_some() && (self.enabled.qresync || self.enabled.rev2) {
             untagged(out, "OK [CLOSED] Previous mailbox closed");
         }
         let name = match self.name_or_no(mailbox) {
@@ -41,11 +41,23 @@ impl Session {
         let Some(user) = self.state.user() else {
             return Tagged::bad("Log in first");
         };
-        let mut mbox = match user.maildir.open_mailbox(&name) {
-            Ok(m) => m,
-            Err(e) => {
-                return store_error(&e);
-            }
+        // The mailbox selected already: its index is reused, brought up to date by a sync
+        // (what a new open would read), instead of loading it again.
+        let reused = prev
+            .filter(|p| same_mailbox(&p.name, &name))
+            .and_then(|mut p| {
+                let validity = p.mbox.uid_validity();
+                p.mbox.sync().ok()?;
+                (p.mbox.uid_validity() == validity).then_some(p.mbox)
+            });
+        let mut mbox = match reused {
+            Some(m) => m,
+            None => match user.maildir.open_mailbox(&name) {
+                Ok(m) => m,
+                Err(e) => {
+                    return store_error(&e);
+                }
+            },
         };
         let mut qresync = None;
         for p in params {
@@ -315,24 +327,19 @@ impl Session {
             .into_iter()
             .filter(|n| n.starts_with(&prefix))
             .collect();
-        let subs: HashSet<String> = md.subscriptions().unwrap_or_default().into_iter().collect();
         if let Err(e) = md.rename_folder(&from, &to) {
             return store_error(&e);
         }
+        let mut renamed = vec![(from.clone(), to.clone())];
         for c in children {
             let new = format!("{to}{}", &c[from.len()..]);
             if md.folder_exists(&c).unwrap_or(false) {
                 let _ = md.rename_folder(&c, &new);
             }
-            if subs.contains(&c) {
-                let _ = md.set_subscribed(&c, false);
-                let _ = md.set_subscribed(&new, true);
-            }
+            renamed.push((c, new));
         }
-        if subs.contains(&from) {
-            let _ = md.set_subscribed(&from, false);
-            let _ = md.set_subscribed(&to, true);
-        }
+        // One rewrite of the subscriptions for the folder and all its children.
+        let _ = md.rename_subscriptions(&renamed);
         self.done(out, "RENAME completed")
     }
 
@@ -353,6 +360,10 @@ impl Session {
             return Tagged::bad("Log in first");
         };
         match user.maildir.set_subscribed(&name, on) {
+            Err(postern_maildir::MaildirError::TooManySubscriptions(max)) => Tagged::no(
+                other("LIMIT"),
+                format!("Too many subscriptions (at most {max})"),
+            ),
             Ok(()) => self.done(
                 out,
                 if on {
@@ -495,3 +506,8 @@ fn rev2_list(s: &Session) -> bool {
 /// Whether `u` is in sorted, merged inclusive ranges (binary search: a scan per UID took
 /// minutes with a client's 30 000-range set).
 pub(crate) use postern_imap_message::in_ranges;
+
+/// Whether two decoded names are the same mailbox (INBOX in any case).
+fn same_mailbox(a: &str, b: &str) -> bool {
+    a == b || (postern_maildir::folder::is_inbox(a) && postern_maildir::folder::is_inbox(b))
+}
