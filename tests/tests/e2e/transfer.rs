@@ -395,3 +395,81 @@ fn a_kick_on_the_backend_ends_a_session_a_front_relays() {
     assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye}");
     assert_eq!(c.rest(), "");
 }
+
+/// A test CA and a leaf certificate from it, in PEM.
+fn ca_and_leaf(name: &str) -> (String, String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Postern move test CA");
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// `[proxy] tls = "verify"`: the receiver speaks implicit TLS with imapd's certificate; a
+/// client that verifies it against the CA copies a home, a plain-text client gets nowhere.
+#[test]
+fn with_hop_tls_the_receiver_requires_tls() {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::sync::Arc;
+    let mut b = node("b", true);
+    let (ca, cert, key) = ca_and_leaf("127.0.0.1");
+    std::fs::write(b.dir().join("tls/cert.pem"), cert).unwrap();
+    std::fs::write(b.dir().join("tls/key.pem"), key).unwrap();
+    std::fs::write(b.dir().join("cluster-ca.pem"), &ca).unwrap();
+    b.edit_config(|t| {
+        postern_e2e::set_key(t, "proxy.tls", "verify".into());
+        postern_e2e::set_key(t, "proxy.ca_file", "cluster-ca.pem".into());
+    });
+    b.restart_daemon("imapd");
+    let to = addr(&b, "imapd", "move");
+
+    // Plain text: no greeting comes (the receiver waits for a TLS ClientHello).
+    let s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert!(Client::handshake(s, SECRET.as_bytes()).is_err());
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(to).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let tls = rustls::StreamOwned::new(conn, tcp);
+    let mut c = Client::handshake(tls, SECRET.as_bytes()).expect("handshake over TLS");
+    let dest_home = home(&b, "carol");
+    assert_eq!(c.begin("carol@example.org").unwrap(), Status::Fresh);
+    let e = postern_transfer::Entry {
+        path: "dovecot-uidlist".into(),
+        kind: postern_transfer::Kind::File,
+        size: 6,
+        mtime: 1_700_000_000,
+        mode: 0o600,
+        sha256: None,
+    };
+    c.put(&e, &mut &b"3 V1 \n"[..]).unwrap();
+    c.commit().unwrap();
+    assert_eq!(
+        std::fs::read(dest_home.join("dovecot-uidlist")).unwrap(),
+        b"3 V1 \n"
+    );
+}
