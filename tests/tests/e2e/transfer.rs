@@ -96,7 +96,7 @@ fn imap_login(pm: &Postern, user: &str, pw: &str) -> LineClient {
 }
 
 /// What a client sees of a mailbox: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and every message's
-/// UID, FLAGS (but `\Recent`) and MODSEQ.
+/// UID, FLAGS (but `\Recent`), MODSEQ, INTERNALDATE and size.
 fn state_of(c: &mut LineClient, mailbox: &str) -> Vec<String> {
     let select = c.ok("s", &format!("SELECT {mailbox} (CONDSTORE)"));
     let mut out: Vec<String> = select
@@ -107,7 +107,7 @@ fn state_of(c: &mut LineClient, mailbox: &str) -> Vec<String> {
         .map(|l| l.split(']').next().unwrap().to_owned())
         .collect();
     out.sort();
-    let fetched = c.ok("f", "UID FETCH 1:* (UID FLAGS MODSEQ)");
+    let fetched = c.ok("f", "UID FETCH 1:* (UID FLAGS MODSEQ INTERNALDATE RFC822.SIZE)");
     // \Recent belongs to a session (the first to see a message), not to the mailbox.
     out.extend(
         fetched
