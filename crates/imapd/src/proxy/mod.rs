@@ -42,17 +42,14 @@ pub mod pop3;
 pub mod relay;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use postern_config::{Config, HopTls, Proxy};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use postern_config::Proxy;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// Time allowed for the backend's answers during the login (its authd may delay a failure).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(45);
@@ -272,33 +269,6 @@ impl Failure {
 
 fn unavailable(e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable(e.to_string())
-}
-
-/// The TLS client for the hop (`[proxy] tls`), `None` for plain text.
-pub fn hop_connector(config: &Config) -> anyhow::Result<Option<TlsConnector>> {
-    use anyhow::Context as _;
-    let p = &config.proxy;
-    match p.tls {
-        HopTls::None => Ok(None),
-        HopTls::May => Ok(Some(postern_smtp_client::tls::connector(
-            postern_smtp_client::tls::CertCheck::Any,
-        ))),
-        HopTls::Verify => {
-            let file = config.resolve(p.ca_file.as_deref().context("proxy.ca_file")?);
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&file)
-                .with_context(|| format!("reading proxy.ca_file {}", file.display()))?
-            {
-                roots.add(cert.with_context(|| format!("reading {}", file.display()))?)?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Some(TlsConnector::from(Arc::new(tls))))
-        }
-    }
 }
 
 /// Connects to the backend within `[proxy] connect_timeout_secs`.
