@@ -61,6 +61,20 @@ pub enum UserCmd {
         /// A host name or IP address, or "" for this node.
         host: String,
     },
+    /// Move a mailbox to another cluster node (run on the node it lives on): mark it moving
+    /// (mail waits, logins are refused for now), copy and verify the home on HOST's imapd,
+    /// switch, release. Run it again to resume after an interruption.
+    Move {
+        /// The address.
+        address: String,
+        /// The destination node (as accounts' `host` names it).
+        #[arg(long, value_name = "HOST", required_unless_present = "abort")]
+        to: Option<String>,
+        /// Abandon a move that was not switched yet: the destination drops its copy and
+        /// the account is served here again.
+        #[arg(long, conflicts_with = "to")]
+        abort: bool,
+    },
     /// Set a new password (read from stdin or prompted for).
     Passwd {
         /// The address.
@@ -288,6 +302,9 @@ async fn user(cmd: &UserCmd, config: &Config, dir: &Directory, json: bool) -> an
             };
             done(json, format!("account {address} now lives on {where_}"));
         }
+        UserCmd::Move { address, to, abort } => {
+            crate::mover::run(config, dir, address, to.as_deref(), *abort, json).await?;
+        }
         UserCmd::Passwd {
             address,
             password_hash,
@@ -340,7 +357,8 @@ async fn list_users(dir: &Directory, domain: Option<&str>, json: bool) -> anyhow
             .iter()
             .map(|u| {
                 json!({"address": u.address, "quota_bytes": u.quota_bytes, "enabled": u.enabled,
-                       "scheme": u.scheme, "created": u.created, "host": u.host})
+                       "scheme": u.scheme, "created": u.created, "host": u.host,
+                       "moving_to": u.moving_to})
             })
             .collect();
         println!("{}", serde_json::Value::Array(v));
@@ -353,16 +371,23 @@ async fn list_users(dir: &Directory, domain: Option<&str>, json: bool) -> anyhow
                 if u.enabled { "yes" } else { "no" }.into(),
                 u.scheme,
                 format_time(u.created),
-                if u.host.is_empty() {
-                    "-".into()
-                } else {
-                    u.host
-                },
+                host_column(&u.host, &u.moving_to),
             ]);
         }
         t.print();
     }
     Ok(())
+}
+
+/// `user list`'s HOST: the node, `-` for this one; a move shows as `b1 → b2 (moving)`
+/// (after the switch: `b2 (moving, releasing)`).
+fn host_column(host: &str, moving_to: &str) -> String {
+    let h = if host.is_empty() { "-" } else { host };
+    match moving_to {
+        "" => h.to_owned(),
+        m if m == host => format!("{h} (moving, releasing)"),
+        m => format!("{h} \u{2192} {m} (moving)"),
+    }
 }
 
 /// `mailctl alias …`

@@ -9,6 +9,7 @@ mod dkim;
 mod dnsrec;
 mod init;
 mod migrate;
+mod mover;
 mod output;
 mod queue;
 mod run;

@@ -29,25 +29,25 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use postern_e2e::{LineClient, Postern, describe_output, exec_sql, free_port, run_command};
 
-const BOB: &str = "bob@example.org";
-const CAROL: &str = "carol@example.org";
-const PW: &str = "cluster test passphrase";
+pub(crate) const BOB: &str = "bob@example.org";
+pub(crate) const CAROL: &str = "carol@example.org";
+pub(crate) const PW: &str = "cluster test passphrase";
 /// Namespace sets made by this process (each gets a subnet 10.254.(14+n).0/24 of its own).
 static NETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Where the nodes run: namespaces behind a bridge, or loopback aliases. Dropping it removes
 /// the namespaces (and with them the veth pairs) and the bridge.
-struct Net {
-    netns: bool,
+pub(crate) struct Net {
+    pub(crate) netns: bool,
     /// Namespace names: front 1, front 2, backend 1, backend 2.
     ns: Vec<String>,
     bridge: Option<String>,
     /// The nodes' network (10.254.x.0/24 or 127.0.0.0/8).
-    subnet: String,
+    pub(crate) subnet: String,
     /// The client's (and PostgreSQL's) address: the bridge, or 127.0.0.1.
     host: String,
     /// The nodes' addresses, in the order of `ns`.
-    ips: [String; 4],
+    pub(crate) ips: [String; 4],
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -157,7 +157,7 @@ impl Drop for Net {
 }
 
 /// A private PostgreSQL server (trust authentication, test subnet and loopback only).
-struct Pg {
+pub(crate) struct Pg {
     _dir: tempfile::TempDir,
     data: PathBuf,
     log: PathBuf,
@@ -294,14 +294,22 @@ impl Drop for Pg {
     }
 }
 
-struct Ports {
-    smtp: u16,
-    imap: u16,
-    pop3: u16,
-    lmtp: u16,
+pub(crate) struct Ports {
+    pub(crate) smtp: u16,
+    pub(crate) imap: u16,
+    pub(crate) pop3: u16,
+    pub(crate) lmtp: u16,
 }
 
-fn node(net: &Net, pg: &Pg, i: usize, ports: &Ports, daemons: &[&str]) -> Postern {
+/// Node `i` (0, 1 fronts; 2, 3 backends), `edit` applied to its builder.
+pub(crate) fn node_with(
+    net: &Net,
+    pg: &Pg,
+    i: usize,
+    ports: &Ports,
+    daemons: &[&str],
+    edit: &Edit,
+) -> Postern {
     let ip = net.ips[i].clone();
     let nets = net.networks();
     let mut b = Postern::builder()
@@ -325,13 +333,14 @@ fn node(net: &Net, pg: &Pg, i: usize, ports: &Ports, daemons: &[&str]) -> Poster
         // A locked-out login is answered after max_delay_secs (8 s by default).
         .set("authd.lockout.max_delay_secs", 1)
         .daemons(daemons);
+    b = edit(b, i);
     if net.netns {
         b = b.netns(&net.ns[i]);
     }
     b.start()
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -340,7 +349,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Message files in a user's Maildir INBOX (new + cur).
-fn count(pm: &Postern, user: &str) -> usize {
+pub(crate) fn count(pm: &Postern, user: &str) -> usize {
     let md = pm.dir().join("mail/example.org").join(user).join("Maildir");
     ["new", "cur"]
         .iter()
@@ -349,7 +358,7 @@ fn count(pm: &Postern, user: &str) -> usize {
 }
 
 /// The Subject: lines of every message in a user's INBOX (new + cur).
-fn subjects(pm: &Postern, user: &str) -> Vec<String> {
+pub(crate) fn subjects(pm: &Postern, user: &str) -> Vec<String> {
     let md = pm.dir().join("mail/example.org").join(user).join("Maildir");
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
@@ -380,7 +389,7 @@ fn cur_names(pm: &Postern, user: &str) -> Vec<String> {
     })
 }
 
-fn queue_len(pm: &Postern) -> usize {
+pub(crate) fn queue_len(pm: &Postern) -> usize {
     pm.mailctl_json(&["queue", "list"])
         .as_array()
         .map_or(0, Vec::len)
@@ -388,7 +397,11 @@ fn queue_len(pm: &Postern) -> usize {
 
 /// One SMTP transaction; every reply, in order. Stops at the first refusal (4xx/5xx).
 /// `Ok` when the message was accepted.
-fn smtp(addr: SocketAddr, rcpts: &[&str], subject: &str) -> Result<Vec<String>, Vec<String>> {
+pub(crate) fn smtp(
+    addr: SocketAddr,
+    rcpts: &[&str],
+    subject: &str,
+) -> Result<Vec<String>, Vec<String>> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| vec![format!("connect {addr}: {e}")])?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -436,28 +449,36 @@ fn smtp(addr: SocketAddr, rcpts: &[&str], subject: &str) -> Result<Vec<String>, 
     }
 }
 
-fn sock(net: &Net, i: usize, port: u16) -> SocketAddr {
+pub(crate) fn sock(net: &Net, i: usize, port: u16) -> SocketAddr {
     format!("{}:{port}", net.ips[i]).parse().unwrap()
 }
 
-const BACKEND: &[&str] = &["authd", "lmtp-deliver", "imapd"];
-const FRONT: &[&str] = &["authd", "smtpd", "imapd"];
+pub(crate) const BACKEND: &[&str] = &["authd", "lmtp-deliver", "imapd"];
+pub(crate) const FRONT: &[&str] = &["authd", "smtpd", "imapd"];
 
 /// The four nodes, their PostgreSQL and network. Fields drop in this order: the daemons
 /// first, then PostgreSQL, then the namespaces and the bridge (also when a test panics).
-struct Cluster {
-    f1: Postern,
-    f2: Postern,
-    b1: Postern,
-    b2: Postern,
-    pg: Pg,
-    net: Net,
-    ports: Ports,
+pub(crate) struct Cluster {
+    pub(crate) f1: Postern,
+    pub(crate) f2: Postern,
+    pub(crate) b1: Postern,
+    pub(crate) b2: Postern,
+    pub(crate) pg: Pg,
+    pub(crate) net: Net,
+    pub(crate) ports: Ports,
 }
+
+/// A change to one node's builder: `(builder, node index)` (0, 1 fronts; 2, 3 backends).
+pub(crate) type Edit = dyn Fn(postern_e2e::PosternBuilder, usize) -> postern_e2e::PosternBuilder;
 
 impl Cluster {
     /// Starts the cluster: bob lives on backend 1, carol on backend 2.
     fn start() -> Self {
+        Self::start_with(&|b, _| b)
+    }
+
+    /// [`Cluster::start`] with `edit` applied to each node's builder.
+    pub(crate) fn start_with(edit: &Edit) -> Self {
         let net = Net::setup();
         let pg = Pg::start(&net);
         let ports = Ports {
@@ -466,15 +487,15 @@ impl Cluster {
             pop3: free_port(),
             lmtp: free_port(),
         };
-        let b1 = node(&net, &pg, 2, &ports, BACKEND);
+        let b1 = node_with(&net, &pg, 2, &ports, BACKEND, edit);
         b1.mailctl_ok(&["domain", "add", "example.org"]);
         for (u, host) in [(BOB, &net.ips[2]), (CAROL, &net.ips[3])] {
             let out = b1.mailctl_stdin(&["user", "add", u, "--host", host], &format!("{PW}\n"));
             assert!(out.status.success(), "{}", describe_output(&out));
         }
-        let b2 = node(&net, &pg, 3, &ports, BACKEND);
-        let f1 = node(&net, &pg, 0, &ports, FRONT);
-        let f2 = node(&net, &pg, 1, &ports, FRONT);
+        let b2 = node_with(&net, &pg, 3, &ports, BACKEND, edit);
+        let f1 = node_with(&net, &pg, 0, &ports, FRONT, edit);
+        let f2 = node_with(&net, &pg, 1, &ports, FRONT, edit);
         Self {
             f1,
             f2,

@@ -7,6 +7,7 @@ mod authd;
 mod authd_cache;
 mod autoconfig;
 mod cluster_lmtp_proxy;
+mod cluster_move;
 mod cluster_netns;
 mod cluster_routing;
 mod dane;
