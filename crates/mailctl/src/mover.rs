@@ -229,6 +229,26 @@ pub(crate) async fn run(
         wait.as_secs()
     ));
     tokio::time::sleep(wait).await;
+    // Anything written to the old home after the copy (only a delivery that began before
+    // the mark and lasted past both waits could) is named, never silently left behind.
+    let late = match (&summary.old_home, &summary.copy.copied) {
+        (Some(aside), Some(copied)) => late_changes(&scan_home(aside, false)?, copied),
+        _ => Vec::new(),
+    };
+    if !late.is_empty() {
+        eprintln!(
+            "warning: {} entries of the old home {} changed after the copy (a delivery or \
+             session that began before the move); they are not on {to}: look at them there:",
+            late.len(),
+            summary
+                .old_home
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        );
+        for p in late.iter().take(50) {
+            eprintln!("  {p}");
+        }
+    }
     if !dir.release_move(&address, &to).await? {
         let now = dir.move_state(&address).await?;
         bail!(
@@ -240,7 +260,7 @@ pub(crate) async fn run(
     let secs = started.elapsed().as_secs_f64();
     let c = &summary.copy;
     let msg = format!(
-        "{address} moved to {to}: {} files, {} bytes sent in {} passes, {secs:.1} s{}",
+        "{address} moved to {to}: {} files, {} bytes sent in {} passes, {secs:.1} s{}{}",
         c.files,
         c.bytes,
         c.passes,
@@ -248,13 +268,21 @@ pub(crate) async fn run(
             .old_home
             .as_ref()
             .map(|p| format!("; the old home is kept as {}", p.display()))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if late.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; WARNING: {} entries changed there after the copy (see above)",
+                late.len()
+            )
+        }
     );
     report(
         json,
         &msg,
         &json!({"address": address, "to": to, "moved": true, "files": c.files, "bytes": c.bytes,
-                "passes": c.passes, "seconds": secs,
+                "passes": c.passes, "seconds": secs, "late_changes": late,
                 "old_home": summary.old_home.as_ref().map(|p| p.display().to_string())}),
     )
 }
@@ -358,6 +386,8 @@ pub(crate) struct CopyStats {
     pub(crate) passes: usize,
     pub(crate) files: u64,
     pub(crate) bytes: u64,
+    /// The source home as it was verified equal to the destination's (with hashes).
+    pub(crate) copied: Option<Manifest>,
 }
 
 fn report(json: bool, text: &str, value: &serde_json::Value) -> anyhow::Result<()> {
@@ -675,6 +705,7 @@ pub(crate) fn sync_home(
                 )
             })?;
             progress("the destination's home equals this one: the copy was committed already");
+            stats.copied = Some(here);
             return Ok(stats);
         }
     };
@@ -741,6 +772,7 @@ pub(crate) fn sync_home(
                     "verified {} entries (SHA-256) and committed on the destination",
                     here.entries.len()
                 ));
+                stats.copied = Some(here);
                 return Ok(stats);
             }
             Err(d) => {
@@ -777,6 +809,28 @@ fn after_verify(here: &Manifest, there: Manifest) -> BTreeMap<String, Entry> {
         }
     }
     out
+}
+
+/// The paths of `now` (the old home, set aside) that are new or differ (size, mtime, mode)
+/// from what was `copied`, or are gone from it.
+pub(crate) fn late_changes(now: &Manifest, copied: &Manifest) -> Vec<String> {
+    let copied = Manifest {
+        entries: copied
+            .entries
+            .iter()
+            .map(|e| Entry {
+                sha256: None,
+                ..e.clone()
+            })
+            .collect(),
+    };
+    Manifest::diff(now, &copied)
+        .into_iter()
+        .map(|a| match a {
+            Action::Mkdir(e) | Action::Put(e) => e.path,
+            Action::Delete(p) => p,
+        })
+        .collect()
 }
 
 fn by_path(m: Manifest) -> BTreeMap<String, Entry> {
@@ -1078,8 +1132,9 @@ mod tests {
             ..Default::default()
         };
         let same = manifest(&home(), true);
-        let stats = sync_home(&mut f, Status::HomeExists(same), &mut no_kick()).unwrap();
-        assert_eq!(stats, CopyStats::default());
+        let stats = sync_home(&mut f, Status::HomeExists(same.clone()), &mut no_kick()).unwrap();
+        assert_eq!((stats.passes, stats.files, stats.bytes), (0, 0, 0));
+        assert_eq!(stats.copied, Some(same));
         assert!(f.puts.is_empty() && !f.committed);
         let mut other = home();
         other.get_mut("sieve/x.sieve").unwrap().1 = "else".into();
@@ -1090,6 +1145,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not overwritten"), "{e}");
+    }
+
+    #[test]
+    fn late_writes_to_the_old_home_are_named() {
+        let copied = manifest(&home(), true);
+        let now = manifest(&home(), false);
+        assert!(late_changes(&now, &copied).is_empty());
+        let mut later = home();
+        let (e, b) = file("Maildir/new/9:2,", 3, 20, "new");
+        later.insert(e.path.clone(), (e, b));
+        later.get_mut("Maildir/dovecot-uidlist").unwrap().0.mtime = 30;
+        later.remove("sieve/x.sieve");
+        let mut got = late_changes(&manifest(&later, false), &copied);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "Maildir/dovecot-uidlist",
+                "Maildir/new/9:2,",
+                "sieve/x.sieve"
+            ]
+        );
     }
 
     #[test]

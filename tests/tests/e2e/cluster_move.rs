@@ -34,7 +34,7 @@ use crate::cluster_netns::{
 /// Files in bob's bulky folder: enough that a copy is still running when it is interrupted.
 const BULK: usize = 2000;
 /// Numbered messages sent at most.
-const MAX_LOAD: usize = 400;
+const MAX_LOAD: usize = 800;
 
 fn home(pm: &Postern, user: &str) -> PathBuf {
     pm.dir().join("mail/example.org").join(user)
@@ -251,7 +251,7 @@ fn a_user_moved_while_mail_keeps_arriving() {
                 Ok(_) => ok.push(subject),
                 Err(r) => refused.push(r),
             }
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(50));
         }
         (ok, refused)
     };
@@ -398,6 +398,13 @@ fn interrupted_then_resumed(
     ip1: &str,
     ip2: &str,
 ) {
+    // A destination without a receiver (a front): refused before anything is marked.
+    let out = b1.mailctl(&["user", "move", BOB, "--to", &net.ips[0]]);
+    let text = describe_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert_eq!(move_state(b1, BOB), (ip1.to_owned(), String::new()));
+
     // mailctl in the background; backend 2's imapd killed once the copy has begun.
     let logs = tempfile::tempdir().unwrap();
     let mut child = mailctl_child(b1, &["user", "move", BOB, "--to", ip2], logs.path());
