@@ -12,23 +12,34 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use postern_config::{Config, HopTls};
 use postern_smtp_client::tls::server_name;
 use postern_smtp_client::{
-    Client, ClientError, Flavor, OutRcpt, Outgoing, RcptResult, ServerReply, Target, Timeouts,
+    Client, ClientError, Flavor, Notify, OutRcpt, Outgoing, RcptResult, Ret, ServerReply, Target,
+    Timeouts,
 };
 use postern_smtp_session::{Address, BodyType, RcptParams, Reply, Transaction};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Ctx;
 use crate::rcpt::{Lookup, Recipients};
 
 /// Backends one message is sent to at the same time (the others wait their turn).
 const PARALLEL_BACKENDS: usize = 8;
+
+/// Idle connections kept per backend for the next transactions.
+const POOL_PER_BACKEND: usize = 4;
+/// Idle connections kept in all.
+const POOL_MAX: usize = 64;
+/// How long an idle connection is kept (at most `[proxy] idle_timeout_secs`); well below
+/// the time a Postern backend lets an LMTP client sit idle.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// `Received:` fields past which a message is taken to be looping between nodes whose
 /// `[proxy] self` or `host` values disagree (Postfix's `hopcount_limit`).
@@ -66,13 +77,18 @@ impl Backend {
     }
 }
 
-/// The client side of the hop (`[proxy] tls`), built once at start.
+/// The client side of the hop (`[proxy] tls`), built once at start, and the idle
+/// connections to backends kept between transactions.
 pub(crate) struct Hop {
     /// `None`: plain text.
     tls: Option<TlsConnector>,
     /// `verify`: no TLS, no delivery.
     required: bool,
     timeouts: Timeouts,
+    /// How long an idle connection is kept.
+    pool_idle: Duration,
+    /// Idle connections (backend, connection, since when), oldest first.
+    pool: Mutex<Vec<(Backend, Client, Instant)>>,
 }
 
 impl Hop {
@@ -92,7 +108,44 @@ impl Hop {
             tls,
             required: p.tls == HopTls::Verify,
             timeouts,
+            pool_idle: POOL_IDLE.min(idle),
+            pool: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The most recently used idle connection to `backend` that is young enough; older
+    /// ones (to any backend) are dropped on the way.
+    fn take(&self, backend: &Backend) -> Option<Client> {
+        let mut pool = self.pool.lock().ok()?;
+        let idle = self.pool_idle;
+        pool.retain(|(_, c, at)| at.elapsed() < idle && c.is_usable());
+        let i = pool.iter().rposition(|(b, _, _)| b == backend)?;
+        Some(pool.remove(i).1)
+    }
+
+    /// Keeps `c` for the next transaction to `backend`, if it is clean (no transaction
+    /// left open) and there is room; else closes it.
+    async fn give_back(&self, backend: &Backend, c: Client) {
+        let c = if c.is_usable() && !c.in_transaction() {
+            match self.pool.lock() {
+                Ok(mut pool) => {
+                    let mine = pool.iter().filter(|(b, _, _)| b == backend).count();
+                    if mine < POOL_PER_BACKEND {
+                        if pool.len() >= POOL_MAX {
+                            // The longest idle goes.
+                            pool.remove(0);
+                        }
+                        pool.push((backend.clone(), c, Instant::now()));
+                        return;
+                    }
+                    c
+                }
+                Err(_) => c,
+            }
+        } else {
+            c
+        };
+        drop(c.quit().await);
     }
 }
 
@@ -210,7 +263,7 @@ async fn one_backend(
 ) -> Vec<(usize, Reply)> {
     let rcpts = idx
         .iter()
-        .map(|&i| OutRcpt::new(all[i].0.as_str()))
+        .map(|&i| out_rcpt(&all[i].0, &all[i].1))
         .collect();
     let mut out = Outgoing::new(
         tx.mail_from.as_ref().map(|a| a.as_str().to_owned()),
@@ -220,6 +273,13 @@ async fn one_backend(
     .with_trace(trace);
     out.body_8bit = matches!(tx.body_type, BodyType::EightBitMime | BodyType::BinaryMime);
     out.smtputf8 = tx.smtputf8;
+    // DSN (RFC 3461): passed on as the client gave them; the smtp client sends them only
+    // to a backend that offers DSN.
+    out.ret = tx.mail_params.ret.map(|r| match r {
+        postern_smtp_session::Ret::Full => Ret::Full,
+        postern_smtp_session::Ret::Hdrs => Ret::Headers,
+    });
+    out.envid = tx.mail_params.envid.clone();
     match transaction(ctx, backend, &out).await {
         Ok(results) => idx
             .iter()
@@ -249,12 +309,40 @@ async fn one_backend(
     }
 }
 
+/// A recipient with its DSN parameters (`NOTIFY=`, `ORCPT=` kept xtext-encoded).
+fn out_rcpt(address: &Address, params: &RcptParams) -> OutRcpt {
+    let mut r = OutRcpt::new(address.as_str());
+    r.notify = params.notify.map(|n| Notify {
+        success: n.success,
+        failure: n.failure,
+        delay: n.delay,
+    });
+    r.orcpt = params
+        .orcpt
+        .as_ref()
+        .map(|o| format!("{};{}", o.addr_type, o.value));
+    r
+}
+
+/// The transaction on an idle connection to `backend` if there is one, else on a new one.
+/// A pooled connection that fails before the backend accepted anything of the transaction
+/// (it closed the idle connection, or said `421`) is replaced once by a new connection;
+/// once `MAIL` was accepted, a failure is final (the message may have been delivered).
 async fn transaction(
     ctx: &Ctx,
     backend: &Backend,
     out: &Outgoing<'_>,
 ) -> Result<Vec<RcptResult>, ClientError> {
     let hop = &ctx.hop;
+    if let Some(mut c) = hop.take(backend) {
+        match c.send(out).await {
+            Ok(results) => return finish(hop, backend, c, out, results).await,
+            Err(e) if !c.in_transaction() && stale(&e) => {
+                debug!(backend = %backend.host, error = %e, "idle LMTP connection gone; connecting again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let mut c = Client::connect(
         &backend.target(),
         Flavor::Lmtp,
@@ -268,7 +356,29 @@ async fn transaction(
         c.starttls_policy(connector, name, hop.required).await?;
     }
     let results = c.send(out).await?;
-    drop(c.quit().await);
+    finish(hop, backend, c, out, results).await
+}
+
+/// Whether a failed transaction on an idle connection says the connection was dead rather
+/// than anything about the message: an I/O failure or time-out, or `421` (closing).
+fn stale(e: &ClientError) -> bool {
+    match e {
+        ClientError::Rejected(r) => r.code == 421,
+        ClientError::Io(_) | ClientError::Closed | ClientError::Timeout(_) => true,
+        _ => false,
+    }
+}
+
+/// After a transaction that gave results: the connection back to the pool, the results
+/// checked.
+async fn finish(
+    hop: &Hop,
+    backend: &Backend,
+    c: Client,
+    out: &Outgoing<'_>,
+    results: Vec<RcptResult>,
+) -> Result<Vec<RcptResult>, ClientError> {
+    hop.give_back(backend, c).await;
     if results.len() != out.recipients.len() {
         return Err(ClientError::Protocol(
             "a reply per recipient was missing".into(),
@@ -491,6 +601,8 @@ pub(crate) mod tests {
             (452, "<carol@example.org> Mailbox is full".into())
         );
         assert_eq!(got[2].1.enhanced(), Some((4, 2, 2).into()));
+        // The connection is kept for the next message: closing it ends the fake backend.
+        drop(ctx);
         let seen = server.await.unwrap();
         assert_eq!(seen.iter().filter(|l| l.starts_with("LHLO")).count(), 1);
         assert_eq!(seen.iter().filter(|l| l.starts_with("RCPT")).count(), 3);
@@ -534,6 +646,202 @@ pub(crate) mod tests {
         let all = tx.recipients.clone();
         let got = forward(&ctx, &tx, &all, vec![(0, b)], "local").await;
         assert_eq!(got[0].1.code(), 451, "{:?}", got[0].1);
+    }
+
+    /// How a [`multi_backend`] connection behaves.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Conduct {
+        /// Answers every transaction (`250` to each recipient).
+        Serve,
+        /// Serves one transaction, then closes the connection (an idle backend's close,
+        /// noticed only by the next transaction).
+        CloseAfterOne,
+        /// Serves one transaction, then answers the next `MAIL` with `421` and closes.
+        Say421AfterOne,
+        /// Serves one transaction; in the next, closes after the message's final dot
+        /// without a reply (something of it may have been delivered).
+        CloseAfterSecondDot,
+    }
+
+    /// A fake backend on loopback that takes many connections, one after another (the
+    /// `n`th behaving as `conduct[n]`, the last one repeated), advertising `DSN` when
+    /// `dsn`. Returns its port and everything it was sent, as (connection number, line).
+    async fn multi_backend(
+        dsn: bool,
+        conduct: Vec<Conduct>,
+    ) -> (u16, Arc<Mutex<Vec<(usize, String)>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((s, _)) = l.accept().await else { return };
+                let how = conduct[n.min(conduct.len() - 1)];
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = BufReader::new(r);
+                    w.write_all(b"220 backend ready\r\n").await.unwrap();
+                    let (mut in_data, mut rcpts, mut done) = (false, 0, 0);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end().to_owned();
+                        log.lock().unwrap().push((n, line.clone()));
+                        let reply: String = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            done += 1;
+                            if how == Conduct::CloseAfterSecondDot && done == 2 {
+                                return;
+                            }
+                            let r = "250 2.0.0 Saved\r\n".repeat(rcpts);
+                            rcpts = 0;
+                            r
+                        } else if line.starts_with("LHLO") {
+                            let dsn = if dsn { "250-DSN\r\n" } else { "" };
+                            format!("250-backend\r\n{dsn}250 ENHANCEDSTATUSCODES\r\n")
+                        } else if line.starts_with("MAIL") && done == 1 {
+                            match how {
+                                Conduct::CloseAfterOne => return,
+                                Conduct::Say421AfterOne => {
+                                    drop(w.write_all(b"421 4.4.2 idle too long\r\n").await);
+                                    return;
+                                }
+                                _ => "250 2.1.0 ok\r\n".into(),
+                            }
+                        } else if line.starts_with("RCPT") {
+                            rcpts += 1;
+                            "250 2.1.5 ok\r\n".into()
+                        } else if line == "DATA" {
+                            in_data = true;
+                            "354 go\r\n".into()
+                        } else if line == "QUIT" {
+                            "221 bye\r\n".into()
+                        } else {
+                            "250 2.0.0 ok\r\n".into()
+                        };
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    /// The connections a [`multi_backend`] saw, and its lines starting with `prefix`.
+    fn lines(seen: &Mutex<Vec<(usize, String)>>, prefix: &str) -> (usize, Vec<String>) {
+        let seen = seen.lock().unwrap();
+        let conns = seen.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
+        let l = seen
+            .iter()
+            .filter(|(_, l)| l.starts_with(prefix))
+            .map(|(_, l)| l.clone())
+            .collect();
+        (conns, l)
+    }
+
+    /// Sends `tx` to the backend on `port` (every recipient there); the replies' codes.
+    async fn send_all(ctx: &Ctx, tx: &Transaction) -> Vec<u16> {
+        let b = Backend::for_host(&ctx.config, "127.0.0.1")
+            .unwrap()
+            .unwrap();
+        let all = tx.recipients.clone();
+        let remote = (0..all.len()).map(|i| (i, b.clone())).collect();
+        let mut got = forward(ctx, tx, &all, remote, "local").await;
+        got.sort_by_key(|(i, _)| *i);
+        got.into_iter().map(|(_, r)| r.code()).collect()
+    }
+
+    #[tokio::test]
+    async fn dsn_parameters_reach_a_backend_that_offers_dsn() {
+        let mut t = tx(&["bob@example.org", "carol@example.org"]);
+        t.mail_params.ret = Some(postern_smtp_session::Ret::Hdrs);
+        t.mail_params.envid = Some("q1+x".into());
+        t.recipients[0].1.notify = Some(postern_smtp_session::Notify {
+            success: true,
+            failure: true,
+            delay: false,
+        });
+        t.recipients[0].1.orcpt = Some(postern_smtp_session::Orcpt {
+            addr_type: "rfc822".into(),
+            value: "bob+2Bold@example.org".into(),
+        });
+        t.recipients[1].1.notify = Some(postern_smtp_session::Notify::NEVER);
+        for dsn in [true, false] {
+            let (port, seen) = multi_backend(dsn, vec![Conduct::Serve]).await;
+            let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+            assert_eq!(send_all(&ctx, &t).await, [250, 250]);
+            let (_, mail) = lines(&seen, "MAIL");
+            let (_, rcpt) = lines(&seen, "RCPT");
+            if dsn {
+                assert_eq!(
+                    mail,
+                    ["MAIL FROM:<sender@example.org> RET=HDRS ENVID=q1+2Bx"]
+                );
+                assert_eq!(
+                    rcpt,
+                    [
+                        "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bold@example.org",
+                        "RCPT TO:<carol@example.org> NOTIFY=NEVER",
+                    ]
+                );
+            } else {
+                // A backend without DSN gets none of them (and still the message).
+                assert_eq!(mail, ["MAIL FROM:<sender@example.org>"]);
+                assert_eq!(
+                    rcpt,
+                    ["RCPT TO:<bob@example.org>", "RCPT TO:<carol@example.org>"]
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_to_a_backend_are_reused_between_transactions() {
+        let (port, seen) = multi_backend(false, vec![Conduct::Serve]).await;
+        let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+        for _ in 0..3 {
+            assert_eq!(send_all(&ctx, &tx(&["bob@example.org"])).await, [250]);
+        }
+        let (conns, lhlo) = lines(&seen, "LHLO");
+        assert_eq!((conns, lhlo.len()), (1, 1), "one connection, one LHLO");
+        assert_eq!(lines(&seen, "MAIL").1.len(), 3);
+        assert!(lines(&seen, "QUIT").1.is_empty(), "kept open, not quit");
+    }
+
+    #[tokio::test]
+    async fn a_stale_pooled_connection_is_replaced_before_anything_was_accepted() {
+        for stale in [Conduct::CloseAfterOne, Conduct::Say421AfterOne] {
+            let (port, seen) = multi_backend(false, vec![stale, Conduct::Serve]).await;
+            let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+            assert_eq!(send_all(&ctx, &tx(&["bob@example.org"])).await, [250]);
+            // The backend dropped the idle connection: the next message goes on a fresh
+            // one instead of being deferred.
+            assert_eq!(send_all(&ctx, &tx(&["bob@example.org"])).await, [250]);
+            let (conns, _) = lines(&seen, "LHLO");
+            assert_eq!(conns, 2);
+            assert_eq!(lines(&seen, "DATA").1.len(), 2, "each message sent once");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_second_try_once_the_message_went_out() {
+        let (port, seen) = multi_backend(false, vec![Conduct::CloseAfterSecondDot]).await;
+        let ctx = ctx(&format!("[proxy]\nlmtp_port = {port}\n"), None);
+        assert_eq!(send_all(&ctx, &tx(&["bob@example.org"])).await, [250]);
+        // The message went out and the backend went away without a reply: it may have
+        // been delivered, so it is deferred rather than sent again at once.
+        assert_eq!(send_all(&ctx, &tx(&["bob@example.org"])).await, [451]);
+        let (conns, _) = lines(&seen, "LHLO");
+        assert_eq!(conns, 1);
     }
 
     #[test]

@@ -136,6 +136,14 @@ impl Client {
         !self.broken
     }
 
+    /// Whether the server accepted `MAIL FROM` for a transaction that has not ended (the
+    /// last [`Client::send`] failed after that point, so the server may have taken some of
+    /// it); false before the first transaction, after a complete one, and after one that
+    /// failed before `MAIL FROM` was accepted.
+    pub fn in_transaction(&self) -> bool {
+        self.dirty
+    }
+
     /// The TLS protocol and cipher once [`Client::starttls`] succeeded (`None`: plain text).
     pub fn tls(&self) -> Option<&str> {
         self.tls.as_deref()
