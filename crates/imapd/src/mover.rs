@@ -193,13 +193,17 @@ async fn connection(
     drop(permit);
 }
 
-/// A stream whose reads and writes fail once it has been idle for `idle` or `stop` is
-/// cancelled (the blocking protocol code cannot be interrupted any other way).
+/// A stream whose reads and writes fail once one of them has waited for `idle`, or `stop`
+/// is cancelled (the blocking protocol code cannot be interrupted any other way). The clock
+/// runs only while an operation waits: time the receiver spends working (hashing a large
+/// staging directory) is not idleness.
 struct Guarded {
     inner: Stream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// An operation is pending (its deadline is set).
+    waiting: bool,
 }
 
 impl Guarded {
@@ -209,10 +213,11 @@ impl Guarded {
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             stop: Box::pin(stop.cancelled_owned()),
+            waiting: false,
         }
     }
 
-    /// Progress: the idle clock starts again.
+    /// The idle clock starts again.
     fn touch(&mut self) {
         let next = Instant::now() + self.idle;
         self.deadline.as_mut().reset(next);
@@ -240,13 +245,20 @@ impl Guarded {
         if self.stop.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(io::Error::other("imapd is shutting down")));
         }
+        if !self.waiting {
+            self.touch();
+            self.waiting = true;
+        }
         match op(Pin::new(&mut self.inner), cx) {
             Poll::Ready(r) => {
-                self.touch();
+                self.waiting = false;
                 Poll::Ready(r)
             }
             Poll::Pending => match self.expired(cx) {
-                Some(e) => Poll::Ready(Err(e)),
+                Some(e) => {
+                    self.waiting = false;
+                    Poll::Ready(Err(e))
+                }
                 None => Poll::Pending,
             },
         }
@@ -431,6 +443,42 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    /// The idle clock runs only while an operation waits: work between operations (a long
+    /// hash) is not idleness; a read that waits longer than the limit fails.
+    #[tokio::test]
+    async fn the_idle_clock_runs_only_while_waiting() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (peer, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        let mut peer = peer.unwrap();
+        let stop = CancellationToken::new();
+        let mut g = Guarded::new(
+            Stream::Plain(accepted.unwrap().0),
+            Duration::from_millis(300),
+            stop.clone(),
+        );
+        g.write_all(b"hello\n").await.unwrap();
+        // Busy for longer than the limit, no I/O pending.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let answer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peer.write_all(b"x").await.unwrap();
+            peer
+        });
+        let mut one = [0u8; 1];
+        g.read_exact(&mut one)
+            .await
+            .expect("not idle: the read waited 100 ms");
+        let _peer = answer.await.unwrap();
+        // Now a read that waits too long.
+        let err = g.read_exact(&mut one).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // And shutdown fails an operation at once.
+        stop.cancel();
+        assert!(g.read_exact(&mut one).await.is_err());
     }
 
     #[test]
