@@ -61,6 +61,10 @@
 //! `<dir>/<name>.tmp-<n>` next to its target, fsyncs it, sets mode and mtime and renames it
 //! into place. `commit` fsyncs every directory in staging, removes an empty `<home>` left by
 //! someone (refuses a non-empty one), renames staging to the home and fsyncs the parent.
+//! The home's parent (the domain's directory) is created when missing; nothing else outside
+//! `<home>.postern-move` and `<home>` is written. A staging directory left by an interrupted
+//! move is reused by the next `begin` ([`Status::Staging`]); temporaries of a put cut short
+//! show up in its manifest and are deleted by the next pass's diff.
 
 #![forbid(unsafe_code)]
 
