@@ -1,8 +1,9 @@
 //! The receive side: durable commits with group commit.
 //!
-//! Each message is written to `incoming/<id>` and fsynced (several files in parallel tasks),
-//! hard-linked to `active/<id>`, and then a single fsync of `active/` makes the whole batch
-//! durable. A commit is answered only after that fsync, so each message is exactly as durable
+//! Slot layout: each message is written into a slot and `fdatasync`ed (several in parallel
+//! tasks); only a batch that created slots fsyncs `slots/`, once. File layout: each message is
+//! written to `incoming/<id>` and fsynced, hard-linked to `active/<id>`, and then a single
+//! fsync of `active/` makes the whole batch durable. A commit is answered only after that fsync, so each message is exactly as durable
 //! as if committed alone; only the directory fsync is shared. Requests that arrive while a
 //! batch is being written form the next batch, so under load batches grow by themselves.
 //!
@@ -24,7 +25,8 @@ use crate::envelope::Envelope;
 use crate::error::{IoContext, QueueError, Result};
 use crate::format::encode_prefix;
 use crate::id::QueueId;
-use crate::spool::{BodyFile, Spool, rewrite_durable, write_durable_with};
+use crate::slots::Taken;
+use crate::spool::{BodyFile, Layout, Spool, rewrite_durable, write_durable_with};
 
 /// Handle for committing messages; cheap to clone, one per session is fine.
 #[derive(Clone, Debug)]
@@ -176,32 +178,34 @@ async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Writes a batch: every file written and fsynced (in up to [`WRITE_THREADS`] blocking
-/// tasks), linked into `active/`, then one fsync of `active/`. Returns one result per job,
-/// in order.
+/// Where a job's message was written (durable, not yet answered).
+enum Placed {
+    /// Linked as `active/<id>`; answered after `active/` is fsynced.
+    File,
+    /// In a slot; answered at once if the slot existed, else after `slots/` is fsynced.
+    Slot(Taken),
+}
+
+/// Writes a batch: every message written and fsynced (in up to [`WRITE_THREADS`] blocking
+/// tasks), then what makes the batch's names durable: one fsync of `active/` (file layout),
+/// or of `slots/` if a slot was created (slot layout; a reused slot's name is durable
+/// already). Returns one result per job, in order.
 async fn write_batch(spool: &Arc<Spool>, jobs: Vec<Job>) -> Vec<Result<()>> {
     let n = jobs.len();
     if n == 1 {
-        // One message (one client at a time): written and the directory synced in one trip
-        // to the blocking pool.
+        // One message (one client at a time): written and made durable in one trip to the
+        // blocking pool.
         let spool = Arc::clone(spool);
         return match tokio::task::spawn_blocking(move || {
-            let job = &jobs[0];
-            let r = write_one(&spool, job).and_then(|()| {
-                spool.sync_active().inspect_err(|e| {
-                    error!(error = %e, "queue commit failed");
-                    let path = spool.message_path(job.id);
-                    if let Err(e) = fs::remove_file(&path) {
-                        warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
-                    }
-                })
-            });
+            let ids = [jobs[0].id];
+            let placed = vec![write_one(&spool, &jobs[0])];
+            let r = settle(&spool, &ids, placed);
             drop(jobs);
             r
         })
         .await
         {
-            Ok(r) => vec![r],
+            Ok(r) => r,
             Err(e) => {
                 error!(error = %e, "queue commit failed");
                 vec![Err(QueueError::Closed)]
@@ -221,73 +225,116 @@ async fn write_batch(spool: &Arc<Spool>, jobs: Vec<Job>) -> Vec<Result<()>> {
         let spool = Arc::clone(spool);
         // The jobs come back so that spooled bodies are removed only after the batch.
         let task = tokio::task::spawn_blocking(move || {
-            let results: Vec<Result<()>> = part.iter().map(|j| write_one(&spool, j)).collect();
+            let results: Vec<Result<Placed>> = part.iter().map(|j| write_one(&spool, j)).collect();
             (part, results)
         });
         tasks.push((len, task));
     }
     let mut done = Vec::with_capacity(n);
-    let mut results = Vec::with_capacity(n);
+    let mut placed = Vec::with_capacity(n);
     for (len, task) in tasks {
         match task.await {
             Ok((part, r)) => {
                 done.extend(part);
-                results.extend(r);
+                placed.extend(r);
             }
             Err(e) => {
                 error!(error = %e, "queue commit batch failed");
-                results.extend((0..len).map(|_| Err(QueueError::Closed)));
+                placed.extend((0..len).map(|_| Err(QueueError::Closed)));
             }
         }
     }
-    if results.iter().all(Result::is_err) {
-        return results;
+    let needs_sync = placed.iter().any(|p| match p {
+        Ok(Placed::File) => true,
+        Ok(Placed::Slot(t)) => t.new,
+        Err(_) => false,
+    });
+    if !needs_sync {
+        drop(done);
+        return settle(spool, &all_ids, placed);
     }
     let spool = Arc::clone(spool);
-    let ids: Vec<QueueId> = results
-        .iter()
-        .zip(&all_ids)
-        .filter(|(r, _)| r.is_ok())
-        .map(|(_, id)| *id)
-        .collect();
-    let synced = tokio::task::spawn_blocking(move || {
-        let r = spool.sync_active();
-        if let Err(e) = &r {
-            error!(error = %e, "queue commit failed");
-            for id in &ids {
-                let path = spool.message_path(*id);
-                if let Err(e) = fs::remove_file(&path) {
-                    warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
-                }
-            }
-        }
-        r
-    })
-    .await;
+    let settled = tokio::task::spawn_blocking(move || settle(&spool, &all_ids, placed)).await;
     drop(done);
-    match synced {
-        Ok(Ok(())) => results,
-        Ok(Err(e)) => results
-            .into_iter()
-            .map(|r| r.and_then(|()| Err(e.duplicate())))
-            .collect(),
+    match settled {
+        Ok(r) => r,
         Err(e) => {
             // The directory fsync did not run to the end: nothing of this batch is
             // acknowledged (the files stay; recovery delivers them, a duplicate SMTP allows).
             error!(error = %e, "queue commit failed");
-            results
-                .into_iter()
-                .map(|_| Err(QueueError::Closed))
-                .collect()
+            (0..n).map(|_| Err(QueueError::Closed)).collect()
         }
     }
 }
 
-/// Writes and fsyncs `incoming/<id>`, then links it to `active/<id>` (which must not exist).
-fn write_one(spool: &Spool, job: &Job) -> Result<()> {
-    let tmp = spool.incoming.join(job.id.to_string());
+/// Makes the names of a written batch durable (the directory fsync it needs, if any) and
+/// publishes its slots; on failure, undoes what was written (nothing is answered as
+/// committed).
+fn settle(spool: &Spool, ids: &[QueueId], placed: Vec<Result<Placed>>) -> Vec<Result<()>> {
+    let files = placed.iter().any(|p| matches!(p, Ok(Placed::File)));
+    let new_slots = placed
+        .iter()
+        .any(|p| matches!(p, Ok(Placed::Slot(t)) if t.new));
+    let mut synced = Ok(());
+    if files {
+        synced = spool.sync_active();
+    }
+    if new_slots && synced.is_ok() {
+        synced = spool.sync_slots();
+    }
+    if let Err(e) = &synced {
+        error!(error = %e, "queue commit failed");
+    }
+    placed
+        .into_iter()
+        .zip(ids)
+        .map(|(p, &id)| match (p, &synced) {
+            (Err(e), _) => Err(e),
+            (Ok(Placed::File), Ok(())) => Ok(()),
+            (Ok(Placed::Slot(t)), Ok(())) => {
+                spool.slots.publish(t, id);
+                Ok(())
+            }
+            (Ok(Placed::Slot(t)), Err(e)) => {
+                spool.slots.give_back(t);
+                Err(e.duplicate())
+            }
+            (Ok(Placed::File), Err(e)) => {
+                let path = spool.message_path(id);
+                if let Err(e) = fs::remove_file(&path) {
+                    warn!(path = %path.display(), error = %e, "could not remove unacknowledged message");
+                }
+                Err(e.duplicate())
+            }
+        })
+        .collect()
+}
+
+/// Messages larger than this go to the file layout even in the slot layout: their data write
+/// dominates (a directory fsync more costs little), and slots stay small.
+pub(crate) const SLOT_MAX_PAYLOAD: u64 = 256 << 10;
+
+/// Writes and fsyncs one message: into a slot (slot layout, up to [`SLOT_MAX_PAYLOAD`]), or
+/// as `incoming/<id>` linked to `active/<id>` (which must not exist).
+fn write_one(spool: &Spool, job: &Job) -> Result<Placed> {
     let parts: [&[u8]; 2] = [&job.prefix, &job.message];
     let body = job.body.as_ref().map(|(b, len)| (b.path(), *len));
+    let size = (job.prefix.len() + job.message.len()) as u64 + job.body.as_ref().map_or(0, |b| b.1);
+    if spool.layout() == Layout::Slots && size <= SLOT_MAX_PAYLOAD {
+        let slot = spool.slots.take()?;
+        return match spool
+            .slots
+            .write(&slot, job.id, &job.prefix, &job.message, body)
+        {
+            Ok(()) => Ok(Placed::Slot(slot)),
+            Err(e) => {
+                error!(error = %e, "queue commit failed");
+                spool.slots.give_back(slot);
+                Err(e)
+            }
+        };
+    }
+    let tmp = spool.incoming.join(job.id.to_string());
     if spool.take_spare(&tmp) {
         if let Err(e) = rewrite_durable(&tmp, &parts, body) {
             let _ = fs::remove_file(&tmp);
@@ -304,5 +351,5 @@ fn write_one(spool: &Spool, job: &Job) -> Result<()> {
     if let Err(e) = &linked {
         error!(error = %e, "queue commit failed");
     }
-    linked
+    linked.map(|()| Placed::File)
 }

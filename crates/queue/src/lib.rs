@@ -20,10 +20,19 @@
 //! ```text
 //! SPOOL/incoming/            files being written (and bodies being received, `body.*`);
 //!                            everything here is removed at open
-//! SPOOL/active/<id>          a committed message, never rewritten
-//! SPOOL/active/<id>.state    the envelope after delivery attempts (optional)
+//! SPOOL/slots/<n>            message slots (slot layout): preallocated, rewritten in place
+//! SPOOL/active/<id>          a committed message (file layout), never rewritten
+//! SPOOL/active/<id>.state    the envelope after delivery attempts (optional; both layouts)
+//! SPOOL/spare/               removed message files kept for reuse (file layout)
 //! SPOOL/corrupt/             committed files that failed their checks, kept for a human
 //! ```
+//!
+//! Two layouts commit new messages ([`Layout`], chosen at [`Spool::open_with`]); a spool is
+//! recovered and served whatever it holds of either, so a spool written by the file layout
+//! (every release before the slot layout) keeps working, and `active/<id>` files copied in
+//! by hand are delivered as before. smtpd uses the slot layout. In the slot layout a message
+//! whose file would exceed 256 KiB is still committed as a file in `active/` (its data write
+//! dominates; a directory fsync more costs little, and slots stay small).
 //!
 //! A message file is `POSTERN-QUEUE 1 <json-length>\n`, the [`Envelope`] as JSON
 //! (`json-length` bytes, at most [`MAX_ENVELOPE_JSON`]), `\n`, then the message bytes exactly as
@@ -37,6 +46,46 @@
 //! and load too (taken apart once; the text form is unchanged). A recipient's `destination`
 //! (`"local"`/`"remote"`, decided at `RCPT`) is absent in older files. Such a spool is kept in
 //! `tests/fixtures/spool-v1`.
+//!
+//! ## Slot layout
+//!
+//! A slot `slots/<n>` (`n` decimal) begins with a 64-byte header, then the payload: a message
+//! file exactly as above. Header (integers little-endian):
+//!
+//! ```text
+//! 0..8    "PQSLOT1\n"
+//! 8..28   the queue id (20 hex digits)
+//! 28..32  zero
+//! 32..40  payload length (u64)
+//! 40..44  CRC-32 (IEEE) of the payload
+//! 44..48  CRC-32 of bytes 0..44
+//! 48..64  zero
+//! ```
+//!
+//! Bytes after the payload are stale (a slot is never shortened below its last use, so its
+//! blocks stay allocated); a header that is not valid — zeroed, or torn — makes the slot free.
+//!
+//! - **Commit:** a free slot (or a new one) gets the payload and then the header (`pwrite`),
+//!   then one `fdatasync`; a reused slot's name is durable already and its blocks are
+//!   allocated, so that one flush commits the message and no directory is fsynced. A new slot
+//!   is written out to at least 32 KiB, `fsync`ed, and `slots/` fsynced (one directory fsync
+//!   per batch with new slots) before the commit is answered.
+//! - **Removal:** the header is overwritten with zeros, without an fsync, and the slot is
+//!   free for the next commit. If a crash loses that write, the message is delivered again
+//!   after restart (a duplicate of a delivered message, as when the file layout loses an
+//!   unlink). At most 512 free slots are kept (the rest deleted); one longer than 256 KiB is
+//!   cut back to 32 KiB when freed.
+//! - **Recovery:** a slot with a valid header is a message only if its payload's CRC-32
+//!   matches, its format checks pass and its envelope's id is the header's; otherwise it was
+//!   a write cut short by the crash (never acknowledged: the commit was answered only after
+//!   its `fdatasync`) or damage, and the file is moved to `corrupt/` as `slot.<n>`.
+//! - **Reuse is safe:** a slot is rewritten only after its message was removed. A crash
+//!   during the rewrite leaves each sector old or new: the old header with a partly new
+//!   payload, or the new header with a partly old one, fails the CRC and is not delivered;
+//!   all-old sectors are the removed message whole (a duplicate, as above); all-new ones the
+//!   new message whole. An acknowledged message's slot is never written until it is removed.
+//!
+//! ## File layout
 //!
 //! A message is committed by writing `incoming/<id>`, fsyncing it, hard-linking it to
 //! `active/<id>` (a link never replaces an existing file) and fsyncing `active/`; only then is
@@ -57,6 +106,7 @@ mod format;
 mod id;
 mod records;
 mod schedule;
+mod slots;
 mod spool;
 
 pub use backoff::Backoff;
@@ -68,4 +118,4 @@ pub use id::{ParseIdError, QueueId};
 pub use postern_mail_types::{Address, Domain, EnhancedStatus};
 pub use records::{DeliveryReply, RemoteMta};
 pub use schedule::{Filter, Schedule};
-pub use spool::{BodyFile, DEFAULT_MAX_MESSAGE_SIZE, Spool};
+pub use spool::{BodyFile, DEFAULT_MAX_MESSAGE_SIZE, Layout, Spool};

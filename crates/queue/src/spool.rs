@@ -16,9 +16,21 @@ use crate::envelope::Envelope;
 use crate::error::{IoContext, QueueError, Result};
 use crate::format::{self, MAX_ENVELOPE_JSON};
 use crate::id::{IdGen, QueueId};
+use crate::slots::{Found, Slots};
 
 /// Default cap on a message's size (64 MiB); see [`Spool::with_max_message_size`].
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
+
+/// How [`Committer`](crate::Committer) writes new messages (see the crate docs, "On-disk
+/// format"). Either way, every message already in the spool is recovered and served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One file per message, `active/<id>`: written, fsynced, linked, `active/` fsynced.
+    #[default]
+    Files,
+    /// Preallocated slot files `slots/<n>`, rewritten in place: one `fdatasync` commits.
+    Slots,
+}
 
 /// The queue's spool directory. Share it as `Arc<Spool>`; every method takes `&self`.
 ///
@@ -26,6 +38,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
+    layout: Layout,
+    pub(crate) slots: Slots,
     pub(crate) incoming: PathBuf,
     active: PathBuf,
     /// `active/`, open for the fsync that commits (not opened and closed per commit).
@@ -93,6 +107,13 @@ impl Spool {
     /// Fails on an I/O error other than a corrupt file: a daemon that cannot read its spool
     /// should not start.
     pub fn open(dir: impl AsRef<Path>) -> Result<(Self, Vec<Envelope>)> {
+        Self::open_with(dir, Layout::Files)
+    }
+
+    /// [`Spool::open`], committing new messages in `layout`. Slots found in `slots/` are
+    /// recovered whatever the layout: torn ones (a commit cut short, never acknowledged) and
+    /// damaged ones are moved to `corrupt/`, free ones are kept for reuse.
+    pub fn open_with(dir: impl AsRef<Path>, layout: Layout) -> Result<(Self, Vec<Envelope>)> {
         let root = dir.as_ref().to_path_buf();
         DirBuilder::new()
             .mode(0o700)
@@ -100,6 +121,8 @@ impl Spool {
             .create(&root)
             .ctx("mkdir", &root)?;
         let spool = Self {
+            layout,
+            slots: Slots::new(root.join("slots")),
             incoming: root.join("incoming"),
             active: root.join("active"),
             active_dir: std::sync::OnceLock::new(),
@@ -111,7 +134,14 @@ impl Spool {
             ids: IdGen::default(),
             dir_syncs: AtomicU64::new(0),
         };
-        for d in [&spool.incoming, &spool.active, &spool.corrupt, &spool.spare] {
+        let slots_dir = spool.slots.dir().to_path_buf();
+        for d in [
+            &spool.incoming,
+            &spool.active,
+            &spool.corrupt,
+            &spool.spare,
+            &slots_dir,
+        ] {
             match DirBuilder::new().mode(0o700).create(d) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
                 r => r.ctx("mkdir", d)?,
@@ -157,13 +187,17 @@ impl Spool {
         &self.root
     }
 
-    /// Path of a committed message file.
+    /// Path of a committed message file in the file layout (`active/<id>`; a message in a
+    /// slot has no file of its own).
     pub fn message_path(&self, id: QueueId) -> PathBuf {
         self.active.join(id.to_string())
     }
 
     /// Loads one message's envelope, merged with its saved state.
     pub fn load(&self, id: QueueId) -> Result<Envelope> {
+        if let Some(env) = self.slots.load(id)? {
+            return self.merge_state(id, env);
+        }
         let path = self.message_path(id);
         let (envelope, _) = self.open_message(id, &path)?;
         self.merge_state(id, envelope)
@@ -171,6 +205,9 @@ impl Spool {
 
     /// Reads a message's bytes, exactly as received.
     pub fn read_message(&self, id: QueueId) -> Result<Vec<u8>> {
+        if let Some((_, body)) = self.slots.read(id)? {
+            return Ok(body);
+        }
         let path = self.message_path(id);
         let (envelope, reader) = self.open_message(id, &path)?;
         let size = envelope.size;
@@ -193,7 +230,7 @@ impl Spool {
     /// `incoming/`, fsynced, renamed to `active/<id>.state`, `active/` fsynced.
     pub fn save_state(&self, env: &Envelope) -> Result<()> {
         let msg = self.message_path(env.id);
-        if !msg.try_exists().ctx("stat", &msg)? {
+        if !self.slots.contains(env.id) && !msg.try_exists().ctx("stat", &msg)? {
             return Err(QueueError::NotFound(env.id));
         }
         // Serializing a derived struct of strings, numbers and enums into memory cannot fail.
@@ -227,8 +264,12 @@ impl Spool {
     /// was just finishing, never a loss) — as Postfix does, and it keeps removals from
     /// competing with commits for directory fsyncs.
     ///
-    /// Message files are not unlinked but moved to `spare/` (up to a bound) and rewritten for
-    /// later messages: creating a file allocates an inode, and right after many deletions
+    /// A message in a slot: its slot's header is zeroed (likewise not fsynced: a crash that
+    /// loses it delivers the message again) and the slot is free for the next commit, which
+    /// rewrites it whole and checksummed before it answers (see the crate docs).
+    ///
+    /// In the file layout, message files are not unlinked but moved to `spare/` (up to a
+    /// bound) and rewritten for later messages: creating a file allocates an inode, and right after many deletions
     /// that is expensive (ext4 without a journal scans past recently freed inodes). A spare
     /// is only reused by a commit, which fsyncs `active/` before it answers, so the removal
     /// of the old name is durable before the reused file is acknowledged; should a crash come
@@ -237,7 +278,8 @@ impl Spool {
     pub fn remove_all(&self, ids: &[QueueId]) -> Result<()> {
         for &id in ids {
             let message = self.message_path(id);
-            if self.keep_spare(id, &message) {
+            let freed = self.slots.free(id)?;
+            if freed || (self.layout == Layout::Files && self.keep_spare(id, &message)) {
                 let state = self.state_path(id);
                 match fs::remove_file(&state) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -329,6 +371,16 @@ impl Spool {
     /// A fresh id, greater than every id handed out or found at open.
     pub(crate) fn next_id(&self) -> QueueId {
         self.ids.next()
+    }
+
+    /// How new messages are written.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// fsyncs `slots/`, making new slot files' names durable.
+    pub(crate) fn sync_slots(&self) -> Result<()> {
+        self.sync_dir(self.slots.dir())
     }
 
     /// fsyncs `active/`, making committed links durable.
@@ -443,6 +495,25 @@ impl Spool {
             changed = true;
         }
         let mut envelopes = Vec::with_capacity(messages.len());
+        for (path, n, found) in self.slots.scan()? {
+            match found {
+                Found::Message(env) => {
+                    let id = env.id;
+                    self.ids.observe(id);
+                    if messages.binary_search(&id).is_ok() || !self.slots.found(id, n) {
+                        warn!(%id, path = %path.display(), "message in two places; one kept");
+                        continue;
+                    }
+                    envelopes.push(self.merge_state(id, env)?);
+                }
+                Found::Corrupt(e) => {
+                    error!(error = %e, "torn or corrupt queue slot moved to corrupt/ (a commit cut short was never acknowledged)");
+                    self.quarantine(&path)?;
+                    changed = true;
+                }
+                Found::Free => {}
+            }
+        }
         for &id in &messages {
             self.ids.observe(id);
             let path = self.message_path(id);
@@ -461,7 +532,7 @@ impl Spool {
             }
         }
         for id in states {
-            if messages.binary_search(&id).is_err() {
+            if messages.binary_search(&id).is_err() && !self.slots.contains(id) {
                 let path = self.state_path(id);
                 fs::remove_file(&path).ctx("unlink", &path)?;
                 info!(path = %path.display(), "removed state of a removed message");
@@ -471,15 +542,20 @@ impl Spool {
         if changed {
             self.sync_dir(&self.corrupt)?;
             self.sync_dir(&self.active)?;
+            self.sync_dir(self.slots.dir())?;
         }
+        envelopes.sort_by_key(|e| e.id);
         Ok(envelopes)
     }
 
     /// Moves a file to `corrupt/`, never overwriting what is there.
     fn quarantine(&self, path: &Path) -> Result<()> {
-        let name = path
+        let mut name = path
             .file_name()
             .map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
+        if path.parent() == Some(self.slots.dir()) {
+            name = format!("slot.{name}");
+        }
         let mut target = self.corrupt.join(&name);
         let mut n = 0;
         while target.try_exists().ctx("stat", &target)? {

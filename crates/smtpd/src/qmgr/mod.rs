@@ -24,6 +24,7 @@ mod dsn;
 mod fresh;
 mod lmtp;
 mod recovery;
+mod removals;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use postern_config::Config;
 use postern_queue::{
-    Backoff, Committer, Domain, Envelope, Filter, Origin, QueueId, Schedule, Spool,
+    Backoff, Committer, Domain, Envelope, Filter, Layout, Origin, QueueId, Schedule, Spool,
 };
 use postern_smtp_client::{Client, Target};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -147,6 +148,8 @@ struct Manager {
     refusals: Refusals,
     /// Copies of messages just committed (see [`fresh`]).
     fresh: Arc<fresh::Fresh>,
+    /// Finished messages, removed from the spool in batches.
+    removals: removals::Removals,
 }
 
 /// What one attempt left.
@@ -239,7 +242,7 @@ pub(crate) async fn start(
     let dir = config.state_dir().join("queue");
     let max = config.smtpd.max_message_size + 1024 * 1024;
     let (spool, envelopes) = tokio::task::spawn_blocking(move || {
-        Spool::open(&dir).map(|(s, e)| (s.with_max_message_size(max), e))
+        Spool::open_with(&dir, Layout::Slots).map(|(s, e)| (s.with_max_message_size(max), e))
     })
     .await?
     .context("opening the queue")?;
@@ -259,7 +262,7 @@ pub(crate) async fn start(
     };
     let m = Arc::new(Manager {
         config: config.clone(),
-        spool,
+        spool: spool.clone(),
         committer: committer.clone(),
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
@@ -278,6 +281,7 @@ pub(crate) async fn start(
         dkim: Dkim::new(config),
         refusals: Refusals::default(),
         fresh: fresh.clone(),
+        removals: removals::Removals::start(spool.clone()),
     });
     let schedule: Schedule = envelopes.into_iter().collect();
     let length = Arc::new(AtomicUsize::new(schedule.len()));
@@ -356,8 +360,10 @@ async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    // Let deliveries in flight finish (their results are saved in the spool).
+    // Let deliveries in flight finish (their results are saved in the spool), and the
+    // removals of those that finished be done.
     while tasks.join_next().await.is_some() {}
+    m.removals.flush().await;
 }
 
 /// How often messages no longer queued are forgotten by [`Waiting`].
@@ -638,13 +644,9 @@ impl Manager {
         for notice in attempt::notices(&env, &due, t, self.backoff.lifetime) {
             self.send_notice(&env, message, notice).await;
         }
-        let spool = self.spool.clone();
         if done {
             info!(attempts = env.attempts, "removed (every recipient done)");
-            let id = env.id;
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
-                warn!(error = %e, "removing a finished message failed");
-            }
+            self.removals.remove(env.id);
             return Attempted {
                 env: None,
                 reach,
@@ -656,6 +658,7 @@ impl Manager {
             env.next_attempt = env.next_attempt.min(t.saturating_add(secs));
         }
         let saved = env.clone();
+        let spool = self.spool.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save_state(&saved)).await {
             warn!(error = %e, "saving delivery state failed");
         }
