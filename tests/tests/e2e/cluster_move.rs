@@ -516,3 +516,116 @@ fn interrupted_then_resumed(
     assert_eq!(aside.len(), 1, "the old home kept aside once");
     assert_eq!(move_state(f2, BOB), (ip2.to_owned(), String::new()));
 }
+
+/// One request on authd's `auth-userdb` socket; the answer line for id 1.
+fn userdb_line(pm: &Postern, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(pm.socket("auth-userdb")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("VERSION\t1\t0\n{request}\n").as_bytes())
+        .unwrap();
+    let mut r = BufReader::new(s);
+    loop {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0, "userdb closed");
+        let greeting = l.starts_with("VERSION\t") || l.starts_with("SPID\t");
+        if !greeting && l.split('\t').nth(1) == Some("1") {
+            return l.trim_end().to_owned();
+        }
+    }
+}
+
+/// The "moving" answers on one node, on each database: the migration's column, the
+/// account query that reads it, and every daemon's temporary answer; then `--abort` with
+/// the destination unreachable clears the mark (the source home is intact).
+fn moving_answers(kind: postern_e2e::DbKind) {
+    let pm = Postern::builder()
+        .database(kind)
+        .set("authd.cache_ttl_secs", 0)
+        .daemons(&["authd", "lmtp-deliver", "imapd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    pm.add_user(BOB, PW);
+    assert!(userdb_line(&pm, &format!("USER\t1\t{BOB}\tservice=lmtp")).starts_with("USER\t1\t"));
+    // As `mailctl user move` marks it (a loopback destination nobody listens on).
+    pm.sql("UPDATE accounts SET moving_to = '127.0.0.9' WHERE address = 'bob@example.org'");
+    let users = pm.mailctl_json(&["user", "list"]);
+    assert_eq!(users[0]["moving_to"], "127.0.0.9");
+    let table = pm.mailctl_ok(&["user", "list"]);
+    assert!(table.contains("- \u{2192} 127.0.0.9 (moving)"), "{table}");
+    let fail = userdb_line(&pm, &format!("USER\t1\t{BOB}\tservice=lmtp"));
+    assert!(fail.starts_with("FAIL\t1\t"), "{fail}");
+    let fail = userdb_line(&pm, &format!("PASS\t1\t{BOB}\tservice=imap"));
+    assert!(fail.starts_with("FAIL\t1\t"), "{fail}");
+    let t = pm.socketmap("transport", BOB, Duration::from_secs(5));
+    assert!(t.starts_with("TEMP "), "{t}");
+    assert_eq!(
+        pm.socketmap("recipient", BOB, Duration::from_secs(5)),
+        "OK mailbox"
+    );
+    let mut c = LineClient::connect(format!("127.0.0.1:{}", pm.imap_port()).parse().unwrap());
+    assert!(c.line().starts_with("* OK"));
+    let no = c.cmd("a", &format!("LOGIN {BOB} \"{PW}\""));
+    assert!(
+        no.last().unwrap().starts_with("a NO [UNAVAILABLE]"),
+        "{no:?}"
+    );
+    let no = c.cmd("b", &format!("LOGIN {BOB} \"wrong\""));
+    assert!(
+        no.last()
+            .unwrap()
+            .starts_with("b NO [AUTHENTICATIONFAILED]"),
+        "{no:?}"
+    );
+    // LMTP over the local socket: 451, nothing stored.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let s = std::os::unix::net::UnixStream::connect(pm.socket("lmtp")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut line = || {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            l
+        };
+        assert!(line().starts_with("220"));
+        w.write_all(b"LHLO t\r\n").unwrap();
+        while !line().starts_with("250 ") {}
+        w.write_all(b"MAIL FROM:<s@remote.test>\r\n").unwrap();
+        assert!(line().starts_with("250"));
+        w.write_all(format!("RCPT TO:<{BOB}>\r\n").as_bytes())
+            .unwrap();
+        let r = line();
+        assert!(r.starts_with("451 4.3.0"), "{r}");
+    }
+    // --abort: the destination cannot be reached; the mark is cleared anyway.
+    let out = pm.mailctl(&["user", "move", BOB, "--abort"]);
+    let text = describe_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("could not clean up"), "{text}");
+    assert_eq!(pm.mailctl_json(&["user", "list"])[0]["moving_to"], "");
+    assert!(userdb_line(&pm, &format!("USER\t1\t{BOB}\tservice=lmtp")).starts_with("USER\t1\t"));
+    assert_eq!(
+        pm.socketmap("transport", BOB, Duration::from_secs(5)),
+        "NOTFOUND "
+    );
+    c.ok("c", &format!("LOGIN {BOB} \"{PW}\""));
+}
+
+#[test]
+fn moving_answers_on_sqlite() {
+    moving_answers(postern_e2e::DbKind::Sqlite);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_PG_URL)"]
+fn moving_answers_on_postgres() {
+    moving_answers(postern_e2e::DbKind::Postgres);
+}
+
+#[test]
+#[ignore = "needs MariaDB (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_MYSQL_URL)"]
+fn moving_answers_on_mariadb() {
+    moving_answers(postern_e2e::DbKind::Mysql);
+}
