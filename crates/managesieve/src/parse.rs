@@ -298,6 +298,9 @@ pub enum Command {
     Noop(Option<Vec<u8>>),
     /// `UNAUTHENTICATE`
     Unauthenticate,
+    /// `XCLIENT name=value …` (Dovecot's proxy extension: a trusted proxy names the real
+    /// client before authenticating); the atoms as sent.
+    XClient(Vec<String>),
 }
 
 impl std::fmt::Debug for Command {
@@ -318,7 +321,7 @@ pub enum CommandError {
 }
 
 /// Every command's name, as [`Command::name`] gives it (RFC 5804 §2).
-pub const COMMAND_NAMES: [&str; 14] = [
+pub const COMMAND_NAMES: [&str; 15] = [
     "CAPABILITY",
     "AUTHENTICATE",
     "STARTTLS",
@@ -333,6 +336,7 @@ pub const COMMAND_NAMES: [&str; 14] = [
     "HAVESPACE",
     "NOOP",
     "UNAUTHENTICATE",
+    "XCLIENT",
 ];
 
 impl Command {
@@ -353,6 +357,7 @@ impl Command {
             Self::HaveSpace { .. } => "HAVESPACE",
             Self::Noop(_) => "NOOP",
             Self::Unauthenticate => "UNAUTHENTICATE",
+            Self::XClient(_) => "XCLIENT",
         }
     }
 
@@ -386,6 +391,20 @@ impl Command {
             "LOGOUT" => strings(0, "LOGOUT").map(|_| Self::Logout)?,
             "LISTSCRIPTS" => strings(0, "LISTSCRIPTS").map(|_| Self::ListScripts)?,
             "UNAUTHENTICATE" => strings(0, "UNAUTHENTICATE").map(|_| Self::Unauthenticate)?,
+            "XCLIENT" => {
+                const USAGE: &str = "XCLIENT <name>=<value> ...";
+                let atoms = args
+                    .iter()
+                    .map(|t| match t {
+                        Token::Atom(a) if a.contains('=') => Ok(a.clone()),
+                        _ => Err(CommandError::Arguments(USAGE)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if atoms.is_empty() {
+                    return Err(CommandError::Arguments(USAGE));
+                }
+                Self::XClient(atoms)
+            }
             "GETSCRIPT" => Self::GetScript(take1(strings(1, "GETSCRIPT <name>")?)),
             "CHECKSCRIPT" => Self::CheckScript(take1(strings(1, "CHECKSCRIPT <script>")?)),
             "SETACTIVE" => Self::SetActive(take1(strings(1, "SETACTIVE <name>")?)),

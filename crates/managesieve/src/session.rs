@@ -43,6 +43,11 @@ pub struct Settings {
     pub max_preauth: usize,
     /// Largest script accepted (PUTSCRIPT, CHECKSCRIPT, HAVESPACE).
     pub max_script_size: usize,
+    /// The client is a trusted proxy (`[imapd] proxy_networks`): `XCLIENT` is offered
+    /// before authentication, as Dovecot's managesieve-login offers it to
+    /// `login_trusted_networks`, and its `ADDR=`/`PORT=` reach the driver
+    /// ([`Action::ClientAddress`]).
+    pub xclient: bool,
 }
 
 /// A SASL mechanism we speak.
@@ -181,6 +186,9 @@ pub enum Action {
     Unauthenticated,
     /// Close the connection after sending what came before.
     Close,
+    /// A trusted proxy's `XCLIENT`: its `name=value` arguments as sent (`ADDR=`, `PORT=`,
+    /// and Dovecot's `SESSION=`, `TTL=`, … to ignore). The session has answered `OK`.
+    ClientAddress(Vec<String>),
 }
 
 impl std::fmt::Debug for Action {
@@ -198,6 +206,7 @@ impl std::fmt::Debug for Action {
             Self::Store(r) => write!(f, "Store({r:?})"),
             Self::Unauthenticated => f.write_str("Unauthenticated"),
             Self::Close => f.write_str("Close"),
+            Self::ClientAddress(a) => write!(f, "ClientAddress({a:?})"),
         }
     }
 }
@@ -297,6 +306,15 @@ impl Session {
         self.pending.is_none() && !self.closed
     }
 
+    /// Takes the input received but not handled yet (what a client pipelined after the
+    /// command in progress), for a driver that hands the connection over (proxy mode after
+    /// [`Action::AuthStart`]); the session handles nothing more.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        self.closed = true;
+        self.need = 0;
+        std::mem::take(&mut self.input)
+    }
+
     /// Whether the session has ended ([`Action::Close`] was given).
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -329,6 +347,9 @@ impl Session {
                 cap("SASL", Some(mechs));
                 if self.settings.starttls && !self.settings.secured {
                     cap("STARTTLS", None);
+                }
+                if self.settings.xclient {
+                    cap("XCLIENT", None);
                 }
             }
             Some(u) => cap("OWNER", Some(u)),
@@ -790,6 +811,7 @@ impl Session {
             }
             Command::Authenticate { .. } => Err(no(None, "Already authenticated.")),
             Command::StartTls => Err(no(None, "STARTTLS is only allowed before authentication.")),
+            Command::XClient(_) => Err(no(None, "XCLIENT is only allowed before authentication.")),
             Command::Capability | Command::Noop(_) | Command::Logout => return,
         };
         match result {
@@ -839,6 +861,13 @@ impl Session {
                 out.push(Action::AuthStart { mechanism, initial });
             }
             Command::Unauthenticate => out.push(reply(no(None, "Not authenticated."))),
+            Command::XClient(_) if !self.settings.xclient => {
+                out.push(reply(no(None, "You are not from a trusted proxy.")));
+            }
+            Command::XClient(args) => {
+                out.push(Action::ClientAddress(args));
+                out.push(reply(ok(None, "Updated.")));
+            }
             _ => out.push(reply(no(None, "Authenticate first."))),
         }
     }

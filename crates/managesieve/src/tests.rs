@@ -15,6 +15,7 @@ fn settings() -> Settings {
         max_line: 1000,
         max_preauth: 200,
         max_script_size: 100,
+        xclient: false,
     }
 }
 
@@ -529,4 +530,58 @@ fn commands_are_reported_by_name_never_by_what_was_typed() {
             String::from_utf8_lossy(line)
         );
     }
+}
+
+#[test]
+fn xclient_only_from_a_trusted_proxy_and_before_authentication() {
+    // Not offered, and refused, to anyone else.
+    let mut s = Session::new(settings());
+    assert!(!text(&s.greeting()).contains("XCLIENT"));
+    let a = s.input(b"XCLIENT ADDR=192.0.2.7 PORT=4000\r\n");
+    assert_eq!(text(&a), "NO \"You are not from a trusted proxy.\"\r\n");
+    assert!(others(&a).is_empty());
+    // A trusted proxy sees it and its arguments reach the driver, Dovecot's extra ones too.
+    let mut s = Session::new(Settings {
+        xclient: true,
+        ..settings()
+    });
+    assert!(text(&s.greeting()).contains("\"XCLIENT\"\r\n"));
+    let a = s.input(b"xclient ADDR=2001:db8::7 PORT=4000 SESSION=abc TTL=4\r\n");
+    assert_eq!(
+        others(&a),
+        [&Action::ClientAddress(vec![
+            "ADDR=2001:db8::7".into(),
+            "PORT=4000".into(),
+            "SESSION=abc".into(),
+            "TTL=4".into()
+        ])]
+    );
+    assert_eq!(text(&a), "OK \"Updated.\"\r\n");
+    assert_eq!(s.take_commands(), ["XCLIENT"]);
+    let a = s.input(b"XCLIENT\r\nXCLIENT \"ADDR=1.2.3.4\"\r\n");
+    assert!(others(&a).is_empty());
+    assert_eq!(
+        text(&a).matches("NO \"Syntax: XCLIENT").count(),
+        2,
+        "{}",
+        text(&a)
+    );
+    // Not once logged in.
+    let mut s = logged_in();
+    let a = s.input(b"XCLIENT ADDR=192.0.2.7\r\n");
+    assert!(others(&a).is_empty());
+    assert!(text(&a).starts_with("NO "), "{}", text(&a));
+}
+
+#[test]
+fn the_input_after_authenticate_can_be_taken_over() {
+    let mut s = Session::new(Settings {
+        secured: true,
+        ..settings()
+    });
+    let a = s.input(b"AUTHENTICATE \"PLAIN\" \"AGFsaWNlAHB3\"\r\nLISTSCRIPTS\r\nGETSC");
+    assert_eq!(others(&a).len(), 1, "only the AuthStart: {a:?}");
+    assert_eq!(s.take_input(), b"LISTSCRIPTS\r\nGETSC");
+    assert!(s.is_closed());
+    assert!(s.input(b"NOOP\r\n").is_empty());
 }

@@ -15,6 +15,9 @@
 //!   `max_command_size`, `managesieve_max_script_size` (at most 1 MiB, what lmtp-deliver
 //!   reads), `managesieve_max_scripts`, `login_timeout_secs`, `idle_timeout_secs`,
 //!   `max_auth_failures`.
+//! - Proxy mode: a user whose authd answer names another node is logged in there
+//!   ([`crate::proxy::managesieve`]) and the connection relayed; a trusted proxy
+//!   (`[imapd] proxy_networks`) may name the real client with `XCLIENT`.
 
 pub mod store;
 
@@ -73,6 +76,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         max_line: i.max_command_size as usize,
         max_preauth: i.max_preauth_command_size as usize,
         max_script_size: max_script_size(&ctx),
+        xclient: ctx.is_proxy(peer.ip()),
     });
     let login_deadline = Instant::now() + i.login_timeout_secs.duration();
     let mut d = Driver {
@@ -87,9 +91,14 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         unauth_permit,
         login_deadline,
         kick: None,
+        origin: None,
+        handoff: None,
     };
     debug!(%peer, "managesieve connection");
     d.run(&shutdown).await;
+    if let Some(backend) = d.handoff.take() {
+        d.relay(backend, &shutdown).await;
+    }
     if let Some(mut s) = d.stream.take() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await;
     }
@@ -114,12 +123,16 @@ struct Driver {
     login_deadline: Instant,
     /// Logged in: the session's place in the kick registry (`crate::kick`).
     kick: Option<crate::kick::Registration>,
+    /// The real client, as a trusted proxy's `XCLIENT` named it.
+    origin: Option<SocketAddr>,
+    /// Proxy mode: logged in at the user's backend; [`serve`] relays.
+    handoff: Option<crate::proxy::Backend>,
 }
 
 impl Driver {
     fn client(&self) -> Client {
         Client {
-            origin: None,
+            origin: self.origin,
             service: "sieve",
             peer: self.peer,
             local: self.local,
@@ -246,7 +259,10 @@ impl Driver {
                     {
                         Ok((sasl, step)) => {
                             self.sasl = Some(sasl);
-                            self.sasl_step(step)
+                            match self.remote_login(step).await {
+                                Ok(step) => self.sasl_step(step),
+                                Err(flow) => return flow,
+                            }
                         }
                         Err(e) => self.session.auth_done(Err(auth_error(e))),
                     }
@@ -258,10 +274,21 @@ impl Driver {
                             "authentication exchange lost".into(),
                         ))),
                     };
-                    self.sasl_step(step)
+                    match self.remote_login(step).await {
+                        Ok(step) => self.sasl_step(step),
+                        Err(flow) => return flow,
+                    }
                 }
                 Action::AuthCancel => {
                     self.sasl = None;
+                    continue;
+                }
+                Action::ClientAddress(args) => {
+                    // Offered and accepted only from `[imapd] proxy_networks`.
+                    match crate::proxy::xclient_origin(&args.join(" ")) {
+                        Some(origin) => self.origin = Some(origin),
+                        None => debug!(peer = %self.peer, "managesieve: XCLIENT without ADDR"),
+                    }
                     continue;
                 }
                 Action::Unauthenticated => {
@@ -335,6 +362,47 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Proxy mode: when authd said the user lives on another node, logs in there; success
+    /// ends this session (`Err`: [`serve`] relays), a failure becomes the SASL result.
+    async fn remote_login(&mut self, step: SaslStep) -> Result<SaslStep, Flow> {
+        let SaslStep::Done(Err(_)) = &step else {
+            return Ok(step);
+        };
+        let Some(t) = self.sasl.as_mut().and_then(Sasl::remote) else {
+            return Ok(step);
+        };
+        self.sasl = None;
+        match crate::proxy::managesieve::login(&self.ctx, &t, &self.client()).await {
+            Ok(backend) => {
+                self.unauth_permit = None;
+                self.handoff = Some(backend);
+                Err(Flow::Close)
+            }
+            Err(f) => {
+                warn!(peer = %self.client().client_addr(), user = %t.user, backend = %t.host, failure = ?f,
+                    "managesieve: proxy login failed");
+                Ok(SaslStep::Done(Err(f.into_login_error())))
+            }
+        }
+    }
+
+    /// Proxy mode: the backend's answer to the login, then bytes both ways until one side
+    /// ends (a backend that goes away: `BYE (TRYLATER)`).
+    async fn relay(&mut self, backend: crate::proxy::Backend, shutdown: &CancellationToken) {
+        if self.flush().await.is_err() {
+            return;
+        }
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let rest = self.session.take_input();
+        let idle = self.ctx.config.proxy.idle_timeout_secs.duration();
+        let proto = crate::proxy::relay::Proto::ManageSieve;
+        let end =
+            crate::proxy::relay::run_proto(stream, backend, rest, proto, idle, shutdown).await;
+        debug!(peer = %self.peer, ?end, "managesieve proxy session ended");
     }
 
     async fn start_tls(&mut self) -> bool {

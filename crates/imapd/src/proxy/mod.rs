@@ -3,9 +3,10 @@
 //!
 //! When authd's `OK` carries Dovecot's proxy passdb fields (`proxy`, `host=H`, `port=`,
 //! optionally `destuser=`) and `H` is not this node (`[proxy] self`), the login is not
-//! finished here ([`crate::login::Login::Remote`]): [`imap::login`] / [`pop3::login`]
-//! connect to `H` (plain, or TLS per `[proxy] tls`), tell the backend who the real client
-//! is, log in, and hand the backend's answer to the client; [`relay`] then copies bytes.
+//! finished here ([`crate::login::Login::Remote`]): [`imap::login`] / [`pop3::login`] /
+//! [`managesieve::login`] connect to `H` (plain, or TLS per `[proxy] tls`), tell the
+//! backend who the real client is, log in, and hand the backend's answer to the client;
+//! [`relay`] then copies bytes.
 //!
 //! # Credentials: the user's own, passed through
 //!
@@ -25,8 +26,8 @@
 //! # The real client
 //!
 //! Before logging in, the front sends IMAP `ID ("x-originating-ip" … "x-originating-port" …
-//! "x-connected-ip" … "x-connected-port" …)`, or POP3 `XCLIENT ADDR=… PORT=…`, as Dovecot's
-//! proxy does. A backend believes them only from `[imapd] proxy_networks` ([`id_origin`],
+//! "x-connected-ip" … "x-connected-port" …)`, or POP3 and ManageSieve `XCLIENT ADDR=…
+//! PORT=…` (when the greeting or capability list offers XCLIENT), as Dovecot's proxy does. A backend believes them only from `[imapd] proxy_networks` ([`id_origin`],
 //! [`xclient_origin`]), and then gives authd that address as `rip` (lockouts by address)
 //! and names it in its logs.
 //!
@@ -38,6 +39,7 @@
 //! after `[proxy] idle_timeout_secs` without traffic either way.
 
 pub mod imap;
+pub mod managesieve;
 pub mod pop3;
 pub mod relay;
 

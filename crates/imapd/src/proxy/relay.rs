@@ -4,8 +4,9 @@
 //!
 //! When the backend goes away, an IMAP client gets `* BYE [UNAVAILABLE]` before the close —
 //! unless the backend said BYE itself (LOGOUT, its own shutdown), or the client started
-//! COMPRESS (a line in clear text inside a DEFLATE stream would be garbage). A POP3 client
-//! just sees the close (POP3 has nothing unsolicited to say).
+//! COMPRESS (a line in clear text inside a DEFLATE stream would be garbage). A ManageSieve
+//! client gets `BYE (TRYLATER)` (RFC 5804 §1.3) unless the backend said BYE or the client
+//! said LOGOUT. A POP3 client just sees the close (POP3 has nothing unsolicited to say).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,15 +34,43 @@ pub enum End {
     Shutdown,
 }
 
-/// Finds `* BYE ` at the start of a line of the backend's output.
-#[derive(Debug, Default)]
+/// The protocol relayed: what the client is told when the relay ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// IMAP: `* BYE`.
+    Imap,
+    /// POP3: nothing.
+    Pop3,
+    /// ManageSieve: `BYE`.
+    ManageSieve,
+}
+
+/// Finds a line starting with a word (any case): by default IMAP's `* BYE ` in the
+/// backend's output.
+#[derive(Debug)]
 pub struct ByeScan {
+    needle: &'static [u8],
     mid_line: bool,
     head: Vec<u8>,
 }
 
+impl Default for ByeScan {
+    fn default() -> Self {
+        Self::starting(b"* BYE ")
+    }
+}
+
 impl ByeScan {
-    /// Looks at the next bytes; true once a BYE line started.
+    /// Finds lines starting with `needle`.
+    pub fn starting(needle: &'static [u8]) -> Self {
+        Self {
+            needle,
+            mid_line: false,
+            head: Vec::with_capacity(needle.len()),
+        }
+    }
+
+    /// Looks at the next bytes; true once a line starting with the word was seen.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut found = false;
         for &b in bytes {
@@ -54,8 +83,8 @@ impl ByeScan {
                 continue;
             }
             self.head.push(b);
-            if self.head.len() == 6 {
-                found |= self.head.eq_ignore_ascii_case(b"* BYE ");
+            if self.head.len() == self.needle.len() {
+                found |= self.head.eq_ignore_ascii_case(self.needle);
                 self.mid_line = true;
             }
         }
@@ -95,13 +124,43 @@ async fn write_within(w: &mut (impl AsyncWriteExt + Unpin), data: &[u8], limit: 
     matches!(tokio::time::timeout(limit, f).await, Ok(Ok(())))
 }
 
+/// What the client sent that means it must not be told anything when the relay ends:
+/// IMAP's COMPRESS (anywhere), ManageSieve's LOGOUT (at a line start).
+enum QuietScan {
+    Compress(CompressScan),
+    Logout(ByeScan),
+}
+
+impl QuietScan {
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Self::Compress(s) => s.feed(bytes),
+            Self::Logout(s) => s.feed(bytes),
+        }
+    }
+}
+
 /// Relays between `client` and the logged-in `backend` until one side ends; `from_client`
-/// is what the client sent after its login command (pipelined), forwarded first.
+/// is what the client sent after its login command (pipelined), forwarded first. `imap`:
+/// IMAP, else POP3 (see [`run_proto`]).
 pub async fn run(
     client: Stream,
     backend: Backend,
     from_client: Vec<u8>,
     imap: bool,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> End {
+    let proto = if imap { Proto::Imap } else { Proto::Pop3 };
+    run_proto(client, backend, from_client, proto, idle, shutdown).await
+}
+
+/// [`run`] for `proto`.
+pub async fn run_proto(
+    client: Stream,
+    backend: Backend,
+    from_client: Vec<u8>,
+    proto: Proto,
     idle: Duration,
     shutdown: &CancellationToken,
 ) -> End {
@@ -114,10 +173,20 @@ pub async fn run(
     let (mut br, mut bw) = tokio::io::split(io);
     let bye = AtomicBool::new(false);
     let compress = AtomicBool::new(false);
-    let mut bye_scan = ByeScan::default();
-    let mut compress_scan = CompressScan::default();
+    // POP3 says nothing at the end: nothing to look for.
+    let farewell = proto != Proto::Pop3;
+    let (mut bye_scan, mut compress_scan) = match proto {
+        Proto::ManageSieve => (
+            ByeScan::starting(b"BYE "),
+            QuietScan::Logout(ByeScan::starting(b"LOGOUT")),
+        ),
+        Proto::Imap | Proto::Pop3 => (
+            ByeScan::default(),
+            QuietScan::Compress(CompressScan::default()),
+        ),
+    };
     reply.extend_from_slice(&pending);
-    if imap {
+    if farewell {
         bye.store(bye_scan.feed(&reply), Ordering::Relaxed);
         compress.store(compress_scan.feed(&from_client), Ordering::Relaxed);
     }
@@ -143,7 +212,7 @@ pub async fn run(
                 Ok(n) => n,
             };
             touch();
-            if imap && !compress.load(Ordering::Relaxed) && compress_scan.feed(&buf[..n]) {
+            if farewell && !compress.load(Ordering::Relaxed) && compress_scan.feed(&buf[..n]) {
                 compress.store(true, Ordering::Relaxed);
             }
             if !write_within(&mut bw, &buf[..n], idle).await {
@@ -159,7 +228,7 @@ pub async fn run(
                 Ok(n) => n,
             };
             touch();
-            if imap
+            if farewell
                 && !compress.load(Ordering::Relaxed)
                 && !bye.load(Ordering::Relaxed)
                 && bye_scan.feed(&buf[..n])
@@ -186,12 +255,17 @@ pub async fn run(
         e = quiet => e,
         () = shutdown.cancelled() => End::Shutdown,
     };
-    if imap && !bye.load(Ordering::Relaxed) && !compress.load(Ordering::Relaxed) {
-        let bye: &[u8] = match end {
-            End::Backend => b"* BYE [UNAVAILABLE] Backend server went away\r\n",
-            End::Idle => b"* BYE Autologout; idle for too long\r\n",
-            End::Shutdown => b"* BYE Server shutting down\r\n",
-            End::Client => b"",
+    if farewell && !bye.load(Ordering::Relaxed) && !compress.load(Ordering::Relaxed) {
+        let bye: &[u8] = match (proto, end) {
+            (_, End::Client) | (Proto::Pop3, _) => b"",
+            (Proto::Imap, End::Backend) => b"* BYE [UNAVAILABLE] Backend server went away\r\n",
+            (Proto::Imap, End::Idle) => b"* BYE Autologout; idle for too long\r\n",
+            (Proto::Imap, End::Shutdown) => b"* BYE Server shutting down\r\n",
+            (Proto::ManageSieve, End::Backend) => {
+                b"BYE (TRYLATER) \"Backend server went away.\"\r\n"
+            }
+            (Proto::ManageSieve, End::Idle) => b"BYE \"Disconnected for inactivity.\"\r\n",
+            (Proto::ManageSieve, End::Shutdown) => b"BYE (TRYLATER) \"Server shutting down.\"\r\n",
         };
         if !bye.is_empty() {
             write_within(&mut cw, bye, Duration::from_secs(5)).await;
@@ -285,6 +359,67 @@ mod tests {
             b"+ idling\r\n* BYE [UNAVAILABLE] Backend server went away\r\n"
         );
         assert_eq!(relay.await.unwrap(), End::Backend);
+    }
+
+    /// ManageSieve: a backend that goes away means `BYE (TRYLATER)`; not after the client's
+    /// LOGOUT, nor after the backend's own BYE.
+    #[tokio::test]
+    async fn managesieve_says_bye_unless_the_client_logged_out() {
+        for (client_says, backend_says, expect) in [
+            (
+                &b"LISTSCRIPTS\r\n"[..],
+                &b"OK\r\n"[..],
+                &b"OK \"Logged in.\"\r\nOK\r\nBYE (TRYLATER) \"Backend server went away.\"\r\n"[..],
+            ),
+            (
+                b"logout\r\n",
+                b"OK \"Logout completed.\"\r\n",
+                b"OK \"Logged in.\"\r\nOK \"Logout completed.\"\r\n",
+            ),
+            (
+                b"NOOP\r\n",
+                b"BYE \"Disconnected for inactivity.\"\r\n",
+                b"OK \"Logged in.\"\r\nBYE \"Disconnected for inactivity.\"\r\n",
+            ),
+        ] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut user = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (front_side, _) = l.accept().await.unwrap();
+            let (mut backend, hop) = tokio::io::duplex(1024);
+            let b = Backend {
+                io: Box::new(hop),
+                pending: Vec::new(),
+                reply: b"OK \"Logged in.\"\r\n".to_vec(),
+            };
+            let sd = CancellationToken::new();
+            let relay = tokio::spawn(async move {
+                let idle = Duration::from_secs(30);
+                run_proto(
+                    Stream::Plain(front_side),
+                    b,
+                    Vec::new(),
+                    Proto::ManageSieve,
+                    idle,
+                    &sd,
+                )
+                .await
+            });
+            user.write_all(client_says).await.unwrap();
+            let mut got = vec![0u8; 64];
+            let n = backend.read(&mut got).await.unwrap();
+            assert_eq!(&got[..n], client_says);
+            backend.write_all(backend_says).await.unwrap();
+            drop(backend);
+            let mut rest = Vec::new();
+            user.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&rest),
+                String::from_utf8_lossy(expect)
+            );
+            assert_eq!(relay.await.unwrap(), End::Backend);
+        }
     }
 
     /// Quiet both ways for the idle time: an IMAP client gets BYE, a POP3 client just the
