@@ -26,6 +26,7 @@ mod imap_conformance_list;
 mod imap_conformance_sort;
 mod imap_metadata;
 mod imap_proxy;
+mod imap_speed_paths;
 mod imap_transport;
 mod imapd;
 mod inbound;
