@@ -303,3 +303,185 @@ fn sieve_connect_through_the_front() {
         "filed by the script put through the front"
     );
 }
+
+/// Debian's Dovecot with Pigeonhole's ManageSieve from a temp dir (bob with `BOB_PW` in a
+/// passwd-file, with these extra passdb fields; `login_trusted_networks = 127.0.0.1/32`, so
+/// it offers the front XCLIENT); killed when dropped.
+struct Pigeonhole {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Pigeonhole {
+    fn start(extra_fields: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("ph").tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        nix::unistd::chown(
+            &d.join("mail"),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("users"),
+            format!("{BOB}:{{PLAIN}}{BOB_PW}::::::{extra_fields}\n"),
+        )
+        .unwrap();
+        let port = postern_e2e::free_port();
+        let conf = format!(
+            "protocols = sieve\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
+             login_trusted_networks = 127.0.0.1/32\nauth_mechanisms = plain login\n\
+             mail_location = maildir:{d}/mail/%n/Maildir\nfirst_valid_uid = 0\n\
+             passdb {{\n driver = passwd-file\n args = {d}/users\n}}\n\
+             userdb {{\n driver = static\n args = uid=65534 gid=65534 home={d}/mail/%n\n}}\n\
+             service managesieve-login {{\n inet_listener sieve {{\n port = {port}\n }}\n}}\n\
+             plugin {{\n sieve = file:~/sieve;active=~/.dovecot.sieve\n}}\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = std::process::Command::new("dovecot")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .arg("-F")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dovecot");
+        let ph = Self { child, dir, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Dovecot's ManageSieve did not start: {}",
+                ph.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ph
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn bob_home(&self) -> PathBuf {
+        self.dir.path().join("mail/bob")
+    }
+}
+
+impl Drop for Pigeonhole {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Puts `FILTER` as "filter" and activates it over a logged-in session.
+fn put_and_activate(c: &mut LineClient) {
+    c.send(&format!(
+        "PUTSCRIPT \"filter\" {{{}+}}\r\n{FILTER}\r\nSETACTIVE \"filter\"\r\n",
+        FILTER.len()
+    ));
+    let put = response(c);
+    assert!(status(&put).starts_with("OK"), "{put:?}");
+    let active = response(c);
+    assert!(status(&active).starts_with("OK"), "{active:?}");
+}
+
+/// Postern's front before a Dovecot/Pigeonhole backend: a login at A reaches Pigeonhole
+/// (the capability list after login is Pigeonhole's), the script lands in bob's home
+/// there, and Dovecot's log names the real client (127.0.0.2) from the front's XCLIENT.
+#[test]
+#[ignore = "needs Debian's dovecot-managesieved"]
+fn postern_front_before_a_pigeonhole_backend() {
+    let ph = Pigeonhole::start("");
+    let a = Postern::builder()
+        .hostname("front.example.org")
+        .set("proxy.self", "front.example.org")
+        .set("proxy.managesieve_port", i64::from(ph.port))
+        .set("proxy.connect_timeout_secs", 3)
+        .daemons(&["authd", "imapd"])
+        .start();
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    a.add_user_on_host(BOB, BOB_PW, Some("127.0.0.1"));
+
+    let mut c = LineClient::new(connect_from("127.0.0.2", sieve_addr(&a)));
+    response(&mut c);
+    c.send(&format!(
+        "AUTHENTICATE \"PLAIN\" \"{}\"\r\nCAPABILITY\r\n",
+        plain(BOB, BOB_PW)
+    ));
+    let login = response(&mut c);
+    assert!(status(&login).starts_with("OK"), "{login:?}\n{}", ph.log());
+    let caps = response(&mut c);
+    assert!(
+        caps.iter()
+            .any(|l| l.starts_with("\"IMPLEMENTATION\"") && l.contains("Pigeonhole")),
+        "Pigeonhole's list, not Postern's: {caps:?}"
+    );
+    put_and_activate(&mut c);
+    c.send("LOGOUT\r\n");
+    assert!(status(&response(&mut c)).starts_with("OK"));
+    assert_eq!(c.rest(), "", "no BYE after LOGOUT");
+    assert_eq!(
+        std::fs::read_to_string(ph.bob_home().join("sieve/filter.sieve")).unwrap(),
+        FILTER
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let login_line = loop {
+        let log = ph.log();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("managesieve-login: Info: Login: user=<bob@example.org>"))
+        {
+            break l.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no login line: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(login_line.contains("rip=127.0.0.2"), "{login_line}");
+}
+
+/// Dovecot's ManageSieve as the front, its passdb saying `proxy host=127.0.0.1 port=B`:
+/// Pigeonhole's proxy sends XCLIENT (with its SESSION=, TTL=, … arguments) to Postern's B,
+/// logs in, and the script lands in bob's home on B; B's log names the real client.
+#[test]
+#[ignore = "needs Debian's dovecot-managesieved"]
+fn pigeonhole_front_before_a_postern_backend() {
+    let b = backend();
+    let b_sieve = sieve_addr(&b).port();
+    let ph = Pigeonhole::start(&format!("proxy=y host=127.0.0.1 port={b_sieve}"));
+    let mark = b.daemon("imapd").mark();
+    let mut c = LineClient::new(connect_from(
+        "127.0.0.2",
+        SocketAddr::from(([127, 0, 0, 1], ph.port)),
+    ));
+    let client = c.local_addr();
+    response(&mut c);
+    c.send(&format!(
+        "AUTHENTICATE \"PLAIN\" \"{}\"\r\n",
+        plain(BOB, BOB_PW)
+    ));
+    let login = response(&mut c);
+    assert!(status(&login).starts_with("OK"), "{login:?}\n{}", ph.log());
+    put_and_activate(&mut c);
+    c.send("LOGOUT\r\n");
+    response(&mut c);
+    assert_eq!(
+        std::fs::read_to_string(bob_home(&b).join("sieve/filter.sieve")).unwrap(),
+        FILTER
+    );
+    let line = b
+        .daemon("imapd")
+        .wait_for_since(mark, "login", Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("peer={client}")) && line.contains("via=127.0.0.1:"),
+        "{line}"
+    );
+}

@@ -10,6 +10,7 @@ mod cluster_lmtp_proxy;
 mod cluster_move;
 mod cluster_netns;
 mod cluster_routing;
+mod cluster_sieve_proxy;
 mod dane;
 mod db_outage;
 mod dkim_origin;
