@@ -300,7 +300,7 @@ async fn preflight(config: &Config, address: &str, to: &str, home: &Path) -> any
             m.entries.len(),
             home.display()
         ));
-        drop(connect(&config, &to)?);
+        connect(&config, &to)?.get_mut().close();
         Ok(())
     })
     .await
@@ -370,6 +370,7 @@ fn abort_destination(config: &Config, address: &str, to: &str, home: &Path) -> a
         }
         Status::Fresh | Status::Staging(_) => client.abort(None)?,
     }
+    client.get_mut().close();
     Ok(())
 }
 
@@ -531,6 +532,22 @@ enum Stream {
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
+impl Stream {
+    /// Ends the connection politely (a TLS close_notify, then the TCP FIN), so that the
+    /// receiver sees a clean end rather than a truncation.
+    fn close(&mut self) {
+        let tcp = match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.flush();
+                &mut s.sock
+            }
+        };
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -625,6 +642,7 @@ fn copy_home(config: &Config, address: &str, to: &str, home: &Path) -> anyhow::R
         home,
     };
     let stats = sync_home(&mut sender, status, &mut kicks)?;
+    client.get_mut().close();
     Ok(stats)
 }
 

@@ -629,3 +629,81 @@ fn moving_answers_on_postgres() {
 fn moving_answers_on_mariadb() {
     moving_answers(postern_e2e::DbKind::Mysql);
 }
+
+/// A whole move without root or PostgreSQL, over TLS (`[proxy] tls = "may"`): two nodes on
+/// loopback sharing one SQLite directory. Node A (`self` = "node-a") holds bob's mailbox;
+/// node B (`self` = "127.0.0.1") receives the move on its imapd. After `mailctl user move`
+/// on A, bob logs in on B and finds the same UIDVALIDITY, UIDs, flags and keyword; A keeps
+/// the old home aside only.
+#[test]
+fn a_move_between_two_loopback_nodes_over_tls() {
+    let shared = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/shared.db", shared.path().display());
+    let secret = shared.path().join("move.secret");
+    std::fs::write(&secret, "a shared secret of more than thirty-two bytes\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = free_port();
+    let node = |name: &str, receiver: bool| {
+        let mut b = Postern::builder()
+            .set("database.url", db.clone())
+            .set("proxy.self", name)
+            .set("proxy.tls", "may")
+            .set("proxy.move_port", i64::from(port))
+            .set("proxy.move_secret_file", secret.display().to_string())
+            .set("authd.cache_ttl_secs", 0)
+            .daemons(&["authd", "imapd"]);
+        if receiver {
+            b = b.set("proxy.move_listen", format!("127.0.0.1:{port}"));
+        }
+        b.start()
+    };
+    let a = node("node-a", false);
+    a.mailctl_ok(&["domain", "add", "example.org"]);
+    let out = a.mailctl_stdin(
+        &["user", "add", BOB, "--host", "node-a"],
+        &format!("{PW}\n"),
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let b = node("127.0.0.1", true);
+    let imap = |pm: &Postern| {
+        let mut c = LineClient::connect(format!("127.0.0.1:{}", pm.imap_port()).parse().unwrap());
+        assert!(c.line().starts_with("* OK"));
+        c.ok("a", &format!("LOGIN {BOB} \"{PW}\""));
+        c
+    };
+    let mut c = imap(&a);
+    for k in 0..3 {
+        let msg = format!("From: x@remote.test\r\nSubject: kept {k}\r\n\r\nbody {k}\r\n");
+        c.send(&format!("p{k} APPEND INBOX {{{}}}\r\n", msg.len()));
+        assert!(c.line().starts_with('+'));
+        c.send(&format!("{msg}\r\n"));
+        let done = c.until_tagged(&format!("p{k}"));
+        assert!(done.last().unwrap().contains(" OK"), "{done:?}");
+    }
+    let validity = uidvalidity(&c.ok("b", "SELECT INBOX"));
+    c.ok("c", "STORE 2 +FLAGS (\\Flagged $Later)");
+    let before = fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS)"));
+    assert_eq!(before.len(), 3);
+    c.ok("z", "LOGOUT");
+
+    let out = a.mailctl(&["--json", "user", "move", BOB, "--to", "127.0.0.1"]);
+    let text = describe_output(&out);
+    assert!(out.status.success(), "{text}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["moved"], true, "{text}");
+    assert_eq!(summary["late_changes"], serde_json::json!([]), "{text}");
+    assert!(summary["files"].as_u64().unwrap() >= 3, "{text}");
+    assert_eq!(move_state(&a, BOB), ("127.0.0.1".to_owned(), String::new()));
+    assert!(!home(&a, "bob").exists());
+    assert!(
+        Path::new(summary["old_home"].as_str().unwrap()).is_dir(),
+        "{text}"
+    );
+    let mut c = imap(&b);
+    assert_eq!(uidvalidity(&c.ok("b", "SELECT INBOX")), validity);
+    assert_eq!(fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS)")), before);
+    c.ok("z", "LOGOUT");
+    // Done is done: again, it has nothing to do.
+    let again = a.mailctl_ok(&["user", "move", BOB, "--to", "127.0.0.1"]);
+    assert!(again.contains("already"), "{again}");
+}
