@@ -407,8 +407,7 @@ fn progress(line: &str) {
 /// One `mailctl user move` per account at a time on this node (a lock file in the state
 /// directory, held until the command ends).
 fn lock(config: &Config, address: &str) -> anyhow::Result<std::fs::File> {
-    let hex: String = address.bytes().map(|b| format!("{b:02x}")).collect();
-    let path = config.state_dir().join(format!("move-{hex}.lock"));
+    let path = config.state_dir().join(lock_name(address));
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -424,6 +423,19 @@ fn lock(config: &Config, address: &str) -> anyhow::Result<std::fs::File> {
         }
         Err(std::fs::TryLockError::Error(e)) => Err(e).context(format!("{}", path.display())),
     }
+}
+
+/// The lock file's name for `address`: its bytes in hex (no path tricks), shortened with a
+/// hash of the whole when that would pass the file-name limit (an address may be 254 bytes).
+fn lock_name(address: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let hex: String = address.bytes().map(|b| format!("{b:02x}")).collect();
+    if hex.len() <= 200 {
+        return format!("move-{hex}.lock");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    address.hash(&mut h);
+    format!("move-{}-{:016x}.lock", &hex[..160], h.finish())
 }
 
 /// The account's home on this node (`[authd.userdb] home`); its Maildir must be inside it
@@ -1184,6 +1196,20 @@ mod tests {
                 "Maildir/new/9:2,",
                 "sieve/x.sieve"
             ]
+        );
+    }
+
+    #[test]
+    fn lock_names_are_plain_and_short() {
+        assert_eq!(lock_name("a/b@c"), "move-612f624063.lock");
+        let long = format!("{}@example.org", "x".repeat(240));
+        let other = format!("{}y@example.org", "x".repeat(239));
+        let (a, b) = (lock_name(&long), lock_name(&other));
+        assert!(a.len() <= 255 && b.len() <= 255, "{a}");
+        assert_ne!(a, b);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
         );
     }
 
