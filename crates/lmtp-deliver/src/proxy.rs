@@ -124,11 +124,14 @@ impl Hop {
     }
 
     /// Keeps `c` for the next transaction to `backend`, if it is clean (no transaction
-    /// left open) and there is room; else closes it.
+    /// left open) and there is room; else closes it. Expired idle connections are dropped
+    /// on the way (as in [`Hop::take`]).
     async fn give_back(&self, backend: &Backend, c: Client) {
         let c = if c.is_usable() && !c.in_transaction() {
             match self.pool.lock() {
                 Ok(mut pool) => {
+                    let idle = self.pool_idle;
+                    pool.retain(|(_, c, at)| at.elapsed() < idle && c.is_usable());
                     let mine = pool.iter().filter(|(b, _, _)| b == backend).count();
                     if mine < POOL_PER_BACKEND {
                         if pool.len() >= POOL_MAX {
