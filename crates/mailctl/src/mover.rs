@@ -196,10 +196,17 @@ pub(crate) async fn run(
         tokio::time::sleep(wait).await;
         let copy = {
             let config = config.clone();
-            let (address, to, home) = (address.clone(), to.clone(), home.clone());
-            tokio::task::spawn_blocking(move || copy_home(&config, &address, &to, &home))
+            let (a, t, h) = (address.clone(), to.clone(), home.clone());
+            tokio::task::spawn_blocking(move || copy_home(&config, &a, &t, &h))
                 .await
-                .context("the copy thread failed")??
+                .context("the copy thread failed")?
+                .with_context(|| {
+                    format!(
+                        "the copy to {to} stopped; {address} stays marked as moving (its mail \
+                         waits in the queues, its logins are refused for now): run the same \
+                         command again to resume, or `mailctl user move {address} --abort`"
+                    )
+                })?
         };
         summary.copy = copy;
         if !dir.switch_moving_host(&address, &from, &to).await? {
@@ -232,7 +239,16 @@ pub(crate) async fn run(
     // Anything written to the old home after the copy (only a delivery that began before
     // the mark and lasted past both waits could) is named, never silently left behind.
     let late = match (&summary.old_home, &summary.copy.copied) {
-        (Some(aside), Some(copied)) => late_changes(&scan_home(aside, false)?, copied),
+        (Some(aside), Some(copied)) => match scan_home(aside, false) {
+            Ok(now) => late_changes(&now, copied),
+            Err(e) => {
+                eprintln!(
+                    "warning: the old home {} could not be compared with the copy: {e:#}",
+                    aside.display()
+                );
+                Vec::new()
+            }
+        },
         _ => Vec::new(),
     };
     if !late.is_empty() {
