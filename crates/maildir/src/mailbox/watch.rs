@@ -16,6 +16,7 @@
 //! recently used dropped first).
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
@@ -28,6 +29,9 @@ pub(super) const MAX_WATCHES: usize = 1024;
 
 struct State {
     path: PathBuf,
+    /// The directory watched (a watch follows its inode: a folder renamed away and another
+    /// made under the old name must not pass for the watched one).
+    inode: (u64, u64),
     clean: bool,
     /// The scan that armed the watch was committed to the index.
     confirmed: bool,
@@ -159,12 +163,18 @@ pub(super) fn arm(cur: &Path) -> bool {
             }
             return false;
         };
+        let Ok(md) = std::fs::metadata(cur) else {
+            let _ = w.fd.rm_watch(wd);
+            return false;
+        };
         // Events queued before the listing that follows are in that listing.
         w.drain();
         if let Some(old) = w.by_path.remove(cur)
             && old != wd
         {
+            // The directory once watched under this path is elsewhere now.
             w.by_wd.remove(&old);
+            let _ = w.fd.rm_watch(old);
         }
         if let Some(prev) = w.by_wd.remove(&wd) {
             // The same directory under another path (a renamed folder).
@@ -174,6 +184,7 @@ pub(super) fn arm(cur: &Path) -> bool {
             wd,
             State {
                 path: cur.to_path_buf(),
+                inode: (md.dev(), md.ino()),
                 clean: true,
                 confirmed: false,
                 expected: HashMap::new(),
@@ -200,11 +211,14 @@ pub(super) fn confirm(cur: &Path) {
 /// True when `cur` is watched, the scan that armed it is in the index and nobody else
 /// changed `cur/` since.
 pub(super) fn is_clean(cur: &Path) -> bool {
+    let Ok(md) = std::fs::metadata(cur) else {
+        return false;
+    };
     with(|w| {
         w.drain();
         w.state(cur).is_some_and(|s| {
             s.used = Instant::now();
-            s.clean && s.confirmed
+            s.clean && s.confirmed && s.inode == (md.dev(), md.ino())
         })
     })
     .unwrap_or(false)
@@ -401,6 +415,24 @@ mod tests {
         own.expect("b:2,");
         drop(own);
         assert!(!is_clean(&cur));
+    }
+
+    /// A watch follows its directory: after the folder is renamed away and another made under
+    /// the old name, the new one is not taken for the watched one.
+    #[test]
+    fn a_directory_replaced_under_the_same_path_is_not_clean() {
+        let t = tempfile::tempdir().unwrap();
+        let cur = t.path().join("box/cur");
+        std::fs::create_dir_all(&cur).unwrap();
+        assert!(arm(&cur));
+        confirm(&cur);
+        assert!(is_clean(&cur));
+        std::fs::rename(t.path().join("box"), t.path().join("moved")).unwrap();
+        std::fs::create_dir_all(&cur).unwrap();
+        assert!(!is_clean(&cur));
+        assert!(arm(&cur));
+        confirm(&cur);
+        assert!(is_clean(&cur));
     }
 
     #[test]
