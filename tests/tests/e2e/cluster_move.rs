@@ -89,6 +89,19 @@ fn uidvalidity(select: &[String]) -> String {
         .to_owned()
 }
 
+/// The HIGHESTMODSEQ in a SELECT (CONDSTORE) answer.
+fn highestmodseq(select: &[String]) -> String {
+    select
+        .iter()
+        .find_map(|l| {
+            l.split("[HIGHESTMODSEQ ")
+                .nth(1)
+                .and_then(|r| r.split(']').next())
+        })
+        .unwrap_or_else(|| panic!("no HIGHESTMODSEQ: {select:?}"))
+        .to_owned()
+}
+
 /// The untagged FETCH lines, `\Recent` left out (it belongs to a session, not a message).
 fn fetch_lines(lines: &[String]) -> Vec<String> {
     lines
@@ -633,7 +646,8 @@ fn moving_answers_on_mariadb() {
 /// A whole move without root or PostgreSQL, over TLS (`[proxy] tls = "may"`): two nodes on
 /// loopback sharing one SQLite directory. Node A (`self` = "node-a") holds bob's mailbox;
 /// node B (`self` = "127.0.0.1") receives the move on its imapd. After `mailctl user move`
-/// on A, bob logs in on B and finds the same UIDVALIDITY, UIDs, flags and keyword; A keeps
+/// on A, bob logs in on B and finds the same UIDVALIDITY, UIDs, flags, keyword, MODSEQs and
+/// HIGHESTMODSEQ (CONDSTORE); A keeps
 /// the old home aside only.
 #[test]
 fn a_move_between_two_loopback_nodes_over_tls() {
@@ -680,10 +694,14 @@ fn a_move_between_two_loopback_nodes_over_tls() {
         let done = c.until_tagged(&format!("p{k}"));
         assert!(done.last().unwrap().contains(" OK"), "{done:?}");
     }
-    let validity = uidvalidity(&c.ok("b", "SELECT INBOX"));
+    c.ok("s", "SELECT INBOX");
     c.ok("c", "STORE 2 +FLAGS (\\Flagged $Later)");
-    let before = fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS)"));
+    let select = c.ok("b", "SELECT INBOX (CONDSTORE)");
+    let validity = uidvalidity(&select);
+    let modseq = highestmodseq(&select);
+    let before = fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS MODSEQ)"));
     assert_eq!(before.len(), 3);
+    assert!(before[1].contains("MODSEQ ("), "{before:?}");
     c.ok("z", "LOGOUT");
 
     let out = a.mailctl(&["--json", "user", "move", BOB, "--to", "127.0.0.1"]);
@@ -700,8 +718,18 @@ fn a_move_between_two_loopback_nodes_over_tls() {
         "{text}"
     );
     let mut c = imap(&b);
-    assert_eq!(uidvalidity(&c.ok("b", "SELECT INBOX")), validity);
-    assert_eq!(fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS)")), before);
+    let select = c.ok("b", "SELECT INBOX (CONDSTORE)");
+    assert_eq!(uidvalidity(&select), validity);
+    assert_eq!(
+        highestmodseq(&select),
+        modseq,
+        "HIGHESTMODSEQ after the move"
+    );
+    assert_eq!(
+        fetch_lines(&c.ok("d", "FETCH 1:* (UID FLAGS MODSEQ)")),
+        before,
+        "UIDs, flags and MODSEQs after the move"
+    );
     c.ok("z", "LOGOUT");
     // Done is done: again, it has nothing to do.
     let again = a.mailctl_ok(&["user", "move", BOB, "--to", "127.0.0.1"]);
