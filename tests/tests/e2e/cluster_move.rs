@@ -647,8 +647,7 @@ fn moving_answers_on_mariadb() {
 /// loopback sharing one SQLite directory. Node A (`self` = "node-a") holds bob's mailbox;
 /// node B (`self` = "127.0.0.1") receives the move on its imapd. After `mailctl user move`
 /// on A, bob logs in on B and finds the same UIDVALIDITY, UIDs, flags, keyword, MODSEQs and
-/// HIGHESTMODSEQ (CONDSTORE); A keeps
-/// the old home aside only.
+/// HIGHESTMODSEQ (CONDSTORE); A keeps the old home aside only.
 #[test]
 fn a_move_between_two_loopback_nodes_over_tls() {
     let shared = tempfile::tempdir().unwrap();
