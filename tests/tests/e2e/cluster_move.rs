@@ -703,6 +703,20 @@ fn a_move_between_two_loopback_nodes_over_tls() {
     assert!(before[1].contains("MODSEQ ("), "{before:?}");
     c.ok("z", "LOGOUT");
 
+    // ManageSieve's active-script link is a symbolic link, which the transfer does not
+    // carry: refused before anything is marked, naming it.
+    let link = home(&a, "bob").join(".dovecot.sieve");
+    std::os::unix::fs::symlink("sieve/x.sieve", &link).unwrap();
+    let out = a.mailctl(&["user", "move", BOB, "--to", "127.0.0.1"]);
+    let text = describe_output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(".dovecot.sieve") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(move_state(&a, BOB), ("node-a".to_owned(), String::new()));
+    std::fs::remove_file(&link).unwrap();
+
     let out = a.mailctl(&["--json", "user", "move", BOB, "--to", "127.0.0.1"]);
     let text = describe_output(&out);
     assert!(out.status.success(), "{text}");
