@@ -73,8 +73,8 @@
 //! - **Removal:** the header is overwritten with zeros, without an fsync, and the slot is
 //!   free for the next commit. If a crash loses that write, the message is delivered again
 //!   after restart (a duplicate of a delivered message, as when the file layout loses an
-//!   unlink). At most 512 free slots are kept (the rest deleted); one longer than 256 KiB is
-//!   cut back to 32 KiB when freed.
+//!   unlink). At most 512 free slots are kept (64 of them open); a freed slot longer than
+//!   128 KiB, or beyond those 512, is deleted (its header zeroed first).
 //! - **Recovery:** a slot with a valid header is a message only if its payload's CRC-32
 //!   matches, its format checks pass and its envelope's id is the header's; otherwise it was
 //!   a write cut short by the crash (never acknowledged: the commit was answered only after

@@ -30,11 +30,15 @@ const MAGIC: &[u8; 8] = b"PQSLOT1\n";
 /// blocks a later, similar message needs are already allocated and its `fdatasync` changes
 /// no metadata.
 pub(crate) const MIN_SLOT: u64 = 32 << 10;
-/// A freed slot longer than this is cut back to [`MIN_SLOT`] (one large message does not keep
-/// its disk space).
-const KEEP_MAX: u64 = 256 << 10;
+/// A freed slot longer than this is deleted rather than kept (a large message does not keep
+/// its disk space). Not cut back instead: a crash could keep the shorter length but lose the
+/// zeroed header, and the removed message would look torn.
+const KEEP_MAX: u64 = 128 << 10;
 /// Free slots kept at most; a slot freed beyond that is deleted.
 pub(crate) const MAX_FREE: usize = 512;
+/// Free slots kept open at most (the others are opened when taken), so that free slots do
+/// not use up the descriptors a daemon needs for its connections.
+const FREE_OPEN: usize = 64;
 /// Chunk size for reading a payload's bytes (checksum at recovery, copying a spooled body).
 const CHUNK: usize = 64 << 10;
 
@@ -89,8 +93,10 @@ pub(crate) struct Slots {
 #[derive(Debug, Default)]
 struct Inner {
     by_id: HashMap<QueueId, u64>,
-    /// Free slots, open for writing.
-    free: Vec<(u64, File)>,
+    /// Free slots, the last ones open for writing.
+    free: Vec<(u64, Option<File>)>,
+    /// How many of `free` are open.
+    free_open: usize,
     /// The number the next new slot gets.
     next: u64,
 }
@@ -146,6 +152,24 @@ impl Slots {
         let n = {
             let mut inner = self.lock();
             if let Some((n, file)) = inner.free.pop() {
+                let file = match file {
+                    Some(f) => {
+                        inner.free_open -= 1;
+                        f
+                    }
+                    None => {
+                        drop(inner);
+                        let path = self.path(n);
+                        match OpenOptions::new().read(true).write(true).open(&path) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                // Gone (removed by hand?): forget it, take another.
+                                warn!(path = %path.display(), error = %e, "free queue slot unusable");
+                                return self.take();
+                            }
+                        }
+                    }
+                };
                 return Ok(Taken {
                     n,
                     file,
@@ -243,7 +267,8 @@ impl Slots {
         if let Err(e) = t.file.write_all_at(&[0; HEADER_LEN as usize], 0) {
             warn!(slot = t.n, error = %e, "could not clear a slot after a failed commit");
         }
-        self.lock().free.push((t.n, t.file));
+        let path = self.path(t.n);
+        self.keep_free(t.n, t.file, &path);
     }
 
     /// Frees the slot of `id` (false if no slot holds it): its header is zeroed, without
@@ -268,10 +293,10 @@ impl Slots {
         Ok(true)
     }
 
-    /// Puts a free slot on the list (cut back if large), or deletes it when the list is full.
+    /// Puts a free slot on the list, or deletes it when it is large or the list is full.
     fn keep_free(&self, n: u64, file: File, path: &Path) {
         let mut inner = self.lock();
-        if inner.free.len() >= MAX_FREE {
+        if inner.free.len() >= MAX_FREE || file.metadata().map_or(true, |m| m.len() > KEEP_MAX) {
             drop(inner);
             drop(file);
             if let Err(e) = fs::remove_file(path) {
@@ -279,12 +304,12 @@ impl Slots {
             }
             return;
         }
-        if file.metadata().is_ok_and(|m| m.len() > KEEP_MAX)
-            && let Err(e) = file.set_len(MIN_SLOT)
-        {
-            warn!(path = %path.display(), error = %e, "could not shorten a queue slot");
+        if inner.free_open < FREE_OPEN {
+            inner.free_open += 1;
+            inner.free.push((n, Some(file)));
+        } else {
+            inner.free.push((n, None));
         }
-        inner.free.push((n, file));
     }
 
     /// Opens the slot of `id`, checks its header, and returns the file, its path and the
@@ -389,15 +414,9 @@ impl Slots {
                 .ctx("open", &path)?;
             let found = examine(&file, &path)?;
             if matches!(found, Found::Free) {
-                if inner.free.len() < MAX_FREE {
-                    if file.metadata().is_ok_and(|m| m.len() > KEEP_MAX) {
-                        let _ = file.set_len(MIN_SLOT);
-                    }
-                    inner.free.push((n, file));
-                } else {
-                    drop(file);
-                    fs::remove_file(&path).ctx("unlink", &path)?;
-                }
+                drop(inner);
+                self.keep_free(n, file, &path);
+                inner = self.lock();
                 continue;
             }
             out.push((path, n, found));
@@ -488,6 +507,47 @@ fn examine(file: &File, path: &Path) -> Result<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(n: u64) -> QueueId {
+        format!("{:014x}000000", 1_700_000_000_000_000 + n)
+            .parse()
+            .unwrap()
+    }
+
+    /// Free slots: at most [`FREE_OPEN`] kept open (the rest reopened when taken), a large
+    /// one deleted when freed.
+    #[test]
+    fn free_slots_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path().to_path_buf());
+        let commit = |n: u64, body: &[u8]| {
+            let t = slots.take().unwrap();
+            slots.write(&t, id(n), b"", body, None).unwrap();
+            slots.publish(t, id(n));
+        };
+        for n in 0..70 {
+            commit(n, b"small");
+        }
+        for n in 0..70 {
+            assert!(slots.free(id(n)).unwrap());
+        }
+        assert!(!slots.free(id(0)).unwrap(), "freed once");
+        {
+            let inner = slots.lock();
+            assert_eq!((inner.free.len(), inner.free_open), (70, FREE_OPEN));
+        }
+        // All 70 taken again (6 of them reopened), no new file.
+        for n in 100..170 {
+            commit(n, b"again");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 70);
+        assert_eq!(slots.lock().free_open, 0);
+        // A large one is deleted when freed.
+        commit(200, &vec![b'x'; (KEEP_MAX + 1) as usize]);
+        let n = slots.lock().by_id[&id(200)];
+        assert!(slots.free(id(200)).unwrap());
+        assert!(!dir.path().join(n.to_string()).exists());
+    }
 
     #[test]
     fn header_round_trip_and_any_damage_frees() {

@@ -24,7 +24,6 @@ mod dsn;
 mod fresh;
 mod lmtp;
 mod recovery;
-mod removals;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -148,8 +147,6 @@ struct Manager {
     refusals: Refusals,
     /// Copies of messages just committed (see [`fresh`]).
     fresh: Arc<fresh::Fresh>,
-    /// Finished messages, removed from the spool in batches.
-    removals: removals::Removals,
 }
 
 /// What one attempt left.
@@ -262,7 +259,7 @@ pub(crate) async fn start(
     };
     let m = Arc::new(Manager {
         config: config.clone(),
-        spool: spool.clone(),
+        spool,
         committer: committer.clone(),
         requeue: tx.clone(),
         lmtp_pool: std::sync::Mutex::new(Vec::new()),
@@ -281,7 +278,6 @@ pub(crate) async fn start(
         dkim: Dkim::new(config),
         refusals: Refusals::default(),
         fresh: fresh.clone(),
-        removals: removals::Removals::start(spool.clone()),
     });
     let schedule: Schedule = envelopes.into_iter().collect();
     let length = Arc::new(AtomicUsize::new(schedule.len()));
@@ -360,10 +356,8 @@ async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    // Let deliveries in flight finish (their results are saved in the spool), and the
-    // removals of those that finished be done.
+    // Let deliveries in flight finish (their results are saved in the spool).
     while tasks.join_next().await.is_some() {}
-    m.removals.flush().await;
 }
 
 /// How often messages no longer queued are forgotten by [`Waiting`].
@@ -646,7 +640,10 @@ impl Manager {
         }
         if done {
             info!(attempts = env.attempts, "removed (every recipient done)");
-            self.removals.remove(env.id);
+            let (spool, id) = (self.spool.clone(), env.id);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
+                warn!(error = %e, "removing a finished message failed");
+            }
             return Attempted {
                 env: None,
                 reach,
