@@ -1,19 +1,44 @@
 //! UIDs for new files, kept in `dovecot-uidlist` (shared with Dovecot).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
 
 use crate::error::Result;
 use crate::filename::{self, size_field};
 use crate::index::Msg;
-use crate::uidlist::{self, Refreshed, Uidlist, UidlistRecord};
+use crate::uidlist::{self, Refreshed, Tracker, Uidlist, UidlistRecord};
 
 use super::Mailbox;
 use super::scan::{compute_vsize, split_name, stat_mtimes};
+
+/// A uidlist read in full by a session of this process: its tracker and the records at or
+/// above the index's next UID then (`floor`), the only ones a later session can need.
+struct Loaded {
+    tracker: Tracker,
+    floor: u32,
+    high: Vec<(u32, String, Option<u64>)>,
+}
+
+/// Per process and mailbox directory: the last full read of its uidlist, so another session
+/// of the mailbox starts from there and reads only what was appended since (a 100,000-line
+/// uidlist is parsed once per process, not once per session).
+static LOADED: LazyLock<Mutex<HashMap<PathBuf, Loaded>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Directories remembered at most (all forgotten when full).
+const LOADED_MAX: usize = 1024;
+/// Records above the floor kept at most (more: not remembered).
+const LOADED_HIGH_MAX: usize = 10_000;
 
 impl Mailbox {
     /// Reads what was appended to the uidlist (or all of it) and notes the records of bases
     /// not in the state. The caller holds the lock.
     pub(super) fn refresh_uidlist(&mut self) -> Result<()> {
+        // Only UIDs above what the index knows can be taken for unknown files.
+        let floor = self.st.uid_next;
+        if !self.uidlist.loaded {
+            self.resume_uidlist(floor);
+        }
         let mut recs: Vec<(u32, String, Option<u64>)> = Vec::new();
         let how = self
             .uidlist
@@ -24,14 +49,51 @@ impl Mailbox {
         ) {
             self.uid_map.clear();
         }
-        // Only UIDs above what the index knows can be taken for unknown files.
-        let floor = self.st.uid_next;
+        if how == Refreshed::Reloaded {
+            let high: Vec<_> = recs.iter().filter(|r| r.0 >= floor).cloned().collect();
+            if high.len() <= LOADED_HIGH_MAX {
+                let mut map = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+                if map.len() >= LOADED_MAX && !map.contains_key(&self.dir) {
+                    map.clear();
+                }
+                map.insert(
+                    self.dir.clone(),
+                    Loaded {
+                        tracker: self.uidlist.clone(),
+                        floor,
+                        high,
+                    },
+                );
+            }
+        }
         for (uid, base, vsize) in recs {
             if uid >= floor && !self.find_any(uid) {
                 self.uid_map.insert(base, (uid, vsize));
             }
         }
         Ok(())
+    }
+
+    /// A session that has not read the uidlist yet starts where another session of this
+    /// process last read it in full (the refresh that follows reads what was appended since,
+    /// or everything again when the file was replaced). Exact: the records that session saw
+    /// at or above its floor are all that can be at or above ours (the index's next UID only
+    /// grows, and is read under the lock).
+    fn resume_uidlist(&mut self, floor: u32) {
+        let map = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = map.get(&self.dir) else {
+            return;
+        };
+        if l.tracker.uid_validity != self.st.uid_validity || floor < l.floor {
+            return;
+        }
+        self.uidlist = l.tracker.clone();
+        self.uid_map.clear();
+        for (uid, base, vsize) in &l.high {
+            if *uid >= floor && !self.find_any(*uid) {
+                self.uid_map.insert(base.clone(), (*uid, *vsize));
+            }
+        }
     }
 
     /// UIDs for files found in `cur/` that the index does not know: the uidlist's when it has
