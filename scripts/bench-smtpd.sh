@@ -13,7 +13,8 @@
 #
 # Needs root: it runs ../shared/bench/baseline-setup.sh once (SKIP_POSTFIX=1: Postern only,
 # no root needed). MX=0 leaves out the MX rows. PROFILE=debug: debug binaries (a quick try);
-# BUILD=0: use the binaries already built.
+# BUILD=0: use the binaries already built; BIN_DIR=DIR: use the binaries in DIR, nothing built
+# (copies of two builds, for alternating A/B runs while others rebuild target/).
 # Bounded: COUNT messages per run for sizes up to 64 KiB; larger sizes send COUNT/10 (at
 # least 100) up to 512 KiB and COUNT/100 (at least 50) beyond, so a 1 MiB row stays a few GB.
 # After each run: the server CPU per message (sum of the process trees' CPU / COUNT), and for
@@ -44,14 +45,14 @@ if [ "$SKIP_POSTFIX" != 1 ]; then
 fi
 
 PROFILE=${PROFILE:-release}   # PROFILE=debug for a quick try (figures are for release)
-if [ "${BUILD:-1}" = 0 ]; then
+if [ -n "${BIN_DIR:-}" ] || [ "${BUILD:-1}" = 0 ]; then
   :   # BUILD=0: the binaries already in target/$PROFILE
 elif [ "$PROFILE" = release ]; then
   cargo build --release -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd -p postern-bench
 else
   cargo build -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd -p postern-bench
 fi
-B=$REPO/target/$PROFILE
+B=${BIN_DIR:-$REPO/target/$PROFILE}
 WORK=$(mktemp -d /var/tmp/postern-bench-XXXXXX)
 PIDS=()
 cleanup() {
