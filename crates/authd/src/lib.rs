@@ -13,6 +13,7 @@ mod auth;
 mod auth_session;
 mod cache;
 mod metrics;
+mod shared_policy;
 mod socketmap;
 mod userdb;
 
@@ -44,6 +45,8 @@ pub(crate) struct Ctx {
     pub(crate) maps: cache::Cache<(String, String), Result<Option<String>, String>>,
     /// userdb `USER` answers by lower-cased login.
     pub(crate) users: cache::Cache<String, Option<postern_directory::Account>>,
+    /// smtpd's cluster-wide sending counts and greylist (never cached).
+    pub(crate) policy: postern_directory::SharedPolicy,
     connection_ids: AtomicU32,
 }
 
@@ -96,6 +99,7 @@ pub async fn run(
         maps: cache::Cache::new(ttl, stamp.clone()),
         users: cache::Cache::new(ttl, stamp),
         config,
+        policy: directory.shared_policy(),
         directory: directory.clone(),
         connection_ids: AtomicU32::new(0),
     });
@@ -172,12 +176,16 @@ async fn accept_loop<F, Fut>(
 
 async fn purge_loop(directory: Directory, shutdown: CancellationToken) {
     let lockouts = directory.lockouts();
+    let policy = directory.shared_policy();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(300)) => {
                 if let Err(e) = lockouts.purge_expired().await {
                     warn!(error = %e, "purging old failure records failed");
+                }
+                if let Err(e) = policy.sweep().await {
+                    warn!(error = %e, "purging expired sending counts and greylist triplets failed");
                 }
             }
         }

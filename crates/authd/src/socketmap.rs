@@ -1,7 +1,8 @@
 //! The `socketmap` socket: Postfix's socketmap table protocol with the maps `domains`,
 //! `mailboxes`, `aliases`, `senders` and `transport` (where an account on another cluster
 //! node gets its mail: `lmtp:[host]:port`, for Postfix's `transport_maps` and smtpd), and
-//! `recipient` (smtpd's `aliases`-then-`mailboxes` question in one round trip).
+//! `recipient` (smtpd's `aliases`-then-`mailboxes` question in one round trip); smtpd's
+//! cluster-wide policy maps `sendlimit` and `greylist` are in `shared_policy.rs`.
 
 use std::sync::Arc;
 
@@ -61,6 +62,10 @@ async fn answer(raw: &[u8], ctx: &Ctx) -> Reply {
         Ok(r) => r,
         Err(e) => return Reply::Perm(format!("malformed request: {e}")),
     };
+    // smtpd's cluster-wide policy maps: they change state, so never through the cache.
+    if let Some(reply) = crate::shared_policy::answer(&ctx.policy, &req.name, &req.key).await {
+        return reply;
+    }
     match lookup(&req.name, &req.key, ctx).await {
         Ok(Some(v)) if v.len() > MAX_REPLY - 8 => {
             warn!(map = %req.name, key = %req.key, "socketmap reply too large");
@@ -163,7 +168,7 @@ async fn lookup_uncached(map: &str, key: &str, ctx: &Ctx) -> Result<Option<Strin
             Ok((!logins.is_empty()).then(|| logins.join(",")))
         }
         other => Err(LookupError::Perm(format!(
-            "unknown map {:?} (maps: domains, mailboxes, aliases, recipient, senders, transport)",
+            "unknown map {:?} (maps: domains, mailboxes, aliases, recipient, senders, transport; smtpd's sendlimit, greylist)",
             other.chars().take(32).collect::<String>()
         ))),
     }

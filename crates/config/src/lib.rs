@@ -117,7 +117,7 @@ pub use lmtp::Lmtp;
 pub use passwords::Passwords;
 pub use paths::Paths;
 pub use proxy::{HopTls, Proxy, SmtpdRouting, valid_host};
-pub use smtpd::{AccessAction, AccessRule, DaneMode, Smtpd};
+pub use smtpd::{AccessAction, AccessRule, DaneMode, SharedPolicyStore, Smtpd};
 pub use socket::SocketSpec;
 pub use template::{expand_template, expand_template_home};
 pub use tls::{Tls, TlsPolicy};

@@ -154,6 +154,12 @@ pub struct Smtpd {
     /// `450 4.7.1` at MAIL until the hour has room again.
     #[serde(default = "default_user_hourly")]
     pub max_messages_per_hour_per_user: u32,
+    /// Where the hourly sending limit and greylisting keep their state: `local` (this
+    /// smtpd's memory and `<state_dir>/greylist`), `directory` (the shared database, through
+    /// authd's `socketmap` socket, so every cluster front counts alike; on a directory failure
+    /// the local state answers), `auto` (directory on a cluster member, `[proxy] self` set).
+    #[serde(default)]
+    pub shared_policy: SharedPolicyStore,
     /// Recipients per message for authenticated users (0: only `max_recipients` applies);
     /// more get `452 4.5.3` at RCPT.
     #[serde(default = "default_user_rcpts")]
@@ -271,6 +277,19 @@ pub struct AccessRule {
     pub text: Option<String>,
 }
 
+/// Where smtpd keeps its sending counts and greylist (`[smtpd] shared_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedPolicyStore {
+    /// `directory` on a cluster member (`[proxy] self` set), else `local`.
+    #[default]
+    Auto,
+    /// This node's memory and `<state_dir>/greylist`.
+    Local,
+    /// The shared directory database, through authd.
+    Directory,
+}
+
 /// DANE for outbound SMTP (`[smtpd] dane`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -337,6 +356,7 @@ impl Default for Smtpd {
             outbound_data_timeout_secs: default_out_data(),
             outbound_final_timeout_secs: default_out_final(),
             max_messages_per_hour_per_user: default_user_hourly(),
+            shared_policy: SharedPolicyStore::default(),
             max_recipients_per_message_per_user: default_user_rcpts(),
             max_queue_messages: default_max_queue(),
             min_backoff_secs: default_min_backoff(),

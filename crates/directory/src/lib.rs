@@ -15,6 +15,7 @@ mod lockout;
 mod lookup;
 pub mod password;
 pub mod policy;
+mod shared_policy;
 mod sql;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use address::{
 pub use admin::{AccountInfo, AliasInfo, MoveState, NewSecret, SenderInfo};
 pub use lockout::{FailureRecord, Gate, LockoutRow, Lockouts, account_subject, ip_subject};
 pub use lookup::{Account, AliasExpansion, AuthOutcome};
+pub use shared_policy::{GreylistTiming, GreylistVerdict, SendCount, SharedPolicy};
 pub use sql::Backend;
 
 /// Errors of the directory.
@@ -239,6 +241,11 @@ impl Directory {
         )
     }
 
+    /// smtpd's policy state shared by a cluster: sending counts and greylisting.
+    pub fn shared_policy(&self) -> SharedPolicy {
+        SharedPolicy::new(self.inner.pool.clone(), self.inner.backend)
+    }
+
     /// The directory's change stamp, `<state_dir>/directory.stamp`: replaced (by rename)
     /// after every write made through a [`Directory`] — `mailctl` changing domains, accounts,
     /// aliases or senders — so that a daemon caching lookups (authd) sees the change at once.
@@ -270,21 +277,24 @@ impl Directory {
 
 fn migrator(backend: Backend) -> Migrator {
     use sqlx::SqlSafeStr;
-    let [directory, host, moving]: [&'static str; 3] = match backend {
+    let [directory, host, moving, shared]: [&'static str; 4] = match backend {
         Backend::Sqlite => [
             include_str!("../../../migrations/sqlite/0001_directory.sql"),
             include_str!("../../../migrations/sqlite/0002_host.sql"),
             include_str!("../../../migrations/sqlite/0003_moving.sql"),
+            include_str!("../../../migrations/sqlite/0004_shared_policy.sql"),
         ],
         Backend::Postgres => [
             include_str!("../../../migrations/postgres/0001_directory.sql"),
             include_str!("../../../migrations/postgres/0002_host.sql"),
             include_str!("../../../migrations/postgres/0003_moving.sql"),
+            include_str!("../../../migrations/postgres/0004_shared_policy.sql"),
         ],
         Backend::Mysql => [
             include_str!("../../../migrations/mysql/0001_directory.sql"),
             include_str!("../../../migrations/mysql/0002_host.sql"),
             include_str!("../../../migrations/mysql/0003_moving.sql"),
+            include_str!("../../../migrations/mysql/0004_shared_policy.sql"),
         ],
     };
     // MySQL DDL is not transactional; run it outside a transaction there.
@@ -302,6 +312,7 @@ fn migrator(backend: Backend) -> Migrator {
         step(1, "directory", directory),
         step(2, "host", host),
         step(3, "moving", moving),
+        step(4, "shared_policy", shared),
     ])
 }
 

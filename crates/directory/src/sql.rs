@@ -172,7 +172,7 @@ pub(crate) enum SqlArg<'a> {
     Int(i64),
 }
 
-fn bind_own(backend: Backend, sql: &str, args: &[SqlArg<'_>]) -> AnyQuery<'static> {
+pub(crate) fn bind_own(backend: Backend, sql: &str, args: &[SqlArg<'_>]) -> AnyQuery<'static> {
     let mut q = sqlx::query(AssertSqlSafe(own_sql(sql, backend)));
     for a in args {
         q = match a {

@@ -284,7 +284,7 @@ impl Driver {
                             )
                             .await
                             {
-                                Ok(t) => match self.greylisted(session, address.as_str()) {
+                                Ok(t) => match self.greylisted(session, address.as_str()).await {
                                     Some(reply) => Verdict::Reject(reply),
                                     None => {
                                         self.targets.insert(address.as_str().to_owned(), t);
@@ -542,13 +542,22 @@ impl Driver {
     }
 
     /// At RCPT on port 25 (a recipient we would accept): greylisting.
-    fn greylisted(&self, session: &Session, rcpt: &str) -> Option<Reply> {
+    async fn greylisted(&mut self, session: &Session, rcpt: &str) -> Option<Reply> {
         if !self.checking(session) {
             return None;
         }
-        let c = &self.ctx.checks;
+        let ctx = self.ctx.clone();
+        let c = &ctx.checks;
         let g = c.greylist.as_ref()?;
-        match g.check(self.peer.ip(), self.sender.as_deref(), rcpt) {
+        match g
+            .verdict(
+                &mut self.lookups,
+                self.peer.ip(),
+                self.sender.as_deref(),
+                rcpt,
+            )
+            .await
+        {
             crate::checks::greylist::Verdict::Pass => None,
             crate::checks::greylist::Verdict::Defer(secs) => {
                 c.refused("greylist", rcpt);
@@ -677,11 +686,12 @@ impl Driver {
             warn!("queue file system nearly full: MAIL refused");
             return Verdict::Reject(reply);
         }
+        let ctx = self.ctx.clone();
         if let Some(login) = &user
-            && let Some(reply) = self
-                .ctx
+            && let Some(reply) = ctx
                 .limits
-                .check_hourly(login, c.max_messages_per_hour_per_user)
+                .check(&mut self.lookups, login, c.max_messages_per_hour_per_user)
+                .await
         {
             warn!(user = %login, "hourly sending limit reached");
             return Verdict::Reject(reply);

@@ -150,6 +150,7 @@ pub async fn run(
     srs::install(&config).context("setting up SRS")?;
     let (queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
     let verify = intake::VerifyBudget::new(config.smtpd.max_message_size);
+    let limits = limits::Limits::new(limits::in_directory(&config));
     let ctx = Arc::new(Ctx {
         verify,
         config,
@@ -157,7 +158,7 @@ pub async fn run(
         queue,
         per_ip_mx: postern_daemon::PerIp::new(),
         per_ip_submission: postern_daemon::PerIp::new(),
-        limits: limits::Limits::default(),
+        limits,
         checks,
     });
     if ctx.checks.greylist.is_some() {

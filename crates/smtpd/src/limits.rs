@@ -1,22 +1,104 @@
 //! Submission limits, so that a stolen password cannot turn the server into a spam cannon:
 //! messages per hour per authenticated user (a sliding window), recipients per message for
 //! authenticated users, and a cap on the queue's length.
+//!
+//! The hourly count lives in this smtpd's memory (`[smtpd] shared_policy = "local"`, and a
+//! single node under `auto`), or, on a cluster member, in the shared directory database
+//! (`directory`): at MAIL, authd's `sendlimit` map reserves the message for the whole
+//! cluster in one transaction, so N fronts cannot send N times the limit. There a message
+//! counts from its accepted MAIL (a transaction abandoned later still counts).
+//!
+//! When the directory cannot answer (authd unreachable, the database down), the front's own
+//! count decides: the same window, of what this front queued (it records every message in
+//! either mode). A database outage then neither turns into unlimited sending (each front
+//! still stops a user at the limit) nor blocks submission for everyone; for the outage
+//! only, a user could send up to the limit at each front.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use postern_config::{Config, SharedPolicyStore};
 use postern_smtp_session::Reply;
+use tracing::warn;
+
+use crate::policy::Lookups;
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// Whether the sending counts and greylist live in the directory (`[smtpd] shared_policy`;
+/// `auto`: on a cluster member, `[proxy] self` set).
+pub(crate) fn in_directory(config: &Config) -> bool {
+    match config.smtpd.shared_policy {
+        SharedPolicyStore::Local => false,
+        SharedPolicyStore::Directory => true,
+        SharedPolicyStore::Auto => !config.proxy.self_name.trim().is_empty(),
+    }
+}
 
 /// Messages accepted per user in the last hour.
 #[derive(Default)]
 pub(crate) struct Limits {
     sent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Ask the directory first (a cluster member).
+    shared: bool,
+}
+
+fn limit_reached(limit: u32, user: &str, wait: Duration) -> Reply {
+    Reply::new(
+        450,
+        (4, 7, 1),
+        format!(
+            "Sending limit reached: {limit} messages per hour for {user}; try again in {} minutes",
+            wait.as_secs().div_ceil(60).max(1)
+        ),
+    )
 }
 
 impl Limits {
+    /// Counts in the directory when `shared` (see [`in_directory`]), else here.
+    pub(crate) fn new(shared: bool) -> Self {
+        Self {
+            shared,
+            ..Self::default()
+        }
+    }
+
+    /// At MAIL: the refusal when `user` has used up this hour's messages. In the directory
+    /// when shared (a message allowed there is counted there at once), else, or when the
+    /// directory cannot answer, by this front's own count.
+    pub(crate) async fn check(
+        &self,
+        lookups: &mut Lookups,
+        user: &str,
+        limit: u32,
+    ) -> Option<Reply> {
+        if limit == 0 {
+            return None;
+        }
+        if self.shared {
+            let key = format!("{limit} {}", user.to_lowercase());
+            match lookups
+                .policy_map("sendlimit", &key)
+                .await
+                .map(|v| parse_sendlimit(&v))
+            {
+                Ok(Some(None)) => return None,
+                Ok(Some(Some(wait))) => return Some(limit_reached(limit, user, wait)),
+                Ok(None) => {
+                    warn!(
+                        user,
+                        "sendlimit: unexpected answer from authd; this front's count decides"
+                    );
+                }
+                Err(why) => {
+                    warn!(user, reason = %why, "sendlimit: directory unavailable; this front's count decides");
+                }
+            }
+        }
+        self.check_hourly(user, limit)
+    }
+
     /// At MAIL: the refusal when `user` has used up this hour's messages.
     pub(crate) fn check_hourly(&self, user: &str, limit: u32) -> Option<Reply> {
         if limit == 0 {
@@ -31,14 +113,7 @@ impl Limits {
             return None;
         }
         let wait = q.front().map_or(HOUR, |t| HOUR.saturating_sub(t.elapsed()));
-        Some(Reply::new(
-            450,
-            (4, 7, 1),
-            format!(
-                "Sending limit reached: {limit} messages per hour for {user}; try again in {} minutes",
-                wait.as_secs().div_ceil(60).max(1)
-            ),
-        ))
+        Some(limit_reached(limit, user, wait))
     }
 
     /// After a message from `user` was queued.
@@ -50,6 +125,17 @@ impl Limits {
         sent.entry(user.to_ascii_lowercase())
             .or_default()
             .push_back(Instant::now());
+    }
+}
+
+/// authd's `sendlimit` answer: `Some(None)` counted (`ok N`), `Some(Some(wait))` full
+/// (`full N SECS`), `None` not understood.
+fn parse_sendlimit(v: &str) -> Option<Option<Duration>> {
+    let mut f = v.split_ascii_whitespace();
+    match (f.next()?, f.next()?.parse::<u32>().ok()?, f.next()) {
+        ("ok", _, None) => Some(None),
+        ("full", _, Some(secs)) => Some(Some(Duration::from_secs(secs.parse().ok()?))),
+        _ => None,
     }
 }
 
@@ -86,9 +172,156 @@ pub(crate) fn check_queue(len: usize, max: usize) -> Option<Reply> {
     (max > 0 && len >= max).then(|| Reply::new(452, (4, 3, 1), "Mail queue full, try again later"))
 }
 
+/// A fake authd `socketmap` socket for the shared-policy tests (limits, greylist).
+#[cfg(test)]
+pub(crate) mod fake_socketmap {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use postern_auth_proto::socketmap::{MAX_REQUEST_LEN, NetstringDecoder, Reply, parse_request};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `answer(map, key)` on a socket in `dir`; returns its path and a count of the
+    /// requests seen.
+    pub(crate) fn serve(
+        dir: &std::path::Path,
+        answer: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
+    ) -> (PathBuf, Arc<AtomicUsize>) {
+        let path = dir.join("socketmap");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (seen2, answer) = (seen.clone(), Arc::new(answer));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (seen, answer) = (seen2.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut dec = NetstringDecoder::new(MAX_REQUEST_LEN);
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        for body in dec.by_ref() {
+                            let req = parse_request(&body.unwrap()).unwrap();
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            let reply = answer(&req.name, &req.key);
+                            if s.write_all(&reply.encode()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => dec.push(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (path, seen)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+
+    use postern_auth_proto::socketmap::Reply as MapReply;
+
+    /// A cluster front asks the directory (the key carries the limit and the lower-cased
+    /// user) and follows its answer; a single node never asks.
+    #[tokio::test]
+    async fn shared_limit_follows_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, seen) = fake_socketmap::serve(dir.path(), |map, key| match (map, key) {
+            ("sendlimit", "3 alice@example.org") => MapReply::Ok("ok 2".into()),
+            ("sendlimit", "3 bob@example.org") => MapReply::Ok("full 3 125".into()),
+            _ => MapReply::Perm(format!("unexpected {map} {key}")),
+        });
+        let mut lookups = Lookups::new(path);
+        let l = Limits::new(true);
+        assert!(
+            l.check(&mut lookups, "Alice@example.org", 3)
+                .await
+                .is_none()
+        );
+        let r = l.check(&mut lookups, "bob@example.org", 3).await.unwrap();
+        assert_eq!((r.code(), r.enhanced()), (450, Some((4, 7, 1).into())));
+        assert!(
+            r.lines()[0]
+                .contains("3 messages per hour for bob@example.org; try again in 3 minutes"),
+            "{:?}",
+            r.lines()
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert!(
+            l.check(&mut lookups, "bob@example.org", 0).await.is_none(),
+            "0: no limit, not asked"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+        // Local: the same answers as before, and authd is never asked.
+        let local = Limits::new(false);
+        for _ in 0..3 {
+            assert!(
+                local
+                    .check(&mut lookups, "bob@example.org", 3)
+                    .await
+                    .is_none()
+            );
+            local.record("bob@example.org");
+        }
+        assert!(
+            local
+                .check(&mut lookups, "bob@example.org", 3)
+                .await
+                .is_some()
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    /// The directory fails (TEMP, then authd gone): this front's own count decides, so an
+    /// outage is neither unlimited sending nor a refusal for everyone.
+    #[tokio::test]
+    async fn directory_failure_falls_back_to_this_fronts_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, seen) =
+            fake_socketmap::serve(dir.path(), |_, _| MapReply::Temp("database down".into()));
+        let mut lookups = Lookups::new(path.clone());
+        let l = Limits::new(true);
+        for _ in 0..2 {
+            assert!(
+                l.check(&mut lookups, "carol@example.org", 2)
+                    .await
+                    .is_none(),
+                "allowed while under the limit"
+            );
+            l.record("carol@example.org");
+        }
+        let r = l.check(&mut lookups, "carol@example.org", 2).await;
+        assert_eq!(
+            r.map(|r| r.code()),
+            Some(450),
+            "the local count still stops her"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        // authd unreachable: the same.
+        let mut gone = Lookups::new(dir.path().join("no-such-socket"));
+        assert_eq!(
+            l.check(&mut gone, "carol@example.org", 2)
+                .await
+                .map(|r| r.code()),
+            Some(450)
+        );
+        assert!(l.check(&mut gone, "dave@example.org", 2).await.is_none());
+        // Nonsense from authd is not obeyed either way.
+        assert_eq!(parse_sendlimit("ok 1"), Some(None));
+        assert_eq!(
+            parse_sendlimit("full 5 60"),
+            Some(Some(Duration::from_secs(60)))
+        );
+        for bad in ["", "ok", "full 5", "full x 60", "ok 1 2", "maybe 1"] {
+            assert_eq!(parse_sendlimit(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn hourly_window_per_user() {

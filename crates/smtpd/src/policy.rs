@@ -182,6 +182,17 @@ impl Lookups {
         Err("socketmap connection failed".into())
     }
 
+    /// One of authd's policy maps (`sendlimit`, `greylist`; they change state, so they are
+    /// never cached): the value, or why there is none (a temporary or permanent failure,
+    /// not found, authd unreachable), for the caller to fall back to its local state.
+    pub(crate) async fn policy_map(&mut self, map: &str, key: &str) -> Result<String, String> {
+        match self.query(map, key).await? {
+            Found::Yes(v) => Ok(v),
+            Found::No => Err(format!("{map}: not found")),
+            Found::Perm(why) => Err(why),
+        }
+    }
+
     /// True when `domain` is one of ours. A yes is remembered for [`DOMAIN_TTL`] (every
     /// message asks; domains are rarely removed); a no is always asked again.
     pub(crate) async fn is_local_domain(&mut self, domain: &str) -> Result<bool, String> {

@@ -9,6 +9,7 @@ mod autoconfig;
 mod cluster_lmtp_proxy;
 mod cluster_move;
 mod cluster_netns;
+mod cluster_policy;
 mod cluster_routing;
 mod cluster_sieve_proxy;
 mod dane;

@@ -8,6 +8,12 @@
 //! line) written whole to a temporary file, fsynced and renamed over the old one: a crash
 //! leaves the old or the new file, never half of one. Changes are written by
 //! [`Greylist::flush`] (every few seconds and at shutdown), so a restart keeps them.
+//!
+//! On a cluster member (`[smtpd] shared_policy`, see `limits::in_directory`) the verdict
+//! comes from the shared directory instead, through authd's `greylist` socketmap map (key
+//! `DELAY WINDOW ALLOW NET|SENDER|RCPT`, answer `pass` or `defer SECS`; the same states and
+//! timing, in the database), so a sender retrying at another MX front is not deferred
+//! again. When the directory cannot answer, this file decides, as on a single node.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -45,6 +51,8 @@ pub(crate) struct Greylist {
     state: Mutex<State>,
     /// Serialises writers of the file.
     write: Mutex<()>,
+    /// Ask the directory first (a cluster member).
+    shared: bool,
 }
 
 /// The verdict on one triplet.
@@ -119,6 +127,16 @@ fn decide(e: Option<&mut Entry>, now: u64, t: Timing) -> (Verdict, Option<Entry>
     }
 }
 
+/// authd's `greylist` answer: `pass` or `defer SECS`.
+fn parse_answer(v: &str) -> Option<Verdict> {
+    let mut f = v.split_ascii_whitespace();
+    match (f.next()?, f.next(), f.next()) {
+        ("pass", None, None) => Some(Verdict::Pass),
+        ("defer", Some(secs), None) => secs.parse().ok().map(Verdict::Defer),
+        _ => None,
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -162,7 +180,43 @@ impl Greylist {
                 dirty: false,
             }),
             write: Mutex::new(()),
+            shared: false,
         })
+    }
+
+    /// Asks the shared directory first when `yes` (a cluster member).
+    pub(crate) fn in_directory(mut self, yes: bool) -> Self {
+        self.shared = yes;
+        self
+    }
+
+    /// The verdict on a triplet now: from the directory when shared (this file when it
+    /// cannot answer), else from this file.
+    pub(crate) async fn verdict(
+        &self,
+        lookups: &mut crate::policy::Lookups,
+        ip: IpAddr,
+        sender: Option<&str>,
+        rcpt: &str,
+    ) -> Verdict {
+        if !self.shared {
+            return self.check(ip, sender, rcpt);
+        }
+        let k = key(ip, sender, rcpt);
+        let t = self.timing;
+        let q = format!("{} {} {} {k}", t.delay, t.window, t.allow);
+        match lookups.policy_map("greylist", &q).await {
+            Ok(v) => match parse_answer(&v) {
+                Some(v) => return v,
+                None => {
+                    tracing::warn!(answer = %v, "greylist: unexpected answer from authd; the local greylist decides")
+                }
+            },
+            Err(why) => {
+                tracing::warn!(reason = %why, "greylist: directory unavailable; the local greylist decides");
+            }
+        }
+        self.check_at(&k, now_secs())
     }
 
     /// The verdict on a triplet now.
@@ -276,6 +330,60 @@ mod tests {
         );
         assert_eq!(g2.check_at(&k, 5000 + 86_401 + 61), Verdict::Pass);
         assert!(!dir.path().join("greylist.tmp").exists());
+    }
+
+    /// A cluster front follows the directory's verdict on the triplet (key: the timing,
+    /// then the triplet); when the directory fails, this file decides.
+    #[tokio::test]
+    async fn shared_verdicts_and_the_local_fallback() {
+        use postern_auth_proto::socketmap::Reply as MapReply;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, seen) =
+            crate::limits::fake_socketmap::serve(dir.path(), |map, key| match (map, key) {
+                ("greylist", "60 3600 86400 192.0.2.0/24|a@x.test|b@y.test") => {
+                    MapReply::Ok("pass".into())
+                }
+                ("greylist", "60 3600 86400 192.0.2.0/24|a@x.test|c@y.test") => {
+                    MapReply::Ok("defer 17".into())
+                }
+                _ => MapReply::Temp("database down".into()),
+            });
+        let mut lookups = crate::policy::Lookups::new(path);
+        let g = Greylist::open(dir.path().join("greylist"), T)
+            .unwrap()
+            .in_directory(true);
+        let ip = "192.0.2.7".parse().unwrap();
+        let v = g
+            .verdict(&mut lookups, ip, Some("A@x.test"), "b@y.test")
+            .await;
+        assert_eq!(v, Verdict::Pass, "passed elsewhere in the cluster");
+        let v = g
+            .verdict(&mut lookups, ip, Some("a@x.test"), "c@y.test")
+            .await;
+        assert_eq!(v, Verdict::Defer(17));
+        assert!(
+            g.state.lock().unwrap().entries.is_empty(),
+            "the file is not used meanwhile"
+        );
+        // The directory fails: the local greylist decides (a new triplet is deferred).
+        let v = g
+            .verdict(&mut lookups, ip, Some("a@x.test"), "d@y.test")
+            .await;
+        assert_eq!(v, Verdict::Defer(60));
+        assert_eq!(g.state.lock().unwrap().entries.len(), 1);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A single node never asks.
+        let local = Greylist::open(dir.path().join("greylist2"), T).unwrap();
+        assert_eq!(
+            local
+                .verdict(&mut lookups, ip, Some("a@x.test"), "b@y.test")
+                .await,
+            Verdict::Defer(60)
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+        for bad in ["", "pass 1", "defer", "defer x", "ok"] {
+            assert_eq!(parse_answer(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

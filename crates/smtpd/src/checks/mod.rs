@@ -61,14 +61,17 @@ impl Checks {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let resolver = postern_dns::checks_resolver(config)?;
         let greylist = if config.checks.greylist {
-            Some(greylist::Greylist::open(
-                config.state_dir().join("greylist"),
-                greylist::Timing {
-                    delay: config.checks.greylist_delay_secs.get(),
-                    window: config.checks.greylist_retry_window_secs.get(),
-                    allow: config.checks.greylist_allow_secs.get(),
-                },
-            )?)
+            Some(
+                greylist::Greylist::open(
+                    config.state_dir().join("greylist"),
+                    greylist::Timing {
+                        delay: config.checks.greylist_delay_secs.get(),
+                        window: config.checks.greylist_retry_window_secs.get(),
+                        allow: config.checks.greylist_allow_secs.get(),
+                    },
+                )?
+                .in_directory(crate::limits::in_directory(config)),
+            )
         } else {
             None
         };
