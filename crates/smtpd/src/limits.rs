@@ -12,7 +12,10 @@
 //! count decides: the same window, of what this front queued (it records every message in
 //! either mode). A database outage then neither turns into unlimited sending (each front
 //! still stops a user at the limit) nor blocks submission for everyone; for the outage
-//! only, a user could send up to the limit at each front.
+//! only, a user could send up to the limit at each front. (With the database down, new
+//! logins fail anyway, as passwords are never cached; the fallback serves sessions logged
+//! in before, an authd restarting, and an authd of an older release that answers `PERM`
+//! for the unknown map during a rolling upgrade.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

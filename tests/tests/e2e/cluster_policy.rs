@@ -274,3 +274,159 @@ fn two_fronts_share_the_sending_limit_and_the_greylist() {
         assert!(!text.contains("pass.test"), "{text}");
     }
 }
+
+/// A loopback TCP relay to the database that can be cut (as in `db_outage.rs`).
+struct Relay {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, live2) = (up.clone(), live.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(s) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut held = live2.lock().unwrap();
+                held.push(c.try_clone().unwrap());
+                held.push(s.try_clone().unwrap());
+                drop(held);
+                pipe(c.try_clone().unwrap(), s.try_clone().unwrap());
+                pipe(s, c);
+            }
+        });
+        Self { port, up, live }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut b = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut b) {
+            if n == 0 || to.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+/// Logs in, says `AUTHED`, waits for a line on stdin, then submits two messages in the
+/// same session, printing each outcome.
+const SUBMIT_AFTER_LOGIN: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, port, timeout=60)
+s.starttls(context=ctx)
+s.login("alice@example.org", "correct horse battery")
+print("AUTHED", flush=True)
+sys.stdin.readline()
+for subject in ("outage 1", "outage 2"):
+    msg = ("From: <alice@example.org>\r\nTo: <bob@example.org>\r\nSubject: %s\r\n"
+           "Message-ID: <%s@example.org>\r\n\r\nhello\r\n") % (subject, subject.replace(" ", "."))
+    try:
+        print("REFUSED", s.sendmail("alice@example.org", ["bob@example.org"], msg.encode()), flush=True)
+    except smtplib.SMTPSenderRefused as e:
+        print("SENDERREFUSED", e.smtp_code, e.smtp_error.decode(), flush=True)
+s.quit()
+"#;
+
+/// The directory fails between AUTH and MAIL (the database cut under a logged-in session;
+/// authd answers `sendlimit` with TEMP): the front's own count decides. Submission goes on
+/// (not blocked for everyone), and the limit still holds (not unlimited): with 2 an hour
+/// and one sent before, the first message in the outage is accepted, the second refused.
+#[test]
+#[ignore = "needs PostgreSQL (run .ci/run, or scripts/ci-services.sh and POSTERN_TEST_PG_URL)"]
+fn a_directory_outage_falls_back_to_the_fronts_own_count() {
+    use std::process::{Command, Stdio};
+    let owner = Postern::builder()
+        .database(DbKind::Postgres)
+        .daemons(&[])
+        .start();
+    owner.mailctl_ok(&["domain", "add", "example.org"]);
+    for user in ["alice@example.org", "bob@example.org"] {
+        let out = owner.mailctl_stdin(&["user", "add", user], &format!("{PASSWORD}\n"));
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let url = owner.db_url();
+    let hostport = url
+        .split('@')
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let relay = Relay::start(hostport.clone());
+    let relayed = url.replacen(&hostport, &format!("127.0.0.1:{}", relay.port), 1);
+    let dns = DnsServer::start();
+    let f = Postern::builder()
+        .hostname("f1.example.org")
+        .set("database.url", relayed)
+        .set("database.down_retry_ms", 3_600_000)
+        .set("database.acquire_timeout_ms", 2000)
+        // The recipient and sender lookups of the first message are answered from authd's
+        // cache during the outage; the sending count never is.
+        .set("authd.cache_ttl_secs", 600)
+        .set("proxy.self", "f1.example.org")
+        .set("dns.nameservers", vec![dns.addr().to_string()])
+        .set("smtpd.max_messages_per_hour_per_user", 2)
+        .daemons(&["authd", "smtpd"])
+        .start();
+    assert_eq!(submit(&f, "before"), "REFUSED {}");
+
+    let a = f.daemon("smtpd").listening_addrs_matching("(submission)")[0];
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            SUBMIT_AFTER_LOGIN,
+            &a.ip().to_string(),
+            &a.port().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "AUTHED");
+    relay.down();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut lines = Vec::new();
+    for l in out.lines() {
+        lines.push(l.unwrap());
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "REFUSED {}", "not blocked: {lines:?}");
+    assert!(
+        lines[1].starts_with("SENDERREFUSED 450 4.7.1 Sending limit reached"),
+        "not unlimited: {lines:?}"
+    );
+    let log = f.daemon("smtpd").log_text();
+    assert!(
+        log.contains("sendlimit: directory unavailable; this front's count decides"),
+        "{log}"
+    );
+}
