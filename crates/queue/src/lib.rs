@@ -65,10 +65,12 @@
 //! Bytes after the payload are stale (a slot is never shortened below its last use, so its
 //! blocks stay allocated); a header that is not valid — zeroed, or torn — makes the slot free.
 //!
+//! - **Preallocation** ([`Spool::preallocate_slots`], smtpd: 256 at start): free slots of
+//!   16 KiB of zeros, not fsynced; `slots/` is fsynced before any of them is used.
 //! - **Commit:** a free slot (or a new one) gets the payload and then the header (`pwrite`),
 //!   then one `fdatasync`; a reused slot's name is durable already and its blocks are
 //!   allocated, so that one flush commits the message and no directory is fsynced. A new slot
-//!   is written out to at least 32 KiB, `fsync`ed, and `slots/` fsynced (one directory fsync
+//!   is written out to at least 16 KiB, `fsync`ed, and `slots/` fsynced (one directory fsync
 //!   per batch with new slots) before the commit is answered.
 //! - **Removal:** the header is overwritten with zeros, without an fsync, and the slot is
 //!   free for the next commit. If a crash loses that write, the message is delivered again

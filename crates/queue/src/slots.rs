@@ -29,7 +29,7 @@ const MAGIC: &[u8; 8] = b"PQSLOT1\n";
 /// A new slot is written out (zeros after the payload) to at least this length, so that the
 /// blocks a later, similar message needs are already allocated and its `fdatasync` changes
 /// no metadata.
-pub(crate) const MIN_SLOT: u64 = 32 << 10;
+pub(crate) const MIN_SLOT: u64 = 16 << 10;
 /// A freed slot longer than this is deleted rather than kept (a large message does not keep
 /// its disk space). Not cut back instead: a crash could keep the shorter length but lose the
 /// zeroed header, and the removed message would look torn.
@@ -309,6 +309,51 @@ impl Slots {
             inner.free.push((n, Some(file)));
         } else {
             inner.free.push((n, None));
+        }
+    }
+
+    /// Creates free slots until the spool has `count` slots (at most [`MAX_FREE`]): written with zeros to
+    /// [`MIN_SLOT`] bytes (not fsynced: a free slot's content does not matter, and the first
+    /// commit into it flushes what its data needs), then one fsync of `slots/` makes their
+    /// names durable before any is used. Best effort: an error is logged and fewer are made.
+    pub(crate) fn preallocate(&self, count: usize, sync_dir: impl FnOnce() -> Result<()>) {
+        let (have, first) = {
+            let inner = self.lock();
+            (inner.by_id.len() + inner.free.len(), inner.next)
+        };
+        let want = count.min(MAX_FREE).saturating_sub(have) as u64;
+        if want == 0 {
+            return;
+        }
+        let zeros = vec![0u8; MIN_SLOT as usize];
+        let mut made = Vec::new();
+        for n in first..first + want {
+            let path = self.path(n);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|f| f.write_all_at(&zeros, 0).map(|()| f));
+            match file {
+                Ok(f) => made.push((n, f)),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "could not preallocate a queue slot");
+                    let _ = fs::remove_file(&path);
+                    break;
+                }
+            }
+        }
+        self.lock().next = first + made.len() as u64;
+        if let Err(e) = sync_dir() {
+            // Names not known durable: not used (a later open finds them free).
+            warn!(error = %e, "could not preallocate queue slots");
+            return;
+        }
+        for (n, file) in made {
+            let path = self.path(n);
+            self.keep_free(n, file, &path);
         }
     }
 

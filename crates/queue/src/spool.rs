@@ -373,6 +373,16 @@ impl Spool {
         self.ids.next()
     }
 
+    /// Creates free slots until the spool has `count` slots (at most 512), so that a burst
+    /// of commits after a start finds slots whose names are durable already (a commit that
+    /// finds no free slot creates one, and fsyncs `slots/` before it answers). The new slots
+    /// hold 16 KiB of zeros, not fsynced; one fsync of `slots/` makes their names durable
+    /// before any is used. Best effort: errors are logged, fewer slots made. Only useful in
+    /// the slot layout; blocking.
+    pub fn preallocate_slots(&self, count: usize) {
+        self.slots.preallocate(count, || self.sync_slots());
+    }
+
     /// How new messages are written.
     pub fn layout(&self) -> Layout {
         self.layout

@@ -239,7 +239,10 @@ pub(crate) async fn start(
     let dir = config.state_dir().join("queue");
     let max = config.smtpd.max_message_size + 1024 * 1024;
     let (spool, envelopes) = tokio::task::spawn_blocking(move || {
-        Spool::open_with(&dir, Layout::Slots).map(|(s, e)| (s.with_max_message_size(max), e))
+        let (spool, envelopes) = Spool::open_with(&dir, Layout::Slots)?;
+        // Slots for the first burst after a start (they need no fsync each).
+        spool.preallocate_slots(PREALLOC_SLOTS);
+        Ok::<_, postern_queue::QueueError>((spool.with_max_message_size(max), envelopes))
     })
     .await?
     .context("opening the queue")?;
@@ -359,6 +362,9 @@ async fn run(
     // Let deliveries in flight finish (their results are saved in the spool).
     while tasks.join_next().await.is_some() {}
 }
+
+/// Queue slots made ready at start ([`Spool::preallocate_slots`]).
+const PREALLOC_SLOTS: usize = 256;
 
 /// How often messages no longer queued are forgotten by [`Waiting`].
 const WAITING_PRUNE: Duration = Duration::from_secs(60);
