@@ -317,11 +317,16 @@ impl Slots {
     /// commit into it flushes what its data needs), then one fsync of `slots/` makes their
     /// names durable before any is used. Best effort: an error is logged and fewer are made.
     pub(crate) fn preallocate(&self, count: usize, sync_dir: impl FnOnce() -> Result<()>) {
-        let (have, first) = {
-            let inner = self.lock();
-            (inner.by_id.len() + inner.free.len(), inner.next)
+        // The numbers are reserved at once, so that a commit creating a slot meanwhile takes
+        // another (a number left unused is only a gap).
+        let (first, want) = {
+            let mut inner = self.lock();
+            let have = inner.by_id.len() + inner.free.len();
+            let want = count.min(MAX_FREE).saturating_sub(have) as u64;
+            let first = inner.next;
+            inner.next += want;
+            (first, want)
         };
-        let want = count.min(MAX_FREE).saturating_sub(have) as u64;
         if want == 0 {
             return;
         }
@@ -345,7 +350,6 @@ impl Slots {
                 }
             }
         }
-        self.lock().next = first + made.len() as u64;
         if let Err(e) = sync_dir() {
             // Names not known durable: not used (a later open finds them free).
             warn!(error = %e, "could not preallocate queue slots");
