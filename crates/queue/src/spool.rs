@@ -253,8 +253,8 @@ impl Spool {
         self.sync_dir(&self.active)
     }
 
-    /// Removes a delivered (or bounced) message: its file, then its state, then fsyncs
-    /// `active/`. Already-missing files are not an error.
+    /// Removes a delivered (or bounced) message: its slot or file, then its state, without
+    /// an fsync (see [`Spool::remove_all`]). Already-missing files are not an error.
     pub fn remove(&self, id: QueueId) -> Result<()> {
         self.remove_all(&[id])
     }
