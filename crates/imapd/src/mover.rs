@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,6 +46,12 @@ pub const MAX_TRANSFERS: usize = 4;
 
 /// How long transfers in flight get after SIGTERM before their streams fail.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest a peer may take from the greeting to a correct proof of the secret, however
+/// it trickles its bytes in (at most `[proxy] idle_timeout_secs`): the idle clock alone
+/// would let a stranger hold one of the [`MAX_TRANSFERS`] slots for ever by sending a byte
+/// just before each idle timeout.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The bound receiver with its secret (read at start: a missing or readable-by-others
 /// secret stops imapd from starting).
@@ -165,7 +172,10 @@ async fn connection(
         return;
     };
     let idle = ctx.config.proxy.idle_timeout_secs.duration();
-    let bridge = SyncIoBridge::new(Guarded::new(stream, idle, shutdown));
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let guarded = Guarded::new(stream, idle, shutdown)
+        .with_handshake_deadline(idle.min(HANDSHAKE_TIMEOUT), authenticated.clone());
+    let bridge = SyncIoBridge::new(guarded);
     let template = ctx.config.home_template();
     let result = tokio::task::spawn_blocking(move || {
         let mut bridge = bridge;
@@ -177,7 +187,9 @@ async fn connection(
             }
             home
         };
-        let r = postern_transfer::serve(&mut bridge, &secret, &home_of);
+        let r = postern_transfer::serve_with(&mut bridge, &secret, &home_of, &|| {
+            authenticated.store(true, Ordering::Release)
+        });
         let _ = bridge.shutdown();
         r
     })
@@ -204,6 +216,9 @@ struct Guarded {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// An operation is pending (its deadline is set).
     waiting: bool,
+    /// Until the peer has authenticated: the deadline of the whole handshake, and the flag
+    /// the protocol sets once the proof checked.
+    handshake: Option<(Pin<Box<Sleep>>, Arc<AtomicBool>)>,
 }
 
 impl Guarded {
@@ -214,7 +229,31 @@ impl Guarded {
             deadline: Box::pin(tokio::time::sleep(idle)),
             stop: Box::pin(stop.cancelled_owned()),
             waiting: false,
+            handshake: None,
         }
+    }
+
+    /// Fails every operation once `within` has passed since now unless `authenticated`
+    /// was set by then.
+    fn with_handshake_deadline(mut self, within: Duration, authenticated: Arc<AtomicBool>) -> Self {
+        self.handshake = Some((Box::pin(tokio::time::sleep(within)), authenticated));
+        self
+    }
+
+    /// Whether the handshake's deadline has passed before authentication (registers for
+    /// the wake-up while it runs).
+    fn handshake_expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let (deadline, done) = self.handshake.as_mut()?;
+        if done.load(Ordering::Acquire) {
+            self.handshake = None;
+            return None;
+        }
+        deadline.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no authentication within the handshake's time",
+            )
+        })
     }
 
     /// The idle clock starts again.
@@ -227,6 +266,9 @@ impl Guarded {
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         if self.stop.as_mut().poll(cx).is_ready() {
             return Some(io::Error::other("imapd is shutting down"));
+        }
+        if let Some(e) = self.handshake_expired(cx) {
+            return Some(e);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             return Some(io::Error::new(
@@ -244,6 +286,10 @@ impl Guarded {
     ) -> Poll<io::Result<T>> {
         if self.stop.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(io::Error::other("imapd is shutting down")));
+        }
+        if let Some(e) = self.handshake_expired(cx) {
+            self.waiting = false;
+            return Poll::Ready(Err(e));
         }
         if !self.waiting {
             self.touch();
@@ -420,6 +466,43 @@ mod tests {
         })
         .await
         .unwrap();
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stranger_trickling_bytes_is_closed_when_the_handshake_time_is_up() {
+        // Slowloris: a byte every 300 ms never leaves the connection idle for
+        // idle_timeout_secs = 1, but the handshake as a whole must be over within it.
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = receiver(dir.path(), "idle_timeout_secs = 1\n").await;
+        let closed_after = tokio::task::spawn_blocking(move || {
+            let (line, s) = first_line(addr);
+            assert!(line.contains("postern-move"), "{line}");
+            let t0 = std::time::Instant::now();
+            let mut w = s.try_clone().unwrap();
+            let trickle = std::thread::spawn(move || {
+                let line = b"{\"op\":\"auth\",\"nonce\":\"00000000000000000000000000000000";
+                for b in line.iter().cycle().take(30) {
+                    if w.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            });
+            let mut r = s;
+            let mut rest = Vec::new();
+            let _ = r.read_to_end(&mut rest);
+            let closed_after = t0.elapsed();
+            trickle.join().unwrap();
+            closed_after
+        })
+        .await
+        .unwrap();
+        assert!(
+            closed_after < Duration::from_millis(3500),
+            "the trickling stranger kept the connection for {closed_after:?}"
+        );
         stop.cancel();
         task.await.unwrap();
     }

@@ -51,6 +51,66 @@ type Refusal = String;
 struct Target {
     home: PathBuf,
     staging: PathBuf,
+    /// This connection's claim on the home.
+    claim: Claim,
+}
+
+/// The homes connections of this process are moving into. Two connections into one home
+/// at once (a `mailctl user move` run again while the receiver still holds the connection
+/// of an earlier run whose network died, or a peer holding the secret on purpose) would
+/// race between one's path checks and the other's writes, renames and removals. So the
+/// newest `begin` for a home wins: every later request of an older connection into it is
+/// refused, and each request's checks and changes run under the home's lock.
+static HOMES: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<Slot>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// One home being moved into.
+#[derive(Default)]
+struct Slot {
+    /// The generation of the newest connection that sent `begin` for it.
+    current: std::sync::atomic::AtomicU64,
+    /// Held while a request checks and changes the home or staging.
+    ops: std::sync::Mutex<()>,
+}
+
+/// A connection's claim on a home: its generation.
+struct Claim {
+    slot: std::sync::Arc<Slot>,
+    generation: u64,
+}
+
+impl Claim {
+    /// Claims `home` for this connection; an older connection's claim lapses.
+    fn take(home: &Path) -> Self {
+        use std::sync::atomic::Ordering;
+        let mut homes = HOMES.lock().unwrap_or_else(|p| p.into_inner());
+        homes.retain(|(_, w)| w.strong_count() > 0);
+        let slot = homes
+            .iter()
+            .find(|(h, _)| h == home)
+            .and_then(|(_, w)| w.upgrade())
+            .unwrap_or_else(|| {
+                let slot = std::sync::Arc::new(Slot::default());
+                homes.push((home.to_path_buf(), std::sync::Arc::downgrade(&slot)));
+                slot
+            });
+        let generation = slot.current.fetch_add(1, Ordering::AcqRel) + 1;
+        Self { slot, generation }
+    }
+
+    /// The home's lock, while this connection's claim is the newest.
+    fn exclusive(&self) -> Result<std::sync::MutexGuard<'_, ()>, Refusal> {
+        use std::sync::atomic::Ordering;
+        let guard = self.slot.ops.lock().unwrap_or_else(|p| p.into_inner());
+        if self.slot.current.load(Ordering::Acquire) != self.generation {
+            return Err(
+                "a newer transfer into this home began on another connection; this one can \
+                 no longer change it"
+                    .into(),
+            );
+        }
+        Ok(guard)
+    }
 }
 
 /// Serves one connection (blocking) until the client closes it: greeting, one
@@ -61,6 +121,18 @@ pub fn serve<S: Read + Write>(
     stream: S,
     secret: &[u8],
     home_of: &dyn Fn(&str) -> Result<PathBuf, String>,
+) -> Result<(), TransferError> {
+    serve_with(stream, secret, home_of, &|| {})
+}
+
+/// [`serve`], calling `authenticated` once the peer has proved the secret (before the
+/// server's own proof is sent). imapd uses it to end the handshake's deadline: a stranger
+/// gets a bounded time to authenticate, however slowly it trickles bytes in.
+pub fn serve_with<S: Read + Write>(
+    stream: S,
+    secret: &[u8],
+    home_of: &dyn Fn(&str) -> Result<PathBuf, String>,
+    authenticated: &dyn Fn(),
 ) -> Result<(), TransferError> {
     let mut conn = BufReader::with_capacity(CHUNK, stream);
     let server_nonce = wire::nonce()?;
@@ -85,6 +157,7 @@ pub fn serve<S: Read + Write>(
         let _ = conn.get_mut().flush();
         return Err(TransferError::Auth);
     };
+    authenticated();
     let proof = wire::server_mac(secret, &client_nonce, &server_nonce);
     write_json(
         conn.get_mut(),
@@ -158,7 +231,10 @@ fn with_target<T>(
     f: impl FnOnce(&Target) -> Result<T, Refusal>,
 ) -> Result<T, Refusal> {
     match target {
-        Some(t) => f(t),
+        Some(t) => {
+            let _guard = t.claim.exclusive()?;
+            f(t)
+        }
         None => Err("send begin first".into()),
     }
 }
@@ -223,9 +299,12 @@ fn begin(
     let mut staging: OsString = home.clone().into_os_string();
     staging.push(STAGING_SUFFIX);
     let t = Target {
+        claim: Claim::take(&home),
         home,
         staging: PathBuf::from(staging),
     };
+    // An older connection's request in flight finishes first.
+    let guard = t.claim.exclusive()?;
     let status = match fs::symlink_metadata(&t.home) {
         Ok(m) if m.file_type().is_dir() => {
             if dir_is_empty(&t.home)? {
@@ -260,6 +339,7 @@ fn begin(
             Err(e) => return Err(fs_err(&t.staging, e)),
         },
     };
+    drop(guard);
     Ok((t, status))
 }
 
@@ -429,11 +509,70 @@ fn delete(t: &Target, path: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Staging's manifest with hashes, after everything written into it is on disk: `put`
+/// does not fsync each file (one fsync per small message made a large move several times
+/// slower), so what a verify vouches for must be durable first. After a power cut, a file
+/// whose data never reached the disk keeps its size and mtime but not its content: the
+/// sender's next verify sees the hash differ and sends it again.
 fn verify(t: &Target) -> Result<Manifest, Refusal> {
     match fs::symlink_metadata(&t.staging) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest::default()),
-        _ => scan(&t.staging, true).map_err(|e| format!("staging: {e}")),
+        _ => {
+            sync_fs(&t.staging)?;
+            scan(&t.staging, true).map_err(|e| format!("staging: {e}"))
+        }
     }
+}
+
+/// Writes everything dirty on the file system holding `dir` to disk (`syncfs`): the files
+/// `put` left unsynced, their renames and directories.
+fn sync_fs(dir: &Path) -> Result<(), Refusal> {
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|e| fs_err(dir, e))?;
+    nix::unistd::syncfs(&handle).map_err(|e| fs_err(dir, io::Error::from(e)))
+}
+
+/// Free space a `put` must leave on the file system of the homes: 1 % of it, at most
+/// 1 GiB, and 1 % of its inodes, at most 10,000 — so that a move onto a node that lacks the
+/// room fails at once with a clear reason instead of filling the disk that every other
+/// user's deliveries need. There is no per-account quota check: the move copies what the
+/// account already holds on the source (quota is enforced where mail is added).
+fn check_space(t: &Target, size: u64) -> Result<(), Refusal> {
+    #[allow(clippy::useless_conversion)] // the widths differ between platforms
+    fn wide<T: Into<u64>>(n: T) -> u64 {
+        n.into()
+    }
+    // The nearest existing directory: staging, or the home's parents before the first put.
+    let Some((at, st)) = t
+        .staging
+        .ancestors()
+        .find_map(|p| nix::sys::statvfs::statvfs(p).ok().map(|st| (p, st)))
+    else {
+        return Ok(());
+    };
+    let unit = wide(st.fragment_size());
+    let total = wide(st.blocks()).saturating_mul(unit);
+    let free = wide(st.blocks_available()).saturating_mul(unit);
+    let reserve = (total / 100).min(1 << 30);
+    if size.saturating_add(reserve) > free {
+        return Err(format!(
+            "{}: not enough free space for a file of {size} bytes ({free} bytes free on the \
+             file system, {reserve} of them kept for deliveries)",
+            at.display()
+        ));
+    }
+    let inodes = wide(st.files());
+    let inodes_free = wide(st.files_available());
+    if inodes > 0 && inodes_free <= (inodes / 100).min(10_000) {
+        return Err(format!(
+            "{}: no free inodes ({inodes_free} left, kept for deliveries)",
+            at.display()
+        ));
+    }
+    Ok(())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), Refusal> {
@@ -451,6 +590,8 @@ fn commit(t: &Target) -> Result<(), Refusal> {
         }
         Err(e) => return Err(fs_err(&t.staging, e)),
     }
+    // The files' data (put does not fsync each one), then every directory explicitly.
+    sync_fs(&t.staging)?;
     let staged = scan(&t.staging, false).map_err(|e| format!("staging: {e}"))?;
     for e in staged.entries.iter().filter(|e| e.kind == Kind::Dir) {
         fsync_dir(&t.staging.join(&e.path))?;
@@ -529,6 +670,13 @@ fn put<S: Read + Write>(
         refuse(conn, &why)?;
         return Err(TransferError::Protocol(why));
     }
+    if let Some(t) = target
+        && let Err(why) = check_space(t, entry.size)
+    {
+        // Refused before the body, which is not read: the connection ends.
+        refuse(conn, &why)?;
+        return Err(TransferError::Protocol(why));
+    }
     let mut prepared = with_target(target, |t| {
         if entry.kind != Kind::File {
             return Err(format!("{}: put of a directory", entry.path));
@@ -592,12 +740,16 @@ fn put<S: Read + Write>(
             trailer.error.unwrap_or_default()
         )));
     }
+    let Some(t) = target else {
+        return Ok(Err("send begin first".into()));
+    };
     let stored = (|| -> Result<(), Refusal> {
+        let _guard = t.claim.exclusive()?;
         file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o777))
             .map_err(|e| fs_err(&tmp, e))?;
         file.set_modified(system_time(entry.mtime))
             .map_err(|e| fs_err(&tmp, e))?;
-        file.sync_all().map_err(|e| fs_err(&tmp, e))?;
+        // Not fsynced here: verify and commit sync the file system (see `verify`).
         drop(file);
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_dir()) {
             return Err(format!("{}: a directory is in the way", entry.path));
@@ -672,7 +824,9 @@ fn abort<S: Read + Write>(
     let Some(t) = target else {
         return Ok(Err("send begin first".into()));
     };
-    Ok(remove_after_abort(t, local.is_some(), verdict))
+    Ok(t.claim
+        .exclusive()
+        .and_then(|_guard| remove_after_abort(t, local.is_some(), verdict)))
 }
 
 /// Removes staging, then the home when one was compared and `verdict` says it matches.

@@ -865,3 +865,128 @@ fn deletes_remove_files_and_empty_directories_and_tolerate_missing_ones() {
     let err = c.delete("cur").unwrap_err();
     assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
 }
+
+#[test]
+fn a_captured_handshake_cannot_be_replayed() {
+    // An eavesdropper recorded a whole authenticated connection: the client's auth line
+    // proves the secret only for that connection's server nonce. Replayed on a new
+    // connection (a fresh nonce), it is refused and the connection closes.
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, first) = server_with(dir.path(), SECRET);
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream;
+    let nonce = greeting_nonce(&mut r);
+    let captured = auth_line(SECRET, &nonce);
+    w.write_all(captured.as_bytes()).unwrap();
+    let mut ok = String::new();
+    r.read_line(&mut ok).unwrap();
+    assert!(ok.contains("\"ok\":true"), "{ok}");
+    drop((r, w));
+    first.join().unwrap().unwrap();
+
+    let (stream, second) = server_with(dir.path(), SECRET);
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream;
+    let fresh = greeting_nonce(&mut r);
+    assert_ne!(fresh, nonce, "every connection gets a new nonce");
+    w.write_all(captured.as_bytes()).unwrap();
+    w.write_all(b"{\"op\":\"begin\",\"address\":\"bob@example.org\"}\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains("\"ok\":false"), "{line}");
+    let mut rest = String::new();
+    assert_eq!(r.read_line(&mut rest).unwrap_or(0), 0, "{rest}");
+    assert!(matches!(second.join().unwrap(), Err(TransferError::Auth)));
+    assert!(!home_in(dir.path(), ADDRESS).exists() && !staging_in(dir.path()).exists());
+}
+
+#[test]
+fn a_newer_transfer_into_the_same_home_supersedes_the_older_connection() {
+    // Two connections into one home would race between one's path checks and the other's
+    // writes, renames and removals. The newest begin wins (an earlier run's connection may
+    // linger on the receiver until its idle timeout when the network died): the older
+    // connection can change nothing any more.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dest");
+    let (mut first, first_server) = Raw::open(&root);
+    let begin = first.ask(r#"{"op":"begin","address":"bob@example.org"}"#);
+    assert!(begin.contains("fresh"), "{begin}");
+    let made = first
+        .ask(r#"{"op":"mkdir","entry":{"path":"cur","kind":"Dir","size":0,"mtime":1,"mode":448}}"#);
+    assert!(made.contains("\"ok\":true"), "{made}");
+    let (mut second, _second_server) = Raw::open(&root);
+    let begin = second.ask(r#"{"op":"begin","address":"bob@example.org"}"#);
+    assert!(begin.contains("staging"), "{begin}");
+    let v: serde_json::Value = serde_json::from_str(&begin).unwrap();
+    let entries = v["entries"].as_u64().unwrap();
+    for _ in 0..entries {
+        second.line();
+    }
+    // The older connection is refused whatever it asks.
+    for request in [
+        r#"{"op":"mkdir","entry":{"path":"new","kind":"Dir","size":0,"mtime":1,"mode":448}}"#,
+        r#"{"op":"delete","path":"cur"}"#,
+        r#"{"op":"commit"}"#,
+        r#"{"op":"verify"}"#,
+        r#"{"op":"abort","entries":null}"#,
+    ] {
+        let answer = first.ask(request);
+        assert!(
+            answer.contains("\"ok\":false") && answer.contains("newer transfer"),
+            "{request}: {answer}"
+        );
+    }
+    let put = first.ask(concat!(
+        r#"{"op":"put","entry":{"path":"cur/x","kind":"File","size":2,"mtime":1,"mode":384}}"#,
+        "\nhi{\"done\":true}"
+    ));
+    assert!(put.contains("newer transfer"), "{put}");
+    assert!(staging_in(&root).join("cur").is_dir());
+    assert!(!staging_in(&root).join("new").exists());
+    assert!(!staging_in(&root).join("cur/x").exists());
+    assert!(!home_in(&root, ADDRESS).exists());
+    // The newer one works, and another home is unaffected meanwhile.
+    let verify = second.ask(r#"{"op":"verify"}"#);
+    assert!(verify.contains("\"ok\":true"), "{verify}");
+    drop(first);
+    first_server.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_put_larger_than_the_free_space_is_refused_before_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dest");
+    let st = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.blocks_available()) * u64::from(st.fragment_size());
+    let size = free + (1 << 30);
+    if size > postern_transfer::MAX_FILE_SIZE {
+        eprintln!("skipped: {free} bytes free here, more than a put may announce");
+        return;
+    }
+    let (mut raw, server) = Raw::open(&root);
+    raw.w
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let begin = raw.ask(r#"{"op":"begin","address":"bob@example.org"}"#);
+    assert!(begin.contains("fresh"), "{begin}");
+    // The header only: the server must answer without waiting for the 20-odd GiB.
+    let answer = raw.ask(&format!(
+        r#"{{"op":"put","entry":{{"path":"big","kind":"File","size":{size},"mtime":1,"mode":384}}}}"#
+    ));
+    assert!(
+        answer.contains("\"ok\":false") && answer.contains("free space"),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(TransferError::Protocol(_))
+    ));
+    // Nothing was created for it.
+    let mut left = Vec::new();
+    if staging_in(&root).exists() {
+        walk(&staging_in(&root), &mut left);
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
