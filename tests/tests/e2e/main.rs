@@ -21,6 +21,7 @@ mod hardening_auth;
 mod hardening_imap;
 mod hardening_smtpd;
 mod harness;
+mod imap_append;
 mod imap_clients;
 mod imap_clients_more;
 mod imap_conformance_fetch;

@@ -160,37 +160,50 @@ impl Mailbox {
         };
         let result = self.append_locked(&base, &tmp, flags, vsize);
         let _ = fs::remove_file(&tmp);
-        let uid = result?;
+        let (uid, name) = result?;
+        // The link into `cur/` is made durable after the lock is released: the lock is held
+        // for one fsync (the uidlist's), not two, and concurrent appends' directory fsyncs
+        // share journal commits. The UID is still only returned once the file, its name and
+        // the uidlist record are all on disk. Before this fsync a crash can lose the link of
+        // a message that no APPEND acknowledged; other sessions then see it expunged (its
+        // UID stays taken in the uidlist and is never given again).
+        let cur = self.dir.join("cur");
+        if let Err(e) = fsync_dir(&cur) {
+            // Not acknowledged: take the message back (found as an expunge by every session)
+            // so that a client retrying the APPEND does not store it twice.
+            let _ = fs::remove_file(cur.join(&name));
+            return Err(e);
+        }
         quota_adjust(&self.md, size as i64, 1);
         Ok(uid)
     }
 
+    /// Under the lock: links the fsynced `tmp` into `cur/`, gives it a UID in the uidlist
+    /// (fdatasynced) and logs it in the index. Returns the UID and the name in `cur/`; the
+    /// caller fsyncs `cur/` (after the lock is released) before the UID may be reported.
     pub(super) fn append_locked(
         &mut self,
         base: &str,
         tmp: &Path,
         flags: &Flags,
         vsize: u64,
-    ) -> Result<u32> {
+    ) -> Result<(u32, String)> {
         let _lock = self.lock()?;
         self.read_index(true)?;
         let letters = self.letters_locked(&flags.keywords)?;
         let suffix = build_suffix("", flags, &letters);
         let cur = self.dir.join("cur");
-        let path = cur.join(format!("{base}{suffix}"));
+        let name = format!("{base}{suffix}");
+        let path = cur.join(&name);
         let follow = self.cur_as_recorded();
         let own = watch::Own::new(&cur);
-        own.expect(&format!("{base}{suffix}"));
+        own.expect(&name);
         match fs::hard_link(tmp, &path) {
             Ok(()) => {}
             Err(_) if fs::symlink_metadata(&path).is_err() => {
                 fs::rename(tmp, &path).ctx("rename", &path)?;
             }
             Err(e) => return Err(MaildirError::io("link", &path, e)),
-        }
-        if let Err(e) = fsync_dir(&cur) {
-            let _ = fs::remove_file(&path);
-            return Err(e);
         }
         let date = fs::metadata(&path).ctx("stat", &path)?.mtime();
         let uids = self.assign_uids(&[base.to_owned()])?;
@@ -203,7 +216,7 @@ impl Mailbox {
         };
         if self.find_any(uid) {
             // A rebuild picked the message up already.
-            return Ok(uid);
+            return Ok((uid, name));
         }
         let modseq = self.st.highest_modseq + 1;
         let mut recs = vec![Rec::New(Msg {
@@ -219,7 +232,7 @@ impl Mailbox {
         recs.extend(follow.then(|| self.followed_cur()).flatten());
         self.commit(recs, false)?;
         own.done();
-        Ok(uid)
+        Ok((uid, name))
     }
 
     /// Copies messages into `dest` (another mailbox, or another `Mailbox` value of this one)
