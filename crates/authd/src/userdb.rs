@@ -9,7 +9,7 @@ use postern_config::expand_template;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::Ctx;
 use crate::cache::Lookup;
@@ -88,6 +88,9 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
             Some(userdb::fail(0, "unsupported protocol version"))
         }
         MasterCommand::Version { .. } => None,
+        MasterCommand::User { id, user, params } if params.service() == Some(MOVE_SERVICE) => {
+            Some(move_target(ctx, id, &user).await)
+        }
         MasterCommand::User { id, user, .. } => Some(match cached_account(ctx, &user).await {
             Ok(Some(acct)) if acct.is_moving() => moving(id, &acct),
             Ok(Some(acct)) => userdb::user_found(
@@ -137,6 +140,36 @@ async fn answer(cmd: MasterCommand, ctx: &Ctx) -> Option<String> {
                     userdb::list_done(id, true)
                 }
             })
+        }
+    }
+}
+
+/// The `service` of imapd's move receiver's `USER` lookups (imapd's `mover.rs` sends it).
+const MOVE_SERVICE: &str = "postern-move";
+
+/// `USER` with `service=postern-move`: imapd's move receiver asks before it takes a home.
+/// Found (with the usual fields, `home` among them) only when the directory — read now,
+/// never the cache — marks the account as moving to this node (`moving_to` equal to
+/// `[proxy] self`); otherwise not found, and the receiver refuses. So the cluster's move
+/// secret alone does not let a peer write or remove the home of an account that nobody
+/// is moving here.
+async fn move_target(ctx: &Ctx, id: u32, user: &str) -> String {
+    let me = ctx.config.proxy.self_name.trim();
+    match ctx.directory.account(user).await {
+        Ok(Some(acct)) if !me.is_empty() && acct.moving_to.trim().eq_ignore_ascii_case(me) => {
+            userdb::user_found(
+                id,
+                &acct.address,
+                &fields(ctx, &acct.address, acct.quota_bytes, ""),
+            )
+        }
+        Ok(_) => {
+            info!(user = %user, "userdb: a move here was asked for an account not moving here");
+            userdb::not_found(id)
+        }
+        Err(e) => {
+            warn!(user = %user, error = %e, "userdb move lookup failed");
+            userdb::fail(id, "Temporary directory failure")
         }
     }
 }

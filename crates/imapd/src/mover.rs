@@ -14,9 +14,13 @@
 //! connection at shutdown. With `[proxy] tls` = `may` or `verify` the receiver requires
 //! implicit TLS with imapd's `[tls]` certificate; with `none` it speaks plain text.
 //!
-//! The home of an address is `[authd.userdb] home` (`Config::home_template`) expanded for
-//! it — no authd lookup, which would answer "moving" — after the address was checked
-//! ([`home_for`]): no `/`, no `..`, no part that is `.` or starts with one, a plain domain.
+//! The home of an address: after the address was checked ([`home_for`]: no `/`, no `..`,
+//! no part that is `.` or starts with one, a plain domain), authd's userdb is asked with
+//! `service=postern-move`, which answers (with the home) only for an account the directory
+//! marks as moving to this node (`moving_to` = `[proxy] self`); any other `begin` is
+//! refused — the shared secret alone does not open every home of the node. A node without
+//! `[proxy] self` (it could not serve a moved account as local anyway) expands the
+//! `[authd.userdb] home` template without asking.
 
 use std::io;
 use std::net::SocketAddr;
@@ -117,6 +121,41 @@ pub fn home_for(template: &str, address: &str) -> Result<PathBuf, String> {
     Ok(home)
 }
 
+/// authd's userdb socket when the receiver must check that an account is being moved
+/// here before it takes its home: whenever `[proxy] self` names this node (a node without
+/// it cannot tell "here" from elsewhere — nor serve a moved account as local afterwards —
+/// and only expands the home template, as before).
+fn directory_check(config: &Config) -> Option<PathBuf> {
+    (!config.proxy.self_name.trim().is_empty())
+        .then(|| config.socket_path(&config.authd.userdb_socket))
+}
+
+/// The home of `address` from authd's userdb (`USER` with `service=postern-move`), which
+/// answers only for an account the directory marks as moving to this node
+/// (`moving_to` = `[proxy] self`): the shared secret alone then cannot make the receiver
+/// write or remove the home of an account nobody is moving here.
+async fn moving_here(userdb: &std::path::Path, address: &str) -> Result<PathBuf, String> {
+    use postern_auth_proto::client::UserdbClient;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        format!("authd's userdb cannot say where {address} goes now: {e}")
+    };
+    let mut db = UserdbClient::connect_with_timeout(userdb, Duration::from_secs(30))
+        .await
+        .map_err(|e| unavailable(&e))?;
+    match db.user(address, "postern-move").await {
+        Ok(Some(fields)) => fields
+            .into_iter()
+            .find(|(k, _)| k == "home")
+            .map(|(_, v)| PathBuf::from(v))
+            .ok_or_else(|| format!("authd's userdb gave no home for {address}")),
+        Ok(None) => Err(format!(
+            "{address} is not being moved to this node (the directory does not mark it \
+             moving to [proxy] self); mark it with `mailctl user move` first"
+        )),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
 /// Accepts until `shutdown`, then gives transfers in flight [`SHUTDOWN_GRACE`].
 pub async fn serve(ml: MoveListener, ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(MAX_TRANSFERS));
@@ -177,10 +216,15 @@ async fn connection(
         .with_handshake_deadline(idle.min(HANDSHAKE_TIMEOUT), authenticated.clone());
     let bridge = SyncIoBridge::new(guarded);
     let template = ctx.config.home_template();
+    let check = directory_check(&ctx.config);
+    let runtime = tokio::runtime::Handle::current();
     let result = tokio::task::spawn_blocking(move || {
         let mut bridge = bridge;
         let home_of = |address: &str| {
-            let home = home_for(&template, address);
+            let home = home_for(&template, address).and_then(|home| match &check {
+                None => Ok(home),
+                Some(userdb) => runtime.block_on(moving_here(userdb, address)),
+            });
             match &home {
                 Ok(h) => info!(%peer, user = address, home = %h.display(), "move: receiving"),
                 Err(e) => info!(%peer, user = address, error = %e, "move: refused"),

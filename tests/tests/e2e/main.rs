@@ -38,6 +38,7 @@ mod lmtp;
 mod managesieve;
 mod metrics;
 mod migrate;
+mod move_receiver;
 mod outbound;
 mod pop3;
 mod postfix_authd;
