@@ -110,3 +110,56 @@ fn a_home_of_20000_small_messages_over_loopback() {
 fn sync_everything() {
     let _ = std::process::Command::new("sync").status();
 }
+
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`).
+fn rss() -> u64 {
+    let statm = fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+#[ignore = "a measurement: run it explicitly with --nocapture"]
+fn a_manifest_at_the_entry_limit_in_memory_and_cpu() {
+    use postern_transfer::{Entry, Kind, MAX_ENTRIES};
+    let before = rss();
+    let t = Instant::now();
+    let entries: Vec<Entry> = (0..MAX_ENTRIES)
+        .map(|i| Entry {
+            path: format!(
+                "cur/{}.M{i}P4242.backend1.example.org,S=4321,W=4400:2,S",
+                1_700_000_000 + i
+            ),
+            kind: Kind::File,
+            size: 4321,
+            mtime: 1_700_000_000,
+            mode: 0o600,
+            sha256: Some(format!("{i:064x}")),
+        })
+        .collect();
+    let mut source = Manifest { entries };
+    source.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let built = t.elapsed();
+    let held = rss().saturating_sub(before);
+    let wire: usize = source
+        .entries
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len() + 1)
+        .sum();
+    let mut dest = source.clone();
+    dest.entries[MAX_ENTRIES / 2].size += 1;
+    let t = Instant::now();
+    let actions = Manifest::diff(&source, &dest);
+    let diffed = t.elapsed();
+    let t = Instant::now();
+    assert!(Manifest::same_content(&source, &dest).is_err());
+    let compared = t.elapsed();
+    assert_eq!(actions.len(), 1);
+    println!(
+        "{MAX_ENTRIES} entries with hashes: built and sorted in {built:.2?}, ~{} MiB resident \
+         (~{} bytes/entry), {} MiB on the wire; diff {diffed:.2?}, same_content {compared:.2?}",
+        held >> 20,
+        held / MAX_ENTRIES as u64,
+        wire >> 20
+    );
+}
