@@ -159,86 +159,112 @@ impl<S: Read + Write> Client<S> {
             return Err(TransferError::Path(format!("{}: not a file", entry.path)));
         }
         crate::path::check_path(&entry.path)?;
-        self.guarded(|c| {
-            let mut header = entry.clone();
-            header.sha256 = None;
-            // Header, body and trailer leave in as few writes as possible (one for a small
-            // file): one TCP segment or TLS record per request instead of three.
-            let mut out: Vec<u8> = Vec::with_capacity(CHUNK);
-            write_json(&mut out, &json!({"op": "put", "entry": header}))?;
-            let size = entry.size;
-            let mut buf = vec![0u8; CHUNK];
-            let mut sent = 0u64;
-            let mut problem: Option<String> = None;
-            while sent < size {
-                let want = usize::try_from((size - sent).min(CHUNK as u64)).unwrap_or(CHUNK);
-                match body.read(&mut buf[..want]) {
-                    Ok(0) => {
-                        problem = Some(format!(
-                            "{}: the file ended after {sent} of {size} bytes (it changed)",
-                            entry.path
-                        ));
-                        break;
-                    }
-                    Ok(n) => {
-                        buffered(c.conn.get_mut(), &mut out, &buf[..n])?;
-                        sent += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        problem = Some(format!("{}: reading it: {e}", entry.path));
-                        break;
-                    }
+        self.guarded(|c| match c.send_put(entry, body) {
+            // The server refuses some files before their body (no room for it) and ends
+            // the connection: its reason is likely waiting to be read.
+            Err(TransferError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                match read_json::<_, Reply>(&mut c.conn) {
+                    Ok(Reply {
+                        ok: false,
+                        error: Some(why),
+                        ..
+                    }) => Err(TransferError::Protocol(format!(
+                        "the destination refused {} and closed the connection: {why}",
+                        entry.path
+                    ))),
+                    _ => Err(TransferError::Io(e)),
                 }
             }
-            if problem.is_some() {
-                // Keep the framing: pad to the announced size, then cancel.
-                buf.fill(0);
-                while sent < size {
-                    let n = usize::try_from((size - sent).min(CHUNK as u64)).unwrap_or(CHUNK);
+            other => other,
+        })
+    }
+
+    /// `put`'s request: header, body, trailer, and the answer.
+    fn send_put(&mut self, entry: &Entry, body: &mut dyn Read) -> Result<(), TransferError> {
+        let c = self;
+        let mut header = entry.clone();
+        header.sha256 = None;
+        // Header, body and trailer leave in as few writes as possible (one for a small
+        // file): one TCP segment or TLS record per request instead of three.
+        let mut out: Vec<u8> = Vec::with_capacity(CHUNK);
+        write_json(&mut out, &json!({"op": "put", "entry": header}))?;
+        let size = entry.size;
+        let mut buf = vec![0u8; CHUNK];
+        let mut sent = 0u64;
+        let mut problem: Option<String> = None;
+        while sent < size {
+            let want = usize::try_from((size - sent).min(CHUNK as u64)).unwrap_or(CHUNK);
+            match body.read(&mut buf[..want]) {
+                Ok(0) => {
+                    problem = Some(format!(
+                        "{}: the file ended after {sent} of {size} bytes (it changed)",
+                        entry.path
+                    ));
+                    break;
+                }
+                Ok(n) => {
                     buffered(c.conn.get_mut(), &mut out, &buf[..n])?;
                     sent += n as u64;
                 }
-            } else {
-                let mut one = [0u8; 1];
-                let extra = loop {
-                    match body.read(&mut one) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            problem = Some(format!("{}: reading it: {e}", entry.path));
-                            break 0;
-                        }
-                    }
-                };
-                if extra > 0 {
-                    problem = Some(format!(
-                        "{}: the file is longer than {size} bytes (it changed)",
-                        entry.path
-                    ));
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    problem = Some(format!("{}: reading it: {e}", entry.path));
+                    break;
                 }
             }
-            let trailer = match &problem {
-                None => json!({"done": true}),
-                Some(why) => json!({"done": false, "error": why}),
+        }
+        if problem.is_some() {
+            // Keep the framing: pad to the announced size, then cancel.
+            buf.fill(0);
+            while sent < size {
+                let n = usize::try_from((size - sent).min(CHUNK as u64)).unwrap_or(CHUNK);
+                buffered(c.conn.get_mut(), &mut out, &buf[..n])?;
+                sent += n as u64;
+            }
+        } else {
+            let mut one = [0u8; 1];
+            let extra = loop {
+                match body.read(&mut one) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        problem = Some(format!("{}: reading it: {e}", entry.path));
+                        break 0;
+                    }
+                }
             };
-            let mut line = Vec::new();
-            write_json(&mut line, &trailer)?;
-            buffered(c.conn.get_mut(), &mut out, &line)?;
-            c.conn.get_mut().write_all(&out)?;
-            c.conn.get_mut().flush()?;
-            let result = c.reply();
-            match problem {
-                Some(why) => {
-                    // The server's answer to a cancelled put is a refusal; ours is the news.
-                    match result {
-                        Ok(_) | Err(TransferError::Remote(_)) => Err(TransferError::Changed(why)),
-                        Err(e) => Err(e),
-                    }
-                }
-                None => result.map(drop),
+            if extra > 0 {
+                problem = Some(format!(
+                    "{}: the file is longer than {size} bytes (it changed)",
+                    entry.path
+                ));
             }
-        })
+        }
+        let trailer = match &problem {
+            None => json!({"done": true}),
+            Some(why) => json!({"done": false, "error": why}),
+        };
+        let mut line = Vec::new();
+        write_json(&mut line, &trailer)?;
+        buffered(c.conn.get_mut(), &mut out, &line)?;
+        c.conn.get_mut().write_all(&out)?;
+        c.conn.get_mut().flush()?;
+        let result = c.reply();
+        match problem {
+            Some(why) => {
+                // The server's answer to a cancelled put is a refusal; ours is the news.
+                match result {
+                    Ok(_) | Err(TransferError::Remote(_)) => Err(TransferError::Changed(why)),
+                    Err(e) => Err(e),
+                }
+            }
+            None => result.map(drop),
+        }
     }
 
     /// Removes a file or an empty directory from staging (a missing one is fine).

@@ -990,3 +990,51 @@ fn a_put_larger_than_the_free_space_is_refused_before_its_body() {
     }
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_client_whose_file_is_refused_for_lack_of_room_says_why() {
+    // The server refuses before the body and ends the connection; the client, in the middle
+    // of sending, reads the reason instead of reporting a broken pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dest");
+    let st = nix::sys::statvfs::statvfs(dir.path()).unwrap();
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.blocks_available()) * u64::from(st.fragment_size());
+    let size = free + (1 << 30);
+    if size > postern_transfer::MAX_FILE_SIZE {
+        eprintln!("skipped: {free} bytes free here, more than a put may announce");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = root.clone();
+    let server = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        serve(s, SECRET, &|a: &str| Ok(home_in(&r, a)))
+    });
+    let mut c = Client::handshake(std::net::TcpStream::connect(addr).unwrap(), SECRET).unwrap();
+    c.begin(ADDRESS).unwrap();
+    let e = Entry {
+        path: "huge".into(),
+        kind: Kind::File,
+        size,
+        mtime: 1_700_000_000,
+        mode: 0o600,
+        sha256: None,
+    };
+    let mut body = Generated {
+        left: size,
+        state: 1,
+        largest_ask: 0,
+    };
+    let err = c.put(&e, &mut body).unwrap_err();
+    assert!(
+        matches!(&err, TransferError::Protocol(m) if m.contains("free space")),
+        "{err:?}"
+    );
+    assert!(size - body.left < 1 << 30, "the client went on sending");
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(TransferError::Protocol(_))
+    ));
+}
