@@ -48,7 +48,8 @@
 //!
 //! # Limits
 //!
-//! Everything the server reads is bounded: lines [`MAX_LINE`], manifests [`MAX_ENTRIES`],
+//! Everything either side reads is bounded: lines [`MAX_LINE`], manifests [`MAX_ENTRIES`]
+//! and 512 MiB of entry lines (hashes must be 64 lowercase hex digits),
 //! paths ([`check_path`]: UTF-8, `/`-separated, no empty/`.`/`..` component, no NUL or `\`,
 //! components ≤ 255 bytes, ≤ 4096 bytes, depth ≤ 64), files [`MAX_FILE_SIZE`]. The server
 //! never follows a symlink: every existing path component in staging must be a real

@@ -156,17 +156,58 @@ pub(crate) fn write_manifest<S: Read + Write, T: Serialize>(
     r.get_mut().flush()
 }
 
-/// Reads one entry line and checks its path.
+/// Most bytes of entry lines in one manifest read from the peer: about 2.5 times what
+/// [`MAX_ENTRIES`] entries of a real home take (~200 MiB). Without it, a broken or hostile
+/// peer could make the reader hold [`MAX_ENTRIES`] lines of up to [`MAX_LINE`] bytes each.
+pub(crate) const MAX_MANIFEST_BYTES: usize = 512 << 20;
+
+/// Reads one entry line and checks it: its path, and a hash that is 64 lowercase hex
+/// digits when there is one.
 pub(crate) fn read_entry<R: BufRead>(r: &mut R) -> Result<Entry, TransferError> {
-    let e: Entry = read_json(r)?;
+    let mut unbounded = usize::MAX;
+    read_entry_within(r, &mut unbounded)
+}
+
+/// [`read_entry`], taking the line's bytes from `budget` (an error when it runs out).
+fn read_entry_within<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Entry, TransferError> {
+    let line = read_line(r)?.ok_or_else(|| {
+        TransferError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection",
+        ))
+    })?;
+    *budget = budget.checked_sub(line.len() + 1).ok_or_else(|| {
+        TransferError::Protocol(format!(
+            "a manifest of more than {MAX_MANIFEST_BYTES} bytes"
+        ))
+    })?;
+    let e: Entry = serde_json::from_slice(&line)
+        .map_err(|e| TransferError::Protocol(format!("bad line from the peer: {e}")))?;
     check_path(&e.path)?;
+    if let Some(h) = &e.sha256
+        && !(h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    {
+        return Err(TransferError::Protocol(format!(
+            "{}: not a SHA-256 in lowercase hex",
+            e.path
+        )));
+    }
     Ok(e)
 }
 
-/// Reads `count` entry lines into a manifest (bounded by [`MAX_ENTRIES`]), sorted by path.
+/// Reads `count` entry lines into a manifest (bounded by [`MAX_ENTRIES`] and
+/// [`MAX_MANIFEST_BYTES`]), sorted by path.
 pub(crate) fn read_manifest<R: BufRead>(
     r: &mut R,
     count: usize,
+) -> Result<Manifest, TransferError> {
+    read_manifest_within(r, count, MAX_MANIFEST_BYTES)
+}
+
+fn read_manifest_within<R: BufRead>(
+    r: &mut R,
+    count: usize,
+    mut budget: usize,
 ) -> Result<Manifest, TransferError> {
     if count > MAX_ENTRIES {
         return Err(TransferError::Protocol(format!(
@@ -175,7 +216,7 @@ pub(crate) fn read_manifest<R: BufRead>(
     }
     let mut entries = Vec::with_capacity(count.min(4096));
     for _ in 0..count {
-        entries.push(read_entry(r)?);
+        entries.push(read_entry_within(r, &mut budget)?);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Manifest { entries })
@@ -209,6 +250,44 @@ mod tests {
         // A line cut by the end of the stream is an error, not a request.
         let mut r = io::Cursor::new(b"{\"op\":\"commit\"}".to_vec());
         assert!(read_line(&mut r).is_err());
+    }
+
+    #[test]
+    fn manifests_read_from_the_peer_are_bounded_in_bytes_and_hashes_are_hex() {
+        let line = |path: &str, sha: &str| {
+            format!(
+                "{{\"path\":\"{path}\",\"kind\":\"File\",\"size\":1,\"mtime\":1,\"mode\":384,\"sha256\":\"{sha}\"}}\n"
+            )
+        };
+        let good = "ab".repeat(32);
+        let two = format!("{}{}", line("a", &good), line("b", &good));
+        let m = read_manifest(&mut io::Cursor::new(two.clone().into_bytes()), 2).unwrap();
+        assert_eq!(m.entries.len(), 2);
+        // The whole manifest counts: a budget one byte short of both lines is refused.
+        let err = read_manifest_within(
+            &mut io::Cursor::new(two.clone().into_bytes()),
+            2,
+            two.len() - 1,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Protocol(m) if m.contains("bytes")),
+            "{err:?}"
+        );
+        read_manifest_within(&mut io::Cursor::new(two.clone().into_bytes()), 2, two.len()).unwrap();
+        // A "hash" as long as a line may be (64 KiB per entry, a million entries) is refused.
+        for bad in [
+            "ab".repeat(30_000),
+            "AB".repeat(32),
+            "zz".repeat(32),
+            String::new(),
+        ] {
+            let one = line("a", &bad);
+            assert!(
+                read_manifest(&mut io::Cursor::new(one.into_bytes()), 1).is_err(),
+                "{bad:.20}"
+            );
+        }
     }
 
     #[test]
