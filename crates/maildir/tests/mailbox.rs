@@ -1056,3 +1056,52 @@ fn version_1_uidlist_is_read_and_upgraded() {
         [31, 35, 40]
     );
 }
+
+/// APPEND's latency (release, `--ignored --nocapture`): one thread appending alone, and 8
+/// threads appending to one mailbox (each with its own `Mailbox`, as IMAP sessions). The
+/// time is the disk's flushes (file, `cur/`, uidlist) and, with 8 threads, the lock.
+#[test]
+#[ignore = "benchmark: run with --ignored"]
+fn bench_append_latency() {
+    fn p50(mut v: Vec<Duration>) -> Duration {
+        v.sort_unstable();
+        v[v.len() / 2]
+    }
+    let (_t, md) = maildir();
+    let mut mb = md.open_mailbox("INBOX").unwrap();
+    let alone: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = Instant::now();
+            mb.append(MSG, &Flags::default(), None).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let t = Instant::now();
+    let shared: Vec<Duration> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let md = md.clone();
+                s.spawn(move || {
+                    let mut mb = md.open_mailbox("INBOX").unwrap();
+                    (0..40)
+                        .map(|_| {
+                            let t = Instant::now();
+                            mb.append(MSG, &Flags::default(), None).unwrap();
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let wall = t.elapsed();
+    println!(
+        "append alone p50 {:?}; 8 threads on one mailbox p50 {:?}, {:.0} appends/s",
+        p50(alone),
+        p50(shared),
+        320.0 / wall.as_secs_f64()
+    );
+    mb.sync().unwrap();
+    assert_eq!(mb.messages().len(), 420);
+}

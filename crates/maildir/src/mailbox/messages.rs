@@ -158,17 +158,39 @@ impl Mailbox {
         let Some((base, tmp)) = made else {
             return Err(MaildirError::NameCollision { dir: tmp_dir });
         };
-        let result = self.append_locked(&base, &tmp, flags, vsize);
+        // The UID is returned only once the file, its name in `cur/` and the uidlist record
+        // are all on disk, and the lock is held across the uidlist's sync only: `cur/` is
+        // fsynced outside it. An append alone in this process has `cur/` fsynced by a helper
+        // thread while it writes and fdatasyncs the uidlist record (the two flushes overlap);
+        // with other appends in flight, after the lock is released (their directory syncs
+        // then coalesce instead of queueing behind the lock). Before the directory sync a
+        // crash can lose the link of a message that no APPEND acknowledged; other sessions
+        // then see it expunged (its UID stays taken in the uidlist and is never given again).
+        let cur = self.dir.join("cur");
+        let in_flight = InFlight::enter();
+        let (result, dir_synced) = std::thread::scope(|s| {
+            if !in_flight.alone {
+                return (self.append_locked(&base, &tmp, flags, vsize, || {}), None);
+            }
+            let (linked, go) = std::sync::mpsc::channel::<()>();
+            let cur = &cur;
+            let syncer = s.spawn(move || go.recv().ok().map(|()| fsync_dir(cur)));
+            let result = self.append_locked(&base, &tmp, flags, vsize, || {
+                let _ = linked.send(());
+            });
+            drop(linked);
+            let dir_synced = syncer.join().unwrap_or_else(|_| {
+                Some(Err(MaildirError::io(
+                    "fsync directory",
+                    cur,
+                    io::Error::other("fsync thread panicked"),
+                )))
+            });
+            (result, dir_synced)
+        });
         let _ = fs::remove_file(&tmp);
         let (uid, name) = result?;
-        // The link into `cur/` is made durable after the lock is released: the lock is held
-        // for one fsync (the uidlist's), not two, and concurrent appends' directory fsyncs
-        // share journal commits. The UID is still only returned once the file, its name and
-        // the uidlist record are all on disk. Before this fsync a crash can lose the link of
-        // a message that no APPEND acknowledged; other sessions then see it expunged (its
-        // UID stays taken in the uidlist and is never given again).
-        let cur = self.dir.join("cur");
-        if let Err(e) = fsync_dir(&cur) {
+        if let Err(e) = dir_synced.unwrap_or_else(|| fsync_dir(&cur)) {
             // Not acknowledged: take the message back (found as an expunge by every session)
             // so that a client retrying the APPEND does not store it twice.
             let _ = fs::remove_file(cur.join(&name));
@@ -178,15 +200,17 @@ impl Mailbox {
         Ok(uid)
     }
 
-    /// Under the lock: links the fsynced `tmp` into `cur/`, gives it a UID in the uidlist
-    /// (fdatasynced) and logs it in the index. Returns the UID and the name in `cur/`; the
-    /// caller fsyncs `cur/` (after the lock is released) before the UID may be reported.
+    /// Under the lock: links the fsynced `tmp` into `cur/` (then calls `linked`), gives it a
+    /// UID in the uidlist (fdatasynced) and logs it in the index. Returns the UID and the
+    /// name in `cur/`; the caller has `cur/` fsynced (from `linked` on) before the UID may
+    /// be reported.
     pub(super) fn append_locked(
         &mut self,
         base: &str,
         tmp: &Path,
         flags: &Flags,
         vsize: u64,
+        linked: impl FnOnce(),
     ) -> Result<(u32, String)> {
         let _lock = self.lock()?;
         self.read_index(true)?;
@@ -205,6 +229,7 @@ impl Mailbox {
             }
             Err(e) => return Err(MaildirError::io("link", &path, e)),
         }
+        linked();
         let date = fs::metadata(&path).ctx("stat", &path)?.mtime();
         let uids = self.assign_uids(&[base.to_owned()])?;
         let Some(&uid) = uids.first() else {
@@ -579,4 +604,25 @@ pub(crate) fn quota_adjust(md: &Maildir, bytes: i64, count: i64) {
     let first = head[..n].split(|&b| b == b'\n').next().unwrap_or_default();
     let limit = QuotaLimit::parse(&String::from_utf8_lossy(first));
     let _ = Quota::add(md, limit, bytes, count);
+}
+
+/// Appends of this process between their file's sync and their directory's sync.
+static APPENDS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One append counted in [`APPENDS_IN_FLIGHT`]; `alone` when no other was.
+struct InFlight {
+    alone: bool,
+}
+
+impl InFlight {
+    fn enter() -> Self {
+        let before = APPENDS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self { alone: before == 0 }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        APPENDS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
