@@ -117,7 +117,7 @@ pub use lmtp::Lmtp;
 pub use passwords::Passwords;
 pub use paths::Paths;
 pub use proxy::{HopTls, Proxy, SmtpdRouting, valid_host};
-pub use smtpd::{AccessAction, AccessRule, DaneMode, SharedPolicyStore, Smtpd};
+pub use smtpd::{AccessAction, AccessRule, DaneMode, SharedPolicyStore, Smtpd, SmtpdRuntime};
 pub use socket::SocketSpec;
 pub use template::{expand_template, expand_template_home};
 pub use tls::{Tls, TlsPolicy};
@@ -395,6 +395,23 @@ mod tests {
         );
         assert_eq!(c.authd.auth_socket.mode_bits().unwrap(), 0o660);
         assert_eq!(c.smtpd.listen[0].port(), 25);
+        assert_eq!(c.smtpd.runtime, SmtpdRuntime::Current);
+    }
+
+    #[test]
+    fn smtpd_runtime_is_current_or_multi() {
+        let parse = |v: &str| {
+            Config::parse(
+                &format!("hostname = \"m\"\n[smtpd]\nruntime = \"{v}\"\n"),
+                Path::new("/"),
+            )
+        };
+        assert_eq!(parse("multi").unwrap().smtpd.runtime, SmtpdRuntime::Multi);
+        assert_eq!(
+            parse("current").unwrap().smtpd.runtime,
+            SmtpdRuntime::Current
+        );
+        assert!(parse("threads").is_err());
     }
 
     #[test]

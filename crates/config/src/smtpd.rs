@@ -160,6 +160,11 @@ pub struct Smtpd {
     /// the local state answers), `auto` (directory on a cluster member, `[proxy] self` set).
     #[serde(default)]
     pub shared_policy: SharedPolicyStore,
+    /// The tokio runtime smtpd runs on: `current` (one thread runs every session; blocking
+    /// work on the blocking pool: fewer wake-ups and context switches per message) or `multi`
+    /// (a worker per core: TLS handshakes, DKIM and other CPU work spread over all cores).
+    #[serde(default)]
+    pub runtime: SmtpdRuntime,
     /// Recipients per message for authenticated users (0: only `max_recipients` applies);
     /// more get `452 4.5.3` at RCPT.
     #[serde(default = "default_user_rcpts")]
@@ -290,6 +295,17 @@ pub enum SharedPolicyStore {
     Directory,
 }
 
+/// The tokio runtime smtpd runs on (`[smtpd] runtime`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpdRuntime {
+    /// One thread for every task, plus the blocking pool.
+    #[default]
+    Current,
+    /// Work-stealing, one worker thread per core.
+    Multi,
+}
+
 /// DANE for outbound SMTP (`[smtpd] dane`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -357,6 +373,7 @@ impl Default for Smtpd {
             outbound_final_timeout_secs: default_out_final(),
             max_messages_per_hour_per_user: default_user_hourly(),
             shared_policy: SharedPolicyStore::default(),
+            runtime: SmtpdRuntime::default(),
             max_recipients_per_message_per_user: default_user_rcpts(),
             max_queue_messages: default_max_queue(),
             min_backoff_secs: default_min_backoff(),

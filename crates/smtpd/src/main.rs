@@ -32,8 +32,15 @@ fn main() -> ExitCode {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    postern_daemon::run_daemon(|shutdown| async move {
+    let runtime = config.smtpd.runtime;
+    let serve = |shutdown| async move {
         let listeners = postern_smtpd::bind(&config).await?;
         postern_smtpd::run(config, listeners, shutdown).await
-    })
+    };
+    // Blocking work (queue slot writes and fsyncs, file reads) goes through spawn_blocking
+    // either way; nothing in smtpd calls block_in_place, which a current-thread runtime refuses.
+    match runtime {
+        postern_config::SmtpdRuntime::Current => postern_daemon::run_daemon_current_thread(serve),
+        postern_config::SmtpdRuntime::Multi => postern_daemon::run_daemon(serve),
+    }
 }
