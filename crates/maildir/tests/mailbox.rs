@@ -324,6 +324,32 @@ fn a_foreign_change_hidden_behind_an_own_store_is_found() {
 }
 
 #[test]
+fn flag_changes_are_synced_once_and_a_failed_sync_is_reported_and_kept() {
+    let (_t, md) = maildir();
+    md.deliver(None, MSG, &Flags::default()).unwrap();
+    md.deliver(None, MSG, &Flags::default()).unwrap();
+    let mut mb = md.open_mailbox("INBOX").unwrap();
+    let cur = md.root().join("cur");
+    let aside = md.root().join("cur.aside");
+    // Nothing changed: nothing to sync, even when cur/ cannot be opened.
+    fs::rename(&cur, &aside).unwrap();
+    mb.sync_flag_changes().unwrap();
+    fs::rename(&aside, &cur).unwrap();
+    mb.store_flags(1, FlagOp::Add, &seen(), None).unwrap();
+    mb.store_flags(2, FlagOp::Add, &seen(), None).unwrap();
+    // The fsync of cur/ fails: the STORE must not be acknowledged, and the changes stay
+    // unsynced for the next attempt.
+    fs::rename(&cur, &aside).unwrap();
+    assert!(mb.sync_flag_changes().is_err());
+    assert!(mb.sync_flag_changes().is_err(), "a failed sync is tried again");
+    fs::rename(&aside, &cur).unwrap();
+    mb.sync_flag_changes().unwrap();
+    fs::rename(&cur, &aside).unwrap();
+    mb.sync_flag_changes().unwrap();
+    fs::rename(&aside, &cur).unwrap();
+}
+
+#[test]
 fn store_flags_unchanged_since_and_no_op() {
     let (_t, md) = maildir();
     md.deliver(None, MSG, &Flags::default()).unwrap();

@@ -49,4 +49,7 @@ pub fn mark_seen(mb: &mut Mailbox, uids: &[u32]) {
             Err(e) => tracing::warn!(uid, error = %e, "pop3: could not set \\Seen"),
         }
     }
+    if let Err(e) = mb.sync_flag_changes() {
+        tracing::warn!(error = %e, "pop3: \\Seen not made durable");
+    }
 }

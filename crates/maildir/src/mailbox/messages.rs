@@ -97,6 +97,7 @@ impl Mailbox {
             },
             Err(e) => return Err(MaildirError::io("rename", &to, e)),
         }
+        self.flags_unsynced = true;
         let modseq = self.st.highest_modseq + 1;
         let mut recs = vec![Rec::Flags {
             uid,
@@ -108,6 +109,17 @@ impl Mailbox {
         own.done();
         self.view_highest = self.view_highest.max(modseq);
         Ok(Some(&self.metas[i]))
+    }
+
+    /// Makes the flag changes of [`Mailbox::store_flags`] since the last call durable: one
+    /// fsync of `cur/` for all of them (a flag lives in its file's name, so a rename that a
+    /// power cut loses is a lost flag). IMAP's STORE calls it once before its tagged OK.
+    pub fn sync_flag_changes(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.flags_unsynced) {
+            return Ok(());
+        }
+        let cur = self.dir.join("cur");
+        fsync_dir(&cur).inspect_err(|_| self.flags_unsynced = true)
     }
 
     /// Stores a new message (CRLF or LF line endings; kept with LF, as `deliver()` does) with

@@ -227,6 +227,8 @@ pub struct Mailbox {
     cache: Option<Cache>,
     /// The cache file inode and position the index snapshot's offsets are for.
     cache_snap: (u64, u64),
+    /// A flag change renamed a file in `cur/` since the last [`Mailbox::sync_flag_changes`].
+    flags_unsynced: bool,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -282,6 +284,7 @@ impl Maildir {
             kw_checked: false,
             cache: None,
             cache_snap: (0, 0),
+            flags_unsynced: false,
         };
         mb.reload_keywords();
         mb.load()?;

@@ -80,6 +80,11 @@ impl Session {
                 }
             }
         }
+        // The changed flags reach the disk before the tagged OK (one fsync of cur/ for all).
+        if let Err(e) = sel.mbox.sync_flag_changes() {
+            tracing::warn!(error = %e, "flag changes not made durable");
+            return Tagged::no(other("SERVERBUG"), "STORE could not be made durable");
+        }
         if new_kw {
             let mut s = String::from("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
             for k in &sel.keywords {
