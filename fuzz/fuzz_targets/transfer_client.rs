@@ -1,9 +1,11 @@
 //! transfer: the sending side (`postern_transfer::Client`, run by `mailctl user move`)
 //! against a malicious or broken destination that knows the shared secret (the harness
 //! answers the handshake correctly), then sends arbitrary bytes as its replies to `begin`,
-//! `mkdir`, `put`, `delete`, `verify`, `abort` and `commit`. Whatever it sends: no panic,
-//! no loop (every call ends once the bytes are used up), manifests handed back hold only
-//! paths that pass `check_path` and at most `MAX_ENTRIES` entries, and the client writes
+//! `mkdir`, `put`, `delete`, `symlink`, `verify`, `abort` and `commit`. Whatever it sends:
+//! no panic, no loop (every call ends once the bytes are used up), manifests handed back
+//! hold only paths that pass `check_path`, symbolic links only with a target that stays
+//! inside the home (and targets only on links), at most `MAX_ENTRIES` entries, and the
+//! client writes
 //! nothing but its own requests (the client never writes files at all).
 //!
 //! Input: one byte choosing which calls are made (bit per call), then the server's bytes
@@ -83,7 +85,41 @@ fn check(m: &Manifest) {
     assert!(m.entries.len() <= MAX_ENTRIES);
     for e in &m.entries {
         check_path(&e.path).expect("a manifest path the client accepted");
+        // A link only with a target that stays inside the home; a target only on a link.
+        match (&e.kind, &e.target) {
+            (Kind::Symlink, Some(t)) => assert!(
+                stays_inside(&e.path, t),
+                "{}: a link to {t:?} accepted",
+                e.path
+            ),
+            (Kind::Symlink, None) => panic!("{}: a link without a target accepted", e.path),
+            (_, Some(t)) => panic!("{}: a target {t:?} on a {:?} accepted", e.path, e.kind),
+            (_, None) => {}
+        }
     }
+}
+
+/// Whether the link at `path` (relative to the root) pointing at `target` stays strictly
+/// inside the root once `..` is resolved lexically from the link's directory (an
+/// independent statement of the rule, looser than `check_link_target`'s).
+fn stays_inside(path: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') || target.contains(['\0', '\\']) {
+        return false;
+    }
+    let mut at: Vec<&str> = path.split('/').collect();
+    at.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if at.pop().is_none() {
+                    return false;
+                }
+            }
+            name => at.push(name),
+        }
+    }
+    !at.is_empty()
 }
 
 fn entry(path: &str, kind: Kind, size: u64) -> Entry {
@@ -94,6 +130,7 @@ fn entry(path: &str, kind: Kind, size: u64) -> Entry {
         mtime: 1_700_000_000,
         mode: 0o600,
         sha256: None,
+        target: None,
     }
 }
 
@@ -135,6 +172,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if calls & 8 != 0 {
         let _ = client.delete("new/2.host");
+        let _ = client.symlink(&Entry {
+            kind: Kind::Symlink,
+            mode: 0o777,
+            target: Some("sieve/x.sieve".into()),
+            ..entry(".dovecot.sieve", Kind::Symlink, 0)
+        });
     }
     let mut verified = None;
     if calls & 16 != 0

@@ -3,7 +3,9 @@
 //! lines and `put` bodies against a temporary tree of homes. Whatever the peer sends:
 //! no panic, and nothing is ever created, changed or removed outside `<home>` and
 //! `<home>.postern-move` of the addresses it named in `begin` (and the parents of those
-//! homes); no symbolic link or special file appears; another user's home is left alone.
+//! homes); no special file appears, and a symbolic link only inside such a home or staging
+//! directory with a relative target that stays inside it (`..` resolved lexically from the
+//! link's directory); another user's home is left alone.
 //!
 //! Input: one byte of options (bit 0: start with `begin` for bob, bits 1-7: the size of the
 //! chunks the bytes arrive in), then the peer's bytes after the handshake.
@@ -106,6 +108,29 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) {
     }
 }
 
+/// Whether the link at `path` (relative to the root) pointing at `target` stays strictly
+/// inside the root once `..` is resolved lexically from the link's directory (an
+/// independent statement of the rule, looser than `check_link_target`'s).
+fn stays_inside(path: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') || target.contains(['\0', '\\']) {
+        return false;
+    }
+    let mut at: Vec<&str> = path.split('/').collect();
+    at.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if at.pop().is_none() {
+                    return false;
+                }
+            }
+            name => at.push(name),
+        }
+    }
+    !at.is_empty()
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&opts, rest)) = data.split_first() else {
         return;
@@ -164,11 +189,29 @@ fuzz_target!(|data: &[u8]| {
     walk(dir.path(), &mut all);
     for (path, meta) in &all {
         let ft = meta.file_type();
-        assert!(
-            ft.is_dir() || ft.is_file(),
-            "{}: neither a file nor a directory",
-            path.display()
-        );
+        if ft.is_symlink() {
+            // Only below a home or staging directory, pointing inside that same root.
+            let root = allowed
+                .iter()
+                .find(|a| path.starts_with(a) && path != *a)
+                .unwrap_or_else(|| panic!("{}: a link outside the homes", path.display()));
+            let rel = path.strip_prefix(root).expect("below the root");
+            let target = fs::read_link(path).expect("readlink");
+            let (Some(rel), Some(target)) = (rel.to_str(), target.to_str()) else {
+                panic!("{}: not UTF-8", path.display());
+            };
+            assert!(
+                stays_inside(rel, target),
+                "{}: a link to {target:?}, outside its home",
+                path.display()
+            );
+        } else {
+            assert!(
+                ft.is_dir() || ft.is_file(),
+                "{}: neither a file, a directory nor a link",
+                path.display()
+            );
+        }
         let inside = allowed.iter().any(|a| path.starts_with(a));
         // The parents of a home (created when missing) and alice's untouched home.
         let parent_of_home =

@@ -441,6 +441,7 @@ mod tests {
                 mtime: 1_700_000_000,
                 mode: 0o600,
                 sha256: None,
+                target: None,
             };
             c.put(&e, &mut &b"hello"[..]).unwrap();
             c.commit().unwrap();

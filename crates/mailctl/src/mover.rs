@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use postern_config::Config;
 use postern_directory::{Directory, MoveState};
-use postern_transfer::{Action, Client, Entry, Manifest, Status, TransferError};
+use postern_transfer::{Action, Client, Entry, Kind, Manifest, Status, TransferError};
 use serde_json::json;
 
 /// Copy passes before giving up on a mailbox that keeps changing.
@@ -303,9 +303,11 @@ pub(crate) async fn run(
     )
 }
 
-/// Before anything is marked: the home can be sent (only files and directories) and the
-/// destination answers and shares the secret. A mistake (a typo in `--to`, a receiver not
-/// configured, a symbolic link in the home) then fails here, with nobody's mail waiting.
+/// Before anything is marked: the home can be sent (only files, directories and symbolic
+/// links that stay inside it, like ManageSieve's `.dovecot.sieve` → `sieve/NAME.sieve`) and
+/// the destination answers and shares the secret. A mistake (a typo in `--to`, a receiver
+/// not configured, a link pointing outside the home) then fails here, with nobody's mail
+/// waiting.
 async fn preflight(config: &Config, address: &str, to: &str, home: &Path) -> anyhow::Result<()> {
     let config = config.clone();
     let (address, to, home) = (address.to_owned(), to.to_owned(), home.to_owned());
@@ -700,6 +702,13 @@ impl<S: Read + Write> Destination for Sender<'_, S> {
         Ok(self.client.mkdir(e)?)
     }
     fn put(&mut self, e: &Entry) -> anyhow::Result<bool> {
+        if e.kind == Kind::Symlink {
+            // The link as scanned (never followed); a later change shows in the next pass.
+            self.client
+                .symlink(e)
+                .with_context(|| format!("sending the link {}", e.path))?;
+            return Ok(true);
+        }
         let path = self.home.join(&e.path);
         let mut f = match std::fs::OpenOptions::new()
             .read(true)
@@ -968,6 +977,7 @@ mod tests {
                 mtime,
                 mode: 0o600,
                 sha256: None,
+                target: None,
             },
             body.into(),
         )
@@ -981,6 +991,7 @@ mod tests {
             mtime: 1,
             mode: 0o700,
             sha256: None,
+            target: None,
         }
     }
 

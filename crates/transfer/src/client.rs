@@ -154,7 +154,12 @@ impl<S: Read + Write> Client<S> {
     /// Sends `entry.size` bytes from `body` in [`CHUNK`]-sized pieces (never the whole file
     /// in memory). When `body` yields fewer or more bytes, the server is told to discard
     /// what it got and the result is [`TransferError::Changed`] (the connection stays usable).
+    /// A [`Kind::Symlink`] entry creates the link instead ([`Client::symlink`]; `body` is
+    /// not read), so that every `Put` of [`Manifest::diff`] goes through here.
     pub fn put(&mut self, entry: &Entry, body: &mut dyn Read) -> Result<(), TransferError> {
+        if entry.kind == Kind::Symlink {
+            return self.symlink(entry);
+        }
         if entry.kind != Kind::File {
             return Err(TransferError::Path(format!("{}: not a file", entry.path)));
         }
@@ -267,7 +272,28 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
-    /// Removes a file or an empty directory from staging (a missing one is fine).
+    /// Creates (or replaces) a symbolic link in staging, pointing at `entry.target`, which
+    /// must stay inside the home ([`crate::check_link_target`], checked here and again by
+    /// the server). The link is never followed.
+    pub fn symlink(&mut self, entry: &Entry) -> Result<(), TransferError> {
+        if entry.kind != Kind::Symlink {
+            return Err(TransferError::Path(format!(
+                "{}: not a symbolic link",
+                entry.path
+            )));
+        }
+        let Some(target) = entry.target.as_deref() else {
+            return Err(TransferError::Path(format!(
+                "{}: a symbolic link without a target",
+                entry.path
+            )));
+        };
+        crate::path::check_link_target(&entry.path, target)?;
+        self.simple(json!({"op": "symlink", "entry": entry}))
+    }
+
+    /// Removes a file, a symbolic link (not what it points at) or an empty directory from
+    /// staging (a missing one is fine).
     pub fn delete(&mut self, path: &str) -> Result<(), TransferError> {
         crate::path::check_path(path)?;
         self.simple(json!({"op": "delete", "path": path}))

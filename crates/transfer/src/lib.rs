@@ -37,6 +37,7 @@
 //! C: {"op":"put","entry":Entry}, exactly entry.size raw bytes, then {"done":true}
 //!    ({"done":false,"error":"…"} when the sender's file changed: the server discards it)
 //!                                                        S: {"ok":true}
+//! C: {"op":"symlink","entry":Entry}                      S: {"ok":true}
 //! C: {"op":"delete","path":"…"}                          S: {"ok":true}
 //! C: {"op":"verify"}                                     S: {"ok":true,"entries":N} + N lines
 //! C: {"op":"commit"}                                     S: {"ok":true}
@@ -54,6 +55,26 @@
 //! components ≤ 255 bytes, ≤ 4096 bytes, depth ≤ 64), files [`MAX_FILE_SIZE`]. The server
 //! never follows a symlink: every existing path component in staging must be a real
 //! directory, files are created with `O_NOFOLLOW | O_EXCL` and renamed into place.
+//!
+//! # Symbolic links
+//!
+//! ManageSieve (like Pigeonhole) makes the active script `~/.dovecot.sieve` a link to
+//! `sieve/NAME.sieve`, so a home may hold links. [`scan`] carries a link as a
+//! [`Kind::Symlink`] entry with its [`Entry::target`] when the target is relative and stays
+//! inside the home ([`check_link_target`]: `..` only at its start, never above the home);
+//! any other link is refused, naming it. On the wire:
+//!
+//! ```text
+//! C: {"op":"symlink","entry":Entry}                      S: {"ok":true}
+//! ```
+//!
+//! The server checks the path and target the same way, creates the link under a temporary
+//! name next to it and renames it into place (replacing a file or link there, never a
+//! directory). Since every later request refuses a path whose directory part passes
+//! through anything but a real directory, no `put`, `mkdir`, `symlink` or `delete` ever
+//! goes through a carried link; `delete` of a link removes the link. `verify` and
+//! [`Manifest::same_content`] compare targets; [`Manifest::diff`] answers a changed or new
+//! link with an [`Action::Put`] of its entry, which [`Client::put`] sends as `symlink`.
 //!
 //! # Destination layout
 //!
@@ -92,7 +113,7 @@ mod wire;
 
 pub use client::Client;
 pub use manifest::scan;
-pub use path::check_path;
+pub use path::{check_link_target, check_path};
 pub use server::{STAGING_SUFFIX, check_address, serve, serve_with};
 
 /// `[proxy] move_port`'s default.
@@ -120,11 +141,16 @@ pub const MAX_DEPTH: usize = 64;
 /// Shortest shared secret in bytes (after a trailing newline is removed).
 pub const MIN_SECRET: usize = 32;
 
-/// What an entry of a home is: only regular files and directories may be in one.
+/// What an entry of a home is: regular files, directories, and symbolic links whose target
+/// stays inside the home (ManageSieve's `~/.dovecot.sieve` → `sieve/NAME.sieve`; see
+/// [`check_link_target`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     File,
     Dir,
+    /// A symbolic link; [`Entry::target`] holds its target. Carried as a link, never
+    /// followed.
+    Symlink,
 }
 
 /// One file or directory below a home.
@@ -142,6 +168,11 @@ pub struct Entry {
     /// Lowercase hex SHA-256 of a file's content; `Some` only when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// A symbolic link's target (`Some` exactly for [`Kind::Symlink`]): relative, staying
+    /// inside the home ([`check_link_target`]). Absent on the wire otherwise, so peers
+    /// without links read the same JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// A home's entries, sorted by path; at most [`MAX_ENTRIES`].
@@ -155,7 +186,8 @@ pub struct Manifest {
 pub enum Action {
     /// Create the directory (or fix its mode when it exists).
     Mkdir(Entry),
-    /// Send the file (new, or its size, mtime or mode differ).
+    /// Send the file (new, or its size, mtime or mode differ), or — for a
+    /// [`Kind::Symlink`] entry — create the link (new, or its target differs).
     Put(Entry),
     /// Remove the file or (empty) directory at this path.
     Delete(String),
@@ -189,7 +221,8 @@ pub enum TransferError {
     /// The server refused the request; the connection is still usable.
     #[error("the destination refused: {0}")]
     Remote(String),
-    /// A path breaks the rules, or a home holds something other than files and directories.
+    /// A path breaks the rules, or a home holds something other than files, directories and
+    /// links inside it.
     #[error("{0}")]
     Path(String),
     /// The shared secret file is unusable.

@@ -6,11 +6,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::path::check_path;
+use crate::path::{check_link_target, check_path};
 use crate::{Action, CHUNK, Entry, Kind, MAX_ENTRIES, Manifest, TransferError};
 
-/// Walks the home at `root` (no symlink is followed; a symlink, socket, FIFO or device
-/// anywhere below is an error naming it), with the SHA-256 of every file when `hashes`.
+/// Walks the home at `root` (no symlink is followed; a symbolic link is carried as a
+/// [`Kind::Symlink`] entry when its target stays inside the home ([`check_link_target`]);
+/// any other link, a socket, FIFO or device anywhere below is an error naming it), with the
+/// SHA-256 of every file when `hashes`.
 /// Entries that vanish while the walk runs are left out. Sorted by path.
 pub fn scan(root: &Path, hashes: bool) -> Result<Manifest, TransferError> {
     let meta = std::fs::symlink_metadata(root)?;
@@ -61,6 +63,7 @@ pub fn scan(root: &Path, hashes: bool) -> Result<Manifest, TransferError> {
                     mtime: meta.mtime(),
                     mode,
                     sha256: None,
+                    target: None,
                 });
             } else if ft.is_file() {
                 let (size, sha256) = if hashes {
@@ -81,15 +84,40 @@ pub fn scan(root: &Path, hashes: bool) -> Result<Manifest, TransferError> {
                     mtime: meta.mtime(),
                     mode,
                     sha256,
+                    target: None,
                 });
             } else if ft.is_symlink() {
-                return Err(TransferError::Path(format!(
-                    "{}: a symbolic link (a home may hold only files and directories)",
-                    item.path().display()
-                )));
+                // The link itself is read, never followed.
+                let target = match std::fs::read_link(item.path()) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_at(&item.path(), e)),
+                };
+                let target = target.to_str().map(str::to_owned).ok_or_else(|| {
+                    TransferError::Path(format!(
+                        "{}: a symbolic link whose target is not UTF-8",
+                        item.path().display()
+                    ))
+                })?;
+                check_link_target(&rel, &target).map_err(|e| {
+                    TransferError::Path(format!(
+                        "{}: a symbolic link that is not carried: {e}",
+                        item.path().display()
+                    ))
+                })?;
+                entries.push(Entry {
+                    path: rel,
+                    kind: Kind::Symlink,
+                    size: 0,
+                    mtime: meta.mtime(),
+                    mode: 0o777,
+                    sha256: None,
+                    target: Some(target),
+                });
             } else {
                 return Err(TransferError::Path(format!(
-                    "{}: a socket, FIFO or device (a home may hold only files and directories)",
+                    "{}: a socket, FIFO or device (a home may hold only files, directories and \
+                     links inside it)",
                     item.path().display()
                 )));
             }
@@ -158,7 +186,8 @@ impl Manifest {
     /// delete (children before their directory: reverse path order), then the directories
     /// and files to create or replace in path order (a directory before its contents).
     /// Files differ by kind, size, mtime or mode; directories by kind or mode (a directory's
-    /// mtime changes whenever its content does, so it is not compared).
+    /// mtime changes whenever its content does, so it is not compared); symbolic links by
+    /// kind or target (a `Put` of a link entry creates the link).
     pub fn diff(source: &Self, dest: &Self) -> Vec<Action> {
         let src: BTreeMap<&str, &Entry> = source
             .entries
@@ -183,16 +212,19 @@ impl Manifest {
                     (d.size != s.size || d.mtime != s.mtime || d.mode != s.mode)
                         .then(|| Action::Put((*s).clone()))
                 }
+                (Some(d), Kind::Symlink) if d.kind == Kind::Symlink => {
+                    (d.target != s.target).then(|| Action::Put((*s).clone()))
+                }
                 (_, Kind::Dir) => Some(Action::Mkdir((*s).clone())),
-                (_, Kind::File) => Some(Action::Put((*s).clone())),
+                (_, Kind::File | Kind::Symlink) => Some(Action::Put((*s).clone())),
             };
             actions.extend(action);
         }
         actions
     }
 
-    /// Whether `a` and `b` hold the same paths with the same kind, size, mode and SHA-256
-    /// (mtimes are not compared). Both must carry hashes. `Err` names the first difference.
+    /// Whether `a` and `b` hold the same paths with the same kind, size, mode and SHA-256,
+    /// and links the same target (mtimes are not compared). Both must carry hashes. `Err` names the first difference.
     pub fn same_content(a: &Self, b: &Self) -> Result<(), String> {
         let left: BTreeMap<&str, &Entry> = a.entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let right: BTreeMap<&str, &Entry> =
@@ -235,6 +267,13 @@ pub(crate) fn entry_same(x: &Entry, y: &Entry) -> Result<(), String> {
     if x.mode != y.mode {
         return Err(format!("{p}: mode {:o} vs {:o}", x.mode, y.mode));
     }
+    if x.target != y.target {
+        return Err(format!(
+            "{p}: link target {:?} vs {:?}",
+            x.target.as_deref().unwrap_or(""),
+            y.target.as_deref().unwrap_or("")
+        ));
+    }
     if x.kind == Kind::File {
         if x.size != y.size {
             return Err(format!("{p}: {} vs {} bytes", x.size, y.size));
@@ -260,6 +299,18 @@ mod tests {
             mtime,
             mode: 0o600,
             sha256: None,
+            target: None,
+        }
+    }
+    fn l(path: &str, target: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: Kind::Symlink,
+            size: 0,
+            mtime: 5,
+            mode: 0o777,
+            sha256: None,
+            target: Some(target.into()),
         }
     }
     fn d(path: &str) -> Entry {
@@ -270,6 +321,7 @@ mod tests {
             mtime: 5,
             mode: 0o700,
             sha256: None,
+            target: None,
         }
     }
     fn m(mut entries: Vec<Entry>) -> Manifest {
@@ -368,5 +420,48 @@ mod tests {
         let mut no_hash = a.clone();
         no_hash.sha256 = None;
         assert!(Manifest::same_content(&one, &m(vec![d("d"), no_hash])).is_err());
+    }
+
+    #[test]
+    fn links_differ_by_target_and_kind_only() {
+        let source = m(vec![
+            d("sieve"),
+            l(".dovecot.sieve", "sieve/a.sieve"),
+            l("same", "sieve/a.sieve"),
+            l("was-file", "sieve/a.sieve"),
+            f("was-link", 1, 1),
+        ]);
+        let mut moved = l("same", "sieve/a.sieve");
+        moved.mtime = 99;
+        let dest = m(vec![
+            d("sieve"),
+            l(".dovecot.sieve", "sieve/b.sieve"),
+            moved,
+            f("was-file", 1, 1),
+            l("was-link", "sieve/a.sieve"),
+        ]);
+        let names: Vec<String> = Manifest::diff(&source, &dest)
+            .iter()
+            .map(|a| match a {
+                Action::Mkdir(e) => format!("mkdir {}", e.path),
+                Action::Put(e) => format!("put {:?} {}", e.kind, e.path),
+                Action::Delete(p) => format!("delete {p}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "delete was-link",
+                "delete was-file",
+                "put Symlink .dovecot.sieve",
+                "put Symlink was-file",
+                "put File was-link",
+            ]
+        );
+        let one = m(vec![l("x", "sieve/a.sieve")]);
+        assert_eq!(Manifest::same_content(&one, &one.clone()), Ok(()));
+        let two = m(vec![l("x", "sieve/b.sieve")]);
+        let err = Manifest::same_content(&one, &two).unwrap_err();
+        assert!(err.contains("x: link target"), "{err}");
     }
 }

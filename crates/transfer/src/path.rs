@@ -39,9 +39,85 @@ pub fn check_path(path: &str) -> Result<(), TransferError> {
     Ok(())
 }
 
+/// Checks a symbolic link's target for the link at `path` (itself checked by
+/// [`check_path`]): the target must be relative, made of components that follow the path
+/// rules, with `..` allowed only at its start and never more of them than the link's
+/// directory is deep — so it names a path strictly inside the home (ManageSieve's
+/// `.dovecot.sieve` → `sieve/NAME.sieve`). `..` after a name (`sieve/../x`) is refused even
+/// when it would stay inside: the kernel resolves it after following `sieve` (which may be a
+/// link itself), not lexically. With these rules every link, followed from the directory it
+/// physically lives in, stays inside the home, whatever other links it passes through.
+/// The error names the link.
+pub fn check_link_target(path: &str, target: &str) -> Result<(), TransferError> {
+    check_path(path)?;
+    let bad = |why: &str| {
+        let shown: String = target.chars().take(200).collect();
+        Err(TransferError::Path(format!(
+            "{path}: a symbolic link to {shown:?}, {why} (only links to a path inside the \
+             home are carried)"
+        )))
+    };
+    if target.starts_with('/') {
+        return bad("an absolute path");
+    }
+    // The link's own directory is this many components deep below the home.
+    let depth = path.split('/').count() - 1;
+    let mut ups = 0;
+    let mut rest = target;
+    while let Some(after) = rest.strip_prefix("../") {
+        ups += 1;
+        rest = after;
+    }
+    if rest == ".." || ups > depth {
+        return bad("leaving the home");
+    }
+    if rest.split('/').any(|c| c == "..") {
+        return bad("with `..` after a name");
+    }
+    if check_path(rest).is_err() {
+        return bad("not a plain relative path");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check_path;
+    use super::{check_link_target, check_path};
+
+    #[test]
+    fn link_targets_must_stay_inside_the_home() {
+        for (path, target) in [
+            (".dovecot.sieve", "sieve/main.sieve"),
+            ("a/link", "../sieve/x.sieve"),
+            ("a/b/link", "../../x"),
+            ("a/b/link", "../c"),
+            ("a/link", "sibling"),
+        ] {
+            check_link_target(path, target).unwrap_or_else(|e| panic!("{path} -> {target}: {e}"));
+        }
+        for (path, target) in [
+            (".dovecot.sieve", "/etc/passwd"),
+            (".dovecot.sieve", "/home/x/sieve/a.sieve"),
+            (".dovecot.sieve", "../other/sieve/a.sieve"),
+            (".dovecot.sieve", ".."),
+            (".dovecot.sieve", "."),
+            (".dovecot.sieve", ""),
+            ("a/link", "../.."),
+            ("a/link", "../../x"),
+            ("a/link", ".."),
+            ("a/link", "sieve/../../x"),
+            ("a/link", "sieve/../x"),
+            ("a/link", "./x"),
+            ("a/link", "x//y"),
+            ("a/link", "x/"),
+            ("a/link", "x\\y"),
+            ("a/link", "x\0y"),
+            ("../link", "x"),
+        ] {
+            let err = check_link_target(path, target);
+            assert!(err.is_err(), "{path} -> {target:?} accepted");
+        }
+    }
 
     #[test]
     fn good_paths_pass() {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::manifest::{entry_same, scan};
-use crate::path::check_path;
+use crate::path::{check_link_target, check_path};
 use crate::wire::{self, read_entry, read_json, read_line, write_json, write_manifest};
 use crate::{CHUNK, Entry, Kind, MAX_ENTRIES, MAX_FILE_SIZE, Manifest, TransferError};
 
@@ -31,6 +31,7 @@ enum Request {
     Begin { address: String },
     Mkdir { entry: Entry },
     Put { entry: Entry },
+    Symlink { entry: Entry },
     Delete { path: String },
     Verify,
     Commit,
@@ -197,6 +198,7 @@ pub fn serve_with<S: Read + Write>(
             Request::Put { entry } => put(&mut conn, target.as_ref(), entry)?,
             Request::Abort { entries } => abort(&mut conn, target.as_ref(), entries)?,
             Request::Mkdir { entry } => with_target(target.as_ref(), |t| mkdir(t, &entry)),
+            Request::Symlink { entry } => with_target(target.as_ref(), |t| symlink(t, &entry)),
             Request::Delete { path } => with_target(target.as_ref(), |t| delete(t, &path)),
             Request::Commit => with_target(target.as_ref(), commit),
             Request::Verify => match with_target(target.as_ref(), verify) {
@@ -490,6 +492,52 @@ fn mkdir(t: &Target, entry: &Entry) -> Result<(), Refusal> {
         .map_err(|e| fs_err(&dir, e))
 }
 
+/// Creates (or replaces) a symbolic link in staging: the same path checks as a file (every
+/// existing component of its directory a real directory, never followed) and a target that
+/// stays inside the home ([`check_link_target`]). The link is made under a temporary name
+/// next to it and renamed over the old entry (rename replaces a link, never writes through
+/// it); a directory in the way is refused.
+fn symlink(t: &Target, entry: &Entry) -> Result<(), Refusal> {
+    if entry.kind != Kind::Symlink {
+        return Err(format!("{}: symlink of a {:?}", entry.path, entry.kind));
+    }
+    let Some(target) = entry.target.as_deref() else {
+        return Err(format!("{}: a symbolic link without a target", entry.path));
+    };
+    check_link_target(&entry.path, target).map_err(|e| e.to_string())?;
+    let Some((dir, name)) = parent_in_staging(t, &entry.path, true)? else {
+        return Err(format!("{}: no parent", entry.path));
+    };
+    let dest = dir.join(name);
+    if fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_dir()) {
+        return Err(format!("{}: a directory is in the way", entry.path));
+    }
+    let mut made = None;
+    for n in 0..1000u32 {
+        let mut tmp = format!("{name}.tmp-{n}");
+        if tmp.len() > crate::MAX_COMPONENT {
+            tmp = format!(".postern-tmp-{n}");
+        }
+        let path = dir.join(&tmp);
+        // symlink(2) fails on an existing name, whatever it is: nothing is followed.
+        match std::os::unix::fs::symlink(target, &path) {
+            Ok(()) => {
+                made = Some(path);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fs_err(&path, e)),
+        }
+    }
+    let Some(tmp) = made else {
+        return Err(format!("{}: no free temporary name", dest.display()));
+    };
+    fs::rename(&tmp, &dest).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        fs_err(&dest, e)
+    })
+}
+
 fn delete(t: &Target, path: &str) -> Result<(), Refusal> {
     let Some((parent, name)) = parent_in_staging(t, path, false)? else {
         return Ok(());
@@ -679,7 +727,7 @@ fn put<S: Read + Write>(
     }
     let mut prepared = with_target(target, |t| {
         if entry.kind != Kind::File {
-            return Err(format!("{}: put of a directory", entry.path));
+            return Err(format!("{}: put of a {:?}", entry.path, entry.kind));
         }
         let Some((dir, name)) = parent_in_staging(t, &entry.path, true)? else {
             return Err(format!("{}: no parent", entry.path));

@@ -5,8 +5,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::path::check_path;
-use crate::{Entry, MAX_ENTRIES, MAX_LINE, Manifest, TransferError};
+use crate::path::{check_link_target, check_path};
+use crate::{Entry, Kind, MAX_ENTRIES, MAX_LINE, Manifest, TransferError};
 
 /// The greeting's protocol name and version.
 pub(crate) const GREETING: &str = "postern-move 1";
@@ -191,6 +191,22 @@ fn read_entry_within<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Entry,
             "{}: not a SHA-256 in lowercase hex",
             e.path
         )));
+    }
+    match (&e.kind, &e.target) {
+        (Kind::Symlink, Some(t)) => check_link_target(&e.path, t)?,
+        (Kind::Symlink, None) => {
+            return Err(TransferError::Protocol(format!(
+                "{}: a symbolic link without a target",
+                e.path
+            )));
+        }
+        (_, Some(_)) => {
+            return Err(TransferError::Protocol(format!(
+                "{}: a target on something that is not a link",
+                e.path
+            )));
+        }
+        (_, None) => {}
     }
     Ok(e)
 }

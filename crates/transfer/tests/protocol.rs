@@ -103,6 +103,7 @@ fn sync_pass(client: &mut Client<UnixStream>, source: &Path, dest: &Manifest) ->
     for action in &actions {
         match action {
             Action::Mkdir(e) => client.mkdir(e).unwrap(),
+            Action::Put(e) if e.kind == Kind::Symlink => client.symlink(e).unwrap(),
             Action::Put(e) => {
                 let mut f = fs::File::open(source.join(&e.path)).unwrap();
                 client.put(e, &mut f).unwrap();
@@ -432,6 +433,7 @@ fn a_symlink_planted_in_staging_is_never_followed() {
         mtime: 1,
         mode: 0o700,
         sha256: None,
+        target: None,
     };
     c.mkdir(&cur).unwrap();
     // Someone replaces staging/cur with a link to a directory outside.
@@ -445,6 +447,7 @@ fn a_symlink_planted_in_staging_is_never_followed() {
         mtime: 1,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     let err = c.put(&file("cur/precious"), &mut &b"evil"[..]).unwrap_err();
     assert!(
@@ -535,6 +538,7 @@ fn put_with_a_short_or_long_body_stores_nothing_and_the_connection_goes_on() {
         mtime: 5,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     let err = c.put(&e, &mut &b"short"[..]).unwrap_err();
     assert!(matches!(err, TransferError::Changed(_)), "{err:?}");
@@ -755,6 +759,7 @@ fn a_large_file_is_streamed_in_chunks() {
         mtime: 1_700_000_000,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     let mut body = Generated {
         left: SIZE,
@@ -1021,6 +1026,7 @@ fn a_client_whose_file_is_refused_for_lack_of_room_says_why() {
         mtime: 1_700_000_000,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     let mut body = Generated {
         left: size,
@@ -1037,4 +1043,309 @@ fn a_client_whose_file_is_refused_for_lack_of_room_says_why() {
         server.join().unwrap(),
         Err(TransferError::Protocol(_))
     ));
+}
+
+/// A link entry as `scan` makes it.
+fn link(path: &str, target: &str) -> Entry {
+    Entry {
+        path: path.into(),
+        kind: Kind::Symlink,
+        size: 0,
+        mtime: 1,
+        mode: 0o777,
+        sha256: None,
+        target: Some(target.into()),
+    }
+}
+
+#[test]
+fn managesieve_links_are_carried_as_links_verified_and_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_source(dir.path());
+    fs::write(source.join("sieve/other.sieve"), b"discard;\n").unwrap();
+    // Pigeonhole's active script, and a link from a subdirectory back up.
+    symlink("sieve/main.sieve", source.join(".dovecot.sieve")).unwrap();
+    symlink("../sieve/main.sieve", source.join(".Sent/script")).unwrap();
+    let m = scan(&source, true).unwrap();
+    let active = m
+        .entries
+        .iter()
+        .find(|e| e.path == ".dovecot.sieve")
+        .unwrap();
+    assert_eq!(active.kind, Kind::Symlink);
+    assert_eq!(active.target.as_deref(), Some("sieve/main.sieve"));
+    assert_eq!(active.sha256, None);
+    // Old peers' JSON (no target) still parses; a file's JSON carries no target.
+    let old: Entry =
+        serde_json::from_str(r#"{"path":"a","kind":"File","size":1,"mtime":1,"mode":384}"#)
+            .unwrap();
+    assert_eq!(old.target, None);
+    assert!(!serde_json::to_string(&old).unwrap().contains("target"));
+
+    let root = dir.path().join("dest");
+    let (mut c, _server) = connect(&root);
+    assert_eq!(c.begin(ADDRESS).unwrap(), Status::Fresh);
+    sync_pass(&mut c, &source, &Manifest::default());
+    let staging = staging_in(&root);
+    assert_eq!(
+        fs::read_link(staging.join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/main.sieve")
+    );
+    assert_eq!(
+        sync_pass(&mut c, &source, &scan(&staging, false).unwrap()),
+        0
+    );
+    // verify's manifest holds the links with their targets.
+    let verified = c.verify().unwrap();
+    assert!(
+        verified.entries.contains(&Entry {
+            mtime: verified
+                .entries
+                .iter()
+                .find(|e| e.path == ".Sent/script")
+                .unwrap()
+                .mtime,
+            ..link(".Sent/script", "../sieve/main.sieve")
+        })
+    );
+    Manifest::same_content(&scan(&source, true).unwrap(), &verified).unwrap();
+
+    // ManageSieve activates another script: the link is replaced, its old target kept.
+    fs::remove_file(source.join(".dovecot.sieve")).unwrap();
+    symlink("sieve/other.sieve", source.join(".dovecot.sieve")).unwrap();
+    let before = c.verify().unwrap();
+    let err = Manifest::same_content(&scan(&source, true).unwrap(), &before).unwrap_err();
+    assert!(err.contains(".dovecot.sieve: link target"), "{err}");
+    let actions = Manifest::diff(&scan(&source, false).unwrap(), &before);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(sync_pass(&mut c, &source, &before), 1);
+    assert_eq!(
+        fs::read_link(staging.join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/other.sieve")
+    );
+    assert_eq!(
+        fs::read(staging.join("sieve/main.sieve")).unwrap(),
+        b"keep;\n"
+    );
+    Manifest::same_content(&scan(&source, true).unwrap(), &c.verify().unwrap()).unwrap();
+
+    // Deleting a link removes the link, never what it points at.
+    c.delete(".Sent/script").unwrap();
+    assert!(fs::symlink_metadata(staging.join(".Sent/script")).is_err());
+    assert_eq!(
+        fs::read(staging.join("sieve/main.sieve")).unwrap(),
+        b"keep;\n"
+    );
+    c.symlink(&link(".Sent/script", "../sieve/main.sieve"))
+        .unwrap();
+
+    c.commit().unwrap();
+    let home = home_in(&root, ADDRESS);
+    assert_eq!(
+        fs::read(home.join(".dovecot.sieve")).unwrap(),
+        b"discard;\n",
+        "the committed link resolves inside the new home"
+    );
+    Manifest::same_content(&scan(&source, true).unwrap(), &scan(&home, true).unwrap()).unwrap();
+    // A committed home with links compares equal on a later begin (HomeExists).
+    let (mut c2, _s2) = connect(&root);
+    match c2.begin(ADDRESS).unwrap() {
+        Status::HomeExists(m) => {
+            Manifest::same_content(&scan(&source, true).unwrap(), &m).unwrap();
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn scan_refuses_links_that_leave_the_home_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_source(dir.path());
+    for (at, target) in [
+        (".dovecot.sieve", "/etc/passwd"),
+        (".dovecot.sieve", "../../etc/passwd"),
+        ("sieve/up", "../../outside"),
+        ("sieve/back", "x/../../../outside"),
+        ("sieve/dotdot", "main.sieve/../../x"),
+        (".dovecot.sieve", ".."),
+    ] {
+        symlink(target, home.join(at)).unwrap();
+        let err = scan(&home, false).unwrap_err().to_string();
+        assert!(
+            err.contains(at) && err.contains("symbolic link"),
+            "{at} -> {target}: {err}"
+        );
+        fs::remove_file(home.join(at)).unwrap();
+    }
+    scan(&home, true).unwrap();
+}
+
+/// Sends a raw symlink request (bypassing the client's own checks).
+fn raw_symlink(raw: &mut Raw, path: &str, kind: &str, target: &str) -> String {
+    raw.ask(&format!(
+        r#"{{"op":"symlink","entry":{{"path":"{path}","kind":"{kind}","size":0,"mtime":1,"mode":511,"target":"{target}"}}}}"#
+    ))
+}
+
+#[test]
+fn the_server_refuses_links_that_leave_the_home_and_puts_of_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dest");
+    let (mut raw, _server) = Raw::open(&root);
+    let begin = raw.ask(r#"{"op":"begin","address":"bob@example.org"}"#);
+    assert!(begin.contains("fresh"), "{begin}");
+    for (path, target) in [
+        (".dovecot.sieve", "/etc/passwd"),
+        (".dovecot.sieve", "../alice/sieve/x.sieve"),
+        (".dovecot.sieve", ".."),
+        ("sieve/up", "../../x"),
+        ("sieve/up", "x/../../y"),
+        (".dovecot.sieve", ""),
+        ("../escaped", "x"),
+        ("/tmp/escaped", "x"),
+    ] {
+        let reply = raw_symlink(&mut raw, path, "Symlink", target);
+        assert!(
+            reply.contains("\"ok\":false"),
+            "{path} -> {target}: {reply}"
+        );
+    }
+    // The kind must match the request; a link needs a target.
+    let reply = raw_symlink(&mut raw, "f", "File", "sieve/x");
+    assert!(reply.contains("\"ok\":false"), "{reply}");
+    let reply = raw.ask(
+        r#"{"op":"symlink","entry":{"path":"f","kind":"Symlink","size":0,"mtime":1,"mode":511}}"#,
+    );
+    assert!(reply.contains("without a target"), "{reply}");
+    let e = r#"{"path":"p","kind":"Symlink","size":3,"mtime":1,"mode":511,"target":"/etc"}"#;
+    raw.w
+        .write_all(format!("{{\"op\":\"put\",\"entry\":{e}}}\nabc{{\"done\":true}}\n").as_bytes())
+        .unwrap();
+    let reply = raw.line();
+    assert!(reply.contains("\"ok\":false"), "{reply}");
+    // Nothing but (at most) the staging directory exists, and no link at all.
+    let mut all = Vec::new();
+    walk(dir.path(), &mut all);
+    let staging = staging_in(&root);
+    for p in &all {
+        assert!(
+            staging.starts_with(p) || p == &staging,
+            "written: {}",
+            p.display()
+        );
+    }
+    // A good link on the same connection.
+    let reply = raw_symlink(&mut raw, ".dovecot.sieve", "Symlink", "sieve/x.sieve");
+    assert!(reply.contains("\"ok\":true"), "{reply}");
+    assert_eq!(
+        fs::read_link(staging.join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/x.sieve")
+    );
+}
+
+#[test]
+fn no_request_goes_through_a_carried_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dest");
+    let (mut c, _server) = connect(&root);
+    c.begin(ADDRESS).unwrap();
+    let sieve = Entry {
+        path: "sieve".into(),
+        kind: Kind::Dir,
+        size: 0,
+        mtime: 1,
+        mode: 0o700,
+        sha256: None,
+        target: None,
+    };
+    c.mkdir(&sieve).unwrap();
+    let script = Entry {
+        path: "sieve/main.sieve".into(),
+        kind: Kind::File,
+        size: 6,
+        mtime: 1,
+        mode: 0o600,
+        sha256: None,
+        target: None,
+    };
+    c.put(&script, &mut &b"keep;\n"[..]).unwrap();
+    // A link inside the home to a directory: allowed, and carried as a link.
+    c.symlink(&link("d", "sieve")).unwrap();
+    let staging = staging_in(&root);
+    let listing = || {
+        let mut v: Vec<_> = fs::read_dir(staging.join("sieve"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let mode_before = fs::metadata(staging.join("sieve")).unwrap().mode();
+    // Every later request naming a path through `d` is refused, none writes into sieve/.
+    let through = Entry {
+        path: "d/evil.sieve".into(),
+        ..script.clone()
+    };
+    let err = c.put(&through, &mut &b"evil;\n"[..]).unwrap_err();
+    assert!(
+        matches!(&err, TransferError::Remote(m) if m.contains("not a directory")),
+        "{err:?}"
+    );
+    let err = c
+        .put(
+            &Entry {
+                path: "d/main.sieve".into(),
+                ..script.clone()
+            },
+            &mut &b"evil;\n"[..],
+        )
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
+    let err = c
+        .mkdir(&Entry {
+            path: "d/sub".into(),
+            ..sieve.clone()
+        })
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
+    let err = c.symlink(&link("d/l", "main.sieve")).unwrap_err();
+    assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
+    let err = c.delete("d/main.sieve").unwrap_err();
+    assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
+    // mkdir at the link's own name neither follows it nor chmods its target.
+    let err = c
+        .mkdir(&Entry {
+            path: "d".into(),
+            mode: 0o777,
+            ..sieve.clone()
+        })
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Remote(_)), "{err:?}");
+    assert_eq!(listing(), before);
+    assert_eq!(
+        fs::metadata(staging.join("sieve")).unwrap().mode(),
+        mode_before
+    );
+    assert_eq!(
+        fs::read(staging.join("sieve/main.sieve")).unwrap(),
+        b"keep;\n"
+    );
+    // A file put at the link's own name replaces the link (never writes through it).
+    c.put(
+        &Entry {
+            path: "d".into(),
+            ..script.clone()
+        },
+        &mut &b"plain\n"[..],
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(staging.join("d")).unwrap().is_file());
+    assert_eq!(listing(), before);
+    // A link over a directory is refused.
+    let err = c.symlink(&link("sieve", "d")).unwrap_err();
+    assert!(
+        matches!(&err, TransferError::Remote(m) if m.contains("directory")),
+        "{err:?}"
+    );
 }

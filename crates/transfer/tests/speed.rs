@@ -135,6 +135,7 @@ fn a_manifest_at_the_entry_limit_in_memory_and_cpu() {
             mtime: 1_700_000_000,
             mode: 0o600,
             sha256: Some(format!("{i:064x}")),
+            target: None,
         })
         .collect();
     let mut source = Manifest { entries };

@@ -703,10 +703,10 @@ fn a_move_between_two_loopback_nodes_over_tls() {
     assert!(before[1].contains("MODSEQ ("), "{before:?}");
     c.ok("z", "LOGOUT");
 
-    // ManageSieve's active-script link is a symbolic link, which the transfer does not
-    // carry: refused before anything is marked, naming it.
+    // A symbolic link pointing outside the home is not carried (ManageSieve's
+    // `sieve/NAME.sieve` link is): refused before anything is marked, naming it.
     let link = home(&a, "bob").join(".dovecot.sieve");
-    std::os::unix::fs::symlink("sieve/x.sieve", &link).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
     let out = a.mailctl(&["user", "move", BOB, "--to", "127.0.0.1"]);
     let text = describe_output(&out);
     assert!(!out.status.success(), "{text}");
@@ -716,6 +716,8 @@ fn a_move_between_two_loopback_nodes_over_tls() {
     );
     assert_eq!(move_state(&a, BOB), ("node-a".to_owned(), String::new()));
     std::fs::remove_file(&link).unwrap();
+    // ManageSieve's own link (relative, inside the home) is carried as a link.
+    std::os::unix::fs::symlink("sieve/x.sieve", &link).unwrap();
 
     let out = a.mailctl(&["--json", "user", "move", BOB, "--to", "127.0.0.1"]);
     let text = describe_output(&out);
@@ -726,6 +728,10 @@ fn a_move_between_two_loopback_nodes_over_tls() {
     assert!(summary["files"].as_u64().unwrap() >= 3, "{text}");
     assert_eq!(move_state(&a, BOB), ("127.0.0.1".to_owned(), String::new()));
     assert!(!home(&a, "bob").exists());
+    assert_eq!(
+        std::fs::read_link(home(&b, "bob").join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/x.sieve")
+    );
     assert!(
         Path::new(summary["old_home"].as_str().unwrap()).is_dir(),
         "{text}"

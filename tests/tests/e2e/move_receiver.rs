@@ -60,6 +60,7 @@ fn the_receiver_takes_only_an_account_marked_as_moving_here() {
         mtime: 1_700_000_000,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     c.put(&e, &mut &body[..]).unwrap();
     c.commit().unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use postern_e2e::{LineClient, Postern};
-use postern_transfer::{Action, Client, Manifest, Status, TransferError, scan};
+use postern_transfer::{Action, Client, Kind, Manifest, Status, TransferError, scan};
 
 const BOB: &str = "bob@example.org";
 const BOB_PW: &str = "correct-horse-7";
@@ -107,7 +107,10 @@ fn state_of(c: &mut LineClient, mailbox: &str) -> Vec<String> {
         .map(|l| l.split(']').next().unwrap().to_owned())
         .collect();
     out.sort();
-    let fetched = c.ok("f", "UID FETCH 1:* (UID FLAGS MODSEQ INTERNALDATE RFC822.SIZE)");
+    let fetched = c.ok(
+        "f",
+        "UID FETCH 1:* (UID FLAGS MODSEQ INTERNALDATE RFC822.SIZE)",
+    );
     // \Recent belongs to a session (the first to see a message), not to the mailbox.
     out.extend(
         fetched
@@ -145,6 +148,7 @@ fn copy_home(source: &Path, to: SocketAddr) -> usize {
         for a in &actions {
             match a {
                 Action::Mkdir(e) => c.mkdir(e).unwrap(),
+                Action::Put(e) if e.kind == Kind::Symlink => c.symlink(e).unwrap(),
                 Action::Put(e) => {
                     let mut f = std::fs::File::open(source.join(&e.path)).unwrap();
                     c.put(e, &mut f).unwrap();
@@ -190,6 +194,21 @@ fn a_home_moved_with_the_protocol_keeps_uids_flags_and_modseqs() {
     assert!(!inbox.iter().any(|l| l.contains("UID 4 ")), "{inbox:?}");
     std::fs::create_dir_all(home(&a, "bob").join("sieve")).unwrap();
     std::fs::write(home(&a, "bob").join("sieve/main.sieve"), "keep;\n").unwrap();
+    // A script activated through ManageSieve (as Roundcube's filters do): `.dovecot.sieve`
+    // becomes the symbolic link `sieve/filters.sieve`, which the move carries as a link.
+    let mut sieve = sieve_login(&a);
+    let r = sieve_cmd(
+        &mut sieve,
+        &format!("PUTSCRIPT \"filters\" {{{}+}}\r\n{FILTER}", FILTER.len()),
+    );
+    assert!(r.last().unwrap().starts_with("OK"), "{r:?}");
+    let r = sieve_cmd(&mut sieve, "SETACTIVE \"filters\"");
+    assert!(r.last().unwrap().starts_with("OK"), "{r:?}");
+    sieve_cmd(&mut sieve, "LOGOUT");
+    assert_eq!(
+        std::fs::read_link(home(&a, "bob").join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/filters.sieve")
+    );
 
     // The destination holds no home for bob (an empty directory would be fine too).
     let dest_home = home(&b, "bob");
@@ -205,6 +224,21 @@ fn a_home_moved_with_the_protocol_keeps_uids_flags_and_modseqs() {
         std::fs::read(dest_home.join("sieve/main.sieve")).unwrap(),
         b"keep;\n"
     );
+    assert_eq!(
+        std::fs::read_link(dest_home.join(".dovecot.sieve")).unwrap(),
+        Path::new("sieve/filters.sieve"),
+        "the active script is still a link, relative to the new home"
+    );
+    // B's ManageSieve sees the script active.
+    let mut sieve = sieve_login(&b);
+    let listed = sieve_cmd(&mut sieve, "LISTSCRIPTS");
+    assert!(
+        listed.iter().any(|l| l == "\"filters\" ACTIVE"),
+        "{listed:?}"
+    );
+    let got = sieve_cmd(&mut sieve, "GETSCRIPT \"filters\"").join("\n");
+    assert!(got.contains("fileinto \"Projects\""), "{got}");
+    sieve_cmd(&mut sieve, "LOGOUT");
 
     // B's imapd serves the same mailbox state, byte for byte where it matters.
     let mut c = imap_login(&b, BOB, BOB_PW);
@@ -218,6 +252,18 @@ fn a_home_moved_with_the_protocol_keeps_uids_flags_and_modseqs() {
     deliver(&b, BOB, "m5");
     let after = state_of(&mut c, "INBOX");
     assert!(after.iter().any(|l| l.contains("UID 5 ")), "{after:?}");
+    // B's lmtp-deliver files by the carried active script.
+    deliver(&b, BOB, "filtered-m6");
+    let inbox_now = state_of(&mut c, "INBOX");
+    assert_eq!(inbox_now.len(), after.len(), "{inbox_now:?}");
+    c.ok("s3", "SELECT Projects");
+    let found = c.ok("f3", "UID SEARCH SUBJECT filtered-m6");
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("* SEARCH ") && l.len() > "* SEARCH ".len()),
+        "{found:?}"
+    );
     c.ok("o", "LOGOUT");
 
     // A second copy attempt finds the committed home and does not touch it.
@@ -276,6 +322,39 @@ fn the_receiver_refuses_a_wrong_secret_and_peers_outside_move_networks() {
         stderr.contains("group or others") || stdout.contains("group or others"),
         "{stderr}{stdout}"
     );
+}
+
+/// The Sieve script the copy test activates through ManageSieve.
+const FILTER: &str = "require [\"fileinto\"];\r\nif header :contains \"subject\" \"filtered\" {\r\n  fileinto \"Projects\";\r\n}\r\n";
+
+/// bob's ManageSieve session on `pm`'s imapd, authenticated.
+fn sieve_login(pm: &Postern) -> LineClient {
+    let mut sieve = LineClient::connect(addr(pm, "imapd", "managesieve"));
+    line_starting(&mut sieve, "OK");
+    let ir = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{BOB}\0{BOB_PW}"))
+    };
+    sieve.send(&format!("AUTHENTICATE \"PLAIN\" \"{ir}\"\r\n"));
+    let ok = line_starting(&mut sieve, "OK");
+    assert!(ok.starts_with("OK"), "{ok}");
+    sieve
+}
+
+/// Sends one ManageSieve command (`cmd` without its final CRLF); returns the reply's lines
+/// up to and including the final OK, NO or BYE.
+fn sieve_cmd(c: &mut LineClient, cmd: &str) -> Vec<String> {
+    c.send(&format!("{cmd}\r\n"));
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line();
+        assert!(lines.len() < 1000, "no final reply to {cmd}: {lines:?}");
+        let done = l.starts_with("OK") || l.starts_with("NO") || l.starts_with("BYE");
+        lines.push(l);
+        if done {
+            return lines;
+        }
+    }
 }
 
 /// Reads lines until one starts with `prefix`; panics at EOF.
@@ -460,11 +539,12 @@ fn with_hop_tls_the_receiver_requires_tls() {
     assert_eq!(c.begin("carol@example.org").unwrap(), Status::Fresh);
     let e = postern_transfer::Entry {
         path: "dovecot-uidlist".into(),
-        kind: postern_transfer::Kind::File,
+        kind: Kind::File,
         size: 6,
         mtime: 1_700_000_000,
         mode: 0o600,
         sha256: None,
+        target: None,
     };
     c.put(&e, &mut &b"3 V1 \n"[..]).unwrap();
     c.commit().unwrap();
