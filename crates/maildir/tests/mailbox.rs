@@ -341,7 +341,10 @@ fn flag_changes_are_synced_once_and_a_failed_sync_is_reported_and_kept() {
     // unsynced for the next attempt.
     fs::rename(&cur, &aside).unwrap();
     assert!(mb.sync_flag_changes().is_err());
-    assert!(mb.sync_flag_changes().is_err(), "a failed sync is tried again");
+    assert!(
+        mb.sync_flag_changes().is_err(),
+        "a failed sync is tried again"
+    );
     fs::rename(&aside, &cur).unwrap();
     mb.sync_flag_changes().unwrap();
     fs::rename(&cur, &aside).unwrap();
