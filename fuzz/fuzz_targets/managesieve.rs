@@ -88,6 +88,8 @@ fn run(data: &[u8]) {
             max_literal: usize::from(head[2]) * 16,
         },
     );
+    // A trusted proxy's XCLIENT is offered (and its arguments passed on) only when enabled.
+    let xclient = head[0] & 8 == 8;
     let mut s = Session::new(Settings {
         implementation: "Postern".into(),
         sieve_extensions: "fileinto vacation".into(),
@@ -95,6 +97,7 @@ fn run(data: &[u8]) {
         starttls: head[0] & 1 == 1,
         secured: head[0] & 2 == 2,
         trusted: head[0] & 4 == 4,
+        xclient,
         max_auth_failures: u32::from(head[0] >> 6) + 1,
         max_line: 64 + usize::from(head[1]) * 8,
         max_preauth: 32 + usize::from(head[3]) * 4,
@@ -114,6 +117,11 @@ fn run(data: &[u8]) {
                     return;
                 }
                 Action::AuthCancel | Action::Unauthenticated => continue,
+                Action::ClientAddress(args) => {
+                    assert!(xclient, "XCLIENT taken from a session not offering it");
+                    assert!(args.iter().all(|a| !a.contains(['\r', '\n'])), "{args:?}");
+                    continue;
+                }
                 Action::StartTls => s.tls_started(),
                 Action::AuthStart { .. } | Action::AuthContinue(_) => match rng.below(4) {
                     0 => s.auth_challenge(b"Username:"),
