@@ -2,7 +2,7 @@
 //!
 //! [`run_imap`] drives the same path a connection takes — imap-next's `Server` decoding the
 //! bytes (literals included), the session running each command, and, for lines imap-codec
-//! refuses, the extended LIST / SEARCH RETURN fallback parser — without sockets, authd or
+//! refuses, the extension parsers of `cmd/ext.rs` — without sockets, authd or
 //! TLS: LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are answered `NO`.
 
 use imap_codec::imap_types::command::CommandBody;
@@ -10,11 +10,10 @@ use imap_next::server::{Error as ServerError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State};
 use postern_maildir::Maildir;
 
-use super::cmd::list::{self, Extended};
+use super::cmd::ext;
 use super::idle::Idle;
 use super::resp;
 use super::session::{Flow, Session, SessionConfig, User};
-use super::tagged::Tagged;
 use super::{MAX_BAD, PreauthScanner, greeting, recover_tag, status};
 
 /// Most events handled per run (a bound on the work one input can cause).
@@ -145,33 +144,13 @@ fn on_error(e: ServerError, sess: &mut Session, out: &mut Vec<u8>) {
         | ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
             let raw = discarded_bytes.declassify().to_vec();
             if sess.is_authenticated()
-                && let Some(ext) = list::reparse(&raw)
+                && let Some(job) = ext::reparse(&raw)
             {
-                match ext {
-                    Extended::List {
-                        tag,
-                        reference,
-                        patterns,
-                        opts,
-                    } => {
-                        sess.list_extended(&tag, &reference, &patterns, &opts, out);
-                    }
-                    Extended::Search { cmd, ret } => {
-                        let tag = cmd.tag.inner().to_owned();
-                        if let CommandBody::Search {
-                            charset,
-                            criteria,
-                            uid,
-                        } = cmd.body
-                        {
-                            let t = if sess.state.sel().is_none() {
-                                Tagged::bad("No mailbox selected")
-                            } else {
-                                sess.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
-                            };
-                            t.write(out, &tag);
-                        }
-                    }
+                let mut f = job(sess, out);
+                let mut rounds = 0;
+                while f == Flow::More && rounds < MAX_EVENTS {
+                    f = sess.resume(out);
+                    rounds += 1;
                 }
                 return;
             }
@@ -190,9 +169,10 @@ fn on_error(e: ServerError, sess: &mut Session, out: &mut Vec<u8>) {
     }
 }
 
-/// The fallback parser alone (what [`run_imap`] reaches only for lines imap-codec refuses).
+/// The extension parsers alone (what [`run_imap`] reaches only for commands imap-codec
+/// refuses).
 pub fn reparse(raw: &[u8]) -> bool {
-    list::reparse(raw).is_some()
+    ext::reparse(raw).is_some()
 }
 
 /// The literal-announcement scanner used before login.

@@ -60,7 +60,6 @@ use crate::login::{self, LoggedIn, LoginError, Sasl, SaslStep};
 use crate::{Connection, Ctx, Door};
 
 use self::cmd::auth::Action;
-use self::cmd::list;
 #[cfg(test)]
 use self::cmd::mailboxes;
 use self::idle::{Idle, Watch};
@@ -466,14 +465,20 @@ impl Driver {
             Some(Action::StartTls) => return self.starttls().await,
             Some(Action::Compress) => return self.compress().await,
         };
-        while flow == Some(Flow::More) {
+        self.finish_flow(&mut flow).await;
+    }
+
+    /// Carries a command's [`Flow`] through: resumes it while it has more output (after
+    /// writing what it has), and closes the connection when it ends the session.
+    async fn finish_flow(&mut self, flow: &mut Option<Flow>) {
+        while *flow == Some(Flow::More) {
             if !self.flush().await {
                 self.close = true;
                 return;
             }
-            flow = self.with_session(|s, out| s.resume(out)).await;
+            *flow = self.with_session(|s, out| s.resume(out)).await;
         }
-        if flow == Some(Flow::Close) {
+        if *flow == Some(Flow::Close) {
             self.close = true;
         }
     }
@@ -608,41 +613,11 @@ impl Driver {
             | ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
                 let raw = discarded_bytes.declassify().to_vec();
                 if self.authenticated()
-                    && let Some(ext) = list::reparse(&raw)
+                    && let Some(job) = cmd::ext::reparse(&raw)
                 {
                     self.bad = 0;
-                    match ext {
-                        list::Extended::List {
-                            tag,
-                            reference,
-                            patterns,
-                            opts,
-                        } => {
-                            self.with_session(move |s, out| {
-                                s.list_extended(&tag, &reference, &patterns, &opts, out)
-                            })
-                            .await;
-                        }
-                        list::Extended::Search { cmd, ret } => {
-                            let tag = cmd.tag.inner().to_owned();
-                            if let CommandBody::Search {
-                                charset,
-                                criteria,
-                                uid,
-                            } = cmd.body
-                            {
-                                self.with_session(move |s, out| {
-                                    let t = if s.state.sel().is_none() {
-                                        Tagged::bad("No mailbox selected")
-                                    } else {
-                                        s.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
-                                    };
-                                    t.write(out, &tag);
-                                })
-                                .await;
-                            }
-                        }
-                    }
+                    let mut flow = self.with_session(job).await;
+                    self.finish_flow(&mut flow).await;
                     return;
                 }
                 match recover_tag(&raw) {

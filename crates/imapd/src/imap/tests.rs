@@ -6,8 +6,9 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::command::Command;
 use postern_maildir::{Flags, Maildir};
 
+use super::cmd::list;
 use super::session::{Flow, Session, SessionConfig, User};
-use super::{PreauthScanner, list, literal_announcement, recover_tag};
+use super::{PreauthScanner, literal_announcement, recover_tag};
 
 fn cfg() -> SessionConfig {
     SessionConfig {

@@ -45,6 +45,38 @@ pub(crate) enum Extended {
     },
 }
 
+/// [`reparse`] as an extension job (see [`super::ext`]).
+pub(crate) fn job(raw: &[u8]) -> Option<super::ext::Job> {
+    Some(match reparse(raw)? {
+        Extended::List {
+            tag,
+            reference,
+            patterns,
+            opts,
+        } => Box::new(move |s: &mut Session, out: &mut Vec<u8>| {
+            s.list_extended(&tag, &reference, &patterns, &opts, out);
+            Flow::Continue
+        }),
+        Extended::Search { cmd, ret } => Box::new(move |s: &mut Session, out: &mut Vec<u8>| {
+            let tag = cmd.tag.inner().to_owned();
+            if let imap_codec::imap_types::command::CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } = cmd.body
+            {
+                let t = if s.state.sel().is_none() {
+                    Tagged::bad("No mailbox selected")
+                } else {
+                    s.search(&tag, charset.as_ref(), criteria, uid, &ret, out)
+                };
+                t.write(out, &tag);
+            }
+            Flow::Continue
+        }),
+    })
+}
+
 /// Tries to understand a command imap-codec refused: extended LIST and ESEARCH forms.
 pub(crate) fn reparse(raw: &[u8]) -> Option<Extended> {
     let text = std::str::from_utf8(raw).ok()?;

@@ -7,13 +7,16 @@
 //! - [`messages`] — STORE, COPY/MOVE, EXPUNGE;
 //! - [`fetch`] — FETCH;
 //! - [`search`] — SEARCH (ESEARCH), SORT, THREAD;
-//! - [`metadata`] — GETMETADATA, SETMETADATA (RFC 5464).
+//! - [`metadata`] — GETMETADATA, SETMETADATA (RFC 5464);
+//! - [`ext`] — the commands imap-codec cannot parse, recovered from the raw bytes by each
+//!   extension's own parser.
 //!
 //! They build on [`super::session`] (state, mailbox view, updates) and never the reverse;
 //! LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are session actions carried out by the driver
 //! (`imap/mod.rs`), and IDLE is [`super::idle`]; [`auth`] holds their session-side halves.
 
 pub(crate) mod auth;
+pub(crate) mod ext;
 pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod list_tree;

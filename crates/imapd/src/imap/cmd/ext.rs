@@ -1,0 +1,56 @@
+//! Commands imap-codec 2.0.0-alpha.10 cannot parse, recovered from the raw bytes.
+//!
+//! imap-next frames every message itself: a line that announces a literal gets its
+//! continuation request (or counts as a non-synchronising literal), the literal is read, and
+//! only when a line ends without an announcement is the whole message handed to imap-codec.
+//! When imap-codec refuses it, the driver receives the complete message — every line and
+//! every literal, within `max_command_size` — as `MalformedMessage { discarded_bytes }`. So an
+//! extension whose syntax imap-codec lacks (MULTIAPPEND's second literal, `FETCH $`, `SETACL`,
+//! …) is parsed here, by the extension's own parser, from those bytes; nothing is framed
+//! twice and a literal can never be mistaken for a command.
+//!
+//! Each extension module offers one `fn(&[u8]) -> Option<Job>` and is listed in [`PARSERS`].
+//! A parser must look at the command name first and return `None` quickly for anything else
+//! (the bytes may be a 25 MiB malformed APPEND), and must cost linear time in the input.
+//! Only logged-in sessions reach these parsers.
+
+use super::super::session::{Flow, Session};
+use super::list;
+
+/// Runs a recovered command on the session (on the blocking pool in the driver), writing its
+/// responses, tagged one included, to `out`.
+pub(crate) type Job = Box<dyn FnOnce(&mut Session, &mut Vec<u8>) -> Flow + Send>;
+
+/// One extension's parser: the job for a command it recognises.
+type Parser = fn(&[u8]) -> Option<Job>;
+
+/// The extension parsers, tried in order; the first that recognises the command wins.
+const PARSERS: &[Parser] = &[list::job];
+
+/// The job for a command imap-codec refused, if an extension recognises it.
+pub(crate) fn reparse(raw: &[u8]) -> Option<Job> {
+    PARSERS.iter().find_map(|p| p(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The premise of this module: a command with several literals that imap-codec refuses
+    /// reaches the fallback whole — one continuation request per literal, then one answer —
+    /// and no literal's content is ever run as a command.
+    #[test]
+    fn a_refused_command_arrives_whole_with_its_literals() {
+        let dir = tempfile::tempdir().unwrap();
+        let md =
+            postern_maildir::Maildir::open_or_create(dir.path().join("Maildir"), 0o700).unwrap();
+        let out = crate::imap::fuzzing::run_imap(
+            b"a APPEND INBOX {11}\r\nb NOOP\r\n\r\n {11}\r\nc NOOP\r\n\r\n\r\nd NOOP\r\n",
+            Some(&md),
+            1 << 16,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert_eq!(out.matches("\r\n+ ").count(), 2, "{out}");
+        assert!(out.contains("a BAD"), "{out}");
+        assert!(!out.contains("b OK") && !out.contains("c OK"), "{out}");
+        assert!(out.contains("d OK"), "{out}");
+    }
+}
