@@ -37,6 +37,7 @@ mod manage;
 pub mod metadata;
 pub mod mutf7;
 pub mod quota;
+pub mod special_use;
 mod store;
 pub mod subscriptions;
 pub mod uidlist;

@@ -398,6 +398,9 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "UTF8=ACCEPT",
+            "MULTIAPPEND",
+            "CATENATE",
+            "CREATE-SPECIAL-USE",
         ] {
             c.push(x.into());
         }

@@ -81,6 +81,7 @@
 //! `view` (what a session sees, \Recent, keywords), `blob_cache` (the cache file),
 //! `messages` (read, flags, append, copy, expunge) and `watch` (the inotify watches).
 
+mod batch;
 mod blob_cache;
 mod changelog;
 mod lock;
@@ -244,6 +245,7 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
+pub use batch::AppendBatch;
 pub(crate) use messages::quota_adjust;
 
 // ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::list_tree::{self, Query};
 use super::search::SearchReturn;
-use crate::imap::names::{self, Pattern, special_use};
+use crate::imap::names::{self, Pattern};
 use crate::imap::resp::{self, untagged};
 use crate::imap::session::{Flow, Session, status_items};
 use crate::imap::tagged::Tagged;
@@ -352,7 +352,9 @@ impl Session {
             recursive: opts.recursive,
             ret_subscribed: opts.ret_subscribed && !lsub,
         };
-        for row in list_tree::rows(&existing, &subs, &pats, &q, special_use) {
+        // RFC 6154: stored attributes (CREATE-SPECIAL-USE) and the default folders'.
+        let su = super::create_special_use::special_uses(&md, existing.iter().map(String::as_str));
+        for row in list_tree::rows(&existing, &subs, &pats, &q, |n| su.get(n).copied()) {
             let mut line = format!("* {kw} ({}) \"/\" ", row.attrs.join(" ")).into_bytes();
             resp::string(&mut line, names::encode(&row.name, utf8).as_bytes(), utf8);
             if !row.childinfo.is_empty() {

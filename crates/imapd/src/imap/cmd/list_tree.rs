@@ -50,7 +50,8 @@ pub(crate) fn rows(
 ) -> Vec<Row> {
     let matches = |n: &str| pats.iter().any(|p| p.matches(n));
     let su = |n: &str| {
-        if q.lsub || n.contains('/') || !existing.contains(n) {
+        // Nested names too: CREATE-SPECIAL-USE may give `A/B` an attribute.
+        if q.lsub || !existing.contains(n) {
             None
         } else {
             special_use(n)

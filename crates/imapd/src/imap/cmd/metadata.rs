@@ -272,6 +272,13 @@ impl Session {
             Err(e) => return store_error(&e),
         };
         stored.extend(computed(target));
+        if let MetadataTarget::Mailbox(n) = target {
+            // CREATE-SPECIAL-USE: the attribute stored with the folder decides.
+            match super::create_special_use::special_use_of(&user.maildir, n) {
+                Some(a) => stored.insert("/private/specialuse".into(), a.as_bytes().to_vec()),
+                None => stored.remove("/private/specialuse"),
+            };
+        }
         let (items, longest) = select(&stored, &requested, depth, maxsize);
         if !items.is_empty() {
             let utf8 = self.utf8();

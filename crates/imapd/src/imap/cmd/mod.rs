@@ -16,6 +16,8 @@
 //! (`imap/mod.rs`), and IDLE is [`super::idle`]; [`auth`] holds their session-side halves.
 
 pub(crate) mod auth;
+pub(crate) mod catenate;
+pub(crate) mod create_special_use;
 pub(crate) mod ext;
 pub(crate) mod fetch;
 pub(crate) mod list;
@@ -23,6 +25,7 @@ pub(crate) mod list_tree;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
 pub(crate) mod metadata;
+pub(crate) mod multiappend;
 pub(crate) mod search;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
