@@ -11,6 +11,7 @@
 mod address;
 mod decode;
 mod mime;
+mod preview;
 mod search;
 mod section;
 mod sort;
@@ -23,6 +24,7 @@ mod within;
 mod tests;
 
 pub use decode::decode_header_value;
+pub use preview::{PREVIEW_CHARS, PREVIEW_INPUT, preview, thread_root};
 pub use search::{
     MessageFlags, SearchEnv, SearchMessage, SearchSets, in_ranges, in_sequence_set, matches,
     matches_with, needs_body, needs_content, sequence_ranges,

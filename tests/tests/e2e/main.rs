@@ -28,6 +28,7 @@ mod imap_conformance_fetch;
 mod imap_conformance_list;
 mod imap_conformance_sort;
 mod imap_metadata;
+mod imap_objectid;
 mod imap_multiappend;
 mod imap_proxy;
 mod imap_speed_paths;

@@ -118,6 +118,8 @@ pub(crate) struct PendingFetch {
     /// This FETCH enabled CONDSTORE with a mailbox selected: the tagged OK carries
     /// `[HIGHESTMODSEQ n]` (RFC 7162 §3.1).
     pub(crate) announce_modseq: bool,
+    /// OBJECTID/SAVEDATE/PREVIEW items (`cmd::objectid`).
+    pub(crate) extra: crate::imap::cmd::objectid::FetchExtra,
 }
 
 /// Where a session is in RFC 9051's state diagram (§3): the user exists only once logged
@@ -210,6 +212,8 @@ pub struct Session {
     pub(crate) pending: Option<PendingFetch>,
     /// The tag of the IDLE in progress (see `idle.rs`).
     pub(crate) idling: Option<String>,
+    /// What a command rewritten by `cmd::objectid` asks of FETCH and STATUS.
+    pub(crate) objectid: crate::imap::cmd::objectid::Hooks,
 }
 
 /// Maps a store error to a response code and text.
@@ -329,6 +333,7 @@ impl Session {
             state: State::NotAuthenticated,
             pending: None,
             idling: None,
+            objectid: Default::default(),
         }
     }
 
@@ -398,6 +403,9 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "UTF8=ACCEPT",
+            "OBJECTID",
+            "SAVEDATE",
+            "PREVIEW",
             "MULTIAPPEND",
             "CATENATE",
             "CREATE-SPECIAL-USE",

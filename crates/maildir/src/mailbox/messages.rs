@@ -353,7 +353,11 @@ impl Mailbox {
         }
         fsync_dir(&dest_cur)?;
         let bases: Vec<String> = made.iter().map(|m| m.1.clone()).collect();
-        let new_uids = dest.assign_uids(&bases)?;
+        // The copies keep the source's message GUID (OBJECTID's EMAILID: see `objectid`).
+        let src_guids = self.mail_guids(uids).unwrap_or_default();
+        let guids: Vec<Option<String>> =
+            made.iter().map(|m| src_guids.get(&m.0).cloned()).collect();
+        let new_uids = dest.assign_uids_with(&bases, &guids)?;
         let mut recs = Vec::new();
         let mut pairs = Vec::new();
         let mut modseq = dest.st.highest_modseq;

@@ -86,6 +86,7 @@ mod blob_cache;
 mod changelog;
 mod lock;
 mod messages;
+mod objectid;
 mod scan;
 mod uids;
 mod view;

@@ -199,6 +199,16 @@ impl Mailbox {
     /// New UIDs for files already linked into `cur/` by this session (the caller holds the
     /// lock), appended to the uidlist.
     pub(super) fn assign_uids(&mut self, bases: &[String]) -> Result<Vec<u32>> {
+        self.assign_uids_with(bases, &[])
+    }
+
+    /// [`Mailbox::assign_uids`], writing `guids[i]` (when given) as the `G` field (Dovecot's
+    /// message GUID) of the record of `bases[i]`.
+    pub(super) fn assign_uids_with(
+        &mut self,
+        bases: &[String],
+        guids: &[Option<String>],
+    ) -> Result<Vec<u32>> {
         self.refresh_uidlist()?;
         if self.uidlist.loaded && self.uidlist.uid_validity != self.st.uid_validity {
             self.rebuild_locked()?;
@@ -220,8 +230,14 @@ impl Mailbox {
         }
         let mut next = self.st.uid_next.max(self.uidlist.next_uid);
         let mut recs = Vec::new();
-        for b in bases {
-            recs.push(UidlistRecord::new(next, b.clone()));
+        for (i, b) in bases.iter().enumerate() {
+            let mut r = UidlistRecord::new(next, b.clone());
+            if let Some(Some(g)) = guids.get(i)
+                && super::objectid::valid_guid_field(g)
+            {
+                r.ext.push(format!("G{g}"));
+            }
+            recs.push(r);
             next += 1;
         }
         let live: HashSet<u32> = recs.iter().map(|r| r.uid).collect();

@@ -15,7 +15,7 @@
 //! Only logged-in sessions reach these parsers.
 
 use super::super::session::{Flow, Session};
-use super::{create_special_use, list, multiappend};
+use super::{create_special_use, list, multiappend, objectid};
 
 /// Runs a recovered command on the session (on the blocking pool in the driver), writing its
 /// responses, tagged one included, to `out`.
@@ -25,7 +25,12 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Session, &mut Vec<u8>) -> Flow + Send>
 type Parser = fn(&[u8]) -> Option<Job>;
 
 /// The extension parsers, tried in order; the first that recognises the command wins.
-const PARSERS: &[Parser] = &[list::job, multiappend::job, create_special_use::job];
+const PARSERS: &[Parser] = &[
+    list::job,
+    multiappend::job,
+    create_special_use::job,
+    objectid::job,
+];
 
 /// The job for a command imap-codec refused, if an extension recognises it.
 pub(crate) fn reparse(raw: &[u8]) -> Option<Job> {

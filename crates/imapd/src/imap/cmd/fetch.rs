@@ -267,9 +267,11 @@ impl Session {
                 }
             }
         }
+        let extra = std::mem::take(&mut self.objectid.fetch);
         self.pending = Some(PendingFetch {
             tag: tag.to_owned(),
-            meta_only: meta_only(&items),
+            meta_only: meta_only(&items) && extra.is_empty(),
+            extra,
             items,
             todo: targets.into(),
             modseq,
@@ -370,6 +372,10 @@ impl Session {
                 Ok(None) => {}
                 Err(UnknownCte) => p.failed_cte = true,
             }
+        }
+        if !p.extra.is_empty() {
+            let new = super::objectid::fetch_items(sel, &mut p.extra, uid);
+            v.extend(new.into_iter().map(Item::Raw));
         }
         // A FETCH that set \Seen reports the new flags (and MODSEQ) even if not asked.
         if flags_changed && !p.items.contains(&MessageDataItemName::Flags) {

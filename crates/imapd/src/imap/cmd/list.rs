@@ -386,15 +386,17 @@ impl Session {
         let text = if let Some(sel) = self.state.sel_mut().filter(|s| s.name == name) {
             sel.pull();
             let recent = u32::try_from(sel.recent.len()).unwrap_or(0);
-            status_items(&sel.mbox, items, recent)
+            let t = status_items(&sel.mbox, items, recent);
+            super::objectid::status_text(&self.objectid, &mut sel.mbox, t)
         } else {
             let Some(user) = self.state.user() else {
                 return Ok(());
             };
             match user.maildir.open_mailbox(name) {
-                Ok(m) => {
+                Ok(mut m) => {
                     let recent = u32::try_from(m.unclaimed_recent()).unwrap_or(u32::MAX);
-                    status_items(&m, items, recent)
+                    let t = status_items(&m, items, recent);
+                    super::objectid::status_text(&self.objectid, &mut m, t)
                 }
                 Err(e) => return Err(crate::imap::session::store_error_parts(&e)),
             }

@@ -125,6 +125,7 @@ impl Session {
             out,
             &format!("OK [UIDNEXT {}] Predicted next UID", mbox.uid_next()),
         );
+        super::objectid::select_code(&mut mbox, out);
         untagged(
             out,
             &format!(
@@ -218,7 +219,7 @@ impl Session {
             }
         }
         match md.create_folder(&name) {
-            Ok(true) => self.done(out, "CREATE completed"),
+            Ok(true) => super::objectid::created(self, &name, out),
             Ok(false) => Tagged::no(other("ALREADYEXISTS"), "Mailbox exists"),
             Err(e) => store_error(&e),
         }

@@ -25,6 +25,8 @@ pub(crate) mod list_tree;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
 pub(crate) mod metadata;
+pub(crate) mod objectid;
+pub(crate) mod preview;
 pub(crate) mod multiappend;
 pub(crate) mod search;
 
