@@ -31,6 +31,7 @@ mod imap_metadata;
 mod imap_objectid;
 mod imap_multiappend;
 mod imap_proxy;
+mod imap_searchres;
 mod imap_speed_paths;
 mod imap_transport;
 mod imapd;

@@ -61,6 +61,15 @@ pub(crate) struct Enabled {
     pub(crate) condstore: bool,
     pub(crate) qresync: bool,
     pub(crate) rev2: bool,
+    /// UIDONLY (RFC 9586, `cmd/uidonly.rs`).
+    pub(crate) uidonly: bool,
+}
+
+impl Enabled {
+    /// Expunges are announced with VANISHED (QRESYNC, or UIDONLY: RFC 9586 §3.2).
+    pub(crate) fn vanished(&self) -> bool {
+        self.qresync || self.uidonly
+    }
 }
 
 /// The selected mailbox and this session's view of it.
@@ -78,6 +87,9 @@ pub(crate) struct Selected {
     pub(crate) keywords: BTreeSet<String>,
     /// Messages whose flags other sessions changed, not yet reported.
     pub(crate) changed: BTreeSet<u32>,
+    /// SEARCHRES's saved result (`$`, RFC 5182): runs of UIDs consecutive in this view when
+    /// saved (see `cmd/searchres.rs`); a new selection starts empty.
+    pub(crate) saved: Vec<(u32, u32)>,
 }
 
 impl Selected {
@@ -409,6 +421,8 @@ impl Session {
             "MULTIAPPEND",
             "CATENATE",
             "CREATE-SPECIAL-USE",
+            "SEARCHRES",
+            "UIDONLY",
         ] {
             c.push(x.into());
         }
@@ -517,9 +531,10 @@ impl Session {
     /// Syncs the selected mailbox with the store and reports changes: EXISTS, RECENT, FETCH
     /// for flag changes and, when `expunge_ok`, EXPUNGE (or VANISHED under QRESYNC).
     pub fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) {
-        let qresync = self.enabled.qresync;
+        let qresync = self.enabled.vanished();
         let condstore = self.enabled.condstore;
         let rev2 = self.enabled.rev2;
+        let uidonly = self.enabled.uidonly;
         let Some(sel) = self.state.sel_mut() else {
             return;
         };
@@ -575,18 +590,19 @@ impl Session {
             let (Some(seq), Some(meta)) = (sel.seq_of(*uid), sel.mbox.get(*uid)) else {
                 continue;
             };
-            flag_update(out, seq, meta, sel.recent.contains(uid), condstore);
+            flag_update(out, seq, meta, sel.recent.contains(uid), condstore, uidonly);
         }
     }
 }
 
-/// `* n FETCH (UID u FLAGS (…) [MODSEQ (m)])`.
+/// `* n FETCH (UID u FLAGS (…) [MODSEQ (m)])`; under UIDONLY `* u UIDFETCH (FLAGS (…) …)`.
 pub(crate) fn flag_update(
     out: &mut Vec<u8>,
     seq: u32,
     meta: &MessageMeta,
     recent: bool,
     modseq: bool,
+    uidonly: bool,
 ) {
     use imap_codec::imap_types::fetch::MessageDataItem;
     let Some(seq) = std::num::NonZeroU32::new(seq) else {
@@ -595,15 +611,19 @@ pub(crate) fn flag_update(
     let Some(uid) = std::num::NonZeroU32::new(meta.uid) else {
         return;
     };
-    let mut items = vec![
-        MessageDataItem::Uid(uid),
-        MessageDataItem::Flags(fetch_flags(meta, recent)),
-    ];
+    let mut items = vec![MessageDataItem::Flags(fetch_flags(meta, recent))];
+    if !uidonly {
+        items.insert(0, MessageDataItem::Uid(uid));
+    }
     if modseq && let Some(m) = std::num::NonZeroU64::new(meta.modseq) {
         items.push(MessageDataItem::ModSeq(m));
     }
     if let Ok(items) = Vec1::try_from(items) {
+        let at = out.len();
         resp::data(out, Data::Fetch { seq, items });
+        if uidonly {
+            super::cmd::uidonly::to_uidfetch(out, at, uid.get());
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! Only logged-in sessions reach these parsers.
 
 use super::super::session::{Flow, Session};
-use super::{create_special_use, list, multiappend, objectid};
+use super::{create_special_use, list, multiappend, objectid, searchres};
 
 /// Runs a recovered command on the session (on the blocking pool in the driver), writing its
 /// responses, tagged one included, to `out`.
@@ -26,6 +26,7 @@ type Parser = fn(&[u8]) -> Option<Job>;
 
 /// The extension parsers, tried in order; the first that recognises the command wins.
 const PARSERS: &[Parser] = &[
+    searchres::job,
     list::job,
     multiappend::job,
     create_special_use::job,

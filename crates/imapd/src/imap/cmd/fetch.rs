@@ -244,7 +244,8 @@ impl Session {
         }
         let modseq = self.enabled.condstore
             && (changed_since.is_some() || items.contains(&MessageDataItemName::ModSeq));
-        if uid && !items.contains(&MessageDataItemName::Uid) {
+        // Under UIDONLY the UID heads the response (`* u UIDFETCH`, RFC 9586).
+        if uid && !self.enabled.uidonly && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
         }
         let targets = match self.resolve(set, uid) {
@@ -291,7 +292,11 @@ impl Session {
         };
         let start_len = out.len();
         while let Some((seq, uid)) = p.todo.pop_front() {
+            let at = out.len();
             self.fetch_one(&mut p, seq, uid, out);
+            if self.enabled.uidonly && out.len() > at {
+                super::uidonly::to_uidfetch(out, at, uid);
+            }
             if out.len() - start_len > CHUNK && !p.todo.is_empty() {
                 self.pending = Some(p);
                 return Flow::More;

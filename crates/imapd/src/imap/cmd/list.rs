@@ -155,12 +155,14 @@ pub(crate) fn reparse(raw: &[u8]) -> Option<Extended> {
         max: false,
         all: false,
         count: false,
+        save: false,
     };
     if let SearchReturn::Extended {
         min,
         max,
         all,
         count,
+        save,
     } = &mut ret
     {
         for o in &opts {
@@ -169,7 +171,7 @@ pub(crate) fn reparse(raw: &[u8]) -> Option<Extended> {
                 "MAX" => *max = true,
                 "ALL" => *all = true,
                 "COUNT" => *count = true,
-                "SAVE" => {}
+                "SAVE" => *save = true,
                 _ => return None,
             }
         }
@@ -482,7 +484,8 @@ mod tests {
                 min: true,
                 count: true,
                 max: false,
-                all: false
+                all: false,
+                save: false
             }
         ));
     }

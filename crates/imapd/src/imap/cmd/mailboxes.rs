@@ -113,7 +113,10 @@ impl Session {
         untagged(out, &format!("{} EXISTS", uids.len()));
         if !self.enabled.rev2 {
             untagged(out, &format!("{} RECENT", recent.len()));
-            if let Some(i) = mbox.messages().iter().position(|m| !m.flags.seen) {
+            // UIDONLY (RFC 9586): no message numbers in responses.
+            if let Some(i) = mbox.messages().iter().position(|m| !m.flags.seen)
+                && !self.enabled.uidonly
+            {
                 untagged(out, &format!("OK [UNSEEN {}] First unseen", i + 1));
             }
         }
@@ -148,6 +151,7 @@ impl Session {
             recent,
             keywords,
             changed: BTreeSet::new(),
+            saved: Vec::new(),
         };
         if let Some((validity, modseq, known)) = qresync
             && validity == sel.mbox.uid_validity()
@@ -182,6 +186,7 @@ impl Session {
                         m,
                         sel.recent.contains(&m.uid),
                         true,
+                        self.enabled.uidonly,
                     );
                 }
             }

@@ -52,6 +52,7 @@ impl Session {
         };
         let silent = matches!(response, StoreResponse::Silent);
         let condstore = self.enabled.condstore;
+        let uidonly = self.enabled.uidonly;
         let Some(sel) = self.state.sel_mut() else {
             return Tagged::bad("Log in first");
         };
@@ -95,7 +96,14 @@ impl Session {
             untagged(out, &s);
         }
         for (seq, meta) in updates {
-            flag_update(out, seq, &meta, sel.recent.contains(&meta.uid), condstore);
+            flag_update(
+                out,
+                seq,
+                &meta,
+                sel.recent.contains(&meta.uid),
+                condstore,
+                uidonly,
+            );
         }
         let highest = announce_modseq.then(|| sel.mbox.highest_modseq().max(1));
         if modified.is_empty() {
@@ -144,7 +152,7 @@ impl Session {
                 return super::mailboxes::no_trycreate(&e);
             }
         };
-        let qresync = self.enabled.qresync;
+        let qresync = self.enabled.vanished();
         let Some(sel) = self.state.sel_mut() else {
             return Tagged::bad("Log in first");
         };
@@ -206,7 +214,7 @@ impl Session {
             },
             None => None,
         };
-        let qresync = self.enabled.qresync;
+        let qresync = self.enabled.vanished();
         let Some(sel) = self.state.sel_mut() else {
             return Tagged::bad("Log in first");
         };

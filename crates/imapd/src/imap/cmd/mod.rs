@@ -29,6 +29,8 @@ pub(crate) mod objectid;
 pub(crate) mod preview;
 pub(crate) mod multiappend;
 pub(crate) mod search;
+pub(crate) mod searchres;
+pub(crate) mod uidonly;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
@@ -46,6 +48,10 @@ impl Session {
     pub fn handle(&mut self, cmd: Command<'static>, out: &mut Vec<u8>) -> Flow {
         let tag = cmd.tag.inner().to_owned();
         let name = cmd.body.name();
+        if self.enabled.uidonly && uidonly::refusal(&cmd.body) {
+            resp::tagged(out, &tag, "BAD", Some("UIDREQUIRED"), uidonly::TEXT);
+            return Flow::Continue;
+        }
         let result = match cmd.body {
             CommandBody::Capability => {
                 untagged(out, &self.capability_text());
@@ -310,6 +316,9 @@ impl Session {
                         self.enabled.qresync = true;
                         self.enabled.condstore = true;
                         on.push("QRESYNC".to_owned());
+                    } else if s.eq_ignore_ascii_case("UIDONLY") && !self.enabled.uidonly {
+                        self.enabled.uidonly = true;
+                        on.push("UIDONLY".to_owned());
                     } else if s.eq_ignore_ascii_case("IMAP4rev2") && !self.enabled.rev2 {
                         self.enabled.rev2 = true;
                         if let Some(sel) = self.state.sel_mut() {

@@ -24,6 +24,8 @@ pub(crate) enum SearchReturn {
         max: bool,
         all: bool,
         count: bool,
+        /// SEARCHRES (RFC 5182): keep the result for `$` (see `cmd/searchres.rs`).
+        save: bool,
     },
 }
 
@@ -145,7 +147,13 @@ impl Session {
         ret: &SearchReturn,
         out: &mut Vec<u8>,
     ) -> Tagged {
+        // UIDONLY (RFC 9586 §3): also for the SEARCH RETURN forms parsed outside `handle`.
+        if self.enabled.uidonly && (!uid || super::uidonly::uses_seqs(criteria.as_ref())) {
+            return Tagged::bad(format!("[UIDREQUIRED] {}", super::uidonly::TEXT));
+        }
         if !charset_ok(charset) {
+            // RFC 5182 §2.1: a SEARCH with SAVE that fails (NO) empties `$`.
+            self.forget_search(ret);
             return Tagged::no(other("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
         }
         let crit = criteria.into_inner();
@@ -157,6 +165,10 @@ impl Session {
             self.enabled.condstore = true;
         }
         let hits = self.matching(&crit);
+        if matches!(ret, SearchReturn::Extended { save: true, .. }) {
+            let pairs: Vec<(u32, u32)> = hits.iter().map(|h| (h.0, h.1)).collect();
+            self.save_search(ret, &pairs);
+        }
         let ids: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let top = hits.iter().map(|h| h.2).max();
         let ret = match ret {
@@ -165,6 +177,7 @@ impl Session {
                 max: false,
                 all: true,
                 count: false,
+                save: false,
             },
             r => r,
         };
@@ -180,11 +193,20 @@ impl Session {
                 }
                 untagged(out, &line);
             }
+            // RFC 5182 §2.2: SAVE alone returns no ESEARCH response.
+            SearchReturn::Extended {
+                min: false,
+                max: false,
+                all: false,
+                count: false,
+                save: true,
+            } => {}
             SearchReturn::Extended {
                 min,
                 max,
                 all,
                 count,
+                ..
             } => {
                 let mut line = format!("ESEARCH (TAG \"{tag}\")");
                 if uid {
