@@ -287,6 +287,24 @@ got = ok(raw(C, b"FETCH 305:* (PREVIEW (LAZY))"))
 check(got.count(b"PREVIEW NIL") == 10 and got.count(b'PREVIEW "lazy ') == 50, got)
 got = ok(raw(C, b"FETCH 305:* PREVIEW"))
 check(got.count(b"PREVIEW NIL") == 0 and got.count(b'PREVIEW "lazy ') == 60, got)
+# Worst case per message: a 300 KiB base64 attachment before the text, so the whole
+# 256 KiB prefix is read and parsed (and the text lies beyond it: the empty string).
+C.create("Heavy")
+att = base64.encodebytes(os.urandom(225 * 1024)).replace(b"\n", b"\r\n")
+heavy = (b"Subject: heavy\r\nContent-Type: multipart/mixed; boundary=hh\r\n\r\n--hh\r\n"
+         b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+         + att + b"--hh\r\nContent-Type: text/plain\r\n\r\nlate text\r\n--hh--\r\n")
+for i in range(100):
+    C.append("Heavy", None, None, heavy)
+C.select("Heavy")
+t = time.time()
+got = ok(raw(C, b"FETCH 1:* PREVIEW"))
+dt = time.time() - t
+check(got.count(b'PREVIEW ""') == 100, got[:300])
+print("100 heavy previews (%d KiB each) %.3f s" % (len(heavy) // 1024, dt))
+t = time.time()
+ok(raw(C, b"FETCH 1:* BODY.PEEK[]"))
+print("100 heavy BODY.PEEK[] for comparison %.3f s" % (time.time() - t))
 print("ok")
 "#,
     );

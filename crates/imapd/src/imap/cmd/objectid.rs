@@ -11,7 +11,7 @@
 //! match (or `NOT ALL`), which the ordinary SEARCH/SORT/THREAD then combines with the rest.
 //!
 //! Where the identifiers come from (see `postern_maildir::mailbox::objectid`):
-//! - MAILBOXID: the mailbox GUID in the `dovecot-uidlist` header (what Dovecot uses), so it
+//! - MAILBOXID: `F` and the mailbox GUID in the `dovecot-uidlist` header (Dovecot's), so it
 //!   stays with the mailbox across RENAME and a deleted and recreated name gets a new one.
 //!   RENAME INBOX (RFC 8474 §4.2 and RFC 3501: INBOX stays, its messages move to a new
 //!   mailbox): INBOX keeps its MAILBOXID, the new mailbox gets a new one.
@@ -117,10 +117,12 @@ pub(crate) fn valid_objectid(s: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The MAILBOXID of a mailbox (its uidlist GUID), if it can be read.
+/// The MAILBOXID of a mailbox: `F` and its uidlist GUID (32 hex digits). The letter keeps
+/// the id from starting with a digit or being all digits (RFC 8474 §8.1's advice) and keeps
+/// the three id spaces apart (`F…`, `M…`, `T…`; §5.2: an id is never reused across them).
 pub(crate) fn mailbox_id(mbox: &mut Mailbox) -> Option<String> {
     match mbox.mailbox_guid() {
-        Ok(g) if valid_objectid(g.as_bytes()) => Some(g),
+        Ok(g) if valid_objectid(g.as_bytes()) => Some(format!("F{g}")),
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, mailbox = mbox.name(), "cannot read the mailbox GUID");
@@ -486,8 +488,25 @@ fn fetch_job(raw: &[u8], tag: String) -> Option<super::ext::Job> {
         Ok(r) => r,
         Err(why) => return Some(bad_job(tag, why)),
     };
+    let run = |s: &mut Session, out: &mut Vec<u8>, extra: Vec<Extra>, inner: super::ext::Job| {
+        s.objectid.fetch = FetchExtra {
+            items: extra,
+            lazy_left: preview::LAZY_BUDGET,
+            guids: None,
+        };
+        let flow = inner(s, out);
+        s.objectid.fetch = FetchExtra::default();
+        flow
+    };
     let Some(mut cmd) = decode(&plain) else {
-        return Some(bad_job(tag, "Invalid FETCH arguments"));
+        // A form another extension parses (SEARCHRES's `FETCH $ …`): its job runs the FETCH
+        // with our items (a placeholder UID stays in the answer there).
+        let Some(inner) = super::ext::reparse(&plain) else {
+            return Some(bad_job(tag, "Invalid FETCH arguments"));
+        };
+        return Some(Box::new(move |s: &mut Session, out: &mut Vec<u8>| {
+            run(s, out, extra, inner)
+        }));
     };
     if placeholder
         && let CommandBody::Fetch {
@@ -497,15 +516,10 @@ fn fetch_job(raw: &[u8], tag: String) -> Option<super::ext::Job> {
     {
         *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(Vec::new());
     }
+    let inner: super::ext::Job =
+        Box::new(move |s: &mut Session, out: &mut Vec<u8>| s.handle(cmd, out));
     Some(Box::new(move |s: &mut Session, out: &mut Vec<u8>| {
-        s.objectid.fetch = FetchExtra {
-            items: extra,
-            lazy_left: preview::LAZY_BUDGET,
-            guids: None,
-        };
-        let flow = s.handle(cmd, out);
-        s.objectid.fetch = FetchExtra::default();
-        flow
+        run(s, out, extra, inner)
     }))
 }
 
@@ -1032,10 +1046,7 @@ mod tests {
              c CREATE Neu\r\n",
         );
         let mid = after(&out, "* OK [MAILBOXID (", ')');
-        assert!(
-            mid.len() == 32 && mid.bytes().all(|b| b.is_ascii_hexdigit()),
-            "{out}"
-        );
+        assert!(is_hex_id(mid, 'F', 32), "{out}");
         let f1 = after(&out, "* 1 FETCH (", '\r');
         let f2 = after(&out, "* 2 FETCH (", '\r');
         assert!(f1.starts_with("UID 1 EMAILID ("), "{out}");
@@ -1058,7 +1069,7 @@ mod tests {
             "{out}"
         );
         let created = after(&out, "c OK [MAILBOXID (", ')');
-        assert!(created.len() == 32 && created != mid, "{out}");
+        assert!(is_hex_id(created, 'F', 32) && created != mid, "{out}");
         assert!(out.contains(")] CREATE completed\r\n"), "{out}");
         // The INTERNALDATE given to APPEND (2001) is not the SAVEDATE.
         assert!(!f1.contains("SAVEDATE \"09-Sep-2001"), "{out}");
@@ -1080,6 +1091,39 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("* SEARCH 1 2\r\ng OK"), "{out}");
+    }
+
+    /// Hostile input: a FETCH naming the new items 50,000 times answers each once; a SEARCH
+    /// with more new keys than allowed is BAD; deep nesting is parsed without recursion;
+    /// LIST-STATUS with only MAILBOXID answers only it.
+    #[test]
+    fn hostile_and_nested_forms() {
+        let many = " EMAILID SAVEDATE".repeat(25_000);
+        let keys = " SAVEDATESUPPORTED".repeat(MAX_KEYS + 1);
+        let deep = format!("{}SAVEDATESUPPORTED{}", "(".repeat(5000), ")".repeat(5000));
+        let input = format!(
+            "s SELECT INBOX\r\na FETCH 1 (UID{many})\r\nb SEARCH{keys}\r\n\
+             c SEARCH {deep}\r\nd SEARCH NOT (OR SAVEDATESUPPORTED (UID 1))\r\n\
+             e LIST \"\" INBOX RETURN (STATUS (MAILBOXID))\r\n"
+        );
+        let t = std::time::Instant::now();
+        let out = session(&input);
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        let a = after(&out, "* 1 FETCH (", '\r');
+        assert!(
+            a.starts_with("UID 1 EMAILID (M") && a.matches("EMAILID").count() == 1,
+            "{a}"
+        );
+        assert_eq!(a.matches("SAVEDATE").count(), 1, "{a}");
+        assert!(out.contains("\r\nb BAD"), "{out}");
+        // imap-codec bounds nesting itself: the plain command is refused, so BAD.
+        assert!(out.contains("\r\nc BAD"), "{out}");
+        assert!(out.contains("* SEARCH\r\nd OK"), "{out}");
+        let st = after(&out, "* STATUS \"INBOX\" (", '\r');
+        assert!(
+            st.starts_with("MAILBOXID (F") && st.ends_with("))"),
+            "{out}"
+        );
     }
 
     #[test]
