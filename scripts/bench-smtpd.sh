@@ -19,8 +19,16 @@
 # least 100) up to 512 KiB and COUNT/100 (at least 50) beyond, so a 1 MiB row stays a few GB.
 # After each run: the server CPU per message (sum of the process trees' CPU / COUNT), and for
 # Postern the context switches per message (steadier than CPU time on a shared machine).
+# REPS=N repeats each size and session count N times, alternating the order: odd
+# repetitions run Postern's paths first and Postfix last, even ones the reverse, so that no
+# path always runs right after another one's file-system churn (ext4 pays for creating
+# files right after many were deleted). At the end, a table: per size and session count,
+# accepted / into-Maildir msg/s with Postern's ratio to Postfix, server CPU ms per message,
+# peak RSS of the process trees and context switches per message (medians over the
+# repetitions). PERF_DIR=DIR / TRACE_DIR=DIR record perf profiles / system call counts of
+# Postern's daemons during its runs (see run_one).
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
-# Issue 17's full table: scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
+# Issue 17's full table: REPS=2 scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -141,33 +149,132 @@ ctx_per_message() {
       parts = parts sprintf("%s%s %.1f", sep, x[1], d / n); sep = " + " }
     printf "  context switches per message: %.1f (%s)\n", total / n, parts }'
 }
-declare -A LABEL=([trusted]='postern:         ' [mxclean]='postern MX clean:' [mxlossy]='postern MX lossy:')
+declare -A LABEL=([postfix]='postfix+dovecot:  ' [trusted]='postern:          ' [mxclean]='postern MX clean: ' [mxlossy]='postern MX lossy: ')
 THEIRS=/var/vmail/example.test/user1/Maildir
+RESULTS=$WORK/results
+: > "$RESULTS"
+# run_one KIND SIZE N SESSIONS REP: one smtp-load.sh run against KIND (postfix or a Postern
+# install); prints its lines and appends "size sessions kind rep accepted e2e cpu_ms ctx rss"
+# to $RESULTS. PERF_DIR=DIR: Postern's three daemons are recorded with perf (call graphs)
+# during the run, into DIR/KIND-SIZE-SESSIONS-REP.data; TRACE_DIR=DIR: their system calls are
+# counted (strace -c -f), into DIR/KIND-SIZE-SESSIONS-REP-DAEMON.txt. Both slow the run.
+run_one() {
+  local k=$1 size=$2 n=$3 s=$4 rep=$5 out=$WORK/run.out cs0="" ctx=- perf_pid=""
+  printf '%s' "${LABEL[$k]}"
+  if [ "$k" = postfix ]; then
+    MAILDIR=$THEIRS CLEAN_MAILDIR=1 TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
+      "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$n" "$size" "$s" > "$out" || true
+  else
+    local ours=$WORK/$k/mail/example.test/user1/Maildir port=PORT_$k trees=TREES_$k sender=sender@example.test
+    rm -rf "$ours"
+    [ "$k" = trusted ] || sender=sender@example.net
+    if [ -n "${PERF_DIR:-}" ]; then
+      mkdir -p "$PERF_DIR"
+      local pids; pids=$(echo "${!trees}" | tr ' ' '\n' | sed 's/.*=//' | paste -sd,)
+      perf record -q -F "${PERF_FREQ:-999}" --call-graph dwarf,16384 -p "$pids" \
+        -o "$PERF_DIR/$k-$size-$s-$rep.data" >/dev/null 2>&1 & perf_pid=$!
+      sleep 0.5
+    fi
+    local tracers=()
+    if [ -n "${TRACE_DIR:-}" ]; then
+      mkdir -p "$TRACE_DIR"
+      local t
+      for t in ${!trees}; do
+        strace -c -f -p "${t#*=}" -o "$TRACE_DIR/$k-$size-$s-$rep-${t%%=*}.txt" >/dev/null 2>&1 & tracers+=($!)
+      done
+      sleep 0.5
+    fi
+    cs0=$(ctx_switches "${!trees}")
+    SENDER=$sender MAILDIR=$ours TREES="${!trees}" \
+      "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$n" "$size" "$s" > "$out" || true
+    ctx=$(ctx_per_message "$n" "$cs0" "$(ctx_switches "${!trees}")")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    for t in "${tracers[@]}"; do kill -INT "$t"; wait "$t" || true; done
+  fi
+  per_message "$n" < "$out"
+  [ "$ctx" = - ] || echo "$ctx"
+  awk -v size="$size" -v s="$s" -v k="$k" -v rep="$rep" -v n="$n" -v ctx="$ctx" '
+    /^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+    /cpu_s=/ && $1 != "machine" {
+      for (i = 2; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == "cpu_s") cpu += kv[2]
+        if (kv[1] == "peak_rss_mib") rss += kv[2]
+      }
+    }
+    END {
+      c = "-"; if (ctx != "-") { split(ctx, w, " "); c = w[5] }
+      printf "%s %s %s %s %s %s %.3f %s %.0f\n", size, s, k, rep, r["accept_mps"],
+        (r["e2e_mps"] == "" ? "-" : r["e2e_mps"]), cpu * 1000 / n, c, rss
+    }' "$out" >> "$RESULTS"
+}
+PATHS=$KINDS
+[ "$SKIP_POSTFIX" = 1 ] || PATHS="$KINDS postfix"
+REPS=${REPS:-1}
 echo "== $(nproc) cores; client and servers share them; both fsync (queue file, Maildir file, new/ dir)"
 [ "$MX" = 1 ] && echo "== MX rows: port 25 checks on (SPF, DKIM, DMARC, HELO) from sender@example.net; DNS: clean = NXDOMAIN with SOA, lossy = 1 query in 50 dropped, no SOA"
+echo "== $REPS repetition(s): odd ones run Postern first, even ones Postfix first (all paths in reverse), so that no path always follows the same one's file-system churn"
 for size in $SIZES; do
   n=$(count_for "$size")
   for s in $SESSIONS; do
-    echo "-- ${size} B x $n, $s session(s)"
-    if [ "$SKIP_POSTFIX" != 1 ]; then
-      printf 'postfix+dovecot:  '
-      MAILDIR=$THEIRS CLEAN_MAILDIR=1 TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
-        "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$n" "$size" "$s" | per_message "$n"
-    fi
-    for k in $KINDS; do
-      ours=$WORK/$k/mail/example.test/user1/Maildir
-      rm -rf "$ours"
-      port=PORT_$k trees=TREES_$k
-      printf '%s ' "${LABEL[$k]}"
-      sender=sender@example.test
-      [ "$k" = trusted ] || sender=sender@example.net
-      cs0=$(ctx_switches "${!trees}")
-      SENDER=$sender MAILDIR=$ours TREES="${!trees}" \
-        "$BENCH/smtp-load.sh" "127.0.0.1:${!port}" user1@example.test "$n" "$size" "$s" | per_message "$n"
-      ctx_per_message "$n" "$cs0" "$(ctx_switches "${!trees}")"
+    for rep in $(seq 1 "$REPS"); do
+      order=$PATHS
+      [ $((rep % 2)) = 0 ] && order=$(echo "$PATHS" | tr ' ' '\n' | tac | paste -sd' ')
+      echo "-- ${size} B x $n, $s session(s), repetition $rep: $order"
+      for k in $order; do run_one "$k" "$size" "$n" "$s" "$rep"; done
     done
   done
 done
 if [ "$MX" = 1 ]; then
   echo "== DNS queries (seen, dropped): clean $(tail -1 "$DNSLOG_mxclean"), lossy $(tail -1 "$DNSLOG_mxlossy")"
 fi
+# The issue's table: per size and sessions, accepted / into-Maildir msg/s (Postern's ratio to
+# Postfix in brackets), server CPU ms per message, peak RSS of the process trees (summed), and
+# context switches per message (Postern); medians over the repetitions.
+echo
+echo "== summary, medians over $REPS repetition(s): accepted / into Maildir msg/s (× Postfix), server CPU ms/msg, peak RSS MiB, context switches/msg"
+python3 - "$RESULTS" "$PATHS" <<'EOF'
+import statistics
+import sys
+
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+paths = sys.argv[2].split()
+names = {"postfix": "Postfix + Dovecot", "trusted": "Postern trusted",
+         "mxclean": "Postern MX clean", "mxlossy": "Postern MX lossy"}
+order = [p for p in names if p in paths]
+
+
+def med(values):
+    v = [float(x) for x in values if x not in ("-", "")]
+    return statistics.median(v) if v else None
+
+
+cells = {}
+for size, s, k, _rep, acc, e2e, cpu, ctx, rss in rows:
+    cells.setdefault((int(size), int(s), k), []).append((acc, e2e, cpu, ctx, rss))
+print("| size, sessions | " + " | ".join(names[p] for p in order) + " |")
+print("|---" * (len(order) + 1) + "|")
+for size, s in sorted({(a, b) for a, b, _ in cells}):
+    base = cells.get((size, s, "postfix"))
+    bacc = med([c[0] for c in base]) if base else None
+    be2e = med([c[1] for c in base]) if base else None
+    out = []
+    for p in order:
+        c = cells.get((size, s, p))
+        if not c:
+            out.append("-")
+            continue
+        acc, e2e, cpu, ctx, rss = (med([x[i] for x in c]) for i in range(5))
+        if acc is None:
+            out.append("failed")
+            continue
+        t = f"{acc:,.0f}" + (f" ({acc / bacc:.2f}×)" if p != "postfix" and bacc else "")
+        if e2e is not None:
+            t += f" / {e2e:,.0f}" + (f" ({e2e / be2e:.2f}×)" if p != "postfix" and be2e else "")
+        t += f", {cpu:.2f} ms, {rss:,.0f} MiB"
+        if ctx is not None:
+            t += f", {ctx:.1f} cs"
+        out.append(t)
+    label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size // 1024} KiB"
+    print(f"| {label}, {s} | " + " | ".join(out) + " |")
+EOF

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,9 +36,11 @@ pub(crate) const MIN_SLOT: u64 = 16 << 10;
 const KEEP_MAX: u64 = 128 << 10;
 /// Free slots kept at most; a slot freed beyond that is deleted.
 pub(crate) const MAX_FREE: usize = 512;
-/// Free slots kept open at most (the others are opened when taken), so that free slots do
-/// not use up the descriptors a daemon needs for its connections.
-const FREE_OPEN: usize = 64;
+/// Slot files kept open at most, free or holding a message (the others are opened by path
+/// when taken or freed), so that slots do not use up the descriptors a daemon needs for its
+/// connections. A slot's file stays open from commit to removal and back to the next commit:
+/// the reused slots of a steady flow are never opened by path again.
+const MAX_OPEN: usize = 256;
 /// Chunk size for reading a payload's bytes (checksum at recovery, copying a spooled body).
 const CHUNK: usize = 64 << 10;
 
@@ -92,13 +94,24 @@ pub(crate) struct Slots {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<QueueId, u64>,
-    /// Free slots, the last ones open for writing.
-    free: Vec<(u64, Option<File>)>,
-    /// How many of `free` are open.
-    free_open: usize,
+    /// The slots holding messages, their files open while [`MAX_OPEN`] allows.
+    by_id: HashMap<QueueId, Slot>,
+    /// Free slots; the last one freed is taken first (its file most likely open, its pages
+    /// cached).
+    free: Vec<Slot>,
+    /// How many files of `by_id` and `free` are open.
+    open: usize,
     /// The number the next new slot gets.
     next: u64,
+}
+
+/// A slot file: its number, its descriptor if kept open, and its length as far as we know
+/// (at least the real one: it only grows while the slot is kept).
+#[derive(Debug)]
+struct Slot {
+    n: u64,
+    file: Option<File>,
+    len: u64,
 }
 
 /// A slot taken for a commit: not free, not yet holding a committed message.
@@ -106,6 +119,8 @@ struct Inner {
 pub(crate) struct Taken {
     pub(crate) n: u64,
     file: File,
+    /// The file's length before this commit.
+    len: u64,
     /// Created for this commit: its name is durable only after `slots/` is fsynced.
     pub(crate) new: bool,
 }
@@ -147,14 +162,15 @@ impl Slots {
         self.lock().by_id.contains_key(&id)
     }
 
-    /// A free slot, or a new one (created empty).
+    /// A free slot, or a new one (created empty). A taken slot's open file is not counted
+    /// in [`MAX_OPEN`] until it is published or given back.
     pub(crate) fn take(&self) -> Result<Taken> {
         let n = {
             let mut inner = self.lock();
-            if let Some((n, file)) = inner.free.pop() {
+            if let Some(Slot { n, file, len }) = inner.free.pop() {
                 let file = match file {
                     Some(f) => {
-                        inner.free_open -= 1;
+                        inner.open -= 1;
                         f
                     }
                     None => {
@@ -173,6 +189,7 @@ impl Slots {
                 return Ok(Taken {
                     n,
                     file,
+                    len,
                     new: false,
                 });
             }
@@ -188,15 +205,25 @@ impl Slots {
             .mode(0o600)
             .open(&path)
             .ctx("create", &path)?;
-        Ok(Taken { n, file, new: true })
+        Ok(Taken {
+            n,
+            file,
+            len: 0,
+            new: true,
+        })
     }
 
     /// Writes a message into a taken slot and makes it durable (`fdatasync`; a new slot:
     /// `fsync`, and the caller fsyncs `slots/` before answering). The payload is `prefix`,
     /// `message`, then the first `body.1` bytes of the file at `body.0`.
+    ///
+    /// A message wholly in memory goes out in one `pwritev`, header first; a spooled body
+    /// is copied after the in-memory parts and the header written last. Either way nothing
+    /// orders these writes on disk before the `fdatasync`: it is the header's checksum over
+    /// the payload that tells a torn write (never acknowledged) from a committed message.
     pub(crate) fn write(
         &self,
-        t: &Taken,
+        t: &mut Taken,
         id: QueueId,
         prefix: &[u8],
         message: &[u8],
@@ -204,13 +231,23 @@ impl Slots {
     ) -> Result<()> {
         let path = self.path(t.n);
         let mut crc = crc32fast::Hasher::new();
-        let mut at = HEADER_LEN;
-        for part in [prefix, message] {
-            t.file.write_all_at(part, at).ctx("write", &path)?;
-            crc.update(part);
-            at += part.len() as u64;
-        }
-        if let Some((from, len)) = body {
+        crc.update(prefix);
+        crc.update(message);
+        let mut at = HEADER_LEN + (prefix.len() + message.len()) as u64;
+        let Some((from, len)) = body else {
+            let header = Header {
+                id,
+                len: at - HEADER_LEN,
+                crc: crc.finalize(),
+            }
+            .encode();
+            write_all_vectored_at(&t.file, &[&header, prefix, message], 0).ctx("write", &path)?;
+            #[cfg(test)]
+            trace::record(&self.dir, trace::Op::Write(t.n, t.new));
+            return self.settle_write(t, at, &path);
+        };
+        write_all_vectored_at(&t.file, &[prefix, message], HEADER_LEN).ctx("write", &path)?;
+        {
             let mut src = File::open(from).ctx("open", from)?.take(len);
             let mut buf = vec![0; CHUNK];
             let mut copied = 0;
@@ -245,20 +282,51 @@ impl Slots {
         t.file
             .write_all_at(&header.encode(), 0)
             .ctx("write", &path)?;
+        #[cfg(test)]
+        trace::record(&self.dir, trace::Op::Write(t.n, t.new));
+        self.settle_write(t, at, &path)
+    }
+
+    /// The end of [`Slots::write`]: a new slot padded to [`MIN_SLOT`] and `fsync`ed (its
+    /// length and blocks are new metadata), a reused one `fdatasync`ed.
+    fn settle_write(&self, t: &mut Taken, at: u64, path: &Path) -> Result<()> {
         if t.new {
             if at < MIN_SLOT {
                 let zeros = vec![0; usize::try_from(MIN_SLOT - at).unwrap_or(0)];
-                t.file.write_all_at(&zeros, at).ctx("write", &path)?;
+                t.file.write_all_at(&zeros, at).ctx("write", path)?;
             }
-            t.file.sync_all().ctx("fsync", &path)
+            t.len = t.len.max(at).max(MIN_SLOT);
+            t.file.sync_all().ctx("fsync", path)?;
         } else {
-            t.file.sync_data().ctx("fdatasync", &path)
+            t.len = t.len.max(at);
+            t.file.sync_data().ctx("fdatasync", path)?;
         }
+        #[cfg(test)]
+        trace::record(&self.dir, trace::Op::Sync(t.n));
+        Ok(())
     }
 
-    /// Records a committed message in its slot (after every fsync it needed).
+    /// Records a committed message in its slot (after every fsync it needed), its file kept
+    /// open for the removal while [`MAX_OPEN`] allows.
     pub(crate) fn publish(&self, t: Taken, id: QueueId) {
-        self.lock().by_id.insert(id, t.n);
+        #[cfg(test)]
+        trace::record(&self.dir, trace::Op::Publish(t.n, id));
+        let mut inner = self.lock();
+        let file = (inner.open < MAX_OPEN).then_some(t.file);
+        inner.open += usize::from(file.is_some());
+        let old = inner.by_id.insert(
+            id,
+            Slot {
+                n: t.n,
+                file,
+                len: t.len,
+            },
+        );
+        // An id is committed once (ids are unique); were it not, the slot replaced would
+        // only lose its descriptor's place in the count.
+        if old.is_some_and(|o| o.file.is_some()) {
+            inner.open -= 1;
+        }
     }
 
     /// Returns a slot whose commit failed: its header zeroed (best effort) so that a
@@ -267,49 +335,62 @@ impl Slots {
         if let Err(e) = t.file.write_all_at(&[0; HEADER_LEN as usize], 0) {
             warn!(slot = t.n, error = %e, "could not clear a slot after a failed commit");
         }
-        let path = self.path(t.n);
-        self.keep_free(t.n, t.file, &path);
+        // Its length is unknown after a failed write: asked again.
+        let len = t.file.metadata().map_or(u64::MAX, |m| m.len());
+        self.keep_free(t.n, Some(t.file), len);
     }
 
     /// Frees the slot of `id` (false if no slot holds it): its header is zeroed, without
     /// an fsync (if a crash loses that, the message is delivered again after restart: a
-    /// duplicate, never a loss), and it becomes free for the next commit.
+    /// duplicate, never a loss), and it becomes free for the next commit. The slot's file
+    /// is used as kept open since its commit; it is opened by path only when it was not.
     pub(crate) fn free(&self, id: QueueId) -> Result<bool> {
-        let Some(n) = self.lock().by_id.remove(&id) else {
+        let Some(Slot { n, file, len }) = ({
+            let mut inner = self.lock();
+            let slot = inner.by_id.remove(&id);
+            if slot.as_ref().is_some_and(|s| s.file.is_some()) {
+                inner.open -= 1;
+            }
+            slot
+        }) else {
             return Ok(false);
         };
         let path = self.path(n);
-        let file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                // Gone (a human removed it?): nothing left to free.
-                warn!(path = %path.display(), error = %e, "queue slot missing at removal");
-                return Ok(true);
-            }
+        let file = match file {
+            Some(f) => f,
+            None => match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Gone (a human removed it?): nothing left to free.
+                    warn!(path = %path.display(), error = %e, "queue slot missing at removal");
+                    return Ok(true);
+                }
+            },
         };
         file.write_all_at(&[0; HEADER_LEN as usize], 0)
             .ctx("write", &path)?;
-        self.keep_free(n, file, &path);
+        #[cfg(test)]
+        trace::record(&self.dir, trace::Op::Free(n));
+        self.keep_free(n, Some(file), len);
         Ok(true)
     }
 
-    /// Puts a free slot on the list, or deletes it when it is large or the list is full.
-    fn keep_free(&self, n: u64, file: File, path: &Path) {
+    /// Puts a free slot of length `len` on the list (its file kept open while [`MAX_OPEN`]
+    /// allows), or deletes it when it is large or the list is full.
+    fn keep_free(&self, n: u64, file: Option<File>, len: u64) {
         let mut inner = self.lock();
-        if inner.free.len() >= MAX_FREE || file.metadata().map_or(true, |m| m.len() > KEEP_MAX) {
+        if inner.free.len() >= MAX_FREE || len > KEEP_MAX {
             drop(inner);
             drop(file);
-            if let Err(e) = fs::remove_file(path) {
+            let path = self.path(n);
+            if let Err(e) = fs::remove_file(&path) {
                 warn!(path = %path.display(), error = %e, "could not delete a spare queue slot");
             }
             return;
         }
-        if inner.free_open < FREE_OPEN {
-            inner.free_open += 1;
-            inner.free.push((n, Some(file)));
-        } else {
-            inner.free.push((n, None));
-        }
+        let file = file.filter(|_| inner.open < MAX_OPEN);
+        inner.open += usize::from(file.is_some());
+        inner.free.push(Slot { n, file, len });
     }
 
     /// Creates free slots until the spool has `count` slots (at most [`MAX_FREE`]): written with zeros to
@@ -356,21 +437,27 @@ impl Slots {
             return;
         }
         for (n, file) in made {
-            let path = self.path(n);
-            self.keep_free(n, file, &path);
+            self.keep_free(n, Some(file), MIN_SLOT);
         }
     }
 
     /// Opens the slot of `id`, checks its header, and returns the file, its path and the
     /// payload length. `Ok(None)` if no slot holds `id`.
     fn open(&self, id: QueueId) -> Result<Option<(File, PathBuf, Header)>> {
-        let Some(n) = self.lock().by_id.get(&id).copied() else {
-            return Ok(None);
+        let (n, kept) = {
+            let inner = self.lock();
+            let Some(slot) = inner.by_id.get(&id) else {
+                return Ok(None);
+            };
+            (slot.n, slot.file.as_ref().and_then(|f| f.try_clone().ok()))
         };
         let path = self.path(n);
-        let file = match File::open(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            r => r.ctx("open", &path)?,
+        let file = match kept {
+            Some(f) => f,
+            None => match File::open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                r => r.ctx("open", &path)?,
+            },
         };
         let mut h = [0u8; HEADER_LEN as usize];
         file.read_exact_at(&mut h, 0)
@@ -392,11 +479,11 @@ impl Slots {
 
     /// The envelope committed with `id` (`Ok(None)`: not in a slot).
     pub(crate) fn load(&self, id: QueueId) -> Result<Option<Envelope>> {
-        let Some((mut file, path, header)) = self.open(id)? else {
+        let Some((file, path, header)) = self.open(id)? else {
             return Ok(None);
         };
-        file.seek(SeekFrom::Start(HEADER_LEN)).ctx("seek", &path)?;
-        let mut r = BufReader::with_capacity(8192, file);
+        // Positioned reads: a kept descriptor's duplicate shares its file offset.
+        let mut r = BufReader::with_capacity(8192, PositionedReader::new(&file, HEADER_LEN));
         let env = format::read_prefix(&mut r, header.len, &path)?;
         check_id(&env, id, &path)?;
         Ok(Some(env))
@@ -424,7 +511,7 @@ impl Slots {
     /// Reads every slot at open: returns what each holds, by slot file. Free slots are kept
     /// (up to [`MAX_FREE`], the rest deleted); the caller quarantines corrupt ones and
     /// registers messages with [`Slots::found`].
-    pub(crate) fn scan(&self) -> Result<Vec<(PathBuf, u64, Found)>> {
+    pub(crate) fn scan(&self) -> Result<Vec<(PathBuf, u64, u64, Found)>> {
         let mut out = Vec::new();
         let mut entries = Vec::new();
         for entry in fs::read_dir(&self.dir).ctx("read directory", &self.dir)? {
@@ -443,6 +530,7 @@ impl Slots {
                 out.push((
                     path.clone(),
                     u64::MAX,
+                    0,
                     Found::Corrupt(QueueError::corrupt(&path, "unexpected file in slots/")),
                 ));
                 continue;
@@ -452,6 +540,7 @@ impl Slots {
                 out.push((
                     path.clone(),
                     n,
+                    0,
                     Found::Corrupt(QueueError::corrupt(&path, "not a regular file in slots/")),
                 ));
                 continue;
@@ -461,33 +550,123 @@ impl Slots {
                 .write(true)
                 .open(&path)
                 .ctx("open", &path)?;
-            let found = examine(&file, &path)?;
+            let (found, len) = examine(&file, &path)?;
             if matches!(found, Found::Free) {
                 drop(inner);
-                self.keep_free(n, file, &path);
+                self.keep_free(n, Some(file), len);
                 inner = self.lock();
                 continue;
             }
-            out.push((path, n, found));
+            out.push((path, n, len, found));
         }
         Ok(out)
     }
 
     /// Registers a message found at open; false if another slot already holds that id
     /// (that slot is then freed: both hold the same committed message).
-    pub(crate) fn found(&self, id: QueueId, n: u64) -> bool {
+    pub(crate) fn found(&self, id: QueueId, n: u64, len: u64) -> bool {
         let mut inner = self.lock();
         if inner.by_id.contains_key(&id) {
             drop(inner);
             let path = self.path(n);
             if let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) {
                 let _ = file.write_all_at(&[0; HEADER_LEN as usize], 0);
-                self.keep_free(n, file, &path);
+                self.keep_free(n, Some(file), len);
             }
             return false;
         }
-        inner.by_id.insert(id, n);
+        // Not kept open (a recovered queue may be long); opened by path when freed.
+        inner.by_id.insert(id, Slot { n, file: None, len });
         true
+    }
+}
+
+/// Writes every part, in order, from `at` on: one `lseek`, then as few `writev` calls as the
+/// kernel allows (one for a message in memory: header, prefix and bytes). The file's offset
+/// is used only here, by the one holder of a taken slot; every read of a slot is positioned.
+/// (`pwritev` is one call less, but std's `write_vectored_at` is not stable yet.)
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], at: u64) -> io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(at))?;
+    let mut slices: Vec<io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| io::IoSlice::new(p))
+        .collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a file from `at` on with `pread`s, leaving the descriptor's offset alone (a kept
+/// slot descriptor and its duplicates share one offset).
+struct PositionedReader<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl<'a> PositionedReader<'a> {
+    fn new(file: &'a File, at: u64) -> Self {
+        Self { file, at }
+    }
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// What a spool's slots went through, in order, for the tests of durability order (a test
+/// filters by its own spool's `slots/`).
+#[cfg(test)]
+pub(crate) mod trace {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use crate::id::QueueId;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Op {
+        /// A message's bytes and header written into slot n (created for it: true).
+        Write(u64, bool),
+        /// `slots/` fsynced (the names of new slots durable).
+        SyncDir,
+        /// Slot n's `fdatasync`/`fsync` returned.
+        Sync(u64),
+        /// Slot n recorded as holding the id (after every fsync of its batch).
+        Publish(u64, QueueId),
+        /// The commit of the id answered (its `commit` future may resolve).
+        Answer(QueueId),
+        /// Slot n's header zeroed at removal.
+        Free(u64),
+    }
+
+    static OPS: Mutex<Vec<(PathBuf, Op)>> = Mutex::new(Vec::new());
+
+    pub(crate) fn record(dir: &Path, op: Op) {
+        OPS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((dir.to_path_buf(), op));
+    }
+
+    /// The operations recorded for the spool whose slots are in `dir`.
+    pub(crate) fn of(dir: &Path) -> Vec<Op> {
+        OPS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(d, _)| d == dir)
+            .map(|(_, op)| *op)
+            .collect()
     }
 }
 
@@ -504,8 +683,12 @@ fn check_id(env: &Envelope, id: QueueId, path: &Path) -> Result<()> {
 
 /// What one slot holds: its header and payload checked (checksum over the payload, read in
 /// chunks, then the message-file format).
-fn examine(file: &File, path: &Path) -> Result<Found> {
+fn examine(file: &File, path: &Path) -> Result<(Found, u64)> {
     let len = file.metadata().ctx("stat", path)?.len();
+    Ok((examine_len(file, path, len)?, len))
+}
+
+fn examine_len(file: &File, path: &Path, len: u64) -> Result<Found> {
     if len < HEADER_LEN {
         return Ok(Found::Free);
     }
@@ -537,8 +720,7 @@ fn examine(file: &File, path: &Path) -> Result<Found> {
             format!("slot of {}: checksum mismatch (torn write?)", header.id),
         )));
     }
-    let mut r = BufReader::with_capacity(8192, file);
-    r.seek(SeekFrom::Start(HEADER_LEN)).ctx("seek", path)?;
+    let mut r = BufReader::with_capacity(8192, PositionedReader::new(file, HEADER_LEN));
     match format::read_prefix(&mut r, header.len, path) {
         Ok(env) if env.id == header.id => Ok(Found::Message(env)),
         Ok(env) => Ok(Found::Corrupt(QueueError::corrupt(
@@ -563,37 +745,52 @@ mod tests {
             .unwrap()
     }
 
-    /// Free slots: at most [`FREE_OPEN`] kept open (the rest reopened when taken), a large
-    /// one deleted when freed.
+    /// Slot files: at most [`MAX_OPEN`] kept open, free or holding a message (the rest
+    /// reopened when taken or freed), a large one deleted when freed.
     #[test]
-    fn free_slots_are_bounded() {
+    fn open_slots_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let slots = Slots::new(dir.path().to_path_buf());
         let commit = |n: u64, body: &[u8]| {
-            let t = slots.take().unwrap();
-            slots.write(&t, id(n), b"", body, None).unwrap();
+            let mut t = slots.take().unwrap();
+            slots.write(&mut t, id(n), b"", body, None).unwrap();
             slots.publish(t, id(n));
         };
-        for n in 0..70 {
+        let total = MAX_OPEN as u64 + 6;
+        for n in 0..total {
             commit(n, b"small");
         }
-        for n in 0..70 {
+        assert_eq!(
+            slots.lock().open,
+            MAX_OPEN,
+            "committed slots kept open up to the bound"
+        );
+        for n in 0..total {
             assert!(slots.free(id(n)).unwrap());
         }
         assert!(!slots.free(id(0)).unwrap(), "freed once");
         {
             let inner = slots.lock();
-            assert_eq!((inner.free.len(), inner.free_open), (70, FREE_OPEN));
+            assert_eq!((inner.free.len() as u64, inner.open), (total, MAX_OPEN));
+            assert!(inner.free.iter().all(|s| s.len == MIN_SLOT));
         }
-        // All 70 taken again (6 of them reopened), no new file.
-        for n in 100..170 {
+        // All taken again (6 of them reopened), no new file.
+        for n in 1000..1000 + total {
             commit(n, b"again");
         }
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 70);
-        assert_eq!(slots.lock().free_open, 0);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count() as u64, total);
+        assert_eq!(slots.lock().open, MAX_OPEN);
+        // Each message landed in the file its slot names (read back by path).
+        for n in 1000..1000 + total {
+            let slot = slots.lock().by_id[&id(n)].n;
+            let bytes = fs::read(dir.path().join(slot.to_string())).unwrap();
+            let h = Header::decode(&bytes).unwrap();
+            assert_eq!((h.id, h.len), (id(n), 5));
+            assert_eq!(&bytes[HEADER_LEN as usize..][..5], b"again");
+        }
         // A large one is deleted when freed.
         commit(200, &vec![b'x'; (KEEP_MAX + 1) as usize]);
-        let n = slots.lock().by_id[&id(200)];
+        let n = slots.lock().by_id[&id(200)].n;
         assert!(slots.free(id(200)).unwrap());
         assert!(!dir.path().join(n.to_string()).exists());
     }

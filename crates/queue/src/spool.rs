@@ -3,6 +3,7 @@
 //! Everything here is synchronous `std::fs`; async callers use `spawn_blocking`. The receive
 //! side (group commit) is in [`Committer`](crate::Committer).
 
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -48,6 +49,10 @@ pub struct Spool {
     /// Files of removed messages kept for reuse (see [`Spool::remove_all`]).
     spare: PathBuf,
     spares: Mutex<Vec<PathBuf>>,
+    /// The messages that have an `active/<id>.state` file (found at open or saved since):
+    /// the others' removal and loading need not look for one. Only this process writes
+    /// states while the spool is open.
+    states: Mutex<HashSet<QueueId>>,
     max_message_size: u64,
     ids: IdGen,
     dir_syncs: AtomicU64,
@@ -129,6 +134,7 @@ impl Spool {
             corrupt: root.join("corrupt"),
             spare: root.join("spare"),
             spares: Mutex::new(Vec::new()),
+            states: Mutex::new(HashSet::new()),
             root,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             ids: IdGen::default(),
@@ -246,11 +252,53 @@ impl Spool {
             .join(format!("{}.state.{:08x}", env.id, rand::random::<u32>()));
         write_durable(&tmp, &[&json])?;
         let state = self.state_path(env.id);
+        // Known before the rename: a state on disk is never left unknown (an unknown one
+        // would survive the message's removal until the next open).
+        self.states_lock().insert(env.id);
         if let Err(e) = fs::rename(&tmp, &state) {
             let _ = fs::remove_file(&tmp);
             return Err(e).ctx("rename", &state);
         }
         self.sync_dir(&self.active)
+    }
+
+    fn states_lock(&self) -> std::sync::MutexGuard<'_, HashSet<QueueId>> {
+        // Every update is one call: a panic while holding the lock leaves a consistent set.
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `id` has (or may have) a state file.
+    fn has_state(&self, id: QueueId) -> bool {
+        self.states_lock().contains(&id)
+    }
+
+    /// Removes the state file of `id`, if it has one.
+    fn remove_state(&self, id: QueueId) -> Result<()> {
+        if !self.has_state(id) {
+            return Ok(());
+        }
+        let state = self.state_path(id);
+        match fs::remove_file(&state) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx("unlink", &state),
+            _ => {
+                self.states_lock().remove(&id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a message held in a slot and without a state file, the common case of a
+    /// delivered message, if `id` is one: its slot's header zeroed with one write into a
+    /// file kept open since the commit (no path lookup, no directory change, no fsync; see
+    /// [`Spool::remove_all`]). `Ok(false)`: not such a message, nothing done; the caller
+    /// uses [`Spool::remove`]. Cheap enough for an async task to call inline.
+    pub fn remove_if_slot_only(&self, id: QueueId) -> Result<bool> {
+        if self.has_state(id) || !self.slots.contains(id) {
+            return Ok(false);
+        }
+        self.slots.free(id)
     }
 
     /// Removes a delivered (or bounced) message: its slot or file, then its state, without
@@ -280,25 +328,18 @@ impl Spool {
             let message = self.message_path(id);
             let freed = self.slots.free(id)?;
             if freed || (self.layout == Layout::Files && self.keep_spare(id, &message)) {
-                let state = self.state_path(id);
-                match fs::remove_file(&state) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(e).ctx("unlink", &state);
-                    }
-                    _ => {}
-                }
+                self.remove_state(id)?;
                 continue;
             }
             // Message first: a crash between the two leaves a state without its message,
             // which open() removes.
-            for path in [message, self.state_path(id)] {
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(e).ctx("unlink", &path);
-                    }
-                    _ => {}
+            match fs::remove_file(&message) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(e).ctx("unlink", &message);
                 }
+                _ => {}
             }
+            self.remove_state(id)?;
         }
         Ok(())
     }
@@ -390,7 +431,10 @@ impl Spool {
 
     /// fsyncs `slots/`, making new slot files' names durable.
     pub(crate) fn sync_slots(&self) -> Result<()> {
-        self.sync_dir(self.slots.dir())
+        self.sync_dir(self.slots.dir())?;
+        #[cfg(test)]
+        crate::slots::trace::record(self.slots.dir(), crate::slots::trace::Op::SyncDir);
+        Ok(())
     }
 
     /// fsyncs `active/`, making committed links durable.
@@ -445,6 +489,9 @@ impl Spool {
     /// Replaces `base` by the saved state, if any. A bad state file is moved to `corrupt/` and
     /// the committed envelope used: delivered recipients may get the message again.
     fn merge_state(&self, id: QueueId, base: Envelope) -> Result<Envelope> {
+        if !self.has_state(id) {
+            return Ok(base);
+        }
         let path = self.state_path(id);
         let bytes = match read_bounded(&path, MAX_ENVELOPE_JSON as u64) {
             Ok(Some(b)) => b,
@@ -453,6 +500,7 @@ impl Spool {
             Err(e) => {
                 error!(error = %e, "bad queue state file; using the committed envelope");
                 self.quarantine(&path)?;
+                self.states_lock().remove(&id);
                 return Ok(base);
             }
         };
@@ -461,6 +509,7 @@ impl Spool {
             Ok(_) | Err(_) => {
                 error!(path = %path.display(), "bad queue state file; using the committed envelope");
                 self.quarantine(&path)?;
+                self.states_lock().remove(&id);
                 Ok(base)
             }
         }
@@ -498,6 +547,7 @@ impl Spool {
             }
         }
         messages.sort_unstable();
+        self.states_lock().extend(states.iter().copied());
         let mut changed = false;
         for path in others {
             warn!(path = %path.display(), "unexpected file in active/, moved to corrupt/");
@@ -505,12 +555,12 @@ impl Spool {
             changed = true;
         }
         let mut envelopes = Vec::with_capacity(messages.len());
-        for (path, n, found) in self.slots.scan()? {
+        for (path, n, len, found) in self.slots.scan()? {
             match found {
                 Found::Message(env) => {
                     let id = env.id;
                     self.ids.observe(id);
-                    if messages.binary_search(&id).is_ok() || !self.slots.found(id, n) {
+                    if messages.binary_search(&id).is_ok() || !self.slots.found(id, n, len) {
                         warn!(%id, path = %path.display(), "message in two places; one kept");
                         continue;
                     }
@@ -545,6 +595,7 @@ impl Spool {
             if messages.binary_search(&id).is_err() && !self.slots.contains(id) {
                 let path = self.state_path(id);
                 fs::remove_file(&path).ctx("unlink", &path)?;
+                self.states_lock().remove(&id);
                 info!(path = %path.display(), "removed state of a removed message");
                 changed = true;
             }

@@ -680,8 +680,10 @@ impl Driver {
         // Messages stream to the queue's disk: room for one more of the largest, and half
         // again (Postfix's rule for queue_minfree).
         let spool = self.ctx.queue.committer.spool().dir();
-        if let Some(reply) =
-            crate::limits::check_disk(spool, c.max_message_size.saturating_mul(3) / 2)
+        if let Some(reply) = self
+            .ctx
+            .disk
+            .check(spool, c.max_message_size.saturating_mul(3) / 2)
         {
             warn!("queue file system nearly full: MAIL refused");
             return Verdict::Reject(reply);

@@ -63,6 +63,8 @@ pub(crate) struct Ctx {
     pub(crate) limits: limits::Limits,
     /// The inbound checks of port 25.
     pub(crate) checks: checks::Checks,
+    /// The queue's free disk space as MAIL sees it.
+    pub(crate) disk: limits::DiskGauge,
 }
 
 /// The bound listeners: TCP, the control socket, and the optional autoconfig HTTP ones.
@@ -160,6 +162,7 @@ pub async fn run(
         per_ip_submission: postern_daemon::PerIp::new(),
         limits,
         checks,
+        disk: limits::DiskGauge::new(),
     });
     if ctx.checks.greylist.is_some() {
         tokio::spawn(flush_greylist(ctx.clone(), shutdown.clone()));

@@ -158,16 +158,58 @@ pub(crate) fn check_recipients(accepted: usize, limit: usize) -> Option<Reply> {
 /// The refusal when the file system of `dir` (the queue) has less than `need` bytes free
 /// for unprivileged users; `None` when there is room or it cannot be told.
 pub(crate) fn check_disk(dir: &std::path::Path, need: u64) -> Option<Reply> {
+    (free_bytes(dir)? < need).then(disk_full)
+}
+
+/// The free space of the queue's file system as MAIL sees it: `statvfs` at most once per
+/// [`DiskGauge::FRESH`] while the space last seen is comfortably above what is needed
+/// (twice it), else at every MAIL. So a steady flow of MAILs costs one system call a
+/// second, and a disk filling up is looked at every time once it nears the limit. (While a
+/// message is being spooled, [`check_disk`] is asked directly.)
+pub(crate) struct DiskGauge {
+    last: Mutex<Option<(Instant, u64)>>,
+    read: fn(&std::path::Path) -> Option<u64>,
+}
+
+impl DiskGauge {
+    /// How long a reading is used.
+    const FRESH: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+            read: free_bytes,
+        }
+    }
+
+    /// [`check_disk`] through the cached reading.
+    pub(crate) fn check(&self, dir: &std::path::Path, need: u64) -> Option<Reply> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < Self::FRESH && free / 2 >= need => free,
+            _ => {
+                let free = (self.read)(dir)?;
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        (free < need).then(disk_full)
+    }
+}
+
+/// Bytes free for unprivileged users on the file system of `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     #[allow(clippy::useless_conversion)]
-    let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
-    (free < need).then(|| {
-        Reply::new(
-            452,
-            (4, 3, 1),
-            "Insufficient system storage, try again later",
-        )
-    })
+    Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+}
+
+fn disk_full() -> Reply {
+    Reply::new(
+        452,
+        (4, 3, 1),
+        "Insufficient system storage, try again later",
+    )
 }
 
 /// At MAIL: the refusal when the queue holds `len` messages of at most `max`.
@@ -365,5 +407,39 @@ mod tests {
             check_disk(&dir.path().join("missing"), 1).is_none(),
             "unknown: no refusal"
         );
+    }
+
+    /// MAIL's gauge reads the free space once per second while it is well above the need,
+    /// and at every MAIL once it is not (so a filling disk is noticed at once).
+    #[test]
+    fn disk_gauge_reads_seldom_while_there_is_room() {
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        static FREE: AtomicU64 = AtomicU64::new(100 << 20);
+        static READS: AtomicUsize = AtomicUsize::new(0);
+        let g = DiskGauge {
+            last: Mutex::new(None),
+            read: |_| {
+                READS.fetch_add(1, Ordering::SeqCst);
+                Some(FREE.load(Ordering::SeqCst))
+            },
+        };
+        let dir = std::path::Path::new("/");
+        for _ in 0..100 {
+            assert!(g.check(dir, 10 << 20).is_none());
+        }
+        assert_eq!(READS.load(Ordering::SeqCst), 1, "one reading a second");
+        // Less than twice the need left: every MAIL looks again, and sees the disk fill.
+        FREE.store(15 << 20, Ordering::SeqCst);
+        *g.last.lock().unwrap() = Some((Instant::now(), 15 << 20));
+        assert!(g.check(dir, 10 << 20).is_none());
+        assert_eq!(READS.load(Ordering::SeqCst), 2);
+        FREE.store(5 << 20, Ordering::SeqCst);
+        assert_eq!(g.check(dir, 10 << 20).unwrap().code(), 452);
+        assert_eq!(READS.load(Ordering::SeqCst), 3);
+        // An old reading is not used, however roomy.
+        FREE.store(1 << 40, Ordering::SeqCst);
+        *g.last.lock().unwrap() = Some((Instant::now() - DiskGauge::FRESH, 1 << 40));
+        assert!(g.check(dir, 10 << 20).is_none());
+        assert_eq!(READS.load(Ordering::SeqCst), 4);
     }
 }

@@ -647,7 +647,16 @@ impl Manager {
         if done {
             info!(attempts = env.attempts, "removed (every recipient done)");
             let (spool, id) = (self.spool.clone(), env.id);
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(id)).await {
+            // A message in a slot without a state (most): one small write into a file held
+            // open, here, not a trip to the blocking pool and back (two thread wakeups).
+            let removed = match spool.remove_if_slot_only(id) {
+                Ok(true) => Ok(()),
+                Ok(false) => tokio::task::spawn_blocking(move || spool.remove(id))
+                    .await
+                    .unwrap_or(Ok(())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
                 warn!(error = %e, "removing a finished message failed");
             }
             return Attempted {
