@@ -175,6 +175,12 @@ pub fn reparse(raw: &[u8]) -> bool {
     ext::reparse(raw).is_some()
 }
 
+/// The MULTIAPPEND/CATENATE command parser, the IMAP URL parser and the CREATE USE parser
+/// alone, asserting their invariants (panics on a violation).
+pub fn append_ext(raw: &[u8]) {
+    super::cmd::multiappend::fuzz_check(raw);
+}
+
 /// The literal-announcement scanner used before login.
 pub fn preauth_scan(input: &[u8], limit: u64) -> bool {
     PreauthScanner::default().feed(input, limit)

@@ -291,9 +291,10 @@ mod tests {
             .count()
     }
 
-    /// RFC 3502 §3: "If the server returns a NO response, none of the messages are
-    /// appended". A link that fails on the third message leaves no file in `cur/` or
-    /// `tmp/` and no uidlist record; the mailbox's UIDs are not disturbed.
+    /// RFC 3502, Introduction: "A MULTIAPPEND APPEND operation is atomic; either all
+    /// messages are successfully appended, or no messages are appended". A link that fails
+    /// on the third message leaves no file in `cur/` or `tmp/` and no uidlist record; the
+    /// mailbox's UIDs are not disturbed.
     #[test]
     fn a_failure_on_the_third_message_leaves_nothing() {
         let (_d, md) = setup();

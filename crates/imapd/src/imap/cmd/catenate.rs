@@ -11,9 +11,10 @@
 //!   source keeps its flags (no `\Seen`).
 //! - Bounded: the message being built never exceeds APPENDLIMIT (`NO [TOOBIG]`, §4.2); source
 //!   messages are read one at a time (the last one kept for the next URL to it), at most four
-//!   mailboxes are kept open, and one command reads at most [`READ_FACTOR`] × APPENDLIMIT
-//!   of source messages (`NO [LIMIT]` beyond). Mailbox names are resolved by the Maildir, which
-//!   refuses anything that would leave the user's Maildir.
+//!   mailboxes are kept open and [`MAX_OPENS`] opened, and one command reads at most
+//!   [`READ_FACTOR`] × APPENDLIMIT of source messages (`NO [LIMIT]` beyond both). Mailbox
+//!   names are resolved by the Maildir, which refuses anything that would leave the user's
+//!   Maildir.
 
 use std::borrow::Cow;
 
@@ -33,6 +34,8 @@ use crate::imap::tagged::{Tagged, other};
 pub(crate) const READ_FACTOR: u64 = 4;
 /// Mailboxes kept open for the URLs of one command.
 const MAX_OPEN: usize = 4;
+/// Mailbox opens one command may cause (each loads an index).
+const MAX_OPENS: u32 = 32;
 /// Longest URL accepted (longer ones are BADURL, reported shortened).
 const MAX_URL: usize = 2048;
 
@@ -64,6 +67,7 @@ pub(crate) struct Sources<'a> {
     limit: u64,
     budget: u64,
     opened: Vec<(String, Mailbox)>,
+    opens: u32,
     /// (mailbox, UIDVALIDITY, UID) and the message.
     last: Option<((String, u32, u32), Vec<u8>)>,
 }
@@ -77,6 +81,7 @@ impl<'a> Sources<'a> {
             limit,
             budget: limit.saturating_mul(READ_FACTOR),
             opened: Vec::new(),
+            opens: 0,
             last: None,
         }
     }
@@ -156,6 +161,13 @@ fn resolve(
     };
     let in_sel = sel.filter(|s| same_mailbox(&s.name, &name));
     if in_sel.is_none() && !src.opened.iter().any(|(n, _)| *n == name) {
+        if src.opens == MAX_OPENS {
+            return Err(Fail::Tagged(Tagged::no(
+                other("LIMIT"),
+                "CATENATE opens too many mailboxes in one command",
+            )));
+        }
+        src.opens += 1;
         let m = match src.md.open_mailbox(&name) {
             Ok(m) => m,
             Err(MaildirError::NoSuchFolder(_) | MaildirError::Name { .. }) => {

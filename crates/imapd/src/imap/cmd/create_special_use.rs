@@ -157,7 +157,7 @@ impl Session {
                 other("USEATTR"),
                 format!(
                     "{attr} is the attribute of {}",
-                    names::encode(&holder, self.utf8())
+                    names::encode(&holder, self.utf8()).replace(|c: char| c.is_control(), "?")
                 ),
             ),
             Err(e) => store_error(&e),

@@ -11,9 +11,10 @@
 //!   ([`postern_maildir::mailbox::AppendBatch`]): a CATENATE message is the only one held in
 //!   memory, and never larger than APPENDLIMIT. The quota counts all messages together.
 //! - All messages are then appended under one lock with one `cur/` sync and one uidlist
-//!   write, or none (RFC 3502 §6.3.11: "If the server returns a NO response, none of the
-//!   messages are appended"). The tagged OK carries `[APPENDUID uidvalidity uid-set]`
-//!   (RFC 4315) once the files, their names in `cur/` and the uidlist records are on disk.
+//!   write, or none (RFC 3502, Introduction: "A MULTIAPPEND APPEND operation is atomic;
+//!   either all messages are successfully appended, or no messages are appended"). The
+//!   tagged OK carries `[APPENDUID uidvalidity uid-set]` (RFC 4315) once the files, their
+//!   names in `cur/` and the uidlist records are on disk.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -177,6 +178,10 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Append, SyntaxError> {
             let lit = r
                 .literal()
                 .ok_or_else(|| fail("Expected a message literal"))?;
+            if !lit.binary && raw[lit.range.clone()].contains(&0) {
+                // RFC 3501 §9: a literal is CHAR8, without NUL (RFC 3516's literal8 allows it).
+                return Err(fail("NUL in a literal"));
+            }
             Data::Literal(lit)
         };
         messages.push(Message { flags, date, data });
@@ -490,3 +495,42 @@ fn same_mailbox(a: &str, b: &str) -> bool {
 #[cfg(test)]
 #[path = "multiappend_tests.rs"]
 mod tests;
+
+/// For the fuzz target: the extended APPEND parser, the IMAP URL parser and the CREATE USE
+/// parser on `raw`, with their invariants (literal ranges inside the input, no URL naming a
+/// mailbox with an empty, `.` or `..` component or a control character).
+pub(crate) fn fuzz_check(raw: &[u8]) {
+    let check_url = |url: &[u8]| {
+        if let Some(u) = catenate::parse_url(url, "u@example.test", "mx.example.test") {
+            assert!(u.uid > 0);
+            if let Some(m) = &u.mailbox {
+                assert!(
+                    m.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+                    "{m:?}"
+                );
+                assert!(!m.chars().any(char::is_control), "{m:?}");
+            }
+        }
+    };
+    check_url(raw);
+    if let Ok(cmd) = parse(raw) {
+        assert!(!cmd.messages.is_empty() && cmd.messages.len() <= MAX_MESSAGES);
+        for m in &cmd.messages {
+            match &m.data {
+                Data::Literal(l) => assert!(l.range.end <= raw.len()),
+                Data::Catenate(parts) => {
+                    assert!(!parts.is_empty());
+                    for p in parts {
+                        match p {
+                            CatPart::Text(l) => assert!(l.range.end <= raw.len()),
+                            CatPart::Url(u) => check_url(u),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(c) = super::create_special_use::parse(raw) {
+        assert!(c.attrs.iter().all(|a| a.starts_with('\\')));
+    }
+}

@@ -118,11 +118,12 @@ fn multiappend_to_the_selected_mailbox_with_literal_plus_and_literal8() {
     assert!(out.contains("m3\r\n"), "{out}");
 }
 
-/// RFC 3502 §6.3.11: "If the server returns a NO response, none of the messages are
-/// appended". A MULTIAPPEND that fails on its third message (binary content that cannot be
-/// stored as it is, RFC 3516 §4.3) leaves no message, no file in `tmp/` or `cur/`, and no
-/// uidlist record; so does one whose third message is a CATENATE over APPENDLIMIT, and one
-/// whose third message has a URL that does not resolve.
+/// RFC 3502, Introduction: "A MULTIAPPEND APPEND operation is atomic; either all messages
+/// are successfully appended, or no messages are appended". A MULTIAPPEND that fails on
+/// its third message (binary content that cannot be stored as it is, RFC 3516 §4.3) leaves
+/// no message, no file in `tmp/` or `cur/`, and no uidlist record; so does one whose third
+/// message is a CATENATE over APPENDLIMIT, and one whose third message has a URL that does
+/// not resolve.
 #[test]
 fn multiappend_failing_on_its_third_message_appends_none() {
     let (_d, md) = setup();
@@ -454,6 +455,58 @@ fn catenate_bad_syntax() {
         );
     }
     assert_eq!(uidlist_records(md.root()), 0);
+}
+
+/// Hostile CATENATE work is bounded: URLs alternating between two large messages re-read
+/// them until the read budget (4 × APPENDLIMIT) is spent, URLs to many mailboxes stop at 32
+/// opens; both `NO [LIMIT]`, nothing appended. A NUL in a plain message literal of a
+/// MULTIAPPEND is BAD (RFC 3501 §9: CHAR8), as in a TEXT part.
+#[test]
+fn catenate_work_is_bounded() {
+    let (_d, md) = setup();
+    let mut inbox = md.open_mailbox("INBOX").unwrap();
+    let big = cat(&[b"Subject: big\r\n\r\n", &vec![b'b'; 300 * 1024], b"\r\n"]);
+    for _ in 0..2 {
+        inbox
+            .append(&big, &postern_maildir::Flags::default(), None)
+            .unwrap();
+    }
+    let mut input = b"a APPEND INBOX CATENATE (".to_vec();
+    for i in 0..40 {
+        input.extend_from_slice(
+            format!("URL \"/INBOX/;UID={}/;PARTIAL=0.1\" ", 1 + i % 2).as_bytes(),
+        );
+    }
+    input.extend_from_slice(b"TEXT {1}\r\nx)\r\n");
+    let out = run(&md, &input);
+    assert!(tagged(&out, "a").starts_with("a NO [LIMIT]"), "{out}");
+    let mut input = b"b APPEND INBOX CATENATE (".to_vec();
+    for i in 0..40 {
+        md.create_folder(&format!("F{i}")).unwrap();
+        let mut f = md.open_mailbox(&format!("F{i}")).unwrap();
+        f.append(
+            b"Subject: s\r\n\r\nx\r\n",
+            &postern_maildir::Flags::default(),
+            None,
+        )
+        .unwrap();
+        input.extend_from_slice(format!("URL \"/F{i}/;UID=1\" ").as_bytes());
+    }
+    input.extend_from_slice(b"TEXT {1}\r\nx)\r\n");
+    let out = run(&md, &input);
+    assert!(tagged(&out, "b").starts_with("b NO [LIMIT]"), "{out}");
+    // 32 mailboxes are fine.
+    let mut input = b"c APPEND INBOX CATENATE (".to_vec();
+    for i in 0..32 {
+        input.extend_from_slice(format!("URL \"/F{i}/;UID=1/;SECTION=TEXT\" ").as_bytes());
+    }
+    input.extend_from_slice(b"TEXT {1}\r\nx)\r\n");
+    let out = run(&md, &input);
+    assert!(tagged(&out, "c").starts_with("c OK [APPENDUID"), "{out}");
+    let out = run(&md, b"d APPEND INBOX {1}\r\nx {3}\r\na\0b\r\n");
+    assert!(tagged(&out, "d").starts_with("d BAD"), "{out}");
+    let out = run(&md, b"s STATUS INBOX (MESSAGES)\r\n");
+    assert!(out.contains("(MESSAGES 3)"), "{out}");
 }
 
 /// The capabilities are advertised once logged in.
