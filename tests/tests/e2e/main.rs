@@ -30,6 +30,7 @@ mod imap_conformance_sort;
 mod imap_metadata;
 mod imap_objectid;
 mod imap_multiappend;
+mod imap_notify;
 mod imap_proxy;
 mod imap_searchres;
 mod imap_speed_paths;

@@ -58,6 +58,7 @@ impl Session {
     pub fn idle_wake(&mut self, out: &mut Vec<u8>) {
         if self.idling.is_some() {
             self.sync(out, true);
+            self.notify_fetch_new(out);
         }
     }
 

@@ -26,6 +26,7 @@ mod idle;
 mod input;
 mod names;
 pub(crate) mod notify;
+mod notify_set;
 mod resp;
 mod scanner;
 mod tagged;
@@ -173,6 +174,7 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         idle_watch: None,
         idle_sync: false,
         idle_gauge: None,
+        read_deadline: None,
         login_deadline,
         close: false,
         bye_after: None,
@@ -199,6 +201,8 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
 enum Input {
     Data(Vec<u8>),
     Woke,
+    /// NOTIFY's watches or poll round (`notify_set.rs`).
+    Notify,
     Closed,
 }
 
@@ -224,6 +228,9 @@ struct Driver {
     /// Counts this session in `postern_imapd_idle_sessions` while it is in IDLE.
     idle_gauge: Option<crate::metrics::IdleGuard>,
     login_deadline: Instant,
+    /// When an idle logged-in session is logged out; kept across NOTIFY wakes (which are not
+    /// the client's activity), renewed by anything else.
+    read_deadline: Option<Instant>,
     close: bool,
     /// Sent, then the connection closed, once imap-next has written its queued output.
     bye_after: Option<&'static str>,
@@ -278,6 +285,9 @@ impl Driver {
                     match self.read_input(&shutdown).await {
                         Input::Data(bytes) => self.received(bytes),
                         Input::Woke => self.idle_wake().await,
+                        Input::Notify => {
+                            self.with_session(|s, out| s.notify_wake(out)).await;
+                        }
                         Input::Closed => self.close = true,
                     }
                 }
@@ -367,8 +377,11 @@ impl Driver {
 
     async fn read_input(&mut self, shutdown: &CancellationToken) -> Input {
         let authenticated = self.authenticated();
+        let timeout = self.ctx.config.imapd.idle_timeout_secs.duration();
         let deadline = if authenticated {
-            Instant::now() + self.ctx.config.imapd.idle_timeout_secs.duration()
+            *self
+                .read_deadline
+                .get_or_insert_with(|| Instant::now() + timeout)
         } else {
             self.login_deadline
         };
@@ -377,8 +390,15 @@ impl Driver {
             io,
             idle_watch,
             kick,
+            sess,
             ..
         } = self;
+        let notify = async {
+            match sess.as_mut().and_then(|s| s.notify_waker()) {
+                Some(w) => w.changed().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let wake = async {
             match idle_watch.as_mut() {
                 _ if sync_now => {}
@@ -386,7 +406,7 @@ impl Driver {
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
+        let r = tokio::select! {
             _ = shutdown.cancelled() => {
                 self.out.extend_from_slice(b"* BYE Server shutting down\r\n");
                 Input::Closed
@@ -408,11 +428,16 @@ impl Driver {
                 Input::Closed
             }
             () = wake => Input::Woke,
+            () = notify => Input::Notify,
             () = crate::kick::kicked(kick.as_ref()) => {
                 self.out.extend_from_slice(KICKED_BYE);
                 Input::Closed
             }
+        };
+        if !matches!(r, Input::Notify) {
+            self.read_deadline = None;
         }
+        r
     }
 
     /// Runs `f` on the session on the blocking pool, output into `self.out`.
@@ -699,6 +724,14 @@ impl Driver {
         self.unauth_permit = None;
         self.kick = Some(self.ctx.kicks.register(&li.user));
         self.scanner = PreauthScanner::default();
+        if let Some(s) = self.sess.as_mut() {
+            // NOTIFY's watches share IDLE's inotify instance.
+            s.notify.notifier = self
+                .ctx
+                .notifier
+                .get_or_init(notify::Notifier::start)
+                .clone();
+        }
         User {
             name: li.user,
             maildir: li.maildir,

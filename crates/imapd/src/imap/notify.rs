@@ -1,15 +1,38 @@
-//! Waking IDLE sessions: one inotify instance for the whole process (the per-user limit on
-//! inotify instances is small, 128 by default), watching `new/` and `cur/` of the mailboxes
-//! that IDLE sessions have selected. Sessions subscribe by mailbox directory and get a
-//! `watch` channel that ticks on every change. Without inotify, sessions poll.
+//! Waking IDLE and NOTIFY sessions: one inotify instance for the whole process (the per-user
+//! limit on inotify instances is small, 128 by default), watching `new/` and `cur/` of the
+//! mailboxes that IDLE sessions have selected. Sessions subscribe by mailbox directory and get
+//! a `watch` channel that ticks on every change. Without inotify, sessions poll.
+//!
+//! NOTIFY (RFC 5465, `notify_set.rs`) watches many mailboxes per session through a [`Group`]:
+//! one channel for all of them, plus the set of directories that changed since the session
+//! last looked. Groups share watches with each other and with IDLE, and together never hold
+//! more than [`MAX_GROUP_WATCHES`] inotify watches (the per-user default limit is 8,192, and
+//! the maildir crate's own watcher takes up to 1,024): what a group cannot watch, its session
+//! polls. A lost event queue (`IN_Q_OVERFLOW`) marks every group as having to look at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tokio::sync::watch;
 use tracing::warn;
+
+/// Inotify watches that NOTIFY groups may hold together, process-wide (IDLE's are not capped:
+/// at most two per IDLE session).
+pub(crate) const MAX_GROUP_WATCHES: usize = 4096;
+
+/// What a watch looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A mailbox: its `new/` and `cur/` (two watches).
+    Mailbox,
+    /// The directory itself (the Maildir root: folders made, removed or renamed, the
+    /// subscriptions and metadata files replaced).
+    Dir,
+}
+
+type Key = (PathBuf, Kind);
 
 /// The shared watcher.
 pub(crate) struct Notifier {
@@ -18,15 +41,96 @@ pub(crate) struct Notifier {
 
 struct Inner {
     watches: Watches,
-    /// Per mailbox directory: the tick sender, its watch descriptors and user count.
-    dirs: HashMap<PathBuf, Entry>,
-    by_wd: HashMap<WatchDescriptor, PathBuf>,
+    /// Per watched directory: the tick sender, its watch descriptors and user count.
+    dirs: HashMap<Key, Entry>,
+    by_wd: HashMap<WatchDescriptor, Key>,
 }
 
 struct Entry {
     tx: watch::Sender<u64>,
     wds: Vec<WatchDescriptor>,
     users: usize,
+    /// NOTIFY groups watching this directory (each also counted in `users`).
+    groups: Vec<Arc<GroupShared>>,
+}
+
+/// What a group's session has not looked at yet.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    /// Directories that changed.
+    pub(crate) dirs: HashSet<Key>,
+    /// Events were lost: everything may have changed.
+    pub(crate) all: bool,
+}
+
+struct GroupShared {
+    tx: watch::Sender<u64>,
+    dirty: Mutex<Dirty>,
+}
+
+impl GroupShared {
+    fn touch(&self, key: Option<&Key>) {
+        if let Ok(mut d) = self.dirty.lock() {
+            match key {
+                Some(k) => {
+                    // Bounded by the group's own watches.
+                    d.dirs.insert(k.clone());
+                }
+                None => d.all = true,
+            }
+        }
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// One NOTIFY session's watches: many directories, one channel. Unwatches when dropped.
+pub(crate) struct Group {
+    notifier: Arc<Notifier>,
+    shared: Arc<GroupShared>,
+    keys: HashSet<Key>,
+    /// Ticks on every change in any of the group's directories.
+    pub(crate) rx: watch::Receiver<u64>,
+}
+
+impl Group {
+    /// Watches `dir` for this group; false when it cannot (the group cap is reached or the
+    /// watch failed): the session polls that directory instead.
+    pub(crate) fn add(&mut self, dir: &Path, kind: Kind) -> bool {
+        let key = (dir.to_path_buf(), kind);
+        if self.keys.contains(&key) {
+            return true;
+        }
+        if self.notifier.add(&key, Some(&self.shared)).is_none() {
+            return false;
+        }
+        self.keys.insert(key);
+        true
+    }
+
+    /// Stops watching `dir`.
+    pub(crate) fn remove(&mut self, dir: &Path, kind: Kind) {
+        let key = (dir.to_path_buf(), kind);
+        if self.keys.remove(&key) {
+            self.notifier.release(&key, Some(&self.shared));
+        }
+    }
+
+    /// What changed since the last call.
+    pub(crate) fn take_dirty(&self) -> Dirty {
+        self.shared
+            .dirty
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for key in std::mem::take(&mut self.keys) {
+            self.notifier.release(&key, Some(&self.shared));
+        }
+    }
 }
 
 /// A subscription; unsubscribes when dropped.
@@ -39,7 +143,8 @@ pub(crate) struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.notifier.release(&self.dir);
+        self.notifier
+            .release(&(self.dir.clone(), Kind::Mailbox), None);
     }
 }
 
@@ -68,8 +173,18 @@ impl Notifier {
             .spawn(move || {
                 let mut buf = vec![0u8; 8192];
                 loop {
+                    let mut lost = false;
                     let touched: Vec<WatchDescriptor> = match ino.read_events_blocking(&mut buf) {
-                        Ok(events) => events.map(|e| e.wd.clone()).collect(),
+                        Ok(events) => events
+                            .filter_map(|e| {
+                                if e.mask.contains(EventMask::Q_OVERFLOW) {
+                                    lost = true;
+                                    None
+                                } else {
+                                    Some(e.wd.clone())
+                                }
+                            })
+                            .collect(),
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => {
                             warn!(error = %e, "inotify read failed");
@@ -78,11 +193,23 @@ impl Notifier {
                     };
                     let Some(me) = weak.upgrade() else { return };
                     let Ok(inner) = me.inner.lock() else { return };
+                    if lost {
+                        // The queue overflowed: every watcher must look again.
+                        for entry in inner.dirs.values() {
+                            entry.tx.send_modify(|n| *n = n.wrapping_add(1));
+                            for g in &entry.groups {
+                                g.touch(None);
+                            }
+                        }
+                    }
                     for wd in touched {
-                        if let Some(dir) = inner.by_wd.get(&wd)
-                            && let Some(entry) = inner.dirs.get(dir)
+                        if let Some(key) = inner.by_wd.get(&wd)
+                            && let Some(entry) = inner.dirs.get(key)
                         {
                             entry.tx.send_modify(|n| *n = n.wrapping_add(1));
+                            for g in &entry.groups {
+                                g.touch(Some(key));
+                            }
                         }
                     }
                 }
@@ -96,15 +223,52 @@ impl Notifier {
 
     /// Watches `dir/new` and `dir/cur`. `None` if the watches cannot be added.
     pub(crate) fn subscribe(self: &Arc<Self>, dir: &Path) -> Option<Subscription> {
+        let rx = self.add(&(dir.to_path_buf(), Kind::Mailbox), None)?;
+        Some(Subscription {
+            notifier: self.clone(),
+            dir: dir.to_path_buf(),
+            rx,
+        })
+    }
+
+    /// A NOTIFY group with nothing watched yet.
+    pub(crate) fn group(self: &Arc<Self>) -> Group {
+        let (tx, rx) = watch::channel(0);
+        Group {
+            notifier: self.clone(),
+            shared: Arc::new(GroupShared {
+                tx,
+                dirty: Mutex::new(Dirty::default()),
+            }),
+            keys: HashSet::new(),
+            rx,
+        }
+    }
+
+    /// Inotify watches held now (all users).
+    #[cfg(test)]
+    pub(crate) fn watch_count(&self) -> usize {
+        self.inner.lock().map(|i| i.by_wd.len()).unwrap_or(0)
+    }
+
+    /// Adds a user of `key` (for `group`, or an IDLE subscription): the entry's receiver, or
+    /// `None` if the watches cannot be added (or, for a group, would pass the cap).
+    fn add(&self, key: &Key, group: Option<&Arc<GroupShared>>) -> Option<watch::Receiver<u64>> {
         let mut inner = self.inner.lock().ok()?;
-        if let Some(e) = inner.dirs.get_mut(dir) {
+        if let Some(e) = inner.dirs.get_mut(key) {
             e.users += 1;
-            let rx = e.tx.subscribe();
-            return Some(Subscription {
-                notifier: self.clone(),
-                dir: dir.to_path_buf(),
-                rx,
-            });
+            if let Some(g) = group {
+                e.groups.push(g.clone());
+            }
+            return Some(e.tx.subscribe());
+        }
+        let (dir, kind) = key;
+        let paths: Vec<PathBuf> = match kind {
+            Kind::Mailbox => vec![dir.join("new"), dir.join("cur")],
+            Kind::Dir => vec![dir.clone()],
+        };
+        if group.is_some() && inner.by_wd.len() + paths.len() > MAX_GROUP_WATCHES {
+            return None;
         }
         let mask = WatchMask::CREATE
             | WatchMask::DELETE
@@ -113,8 +277,8 @@ impl Notifier {
             | WatchMask::CLOSE_WRITE
             | WatchMask::ATTRIB;
         let mut wds = Vec::new();
-        for sub in ["new", "cur"] {
-            match inner.watches.add(dir.join(sub), mask) {
+        for p in paths {
+            match inner.watches.add(&p, mask) {
                 Ok(wd) => wds.push(wd),
                 Err(e) => {
                     warn!(error = %e, dir = %dir.display(), "inotify watch failed; polling");
@@ -127,30 +291,37 @@ impl Notifier {
         }
         let (tx, rx) = watch::channel(0);
         for wd in &wds {
-            inner.by_wd.insert(wd.clone(), dir.to_path_buf());
+            inner.by_wd.insert(wd.clone(), key.clone());
         }
-        inner
-            .dirs
-            .insert(dir.to_path_buf(), Entry { tx, wds, users: 1 });
-        Some(Subscription {
-            notifier: self.clone(),
-            dir: dir.to_path_buf(),
-            rx,
-        })
+        inner.dirs.insert(
+            key.clone(),
+            Entry {
+                tx,
+                wds,
+                users: 1,
+                groups: group.into_iter().cloned().collect(),
+            },
+        );
+        Some(rx)
     }
 
-    fn release(&self, dir: &Path) {
+    fn release(&self, key: &Key, group: Option<&Arc<GroupShared>>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let done = match inner.dirs.get_mut(dir) {
+        let done = match inner.dirs.get_mut(key) {
             Some(e) => {
+                if let Some(g) = group
+                    && let Some(i) = e.groups.iter().position(|x| Arc::ptr_eq(x, g))
+                {
+                    e.groups.swap_remove(i);
+                }
                 e.users -= 1;
                 e.users == 0
             }
             None => false,
         };
-        if done && let Some(e) = inner.dirs.remove(dir) {
+        if done && let Some(e) = inner.dirs.remove(key) {
             for wd in e.wds {
                 inner.by_wd.remove(&wd);
                 let _ = inner.watches.remove(wd);

@@ -224,6 +224,8 @@ pub struct Session {
     pub(crate) pending: Option<PendingFetch>,
     /// The tag of the IDLE in progress (see `idle.rs`).
     pub(crate) idling: Option<String>,
+    /// NOTIFY (RFC 5465, `notify_set.rs`).
+    pub(crate) notify: super::notify_set::NotifyHandle,
     /// What a command rewritten by `cmd::objectid` asks of FETCH and STATUS.
     pub(crate) objectid: crate::imap::cmd::objectid::Hooks,
 }
@@ -345,6 +347,7 @@ impl Session {
             state: State::NotAuthenticated,
             pending: None,
             idling: None,
+            notify: super::notify_set::NotifyHandle::default(),
             objectid: Default::default(),
         }
     }
@@ -415,6 +418,7 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "UTF8=ACCEPT",
+            "NOTIFY",
             "OBJECTID",
             "SAVEDATE",
             "PREVIEW",

@@ -59,7 +59,12 @@ impl Session {
             _ => None,
         };
         let Some(refusal) = refusal else {
-            return Action::Done(self.handle(cmd, out));
+            let touched = self.notify_touched(&cmd.body);
+            let flow = self.handle(cmd, out);
+            if flow == Flow::Continue {
+                self.notify_absorb(touched, out);
+            }
+            return Action::Done(flow);
         };
         if let Some(t) = refusal {
             t.write(out, &tag);

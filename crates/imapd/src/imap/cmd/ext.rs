@@ -28,6 +28,7 @@ type Parser = fn(&[u8]) -> Option<Job>;
 const PARSERS: &[Parser] = &[
     searchres::job,
     list::job,
+    super::notify_cmd::job,
     multiappend::job,
     create_special_use::job,
     objectid::job,

@@ -28,6 +28,7 @@ pub(crate) mod metadata;
 pub(crate) mod objectid;
 pub(crate) mod preview;
 pub(crate) mod multiappend;
+pub(crate) mod notify_cmd;
 pub(crate) mod search;
 pub(crate) mod searchres;
 pub(crate) mod uidonly;

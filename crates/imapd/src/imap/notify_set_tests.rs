@@ -1,0 +1,487 @@
+//! NOTIFY (RFC 5465) on a temp Maildir, no sockets. Without a notifier the session polls, so
+//! each `wake` looks at every followed mailbox; `watches_are_capped_and_the_rest_polled` runs
+//! the real inotify group.
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use postern_maildir::metadata::{MetadataLimits, MetadataTarget};
+use postern_maildir::{Flags, Maildir};
+
+use super::super::cmd::auth::Action;
+use super::super::cmd::notify_cmd;
+use super::super::notify::Notifier;
+use super::super::session::{Flow, Session, SessionConfig, User};
+use super::*;
+
+fn session(md: &Maildir) -> Session {
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "mx.example.test".into(),
+            append_limit: 1 << 20,
+            starttls: true,
+        },
+        true,
+        false,
+    );
+    s.login(User {
+        name: "a@example.test".into(),
+        maildir: md.clone(),
+        quota_bytes: None,
+    });
+    s
+}
+
+/// Runs one command as the driver does (`begin`, so the session's own changes are absorbed;
+/// NOTIFY through its ext parser).
+fn run(s: &mut Session, line: &str) -> String {
+    let raw = format!("{line}\r\n");
+    let mut out = Vec::new();
+    if let Some(job) = notify_cmd::job(raw.as_bytes()) {
+        job(s, &mut out);
+        return String::from_utf8_lossy(&out).into_owned();
+    }
+    let (rem, c) = CommandCodec::default()
+        .decode(raw.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot parse {line:?}: {e:?}"));
+    assert!(rem.is_empty());
+    match s.begin(c.into_static(), &mut out) {
+        Action::Done(mut f) => {
+            while f == Flow::More {
+                f = s.resume(&mut out);
+            }
+        }
+        _ => panic!("unexpected action"),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn wake(s: &mut Session) -> String {
+    let mut out = Vec::new();
+    s.notify_wake(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn msg(subject: &str) -> Vec<u8> {
+    format!("From: a@example.test\r\nSubject: {subject}\r\n\r\nhello\r\n").into_bytes()
+}
+
+fn deliver(md: &Maildir, folder: Option<&str>, subject: &str) {
+    md.deliver(folder, &msg(subject), &Flags::default())
+        .unwrap();
+}
+
+fn setup() -> (tempfile::TempDir, Maildir) {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(dir.path().join("Maildir"), 0o700).unwrap();
+    (dir, md)
+}
+
+const SET: &str = "n NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge)) \
+                   (personal (MessageNew MessageExpunge))";
+
+/// §5.2/§5.3: mail delivered to a non-selected mailbox is a STATUS with MESSAGES, UIDNEXT and
+/// UIDVALIDITY; an expunge there likewise; the selected mailbox gets EXISTS and MessageNew's
+/// FETCH (UID FLAGS); NOTIFY NONE ends it all.
+#[test]
+fn new_mail_elsewhere_is_a_status_and_in_the_selected_mailbox_exists_and_fetch() {
+    let (_d, md) = setup();
+    md.create_folder("Work").unwrap();
+    let mut s = session(&md);
+    run(&mut s, "s SELECT INBOX");
+    let r = run(&mut s, SET);
+    assert!(r.contains("n OK"), "{r}");
+    assert_eq!(wake(&mut s), "", "nothing changed yet");
+
+    deliver(&md, Some("Work"), "one");
+    let r = wake(&mut s);
+    let v = md.open_mailbox("Work").unwrap().uid_validity();
+    assert_eq!(
+        r,
+        format!("* STATUS \"Work\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY {v})\r\n"),
+        "{r}"
+    );
+    assert_eq!(wake(&mut s), "", "reported once");
+
+    deliver(&md, None, "inbox");
+    let r = wake(&mut s);
+    assert!(r.contains("* 1 EXISTS\r\n"), "{r}");
+    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Recent))"), "{r}");
+    assert!(
+        !r.contains("STATUS"),
+        "§3: never STATUS for the selected mailbox: {r}"
+    );
+    assert!(
+        !r.contains("N OK"),
+        "the internal FETCH's tagged line stays inside: {r}"
+    );
+
+    // Another session expunges in Work.
+    let mut other = md.open_mailbox("Work").unwrap();
+    other.expunge(&[1]).unwrap();
+    let r = wake(&mut s);
+    assert!(
+        r.starts_with("* STATUS \"Work\" (MESSAGES 0 UIDNEXT 2 "),
+        "{r}"
+    );
+
+    let r = run(&mut s, "x NOTIFY NONE");
+    assert!(r.contains("x OK"), "{r}");
+    deliver(&md, Some("Work"), "two");
+    assert_eq!(wake(&mut s), "");
+}
+
+/// §3.1 STATUS indicator: the followed mailboxes' STATUS at once (not the selected one); with
+/// CONDSTORE HIGHESTMODSEQ too.
+#[test]
+fn the_status_option_reports_every_followed_mailbox_first() {
+    let (_d, md) = setup();
+    md.create_folder("A").unwrap();
+    md.create_folder("B").unwrap();
+    deliver(&md, Some("A"), "a");
+    let mut s = session(&md);
+    run(&mut s, "e ENABLE CONDSTORE");
+    run(&mut s, "s SELECT B");
+    let r = run(
+        &mut s,
+        "n NOTIFY SET STATUS (selected (MessageNew MessageExpunge)) \
+         (personal (MessageNew MessageExpunge))",
+    );
+    assert!(
+        r.contains("* STATUS \"A\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY "),
+        "{r}"
+    );
+    assert!(r.contains("HIGHESTMODSEQ"), "{r}");
+    assert!(r.contains("* STATUS \"INBOX\" (MESSAGES 0 "), "{r}");
+    assert!(!r.contains("* STATUS \"B\""), "{r}");
+    assert!(r.ends_with("n OK NOTIFY completed\r\n"), "{r}");
+}
+
+/// The session's own APPEND, CREATE and SUBSCRIBE are not reported back to it; another
+/// party's are (§5.4 MailboxName, §5.5 SubscriptionChange).
+#[test]
+fn own_changes_are_not_reported_and_others_are() {
+    let (_d, md) = setup();
+    md.create_folder("Work").unwrap();
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))",
+    );
+    let r = run(&mut s, "a APPEND Work {4+}\r\nhi\r\n");
+    assert!(r.contains("a OK"), "{r}");
+    run(&mut s, "c CREATE Mine");
+    run(&mut s, "u SUBSCRIBE Mine");
+    assert_eq!(wake(&mut s), "", "own changes");
+
+    deliver(&md, Some("Work"), "x");
+    md.create_folder("Theirs").unwrap();
+    md.set_subscribed("Theirs", true).unwrap();
+    let r = wake(&mut s);
+    assert!(
+        r.contains("* STATUS \"Work\" (MESSAGES 2 UIDNEXT 3 "),
+        "{r}"
+    );
+    assert!(r.contains("* LIST () \"/\" \"Theirs\"\r\n"), "{r}");
+    assert!(
+        r.contains("* LIST (\\Subscribed) \"/\" \"Theirs\"\r\n"),
+        "{r}"
+    );
+    // A new folder is followed: mail to it is reported.
+    deliver(&md, Some("Theirs"), "y");
+    let r = wake(&mut s);
+    assert!(
+        r.contains("* STATUS \"Theirs\" (MESSAGES 1 UIDNEXT 2 "),
+        "{r}"
+    );
+
+    md.delete_folder("Theirs").unwrap();
+    let r = wake(&mut s);
+    assert!(
+        r.contains("* LIST (\\NonExistent) \"/\" \"Theirs\"\r\n"),
+        "{r}"
+    );
+}
+
+/// §5.1: a flag change elsewhere is reported only with FlagChange; the first group that
+/// matches a mailbox decides (NONE excludes it).
+#[test]
+fn flag_changes_need_flagchange_and_the_first_matching_group_wins() {
+    let (_d, md) = setup();
+    md.create_folder("F").unwrap();
+    md.create_folder("G").unwrap();
+    md.create_folder("Quiet").unwrap();
+    deliver(&md, Some("F"), "f");
+    deliver(&md, Some("G"), "g");
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET STATUS (mailboxes Quiet NONE) (mailboxes F (MessageNew MessageExpunge \
+         FlagChange)) (personal (MessageNew MessageExpunge))",
+    );
+    let seen = Flags {
+        seen: true,
+        ..Flags::default()
+    };
+    for name in ["F", "G"] {
+        let mut m = md.open_mailbox(name).unwrap();
+        m.store_flags(1, postern_maildir::FlagOp::Add, &seen, None)
+            .unwrap();
+        m.sync_flag_changes().unwrap();
+    }
+    let r = wake(&mut s);
+    assert!(r.contains("* STATUS \"F\" "), "{r}");
+    assert!(!r.contains("* STATUS \"G\" "), "{r}");
+    deliver(&md, Some("Quiet"), "q");
+    assert_eq!(wake(&mut s), "");
+}
+
+/// §6 selected-delayed: an expunge by another session waits for a command that allows it;
+/// `selected` sends it between commands.
+#[test]
+fn selected_delayed_holds_expunges_until_a_command_allows_them() {
+    let (_d, md) = setup();
+    deliver(&md, None, "1");
+    deliver(&md, None, "2");
+    let mut s = session(&md);
+    run(&mut s, "s SELECT INBOX");
+    run(
+        &mut s,
+        "n NOTIFY SET (selected-delayed (MessageNew MessageExpunge FlagChange))",
+    );
+    md.open_mailbox("INBOX").unwrap().expunge(&[1]).unwrap();
+    let r = wake(&mut s);
+    assert!(!r.contains("EXPUNGE"), "{r}");
+    let r = run(&mut s, "x NOOP");
+    assert!(r.contains("* 1 EXPUNGE"), "{r}");
+
+    run(
+        &mut s,
+        "n NOTIFY SET (selected (MessageNew MessageExpunge))",
+    );
+    md.open_mailbox("INBOX").unwrap().expunge(&[2]).unwrap();
+    let r = wake(&mut s);
+    assert!(r.contains("* 1 EXPUNGE"), "{r}");
+}
+
+/// §5.6/§5.7: metadata written by someone else is a METADATA response naming the entries.
+#[test]
+fn metadata_changes_name_their_entries() {
+    let (_d, md) = setup();
+    md.create_folder("M").unwrap();
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))",
+    );
+    let limits = MetadataLimits {
+        max_value_bytes: 1024,
+        max_entries_per_mailbox: 10,
+        max_entries_per_user: 100,
+        max_bytes_per_user: 1 << 20,
+    };
+    md.set_metadata(
+        MetadataTarget::Mailbox("M"),
+        &[("/private/comment".into(), Some(b"hi".to_vec()))],
+        &limits,
+    )
+    .unwrap()
+    .unwrap();
+    md.set_metadata(
+        MetadataTarget::Server,
+        &[("/shared/vendor/x".into(), Some(b"1".to_vec()))],
+        &limits,
+    )
+    .unwrap()
+    .unwrap();
+    let r = wake(&mut s);
+    assert!(
+        r.contains("* METADATA \"M\" (\"/private/comment\")\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* METADATA \"\" (\"/shared/vendor/x\")\r\n"),
+        "{r}"
+    );
+    assert_eq!(wake(&mut s), "");
+}
+
+/// Limits: more followed mailboxes than MAX_TRACKED is NO [LIMIT] at SET (nothing changed);
+/// growing past it later is `* OK [NOTIFICATIONOVERFLOW]` and NOTIFY ends (§3.1).
+#[test]
+fn too_many_mailboxes_is_limit_then_overflow() {
+    let (_d, md) = setup();
+    // INBOX and the five special-use folders made at login count too.
+    for i in 0..MAX_TRACKED - 6 - 5 {
+        md.create_folder(&format!("f{i}")).unwrap();
+    }
+    let mut s = session(&md);
+    let r = run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    assert!(r.contains("n OK"), "{r}");
+    for i in 0..10 {
+        md.create_folder(&format!("g{i}")).unwrap();
+    }
+    let r = wake(&mut s);
+    assert!(r.contains("* OK [NOTIFICATIONOVERFLOW]"), "{r}");
+    assert!(s.notify.state.is_none());
+    let r = run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    assert!(r.contains("n NO [LIMIT]"), "{r}");
+    assert!(s.notify.state.is_none());
+    // A smaller filter still works.
+    let r = run(&mut s, "n NOTIFY SET (inboxes (MessageNew MessageExpunge))");
+    assert!(r.contains("n OK"), "{r}");
+}
+
+/// Refusals through the real command path: BADEVENT lists what is supported, BAD for the
+/// rules, LIMIT for thousands of names; a refused SET leaves the active one as it was.
+#[test]
+fn refusals_change_nothing() {
+    let (_d, md) = setup();
+    md.create_folder("Work").unwrap();
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    let r = run(
+        &mut s,
+        "b NOTIFY SET (personal (MessageNew MessageExpunge Nope))",
+    );
+    assert!(
+        r.starts_with("b NO [BADEVENT (MessageNew MessageExpunge FlagChange"),
+        "{r}"
+    );
+    let r = run(&mut s, "c NOTIFY SET (personal (MessageNew))");
+    assert!(r.starts_with("c BAD"), "{r}");
+    let many: Vec<String> = (0..3000).map(|i| format!("m{i}")).collect();
+    let r = run(
+        &mut s,
+        &format!("d NOTIFY SET (mailboxes ({}) NONE)", many.join(" ")),
+    );
+    assert!(r.starts_with("d NO [LIMIT]"), "{r}");
+    deliver(&md, Some("Work"), "w");
+    assert!(
+        wake(&mut s).contains("* STATUS \"Work\""),
+        "the first SET is still on"
+    );
+    // Through the fuzzing entry too (imap-codec refuses NOTIFY; the ext hook answers).
+    let out = crate::imap::fuzzing::run_imap(
+        b"a NOTIFY SET (inboxes (Foo))\r\nb NOTIFY NONE\r\n",
+        Some(&md),
+        1 << 16,
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("a NO [BADEVENT ("), "{out}");
+    assert!(out.contains("b OK"), "{out}");
+}
+
+/// With the real inotify group: INBOX and the first MAX_WATCHED mailboxes are watched (two
+/// watches each, plus one for the root), the rest polled in rounds; a delivery to a watched
+/// folder ticks the group at once and names its directory, one to a polled folder is found by
+/// the polling. Dropping the state gives every watch back.
+#[test]
+fn watches_are_capped_and_the_rest_polled() {
+    let Some(n) = Notifier::start() else {
+        eprintln!("no inotify here; skipped");
+        return;
+    };
+    let (_d, md) = setup();
+    // MAX_TRACKED is 40 in tests: 30 folders, INBOX and the five special-use folders.
+    for i in 0..30 {
+        md.create_folder(&format!("f{i:02}")).unwrap();
+    }
+    let mut s = session(&md);
+    s.notify.notifier = Some(n.clone());
+    let before = n.watch_count();
+    let r = run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    assert!(r.contains("n OK"), "{r}");
+    let (watched, tracked) = watched_count(&s);
+    assert_eq!(tracked, 36);
+    assert_eq!(watched, MAX_WATCHED);
+    assert!(st_watched(&s, "INBOX") && st_watched(&s, "f00"));
+    assert_eq!(n.watch_count() - before, 1 + 2 * watched);
+    let mut rx = s
+        .notify
+        .state
+        .as_ref()
+        .unwrap()
+        .waker
+        .group
+        .as_ref()
+        .unwrap()
+        .rx
+        .clone();
+    rx.mark_unchanged();
+    deliver(&md, Some("f01"), "x");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("the group ticks")
+            .unwrap();
+    });
+    // f01 is watched, not polled, and no full round is due: only its dirty mark gets it
+    // looked at.
+    assert!(st_watched(&s, "f01"));
+    let r = wake(&mut s);
+    assert!(r.contains("* STATUS \"f01\" (MESSAGES 1 "), "{r}");
+    // f29 is beyond the watch cap: polled.
+    assert!(!st_watched(&s, "f29"));
+    deliver(&md, Some("f29"), "y");
+    // Found within the rounds it takes to go round the polled ones.
+    let r: String = (0..(tracked - watched).div_ceil(POLL_BATCH))
+        .map(|_| wake(&mut s))
+        .collect();
+    assert!(r.contains("* STATUS \"f29\" (MESSAGES 1 "), "{r}");
+    s.notify.state = None;
+    assert_eq!(n.watch_count(), before);
+}
+
+/// Polling rounds: each wake looks at POLL_BATCH polled mailboxes from where the last one
+/// stopped, so changes everywhere are all reported within ceil(n / POLL_BATCH) wakes, none
+/// twice.
+#[test]
+fn polling_rounds_cover_every_mailbox_in_turn() {
+    let (_d, md) = setup();
+    for i in 0..30 {
+        md.create_folder(&format!("p{i:02}")).unwrap();
+    }
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    let (_, tracked) = watched_count(&s);
+    assert_eq!(tracked, 36);
+    for name in md.list_folders().unwrap() {
+        deliver(&md, Some(&name), "x");
+    }
+    deliver(&md, None, "x");
+    let mut seen = BTreeSet::new();
+    for round in 0..tracked.div_ceil(POLL_BATCH) {
+        let r = wake(&mut s);
+        let lines: Vec<&str> = r.lines().filter(|l| l.starts_with("* STATUS")).collect();
+        assert!(lines.len() <= POLL_BATCH, "round {round}: {r}");
+        for l in lines {
+            assert!(seen.insert(l.to_owned()), "reported twice: {l}");
+        }
+    }
+    assert_eq!(seen.len(), tracked, "{seen:?}");
+    assert_eq!(wake(&mut s), "");
+}
+
+fn st_watched(s: &Session, name: &str) -> bool {
+    s.notify.state.as_ref().unwrap().tracked[name].watched
+}
