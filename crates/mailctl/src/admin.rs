@@ -201,6 +201,7 @@ async fn run(cli: &Cli, config: &Config, dir: &Directory) -> anyhow::Result<()> 
         Command::Alias(cmd) => alias(cmd, dir, json).await,
         Command::Sender(cmd) => sender(cmd, dir, json).await,
         Command::Lockout(cmd) => lockout(cmd, dir, json).await,
+        Command::Share(cmd) => crate::share::run(cmd, config, dir, json).await,
         Command::Sieve(cmd) => {
             let out = crate::sieve::run(cmd, config, dir).await?;
             match cmd {

@@ -14,6 +14,7 @@ mod output;
 mod queue;
 mod run;
 mod secret;
+mod share;
 mod sieve;
 mod stats;
 
@@ -61,6 +62,10 @@ pub enum Command {
     /// A user's Sieve filter script (checked before it is stored).
     #[command(subcommand)]
     Sieve(sieve::SieveCmd),
+    /// Shared mailboxes: who may see and change which of a user's mailboxes (RFC 4314 ACLs,
+    /// as IMAP SETACL/GETACL do; others see them under `Shared/OWNER/`).
+    #[command(subcommand)]
+    Share(share::ShareCmd),
     /// The MTA's queue (through smtpd's control socket): list, show, flush, hold, release,
     /// delete.
     #[command(subcommand)]

@@ -33,6 +33,7 @@ mod imap_multiappend;
 mod imap_notify;
 mod imap_proxy;
 mod imap_searchres;
+mod imap_shared;
 mod imap_speed_paths;
 mod imap_transport;
 mod imapd;

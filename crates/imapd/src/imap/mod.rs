@@ -29,6 +29,9 @@ pub(crate) mod notify;
 mod notify_set;
 mod resp;
 mod scanner;
+pub(crate) mod shared;
+#[cfg(test)]
+mod shared_tests;
 mod tagged;
 mod transport;
 
@@ -154,7 +157,8 @@ pub async fn serve(conn: Connection, ctx: Arc<Ctx>, shutdown: CancellationToken)
         append_limit: ctx.config.imapd.max_literal_size,
         starttls: door == Door::Imap && ctx.tls.is_some(),
     };
-    let sess = Box::new(Session::new(cfg, io.is_tls(), trusted));
+    let mut sess = Box::new(Session::new(cfg, io.is_tls(), trusted));
+    sess.shared = shared::SharedState::for_config(&ctx.config);
     let login_deadline = Instant::now() + ctx.config.imapd.login_timeout_secs.duration();
     let server = new_server(&ctx, greeting(&sess));
     let mut d = Driver {

@@ -228,6 +228,8 @@ pub struct Session {
     pub(crate) notify: super::notify_set::NotifyHandle,
     /// What a command rewritten by `cmd::objectid` asks of FETCH and STATUS.
     pub(crate) objectid: crate::imap::cmd::objectid::Hooks,
+    /// Shared mailboxes and ACLs (`shared.rs`).
+    pub(crate) shared: super::shared::SharedState,
 }
 
 /// Maps a store error to a response code and text.
@@ -349,6 +351,7 @@ impl Session {
             idling: None,
             notify: super::notify_set::NotifyHandle::default(),
             objectid: Default::default(),
+            shared: Default::default(),
         }
     }
 
@@ -418,6 +421,8 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "UTF8=ACCEPT",
+            "ACL",
+            "RIGHTS=texk",
             "NOTIFY",
             "OBJECTID",
             "SAVEDATE",

@@ -32,11 +32,15 @@ const PARSERS: &[Parser] = &[
     multiappend::job,
     create_special_use::job,
     objectid::job,
+    super::acl::job,
 ];
 
 /// The job for a command imap-codec refused, if an extension recognises it.
 pub(crate) fn reparse(raw: &[u8]) -> Option<Job> {
-    PARSERS.iter().find_map(|p| p(raw))
+    PARSERS
+        .iter()
+        .find_map(|p| p(raw))
+        .map(super::super::shared::guard_job)
 }
 
 #[cfg(test)]

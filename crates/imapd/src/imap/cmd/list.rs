@@ -374,6 +374,7 @@ impl Session {
                 let _ = self.status_line(&row.name, items, out);
             }
         }
+        crate::imap::shared::list_shared(self, reference, patterns, opts, lsub, out);
         self.done(out, format!("{kw} completed"))
     }
 

@@ -15,6 +15,7 @@
 //! LOGIN, AUTHENTICATE, STARTTLS and COMPRESS are session actions carried out by the driver
 //! (`imap/mod.rs`), and IDLE is [`super::idle`]; [`auth`] holds their session-side halves.
 
+pub(crate) mod acl;
 pub(crate) mod auth;
 pub(crate) mod catenate;
 pub(crate) mod create_special_use;
@@ -47,6 +48,11 @@ use super::tagged::{Tagged, other};
 impl Session {
     /// Handles one command, appending responses to `out`.
     pub fn handle(&mut self, cmd: Command<'static>, out: &mut Vec<u8>) -> Flow {
+        // Shared mailboxes: names under `Shared/` and the selected shared mailbox's rights.
+        let cmd = match super::shared::route(self, cmd, out) {
+            Ok(cmd) => cmd,
+            Err(flow) => return flow,
+        };
         let tag = cmd.tag.inner().to_owned();
         let name = cmd.body.name();
         if self.enabled.uidonly && uidonly::refusal(&cmd.body) {
@@ -123,7 +129,7 @@ impl Session {
         match body {
             CommandBody::Enable { capabilities } => self.enable(capabilities, out),
             CommandBody::Namespace => {
-                untagged(out, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+                untagged(out, "NAMESPACE ((\"\" \"/\")) NIL ((\"Shared/\" \"/\"))");
                 self.done(out, "NAMESPACE completed")
             }
             CommandBody::Select {
