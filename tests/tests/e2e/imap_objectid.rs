@@ -311,3 +311,33 @@ print("ok")
     // The timings (debug build, a shared machine): see the report.
     eprintln!("{out}");
 }
+
+/// The new items as imapclient (a real client library) reads them: FETCH EMAILID, THREADID,
+/// SAVEDATE and PREVIEW parsed per message, STATUS MAILBOXID, SEARCH EMAILID.
+#[test]
+fn imapclient_reads_the_new_items() {
+    let pm = install();
+    py(
+        &pm,
+        r#"
+from imapclient import IMAPClient
+C.append("INBOX", None, None, b"Message-ID: <r@x>\r\nSubject: s\r\n\r\nBonjour, le monde\r\n")
+c = IMAPClient("127.0.0.1", port=PORT, ssl=False)
+c.login(USER, PASS)
+caps = c.capabilities()
+check(b"OBJECTID" in caps and b"SAVEDATE" in caps and b"PREVIEW" in caps, caps)
+c.select_folder("INBOX")
+r = c.fetch([1], ["EMAILID", "THREADID", "SAVEDATE", "PREVIEW"])[1]
+eid = r[b"EMAILID"][0]
+check(re.fullmatch(rb"M[0-9a-f]{24}", eid), r)
+check(re.fullmatch(rb"T[0-9a-f]{24}", r[b"THREADID"][0]), r)
+check(re.fullmatch(rb"\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d \+0000", r[b"SAVEDATE"]), r)
+check(r[b"PREVIEW"] == b"Bonjour, le monde", r)
+check(c.search(["EMAILID", eid.decode()]) == [1], "search")
+st = c.folder_status("INBOX", ["MESSAGES", "MAILBOXID"])
+check(st[b"MESSAGES"] == 1 and re.fullmatch(rb"F[0-9a-f]{32}", st[b"MAILBOXID"][0]), st)
+c.logout()
+print("ok")
+"#,
+    );
+}

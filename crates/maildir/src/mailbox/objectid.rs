@@ -155,22 +155,7 @@ impl Mailbox {
     /// At most `max` bytes of the start of a message, with CRLF line endings (what
     /// [`Mailbox::read`] gives, cut). Never reads more than `max` bytes of the file.
     pub fn read_prefix(&self, uid: u32, max: usize) -> Result<Vec<u8>> {
-        let i = self.find(uid).ok_or(MaildirError::Expunged(uid))?;
-        let f = &self.files[i];
-        let cur = self.dir.join("cur");
-        let path = cur.join(format!("{}{}", f.base, f.suffix));
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if is_not_found(&e) => match self.locate(&f.base)? {
-                Some(name) => match File::open(cur.join(&name)) {
-                    Ok(file) => file,
-                    Err(e) if is_not_found(&e) => return Err(MaildirError::Expunged(uid)),
-                    Err(e) => return Err(MaildirError::io("open", cur.join(name), e)),
-                },
-                None => return Err(MaildirError::Expunged(uid)),
-            },
-            Err(e) => return Err(MaildirError::io("open", &path, e)),
-        };
+        let (file, path) = self.open_message(uid)?;
         let mut data = Vec::with_capacity(max.min(1 << 16));
         file.take(max as u64)
             .read_to_end(&mut data)
@@ -178,6 +163,66 @@ impl Mailbox {
         let mut out = lf_to_crlf(&data, data.len() as u64);
         out.truncate(max);
         Ok(out)
+    }
+
+    /// The header of a message (up to and including the blank line that ends it), at most
+    /// `max` bytes, with CRLF line endings. Reads the file in 8 KiB steps and stops at the
+    /// end of the header, so a large body is never read.
+    pub fn read_header(&self, uid: u32, max: usize) -> Result<Vec<u8>> {
+        let (mut file, path) = self.open_message(uid)?;
+        let mut data: Vec<u8> = Vec::with_capacity(8192.min(max));
+        let mut buf = [0u8; 8192];
+        loop {
+            let want = buf.len().min(max - data.len());
+            if want == 0 {
+                break;
+            }
+            let n = file.read(&mut buf[..want]).ctx("read", &path)?;
+            if n == 0 {
+                break;
+            }
+            let from = data.len().saturating_sub(2);
+            data.extend_from_slice(&buf[..n]);
+            let tail = &data[from..];
+            let end = tail
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| from + p + 2)
+                .or_else(|| {
+                    data[from.saturating_sub(1)..]
+                        .windows(3)
+                        .position(|w| w == b"\n\r\n")
+                        .map(|p| from.saturating_sub(1) + p + 3)
+                });
+            if let Some(end) = end {
+                data.truncate(end);
+                break;
+            }
+        }
+        Ok(lf_to_crlf(&data, data.len() as u64))
+    }
+
+    /// The open file of a message, found again when someone renamed it.
+    fn open_message(&self, uid: u32) -> Result<(File, PathBuf)> {
+        let i = self.find(uid).ok_or(MaildirError::Expunged(uid))?;
+        let f = &self.files[i];
+        let cur = self.dir.join("cur");
+        let path = cur.join(format!("{}{}", f.base, f.suffix));
+        match File::open(&path) {
+            Ok(file) => Ok((file, path)),
+            Err(e) if is_not_found(&e) => match self.locate(&f.base)? {
+                Some(name) => {
+                    let path = cur.join(&name);
+                    match File::open(&path) {
+                        Ok(file) => Ok((file, path)),
+                        Err(e) if is_not_found(&e) => Err(MaildirError::Expunged(uid)),
+                        Err(e) => Err(MaildirError::io("open", path, e)),
+                    }
+                }
+                None => Err(MaildirError::Expunged(uid)),
+            },
+            Err(e) => Err(MaildirError::io("open", &path, e)),
+        }
     }
 }
 
@@ -298,6 +343,39 @@ mod tests {
         super::GUIDS.lock().unwrap().clear();
         let b2 = md.open_mailbox("B").unwrap();
         assert_eq!(b2.mail_guids(&[ub]).unwrap()[&ub], ga);
+    }
+
+    /// The header alone: the body is not read, a header without end is cut at `max`.
+    #[test]
+    fn read_header_stops_at_the_blank_line() {
+        let (_d, md) = md();
+        let mut mb = md.open_mailbox("INBOX").unwrap();
+        let mut long = b"Subject: x\n".to_vec();
+        for i in 0..2000 {
+            long.extend_from_slice(format!("X-Pad-{i}: {}\n", "p".repeat(20)).as_bytes());
+        }
+        long.extend_from_slice(b"\nbody\n\nmore\n");
+        let uid = mb.append(&long, &Flags::default(), None).unwrap();
+        let short = mb
+            .append(b"A: 1\r\nB: 2\r\n\r\nbody", &Flags::default(), None)
+            .unwrap();
+        let nohead = mb
+            .append(b"no header end", &Flags::default(), None)
+            .unwrap();
+        mb.sync().unwrap();
+        let h = mb.read_header(uid, 1 << 20).unwrap();
+        assert!(
+            h.len() > 8192 * 4 && h.ends_with(b"pppp\r\n\r\n"),
+            "{}",
+            h.len()
+        );
+        assert_eq!(
+            mb.read_header(short, 1 << 20).unwrap(),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
+        let lfs = long[..100].iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(mb.read_header(uid, 100).unwrap().len(), 100 + lfs);
+        assert_eq!(mb.read_header(nohead, 1 << 20).unwrap(), b"no header end");
     }
 
     #[test]

@@ -1126,6 +1126,23 @@ mod tests {
         );
     }
 
+    /// SORT (RFC 5256) and THREAD take the new keys too (after the sort criteria/algorithm
+    /// and the charset); SEARCH THREADID finds every message of the thread.
+    #[test]
+    fn sort_and_thread_take_the_new_keys() {
+        let t = thread_id_of_root("a@x");
+        let out = session(&format!(
+            "s SELECT INBOX\r\na SORT (REVERSE ARRIVAL) UTF-8 SAVEDATESUPPORTED\r\n\
+             b THREAD REFERENCES UTF-8 THREADID {t}\r\nc SORT (SUBJECT) UTF-8 NOT EMAILID Mzz\r\n\
+             d UID SEARCH THREADID {t}\r\ne SEARCH THREADID Tnone\r\n"
+        ));
+        assert!(out.contains("* SORT 2 1\r\na OK"), "{out}");
+        assert!(out.contains("* THREAD (1 2)\r\nb OK"), "{out}");
+        assert!(out.contains("* SORT 2 1\r\nc OK"), "{out}");
+        assert!(out.contains("* SEARCH 1 2\r\nd OK"), "{out}");
+        assert!(out.contains("* SEARCH\r\ne OK"), "{out}");
+    }
+
     #[test]
     fn ids_are_valid_objectids() {
         let e = email_id("1700000000.M1P2.host.example,S=10");

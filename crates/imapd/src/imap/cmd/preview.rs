@@ -1,7 +1,7 @@
 //! PREVIEW (RFC 8970) and THREADID's thread roots: computed from a bounded prefix of the
-//! message file ([`msg::PREVIEW_INPUT`] bytes, [`ROOT_INPUT`] for a thread root) and kept in
-//! a per-process cache, so a client that asks again (or asks `PREVIEW (LAZY)`) costs a map
-//! look-up.
+//! message file ([`msg::PREVIEW_INPUT`] bytes; for a thread root the header alone, at most
+//! [`ROOT_INPUT`] bytes) and kept in a per-process cache, so a client that asks again (or
+//! asks `PREVIEW (LAZY)`) costs a map look-up.
 //!
 //! Cost: one message's preview reads at most 256 KiB and parses them once (linear in that);
 //! `FETCH 1:* PREVIEW` costs that per message not yet cached, like `FETCH 1:* BODY[TEXT]`
@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use postern_imap_message as msg;
 use postern_maildir::Mailbox;
 
-/// Bytes read for a thread root (the header): `References` of a long thread fit.
+/// Most header bytes read for a thread root: `References` of a long thread fit.
 pub(crate) const ROOT_INPUT: usize = 64 * 1024;
 /// Uncached previews one `PREVIEW (LAZY)` FETCH computes before answering NIL.
 pub(crate) const LAZY_BUDGET: usize = 50;
@@ -72,7 +72,7 @@ pub(crate) fn thread_root(mbox: &Mailbox, uid: u32) -> Option<Arc<str>> {
     {
         return r.clone();
     }
-    let data = mbox.read_prefix(uid, ROOT_INPUT).ok()?;
+    let data = mbox.read_header(uid, ROOT_INPUT).ok()?;
     let r: Option<Arc<str>> = msg::thread_root(&data).map(Into::into);
     let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if c.roots.len() >= CACHE_MAX {
