@@ -7,6 +7,9 @@
 //! have their attribute by name; a stored attribute takes precedence, and a name's default
 //! attribute is dropped when another folder holds it stored (one folder per attribute).
 //!
+//! The root holds an empty [`SPECIAL_USE_FILE`] once any folder was given an attribute: until
+//! then LIST opens no attribute file per folder (the common case costs one `stat`).
+//!
 //! Creation is serialised per user by the dotlock `postern-special-use.lock` in the root, so
 //! two sessions cannot both give `\Sent` to a new folder. The folder is created (fsynced),
 //! then the attribute file is written (temporary name, fsync, rename, directory fsync); when
@@ -21,7 +24,7 @@ use std::time::Duration;
 use crate::dotlock::DotLock;
 use crate::error::{MaildirError, Result};
 use crate::folder::SPECIAL_USE;
-use crate::fsutil::{is_not_found, random_hex, replace_file};
+use crate::fsutil::{create_excl, fsync_dir, is_not_found, random_hex, replace_file};
 use crate::store::Maildir;
 
 /// The file in a folder's directory that holds its special-use attribute.
@@ -74,8 +77,15 @@ impl Maildir {
     ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let mut defaults = Vec::new();
+        // No folder was ever given an attribute: nothing to open per folder.
+        let any_stored = self.root().join(SPECIAL_USE_FILE).exists();
         for name in folders {
-            match self.stored_special_use(name).ok().flatten() {
+            let stored = if any_stored {
+                self.stored_special_use(name).ok().flatten()
+            } else {
+                None
+            };
+            match stored {
                 Some(a) => {
                     out.insert(name.to_owned(), a);
                 }
@@ -125,6 +135,7 @@ impl Maildir {
         if let Some((holder, _)) = uses.iter().find(|(_, a)| a.eq_ignore_ascii_case(attr)) {
             return Ok(SpecialUseCreated::InUse(holder.clone()));
         }
+        self.mark_special_use_stored()?;
         if !self.create_folder(name)? {
             return Ok(SpecialUseCreated::Exists);
         }
@@ -140,6 +151,23 @@ impl Maildir {
             return Err(e);
         }
         Ok(SpecialUseCreated::Created)
+    }
+}
+
+impl Maildir {
+    /// Creates the root's [`SPECIAL_USE_FILE`] (durably), which says some folder may have an
+    /// attribute stored: without it, [`Maildir::special_uses`] opens no file per folder.
+    fn mark_special_use_stored(&self) -> Result<()> {
+        let marker = self.root().join(SPECIAL_USE_FILE);
+        match create_excl(&marker, self.file_mode()) {
+            Ok(f) => {
+                f.sync_all()
+                    .map_err(|e| MaildirError::io("fsync", &marker, e))?;
+                fsync_dir(self.root())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(MaildirError::io("create", &marker, e)),
+        }
     }
 }
 
@@ -168,10 +196,20 @@ mod tests {
     #[test]
     fn the_attribute_is_kept_with_the_folder() {
         let (_d, md) = setup();
+        let marker = md.root().join(SPECIAL_USE_FILE);
+        // An attribute file nobody announced (no marker) is not looked at.
+        md.create_folder("Stray").unwrap();
+        fs::write(md.root().join(".Stray").join(SPECIAL_USE_FILE), "\\Junk\n").unwrap();
+        assert!(md.special_uses(["Stray"]).is_empty());
         assert_eq!(
             md.create_folder_with_special_use("Outgoing", "\\Sent")
                 .unwrap(),
             SpecialUseCreated::Created
+        );
+        assert!(marker.is_file());
+        assert_eq!(
+            md.special_uses(["Stray"]).get("Stray").map(String::as_str),
+            Some("\\Junk")
         );
         let again = Maildir::open_or_create(md.root(), 0o700).unwrap();
         assert_eq!(
