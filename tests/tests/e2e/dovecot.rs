@@ -9,7 +9,7 @@ use postern_e2e::{Postern, describe_output, run_command, run_python};
 
 use crate::lmtp::{Lmtp, lmtp_install, maildir, messages};
 
-fn doveadm(pm: &Postern, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn doveadm(pm: &Postern, args: &[&str], stdin: Option<&str>) -> String {
     let conf = pm.dir().join("dovecot.conf");
     if !conf.exists() {
         std::fs::write(

@@ -341,3 +341,118 @@ print("ok")
 "#,
     );
 }
+
+/// Dovecot reads the same identifiers from the Maildir: its mailbox GUID is our MAILBOXID
+/// (after the `F`), and the message GUID it reports for a COPY that imapd made is the
+/// source's — the `G` field imapd wrote into the copy's `dovecot-uidlist` record — so
+/// Dovecot and imapd agree that the copy is the same email.
+#[test]
+#[ignore = "needs Debian's dovecot-imapd (run .ci/run)"]
+fn dovecot_reads_the_ids_imapd_keeps() {
+    use crate::dovecot::doveadm;
+    let mut pm = crate::lmtp::lmtp_install(
+        Postern::builder()
+            .set("authd.userdb.uid", 65534)
+            .set("authd.userdb.gid", 65534),
+    );
+    std::fs::create_dir_all(pm.dir().join("mail")).expect("mail root");
+    for n in 1..=2 {
+        doveadm(
+            &pm,
+            &["save", "-u", "bob@example.org"],
+            Some(&format!("Subject: dovecot {n}\n\nbody {n}\n")),
+        );
+    }
+    pm.start_daemon("imapd");
+    let port = pm.imap_port().to_string();
+    let script = r#"
+import imaplib, re, sys
+C = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+C.login("bob@example.org", "another good passphrase")
+typ, data = C.create("Copies")
+print("COPIES", re.search(rb"MAILBOXID \((F[0-9a-f]{32})\)", data[0]).group(1).decode())
+typ, data = C.select("INBOX")
+print("INBOX", C.response("MAILBOXID")[1][0].decode().strip("()"))
+typ, data = C.uid("COPY", "1", "Copies")
+assert typ == "OK", data
+typ, data = C.fetch("1:2", "(UID EMAILID)")
+for d in data:
+    print("E", d.decode())
+C.select("Copies")
+typ, data = C.fetch("1", "(UID EMAILID)")
+print("C", data[0].decode())
+C.logout()
+"#;
+    let text = pm.python_ok("imapd", script, &[&port]);
+    let word = |prefix: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {text}"))
+            .trim()
+            .to_owned()
+    };
+    let email = |line: &str| -> String {
+        line.split("EMAILID (")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_owned()
+    };
+    let inbox_id = word("INBOX ");
+    let copies_id = word("COPIES ");
+    let (e1, e2) = {
+        let es: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("E "))
+            .map(email)
+            .collect();
+        assert_eq!(es.len(), 2, "{text}");
+        (es[0].clone(), es[1].clone())
+    };
+    assert_ne!(e1, e2, "{text}");
+    assert_eq!(email(&word("C ")), e1, "the copy keeps the EMAILID: {text}");
+    // Dovecot's view of the same tree.
+    let guid_of = |mailbox: &str| -> String {
+        let out = doveadm(
+            &pm,
+            &[
+                "mailbox",
+                "status",
+                "-u",
+                "bob@example.org",
+                "guid",
+                mailbox,
+            ],
+            None,
+        );
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix("guid="))
+            .unwrap_or_else(|| panic!("guid in {out:?}"))
+            .to_owned()
+    };
+    assert_eq!(format!("F{}", guid_of("INBOX")), inbox_id);
+    assert_eq!(format!("F{}", guid_of("Copies")), copies_id);
+    let fetch = |mailbox: &str| -> Vec<String> {
+        let out = doveadm(
+            &pm,
+            &[
+                "fetch",
+                "-u",
+                "bob@example.org",
+                "guid",
+                "mailbox",
+                mailbox,
+                "all",
+            ],
+            None,
+        );
+        out.lines()
+            .filter_map(|l| l.strip_prefix("guid: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let inbox = fetch("INBOX");
+    let copies = fetch("Copies");
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert_eq!(copies, vec![inbox[0].clone()], "{inbox:?} {copies:?}");
+}
