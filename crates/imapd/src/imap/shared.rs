@@ -55,9 +55,10 @@ const ROOT: &str = "Shared";
 /// The file (in the user's Maildir root) that keeps subscriptions to shared mailboxes: the
 /// names contain the owner's address, whose dots a Maildir++ `subscriptions` name cannot hold.
 const SUBS_FILE: &str = "postern-shared-subscriptions";
-/// Most owners read for one LIST, and folders per owner.
-const MAX_OWNERS: usize = 1000;
-const MAX_FOLDERS: usize = 10_000;
+/// Most owners read for one LIST, and folders per owner (a LIST costs at most this many
+/// ACL file reads).
+const MAX_OWNERS: usize = 200;
+const MAX_FOLDERS: usize = 2000;
 /// Most subscriptions to shared mailboxes.
 const MAX_SUBS: usize = 10_000;
 /// Owner lookups kept per session, and for how long.
@@ -1094,6 +1095,17 @@ fn visible(s: &mut Session) -> BTreeMap<String, Vec<(String, Rights, Arc<Owner>)
     map
 }
 
+/// Whether `reference` + `pattern` may match a name under `Shared`: its literal start (up to
+/// the first wildcard) must be a prefix of `Shared/` or start with it.
+pub(crate) fn may_reach_shared(reference: &str, pattern: &str) -> bool {
+    let full = format!("{reference}{pattern}");
+    let lit: String = full
+        .chars()
+        .take_while(|c| *c != '*' && *c != '%')
+        .collect();
+    PREFIX.starts_with(lit.as_str()) || lit.starts_with(PREFIX)
+}
+
 /// A selectable row of a LIST: the rights, the owner and the folder.
 type Row = (Rights, Arc<Owner>, String);
 
@@ -1108,6 +1120,11 @@ pub(crate) fn list_shared(
     out: &mut Vec<u8>,
 ) {
     if s.shared.running || s.shared.resolver.is_none() || opts.sel_special_use {
+        return;
+    }
+    // Most LISTs cannot reach `Shared` (`LIST "" INBOX`, `LIST "" Archive/%`): they cost
+    // no look at the index or at other users' folders.
+    if !patterns.iter().any(|p| may_reach_shared(reference, p)) {
         return;
     }
     let pats: Vec<Pattern> = patterns

@@ -153,6 +153,14 @@ fn names_under_shared_are_checked() {
 }
 
 #[test]
+fn lists_that_cannot_reach_shared_skip_it() {
+    use super::shared::may_reach_shared as m;
+    assert!(m("", "*") && m("", "%") && m("", "S*") && m("", "Shared/%"));
+    assert!(m("Shared/", "%") && m("", "Shared") && m("Sh", "ared/*"));
+    assert!(!m("", "INBOX") && !m("", "Archive/%") && !m("", "Sharedx*") && !m("", "X*"));
+}
+
+#[test]
 fn sharing_a_folder_end_to_end() {
     let w = world();
     w.md(ALICE).create_folder("Team").unwrap();
