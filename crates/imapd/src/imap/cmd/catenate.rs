@@ -159,7 +159,9 @@ fn resolve(
         (None, Some(s)) => s.to_owned(),
         (None, None) => return Err(Fail::BadUrl),
     };
-    let in_sel = sel.filter(|s| same_mailbox(&s.name, &name));
+    // The selected mailbox's view, unless the message joined the mailbox after the view's
+    // last sync (appended by another session): then the mailbox is opened as it is now.
+    let in_sel = sel.filter(|s| same_mailbox(&s.name, &name) && s.mbox.get(u.uid).is_some());
     if in_sel.is_none() && !src.opened.iter().any(|(n, _)| *n == name) {
         if src.opens == MAX_OPENS {
             return Err(Fail::Tagged(Tagged::no(

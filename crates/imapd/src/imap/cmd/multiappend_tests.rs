@@ -509,6 +509,47 @@ fn catenate_work_is_bounded() {
     assert!(out.contains("(MESSAGES 3)"), "{out}");
 }
 
+/// A relative URL to a message another session appended after this session's view was last
+/// synced still resolves (the mailbox is read as it is now, RFC 4469 §3: the URL names a
+/// message "on the current IMAP server").
+#[test]
+fn catenate_sees_messages_newer_than_the_view() {
+    use imap_codec::CommandCodec;
+    use imap_codec::decode::Decoder;
+    use imap_codec::imap_types::IntoStatic;
+    let (_d, md) = setup();
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "mx.example.test".into(),
+            append_limit: 1 << 20,
+            starttls: false,
+        },
+        true,
+        false,
+    );
+    s.login(User {
+        name: "v@example.test".into(),
+        maildir: md.clone(),
+        quota_bytes: None,
+    });
+    let (_, sel) = CommandCodec::default()
+        .decode(b"s SELECT INBOX\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    s.handle(sel.into_static(), &mut out);
+    // Another session appends UID 1 now.
+    with_source(&md);
+    let raw = b"a APPEND Drafts CATENATE (URL \";UID=1/;SECTION=1\")\r\n";
+    let cmd = parse(raw).unwrap();
+    let mut out = Vec::new();
+    s.multiappend(&cmd, raw, &mut out).write(&mut out, "a");
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("a OK [APPENDUID"), "{out}");
+    let mut drafts = md.open_mailbox("Drafts").unwrap();
+    drafts.sync().unwrap();
+    assert_eq!(drafts.read(1).unwrap(), b"The text part.");
+}
+
 /// The capabilities are advertised once logged in.
 #[test]
 fn capabilities_are_advertised() {
