@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::error::{IoContext, MaildirError, Result};
 use crate::filename;
@@ -39,7 +39,7 @@ struct GuidMap {
     ino: u64,
     /// Bytes parsed (up to the last complete line).
     len: u64,
-    map: HashMap<u32, String>,
+    map: Arc<HashMap<u32, String>>,
 }
 
 static GUIDS: LazyLock<Mutex<HashMap<PathBuf, GuidMap>>> =
@@ -93,8 +93,10 @@ impl Mailbox {
         Ok(out)
     }
 
-    /// The `G` fields of the uidlist's records (uid → GUID), read incrementally.
-    fn uidlist_guids(&self) -> Result<Option<HashMap<u32, String>>> {
+    /// The `G` fields of the uidlist's records (uid → GUID), read incrementally: only what
+    /// was appended since this process last looked (all of it after a rewrite). The file is
+    /// read without the process-wide map's lock held; the map is shared, not copied.
+    fn uidlist_guids(&self) -> Result<Option<Arc<HashMap<u32, String>>>> {
         let path = self.dir.join(UIDLIST_FILE);
         let mut f = match File::open(&path) {
             Ok(f) => f,
@@ -102,44 +104,50 @@ impl Mailbox {
             Err(e) => return Err(MaildirError::io("open", &path, e)),
         };
         let md = f.metadata().ctx("stat", &path)?;
-        let mut cache = GUIDS.lock().unwrap_or_else(|e| e.into_inner());
-        let mut entry = match cache.remove(&self.dir) {
-            Some(e) if e.dev == md.dev() && e.ino == md.ino() && e.len <= md.len() => e,
-            _ => GuidMap {
-                dev: md.dev(),
-                ino: md.ino(),
-                len: 0,
-                map: HashMap::new(),
-            },
-        };
-        if entry.len < md.len() {
-            let mut data = Vec::new();
-            if entry.len > 0 {
-                use std::io::{Seek, SeekFrom};
-                f.seek(SeekFrom::Start(entry.len)).ctx("seek", &path)?;
-            }
-            f.read_to_end(&mut data).ctx("read", &path)?;
-            let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-            let text = String::from_utf8_lossy(&data[..complete]);
-            let mut lines = text.split_terminator('\n');
-            if entry.len == 0 {
-                lines.next(); // the header
-            }
-            for line in lines {
-                if let Some(r) = uidlist::parse_record(line, 3)
-                    && let Some(g) = r.ext_value(b'G')
-                    && !g.is_empty()
-                {
-                    entry.map.insert(r.uid, g.to_owned());
-                }
-            }
-            entry.len += complete as u64;
+        let known = GUIDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.dir)
+            .filter(|e| e.dev == md.dev() && e.ino == md.ino() && e.len <= md.len())
+            .map(|e| (e.len, e.map.clone()));
+        let (mut len, mut map) = known.unwrap_or_default();
+        if len == md.len() {
+            return Ok(Some(map));
         }
-        let map = entry.map.clone();
+        let mut data = Vec::new();
+        if len > 0 {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(len)).ctx("seek", &path)?;
+        }
+        f.read_to_end(&mut data).ctx("read", &path)?;
+        let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let text = String::from_utf8_lossy(&data[..complete]);
+        let mut lines = text.split_terminator('\n');
+        if len == 0 {
+            lines.next(); // the header
+        }
+        for line in lines {
+            if let Some(r) = uidlist::parse_record(line, 3)
+                && let Some(g) = r.ext_value(b'G')
+                && !g.is_empty()
+            {
+                Arc::make_mut(&mut map).insert(r.uid, g.to_owned());
+            }
+        }
+        len += complete as u64;
+        let mut cache = GUIDS.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= GUIDS_MAX {
             cache.clear();
         }
-        cache.insert(self.dir.clone(), entry);
+        cache.insert(
+            self.dir.clone(),
+            GuidMap {
+                dev: md.dev(),
+                ino: md.ino(),
+                len,
+                map: map.clone(),
+            },
+        );
         Ok(Some(map))
     }
 
