@@ -285,8 +285,25 @@ mod tests {
     fn mailbox_guid_follows_rename_and_is_new_after_delete() {
         let (_d, md) = md();
         md.create_folder("A").unwrap();
-        let g1 = md.open_mailbox("A").unwrap().mailbox_guid().unwrap();
+        let mut a = md.open_mailbox("A").unwrap();
+        let g1 = a.mailbox_guid().unwrap();
         assert_eq!(g1.len(), 32);
+        // The uidlist written for it has the mailbox's UIDVALIDITY.
+        let dir = md.mailbox_dir(Some("A")).unwrap();
+        let list = crate::uidlist::Uidlist::load(&dir)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(list.uid_validity != 0 && list.uid_validity == a.uid_validity());
+        assert_eq!(list.guid.as_deref(), Some(g1.as_str()));
+        drop(a);
+        let mut a = md.open_mailbox("A").unwrap();
+        let uid = a
+            .append(b"S: 1\r\n\r\nx\r\n", &Flags::default(), None)
+            .unwrap();
+        a.sync().unwrap();
+        assert_eq!(uid, 1);
+        assert_eq!(a.mailbox_guid().unwrap(), g1);
         assert_eq!(md.open_mailbox("A").unwrap().mailbox_guid().unwrap(), g1);
         md.rename_folder("A", "B").unwrap();
         assert_eq!(md.open_mailbox("B").unwrap().mailbox_guid().unwrap(), g1);
