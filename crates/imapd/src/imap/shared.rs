@@ -300,6 +300,8 @@ impl Session {
     /// at every command (a revocation takes effect at once). A user who lost `r` is taken
     /// out of the mailbox.
     fn selected_shared(&mut self) -> Option<Rights> {
+        // The common case costs one check: no shared mailbox was selected.
+        self.shared.selected.as_ref()?;
         let sel_name = self.state.sel().map(|s| s.name.clone());
         let (full, owner, folder) = match (&self.shared.selected, sel_name) {
             (Some((full, o, f)), Some(n)) if *full == n => (full.clone(), o.clone(), f.clone()),
@@ -974,6 +976,55 @@ fn rename(
     })
 }
 
+/// MULTIAPPEND/CATENATE (`cmd/multiappend.rs`, parsed by `cmd/ext.rs`) into a shared
+/// mailbox: "i" as for APPEND, flags without their right dropped, run on the owner's Maildir.
+/// CATENATE is refused there: its URLs would be resolved in the owner's Maildir, reaching
+/// mailboxes the user has no right to read. `None`: not a shared name, the ordinary code runs.
+pub(crate) fn multiappend(
+    s: &mut Session,
+    cmd: &super::cmd::multiappend::Append,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Tagged> {
+    use super::cmd::multiappend::Data;
+    if s.shared.running {
+        return None;
+    }
+    let name = names::decode_bytes(&cmd.mailbox, s.utf8())?;
+    if name != ROOT && !name.starts_with(PREFIX) {
+        return None;
+    }
+    let a = match need(s, &name, "i") {
+        Ok(a) => a,
+        Err(t) => return Some(t),
+    };
+    if cmd
+        .messages
+        .iter()
+        .any(|m| matches!(m.data, Data::Catenate(_)))
+    {
+        return Some(Tagged::no(
+            other("NOPERM"),
+            "CATENATE into another user's mailbox is not supported; APPEND the message",
+        ));
+    }
+    let mut cmd = cmd.clone();
+    for m in &mut cmd.messages {
+        let f = &mut m.flags;
+        f.seen &= a.rights.has('s');
+        f.deleted &= a.rights.has('t');
+        if !a.rights.has('w') {
+            f.answered = false;
+            f.flagged = false;
+            f.draft = false;
+            f.keywords.clear();
+        }
+    }
+    cmd.mailbox = names::encode(&a.folder, s.utf8()).into_bytes();
+    let owner = a.owner.clone();
+    Some(s.as_owner(&owner, |s| s.multiappend(&cmd, raw, out)))
+}
+
 // ----- subscriptions to shared mailboxes -----
 
 fn subs_path(md: &Maildir) -> PathBuf {
@@ -1225,7 +1276,7 @@ pub(crate) fn guard_job(job: Job) -> Job {
 
 // ----- authd's userdb, synchronously (the session runs on the blocking pool) -----
 
-fn userdb_lookup(socket: &std::path::Path, name: &str) -> Lookup {
+pub(crate) fn userdb_lookup(socket: &std::path::Path, name: &str) -> Lookup {
     use postern_auth_proto::userdb::{
         UserdbReply, encode_user, encode_version, mail_location, parse_quota_rule,
         parse_userdb_reply,

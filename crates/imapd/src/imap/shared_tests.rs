@@ -515,3 +515,164 @@ fn extension_commands_see_a_partly_writable_shared_mailbox_read_only() {
     }));
     job(&mut bob, &mut out);
 }
+
+/// The synchronous userdb client: authd's answer decides where the owner's Maildir is,
+/// whether they live on another node (`host=`), and nothing is created for an owner without
+/// a Maildir.
+#[test]
+fn owners_come_from_the_userdb() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+
+    use super::shared::userdb_lookup;
+
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(dir.path().join("alice/Maildir"), 0o700).unwrap();
+    let sock = dir.path().join("auth-userdb");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let home = dir.path().join("alice");
+    let answers = vec![
+        format!(
+            "USER\t1\talice@example.org\thome={}\tmail=maildir:~/Maildir\tquota_rule=*:storage=1M\n",
+            home.display()
+        ),
+        "USER\t1\tremote@example.org\thome=/elsewhere\thost=node2\n".to_owned(),
+        "NOTFOUND\t1\n".to_owned(),
+        format!(
+            "USER\t1\tnew@example.org\thome={}/new\n",
+            dir.path().display()
+        ),
+        "FAIL\t1\treason=db down\n".to_owned(),
+    ];
+    let n = answers.len();
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for a in answers {
+            let (mut c, _) = listener.accept().unwrap();
+            c.write_all(b"VERSION\t1\t1\nSPID\t42\n").unwrap();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut l = String::new();
+            while !l.starts_with("USER") {
+                l.clear();
+                r.read_line(&mut l).unwrap();
+            }
+            seen.push(l);
+            c.write_all(a.as_bytes()).unwrap();
+        }
+        seen
+    });
+    match userdb_lookup(&sock, "alice@example.org") {
+        Lookup::Found(o) => {
+            assert_eq!(o.name, "alice@example.org");
+            assert_eq!(o.maildir.root(), md.root());
+            assert_eq!(o.quota_bytes, Some(1 << 20));
+        }
+        _ => panic!("alice not found"),
+    }
+    assert!(matches!(
+        userdb_lookup(&sock, "remote@example.org"),
+        Lookup::Remote
+    ));
+    assert!(matches!(
+        userdb_lookup(&sock, "x@example.org"),
+        Lookup::NotFound
+    ));
+    assert!(matches!(
+        userdb_lookup(&sock, "new@example.org"),
+        Lookup::NotFound
+    ));
+    assert!(
+        !dir.path().join("new").exists(),
+        "a Maildir was created for the owner"
+    );
+    assert!(matches!(
+        userdb_lookup(&sock, "y@example.org"),
+        Lookup::Unavailable
+    ));
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), n);
+    assert!(
+        seen[0].starts_with("USER\t1\talice@example.org\tservice=imap"),
+        "{seen:?}"
+    );
+    // Names that are no account name never reach authd.
+    assert!(matches!(userdb_lookup(&sock, "a\tb"), Lookup::NotFound));
+    assert!(matches!(userdb_lookup(&sock, "../x"), Lookup::NotFound));
+}
+
+/// MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469) are parsed by cmd/ext.rs and append through
+/// the selected mailbox's handle when the name is the selected one: into a shared mailbox
+/// they need "i" like APPEND (RFC 4314 §4), whether it is selected or not.
+#[test]
+fn multiappend_into_a_shared_mailbox_needs_insert() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    w.md(ALICE).create_folder("Private").unwrap();
+    w.md(ALICE)
+        .open_mailbox("Private")
+        .unwrap()
+        .append(
+            b"Subject: secret\r\n\r\nsecret\r\n",
+            &postern_maildir::Flags::default(),
+            None,
+        )
+        .unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lrs");
+    let team = "\"Shared/alice@example.org/Team\"";
+    let two = |tag: &str| {
+        format!(
+            "{tag} APPEND {team} {{{n}+}}\r\n{m} {{{n}+}}\r\n{m}",
+            n = msg().len(),
+            m = String::from_utf8(msg()).unwrap()
+        )
+    };
+    let count = || w.md(ALICE).open_mailbox("Team").unwrap().messages().len();
+    // Not selected, then selected (read-write through "s"): no "i", no append.
+    let o = run(&mut bob, &two("b"));
+    assert!(tagged(&o, "b").contains("NO [NOPERM]"), "{o}");
+    let o = run(&mut bob, &format!("c SELECT {team}"));
+    assert!(o.contains("c OK [READ-WRITE]"), "{o}");
+    let o = run(&mut bob, &two("d"));
+    assert!(tagged(&o, "d").contains("NO [NOPERM]"), "{o}");
+    assert_eq!(count(), 0);
+    // With "i" the messages go into alice's folder, and flags without their right are
+    // dropped (\Flagged needs "w").
+    run(&mut alice, "e SETACL Team bob@example.org +i");
+    let o = run(
+        &mut bob,
+        &format!(
+            "f APPEND {team} (\\Flagged \\Seen) {{{n}+}}\r\n{m} {{{n}+}}\r\n{m}",
+            n = msg().len(),
+            m = String::from_utf8(msg()).unwrap()
+        ),
+    );
+    assert!(tagged(&o, "f").starts_with("f OK"), "{o}");
+    let msgs = w
+        .md(ALICE)
+        .open_mailbox("Team")
+        .unwrap()
+        .messages()
+        .to_vec();
+    assert_eq!(msgs.len(), 2);
+    assert!(
+        msgs[0].flags.seen && !msgs[0].flags.flagged,
+        "{:?}",
+        msgs[0].flags
+    );
+    assert!(!w.md(BOB).folder_exists("Team").unwrap());
+    // CATENATE into a shared mailbox is refused: its URLs would be resolved in the owner's
+    // Maildir (alice's Private is not shared with bob).
+    let o = run(
+        &mut bob,
+        &format!("g APPEND {team} CATENATE (URL \"/Private;UIDVALIDITY=1/;UID=1\")"),
+    );
+    assert!(tagged(&o, "g").starts_with("g NO"), "{o}");
+    assert_eq!(count(), 2);
+    // Carol: the same answer as for a mailbox that does not exist.
+    let mut carol = w.session(CAROL);
+    let real = run(&mut carol, &two("h"));
+    let fake = run(&mut carol, &two("h").replace("/Team", "/Nope"));
+    assert_eq!(tagged(&real, "h"), tagged(&fake, "h"));
+}

@@ -387,6 +387,10 @@ fn is_atom_char(b: u8) -> bool {
 impl Session {
     /// Runs a parsed extended APPEND; `raw` holds its literals.
     pub(crate) fn multiappend(&mut self, cmd: &Append, raw: &[u8], out: &mut Vec<u8>) -> Tagged {
+        // Shared mailboxes: the "i" right, the owner's Maildir (`shared.rs`).
+        if let Some(t) = crate::imap::shared::multiappend(self, cmd, raw, out) {
+            return t;
+        }
         let Some(name) = names::decode_bytes(&cmd.mailbox, self.utf8()) else {
             return Tagged::no(other("CANNOT"), "Invalid mailbox name");
         };
