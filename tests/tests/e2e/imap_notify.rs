@@ -222,11 +222,20 @@ l, t, seen = A.wait_for(lambda l: l.startswith(b'* STATUS "f599"'), 10)
 check(l.startswith(b'* STATUS "f599" (MESSAGES 1 UIDNEXT 2 '), (l, seen))
 deliver(USER.replace("@", "+f000@"), "watched")
 l, t0, seen = A.wait_for(lambda l: l.startswith(b'* STATUS "f000"'), 5)
+# Following 600 folders while nothing happens: polling rounds cost little CPU.
+def cpu(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+c0 = cpu(PID)
+seen = A.quiet(6)
+idle_cpu = cpu(PID) - c0
+check(not any(b"STATUS" in x for x in seen), seen)
+check(idle_cpu < 1.5, idle_cpu)
 ok(A.run(b"NOTIFY NONE"))
 after = inotify_watches(PID)
 # The maildir crate's own watcher keeps a watch on cur/ of the two folders opened.
 check(after <= before + 2, (before, during, after))
-print("watches before %d, with NOTIFY %d (+%d), after NONE %d; polled folder seen in %.2f s, watched in %.2f s" % (before, during, added, after, t, t0))
+print("watches before %d, with NOTIFY %d (+%d), after NONE %d; polled folder seen in %.2f s, watched in %.2f s; imapd CPU over 6 s quiet: %.2f s" % (before, during, added, after, t, t0, idle_cpu))
 "#,
     );
     eprintln!("{out}");

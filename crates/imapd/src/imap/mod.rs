@@ -645,7 +645,17 @@ impl Driver {
                     && let Some(job) = cmd::ext::reparse(&raw)
                 {
                     self.bad = 0;
-                    let mut flow = self.with_session(job).await;
+                    let mut flow = self
+                        .with_session(move |s, out| {
+                            // NOTIFY: what the session did itself is not reported to it.
+                            let touched = s.notify_touched_raw(&raw);
+                            let f = job(s, out);
+                            if f == Flow::Continue {
+                                s.notify_absorb(touched, out);
+                            }
+                            f
+                        })
+                        .await;
                     self.finish_flow(&mut flow).await;
                     return;
                 }

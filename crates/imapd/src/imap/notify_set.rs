@@ -844,6 +844,23 @@ impl Session {
         Some(t)
     }
 
+    /// [`Session::notify_touched`] for a command recovered by `cmd/ext.rs`: `tag APPEND
+    /// mailbox …` (MULTIAPPEND, CATENATE) touches its mailbox; others nothing known.
+    pub(crate) fn notify_touched_raw(&self, raw: &[u8]) -> Option<Touched> {
+        self.notify.state.as_ref()?;
+        let sp1 = raw.iter().take(128).position(|&b| b == b' ')?;
+        let rest = &raw[sp1 + 1..];
+        if rest.len() < 7 || !rest[..7].eq_ignore_ascii_case(b"APPEND ") {
+            return None;
+        }
+        let name = notify_cmd::leading_astring(&rest[7..])?;
+        let name = names::decode_bytes(&name, self.utf8())?;
+        Some(Touched {
+            names: vec![name],
+            ..Touched::default()
+        })
+    }
+
     /// After a command: takes in silently what the session did itself (`touched`, from
     /// [`Session::notify_touched`]), then sends MessageNew's FETCH for new messages.
     pub(crate) fn notify_absorb(&mut self, touched: Option<Touched>, out: &mut Vec<u8>) {

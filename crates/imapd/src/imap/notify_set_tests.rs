@@ -482,6 +482,32 @@ fn polling_rounds_cover_every_mailbox_in_turn() {
     assert_eq!(wake(&mut s), "");
 }
 
+/// Commands recovered by cmd/ext.rs: a MULTIAPPEND of the session into a followed mailbox
+/// is taken in like a plain APPEND (the driver calls notify_touched_raw/notify_absorb).
+#[test]
+fn own_multiappend_is_not_reported() {
+    let (_d, md) = setup();
+    md.create_folder("Work").unwrap();
+    let mut s = session(&md);
+    run(
+        &mut s,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    let raw = b"m APPEND \"Work\" {2+}\r\nab {2+}\r\ncd\r\n";
+    let touched = s.notify_touched_raw(raw);
+    assert!(touched.is_some());
+    let job = crate::imap::cmd::ext::reparse(raw).expect("MULTIAPPEND is recovered");
+    let mut out = Vec::new();
+    assert_eq!(job(&mut s, &mut out), Flow::Continue);
+    let r = String::from_utf8_lossy(&out).into_owned();
+    assert!(r.contains("m OK"), "{r}");
+    s.notify_absorb(touched, &mut out);
+    assert_eq!(wake(&mut s), "");
+    // Without the absorption the two messages would be reported.
+    deliver(&md, Some("Work"), "x");
+    assert!(wake(&mut s).contains("MESSAGES 3 "));
+}
+
 fn st_watched(s: &Session, name: &str) -> bool {
     s.notify.state.as_ref().unwrap().tracked[name].watched
 }

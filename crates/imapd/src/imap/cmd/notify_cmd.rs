@@ -523,6 +523,11 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The astring (atom, quoted string or literal) at the start of `s`.
+pub(crate) fn leading_astring(s: &[u8]) -> Option<Vec<u8>> {
+    Parser { s, i: 0 }.astring().ok()
+}
+
 /// `N UID FETCH set (atts)` as imap-codec parses it; `atts` includes its parentheses.
 pub(crate) fn fetch_command(set: &str, atts: &str) -> Option<Command<'static>> {
     let line = format!("N UID FETCH {set} {atts}\r\n");
