@@ -160,8 +160,13 @@ fn resolve(
         (None, None) => return Err(Fail::BadUrl),
     };
     // The selected mailbox's view, unless the message joined the mailbox after the view's
-    // last sync (appended by another session): then the mailbox is opened as it is now.
-    let in_sel = sel.filter(|s| same_mailbox(&s.name, &name) && s.mbox.get(u.uid).is_some());
+    // last sync (appended by another session): then the mailbox is opened as it is now. A
+    // selected mailbox of another user (shared) is not the user's own: never read here.
+    let in_sel = sel.filter(|s| {
+        same_mailbox(&s.name, &name)
+            && s.mbox.path().starts_with(src.md.root())
+            && s.mbox.get(u.uid).is_some()
+    });
     if in_sel.is_none() && !src.opened.iter().any(|(n, _)| *n == name) {
         if src.opens == MAX_OPENS {
             return Err(Fail::Tagged(Tagged::no(

@@ -418,12 +418,13 @@ impl Session {
             return Tagged::no(other("OVERQUOTA"), "Quota exceeded");
         }
         let md = user.maildir.clone();
-        // The destination: the selected mailbox's own handle, or one opened for this command.
+        // The destination: the selected mailbox's own handle (when it is one of the user's own
+        // mailboxes, not another user's), or one opened for this command.
         let mut opened = None;
         let selected = self
             .state
             .sel()
-            .is_some_and(|s| same_mailbox(&s.name, &name));
+            .is_some_and(|s| same_mailbox(&s.name, &name) && s.mbox.path().starts_with(md.root()));
         if !selected {
             match md.open_mailbox(&name) {
                 Ok(m) => opened = Some(m),

@@ -550,6 +550,62 @@ fn catenate_sees_messages_newer_than_the_view() {
     assert_eq!(drafts.read(1).unwrap(), b"The text part.");
 }
 
+/// Only the user's own mailboxes: with another user's mailbox selected (a shared mailbox,
+/// whose rights this code does not check), a MULTIAPPEND naming it does not write into it
+/// and a relative URL does not read from it; both are looked up in the user's own Maildir.
+#[test]
+fn a_foreign_selected_mailbox_is_neither_written_nor_read() {
+    use imap_codec::CommandCodec;
+    use imap_codec::decode::Decoder;
+    use imap_codec::imap_types::IntoStatic;
+    let (_d, md) = setup();
+    let (_d2, bob) = setup();
+    with_source(&bob);
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "mx.example.test".into(),
+            append_limit: 1 << 20,
+            starttls: false,
+        },
+        true,
+        false,
+    );
+    s.login(User {
+        name: "v@example.test".into(),
+        maildir: md.clone(),
+        quota_bytes: None,
+    });
+    let (_, sel) = CommandCodec::default()
+        .decode(b"s SELECT INBOX\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    s.handle(sel.into_static(), &mut out);
+    // As shared.rs selects another user's mailbox: its handle, under a name of ours.
+    let sel = s.state.sel_mut().unwrap();
+    sel.mbox = bob.open_mailbox("INBOX").unwrap();
+    sel.name = "Elsewhere".into();
+    for (raw, want) in [
+        (
+            &b"a APPEND Elsewhere {3}\r\nx\r\n {3}\r\ny\r\n\r\n"[..],
+            "a NO [TRYCREATE]",
+        ),
+        (
+            b"a APPEND Drafts CATENATE (URL \";UID=1\")\r\n",
+            "a NO [BADURL ;UID=1]",
+        ),
+    ] {
+        let cmd = parse(raw).unwrap();
+        let mut out = Vec::new();
+        s.multiappend(&cmd, raw, &mut out).write(&mut out, "a");
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with(want), "{out}");
+    }
+    let mut b = bob.open_mailbox("INBOX").unwrap();
+    b.sync().unwrap();
+    assert_eq!(b.messages().len(), 1);
+    assert_eq!(uidlist_records(md.root()), 0);
+}
+
 /// The capabilities are advertised once logged in.
 #[test]
 fn capabilities_are_advertised() {
