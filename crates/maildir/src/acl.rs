@@ -638,6 +638,12 @@ impl SharedIndex {
     /// the index's dotlock, written atomically.
     pub fn set_owner(&self, owner: &str, grantees: &BTreeSet<String>) -> Result<()> {
         check_name(owner).map_err(|why| MaildirError::NotPermitted(why.to_owned()))?;
+        // The mail root of a fresh install may not exist before the first Maildir.
+        if let Some(dir) = self.path.parent()
+            && !dir.exists()
+        {
+            crate::fsutil::mkdir_parents(dir, 0o700)?;
+        }
         let lock = DotLock::acquire(&self.path, LOCK_WAIT, LOCK_STALE, self.mode)?;
         let mut all: BTreeSet<(String, String)> = self
             .entries()?
@@ -803,7 +809,7 @@ mod tests {
         let g = lookup_grantees(&md, 100).unwrap();
         assert_eq!(g.iter().collect::<Vec<_>>(), ["user/bob@example.org"]);
 
-        let idx = SharedIndex::at(dir.path().join("shared-mailboxes"), 0o600);
+        let idx = SharedIndex::at(dir.path().join("new-root/shared-mailboxes"), 0o600);
         idx.set_owner("alice@example.org", &g).unwrap();
         assert_eq!(
             std::fs::read_to_string(idx.path()).unwrap(),

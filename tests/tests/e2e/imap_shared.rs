@@ -206,9 +206,39 @@ carol_sees_nothing()
 "#,
     );
     assert!(!acl_file.exists());
-    let index =
-        std::fs::read_to_string(pm.dir().join("mail/.shared-mailboxes")).unwrap_or_default();
+    let index_file = pm.dir().join("mail/.shared-mailboxes");
+    let index = std::fs::read_to_string(&index_file).unwrap_or_default();
     assert!(!index.contains("bob@example.org"), "{index}");
+
+    // `anyone` (RFC 4314 §2) through mailctl: every user finds it (here dave, a fourth
+    // user), and `mailctl share remove` takes it back.
+    pm.add_user("dave@example.org", PASS);
+    pm.mailctl_ok(&["share", "add", ALICE, "Team", "anyone", "lr"]);
+    assert_eq!(
+        std::fs::read_to_string(&index_file).unwrap(),
+        "shared/shared-boxes/anyone/alice@example.org\n1\n"
+    );
+    py(
+        &pm,
+        r#"
+D = Client("dave@example.org")
+check(b'"Shared/alice@example.org/Team"' in ok(D.run(b'LIST "" "*"')), "dave LIST anyone")
+my = ok(D.run(b"MYRIGHTS " + TEAM))
+check(my == b"* MYRIGHTS Shared/alice@example.org/Team lr\r\n", my)
+"#,
+    );
+    let out = pm.mailctl_json(&["share", "remove", ALICE, "Team", "anyone"]);
+    assert_eq!(out["ok"], true, "{out}");
+    assert!(!acl_file.exists());
+    assert_eq!(std::fs::read_to_string(&index_file).unwrap(), "");
+    py(
+        &pm,
+        r#"
+D = Client("dave@example.org")
+check(b"Shared" not in ok(D.run(b'LIST "" "*"')), "dave LIST after remove")
+no(D.run(b"SELECT " + TEAM), b"NONEXISTENT")
+"#,
+    );
 }
 
 /// `doveadm` with Dovecot's acl plugin on the same tree, its userdb from our authd (as in
