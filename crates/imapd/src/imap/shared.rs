@@ -97,8 +97,9 @@ pub(crate) struct SharedState {
     resolver: Option<Resolver>,
     index: Option<SharedIndex>,
     cache: HashMap<String, (Instant, Arc<Owner>)>,
-    /// The selected shared mailbox: its full name, owner and folder.
-    selected: Option<(String, Arc<Owner>, String)>,
+    /// The selected shared mailbox: its full name, owner and folder, and the rights last
+    /// read from its ACL.
+    selected: Option<(String, Arc<Owner>, String, Rights)>,
     /// A command is running on an owner's Maildir (no second routing).
     running: bool,
 }
@@ -304,7 +305,7 @@ impl Session {
         self.shared.selected.as_ref()?;
         let sel_name = self.state.sel().map(|s| s.name.clone());
         let (full, owner, folder) = match (&self.shared.selected, sel_name) {
-            (Some((full, o, f)), Some(n)) if *full == n => (full.clone(), o.clone(), f.clone()),
+            (Some((full, o, f, _)), Some(n)) if *full == n => (full.clone(), o.clone(), f.clone()),
             _ => {
                 self.shared.selected = None;
                 return None;
@@ -317,6 +318,9 @@ impl Session {
             self.state.unselect();
             self.shared.selected = None;
             return None;
+        }
+        if let Some(x) = self.shared.selected.as_mut() {
+            x.3 = rights;
         }
         Some(rights)
     }
@@ -633,6 +637,61 @@ fn route_body(
     }
 }
 
+/// FETCH items for the selected shared mailbox when the user lacks "s": everything read as
+/// with .PEEK (RFC 4314 §4: FETCH sets \Seen only with "s"). Called by `Session::fetch` for
+/// every FETCH, including those that do not pass [`route`] (NOTIFY's MessageNew fetch-att,
+/// extensions); RFC822 and RFC822.TEXT, which have no PEEK form, are read as BODY.PEEK[] and
+/// BODY.PEEK[TEXT] there. Uses the rights of the last command (no file read).
+pub(crate) fn fetch_items(
+    s: &Session,
+    names: MacroOrMessageDataItemNames<'static>,
+) -> MacroOrMessageDataItemNames<'static> {
+    let Some((full, _, _, rights)) = &s.shared.selected else {
+        return names;
+    };
+    let Some(sel) = s.state.sel() else {
+        return names;
+    };
+    if sel.name != *full || rights.has('s') || sel.read_only {
+        return names;
+    }
+    let MacroOrMessageDataItemNames::MessageDataItemNames(v) = names else {
+        return names;
+    };
+    use imap_codec::imap_types::fetch::Section;
+    MacroOrMessageDataItemNames::MessageDataItemNames(
+        v.into_iter()
+            .map(|i| match i {
+                MessageDataItemName::BodyExt {
+                    section, partial, ..
+                } => MessageDataItemName::BodyExt {
+                    section,
+                    partial,
+                    peek: true,
+                },
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } => MessageDataItemName::Binary {
+                    section,
+                    partial,
+                    peek: true,
+                },
+                MessageDataItemName::Rfc822 => MessageDataItemName::BodyExt {
+                    section: None,
+                    partial: None,
+                    peek: true,
+                },
+                MessageDataItemName::Rfc822Text => MessageDataItemName::BodyExt {
+                    section: Some(Section::Text(None)),
+                    partial: None,
+                    peek: true,
+                },
+                i => i,
+            })
+            .collect(),
+    )
+}
+
 /// The access to a shared name, with `right` required.
 fn need(s: &mut Session, name: &str, rights: &str) -> Result<Access, Tagged> {
     let a = match s.shared_access(name) {
@@ -719,7 +778,7 @@ fn select(
             sel.read_only = true;
         }
         let ro = sel.read_only;
-        s.shared.selected = Some((a.full.clone(), a.owner.clone(), a.folder.clone()));
+        s.shared.selected = Some((a.full.clone(), a.owner.clone(), a.folder.clone(), a.rights));
         patch_select(out, start, ro, a.rights, &a.folder, &a.full, utf8);
     }
     ran

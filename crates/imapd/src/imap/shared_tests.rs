@@ -676,3 +676,71 @@ fn multiappend_into_a_shared_mailbox_needs_insert() {
     let fake = run(&mut carol, &two("h").replace("/Team", "/Nope"));
     assert_eq!(tagged(&real, "h"), tagged(&fake, "h"));
 }
+
+/// A FETCH that does not pass `route` (NOTIFY's MessageNew fetch-att calls `Session::fetch`
+/// itself) must not set \Seen either without "s" (RFC 4314 §4).
+#[test]
+fn direct_fetches_do_not_set_seen_without_s() {
+    use imap_codec::imap_types::command::CommandBody;
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    w.md(ALICE)
+        .open_mailbox("Team")
+        .unwrap()
+        .append(&msg(), &postern_maildir::Flags::default(), None)
+        .unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lrw");
+    let o = run(&mut bob, "b SELECT \"Shared/alice@example.org/Team\"");
+    assert!(o.contains("b OK [READ-WRITE]"), "{o}");
+    let (_, c) = CommandCodec::default()
+        .decode(b"n FETCH 1 (BODY[] RFC822 BINARY[1])\r\n")
+        .unwrap();
+    let CommandBody::Fetch {
+        sequence_set,
+        macro_or_item_names,
+        uid,
+        modifiers,
+    } = c.into_static().body
+    else {
+        panic!("not a FETCH");
+    };
+    let mut out = Vec::new();
+    let mut f = bob.fetch(
+        "n",
+        &sequence_set,
+        macro_or_item_names,
+        uid,
+        &modifiers,
+        &mut out,
+    );
+    while f == Flow::More {
+        f = bob.resume(&mut out);
+    }
+    let o = String::from_utf8_lossy(&out);
+    assert!(o.contains("body") && o.contains("n OK"), "{o}");
+    let seen = w.md(ALICE).open_mailbox("Team").unwrap().messages()[0]
+        .flags
+        .seen;
+    assert!(!seen, "\\Seen set without the s right: {o}");
+    // Through `route`, RFC822 (no PEEK form) is refused, BODY[] is read as BODY.PEEK[].
+    let o = run(&mut bob, "c FETCH 1 (RFC822)");
+    assert!(tagged(&o, "c").contains("NO [NOPERM]"), "{o}");
+    let o = run(&mut bob, "d FETCH 1 (BODY[])");
+    assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
+    assert!(
+        !w.md(ALICE).open_mailbox("Team").unwrap().messages()[0]
+            .flags
+            .seen
+    );
+    // With "s", reading marks it.
+    run(&mut alice, "e SETACL Team bob@example.org +s");
+    let o = run(&mut bob, "f FETCH 1 (BODY[])");
+    assert!(tagged(&o, "f").starts_with("f OK"), "{o}");
+    assert!(
+        w.md(ALICE).open_mailbox("Team").unwrap().messages()[0]
+            .flags
+            .seen
+    );
+}

@@ -204,6 +204,8 @@ impl Session {
         modifiers: &[FetchModifier],
         out: &mut Vec<u8>,
     ) -> Flow {
+        // Shared mailboxes: no \Seen without the "s" right (`shared.rs`).
+        let names = crate::imap::shared::fetch_items(self, names);
         let mut items = match names {
             MacroOrMessageDataItemNames::Macro(m) => {
                 let mut v = vec![
