@@ -345,6 +345,11 @@ fn wire(name: &str, utf8: bool) -> Option<WireMailbox<'static>> {
         .map(WireMailbox::from)
 }
 
+/// Whether a decoded name is `Shared` or under it.
+pub(crate) fn is_shared_name(name: &str) -> bool {
+    name == ROOT || name.starts_with(PREFIX)
+}
+
 /// The decoded name if it is under `Shared` (or is it).
 fn shared_name(s: &Session, mb: &WireMailbox<'_>) -> Option<String> {
     let n = names::decode(mb, s.utf8())?;

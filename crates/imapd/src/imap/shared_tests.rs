@@ -744,3 +744,19 @@ fn direct_fetches_do_not_set_seen_without_s() {
             .seen
     );
 }
+
+/// CREATE with USE (RFC 6154 §3, parsed by cmd/ext.rs) makes nothing under `Shared/`: a
+/// personal folder there would be hidden behind the shared namespace.
+#[test]
+fn create_special_use_makes_nothing_under_shared() {
+    let w = world();
+    let mut bob = w.session(BOB);
+    for (t, name) in [("a", "Shared/x/y"), ("b", "Shared"), ("c", "Shared/x")] {
+        let o = run(&mut bob, &format!("{t} CREATE \"{name}\" (USE ())"));
+        assert!(tagged(&o, t).starts_with(&format!("{t} NO")), "{o}");
+    }
+    assert!(!w.md(BOB).folder_exists("Shared/x/y").unwrap());
+    assert!(!w.md(BOB).folder_exists("Shared").unwrap());
+    let o = run(&mut bob, "d CREATE Mine (USE ())");
+    assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
+}

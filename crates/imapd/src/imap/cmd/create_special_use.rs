@@ -121,6 +121,13 @@ impl Session {
         if name == "INBOX" {
             return Tagged::no(other("ALREADYEXISTS"), "INBOX always exists");
         }
+        // `Shared/` names other users' mailboxes (`shared.rs`): none is made here.
+        if crate::imap::shared::is_shared_name(&name) {
+            return Tagged::no(
+                other("CANNOT"),
+                "Shared is the namespace of other users' mailboxes",
+            );
+        }
         let attr = match c.attrs.as_slice() {
             [] => None,
             [a] => match SUPPORTED.iter().find(|s| s.eq_ignore_ascii_case(a)) {
