@@ -2,8 +2,8 @@
 //! reads them — the folder's `dovecot-acl` in the owner's Maildir (Dovecot's format, under
 //! its dotlock, fsynced and renamed into place) — and the sharing index
 //! `<mail_root>/.shared-mailboxes` that imapd's LIST uses to find what is shared with a user
-//! (`postern_maildir::acl`). Files are handed to the mail user (`[authd.userdb] uid/gid`)
-//! when mailctl runs as root.
+//! (`postern_maildir::acl`). Files written as root are given the owner of the Maildir they
+//! belong to (the mail user imapd runs as).
 //!
 //! The owner's Maildir is the one authd's userdb gives (`[authd.userdb] home` / `mail`
 //! templates for the account from the directory). An account that lives on another node
@@ -132,17 +132,21 @@ fn index(config: &Config) -> SharedIndex {
     SharedIndex::at(config.mail_root().join(acl::INDEX_FILE), 0o600)
 }
 
-/// Hands a file to the mail user when we are root (imapd, as that user, rewrites it).
-fn give_to_mail_user(config: &Config, path: &Path) -> anyhow::Result<()> {
-    let u = &config.authd.userdb;
-    if nix::unistd::geteuid().is_root() && (u.uid.is_some() || u.gid.is_some()) && path.exists() {
-        nix::unistd::chown(
-            path,
-            u.uid.map(nix::unistd::Uid::from_raw),
-            u.gid.map(nix::unistd::Gid::from_raw),
-        )
-        .with_context(|| format!("chown {}", path.display()))?;
+/// Gives a file written as root the owner of `like` (the Maildir directory it belongs
+/// to), so that imapd, running as the mail user, can read and rewrite it — whether or not
+/// `[authd.userdb] uid/gid` name that user.
+fn give_like(path: &Path, like: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() || !path.exists() {
+        return Ok(());
     }
+    let m = std::fs::metadata(like).with_context(|| format!("stat {}", like.display()))?;
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(m.uid())),
+        Some(nix::unistd::Gid::from_raw(m.gid())),
+    )
+    .with_context(|| format!("chown {}", path.display()))?;
     Ok(())
 }
 
@@ -302,12 +306,13 @@ pub(crate) async fn run(
 
 /// After an ACL change: the files to the mail user, the owner's index entries rewritten.
 fn finish(config: &Config, owner: &str, md: &Maildir, folder: &str) -> anyhow::Result<()> {
-    give_to_mail_user(config, &md.folder_dir(folder)?.join(acl::ACL_FILE))?;
+    let dir = md.folder_dir(folder)?;
+    give_like(&dir.join(acl::ACL_FILE), &dir)?;
     let idx = index(config);
     let grantees = acl::lookup_grantees(md, MAX_FOLDERS)?;
     idx.set_owner(owner, &grantees)
         .context("updating the sharing index")?;
-    give_to_mail_user(config, idx.path())?;
+    give_like(idx.path(), md.root())?;
     Ok(())
 }
 

@@ -138,10 +138,27 @@ carol_sees_nothing()
         .unwrap_or_else(|e| panic!("{}: {e}", acl_file.display()));
     assert_eq!(acl_text, "user=bob@example.org lr\n");
 
-    // The admin gives bob more through mailctl (Dovecot's file format, the same index).
+    // The admin gives bob more through mailctl (Dovecot's file format, the same index). Run
+    // as root, mailctl gives what it writes the owner of the Maildir (the mail user imapd
+    // runs as in production; here alice's tree is handed to 65534 first).
+    let is_root = nix::unistd::geteuid().is_root();
+    if is_root {
+        let alice_home = pm.dir().join("mail/example.org/alice");
+        let mut chown = std::process::Command::new("chown");
+        chown.args(["-R", "65534:65534"]).arg(&alice_home);
+        let o = postern_e2e::run_command(&mut chown, None, postern_e2e::COMMAND_TIMEOUT);
+        assert!(o.status.success(), "{}", postern_e2e::describe_output(&o));
+    }
     let out = pm.mailctl_json(&["share", "add", ALICE, "Team", BOB, "lrswi"]);
     assert_eq!(out["rights"], "lrswi", "{out}");
     assert_eq!(out["shared_as"], "Shared/alice@example.org/Team", "{out}");
+    if is_root {
+        use std::os::unix::fs::MetadataExt;
+        for f in [&acl_file, &pm.dir().join("mail/.shared-mailboxes")] {
+            let m = std::fs::metadata(f).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", f.display());
+        }
+    }
     assert_eq!(
         std::fs::read_to_string(&acl_file).unwrap(),
         "user=bob@example.org lrwsi\n"
