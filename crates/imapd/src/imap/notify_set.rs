@@ -697,6 +697,9 @@ impl Session {
     }
 
     /// MessageNew's fetch-att (§5.2) for new messages of the selected mailbox not yet sent.
+    /// One call answers at most one FETCH chunk (`cmd::fetch`'s 1 MiB, plus the message that
+    /// crosses it): the messages after it are sent by the next call (the next wake or
+    /// command), so the output held at once does not grow with the mail that arrived.
     pub(crate) fn notify_fetch_new(&mut self, out: &mut Vec<u8>) {
         if self.pending.is_some() {
             return;
@@ -731,7 +734,7 @@ impl Session {
             return;
         };
         let mut buf = Vec::new();
-        let mut f = self.fetch(
+        let f = self.fetch(
             "N",
             &sequence_set,
             macro_or_item_names,
@@ -739,8 +742,17 @@ impl Session {
             &modifiers,
             &mut buf,
         );
-        while f == Flow::More {
-            f = self.resume(&mut buf);
+        if f == Flow::More {
+            // A chunk is full: the messages not answered yet wait for the next call.
+            let next = self
+                .pending
+                .take()
+                .and_then(|p| p.todo.front().map(|t| t.1));
+            if let (Some(next), Some(st)) = (next, self.notify.state.as_mut()) {
+                st.fetched_upto = next.saturating_sub(1);
+            }
+            out.extend_from_slice(&buf);
+            return;
         }
         // Drop the internal FETCH's tagged line (always the last one).
         let body_end = buf.len().saturating_sub(2);

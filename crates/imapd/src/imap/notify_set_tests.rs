@@ -511,3 +511,43 @@ fn own_multiappend_is_not_reported() {
 fn st_watched(s: &Session, name: &str) -> bool {
     s.notify.state.as_ref().unwrap().tracked[name].watched
 }
+
+/// MessageNew with a fetch-att list (§5.2) on many large new messages: one wake answers at
+/// most about one FETCH chunk (1 MiB, plus the message that crosses it), not every new
+/// message's `BODY[]` in one buffer (memory per session would grow with the mail that
+/// arrived); the rest follow on the next wakes, each message exactly once.
+#[test]
+fn message_new_fetches_are_bounded_per_wake() {
+    let (_d, md) = setup();
+    let mut s = session(&md);
+    run(&mut s, "s SELECT INBOX");
+    let r = run(
+        &mut s,
+        "n NOTIFY SET (selected (MessageNew (UID BODY.PEEK[]) MessageExpunge))",
+    );
+    assert!(r.contains("n OK"), "{r}");
+    let body = "x".repeat(400 * 1024);
+    for i in 1..=8 {
+        let m = format!("Subject: big {i}\r\n\r\n{body}\r\n");
+        md.deliver(None, m.as_bytes(), &Flags::default()).unwrap();
+    }
+    let mut seen = Vec::new();
+    for round in 0..20 {
+        let r = wake(&mut s);
+        assert!(
+            r.len() < (1 << 20) + 600 * 1024,
+            "round {round}: {} bytes in one wake",
+            r.len()
+        );
+        for i in 1..=8 {
+            if r.contains(&format!("Subject: big {i}\r\n")) {
+                seen.push(i);
+            }
+        }
+        if seen.len() >= 8 {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
+    assert_eq!(wake(&mut s), "", "each message once");
+}

@@ -35,8 +35,20 @@ const PARSERS: &[Parser] = &[
     super::acl::job,
 ];
 
+/// Longest tag an extension command may carry (a longer one is answered `* BAD`).
+const MAX_TAG: usize = 1024;
+
 /// The job for a command imap-codec refused, if an extension recognises it.
+///
+/// The command must start with a valid tag (RFC 9051 §9: `1*<any ASTRING-CHAR except "+">`)
+/// and a space: the parsers echo the tag in their tagged response, and bytes before the
+/// first space may hold a literal (`a{5}\r\nxxxxx SEARCH …`, whose CRLF would split the
+/// response), or be `+` or `*` (read by the client as a continuation request or an untagged
+/// response). Anything else gets the driver's `* BAD` and runs nothing.
 pub(crate) fn reparse(raw: &[u8]) -> Option<Job> {
+    let sp = raw.iter().take(MAX_TAG + 1).position(|&b| b == b' ')?;
+    let tag = std::str::from_utf8(&raw[..sp]).ok()?;
+    imap_codec::imap_types::core::Tag::validate(tag).ok()?;
     PARSERS
         .iter()
         .find_map(|p| p(raw))
@@ -65,3 +77,7 @@ mod tests {
         assert!(out.contains("d OK"), "{out}");
     }
 }
+
+#[cfg(test)]
+#[path = "hostile_tests.rs"]
+mod hostile_tests;

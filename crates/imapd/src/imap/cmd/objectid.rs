@@ -747,8 +747,16 @@ fn find_keys(line: &[u8], cmd: &str) -> Option<Result<Vec<Found>, &'static str>>
     Some(Ok(found))
 }
 
+/// What one command's keys share: the view's message GUIDs and thread ids, each read once
+/// however many keys use them (up to [`MAX_KEYS`]).
+#[derive(Default)]
+struct Memo {
+    guids: Option<HashMap<u32, String>>,
+    threads: Option<HashMap<u32, Option<String>>>,
+}
+
 /// The UIDs of the selected view a key matches.
-fn matching(sel: &mut Selected, key: &Key) -> Vec<u32> {
+fn matching(sel: &mut Selected, key: &Key, memo: &mut Memo) -> Vec<u32> {
     let uids = sel.uids.clone();
     let day = |uid: u32| {
         sel.mbox
@@ -771,7 +779,9 @@ fn matching(sel: &mut Selected, key: &Key) -> Vec<u32> {
             .filter(|&u| day(u).is_some_and(|x| x >= *d))
             .collect(),
         Key::EmailId(id) => {
-            let g = sel.mbox.mail_guids(&uids).unwrap_or_default();
+            let g = memo
+                .guids
+                .get_or_insert_with(|| sel.mbox.mail_guids(&uids).unwrap_or_default());
             uids.into_iter()
                 .filter(|u| g.get(u).is_some_and(|g| email_id(g) == *id))
                 .collect()
@@ -780,9 +790,16 @@ fn matching(sel: &mut Selected, key: &Key) -> Vec<u32> {
             if !id.starts_with('T') {
                 return Vec::new();
             }
-            let g = sel.mbox.mail_guids(&uids).unwrap_or_default();
+            let g = memo
+                .guids
+                .get_or_insert_with(|| sel.mbox.mail_guids(&uids).unwrap_or_default());
+            let t = memo.threads.get_or_insert_with(|| {
+                uids.iter()
+                    .map(|&u| (u, thread_id(&sel.mbox, u, g.get(&u))))
+                    .collect()
+            });
             uids.into_iter()
-                .filter(|u| thread_id(&sel.mbox, *u, g.get(u)).is_some_and(|t| t == *id))
+                .filter(|u| t.get(u).is_some_and(|t| t.as_deref() == Some(id.as_str())))
                 .collect()
         }
     }
@@ -801,9 +818,10 @@ fn search_job(raw: &[u8], tag: String, cmd: &str) -> Option<super::ext::Job> {
         };
         let mut plain = Vec::with_capacity(line.len() + 64);
         let mut at = 0;
+        let mut memo = Memo::default();
         for (start, end, key) in &keys {
             plain.extend_from_slice(&line[at..*start]);
-            let uids = matching(sel, key);
+            let uids = matching(sel, key, &mut memo);
             if uids.is_empty() {
                 plain.extend_from_slice(b"NOT ALL");
             } else {
@@ -1141,6 +1159,27 @@ mod tests {
         assert!(out.contains("* SORT 2 1\r\nc OK"), "{out}");
         assert!(out.contains("* SEARCH 1 2\r\nd OK"), "{out}");
         assert!(out.contains("* SEARCH\r\ne OK"), "{out}");
+    }
+
+    /// Hostile cost: the per-process thread-root cache holds 20,000 messages, so in a
+    /// larger mailbox each THREADID key read every message's header again — one command of
+    /// 16 keys (`THREADID T1 THREADID T2 …`, MAX_KEYS) cost 16 header reads per message.
+    /// Each message's thread root is looked up once per command, whatever the keys.
+    #[test]
+    fn many_threadid_keys_look_each_message_up_once() {
+        let keys = (0..MAX_KEYS)
+            .map(|i| format!("THREADID T{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        preview::ROOT_LOOKUPS.with(|c| c.set(0));
+        let out = session(&format!(
+            "s SELECT INBOX\r\na UID SEARCH {keys}\r\nb SEARCH OR THREADID Tx EMAILID Mx\r\n"
+        ));
+        assert!(out.contains("\r\n* SEARCH\r\na OK"), "{out}");
+        assert!(out.contains("\r\n* SEARCH\r\nb OK"), "{out}");
+        // Two messages: two look-ups for `a`, two for `b`.
+        let n = preview::ROOT_LOOKUPS.with(std::cell::Cell::get);
+        assert_eq!(n, 4, "thread-root look-ups");
     }
 
     #[test]

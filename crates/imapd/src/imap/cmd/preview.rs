@@ -61,8 +61,16 @@ pub(crate) fn preview(mbox: &Mailbox, uid: u32) -> Option<Arc<str>> {
     Some(p)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Calls of [`thread_root`] on this thread (tests count the look-ups a command makes).
+    pub(crate) static ROOT_LOOKUPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The Message-ID of the root of a message's thread (see [`msg::thread_root`]), cached.
 pub(crate) fn thread_root(mbox: &Mailbox, uid: u32) -> Option<Arc<str>> {
+    #[cfg(test)]
+    ROOT_LOOKUPS.with(|c| c.set(c.get() + 1));
     let k = key(mbox, uid);
     if let Some(r) = CACHE
         .lock()
