@@ -22,7 +22,12 @@ const MAX_REPLY: usize = 100_000;
 const MAX_REQUEST: usize = 10_000;
 
 /// Serves one socketmap client until it closes, idles out, errs, or shutdown.
-pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    // Registered for reading only: each answer the client reads would otherwise wake this
+    // process for nothing (see postern_auth_proto::client::QuietUnixStream).
+    let Ok(mut stream) = postern_auth_proto::client::QuietUnixStream::from_tokio(stream) else {
+        return;
+    };
     let mut dec = NetstringDecoder::new(MAX_REQUEST);
     let idle = ctx.config.authd.idle_timeout_secs.duration();
     let mut buf = vec![0u8; 4096];

@@ -18,7 +18,12 @@ use crate::cache::Lookup;
 const MAX_BAD_LINES: u32 = 10;
 
 /// Serves one userdb client until it closes, idles out, or shutdown.
-pub(crate) async fn serve(mut stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+pub(crate) async fn serve(stream: UnixStream, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    // Registered for reading only: each answer the client reads would otherwise wake this
+    // process for nothing (see postern_auth_proto::client::QuietUnixStream).
+    let Ok(mut stream) = postern_auth_proto::client::QuietUnixStream::from_tokio(stream) else {
+        return;
+    };
     let hello = format!("VERSION\t1\t0\nSPID\t{}\n", std::process::id());
     if stream.write_all(hello.as_bytes()).await.is_err() {
         return;

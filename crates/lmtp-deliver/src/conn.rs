@@ -20,6 +20,15 @@ pub(crate) async fn serve(accepted: Accepted, ctx: Arc<Ctx>, shutdown: Cancellat
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match accepted {
         Accepted::Unix(s) => {
+            // Registered for reading only: each reply smtpd reads would otherwise wake
+            // this process for nothing (see postern_auth_proto::client::QuietUnixStream).
+            let s = match postern_auth_proto::client::QuietUnixStream::from_tokio(s) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LMTP connection unusable");
+                    return;
+                }
+            };
             let peer = PeerInfo {
                 ip: None,
                 tls: false,

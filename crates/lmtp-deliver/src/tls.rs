@@ -11,8 +11,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use postern_auth_proto::client::QuietUnixStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
@@ -22,7 +23,7 @@ const HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// An LMTP connection.
 pub(crate) enum Stream {
-    Unix(UnixStream),
+    Unix(QuietUnixStream),
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// A handshake failed: the connection is gone.

@@ -25,6 +25,7 @@ use crate::line::{LineBuffer, LineError};
 use crate::socketmap::NetstringError;
 
 mod auth;
+mod quiet;
 mod socketmap;
 mod userdb;
 
@@ -33,6 +34,7 @@ mod tests;
 
 pub use crate::dovecot::AuthParams;
 pub use auth::{AuthClient, AuthOutcome, AuthStep};
+pub use quiet::QuietUnixStream;
 pub use socketmap::SocketmapClient;
 pub use userdb::UserdbClient;
 
@@ -142,14 +144,14 @@ impl Health {
 /// A Unix stream read line by line through a [`LineBuffer`].
 #[derive(Debug)]
 struct LineConn {
-    stream: UnixStream,
+    stream: QuietUnixStream,
     lines: LineBuffer,
 }
 
 impl LineConn {
     async fn connect(path: &Path, max_line: usize) -> Result<Self, ClientError> {
         Ok(Self {
-            stream: UnixStream::connect(path).await?,
+            stream: QuietUnixStream::from_tokio(UnixStream::connect(path).await?)?,
             lines: LineBuffer::new(max_line),
         })
     }

@@ -8,12 +8,12 @@ use tokio::net::UnixStream;
 
 use crate::socketmap::{MAX_REPLY_LEN, NetstringDecoder, Reply, encode_request};
 
-use super::{ClientError, DEFAULT_TIMEOUT, Health, READ_CHUNK, within};
+use super::{ClientError, DEFAULT_TIMEOUT, Health, QuietUnixStream, READ_CHUNK, within};
 
 /// A connection to a socketmap server (authd's `socketmap`), reused for many lookups.
 #[derive(Debug)]
 pub struct SocketmapClient {
-    stream: UnixStream,
+    stream: QuietUnixStream,
     decoder: NetstringDecoder,
     timeout: Duration,
     health: Health,
@@ -30,7 +30,12 @@ impl SocketmapClient {
         path: impl AsRef<Path>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let stream = within(timeout, async { Ok(UnixStream::connect(path).await?) }).await?;
+        let stream = within(timeout, async {
+            Ok(QuietUnixStream::from_tokio(
+                UnixStream::connect(path).await?,
+            )?)
+        })
+        .await?;
         Ok(Self {
             stream,
             decoder: NetstringDecoder::new(MAX_REPLY_LEN),
