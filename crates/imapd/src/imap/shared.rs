@@ -96,7 +96,9 @@ pub(crate) type Resolver = Arc<dyn Fn(&str) -> Lookup + Send + Sync>;
 pub(crate) struct SharedState {
     resolver: Option<Resolver>,
     index: Option<SharedIndex>,
-    cache: HashMap<String, (Instant, Arc<Owner>)>,
+    /// Owner lookups (`None`: no such owner, so probing names costs authd one lookup each
+    /// per TTL).
+    cache: HashMap<String, (Instant, Option<Arc<Owner>>)>,
     /// The selected shared mailbox: its full name, owner and folder, and the rights last
     /// read from its ACL.
     selected: Option<(String, Arc<Owner>, String, Rights)>,
@@ -230,30 +232,35 @@ impl Session {
         if let Some((at, o)) = self.shared.cache.get(&key)
             && at.elapsed() < CACHE_TTL
         {
-            return Ok(o.clone());
+            return o.clone().ok_or_else(nonexistent);
         }
         let Some(resolver) = self.shared.resolver.clone() else {
             return Err(nonexistent());
         };
-        match resolver(name) {
-            Lookup::Found(o) => {
-                if self.shared.cache.len() >= CACHE_MAX {
-                    self.shared.cache.clear();
-                }
-                self.shared.cache.insert(key, (Instant::now(), o.clone()));
-                Ok(o)
+        let found = match resolver(name) {
+            Lookup::Found(o) => Some(o),
+            Lookup::NotFound => None,
+            Lookup::Remote => {
+                return Err(Tagged::no(
+                    other("UNAVAILABLE"),
+                    "That user's mailboxes are on another server of the cluster; shared \
+                     mailboxes work only between users of the same server",
+                ));
             }
-            Lookup::NotFound => Err(nonexistent()),
-            Lookup::Remote => Err(Tagged::no(
-                other("UNAVAILABLE"),
-                "That user's mailboxes are on another server of the cluster; shared mailboxes \
-                 work only between users of the same server",
-            )),
-            Lookup::Unavailable => Err(Tagged::no(
-                other("UNAVAILABLE"),
-                "The user directory is unavailable, try again",
-            )),
+            Lookup::Unavailable => {
+                return Err(Tagged::no(
+                    other("UNAVAILABLE"),
+                    "The user directory is unavailable, try again",
+                ));
+            }
+        };
+        if self.shared.cache.len() >= CACHE_MAX {
+            self.shared.cache.clear();
         }
+        self.shared
+            .cache
+            .insert(key, (Instant::now(), found.clone()));
+        found.ok_or_else(nonexistent)
     }
 
     /// Resolves `Shared/<owner>/<folder>`: `None` for a personal name; `Err` for names that

@@ -760,3 +760,41 @@ fn create_special_use_makes_nothing_under_shared() {
     let o = run(&mut bob, "d CREATE Mine (USE ())");
     assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
 }
+
+/// Probing `Shared/<name>/…` for many commands costs authd one lookup per name and minute,
+/// found or not.
+#[test]
+fn owner_lookups_are_cached_found_or_not() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let w = world();
+    let mut bob = w.session(BOB);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let alice = w.md(ALICE);
+    bob.shared = SharedState::new(
+        Arc::new(move |name: &str| {
+            c.fetch_add(1, Ordering::SeqCst);
+            if name == ALICE {
+                Lookup::Found(Arc::new(Owner {
+                    name: ALICE.into(),
+                    maildir: alice.clone(),
+                    quota_bytes: None,
+                }))
+            } else {
+                Lookup::NotFound
+            }
+        }),
+        None,
+    );
+    for i in 0..20 {
+        run(
+            &mut bob,
+            &format!("a{i} SELECT \"Shared/nobody@example.org/x\""),
+        );
+        run(
+            &mut bob,
+            &format!("b{i} STATUS \"Shared/alice@example.org/INBOX\" (MESSAGES)"),
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
