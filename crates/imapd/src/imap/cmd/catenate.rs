@@ -12,7 +12,9 @@
 //! - Bounded: the message being built never exceeds APPENDLIMIT (`NO [TOOBIG]`, §4.2); source
 //!   messages are read one at a time (the last one kept for the next URL to it), at most four
 //!   mailboxes are kept open and [`MAX_OPENS`] opened, and one command reads at most
-//!   [`READ_FACTOR`] × APPENDLIMIT of source messages (`NO [LIMIT]` beyond both). Mailbox
+//!   [`READ_FACTOR`] × APPENDLIMIT of source messages, each URL with a section counting
+//!   its message's size again (the part is found by parsing the whole message) (`NO
+//!   [LIMIT]` beyond both). Mailbox
 //!   names are resolved by the Maildir, which refuses anything that would leave the user's
 //!   Maildir.
 
@@ -223,6 +225,16 @@ fn resolve(
         None => Cow::Borrowed(whole.as_slice()),
         Some(s) => {
             let sec = parse_section(s).ok_or(Fail::BadUrl)?;
+            // Finding the part parses the whole message: that work is charged too, each
+            // time (one read of a large message must not pay for a thousand parses).
+            let cost = whole.len() as u64;
+            if cost > src.budget {
+                return Err(Fail::Tagged(Tagged::no(
+                    other("LIMIT"),
+                    "CATENATE reads too much in one command",
+                )));
+            }
+            src.budget -= cost;
             Cow::Owned(section(whole, Some(&sec)).ok_or(Fail::BadUrl)?)
         }
     };
