@@ -294,9 +294,24 @@ impl Session {
             ),
             State::NotAuthenticated | State::Logout => return f(self),
         };
+        // The selected mailbox is not a folder of the owner's namespace: its name is hidden
+        // for the command, so that code which appends through the selected mailbox when the
+        // names match (APPEND, MULTIAPPEND) cannot take the user's own `Team` for the
+        // owner's `Team`.
+        let hidden = self.state.sel_mut().map(|s| {
+            let tmp = format!("\0{}", s.name);
+            let orig = std::mem::replace(&mut s.name, tmp);
+            (orig, s.name.clone())
+        });
         self.shared.running = true;
         let res = f(self);
         self.shared.running = false;
+        if let Some((orig, tmp)) = hidden
+            && let Some(s) = self.state.sel_mut()
+            && s.name == tmp
+        {
+            s.name = orig;
+        }
         if let State::Authenticated(u) | State::Selected(u, _) = &mut self.state {
             u.maildir = saved.0;
             u.quota_bytes = saved.1;

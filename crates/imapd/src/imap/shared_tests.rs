@@ -798,3 +798,37 @@ fn owner_lookups_are_cached_found_or_not() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// With a mailbox of the same folder name selected in the user's own namespace, APPEND (and
+/// MULTIAPPEND) to `Shared/<owner>/<folder>` must reach the owner's folder, not the selected
+/// one (the ordinary code appends through the selected mailbox when the names match).
+#[test]
+fn appends_reach_the_owner_not_the_same_named_selected_mailbox() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    w.md(BOB).create_folder("Team").unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lri");
+    let o = run(&mut bob, "b SELECT Team");
+    assert!(o.contains("b OK [READ-WRITE]"), "{o}");
+    let m = String::from_utf8(msg()).unwrap();
+    let n = msg().len();
+    let o = run(
+        &mut bob,
+        &format!("c APPEND \"Shared/alice@example.org/Team\" {{{n}+}}\r\n{m}"),
+    );
+    assert!(tagged(&o, "c").starts_with("c OK"), "{o}");
+    let o = run(
+        &mut bob,
+        &format!("d APPEND \"Shared/alice@example.org/Team\" {{{n}+}}\r\n{m} {{{n}+}}\r\n{m}"),
+    );
+    assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
+    let o = run(&mut bob, "e COPY 1:* \"Shared/alice@example.org/Team\"");
+    assert!(tagged(&o, "e").starts_with("e OK"), "{o}");
+    let count = |u: &str| w.md(u).open_mailbox("Team").unwrap().messages().len();
+    assert_eq!((count(ALICE), count(BOB)), (3, 0));
+    // Bob's own Team is still the selected one, untouched.
+    let o = run(&mut bob, "f STATUS Team (MESSAGES)");
+    assert!(o.contains("(MESSAGES 0)"), "{o}");
+}
