@@ -57,6 +57,8 @@ impl Session {
     /// updates, expunges included. Nothing outside IDLE.
     pub fn idle_wake(&mut self, out: &mut Vec<u8>) {
         if self.idling.is_some() {
+            // A shared mailbox whose read right was revoked is closed before any update.
+            crate::imap::shared::recheck_selected(self);
             self.sync(out, true);
             self.notify_fetch_new(out);
         }

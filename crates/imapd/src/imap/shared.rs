@@ -367,6 +367,14 @@ fn wire(name: &str, utf8: bool) -> Option<WireMailbox<'static>> {
         .map(WireMailbox::from)
 }
 
+/// Reads the rights on a selected shared mailbox again (closing it when `r` is gone), for
+/// updates sent outside a command (IDLE).
+pub(crate) fn recheck_selected(s: &mut Session) {
+    if s.shared.selected.is_some() {
+        let _ = s.selected_shared();
+    }
+}
+
 /// Whether a decoded name is `Shared` or under it.
 pub(crate) fn is_shared_name(name: &str) -> bool {
     name == ROOT || name.starts_with(PREFIX)

@@ -832,3 +832,35 @@ fn appends_reach_the_owner_not_the_same_named_selected_mailbox() {
     let o = run(&mut bob, "f STATUS Team (MESSAGES)");
     assert!(o.contains("(MESSAGES 0)"), "{o}");
 }
+
+/// During IDLE (no command, so no `route`), a revocation closes the shared mailbox before
+/// any further update about it is sent.
+#[test]
+fn idle_stops_reporting_a_revoked_mailbox() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lr");
+    let o = run(&mut bob, "b SELECT \"Shared/alice@example.org/Team\"");
+    assert!(o.contains("b OK [READ-ONLY]"), "{o}");
+    let _ = bob.idle("c");
+    let m = String::from_utf8(msg()).unwrap();
+    run(
+        &mut alice,
+        &format!("d APPEND Team {{{}+}}\r\n{m}", msg().len()),
+    );
+    let mut out = Vec::new();
+    bob.idle_wake(&mut out);
+    assert!(String::from_utf8_lossy(&out).contains("* 1 EXISTS"));
+    run(&mut alice, "e DELETEACL Team bob@example.org");
+    run(
+        &mut alice,
+        &format!("f APPEND Team {{{}+}}\r\n{m}", msg().len()),
+    );
+    let mut out = Vec::new();
+    bob.idle_wake(&mut out);
+    let o = String::from_utf8_lossy(&out);
+    assert!(!o.contains("EXISTS"), "{o}");
+    assert!(bob.state.sel().is_none());
+}
