@@ -679,6 +679,8 @@ impl Session {
     /// NOTIFY woke the session (between commands or during IDLE): the selected mailbox's
     /// updates as its group asks, then every other followed change.
     pub fn notify_wake(&mut self, out: &mut Vec<u8>) {
+        // A shared mailbox whose read right was revoked is closed before any update.
+        crate::imap::shared::recheck_selected(self);
         let Some(st) = self.notify.state.as_ref() else {
             return;
         };

@@ -864,3 +864,38 @@ fn idle_stops_reporting_a_revoked_mailbox() {
     assert!(!o.contains("EXISTS"), "{o}");
     assert!(bob.state.sel().is_none());
 }
+
+/// The same for NOTIFY's wakes (RFC 5465): no update about a revoked shared mailbox.
+#[test]
+fn notify_stops_reporting_a_revoked_mailbox() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lr");
+    let o = run(&mut bob, "b SELECT \"Shared/alice@example.org/Team\"");
+    assert!(o.contains("b OK [READ-ONLY]"), "{o}");
+    let o = run(
+        &mut bob,
+        "c NOTIFY SET (selected (MessageNew (UID) MessageExpunge))",
+    );
+    assert!(tagged(&o, "c").starts_with("c OK"), "{o}");
+    let m = String::from_utf8(msg()).unwrap();
+    run(
+        &mut alice,
+        &format!("d APPEND Team {{{}+}}\r\n{m}", msg().len()),
+    );
+    let mut out = Vec::new();
+    bob.notify_wake(&mut out);
+    assert!(String::from_utf8_lossy(&out).contains("* 1 EXISTS"));
+    run(&mut alice, "e DELETEACL Team bob@example.org");
+    run(
+        &mut alice,
+        &format!("f APPEND Team {{{}+}}\r\n{m}", msg().len()),
+    );
+    let mut out = Vec::new();
+    bob.notify_wake(&mut out);
+    let o = String::from_utf8_lossy(&out);
+    assert!(!o.contains("EXISTS") && !o.contains("FETCH"), "{o}");
+    assert!(bob.state.sel().is_none());
+}
