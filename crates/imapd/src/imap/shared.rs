@@ -546,6 +546,20 @@ fn route_body(
                     Ok(a) => a,
                     Err(t) => return Answer(t),
                 };
+                // RFC 5464 §3.2: private entries are "specific to the user": the owner's
+                // are not the grantee's, and the grantee has none here (the owner's files
+                // hold only the owner's), so only /shared entries are looked up.
+                let kept: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| {
+                        let b: &[u8] = e.as_ref();
+                        !b.get(..8)
+                            .is_some_and(|p| p.eq_ignore_ascii_case(b"/private"))
+                    })
+                    .collect();
+                let Ok(entries) = imap_codec::imap_types::core::Vec1::try_from(kept) else {
+                    return Answer(s.done(out, "GETMETADATA completed"));
+                };
                 let start = out.len();
                 let utf8 = s.utf8();
                 let ran = run_as(s, tag, &a, out, |mailbox| CommandBody::GetMetadata {
@@ -1000,9 +1014,22 @@ fn create(s: &mut Session, tag: &WireTag, name: &str, out: &mut Vec<u8>) -> Rout
         rights: pa.rights,
         full: name.to_owned(),
     };
+    // Only a mailbox this CREATE made gets the parent's ACL: an existing one (the owner's
+    // private `Team/Private`, whose CREATE fails) keeps its own.
+    let existed = pa.owner.maildir.folder_exists(&folder).unwrap_or(true);
+    let start = out.len();
     let ran = run_as(s, tag, &a, out, |mailbox| CommandBody::Create { mailbox });
+    let ok = {
+        let mut ok_line = tag.inner().as_bytes().to_vec();
+        ok_line.extend_from_slice(b" OK");
+        out[start..]
+            .split(|&b| b == b'\n')
+            .any(|l| l.starts_with(&ok_line))
+    };
     // Like Dovecot, a new mailbox starts with its parent's ACL (so its creator keeps access).
-    if let Ok(Ok(parent_acl)) = pa.owner.maildir.acl(&pa.folder)
+    if !existed
+        && ok
+        && let Ok(Ok(parent_acl)) = pa.owner.maildir.acl(&pa.folder)
         && !parent_acl.entries.is_empty()
         && pa.owner.maildir.folder_exists(&folder).unwrap_or(false)
         && matches!(pa.owner.maildir.acl(&folder), Ok(Ok(a)) if a.entries.is_empty())

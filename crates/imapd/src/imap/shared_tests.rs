@@ -899,3 +899,86 @@ fn notify_stops_reporting_a_revoked_mailbox() {
     assert!(!o.contains("EXISTS") && !o.contains("FETCH"), "{o}");
     assert!(bob.state.sel().is_none());
 }
+
+// ----- attacker's review (RFC 4314 §4: "CREATE … k right on a nearest existing parent
+// mailbox"; a new mailbox starts with its parent's ACL only when it is new) -----
+
+#[test]
+fn create_of_an_existing_private_folder_does_not_copy_the_parent_acl() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    w.md(ALICE).create_folder("Team/Private").unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    run(&mut alice, "a SETACL Team bob@example.org lrk");
+    // Bob may create under Team; Team/Private exists and is alice's alone.
+    let o = run(
+        &mut bob,
+        "b CREATE \"Shared/alice@example.org/Team/Private\"",
+    );
+    assert!(tagged(&o, "b").starts_with("b NO"), "{o}");
+    // Nothing of Team's ACL reaches the existing folder: bob still cannot look it up.
+    let o = run(
+        &mut bob,
+        "c SELECT \"Shared/alice@example.org/Team/Private\"",
+    );
+    assert!(tagged(&o, "c").contains("NO [NONEXISTENT]"), "{o}");
+    assert!(
+        w.md(ALICE)
+            .acl("Team/Private")
+            .unwrap()
+            .unwrap()
+            .entries
+            .is_empty(),
+        "the private folder's ACL was changed"
+    );
+}
+
+/// RFC 5464 §3.2: "/private … annotations … are specific to the user"; a grantee must not
+/// read the owner's private entries of a shared mailbox.
+#[test]
+fn the_owners_private_metadata_is_not_read_by_a_grantee() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let mut alice = w.session(ALICE);
+    let mut bob = w.session(BOB);
+    let o = run(
+        &mut alice,
+        "a SETMETADATA Team (/private/comment \"alice-secret\")",
+    );
+    assert!(tagged(&o, "a").starts_with("a OK"), "{o}");
+    run(&mut alice, "a2 SETACL Team bob@example.org lr");
+    let o = run(
+        &mut bob,
+        "b GETMETADATA \"Shared/alice@example.org/Team\" (/private/comment)",
+    );
+    assert!(tagged(&o, "b").starts_with("b OK"), "{o}");
+    assert!(!o.contains("alice-secret"), "{o}");
+    let o = run(
+        &mut bob,
+        "c GETMETADATA (DEPTH infinity) \"Shared/alice@example.org/Team\" (/private)",
+    );
+    assert!(!o.contains("alice-secret"), "{o}");
+}
+
+/// The fuzz entry point reaches Shared/ routing with the rights it was given.
+#[test]
+fn the_fuzz_entry_point_reaches_shared_routing() {
+    use super::fuzzing::run_imap_shared;
+    let (dir, owner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let md = Maildir::open_or_create(dir.path().join("Maildir"), 0o700).unwrap();
+    let owner = Maildir::open_or_create(owner_dir.path().join("Maildir"), 0o700).unwrap();
+    let input = b"a MYRIGHTS \"Shared/owner@example.test/Team\"\r\n\
+        b LIST \"\" \"Shared/*\"\r\n\
+        c SELECT \"Shared/Owner@Example.Test/Team/Private\"\r\n";
+    let out = String::from_utf8(run_imap_shared(input, &md, &owner, "lr")).unwrap();
+    assert!(
+        out.contains("* MYRIGHTS Shared/owner@example.test/Team lr\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"Shared/owner@example.test/Team\"\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("c NO [NONEXISTENT]"), "{out}");
+}
