@@ -22,6 +22,67 @@ const MAX_EVENTS: usize = 10_000;
 /// Runs `input` as the bytes a client sent, on a session logged in to `maildir` (or not
 /// logged in when `maildir` is `None`); returns what the server wrote.
 pub fn run_imap(input: &[u8], maildir: Option<&Maildir>, preauth_limit: u64) -> Vec<u8> {
+    let sess = session(maildir);
+    drive(sess, input, maildir.is_none(), preauth_limit)
+}
+
+/// The user [`run_imap`] logs in as.
+pub const FUZZ_USER: &str = "fuzz@example.test";
+/// The other user whose mailboxes [`run_imap_shared`] shares (`Shared/owner@example.test/…`).
+pub const FUZZ_OWNER: &str = "owner@example.test";
+
+/// As [`run_imap`] logged in to `maildir`, with a `Shared/` namespace: `owner` is the
+/// Maildir of [`FUZZ_OWNER`] (also found as `Owner@Example.Test`; `remote@example.test` is on
+/// another node, every other name does not exist). The owner's INBOX and `Team` (created
+/// here) grant the fuzz user `rights` (IMAP letters; unknown ones ignored), Team/Private
+/// nothing, and the sharing index (next to `owner`'s Maildir) lists the owner for the user.
+pub fn run_imap_shared(input: &[u8], maildir: &Maildir, owner: &Maildir, rights: &str) -> Vec<u8> {
+    use postern_maildir::acl::{Identifier, Rights, SharedIndex};
+    use std::sync::Arc;
+
+    use super::shared::{Lookup, Owner, SharedState};
+    let r: Rights = rights
+        .chars()
+        .filter_map(Rights::of)
+        .fold(Rights::NONE, Rights::union);
+    for f in ["Team", "Team/Private"] {
+        if !owner.folder_exists(f).unwrap_or(true) {
+            let _ = owner.create_folder(f);
+        }
+    }
+    for f in ["INBOX", "Team"] {
+        let _ = owner.update_acl(f, |acl| {
+            acl.set(false, Identifier::User(FUZZ_USER.into()), r)
+        });
+    }
+    let index_dir = owner.root().parent().unwrap_or(owner.root()).to_path_buf();
+    let index = SharedIndex::at(index_dir.join(".shared-mailboxes"), 0o600);
+    let _ = index.set_owner(
+        FUZZ_OWNER,
+        &[format!("user/{FUZZ_USER}")].into_iter().collect(),
+    );
+    let found = Arc::new(Owner {
+        name: FUZZ_OWNER.into(),
+        maildir: owner.clone(),
+        quota_bytes: Some(10 << 20),
+    });
+    let mut sess = session(Some(maildir));
+    sess.shared = SharedState::new(
+        Arc::new(move |name: &str| {
+            if name.eq_ignore_ascii_case(FUZZ_OWNER) {
+                Lookup::Found(found.clone())
+            } else if name == "remote@example.test" {
+                Lookup::Remote
+            } else {
+                Lookup::NotFound
+            }
+        }),
+        Some(index),
+    );
+    drive(sess, input, false, 0)
+}
+
+fn session(maildir: Option<&Maildir>) -> Session {
     let cfg = SessionConfig {
         hostname: "mx.example.test".into(),
         append_limit: 1 << 20,
@@ -30,18 +91,22 @@ pub fn run_imap(input: &[u8], maildir: Option<&Maildir>, preauth_limit: u64) -> 
     let mut sess = Session::new(cfg, true, false);
     if let Some(md) = maildir {
         sess.login(User {
-            name: "fuzz@example.test".into(),
+            name: FUZZ_USER.into(),
             maildir: md.clone(),
             quota_bytes: Some(10 << 20),
         });
     }
+    sess
+}
+
+fn drive(mut sess: Session, input: &[u8], preauth: bool, preauth_limit: u64) -> Vec<u8> {
     let mut o = Options::default();
     o.crlf_relaxed = true;
     o.max_literal_size = 1 << 20;
     o.max_command_size = (1 << 20) + 64 * 1024;
     let mut server = Server::new(o, greeting(&sess));
     let mut out = Vec::new();
-    if maildir.is_none() && !PreauthScanner::default().feed(input, preauth_limit.max(256)) {
+    if preauth && !PreauthScanner::default().feed(input, preauth_limit.max(256)) {
         out.extend_from_slice(&sess.greeting());
         out.extend_from_slice(b"* BYE [LIMIT] Command too long\r\n");
         return out;
