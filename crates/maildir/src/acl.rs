@@ -446,23 +446,32 @@ impl Acl {
 /// Reads the ACL of a mailbox directory: empty when there is no file; `Err` for a file that
 /// cannot be read or is refused (callers grant nothing then).
 pub fn read_acl(dir: &Path) -> Result<std::result::Result<Acl, AclError>> {
+    read_acl_counted(dir).map(|(a, _)| a)
+}
+
+/// As [`read_acl`], with the number of bytes read.
+fn read_acl_counted(dir: &Path) -> Result<(std::result::Result<Acl, AclError>, u64)> {
     let path = dir.join(ACL_FILE);
     let f = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(Acl::default())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Ok(Acl::default()), 0)),
         Err(e) => return Err(MaildirError::io("open", &path, e)),
     };
     let mut buf = Vec::new();
     f.take(MAX_ACL_BYTES + 1)
         .read_to_end(&mut buf)
         .ctx("read", &path)?;
-    if buf.len() as u64 > MAX_ACL_BYTES {
-        return Ok(Err(AclError::TooLarge));
+    let n = buf.len() as u64;
+    if n > MAX_ACL_BYTES {
+        return Ok((Err(AclError::TooLarge), n));
     }
-    Ok(match String::from_utf8(buf) {
-        Ok(t) => Acl::parse(&t),
-        Err(_) => Err(AclError::NotText),
-    })
+    Ok((
+        match String::from_utf8(buf) {
+            Ok(t) => Acl::parse(&t),
+            Err(_) => Err(AclError::NotText),
+        },
+        n,
+    ))
 }
 
 /// Changes the ACL of a mailbox directory under Dovecot's dotlock: `change` gets the current
@@ -507,18 +516,26 @@ impl Maildir {
     /// for the owner, the ACL's for others, nothing when the folder does not exist or its ACL
     /// is refused.
     pub fn rights(&self, folder: &str, owner: &str, user: &str) -> Rights {
+        self.rights_counted(folder, owner, user).0
+    }
+
+    /// As [`Maildir::rights`], with the bytes of ACL file read (for callers that bound the
+    /// work one command may cause: an ACL file is up to [`MAX_ACL_BYTES`] and
+    /// [`MAX_ENTRIES`] entries, a few milliseconds to parse).
+    pub fn rights_counted(&self, folder: &str, owner: &str, user: &str) -> (Rights, u64) {
         if owner.eq_ignore_ascii_case(user) {
-            return Rights::ALL;
+            return (Rights::ALL, 0);
         }
         let Ok(dir) = self.mailbox_dir(Some(folder)) else {
-            return Rights::NONE;
+            return (Rights::NONE, 0);
         };
         if !dir.is_dir() {
-            return Rights::NONE;
+            return (Rights::NONE, 0);
         }
-        match read_acl(&dir) {
-            Ok(Ok(acl)) => acl.rights_for(user, false),
-            Ok(Err(_)) | Err(_) => Rights::NONE,
+        match read_acl_counted(&dir) {
+            Ok((Ok(acl), n)) => (acl.rights_for(user, false), n),
+            Ok((Err(_), n)) => (Rights::NONE, n),
+            Err(_) => (Rights::NONE, 0),
         }
     }
 
@@ -532,6 +549,13 @@ impl Maildir {
 /// Who the owner of `md` lets look up (`l`) at least one mailbox: index keys `user/<name>` and
 /// `anyone` (for both `anyone` and `authenticated`). Folders whose ACL is refused count for
 /// nobody. At most `max_folders` folders are read.
+///
+/// An owner who lets more than [`MAX_INDEXED_GRANTEES`] names look something up is indexed
+/// as `anyone` (so are owners who grant `anyone`: the named keys would add nothing): every
+/// user's LIST then looks at that owner's folders, where the ACLs decide as always, and one
+/// owner's entries stay small — ACL names need not be accounts, and 1000 names per folder
+/// over many folders would otherwise fill the index past [`MAX_INDEX_BYTES`], after which
+/// nobody's entries could be read or rewritten.
 pub fn lookup_grantees(md: &Maildir, max_folders: usize) -> Result<BTreeSet<String>> {
     let mut folders = vec!["INBOX".to_owned()];
     folders.extend(md.list_folders()?.into_iter().take(max_folders));
@@ -555,10 +579,16 @@ pub fn lookup_grantees(md: &Maildir, max_folders: usize) -> Result<BTreeSet<Stri
                 }
                 _ => {}
             }
+            if out.len() > MAX_INDEXED_GRANTEES || out.contains("anyone") {
+                return Ok(BTreeSet::from(["anyone".to_owned()]));
+            }
         }
     }
     Ok(out)
 }
+
+/// Most named grantees indexed for one owner (see [`lookup_grantees`]).
+pub const MAX_INDEXED_GRANTEES: usize = 256;
 
 /// The sharing index (see the module documentation): a Dovecot `file` dictionary.
 #[derive(Debug, Clone)]
@@ -771,6 +801,39 @@ mod tests {
         assert!(md.rights("Team", "alice", "bob@example.org").is_empty());
         // Missing folder: nothing.
         assert!(md.rights("Nope", "alice", "bob@example.org").is_empty());
+    }
+
+    /// One owner's ACLs (up to [`MAX_ENTRIES`] names of up to 255 bytes per folder, names
+    /// that need not be accounts) must not fill the shared index: past [`MAX_INDEX_BYTES`]
+    /// nobody's entries could be read or rewritten (every SETACL on the server failing).
+    #[test]
+    fn one_owner_cannot_fill_the_sharing_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open_or_create(dir.path().join("M"), 0o700).unwrap();
+        for f in 0..70 {
+            let name = format!("F{f}");
+            md.create_folder(&name).unwrap();
+            let text: String = (0..900)
+                .map(|i| format!("user={:0>240}-{f}-{i} l\n", "x"))
+                .collect();
+            std::fs::write(md.folder_dir(&name).unwrap().join(ACL_FILE), text).unwrap();
+        }
+        let idx = SharedIndex::at(dir.path().join(INDEX_FILE), 0o600);
+        let g = lookup_grantees(&md, 2000).unwrap();
+        idx.set_owner("eve@example.org", &g).unwrap();
+        // Another owner's sharing still works, and the index stays small.
+        let bob = BTreeSet::from(["user/carol@example.org".to_owned()]);
+        idx.set_owner("bob@example.org", &bob).unwrap();
+        assert_eq!(idx.owners_for("carol@example.org").unwrap().len(), 2);
+        let len = std::fs::metadata(idx.path()).unwrap().len();
+        assert!(len < 64 * 1024, "index of {len} bytes");
+        // Every grantee still finds eve (the index says where to look).
+        let one = format!("{:0>240}-3-7", "x");
+        assert!(
+            idx.owners_for(&one)
+                .unwrap()
+                .contains(&"eve@example.org".to_owned())
+        );
     }
 
     #[test]

@@ -59,6 +59,12 @@ const SUBS_FILE: &str = "postern-shared-subscriptions";
 /// ACL file reads).
 const MAX_OWNERS: usize = 200;
 const MAX_FOLDERS: usize = 2000;
+/// Most bytes of ACL files one LIST reads for one owner, and in all. An ACL file may be
+/// 256 KiB and 1000 entries (~3 ms to parse, release build): without these a user sharing
+/// 2000 such folders with `anyone` made every user's LIST read 500 MiB and parse for
+/// seconds. Ordinary ACLs (a few entries, ~100 bytes) fit thousands of folders.
+const OWNER_ACL_BYTES: u64 = 1 << 20;
+const LIST_ACL_BYTES: u64 = 16 << 20;
 /// Most subscriptions to shared mailboxes.
 const MAX_SUBS: usize = 10_000;
 /// Owner lookups kept per session, and for how long.
@@ -1238,7 +1244,11 @@ fn visible(s: &mut Session) -> BTreeMap<String, Vec<(String, Rights, Arc<Owner>)
             return map;
         }
     };
+    let mut total = 0u64;
     for owner in owners.into_iter().take(MAX_OWNERS) {
+        if total >= LIST_ACL_BYTES {
+            break;
+        }
         let Ok(o) = s.shared_owner(&owner) else {
             continue;
         };
@@ -1254,12 +1264,20 @@ fn visible(s: &mut Session) -> BTreeMap<String, Vec<(String, Rights, Arc<Owner>)
                 .take(MAX_FOLDERS),
         );
         let mut v = Vec::new();
+        let mut spent = 0u64;
         for f in folders {
-            let rights = o.maildir.rights(&f, &o.name, &user);
+            if spent >= OWNER_ACL_BYTES || total + spent >= LIST_ACL_BYTES {
+                tracing::warn!(owner = %o.name, bytes = spent,
+                    "LIST: ACL files of this owner too large, the rest of their folders skipped");
+                break;
+            }
+            let (rights, n) = o.maildir.rights_counted(&f, &o.name, &user);
+            spent += n;
             if rights.has('l') {
                 v.push((f, rights, o.clone()));
             }
         }
+        total += spent;
         if !v.is_empty() {
             map.insert(o.name.clone(), v);
         }

@@ -982,3 +982,43 @@ fn the_fuzz_entry_point_reaches_shared_routing() {
     );
     assert!(out.contains("c NO [NONEXISTENT]"), "{out}");
 }
+
+/// One owner's large ACL files cost every user's LIST a bounded read: at most
+/// OWNER_ACL_BYTES (1 MiB) of one owner's ACLs, and other owners' shares still appear.
+#[test]
+fn one_owners_large_acls_cost_a_list_a_bounded_read() {
+    let w = world();
+    // alice (listed first) shares 12 folders with anyone, each ACL ~250 KiB.
+    let big: String = (0..900)
+        .map(|i| format!("user={:0>240}-{i} l\n", "x"))
+        .collect::<String>()
+        + "anyone lr\n";
+    for f in 0..12 {
+        let name = format!("F{f:02}");
+        w.md(ALICE).create_folder(&name).unwrap();
+        std::fs::write(
+            w.md(ALICE).folder_dir(&name).unwrap().join("dovecot-acl"),
+            &big,
+        )
+        .unwrap();
+    }
+    let alice = w.md(ALICE);
+    let owner = Owner {
+        name: ALICE.into(),
+        maildir: alice,
+        quota_bytes: None,
+    };
+    w.session(ALICE).reindex(&owner).unwrap();
+    w.md(BOB).create_folder("Team").unwrap();
+    let mut bob = w.session(BOB);
+    run(&mut bob, "a SETACL Team carol@example.org lr");
+    let mut carol = w.session(CAROL);
+    let o = run(&mut carol, "b LIST \"\" \"Shared/*\"");
+    assert!(tagged(&o, "b").starts_with("b OK"), "{o}");
+    assert!(o.contains("\"Shared/bob@example.org/Team\""), "{o}");
+    let listed = o.matches("Shared/alice@example.org/F").count();
+    assert!(
+        (1..=5).contains(&listed),
+        "{listed} of alice's folders read: {o}"
+    );
+}
