@@ -72,8 +72,15 @@ impl AsyncRead for QuietUnixStream {
         loop {
             let mut guard = ready!(this.read.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
             match guard.try_io(|s| s.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
+                    // Less than asked for: the socket is drained now, so the next read waits
+                    // for the next edge rather than trying once more for EAGAIN (as tokio's
+                    // own sockets do).
+                    if n > 0 && n < room {
+                        guard.clear_ready();
+                    }
                     buf.advance(n);
                     // The exchange turned around: writable readiness is not wanted now.
                     this.write = None;
