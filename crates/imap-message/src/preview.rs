@@ -19,15 +19,62 @@ pub const PREVIEW_CHARS: usize = 256;
 /// included) collapsed to one space, control characters dropped, trimmed, at most
 /// [`PREVIEW_CHARS`] characters. The empty string when there is no text (RFC 8970 keeps
 /// NIL for a preview the server does not give, e.g. with LAZY).
+///
+/// The parts are found by this crate's MIME parser (`mime::parse_message`, bounded in parts
+/// and depth), not mail-parser's, whose `parse` hits a `debug_assert!` on some damaged
+/// multiparts (a panic in every debug build).
 pub fn preview(msg: &[u8]) -> String {
     let msg = &msg[..msg.len().min(PREVIEW_INPUT)];
-    let Some(m) = MessageParser::default().parse(msg) else {
+    let root = crate::mime::parse_message(msg);
+    let Some((part, html)) = first_text(&root) else {
         return String::new();
     };
-    let Some(text) = m.body_text(0) else {
-        return String::new();
-    };
-    collapse(&text, PREVIEW_CHARS)
+    let body = part.body(msg);
+    let decoded = crate::decode::decode_cte(part.mime.cte.as_deref(), body);
+    let text =
+        crate::decode::decode_charset(part.mime.charset(), decoded.as_deref().unwrap_or(body));
+    if html {
+        collapse(
+            &mail_parser::decoders::html::html_to_text(&text),
+            PREVIEW_CHARS,
+        )
+    } else {
+        collapse(&text, PREVIEW_CHARS)
+    }
+}
+
+/// The message's body text part: the first text/plain leaf (depth first, not inside an
+/// attached message, not an attachment), else the first text/html one (`true`).
+fn first_text(root: &crate::mime::Part) -> Option<(&crate::mime::Part, bool)> {
+    use crate::mime::{Kind, Part};
+    fn walk<'p>(p: &'p Part, html: &mut Option<&'p Part>) -> Option<&'p Part> {
+        match &p.kind {
+            Kind::Multipart(children) => children.iter().find_map(|c| walk(c, html)),
+            Kind::Message(_) => None,
+            Kind::Leaf => {
+                let attachment = p
+                    .mime
+                    .disposition
+                    .as_ref()
+                    .is_some_and(|(d, _)| d.eq_ignore_ascii_case(b"attachment"));
+                if attachment {
+                    None
+                } else if p.mime.is("text", "plain") {
+                    Some(p)
+                } else {
+                    if html.is_none() && p.mime.is("text", "html") {
+                        *html = Some(p);
+                    }
+                    None
+                }
+            }
+        }
+    }
+    let mut html = None;
+    match walk(root, &mut html) {
+        Some(p) => Some((p, false)),
+        None => html.map(|p| (p, true)),
+    }
 }
 
 /// Whitespace runs to one space, other control characters dropped, trimmed, cut to `max`
@@ -145,5 +192,44 @@ mod tests {
         let m = b"Message-ID: <c@x>\r\n\r\nbody";
         assert_eq!(thread_root(m).as_deref(), Some("c@x"));
         assert_eq!(thread_root(b"Subject: x\r\n\r\nbody"), None);
+    }
+
+    /// Fuzz crash (imap_message target, 2026-12-07): mail-parser 0.11.9 hit a
+    /// `debug_assert!` ("Invalid part ID, could not find multipart", parsers/message.rs:485)
+    /// on this damaged multipart with nested message/rfc822 parts, so every debug build (the
+    /// tests, the e2e binaries) panicked computing its PREVIEW. The preview is made with this
+    /// crate's own MIME parser: the first text part, decoded.
+    #[test]
+    fn a_message_that_made_mail_parser_assert_previews() {
+        let m: &[u8] = b"From: bob@example.test\r\n\
+              To: Alice\x00\x00\x00\x00\x00\x00\x00\x00examlpe.test>, Carol@ex\x1cmple.test\r\n\
+              Subject: =?UTF-8?Q?caf=C3=A9?= report\r\n\
+              MIME-Version: 1.0\r\n\
+              Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+              \r\n\
+              --b1\r\n\
+              Content-Type: text/plain; charset=utf-8\r\n\
+              Content-Transfer-Encoding: quoted-printable\r\n\
+              \r\n\
+              caf=C3=A9 report\r\n\
+              --b1\r\n\
+              Content-Type: message/rfc822\r\n\
+              \r\n\
+              Subject: inner\r\n\
+              Cont\xa4\x91t-Type: multipart/alternatect: =?utf-8?B?AAAA?= =?x?q?\
+              y?=lice <alice@example\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff.test>\r\n\
+              To:--b1\r\n\
+              Content-Type: message/rfc822\r\n\
+              \r\n\
+              Subject: inner\r\n\
+              Cont\xa4\x91t-Type: mmplice@example.e\xbe\x8b\xf2\x8b\n\
+              st: heexample.test>\r\n\
+              \r\n\
+              hello wonten \"\" <nsfer-Encoding: base32\r\n\
+              \r\n\
+              AAECAwQF\r\n\
+              --b1--\r\n";
+        assert_eq!(preview(m), "caf\u{e9} report");
+        let _ = thread_root(m);
     }
 }
