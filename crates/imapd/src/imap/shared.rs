@@ -973,10 +973,78 @@ fn copy_move(
     let Some(n) = shared_name(s, &mailbox) else {
         return Routed::Pass(make(mailbox));
     };
-    match need(s, &n, "i") {
-        Ok(a) => run_as(s, tag, &a, out, make),
-        Err(t) => Routed::Answer(t),
+    let a = match need(s, &n, "i") {
+        Ok(a) => a,
+        Err(t) => return Routed::Answer(t),
+    };
+    let start = out.len();
+    let ran = run_as(s, tag, &a, out, make);
+    // RFC 4314 §2.1: \Seen is set during COPY only with "s", \Deleted with "t", the other
+    // flags with "w". The copies keep their source's flags (hard links), so the ones the
+    // user may not set are taken off the new messages (named by COPYUID) at once.
+    if !a.rights.contains(r("swt")) {
+        strip_copied_flags(&a, &out[start..]);
     }
+    ran
+}
+
+/// Takes the flags `a.rights` do not allow off the messages a COPY/MOVE made in the shared
+/// mailbox (`[COPYUID v src dst]` in `out`).
+fn strip_copied_flags(a: &Access, out: &[u8]) {
+    use postern_maildir::{FlagOp, Flags};
+    let Some(dst) = copyuid_dst(out) else {
+        return;
+    };
+    let Ok(mut m) = a.owner.maildir.open_mailbox(&a.folder) else {
+        return;
+    };
+    for uid in dst {
+        let Some(meta) = m.get(uid) else {
+            continue;
+        };
+        let f = &meta.flags;
+        let w = a.rights.has('w');
+        let take = Flags {
+            seen: f.seen && !a.rights.has('s'),
+            deleted: f.deleted && !a.rights.has('t'),
+            answered: f.answered && !w,
+            flagged: f.flagged && !w,
+            draft: f.draft && !w,
+            keywords: if w { Vec::new() } else { f.keywords.clone() },
+        };
+        if take != Flags::default()
+            && let Err(e) = m.store_flags(uid, FlagOp::Remove, &take, None)
+        {
+            tracing::warn!(owner = %a.owner.name, folder = %a.folder, uid, error = %e,
+                "flags of a copied message not taken off");
+        }
+    }
+}
+
+/// The destination UIDs of the last `[COPYUID v src dst]` in `out` (at most 1,000,000).
+fn copyuid_dst(out: &[u8]) -> Option<Vec<u32>> {
+    const P: &[u8] = b"[COPYUID ";
+    let at = out.windows(P.len()).rposition(|w| w == P)? + P.len();
+    let rest = &out[at..];
+    let end = rest.iter().position(|&b| b == b']')?;
+    let text = std::str::from_utf8(&rest[..end]).ok()?;
+    let set = text.split(' ').nth(2)?;
+    let mut uids = Vec::new();
+    for part in set.split(',') {
+        let (lo, hi) = match part.split_once(':') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let u = part.parse::<u32>().ok()?;
+                (u, u)
+            }
+        };
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        if uids.len() + (hi - lo) as usize >= 1_000_000 {
+            return None;
+        }
+        uids.extend(lo..=hi);
+    }
+    Some(uids)
 }
 
 /// The parent of a folder, `None` at the top.
@@ -1084,6 +1152,26 @@ fn rename(
         Ok(a) => a,
         Err(t) => return Routed::Answer(t),
     };
+    // Renaming a mailbox renames its inferiors (RFC 9051 §6.3.6; not INBOX's): each needs
+    // "x" too, or the rename would move mailboxes the user may not rename.
+    if !f1.eq_ignore_ascii_case("INBOX") {
+        let user = s.user_name().unwrap_or_default();
+        let Ok(all) = a.owner.maildir.list_folders() else {
+            return Routed::Answer(Tagged::no(other("SERVERBUG"), "Mailboxes cannot be listed"));
+        };
+        let prefix = format!("{f1}/");
+        if all
+            .iter()
+            .filter(|c| c.starts_with(&prefix))
+            .any(|c| !a.owner.maildir.rights(c, &a.owner.name, &user).has('x'))
+        {
+            return Routed::Answer(Tagged::no(
+                other("NOPERM"),
+                "Permission denied: renaming this mailbox would rename mailboxes below it \
+                 without the \"x\" right (RFC 4314)",
+            ));
+        }
+    }
     let Some(p) = parent(&f2) else {
         return Routed::Answer(top_level());
     };
@@ -1096,7 +1184,6 @@ fn rename(
     let Some(to_wire) = wire(&f2, s.utf8()) else {
         return Routed::Answer(nonexistent());
     };
-    let _ = f1;
     run_as(s, tag, &a, out, |from| CommandBody::Rename {
         from,
         to: to_wire,

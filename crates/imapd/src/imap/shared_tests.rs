@@ -1022,3 +1022,81 @@ fn one_owners_large_acls_cost_a_list_a_bounded_read() {
         "{listed} of alice's folders read: {o}"
     );
 }
+
+/// RFC 4314 §2.1: "s - … set \Seen during APPEND/COPY", "w - … set them during
+/// APPEND/COPY", "t - … set \Deleted flag during APPEND/COPY": a COPY or MOVE into a shared
+/// mailbox with "i" alone carries no flag there.
+#[test]
+fn copies_into_a_shared_mailbox_keep_only_the_flags_the_rights_allow() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let flags = postern_maildir::Flags {
+        seen: true,
+        deleted: true,
+        flagged: true,
+        keywords: vec!["$Bob".into()],
+        ..Default::default()
+    };
+    let mut inbox = w.md(BOB).open_mailbox("INBOX").unwrap();
+    inbox.append(&msg(), &flags, None).unwrap();
+    inbox.append(&msg(), &flags, None).unwrap();
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Team bob@example.org lri");
+    let mut bob = w.session(BOB);
+    run(&mut bob, "b SELECT INBOX");
+    let o = run(&mut bob, "c COPY 1 \"Shared/alice@example.org/Team\"");
+    assert!(tagged(&o, "c").starts_with("c OK [COPYUID"), "{o}");
+    let o = run(&mut bob, "d MOVE 2 \"Shared/alice@example.org/Team\"");
+    assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
+    let team = w.md(ALICE).open_mailbox("Team").unwrap();
+    assert_eq!(team.messages().len(), 2);
+    for m in team.messages() {
+        assert_eq!(m.flags, postern_maildir::Flags::default(), "uid {}", m.uid);
+    }
+    // With "s" and "t" (not "w"): \Seen and \Deleted stay, the rest goes.
+    run(&mut alice, "e SETACL Team bob@example.org lrist");
+    run(
+        &mut bob,
+        "f APPEND INBOX (\\Seen \\Deleted \\Flagged $Bob) {5}\r\nhello",
+    );
+    let o = run(&mut bob, "g UID COPY 3 \"Shared/alice@example.org/Team\"");
+    assert!(tagged(&o, "g").starts_with("g OK"), "{o}");
+    let team = w.md(ALICE).open_mailbox("Team").unwrap();
+    let m = team.messages().last().unwrap();
+    assert!(m.flags.seen && m.flags.deleted, "{:?}", m.flags);
+    assert!(
+        !m.flags.flagged && m.flags.keywords.is_empty(),
+        "{:?}",
+        m.flags
+    );
+}
+
+/// RFC 4314 §4: RENAME needs "x" on the mailbox renamed; renaming a mailbox renames its
+/// inferiors too (RFC 9051 §6.3.6), so each of them needs "x" as well: a grantee with "x"
+/// on Team alone cannot carry the owner's Team/Private along.
+#[test]
+fn rename_does_not_move_children_without_x() {
+    let w = world();
+    for f in ["Team", "Team/Private", "Public"] {
+        w.md(ALICE).create_folder(f).unwrap();
+    }
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Team bob@example.org lrx");
+    run(&mut alice, "a SETACL Public bob@example.org lrk");
+    let mut bob = w.session(BOB);
+    let o = run(
+        &mut bob,
+        "b RENAME \"Shared/alice@example.org/Team\" \"Shared/alice@example.org/Public/Team\"",
+    );
+    assert!(tagged(&o, "b").starts_with("b NO"), "{o}");
+    assert!(w.md(ALICE).folder_exists("Team/Private").unwrap());
+    assert!(w.md(ALICE).folder_exists("Team").unwrap());
+    // With "x" on the child too, the rename goes through.
+    run(&mut alice, "c SETACL Team/Private bob@example.org x");
+    let o = run(
+        &mut bob,
+        "d RENAME \"Shared/alice@example.org/Team\" \"Shared/alice@example.org/Public/Team\"",
+    );
+    assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
+    assert!(w.md(ALICE).folder_exists("Public/Team/Private").unwrap());
+}
