@@ -809,8 +809,13 @@ fn select(
     };
     let utf8 = s.utf8();
     let start = out.len();
+    // §4: "the server SHOULD return READ-ONLY" without any right to change the mailbox.
+    let writable = a.rights.intersects(r("swte"));
+    // Such a SELECT is run as EXAMINE (RFC 3501 §6.3.2): it claims no \Recent, which the
+    // owner would otherwise never see.
+    let as_examine = examine || !writable;
     let ran = run_as(s, tag, &a, out, |mailbox| {
-        if examine {
+        if as_examine {
             CommandBody::Examine {
                 mailbox,
                 parameters,
@@ -823,8 +828,18 @@ fn select(
         }
     });
     let dir = a.owner.maildir.folder_dir(&a.folder).ok();
-    // §4: "the server SHOULD return READ-ONLY" without any right to change the mailbox.
-    let writable = a.rights.intersects(r("swte"));
+    if as_examine && !examine {
+        let mut from = tag.inner().as_bytes().to_vec();
+        from.extend_from_slice(b" OK [READ-ONLY] EXAMINE completed");
+        let mut to = tag.inner().as_bytes().to_vec();
+        to.extend_from_slice(b" OK [READ-ONLY] SELECT completed");
+        if let Some(i) = out[start..]
+            .windows(from.len())
+            .position(|w| w == from.as_slice())
+        {
+            out.splice(start + i..start + i + from.len(), to);
+        }
+    }
     if let Some(sel) = s.state.sel_mut()
         && Some(sel.mbox.path()) == dir.as_deref()
     {

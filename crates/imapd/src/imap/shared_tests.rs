@@ -1100,3 +1100,51 @@ fn rename_does_not_move_children_without_x() {
     assert!(tagged(&o, "d").starts_with("d OK"), "{o}");
     assert!(w.md(ALICE).folder_exists("Public/Team/Private").unwrap());
 }
+
+/// A grantee without any right to change the mailbox gets it READ-ONLY (RFC 4314 §4); like
+/// EXAMINE (RFC 3501 §6.3.2) that SELECT claims no \Recent: the owner still sees new mail
+/// as recent.
+#[test]
+fn a_read_only_grantee_does_not_take_the_owners_recent() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    w.md(ALICE)
+        .open_mailbox("Team")
+        .unwrap()
+        .append(&msg(), &postern_maildir::Flags::default(), None)
+        .unwrap();
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Team bob@example.org lr");
+    let mut bob = w.session(BOB);
+    let o = run(&mut bob, "b SELECT \"Shared/alice@example.org/Team\"");
+    assert!(
+        tagged(&o, "b").starts_with("b OK [READ-ONLY] SELECT completed"),
+        "{o}"
+    );
+    assert!(o.contains("* 1 EXISTS"), "{o}");
+    let o = run(&mut alice, "c SELECT Team");
+    assert!(o.contains("* 1 RECENT"), "{o}");
+}
+
+/// RFC 4314 §4 (table of rights per command, quoted from memory: MYRIGHTS needs any of
+/// "l", "r", "i", "k", "x", "a"): a user holding only other rights ("w" here) learns
+/// nothing, exactly as SELECT tells them nothing.
+#[test]
+fn myrights_needs_one_of_the_rights_that_reveal_a_mailbox() {
+    let w = world();
+    w.md(ALICE).create_folder("Secret").unwrap();
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Secret bob@example.org w");
+    let mut bob = w.session(BOB);
+    let sel = run(&mut bob, "b SELECT \"Shared/alice@example.org/Secret\"");
+    assert!(tagged(&sel, "b").contains("NO [NONEXISTENT]"), "{sel}");
+    let o = run(&mut bob, "c MYRIGHTS \"Shared/alice@example.org/Secret\"");
+    assert!(tagged(&o, "c").contains("NO [NONEXISTENT]"), "{o}");
+    assert!(!o.contains("* MYRIGHTS"), "{o}");
+    run(&mut alice, "d SETACL Secret bob@example.org i");
+    let o = run(&mut bob, "e MYRIGHTS \"Shared/alice@example.org/Secret\"");
+    assert!(
+        o.contains("* MYRIGHTS Shared/alice@example.org/Secret i"),
+        "{o}"
+    );
+}

@@ -243,7 +243,10 @@ fn run(s: &mut Session, verb: Verb, args: &[Vec<u8>], out: &mut Vec<u8>) -> Tagg
     if need_admin && !t.rights.has('a') {
         return deny(t.rights, "a");
     }
-    if t.rights.is_empty() {
+    // §4: MYRIGHTS needs any of "l r i k x a" (with only others, e.g. "w", the mailbox is
+    // answered as nonexistent, as SELECT answers it).
+    let reveal = Rights::parse_imap("lrikxa").unwrap_or_default();
+    if t.rights.is_empty() || !t.rights.intersects(reveal) {
         return deny(t.rights, "l");
     }
     match verb {
