@@ -492,6 +492,13 @@ pub fn update_acl(dir: &Path, mode: u32, change: impl FnOnce(&mut Acl)) -> Resul
         .map_err(|e| MaildirError::NotPermitted(format!("the existing ACL cannot be used: {e}")))?;
     change(&mut acl);
     let text = acl.render();
+    // Never write what the reader refuses (it would then grant nothing and refuse every
+    // later change: a holder of "a" could break the owner's ACL for good).
+    if text.len() as u64 > MAX_ACL_BYTES || acl.entries.len() > MAX_ENTRIES {
+        return Err(MaildirError::NotPermitted(format!(
+            "the ACL would be over {MAX_ENTRIES} entries or {MAX_ACL_BYTES} bytes"
+        )));
+    }
     if text.is_empty() {
         match std::fs::remove_file(&path) {
             Ok(()) => crate::fsutil::fsync_dir(dir)?,

@@ -1148,3 +1148,52 @@ fn myrights_needs_one_of_the_rights_that_reveal_a_mailbox() {
         "{o}"
     );
 }
+
+/// SETACL never writes an ACL that the reader refuses (over 1000 entries or 256 KiB, which
+/// would then grant nothing and refuse every later change, GETACL answering SERVERBUG): a
+/// holder of "a" could otherwise break the owner's ACL for good.
+#[test]
+fn setacl_never_writes_an_acl_too_large_to_read() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let text: String = (0..1000)
+        .map(|i| format!("user=u{i}@example.org l\n"))
+        .collect();
+    std::fs::write(
+        w.md(ALICE).folder_dir("Team").unwrap().join("dovecot-acl"),
+        text,
+    )
+    .unwrap();
+    let mut alice = w.session(ALICE);
+    let o = run(&mut alice, "a SETACL Team bob@example.org lr");
+    assert!(tagged(&o, "a").starts_with("a NO"), "{o}");
+    let o = run(&mut alice, "b GETACL Team");
+    assert!(tagged(&o, "b").starts_with("b OK"), "{o}");
+    // 255-byte names: the byte limit (256 KiB) is reached before the entry count.
+    w.md(ALICE).create_folder("Big").unwrap();
+    let long = |i: usize| format!("{i:0>243}@example.org");
+    let text: String = (0..990).map(|i| format!("user={} l\n", long(i))).collect();
+    std::fs::write(
+        w.md(ALICE).folder_dir("Big").unwrap().join("dovecot-acl"),
+        text,
+    )
+    .unwrap();
+    run(&mut alice, "c SETACL Big bob@example.org lra");
+    let mut bob = w.session(BOB);
+    let mut refused = false;
+    for i in 990..1000 {
+        let o = run(
+            &mut bob,
+            &format!("e SETACL \"Shared/alice@example.org/Big\" {} l", long(i)),
+        );
+        if tagged(&o, "e").starts_with("e NO") {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "a 256 KiB ACL was written");
+    let o = run(&mut alice, "f GETACL Big");
+    assert!(tagged(&o, "f").starts_with("f OK"), "{o}");
+    let o = run(&mut bob, "g MYRIGHTS \"Shared/alice@example.org/Big\"");
+    assert!(o.contains("lra"), "{o}");
+}
