@@ -1197,3 +1197,47 @@ fn setacl_never_writes_an_acl_too_large_to_read() {
     let o = run(&mut bob, "g MYRIGHTS \"Shared/alice@example.org/Big\"");
     assert!(o.contains("lra"), "{o}");
 }
+
+/// Checked sound (no fix needed): SEARCHRES `$` commands reach the rights checks (they are
+/// rewritten and run through Session::handle), and NOTIFY filters naming another user's
+/// mailboxes (or `subtree Shared`) watch nothing of theirs.
+#[test]
+fn searchres_and_notify_stay_within_the_rights() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let mut team = w.md(ALICE).open_mailbox("Team").unwrap();
+    team.append(&msg(), &postern_maildir::Flags::default(), None)
+        .unwrap();
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Team bob@example.org lrs");
+    let mut bob = w.session(BOB);
+    run(&mut bob, "b SELECT \"Shared/alice@example.org/Team\"");
+    let o = run(&mut bob, "c SEARCH RETURN (SAVE) ALL");
+    assert!(tagged(&o, "c").starts_with("c OK"), "{o}");
+    for (t, c) in [
+        ("d", "d MOVE $ INBOX"),
+        ("e", "e STORE $ +FLAGS (\\Deleted)"),
+        ("f", "f UID EXPUNGE $"),
+    ] {
+        let o = run(&mut bob, c);
+        assert!(tagged(&o, t).starts_with(&format!("{t} NO")), "{c}: {o}");
+    }
+    assert_eq!(w.md(ALICE).open_mailbox("Team").unwrap().messages().len(), 1);
+    assert!(!w.md(ALICE).open_mailbox("Team").unwrap().messages()[0].flags.deleted);
+    // carol (no rights) asks NOTIFY about alice's Team by name and by subtree.
+    let mut carol = w.session(CAROL);
+    let o = run(
+        &mut carol,
+        "g NOTIFY SET STATUS (mailboxes \"Shared/alice@example.org/Team\" (MessageNew MessageExpunge)) (subtree Shared (MessageNew MessageExpunge))",
+    );
+    assert!(!o.contains("alice"), "{o}");
+    let m = String::from_utf8(msg()).unwrap();
+    run(
+        &mut alice,
+        &format!("h APPEND Team {{{}+}}\r\n{m}", msg().len()),
+    );
+    let mut out = Vec::new();
+    carol.notify_wake(&mut out);
+    let o = String::from_utf8_lossy(&out);
+    assert!(!o.contains("alice") && !o.contains("STATUS"), "{o}");
+}
