@@ -1,6 +1,7 @@
 //! imap-message: a hostile message through MIME parsing, ENVELOPE, BODY/BODYSTRUCTURE,
 //! every kind of section (BODY[…], BINARY[…], partials), header decoding and the cached
-//! summary (built, then read back; and read from arbitrary bytes, as from a damaged cache).
+//! summary (built, then read back; and read from arbitrary bytes, as from a damaged cache),
+//! the PREVIEW text and the THREADID thread root.
 #![no_main]
 
 use std::num::NonZeroU32;
@@ -112,4 +113,11 @@ fuzz_target!(|msg: &[u8]| {
         let _ = im::base_subject(text);
     }
     let _ = im::sort_key(msg);
+    // PREVIEW (RFC 8970) and OBJECTID's thread root: at most 256 characters, no control
+    // characters (the text goes into a FETCH response), no surrounding whitespace.
+    let p = im::preview(msg);
+    assert!(p.chars().count() <= im::PREVIEW_CHARS, "preview too long");
+    assert!(!p.chars().any(char::is_control), "control character in a preview");
+    assert_eq!(p.trim(), p, "preview not trimmed");
+    let _ = im::thread_root(msg);
 });
