@@ -93,6 +93,28 @@ impl Client {
             .map_err(|_| ClientError::Timeout(Step::Connect))?
             .map_err(ClientError::Connect)?;
         debug!(%target, ?flavor, "connected");
+        Self::start(stream, flavor, helo_name, timeouts).await
+    }
+
+    /// [`Client::connect`] over a stream the caller connected itself (smtpd wraps its
+    /// Unix socket to the delivery agent so that the agent reading what it sent does not
+    /// wake it): reads the greeting and says `LHLO`/`EHLO`. No `STARTTLS` on such a stream.
+    pub async fn over(
+        stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        flavor: Flavor,
+        helo_name: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
+        Self::start(Box::new(stream), flavor, helo_name, timeouts).await
+    }
+
+    /// The greeting and the hello on a connected stream.
+    async fn start(
+        stream: Box<dyn Io>,
+        flavor: Flavor,
+        helo_name: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
         let mut conn = Conn::new(stream);
         let greeting = conn
             .reply(Step::Greeting, timeouts.greeting)

@@ -7,7 +7,9 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use postern_queue::{DeliveryReply, Envelope};
-use postern_smtp_client::{Client, ClientError, Flavor, Outgoing, RcptResult, Target, Timeouts};
+use postern_smtp_client::{
+    Client, ClientError, Flavor, Outgoing, RcptResult, Step, Target, Timeouts,
+};
 use tracing::{info, warn};
 
 use postern_config::HopTls;
@@ -127,9 +129,24 @@ impl Manager {
         if backend.is_some() {
             timeouts.connect = self.config.proxy.connect_timeout_secs.duration();
         }
-        let mut c = Client::connect(target, Flavor::Lmtp, &self.config.hostname, timeouts)
-            .await
-            .map_err(|e| Failed::of(&e))?;
+        let mut c = match target {
+            // The local delivery agent's Unix socket, registered for reading only: each
+            // command and body lmtp-deliver reads would otherwise wake smtpd for nothing.
+            Target::Unix(path) if backend.is_none() => {
+                let stream = tokio::time::timeout(timeouts.connect, async {
+                    postern_auth_proto::client::QuietUnixStream::from_tokio(
+                        tokio::net::UnixStream::connect(path).await?,
+                    )
+                })
+                .await
+                .map_err(|_| ClientError::Timeout(Step::Connect))
+                .and_then(|r| r.map_err(ClientError::Connect))
+                .map_err(|e| Failed::of(&e))?;
+                Client::over(stream, Flavor::Lmtp, &self.config.hostname, timeouts).await
+            }
+            _ => Client::connect(target, Flavor::Lmtp, &self.config.hostname, timeouts).await,
+        }
+        .map_err(|e| Failed::of(&e))?;
         if let Some(b) = backend {
             self.secure_hop(&mut c, b).await?;
         }
