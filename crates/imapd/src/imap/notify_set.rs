@@ -183,11 +183,16 @@ pub(crate) struct Waker {
     group: Option<Group>,
     /// Polled mailboxes exist (or no inotify): wake every [`POLL_ROUND`], else [`RECHECK`].
     polls: bool,
+    /// MessageNew's FETCH stopped at a full chunk: wake at once for the rest.
+    again: bool,
 }
 
 impl Waker {
     /// Resolves when the session should look again. Cancel-safe.
     pub(crate) async fn changed(&mut self) {
+        if std::mem::take(&mut self.again) {
+            return;
+        }
         let period = if self.polls { POLL_ROUND } else { RECHECK };
         match self.group.as_mut() {
             Some(g) => {
@@ -625,6 +630,7 @@ impl Session {
             waker: Waker {
                 group,
                 polls: false,
+                again: false,
             },
             cursor: 0,
             last_full: Instant::now(),
@@ -700,8 +706,9 @@ impl Session {
 
     /// MessageNew's fetch-att (§5.2) for new messages of the selected mailbox not yet sent.
     /// One call answers at most one FETCH chunk (`cmd::fetch`'s 1 MiB, plus the message that
-    /// crosses it): the messages after it are sent by the next call (the next wake or
-    /// command), so the output held at once does not grow with the mail that arrived.
+    /// crosses it): the messages after it are sent by the next call (the next wake, which
+    /// comes at once, or command), so the output held at once does not grow with the mail
+    /// that arrived.
     pub(crate) fn notify_fetch_new(&mut self, out: &mut Vec<u8>) {
         if self.pending.is_some() {
             return;
@@ -752,6 +759,7 @@ impl Session {
                 .and_then(|p| p.todo.front().map(|t| t.1));
             if let (Some(next), Some(st)) = (next, self.notify.state.as_mut()) {
                 st.fetched_upto = next.saturating_sub(1);
+                st.waker.again = true;
             }
             out.extend_from_slice(&buf);
             return;
