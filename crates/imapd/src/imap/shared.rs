@@ -559,8 +559,11 @@ fn route_body(
                     .into_iter()
                     .filter(|e| {
                         let b: &[u8] = e.as_ref();
-                        !b.get(..8)
+                        let private = b
+                            .get(..8)
                             .is_some_and(|p| p.eq_ignore_ascii_case(b"/private"))
+                            && matches!(b.get(8), None | Some(b'/'));
+                        !private
                     })
                     .collect();
                 let Ok(entries) = imap_codec::imap_types::core::Vec1::try_from(kept) else {

@@ -959,6 +959,12 @@ fn the_owners_private_metadata_is_not_read_by_a_grantee() {
         "c GETMETADATA (DEPTH infinity) \"Shared/alice@example.org/Team\" (/private)",
     );
     assert!(!o.contains("alice-secret"), "{o}");
+    // An invalid entry name is still BAD (RFC 5464 §3.2), not silently dropped.
+    let o = run(
+        &mut bob,
+        "d GETMETADATA \"Shared/alice@example.org/Team\" (/privatex/a)",
+    );
+    assert!(tagged(&o, "d").starts_with("d BAD"), "{o}");
 }
 
 /// The fuzz entry point reaches Shared/ routing with the rights it was given.
@@ -1222,8 +1228,15 @@ fn searchres_and_notify_stay_within_the_rights() {
         let o = run(&mut bob, c);
         assert!(tagged(&o, t).starts_with(&format!("{t} NO")), "{c}: {o}");
     }
-    assert_eq!(w.md(ALICE).open_mailbox("Team").unwrap().messages().len(), 1);
-    assert!(!w.md(ALICE).open_mailbox("Team").unwrap().messages()[0].flags.deleted);
+    assert_eq!(
+        w.md(ALICE).open_mailbox("Team").unwrap().messages().len(),
+        1
+    );
+    assert!(
+        !w.md(ALICE).open_mailbox("Team").unwrap().messages()[0]
+            .flags
+            .deleted
+    );
     // carol (no rights) asks NOTIFY about alice's Team by name and by subtree.
     let mut carol = w.session(CAROL);
     let o = run(
