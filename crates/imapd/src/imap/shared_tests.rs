@@ -1254,3 +1254,34 @@ fn searchres_and_notify_stay_within_the_rights() {
     let o = String::from_utf8_lossy(&out);
     assert!(!o.contains("alice") && !o.contains("STATUS"), "{o}");
 }
+
+/// RFC 4314 §4: SETACL/DELETEACL need "a". The right is checked again on the ACL read under
+/// its lock: a revocation that lands between the command's first look and its write (here
+/// alice's change while bob's SETACL waits for the lock) is not overwritten by a grantee
+/// who no longer holds "a".
+#[test]
+fn setacl_checks_the_admin_right_again_under_the_lock() {
+    let w = world();
+    w.md(ALICE).create_folder("Team").unwrap();
+    let mut alice = w.session(ALICE);
+    run(&mut alice, "a SETACL Team bob@example.org lra");
+    let dir = w.md(ALICE).folder_dir("Team").unwrap();
+    // Someone (alice's other session, Dovecot) holds the ACL's dotlock.
+    let lock = dir.join("dovecot-acl.lock");
+    std::fs::write(&lock, b"").unwrap();
+    let mut bob = w.session(BOB);
+    let t = std::thread::spawn(move || {
+        run(
+            &mut bob,
+            "b SETACL \"Shared/alice@example.org/Team\" carol@example.org lrswi",
+        )
+    });
+    // bob's command has read its rights (lra) and waits for the lock; alice revokes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(dir.join("dovecot-acl"), "user=bob@example.org lr\n").unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let o = t.join().unwrap();
+    assert!(tagged(&o, "b").starts_with("b NO"), "{o}");
+    let acl = std::fs::read_to_string(dir.join("dovecot-acl")).unwrap();
+    assert_eq!(acl, "user=bob@example.org lr\n");
+}

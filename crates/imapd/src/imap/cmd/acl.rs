@@ -336,10 +336,17 @@ fn run(s: &mut Session, verb: Verb, args: &[Vec<u8>], out: &mut Vec<u8>) -> Tagg
             } else {
                 None
             };
-            let res = t
-                .owner
-                .maildir
-                .update_acl(&t.folder, |acl: &mut Acl| match change {
+            // "a" is checked again on the ACL as read under its lock: a revocation between
+            // the first look and this write is not overwritten by a former administrator.
+            let user = s.state.user().map(|u| u.name.clone()).unwrap_or_default();
+            let is_owner = t.owner.name.eq_ignore_ascii_case(&user);
+            let mut revoked = false;
+            let res = t.owner.maildir.update_acl(&t.folder, |acl: &mut Acl| {
+                if !is_owner && !acl.rights_for(&user, false).has('a') {
+                    revoked = true;
+                    return;
+                }
+                match change {
                     None => {
                         acl.remove(neg, &id);
                     }
@@ -352,9 +359,16 @@ fn run(s: &mut Session, verb: Verb, args: &[Vec<u8>], out: &mut Vec<u8>) -> Tagg
                         };
                         acl.set(neg, id.clone(), new);
                     }
-                });
+                }
+            });
             if let Err(e) = res {
                 return store_error(&e);
+            }
+            if revoked {
+                return Tagged::no(
+                    other("NOPERM"),
+                    "Permission denied: the \"a\" right was taken away (RFC 4314)",
+                );
             }
             if let Err(e) = s.reindex(&t.owner) {
                 tracing::warn!(owner = %t.owner.name, error = %e, "sharing index not updated");
