@@ -7,8 +7,8 @@
 //! one channel for all of them, plus the set of directories that changed since the session
 //! last looked. Groups share watches with each other and with IDLE, and together never hold
 //! more than [`MAX_GROUP_WATCHES`] inotify watches (the per-user default limit is 8,192, and
-//! the maildir crate's own watcher takes up to 1,024): what a group cannot watch, its session
-//! polls. A lost event queue (`IN_Q_OVERFLOW`) marks every group as having to look at all.
+//! the maildir crate's own watcher takes up to 1,024), nor the groups of one login name more
+//! than [`MAX_USER_WATCHES`] distinct ones: what a group cannot watch, its session polls. A lost event queue (`IN_Q_OVERFLOW`) marks every group as having to look at all.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,8 +19,12 @@ use tokio::sync::watch;
 use tracing::warn;
 
 /// Inotify watches that NOTIFY groups may hold together, process-wide (IDLE's are not capped:
-/// at most two per IDLE session).
-pub(crate) const MAX_GROUP_WATCHES: usize = 4096;
+/// at most two per IDLE session; small in unit tests, which pass it).
+pub(crate) const MAX_GROUP_WATCHES: usize = if cfg!(test) { 64 } else { 4096 };
+/// Distinct inotify watches the NOTIFY groups of one user (login name) may hold together,
+/// across its sessions, so that one user cannot take the whole [`MAX_GROUP_WATCHES`] and push
+/// every other user onto polling (small in unit tests, which pass it).
+pub(crate) const MAX_USER_WATCHES: usize = if cfg!(test) { 24 } else { 1024 };
 
 /// What a watch looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +48,24 @@ struct Inner {
     /// Per watched directory: the tick sender, its watch descriptors and user count.
     dirs: HashMap<Key, Entry>,
     by_wd: HashMap<WatchDescriptor, Key>,
+    /// Per user (login name) with NOTIFY groups: how many of its groups hold each directory,
+    /// and the inotify watches those distinct directories take (charged against
+    /// [`MAX_USER_WATCHES`]).
+    per_user: HashMap<Arc<str>, UserShare>,
+}
+
+#[derive(Default)]
+struct UserShare {
+    keys: HashMap<Key, usize>,
+    watches: usize,
+}
+
+/// Inotify watches a directory of `kind` takes.
+fn cost(kind: Kind) -> usize {
+    match kind {
+        Kind::Mailbox => 2,
+        Kind::Dir => 1,
+    }
 }
 
 struct Entry {
@@ -64,6 +86,8 @@ pub(crate) struct Dirty {
 }
 
 struct GroupShared {
+    /// The user whose share the group's watches are charged to.
+    user: Arc<str>,
     tx: watch::Sender<u64>,
     dirty: Mutex<Dirty>,
 }
@@ -164,6 +188,7 @@ impl Notifier {
                 watches,
                 dirs: HashMap::new(),
                 by_wd: HashMap::new(),
+                per_user: HashMap::new(),
             }),
         });
         let weak = Arc::downgrade(&me);
@@ -231,12 +256,13 @@ impl Notifier {
         })
     }
 
-    /// A NOTIFY group with nothing watched yet.
-    pub(crate) fn group(self: &Arc<Self>) -> Group {
+    /// A NOTIFY group of `user` (its login name) with nothing watched yet.
+    pub(crate) fn group(self: &Arc<Self>, user: &str) -> Group {
         let (tx, rx) = watch::channel(0);
         Group {
             notifier: self.clone(),
             shared: Arc::new(GroupShared {
+                user: Arc::from(user),
                 tx,
                 dirty: Mutex::new(Dirty::default()),
             }),
@@ -252,9 +278,37 @@ impl Notifier {
     }
 
     /// Adds a user of `key` (for `group`, or an IDLE subscription): the entry's receiver, or
-    /// `None` if the watches cannot be added (or, for a group, would pass the cap).
+    /// `None` if the watches cannot be added (or, for a group, would pass the process's cap or
+    /// its user's share: a directory already held by another group of the same user costs
+    /// that user nothing more).
     fn add(&self, key: &Key, group: Option<&Arc<GroupShared>>) -> Option<watch::Receiver<u64>> {
-        let mut inner = self.inner.lock().ok()?;
+        let mut guard = self.inner.lock().ok()?;
+        let inner = &mut *guard;
+        if let Some(g) = group {
+            let share = inner.per_user.get(&g.user);
+            let held = share.is_some_and(|u| u.keys.contains_key(key));
+            let used = share.map_or(0, |u| u.watches);
+            if !held && used + cost(key.1) > MAX_USER_WATCHES {
+                return None;
+            }
+        }
+        let rx = Self::add_locked(inner, key, group)?;
+        if let Some(g) = group {
+            let share = inner.per_user.entry(g.user.clone()).or_default();
+            let n = share.keys.entry(key.clone()).or_insert(0);
+            if *n == 0 {
+                share.watches += cost(key.1);
+            }
+            *n += 1;
+        }
+        Some(rx)
+    }
+
+    fn add_locked(
+        inner: &mut Inner,
+        key: &Key,
+        group: Option<&Arc<GroupShared>>,
+    ) -> Option<watch::Receiver<u64>> {
         if let Some(e) = inner.dirs.get_mut(key) {
             e.users += 1;
             if let Some(g) = group {
@@ -306,9 +360,24 @@ impl Notifier {
     }
 
     fn release(&self, key: &Key, group: Option<&Arc<GroupShared>>) {
-        let Ok(mut inner) = self.inner.lock() else {
+        let Ok(mut guard) = self.inner.lock() else {
             return;
         };
+        let inner = &mut *guard;
+        if let Some(g) = group
+            && let Some(share) = inner.per_user.get_mut(&g.user)
+        {
+            if let Some(n) = share.keys.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    share.keys.remove(key);
+                    share.watches -= cost(key.1);
+                }
+            }
+            if share.keys.is_empty() {
+                inner.per_user.remove(&g.user);
+            }
+        }
         let done = match inner.dirs.get_mut(key) {
             Some(e) => {
                 if let Some(g) = group

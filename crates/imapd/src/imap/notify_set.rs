@@ -7,9 +7,11 @@
 //! **Noticing.** The process's one inotify instance (`notify.rs`) watches, for this session's
 //! [`Group`], the Maildir root itself (folders made, removed, renamed; the subscriptions and
 //! server metadata files replaced) and `new/`+`cur/` of up to [`MAX_WATCHED`] followed
-//! mailboxes (INBOX first, then by name; all groups together stay under
-//! [`super::notify::MAX_GROUP_WATCHES`]). The others are polled: every [`POLL_ROUND`] the next
-//! [`POLL_BATCH`] of them are compared by a fingerprint of a few `stat`s (the mtimes of
+//! mailboxes (INBOX first, then by name; one user's groups together stay under
+//! [`super::notify::MAX_USER_WATCHES`] distinct watches and all groups under
+//! [`super::notify::MAX_GROUP_WATCHES`], so one user's many sessions cannot push everyone
+//! else onto polling). The others (and the root, when it cannot be watched) are polled: every
+//! [`POLL_ROUND`] the next [`POLL_BATCH`] of them are compared by a fingerprint of a few `stat`s (the mtimes of
 //! `new/` and `cur/`, the uidlist's and the metadata file's mtime, size and inode), so 5,000
 //! folders under `personal` cost 500 stats × 3 every 2 s and a change is seen within 20 s.
 //! Every [`RECHECK`] everything is compared (events inotify cannot see). A mailbox whose
@@ -228,6 +230,8 @@ pub(crate) struct State {
     fetched_upto: u32,
     /// The selected mailbox's directory, watched for a `selected` group.
     selected_dir: Option<PathBuf>,
+    /// The Maildir root is watched (else its changes are found by polling).
+    root_watched: bool,
 }
 
 /// What a command of the session itself changed (see [`Session::notify_absorb`]).
@@ -424,7 +428,8 @@ impl State {
         }
         // Inotify for the first MAX_WATCHED (INBOX sorts first among the names we make).
         let mut watched = self.tracked.values().filter(|t| t.watched).count();
-        let mut polls = self.waker.group.is_none() && !self.tracked.is_empty();
+        let mut polls =
+            !self.root_watched || (self.waker.group.is_none() && !self.tracked.is_empty());
         for name in std::iter::once("INBOX".to_owned()).chain(
             self.tracked
                 .keys()
@@ -614,9 +619,10 @@ impl Session {
         }
         let md = user.maildir.clone();
         self.notify.state = None;
+        let mut root_watched = false;
         let group = self.notify.notifier.as_ref().map(|n| {
-            let mut g = n.group();
-            g.add(md.root(), Kind::Dir);
+            let mut g = n.group(&user.name);
+            root_watched = g.add(md.root(), Kind::Dir);
             g
         });
         let mut st = Box::new(State {
@@ -640,6 +646,7 @@ impl Session {
                 .and_then(|s| s.uids.last().copied())
                 .unwrap_or(0),
             selected_dir: None,
+            root_watched,
         });
         st.watch_selected(self.selected_dir());
         st.folders = match md.list_folders() {

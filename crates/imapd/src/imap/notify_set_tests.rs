@@ -565,3 +565,79 @@ fn message_new_fetches_are_bounded_per_wake() {
     assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     assert_eq!(wake(&mut s), "", "each message once");
 }
+
+fn session_as(md: &Maildir, name: &str) -> Session {
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "mx.example.test".into(),
+            append_limit: 1 << 20,
+            starttls: true,
+        },
+        true,
+        false,
+    );
+    s.login(User {
+        name: name.into(),
+        maildir: md.clone(),
+        quota_bytes: None,
+    });
+    s
+}
+
+/// Fairness of the process-wide watch cap (issue 13): one user's many NOTIFY sessions, each
+/// following different folders, cannot take every watch of the process (MAX_GROUP_WATCHES,
+/// 64 in tests): a user holds at most MAX_USER_WATCHES distinct watches (24 in tests), the rest
+/// of its mailboxes polled, and another user's session afterwards still gets its full
+/// MAX_WATCHED. Seen failing before the per-user share: the second user got 0 of 8 watched
+/// (`left: 0, right: 8`).
+#[test]
+fn one_user_cannot_take_every_watch_of_the_process() {
+    let Some(n) = Notifier::start() else {
+        eprintln!("no inotify here; skipped");
+        return;
+    };
+    let (_d, greedy_md) = setup();
+    for g in 0..4 {
+        for i in 0..8 {
+            greedy_md.create_folder(&format!("g{g}/f{i}")).unwrap();
+        }
+    }
+    let mut greedy = Vec::new();
+    for g in 0..4 {
+        let mut s = session_as(&greedy_md, "greedy@example.test");
+        s.notify.notifier = Some(n.clone());
+        let r = run(
+            &mut s,
+            &format!("n NOTIFY SET (subtree g{g} (MessageNew MessageExpunge))"),
+        );
+        assert!(r.contains("n OK"), "{r}");
+        greedy.push(s);
+    }
+    // Still followed, by polling: a delivery into an unwatched one is found.
+    let s = greedy.last_mut().unwrap();
+    let (w, t) = watched_count(s);
+    assert!(w < t, "{w} {t}");
+    deliver(&greedy_md, Some("g3/f7"), "x");
+    let r: String = (0..t.div_ceil(POLL_BATCH)).map(|_| wake(s)).collect();
+    assert!(r.contains("* STATUS \"g3/f7\" (MESSAGES 1 "), "{r}");
+
+    let (_d2, md) = setup();
+    for i in 0..10 {
+        md.create_folder(&format!("f{i:02}")).unwrap();
+    }
+    let mut other = session_as(&md, "other@example.test");
+    other.notify.notifier = Some(n.clone());
+    let r = run(
+        &mut other,
+        "n NOTIFY SET (personal (MessageNew MessageExpunge))",
+    );
+    assert!(r.contains("n OK"), "{r}");
+    assert_eq!(watched_count(&other).0, MAX_WATCHED);
+    let greedy_watched: usize = greedy.iter().map(|s| watched_count(s).0).sum();
+    assert!(
+        2 * greedy_watched < super::super::notify::MAX_USER_WATCHES,
+        "{greedy_watched}"
+    );
+    drop(greedy);
+    drop(other);
+}
