@@ -29,6 +29,9 @@
 # Postern's daemons during its runs (see run_one).
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
 # Issue 17's full table: REPS=2 scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
+# A/B runs of two builds (BIN_DIR): wait ~35 s between invocations. The previous one's exit
+# deletes its Maildirs, and on ext4 without a journal the next ~30 s of file creation scan
+# past those freed inodes (see run_one): whichever build runs second pays for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
