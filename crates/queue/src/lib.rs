@@ -67,16 +67,20 @@
 //!
 //! - **Preallocation** ([`Spool::preallocate_slots`], smtpd: 256 at start): free slots of
 //!   16 KiB of zeros, not fsynced; `slots/` is fsynced before any of them is used.
-//! - **Commit:** a free slot (or a new one) gets the payload and then the header (`pwrite`),
-//!   then one `fdatasync`; a reused slot's name is durable already and its blocks are
-//!   allocated, so that one flush commits the message and no directory is fsynced. A new slot
+//! - **Commit:** a free slot (or a new one) gets header and payload in one `writev` (a
+//!   spooled body: the payload, then the header), then one `fdatasync`; nothing orders the
+//!   writes on disk before that flush, which is why the header checksums the payload (see
+//!   Recovery). A reused slot's name is durable already and its blocks are allocated, so
+//!   that one flush commits the message and no directory is fsynced. A new slot
 //!   is written out to at least 16 KiB, `fsync`ed, and `slots/` fsynced (one directory fsync
 //!   per batch with new slots) before the commit is answered.
 //! - **Removal:** the header is overwritten with zeros, without an fsync, and the slot is
 //!   free for the next commit. If a crash loses that write, the message is delivered again
 //!   after restart (a duplicate of a delivered message, as when the file layout loses an
-//!   unlink). At most 512 free slots are kept (64 of them open); a freed slot longer than
-//!   128 KiB, or beyond those 512, is deleted (its header zeroed first).
+//!   unlink). Slot files stay open from commit to removal and while free (at most 256
+//!   descriptors), so a steady flow opens none by path. At most 512 free slots are kept; a
+//!   freed slot longer than 128 KiB, or beyond those 512, is deleted (its header zeroed
+//!   first).
 //! - **Recovery:** a slot with a valid header is a message only if its payload's CRC-32
 //!   matches, its format checks pass and its envelope's id is the header's; otherwise it was
 //!   a write cut short by the crash (never acknowledged: the commit was answered only after
