@@ -24,14 +24,15 @@ mod within;
 mod tests;
 
 pub use decode::decode_header_value;
+pub use mime::parse_count;
 pub use preview::{PREVIEW_CHARS, PREVIEW_INPUT, preview, thread_root};
 pub use search::{
     MessageFlags, SearchEnv, SearchMessage, SearchSets, in_ranges, in_sequence_set, matches,
     matches_with, needs_body, needs_content, sequence_ranges,
 };
 pub use section::{
-    BinaryError, binary_section, binary_size, body_text, decoded_header_value, header_block,
-    header_value, header_values, partial, section,
+    BinaryError, Parsed, binary_section, binary_size, body_text, decoded_header_value,
+    header_block, header_value, header_values, partial, section,
 };
 pub use sort::{
     SortFields, SortItem, SortMessage, base_subject, compare, sent_date, sort, sort_key,

@@ -650,8 +650,20 @@ impl Part {
     }
 }
 
+thread_local! {
+    /// Part-tree parses ([`parse_message`]) done on this thread.
+    static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread has parsed a message's MIME part tree (tests count the parses a
+/// command makes: one FETCH of one message parses it at most once, whatever its items).
+pub fn parse_count() -> usize {
+    PARSES.with(std::cell::Cell::get)
+}
+
 /// Parses the whole message into its part tree.
 pub(crate) fn parse_message(data: &[u8]) -> Part {
+    PARSES.with(|c| c.set(c.get() + 1));
     let mut budget = Budget {
         parts: MAX_PARTS,
         params: MAX_PARAMS,

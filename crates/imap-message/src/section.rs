@@ -1,5 +1,6 @@
 //! BODY[section], partial fetches, BINARY[part] and header lookups.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use imap_codec::imap_types::{
@@ -14,25 +15,6 @@ use crate::{
 
 fn path_of(part: &ImapPart) -> Vec<u32> {
     part.0.as_ref().iter().map(|n| n.get()).collect()
-}
-
-/// The header and body of the message a section refers to: the whole message without a part
-/// number, or the message encapsulated in a message/rfc822 part.
-fn message_at<'a>(msg: &'a [u8], part: Option<&ImapPart>) -> Option<(&'a [u8], &'a [u8])> {
-    match part {
-        None => {
-            let h = header_len(msg);
-            Some((msg.get(..h)?, msg.get(h..)?))
-        }
-        Some(p) => {
-            let root = mime::parse_message(msg);
-            let found = mime::find_part(&root, &path_of(p))?;
-            match &found.kind {
-                Kind::Message(inner) => Some((inner.header(msg), inner.body(msg))),
-                _ => None,
-            }
-        }
-    }
 }
 
 /// Header fields of `header` whose name is (`not == false`) or is not (`not == true`) in
@@ -58,31 +40,137 @@ pub(crate) fn filter_fields(header: &[u8], names: &Vec1<AString<'_>>, not: bool)
     out
 }
 
-/// The content of a BODY[section] (RFC 3501 §6.4.5); `None` when the section does not exist
-/// (for example a part number past the last part, or HEADER of a part that is not
-/// message/rfc822). `section == None` is BODY[].
-pub fn section(msg: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
-    let Some(section) = section else {
-        return Some(msg.to_vec());
-    };
-    match section {
-        Section::Header(part) => message_at(msg, part.as_ref()).map(|(h, _)| h.to_vec()),
-        Section::Text(part) => message_at(msg, part.as_ref()).map(|(_, b)| b.to_vec()),
-        Section::HeaderFields(part, names) => {
-            message_at(msg, part.as_ref()).map(|(h, _)| filter_fields(h, names, false))
-        }
-        Section::HeaderFieldsNot(part, names) => {
-            message_at(msg, part.as_ref()).map(|(h, _)| filter_fields(h, names, true))
-        }
-        Section::Part(part) => {
-            let root = mime::parse_message(msg);
-            mime::find_part(&root, &path_of(part)).map(|p| p.body(msg).to_vec())
-        }
-        Section::Mime(part) => {
-            let root = mime::parse_message(msg);
-            mime::find_part(&root, &path_of(part)).map(|p| p.header(msg).to_vec())
+/// A message with its MIME part tree parsed at most once, however many sections are read
+/// from it: FETCH answers all the items of one message from one `Parsed` (a command may
+/// carry thousands of `BODY[1]`, and a parse per item made it cost items × message size).
+pub struct Parsed<'a> {
+    msg: &'a [u8],
+    root: std::cell::OnceCell<Part>,
+}
+
+impl<'a> Parsed<'a> {
+    /// Nothing is parsed until a section needs the part tree.
+    pub fn new(msg: &'a [u8]) -> Self {
+        Self {
+            msg,
+            root: std::cell::OnceCell::new(),
         }
     }
+
+    /// The message.
+    pub fn raw(&self) -> &'a [u8] {
+        self.msg
+    }
+
+    fn root(&self) -> &Part {
+        self.root.get_or_init(|| mime::parse_message(self.msg))
+    }
+
+    fn part(&self, path: &[u32]) -> Option<&Part> {
+        mime::find_part(self.root(), path)
+    }
+
+    /// The header and body of the message a section refers to: the whole message without a
+    /// part number, or the message encapsulated in a message/rfc822 part.
+    fn message_at(&self, part: Option<&ImapPart>) -> Option<(&'a [u8], &'a [u8])> {
+        let msg = self.msg;
+        match part {
+            None => {
+                let h = header_len(msg);
+                Some((msg.get(..h)?, msg.get(h..)?))
+            }
+            Some(p) => match &self.part(&path_of(p))?.kind {
+                Kind::Message(inner) => Some((inner.header(msg), inner.body(msg))),
+                _ => None,
+            },
+        }
+    }
+
+    /// The content of a BODY[section] (RFC 3501 §6.4.5); `None` when the section does not
+    /// exist (for example a part number past the last part, or HEADER of a part that is not
+    /// message/rfc822). `section == None` is BODY[]. Borrowed from the message except for
+    /// HEADER.FIELDS(.NOT).
+    pub fn section(&self, section: Option<&Section<'_>>) -> Option<Cow<'a, [u8]>> {
+        let Some(section) = section else {
+            return Some(Cow::Borrowed(self.msg));
+        };
+        let msg = self.msg;
+        match section {
+            Section::Header(part) => self.message_at(part.as_ref()).map(|(h, _)| h.into()),
+            Section::Text(part) => self.message_at(part.as_ref()).map(|(_, b)| b.into()),
+            Section::HeaderFields(part, names) => self
+                .message_at(part.as_ref())
+                .map(|(h, _)| filter_fields(h, names, false).into()),
+            Section::HeaderFieldsNot(part, names) => self
+                .message_at(part.as_ref())
+                .map(|(h, _)| filter_fields(h, names, true).into()),
+            Section::Part(part) => self.part(&path_of(part)).map(|p| p.body(msg).into()),
+            Section::Mime(part) => self.part(&path_of(part)).map(|p| p.header(msg).into()),
+        }
+    }
+
+    /// Octets [`Self::section`] reads beyond what it returns: the header block that
+    /// HEADER.FIELDS(.NOT) filters (0 for the other sections, which are slices).
+    pub fn section_work(&self, section: Option<&Section<'_>>) -> usize {
+        match section {
+            Some(Section::HeaderFields(part, _) | Section::HeaderFieldsNot(part, _)) => {
+                self.message_at(part.as_ref()).map_or(0, |(h, _)| h.len())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Octets [`Self::binary_section`] and [`Self::binary_size`] read: the part they decode.
+    pub fn binary_work(&self, part: &[NonZeroU32]) -> usize {
+        if part.is_empty() {
+            return self.msg.len();
+        }
+        let path: Vec<u32> = part.iter().map(|n| n.get()).collect();
+        self.part(&path).map_or(0, |p| p.body(self.msg).len())
+    }
+
+    fn binary_part(&self, part: &[NonZeroU32]) -> Result<Cow<'a, [u8]>, BinaryError> {
+        let msg = self.msg;
+        if part.is_empty() {
+            return Ok(Cow::Borrowed(msg));
+        }
+        let path: Vec<u32> = part.iter().map(|n| n.get()).collect();
+        let found: &Part = self.part(&path).ok_or(BinaryError::NoSuchPart)?;
+        let body = found.body(msg);
+        if !matches!(found.kind, Kind::Leaf) {
+            // multipart and message/rfc822 bodies carry no transfer encoding of their own
+            return Ok(Cow::Borrowed(body));
+        }
+        if found.mime.cte_invalid {
+            return Err(BinaryError::UnknownCte);
+        }
+        match cte_kind(found.mime.cte.as_deref()) {
+            Cte::Identity => Ok(Cow::Borrowed(body)),
+            Cte::Base64 => Ok(Cow::Owned(decode_base64(body))),
+            Cte::QuotedPrintable => Ok(Cow::Owned(decode_qp(body))),
+            Cte::Unknown => Err(BinaryError::UnknownCte),
+        }
+    }
+
+    /// RFC 3516 BINARY[part]: the part's content with its Content-Transfer-Encoding removed.
+    /// An empty part list is the whole message.
+    pub fn binary_section(&self, part: &[NonZeroU32]) -> Result<Cow<'a, [u8]>, BinaryError> {
+        self.binary_part(part)
+    }
+
+    /// RFC 3516 BINARY.SIZE[part]: the decoded size.
+    pub fn binary_size(&self, part: &[NonZeroU32]) -> Result<u32, BinaryError> {
+        self.binary_part(part)
+            .map(|d| u32::try_from(d.len()).unwrap_or(u32::MAX))
+    }
+}
+
+/// The content of a BODY[section] (RFC 3501 §6.4.5); `None` when the section does not exist
+/// (for example a part number past the last part, or HEADER of a part that is not
+/// message/rfc822). `section == None` is BODY[]. Several sections of one message: use
+/// [`Parsed`], which parses it once.
+pub fn section(msg: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
+    Parsed::new(msg).section(section).map(Cow::into_owned)
 }
 
 /// `<offset.length>` of a partial fetch: the bytes that exist in that window.
@@ -107,38 +195,15 @@ pub enum BinaryError {
     UnknownCte,
 }
 
-fn binary_part(msg: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, BinaryError> {
-    if part.is_empty() {
-        return Ok(msg.to_vec());
-    }
-    let root = mime::parse_message(msg);
-    let path: Vec<u32> = part.iter().map(|n| n.get()).collect();
-    let found: &Part = mime::find_part(&root, &path).ok_or(BinaryError::NoSuchPart)?;
-    let body = found.body(msg);
-    if !matches!(found.kind, Kind::Leaf) {
-        // multipart and message/rfc822 bodies carry no transfer encoding of their own
-        return Ok(body.to_vec());
-    }
-    if found.mime.cte_invalid {
-        return Err(BinaryError::UnknownCte);
-    }
-    match cte_kind(found.mime.cte.as_deref()) {
-        Cte::Identity => Ok(body.to_vec()),
-        Cte::Base64 => Ok(decode_base64(body)),
-        Cte::QuotedPrintable => Ok(decode_qp(body)),
-        Cte::Unknown => Err(BinaryError::UnknownCte),
-    }
-}
-
 /// RFC 3516 BINARY[part]: the part's content with its Content-Transfer-Encoding removed. An
 /// empty part list is the whole message.
 pub fn binary_section(msg: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, BinaryError> {
-    binary_part(msg, part)
+    Parsed::new(msg).binary_section(part).map(Cow::into_owned)
 }
 
 /// RFC 3516 BINARY.SIZE[part]: the decoded size.
 pub fn binary_size(msg: &[u8], part: &[NonZeroU32]) -> Result<u32, BinaryError> {
-    binary_part(msg, part).map(|d| u32::try_from(d.len()).unwrap_or(u32::MAX))
+    Parsed::new(msg).binary_size(part)
 }
 
 /// The header block of a message (RFC822.HEADER, BODY[HEADER]), blank line included.

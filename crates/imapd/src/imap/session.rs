@@ -127,6 +127,8 @@ pub(crate) struct PendingFetch {
     pub(crate) unreadable: Vec<u32>,
     /// Some message could not be read for another reason than being gone.
     pub(crate) read_error: bool,
+    /// UIDs refused because their answer would pass `cmd::fetch`'s cost budget (`NO [LIMIT]`).
+    pub(crate) too_large: Vec<u32>,
     /// This FETCH enabled CONDSTORE with a mailbox selected: the tagged OK carries
     /// `[HIGHESTMODSEQ n]` (RFC 7162 §3.1).
     pub(crate) announce_modseq: bool,
@@ -424,12 +426,12 @@ impl Session {
             "ACL",
             "RIGHTS=texk",
             "NOTIFY",
-            "OBJECTID",
-            "SAVEDATE",
-            "PREVIEW",
             "MULTIAPPEND",
             "CATENATE",
             "CREATE-SPECIAL-USE",
+            "OBJECTID",
+            "SAVEDATE",
+            "PREVIEW",
             "SEARCHRES",
             "UIDONLY",
         ] {

@@ -19,6 +19,9 @@ use crate::imap::resp::{self, num_set, untagged};
 use crate::imap::session::{Flow, PendingFetch, Selected, Session, fetch_flags};
 use crate::imap::tagged::{Tagged, other};
 
+#[path = "fetch_cost.rs"]
+mod cost;
+
 /// Output size after which a FETCH yields to the driver to write.
 const CHUNK: usize = 1 << 20;
 
@@ -223,6 +226,7 @@ impl Session {
             }
             MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
         };
+        cost::dedupe(&mut items);
         let mut changed_since = None;
         let mut vanished = false;
         for m in modifiers {
@@ -282,6 +286,7 @@ impl Session {
             failed_cte: false,
             unreadable: Vec::new(),
             read_error: false,
+            too_large: Vec::new(),
             announce_modseq,
         });
         self.resume(out)
@@ -289,6 +294,9 @@ impl Session {
 
     /// Continues a FETCH (see [`Flow::More`]).
     pub fn resume(&mut self, out: &mut Vec<u8>) -> Flow {
+        if let Some(f) = self.notify_status_resume(out) {
+            return f;
+        }
         let Some(mut p) = self.pending.take() else {
             return Flow::Continue;
         };
@@ -320,6 +328,15 @@ impl Session {
                     format!("Some of the requested messages no longer exist (UID {uids})"),
                 )
             }
+        } else if !p.too_large.is_empty() {
+            // The messages whose answer would pass `cost::budget`.
+            Tagged::no(
+                other("LIMIT"),
+                format!(
+                    "FETCH response too large for UID {}: fetch fewer items",
+                    num_set(&p.too_large)
+                ),
+            )
         } else if p.failed_cte {
             Tagged::no(Code::UnknownCte, "Cannot decode a part's transfer encoding")
         } else if p.announce_modseq
@@ -370,11 +387,22 @@ impl Session {
             Ok(src) => src,
             Err(e) => return unreadable(p, uid, &e),
         };
+        // The part tree, parsed once for all the items (at most once per message).
+        let parsed = msg::Parsed::new(src.raw());
+        let size = src
+            .raw()
+            .len()
+            .max(usize::try_from(meta.size).unwrap_or(usize::MAX));
+        if cost::estimate(&p.items, &parsed, src.summary.as_ref()) > cost::budget(size) {
+            // Before \Seen is set: nothing of this message is answered.
+            p.too_large.push(uid);
+            return;
+        }
         let (meta, flags_changed) = mark_seen(sel, &p.items, meta);
         let recent = sel.recent.contains(&uid);
         let mut v: Vec<Item> = Vec::with_capacity(p.items.len() + 2);
         for it in &p.items {
-            match item(it, &meta, recent, &src) {
+            match item(it, &meta, recent, &src, &parsed) {
                 Ok(Some(d)) => v.push(d),
                 Ok(None) => {}
                 Err(UnknownCte) => p.failed_cte = true,
@@ -536,14 +564,15 @@ fn item(
     meta: &MessageMeta,
     recent: bool,
     src: &Source,
+    parsed: &msg::Parsed<'_>,
 ) -> Result<Option<Item>, UnknownCte> {
     if let MessageDataItemName::Binary {
         section, partial, ..
     } = it
     {
-        return binary_section(section, *partial, src.raw()).map(|b| Some(Item::Raw(b)));
+        return binary_section(section, *partial, parsed).map(|b| Some(Item::Raw(b)));
     }
-    Ok(codec_item(it, meta, recent, src)?.map(Item::Codec))
+    Ok(codec_item(it, meta, recent, src, parsed)?.map(Item::Codec))
 }
 
 /// An item imap-codec encodes.
@@ -552,6 +581,7 @@ fn codec_item(
     meta: &MessageMeta,
     recent: bool,
     src: &Source,
+    parsed: &msg::Parsed<'_>,
 ) -> Result<Option<MessageDataItem<'static>>, UnknownCte> {
     let summary = src.summary.as_ref();
     let raw = src.raw();
@@ -591,11 +621,11 @@ fn codec_item(
         }
         MessageDataItemName::BodyExt {
             section, partial, ..
-        } => body_section(section.as_ref(), *partial, src),
+        } => body_section(section.as_ref(), *partial, src, parsed),
         MessageDataItemName::Binary { .. } => return Ok(None),
         MessageDataItemName::BinarySize { section } => MessageDataItem::BinarySize {
             section: section.clone(),
-            size: match msg::binary_size(raw, section) {
+            size: match parsed.binary_size(section) {
                 Ok(size) => size,
                 Err(msg::BinaryError::UnknownCte) => return Err(UnknownCte),
                 Err(msg::BinaryError::NoSuchPart) => 0,
@@ -610,14 +640,15 @@ fn body_section(
     section: Option<&Section<'static>>,
     partial: Option<(u32, NonZeroU32)>,
     src: &Source,
+    parsed: &msg::Parsed<'_>,
 ) -> MessageDataItem<'static> {
     let data = match (&src.summary, header_only(section)) {
-        (Some(s), true) => s.header_section(section),
-        _ => msg::section(src.raw(), section),
+        (Some(s), true) => s.header_section(section).map(std::borrow::Cow::Owned),
+        _ => parsed.section(section),
     };
     let (data, origin) = match (data, partial) {
         (Some(d), Some((off, len))) => (Some(msg::partial(&d, off, len.get()).to_vec()), Some(off)),
-        (d, _) => (d, None),
+        (d, _) => (d.map(std::borrow::Cow::into_owned), None),
     };
     MessageDataItem::BodyExt {
         section: section.cloned(),
@@ -633,18 +664,19 @@ fn body_section(
 fn binary_section(
     section: &[NonZeroU32],
     partial: Option<(u32, NonZeroU32)>,
-    raw: &[u8],
+    parsed: &msg::Parsed<'_>,
 ) -> Result<Vec<u8>, UnknownCte> {
     use std::io::Write as _;
-    let data = match msg::binary_section(raw, section) {
-        Ok(d) => Some(match partial {
-            Some((off, len)) => msg::partial(&d, off, len.get()).to_vec(),
-            None => d,
-        }),
+    let decoded = match parsed.binary_section(section) {
+        Ok(d) => Some(d),
         Err(msg::BinaryError::UnknownCte) => return Err(UnknownCte),
         Err(msg::BinaryError::NoSuchPart) => None,
     };
-    let mut out = Vec::with_capacity(data.as_ref().map_or(0, Vec::len) + 32);
+    let data = decoded.as_deref().map(|d| match partial {
+        Some((off, len)) => msg::partial(d, off, len.get()),
+        None => d,
+    });
+    let mut out = Vec::with_capacity(data.map_or(0, <[u8]>::len) + 32);
     out.extend_from_slice(b"BINARY[");
     for (i, n) in section.iter().enumerate() {
         if i > 0 {
@@ -664,11 +696,15 @@ fn binary_section(
                 out.push(b'~');
             }
             let _ = write!(out, "{{{}}}\r\n", d.len());
-            out.extend_from_slice(&d);
+            out.extend_from_slice(d);
         }
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "fetch_cost_tests.rs"]
+mod cost_tests;
 
 #[cfg(test)]
 mod fast_path_tests {
