@@ -273,3 +273,51 @@ check(b"* 1 EXPUNGE" in r, r)
 "#,
     );
 }
+
+/// Cost of `NOTIFY SET STATUS` (§3.1: a STATUS for every followed mailbox at once) with
+/// 2,000 folders of one new message each under `personal`: every one is answered, and the
+/// figure (wall time of the command, and of a NOOP of another session meanwhile) is printed.
+#[test]
+fn set_status_over_two_thousand_folders() {
+    let pm = install();
+    let out = py(
+        &pm,
+        r#"
+A = Client()
+B = Client()
+N = 2000
+for i in range(N):
+    d = os.path.join(MAILDIR, ".s%04d" % i)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    with open(os.path.join(d, "new", "1700000000.M%dP1.test" % i), "wb") as f:
+        f.write(b"From: a@example.net\r\nSubject: s%d\r\n\r\nhello\r\n" % i)
+t0 = time.time()
+A.n += 1
+A.send(b"t%d NOTIFY SET STATUS (personal (MessageNew MessageExpunge))\r\n" % A.n)
+tag = b"t%d " % A.n
+# Another session of the same user meanwhile.
+t1 = time.time()
+ok(B.run(b"NOOP"))
+noop = time.time() - t1
+statuses = 0
+while True:
+    l = A.line()
+    if l.startswith(tag):
+        check(l[len(tag):].startswith(b"OK"), l)
+        break
+    if l.startswith(b"* STATUS \"s"):
+        check(b"(MESSAGES 1 UIDNEXT 2 " in l, l)
+        statuses += 1
+cold = time.time() - t0
+check(statuses == N, statuses)
+t0 = time.time()
+r = A.run(b"NOTIFY SET STATUS (personal (MessageNew MessageExpunge))")
+ok(r)
+warm = time.time() - t0
+check(r[1].count(b"* STATUS \"s") == N, len(r[1]))
+print("NOTIFY SET STATUS over %d folders: first %.2f s (another session's NOOP meanwhile %.3f s), again %.2f s" % (N, cold, noop, warm))
+"#,
+    );
+    eprintln!("{out}");
+}

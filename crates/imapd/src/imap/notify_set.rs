@@ -11,8 +11,8 @@
 //! [`super::notify::MAX_USER_WATCHES`] distinct watches and all groups under
 //! [`super::notify::MAX_GROUP_WATCHES`], so one user's many sessions cannot push everyone
 //! else onto polling). The others (and the root, when it cannot be watched) are polled: every
-//! [`POLL_ROUND`] the next [`POLL_BATCH`] of them are compared by a fingerprint of a few `stat`s (the mtimes of
-//! `new/` and `cur/`, the uidlist's and the metadata file's mtime, size and inode), so 5,000
+//! [`POLL_ROUND`] the next [`POLL_BATCH`] of them are compared by a fingerprint of a few
+//! `stat`s (the mtimes of `new/` and `cur/`, the uidlist's and the metadata file's mtime, size and inode), so 5,000
 //! folders under `personal` cost 500 stats × 3 every 2 s and a change is seen within 20 s.
 //! Every [`RECHECK`] everything is compared (events inotify cannot see). A mailbox whose
 //! watch fired is opened whatever its fingerprint says (two changes in one mtime granule).
@@ -33,6 +33,11 @@
 //! command [`Session::notify_absorb`] takes in silently what the session did itself (APPEND,
 //! COPY/MOVE into a followed mailbox, CREATE/DELETE/RENAME, (UN)SUBSCRIBE, SETMETADATA, the
 //! selected mailbox left) so it is not reported back to it.
+//!
+//! **STATUS at SET** (§3.1) is answered in steps of [`STATUS_CHUNK`] opened mailboxes
+//! (`Flow::More`, each step flushed before the next), so one step's work and the output held
+//! stay bounded with up to [`MAX_TRACKED`] followed mailboxes; NOTIFY is active from the
+//! tagged OK on.
 //!
 //! **Overflow.** More than [`MAX_TRACKED`] mailboxes at `NOTIFY SET` is `NO [LIMIT]`; a
 //! mailbox list that grows past it later ends NOTIFY with `* OK [NOTIFICATIONOVERFLOW]`, as
@@ -66,6 +71,8 @@ pub(crate) const MAX_WATCHED: usize = if cfg!(test) { 8 } else { 256 };
 pub(crate) const POLL_ROUND: Duration = Duration::from_secs(2);
 /// Polled mailboxes looked at per round (small in unit tests, which pass it).
 pub(crate) const POLL_BATCH: usize = if cfg!(test) { 10 } else { 500 };
+/// Mailboxes `NOTIFY SET STATUS` opens per step (small in unit tests, which pass it).
+pub(crate) const STATUS_CHUNK: usize = if cfg!(test) { 4 } else { 100 };
 /// How often every followed mailbox is compared, watched or not.
 pub(crate) const RECHECK: Duration = Duration::from_secs(30);
 
@@ -75,6 +82,17 @@ pub(crate) const RECHECK: Duration = Duration::from_secs(30);
 pub(crate) struct NotifyHandle {
     pub(crate) notifier: Option<Arc<Notifier>>,
     pub(crate) state: Option<Box<State>>,
+    /// A `NOTIFY SET STATUS` still answering (see [`Session::notify_status_resume`]).
+    status_todo: Option<Box<StatusTodo>>,
+}
+
+/// `NOTIFY SET STATUS` between two steps: the new state (active once every followed mailbox
+/// is answered) and where the answers resume.
+struct StatusTodo {
+    tag: String,
+    st: Box<State>,
+    /// The next followed mailbox to answer (name order).
+    next: Option<String>,
 }
 
 /// One event group with its names decoded.
@@ -581,15 +599,78 @@ impl Session {
         }
     }
 
-    /// `NOTIFY SET …` / `NOTIFY NONE` (RFC 5465 §3.1), parsed by `cmd/notify_cmd.rs`.
-    pub(crate) fn notify_cmd(&mut self, n: Notify, out: &mut Vec<u8>) -> Tagged {
+    /// `NOTIFY SET …` / `NOTIFY NONE` (RFC 5465 §3.1), parsed by `cmd/notify_cmd.rs`: all
+    /// its responses and the tagged one. With STATUS, `Flow::More` while the followed
+    /// mailboxes' STATUS are being answered ([`STATUS_CHUNK`] opened per step; the driver
+    /// flushes each step and calls [`Session::resume`] for the next).
+    pub(crate) fn notify_cmd(&mut self, n: Notify, tag: &str, out: &mut Vec<u8>) -> Flow {
+        self.notify.status_todo = None;
+        match self.notify_set(n, out) {
+            Err(t) => {
+                t.write(out, tag);
+                Flow::Continue
+            }
+            Ok(st) => {
+                let next = st.tracked.keys().next().cloned();
+                self.notify.status_todo = Some(Box::new(StatusTodo {
+                    tag: tag.to_owned(),
+                    st,
+                    next,
+                }));
+                self.notify_status_resume(out).unwrap_or(Flow::Continue)
+            }
+        }
+    }
+
+    /// The next step of a `NOTIFY SET STATUS`; `None` when none is under way.
+    pub(crate) fn notify_status_resume(&mut self, out: &mut Vec<u8>) -> Option<Flow> {
+        let mut todo = self.notify.status_todo.take()?;
+        let w = self.wire();
+        let sel = self.state.sel().map(|s| s.name.clone());
+        let Some(md) = self.state.user().map(|u| u.maildir.clone()) else {
+            Tagged::bad("Log in first").write(out, &todo.tag);
+            return Some(Flow::Continue);
+        };
+        let mut opened = 0;
+        if let Some(start) = todo.next.take() {
+            for (name, t) in todo.st.tracked.range_mut(start..) {
+                if !(t.events.message_new || t.events.message_expunge)
+                    || sel.as_deref() == Some(name.as_str())
+                {
+                    continue;
+                }
+                if opened == STATUS_CHUNK {
+                    todo.next = Some(name.clone());
+                    break;
+                }
+                opened += 1;
+                if let Ok(m) = md.open_mailbox(name) {
+                    let c = Counts::of(&m);
+                    t.counts = Some(c);
+                    status_line(out, name, &c, w);
+                }
+            }
+        }
+        if todo.next.is_some() {
+            self.notify.status_todo = Some(todo);
+            return Some(Flow::More);
+        }
+        let StatusTodo { tag, st, .. } = *todo;
+        self.notify.state = Some(st);
+        self.done(out, "NOTIFY completed").write(out, &tag);
+        Some(Flow::Continue)
+    }
+
+    /// Checks and sets up `NOTIFY SET`/`NONE`: `Err` with the tagged answer when done (OK
+    /// included), `Ok` with the new state when its STATUS answers are due first.
+    fn notify_set(&mut self, n: Notify, out: &mut Vec<u8>) -> Result<Box<State>, Tagged> {
         let Some(user) = self.state.user() else {
-            return Tagged::bad("Log in first");
+            return Err(Tagged::bad("Log in first"));
         };
         // A new SET replaces the old one (once it is valid); NONE ends it.
         let Notify::Set { status, groups } = n else {
             self.notify.state = None;
-            return self.done(out, "NOTIFY completed");
+            return Err(self.done(out, "NOTIFY completed"));
         };
         let utf8 = self.utf8();
         let mut rules = Vec::new();
@@ -605,11 +686,11 @@ impl Session {
                 Filter::Subscribed => Match::Subscribed,
                 Filter::Subtree(l) => match decode(l) {
                     Some(v) => Match::Subtree(v),
-                    None => return Tagged::bad("Invalid mailbox name"),
+                    None => return Err(Tagged::bad("Invalid mailbox name")),
                 },
                 Filter::Mailboxes(l) => match decode(l) {
                     Some(v) => Match::Mailboxes(v),
-                    None => return Tagged::bad("Invalid mailbox name"),
+                    None => return Err(Tagged::bad("Invalid mailbox name")),
                 },
             };
             rules.push(Rule {
@@ -651,7 +732,7 @@ impl Session {
         st.watch_selected(self.selected_dir());
         st.folders = match md.list_folders() {
             Ok(f) => std::iter::once("INBOX".to_owned()).chain(f).collect(),
-            Err(e) => return super::session::store_error(&e),
+            Err(e) => return Err(super::session::store_error(&e)),
         };
         st.subs = md
             .subscriptions()
@@ -661,27 +742,17 @@ impl Session {
             st.server_meta = Some(read_meta(&md, MetadataTarget::Server));
         }
         if !st.resolve(&md, true) {
-            return Tagged::no(other("LIMIT"), "NOTIFY would follow too many mailboxes");
+            return Err(Tagged::no(
+                other("LIMIT"),
+                "NOTIFY would follow too many mailboxes",
+            ));
         }
         // §3.1: with STATUS, the current state of every followed mailbox first.
         if status {
-            let w = self.wire();
-            let sel = self.state.sel().map(|s| s.name.clone());
-            for (name, t) in &mut st.tracked {
-                if !(t.events.message_new || t.events.message_expunge)
-                    || sel.as_deref() == Some(name.as_str())
-                {
-                    continue;
-                }
-                if let Ok(m) = md.open_mailbox(name) {
-                    let c = Counts::of(&m);
-                    t.counts = Some(c);
-                    status_line(out, name, &c, w);
-                }
-            }
+            return Ok(st);
         }
         self.notify.state = Some(st);
-        self.done(out, "NOTIFY completed")
+        Err(self.done(out, "NOTIFY completed"))
     }
 
     /// What wakes this session for NOTIFY, when it is active.

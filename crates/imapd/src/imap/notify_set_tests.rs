@@ -38,7 +38,10 @@ fn run(s: &mut Session, line: &str) -> String {
     let raw = format!("{line}\r\n");
     let mut out = Vec::new();
     if let Some(job) = notify_cmd::job(raw.as_bytes()) {
-        job(s, &mut out);
+        let mut f = job(s, &mut out);
+        while f == Flow::More {
+            f = s.resume(&mut out);
+        }
         return String::from_utf8_lossy(&out).into_owned();
     }
     let (rem, c) = CommandCodec::default()
@@ -640,4 +643,68 @@ fn one_user_cannot_take_every_watch_of_the_process() {
     );
     drop(greedy);
     drop(other);
+}
+
+/// §3.1 STATUS indicator over many mailboxes: the command answers them in chunks of at most
+/// STATUS_CHUNK opened mailboxes (4 in tests; 100 in the server) per call, each chunk going
+/// out before the next is worked out (`Flow::More`, as FETCH does), so one command's work per
+/// step and the output held at once stay bounded however many mailboxes (up to 10,000) are
+/// followed; every mailbox is answered exactly once and the tagged OK comes last. Seen
+/// failing before the chunking: the first call answered all 36 mailboxes and the tagged OK
+/// (`Flow::Continue`).
+#[test]
+fn set_status_is_answered_in_bounded_chunks() {
+    let (_d, md) = setup();
+    for i in 0..30 {
+        md.create_folder(&format!("c{i:02}")).unwrap();
+    }
+    deliver(&md, Some("c29"), "x");
+    let mut s = session(&md);
+    let job =
+        notify_cmd::job(b"n NOTIFY SET STATUS (personal (MessageNew MessageExpunge))\r\n").unwrap();
+    let mut out = Vec::new();
+    let mut f = job(&mut s, &mut out);
+    let mut calls = 1;
+    let first = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(f, Flow::More, "{first}");
+    assert!(
+        first.matches("* STATUS ").count() <= STATUS_CHUNK,
+        "{first}"
+    );
+    assert!(!first.contains("n OK"), "{first}");
+    // Nothing is followed until the command completes.
+    assert!(s.notify.state.is_none());
+    while f == Flow::More {
+        let before = out.len();
+        f = s.resume(&mut out);
+        calls += 1;
+        let chunk = String::from_utf8_lossy(&out[before..]).into_owned();
+        assert!(
+            chunk.matches("* STATUS ").count() <= STATUS_CHUNK,
+            "{chunk}"
+        );
+        assert!(calls < 100);
+    }
+    let all = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(all.matches("* STATUS ").count(), 36, "{all}");
+    for i in 0..30 {
+        assert_eq!(
+            all.matches(&format!("* STATUS \"c{i:02}\" ")).count(),
+            1,
+            "{all}"
+        );
+    }
+    assert!(
+        all.contains("* STATUS \"c29\" (MESSAGES 1 UIDNEXT 2 "),
+        "{all}"
+    );
+    assert!(all.ends_with("n OK NOTIFY completed\r\n"), "{all}");
+    assert_eq!(all.matches("n OK").count(), 1, "{all}");
+    assert!(calls >= 36 / STATUS_CHUNK, "{calls}");
+    // Then followed as usual: a later delivery is reported once.
+    deliver(&md, Some("c00"), "y");
+    let r = (0..36usize.div_ceil(POLL_BATCH))
+        .map(|_| wake(&mut s))
+        .collect::<String>();
+    assert_eq!(r.matches("* STATUS \"c00\" (MESSAGES 1 ").count(), 1, "{r}");
 }

@@ -141,7 +141,7 @@ pub(crate) fn job(raw: &[u8]) -> Option<super::ext::Job> {
                 "Unsupported event",
             ),
             Err(Refusal::Limit(why)) => Tagged::no(super::super::tagged::other("LIMIT"), why),
-            Ok(n) => s.notify_cmd(n, out),
+            Ok(n) => return s.notify_cmd(n, &tag, out),
         };
         t.write(out, &tag);
         Flow::Continue
