@@ -232,7 +232,11 @@ check(b"(MESSAGES 0 UIDNEXT 1)" in r[1], r)
         "",
     );
     for sub in ["cur", "new", "tmp"] {
-        assert!(listing(&md.join(sub)).is_empty(), "{sub}: {:?}", listing(&md.join(sub)));
+        assert!(
+            listing(&md.join(sub)).is_empty(),
+            "{sub}: {:?}",
+            listing(&md.join(sub))
+        );
     }
     assert_eq!(uidlist_records(&md), 0);
     let out = py(
