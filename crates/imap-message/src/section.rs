@@ -233,3 +233,42 @@ pub fn header_values(msg: &[u8], name: &str) -> Vec<Vec<u8>> {
 pub fn decoded_header_value(msg: &[u8], name: &str) -> Option<String> {
     first_field(header_block(msg), name).map(|f| decode_header_value(f.value))
 }
+
+#[cfg(test)]
+mod parsed_tests {
+    use super::*;
+    use imap_codec::imap_types::core::Vec1;
+
+    fn part(n: &[u32]) -> ImapPart {
+        let v: Vec<NonZeroU32> = n.iter().filter_map(|&n| NonZeroU32::new(n)).collect();
+        ImapPart(Vec1::try_from(v).unwrap())
+    }
+
+    /// Many sections of one message from one [`Parsed`]: one part-tree parse, and the
+    /// answers of the one-shot functions.
+    #[test]
+    fn one_parse_answers_every_section() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n\
+Content-Transfer-Encoding: base64\r\n\r\ndHdv\r\n--b--\r\n";
+        let p = Parsed::new(m);
+        let before = crate::parse_count();
+        let sections = [
+            Section::Part(part(&[1])),
+            Section::Mime(part(&[2])),
+            Section::Part(part(&[2])),
+            Section::Part(part(&[3])),
+        ];
+        for _ in 0..100 {
+            for s in &sections {
+                assert_eq!(p.section(Some(s)).map(Cow::into_owned), section(m, Some(s)));
+            }
+        }
+        let two = [NonZeroU32::new(2).unwrap()];
+        assert_eq!(&*p.binary_section(&two).unwrap(), b"two");
+        assert_eq!(p.binary_size(&two), Ok(3));
+        assert_eq!(p.binary_work(&two), 4);
+        // The 400 one-shot `section` calls parse once each; `p` parsed once for everything.
+        assert_eq!(crate::parse_count() - before, 1 + 400);
+        assert_eq!(p.section(None).as_deref(), Some(&m[..]));
+    }
+}

@@ -18,8 +18,9 @@ const SLACK: usize = 1 << 20;
 const SMALL_ITEM: usize = 64;
 
 /// Keeps the first of identical items. RFC 9051 §7.5.2: a FETCH response is a list of data
-/// items and their values; an item named twice names the same value, and answering it once
-/// is what Dovecot does too. Linear in the items (they are hashed).
+/// items and their values; an item named twice names the same value, so it is answered once
+/// (Dovecot's `imap_fetch_add_handler` likewise drops a repeated UID, FLAGS, ENVELOPE…; we
+/// do it for sections too). Linear in the items (they are hashed).
 pub(super) fn dedupe(items: &mut Vec<MessageDataItemName<'static>>) {
     if items.len() < 2 {
         return;

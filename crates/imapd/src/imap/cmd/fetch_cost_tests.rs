@@ -31,7 +31,7 @@ fn run(md: &Maildir, input: &[u8]) -> Vec<u8> {
 /// items on a 900 KiB message: 0.84 s), so one command cost items × message size. Now the
 /// part tree of a message is parsed at most once per FETCH, and each item is answered once
 /// (RFC 9051 §7.5.2 `msg-att`: a list of data items and values; a repeated item names the
-/// same value, and Dovecot also answers it once).
+/// same value; Dovecot likewise answers a repeated UID or FLAGS once).
 #[test]
 fn many_section_items_parse_the_message_once() {
     let (_d, md) = setup(&message());
