@@ -22,8 +22,9 @@
 //! arrivals explain are MessageExpunge, a new HIGHESTMODSEQ with neither is FlagChange; each
 //! answers `* STATUS name (MESSAGES n UIDNEXT n UIDVALIDITY n [HIGHESTMODSEQ n])` (the last
 //! with CONDSTORE). A mailbox first seen changed after NOTIFY (no count yet) gets its STATUS.
-//! Folder list and subscription changes are `LIST` responses (a rename is seen as a removal and
-//! a creation), metadata changes `METADATA name (entries)`. The selected mailbox is never
+//! Folder list and subscription changes are `LIST` responses (a RENAME done through this
+//! process is one `LIST` with `OLDNAME`, §5.4; one done outside it a removal and a
+//! creation), metadata changes `METADATA name (entries)`. The selected mailbox is never
 //! reported with STATUS (§3): a `selected` group gets the usual EXISTS/FETCH/EXPUNGE (EXPUNGE
 //! at once with `selected`, only where a command allows it with `selected-delayed`), and
 //! MessageNew's fetch-att is answered with a FETCH of each new message.
@@ -258,6 +259,62 @@ pub(crate) struct Touched {
     names: Vec<String>,
     root: bool,
     reselect: bool,
+    /// A RENAME's (from, to), announced to the process's other sessions once done.
+    rename: Option<(String, String)>,
+}
+
+/// A RENAME done through this process (§5.4: its followers get one LIST with OLDNAME).
+struct Renamed {
+    root: PathBuf,
+    old: String,
+    new: String,
+    at: Instant,
+}
+
+/// Recent renames of the whole process, oldest first: at most [`RENAME_LOG`], none older than
+/// [`RENAME_KEEP`] (a follower looks at the root at least every [`RECHECK`]); a follower that
+/// looks later sees a removal and a creation, as for a rename done outside imapd.
+static RENAMES: std::sync::Mutex<std::collections::VecDeque<Renamed>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const RENAME_LOG: usize = 1024;
+const RENAME_KEEP: Duration = Duration::from_secs(120);
+/// Longer names (together) are not logged (memory of the log).
+const RENAME_NAME_MAX: usize = 2048;
+
+fn log_rename(root: &Path, old: &str, new: &str) {
+    if old.len() + new.len() > RENAME_NAME_MAX {
+        return;
+    }
+    let Ok(mut log) = RENAMES.lock() else {
+        return;
+    };
+    let now = Instant::now();
+    while log
+        .front()
+        .is_some_and(|r| log.len() >= RENAME_LOG || now.duration_since(r.at) > RENAME_KEEP)
+    {
+        log.pop_front();
+    }
+    log.push_back(Renamed {
+        root: root.to_path_buf(),
+        old: old.to_owned(),
+        new: new.to_owned(),
+        at: now,
+    });
+}
+
+/// The logged renames under `root`, oldest first.
+fn renames_under(root: &Path) -> Vec<(String, String)> {
+    let now = Instant::now();
+    RENAMES
+        .lock()
+        .map(|log| {
+            log.iter()
+                .filter(|r| r.root == root && now.duration_since(r.at) <= RENAME_KEEP)
+                .map(|r| (r.old.clone(), r.new.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn hash_entries(e: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, u64> {
@@ -326,6 +383,15 @@ fn list_line(out: &mut Vec<u8>, attrs: &str, name: &str, w: Wire) {
     out.extend_from_slice(format!("* LIST ({attrs}) \"{SEP}\" ").as_bytes());
     name_bytes(out, name, w);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `* LIST () "/" new ("OLDNAME" (old))` (RFC 5465 §5.4, RFC 5258 extended data).
+fn oldname_line(out: &mut Vec<u8>, new: &str, old: &str, w: Wire) {
+    out.extend_from_slice(format!("* LIST () \"{SEP}\" ").as_bytes());
+    name_bytes(out, new, w);
+    out.extend_from_slice(b" (\"OLDNAME\" (");
+    name_bytes(out, old, w);
+    out.extend_from_slice(b"))\r\n");
 }
 
 fn metadata_line(out: &mut Vec<u8>, name: &str, entries: &[&str], w: Wire) {
@@ -503,13 +569,38 @@ impl State {
             }
             st.events_for(n, subs).is_some_and(|e| e.mailbox_name)
         };
-        for n in folders.difference(&self.folders) {
-            if wants_name(self, n, &subs) {
+        // §5.4: a rename done through this process is one LIST with OLDNAME for the new name,
+        // nothing for the old one nor for the children that moved with it.
+        let mut quiet: BTreeSet<String> = BTreeSet::new();
+        let added: BTreeSet<&String> = folders.difference(&self.folders).collect();
+        let removed: BTreeSet<&String> = self.folders.difference(&folders).collect();
+        if !added.is_empty() && !removed.is_empty() {
+            for (old, new) in renames_under(&self.root) {
+                if quiet.contains(&old) || !removed.contains(&old) || !added.contains(&new) {
+                    continue;
+                }
+                if wants_name(self, &old, &self.subs) || wants_name(self, &new, &subs) {
+                    oldname_line(out, &new, &old, w);
+                }
+                let prefix = format!("{old}{SEP}");
+                for r in removed.iter().filter(|r| r.starts_with(&prefix)) {
+                    let moved = format!("{new}{SEP}{}", &r[prefix.len()..]);
+                    if added.contains(&moved) {
+                        quiet.insert((*r).clone());
+                        quiet.insert(moved);
+                    }
+                }
+                quiet.insert(old);
+                quiet.insert(new);
+            }
+        }
+        for n in added {
+            if !quiet.contains(n) && wants_name(self, n, &subs) {
                 list_line(out, "", n, w);
             }
         }
-        for n in self.folders.difference(&folders) {
-            if wants_name(self, n, &self.subs) {
+        for n in removed {
+            if !quiet.contains(n) && wants_name(self, n, &self.subs) {
                 list_line(out, "\\NonExistent", n, w);
             }
         }
@@ -913,17 +1004,29 @@ impl Session {
 
     /// What `body`, a command of this session, will change that NOTIFY follows.
     pub(crate) fn notify_touched(&self, body: &CommandBody<'_>) -> Option<Touched> {
-        self.notify.state.as_ref()?;
         let utf8 = self.utf8();
         let name = |m| names::decode(m, utf8);
+        if let CommandBody::Rename { from, to } = body
+            && self.notify.state.is_none()
+        {
+            // Logged for the other sessions' NOTIFY (§5.4 OLDNAME) even without one here.
+            return Some(Touched {
+                rename: name(from).zip(name(to)),
+                ..Touched::default()
+            });
+        }
+        self.notify.state.as_ref()?;
         let mut t = Touched::default();
         match body {
             CommandBody::Append { mailbox, .. }
             | CommandBody::Copy { mailbox, .. }
             | CommandBody::Move { mailbox, .. } => t.names.extend(name(mailbox)),
+            CommandBody::Rename { from, to } => {
+                t.root = true;
+                t.rename = name(from).zip(name(to));
+            }
             CommandBody::Create { .. }
             | CommandBody::Delete { .. }
-            | CommandBody::Rename { .. }
             | CommandBody::Subscribe { .. }
             | CommandBody::Unsubscribe { .. } => t.root = true,
             CommandBody::SetMetadata { mailbox, .. } => match name(mailbox) {
@@ -964,6 +1067,16 @@ impl Session {
     /// After a command: takes in silently what the session did itself (`touched`, from
     /// [`Session::notify_touched`]), then sends MessageNew's FETCH for new messages.
     pub(crate) fn notify_absorb(&mut self, touched: Option<Touched>, out: &mut Vec<u8>) {
+        // A RENAME that took place (the old name gone, the new one there) is logged for the
+        // other sessions. INBOX's is not: §5.4 "a new INBOX is assumed to be created".
+        if let Some((from, to)) = touched.as_ref().and_then(|t| t.rename.as_ref())
+            && from != "INBOX"
+            && let Some(user) = self.state.user()
+            && user.maildir.folder_exists(to).unwrap_or(false)
+            && !user.maildir.folder_exists(from).unwrap_or(true)
+        {
+            log_rename(user.maildir.root(), from, to);
+        }
         if let Some(t) = touched {
             let w = self.wire();
             let sel = self

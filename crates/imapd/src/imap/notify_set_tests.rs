@@ -708,3 +708,38 @@ fn set_status_is_answered_in_bounded_chunks() {
         .collect::<String>();
     assert_eq!(r.matches("* STATUS \"c00\" (MESSAGES 1 ").count(), 1, "{r}");
 }
+
+/// RFC 5465 §5.4 MailboxName: "For each LISTable mailbox renamed, the server sends an
+/// extended LIST response [RFC5258] for the new mailbox name, containing the OLDNAME extended
+/// data item with the old mailbox name"; its children are renamed with it and get no events
+/// of their own. A RENAME by another session of this process is known to it: the follower
+/// gets `* LIST () "/" "B" ("OLDNAME" ("A"))` and neither a `\NonExistent` for A nor a plain
+/// LIST for B or the children. A rename done outside imapd stays a removal and a creation.
+/// Seen failing before: the follower got `* LIST () "/" "B"`, `* LIST () "/" "B/c"`,
+/// `* LIST (\NonExistent) "/" "A"` and `* LIST (\NonExistent) "/" "A/c"`.
+#[test]
+fn a_rename_by_another_session_is_one_list_with_oldname() {
+    let (_d, md) = setup();
+    md.create_folder("A").unwrap();
+    md.create_folder("A/c").unwrap();
+    md.create_folder("X").unwrap();
+    let mut follower = session(&md);
+    let r = run(&mut follower, "n NOTIFY SET (personal (MailboxName))");
+    assert!(r.contains("n OK"), "{r}");
+    let mut other = session(&md);
+    let r = run(&mut other, "r RENAME A B");
+    assert!(r.contains("r OK"), "{r}");
+    let r = wake(&mut follower);
+    assert_eq!(r, "* LIST () \"/\" \"B\" (\"OLDNAME\" (\"A\"))\r\n");
+    assert_eq!(wake(&mut follower), "");
+    // Outside imapd: a removal and a creation.
+    md.rename_folder("X", "Y").unwrap();
+    let r = wake(&mut follower);
+    assert!(r.contains("* LIST () \"/\" \"Y\"\r\n"), "{r}");
+    assert!(r.contains("* LIST (\\NonExistent) \"/\" \"X\"\r\n"), "{r}");
+    assert!(!r.contains("OLDNAME"), "{r}");
+    // A failed RENAME is not announced.
+    let r = run(&mut other, "r RENAME Nope Z");
+    assert!(r.contains("r NO"), "{r}");
+    assert_eq!(wake(&mut follower), "");
+}
