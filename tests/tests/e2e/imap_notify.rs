@@ -321,3 +321,33 @@ print("NOTIFY SET STATUS over %d folders: first %.2f s (another session's NOOP m
     );
     eprintln!("{out}");
 }
+
+/// RFC 5465 §5.4 over the wire: a RENAME by a second session reaches a client in IDLE with
+/// `NOTIFY SET (personal (MailboxName))` as one extended LIST with OLDNAME within 5 s, with
+/// nothing for the old name or its child.
+#[test]
+fn a_rename_by_another_session_arrives_with_oldname() {
+    let pm = install();
+    let out = py(
+        &pm,
+        r#"
+A = Client()
+B = Client()
+ok(B.run(b"CREATE Old"))
+ok(B.run(b"CREATE Old/kid"))
+ok(A.run(b"NOTIFY SET (personal (MailboxName))"))
+A.n += 1
+A.send(b"t%d IDLE\r\n" % A.n)
+l = A.line()
+check(l.startswith(b"+"), l)
+ok(B.run(b"RENAME Old New"))
+l, t, seen = A.wait_for(lambda l: b"OLDNAME" in l, 5)
+check(l == b'* LIST () "/" "New" ("OLDNAME" ("Old"))', (l, seen))
+rest = A.quiet(3)
+check(not any(b"LIST" in x for x in seen[:-1] + rest), (seen, rest))
+A.send(b"DONE\r\n")
+print("rename announced with OLDNAME in %.2f s" % t)
+"#,
+    );
+    eprintln!("{out}");
+}
