@@ -15,13 +15,19 @@
 //! An answer fetched while the stamp changed is not kept: a lookup notes the stamp before
 //! it asks the database, and its answer is stored only if the cache still stands on that
 //! stamp. Memory is bounded by [`MAX_ENTRIES`]: when full, the cache starts over.
+//!
+//! In the daemon the stamp is not stat'ed on every lookup: a [`StampWatch`] (inotify) says
+//! whether it may have changed, and only then is it stat'ed (see `watch.rs` for why that is
+//! still "at once").
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::watch::StampWatch;
 
 /// Entries kept at most (per cache); a full cache is emptied.
 pub(crate) const MAX_ENTRIES: usize = 20_000;
@@ -61,26 +67,66 @@ struct State<K, V> {
     /// Bumped whenever the entries are dropped, so a ticket from before is refused.
     epoch: u64,
     entries: HashMap<K, (V, Instant)>,
+    /// The watch's generation when `stamp` was last stat'ed.
+    seen: Option<u64>,
 }
 
 /// A TTL cache invalidated by the directory's change stamp.
 pub(crate) struct Cache<K, V> {
     ttl: Duration,
     stamp: PathBuf,
+    watch: Option<Arc<StampWatch>>,
     state: Mutex<State<K, V>>,
+    /// How many times the stamp was stat'ed.
+    #[cfg(test)]
+    stats: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     /// A cache keeping answers for `ttl` (zero: nothing is kept), invalidated by `stamp`.
+    #[cfg(test)]
     pub(crate) fn new(ttl: Duration, stamp: PathBuf) -> Self {
+        Self::with_watch(ttl, stamp, None)
+    }
+
+    /// [`Cache::new`] that stats the stamp only when `watch` saw it change (`None`: on
+    /// every lookup).
+    pub(crate) fn with_watch(
+        ttl: Duration,
+        stamp: PathBuf,
+        watch: Option<Arc<StampWatch>>,
+    ) -> Self {
         Self {
             ttl,
             stamp,
+            watch,
             state: Mutex::new(State {
                 stamp: None,
                 epoch: 0,
                 entries: HashMap::new(),
+                seen: None,
             }),
+            #[cfg(test)]
+            stats: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Brings `s` onto the stamp in force: a changed stamp drops the entries.
+    fn refresh(&self, s: &mut State<K, V>) {
+        let generation = self.watch.as_ref().and_then(|w| w.generation());
+        if generation.is_some() && generation == s.seen {
+            return;
+        }
+        #[cfg(test)]
+        self.stats
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The generation is taken before the stat: a change after it bumps it again.
+        let now = stamp_id(&self.stamp);
+        s.seen = generation;
+        if s.stamp != now {
+            s.entries.clear();
+            s.stamp = now;
+            s.epoch += 1;
         }
     }
 
@@ -89,21 +135,16 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         if self.ttl.is_zero() {
             return Lookup::Miss(Ticket(None, u64::MAX));
         }
-        let now = stamp_id(&self.stamp);
         let Ok(mut s) = self.state.lock() else {
             return Lookup::Miss(Ticket(None, u64::MAX));
         };
-        if s.stamp != now {
-            s.entries.clear();
-            s.stamp = now;
-            s.epoch += 1;
-        }
+        self.refresh(&mut s);
         if let Some((v, at)) = s.entries.get(key)
             && at.elapsed() < self.ttl
         {
             return Lookup::Hit(v.clone());
         }
-        Lookup::Miss(Ticket(now, s.epoch))
+        Lookup::Miss(Ticket(s.stamp, s.epoch))
     }
 
     /// Keeps `value` for `key` if nothing changed since the ticket was handed out.
@@ -114,7 +155,8 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         let Ok(mut s) = self.state.lock() else {
             return;
         };
-        if s.epoch != ticket.1 || s.stamp != ticket.0 || stamp_id(&self.stamp) != ticket.0 {
+        self.refresh(&mut s);
+        if s.epoch != ticket.1 || s.stamp != ticket.0 {
             return;
         }
         if s.entries.len() >= MAX_ENTRIES {
@@ -223,5 +265,81 @@ mod tests {
             c.put(t, i.to_string(), 0);
         }
         assert!(c.state.lock().unwrap().entries.len() <= MAX_ENTRIES);
+    }
+
+    /// A request arriving through the event loop, as a session gets it: one byte sent,
+    /// awaited until readable and read, then read dry (which clears the readiness, so the
+    /// next turn really waits for the next event).
+    async fn turn(a: &mut tokio::net::UnixStream, b: &tokio::net::UnixStream) {
+        use tokio::io::AsyncWriteExt;
+        a.write_all(b"?").await.unwrap();
+        let mut buf = [0u8; 8];
+        loop {
+            b.readable().await.unwrap();
+            match b.try_read(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, 1);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let dry = b.try_read(&mut buf).unwrap_err();
+        assert_eq!(dry.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    /// What the daemon sees: a change made before a request was sent is in force when the
+    /// event loop hands that request over, and a hit costs no stat.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watched_stamp_is_stated_only_after_a_change() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = dir.path().join("directory.stamp");
+        bump(&stamp, 1);
+        let watch = StampWatch::new(&stamp).map(Arc::new);
+        assert!(watch.is_some(), "inotify works here");
+        let c = Cache::with_watch(Duration::from_secs(60), stamp.clone(), watch);
+        let Lookup::Miss(t) = c.get(&"a".to_owned()) else {
+            panic!()
+        };
+        c.put(t, "a".into(), 1);
+        let before = c.stats.load(Relaxed);
+        for _ in 0..100 {
+            assert_eq!(hit(&c, "a"), Some(1));
+        }
+        assert_eq!(c.stats.load(Relaxed), before, "hits stat the stamp");
+        // Other files beside the stamp (a database, the stamp's temporary) change nothing.
+        std::fs::write(dir.path().join("directory.stamp.1"), "x").unwrap();
+        std::fs::write(dir.path().join("db"), "x").unwrap();
+        let (mut a, b) = tokio::net::UnixStream::pair().unwrap();
+        turn(&mut a, &b).await;
+        assert_eq!(hit(&c, "a"), Some(1));
+        for n in 2..5 {
+            // mailctl replaces the stamp, then a request arrives: it is answered fresh.
+            bump(&stamp, n);
+            turn(&mut a, &b).await;
+            assert_eq!(hit(&c, "a"), None, "change {n} not seen");
+            let Lookup::Miss(t) = c.get(&"a".to_owned()) else {
+                panic!()
+            };
+            c.put(t, "a".into(), n);
+            assert_eq!(hit(&c, "a"), Some(n));
+        }
+        // Removed, and `touch`ed in place, are changes too.
+        std::fs::remove_file(&stamp).unwrap();
+        turn(&mut a, &b).await;
+        assert_eq!(hit(&c, "a"), None);
+        std::fs::write(&stamp, "5").unwrap();
+        let Lookup::Miss(t) = c.get(&"a".to_owned()) else {
+            panic!()
+        };
+        c.put(t, "a".into(), 5);
+        assert_eq!(hit(&c, "a"), Some(5));
+        let f = std::fs::File::options().write(true).open(&stamp).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        turn(&mut a, &b).await;
+        assert_eq!(hit(&c, "a"), None, "touch not seen");
     }
 }

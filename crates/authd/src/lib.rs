@@ -16,6 +16,7 @@ mod metrics;
 mod shared_policy;
 mod socketmap;
 mod userdb;
+mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -95,9 +96,15 @@ pub async fn run(
         .context("opening the directory database")?;
     let ttl = config.authd.cache_ttl_secs.duration();
     let stamp = directory.change_stamp().to_owned();
+    // With a cache, an inotify watch spares a stat of the stamp per lookup.
+    let watch = if ttl.is_zero() {
+        None
+    } else {
+        watch::StampWatch::new(&stamp).map(Arc::new)
+    };
     let ctx = Arc::new(Ctx {
-        maps: cache::Cache::new(ttl, stamp.clone()),
-        users: cache::Cache::new(ttl, stamp),
+        maps: cache::Cache::with_watch(ttl, stamp.clone(), watch.clone()),
+        users: cache::Cache::with_watch(ttl, stamp, watch),
         config,
         policy: directory.shared_policy(),
         directory: directory.clone(),

@@ -216,6 +216,10 @@ async fn cached_account(
     Ok(account)
 }
 
+/// authd's own ids, asked once (they never change: authd does not switch users after start).
+static OWN_UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+static OWN_GID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 /// The userdb fields of an account; `host=` (Dovecot's field) when it lives on another
 /// node (`[proxy]`), so that a delivery agent or IMAP server can tell it is not served here.
 pub(crate) fn fields(
@@ -231,12 +235,12 @@ pub(crate) fn fields(
         .authd
         .userdb
         .uid
-        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+        .unwrap_or_else(|| *OWN_UID.get_or_init(|| nix::unistd::getuid().as_raw()));
     let gid = c
         .authd
         .userdb
         .gid
-        .unwrap_or_else(|| nix::unistd::getgid().as_raw());
+        .unwrap_or_else(|| *OWN_GID.get_or_init(|| nix::unistd::getgid().as_raw()));
     let mut f = vec![
         ("home".to_owned(), expand_template(&home_t, address)),
         ("uid".to_owned(), uid.to_string()),
