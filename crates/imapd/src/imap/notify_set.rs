@@ -303,6 +303,19 @@ fn log_rename(root: &Path, old: &str, new: &str) {
     });
 }
 
+/// Takes back [`log_rename`]'s entry for a RENAME that did not take place.
+fn unlog_rename(root: &Path, old: &str, new: &str) {
+    let Ok(mut log) = RENAMES.lock() else {
+        return;
+    };
+    if let Some(i) = log
+        .iter()
+        .rposition(|r| r.root == root && r.old == old && r.new == new)
+    {
+        log.remove(i);
+    }
+}
+
 /// The logged renames under `root`, oldest first.
 fn renames_under(root: &Path) -> Vec<(String, String)> {
     let now = Instant::now();
@@ -1006,6 +1019,17 @@ impl Session {
     pub(crate) fn notify_touched(&self, body: &CommandBody<'_>) -> Option<Touched> {
         let utf8 = self.utf8();
         let name = |m| names::decode(m, utf8);
+        // A RENAME is logged before it runs: another session's watch can fire as soon as the
+        // directory moves, before this command returns, and must then find it in the log.
+        // [`Session::notify_absorb`] takes the entry back if the rename did not take place.
+        // INBOX's is not logged: §5.4 "a new INBOX is assumed to be created".
+        if let CommandBody::Rename { from, to } = body
+            && let (Some(f), Some(t)) = (name(from), name(to))
+            && f != "INBOX"
+            && let Some(user) = self.state.user()
+        {
+            log_rename(user.maildir.root(), &f, &t);
+        }
         if let CommandBody::Rename { from, to } = body
             && self.notify.state.is_none()
         {
@@ -1067,15 +1091,16 @@ impl Session {
     /// After a command: takes in silently what the session did itself (`touched`, from
     /// [`Session::notify_touched`]), then sends MessageNew's FETCH for new messages.
     pub(crate) fn notify_absorb(&mut self, touched: Option<Touched>, out: &mut Vec<u8>) {
-        // A RENAME that took place (the old name gone, the new one there) is logged for the
-        // other sessions. INBOX's is not: §5.4 "a new INBOX is assumed to be created".
+        // A RENAME was logged for the other sessions before it ran (see
+        // [`Session::notify_touched`]); one that did not take place (the old name still
+        // there or the new one missing) is taken back.
         if let Some((from, to)) = touched.as_ref().and_then(|t| t.rename.as_ref())
             && from != "INBOX"
             && let Some(user) = self.state.user()
-            && user.maildir.folder_exists(to).unwrap_or(false)
-            && !user.maildir.folder_exists(from).unwrap_or(true)
+            && (!user.maildir.folder_exists(to).unwrap_or(false)
+                || user.maildir.folder_exists(from).unwrap_or(true))
         {
-            log_rename(user.maildir.root(), from, to);
+            unlog_rename(user.maildir.root(), from, to);
         }
         if let Some(t) = touched {
             let w = self.wire();

@@ -743,3 +743,44 @@ fn a_rename_by_another_session_is_one_list_with_oldname() {
     assert!(r.contains("r NO"), "{r}");
     assert_eq!(wake(&mut follower), "");
 }
+
+/// §5.4 with the race the e2e test met under load: the follower's watch fires when the
+/// directory moves, while the renaming session's command is still running (before it
+/// returns and takes in its own change). The rename must already be known then, or the
+/// follower reports a creation and a removal instead of one LIST with OLDNAME. Seen failing
+/// while the rename was logged only after the command (`* LIST () "/" "B"` and
+/// `* LIST (\NonExistent) "/" "A"`).
+#[test]
+fn a_rename_seen_before_the_renaming_command_returns_has_oldname() {
+    let (_d, md) = setup();
+    md.create_folder("A").unwrap();
+    let mut follower = session(&md);
+    let r = run(&mut follower, "n NOTIFY SET (personal (MailboxName))");
+    assert!(r.contains("n OK"), "{r}");
+    let mut other = session(&md);
+    let (_, cmd) = CommandCodec::default()
+        .decode(b"r RENAME A B\r\n")
+        .expect("RENAME parses");
+    let cmd = cmd.into_static();
+    // The command has begun: what it will touch is known, then the directory moves.
+    let touched = other.notify_touched(&cmd.body);
+    md.rename_folder("A", "B").unwrap();
+    let r = wake(&mut follower);
+    assert_eq!(r, "* LIST () \"/\" \"B\" (\"OLDNAME\" (\"A\"))\r\n");
+    let mut out = Vec::new();
+    other.notify_absorb(touched, &mut out);
+    assert_eq!(wake(&mut follower), "");
+    // A RENAME that does not take place is taken back from the log: a later removal and
+    // creation of those names done outside imapd are not announced as a rename.
+    let (_, cmd) = CommandCodec::default()
+        .decode(b"r RENAME B C\r\n")
+        .expect("RENAME parses");
+    let cmd = cmd.into_static();
+    let touched = other.notify_touched(&cmd.body);
+    let mut out = Vec::new();
+    other.notify_absorb(touched, &mut out);
+    md.delete_folder("B").unwrap();
+    md.create_folder("C").unwrap();
+    let r = wake(&mut follower);
+    assert!(!r.contains("OLDNAME"), "{r}");
+}
