@@ -18,6 +18,7 @@ use super::super::session::{Flow, Session, store_error};
 use super::super::shared::{Owner, deny};
 use super::super::tagged::{Tagged, other};
 use super::ext::Job;
+use super::token;
 
 /// Longest argument (a mailbox name, an identifier or a rights string).
 const MAX_ARG: usize = 4096;
@@ -76,41 +77,13 @@ fn astrings(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
             return None;
         }
         let (tok, next) = match raw[i] {
-            b'"' => {
-                let mut s = Vec::new();
-                let mut j = i + 1;
-                loop {
-                    match raw.get(j)? {
-                        b'"' => break,
-                        b'\\' => {
-                            let c = *raw.get(j + 1)?;
-                            if c != b'"' && c != b'\\' {
-                                return None;
-                            }
-                            s.push(c);
-                            j += 2;
-                        }
-                        b'\r' | b'\n' | 0 => return None,
-                        c => {
-                            s.push(*c);
-                            j += 1;
-                        }
-                    }
-                }
-                (s, j + 1)
-            }
+            b'"' => token::quoted(raw, i)?,
             b'{' => {
-                let close = i + raw[i..].iter().position(|&b| b == b'}')?;
-                let spec = std::str::from_utf8(&raw[i + 1..close]).ok()?;
-                let n: usize = spec.trim_end_matches('+').parse().ok()?;
-                if n > MAX_ARG {
+                let (l, next) = token::literal(raw, i)?;
+                if l.range.len() > MAX_ARG {
                     return None;
                 }
-                let data = close + 1 + 2;
-                if raw.get(close + 1..data)? != b"\r\n" {
-                    return None;
-                }
-                (raw.get(data..data + n)?.to_vec(), data + n)
+                (raw[l.range].to_vec(), next)
             }
             _ => {
                 let end = raw[i..]

@@ -32,6 +32,7 @@ pub(crate) mod objectid;
 pub(crate) mod preview;
 pub(crate) mod search;
 pub(crate) mod searchres;
+pub(crate) mod token;
 pub(crate) mod uidonly;
 
 use imap_codec::imap_types::command::{Command, CommandBody};

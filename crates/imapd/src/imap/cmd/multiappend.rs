@@ -25,6 +25,7 @@ use postern_maildir::Flags;
 use super::catenate::{self, CatPart, Sources};
 use super::ext::Job;
 use super::mailboxes::{no_trycreate, stored_exactly};
+use super::token;
 use crate::imap::names;
 use crate::imap::resp::num_set;
 use crate::imap::session::{Flow, Session, store_error};
@@ -283,53 +284,19 @@ impl<'a> Reader<'a> {
 
     /// A quoted string's contents (`\"` and `\\` unescaped); no CR, LF or NUL.
     fn quoted(&mut self) -> Option<Vec<u8>> {
-        self.byte(b'"')?;
-        let mut v = Vec::new();
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    self.pos += 1;
-                    return Some(v);
-                }
-                b'\\' => {
-                    self.pos += 1;
-                    let c = self.peek()?;
-                    if c != b'"' && c != b'\\' {
-                        return None;
-                    }
-                    v.push(c);
-                }
-                b'\r' | b'\n' | 0 => return None,
-                c => v.push(c),
-            }
-            self.pos += 1;
-        }
+        let (v, next) = token::quoted(self.raw, self.pos)?;
+        self.pos = next;
+        Some(v)
     }
 
     /// `{n}`, `{n+}`, `~{n}` or `~{n+}`, CRLF, then n octets.
     fn literal(&mut self) -> Option<Lit> {
-        let binary = self.byte(b'~').is_some();
-        self.byte(b'{')?;
-        let start = self.pos;
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        let digits = &self.raw[start..self.pos];
-        if digits.is_empty() || digits.len() > 10 {
-            return None;
-        }
-        let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        let _ = self.byte(b'+');
-        self.byte(b'}')?;
-        let _ = self.byte(b'\r');
-        self.byte(b'\n')?;
-        let end = self.pos.checked_add(n)?;
-        if end > self.raw.len() {
-            return None;
-        }
-        let range = self.pos..end;
-        self.pos = end;
-        Some(Lit { range, binary })
+        let (l, next) = token::literal(self.raw, self.pos)?;
+        self.pos = next;
+        Some(Lit {
+            range: l.range,
+            binary: l.binary,
+        })
     }
 
     /// `(` flags `)`: system flags and keywords; `\Recent` is ignored, another `\Name` or an

@@ -30,6 +30,7 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 
 use super::super::session::{Flow, Session};
 use super::super::tagged::Tagged;
+use super::token;
 
 /// Mailbox names one NOTIFY may name (`subtree` and `mailboxes` filters together).
 pub(crate) const MAX_MAILBOXES: usize = 1000;
@@ -306,61 +307,18 @@ impl<'a> Parser<'a> {
     fn astring(&mut self) -> Result<Vec<u8>, Refusal> {
         match self.peek() {
             Some(b'"') => {
-                self.i += 1;
-                let mut v = Vec::new();
-                loop {
-                    match self.peek() {
-                        None | Some(b'\r' | b'\n') => {
-                            return Err(Refusal::Bad("Unterminated quoted string"));
-                        }
-                        Some(b'"') => {
-                            self.i += 1;
-                            return Ok(v);
-                        }
-                        Some(b'\\') => {
-                            self.i += 1;
-                            match self.peek() {
-                                Some(c @ (b'"' | b'\\')) => {
-                                    v.push(c);
-                                    self.i += 1;
-                                }
-                                _ => return Err(Refusal::Bad("Bad escape in quoted string")),
-                            }
-                        }
-                        Some(c) => {
-                            v.push(c);
-                            self.i += 1;
-                        }
-                    }
-                }
-            }
-            Some(b'{') => {
-                let close = self.s[self.i..]
-                    .iter()
-                    .take(24)
-                    .position(|&b| b == b'}')
-                    .ok_or(Refusal::Bad("Bad literal"))?;
-                let inner = &self.s[self.i + 1..self.i + close];
-                let digits = inner.strip_suffix(b"+").unwrap_or(inner);
-                let n: usize = std::str::from_utf8(digits)
-                    .ok()
-                    .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|d| d.parse().ok())
-                    .ok_or(Refusal::Bad("Bad literal"))?;
-                self.i += close + 1;
-                if !self.s[self.i..].starts_with(b"\r\n") {
-                    return Err(Refusal::Bad("Bad literal"));
-                }
-                self.i += 2;
-                let end = self
-                    .i
-                    .checked_add(n)
-                    .filter(|e| *e <= self.s.len())
-                    .ok_or(Refusal::Bad("Short literal"))?;
-                let v = self.s[self.i..end].to_vec();
-                self.i = end;
+                let (v, next) =
+                    token::quoted(self.s, self.i).ok_or(Refusal::Bad("Bad quoted string"))?;
+                self.i = next;
                 Ok(v)
             }
+            Some(b'{') => match token::literal(self.s, self.i) {
+                Some((l, next)) => {
+                    self.i = next;
+                    Ok(self.s[l.range].to_vec())
+                }
+                None => Err(Refusal::Bad("Bad literal")),
+            },
             _ => {
                 let start = self.i;
                 while let Some(b) = self.peek() {
