@@ -64,7 +64,7 @@ else
   cargo build -q -p postern-authd -p postern-mailctl -p postern-lmtp-deliver -p postern-smtpd -p postern-bench
 fi
 B=${BIN_DIR:-$REPO/target/$PROFILE}
-WORK=$(mktemp -d /var/tmp/postern-bench-XXXXXX)
+WORK=$(mktemp -d "${WORK_ROOT:-/var/tmp}/postern-bench-XXXXXX")
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

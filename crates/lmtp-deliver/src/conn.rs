@@ -88,6 +88,8 @@ async fn drive(
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut work: VecDeque<Action> = VecDeque::new();
+    // Held from a read that brought input until the next wait for input (crate::busy).
+    let mut busy: Option<crate::busy::Busy> = None;
     loop {
         // Run everything the session asked for, in order.
         let mut out = Vec::new();
@@ -146,6 +148,7 @@ async fn drive(
         if session.is_closed() {
             return;
         }
+        busy = None;
         let now = Instant::now();
         let wait = idle.min(deadline.saturating_duration_since(now));
         let read = tokio::select! {
@@ -157,7 +160,10 @@ async fn drive(
         };
         match read {
             Ok(Ok(0)) => return,
-            Ok(Ok(n)) => push(&mut work, session.input(&buf[..n])),
+            Ok(Ok(n)) => {
+                busy.get_or_insert_with(crate::busy::Busy::enter);
+                push(&mut work, session.input(&buf[..n]));
+            }
             Ok(Err(e)) => {
                 debug!(error = %e, "read failed");
                 return;

@@ -248,9 +248,14 @@ impl One<'_> {
             allow_special_use: self.ctx.config.lmtp.plus_address_special_use,
         };
         let stored = crlf_to_lf(&message).into_owned();
-        let planned = blocking(move || Ok(plan.run(stored)))
-            .await
-            .map_err(DeliverError::Store)?;
+        let planned = if crate::busy::alone().await && plan.small(stored.len()) {
+            // The only connection at work: nothing else needs this thread meanwhile.
+            plan.run(stored)
+        } else {
+            blocking(move || Ok(plan.run(stored)))
+                .await
+                .map_err(DeliverError::Store)?
+        };
         let Planned {
             delivery,
             later,
@@ -551,6 +556,13 @@ enum Later {
 }
 
 impl Plan {
+    /// Whether a delivery of `len` bytes is small enough to run on the runtime's thread when
+    /// it is alone ([`crate::busy`]): its write and fsync take about as long as a slot
+    /// commit in smtpd's queue, and a Sieve script is bounded by the run limits.
+    fn small(&self, len: usize) -> bool {
+        len <= INLINE_MAX
+    }
+
     /// Opens the Maildir once, runs the user's script, resolves the default folder and
     /// hands every copy to [`Maildir::deliver_copies`], which checks the quota first.
     fn run(self, mut stored: Vec<u8>) -> Planned {
@@ -761,6 +773,9 @@ fn sanitize(s: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// Largest message delivered on the runtime's thread ([`Plan::small`]).
+const INLINE_MAX: usize = 256 << 10;
 
 /// Runs `f` on the blocking pool, inside the caller's span (so its events carry the queue id).
 async fn blocking<T: Send + 'static>(

@@ -9,6 +9,7 @@
 //! `[tls]`'s certificate (`tls`).
 #![forbid(unsafe_code)]
 
+mod busy;
 mod conn;
 mod deliver;
 mod metrics;

@@ -116,7 +116,7 @@ mod slots;
 mod spool;
 
 pub use backoff::Backoff;
-pub use commit::{CommitTask, Committer};
+pub use commit::{CommitTask, Committer, InlineWhen};
 pub use envelope::{Destination, Envelope, Notify, Origin, RcptStatus, Recipient, Ret};
 pub use error::{QueueError, Result};
 pub use format::{MAGIC, MAX_ENVELOPE_JSON};
