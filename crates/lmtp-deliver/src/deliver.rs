@@ -296,8 +296,7 @@ impl One<'_> {
             };
             let copies = vec![MessageCopy::to(Destination::Inbox); failed_redirects];
             let kept = blocking(move || {
-                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)?
-                    .deliver_copies(&stored, &copies, quota)
+                Maildir::at(&dir, Maildir::DEFAULT_DIR_MODE).deliver_copies(&stored, &copies, quota)
             })
             .await;
             match kept {
@@ -570,21 +569,10 @@ impl Plan {
             0 => QuotaPolicy::Unlimited,
             q => QuotaPolicy::Enforce(QuotaLimit::from(q)),
         };
-        let maildir = match Maildir::open_or_create(&self.maildir, Maildir::DEFAULT_DIR_MODE) {
-            Ok(m) => Ok(m),
-            // The quota cannot be checked: a temporary failure before anything else.
-            Err(e) if self.quota > 0 => {
-                return Planned {
-                    delivery: Err(e),
-                    later: Vec::new(),
-                    reject: None,
-                    stored,
-                    header_edits: HeaderEdits::default(),
-                };
-            }
-            Err(e) => Err(e),
-        };
-        let (actions, header_edits) = self.sieve_actions(maildir.as_ref().ok());
+        // Nothing is looked at on disk here: the delivery creates what is missing (a user's
+        // first message makes the Maildir) and quota counts a missing Maildir as empty.
+        let maildir = Maildir::at(&self.maildir, Maildir::DEFAULT_DIR_MODE);
+        let (actions, header_edits) = self.sieve_actions(Some(&maildir));
         if !header_edits.is_empty() {
             // The script's header edits, below the trace fields (RFC 5293: every copy
             // stored or redirected carries them).
@@ -593,7 +581,7 @@ impl Plan {
             stored.truncate(at);
             stored.extend_from_slice(&edited);
         }
-        let default_folder = maildir.as_ref().ok().and_then(|m| self.default_folder(m));
+        let default_folder = self.default_folder(&maildir);
         let mut copies = Vec::new();
         let mut later = Vec::new();
         let mut reject = None;
@@ -631,14 +619,7 @@ impl Plan {
                 SieveAction::Vacation(v) => later.push(Later::Vacation(v)),
             }
         }
-        let delivery = match maildir {
-            Ok(m) => m.deliver_copies(&stored, &copies, quota),
-            // No Maildir: every copy fails with that error (redirects still go out).
-            Err(e) => Ok(RecipientDelivery::Stored(StoredCopies {
-                first_error: (!copies.is_empty()).then_some(e),
-                ..StoredCopies::default()
-            })),
-        };
+        let delivery = maildir.deliver_copies(&stored, &copies, quota);
         Planned {
             delivery,
             later,

@@ -1,4 +1,4 @@
-//! Durable delivery (`tmp/` → `new/` or `cur/`) and cleaning of `tmp/`.
+//! Durable delivery (an unnamed file, or `tmp/`, → `new/` or `cur/`) and cleaning of `tmp/`.
 //!
 //! # Line endings
 //! The bytes given are stored exactly. Like Dovecot, which keeps LF line endings in Maildir
@@ -7,25 +7,49 @@
 //! either kind of input.
 //!
 //! # Crash safety
-//! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed: only a
-//!    complete file ever gets past this step.
-//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>` when flags are set). `link` is
-//!    atomic and never replaces an existing file: the name appears whole or not at all. Where
-//!    hard links are not supported, `rename` (also atomic) is used instead.
+//! 1. The message is written to an unnamed file (`O_TMPFILE`) in the target directory (`new/`,
+//!    or `cur/` when flags are set), then `fsync`ed: only a complete file ever gets past this
+//!    step. No name exists yet, so no reader can see it.
+//! 2. It is given its name, `new/<name>` or `cur/<name>:2,<flags>`, with `linkat` (through
+//!    `/proc/self/fd/N`). `link` is atomic and never replaces an existing file: the name
+//!    appears whole or not at all, and a name that is taken (`EEXIST`) is tried again with a
+//!    new one (the file is durable already).
 //! 3. The target directory is `fsync`ed, making the new entry durable. Only then is `Ok`
 //!    returned, so an acknowledged message survives a crash.
+//!
+//! A crash before step 2 leaves no name anywhere: the kernel frees an unnamed file when it is
+//! closed, and after a power cut the file system does (journaled ext4 and XFS from their
+//! orphan lists at mount; ext4 without a journal at the fsck its unclean mount needs). A crash between 2 and 3 leaves
+//! either no entry or an entry to a complete, fsynced file. On any error the unnamed file is
+//! closed (and so freed), and if the directory fsync fails the new entry is removed, so a
+//! retry does not duplicate it. No `tmp/` entry is made: one synchronous write of `tmp/` and
+//! its create and unlink less per message.
+//!
+//! Where unnamed files cannot be used (the kernel or file system refuses `O_TMPFILE`, or there
+//! is no `/proc` to link through; decided once per process), the classic path is taken:
+//! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed.
+//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>`), another name when that one
+//!    is taken. Where hard links are not supported, `rename` (also atomic) is used instead,
+//!    after checking the target is absent.
+//! 3. The target directory is `fsync`ed; only then is `Ok` returned.
 //! 4. The `tmp/` name is removed (no fsync needed: a leftover is only a second name).
 //!
-//! A crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
-//! [`Maildir::clean_tmp`] removes after 36 hours. A crash between 2 and 3 leaves either no
-//! entry or an entry to a complete, fsynced file. On any error the `tmp/` file is removed, and
-//! if the directory fsync fails the new entry is removed too, so a retry does not duplicate it.
+//! There a crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
+//! [`Maildir::clean_tmp`] removes after 36 hours; on any error the `tmp/` file is removed.
+//!
+//! # Directories
+//! A delivery does not stat the mailbox directories first: they are looked at only when a step
+//! finds something missing. Then INBOX's root is created with its parents, a folder must exist
+//! ([`MaildirError::NoSuchFolder`]), missing `cur/ new/ tmp/` are created (each directory
+//! created is made durable by an fsync of its parent), and the step is tried again, once.
+//! So [`Maildir::at`] (which touches nothing) is enough to deliver to a user's first message.
 
 use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -33,7 +57,10 @@ use nix::errno::Errno;
 use crate::error::{IoContext, MaildirError, Result};
 use crate::filename;
 use crate::flags::{Flags, info_suffix};
-use crate::fsutil::{create_excl, fsync_dir, is_not_found, now_secs};
+use crate::fsutil::{
+    LinkError, create_excl, create_unnamed, fsync_dir, is_not_found, link_unnamed, now_secs,
+    open_dir,
+};
 use crate::keywords::{DroppedKeyword, letters_for};
 use crate::quota::{Quota, QuotaLimit};
 use crate::store::Maildir;
@@ -168,69 +195,34 @@ impl Maildir {
         flags: &Flags,
     ) -> Result<Delivered> {
         let dir = self.mailbox_dir(folder)?;
-        // The folder and its `cur/ new/ tmp/` are looked at only when a step finds something
-        // missing (not with a stat and a mkdir of each per message): then the folder must
-        // exist, the missing subdirectories are created as before, and the step is retried.
-        let mut checked = false;
-        let check = |checked: &mut bool| -> Result<()> {
-            *checked = true;
-            if !dir.is_dir() {
-                return Err(MaildirError::NoSuchFolder(
-                    folder.unwrap_or("INBOX").to_owned(),
-                ));
-            }
-            self.ensure_subdirs(&dir)
+        let mut check = Check {
+            maildir: self,
+            dir: &dir,
+            folder,
+            done: false,
         };
         if !flags.keywords.is_empty() {
-            check(&mut checked)?;
+            check.run()?;
         }
         let (letters, dropped_keywords) = letters_for(&dir, &flags.keywords, self.file_mode())?;
         let info = info_suffix(flags, &letters);
 
         let size = message.len() as u64;
         let vsize = virtual_size(message);
-        let tmp_dir = dir.join("tmp");
-        let (base, tmp_path) = match self.write_tmp(&tmp_dir, message, size, vsize) {
-            Err(MaildirError::Io {
-                op: "create",
-                source,
-                ..
-            }) if !checked && missing(&source) => {
-                check(&mut checked)?;
-                self.write_tmp(&tmp_dir, message, size, vsize)?
+        let target_dir = dir.join(if info.is_empty() { "new" } else { "cur" });
+        let mut stored = None;
+        if unnamed_enabled() {
+            stored = self.store_unnamed(&target_dir, message, &info, size, vsize, &mut check)?;
+            if stored.is_none() {
+                UNNAMED.store(false, Ordering::Relaxed);
             }
-            r => r?,
+        }
+        let (name, path) = match stored {
+            Some(stored) => stored,
+            None => {
+                self.store_via_tmp(&dir, &target_dir, message, &info, size, vsize, &mut check)?
+            }
         };
-
-        let (target_dir, name) = if info.is_empty() {
-            (dir.join("new"), base)
-        } else {
-            (dir.join("cur"), format!("{base}{info}"))
-        };
-        let path = target_dir.join(&name);
-        let mut linked = link_or_rename(&tmp_path, &path);
-        if let Err(e) = &linked
-            && !checked
-            && missing(e)
-        {
-            linked = match check(&mut checked) {
-                Ok(()) => link_or_rename(&tmp_path, &path),
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp_path);
-                    return Err(e);
-                }
-            };
-        }
-        if let Err(e) = linked {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(MaildirError::io("link", &path, e));
-        }
-        if let Err(e) = fsync_dir(&target_dir) {
-            let _ = fs::remove_file(&path);
-            let _ = fs::remove_file(&tmp_path);
-            return Err(e);
-        }
-        let _ = fs::remove_file(&tmp_path);
         Ok(Delivered {
             path,
             name,
@@ -238,6 +230,133 @@ impl Maildir {
             vsize,
             dropped_keywords,
         })
+    }
+
+    /// Steps 1–3 with an unnamed file: written and fsynced in `target_dir`, linked, the
+    /// directory fsynced. `Ok(None)`: unnamed files cannot be used here (nothing was stored).
+    fn store_unnamed(
+        &self,
+        target_dir: &Path,
+        message: &[u8],
+        info: &str,
+        size: u64,
+        vsize: u64,
+        check: &mut Check<'_>,
+    ) -> Result<Option<(String, PathBuf)>> {
+        let mut dir = match open_dir(target_dir) {
+            Err(e) if missing(&e) && check.again()? => open_dir(target_dir),
+            r => r,
+        }
+        .ctx("open directory", target_dir)?;
+        let mut file = match create_unnamed(&dir, self.file_mode()) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            // The directory went away after it was opened.
+            Err(e) if missing(&e) && check.again()? => {
+                dir = open_dir(target_dir).ctx("open directory", target_dir)?;
+                match create_unnamed(&dir, self.file_mode()).ctx("create", target_dir)? {
+                    Some(f) => f,
+                    None => return Ok(None),
+                }
+            }
+            Err(e) => return Err(MaildirError::io("create", target_dir, e)),
+        };
+        // From here on, any return drops `file`: an unnamed file is freed when closed.
+        file.write_all(message).ctx("write", target_dir)?;
+        file.sync_all().ctx("fsync", target_dir)?;
+        before_link();
+        let mut tries = 0;
+        let (path, name) = loop {
+            if tries == NAME_TRIES {
+                return Err(MaildirError::NameCollision {
+                    dir: target_dir.to_path_buf(),
+                });
+            }
+            tries += 1;
+            let name = format!("{}{info}", next_base(size, vsize));
+            match link_unnamed(&file, &dir, &name) {
+                Ok(()) => break (target_dir.join(&name), name),
+                Err(LinkError::Exists) => {}
+                Err(LinkError::Unsupported) => return Ok(None),
+                Err(LinkError::Other(e)) if missing(&e) && check.again()? => {
+                    dir = open_dir(target_dir).ctx("open directory", target_dir)?;
+                    tries -= 1;
+                }
+                Err(LinkError::Other(e)) => {
+                    return Err(MaildirError::io("link", target_dir.join(&name), e));
+                }
+            }
+        };
+        drop(file);
+        if let Err(e) = dir.sync_all() {
+            let _ = fs::remove_file(&path);
+            return Err(MaildirError::io("fsync directory", target_dir, e));
+        }
+        Ok(Some((name, path)))
+    }
+
+    /// Steps 1–4 through `tmp/` (where unnamed files cannot be used).
+    #[allow(clippy::too_many_arguments)]
+    fn store_via_tmp(
+        &self,
+        dir: &Path,
+        target_dir: &Path,
+        message: &[u8],
+        info: &str,
+        size: u64,
+        vsize: u64,
+        check: &mut Check<'_>,
+    ) -> Result<(String, PathBuf)> {
+        let tmp_dir = dir.join("tmp");
+        let (mut base, tmp_path) = match self.write_tmp(&tmp_dir, message, size, vsize) {
+            Err(MaildirError::Io {
+                op: "create",
+                source,
+                ..
+            }) if missing(&source) && check.again()? => {
+                self.write_tmp(&tmp_dir, message, size, vsize)?
+            }
+            r => r?,
+        };
+        before_link();
+        let mut tries = 0;
+        let linked = loop {
+            if tries == NAME_TRIES {
+                break Err(MaildirError::NameCollision {
+                    dir: target_dir.to_path_buf(),
+                });
+            }
+            tries += 1;
+            let name = format!("{base}{info}");
+            let path = target_dir.join(&name);
+            match link_or_rename(&tmp_path, &path) {
+                Ok(()) => break Ok((name, path)),
+                // Taken in new/ or cur/ (by another writer): another name for the link.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    base = next_base(size, vsize);
+                }
+                Err(e) if missing(&e) => match check.again() {
+                    Ok(true) => tries -= 1,
+                    Ok(false) => break Err(MaildirError::io("link", &path, e)),
+                    Err(e) => break Err(e),
+                },
+                Err(e) => break Err(MaildirError::io("link", &path, e)),
+            }
+        };
+        let (name, path) = match linked {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fsync_dir(target_dir) {
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        let _ = fs::remove_file(&tmp_path);
+        Ok((name, path))
     }
 
     /// One recipient's delivery in one call: the quota checked (per `quota`), then each copy's
@@ -302,8 +421,8 @@ impl Maildir {
         size: u64,
         vsize: u64,
     ) -> Result<(String, PathBuf)> {
-        for _ in 0..8 {
-            let base = filename::generate(size, vsize);
+        for _ in 0..NAME_TRIES {
+            let base = next_base(size, vsize);
             let path = tmp_dir.join(&base);
             let mut file = match create_excl(&path, self.file_mode()) {
                 Ok(f) => f,
@@ -358,6 +477,84 @@ impl Maildir {
     }
 }
 
+/// Names tried before giving up with [`MaildirError::NameCollision`].
+const NAME_TRIES: usize = 8;
+
+/// Whether this process stores through unnamed files (`O_TMPFILE`). Cleared for good the
+/// first time the kernel or the file system refuses them, or `/proc` is missing: from then on
+/// every delivery goes through `tmp/`.
+static UNNAMED: AtomicBool = AtomicBool::new(true);
+
+fn unnamed_enabled() -> bool {
+    #[cfg(test)]
+    if TEST_FORCE_TMP.get() {
+        return false;
+    }
+    UNNAMED.load(Ordering::Relaxed)
+}
+
+/// Looks at the mailbox directory once per delivery, and only when a step found something
+/// missing: INBOX's root is then created with its parents (as [`Maildir::open_or_create`]
+/// does), a folder must exist, and missing `cur/ new/ tmp/` are created, all durably.
+struct Check<'a> {
+    maildir: &'a Maildir,
+    dir: &'a Path,
+    folder: Option<&'a str>,
+    done: bool,
+}
+
+impl Check<'_> {
+    fn run(&mut self) -> Result<()> {
+        self.done = true;
+        if self.dir == self.maildir.root() {
+            return self.maildir.ensure_root();
+        }
+        if !self.dir.is_dir() {
+            return Err(MaildirError::NoSuchFolder(
+                self.folder.unwrap_or("INBOX").to_owned(),
+            ));
+        }
+        self.maildir.ensure_subdirs(self.dir)
+    }
+
+    /// After a step found something missing: `Ok(true)` when the step should be tried again
+    /// (the check ran now), `Ok(false)` when the check had run already.
+    fn again(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        self.run().map(|()| true)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    static TEST_FORCE_TMP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static TEST_NAMES: std::cell::RefCell<std::collections::VecDeque<String>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    static TEST_BEFORE_LINK: std::cell::RefCell<Option<Box<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A new base name ([`filename::generate`]; in tests, the queued ones first).
+fn next_base(size: u64, vsize: u64) -> String {
+    #[cfg(test)]
+    if let Some(name) = TEST_NAMES.with_borrow_mut(|q| q.pop_front()) {
+        return name;
+    }
+    filename::generate(size, vsize)
+}
+
+/// Between the durable write and the link (tests change the directories there).
+fn before_link() {
+    #[cfg(test)]
+    TEST_BEFORE_LINK.with_borrow(|hook| {
+        if let Some(hook) = hook {
+            hook()
+        }
+    });
+}
+
 /// An error saying a directory on the path is not there (or is not a directory).
 fn missing(e: &io::Error) -> bool {
     is_not_found(e) || e.kind() == io::ErrorKind::NotADirectory
@@ -386,6 +583,246 @@ fn link_or_rename(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::SystemTime;
+
+    const MSG: &[u8] = b"From: a@example.org\nSubject: hi\n\nHello\n";
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Runs `f` once on the unnamed-file path and once on the `tmp/` path.
+    fn both_paths(f: impl Fn(bool)) {
+        for force_tmp in [false, true] {
+            TEST_FORCE_TMP.set(force_tmp);
+            f(force_tmp);
+        }
+        TEST_FORCE_TMP.set(false);
+    }
+
+    fn before_link_do(hook: impl Fn() + 'static) {
+        TEST_BEFORE_LINK.set(Some(Box::new(hook)));
+    }
+
+    #[test]
+    fn unnamed_delivery_never_touches_tmp() {
+        let t = tempfile::tempdir().unwrap();
+        let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+        let tmp = md.root().join("tmp");
+        // An old time stamp on tmp/: a file created or removed there would change it.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let set_old = || {
+            fs::File::open(&tmp)
+                .unwrap()
+                .set_times(fs::FileTimes::new().set_accessed(old).set_modified(old))
+                .unwrap()
+        };
+        set_old();
+        let seen = Flags {
+            seen: true,
+            ..Flags::default()
+        };
+        let a = md.deliver(None, MSG, &Flags::default()).unwrap();
+        let b = md.deliver(None, MSG, &seen).unwrap();
+        assert_eq!(fs::read(&a.path).unwrap(), MSG);
+        assert_eq!(fs::read(&b.path).unwrap(), MSG);
+        assert_eq!(names(&md.root().join("new")), vec![a.name.clone()]);
+        assert_eq!(names(&md.root().join("cur")), vec![b.name.clone()]);
+        assert!(b.name.ends_with(":2,S"), "{}", b.name);
+        assert_eq!((mode(&a.path), mode(&b.path)), (0o600, 0o600));
+        assert!(names(&tmp).is_empty());
+        assert_eq!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
+        assert_eq!(fs::metadata(&a.path).unwrap().nlink(), 1);
+
+        // A group-shared Maildir: 0660 files although the umask (022) narrows the create.
+        let shared = Maildir::open_or_create(t.path().join("shared"), 0o770).unwrap();
+        let d = shared.deliver(None, MSG, &Flags::default()).unwrap();
+        assert_eq!(mode(&d.path), 0o660);
+        assert!(names(&shared.root().join("tmp")).is_empty());
+
+        // The tmp/ path (forced) does use tmp/.
+        TEST_FORCE_TMP.set(true);
+        set_old();
+        let c = md.deliver(None, MSG, &Flags::default()).unwrap();
+        TEST_FORCE_TMP.set(false);
+        assert_eq!(fs::read(&c.path).unwrap(), MSG);
+        assert_eq!(mode(&c.path), 0o600);
+        assert!(names(&tmp).is_empty());
+        assert_ne!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
+    }
+
+    #[test]
+    fn a_name_taken_in_new_or_cur_is_never_replaced() {
+        both_paths(|force_tmp| {
+            let t = tempfile::tempdir().unwrap();
+            let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+            let taken = filename::generate(MSG.len() as u64, MSG.len() as u64 + 4);
+            fs::write(md.root().join("new").join(&taken), b"older message").unwrap();
+            fs::write(md.root().join("cur").join(format!("{taken}:2,S")), b"older").unwrap();
+            for flags in [
+                Flags::default(),
+                Flags {
+                    seen: true,
+                    ..Flags::default()
+                },
+            ] {
+                TEST_NAMES.with_borrow_mut(|q| q.push_back(taken.clone()));
+                let d = md.deliver(None, MSG, &flags).unwrap();
+                assert!(!d.name.starts_with(&taken), "{force_tmp}: {}", d.name);
+                assert_eq!(fs::read(&d.path).unwrap(), MSG);
+            }
+            assert_eq!(
+                fs::read(md.root().join("new").join(&taken)).unwrap(),
+                b"older message"
+            );
+            assert_eq!(
+                fs::read(md.root().join("cur").join(format!("{taken}:2,S"))).unwrap(),
+                b"older"
+            );
+            assert_eq!(names(&md.root().join("new")).len(), 2);
+            assert_eq!(names(&md.root().join("cur")).len(), 2);
+            assert!(names(&md.root().join("tmp")).is_empty());
+            // Every name taken: an error, nothing left behind.
+            let dir = md.root().join("new");
+            let many: Vec<String> = (0..8)
+                .map(|i| {
+                    let n = format!("{taken}{i}");
+                    fs::write(dir.join(&n), b"x").unwrap();
+                    n
+                })
+                .collect();
+            TEST_NAMES.with_borrow_mut(|q| q.extend(many));
+            let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
+            assert!(
+                matches!(err, MaildirError::NameCollision { .. }),
+                "{force_tmp}: {err}"
+            );
+            assert_eq!(names(&dir).len(), 10);
+            assert!(names(&md.root().join("tmp")).is_empty());
+        });
+    }
+
+    #[test]
+    fn a_failure_after_the_write_leaves_no_file_anywhere() {
+        both_paths(|force_tmp| {
+            let t = tempfile::tempdir().unwrap();
+            let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+            // new/ replaced by a plain file between the write and the link.
+            let new = md.root().join("new");
+            let hook_new = new.clone();
+            before_link_do(move || {
+                fs::remove_dir_all(&hook_new).unwrap();
+                fs::write(&hook_new, b"").unwrap();
+            });
+            let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
+            TEST_BEFORE_LINK.set(None);
+            assert!(err.is_temporary(), "{force_tmp}: {err}");
+            assert!(names(&md.root().join("tmp")).is_empty(), "{force_tmp}");
+            assert!(names(&md.root().join("cur")).is_empty(), "{force_tmp}");
+            assert_eq!(fs::read(&new).unwrap(), b"");
+
+            // new/ removed between the write and the link: it is made again, durably.
+            fs::remove_file(&new).unwrap();
+            fs::create_dir(&new).unwrap();
+            let hook_new = new.clone();
+            before_link_do(move || fs::remove_dir_all(&hook_new).unwrap());
+            let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+            TEST_BEFORE_LINK.set(None);
+            assert_eq!(names(&new), vec![d.name.clone()], "{force_tmp}");
+            assert_eq!(fs::read(&d.path).unwrap(), MSG);
+            assert_eq!(mode(&new), 0o700);
+            assert!(names(&md.root().join("tmp")).is_empty(), "{force_tmp}");
+        });
+    }
+
+    #[test]
+    fn a_maildir_not_there_yet_is_made_by_the_first_delivery() {
+        both_paths(|force_tmp| {
+            let t = tempfile::tempdir().unwrap();
+            let root = t.path().join("example.org/bob/Maildir");
+            let md = Maildir::at(&root, 0o700);
+            assert!(
+                !t.path().join("example.org").exists(),
+                "at() creates nothing"
+            );
+            // Quota of a Maildir that is not there: empty, and nothing is created.
+            assert_eq!(Quota::usage(&md).unwrap(), crate::Usage::default());
+            assert!(!t.path().join("example.org").exists());
+
+            let limit = QuotaLimit::from(1_000_000);
+            let RecipientDelivery::Stored(done) = md
+                .deliver_copies(
+                    MSG,
+                    &[
+                        MessageCopy::to(Destination::Inbox),
+                        MessageCopy::to(Destination::Folder("Nope".into())),
+                    ],
+                    QuotaPolicy::Enforce(limit),
+                )
+                .unwrap()
+            else {
+                panic!("over quota")
+            };
+            assert!(done.first_error.is_none() && done.quota_error.is_none());
+            assert_eq!(done.copies.len(), 2, "{force_tmp}");
+            for dir in [
+                t.path().join("example.org"),
+                t.path().join("example.org/bob"),
+                root.clone(),
+                root.join("cur"),
+                root.join("new"),
+                root.join("tmp"),
+            ] {
+                assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+            }
+            assert_eq!(names(&root.join("new")).len(), 2);
+            assert!(names(&root.join("tmp")).is_empty());
+            let usage = Quota::usage_with_limit(&md, limit).unwrap();
+            assert_eq!((usage.bytes, usage.messages), (2 * MSG.len() as u64, 2));
+
+            // new/ gone: made again.
+            fs::remove_dir_all(root.join("new")).unwrap();
+            let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+            assert_eq!(names(&root.join("new")), vec![d.name]);
+            // The whole Maildir gone: made again, here by a delivery to cur/.
+            fs::remove_dir_all(&root).unwrap();
+            let seen = Flags {
+                seen: true,
+                ..Flags::default()
+            };
+            let d = md.deliver(None, MSG, &seen).unwrap();
+            assert_eq!(names(&root.join("cur")), vec![d.name]);
+            assert!(root.join("new").is_dir() && root.join("tmp").is_dir());
+            // A folder of a Maildir that is not there: none, or made with the Maildir.
+            fs::remove_dir_all(&root).unwrap();
+            assert!(matches!(
+                md.deliver(Some("Sent"), MSG, &Flags::default()),
+                Err(MaildirError::NoSuchFolder(_))
+            ));
+            assert!(!root.exists());
+            assert!(md.create_folder("Sent").unwrap());
+            assert!(root.join("tmp").is_dir() && root.join(".Sent/new").is_dir());
+            md.deliver(Some("Sent"), MSG, &Flags::default()).unwrap();
+
+            // tmp/ missing and maildirsize to be recalculated: tmp/ is made again.
+            fs::remove_dir_all(root.join("tmp")).unwrap();
+            fs::write(root.join(crate::quota::MAILDIRSIZE_FILE), b"garbage").unwrap();
+            let usage = Quota::usage_with_limit(&md, limit).unwrap();
+            assert_eq!(usage.messages, 1);
+            assert!(root.join("tmp").is_dir());
+        });
+    }
 
     #[test]
     fn line_endings() {

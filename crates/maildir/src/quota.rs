@@ -163,12 +163,20 @@ impl Quota {
                 random_hex()
             ));
             let body = format!("{}\n{} {}\n", limit.header(), usage.bytes, usage.messages);
-            replace_file(
-                &tmp,
-                &maildir.root().join(MAILDIRSIZE_FILE),
-                body.as_bytes(),
-                maildir.file_mode(),
-            )?;
+            let target = maildir.root().join(MAILDIRSIZE_FILE);
+            match replace_file(&tmp, &target, body.as_bytes(), maildir.file_mode()) {
+                // `tmp/` is missing (`Maildir::at` creates nothing): made again, as
+                // `Maildir::open_or_create` would have.
+                Err(MaildirError::Io {
+                    op: "create",
+                    source,
+                    ..
+                }) if is_not_found(&source) => {
+                    maildir.ensure_root()?;
+                    replace_file(&tmp, &target, body.as_bytes(), maildir.file_mode())?;
+                }
+                r => r?,
+            }
         }
         Ok(usage)
     }
@@ -385,7 +393,15 @@ fn judge(buf: &[u8], read_failed: bool, age: Duration) -> FileState {
 fn scan(maildir: &Maildir) -> Result<(Usage, bool)> {
     let mut usage = Usage::default();
     let mut seen: Vec<(PathBuf, Option<SystemTime>)> = Vec::new();
-    for mailbox in maildir.mailbox_dirs()? {
+    let mailboxes = match maildir.mailbox_dirs() {
+        Ok(dirs) => dirs,
+        // A Maildir not created yet (`Maildir::at`): empty, and no `maildirsize` to write.
+        Err(MaildirError::Io { source, .. }) if is_not_found(&source) => {
+            return Ok((usage, false));
+        }
+        Err(e) => return Err(e),
+    };
+    for mailbox in mailboxes {
         for sub in ["new", "cur"] {
             let dir = mailbox.join(sub);
             let before = fs::metadata(&dir).and_then(|m| m.modified()).ok();

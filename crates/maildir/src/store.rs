@@ -31,15 +31,30 @@ impl Maildir {
     /// needed. An existing Maildir is used as it is; only missing `cur/ new/ tmp/` are added.
     /// Every directory created is made durable (its parent is fsynced).
     pub fn open_or_create(path: impl AsRef<Path>, mode_dirs: u32) -> Result<Self> {
+        let md = Self::at(path, mode_dirs);
+        md.ensure_root()?;
+        Ok(md)
+    }
+
+    /// The Maildir at `path`, with `mode_dirs` for what it creates, touching nothing on disk.
+    ///
+    /// For delivery, which then makes what is missing only when a step finds it missing:
+    /// [`Maildir::deliver`] creates the root (with its parents, as [`Maildir::open_or_create`]
+    /// does) and `cur/ new/ tmp/` durably; [`Quota`](crate::Quota) counts a missing Maildir as
+    /// empty; [`Maildir::create_folder`] creates the root first when it is missing.
+    pub fn at(path: impl AsRef<Path>, mode_dirs: u32) -> Self {
         let dir_mode = (mode_dirs & 0o7777) | 0o700;
-        let md = Self {
+        Self {
             root: path.as_ref().to_path_buf(),
             dir_mode,
             file_mode: (dir_mode & 0o666) | 0o600,
-        };
-        mkdir_parents(&md.root, dir_mode)?;
-        md.ensure_subdirs(&md.root)?;
-        Ok(md)
+        }
+    }
+
+    /// Creates the root with its missing parents and its missing `cur/ new/ tmp/`, durably.
+    pub(crate) fn ensure_root(&self) -> Result<()> {
+        mkdir_parents(&self.root, self.dir_mode)?;
+        self.ensure_subdirs(&self.root)
     }
 
     /// The root directory (INBOX).
@@ -102,7 +117,18 @@ impl Maildir {
         if dir == self.root {
             return Ok(false);
         }
-        let created = mkdir_mode(&dir, self.dir_mode)?;
+        let created = match mkdir_mode(&dir, self.dir_mode) {
+            // The Maildir itself is not there yet ([`Maildir::at`]).
+            Err(MaildirError::Io {
+                op: "mkdir",
+                source,
+                ..
+            }) if is_not_found(&source) => {
+                self.ensure_root()?;
+                mkdir_mode(&dir, self.dir_mode)?
+            }
+            r => r?,
+        };
         self.ensure_subdirs(&dir)?;
         let marker = dir.join(MAILDIRFOLDER_FILE);
         match create_excl(&marker, self.file_mode) {
