@@ -88,8 +88,9 @@ async fn drive(
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut work: VecDeque<Action> = VecDeque::new();
-    // Held from a read that brought input until the next wait for input (crate::busy).
-    let mut busy: Option<crate::busy::Busy> = None;
+    // Held from a read that brought input until the next wait for input (crate::busy); set
+    // before each wait.
+    let mut busy: Option<crate::busy::Busy>;
     loop {
         // Run everything the session asked for, in order.
         let mut out = Vec::new();
@@ -113,10 +114,10 @@ async fn drive(
                     push(&mut work, session.completed(Completion::Recipient(verdict)));
                 }
                 Action::Deliver(tx) => {
-                    // Replies so far go out first; delivery can take a while.
-                    if stream.write_all(&std::mem::take(&mut out)).await.is_err() {
-                        return;
-                    }
+                    // Replies so far (to a `MAIL`, `RCPT`s and `BDAT … LAST` that came in one
+                    // piece) wait for the delivery's: the client reads them all at once, so
+                    // one write wakes it once, not twice. After `DATA` there are none: the
+                    // 354 went out before the body came.
                     // Recipients living on other nodes go there (crate::proxy).
                     let replies =
                         crate::proxy::deliver(&ctx, &mut recipients, *tx, &peer_name).await;

@@ -65,6 +65,11 @@ impl Conn {
         Ok(reply)
     }
 
+    /// Whether the server sent more than has been read so far.
+    pub(crate) fn has_unread(&self) -> bool {
+        !self.stream.buffer().is_empty()
+    }
+
     /// Runs the TLS handshake (after the server's `220` to `STARTTLS`) and talks over TLS
     /// from then on; returns the protocol version and cipher suite, for logs and headers.
     pub(crate) async fn start_tls(

@@ -30,8 +30,12 @@
 //! - [`tls`]: client TLS configurations for `STARTTLS` ([`Client::starttls`]);
 //!   [`Client::auth`] does `AUTH PLAIN`/`LOGIN` for smarthosts.
 //!
-//! What it leaves to others: MX lookup, TLS policy and retries (the queue manager), and
-//! `CHUNKING`/`BDAT`. A message that is too big for the server's `SIZE` fails with
+//! To an LMTP server that offers `CHUNKING` and `PIPELINING` (lmtp-deliver, Dovecot) a
+//! transaction is one write (`MAIL`, `RCPT`s, `BDAT <size> LAST` and the body) and one read
+//! of all the replies; SMTP servers get `DATA` (a remote MX's handling of a refused `BDAT`
+//! is not ours to count on).
+//!
+//! What it leaves to others: MX lookup, TLS policy and retries (the queue manager). A message that is too big for the server's `SIZE` fails with
 //! `552 5.3.4`; an 8-bit body to a server without `8BITMIME` with `550 5.6.3` (no
 //! conversion to quoted-printable: a signed message would break); an `SMTPUTF8` message to a
 //! server without it with `550 5.6.7`.

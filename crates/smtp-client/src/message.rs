@@ -202,6 +202,14 @@ pub(crate) fn dot_stuff(message: &[u8]) -> Vec<u8> {
 
 /// [`dot_stuff`] of `parts` one after the other, as if they were one message.
 pub(crate) fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = crlf_parts(parts, true);
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// `parts` one after the other with CRLF line ends (a bare CR or LF becomes CRLF, a last
+/// line without one gets one), and with `stuff`, a `.` before each line starting with `.`.
+fn crlf_parts(parts: &[&[u8]], stuff: bool) -> Vec<u8> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = Vec::with_capacity(len + len / 64 + 5);
     let mut line_start = true;
@@ -241,7 +249,7 @@ pub(crate) fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
                 line_start = true;
             }
             _ => {
-                if line_start && b == b'.' {
+                if stuff && line_start && b == b'.' {
                     out.push(b'.');
                 }
                 out.push(b);
@@ -252,8 +260,54 @@ pub(crate) fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
     if !line_start {
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b".\r\n");
     out
+}
+
+/// The body as it goes in one `BDAT … LAST` chunk (RFC 3030): `parts` one after the other,
+/// not dot-stuffed. `None` when they are already canonical (every CR followed by LF, every
+/// LF preceded by CR, and, unless empty, ending with CRLF), so that they can be sent as they
+/// are, without a copy; else the copy with line ends made canonical as [`dot_stuff_parts`]
+/// makes them (bare CR and bare LF become CRLF, a last line without one gets one). The
+/// recipient then stores the same octets whether the message went by `DATA` or `BDAT`.
+pub(crate) fn bdat_body(parts: &[&[u8]]) -> Option<Vec<u8>> {
+    if is_canonical(parts) {
+        return None;
+    }
+    Some(crlf_parts(parts, false))
+}
+
+/// Whether `parts`, one after the other, have only CRLF line ends and end with one (or are
+/// empty).
+fn is_canonical(parts: &[&[u8]]) -> bool {
+    // A CR ended the previous part: this one must start with its LF.
+    let mut pending_cr = false;
+    let mut last = None;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let mut rest: &[u8] = part;
+        if pending_cr {
+            if rest[0] != b'\n' {
+                return false;
+            }
+            pending_cr = false;
+            rest = &rest[1..];
+        }
+        // Each CR found is taken with its LF, so an LF found first is a bare one.
+        while let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            if rest[i] == b'\n' {
+                return false;
+            }
+            match rest.get(i + 1) {
+                Some(b'\n') => rest = &rest[i + 2..],
+                Some(_) => return false,
+                None => {
+                    pending_cr = true;
+                    rest = &[];
+                }
+            }
+        }
+        last = part.last().copied();
+    }
+    !pending_cr && matches!(last, None | Some(b'\n'))
 }
 
 /// Whether any octet has the high bit set.
@@ -318,6 +372,46 @@ mod tests {
         let tx = Outgoing::new(None, Vec::new(), b"12345").with_trace(b"abc");
         assert_eq!(tx.size, 8);
         assert_eq!(tx.with_trace(b"").size, 5);
+    }
+
+    /// A canonical body goes as it is (no copy); any other comes out as `DATA` would carry
+    /// it, without the dot-stuffing.
+    #[test]
+    fn bdat_body_is_canonical_and_copied_only_when_needed() {
+        for parts in [
+            &[&b""[..]][..],
+            &[b"a\r\n.b\r\n"],
+            &[b"Received: x\r\n", b"Subject: y\r\n\r\nbody\r\n"],
+            &[b"x\r", b"\n", b"", b"y\r\n"],
+            &[b"", b"\r\n"],
+        ] {
+            assert_eq!(bdat_body(parts), None, "{parts:?}");
+        }
+        for (parts, want) in [
+            (&[&b"a\nb\n"[..]][..], &b"a\r\nb\r\n"[..]),
+            (&[b"no end"], b"no end\r\n"),
+            (&[b"bare\rcr\r\n"], b"bare\r\ncr\r\n"),
+            (&[b"x\r", b"y\r\n"], b"x\r\ny\r\n"),
+            (&[b"x\r\n", b"\ny\r\n"], b"x\r\n\r\ny\r\n"),
+            (&[b"x\r\n\r"], b"x\r\n\r\n"),
+            (&[b"\n"], b"\r\n"),
+            (&[b".\r\n", b"..x"], b".\r\n..x\r\n"),
+        ] {
+            assert_eq!(bdat_body(parts).as_deref(), Some(want), "{parts:?}");
+        }
+        // Always the DATA body without its stuffing and its final dot.
+        for input in [&b"\r\r\n\n\r.\n.\r"[..], b"a\n\r.\r\n", b".\r\r", b"ok\r\n"] {
+            for cut in 0..=input.len() {
+                let parts = [&input[..cut], &input[cut..]];
+                let body = bdat_body(&parts).unwrap_or_else(|| input.to_vec());
+                assert_eq!(body, crlf_parts(&[input], false), "{input:?} cut at {cut}");
+                let mut stuffed = dot_stuff(input);
+                stuffed.truncate(stuffed.len() - 3);
+                let unstuffed = String::from_utf8_lossy(&stuffed).replace("\r\n.", "\r\n");
+                let unstuffed = unstuffed.strip_prefix('.').unwrap_or(&unstuffed);
+                assert_eq!(String::from_utf8_lossy(&body), unstuffed, "{input:?}");
+            }
+        }
     }
 
     /// SMTP smuggling (2023) through us: a receiver that takes a bare CR for a line end must

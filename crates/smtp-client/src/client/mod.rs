@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
 use tracing::debug;
@@ -355,11 +356,16 @@ impl Client {
 
     /// Reads a command reply, noting a `421`.
     async fn read(&mut self, step: Step) -> Result<ServerReply, ClientError> {
-        let reply = self
-            .conn
-            .reply(step, self.timeouts.command)
-            .await?
-            .to_reply();
+        self.read_within(step, self.timeouts.command).await
+    }
+
+    /// Reads a reply within `limit`, noting a `421`.
+    async fn read_within(
+        &mut self,
+        step: Step,
+        limit: Duration,
+    ) -> Result<ServerReply, ClientError> {
+        let reply = self.conn.reply(step, limit).await?.to_reply();
         self.note(&reply);
         Ok(reply)
     }

@@ -1,5 +1,6 @@
 //! One transaction: `MAIL`, `RCPT`s and `DATA` (in one write with `PIPELINING`), the body,
-//! and the replies after it; `RSET` when it ends early.
+//! and the replies after it; `RSET` when it ends early. To an LMTP server with `CHUNKING`,
+//! `MAIL`, `RCPT`s and `BDAT … LAST` with the body in one write instead.
 
 use tracing::{debug, warn};
 
@@ -31,6 +32,9 @@ impl Client {
             .iter()
             .map(|&i| message::rcpt_command(&tx.recipients[i], &self.caps))
             .collect();
+        if self.flavor == Flavor::Lmtp && self.caps.chunking && self.caps.pipelining {
+            return self.chunked(tx, mail, &rcpts, &to_send, replies).await;
+        }
 
         let (mail_reply, data_reply) = if self.caps.pipelining {
             let mut batch = mail.into_bytes();
@@ -132,6 +136,127 @@ impl Client {
         }
         self.dirty = false;
         Ok(results(tx, replies))
+    }
+
+    /// The whole transaction in one write, its replies in one read (LMTP with `CHUNKING`
+    /// and `PIPELINING`): `MAIL`, the `RCPT`s and `BDAT <size> LAST` with the body (RFC
+    /// 3030 §4.2 allows a pipelined `BDAT`), then the replies in order: `MAIL`, each `RCPT`,
+    /// and one per accepted recipient after the body (RFC 2033 §4.2). Without an accepted
+    /// recipient, or after a refused `MAIL`, the server refuses the `BDAT` with one reply and
+    /// discards its octets (RFC 3030 §3; lmtp-deliver and Dovecot's LMTP both do).
+    async fn chunked(
+        &mut self,
+        tx: &Outgoing<'_>,
+        mail: String,
+        rcpts: &[String],
+        to_send: &[usize],
+        mut replies: Vec<Option<ServerReply>>,
+    ) -> Result<Vec<RcptResult>, ClientError> {
+        let normalised = message::bdat_body(&[tx.trace, tx.message]);
+        let parts: [&[u8]; 2] = match &normalised {
+            Some(body) => [body, &[]],
+            None => [tx.trace, tx.message],
+        };
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let mut batch = mail.into_bytes();
+        rcpts
+            .iter()
+            .for_each(|rcpt| batch.extend_from_slice(rcpt.as_bytes()));
+        batch.extend_from_slice(format!("BDAT {size} LAST\r\n").as_bytes());
+        // The commands and up to one block of the body go in one write (a whole message of
+        // usual size); the rest of a large one is written from where it is, block by block.
+        let mut room = BODY_BLOCK.saturating_sub(batch.len());
+        let mut rest: Vec<&[u8]> = Vec::new();
+        for part in parts {
+            let n = part.len().min(room);
+            batch.extend_from_slice(&part[..n]);
+            room -= n;
+            if n < part.len() {
+                rest.push(&part[n..]);
+            }
+        }
+        self.conn
+            .write(&batch, Step::Mail, self.timeouts.data_block)
+            .await?;
+        drop(batch);
+        for block in rest.iter().flat_map(|part| part.chunks(BODY_BLOCK)) {
+            self.conn
+                .write(block, Step::Body, self.timeouts.data_block)
+                .await?;
+        }
+        drop(normalised);
+
+        // The server may hold its replies to the commands until the message is delivered
+        // (lmtp-deliver does, to answer in one write): each gets the time of a final reply.
+        let mail_reply = self
+            .read_within(Step::Mail, self.timeouts.final_reply)
+            .await?;
+        if mail_reply.is_positive() {
+            self.dirty = true;
+        }
+        for &i in to_send {
+            if self.broken {
+                break;
+            }
+            replies[i] = Some(
+                self.read_within(Step::Rcpt, self.timeouts.final_reply)
+                    .await?,
+            );
+        }
+        if self.broken {
+            // A 421: the server is going away; it applies to the rest (nothing was delivered:
+            // the server said so before it read the body).
+            if !mail_reply.is_positive() {
+                return Err(ClientError::Rejected(mail_reply));
+            }
+            let closing = self
+                .closing_reply(&replies, None)
+                .unwrap_or_else(|| mail_reply.clone());
+            for &i in to_send {
+                let accepted = replies[i].as_ref().is_some_and(ServerReply::is_positive);
+                if accepted || replies[i].is_none() {
+                    replies[i] = Some(closing.clone());
+                }
+            }
+            return Ok(results(tx, replies));
+        }
+        let accepted: Vec<usize> = to_send
+            .iter()
+            .copied()
+            .filter(|&i| {
+                mail_reply.is_positive()
+                    && replies[i].as_ref().is_some_and(ServerReply::is_positive)
+            })
+            .collect();
+        if accepted.is_empty() {
+            let bdat = self.read_final().await?;
+            if bdat.is_positive() {
+                // A message taken without a recipient: the server is not following the
+                // protocol; what it says next cannot be trusted to belong to us.
+                warn!(reply = %bdat, "BDAT accepted without a recipient");
+                self.broken = true;
+            }
+            self.in_step();
+            if !mail_reply.is_positive() {
+                return Err(ClientError::Rejected(mail_reply));
+            }
+            // MAIL was accepted: the server's transaction is still open.
+            self.rset_quietly().await;
+            return Ok(results(tx, replies));
+        }
+        self.read_lmtp_finals(&accepted, &mut replies).await?;
+        self.dirty = false;
+        self.in_step();
+        Ok(results(tx, replies))
+    }
+
+    /// After a transaction's last reply the server has nothing more to say; if it did, the
+    /// replies were not the ones counted on: the connection is not used again.
+    fn in_step(&mut self) {
+        if self.conn.has_unread() {
+            warn!("the server sent more replies than expected; closing the connection");
+            self.broken = true;
+        }
     }
 
     /// One reply per accepted recipient; if the connection fails after the first, the rest

@@ -64,6 +64,17 @@ impl Peer {
         }
     }
 
+    /// Reads exactly `n` octets (a `BDAT` chunk); panics on EOF or after 5 s.
+    pub async fn octets(&mut self, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), self.io.read_exact(&mut buf))
+            .await
+            .expect("client went quiet")
+            .expect("client closed the connection");
+        buf
+    }
+
     /// Checks the client sends nothing for `ms` milliseconds.
     pub async fn quiet_for(&mut self, ms: u64) {
         let mut line = String::new();
@@ -150,6 +161,80 @@ where
         script(peer(Box::new(stream))).await
     });
     (Target::Tcp(addr.to_string()), task)
+}
+
+/// A fake server at the other end of an in-memory pipe, serving it with `script`; the
+/// client's end records each write it makes ([`Writes`]).
+pub fn pipe_server<F, Fut, T>(script: F) -> (Recorded, Writes, JoinHandle<T>)
+where
+    F: FnOnce(Peer) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (client, server) = tokio::io::duplex(4 << 20);
+    let writes = Writes::default();
+    let task = tokio::spawn(async move { script(peer(Box::new(server))).await });
+    let recorded = Recorded {
+        inner: client,
+        writes: writes.clone(),
+    };
+    (recorded, writes, task)
+}
+
+/// The octets of each write the client made, in order.
+#[derive(Clone, Default)]
+pub struct Writes(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Writes {
+    /// Takes the writes recorded so far.
+    pub fn take(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// A stream that records what is written to it, one entry per write call.
+pub struct Recorded {
+    inner: tokio::io::DuplexStream,
+    writes: Writes,
+}
+
+impl AsyncRead for Recorded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Recorded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            this.writes.0.lock().unwrap().push(buf[..*n].to_vec());
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn peer(stream: Box<dyn Io>) -> Peer {
