@@ -5,14 +5,18 @@
 //! - [`userdb`]: the Dovecot master / userdb socket protocol (`USER`, `PASS`, `LIST`).
 //! - [`socketmap`]: the Postfix socketmap table protocol (netstrings).
 //! - [`mod@escape`], [`mod@line`], [`params`]: the pieces the line protocols share.
-//! - [`client`]: small async clients for the three sockets, the only module doing I/O.
+//! - [`client`]: small async clients for the three sockets.
+//! - [`cache`]: the short-lived cache of directory answers (authd's, and its clients'), emptied
+//!   by the directory's change stamp.
 //!
-//! Everything outside [`client`] is a codec: bytes or lines in, typed values out, and back.
+//! Everything outside [`client`] and [`cache`] (the modules doing I/O) is a codec: bytes or
+//! lines in, typed values out, and back.
 //! None of it opens a socket, waits, logs or looks anything up; drivers (authd, smtpd,
 //! lmtp-deliver, imapd) own the sockets, the limits on time, and the answers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod client;
 pub mod dovecot;
 pub mod escape;

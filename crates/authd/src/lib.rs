@@ -11,12 +11,10 @@
 
 mod auth;
 mod auth_session;
-mod cache;
 mod metrics;
 mod shared_policy;
 mod socketmap;
 mod userdb;
-mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use postern_auth_proto::cache;
 use postern_config::{Config, SocketSpec};
 use postern_directory::Directory;
 use tokio::net::{UnixListener, UnixStream};
@@ -94,13 +93,14 @@ pub async fn run(
     let directory = Directory::open(&config)
         .await
         .context("opening the directory database")?;
-    let ttl = config.authd.cache_ttl_secs.duration();
+    // smtpd and lmtp-deliver keep authd's answers too: each keeps them for half the TTL.
+    let ttl = cache::layer_ttl(config.authd.cache_ttl_secs.duration());
     let stamp = directory.change_stamp().to_owned();
     // With a cache, an inotify watch spares a stat of the stamp per lookup.
     let watch = if ttl.is_zero() {
         None
     } else {
-        watch::StampWatch::new(&stamp).map(Arc::new)
+        cache::StampWatch::new(&stamp).map(Arc::new)
     };
     let ctx = Arc::new(Ctx {
         maps: cache::Cache::with_watch(ttl, stamp.clone(), watch.clone()),

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use postern_auth_proto::cache::Lookup;
 use postern_auth_proto::socketmap::{NetstringDecoder, Reply, parse_request};
 use postern_directory::{AliasExpansion, DirectoryError, domain_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::Ctx;
-use crate::cache::Lookup;
 
 /// Postfix's limit on a socketmap reply.
 const MAX_REPLY: usize = 100_000;

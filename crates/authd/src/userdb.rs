@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use postern_auth_proto::cache::Lookup;
 use postern_auth_proto::userdb::{self, MasterCommand, parse_master_line};
 use postern_auth_proto::{LineBuffer, LineError};
 use postern_config::expand_template;
@@ -12,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::Ctx;
-use crate::cache::Lookup;
 
 /// Unparseable lines tolerated before the connection is closed.
 const MAX_BAD_LINES: u32 = 10;

@@ -42,7 +42,8 @@ pub struct Authd {
     pub failure_delay_ms: Millis,
     /// How long socketmap and userdb answers are cached (0: not at all). Changes made with
     /// `mailctl` are seen at once (the directory's change stamp); changes made behind its back
-    /// (SQL by hand, another node on a shared database) within this time.
+    /// (SQL by hand, another node on a shared database) within this time. authd and its
+    /// clients (smtpd, lmtp-deliver) each keep an answer for half of it.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: Seconds,
     /// Prometheus metrics: `GET /metrics` over HTTP on this address (loopback or a private

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// The default location of the config file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/postern/postern.toml";
 
+/// The directory's change stamp, in the state directory: replaced by every change made
+/// through Postern, so the caches of directory answers (authd's, smtpd's, lmtp-deliver's)
+/// empty at once ([`Config::directory_stamp`]).
+pub const DIRECTORY_STAMP: &str = "directory.stamp";
+
 /// Errors while loading a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -250,6 +255,11 @@ impl Config {
     /// The state directory, absolute.
     pub fn state_dir(&self) -> PathBuf {
         self.resolve(&self.paths.state_dir)
+    }
+
+    /// The directory's change stamp, absolute: `<state_dir>/directory.stamp`.
+    pub fn directory_stamp(&self) -> PathBuf {
+        self.state_dir().join(DIRECTORY_STAMP)
     }
 
     /// The DKIM key directory, absolute (`[dkim] key_dir`, or `<state_dir>/dkim`).

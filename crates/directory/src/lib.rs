@@ -217,7 +217,7 @@ impl Directory {
                     config.authd.hash_concurrency,
                 ))),
                 hash_wait: config.authd.hash_queue_timeout_ms.duration(),
-                stamp: config.state_dir().join(CHANGE_STAMP),
+                stamp: config.directory_stamp(),
             }),
         })
     }
@@ -370,7 +370,7 @@ fn give_to_directory_owner(db: &std::path::Path) {
 }
 
 /// The change stamp's file name in the state directory.
-pub const CHANGE_STAMP: &str = "directory.stamp";
+pub const CHANGE_STAMP: &str = postern_config::DIRECTORY_STAMP;
 
 /// Password checks at once: `configured`, or one per CPU core when 0.
 fn hash_concurrency(configured: usize) -> usize {

@@ -133,6 +133,7 @@ pub async fn run(
     if let Some(t) = tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(t, shutdown.clone()));
     }
+    rcpt::install_cache(&config);
     let mut tcp_session = session_config(&config);
     tcp_session.extensions.starttls = tls.is_some();
     let ctx = Arc::new(Ctx {

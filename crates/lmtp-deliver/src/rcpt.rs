@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use postern_auth_proto::cache::{Cache, MAX_KEY_LEN, layer_ttl};
 use postern_auth_proto::client::{ClientError, UserdbClient};
 use postern_maildir::{Maildir, Quota};
 use postern_smtp_session::{Address, Reply, Verdict};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::Ctx;
 
@@ -26,6 +27,31 @@ pub(crate) struct Rcpt {
     /// The node the account lives on when it is not this one (`host=`, `[proxy] self`):
     /// its mail is forwarded there ([`crate::proxy`]), never delivered here.
     pub(crate) backend: Option<crate::proxy::Backend>,
+}
+
+/// A userdb answer's fields.
+type Fields = Vec<(String, String)>;
+
+/// authd's definite userdb answers (the user's fields, or no such user), kept here too for
+/// half of `[authd] cache_ttl_secs` and emptied at once by the directory's change stamp, so
+/// a recipient seen a moment ago costs no round trip. Temporary failures are never kept.
+/// The cache, and the userdb socket whose answers it keeps.
+static USER_CACHE: OnceLock<(PathBuf, Cache<String, Option<Fields>>)> = OnceLock::new();
+
+/// Sets up the user cache from the config, once; without a stamp this process can watch
+/// (its directory unreadable by lmtp-deliver's user, no inotify) every lookup asks authd.
+pub(crate) fn install_cache(config: &postern_config::Config) {
+    let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
+    match Cache::for_client(ttl, config.directory_stamp()) {
+        Ok(c) => {
+            debug!(ttl_ms = ttl.as_millis(), "userdb answers cached");
+            let socket = config.socket_path(&config.authd.userdb_socket);
+            let _ = USER_CACHE.set((socket, c));
+        }
+        Err(why) => {
+            info!(reason = %why, "userdb answers not cached here: every lookup asks authd")
+        }
+    }
 }
 
 /// The recipients of the current transaction, and the userdb connection.
@@ -81,30 +107,50 @@ impl Recipients {
         (address.as_str().to_owned(), None)
     }
 
-    /// Asks the userdb, reconnecting once if the connection broke.
+    /// The userdb's answer for `address`: from the user cache when it has it, else asked
+    /// (and kept when definite).
     pub(crate) async fn lookup(&mut self, address: &Address) -> Lookup {
         let (user, detail) = self.split_detail(address);
+        let cache = USER_CACHE
+            .get()
+            .filter(|(socket, _)| *socket == self.ctx.userdb_socket)
+            .map(|(_, c)| c);
+        let answer = match cache {
+            Some(cache) if user.len() <= MAX_KEY_LEN => {
+                cache.through(user.clone(), self.ask(&user)).await
+            }
+            _ => self.ask(&user).await,
+        };
+        match answer {
+            Ok(Some(fields)) => self.found(&user, detail, &fields),
+            Ok(None) => Lookup::Unknown,
+            Err(why) => Lookup::Unavailable(why),
+        }
+    }
+
+    /// Asks the userdb, reconnecting once if the connection broke: the user's fields, `None`
+    /// for no such user, or why it could not say (temporary).
+    async fn ask(&mut self, user: &str) -> Result<Option<Fields>, String> {
         for attempt in 0..2 {
             if self.userdb.is_none() {
                 match UserdbClient::connect(&self.ctx.userdb_socket).await {
                     Ok(c) => self.userdb = Some(c),
-                    Err(e) => return Lookup::Unavailable(format!("userdb unreachable: {e}")),
+                    Err(e) => return Err(format!("userdb unreachable: {e}")),
                 }
             }
             let Some(client) = self.userdb.as_mut() else {
                 continue;
             };
-            match client.user(&user, "lmtp").await {
-                Ok(Some(fields)) => return self.found(&user, detail, &fields),
-                Ok(None) => return Lookup::Unknown,
-                Err(ClientError::Failed(reason)) => return Lookup::Unavailable(reason),
+            match client.user(user, "lmtp").await {
+                Ok(answer) => return Ok(answer),
+                Err(ClientError::Failed(reason)) => return Err(reason),
                 Err(e) => {
                     debug!(error = %e, attempt, "userdb connection failed");
                     self.userdb = None;
                 }
             }
         }
-        Lookup::Unavailable("userdb connection failed".into())
+        Err("userdb connection failed".into())
     }
 
     fn found(&self, asked: &str, detail: Option<String>, fields: &[(String, String)]) -> Lookup {
@@ -172,12 +218,9 @@ impl Recipients {
             let incoming = self.size_hint.unwrap_or(0);
             let dir = rcpt.maildir.clone();
             let quota = rcpt.quota;
+            // A Maildir not made yet counts as empty (and is not made here).
             let usage = tokio::task::spawn_blocking(move || {
-                if !dir.exists() {
-                    return Ok(postern_maildir::Usage::default());
-                }
-                Maildir::open_or_create(&dir, Maildir::DEFAULT_DIR_MODE)
-                    .and_then(|m| Quota::usage(&m))
+                Quota::usage(&Maildir::at(&dir, Maildir::DEFAULT_DIR_MODE))
             })
             .await;
             match usage {

@@ -150,6 +150,7 @@ pub async fn run(
     }
     let checks = checks::Checks::new(&config)?;
     srs::install(&config).context("setting up SRS")?;
+    policy::install_cache(&config);
     let (mut queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
     // Separate budgets: the MX door (25) and the submission doors (587, 465).
     let mx_max = config.smtpd.max_connections.get();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use postern_auth_proto::cache::{Cache, MAX_KEY_LEN, layer_ttl};
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
 use postern_mail_types::{Domain, same_mailbox, try_split};
@@ -81,6 +82,7 @@ impl Drop for Lookups {
 }
 
 /// A socketmap answer, with temporary failures kept apart.
+#[derive(Clone)]
 enum Found {
     Yes(String),
     No,
@@ -94,6 +96,30 @@ const POOL_MAX: usize = 64;
 const POOL_IDLE: Duration = Duration::from_secs(20);
 
 type Pool = Mutex<Vec<(PathBuf, SocketmapClient, Instant)>>;
+
+/// authd's definite answers (found, not found, refused) on the lookup maps, kept here too
+/// for half of `[authd] cache_ttl_secs` and emptied at once by the directory's change stamp,
+/// so a recipient seen a moment ago costs no round trip. The policy maps are never kept.
+type MapCache = Cache<(String, String), Found>;
+
+/// The cache, and the socketmap socket whose answers it keeps.
+static MAP_CACHE: OnceLock<(PathBuf, MapCache)> = OnceLock::new();
+
+/// Sets up the map cache from the config, once; without a stamp this process can watch
+/// (its directory unreadable by smtpd's user, no inotify) every lookup asks authd.
+pub(crate) fn install_cache(config: &postern_config::Config) {
+    let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
+    match Cache::for_client(ttl, config.directory_stamp()) {
+        Ok(c) => {
+            debug!(ttl_ms = ttl.as_millis(), "socketmap answers cached");
+            let socket = config.socket_path(&config.authd.socketmap_socket);
+            let _ = MAP_CACHE.set((socket, c));
+        }
+        Err(why) => {
+            info!(reason = %why, "socketmap answers not cached here: every lookup asks authd")
+        }
+    }
+}
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
@@ -151,7 +177,29 @@ impl Lookups {
         Some(p.swap_remove(i).1)
     }
 
+    /// The map cache, when there is one for this socket.
+    fn cache(&self) -> Option<&'static MapCache> {
+        MAP_CACHE
+            .get()
+            .filter(|(socket, _)| *socket == self.path)
+            .map(|(_, c)| c)
+    }
+
+    /// A lookup map's answer: from the map cache when it has it, else asked (and kept when
+    /// definite).
     async fn query(&mut self, map: &str, key: &str) -> Result<Found, String> {
+        match self.cache() {
+            Some(cache) if key.len() <= MAX_KEY_LEN => {
+                cache
+                    .through((map.to_owned(), key.to_owned()), self.ask(map, key))
+                    .await
+            }
+            _ => self.ask(map, key).await,
+        }
+    }
+
+    /// Asks authd.
+    async fn ask(&mut self, map: &str, key: &str) -> Result<Found, String> {
         for attempt in 0..2 {
             if self.client.is_none() && attempt == 0 {
                 self.client = self.pooled();
@@ -186,22 +234,24 @@ impl Lookups {
     /// never cached): the value, or why there is none (a temporary or permanent failure,
     /// not found, authd unreachable), for the caller to fall back to its local state.
     pub(crate) async fn policy_map(&mut self, map: &str, key: &str) -> Result<String, String> {
-        match self.query(map, key).await? {
+        match self.ask(map, key).await? {
             Found::Yes(v) => Ok(v),
             Found::No => Err(format!("{map}: not found")),
             Found::Perm(why) => Err(why),
         }
     }
 
-    /// True when `domain` is one of ours. A yes is remembered for [`DOMAIN_TTL`] (every
-    /// message asks; domains are rarely removed); a no is always asked again.
+    /// True when `domain` is one of ours. Through the map cache when there is one (a removal
+    /// with mailctl is seen at once); else a yes is remembered for [`DOMAIN_TTL`] (every
+    /// message asks; domains are rarely removed) and a no is always asked again.
     pub(crate) async fn is_local_domain(&mut self, domain: &str) -> Result<bool, String> {
         let domain = domain.to_lowercase();
-        if domain_cached(&domain) {
+        let stamped = self.cache().is_some();
+        if !stamped && domain_cached(&domain) {
             return Ok(true);
         }
         let local = matches!(self.query("domains", &domain).await?, Found::Yes(_));
-        if local {
+        if local && !stamped {
             remember_domain(domain);
         }
         Ok(local)

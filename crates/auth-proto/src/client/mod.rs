@@ -1,5 +1,5 @@
 //! Small async clients for authd's three sockets, for our own daemons (smtpd, imapd,
-//! lmtp-deliver, mailctl). The only module of this crate that does I/O.
+//! lmtp-deliver, mailctl). With [`crate::cache`], the only modules of this crate doing I/O.
 //!
 //! - [`AuthClient`]: Dovecot auth (`auth` socket): `PLAIN`, `LOGIN`, or any mechanism step by step.
 //! - [`UserdbClient`]: Dovecot userdb (`auth-userdb` socket): `USER`, `PASS`, `LIST`.

@@ -1,0 +1,220 @@
+//! smtpd's and lmtp-deliver's own caches of authd's answers (issue 17): once a recipient was
+//! seen, its next messages cost authd nothing (no request, no wake-up), yet a change made
+//! with mailctl (user added or removed, alias added) is followed by both at the very next
+//! message, through the directory's change stamp. A 1-hour TTL makes sure nothing but the
+//! stamp can explain it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use postern_e2e::Postern;
+
+use crate::lmtp::{Lmtp, maildir, messages};
+
+/// A new SMTP session on the MX port for one message: the RCPT reply, and the reply to the
+/// end of DATA when it was accepted.
+fn send(pm: &Postern, rcpt: &str) -> (String, Option<String>) {
+    let a = pm.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
+    let w = TcpStream::connect(a).expect("connect");
+    w.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut r = BufReader::new(w.try_clone().expect("clone"));
+    let mut w = w;
+    let mut reply = move |w: &mut TcpStream, line: &str| -> String {
+        if !line.is_empty() {
+            w.write_all(format!("{line}\r\n").as_bytes())
+                .expect("write");
+        }
+        loop {
+            let mut l = String::new();
+            assert!(r.read_line(&mut l).expect("read") > 0, "closed");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l.trim_end().to_owned();
+            }
+        }
+    };
+    assert!(reply(&mut w, "").starts_with("220"));
+    assert!(reply(&mut w, "EHLO client.example.net").starts_with("250"));
+    assert!(reply(&mut w, "MAIL FROM:<someone@example.net>").starts_with("250"));
+    let to = reply(&mut w, &format!("RCPT TO:<{rcpt}>"));
+    if !to.starts_with("250") {
+        let _ = reply(&mut w, "QUIT");
+        return (to, None);
+    }
+    assert!(reply(&mut w, "DATA").starts_with("354"));
+    let done = reply(
+        &mut w,
+        &format!("From: someone@example.net\r\nTo: {rcpt}\r\nSubject: hi\r\n\r\nhello\r\n."),
+    );
+    let _ = reply(&mut w, "QUIT");
+    (to, Some(done))
+}
+
+/// Waits (bounded) until `user`'s Maildir holds `n` new messages.
+fn wait_delivered(pm: &Postern, user: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let have = messages(&maildir(pm, user), "new").len();
+        if have >= n {
+            assert_eq!(have, n, "{user}: more messages than sent");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}: {have} of {n} messages delivered after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// authd's socketmap and userdb requests so far (its `/metrics`).
+fn authd_lookups(pm: &Postern) -> u64 {
+    let a: SocketAddr = pm.authd().listening_addrs_matching("(metrics)")[0];
+    let mut s = TcpStream::connect(a).expect("connect to authd's metrics");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let total: f64 = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("postern_authd_requests_total{")
+                && (l.contains("socket=\"socketmap\"") || l.contains("socket=\"userdb\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        out.contains("postern_authd_requests_total{"),
+        "no request counts in\n{out}"
+    );
+    total as u64
+}
+
+/// Context switches of all of a process's threads so far.
+fn ctxt_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let status =
+            std::fs::read_to_string(task.expect("task").path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+fn start() -> Postern {
+    let pm = Postern::builder()
+        .set("authd.cache_ttl_secs", 3600)
+        .daemons(&["authd", "lmtp-deliver", "smtpd"])
+        .start();
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    pm
+}
+
+#[test]
+fn smtpd_and_lmtp_deliver_follow_mailctl_at_once_and_spare_authd_when_warm() {
+    let pm = start();
+    pm.add_user("alice@example.org", "correct horse battery");
+    let (to, done) = send(&pm, "alice@example.org");
+    assert!(to.starts_with("250"), "{to}");
+    assert!(done.is_some_and(|d| d.starts_with("250")));
+    wait_delivered(&pm, "alice", 1);
+    // Refused, and that answer is now kept by smtpd too.
+    let (to, _) = send(&pm, "carol@example.org");
+    assert!(to.starts_with("550 5.1.1"), "{to}");
+
+    // Warm: messages to a known recipient ask authd nothing at all.
+    const N: usize = 20;
+    let authd = pm.authd().pid();
+    let (asked, woken) = (authd_lookups(&pm), ctxt_switches(authd));
+    for _ in 0..N {
+        let (to, done) = send(&pm, "alice@example.org");
+        assert!(to.starts_with("250"), "{to}");
+        assert!(done.is_some_and(|d| d.starts_with("250")));
+    }
+    wait_delivered(&pm, "alice", N + 1);
+    let switches = ctxt_switches(authd) - woken;
+    let lookups = authd_lookups(&pm) - asked;
+    eprintln!(
+        "{N} messages with the caches warm: authd answered {lookups} lookups, \
+         {switches} context switches in authd (scrapes included)"
+    );
+    assert_eq!(lookups, 0, "authd was asked with the caches warm");
+    assert!(
+        switches < N as u64,
+        "authd woken {switches} times for {N} messages"
+    );
+
+    // Removed with mailctl: the very next message is refused at RCPT by smtpd.
+    pm.mailctl_ok(&["user", "remove", "alice@example.org"]);
+    let (to, _) = send(&pm, "alice@example.org");
+    assert!(to.starts_with("550 5.1.1"), "removed user accepted: {to}");
+    // Added: smtpd forgets its "no such user" at once, lmtp-deliver delivers.
+    pm.add_user("carol@example.org", "another good passphrase");
+    let (to, done) = send(&pm, "carol@example.org");
+    assert!(to.starts_with("250"), "new user refused: {to}");
+    assert!(done.is_some_and(|d| d.starts_with("250")));
+    wait_delivered(&pm, "carol", 1);
+    // A new alias: accepted at once, delivered to its target.
+    let (to, _) = send(&pm, "team@example.org");
+    assert!(to.starts_with("550 5.1.1"), "{to}");
+    pm.mailctl_ok(&["alias", "add", "team@example.org", "carol@example.org"]);
+    let (to, done) = send(&pm, "team@example.org");
+    assert!(to.starts_with("250"), "new alias refused: {to}");
+    assert!(done.is_some_and(|d| d.starts_with("250")));
+    wait_delivered(&pm, "carol", 2);
+    // Its removal too.
+    pm.mailctl_ok(&["alias", "remove", "team@example.org"]);
+    let (to, _) = send(&pm, "team@example.org");
+    assert!(to.starts_with("550 5.1.1"), "removed alias accepted: {to}");
+}
+
+#[test]
+fn lmtp_deliver_follows_mailctl_at_once() {
+    let pm = start();
+    let mut c = Lmtp::connect(&pm.socket("lmtp"));
+    assert!(c.cmd("LHLO client.example.net").starts_with("250"));
+    let rcpt = |c: &mut Lmtp, who: &str| -> String {
+        assert!(c.cmd("MAIL FROM:<someone@example.net>").starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{who}>"));
+        assert!(c.cmd("RSET").starts_with("250"));
+        r
+    };
+    // Unknown (and kept as unknown) …
+    assert!(rcpt(&mut c, "dave@example.org").starts_with("550"));
+    assert!(rcpt(&mut c, "dave@example.org").starts_with("550"));
+    // … yet found at once once added, on the same connection.
+    pm.add_user("dave@example.org", "staple orange kettle");
+    let r = rcpt(&mut c, "dave@example.org");
+    assert!(r.starts_with("250"), "new user refused: {r}");
+    // Warm: asks authd nothing.
+    let asked = authd_lookups(&pm);
+    for _ in 0..10 {
+        assert!(rcpt(&mut c, "dave@example.org").starts_with("250"));
+    }
+    assert_eq!(
+        authd_lookups(&pm),
+        asked,
+        "authd was asked with the cache warm"
+    );
+    // Removed: refused at once.
+    pm.mailctl_ok(&["user", "remove", "dave@example.org"]);
+    let r = rcpt(&mut c, "dave@example.org");
+    assert!(r.starts_with("550"), "removed user accepted: {r}");
+    // A whole delivery after a re-add lands in the Maildir.
+    pm.add_user("dave@example.org", "staple orange kettle two");
+    let (rcpts, after) = c.transaction(
+        "someone@example.net",
+        &["dave@example.org"],
+        "Subject: hi\n\nhello\n",
+    );
+    assert!(rcpts[0].starts_with("250"), "{rcpts:?}");
+    assert!(after[0].starts_with("250"), "{after:?}");
+    assert_eq!(messages(&maildir(&pm, "dave"), "new").len(), 1);
+}
