@@ -219,7 +219,7 @@ impl Maildir {
         if unnamed_enabled() {
             stored = self.store_unnamed(&target_dir, message, &info, size, vsize, &mut check)?;
             if stored.is_none() {
-                UNNAMED.store(false, Ordering::Relaxed);
+                disable_unnamed();
             }
         }
         let (name, path) = match stored {
@@ -279,6 +279,10 @@ impl Maildir {
             }
             tries += 1;
             let name = format!("{}{info}", next_base(size, vsize));
+            #[cfg(test)]
+            if TEST_LINK_UNSUPPORTED.get() {
+                return Ok(None);
+            }
             match link_unnamed(&file, &dir, &name) {
                 Ok(()) => break (target_dir.join(&name), name),
                 Err(LinkError::Exists) => {}
@@ -505,6 +509,16 @@ fn unnamed_enabled() -> bool {
     UNNAMED.load(Ordering::Relaxed)
 }
 
+/// From now on, this process delivers through `tmp/` (in tests: this thread).
+fn disable_unnamed() {
+    #[cfg(test)]
+    if TEST_LINK_UNSUPPORTED.get() {
+        TEST_FORCE_TMP.set(true);
+        return;
+    }
+    UNNAMED.store(false, Ordering::Relaxed);
+}
+
 /// Looks at the mailbox directory once per delivery, and only when a step found something
 /// missing: INBOX's root is then created with its parents (as [`Maildir::open_or_create`]
 /// does), a folder must exist, and missing `cur/ new/ tmp/` are created, all durably.
@@ -542,6 +556,7 @@ impl Check<'_> {
 #[cfg(test)]
 thread_local! {
     static TEST_FORCE_TMP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static TEST_LINK_UNSUPPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static TEST_NAMES: std::cell::RefCell<std::collections::VecDeque<String>> =
         const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
     static TEST_BEFORE_LINK: std::cell::RefCell<Option<Box<dyn Fn()>>> =
@@ -756,6 +771,37 @@ mod tests {
             assert_eq!(mode(&new), 0o700);
             assert!(names(&md.root().join("tmp")).is_empty(), "{force_tmp}");
         });
+    }
+
+    #[test]
+    fn a_link_refused_after_the_write_falls_back_to_tmp_for_good() {
+        let t = tempfile::tempdir().unwrap();
+        let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+        // As when /proc is missing: the unnamed file is written, then cannot be named.
+        TEST_LINK_UNSUPPORTED.set(true);
+        let a = md.deliver(None, MSG, &Flags::default()).unwrap();
+        assert!(TEST_FORCE_TMP.get(), "the unnamed path is given up");
+        TEST_LINK_UNSUPPORTED.set(false);
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let tmp = md.root().join("tmp");
+        fs::File::open(&tmp)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_modified(old))
+            .unwrap();
+        let b = md.deliver(None, MSG, &Flags::default()).unwrap();
+        assert_ne!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
+        TEST_FORCE_TMP.set(false);
+        assert_eq!(
+            names(&md.root().join("new")),
+            {
+                let mut v = vec![a.name, b.name];
+                v.sort();
+                v
+            },
+            "each message once"
+        );
+        assert!(names(&tmp).is_empty());
+        assert_eq!(fs::read(&a.path).unwrap(), MSG);
     }
 
     #[test]

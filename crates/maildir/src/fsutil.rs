@@ -142,7 +142,8 @@ pub(crate) fn link_unnamed(file: &File, dir: &File, name: &str) -> Result<(), Li
     ) {
         Ok(()) => Ok(()),
         Err(Errno::EEXIST) => Err(LinkError::Exists),
-        Err(Errno::EPERM | Errno::EOPNOTSUPP) => Err(LinkError::Unsupported),
+        // EXDEV: the /proc link resolved on another mount than the directory's (bind mounts).
+        Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::EXDEV) => Err(LinkError::Unsupported),
         // ENOENT is either the target directory gone or no /proc: which one, /proc says.
         Err(Errno::ENOENT) if fs::symlink_metadata(&proc_path).is_err() => {
             Err(LinkError::Unsupported)
