@@ -4,7 +4,8 @@
 //! - [`Maildir`]: a user's Maildir; its root is INBOX, folders are Maildir++ `.A.B`
 //!   directories with names in IMAP modified UTF-7 ([`folder`], [`mutf7`]).
 //! - [`Maildir::deliver`]: durable delivery, unnamed file (or `tmp/`) → fsync → `link` → fsync
-//!   of the directory ([`deliver`](mod@deliver) explains the crash story), Dovecot-style unique names
+//!   of the file and the directory ([`deliver`](mod@deliver) explains the crash story),
+//!   Dovecot-style unique names
 //!   ([`filename`]), flags and keywords in the `:2,` info part ([`flags`], [`keywords`]).
 //! - [`Maildir::deliver_copies`]: one recipient's delivery in one call — quota checked, each
 //!   copy's folder resolved, stored durably, `maildirsize` updated once.
