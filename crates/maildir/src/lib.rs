@@ -46,7 +46,7 @@ pub mod uidlist;
 
 pub use deliver::{
     Delivered, Destination, MessageCopy, QuotaPolicy, RecipientDelivery, StoredCopies, TMP_MAX_AGE,
-    crlf_to_lf, virtual_size,
+    crlf_to_lf, use_unnamed_files, virtual_size,
 };
 pub use error::{MaildirError, NameError, Result};
 pub use flags::Flags;
