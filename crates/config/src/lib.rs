@@ -16,7 +16,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/postern/postern.toml";
 
 /// The directory's change stamp, in the state directory: replaced by every change made
 /// through Postern, so the caches of directory answers (authd's, smtpd's, lmtp-deliver's)
-/// empty at once ([`Config::directory_stamp`]).
+/// empty at once ([`Config::directory_stamp`]). A public copy of the same name is replaced
+/// in the run directory right after it ([`Config::public_directory_stamp`]), for the daemons
+/// whose user cannot read the state directory.
 pub const DIRECTORY_STAMP: &str = "directory.stamp";
 
 /// Errors while loading a config file.
@@ -262,6 +264,14 @@ impl Config {
         self.state_dir().join(DIRECTORY_STAMP)
     }
 
+    /// The public copy of the directory's change stamp, absolute: `<run_dir>/directory.stamp`
+    /// (mode 0644, it holds only a time). Replaced after [`Config::directory_stamp`] on every
+    /// change, and watched by the clients of authd (smtpd, lmtp-deliver) whose user cannot
+    /// read the state directory (the package's lmtp-deliver runs as `vmail`).
+    pub fn public_directory_stamp(&self) -> PathBuf {
+        self.run_dir().join(DIRECTORY_STAMP)
+    }
+
     /// The DKIM key directory, absolute (`[dkim] key_dir`, or `<state_dir>/dkim`).
     pub fn dkim_key_dir(&self) -> PathBuf {
         match &self.dkim.key_dir {
@@ -443,6 +453,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.run_dir(), PathBuf::from("/srv/p/run"));
         assert_eq!(c.database_url().unwrap(), "sqlite:///srv/p/postern.db");
+        // The change stamp and its public copy.
+        assert_eq!(
+            c.directory_stamp(),
+            PathBuf::from("/var/lib/postern/directory.stamp")
+        );
+        assert_eq!(
+            c.public_directory_stamp(),
+            PathBuf::from("/srv/p/run/directory.stamp")
+        );
     }
 
     #[test]

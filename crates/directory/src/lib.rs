@@ -107,6 +107,9 @@ struct Inner {
     hash_wait: Duration,
     /// Rewritten after every change made through this handle (see [`Directory::change_stamp`]).
     stamp: std::path::PathBuf,
+    /// Its public copy in the run directory, rewritten right after it (`None` when the run
+    /// directory is the state directory).
+    public_stamp: Option<std::path::PathBuf>,
 }
 
 impl Directory {
@@ -218,6 +221,8 @@ impl Directory {
                 ))),
                 hash_wait: config.authd.hash_queue_timeout_ms.duration(),
                 stamp: config.directory_stamp(),
+                public_stamp: Some(config.public_directory_stamp())
+                    .filter(|p| *p != config.directory_stamp()),
             }),
         })
     }
@@ -253,17 +258,35 @@ impl Directory {
         &self.inner.stamp
     }
 
-    /// Replaces the change stamp. A state directory that does not exist (no daemon can be
-    /// using this config) is not an error; other failures are logged: caches then see the
-    /// change within their TTL only.
+    /// The public copy of the change stamp, `<run_dir>/directory.stamp` (mode 0644), replaced
+    /// right after [`Directory::change_stamp`]: what smtpd and lmtp-deliver watch when their
+    /// user cannot read the state directory. `None` when the run directory is the state
+    /// directory (one file serves both).
+    pub fn public_change_stamp(&self) -> Option<&std::path::Path> {
+        self.inner.public_stamp.as_deref()
+    }
+
+    /// Replaces the change stamp, then its public copy. A directory that does not exist (no
+    /// daemon can be watching it: a tmpfs run directory is made again at boot, by systemd's
+    /// `RuntimeDirectory`, and the caches start empty) is not an error; other failures are
+    /// logged: caches then see the change within their TTL only.
+    ///
+    /// The order matters. A client of authd that watches the public copy re-asks authd as
+    /// soon as it sees it replaced; authd's own cache must not answer that request from
+    /// before the change. The state stamp's inotify event is queued in authd's descriptor
+    /// inside its rename, before the public rename, so before the client can see anything
+    /// and send its request: authd's event loop hands that request over with the stamp's
+    /// change already marked, and authd's lookup drops its stale answers first (see
+    /// `postern_auth_proto::cache`). An answer a client fetched from before the change is
+    /// not kept either: the public stamp's rename comes after the state's, and the client
+    /// stores an answer only if its stamp did not move meanwhile.
     pub(crate) fn touch_change_stamp(&self) {
-        let stamp = &self.inner.stamp;
-        let tmp = stamp.with_extension(format!("stamp.{}", std::process::id()));
         let body = format!("{}\n", now());
-        let r = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, stamp));
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
-            if e.kind() != std::io::ErrorKind::NotFound {
+        let stamps = std::iter::once(&self.inner.stamp).chain(self.inner.public_stamp.as_ref());
+        for stamp in stamps {
+            if let Err(e) = replace_stamp(stamp, &body)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
                 tracing::warn!(path = %stamp.display(), error = %e, "cannot update the directory change stamp; caches see the change within their TTL");
             }
         }
@@ -371,6 +394,35 @@ fn give_to_directory_owner(db: &std::path::Path) {
 
 /// The change stamp's file name in the state directory.
 pub const CHANGE_STAMP: &str = postern_config::DIRECTORY_STAMP;
+
+/// Replaces `stamp` by a new file (mode 0644 whatever the umask) holding `body`: written
+/// under a temporary name beside it, then renamed over it.
+///
+/// root's mailctl writes into directories that belong to the daemons' user (`postern` owns
+/// `/var/lib/postern` and `/run/postern`), so the temporary is made anew (`O_EXCL`: never a
+/// file or symlink planted under that name) after a leftover of a crashed run is removed.
+/// The rename needs only write permission on the directory, so a stamp root left can be
+/// replaced by the next mailctl run as `postern`, and the other way round.
+fn replace_stamp(stamp: &std::path::Path, body: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tmp = stamp.with_extension(format!("stamp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            f.write_all(body.as_bytes())
+        })
+        .and_then(|()| std::fs::rename(&tmp, stamp));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
 
 /// Password checks at once: `configured`, or one per CPU core when 0.
 fn hash_concurrency(configured: usize) -> usize {

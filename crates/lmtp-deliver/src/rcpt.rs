@@ -38,13 +38,16 @@ type Fields = Vec<(String, String)>;
 /// The cache, and the userdb socket whose answers it keeps.
 static USER_CACHE: OnceLock<(PathBuf, Cache<String, Option<Fields>>)> = OnceLock::new();
 
-/// Sets up the user cache from the config, once; without a stamp this process can watch
-/// (its directory unreadable by lmtp-deliver's user, no inotify) every lookup asks authd.
+/// Sets up the user cache from the config, once. It watches the directory's change stamp in
+/// the state directory, or where lmtp-deliver's user cannot read that, its public copy in the run
+/// directory; without a stamp this process can watch (no inotify, no run directory) every
+/// lookup asks authd.
 pub(crate) fn install_cache(config: &postern_config::Config) {
     let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
-    match Cache::for_client(ttl, config.directory_stamp()) {
+    let stamps = [config.directory_stamp(), config.public_directory_stamp()];
+    match Cache::for_client_on_first(ttl, stamps) {
         Ok(c) => {
-            debug!(ttl_ms = ttl.as_millis(), "userdb answers cached");
+            info!(ttl_ms = ttl.as_millis(), stamp = %c.stamp().display(), "userdb answers cached");
             let socket = config.socket_path(&config.authd.userdb_socket);
             let _ = USER_CACHE.set((socket, c));
         }

@@ -105,13 +105,16 @@ type MapCache = Cache<(String, String), Found>;
 /// The cache, and the socketmap socket whose answers it keeps.
 static MAP_CACHE: OnceLock<(PathBuf, MapCache)> = OnceLock::new();
 
-/// Sets up the map cache from the config, once; without a stamp this process can watch
-/// (its directory unreadable by smtpd's user, no inotify) every lookup asks authd.
+/// Sets up the map cache from the config, once. It watches the directory's change stamp in
+/// the state directory, or where smtpd's user cannot read that, its public copy in the run
+/// directory; without a stamp this process can watch (no inotify, no run directory) every
+/// lookup asks authd.
 pub(crate) fn install_cache(config: &postern_config::Config) {
     let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
-    match Cache::for_client(ttl, config.directory_stamp()) {
+    let stamps = [config.directory_stamp(), config.public_directory_stamp()];
+    match Cache::for_client_on_first(ttl, stamps) {
         Ok(c) => {
-            debug!(ttl_ms = ttl.as_millis(), "socketmap answers cached");
+            info!(ttl_ms = ttl.as_millis(), stamp = %c.stamp().display(), "socketmap answers cached");
             let socket = config.socket_path(&config.authd.socketmap_socket);
             let _ = MAP_CACHE.set((socket, c));
         }

@@ -218,3 +218,100 @@ fn lmtp_deliver_follows_mailctl_at_once() {
     assert!(after[0].starts_with("250"), "{after:?}");
     assert_eq!(messages(&maildir(&pm, "dave"), "new").len(), 1);
 }
+
+/// The package's lmtp-deliver runs as `vmail`, which cannot read the state directory
+/// (`/var/lib/postern`, `postern` 0700), so it cannot watch the change stamp there: it
+/// watches the public copy in the run directory, which root's mailctl replaces too (the run
+/// directory belonging to the daemons' user, as `/run/postern` is `postern`'s). Here:
+/// lmtp-deliver runs as nobody (65534), the state directory stays root's 0700, the public
+/// stamp is missing when it starts (a tmpfs run directory after a reboot). It still keeps
+/// authd's answers and follows every mailctl change at the very next RCPT. Seen failing
+/// with lmtp-deliver watching the state stamp only: it did not cache (10 warm lookups asked
+/// authd 10 times).
+#[test]
+#[ignore = "needs root (runs lmtp-deliver as another user)"]
+fn lmtp_deliver_that_cannot_read_the_state_dir_caches_on_the_public_stamp() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let pm = Postern::builder()
+        .set("authd.cache_ttl_secs", 3600)
+        .set("authd.userdb_socket.mode", "0666")
+        .daemons(&["authd"])
+        .start();
+    let run = pm.run_dir();
+    let public = run.join("directory.stamp");
+    let state = pm.dir().join("state");
+    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).expect("chown run");
+    std::os::unix::fs::chown(pm.dir().join("mail"), Some(NOBODY), Some(NOBODY))
+        .expect("chown mail");
+    std::fs::set_permissions(pm.config_path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod the config");
+    let mode = std::fs::metadata(&state).expect("state dir").mode();
+    assert_eq!(mode & 0o777, 0o700, "the state directory is private");
+    pm.mailctl_ok(&["domain", "add", "example.org"]);
+    // Root's mailctl left a public stamp anyone can read in nobody's run directory.
+    let m = std::fs::metadata(&public).expect("mailctl made the public stamp");
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
+    assert!(pm.dir().join("state/directory.stamp").is_file());
+    std::fs::remove_file(&public).expect("remove the public stamp");
+
+    let mut cmd = std::process::Command::new(postern_e2e::bin("lmtp-deliver"));
+    cmd.arg("--config")
+        .arg(pm.config_path())
+        .current_dir(pm.dir())
+        .env_remove("POSTERN_CONFIG")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .uid(NOBODY)
+        .gid(NOBODY);
+    let lmtp = postern_e2e::Daemon::spawn("lmtp-deliver", cmd);
+    lmtp.wait_ready();
+    let cached = lmtp
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("userdb answers"))
+        .unwrap_or_default();
+    assert!(
+        cached.contains("answers cached") && cached.contains(&*public.to_string_lossy()),
+        "lmtp-deliver does not cache on the public stamp: {cached:?}"
+    );
+
+    let mut c = Lmtp::connect(&pm.socket("lmtp"));
+    assert!(c.cmd("LHLO client.example.net").starts_with("250"));
+    let rcpt = |c: &mut Lmtp, who: &str| -> String {
+        assert!(c.cmd("MAIL FROM:<someone@example.net>").starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{who}>"));
+        assert!(c.cmd("RSET").starts_with("250"));
+        r
+    };
+    // Unknown, and kept as unknown: the second answer costs authd nothing.
+    assert!(rcpt(&mut c, "erin@example.org").starts_with("550"));
+    let asked = authd_lookups(&pm);
+    assert!(rcpt(&mut c, "erin@example.org").starts_with("550"));
+    assert_eq!(authd_lookups(&pm), asked, "a kept answer asked authd");
+    // Added: the public stamp appears, and the very next RCPT finds her.
+    pm.add_user("erin@example.org", "violet lantern quarry");
+    assert!(public.is_file(), "the change made the public stamp");
+    let r = rcpt(&mut c, "erin@example.org");
+    assert!(r.starts_with("250"), "new user refused: {r}");
+    // Warm: asks authd nothing.
+    let asked = authd_lookups(&pm);
+    for _ in 0..10 {
+        assert!(rcpt(&mut c, "erin@example.org").starts_with("250"));
+    }
+    assert_eq!(
+        authd_lookups(&pm),
+        asked,
+        "authd was asked with the cache warm"
+    );
+    // Removed: refused at once; added again: accepted at once.
+    pm.mailctl_ok(&["user", "remove", "erin@example.org"]);
+    let r = rcpt(&mut c, "erin@example.org");
+    assert!(r.starts_with("550"), "removed user accepted: {r}");
+    pm.add_user("erin@example.org", "violet lantern quarry two");
+    let r = rcpt(&mut c, "erin@example.org");
+    assert!(r.starts_with("250"), "re-added user refused: {r}");
+    drop(c);
+    lmtp.stop();
+}

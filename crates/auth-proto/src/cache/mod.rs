@@ -10,8 +10,12 @@
 //! Changes are seen at once when they are made through Postern: every directory write
 //! (`mailctl user|alias|domain|sender …`) replaces the directory's change stamp
 //! (`<state_dir>/directory.stamp`, `postern_config::DIRECTORY_STAMP`), and a lookup whose
-//! stamp differs from the one the cache was filled under empties the cache first. Changes
-//! made behind Postern's back (SQL by hand, another node on a shared database) are seen
+//! stamp differs from the one the cache was filled under empties the cache first. Right after
+//! it, a public copy is replaced in the run directory (`<run_dir>/directory.stamp`, 0644):
+//! smtpd and lmtp-deliver watch that one when their user cannot read the state directory
+//! ([`Cache::for_client_on_first`]); authd always watches the state one, which changes
+//! first, so a client re-asking authd on the public change finds authd's cache emptied
+//! already. Changes made behind Postern's back (SQL by hand, another node on a shared database) are seen
 //! within the TTL.
 //!
 //! An answer fetched while the stamp changed is not kept: a lookup notes the stamp before
@@ -170,6 +174,38 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             return Err(format!("cannot look at {}", stamp.display()));
         }
         Ok(Self::with_watch(ttl, stamp, Some(Arc::new(watch))))
+    }
+
+    /// [`Cache::for_client`] on the first of `stamps` this process can watch, in order; the
+    /// reasons of all when none can be. smtpd and lmtp-deliver pass the state directory's
+    /// stamp (what authd watches), then its public copy in the run directory
+    /// (`postern_config::Config::public_directory_stamp`), replaced right after it by every
+    /// change: the package's lmtp-deliver runs as `vmail`, which cannot read the state
+    /// directory. A public stamp that does not exist yet (the run directory is a tmpfs,
+    /// emptied at boot) is fine: its creation is a change.
+    pub fn for_client_on_first(
+        ttl: Duration,
+        stamps: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<Self, String> {
+        if ttl.is_zero() {
+            return Err("cache_ttl_secs is 0".into());
+        }
+        let mut why = Vec::new();
+        for stamp in stamps {
+            match Self::for_client(ttl, stamp) {
+                Ok(c) => return Ok(c),
+                Err(e) => why.push(e),
+            }
+        }
+        if why.is_empty() {
+            why.push("no stamp to watch".into());
+        }
+        Err(why.join("; "))
+    }
+
+    /// The stamp file this cache is invalidated by.
+    pub fn stamp(&self) -> &Path {
+        &self.stamp
     }
 
     /// Brings `s` onto the stamp in force: a changed stamp drops the entries.
@@ -538,6 +574,54 @@ mod tests {
                 _ => bump(&stamp, n),
             }
         }
+    }
+
+    /// A client that cannot watch the state directory's stamp (here: its "directory" is a
+    /// file, ENOTDIR; in the package, EACCES for lmtp-deliver's `vmail` on the `0700` state
+    /// directory) watches the public copy in the run directory instead, which may not exist
+    /// yet: its creation and every replacement empty the cache at the next lookup. One it
+    /// can watch is preferred.
+    #[test]
+    fn a_client_falls_back_on_the_public_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("state");
+        std::fs::write(&blocked, "x").unwrap();
+        let state = blocked.join("directory.stamp");
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let public = run.join("directory.stamp");
+        let ttl = Duration::from_secs(60);
+        let c = Cache::for_client_on_first(ttl, [state.clone(), public.clone()]).unwrap();
+        assert_eq!(c.stamp(), public);
+        for n in 1..6 {
+            let Lookup::Miss(t) = c.get(&"a".to_owned()) else {
+                panic!("change {n} not seen")
+            };
+            c.put(t, "a".into(), n);
+            assert_eq!(hit(&c, "a"), Some(n));
+            // The state stamp cannot change here; the public one is what mailctl replaces.
+            bump(&public, n);
+        }
+        // Neither can be watched: no cache, and both reasons are told.
+        let why = Cache::<String, u32>::for_client_on_first(
+            ttl,
+            [state.clone(), dir.path().join("none/directory.stamp")],
+        )
+        .unwrap_err();
+        assert!(why.contains("state") && why.contains("none"), "{why}");
+        assert!(Cache::<String, u32>::for_client_on_first(ttl, []).is_err());
+        assert!(
+            Cache::<String, u32>::for_client_on_first(Duration::ZERO, [public.clone()]).is_err()
+        );
+        // A state directory the client can watch is preferred.
+        let readable = dir.path().join("state2");
+        std::fs::create_dir(&readable).unwrap();
+        let c = Cache::<String, u32>::for_client_on_first(
+            ttl,
+            [readable.join("directory.stamp"), public],
+        )
+        .unwrap();
+        assert_eq!(c.stamp(), readable.join("directory.stamp"));
     }
 
     /// Bounded for a client too, and a full cache starts over rather than growing.
