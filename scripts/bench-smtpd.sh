@@ -182,7 +182,7 @@ run_one() {
     if [ -n "${PERF_DIR:-}" ]; then
       mkdir -p "$PERF_DIR"
       local pids; pids=$(echo "${!trees}" | tr ' ' '\n' | sed 's/.*=//' | paste -sd,)
-      perf record -q -F "${PERF_FREQ:-999}" --call-graph dwarf,16384 -p "$pids" \
+      perf record -q -F "${PERF_FREQ:-999}" ${PERF_CALLGRAPH---call-graph dwarf,16384} -p "$pids" \
         -o "$PERF_DIR/$k-$size-$s-$rep.data" >/dev/null 2>&1 & perf_pid=$!
       sleep 0.5
     fi

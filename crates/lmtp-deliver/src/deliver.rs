@@ -228,9 +228,16 @@ impl One<'_> {
     async fn deliver(&self) -> Result<Reply, DeliverError> {
         // The message as it is stored for this recipient: trace headers, then the message.
         let trace = self.trace();
-        let mut message = [&trace[..], &self.tx.message[..]].concat();
+        // Stored with LF line ends, built in one pass (the trace ends in CRLF, so converting
+        // the two apart is converting them together).
+        let trace_lf = crlf_to_lf(&trace);
+        let body_lf = crlf_to_lf(&self.tx.message);
+        let mut stored = Vec::with_capacity(trace_lf.len() + body_lf.len());
+        stored.extend_from_slice(&trace_lf);
+        stored.extend_from_slice(&body_lf);
+        drop(body_lf);
         let plan = Plan {
-            trace_len: crlf_to_lf(&trace).len(),
+            trace_len: trace_lf.len(),
             maildir: self.rcpt.maildir.clone(),
             quota: self.rcpt.quota,
             script: self
@@ -247,7 +254,6 @@ impl One<'_> {
             junk: has_header(&self.tx.message, JUNK_HEADER),
             allow_special_use: self.ctx.config.lmtp.plus_address_special_use,
         };
-        let stored = crlf_to_lf(&message).into_owned();
         let planned = if crate::busy::alone().await && plan.small(stored.len()) {
             // The only connection at work: nothing else needs this thread meanwhile.
             plan.run(stored)
@@ -263,10 +269,15 @@ impl One<'_> {
             stored,
             header_edits,
         } = planned;
-        if !header_edits.is_empty() && later.iter().any(|l| matches!(l, Later::Redirect(_))) {
-            // Redirects send the message as the script edited it (RFC 5293 §7).
-            message = [&trace[..], &header_edits.apply(&self.tx.message)[..]].concat();
-        }
+        // What redirects send (CRLF, with the trace fields), made only when there is one;
+        // as the script edited it (RFC 5293 §7).
+        let message = if !later.iter().any(|l| matches!(l, Later::Redirect(_))) {
+            Vec::new()
+        } else if header_edits.is_empty() {
+            [&trace[..], &self.tx.message[..]].concat()
+        } else {
+            [&trace[..], &header_edits.apply(&self.tx.message)[..]].concat()
+        };
         let mut done = match delivery {
             Ok(RecipientDelivery::Stored(done)) => done,
             Ok(RecipientDelivery::OverQuota) => {

@@ -156,11 +156,7 @@ pub struct StoredCopies {
 pub fn crlf_to_lf(data: &[u8]) -> Cow<'_, [u8]> {
     // Whole runs between CRLFs are copied, not byte by byte.
     let crlf = |lf: usize| lf > 0 && data[lf - 1] == b'\r';
-    let mut lfs = data
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .map(|(i, _)| i);
+    let mut lfs = memchr::memchr_iter(b'\n', data);
     let Some(first) = lfs.find(|&lf| crlf(lf)) else {
         return Cow::Borrowed(data);
     };
@@ -179,10 +175,8 @@ pub fn crlf_to_lf(data: &[u8]) -> Cow<'_, [u8]> {
 
 /// The size of `data` with every LF not preceded by CR counted as CRLF (Dovecot's `W=`).
 pub fn virtual_size(data: &[u8]) -> u64 {
-    let bare_lf = data
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+    let bare_lf = memchr::memchr_iter(b'\n', data)
+        .filter(|&i| i == 0 || data[i - 1] != b'\r')
         .count();
     (data.len() + bare_lf) as u64
 }

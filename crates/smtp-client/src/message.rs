@@ -292,7 +292,7 @@ fn is_canonical(parts: &[&[u8]]) -> bool {
             rest = &rest[1..];
         }
         // Each CR found is taken with its LF, so an LF found first is a bare one.
-        while let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        while let Some(i) = memchr::memchr2(b'\r', b'\n', rest) {
             if rest[i] == b'\n' {
                 return false;
             }

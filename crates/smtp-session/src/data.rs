@@ -144,10 +144,7 @@ impl DotReader {
                 }
                 LinePos::Text => {
                     let rest = &input[i..];
-                    let run = rest
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n' || c == 0)
-                        .unwrap_or(rest.len());
+                    let run = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
                     if run > 0 {
                         self.store(&rest[..run]);
                         i += run;
