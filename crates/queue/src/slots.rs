@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -581,25 +581,27 @@ impl Slots {
     }
 }
 
-/// Writes every part, in order, from `at` on: one `lseek`, then as few `writev` calls as the
-/// kernel allows (one for a message in memory: header, prefix and bytes). The file's offset
-/// is used only here, by the one holder of a taken slot; every read of a slot is positioned.
-/// (`pwritev` is one call less, but std's `write_vectored_at` is not stable yet.)
+/// Writes every part, in order, from `at` on, with as few `pwritev` calls as the kernel
+/// allows (one for a message in memory: header, prefix and bytes). Positioned: the
+/// descriptor's offset is neither used nor moved.
 fn write_all_vectored_at(file: &File, parts: &[&[u8]], at: u64) -> io::Result<()> {
-    let mut file = file;
-    file.seek(SeekFrom::Start(at))?;
     let mut slices: Vec<io::IoSlice<'_>> = parts
         .iter()
         .filter(|p| !p.is_empty())
         .map(|p| io::IoSlice::new(p))
         .collect();
     let mut left = &mut slices[..];
+    let mut at = at;
     while !left.is_empty() {
-        match file.write_vectored(left) {
+        let offset = i64::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        match nix::sys::uio::pwritev(file, left, offset) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(n) => {
+                io::IoSlice::advance_slices(&mut left, n);
+                at += n as u64;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
