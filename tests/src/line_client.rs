@@ -44,6 +44,24 @@ impl LineClient {
         self.w.write_all(s.as_bytes()).unwrap();
     }
 
+    /// SMTP: sends `command` with CRLF (nothing when empty: the greeting), then reads one
+    /// reply, continuation lines included; returns its last line. Panics at EOF.
+    pub fn smtp(&mut self, command: &str) -> String {
+        if !command.is_empty() {
+            self.send(&format!("{command}\r\n"));
+        }
+        loop {
+            let l = self.line();
+            assert!(
+                !l.is_empty(),
+                "connection closed waiting for a reply to {command:?}"
+            );
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l;
+            }
+        }
+    }
+
     /// Lines up to and including the one tagged `tag` (literals read as lines); panics at
     /// EOF before any line and after 10,000 lines.
     pub fn until_tagged(&mut self, tag: &str) -> Vec<String> {

@@ -96,7 +96,7 @@ mod tests {
 
     async fn directory(dir: &std::path::Path, url: &str) -> postern_directory::Directory {
         let text = format!(
-            "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\n[database]\nurl = \"{url}\"\n",
+            "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n[database]\nurl = \"{url}\"\n",
             d = dir.display()
         );
         let config = postern_config::Config::parse(&text, dir).unwrap();

@@ -7,7 +7,7 @@ use postern_directory::{Directory, MoveState, NewSecret};
 
 fn config(dir: &std::path::Path, queries: &str) -> Config {
     let text = format!(
-        "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\n[database]\nurl = \"sqlite://{d}/postern.db\"\n{queries}",
+        "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n[database]\nurl = \"sqlite://{d}/postern.db\"\n{queries}",
         d = dir.display()
     );
     Config::parse(&text, dir).expect("config")

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 fn config(dir: &std::path::Path) -> Config {
     let text = format!(
-        "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\n[database]\nurl = \"sqlite://{d}/postern.db\"\n",
+        "hostname = \"mx.example.org\"\n[paths]\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n[database]\nurl = \"sqlite://{d}/postern.db\"\n",
         d = dir.display()
     );
     Config::parse(&text, dir).expect("config")

@@ -4,11 +4,11 @@
 //! message, through the directory's change stamp. A 1-hour TTL makes sure nothing but the
 //! stamp can explain it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use postern_e2e::Postern;
+use postern_e2e::{LineClient, Postern};
 
 use crate::lmtp::{Lmtp, maildir, messages};
 
@@ -16,38 +16,20 @@ use crate::lmtp::{Lmtp, maildir, messages};
 /// end of DATA when it was accepted.
 fn send(pm: &Postern, rcpt: &str) -> (String, Option<String>) {
     let a = pm.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
-    let w = TcpStream::connect(a).expect("connect");
-    w.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut r = BufReader::new(w.try_clone().expect("clone"));
-    let mut w = w;
-    let mut reply = move |w: &mut TcpStream, line: &str| -> String {
-        if !line.is_empty() {
-            w.write_all(format!("{line}\r\n").as_bytes())
-                .expect("write");
-        }
-        loop {
-            let mut l = String::new();
-            assert!(r.read_line(&mut l).expect("read") > 0, "closed");
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return l.trim_end().to_owned();
-            }
-        }
-    };
-    assert!(reply(&mut w, "").starts_with("220"));
-    assert!(reply(&mut w, "EHLO client.example.net").starts_with("250"));
-    assert!(reply(&mut w, "MAIL FROM:<someone@example.net>").starts_with("250"));
-    let to = reply(&mut w, &format!("RCPT TO:<{rcpt}>"));
+    let mut c = LineClient::connect(a);
+    assert!(c.smtp("").starts_with("220"));
+    assert!(c.smtp("EHLO client.example.net").starts_with("250"));
+    assert!(c.smtp("MAIL FROM:<someone@example.net>").starts_with("250"));
+    let to = c.smtp(&format!("RCPT TO:<{rcpt}>"));
     if !to.starts_with("250") {
-        let _ = reply(&mut w, "QUIT");
+        let _ = c.smtp("QUIT");
         return (to, None);
     }
-    assert!(reply(&mut w, "DATA").starts_with("354"));
-    let done = reply(
-        &mut w,
-        &format!("From: someone@example.net\r\nTo: {rcpt}\r\nSubject: hi\r\n\r\nhello\r\n."),
-    );
-    let _ = reply(&mut w, "QUIT");
+    assert!(c.smtp("DATA").starts_with("354"));
+    let done = c.smtp(&format!(
+        "From: someone@example.net\r\nTo: {rcpt}\r\nSubject: hi\r\n\r\nhello\r\n."
+    ));
+    let _ = c.smtp("QUIT");
     (to, Some(done))
 }
 

@@ -2,13 +2,9 @@
 //! one round trip (issue 17), with the same answers and the same cache invalidation as the two
 //! maps it stands for; smtpd accepts and refuses recipients through it as before.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply;
-use postern_e2e::Postern;
+use postern_e2e::{LineClient, Postern};
 
 fn lookup(pm: &Postern, map: &str, key: &str) -> Reply {
     tokio::runtime::Builder::new_current_thread()
@@ -82,33 +78,16 @@ fn one_lookup_answers_alias_or_mailbox_and_follows_mailctl_at_once() {
 
     // smtpd asks this map: a mailbox and an alias accepted, a stranger refused, the loop 550.
     let a = pm.daemon("smtpd").listening_addrs_matching("(smtp)")[0];
-    let w = TcpStream::connect(a).expect("connect");
-    w.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut r = BufReader::new(w.try_clone().expect("clone"));
-    let mut w = w;
-    let mut reply = move |w: &mut TcpStream, line: &str| -> String {
-        if !line.is_empty() {
-            w.write_all(format!("{line}\r\n").as_bytes())
-                .expect("write");
-        }
-        loop {
-            let mut l = String::new();
-            assert!(r.read_line(&mut l).expect("read") > 0, "closed");
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return l.trim_end().to_owned();
-            }
-        }
-    };
-    assert!(reply(&mut w, "").starts_with("220"));
-    assert!(reply(&mut w, "EHLO client.example.net").starts_with("250"));
-    assert!(reply(&mut w, "MAIL FROM:<someone@example.net>").starts_with("250"));
-    assert!(reply(&mut w, "RCPT TO:<bob@example.org>").starts_with("250"));
-    let stranger = reply(&mut w, "RCPT TO:<nobody@example.org>");
+    let mut c = LineClient::connect(a);
+    assert!(c.smtp("").starts_with("220"));
+    assert!(c.smtp("EHLO client.example.net").starts_with("250"));
+    assert!(c.smtp("MAIL FROM:<someone@example.net>").starts_with("250"));
+    assert!(c.smtp("RCPT TO:<bob@example.org>").starts_with("250"));
+    let stranger = c.smtp("RCPT TO:<nobody@example.org>");
     assert!(stranger.starts_with("550 5.1.1"), "{stranger}");
-    let looped = reply(&mut w, "RCPT TO:<loop1@example.org>");
+    let looped = c.smtp("RCPT TO:<loop1@example.org>");
     assert!(looped.starts_with("550 5.4.6"), "{looped}");
     pm.mailctl_ok(&["alias", "add", "team@example.org", "bob@example.org"]);
-    assert!(reply(&mut w, "RCPT TO:<team@example.org>").starts_with("250"));
-    assert!(reply(&mut w, "QUIT").starts_with("221"));
+    assert!(c.smtp("RCPT TO:<team@example.org>").starts_with("250"));
+    assert!(c.smtp("QUIT").starts_with("221"));
 }
