@@ -1,4 +1,4 @@
-//! Durable delivery (an unnamed file, or `tmp/`, → `new/` or `cur/`) and cleaning of `tmp/`.
+//! Durable delivery (`tmp/` → `new/` or `cur/`) and cleaning of `tmp/`.
 //!
 //! # Line endings
 //! The bytes given are stored exactly. Like Dovecot, which keeps LF line endings in Maildir
@@ -7,41 +7,25 @@
 //! either kind of input.
 //!
 //! # Crash safety
-//! 1. The message is written to an unnamed file (`O_TMPFILE`) in the target directory (`new/`,
-//!    or `cur/` when flags are set), then `fsync`ed: only a complete file ever gets past this
-//!    step. No name exists yet, so no reader can see it.
-//! 2. It is given its name, `new/<name>` or `cur/<name>:2,<flags>`, with `linkat` (through
-//!    `/proc/self/fd/N`). `link` is atomic and never replaces an existing file: the name
-//!    appears whole or not at all, and a name that is taken (`EEXIST`) is tried again with a
-//!    new one (the file is durable already).
-//! 3. The file is `fsync`ed again, then the target directory: the link count the link raised
-//!    from 0 to 1 and the new entry are durable. Only then is `Ok` returned, so an
-//!    acknowledged message survives a crash. (The directory's fsync alone is not enough: on
-//!    ext4 without a journal it does not write the file's inode, and after a power cut the
-//!    entry would name an inode with no links, which fsck deletes.)
-//!
-//! A crash before step 2 leaves no name anywhere: the kernel frees an unnamed file when it is
-//! closed, and after a power cut the file system does (journaled ext4 and XFS from their
-//! orphan lists at mount; ext4 without a journal at the fsck its unclean mount needs). A
-//! crash between 2 and 3 leaves either no entry (fsck removes one whose inode has no link yet)
-//! or an entry to a complete, fsynced file. On any error the unnamed file is
-//! closed (and so freed), and if a step-3 fsync fails the new entry is removed, so a retry
-//! does not duplicate it. No `tmp/` entry is made: no create and unlink in `tmp/` and no
-//! synchronous write of `tmp/` per message (on ext4 without a journal the step-3 file fsync
-//! costs one synchronous inode write instead).
-//!
-//! The unnamed path is off by default ([`use_unnamed_files`]; why: see `UNNAMED` below), and
-//! where unnamed files cannot be used (the kernel or file system refuses `O_TMPFILE`, or there
-//! is no `/proc` to link through; decided once per process), the classic path is taken:
-//! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed.
-//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>`), another name when that one
-//!    is taken. Where hard links are not supported, `rename` (also atomic) is used instead,
-//!    after checking the target is absent.
-//! 3. The target directory is `fsync`ed; only then is `Ok` returned.
+//! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed: only a
+//!    complete file ever gets past this step.
+//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>` when flags are set). `link` is
+//!    atomic and never replaces an existing file: the name appears whole or not at all, and a
+//!    name that is taken (`EEXIST`) is tried again with a new one. Where hard links are not
+//!    supported, `rename` (also atomic) is used instead, after checking the target is absent.
+//! 3. The target directory is `fsync`ed, making the new entry durable. Only then is `Ok`
+//!    returned, so an acknowledged message survives a crash.
 //! 4. The `tmp/` name is removed (no fsync needed: a leftover is only a second name).
 //!
-//! There a crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
-//! [`Maildir::clean_tmp`] removes after 36 hours; on any error the `tmp/` file is removed.
+//! A crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
+//! [`Maildir::clean_tmp`] removes after 36 hours. A crash between 2 and 3 leaves either no
+//! entry or an entry to a complete, fsynced file. On any error the `tmp/` file is removed, and
+//! if the directory fsync fails the new entry is removed too, so a retry does not duplicate it.
+//!
+//! (An unnamed file, `O_TMPFILE`, linked into `new/` was tried for issue 17 and dropped: on
+//! ext4 without a journal the directory's fsync does not write the linked inode's link count,
+//! so it needs a second file fsync after the link — three flushes per message against two —
+//! and it measured slower: ~700 against ~1,200 msg/s into the Maildir at 20 SMTP sessions.)
 //!
 //! # Directories
 //! A delivery does not stat the mailbox directories first: they are looked at only when a step
@@ -55,7 +39,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -63,10 +46,7 @@ use nix::errno::Errno;
 use crate::error::{IoContext, MaildirError, Result};
 use crate::filename;
 use crate::flags::{Flags, info_suffix};
-use crate::fsutil::{
-    LinkError, create_excl, create_unnamed, fsync_dir, is_not_found, link_unnamed, now_secs,
-    open_dir,
-};
+use crate::fsutil::{create_excl, fsync_dir, is_not_found, now_secs};
 use crate::keywords::{DroppedKeyword, letters_for};
 use crate::quota::{Quota, QuotaLimit};
 use crate::store::Maildir;
@@ -210,19 +190,8 @@ impl Maildir {
         let size = message.len() as u64;
         let vsize = virtual_size(message);
         let target_dir = dir.join(if info.is_empty() { "new" } else { "cur" });
-        let mut stored = None;
-        if unnamed_enabled() {
-            stored = self.store_unnamed(&target_dir, message, &info, size, vsize, &mut check)?;
-            if stored.is_none() {
-                disable_unnamed();
-            }
-        }
-        let (name, path) = match stored {
-            Some(stored) => stored,
-            None => {
-                self.store_via_tmp(&dir, &target_dir, message, &info, size, vsize, &mut check)?
-            }
-        };
+        let (name, path) =
+            self.store_via_tmp(&dir, &target_dir, message, &info, size, vsize, &mut check)?;
         Ok(Delivered {
             path,
             name,
@@ -232,81 +201,7 @@ impl Maildir {
         })
     }
 
-    /// Steps 1–3 with an unnamed file: written and fsynced in `target_dir`, linked, the
-    /// directory fsynced. `Ok(None)`: unnamed files cannot be used here (nothing was stored).
-    fn store_unnamed(
-        &self,
-        target_dir: &Path,
-        message: &[u8],
-        info: &str,
-        size: u64,
-        vsize: u64,
-        check: &mut Check<'_>,
-    ) -> Result<Option<(String, PathBuf)>> {
-        let mut dir = match open_dir(target_dir) {
-            Err(e) if missing(&e) && check.again()? => open_dir(target_dir),
-            r => r,
-        }
-        .ctx("open directory", target_dir)?;
-        let mut file = match create_unnamed(&dir, self.file_mode()) {
-            Ok(Some(f)) => f,
-            Ok(None) => return Ok(None),
-            // The directory went away after it was opened.
-            Err(e) if missing(&e) && check.again()? => {
-                dir = open_dir(target_dir).ctx("open directory", target_dir)?;
-                match create_unnamed(&dir, self.file_mode()).ctx("create", target_dir)? {
-                    Some(f) => f,
-                    None => return Ok(None),
-                }
-            }
-            Err(e) => return Err(MaildirError::io("create", target_dir, e)),
-        };
-        // From here on, any return drops `file`: an unnamed file is freed when closed.
-        file.write_all(message).ctx("write", target_dir)?;
-        file.sync_all().ctx("fsync", target_dir)?;
-        before_link();
-        let mut tries = 0;
-        let (path, name) = loop {
-            if tries == NAME_TRIES {
-                return Err(MaildirError::NameCollision {
-                    dir: target_dir.to_path_buf(),
-                });
-            }
-            tries += 1;
-            let name = format!("{}{info}", next_base(size, vsize));
-            #[cfg(test)]
-            if TEST_LINK_UNSUPPORTED.get() {
-                return Ok(None);
-            }
-            match link_unnamed(&file, &dir, &name) {
-                Ok(()) => break (target_dir.join(&name), name),
-                Err(LinkError::Exists) => {}
-                Err(LinkError::Unsupported) => return Ok(None),
-                Err(LinkError::Other(e)) if missing(&e) && check.again()? => {
-                    dir = open_dir(target_dir).ctx("open directory", target_dir)?;
-                    tries -= 1;
-                }
-                Err(LinkError::Other(e)) => {
-                    return Err(MaildirError::io("link", target_dir.join(&name), e));
-                }
-            }
-        };
-        // The link count (0 → 1) is inode metadata the directory's fsync need not write: on
-        // ext4 without a journal the entry would survive a power cut pointing to an inode with
-        // no links, which fsck then clears. So the file is fsynced again, then the directory.
-        let synced = file
-            .sync_all()
-            .ctx("fsync", &path)
-            .and_then(|()| dir.sync_all().ctx("fsync directory", target_dir));
-        drop(file);
-        if let Err(e) = synced {
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
-        Ok(Some((name, path)))
-    }
-
-    /// Steps 1–4 through `tmp/` (where unnamed files cannot be used).
+    /// Steps 1–4 (see the crate text).
     #[allow(clippy::too_many_arguments)]
     fn store_via_tmp(
         &self,
@@ -491,43 +386,6 @@ impl Maildir {
 /// Names tried before giving up with [`MaildirError::NameCollision`].
 const NAME_TRIES: usize = 8;
 
-/// Whether this process stores through unnamed files (`O_TMPFILE`): off unless
-/// [`use_unnamed_files`] turned it on, and cleared for good the first time the kernel or the
-/// file system refuses them, or `/proc` is missing (every delivery then goes through `tmp/`).
-///
-/// Off by default because it measured slower where it was tried (issue 17, 2026-12-07, ext4
-/// without a journal, 5 KiB messages through smtpd and lmtp-deliver): the unnamed file needs
-/// a second fsync after its link (see the crate text), three flushes per message against the
-/// `tmp/` path's two, and with 20 sessions the rate into the Maildir fell from ~1,200 to
-/// ~700 msg/s with one more context switch per message; at one session the two were alike.
-/// On a journaled file system the second fsync may be unneeded; not measured here.
-static UNNAMED: AtomicBool = AtomicBool::new(false);
-
-/// Deliveries of this process store through unnamed files (see [`UNNAMED`] for why this is
-/// off by default).
-pub fn use_unnamed_files(on: bool) {
-    UNNAMED.store(on, Ordering::Relaxed);
-}
-
-fn unnamed_enabled() -> bool {
-    // Tests choose the path per thread (both are tested); the process default is for daemons.
-    #[cfg(test)]
-    let on = !TEST_FORCE_TMP.get();
-    #[cfg(not(test))]
-    let on = UNNAMED.load(Ordering::Relaxed);
-    on
-}
-
-/// From now on, this process delivers through `tmp/` (in tests: this thread).
-fn disable_unnamed() {
-    #[cfg(test)]
-    if TEST_LINK_UNSUPPORTED.get() {
-        TEST_FORCE_TMP.set(true);
-        return;
-    }
-    UNNAMED.store(false, Ordering::Relaxed);
-}
-
 /// Looks at the mailbox directory once per delivery, and only when a step found something
 /// missing: INBOX's root is then created with its parents (as [`Maildir::open_or_create`]
 /// does), a folder must exist, and missing `cur/ new/ tmp/` are created, all durably.
@@ -564,8 +422,6 @@ impl Check<'_> {
 
 #[cfg(test)]
 thread_local! {
-    static TEST_FORCE_TMP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static TEST_LINK_UNSUPPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static TEST_NAMES: std::cell::RefCell<std::collections::VecDeque<String>> =
         const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
     static TEST_BEFORE_LINK: std::cell::RefCell<Option<Box<dyn Fn()>>> =
@@ -621,7 +477,6 @@ mod tests {
     use super::*;
 
     use std::os::unix::fs::PermissionsExt;
-    use std::time::SystemTime;
 
     const MSG: &[u8] = b"From: a@example.org\nSubject: hi\n\nHello\n";
 
@@ -638,33 +493,14 @@ mod tests {
         fs::metadata(path).unwrap().permissions().mode() & 0o7777
     }
 
-    /// Runs `f` once on the unnamed-file path and once on the `tmp/` path.
-    fn both_paths(f: impl Fn(bool)) {
-        for force_tmp in [false, true] {
-            TEST_FORCE_TMP.set(force_tmp);
-            f(force_tmp);
-        }
-        TEST_FORCE_TMP.set(false);
-    }
-
     fn before_link_do(hook: impl Fn() + 'static) {
         TEST_BEFORE_LINK.set(Some(Box::new(hook)));
     }
 
     #[test]
-    fn unnamed_delivery_never_touches_tmp() {
+    fn delivery_names_modes_and_an_empty_tmp() {
         let t = tempfile::tempdir().unwrap();
         let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
-        let tmp = md.root().join("tmp");
-        // An old time stamp on tmp/: a file created or removed there would change it.
-        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        let set_old = || {
-            fs::File::open(&tmp)
-                .unwrap()
-                .set_times(fs::FileTimes::new().set_accessed(old).set_modified(old))
-                .unwrap()
-        };
-        set_old();
         let seen = Flags {
             seen: true,
             ..Flags::default()
@@ -677,8 +513,7 @@ mod tests {
         assert_eq!(names(&md.root().join("cur")), vec![b.name.clone()]);
         assert!(b.name.ends_with(":2,S"), "{}", b.name);
         assert_eq!((mode(&a.path), mode(&b.path)), (0o600, 0o600));
-        assert!(names(&tmp).is_empty());
-        assert_eq!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
+        assert!(names(&md.root().join("tmp")).is_empty());
         assert_eq!(fs::metadata(&a.path).unwrap().nlink(), 1);
 
         // A group-shared Maildir: 0660 files although the umask (022) narrows the create.
@@ -686,209 +521,159 @@ mod tests {
         let d = shared.deliver(None, MSG, &Flags::default()).unwrap();
         assert_eq!(mode(&d.path), 0o660);
         assert!(names(&shared.root().join("tmp")).is_empty());
-
-        // The tmp/ path (forced) does use tmp/.
-        TEST_FORCE_TMP.set(true);
-        set_old();
-        let c = md.deliver(None, MSG, &Flags::default()).unwrap();
-        TEST_FORCE_TMP.set(false);
-        assert_eq!(fs::read(&c.path).unwrap(), MSG);
-        assert_eq!(mode(&c.path), 0o600);
-        assert!(names(&tmp).is_empty());
-        assert_ne!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
     }
 
     #[test]
     fn a_name_taken_in_new_or_cur_is_never_replaced() {
-        both_paths(|force_tmp| {
-            let t = tempfile::tempdir().unwrap();
-            let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
-            let taken = filename::generate(MSG.len() as u64, MSG.len() as u64 + 4);
-            fs::write(md.root().join("new").join(&taken), b"older message").unwrap();
-            fs::write(md.root().join("cur").join(format!("{taken}:2,S")), b"older").unwrap();
-            for flags in [
-                Flags::default(),
-                Flags {
-                    seen: true,
-                    ..Flags::default()
-                },
-            ] {
-                TEST_NAMES.with_borrow_mut(|q| q.push_back(taken.clone()));
-                let d = md.deliver(None, MSG, &flags).unwrap();
-                assert!(!d.name.starts_with(&taken), "{force_tmp}: {}", d.name);
-                assert_eq!(fs::read(&d.path).unwrap(), MSG);
-            }
-            assert_eq!(
-                fs::read(md.root().join("new").join(&taken)).unwrap(),
-                b"older message"
-            );
-            assert_eq!(
-                fs::read(md.root().join("cur").join(format!("{taken}:2,S"))).unwrap(),
-                b"older"
-            );
-            assert_eq!(names(&md.root().join("new")).len(), 2);
-            assert_eq!(names(&md.root().join("cur")).len(), 2);
-            assert!(names(&md.root().join("tmp")).is_empty());
-            // Every name taken: an error, nothing left behind.
-            let dir = md.root().join("new");
-            let many: Vec<String> = (0..8)
-                .map(|i| {
-                    let n = format!("{taken}{i}");
-                    fs::write(dir.join(&n), b"x").unwrap();
-                    n
-                })
-                .collect();
-            TEST_NAMES.with_borrow_mut(|q| q.extend(many));
-            let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
-            assert!(
-                matches!(err, MaildirError::NameCollision { .. }),
-                "{force_tmp}: {err}"
-            );
-            assert_eq!(names(&dir).len(), 10);
-            assert!(names(&md.root().join("tmp")).is_empty());
-        });
+        let t = tempfile::tempdir().unwrap();
+        let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+        let taken = filename::generate(MSG.len() as u64, MSG.len() as u64 + 4);
+        fs::write(md.root().join("new").join(&taken), b"older message").unwrap();
+        fs::write(md.root().join("cur").join(format!("{taken}:2,S")), b"older").unwrap();
+        for flags in [
+            Flags::default(),
+            Flags {
+                seen: true,
+                ..Flags::default()
+            },
+        ] {
+            TEST_NAMES.with_borrow_mut(|q| q.push_back(taken.clone()));
+            let d = md.deliver(None, MSG, &flags).unwrap();
+            assert!(!d.name.starts_with(&taken), "{}", d.name);
+            assert_eq!(fs::read(&d.path).unwrap(), MSG);
+        }
+        assert_eq!(
+            fs::read(md.root().join("new").join(&taken)).unwrap(),
+            b"older message"
+        );
+        assert_eq!(
+            fs::read(md.root().join("cur").join(format!("{taken}:2,S"))).unwrap(),
+            b"older"
+        );
+        assert_eq!(names(&md.root().join("new")).len(), 2);
+        assert_eq!(names(&md.root().join("cur")).len(), 2);
+        assert!(names(&md.root().join("tmp")).is_empty());
+        // Every name taken: an error, nothing left behind.
+        let dir = md.root().join("new");
+        let many: Vec<String> = (0..8)
+            .map(|i| {
+                let n = format!("{taken}{i}");
+                fs::write(dir.join(&n), b"x").unwrap();
+                n
+            })
+            .collect();
+        TEST_NAMES.with_borrow_mut(|q| q.extend(many));
+        let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
+        assert!(matches!(err, MaildirError::NameCollision { .. }), "{err}");
+        assert_eq!(names(&dir).len(), 10);
+        assert!(names(&md.root().join("tmp")).is_empty());
     }
 
     #[test]
     fn a_failure_after_the_write_leaves_no_file_anywhere() {
-        both_paths(|force_tmp| {
-            let t = tempfile::tempdir().unwrap();
-            let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
-            // new/ replaced by a plain file between the write and the link.
-            let new = md.root().join("new");
-            let hook_new = new.clone();
-            before_link_do(move || {
-                fs::remove_dir_all(&hook_new).unwrap();
-                fs::write(&hook_new, b"").unwrap();
-            });
-            let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
-            TEST_BEFORE_LINK.set(None);
-            assert!(err.is_temporary(), "{force_tmp}: {err}");
-            assert!(names(&md.root().join("tmp")).is_empty(), "{force_tmp}");
-            assert!(names(&md.root().join("cur")).is_empty(), "{force_tmp}");
-            assert_eq!(fs::read(&new).unwrap(), b"");
-
-            // new/ removed between the write and the link: it is made again, durably.
-            fs::remove_file(&new).unwrap();
-            fs::create_dir(&new).unwrap();
-            let hook_new = new.clone();
-            before_link_do(move || fs::remove_dir_all(&hook_new).unwrap());
-            let d = md.deliver(None, MSG, &Flags::default()).unwrap();
-            TEST_BEFORE_LINK.set(None);
-            assert_eq!(names(&new), vec![d.name.clone()], "{force_tmp}");
-            assert_eq!(fs::read(&d.path).unwrap(), MSG);
-            assert_eq!(mode(&new), 0o700);
-            assert!(names(&md.root().join("tmp")).is_empty(), "{force_tmp}");
-        });
-    }
-
-    #[test]
-    fn a_link_refused_after_the_write_falls_back_to_tmp_for_good() {
         let t = tempfile::tempdir().unwrap();
         let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
-        // As when /proc is missing: the unnamed file is written, then cannot be named.
-        TEST_LINK_UNSUPPORTED.set(true);
-        let a = md.deliver(None, MSG, &Flags::default()).unwrap();
-        assert!(TEST_FORCE_TMP.get(), "the unnamed path is given up");
-        TEST_LINK_UNSUPPORTED.set(false);
-        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        let tmp = md.root().join("tmp");
-        fs::File::open(&tmp)
-            .unwrap()
-            .set_times(fs::FileTimes::new().set_modified(old))
-            .unwrap();
-        let b = md.deliver(None, MSG, &Flags::default()).unwrap();
-        assert_ne!(fs::metadata(&tmp).unwrap().modified().unwrap(), old);
-        TEST_FORCE_TMP.set(false);
-        assert_eq!(
-            names(&md.root().join("new")),
-            {
-                let mut v = vec![a.name, b.name];
-                v.sort();
-                v
-            },
-            "each message once"
-        );
-        assert!(names(&tmp).is_empty());
-        assert_eq!(fs::read(&a.path).unwrap(), MSG);
+        // new/ replaced by a plain file between the write and the link.
+        let new = md.root().join("new");
+        let hook_new = new.clone();
+        before_link_do(move || {
+            fs::remove_dir_all(&hook_new).unwrap();
+            fs::write(&hook_new, b"").unwrap();
+        });
+        let err = md.deliver(None, MSG, &Flags::default()).unwrap_err();
+        TEST_BEFORE_LINK.set(None);
+        assert!(err.is_temporary(), "{err}");
+        assert!(names(&md.root().join("tmp")).is_empty());
+        assert!(names(&md.root().join("cur")).is_empty());
+        assert_eq!(fs::read(&new).unwrap(), b"");
+
+        // new/ removed between the write and the link: it is made again, durably.
+        fs::remove_file(&new).unwrap();
+        fs::create_dir(&new).unwrap();
+        let hook_new = new.clone();
+        before_link_do(move || fs::remove_dir_all(&hook_new).unwrap());
+        let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+        TEST_BEFORE_LINK.set(None);
+        assert_eq!(names(&new), vec![d.name.clone()]);
+        assert_eq!(fs::read(&d.path).unwrap(), MSG);
+        assert_eq!(mode(&new), 0o700);
+        assert!(names(&md.root().join("tmp")).is_empty());
     }
 
     #[test]
     fn a_maildir_not_there_yet_is_made_by_the_first_delivery() {
-        both_paths(|force_tmp| {
-            let t = tempfile::tempdir().unwrap();
-            let root = t.path().join("example.org/bob/Maildir");
-            let md = Maildir::at(&root, 0o700);
-            assert!(
-                !t.path().join("example.org").exists(),
-                "at() creates nothing"
-            );
-            // Quota of a Maildir that is not there: empty, and nothing is created.
-            assert_eq!(Quota::usage(&md).unwrap(), crate::Usage::default());
-            assert!(!t.path().join("example.org").exists());
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("example.org/bob/Maildir");
+        let md = Maildir::at(&root, 0o700);
+        assert!(
+            !t.path().join("example.org").exists(),
+            "at() creates nothing"
+        );
+        // Quota of a Maildir that is not there: empty, and nothing is created.
+        assert_eq!(Quota::usage(&md).unwrap(), crate::Usage::default());
+        assert!(!t.path().join("example.org").exists());
 
-            let limit = QuotaLimit::from(1_000_000);
-            let RecipientDelivery::Stored(done) = md
-                .deliver_copies(
-                    MSG,
-                    &[
-                        MessageCopy::to(Destination::Inbox),
-                        MessageCopy::to(Destination::Folder("Nope".into())),
-                    ],
-                    QuotaPolicy::Enforce(limit),
-                )
-                .unwrap()
-            else {
-                panic!("over quota")
-            };
-            assert!(done.first_error.is_none() && done.quota_error.is_none());
-            assert_eq!(done.copies.len(), 2, "{force_tmp}");
-            for dir in [
-                t.path().join("example.org"),
-                t.path().join("example.org/bob"),
-                root.clone(),
-                root.join("cur"),
-                root.join("new"),
-                root.join("tmp"),
-            ] {
-                assert_eq!(mode(&dir), 0o700, "{}", dir.display());
-            }
-            assert_eq!(names(&root.join("new")).len(), 2);
-            assert!(names(&root.join("tmp")).is_empty());
-            let usage = Quota::usage_with_limit(&md, limit).unwrap();
-            assert_eq!((usage.bytes, usage.messages), (2 * MSG.len() as u64, 2));
+        let limit = QuotaLimit::from(1_000_000);
+        let RecipientDelivery::Stored(done) = md
+            .deliver_copies(
+                MSG,
+                &[
+                    MessageCopy::to(Destination::Inbox),
+                    MessageCopy::to(Destination::Folder("Nope".into())),
+                ],
+                QuotaPolicy::Enforce(limit),
+            )
+            .unwrap()
+        else {
+            panic!("over quota")
+        };
+        assert!(done.first_error.is_none() && done.quota_error.is_none());
+        assert_eq!(done.copies.len(), 2);
+        for dir in [
+            t.path().join("example.org"),
+            t.path().join("example.org/bob"),
+            root.clone(),
+            root.join("cur"),
+            root.join("new"),
+            root.join("tmp"),
+        ] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        assert_eq!(names(&root.join("new")).len(), 2);
+        assert!(names(&root.join("tmp")).is_empty());
+        let usage = Quota::usage_with_limit(&md, limit).unwrap();
+        assert_eq!((usage.bytes, usage.messages), (2 * MSG.len() as u64, 2));
 
-            // new/ gone: made again.
-            fs::remove_dir_all(root.join("new")).unwrap();
-            let d = md.deliver(None, MSG, &Flags::default()).unwrap();
-            assert_eq!(names(&root.join("new")), vec![d.name]);
-            // The whole Maildir gone: made again, here by a delivery to cur/.
-            fs::remove_dir_all(&root).unwrap();
-            let seen = Flags {
-                seen: true,
-                ..Flags::default()
-            };
-            let d = md.deliver(None, MSG, &seen).unwrap();
-            assert_eq!(names(&root.join("cur")), vec![d.name]);
-            assert!(root.join("new").is_dir() && root.join("tmp").is_dir());
-            // A folder of a Maildir that is not there: none, or made with the Maildir.
-            fs::remove_dir_all(&root).unwrap();
-            assert!(matches!(
-                md.deliver(Some("Sent"), MSG, &Flags::default()),
-                Err(MaildirError::NoSuchFolder(_))
-            ));
-            assert!(!root.exists());
-            assert!(md.create_folder("Sent").unwrap());
-            assert!(root.join("tmp").is_dir() && root.join(".Sent/new").is_dir());
-            md.deliver(Some("Sent"), MSG, &Flags::default()).unwrap();
+        // new/ gone: made again.
+        fs::remove_dir_all(root.join("new")).unwrap();
+        let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+        assert_eq!(names(&root.join("new")), vec![d.name]);
+        // The whole Maildir gone: made again, here by a delivery to cur/.
+        fs::remove_dir_all(&root).unwrap();
+        let seen = Flags {
+            seen: true,
+            ..Flags::default()
+        };
+        let d = md.deliver(None, MSG, &seen).unwrap();
+        assert_eq!(names(&root.join("cur")), vec![d.name]);
+        assert!(root.join("new").is_dir() && root.join("tmp").is_dir());
+        // A folder of a Maildir that is not there: none, or made with the Maildir.
+        fs::remove_dir_all(&root).unwrap();
+        assert!(matches!(
+            md.deliver(Some("Sent"), MSG, &Flags::default()),
+            Err(MaildirError::NoSuchFolder(_))
+        ));
+        assert!(!root.exists());
+        assert!(md.create_folder("Sent").unwrap());
+        assert!(root.join("tmp").is_dir() && root.join(".Sent/new").is_dir());
+        md.deliver(Some("Sent"), MSG, &Flags::default()).unwrap();
 
-            // tmp/ missing and maildirsize to be recalculated: tmp/ is made again.
-            fs::remove_dir_all(root.join("tmp")).unwrap();
-            fs::write(root.join(crate::quota::MAILDIRSIZE_FILE), b"garbage").unwrap();
-            let usage = Quota::usage_with_limit(&md, limit).unwrap();
-            assert_eq!(usage.messages, 1);
-            assert!(root.join("tmp").is_dir());
-        });
+        // tmp/ missing and maildirsize to be recalculated: tmp/ is made again.
+        fs::remove_dir_all(root.join("tmp")).unwrap();
+        fs::write(root.join(crate::quota::MAILDIRSIZE_FILE), b"garbage").unwrap();
+        let usage = Quota::usage_with_limit(&md, limit).unwrap();
+        assert_eq!(usage.messages, 1);
+        assert!(root.join("tmp").is_dir());
     }
 
     /// Runs a command, panicking with its output when it fails.
@@ -966,28 +751,26 @@ mod tests {
     #[test]
     #[ignore = "needs root, loop devices and e2fsprogs (mkfs.ext4, debugfs)"]
     fn an_acknowledged_message_has_its_link_on_disk_on_ext4_without_a_journal() {
-        both_paths(|force_tmp| {
-            let lfs = LoopFs::new();
-            let md = Maildir::open_or_create(lfs.mnt().join("Maildir"), 0o700).unwrap();
-            // Other inodes between the directories' and the messages': not in one block.
-            fs::create_dir(lfs.mnt().join("filler")).unwrap();
-            for i in 0..100 {
-                fs::write(lfs.mnt().join(format!("filler/{i}")), b"").unwrap();
-            }
-            run("sync", &[]);
-            let seen = Flags {
-                seen: true,
-                ..Flags::default()
-            };
-            for flags in [Flags::default(), seen] {
-                let d = md.deliver(None, MSG, &flags).unwrap();
-                assert!(
-                    lfs.links_on_disk(&d.path) >= 1,
-                    "{force_tmp}: {} has no link on disk",
-                    d.name
-                );
-            }
-        });
+        let lfs = LoopFs::new();
+        let md = Maildir::open_or_create(lfs.mnt().join("Maildir"), 0o700).unwrap();
+        // Other inodes between the directories' and the messages': not in one block.
+        fs::create_dir(lfs.mnt().join("filler")).unwrap();
+        for i in 0..100 {
+            fs::write(lfs.mnt().join(format!("filler/{i}")), b"").unwrap();
+        }
+        run("sync", &[]);
+        let seen = Flags {
+            seen: true,
+            ..Flags::default()
+        };
+        for flags in [Flags::default(), seen] {
+            let d = md.deliver(None, MSG, &flags).unwrap();
+            assert!(
+                lfs.links_on_disk(&d.path) >= 1,
+                "{} has no link on disk",
+                d.name
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,80 +75,6 @@ pub(crate) fn create_excl(path: &Path, mode: u32) -> io::Result<File> {
         return Err(e);
     }
     Ok(f)
-}
-
-/// Opens a directory (`O_DIRECTORY`: `ENOTDIR` when it is something else), for `openat`,
-/// `linkat` and `fsync`.
-pub(crate) fn open_dir(dir: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY)
-        .open(dir)
-}
-
-/// Creates an unnamed file in `dir` (`O_TMPFILE`) with exactly `mode` (set again with `fchmod`
-/// when the umask may have narrowed it, as [`create_excl`] does). `Ok(None)` when the kernel
-/// or the file system does not offer `O_TMPFILE`.
-pub(crate) fn create_unnamed(dir: &File, mode: u32) -> io::Result<Option<File>> {
-    use nix::errno::Errno;
-    use nix::fcntl::{OFlag, openat};
-    use nix::sys::stat::{Mode, fchmod};
-
-    let perm = Mode::from_bits_truncate(mode);
-    let fd = match openat(
-        dir,
-        ".",
-        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        perm,
-    ) {
-        Ok(fd) => fd,
-        // Kernels before 3.11 see O_DIRECTORY | O_WRONLY (EISDIR); file systems without
-        // support say EOPNOTSUPP; EINVAL for flags a kernel does not know.
-        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if mode & 0o077 != 0 {
-        fchmod(&fd, perm)?;
-    }
-    Ok(Some(File::from(fd)))
-}
-
-/// How [`link_unnamed`] failed.
-pub(crate) enum LinkError {
-    /// Linking through `/proc/self/fd` is not possible here (no `/proc`, or a file system
-    /// without hard links).
-    Unsupported,
-    /// The name is taken (`EEXIST`).
-    Exists,
-    /// Any other error (`ENOENT`: the directory was removed).
-    Other(io::Error),
-}
-
-/// Gives the unnamed file `file` the name `name` in `dir`. Like `link`, never replaces an
-/// existing name. Goes through `/proc/self/fd/N` with `AT_SYMLINK_FOLLOW`, which needs no
-/// capability (unlike `AT_EMPTY_PATH`).
-pub(crate) fn link_unnamed(file: &File, dir: &File, name: &str) -> Result<(), LinkError> {
-    use nix::errno::Errno;
-    use nix::fcntl::{AT_FDCWD, AtFlags};
-
-    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    match nix::unistd::linkat(
-        AT_FDCWD,
-        proc_path.as_str(),
-        dir,
-        name,
-        AtFlags::AT_SYMLINK_FOLLOW,
-    ) {
-        Ok(()) => Ok(()),
-        Err(Errno::EEXIST) => Err(LinkError::Exists),
-        // EXDEV: the /proc link resolved on another mount than the directory's (bind mounts).
-        Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::EXDEV) => Err(LinkError::Unsupported),
-        // ENOENT is either the target directory gone or no /proc: which one, /proc says.
-        Err(Errno::ENOENT) if fs::symlink_metadata(&proc_path).is_err() => {
-            Err(LinkError::Unsupported)
-        }
-        Err(e) => Err(LinkError::Other(e.into())),
-    }
 }
 
 /// Writes `data` to `tmp` (created exclusively), fsyncs it and renames it over `target`,

@@ -3,8 +3,8 @@
 //!
 //! - [`Maildir`]: a user's Maildir; its root is INBOX, folders are Maildir++ `.A.B`
 //!   directories with names in IMAP modified UTF-7 ([`folder`], [`mutf7`]).
-//! - [`Maildir::deliver`]: durable delivery, unnamed file (or `tmp/`) → fsync → `link` → fsync
-//!   of the file and the directory ([`deliver`](mod@deliver) explains the crash story),
+//! - [`Maildir::deliver`]: durable delivery, `tmp/` → fsync → `link` → fsync of the
+//!   directory ([`deliver`](mod@deliver) explains the crash story),
 //!   Dovecot-style unique names
 //!   ([`filename`]), flags and keywords in the `:2,` info part ([`flags`], [`keywords`]).
 //! - [`Maildir::deliver_copies`]: one recipient's delivery in one call — quota checked, each
@@ -46,7 +46,7 @@ pub mod uidlist;
 
 pub use deliver::{
     Delivered, Destination, MessageCopy, QuotaPolicy, RecipientDelivery, StoredCopies, TMP_MAX_AGE,
-    crlf_to_lf, use_unnamed_files, virtual_size,
+    crlf_to_lf, virtual_size,
 };
 pub use error::{MaildirError, NameError, Result};
 pub use flags::Flags;
