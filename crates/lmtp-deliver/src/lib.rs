@@ -44,6 +44,8 @@ pub(crate) struct Ctx {
     /// The TCP listeners' sessions: `STARTTLS` offered when `[tls]` is set.
     pub(crate) tcp_session: Arc<SessionConfig>,
     pub(crate) userdb_socket: PathBuf,
+    /// authd's userdb answers kept here too ([`rcpt::user_cache`]).
+    pub(crate) user_cache: Option<rcpt::UserCache>,
     /// `[tls]`'s certificate for `STARTTLS` on the TCP listeners.
     pub(crate) tls: Option<postern_daemon::Tls>,
     /// How recipients living on other nodes are reached ([`proxy`]).
@@ -133,13 +135,13 @@ pub async fn run(
     if let Some(t) = tls.clone() {
         tokio::spawn(postern_daemon::tls::reload_on_hup(t, shutdown.clone()));
     }
-    rcpt::install_cache(&config);
     let mut tcp_session = session_config(&config);
     tcp_session.extensions.starttls = tls.is_some();
     let ctx = Arc::new(Ctx {
         session: Arc::new(session_config(&config)),
         tcp_session: Arc::new(tcp_session),
         userdb_socket: config.socket_path(&config.authd.userdb_socket),
+        user_cache: rcpt::user_cache(&config),
         tls,
         hop: proxy::Hop::new(&config)?,
         config,

@@ -499,6 +499,7 @@ pub(crate) mod tests {
             session: Arc::new(crate::session_config(&config)),
             tcp_session: Arc::new(tcp_session),
             userdb_socket: dir.join("no-such-userdb-socket"),
+            user_cache: None,
             tls,
             hop: Hop::new(&config).unwrap(),
             config,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use postern_auth_proto::cache::{Cache, MAX_KEY_LEN, layer_ttl};
 use postern_auth_proto::client::{ClientError, UserdbClient};
@@ -35,24 +35,23 @@ type Fields = Vec<(String, String)>;
 /// authd's definite userdb answers (the user's fields, or no such user), kept here too for
 /// half of `[authd] cache_ttl_secs` and emptied at once by the directory's change stamp, so
 /// a recipient seen a moment ago costs no round trip. Temporary failures are never kept.
-/// The cache, and the userdb socket whose answers it keeps.
-static USER_CACHE: OnceLock<(PathBuf, Cache<String, Option<Fields>>)> = OnceLock::new();
+pub(crate) type UserCache = Cache<String, Option<Fields>>;
 
-/// Sets up the user cache from the config, once. It watches the directory's change stamp in
-/// the state directory, or where lmtp-deliver's user cannot read that, its public copy in the run
-/// directory; without a stamp this process can watch (no inotify, no run directory) every
-/// lookup asks authd.
-pub(crate) fn install_cache(config: &postern_config::Config) {
+/// The user cache for this config ([`crate::Ctx::user_cache`]). It watches the directory's
+/// change stamp in the state directory, or where lmtp-deliver's user cannot read that, its
+/// public copy in the run directory; `None` (every lookup asks authd) without a stamp this
+/// process can watch (no inotify, no run directory) or with a TTL of 0.
+pub(crate) fn user_cache(config: &postern_config::Config) -> Option<UserCache> {
     let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
     let stamps = [config.directory_stamp(), config.public_directory_stamp()];
     match Cache::for_client_on_first(ttl, stamps) {
         Ok(c) => {
             info!(ttl_ms = ttl.as_millis(), stamp = %c.stamp().display(), "userdb answers cached");
-            let socket = config.socket_path(&config.authd.userdb_socket);
-            let _ = USER_CACHE.set((socket, c));
+            Some(c)
         }
         Err(why) => {
-            info!(reason = %why, "userdb answers not cached here: every lookup asks authd")
+            info!(reason = %why, "userdb answers not cached here: every lookup asks authd");
+            None
         }
     }
 }
@@ -114,11 +113,8 @@ impl Recipients {
     /// (and kept when definite).
     pub(crate) async fn lookup(&mut self, address: &Address) -> Lookup {
         let (user, detail) = self.split_detail(address);
-        let cache = USER_CACHE
-            .get()
-            .filter(|(socket, _)| *socket == self.ctx.userdb_socket)
-            .map(|(_, c)| c);
-        let answer = match cache {
+        let ctx = Arc::clone(&self.ctx);
+        let answer = match ctx.user_cache.as_ref() {
             Some(cache) if user.len() <= MAX_KEY_LEN => {
                 cache.through(user.clone(), self.ask(&user)).await
             }
@@ -305,6 +301,7 @@ mod tests {
             session: base.session.clone(),
             tcp_session: base.tcp_session.clone(),
             userdb_socket: socket,
+            user_cache: None,
             tls: None,
             hop: crate::proxy::Hop::new(&base.config).unwrap(),
         });
