@@ -9,13 +9,18 @@
 //! # Crash safety
 //! 1. The message is written to `tmp/<name>` (created with `O_EXCL`), then `fsync`ed: only a
 //!    complete file ever gets past this step.
-//! 2. It is hard-linked to `new/<name>` (`cur/<name>:2,<flags>` when flags are set). `link` is
-//!    atomic and never replaces an existing file: the name appears whole or not at all, and a
-//!    name that is taken (`EEXIST`) is tried again with a new one. Where hard links are not
-//!    supported, `rename` (also atomic) is used instead, after checking the target is absent.
+//! 2. It is moved to `new/<name>` (`cur/<name>:2,<flags>` when flags are set) with
+//!    `renameat2(RENAME_NOREPLACE)`, which is atomic and never replaces an existing file: the
+//!    name appears whole or not at all, and a name that is taken (`EEXIST`) is tried again
+//!    with a new one. Where that flag is not supported the file is hard-linked instead (also
+//!    atomic, also `EEXIST`), and where hard links are not supported either, renamed after
+//!    checking the target is absent.
 //! 3. The target directory is `fsync`ed, making the new entry durable. Only then is `Ok`
 //!    returned, so an acknowledged message survives a crash.
-//! 4. The `tmp/` name is removed (no fsync needed: a leftover is only a second name).
+//! 4. After a link, the `tmp/` name is removed (no fsync needed: a leftover is only a second
+//!    name). A move left nothing there to remove. Neither the move's removal of the `tmp/`
+//!    name nor this one is made durable: after a power cut the old `tmp/` name may be back
+//!    beside the new one, as a second name of the same complete file.
 //!
 //! A crash before step 2 leaves at most a file in `tmp/`, which readers never look at and
 //! [`Maildir::clean_tmp`] removes after 36 hours. A crash between 2 and 3 leaves either no
@@ -235,8 +240,8 @@ impl Maildir {
             tries += 1;
             let name = format!("{base}{info}");
             let path = target_dir.join(&name);
-            match link_or_rename(&tmp_path, &path) {
-                Ok(()) => break Ok((name, path)),
+            match move_no_replace(&tmp_path, &path) {
+                Ok(tmp_left) => break Ok((name, path, tmp_left)),
                 // Taken in new/ or cur/ (by another writer): another name for the link.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     base = next_base(size, vsize);
@@ -249,7 +254,7 @@ impl Maildir {
                 Err(e) => break Err(MaildirError::io("link", &path, e)),
             }
         };
-        let (name, path) = match linked {
+        let (name, path, tmp_left) = match linked {
             Ok(l) => l,
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
@@ -258,10 +263,14 @@ impl Maildir {
         };
         if let Err(e) = fsync_dir(target_dir) {
             let _ = fs::remove_file(&path);
-            let _ = fs::remove_file(&tmp_path);
+            if tmp_left {
+                let _ = fs::remove_file(&tmp_path);
+            }
             return Err(e);
         }
-        let _ = fs::remove_file(&tmp_path);
+        if tmp_left {
+            let _ = fs::remove_file(&tmp_path);
+        }
         Ok((name, path))
     }
 
@@ -424,6 +433,8 @@ impl Check<'_> {
 thread_local! {
     static TEST_NAMES: std::cell::RefCell<std::collections::VecDeque<String>> =
         const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    /// Set: `renameat2(RENAME_NOREPLACE)` answers as on a file system without it (`EINVAL`).
+    static TEST_NO_RENAME2: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static TEST_BEFORE_LINK: std::cell::RefCell<Option<Box<dyn Fn()>>> =
         const { std::cell::RefCell::new(None) };
 }
@@ -452,12 +463,36 @@ fn missing(e: &io::Error) -> bool {
     is_not_found(e) || e.kind() == io::ErrorKind::NotADirectory
 }
 
+/// Moves `from` to `to` in one step that never replaces an existing `to`: `renameat2` with
+/// `RENAME_NOREPLACE` (one system call where link + unlink took two, and the `tmp/` name is
+/// gone at once). On a file system or kernel without that flag ([`link_or_rename`]) the file
+/// is linked instead. `Ok(true)`: `from` is still there (linked) and is for the caller to
+/// remove after the directory's fsync.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn move_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    #[cfg(test)]
+    if TEST_NO_RENAME2.get() {
+        return link_or_rename(from, to);
+    }
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(false),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::ENOTSUP) => link_or_rename(from, to),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn move_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    link_or_rename(from, to)
+}
+
 /// Hard-links `from` to `to`; falls back to `rename` on file systems without hard links.
 /// Neither replaces an existing `to` silently: `link` fails with `EEXIST`, and `rename` is only
 /// tried after checking `to` is absent (names are unique, so this check is a safety net).
-fn link_or_rename(from: &Path, to: &Path) -> io::Result<()> {
+fn link_or_rename(from: &Path, to: &Path) -> io::Result<bool> {
     match fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(e)
             if [Errno::EPERM, Errno::ENOTSUP, Errno::EMLINK]
                 .iter()
@@ -466,7 +501,7 @@ fn link_or_rename(from: &Path, to: &Path) -> io::Result<()> {
             if fs::symlink_metadata(to).is_ok() {
                 return Err(io::Error::from(io::ErrorKind::AlreadyExists));
             }
-            fs::rename(from, to)
+            fs::rename(from, to).map(|()| false)
         }
         Err(e) => Err(e),
     }
@@ -525,6 +560,25 @@ mod tests {
 
     #[test]
     fn a_name_taken_in_new_or_cur_is_never_replaced() {
+        taken_names_are_tried_again();
+    }
+
+    /// Where `RENAME_NOREPLACE` is not supported, link + unlink keep the same guarantees:
+    /// nothing replaced, one name per message, `tmp/` left empty.
+    #[test]
+    fn without_rename_noreplace_the_file_is_linked_with_the_same_guarantees() {
+        TEST_NO_RENAME2.set(true);
+        taken_names_are_tried_again();
+        let t = tempfile::tempdir().unwrap();
+        let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
+        let d = md.deliver(None, MSG, &Flags::default()).unwrap();
+        assert_eq!(fs::read(&d.path).unwrap(), MSG);
+        assert_eq!(fs::metadata(&d.path).unwrap().nlink(), 1);
+        assert!(names(&md.root().join("tmp")).is_empty());
+        TEST_NO_RENAME2.set(false);
+    }
+
+    fn taken_names_are_tried_again() {
         let t = tempfile::tempdir().unwrap();
         let md = Maildir::open_or_create(t.path().join("Maildir"), 0o700).unwrap();
         let taken = filename::generate(MSG.len() as u64, MSG.len() as u64 + 4);
