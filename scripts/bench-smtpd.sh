@@ -27,6 +27,15 @@
 # peak RSS of the process trees and context switches per message (medians over the
 # repetitions). PERF_DIR=DIR / TRACE_DIR=DIR record perf profiles / system call counts of
 # Postern's daemons during its runs (see run_one).
+# The floor (FLOOR=1, the default; FLOOR=0 leaves it out): the CPU per message that talking
+# SMTP and making a message durable cost on this machine before any of Postern's own work.
+# Postfix's smtp-sink (a one-process SMTP server that stores nothing) runs under the same
+# load as a path of its own ("sink"), and `postern-bench fs-floor` does the durable writes of
+# one message alone in a loop on the same file system: a queue slot's pwritev + fdatasync and
+# a Maildir file's create + write + fsync, rename to new/, fsync of new/. Their sum is a
+# floor under the "server CPU per message" of any server that answers the same SMTP dialogue
+# and keeps the same durability; Postern's figure minus it is Postern's own work (both
+# daemons, the LMTP hop between them included).
 # Usage: scripts/bench-smtpd.sh [COUNT] [SIZES] [SESSIONS]    e.g. 3000 "5120 102400" "1 20 100"
 # Issue 17's full table: REPS=2 scripts/bench-smtpd.sh 20000 "5120 102400 1048576" "1 20 100"
 # A/B runs of two builds (BIN_DIR): wait ~35 s between invocations. The previous one's exit
@@ -152,7 +161,7 @@ ctx_per_message() {
       parts = parts sprintf("%s%s %.1f", sep, x[1], d / n); sep = " + " }
     printf "  context switches per message: %.1f (%s)\n", total / n, parts }'
 }
-declare -A LABEL=([postfix]='postfix+dovecot:  ' [trusted]='postern:          ' [mxclean]='postern MX clean: ' [mxlossy]='postern MX lossy: ')
+declare -A LABEL=([postfix]='postfix+dovecot:  ' [trusted]='postern:          ' [mxclean]='postern MX clean: ' [mxlossy]='postern MX lossy: ' [sink]='smtp-sink floor:  ')
 THEIRS=/var/vmail/example.test/user1/Maildir
 RESULTS=$WORK/results
 : > "$RESULTS"
@@ -175,6 +184,9 @@ run_one() {
   if [ "$k" = postfix ]; then
     MAILDIR=$THEIRS CLEAN_MAILDIR=$clean TREES="postfix=$PF_PID dovecot=$DOVECOT_PID" \
       "$BENCH/smtp-load.sh" 127.0.0.1:10025 user1@example.test "$n" "$size" "$s" > "$out" || true
+  elif [ "$k" = sink ]; then
+    MAILDIR=none TREES="smtp-sink=$SINK_PID" \
+      "$BENCH/smtp-load.sh" "127.0.0.1:$SINK_PORT" user1@example.test "$n" "$size" "$s" > "$out" || true
   else
     local ours=$WORK/$k/mail/example.test/user1/Maildir port=PORT_$k trees=TREES_$k sender=sender@example.test
     [ "$clean" = 0 ] || rm -rf "$ours"
@@ -221,12 +233,33 @@ run_one() {
 }
 PATHS=$KINDS
 [ "$SKIP_POSTFIX" = 1 ] || PATHS="$KINDS postfix"
+FSFLOOR=$WORK/fsfloor
+: > "$FSFLOOR"
+if [ "${FLOOR:-1}" = 1 ]; then
+  SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
+  if [ -x "$SINK" ]; then
+    SINK_PORT=${SINK_PORT:-29525}
+    # smtp-sink refuses to run as root without -u; the backlog covers 100 sessions.
+    sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
+    "$SINK" "${sink_user[@]}" "127.0.0.1:$SINK_PORT" 1024 & SINK_PID=$!; PIDS+=($SINK_PID)
+    sleep 0.3
+    kill -0 "$SINK_PID" 2>/dev/null || { echo "smtp-sink did not start" >&2; exit 1; }
+    PATHS="$PATHS sink"
+  else
+    echo "== no $SINK (Debian's postfix package): the floor column is left out" >&2
+  fi
+fi
 REPS=${REPS:-1}
 echo "== $(nproc) cores; client and servers share them; both fsync (queue file, Maildir file, new/ dir)"
 [ "$MX" = 1 ] && echo "== MX rows: port 25 checks on (SPF, DKIM, DMARC, HELO) from sender@example.net; DNS: clean = NXDOMAIN with SOA, lossy = 1 query in 50 dropped, no SOA"
 echo "== $REPS repetition(s): odd ones run Postern first, even ones Postfix first (all paths in reverse), so that no path always follows the same one's file-system churn"
 for size in $SIZES; do
   n=$(count_for "$size")
+  if [ "${FLOOR:-1}" = 1 ]; then
+    # --keep: its files go with $WORK at the end, not right before a run (see run_one).
+    "$B/postern-bench" fs-floor --dir "$WORK/floor-$size" --keep --count $(( n < 3000 ? n : 3000 )) \
+      --size "$size" | tee -a "$FSFLOOR"
+  fi
   for s in $SESSIONS; do
     for rep in $(seq 1 "$REPS"); do
       order=$PATHS
@@ -244,14 +277,21 @@ fi
 # context switches per message (Postern); medians over the repetitions.
 echo
 echo "== summary, medians over $REPS repetition(s): accepted / into Maildir msg/s (× Postfix), server CPU ms/msg, peak RSS MiB, context switches/msg"
-python3 - "$RESULTS" "$PATHS" <<'EOF'
+[ -s "$FSFLOOR" ] && echo "== floor: CPU ms/msg of smtp-sink (SMTP dialogue, nothing stored) + the durable writes alone (fs-floor) = their sum"
+python3 - "$RESULTS" "$PATHS" "$FSFLOOR" <<'EOF'
 import statistics
 import sys
 
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 paths = sys.argv[2].split()
+writes = {}
+for line in open(sys.argv[3]):
+    kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
+    if "size" in kv:
+        writes[int(kv["size"])] = float(kv["slot_cpu_ms"]) + float(kv["maildir_cpu_ms"])
 names = {"postfix": "Postfix + Dovecot", "trusted": "Postern trusted",
-         "mxclean": "Postern MX clean", "mxlossy": "Postern MX lossy"}
+         "mxclean": "Postern MX clean", "mxlossy": "Postern MX lossy",
+         "sink": "Floor (smtp-sink + durable writes)"}
 order = [p for p in names if p in paths]
 
 
@@ -276,6 +316,11 @@ for size, s in sorted({(a, b) for a, b, _ in cells}):
             out.append("-")
             continue
         acc, e2e, cpu, ctx, rss = (med([x[i] for x in c]) for i in range(5))
+        if p == "sink":
+            w = writes.get(size)
+            out.append(f"{cpu:.2f} + {w:.2f} = {cpu + w:.2f} ms" if w is not None and cpu is not None
+                       else "-")
+            continue
         if acc is None:
             out.append("failed")
             continue

@@ -4,12 +4,15 @@
 //! - `socketmap`: lookups through a Postfix socketmap socket;
 //! - `imap`: IMAP sessions against any server (see [`imap`]);
 //! - `dns-server`: a loopback DNS server (the e2e harness's) for the MX-path benchmark:
-//!   NXDOMAIN for every name, with or without an SOA, optionally dropping 1 query in N.
+//!   NXDOMAIN for every name, with or without an SOA, optionally dropping 1 query in N;
+//! - `fs-floor`: the queue's and the Maildir's durable writes for one message, alone, with
+//!   their CPU time per message (see [`floor`]).
 //!
 //! Each of C workers holds one connection and sends its share of N requests one after the
 //! other, as Postfix's smtpd processes do. Every answer is checked: a wrong answer aborts.
 #![forbid(unsafe_code)]
 
+mod floor;
 mod imap;
 /// The e2e harness's loopback DNS server (std only), shared rather than copied.
 #[allow(dead_code, unreachable_pub)]
@@ -147,6 +150,22 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         secs: u64,
     },
+    /// The durable writes one message needs (queue slot, Maildir), done alone `--count`
+    /// times in `--dir`, with CPU time and context switches per message.
+    FsFloor {
+        /// A directory to create on the file system to measure (removed afterwards).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Messages.
+        #[arg(long, default_value_t = 3000)]
+        count: u32,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 5120)]
+        size: usize,
+        /// Leave the files in `--dir` (see [`floor::run`]).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -160,6 +179,15 @@ fn main() -> anyhow::Result<()> {
     } = &args.cmd
     {
         return dns_server(*listen, *soa, *drop_one_in, txt, *secs);
+    }
+    if let Cmd::FsFloor {
+        dir,
+        count,
+        size,
+        keep,
+    } = &args.cmd
+    {
+        return floor::run(dir, *count, *size, *keep);
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -269,7 +297,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 imap::run(opts).await
             }
-            Cmd::DnsServer { .. } => Ok(()), // run above, without the runtime
+            // Run above, without the runtime.
+            Cmd::DnsServer { .. } | Cmd::FsFloor { .. } => Ok(()),
         }
     })
 }
