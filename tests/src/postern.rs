@@ -410,9 +410,9 @@ impl Postern {
             None => self.command(name),
         };
         cmd.arg("--config").arg(&self.config);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
+        // No RUST_LOG of its own: the daemons run with their default level, as installed
+        // (a static level filter; RUST_LOG, when the test run has one, selects the
+        // EnvFilter instead).
         if std::env::var_os("RUST_BACKTRACE").is_none() {
             cmd.env("RUST_BACKTRACE", "1");
         }
