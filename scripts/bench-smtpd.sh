@@ -115,11 +115,15 @@ install() {
     || { echo "smtpd ($name) did not start:" >&2; tail -3 "$dir/smtpd.log" >&2; exit 1; }
   printf -v "TREES_$name" '%s' "postern-smtpd=$smtpd postern-lmtp=$lmtp postern-authd=$authd"
 }
-install trusted 2
+# PORT_PREFIX=N: the installs listen on N525, (N+1)525, (N+2)525 (default 2), so that two runs
+# can go at once, e.g. builds A and B side by side under the same machine conditions (this
+# VM's speed drifts by ±15% over minutes, more than a small change's effect).
+P0=${PORT_PREFIX:-2}
+install trusted "$P0"
 KINDS=trusted
 if [ "$MX" = 1 ]; then
-  install mxclean 3 "--soa"
-  install mxlossy 4 "--drop-one-in 50"
+  install mxclean $((P0 + 1)) "--soa"
+  install mxlossy $((P0 + 2)) "--drop-one-in 50"
   KINDS="trusted mxclean mxlossy"
 fi
 # count_for SIZE: the messages sent at that size (see above).
@@ -238,7 +242,7 @@ FSFLOOR=$WORK/fsfloor
 if [ "${FLOOR:-1}" = 1 ]; then
   SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
   if [ -x "$SINK" ]; then
-    SINK_PORT=${SINK_PORT:-29525}
+    SINK_PORT=${SINK_PORT:-$((P0 + 27))525}
     # smtp-sink refuses to run as root without -u; the backlog covers 100 sessions.
     sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
     "$SINK" "${sink_user[@]}" "127.0.0.1:$SINK_PORT" 1024 & SINK_PID=$!; PIDS+=($SINK_PID)

@@ -96,7 +96,7 @@ async fn drive(
         let mut out = Vec::new();
         while let Some(action) = work.pop_front() {
             match action {
-                Action::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                Action::Reply(r) => r.write_to(&mut out),
                 Action::Close => {
                     drop(stream.write_all(&out).await);
                     drop(stream.flush().await);

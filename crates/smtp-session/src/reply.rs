@@ -108,7 +108,34 @@ impl Reply {
 
     /// The wire form: one `CODE[-| ][ENH ]text\r\n` per line.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Appends the wire form (what `Display` gives) to `out`, without the formatting
+    /// machinery: a driver answers every command with one, so this is on every message's
+    /// path.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let text: usize = self.lines.iter().map(|l| l.len() + 16).sum();
+        out.reserve(text);
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            push_decimal(out, u32::from(self.code));
+            out.push(if i == last { b' ' } else { b'-' });
+            if let Some(e) = self.enhanced {
+                push_decimal(out, u32::from(e.class));
+                out.push(b'.');
+                push_decimal(out, u32::from(e.subject));
+                out.push(b'.');
+                push_decimal(out, u32::from(e.detail));
+                if !line.is_empty() {
+                    out.push(b' ');
+                }
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     // Common replies, worded as Postfix and Dovecot word them.
@@ -236,6 +263,22 @@ impl fmt::Display for Reply {
     }
 }
 
+/// `n` in decimal, as `Display` writes it.
+fn push_decimal(out: &mut Vec<u8>, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn split_lines(text: &str) -> Vec<String> {
     text.split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
@@ -253,6 +296,32 @@ fn sanitize(line: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wire form written without `fmt` is byte for byte what `Display` gives.
+    #[test]
+    fn write_to_is_display() {
+        let replies = [
+            Reply::ok(),
+            Reply::queued("0662054990957a000096"),
+            Reply::plain(354, "End data with <CR><LF>.<CR><LF>"),
+            Reply::plain(220, ""),
+            Reply::new(550, (5, 1, 1), ""),
+            Reply::new(451, (4, 123, 999), "a\nb\r\nc"),
+            Reply::multiline(250, None, ["mx.example", "PIPELINING", "SIZE 10240000"]),
+            Reply::multiline(599, Some((5, 0, 0).into()), ["x", "", "y"]),
+            Reply::new(100, (0, 0, 0), "clamped"),
+            Reply::new(9999, (255, 65535, 65535), "clamped too"),
+        ];
+        for r in replies {
+            let mut out = b"before".to_vec();
+            r.write_to(&mut out);
+            assert_eq!(
+                out,
+                [b"before".as_slice(), r.to_string().as_bytes()].concat()
+            );
+            assert_eq!(r.to_bytes(), r.to_string().into_bytes());
+        }
+    }
 
     #[test]
     fn single_line() {

@@ -222,7 +222,7 @@ impl Driver {
                 // Message bytes the last input or completion produced go to the spool first.
                 self.spool_body(session).await;
                 match action {
-                    Action::Reply(r) => out.extend_from_slice(&r.to_bytes()),
+                    Action::Reply(r) => r.write_to(&mut out),
                     Action::Close => {
                         drop(self.write(&out).await);
                         if let Some(s) = self.stream.as_mut() {
