@@ -349,9 +349,20 @@ fn passwd_file_install_is_taken_over_and_given_back() {
     )
     .expect("virtual");
     // Built before Postfix starts: its first smtpd (the harness's readiness probe) would
-    // otherwise find the tables missing and keep answering 451 for them.
+    // otherwise find the tables missing and keep answering 451 for them. postmap is given
+    // a config directory of its own: a fresh Debian install of postfix may have no
+    // /etc/postfix/main.cf at all (debconf's "No configuration"), and postmap without -c
+    // stops there.
+    let postmap_etc = old.join("postmap-etc");
+    std::fs::create_dir_all(&postmap_etc).expect("postmap config dir");
+    std::fs::write(postmap_etc.join("main.cf"), "compatibility_level = 3.6\n").expect("main.cf");
     for t in [&vmailbox, &virtual_] {
-        run_ok(Command::new("/usr/sbin/postmap").arg(t));
+        run_ok(
+            Command::new("/usr/sbin/postmap")
+                .arg("-c")
+                .arg(&postmap_etc)
+                .arg(t),
+        );
     }
     dovecot.start();
     let mut pf = Postfix::builder()
