@@ -895,8 +895,9 @@ fn a_captured_handshake_cannot_be_replayed() {
     let fresh = greeting_nonce(&mut r);
     assert_ne!(fresh, nonce, "every connection gets a new nonce");
     w.write_all(captured.as_bytes()).unwrap();
-    w.write_all(b"{\"op\":\"begin\",\"address\":\"bob@example.org\"}\n")
-        .unwrap();
+    // The server may already have refused and closed (EPIPE here): the begin must do
+    // nothing either way, which the checks below show.
+    let _ = w.write_all(b"{\"op\":\"begin\",\"address\":\"bob@example.org\"}\n");
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
     assert!(line.contains("\"ok\":false"), "{line}");
