@@ -11,7 +11,6 @@
 //! bounded to [`MAX_HEAD`] bytes and the body to [`MAX_BODY`], the whole exchange to
 //! [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] connections at once.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::policy::Lookups;
+use crate::policy::Directory;
 
 /// Largest request head (request line and headers).
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -51,8 +50,8 @@ pub(crate) struct Settings {
     pub(crate) pop3s: Option<u16>,
     pub(crate) submission: Option<u16>,
     pub(crate) submissions: Option<u16>,
-    /// authd's socketmap socket (for the `domains` check).
-    pub(crate) socketmap: PathBuf,
+    /// authd's socketmap (for the `domains` check), shared with the SMTP sessions.
+    pub(crate) directory: Arc<Directory>,
 }
 
 /// The first port of a listener list, unless there is none (or it is 0).
@@ -450,10 +449,7 @@ async fn respond(req: &Request, s: &Settings) -> Response {
     let Some((address, domain)) = valid_address(&address) else {
         return Response::error(400);
     };
-    match Lookups::new(s.socketmap.clone())
-        .is_local_domain(&domain)
-        .await
-    {
+    match s.directory.lookups().is_local_domain(&domain).await {
         Ok(true) => {}
         Ok(false) => return Response::error(404),
         Err(why) => {
@@ -560,7 +556,7 @@ mod tests {
             pop3s: Some(995),
             submission: Some(587),
             submissions: None,
-            socketmap: PathBuf::from("/nonexistent"),
+            directory: Directory::new("/nonexistent".into()),
         }
     }
 

@@ -107,7 +107,7 @@ async fn session(
         local,
         trusted,
         stream: Some(stream),
-        lookups: Lookups::new(ctx.config.socket_path(&ctx.config.authd.socketmap_socket)),
+        lookups: ctx.directory.lookups(),
         auth: None,
         targets: HashMap::new(),
         access: Decision::Pass,

@@ -39,7 +39,7 @@ pub fn autoconfig(input: &[u8]) -> Option<String> {
         pop3s: Some(995),
         submission: Some(587),
         submissions: Some(465),
-        socketmap: PathBuf::from("/nonexistent"),
+        directory: crate::policy::Directory::new(PathBuf::from("/nonexistent")),
     };
     for xml in [
         autoconfig::thunderbird_xml(&settings, &domain),

@@ -65,6 +65,8 @@ pub(crate) struct Ctx {
     pub(crate) checks: checks::Checks,
     /// The queue's free disk space as MAIL sees it.
     pub(crate) disk: limits::DiskGauge,
+    /// authd's socketmap: connections and answers kept between sessions.
+    pub(crate) directory: Arc<policy::Directory>,
 }
 
 /// The bound listeners: TCP, the control socket, and the optional autoconfig HTTP ones.
@@ -110,7 +112,11 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
 
 /// What the autoconfig documents announce: `[imapd]`'s configured ports and the ports
 /// smtpd's own submission listeners got (the first of each list).
-fn autoconfig_settings(config: &Config, bound: &[(TcpListener, Door)]) -> autoconfig::Settings {
+fn autoconfig_settings(
+    config: &Config,
+    bound: &[(TcpListener, Door)],
+    directory: Arc<policy::Directory>,
+) -> autoconfig::Settings {
     let own = |door: Door| {
         bound
             .iter()
@@ -128,7 +134,7 @@ fn autoconfig_settings(config: &Config, bound: &[(TcpListener, Door)]) -> autoco
         pop3s: autoconfig::first_port(&i.pop3s),
         submission: own(Door::Submission),
         submissions: own(Door::Submissions),
-        socketmap: config.socket_path(&config.authd.socketmap_socket),
+        directory,
     }
 }
 
@@ -150,8 +156,8 @@ pub async fn run(
     }
     let checks = checks::Checks::new(&config)?;
     srs::install(&config).context("setting up SRS")?;
-    policy::install_cache(&config);
-    let (mut queue, qmgr_task) = qmgr::start(&config, shutdown.clone()).await?;
+    let directory = policy::Directory::from_config(&config);
+    let (mut queue, qmgr_task) = qmgr::start(&config, directory.clone(), shutdown.clone()).await?;
     // Separate budgets: the MX door (25) and the submission doors (587, 465).
     let mx_max = config.smtpd.max_connections.get();
     let submission_max = config.smtpd.max_submission_connections.get();
@@ -179,6 +185,7 @@ pub async fn run(
         limits,
         checks,
         disk: limits::DiskGauge::new(),
+        directory,
     });
     if ctx.checks.greylist.is_some() {
         tokio::spawn(flush_greylist(ctx.clone(), shutdown.clone()));
@@ -188,7 +195,7 @@ pub async fn run(
     }
     let mut acceptors = JoinSet::new();
     if !listeners.autoconfig.is_empty() {
-        let settings = autoconfig_settings(&ctx.config, &listeners.bound);
+        let settings = autoconfig_settings(&ctx.config, &listeners.bound, ctx.directory.clone());
         acceptors.spawn(autoconfig::serve(
             listeners.autoconfig,
             settings,

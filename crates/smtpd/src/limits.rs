@@ -281,7 +281,7 @@ mod tests {
             ("sendlimit", "3 bob@example.org") => MapReply::Ok("full 3 125".into()),
             _ => MapReply::Perm(format!("unexpected {map} {key}")),
         });
-        let mut lookups = Lookups::new(path);
+        let mut lookups = crate::policy::Directory::new(path).lookups();
         let l = Limits::new(true);
         assert!(
             l.check(&mut lookups, "Alice@example.org", 3)
@@ -330,7 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, seen) =
             fake_socketmap::serve(dir.path(), |_, _| MapReply::Temp("database down".into()));
-        let mut lookups = Lookups::new(path.clone());
+        let mut lookups = crate::policy::Directory::new(path.clone()).lookups();
         let l = Limits::new(true);
         for _ in 0..2 {
             assert!(
@@ -349,7 +349,7 @@ mod tests {
         );
         assert_eq!(seen.load(Ordering::SeqCst), 3);
         // authd unreachable: the same.
-        let mut gone = Lookups::new(dir.path().join("no-such-socket"));
+        let mut gone = crate::policy::Directory::new(dir.path().join("no-such-socket")).lookups();
         assert_eq!(
             l.check(&mut gone, "carol@example.org", 2)
                 .await

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_auth_proto::cache::{Cache, MAX_KEY_LEN, layer_ttl};
@@ -41,45 +41,9 @@ impl Door {
     }
 }
 
-/// How long a domain found local is believed without asking authd again.
+/// How long a domain found local is believed without asking authd again (when answers
+/// are not kept in the stamp-watched [`MapCache`]).
 pub(crate) const DOMAIN_TTL: Duration = Duration::from_secs(30);
-
-type DomainCache = Mutex<HashMap<String, Instant>>;
-
-fn domain_cache() -> &'static DomainCache {
-    static CACHE: OnceLock<DomainCache> = OnceLock::new();
-    CACHE.get_or_init(DomainCache::default)
-}
-
-fn domain_cached(domain: &str) -> bool {
-    domain_cache()
-        .lock()
-        .ok()
-        .and_then(|m| m.get(domain).copied())
-        .is_some_and(|at| at.elapsed() < DOMAIN_TTL)
-}
-
-fn remember_domain(domain: String) {
-    if let Ok(mut m) = domain_cache().lock() {
-        // Bounded: our own domains only (foreign ones are never stored).
-        if m.len() > 10_000 {
-            m.clear();
-        }
-        m.insert(domain, Instant::now());
-    }
-}
-
-impl Drop for Lookups {
-    fn drop(&mut self) {
-        if let Some(c) = self.client.take()
-            && !self.in_flight
-            && let Ok(mut p) = pool().lock()
-            && p.len() < POOL_MAX
-        {
-            p.push((self.path.clone(), c, Instant::now()));
-        }
-    }
-}
 
 /// A socketmap answer, with temporary failures kept apart.
 #[derive(Clone)]
@@ -94,39 +58,121 @@ enum Found {
 const POOL_MAX: usize = 64;
 /// Age beyond which a pooled connection is not reused.
 const POOL_IDLE: Duration = Duration::from_secs(20);
-
-type Pool = Mutex<Vec<(PathBuf, SocketmapClient, Instant)>>;
+/// Domains remembered as local without a [`MapCache`] (our own only; foreign ones are
+/// never stored).
+const DOMAINS_MAX: usize = 10_000;
 
 /// authd's definite answers (found, not found, refused) on the lookup maps, kept here too
 /// for half of `[authd] cache_ttl_secs` and emptied at once by the directory's change stamp,
 /// so a recipient seen a moment ago costs no round trip. The policy maps are never kept.
 type MapCache = Cache<(String, String), Found>;
 
-/// The cache, and the socketmap socket whose answers it keeps.
-static MAP_CACHE: OnceLock<(PathBuf, MapCache)> = OnceLock::new();
+/// authd's socketmap as this smtpd asks it: the socket, the connections kept between
+/// sessions, and the answers kept. One per daemon, shared (in an `Arc`) by the sessions,
+/// the queue manager and the autoconfig listener; nothing of it is process-wide, so several
+/// daemons in one process (tests) do not share connections or answers.
+pub(crate) struct Directory {
+    path: PathBuf,
+    pool: Mutex<Vec<(SocketmapClient, Instant)>>,
+    cache: Option<MapCache>,
+    /// Without `cache`: domains found local, and when.
+    domains: Mutex<HashMap<String, Instant>>,
+}
 
-/// Sets up the map cache from the config, once. It watches the directory's change stamp in
-/// the state directory, or where smtpd's user cannot read that, its public copy in the run
-/// directory; without a stamp this process can watch (no inotify, no run directory) every
-/// lookup asks authd.
-pub(crate) fn install_cache(config: &postern_config::Config) {
-    let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
-    let stamps = [config.directory_stamp(), config.public_directory_stamp()];
-    match Cache::for_client_on_first(ttl, stamps) {
-        Ok(c) => {
-            info!(ttl_ms = ttl.as_millis(), stamp = %c.stamp().display(), "socketmap answers cached");
-            let socket = config.socket_path(&config.authd.socketmap_socket);
-            let _ = MAP_CACHE.set((socket, c));
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("path", &self.path)
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// authd's socketmap at `path`, nothing cached but local domains for [`DOMAIN_TTL`].
+    pub(crate) fn new(path: PathBuf) -> Arc<Self> {
+        Self::with_cache(path, None)
+    }
+
+    fn with_cache(path: PathBuf, cache: Option<MapCache>) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            pool: Mutex::default(),
+            cache,
+            domains: Mutex::default(),
+        })
+    }
+
+    /// The config's socketmap socket, with answers cached: the cache watches the directory's
+    /// change stamp in the state directory, or where smtpd's user cannot read that, its
+    /// public copy in the run directory; without a stamp this process can watch (no inotify,
+    /// no run directory) every lookup asks authd.
+    pub(crate) fn from_config(config: &postern_config::Config) -> Arc<Self> {
+        let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
+        let stamps = [config.directory_stamp(), config.public_directory_stamp()];
+        let cache = match Cache::for_client_on_first(ttl, stamps) {
+            Ok(c) => {
+                info!(ttl_ms = ttl.as_millis(), stamp = %c.stamp().display(), "socketmap answers cached");
+                Some(c)
+            }
+            Err(why) => {
+                info!(reason = %why, "socketmap answers not cached here: every lookup asks authd");
+                None
+            }
+        };
+        Self::with_cache(config.socket_path(&config.authd.socketmap_socket), cache)
+    }
+
+    /// Lookups for one session or task; its connection comes back to the pool at the end.
+    pub(crate) fn lookups(self: &Arc<Self>) -> Lookups {
+        Lookups {
+            dir: self.clone(),
+            client: None,
+            in_flight: false,
         }
-        Err(why) => {
-            info!(reason = %why, "socketmap answers not cached here: every lookup asks authd")
+    }
+
+    /// A pooled connection, if a fresh one is there.
+    fn pooled(&self) -> Option<SocketmapClient> {
+        let mut p = self.pool.lock().ok()?;
+        p.retain(|(_, at)| at.elapsed() < POOL_IDLE);
+        p.pop().map(|(c, _)| c)
+    }
+
+    fn give_back(&self, c: SocketmapClient) {
+        if let Ok(mut p) = self.pool.lock()
+            && p.len() < POOL_MAX
+        {
+            p.push((c, Instant::now()));
+        }
+    }
+
+    fn domain_cached(&self, domain: &str) -> bool {
+        self.domains
+            .lock()
+            .ok()
+            .and_then(|m| m.get(domain).copied())
+            .is_some_and(|at| at.elapsed() < DOMAIN_TTL)
+    }
+
+    fn remember_domain(&self, domain: String) {
+        if let Ok(mut m) = self.domains.lock() {
+            if m.len() >= DOMAINS_MAX {
+                m.clear();
+            }
+            m.insert(domain, Instant::now());
         }
     }
 }
 
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(Pool::default)
+impl Drop for Lookups {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !self.in_flight
+        {
+            self.dir.give_back(c);
+        }
+    }
 }
 
 /// A final recipient of an accepted `RCPT TO`, and where it goes when that was decided then
@@ -153,10 +199,10 @@ impl Target {
     }
 }
 
-/// authd's socketmap: a connection taken from a shared pool for the session, reconnected
-/// once on failure, and given back when the session ends.
+/// authd's socketmap: a connection taken from the [`Directory`]'s pool for the session,
+/// reconnected once on failure, and given back when the session ends.
 pub(crate) struct Lookups {
-    path: PathBuf,
+    dir: Arc<Directory>,
     client: Option<SocketmapClient>,
     /// A lookup was started and has not finished (its future may have been dropped, leaving
     /// a reply on the wire): the connection must not go back to the pool.
@@ -164,34 +210,11 @@ pub(crate) struct Lookups {
 }
 
 impl Lookups {
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            client: None,
-            in_flight: false,
-        }
-    }
-
-    /// A pooled connection to this socket, if a fresh one is there.
-    fn pooled(&self) -> Option<SocketmapClient> {
-        let mut p = pool().lock().ok()?;
-        p.retain(|(_, _, at)| at.elapsed() < POOL_IDLE);
-        let i = p.iter().rposition(|(path, _, _)| *path == self.path)?;
-        Some(p.swap_remove(i).1)
-    }
-
-    /// The map cache, when there is one for this socket.
-    fn cache(&self) -> Option<&'static MapCache> {
-        MAP_CACHE
-            .get()
-            .filter(|(socket, _)| *socket == self.path)
-            .map(|(_, c)| c)
-    }
-
     /// A lookup map's answer: from the map cache when it has it, else asked (and kept when
     /// definite).
     async fn query(&mut self, map: &str, key: &str) -> Result<Found, String> {
-        match self.cache() {
+        let dir = self.dir.clone();
+        match &dir.cache {
             Some(cache) if key.len() <= MAX_KEY_LEN => {
                 cache
                     .through((map.to_owned(), key.to_owned()), self.ask(map, key))
@@ -205,10 +228,10 @@ impl Lookups {
     async fn ask(&mut self, map: &str, key: &str) -> Result<Found, String> {
         for attempt in 0..2 {
             if self.client.is_none() && attempt == 0 {
-                self.client = self.pooled();
+                self.client = self.dir.pooled();
             }
             if self.client.is_none() {
-                match SocketmapClient::connect(&self.path).await {
+                match SocketmapClient::connect(&self.dir.path).await {
                     Ok(c) => self.client = Some(c),
                     Err(e) => return Err(format!("authd unreachable: {e}")),
                 }
@@ -249,13 +272,13 @@ impl Lookups {
     /// message asks; domains are rarely removed) and a no is always asked again.
     pub(crate) async fn is_local_domain(&mut self, domain: &str) -> Result<bool, String> {
         let domain = domain.to_lowercase();
-        let stamped = self.cache().is_some();
-        if !stamped && domain_cached(&domain) {
+        let stamped = self.dir.cache.is_some();
+        if !stamped && self.dir.domain_cached(&domain) {
             return Ok(true);
         }
         let local = matches!(self.query("domains", &domain).await?, Found::Yes(_));
         if local && !stamped {
-            remember_domain(domain);
+            self.dir.remember_domain(domain);
         }
         Ok(local)
     }
@@ -720,16 +743,17 @@ mod tests {
     async fn fake_authd(
         dir: &std::path::Path,
         answer: fn(&str, &str) -> MapReply,
-    ) -> (PathBuf, std::sync::Arc<Mutex<Vec<String>>>) {
+    ) -> (PathBuf, Arc<Mutex<Vec<String>>>) {
         use postern_auth_proto::socketmap::{NetstringDecoder, parse_request};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let path = dir.join("socketmap");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let log = log.clone();
+                log.lock().unwrap().push("connect".into());
                 tokio::spawn(async move {
                     let mut dec = NetstringDecoder::new(10_000);
                     let mut buf = vec![0u8; 4096];
@@ -784,7 +808,7 @@ mod tests {
         for (authd, lookups) in [(new_authd as fn(&str, &str) -> MapReply, 2), (old_authd, 6)] {
             let dir = tempfile::tempdir().unwrap();
             let (path, seen) = fake_authd(dir.path(), authd).await;
-            let mut l = Lookups::new(path);
+            let mut l = Directory::new(path).lookups();
             let rcpt = |a: &str| Address::parse(a).unwrap();
             let bob = l
                 .recipient(&rcpt("Bob+tag@example.org"), false, "+")
@@ -823,5 +847,47 @@ mod tests {
                 .collect();
             assert_eq!(for_bob.len(), lookups, "{seen:?}");
         }
+    }
+
+    /// Each daemon's [`Directory`] keeps its own connections and answers: a connection goes
+    /// back to the pool of the directory it came from and is reused by that directory's next
+    /// session; another directory (another authd) neither gets it nor sees its answers.
+    #[tokio::test]
+    async fn connections_and_answers_stay_with_their_directory() {
+        fn ours(map: &str, key: &str) -> MapReply {
+            match (map, key) {
+                ("domains", "example.org" | "example.net") => MapReply::Ok(key.into()),
+                _ => MapReply::NotFound,
+            }
+        }
+        fn theirs(_: &str, _: &str) -> MapReply {
+            MapReply::NotFound
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a_dir).unwrap();
+        std::fs::create_dir_all(&b_dir).unwrap();
+        let (a_path, a_seen) = fake_authd(&a_dir, ours).await;
+        let (b_path, b_seen) = fake_authd(&b_dir, theirs).await;
+        let (a, b) = (Directory::new(a_path), Directory::new(b_path));
+        let mut l = a.lookups();
+        assert_eq!(l.is_local_domain("Example.ORG").await, Ok(true));
+        drop(l);
+        let mut l = b.lookups();
+        assert_eq!(l.is_local_domain("example.org").await, Ok(false));
+        drop(l);
+        let mut l = a.lookups();
+        // Remembered (no cache of answers here: domains found local are kept a while).
+        assert_eq!(l.is_local_domain("example.org").await, Ok(true));
+        assert_eq!(l.is_local_domain("example.net").await, Ok(true));
+        drop(l);
+        let a_seen = a_seen.lock().unwrap().clone();
+        assert_eq!(
+            a_seen,
+            ["connect", "domains example.org", "domains example.net"],
+            "one connection, reused; example.org asked once"
+        );
+        let b_seen = b_seen.lock().unwrap().clone();
+        assert_eq!(b_seen, ["connect", "domains example.org"]);
     }
 }

@@ -348,7 +348,7 @@ mod tests {
                 }
                 _ => MapReply::Temp("database down".into()),
             });
-        let mut lookups = crate::policy::Lookups::new(path);
+        let mut lookups = crate::policy::Directory::new(path).lookups();
         let g = Greylist::open(dir.path().join("greylist"), T)
             .unwrap()
             .in_directory(true);

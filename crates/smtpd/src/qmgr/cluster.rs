@@ -15,6 +15,7 @@
 //! one hop longer for a remote account, and a single-node install pays nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use postern_config::{Config, SmtpdRouting};
 use postern_queue::{DeliveryReply, Envelope};
@@ -22,7 +23,7 @@ use postern_smtp_client::Target;
 use tracing::{debug, warn};
 
 use crate::outbound::route::join_host_port;
-use crate::policy::Lookups;
+use crate::policy::Directory;
 
 /// A backend's LMTP server: where a remote account's mail goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,13 +90,18 @@ pub(crate) fn routes(config: &Config) -> bool {
 
 /// Splits the local recipients at `idx` by the node their account lives on; all to this
 /// node's delivery agent, without asking authd, when this node does not route ([`routes`]).
-pub(crate) async fn hops(config: &Config, env: &Envelope, idx: &[usize]) -> Hops {
+pub(crate) async fn hops(
+    config: &Config,
+    directory: &Arc<Directory>,
+    env: &Envelope,
+    idx: &[usize],
+) -> Hops {
     let mut out = Hops::default();
     if !routes(config) {
         out.groups.insert(Hop::Here, idx.to_vec());
         return out;
     }
-    let mut lookups = Lookups::new(config.socket_path(&config.authd.socketmap_socket));
+    let mut lookups = directory.lookups();
     let delimiter = config.lmtp.recipient_delimiter.as_str();
     for &i in idx {
         let rcpt = env.recipients[i].address.as_str();
@@ -201,7 +207,8 @@ mod tests {
                 postern_queue::Recipient::new("b@a.example"),
             ],
         );
-        let h = hops(&config, &env, &[0, 1]).await;
+        let directory = Directory::new(config.socket_path(&config.authd.socketmap_socket));
+        let h = hops(&config, &directory, &env, &[0, 1]).await;
         assert_eq!(h.groups.get(&Hop::Here), Some(&vec![0, 1]));
         assert!(h.unrouted.is_empty());
     }
@@ -223,7 +230,7 @@ mod tests {
         .unwrap();
         let path = config.socket_path(&config.authd.socketmap_socket);
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = asked.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
@@ -253,7 +260,8 @@ mod tests {
             Some("s@x.example".into()),
             vec![postern_queue::Recipient::new("bob@a.example")],
         );
-        let h = hops(&config, &env, &[0]).await;
+        let directory = Directory::new(path);
+        let h = hops(&config, &directory, &env, &[0]).await;
         assert!(h.groups.is_empty(), "{:?}", h.groups);
         let [(0, reply)] = h.unrouted.as_slice() else {
             panic!("{:?}", h.unrouted);

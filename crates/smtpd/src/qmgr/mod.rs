@@ -45,7 +45,7 @@ use tracing::{Instrument, info, warn};
 use crate::control::{ErrorKind, QueueDetail, QueueEntry};
 use crate::dkim::Dkim;
 use crate::outbound::{Outbound, Outcome, Route};
-use crate::policy::Lookups;
+use crate::policy::Directory;
 use recovery::{Reach, Refusals, Waiting};
 
 /// How intake and the control socket reach the queue.
@@ -125,6 +125,9 @@ impl QueueHandle {
 
 struct Manager {
     config: Config,
+    /// authd's socketmap (shared with the sessions): domains and cluster routes asked at
+    /// delivery.
+    directory: Arc<Directory>,
     spool: Arc<Spool>,
     committer: Committer,
     /// Back into the manager's own schedule (DSNs it queues).
@@ -234,6 +237,7 @@ fn reached(outcomes: &[Outcome]) -> Option<bool> {
 /// Opens the spool (recovering what a crash left) and starts delivering.
 pub(crate) async fn start(
     config: &Config,
+    directory: Arc<Directory>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(QueueHandle, JoinHandle<()>)> {
     let dir = config.state_dir().join("queue");
@@ -262,6 +266,7 @@ pub(crate) async fn start(
     };
     let m = Arc::new(Manager {
         config: config.clone(),
+        directory,
         spool,
         committer: committer.clone(),
         requeue: tx.clone(),
@@ -489,7 +494,7 @@ impl Manager {
             attempt::apply(&mut env, &mut tally.progress, i, Outcome::Deferred(why));
         }
         if !plan.local.is_empty() {
-            let hops = cluster::hops(&self.config, &env, &plan.local).await;
+            let hops = cluster::hops(&self.config, &self.directory, &env, &plan.local).await;
             for (i, why) in hops.unrouted {
                 attempt::apply(&mut env, &mut tally.progress, i, Outcome::Deferred(why));
             }
@@ -541,8 +546,7 @@ impl Manager {
         let mut answers = HashMap::new();
         let ask = attempt::domains_to_ask(env, has_transport);
         if !ask.is_empty() {
-            let mut lookups =
-                Lookups::new(self.config.socket_path(&self.config.authd.socketmap_socket));
+            let mut lookups = self.directory.lookups();
             for domain in ask {
                 let local = lookups.is_local_domain(domain.as_str()).await;
                 answers.insert(domain, local);
