@@ -574,9 +574,10 @@ impl Driver {
 
     /// After DATA on port 25: DKIM, DMARC and the `Authentication-Results` header. `Ok`
     /// carries the header fields to add; `Err` the refusal.
-    /// A message larger than [`crate::intake::HEAD_MAX`] was spooled (`body`): it is read back
-    /// whole under the global [`crate::intake::VerifyBudget`], or refused with `451` when
-    /// that budget stays exhausted; never passed unchecked.
+    /// A message larger than [`crate::intake::HEAD_MAX`] was spooled (`body`): when it carries
+    /// a DKIM signature it is read back whole under the global [`crate::intake::VerifyBudget`],
+    /// or refused with `451` when that budget stays exhausted; never passed unchecked. Without
+    /// one, its header section gives the same results ([`sdd::body_needed`]).
     async fn after_data(
         &self,
         tx: &postern_smtp_session::Transaction,
@@ -592,9 +593,14 @@ impl Driver {
                 sdd::after_data(c, &self.budget, &tx.message, self.spf.as_ref(), &self.tags).await;
             return self.after_data_outcome(out);
         }
-        let whole = self.ctx.verify.whole(&tx.message, body).await?;
-        let out =
-            sdd::after_data(c, &self.budget, &whole.bytes, self.spf.as_ref(), &self.tags).await;
+        // A spooled body is read back (under the memory budget) only when a DKIM signature
+        // needs it; `tx.message` is then the header section alone.
+        let whole = match body {
+            Some(_) if !sdd::body_needed(&tx.message) => None,
+            _ => Some(self.ctx.verify.whole(&tx.message, body).await?),
+        };
+        let message = whole.as_ref().map_or(&tx.message[..], |w| &w.bytes[..]);
+        let out = sdd::after_data(c, &self.budget, message, self.spf.as_ref(), &self.tags).await;
         drop(whole);
         self.after_data_outcome(out)
     }

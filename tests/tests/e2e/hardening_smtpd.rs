@@ -340,7 +340,9 @@ fn bare_newlines_are_refused_when_configured() {
 }
 
 /// DKIM on port 25 still checks a message too big to be kept in memory: it is read back
-/// from the spool (under the verification memory budget) and verified whole.
+/// from the spool (under the verification memory budget) and verified whole. The same
+/// message unsigned is judged on its header section (nothing to verify in the body) and
+/// refused by the sender domain's DMARC policy.
 #[test]
 #[ignore = "needs python3-dkim (run .ci/run)"]
 fn a_large_dkim_signed_message_is_verified_from_the_spool() {
@@ -349,7 +351,8 @@ import dkim, smtplib, sys
 host, port, key = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
 body = b"".join(b"line %08d of a large signed message\r\n" % i for i in range(40000))
 msg = b"From: <news@signed.test>\r\nTo: <alice@example.org>\r\nSubject: big signed\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\n" + body
-msg = dkim.sign(msg, b"s1", b"signed.test", key, include_headers=[b"from", b"to", b"subject", b"date"]) + msg
+if sys.argv[4] == "sign":
+    msg = dkim.sign(msg, b"s1", b"signed.test", key, include_headers=[b"from", b"to", b"subject", b"date"]) + msg
 s = smtplib.SMTP(host, port, timeout=60)
 s.ehlo("client.test")
 try:
@@ -388,7 +391,16 @@ except smtplib.SMTPException as e:
         mx.port().to_string(),
         key.display().to_string(),
     );
-    let out = run_python(SIGN_SEND, &[&ip, &port, &key]);
+    // Unsigned, the header section alone decides (the spooled body is not read back): no
+    // DKIM, SPF -all, so the From: domain's DMARC p=reject refuses it all the same.
+    let out = run_python(SIGN_SEND, &[&ip, &port, &key, "none"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("ERR") && text.contains("550") && text.contains("DMARC policy"),
+        "{}",
+        describe_output(&out)
+    );
+    let out = run_python(SIGN_SEND, &[&ip, &port, &key, "sign"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.starts_with("OK"), "{}", describe_output(&out));
     let size: usize = text.split_whitespace().nth(1).unwrap().parse().unwrap();

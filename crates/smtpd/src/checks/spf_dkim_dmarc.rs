@@ -162,6 +162,15 @@ pub(crate) struct AfterData {
     pub(crate) junk: bool,
 }
 
+/// Whether the checks after DATA need the message's body: only DKIM signatures do (their
+/// body hashes). For a header section in which mail-auth finds no DKIM signature it can
+/// parse, the DKIM results (none, or neutral for each malformed signature) and so the
+/// DMARC result are the same without the body, so a spooled body is not read back into
+/// memory for them.
+pub(crate) fn body_needed(head: &[u8]) -> bool {
+    AuthenticatedMessage::parse(head).is_some_and(|m| !m.dkim_headers.is_empty())
+}
+
 /// The checks after DATA, within what is left of the message's DNS time `budget`. `tags`
 /// are findings of checks in `tag` mode.
 pub(crate) async fn after_data(
@@ -604,6 +613,39 @@ pub(crate) fn ar_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spooled body is read back only when a DKIM signature needs it; without one, what
+    /// DKIM and DMARC look at (signatures, malformed ones, From:) is the same in the header
+    /// section alone as in the whole message.
+    #[test]
+    fn the_body_is_needed_only_for_dkim_signatures() {
+        let body = b"\r\nDKIM-Signature: v=1; in the body, not a header\r\nhello\r\n".repeat(100);
+        let whole = |head: &[u8]| [head, &body[..]].concat();
+        let unsigned: &[u8] = b"From: Alice <alice@example.net>\r\nSubject: hi\r\n";
+        let malformed: &[u8] =
+            b"From: <alice@example.net>\r\nDKIM-Signature: v=1; garbage\r\nSubject: hi\r\n";
+        let signed: &[u8] = b"From: <alice@example.net>\r\n\
+dkim-signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.net; s=s1;\r\n\
+\th=from:subject; bh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=; b=AAAA\r\n\
+Subject: hi\r\n";
+        assert!(!body_needed(unsigned));
+        assert!(!body_needed(malformed));
+        assert!(body_needed(signed));
+        assert!(!body_needed(b""));
+        for head in [unsigned, malformed] {
+            let (h, w) = (AuthenticatedMessage::parse(head).unwrap(), whole(head));
+            let w = AuthenticatedMessage::parse(&w).unwrap();
+            assert!(h.dkim_headers.is_empty() && w.dkim_headers.is_empty());
+            assert_eq!(h.from, w.from);
+            assert_eq!(h.errors.len(), w.errors.len());
+            assert_eq!(h.has_dkim_errors, w.has_dkim_errors);
+        }
+        let w = whole(signed);
+        assert_eq!(
+            AuthenticatedMessage::parse(&w).unwrap().dkim_headers.len(),
+            1
+        );
+    }
 
     #[test]
     fn pct_values() {
