@@ -155,8 +155,7 @@ pub async fn run(
         anyhow::bail!("[smtpd] submissions (port 465) needs a [tls] certificate");
     }
     let checks = checks::Checks::new(&config)?;
-    srs::install(&config).context("setting up SRS")?;
-    let directory = policy::Directory::from_config(&config);
+    let directory = policy::Directory::from_config(&config)?;
     let (mut queue, qmgr_task) = qmgr::start(&config, directory.clone(), shutdown.clone()).await?;
     // Separate budgets: the MX door (25) and the submission doors (587, 465).
     let mx_max = config.smtpd.max_connections.get();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use postern_auth_proto::cache::{Cache, MAX_KEY_LEN, layer_ttl};
 use postern_auth_proto::client::SocketmapClient;
 use postern_auth_proto::socketmap::Reply as MapReply;
@@ -14,6 +15,8 @@ use postern_mail_types::{Domain, same_mailbox, try_split};
 use postern_queue::{Address as QueueAddress, Destination};
 use postern_smtp_session::{Address, Reply, Verdict};
 use tracing::{debug, info, warn};
+
+use crate::srs::Srs;
 
 /// Which door the client came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,9 @@ pub(crate) struct Directory {
     cache: Option<MapCache>,
     /// Without `cache`: domains found local, and when.
     domains: Mutex<HashMap<String, Instant>>,
+    /// SRS (`[smtpd] srs`): reverses bounces to our SRS addresses here, and gives the queue
+    /// manager the senders of mail it passes on.
+    srs: Option<Srs>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -91,15 +97,16 @@ impl std::fmt::Debug for Directory {
 impl Directory {
     /// authd's socketmap at `path`, nothing cached but local domains for [`DOMAIN_TTL`].
     pub(crate) fn new(path: PathBuf) -> Arc<Self> {
-        Self::with_cache(path, None)
+        Self::build(path, None, None)
     }
 
-    fn with_cache(path: PathBuf, cache: Option<MapCache>) -> Arc<Self> {
+    fn build(path: PathBuf, cache: Option<MapCache>, srs: Option<Srs>) -> Arc<Self> {
         Arc::new(Self {
             path,
             pool: Mutex::default(),
             cache,
             domains: Mutex::default(),
+            srs,
         })
     }
 
@@ -107,7 +114,8 @@ impl Directory {
     /// change stamp in the state directory, or where smtpd's user cannot read that, its
     /// public copy in the run directory; without a stamp this process can watch (no inotify,
     /// no run directory) every lookup asks authd.
-    pub(crate) fn from_config(config: &postern_config::Config) -> Arc<Self> {
+    pub(crate) fn from_config(config: &postern_config::Config) -> anyhow::Result<Arc<Self>> {
+        let srs = crate::srs::from_config(config).context("setting up SRS")?;
         let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
         let stamps = [config.directory_stamp(), config.public_directory_stamp()];
         let cache = match Cache::for_client_on_first(ttl, stamps) {
@@ -120,7 +128,16 @@ impl Directory {
                 None
             }
         };
-        Self::with_cache(config.socket_path(&config.authd.socketmap_socket), cache)
+        Ok(Self::build(
+            config.socket_path(&config.authd.socketmap_socket),
+            cache,
+            srs,
+        ))
+    }
+
+    /// This directory's SRS, when it is on.
+    pub(crate) fn srs(&self) -> Option<&Srs> {
+        self.srs.as_ref()
     }
 
     /// Lookups for one session or task; its connection comes back to the pool at the end.
@@ -325,7 +342,8 @@ impl Lookups {
         };
         let address = rcpt.as_str().to_lowercase();
         // A bounce to one of our SRS addresses goes on to the sender it stands for.
-        if let Some(srs) = crate::srs::installed()
+        let dir = self.dir.clone();
+        if let Some(srs) = dir.srs()
             && srs.is_ours(rcpt.as_str())
             && crate::srs::is_srs_local(rcpt.local_part())
         {
@@ -889,5 +907,51 @@ mod tests {
         );
         let b_seen = b_seen.lock().unwrap().clone();
         assert_eq!(b_seen, ["connect", "domains example.org"]);
+    }
+
+    /// SRS belongs to the directory built from a config, not to the process: two configs
+    /// give two SRS domains and secrets (a process-wide one kept the first config's), one
+    /// with `srs = false` gives none, and each reverses only its own addresses.
+    #[test]
+    fn each_directory_has_the_srs_of_its_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |name: &str, extra: &str| {
+            let base = dir.path().join(name);
+            std::fs::create_dir_all(&base).unwrap();
+            postern_config::Config::parse(
+                &format!(
+                    "hostname = \"mail.{name}.test\"\n[paths]\nstate_dir = \"state\"\n\
+                     [smtpd]\n{extra}"
+                ),
+                &base,
+            )
+            .unwrap()
+        };
+        let a = Directory::from_config(&config("a", "")).unwrap();
+        let b = Directory::from_config(&config("b", "srs_domain = \"bounces.b.test\"\n")).unwrap();
+        let off = Directory::from_config(&config("off", "srs = false\n")).unwrap();
+        let (sa, sb) = (
+            a.srs().expect("SRS on by default"),
+            b.srs().expect("SRS on"),
+        );
+        assert_eq!(sa.domain(), "mail.a.test");
+        assert_eq!(sb.domain(), "bounces.b.test");
+        assert!(off.srs().is_none());
+        assert!(Directory::new(dir.path().join("socketmap")).srs().is_none());
+        // Each made its own secret in its own state directory.
+        for name in ["a", "b"] {
+            assert!(
+                dir.path().join(name).join("state/srs.secret").is_file(),
+                "{name}"
+            );
+        }
+        let day = crate::srs::today();
+        let from_a = sa.forward("someone@example.org", day);
+        assert!(from_a.ends_with("@mail.a.test"), "{from_a}");
+        assert_eq!(sa.reverse(&from_a, day).unwrap(), "someone@example.org");
+        assert!(!sb.is_ours(&from_a));
+        // b's secret does not verify a's hash, even under b's domain.
+        let moved = from_a.replace("@mail.a.test", "@bounces.b.test");
+        assert!(sb.reverse(&moved, day).is_err());
     }
 }

@@ -18,7 +18,6 @@
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::Context;
 use base64::Engine as _;
@@ -279,33 +278,25 @@ pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(secrets)
 }
 
-static INSTALLED: OnceLock<Option<Srs>> = OnceLock::new();
-
-/// Sets up SRS for this process from the config (once; later calls change nothing).
-pub(crate) fn install(config: &postern_config::Config) -> anyhow::Result<()> {
-    if INSTALLED.get().is_some() {
-        return Ok(());
+/// SRS as the config sets it up (`None` when `[smtpd] srs` is off): the secret is read from
+/// the state directory, or made there on first use.
+pub(crate) fn from_config(config: &postern_config::Config) -> anyhow::Result<Option<Srs>> {
+    if !config.smtpd.srs {
+        return Ok(None);
     }
-    let srs = if config.smtpd.srs {
-        let dir = config.state_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let secrets = load_or_create_secret(&dir.join(SECRET_FILE))?;
-        let domain = config
-            .smtpd
-            .srs_domain
-            .clone()
-            .unwrap_or_else(|| config.hostname.clone());
-        Some(Srs::new(secrets, &domain, config.smtpd.srs_max_age_days))
-    } else {
-        None
-    };
-    drop(INSTALLED.set(srs));
-    Ok(())
-}
-
-/// This process's SRS, when it is on.
-pub(crate) fn installed() -> Option<&'static Srs> {
-    INSTALLED.get().and_then(Option::as_ref)
+    let dir = config.state_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secrets = load_or_create_secret(&dir.join(SECRET_FILE))?;
+    let domain = config
+        .smtpd
+        .srs_domain
+        .clone()
+        .unwrap_or_else(|| config.hostname.clone());
+    Ok(Some(Srs::new(
+        secrets,
+        &domain,
+        config.smtpd.srs_max_age_days,
+    )))
 }
 
 #[cfg(test)]

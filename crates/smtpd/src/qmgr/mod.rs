@@ -607,7 +607,10 @@ impl Manager {
             return;
         }
         let mut signed: Option<Vec<u8>> = None;
-        let srs_sender = srs_sender(env, message);
+        let srs_sender = self
+            .directory
+            .srs()
+            .and_then(|srs| srs_sender_with(srs, env, message, crate::srs::today()));
         for (domain, idx) in remote {
             let domain = domain.as_str();
             match Route::for_domain(&self.config, domain) {
@@ -734,11 +737,6 @@ pub(crate) fn may_sign(config: &Config, origin: Option<&Origin>, message: &[u8])
 
 /// The SRS envelope sender for mail that we pass on but did not write (Sieve redirect, and
 /// mail from outside for an alias with remote targets); `None`: the sender stays.
-fn srs_sender(env: &Envelope, message: &[u8]) -> Option<String> {
-    let srs = crate::srs::installed()?;
-    srs_sender_with(srs, env, message, crate::srs::today())
-}
-
 fn srs_sender_with(
     srs: &crate::srs::Srs,
     env: &Envelope,
