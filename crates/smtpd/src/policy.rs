@@ -71,9 +71,10 @@ const DOMAINS_MAX: usize = 10_000;
 type MapCache = Cache<(String, String), Found>;
 
 /// authd's socketmap as this smtpd asks it: the socket, the connections kept between
-/// sessions, and the answers kept. One per daemon, shared (in an `Arc`) by the sessions,
-/// the queue manager and the autoconfig listener; nothing of it is process-wide, so several
-/// daemons in one process (tests) do not share connections or answers.
+/// sessions, and the answers kept; and SRS, which turns bounce addresses back into senders.
+/// One per daemon, shared (in an `Arc`) by the sessions, the queue manager and the
+/// autoconfig listener; nothing of it is process-wide, so several daemons in one process
+/// (tests) do not share connections, answers or SRS secrets.
 pub(crate) struct Directory {
     path: PathBuf,
     pool: Mutex<Vec<(SocketmapClient, Instant)>>,
@@ -113,7 +114,8 @@ impl Directory {
     /// The config's socketmap socket, with answers cached: the cache watches the directory's
     /// change stamp in the state directory, or where smtpd's user cannot read that, its
     /// public copy in the run directory; without a stamp this process can watch (no inotify,
-    /// no run directory) every lookup asks authd.
+    /// no run directory) every lookup asks authd. SRS as `[smtpd] srs` sets it up (its secret
+    /// read from the state directory, or made there).
     pub(crate) fn from_config(config: &postern_config::Config) -> anyhow::Result<Arc<Self>> {
         let srs = crate::srs::from_config(config).context("setting up SRS")?;
         let ttl = layer_ttl(config.authd.cache_ttl_secs.duration());
