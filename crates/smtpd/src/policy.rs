@@ -344,8 +344,7 @@ impl Lookups {
         };
         let address = rcpt.as_str().to_lowercase();
         // A bounce to one of our SRS addresses goes on to the sender it stands for.
-        let dir = self.dir.clone();
-        if let Some(srs) = dir.srs()
+        if let Some(srs) = self.dir.srs()
             && srs.is_ours(rcpt.as_str())
             && crate::srs::is_srs_local(rcpt.local_part())
         {

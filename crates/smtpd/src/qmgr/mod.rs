@@ -607,10 +607,10 @@ impl Manager {
             return;
         }
         let mut signed: Option<Vec<u8>> = None;
-        let srs_sender = self
+        let rewritten_sender = self
             .directory
             .srs()
-            .and_then(|srs| srs_sender_with(srs, env, message, crate::srs::today()));
+            .and_then(|srs| srs_sender(srs, env, message, crate::srs::today()));
         for (domain, idx) in remote {
             let domain = domain.as_str();
             match Route::for_domain(&self.config, domain) {
@@ -621,7 +621,7 @@ impl Manager {
                 route => {
                     let signed = signed.get_or_insert_with(|| self.signed(env, message));
                     let mut out = attempt::outgoing(env, idx, signed);
-                    if let Some(s) = &srs_sender {
+                    if let Some(s) = &rewritten_sender {
                         out.from = Some(s.clone());
                     }
                     let outcomes = self.outbound.deliver(&route, domain, &out).await;
@@ -737,12 +737,7 @@ pub(crate) fn may_sign(config: &Config, origin: Option<&Origin>, message: &[u8])
 
 /// The SRS envelope sender for mail that we pass on but did not write (Sieve redirect, and
 /// mail from outside for an alias with remote targets); `None`: the sender stays.
-fn srs_sender_with(
-    srs: &crate::srs::Srs,
-    env: &Envelope,
-    message: &[u8],
-    day: u64,
-) -> Option<String> {
+fn srs_sender(srs: &crate::srs::Srs, env: &Envelope, message: &[u8], day: u64) -> Option<String> {
     if !matches!(env.origin, Some(Origin::Forward { .. } | Origin::Mx)) {
         return None;
     }
@@ -1022,7 +1017,7 @@ mod tests {
         let day = 20_000;
         let mx = env(Origin::Mx, "someone@spoofer.test");
         // An ordinary forwarded message: SRS.
-        let got = srs_sender_with(&srs, &mx, msg("friend@spoofer.test").as_bytes(), day);
+        let got = srs_sender(&srs, &mx, msg("friend@spoofer.test").as_bytes(), day);
         assert!(got.is_some_and(|s| s.starts_with("SRS0=")));
         // From: a domain aligned with the SRS domain: the sender stays.
         for from in [
@@ -1031,20 +1026,20 @@ mod tests {
             "y@shop.example.org",
         ] {
             assert_eq!(
-                srs_sender_with(&srs, &mx, msg(from).as_bytes(), day),
+                srs_sender(&srs, &mx, msg(from).as_bytes(), day),
                 None,
                 "{from}"
             );
         }
         let fwd = env(Origin::Forward { by: None }, "someone@spoofer.test");
         assert_eq!(
-            srs_sender_with(&srs, &fwd, msg("ceo@example.org").as_bytes(), day),
+            srs_sender(&srs, &fwd, msg("ceo@example.org").as_bytes(), day),
             None
         );
         // Not forwarded: never rewritten.
         let sub = env(Origin::Submission { login: "a".into() }, "a@remote.test");
         assert_eq!(
-            srs_sender_with(&srs, &sub, msg("a@remote.test").as_bytes(), day),
+            srs_sender(&srs, &sub, msg("a@remote.test").as_bytes(), day),
             None
         );
     }
