@@ -583,17 +583,20 @@ impl State {
             st.events_for(n, subs).is_some_and(|e| e.mailbox_name)
         };
         // §5.4: a rename done through this process is one LIST with OLDNAME for the new name,
-        // nothing for the old one nor for the children that moved with it.
+        // nothing for the old one nor for the children that moved with it. On disk the folder
+        // moves first and then each child, so this look may see the children move after an
+        // earlier one saw the folder: they are quiet whenever they are seen.
         let mut quiet: BTreeSet<String> = BTreeSet::new();
         let added: BTreeSet<&String> = folders.difference(&self.folders).collect();
         let removed: BTreeSet<&String> = self.folders.difference(&folders).collect();
         if !added.is_empty() && !removed.is_empty() {
             for (old, new) in renames_under(&self.root) {
-                if quiet.contains(&old) || !removed.contains(&old) || !added.contains(&new) {
-                    continue;
-                }
-                if wants_name(self, &old, &self.subs) || wants_name(self, &new, &subs) {
-                    oldname_line(out, &new, &old, w);
+                if !quiet.contains(&old) && removed.contains(&old) && added.contains(&new) {
+                    if wants_name(self, &old, &self.subs) || wants_name(self, &new, &subs) {
+                        oldname_line(out, &new, &old, w);
+                    }
+                    quiet.insert(old.clone());
+                    quiet.insert(new.clone());
                 }
                 let prefix = format!("{old}{SEP}");
                 for r in removed.iter().filter(|r| r.starts_with(&prefix)) {
@@ -603,8 +606,6 @@ impl State {
                         quiet.insert(moved);
                     }
                 }
-                quiet.insert(old);
-                quiet.insert(new);
             }
         }
         for n in added {
