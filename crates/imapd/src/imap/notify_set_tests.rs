@@ -65,6 +65,13 @@ fn wake(s: &mut Session) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `s` has begun the RENAME `line` (tag and CRLF included): what it will touch is known and
+/// the rename logged, as when its command starts; the directories have not moved yet.
+fn rename_begun(s: &Session, line: &[u8]) -> Option<Touched> {
+    let (_, cmd) = CommandCodec::default().decode(line).expect("RENAME parses");
+    s.notify_touched(&cmd.into_static().body)
+}
+
 fn msg(subject: &str) -> Vec<u8> {
     format!("From: a@example.test\r\nSubject: {subject}\r\n\r\nhello\r\n").into_bytes()
 }
@@ -758,11 +765,7 @@ fn children_seen_moving_after_their_renamed_parent_stay_quiet() {
     let r = run(&mut follower, "n NOTIFY SET (personal (MailboxName))");
     assert!(r.contains("n OK"), "{r}");
     let mut other = session(&md);
-    let (_, cmd) = CommandCodec::default()
-        .decode(b"r RENAME A B\r\n")
-        .expect("RENAME parses");
-    let cmd = cmd.into_static();
-    let touched = other.notify_touched(&cmd.body);
+    let touched = rename_begun(&other, b"r RENAME A B\r\n");
     // The folder has moved, its child not yet.
     std::fs::rename(md.root().join(".A"), md.root().join(".B")).unwrap();
     let r = wake(&mut follower);
@@ -796,12 +799,8 @@ fn a_rename_seen_before_the_renaming_command_returns_has_oldname() {
     let r = run(&mut follower, "n NOTIFY SET (personal (MailboxName))");
     assert!(r.contains("n OK"), "{r}");
     let mut other = session(&md);
-    let (_, cmd) = CommandCodec::default()
-        .decode(b"r RENAME A B\r\n")
-        .expect("RENAME parses");
-    let cmd = cmd.into_static();
     // The command has begun: what it will touch is known, then the directory moves.
-    let touched = other.notify_touched(&cmd.body);
+    let touched = rename_begun(&other, b"r RENAME A B\r\n");
     md.rename_folder("A", "B").unwrap();
     let r = wake(&mut follower);
     assert_eq!(r, "* LIST () \"/\" \"B\" (\"OLDNAME\" (\"A\"))\r\n");
@@ -810,11 +809,7 @@ fn a_rename_seen_before_the_renaming_command_returns_has_oldname() {
     assert_eq!(wake(&mut follower), "");
     // A RENAME that does not take place is taken back from the log: a later removal and
     // creation of those names done outside imapd are not announced as a rename.
-    let (_, cmd) = CommandCodec::default()
-        .decode(b"r RENAME B C\r\n")
-        .expect("RENAME parses");
-    let cmd = cmd.into_static();
-    let touched = other.notify_touched(&cmd.body);
+    let touched = rename_begun(&other, b"r RENAME B C\r\n");
     let mut out = Vec::new();
     other.notify_absorb(touched, &mut out);
     md.delete_folder("B").unwrap();
