@@ -251,6 +251,21 @@ pub(crate) struct State {
     selected_dir: Option<PathBuf>,
     /// The Maildir root is watched (else its changes are found by polling).
     root_watched: bool,
+    /// Renames through this process seen under way on disk (§5.4 OLDNAME).
+    moves: Vec<Move>,
+}
+
+/// A logged rename this session has begun to see on disk, with the names it still expects
+/// to go (the old name and its children) and to come (the new ones). On disk the folder and
+/// then each child move one by one, and a look (a directory read, which a concurrent rename
+/// can even catch half-way) may see any part of it: each part is taken in when seen.
+struct Move {
+    old: String,
+    new: String,
+    /// When it was logged: with the names, which log entry this is.
+    at: Instant,
+    gone: BTreeSet<String>,
+    come: BTreeSet<String>,
 }
 
 /// What a command of the session itself changed (see [`Session::notify_absorb`]).
@@ -316,15 +331,15 @@ fn unlog_rename(root: &Path, old: &str, new: &str) {
     }
 }
 
-/// The logged renames under `root`, oldest first.
-fn renames_under(root: &Path) -> Vec<(String, String)> {
+/// The logged renames under `root` (old name, new name, when logged), oldest first.
+fn renames_under(root: &Path) -> Vec<(String, String, Instant)> {
     let now = Instant::now();
     RENAMES
         .lock()
         .map(|log| {
             log.iter()
                 .filter(|r| r.root == root && now.duration_since(r.at) <= RENAME_KEEP)
-                .map(|r| (r.old.clone(), r.new.clone()))
+                .map(|r| (r.old.clone(), r.new.clone(), r.at))
                 .collect()
         })
         .unwrap_or_default()
@@ -584,30 +599,63 @@ impl State {
         };
         // §5.4: a rename done through this process is one LIST with OLDNAME for the new name,
         // nothing for the old one nor for the children that moved with it. On disk the folder
-        // moves first and then each child, so this look may see the children move after an
-        // earlier one saw the folder: they are quiet whenever they are seen.
+        // moves and then each child, so a look may see any part of that: a logged rename
+        // becomes a [`Move`] at the first part seen, and each later part is taken in quietly.
         let mut quiet: BTreeSet<String> = BTreeSet::new();
         let added: BTreeSet<&String> = folders.difference(&self.folders).collect();
         let removed: BTreeSet<&String> = self.folders.difference(&folders).collect();
-        if !added.is_empty() && !removed.is_empty() {
-            for (old, new) in renames_under(&self.root) {
-                if !quiet.contains(&old) && removed.contains(&old) && added.contains(&new) {
-                    if wants_name(self, &old, &self.subs) || wants_name(self, &new, &subs) {
-                        oldname_line(out, &new, &old, w);
-                    }
-                    quiet.insert(old.clone());
-                    quiet.insert(new.clone());
+        let mut moves = std::mem::take(&mut self.moves);
+        let now = Instant::now();
+        moves.retain(|m| now.duration_since(m.at) <= RENAME_KEEP);
+        if !added.is_empty() || !removed.is_empty() {
+            for (old, new, at) in renames_under(&self.root) {
+                let known = moves
+                    .iter()
+                    .any(|m| m.at == at && m.old == old && m.new == new);
+                if known || !(removed.contains(&old) || added.contains(&new)) {
+                    continue;
                 }
+                // The children as this session knew them before the move.
                 let prefix = format!("{old}{SEP}");
-                for r in removed.iter().filter(|r| r.starts_with(&prefix)) {
-                    let moved = format!("{new}{SEP}{}", &r[prefix.len()..]);
-                    if added.contains(&moved) {
-                        quiet.insert((*r).clone());
-                        quiet.insert(moved);
+                let kids: Vec<&str> = self
+                    .folders
+                    .iter()
+                    .filter_map(|f| f.strip_prefix(&prefix))
+                    .collect();
+                let gone = std::iter::once(old.clone())
+                    .chain(kids.iter().map(|k| format!("{prefix}{k}")))
+                    .collect();
+                let come = std::iter::once(new.clone())
+                    .chain(kids.iter().map(|k| format!("{new}{SEP}{k}")))
+                    .collect();
+                moves.push(Move {
+                    old,
+                    new,
+                    at,
+                    gone,
+                    come,
+                });
+            }
+        }
+        for m in &mut moves {
+            for n in &removed {
+                if m.gone.remove(*n) {
+                    quiet.insert((*n).clone());
+                }
+            }
+            for n in &added {
+                if m.come.remove(*n) {
+                    quiet.insert((*n).clone());
+                    if **n == m.new
+                        && (wants_name(self, &m.old, &self.subs) || wants_name(self, &m.new, &subs))
+                    {
+                        oldname_line(out, &m.new, &m.old, w);
                     }
                 }
             }
         }
+        moves.retain(|m| !m.gone.is_empty() || !m.come.is_empty());
+        self.moves = moves;
         for n in added {
             if !quiet.contains(n) && wants_name(self, n, &subs) {
                 list_line(out, "", n, w);
@@ -833,6 +881,7 @@ impl Session {
                 .unwrap_or(0),
             selected_dir: None,
             root_watched,
+            moves: Vec::new(),
         });
         st.watch_selected(self.selected_dir());
         st.folders = match md.list_folders() {

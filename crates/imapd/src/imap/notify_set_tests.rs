@@ -758,7 +758,7 @@ fn a_rename_by_another_session_is_one_list_with_oldname() {
 /// "Old/kid"` and `* LIST () "/" "New/kid"` after the OLDNAME line.
 #[test]
 fn children_seen_moving_after_their_renamed_parent_stay_quiet() {
-    let (_d, md) = setup();
+    let (d, md) = setup();
     md.create_folder("A").unwrap();
     md.create_folder("A/c").unwrap();
     let mut follower = session(&md);
@@ -783,6 +783,26 @@ fn children_seen_moving_after_their_renamed_parent_stay_quiet() {
         r.contains("* LIST (\\NonExistent) \"/\" \"B/c\"\r\n"),
         "{r}"
     );
+    // A directory read during a rename may see neither name: the old one gone is quiet, the
+    // new one is announced with OLDNAME when it shows up, its child when moved is quiet.
+    md.create_folder("E").unwrap();
+    md.create_folder("E/k").unwrap();
+    assert!(wake(&mut follower).contains("\"E/k\""));
+    let touched = rename_begun(&other, b"r RENAME E F\r\n");
+    let parked = d.path().join("parked");
+    std::fs::rename(md.root().join(".E"), &parked).unwrap();
+    assert_eq!(wake(&mut follower), "");
+    std::fs::rename(&parked, md.root().join(".F")).unwrap();
+    let r = wake(&mut follower);
+    assert_eq!(r, "* LIST () \"/\" \"F\" (\"OLDNAME\" (\"E\"))\r\n");
+    std::fs::rename(md.root().join(".E.k"), md.root().join(".F.k")).unwrap();
+    assert_eq!(wake(&mut follower), "");
+    let mut out = Vec::new();
+    other.notify_absorb(touched, &mut out);
+    assert_eq!(wake(&mut follower), "");
+    // A folder made later under the new name is announced as usual.
+    md.create_folder("F/new").unwrap();
+    assert_eq!(wake(&mut follower), "* LIST () \"/\" \"F/new\"\r\n");
 }
 
 /// §5.4 with the race the e2e test met under load: the follower's watch fires when the
